@@ -1,0 +1,115 @@
+// sqlmux configuration: the TOML schema, loaded and validated.
+//
+// The schema (key names and meanings) is a contract with tools outside the
+// repository: extend it, never rename. See config/examples/ and README.md.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sqlmux::config {
+
+using Duration = std::chrono::milliseconds;
+
+enum class Protocol { Postgres, Mysql };
+enum class PoolMode { Session, Transaction, Statement };
+enum class LogLevel { Error, Warn, Info, Debug };
+// How a client proves who it is. Default: SCRAM-SHA-256 when the stored
+// password is plaintext or a SCRAM verifier, md5 when it is an md5 hash.
+enum class AuthMethod { Default, ScramSha256, Md5, Password, Trust };
+
+[[nodiscard]] std::string_view to_string(Protocol p);
+[[nodiscard]] std::string_view to_string(PoolMode m);
+[[nodiscard]] std::string_view to_string(LogLevel l);
+[[nodiscard]] std::string_view to_string(AuthMethod a);
+
+// A parsed listen address: "host:port", "[::1]:port" or "unix:/path".
+struct Address {
+  enum class Kind { Tcp, Unix };
+  Kind kind = Kind::Tcp;
+  std::string host;  // without brackets for IPv6
+  uint16_t port = 0;
+  std::string unix_path;
+  std::string text;  // as written in the file
+};
+
+struct ServerConfig {
+  int workers = 2;  // event-loop threads; 0 = one per core
+  uint32_t max_client_conn = 10000;
+  LogLevel log_level = LogLevel::Info;
+  Duration shutdown_timeout{30000};  // SIGTERM: how long running transactions may finish
+};
+
+struct ListenerConfig {
+  Protocol protocol = Protocol::Postgres;
+  Address listen;
+};
+
+struct UserConfig {
+  std::string name;
+  std::string password;  // plaintext, "SCRAM-SHA-256$...", or "md5<32 hex>"
+  AuthMethod auth = AuthMethod::Default;
+  std::string default_pool;  // MySQL: pool for clients that name no database
+};
+
+struct BackendConfig {
+  Address address;  // Tcp only (unix sockets allowed for postgres: unix:/dir)
+  std::string role = "primary";
+  int weight = 1;
+};
+
+struct PoolConfig {
+  std::string name;  // the database name that clients ask for
+  Protocol protocol = Protocol::Postgres;
+  PoolMode mode = PoolMode::Transaction;
+  uint32_t size = 20;
+  uint32_t min_idle = 0;
+  std::string database;                // on the backend; defaults to name
+  std::optional<std::string> user;     // backend login; absent: the client's own
+  std::optional<std::string> password;
+  std::vector<BackendConfig> backends;
+  Duration query_wait_timeout{120000};
+  Duration server_idle_timeout{600000};
+  Duration server_lifetime{3600000};
+  Duration server_connect_timeout{15000};
+};
+
+struct Config {
+  std::string source;  // file path the config came from
+  ServerConfig server;
+  std::vector<ListenerConfig> listeners;
+  std::vector<UserConfig> users;
+  std::vector<PoolConfig> pools;
+
+  [[nodiscard]] const UserConfig* find_user(std::string_view name) const;
+  [[nodiscard]] const PoolConfig* find_pool(std::string_view name, Protocol proto) const;
+};
+
+struct ConfigError {
+  std::string file;
+  int line = 0;  // 0 when unknown (e.g. a missing key: the table's line)
+  int column = 0;
+  std::string key;  // dotted path, e.g. "pool[1].size"
+  std::string message;
+  // "file:line:column: key: message"
+  [[nodiscard]] std::string to_string() const;
+};
+
+struct LoadResult {
+  std::optional<Config> config;     // set only when errors is empty
+  std::vector<ConfigError> errors;  // every error found, not only the first
+};
+
+[[nodiscard]] LoadResult load_file(const std::string& path);
+[[nodiscard]] LoadResult load_string(std::string_view text, std::string_view source_name);
+
+// "500ms", "30s", "10m", "1h"; nullopt when malformed.
+[[nodiscard]] std::optional<Duration> parse_duration(std::string_view text);
+// "127.0.0.1:6432", "[::1]:6432", "localhost:5432", "unix:/path"; nullopt when malformed.
+[[nodiscard]] std::optional<Address> parse_address(std::string_view text);
+
+}  // namespace sqlmux::config

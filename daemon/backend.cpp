@@ -1,0 +1,612 @@
+#include "daemon/backend.h"
+
+#include <cinttypes>
+#include <cstring>
+
+#include "daemon/client.h"
+#include "daemon/log.h"
+#include "daemon/pool_manager.h"
+#include "daemon/server.h"
+#include "daemon/worker.h"
+
+namespace sqlmux {
+
+namespace {
+constexpr size_t kReadChunk = 64 * 1024;
+constexpr size_t kHighWater = 512 * 1024;
+// Messages sqlmux reads whole (rather than streams) are small; a larger one
+// of these types is relayed without a look.
+constexpr size_t kMaxInspect = 64 * 1024;
+// Replies to sqlmux's own queries are small.
+constexpr uint32_t kMaxInternalMessage = 1u << 20;
+
+// Parameters PostgreSQL reports with ParameterStatus (GUC_REPORT). libpq
+// has no way to list them, so ask for each; absent ones come back null.
+constexpr const char* kReportedParams[] = {
+    "application_name", "client_encoding",   "DateStyle",
+    "default_transaction_read_only",         "in_hot_standby",
+    "integer_datetimes", "IntervalStyle",    "is_superuser",
+    "server_encoding",  "server_version",    "session_authorization",
+    "standard_conforming_strings",           "TimeZone",
+    "scram_iterations", "search_path",
+};
+}  // namespace
+
+std::string_view to_string(BackendState s) {
+  switch (s) {
+    case BackendState::Connecting: return "connecting";
+    case BackendState::Idle: return "idle";
+    case BackendState::Active: return "active";
+    case BackendState::Resetting: return "resetting";
+    case BackendState::Closing: return "closing";
+    case BackendState::Count: break;
+  }
+  return "unknown";
+}
+
+Backend* Backend::connect(Worker& w, Pool& pool, uint64_t for_client, std::string& error) {
+  const auto& be = pool.cfg().backends.front();
+  std::string host = be.address.kind == config::Address::Kind::Unix ? be.address.unix_path
+                                                                     : be.address.host;
+  std::string port = std::to_string(be.address.port == 0 ? 5432 : be.address.port);
+  const char* keys[] = {"host",    "port",       "dbname", "user", "password",
+                        "sslmode", "gssencmode", nullptr};
+  const char* vals[] = {host.c_str(),
+                        port.c_str(),
+                        pool.cfg().database.c_str(),
+                        pool.backend_user().c_str(),
+                        pool.backend_password().empty() ? nullptr
+                                                        : pool.backend_password().c_str(),
+                        "disable",
+                        "disable",
+                        nullptr};
+  PGconn* pg = PQconnectStartParams(keys, vals, 0);
+  if (pg == nullptr) {
+    error = "out of memory";
+    return nullptr;
+  }
+  if (PQstatus(pg) == CONNECTION_BAD || PQsocket(pg) < 0) {
+    error = PQerrorMessage(pg);
+    PQfinish(pg);
+    return nullptr;
+  }
+  if (PQsetnonblocking(pg, 1) != 0) {
+    error = PQerrorMessage(pg);
+    PQfinish(pg);
+    return nullptr;
+  }
+  auto* b = new Backend(w, pool, pg, PQsocket(pg), for_client);
+  w.set_backend_state(b, BackendState::Connecting);
+  if (!b->attach()) {
+    b->connect_failed("cannot poll the backend socket");
+    error.clear();  // handled: connect_failed told the pool and the client
+    return nullptr;
+  }
+  b->want_read(false);
+  b->want_write(true);  // PQconnectPoll starts as if it had said "writing"
+  return b;
+}
+
+Backend::Backend(Worker& w, Pool& pool, PGconn* pg, int fd, uint64_t for_client)
+    : Conn(w, fd, false), pool_(pool), pg_(pg), for_client_(for_client) {
+  created_ms_ = state_since_ = w.now_ms();
+}
+
+Backend::~Backend() {
+  // PQfinish sends Terminate and closes libpq's socket (the one we polled).
+  if (pg_ != nullptr) PQfinish(pg_);
+}
+
+void Backend::set_state(BackendState s) {
+  worker_->set_backend_state(this, s);
+  state_ = s;
+  state_since_ = worker_->now_ms();
+}
+
+bool Backend::reusable() const {
+  return expected_rfq_ == 0 && tx_status_ == 'I' && pass_remaining_ == 0 &&
+         internal_ == Internal::None;
+}
+
+// --- connecting ----------------------------------------------------------------
+
+void Backend::on_poll_writable() {
+  if (state_ == BackendState::Connecting) drive_connect();
+}
+
+void Backend::drive_connect() {
+  PostgresPollingStatusType st = PQconnectPoll(pg_);
+  int sock = PQsocket(pg_);
+  if (st != PGRES_POLLING_FAILED && sock >= 0 && sock != fd_) {
+    if (!rebind(sock)) {
+      connect_failed("cannot poll the backend socket");
+      return;
+    }
+  }
+  switch (st) {
+    case PGRES_POLLING_READING:
+      want_write(false);
+      want_read(true);
+      break;
+    case PGRES_POLLING_WRITING:
+      want_read(false);
+      want_write(true);
+      break;
+    case PGRES_POLLING_OK:
+      connected();
+      break;
+    case PGRES_POLLING_FAILED:
+    default:
+      connect_failed(PQerrorMessage(pg_));
+      break;
+  }
+}
+
+void Backend::connected() {
+  pid_ = PQbackendPID(pg_);
+  if (PGcancel* c = PQgetCancel(pg_)) cancel_ = std::shared_ptr<PGcancel>(c, PQfreeCancel);
+  for (const char* name : kReportedParams) {
+    if (const char* v = PQparameterStatus(pg_, name)) params_.set(name, v, true);
+  }
+  want_write(false);
+  want_read(true);
+  LOG_DEBUG("backend pid %d connected for pool %s", pid_, pool_.label().c_str());
+  uint64_t cid = for_client_;
+  for_client_ = 0;
+  set_state(BackendState::Idle);
+  Client* c = cid != 0 ? worker_->find_client(cid) : nullptr;
+  if (c != nullptr && c->state() == ClientState::Waiting && c->pool() == &pool_ &&
+      c->backend() == nullptr) {
+    c->on_backend_linked(this);
+  } else {
+    pool_.release(*worker_, this);
+  }
+}
+
+void Backend::connect_failed(const std::string& error) {
+  std::string msg = error;
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  LOG_WARN("backend connect for pool %s failed: %s", pool_.label().c_str(), msg.c_str());
+  uint64_t cid = for_client_;
+  for_client_ = 0;
+  terminate(Reason::BackendConnectFailed);
+  if (Client* c = cid != 0 ? worker_->find_client(cid) : nullptr) {
+    if (c->state() == ClientState::Waiting) {
+      pg::ErrorFields e;
+      e.severity = "FATAL";
+      e.sqlstate = std::string(pg::sqlstate::kUnableToConnect);
+      e.message = "sqlmux could not connect to the server for database \"" + pool_.cfg().name +
+                  "\": " + msg;
+      c->fail(Reason::BackendConnectFailed, e);
+    }
+  }
+}
+
+void Backend::check_timeouts(uint64_t now) {
+  if (state_ != BackendState::Connecting) return;
+  auto limit = static_cast<uint64_t>(pool_.cfg().server_connect_timeout.count());
+  if (limit > 0 && now - state_since_ > limit) connect_failed("timeout expired");
+}
+
+// --- linking and relaying ------------------------------------------------------
+
+void Backend::link(Client* c) {
+  assert(client_ == nullptr && internal_ == Internal::None);
+  client_ = c;
+  set_state(BackendState::Active);
+  expected_rfq_ = 0;
+  pass_remaining_ = 0;
+  stmt_violation_ = false;
+  pending_changes_ = pool::diff(c->params(), params_);
+  if (pending_changes_.empty()) {
+    c->on_backend_ready();
+    return;
+  }
+  std::vector<std::string> skipped;
+  std::string sql = pool::apply_sql(pending_changes_, &skipped);
+  for (const auto& name : skipped) {
+    LOG_WARN("session parameter \"%s\" is not a plain name; not applied", name.c_str());
+  }
+  if (sql.empty()) {
+    c->on_backend_ready();
+    return;
+  }
+  run_internal(Internal::Sync, {sql});
+}
+
+bool Backend::forward(const uint8_t* p, size_t n, int rfq) {
+  expected_rfq_ += rfq;
+  return send(p, n);
+}
+
+void Backend::note_command_tag(std::string_view tag) {
+  if (tag == "SET" || tag == "RESET" || tag.rfind("DISCARD", 0) == 0) dirty_ |= kDirtySettings;
+  if (tag == "LISTEN") dirty_ |= kDirtyListen;
+}
+
+void Backend::relay_to_client() {
+  const bool session = pool_.cfg().mode == config::PoolMode::Session;
+  const bool statement = pool_.cfg().mode == config::PoolMode::Statement;
+  size_t fwd = 0;
+  for (;;) {
+    const uint8_t* p = in_.data();
+    const size_t n = in_.size();
+    if (fwd >= n) break;
+    if (pass_remaining_ > 0) {
+      size_t k = std::min(pass_remaining_, n - fwd);
+      fwd += k;
+      pass_remaining_ -= k;
+      continue;
+    }
+    pg::Header h;
+    pg::Decode d = pg::peek_header(p + fwd, n - fwd, pg::kMaxMessageLen, h);
+    if (d == pg::Decode::NeedMore) break;
+    if (d == pg::Decode::Malformed) {
+      fail(Reason::BackendProtocolError, "invalid message length from server");
+      return;
+    }
+    const bool inspect = (h.type == 'Z' || h.type == 'S' || (h.type == 'C' && !session)) &&
+                         h.total() <= kMaxInspect;
+    if (!inspect) {
+      pass_remaining_ = h.total();
+      continue;
+    }
+    if (n - fwd < h.total()) break;  // wait for the whole (small) message
+    std::string_view body(reinterpret_cast<const char*>(p + fwd + 5), h.body_len());
+    if (h.type == 'S') {
+      std::string_view name;
+      std::string_view value;
+      if (pg::parse_parameter_status(body, name, value)) {
+        params_.set(name, value, true);
+        client_->on_parameter_status(name, value);
+      }
+      fwd += h.total();
+      continue;
+    }
+    if (h.type == 'C') {
+      std::string_view tag;
+      if (pg::parse_command_complete(body, tag)) note_command_tag(tag);
+      fwd += h.total();
+      continue;
+    }
+    // ReadyForQuery
+    char st = 'I';
+    if (!pg::parse_ready_for_query(body, st)) {
+      fail(Reason::BackendProtocolError, "malformed ReadyForQuery from server");
+      return;
+    }
+    tx_status_ = st;
+    if (expected_rfq_ > 0) --expected_rfq_;
+    if (statement && st != 'I') {
+      // A transaction block in statement mode: replace this ReadyForQuery
+      // with an error, and roll the block back once the client is done.
+      if (fwd > 0) client_->deliver(p, fwd);
+      in_.consume(fwd + h.total());
+      fwd = 0;
+      pg::ErrorFields e;
+      e.sqlstate = std::string(pg::sqlstate::kInvalidTransactionState);
+      e.message = "transaction blocks are not allowed in statement pooling mode";
+      e.hint = "pool \"" + pool_.cfg().name + "\" runs in statement mode: use autocommit";
+      client_->send_error_and_ready(e);
+      stmt_violation_ = true;
+      if (expected_rfq_ == 0) {
+        Client* c = client_;
+        client_ = nullptr;
+        release_or_reset();
+        c->on_backend_released();
+        return;
+      }
+      continue;
+    }
+    fwd += h.total();
+    if (expected_rfq_ == 0 && st == 'I' && (!session || worker_->shutting_down())) {
+      client_->deliver(p, fwd);
+      in_.consume(fwd);
+      Client* c = client_;
+      client_ = nullptr;
+      release_or_reset();
+      c->on_backend_released();
+      return;
+    }
+  }
+  if (fwd > 0) {
+    client_->deliver(in_.data(), fwd);
+    in_.consume(fwd);
+  }
+  if (in_.empty()) in_.shrink_if_empty();
+  if (client_ != nullptr && client_->queued() > kHighWater) want_read(false);
+}
+
+void Backend::resume_reading_if_drained() {
+  if (closing() || reading()) return;
+  want_read(true);
+  if (!in_.empty() && client_ != nullptr && internal_ == Internal::None) relay_to_client();
+}
+
+void Backend::on_writable() {
+  if (client_ != nullptr) client_->resume_reading_if_drained();
+}
+
+void Backend::client_gone(bool client_mid_message) {
+  client_ = nullptr;
+  if (closing()) return;
+  if (internal_ == Internal::Sync) return;  // finishes, then internal_done() resets
+  if (client_mid_message || pass_remaining_ > 0 || expected_rfq_ > 0) {
+    // Bytes of this client's are in flight: the connection cannot be reused.
+    terminate(Reason::ClientClosed);
+    return;
+  }
+  release_or_reset();
+}
+
+void Backend::release_or_reset() {
+  std::vector<std::string> queries;
+  if (tx_status_ != 'I') queries.emplace_back("ROLLBACK");
+  if (pool_.cfg().mode == config::PoolMode::Session) {
+    queries.emplace_back("DISCARD ALL");
+  } else {
+    if ((dirty_ & kDirtySettings) != 0) queries.emplace_back("RESET ALL");
+    if ((dirty_ & kDirtyListen) != 0) queries.emplace_back("UNLISTEN *");
+  }
+  if (queries.empty()) {
+    set_state(BackendState::Idle);
+    pool_.release(*worker_, this);
+    return;
+  }
+  set_state(BackendState::Resetting);
+  run_internal(Internal::Reset, queries);
+}
+
+// --- sqlmux's own queries --------------------------------------------------------
+
+void Backend::run_internal(Internal kind, const std::vector<std::string>& queries) {
+  internal_ = kind;
+  internal_rfq_ = static_cast<int>(queries.size());
+  internal_failed_ = false;
+  internal_error_ = pg::ErrorFields{};
+  std::string out;
+  for (const auto& q : queries) pg::put_query(out, q);
+  send(out.data(), out.size());
+}
+
+void Backend::process_internal() {
+  while (internal_ != Internal::None && !closing()) {
+    pg::Message m;
+    size_t used = 0;
+    switch (pg::decode_message(in_.data(), in_.size(), kMaxInternalMessage, m, used)) {
+      case pg::Decode::NeedMore:
+        return;
+      case pg::Decode::Malformed:
+        fail(Reason::BackendProtocolError, "invalid message from server");
+        return;
+      case pg::Decode::Complete:
+        break;
+    }
+    switch (m.type) {
+      case 'Z': {
+        char st = 'I';
+        if (!pg::parse_ready_for_query(m.body, st)) {
+          fail(Reason::BackendProtocolError, "malformed ReadyForQuery from server");
+          return;
+        }
+        tx_status_ = st;
+        in_.consume(used);
+        if (--internal_rfq_ == 0) internal_done();
+        continue;
+      }
+      case 'E':
+        if (!internal_failed_) {
+          internal_failed_ = true;
+          if (!pg::parse_error_fields(m.body, internal_error_)) {
+            internal_error_.message = "server error";
+          }
+        }
+        break;
+      case 'S': {
+        std::string_view name;
+        std::string_view value;
+        if (pg::parse_parameter_status(m.body, name, value)) {
+          params_.set(name, value, true);
+          if (client_ != nullptr && internal_ == Internal::Sync) {
+            const auto* had = client_->params().find(name);
+            if (had == nullptr || had->value != value) {
+              std::string out;
+              pg::put_parameter_status(out, name, value);
+              client_->deliver(reinterpret_cast<const uint8_t*>(out.data()), out.size());
+            }
+            client_->on_parameter_status(name, value);
+          }
+        }
+        break;
+      }
+      default:
+        break;  // rows, CommandComplete, notices of our own queries
+    }
+    in_.consume(used);
+  }
+}
+
+void Backend::internal_done() {
+  Internal kind = internal_;
+  internal_ = Internal::None;
+  if (kind == Internal::Sync) {
+    if (internal_failed_) {
+      LOG_WARN("backend pid %d: applying session parameters failed: %s (%s)", pid_,
+               internal_error_.message.c_str(), internal_error_.sqlstate.c_str());
+      if (client_ != nullptr) {
+        Client* c = client_;
+        client_ = nullptr;
+        pg::ErrorFields e = internal_error_;
+        e.severity = "FATAL";
+        c->on_backend_failed(Reason::BackendParamFailed, e);
+      }
+      terminate(Reason::BackendParamFailed);
+      return;
+    }
+    for (const auto& ch : pending_changes_) {
+      const auto* cur = params_.find(ch.name);
+      if (ch.reset) {
+        if (cur != nullptr && !cur->reported) params_.erase(ch.name);
+      } else if (cur == nullptr || !cur->reported) {
+        params_.set(ch.name, ch.value, false);
+      } else if (client_ != nullptr) {
+        // Reported without a change: the server's spelling is the same value.
+        client_->on_parameter_status(cur->name, cur->value);
+      }
+    }
+    pending_changes_.clear();
+    if (client_ == nullptr) {
+      release_or_reset();  // the client left while its parameters were applied
+      return;
+    }
+    client_->on_backend_ready();
+    return;
+  }
+  // Reset before reuse.
+  if (internal_failed_ || tx_status_ != 'I') {
+    LOG_WARN("backend pid %d: reset failed: %s", pid_, internal_error_.message.c_str());
+    terminate(Reason::ServerResetFailed);
+    return;
+  }
+  params_.clear_unreported();
+  dirty_ = 0;
+  set_state(BackendState::Idle);
+  pool_.release(*worker_, this);
+}
+
+// --- idle in the pool --------------------------------------------------------------
+
+void Backend::became_idle() {
+  if (state_ != BackendState::Idle) set_state(BackendState::Idle);
+  want_read(true);
+  if (!in_.empty()) process_idle();
+}
+
+void Backend::process_idle() {
+  while (!closing()) {
+    pg::Message m;
+    size_t used = 0;
+    switch (pg::decode_message(in_.data(), in_.size(), kMaxInternalMessage, m, used)) {
+      case pg::Decode::NeedMore:
+        in_.shrink_if_empty();
+        return;
+      case pg::Decode::Malformed:
+        fail(Reason::BackendProtocolError, "invalid message from idle server");
+        return;
+      case pg::Decode::Complete:
+        break;
+    }
+    if (m.type == 'S') {
+      std::string_view name;
+      std::string_view value;
+      if (pg::parse_parameter_status(m.body, name, value)) params_.set(name, value, true);
+    } else if (m.type == 'E') {
+      pg::ErrorFields e;
+      if (pg::parse_error_fields(m.body, e)) {
+        LOG_WARN("idle backend pid %d: %s: %s", pid_, e.severity.c_str(), e.message.c_str());
+      }
+    } else if (m.type != 'N' && m.type != 'A') {
+      fail(Reason::BackendProtocolError, "unexpected message from idle server");
+      return;
+    }
+    in_.consume(used);
+  }
+}
+
+void Backend::on_readable() {
+  if (state_ == BackendState::Connecting) {
+    drive_connect();
+    return;
+  }
+  switch (read_into(in_, kReadChunk)) {
+    case ReadResult::Data:
+      break;
+    case ReadResult::Again:
+      return;
+    case ReadResult::Eof:
+      fail(Reason::BackendDied, "server closed the connection unexpectedly");
+      return;
+    case ReadResult::Error:
+      fail(Reason::BackendDied, strerror(last_errno_));
+      return;
+  }
+  if (internal_ != Internal::None) {
+    process_internal();
+    if (internal_ != Internal::None || closing()) return;
+  }
+  if (client_ != nullptr && state_ == BackendState::Active) {
+    relay_to_client();
+  } else if (state_ == BackendState::Idle) {
+    process_idle();
+  }
+}
+
+// --- moving between workers ------------------------------------------------------
+
+void Backend::move_to(Worker& target, uint64_t for_client) {
+  assert(client_ == nullptr && out_.empty());
+  worker_->set_backend_state(this, BackendState::Closing);  // leaves this worker's lists
+  worker_->backend_left(this);
+  for_client_ = for_client;
+  move_target_ = &target;
+  detach([](Conn* c) {
+    auto* b = static_cast<Backend*>(c);
+    b->move_target_->post({InboxMsg::Kind::Adopt, &b->pool_, b, b->for_client_});
+  });
+}
+
+void Backend::adopt(Worker& w) {
+  set_worker(w);
+  move_target_ = nullptr;
+  state_ = BackendState::Closing;  // not in any list of w yet
+  set_state(BackendState::Idle);
+  if (!attach()) {
+    terminate(Reason::Internal);
+    return;
+  }
+  uint64_t cid = for_client_;
+  for_client_ = 0;
+  Client* c = cid != 0 ? w.find_client(cid) : nullptr;
+  if (c != nullptr && c->state() == ClientState::Waiting && c->pool() == &pool_ &&
+      c->backend() == nullptr) {
+    c->on_backend_linked(this);
+  } else {
+    pool_.release(w, this);
+  }
+}
+
+// --- ending ----------------------------------------------------------------------
+
+void Backend::fail(Reason why, const char* detail) {
+  if (closing()) return;
+  LOG_WARN("backend pid %d (pool %s) failed: %s: %s", pid_, pool_.label().c_str(),
+           std::string(to_string(why)).c_str(), detail);
+  if (client_ != nullptr) {
+    Client* c = client_;
+    client_ = nullptr;
+    pg::ErrorFields e;
+    e.severity = "FATAL";
+    e.sqlstate = std::string(pg::sqlstate::kConnectionFailure);
+    e.message = "server connection lost: " + std::string(detail);
+    c->on_backend_failed(why, e);
+  }
+  terminate(why);
+}
+
+void Backend::terminate(Reason why) {
+  if (closing()) return;
+  LOG_DEBUG("backend pid %d closing: %s", pid_, std::string(to_string(why)).c_str());
+  client_ = nullptr;
+  set_state(BackendState::Closing);
+  close();
+  pool_.backend_gone(*worker_, this);
+}
+
+void Backend::on_io_error(int err) { fail(Reason::BackendDied, strerror(err)); }
+
+void Backend::on_closed() {
+  worker_->backend_left(this);
+  delete this;
+}
+
+}  // namespace sqlmux

@@ -1,0 +1,116 @@
+// A backend (server) connection. libpq opens it (non-blocking, so SCRAM/md5
+// to the server come from libpq); once it is ready sqlmux relays its socket
+// itself and runs its own short queries on it (session parameters, resets).
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "daemon/conn.h"
+#include "daemon/reason.h"
+#include "pool/intrusive_list.h"
+#include "pool/session_params.h"
+#include "protocol/pg_codec.h"
+
+namespace sqlmux {
+
+class Client;
+class Pool;
+
+enum class BackendState { Connecting, Idle, Active, Resetting, Closing, Count };
+[[nodiscard]] std::string_view to_string(BackendState s);
+
+class Backend final : public Conn {
+ public:
+  // Starts a libpq connection for `pool`; for_client = the waiting client it
+  // was opened for (0: none). Returns nullptr when libpq cannot even start.
+  static Backend* connect(Worker& w, Pool& pool, uint64_t for_client, std::string& error);
+
+  [[nodiscard]] Pool& pool() const { return pool_; }
+  [[nodiscard]] BackendState state() const { return state_; }
+  [[nodiscard]] Client* client() const { return client_; }
+  [[nodiscard]] const pool::SessionParams& params() const { return params_; }
+  [[nodiscard]] uint64_t created_ms() const { return created_ms_; }
+  [[nodiscard]] uint64_t state_since_ms() const { return state_since_; }
+  [[nodiscard]] int pid() const { return pid_; }
+  [[nodiscard]] bool reusable() const;
+
+  // Links to a client and applies its session parameters; calls
+  // client->on_backend_ready() when the backend is ready to relay.
+  void link(Client* c);
+  // Relays the client's bytes (already checked to be whole messages or a
+  // streamed part of one); `rfq` = ReadyForQuery replies they will cause.
+  bool forward(const uint8_t* p, size_t n, int rfq);
+  // The client went away (or the session ended) while linked.
+  void client_gone(bool client_mid_message);
+  // Puts an idle backend on this worker's loop (after a move or connect).
+  void became_idle();
+  // Moves to another worker's loop; the backend is unlinked and idle.
+  void move_to(Worker& target, uint64_t for_client);
+  void adopt(Worker& w);  // on the target worker's thread
+  // Shuts the connection (Terminate through libpq) and tells the pool.
+  void terminate(Reason why);
+  // The cancel key as libpq knows it (PQcancel runs off the loop).
+  [[nodiscard]] std::shared_ptr<PGcancel> cancel_handle() const { return cancel_; }
+  void check_timeouts(uint64_t now);
+  void resume_reading_if_drained();
+  [[nodiscard]] uint64_t for_client() const { return for_client_; }
+
+  pool::ListNode state_node;
+
+ protected:
+  void on_readable() override;
+  void on_writable() override;
+  void on_poll_writable() override;
+  void on_io_error(int err) override;
+  void on_closed() override;
+
+ private:
+  enum class Internal { None, Sync, Reset };
+  Backend(Worker& w, Pool& pool, PGconn* pg, int fd, uint64_t for_client);
+  ~Backend() override;
+  void drive_connect();
+  void connected();
+  void connect_failed(const std::string& error);
+  void relay_to_client();
+  void process_internal();
+  void process_idle();
+  void run_internal(Internal kind, const std::vector<std::string>& queries);
+  void internal_done();
+  void release_or_reset();
+  void set_state(BackendState s);
+  void fail(Reason why, const char* detail);
+  void note_command_tag(std::string_view tag);
+  Worker* move_target_ = nullptr;
+
+  Pool& pool_;
+  PGconn* pg_;
+  std::shared_ptr<PGcancel> cancel_;
+  BackendState state_ = BackendState::Connecting;
+  uint64_t state_since_ = 0;
+  uint64_t created_ms_ = 0;
+  uint64_t for_client_ = 0;
+  int pid_ = 0;
+  Client* client_ = nullptr;
+  pool::SessionParams params_;
+  std::vector<pool::ParamChange> pending_changes_;
+
+  int expected_rfq_ = 0;   // ReadyForQuery replies still due to the client
+  char tx_status_ = 'I';
+  size_t pass_remaining_ = 0;
+  // What a client left behind that must be undone before another uses it.
+  enum Dirty : unsigned { kDirtySettings = 1, kDirtyListen = 2 };
+  unsigned dirty_ = 0;
+  bool stmt_violation_ = false;
+
+  Internal internal_ = Internal::None;
+  int internal_rfq_ = 0;
+  bool internal_failed_ = false;
+  pg::ErrorFields internal_error_;
+};
+
+}  // namespace sqlmux

@@ -1,0 +1,114 @@
+// A PostgreSQL client connection: startup, authentication, then relaying
+// its messages to whichever backend serves it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "daemon/conn.h"
+#include "daemon/reason.h"
+#include "pool/intrusive_list.h"
+#include "pool/session_params.h"
+#include "protocol/pg_auth.h"
+#include "protocol/pg_codec.h"
+
+namespace sqlmux {
+
+class Backend;
+class Pool;
+struct UserAuth;
+
+enum class ClientState { Login, Idle, Waiting, Active, Closing, Count };
+[[nodiscard]] std::string_view to_string(ClientState s);
+
+class Client final : public Conn {
+ public:
+  Client(Worker& w, int fd, uint64_t id, bool over_limit);
+
+  [[nodiscard]] uint64_t id() const { return id_; }
+  [[nodiscard]] ClientState state() const { return state_; }
+  [[nodiscard]] Pool* pool() const { return pool_; }
+  [[nodiscard]] Backend* backend() const { return backend_; }
+  [[nodiscard]] const std::string& user_name() const { return user_name_; }
+  [[nodiscard]] pool::SessionParams& params() { return params_; }
+  [[nodiscard]] uint64_t state_since_ms() const { return state_since_; }
+
+  // The pool linked a backend to this client (it was Waiting).
+  void on_backend_linked(Backend* b);
+  // The backend finished preparing (session parameters applied).
+  void on_backend_ready();
+  // The backend is done with this client's transaction (ReadyForQuery 'I').
+  void on_backend_released();
+  // The backend failed under this client.
+  void on_backend_failed(Reason why, const pg::ErrorFields& err);
+  // A ParameterStatus the backend reported while serving this client.
+  void on_parameter_status(std::string_view name, std::string_view value);
+  // Relayed bytes from the backend (already framed by the backend side).
+  bool deliver(const uint8_t* p, size_t n) { return send(p, n); }
+  // Sends ErrorResponse + ReadyForQuery('I'): a non-fatal error of sqlmux's own.
+  void send_error_and_ready(const pg::ErrorFields& e);
+  // Backpressure from the backend side.
+  void resume_reading_if_drained();
+
+  // Fails the client: FATAL ErrorResponse (when err.message is set) and close.
+  void fail(Reason why, const pg::ErrorFields& err);
+  // Housekeeping: login and wait timeouts; shutdown.
+  void check_timeouts(uint64_t now);
+  void on_shutdown();
+  // A cancel request for this client arrived.
+  void cancel_running_query();
+
+  pool::ListNode state_node;
+
+ protected:
+  void on_readable() override;
+  void on_writable() override;
+  void on_io_error(int err) override;
+  void on_closed() override;
+
+ private:
+  friend class Worker;
+  enum class Login { Startup, Password, Md5, SaslInitial, SaslFinal };
+
+  void process_input();
+  bool handle_startup();
+  bool handle_auth_message();
+  void start_auth();
+  void auth_succeeded();
+  void auth_failed(std::string_view detail);
+  void init_params(const pool::SessionParams& defaults);
+  void send_welcome();
+  void send_fatal(std::string_view sqlstate, std::string message, Reason why);
+  void need_backend();
+  void relay_to_backend();
+  void finish(Reason why);
+  void set_state(ClientState s);
+
+  uint64_t id_;
+  ClientState state_ = ClientState::Login;
+  uint64_t state_since_ = 0;
+  Login login_ = Login::Startup;
+  bool over_limit_;
+  bool sent_ssl_answer_ = false;
+  bool welcome_sent_ = false;
+  bool counted_ = false;
+  std::string user_name_;
+  std::string database_;
+  const UserAuth* user_ = nullptr;
+  pool::SessionParams params_;  // desired session parameters
+  std::vector<std::pair<std::string, std::string>> startup_params_;
+  std::unique_ptr<pg::auth::ScramServer> scram_;
+  uint8_t md5_salt_[4] = {0, 0, 0, 0};
+  int32_t cancel_pid_ = 0;
+  int32_t cancel_key_ = 0;
+
+  Pool* pool_ = nullptr;
+  Backend* backend_ = nullptr;
+  bool backend_ready_ = false;
+  size_t pass_remaining_ = 0;  // bytes of a message still being relayed
+  Reason close_reason_ = Reason::ClientClosed;
+};
+
+}  // namespace sqlmux

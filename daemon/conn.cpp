@@ -1,0 +1,189 @@
+#include "daemon/conn.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "daemon/worker.h"
+
+namespace sqlmux {
+
+Conn::Conn(Worker& w, int fd, bool owns_fd) : worker_(&w), fd_(fd), owns_fd_(owns_fd) {}
+
+Conn::~Conn() {
+  assert(poll_ == nullptr);
+  if (owns_fd_ && fd_ >= 0) ::close(fd_);
+}
+
+bool Conn::attach() {
+  assert(poll_ == nullptr);
+  poll_ = new uv_poll_t;
+  if (uv_poll_init_socket(worker_->loop(), poll_, fd_) != 0) {
+    delete poll_;
+    poll_ = nullptr;
+    return false;
+  }
+  poll_->data = this;
+  events_ = 0;
+  update_poll();
+  return true;
+}
+
+void Conn::detach(void (*then)(Conn*)) {
+  assert(poll_ != nullptr && !closing_);
+  uv_poll_stop(poll_);
+  struct Ctx {
+    Conn* conn;
+    void (*then)(Conn*);
+  };
+  poll_->data = new Ctx{this, then};
+  uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) {
+    auto* ctx = static_cast<Ctx*>(h->data);
+    Conn* c = ctx->conn;
+    auto* then_fn = ctx->then;
+    delete ctx;
+    delete reinterpret_cast<uv_poll_t*>(h);
+    then_fn(c);
+  });
+  poll_ = nullptr;
+}
+
+bool Conn::rebind(int fd) {
+  if (poll_ != nullptr) {
+    uv_poll_stop(poll_);
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    poll_ = nullptr;
+  }
+  fd_ = fd;
+  return attach();
+}
+
+void Conn::close() {
+  if (closing_) return;
+  closing_ = true;
+  if (poll_ == nullptr) {
+    // Not attached (e.g. between workers): finish on the next loop turn.
+    worker_->defer_close(this);
+    return;
+  }
+  uv_poll_stop(poll_);
+  uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) {
+    auto* c = static_cast<Conn*>(h->data);
+    delete reinterpret_cast<uv_poll_t*>(h);
+    c->poll_ = nullptr;
+    c->on_closed();
+  });
+}
+
+void Conn::want_read(bool on) {
+  if (want_read_ == on) return;
+  want_read_ = on;
+  update_poll();
+}
+
+void Conn::want_write(bool on) {
+  if (want_write_ == on) return;
+  want_write_ = on;
+  update_poll();
+}
+
+void Conn::update_poll() {
+  if (poll_ == nullptr || closing_) return;
+  int ev = 0;
+  if (want_read_) ev |= UV_READABLE;
+  if (want_write_ || !out_.empty()) ev |= UV_WRITABLE;
+  if (ev == events_) return;
+  events_ = ev;
+  if (ev == 0) {
+    uv_poll_stop(poll_);
+  } else {
+    uv_poll_start(poll_, ev, &Conn::poll_cb);
+  }
+}
+
+bool Conn::send(const void* p, size_t n) {
+  if (failed_ || closing_) return false;
+  if (n == 0) return true;
+  const auto* bytes = static_cast<const uint8_t*>(p);
+  if (out_.empty()) {
+    ssize_t w;
+    do {
+      w = ::send(fd_, bytes, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (w < 0 && errno == EINTR);
+    if (w < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        last_errno_ = errno;
+        failed_ = true;
+        worker_->defer_error(this);
+        return false;
+      }
+      w = 0;
+    }
+    bytes += w;
+    n -= static_cast<size_t>(w);
+    if (n == 0) return true;
+  }
+  out_.append(bytes, n);
+  update_poll();
+  return true;
+}
+
+void Conn::flush() {
+  while (!out_.empty()) {
+    ssize_t w = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      last_errno_ = errno;
+      failed_ = true;
+      worker_->defer_error(this);
+      return;
+    }
+    out_.consume(static_cast<size_t>(w));
+  }
+  out_.shrink_if_empty();
+  update_poll();
+  on_writable();
+}
+
+Conn::ReadResult Conn::read_into(Buffer& b, size_t max) {
+  uint8_t* dst = b.reserve(max);
+  ssize_t r;
+  do {
+    r = ::recv(fd_, dst, max, MSG_DONTWAIT);
+  } while (r < 0 && errno == EINTR);
+  if (r > 0) {
+    b.commit(static_cast<size_t>(r));
+    return ReadResult::Data;
+  }
+  if (r == 0) return ReadResult::Eof;
+  if (errno == EAGAIN || errno == EWOULDBLOCK) return ReadResult::Again;
+  last_errno_ = errno;
+  return ReadResult::Error;
+}
+
+void Conn::report_io_error() {
+  if (!closing_) on_io_error(last_errno_);
+}
+
+void Conn::poll_cb(uv_poll_t* h, int status, int events) {
+  auto* c = static_cast<Conn*>(h->data);
+  if (c->closing_) return;
+  if (status < 0) {
+    c->last_errno_ = -status;
+    c->failed_ = true;
+    c->on_io_error(-status);
+    return;
+  }
+  if ((events & UV_WRITABLE) != 0) {
+    if (!c->out_.empty()) c->flush();
+    if (c->closing_) return;
+    if (c->want_write_) c->on_poll_writable();
+    if (c->closing_) return;
+  }
+  if ((events & UV_READABLE) != 0 && c->want_read_) c->on_readable();
+}
+
+}  // namespace sqlmux

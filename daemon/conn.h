@@ -1,0 +1,89 @@
+// A non-blocking socket driven by a libuv poll handle on one worker's loop.
+//
+// Bytes are sent straight from the caller's memory when nothing is queued;
+// only what the kernel does not take is copied into out_. The poll handle's
+// memory is freed in its close callback, and the Conn itself is deleted
+// only from on_closed(), which runs from that callback.
+#pragma once
+
+#include <uv.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "daemon/buffer.h"
+
+namespace sqlmux {
+
+class Worker;
+
+class Conn {
+ public:
+  Conn(Worker& w, int fd, bool owns_fd);
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+  virtual ~Conn();
+
+  [[nodiscard]] int fd() const { return fd_; }
+  [[nodiscard]] Worker& worker() const { return *worker_; }
+  [[nodiscard]] bool closing() const { return closing_; }
+  [[nodiscard]] bool attached() const { return poll_ != nullptr; }
+
+  // Starts polling on the worker's loop (reading on).
+  [[nodiscard]] bool attach();
+  // Stops polling and frees the handle; the fd stays open. `then` runs from
+  // the close callback (the Conn may then move to another worker).
+  void detach(void (*then)(Conn*));
+  void set_worker(Worker& w) { worker_ = &w; }
+  // Replaces the fd being polled (libpq may switch sockets while connecting).
+  [[nodiscard]] bool rebind(int fd);
+
+  // Idempotent. Closes the handle, then the fd when owned; on_closed() runs
+  // from the close callback.
+  void close();
+
+  void want_read(bool on);
+  // Poll for writability even with nothing queued (libpq connect phase).
+  void want_write(bool on);
+  [[nodiscard]] bool reading() const { return want_read_; }
+
+  // False once the socket failed; the failure is reported through
+  // on_io_error() from the worker's deferred queue, never re-entrantly.
+  bool send(const void* p, size_t n);
+  [[nodiscard]] size_t queued() const { return out_.size(); }
+
+  enum class ReadResult { Data, Again, Eof, Error };
+  [[nodiscard]] ReadResult read_into(Buffer& b, size_t max);
+
+  // Called by the worker's deferred queue.
+  void report_io_error();
+  void report_closed_detached() { on_closed(); }
+
+ protected:
+  virtual void on_readable() = 0;
+  virtual void on_writable() {}   // everything queued was sent
+  virtual void on_poll_writable() {}  // want_write() was on and the socket is writable
+  virtual void on_io_error(int err) = 0;
+  virtual void on_closed() = 0;
+
+  Worker* worker_;
+  int fd_;
+  Buffer in_;
+  Buffer out_;
+  int last_errno_ = 0;
+
+ private:
+  static void poll_cb(uv_poll_t* h, int status, int events);
+  void flush();
+  void update_poll();
+
+  uv_poll_t* poll_ = nullptr;
+  bool owns_fd_;
+  bool closing_ = false;
+  bool failed_ = false;
+  bool want_read_ = true;
+  bool want_write_ = false;
+  int events_ = 0;
+};
+
+}  // namespace sqlmux

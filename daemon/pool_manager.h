@@ -1,0 +1,89 @@
+// A pool: one limit on backend connections shared by all workers, a FIFO
+// of waiting clients, and per-worker lists of idle backends.
+//
+// Locking: one mutex per pool, held only for list operations, never across
+// I/O. Each idle backend belongs to one worker's loop; a backend released
+// on worker A for a client waiting on worker B moves to B's loop.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "pool/session_params.h"
+
+namespace sqlmux {
+
+class Backend;
+class Client;
+class Server;
+class Worker;
+
+class Pool {
+ public:
+  Pool(Server& server, config::PoolConfig cfg, std::string backend_user,
+       std::string backend_password, int workers);
+
+  [[nodiscard]] const config::PoolConfig& cfg() const { return cfg_; }
+  [[nodiscard]] const std::string& label() const { return label_; }
+  [[nodiscard]] const std::string& backend_user() const { return backend_user_; }
+  [[nodiscard]] const std::string& backend_password() const { return backend_password_; }
+  [[nodiscard]] Server& server() const { return server_; }
+
+  // All calls below run on worker `w`'s thread.
+
+  // The client needs a backend: hands it an idle one, opens a new one, or
+  // queues it (FIFO).
+  void acquire(Worker& w, Client& c);
+  // The client stopped waiting (left, timed out).
+  void cancel_wait(Worker& w, uint64_t client_id);
+  // A clean, idle backend: to the first waiter, or to this worker's idle list.
+  void release(Worker& w, Backend* b);
+  // A backend of this pool is gone (closed or failed to connect).
+  void backend_gone(Worker& w, Backend* b);
+  // Another worker asked for one of this worker's idle backends.
+  void donate(Worker& w);
+  // Open a backend for client_id on this worker (a slot is reserved).
+  void connect_for(Worker& w, uint64_t client_id);
+  // Timeouts of idle backends on this worker; min_idle upkeep.
+  void housekeep(Worker& w, uint64_t now);
+  // Shutdown: close this worker's idle backends.
+  void close_idle(Worker& w);
+
+  // The parameters a fresh backend reports (sent to clients at login).
+  [[nodiscard]] bool welcome(pool::SessionParams& out);
+  void set_welcome(const pool::SessionParams& params);
+
+  struct Counts {
+    uint32_t total = 0;
+    uint32_t idle = 0;
+    uint32_t waiting = 0;
+  };
+  [[nodiscard]] Counts counts();
+
+ private:
+  struct Waiter {
+    int worker;
+    uint64_t client_id;
+  };
+  void start_connect(Worker& w, uint64_t client_id);
+  void capacity_freed(Worker& w);  // with mu_ NOT held
+
+  Server& server_;
+  config::PoolConfig cfg_;
+  std::string backend_user_;
+  std::string backend_password_;
+  std::string label_;
+
+  std::mutex mu_;
+  uint32_t total_ = 0;  // open or connecting backends
+  std::deque<Waiter> waiters_;
+  std::vector<std::vector<Backend*>> idle_;  // per worker
+  bool has_welcome_ = false;
+  pool::SessionParams welcome_;
+};
+
+}  // namespace sqlmux

@@ -1,0 +1,274 @@
+#include "daemon/server.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <thread>
+
+#include "daemon/log.h"
+#include "daemon/pool_manager.h"
+#include "daemon/worker.h"
+
+namespace sqlmux {
+
+namespace {
+constexpr uint64_t kShutdownTickMs = 100;
+
+UserAuth derive_user(const config::UserConfig& u) {
+  UserAuth a;
+  a.cfg = u;
+  const std::string& pw = u.password;
+  if (pw.rfind("SCRAM-SHA-256$", 0) == 0) {
+    a.scram = pg::auth::parse_scram_verifier(pw);
+  } else if (pg::auth::is_md5_hash(pw)) {
+    a.md5 = pw;
+  } else {
+    a.plaintext = pw;
+    uint8_t salt[16];
+    if (pg::auth::random_bytes(salt, sizeof salt)) {
+      a.scram = pg::auth::make_scram_verifier(
+          pw, std::string_view(reinterpret_cast<const char*>(salt), sizeof salt));
+    }
+    a.md5 = pg::auth::md5_password_hash(pw, u.name);
+  }
+  switch (u.auth) {
+    case config::AuthMethod::Default:
+      a.method = a.scram ? config::AuthMethod::ScramSha256 : config::AuthMethod::Md5;
+      break;
+    default:
+      a.method = u.auth;
+      break;
+  }
+  return a;
+}
+}  // namespace
+
+Server::Server(config::Config cfg) : cfg_(std::move(cfg)) {
+  for (const auto& u : cfg_.users) users_.emplace(u.name, derive_user(u));
+  uint8_t rnd[24];
+  if (!pg::auth::random_bytes(rnd, sizeof rnd)) std::abort();  // no entropy: cannot run safely
+  mock_ = pg::auth::make_scram_verifier(
+      pg::auth::base64_encode(std::string_view(reinterpret_cast<const char*>(rnd), 16)),
+      std::string_view(reinterpret_cast<const char*>(rnd + 16), 8));
+}
+
+Server::~Server() = default;
+
+const UserAuth* Server::find_user(std::string_view name) const {
+  auto it = users_.find(name);
+  return it == users_.end() ? nullptr : &it->second;
+}
+
+Pool* Server::find_pool(std::string_view database, const UserAuth& user) {
+  const config::PoolConfig* pc = cfg_.find_pool(database, config::Protocol::Postgres);
+  if (pc == nullptr) return nullptr;
+  std::string owner = pc->user ? std::string() : user.cfg.name;
+  std::lock_guard<std::mutex> lk(pools_mu_);
+  auto key = std::make_pair(pc->name, owner);
+  auto it = pools_.find(key);
+  if (it != pools_.end()) return it->second.get();
+  std::string be_user = pc->user ? *pc->user : user.cfg.name;
+  std::string be_pass = pc->password ? *pc->password : user.plaintext;
+  auto pool = std::make_unique<Pool>(*this, *pc, be_user, be_pass, worker_count());
+  Pool* raw = pool.get();
+  pools_.emplace(key, std::move(pool));
+  return raw;
+}
+
+void Server::for_each_pool(const std::function<void(Pool&)>& f) {
+  std::vector<Pool*> list;
+  {
+    std::lock_guard<std::mutex> lk(pools_mu_);
+    for (auto& [k, p] : pools_) list.push_back(p.get());
+  }
+  for (Pool* p : list) f(*p);
+}
+
+bool Server::try_add_client() {
+  uint32_t n = clients_.fetch_add(1) + 1;
+  return n <= cfg_.server.max_client_conn;
+}
+
+void Server::remove_client() { clients_.fetch_sub(1); }
+
+void Server::register_cancel(int32_t pid, int32_t key, int worker, uint64_t client_id) {
+  std::lock_guard<std::mutex> lk(cancel_mu_);
+  cancels_[pid] = CancelEntry{key, worker, client_id};
+}
+
+void Server::unregister_cancel(int32_t pid) {
+  std::lock_guard<std::mutex> lk(cancel_mu_);
+  cancels_.erase(pid);
+}
+
+bool Server::lookup_cancel(int32_t pid, int32_t key, int& worker, uint64_t& client_id) {
+  std::lock_guard<std::mutex> lk(cancel_mu_);
+  auto it = cancels_.find(pid);
+  if (it == cancels_.end() || it->second.key != key) return false;
+  worker = it->second.worker;
+  client_id = it->second.client_id;
+  return true;
+}
+
+bool Server::open_listeners(std::vector<int>& fds) {
+  for (const auto& l : cfg_.listeners) {
+    if (l.protocol != config::Protocol::Postgres) {
+      LOG_WARN("listener %s: protocol %s is not served yet; skipped", l.listen.text.c_str(),
+               std::string(config::to_string(l.protocol)).c_str());
+      continue;
+    }
+    int fd = -1;
+    if (l.listen.kind == config::Address::Kind::Unix) {
+      sockaddr_un sa{};
+      sa.sun_family = AF_UNIX;
+      if (l.listen.unix_path.size() >= sizeof sa.sun_path) {
+        LOG_ERROR("listener %s: path too long", l.listen.text.c_str());
+        return false;
+      }
+      std::strncpy(sa.sun_path, l.listen.unix_path.c_str(), sizeof sa.sun_path - 1);
+      struct stat st{};
+      if (::stat(sa.sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(sa.sun_path);
+      fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+        LOG_ERROR("listener %s: %s", l.listen.text.c_str(), strerror(errno));
+        if (fd >= 0) ::close(fd);
+        return false;
+      }
+      ::chmod(sa.sun_path, 0777);
+      unix_paths_.push_back(l.listen.unix_path);
+    } else {
+      addrinfo hints{};
+      hints.ai_family = AF_UNSPEC;
+      hints.ai_socktype = SOCK_STREAM;
+      hints.ai_flags = AI_PASSIVE;
+      addrinfo* res = nullptr;
+      std::string port = std::to_string(l.listen.port);
+      const char* host = l.listen.host.empty() || l.listen.host == "*" ? nullptr
+                                                                        : l.listen.host.c_str();
+      int rc = ::getaddrinfo(host, port.c_str(), &hints, &res);
+      if (rc != 0 || res == nullptr) {
+        LOG_ERROR("listener %s: %s", l.listen.text.c_str(), gai_strerror(rc));
+        return false;
+      }
+      fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      int one = 1;
+      if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+      if (fd < 0 || ::bind(fd, res->ai_addr, res->ai_addrlen) != 0) {
+        LOG_ERROR("listener %s: cannot bind: %s", l.listen.text.c_str(), strerror(errno));
+        if (fd >= 0) ::close(fd);
+        ::freeaddrinfo(res);
+        return false;
+      }
+      ::freeaddrinfo(res);
+    }
+    if (::listen(fd, 4096) != 0) {
+      LOG_ERROR("listener %s: listen: %s", l.listen.text.c_str(), strerror(errno));
+      ::close(fd);
+      return false;
+    }
+    LOG_INFO("listening on %s (%s)", l.listen.text.c_str(),
+             std::string(config::to_string(l.protocol)).c_str());
+    fds.push_back(fd);
+  }
+  if (fds.empty()) {
+    LOG_ERROR("no listener could be opened");
+    return false;
+  }
+  return true;
+}
+
+int Server::run() {
+  log::set_level(cfg_.server.log_level);
+  std::signal(SIGPIPE, SIG_IGN);
+  if (!open_listeners(listen_fds_)) return 1;
+
+  int n = cfg_.server.workers;
+  if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  for (int i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(*this, i));
+  for (auto& w : workers_) {
+    for (int fd : listen_fds_) w->add_listener(fd);
+  }
+
+  uv_loop_init(&loop_);
+  uv_signal_init(&loop_, &sigterm_);
+  uv_signal_init(&loop_, &sigint_);
+  uv_signal_init(&loop_, &sighup_);
+  sigterm_.data = sigint_.data = sighup_.data = this;
+  uv_signal_start(&sigterm_, &Server::on_signal, SIGTERM);
+  uv_signal_start(&sigint_, &Server::on_signal, SIGINT);
+  uv_signal_start(&sighup_, &Server::on_signal, SIGHUP);
+  uv_timer_init(&loop_, &shutdown_timer_);
+  shutdown_timer_.data = this;
+
+  workers_running_ = n;
+  for (auto& w : workers_) w->start();
+  LOG_INFO("sqlmux started: %d worker(s), %zu pool(s), %zu user(s)", n, cfg_.pools.size(),
+           cfg_.users.size());
+
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  for (auto& w : workers_) w->join();
+  uv_loop_close(&loop_);
+  for (int fd : listen_fds_) ::close(fd);
+  for (const auto& p : unix_paths_) ::unlink(p.c_str());
+  LOG_INFO("sqlmux stopped");
+  return 0;
+}
+
+void Server::on_signal(uv_signal_t* h, int signum) {
+  auto* s = static_cast<Server*>(h->data);
+  if (signum == SIGHUP) {
+    LOG_WARN("SIGHUP: configuration reload is not supported yet; restart to apply changes");
+    return;
+  }
+  if (s->signals_seen_++ == 0) {
+    LOG_INFO("%s: shutting down; waiting for running transactions (up to %lld ms)",
+             signum == SIGTERM ? "SIGTERM" : "SIGINT",
+             static_cast<long long>(s->cfg_.server.shutdown_timeout.count()));
+    s->begin_shutdown();
+  } else {
+    LOG_INFO("second signal: closing all connections now");
+    s->stop_workers();
+  }
+}
+
+void Server::begin_shutdown() {
+  shutting_down_ = true;
+  shutdown_started_ = uv_now(&loop_);
+  for (auto& w : workers_) w->post({InboxMsg::Kind::Shutdown});
+  uv_timer_start(&shutdown_timer_, &Server::on_shutdown_tick, kShutdownTickMs, kShutdownTickMs);
+}
+
+void Server::on_shutdown_tick(uv_timer_t* h) {
+  auto* s = static_cast<Server*>(h->data);
+  uint64_t elapsed = uv_now(&s->loop_) - s->shutdown_started_;
+  auto limit = static_cast<uint64_t>(s->cfg_.server.shutdown_timeout.count());
+  if (s->clients_.load() == 0) {
+    s->stop_workers();
+  } else if (elapsed >= limit) {
+    LOG_WARN("shutdown_timeout reached with %u client(s) still connected; closing them",
+             s->clients_.load());
+    s->stop_workers();
+  }
+}
+
+void Server::stop_workers() {
+  if (stop_sent_) return;
+  stop_sent_ = true;
+  shutting_down_ = true;
+  for (auto& w : workers_) w->post({InboxMsg::Kind::Stop});
+  uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&sighup_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&shutdown_timer_), nullptr);
+}
+
+void Server::worker_stopped() { workers_running_.fetch_sub(1); }
+
+}  // namespace sqlmux

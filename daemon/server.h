@@ -1,0 +1,105 @@
+// The daemon: configuration, users, pools, workers, signals and shutdown.
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "config/config.h"
+#include "protocol/pg_auth.h"
+
+namespace sqlmux {
+
+class Pool;
+class Worker;
+
+// A user as authentication needs it, derived once from the configuration.
+struct UserAuth {
+  config::UserConfig cfg;
+  config::AuthMethod method = config::AuthMethod::ScramSha256;
+  std::optional<pg::auth::ScramVerifier> scram;  // SCRAM and cleartext checks
+  std::string md5;                               // "md5..." when derivable
+  std::string plaintext;                         // when configured in clear
+};
+
+class Server {
+ public:
+  explicit Server(config::Config cfg);
+  ~Server();
+
+  // Opens listeners, runs workers until shutdown; returns the exit code.
+  int run();
+
+  [[nodiscard]] const config::Config& config() const { return cfg_; }
+  [[nodiscard]] int worker_count() const { return static_cast<int>(workers_.size()); }
+  [[nodiscard]] Worker& worker(int i) { return *workers_[static_cast<size_t>(i)]; }
+
+  [[nodiscard]] const UserAuth* find_user(std::string_view name) const;
+  // A verifier for users that do not exist, so that they get the same
+  // SCRAM exchange as a wrong password.
+  [[nodiscard]] const pg::auth::ScramVerifier& mock_verifier() const { return mock_; }
+  // The pool serving `database` for `user` (created on first use for pools
+  // that log in as the client's own user); nullptr when there is none.
+  [[nodiscard]] Pool* find_pool(std::string_view database, const UserAuth& user);
+  void for_each_pool(const std::function<void(Pool&)>& f);
+
+  // max_client_conn accounting.
+  [[nodiscard]] bool try_add_client();
+  void remove_client();
+  [[nodiscard]] uint64_t next_client_id() { return next_client_id_.fetch_add(1) + 1; }
+
+  // Cancel keys sqlmux gave its clients.
+  void register_cancel(int32_t pid, int32_t key, int worker, uint64_t client_id);
+  void unregister_cancel(int32_t pid);
+  [[nodiscard]] bool lookup_cancel(int32_t pid, int32_t key, int& worker, uint64_t& client_id);
+
+  [[nodiscard]] bool shutting_down() const { return shutting_down_.load(); }
+  void worker_stopped();
+
+ private:
+  static void on_signal(uv_signal_t* h, int signum);
+  static void on_shutdown_tick(uv_timer_t* h);
+  void begin_shutdown();
+  void stop_workers();
+  [[nodiscard]] bool open_listeners(std::vector<int>& fds);
+
+  config::Config cfg_;
+  std::map<std::string, UserAuth, std::less<>> users_;
+  pg::auth::ScramVerifier mock_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+
+  std::mutex pools_mu_;
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<Pool>> pools_;
+
+  std::atomic<uint32_t> clients_{0};
+  std::atomic<uint64_t> next_client_id_{0};
+
+  struct CancelEntry {
+    int32_t key;
+    int worker;
+    uint64_t client_id;
+  };
+  std::mutex cancel_mu_;
+  std::unordered_map<int32_t, CancelEntry> cancels_;
+
+  std::atomic<bool> shutting_down_{false};
+  std::atomic<int> workers_running_{0};
+  uv_loop_t loop_{};
+  uv_signal_t sigterm_{}, sigint_{}, sighup_{};
+  uv_timer_t shutdown_timer_{};
+  uint64_t shutdown_started_ = 0;
+  bool stop_sent_ = false;
+  int signals_seen_ = 0;
+  std::vector<int> listen_fds_;
+  std::vector<std::string> unix_paths_;
+};
+
+}  // namespace sqlmux

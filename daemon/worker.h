@@ -1,0 +1,115 @@
+// One worker thread: a libuv loop, its listeners, its clients and backends,
+// and an inbox through which other workers hand it backends and requests.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "daemon/backend.h"
+#include "daemon/client.h"
+#include "pool/intrusive_list.h"
+
+namespace sqlmux {
+
+class Server;
+class Pool;
+
+// A message to a worker from another thread (or from itself).
+struct InboxMsg {
+  enum class Kind {
+    Adopt,       // take over `backend` (moved from another worker) for client_id
+    ConnectFor,  // open a backend of `pool` for client_id (a slot was reserved)
+    Donate,      // give one idle backend of `pool` to the pool's waiters
+    Cancel,      // cancel the running query of client_id
+    Shutdown,    // stop accepting; close clients as their transactions end
+    Stop,        // close everything and leave the loop
+  };
+  Kind kind;
+  Pool* pool = nullptr;
+  Backend* backend = nullptr;
+  uint64_t client_id = 0;
+};
+
+class Worker {
+ public:
+  Worker(Server& server, int id);
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+  ~Worker();
+
+  void add_listener(int fd);
+  void start();  // runs the loop on a new thread
+  void join();
+
+  // Thread-safe.
+  void post(const InboxMsg& msg);
+
+  [[nodiscard]] uv_loop_t* loop() { return &loop_; }
+  [[nodiscard]] Server& server() { return server_; }
+  [[nodiscard]] int id() const { return id_; }
+  [[nodiscard]] uint64_t now_ms() { return uv_now(&loop_); }
+
+  // Deferred work, run after the current I/O callbacks.
+  void defer_error(Conn* c);
+  void defer_close(Conn* c);
+
+  [[nodiscard]] Client* find_client(uint64_t id);
+  void client_created(Client* c);
+  void client_destroyed(Client* c);
+  // The one place a client's state changes.
+  void set_client_state(Client* c, ClientState s);
+  void set_backend_state(Backend* b, BackendState s);
+  // The backend leaves this worker (moved away or destroyed).
+  void backend_left(Backend* b);
+
+  [[nodiscard]] size_t client_count(ClientState s) const {
+    return clients_[static_cast<int>(s)].size();
+  }
+  [[nodiscard]] size_t backend_count(BackendState s) const {
+    return backends_[static_cast<int>(s)].size();
+  }
+  [[nodiscard]] size_t live_clients() const { return by_id_.size(); }
+  [[nodiscard]] bool shutting_down() const { return shutting_down_; }
+
+ private:
+  static void on_async(uv_async_t* h);
+  static void on_tick(uv_timer_t* h);
+  static void on_check(uv_check_t* h);
+  static void on_accept(uv_poll_t* h, int status, int events);
+  void drain_inbox();
+  void run_deferred();
+  void housekeeping();
+  void begin_shutdown();
+  void stop();
+  void accept_from(int fd);
+
+  Server& server_;
+  int id_;
+  uv_loop_t loop_{};
+  uv_async_t async_{};
+  uv_timer_t tick_{};
+  uv_check_t check_{};
+  uv_idle_t idle_{};
+  std::thread thread_;
+
+  std::mutex inbox_mu_;
+  std::vector<InboxMsg> inbox_;
+
+  std::vector<uv_poll_t*> listeners_;
+  std::vector<Conn*> deferred_errors_;
+  std::vector<Conn*> deferred_closes_;
+
+  std::unordered_map<uint64_t, Client*> by_id_;
+  pool::IntrusiveList<Client, &Client::state_node> clients_[static_cast<int>(ClientState::Count)];
+  pool::IntrusiveList<Backend, &Backend::state_node>
+      backends_[static_cast<int>(BackendState::Count)];
+  bool shutting_down_ = false;
+  bool stopping_ = false;
+};
+
+}  // namespace sqlmux

@@ -1,0 +1,151 @@
+#include "pool/session_params.h"
+
+#include <cctype>
+
+namespace sqlmux::pool {
+
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool is_identifier(std::string_view s) {
+  if (s.empty() || s.size() > 63) return false;
+  for (char c : s) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.')) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void SessionParams::set(std::string_view name, std::string_view value, bool reported) {
+  auto& e = map_[lower(name)];
+  if (e.name.empty()) e.name = std::string(name);
+  e.value = std::string(value);
+  e.reported = e.reported || reported;
+}
+
+void SessionParams::erase(std::string_view name) { map_.erase(lower(name)); }
+
+const SessionParams::Entry* SessionParams::find(std::string_view name) const {
+  auto it = map_.find(lower(name));
+  return it == map_.end() ? nullptr : &it->second;
+}
+
+void SessionParams::clear_unreported() {
+  for (auto it = map_.begin(); it != map_.end();) {
+    if (it->second.reported) {
+      ++it;
+    } else {
+      it = map_.erase(it);
+    }
+  }
+}
+
+std::vector<ParamChange> diff(const SessionParams& desired, const SessionParams& backend) {
+  std::vector<ParamChange> out;
+  for (const auto& [key, want] : desired.entries()) {
+    const auto* have = backend.find(key);
+    if (have == nullptr || have->value != want.value) out.push_back({want.name, want.value, false});
+  }
+  // Values sqlmux set on this backend for another client, which this client
+  // never asked for: back to the backend's default. Reported parameters are
+  // always in `desired` (seeded from the pool's defaults), so only the
+  // unreported ones can be left over.
+  for (const auto& [key, have] : backend.entries()) {
+    if (!have.reported && desired.find(key) == nullptr) out.push_back({have.name, "", true});
+  }
+  return out;
+}
+
+std::string quote_literal(std::string_view s) {
+  std::string out;
+  bool backslash = s.find('\\') != std::string_view::npos;
+  if (backslash) out += 'E';
+  out += '\'';
+  for (char c : s) {
+    if (c == '\'') out += '\'';
+    if (c == '\\') out += '\\';
+    out += c;
+  }
+  out += '\'';
+  return out;
+}
+
+std::string apply_sql(const std::vector<ParamChange>& changes, std::vector<std::string>* skipped) {
+  std::string sets;
+  std::string resets;
+  for (const auto& ch : changes) {
+    if (!is_identifier(ch.name)) {
+      if (skipped != nullptr) skipped->push_back(ch.name);
+      continue;
+    }
+    if (ch.reset) {
+      resets += "RESET " + ch.name + ";";
+    } else {
+      sets += sets.empty() ? "SELECT " : ", ";
+      sets += "pg_catalog.set_config(" + quote_literal(ch.name) + ", " + quote_literal(ch.value) +
+              ", false)";
+    }
+  }
+  if (!sets.empty()) sets += ";";
+  return sets + resets;
+}
+
+bool is_connection_key(std::string_view name) {
+  std::string n = lower(name);
+  return n == "user" || n == "database" || n == "options" || n == "replication";
+}
+
+bool parse_startup_options(std::string_view options,
+                           std::vector<std::pair<std::string, std::string>>& out) {
+  // Split on unescaped whitespace; backslash escapes the next character.
+  std::vector<std::string> words;
+  std::string cur;
+  bool in_word = false;
+  for (size_t i = 0; i < options.size(); ++i) {
+    char c = options[i];
+    if (c == '\\' && i + 1 < options.size()) {
+      cur += options[++i];
+      in_word = true;
+    } else if (std::isspace(static_cast<unsigned char>(c))) {
+      if (in_word) words.push_back(std::move(cur));
+      cur.clear();
+      in_word = false;
+    } else {
+      cur += c;
+      in_word = true;
+    }
+  }
+  if (in_word) words.push_back(std::move(cur));
+
+  auto add = [&](const std::string& kv) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) return false;
+    std::string name = kv.substr(0, eq);
+    for (char& c : name) {
+      if (c == '-') c = '_';
+    }
+    out.emplace_back(name, kv.substr(eq + 1));
+    return true;
+  };
+  for (size_t i = 0; i < words.size(); ++i) {
+    const std::string& w = words[i];
+    if (w == "-c") {
+      if (i + 1 >= words.size() || !add(words[++i])) return false;
+    } else if (w.rfind("-c", 0) == 0) {
+      if (!add(w.substr(2))) return false;
+    } else if (w.rfind("--", 0) == 0) {
+      if (!add(w.substr(2))) return false;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace sqlmux::pool

@@ -1,0 +1,69 @@
+// Session parameters that follow a client from backend to backend.
+//
+// A client's desired values are the pool's defaults (what a fresh backend
+// reports through ParameterStatus) overridden by its startup packet and by
+// every ParameterStatus a backend reports while serving it. A backend's
+// values are what it reported plus what sqlmux set on it. Before a client
+// uses a backend, diff() says what must change; nothing when they agree.
+#pragma once
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sqlmux::pool {
+
+class SessionParams {
+ public:
+  struct Entry {
+    std::string name;   // as first seen (e.g. "DateStyle")
+    std::string value;
+    bool reported = false;  // the server reports it via ParameterStatus
+  };
+
+  // Sets a value; names compare case-insensitively.
+  void set(std::string_view name, std::string_view value, bool reported);
+  void erase(std::string_view name);
+  [[nodiscard]] const Entry* find(std::string_view name) const;
+  [[nodiscard]] bool empty() const { return map_.empty(); }
+  [[nodiscard]] size_t size() const { return map_.size(); }
+  void clear() { map_.clear(); }
+  // Drops every entry the server does not report (after RESET ALL / DISCARD ALL).
+  void clear_unreported();
+  [[nodiscard]] const std::map<std::string, Entry>& entries() const { return map_; }
+
+ private:
+  std::map<std::string, Entry> map_;  // key: lowercased name
+};
+
+struct ParamChange {
+  std::string name;
+  std::string value;
+  bool reset = false;  // RESET name (back to the backend's default)
+};
+
+// What must change on `backend` so that it matches `desired`.
+[[nodiscard]] std::vector<ParamChange> diff(const SessionParams& desired,
+                                            const SessionParams& backend);
+
+// One simple-query string that applies the changes, or "" when none:
+//   SELECT pg_catalog.set_config('name', 'value', false), ...; RESET name; ...
+// set_config takes the raw string form, as a startup packet does, so list
+// values such as search_path keep their meaning. Names that are not plain
+// identifiers are skipped (and reported through `skipped`).
+[[nodiscard]] std::string apply_sql(const std::vector<ParamChange>& changes,
+                                    std::vector<std::string>* skipped = nullptr);
+
+// Startup packet keys that are not session parameters.
+[[nodiscard]] bool is_connection_key(std::string_view name);
+
+// Splits a startup "options" value ("-c a=b --c=d -c e=f\ g") into
+// name/value pairs; false when it holds something other than settings.
+[[nodiscard]] bool parse_startup_options(std::string_view options,
+                                         std::vector<std::pair<std::string, std::string>>& out);
+
+// 'x' -> "'x'" with embedded quotes doubled; E'' form when a backslash occurs.
+[[nodiscard]] std::string quote_literal(std::string_view s);
+
+}  // namespace sqlmux::pool

@@ -1,0 +1,85 @@
+// Server side of PostgreSQL client authentication: SCRAM-SHA-256 (RFC 5802 /
+// RFC 7677, no channel binding) and md5. Pure computation over OpenSSL's
+// libcrypto; no I/O.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace sqlmux::pg::auth {
+
+inline constexpr int kDefaultScramIterations = 4096;
+
+struct ScramVerifier {
+  int iterations = 0;
+  std::string salt;  // raw bytes
+  std::array<uint8_t, 32> stored_key{};
+  std::array<uint8_t, 32> server_key{};
+};
+
+// "SCRAM-SHA-256$<iter>:<b64 salt>$<b64 StoredKey>:<b64 ServerKey>" (the
+// format of pg_authid.rolpassword); nullopt when malformed.
+[[nodiscard]] std::optional<ScramVerifier> parse_scram_verifier(std::string_view text);
+[[nodiscard]] std::string format_scram_verifier(const ScramVerifier& v);
+// Derives a verifier from a plaintext password (used as is: ASCII passwords
+// are their own SASLprep form).
+[[nodiscard]] ScramVerifier make_scram_verifier(std::string_view password, std::string_view salt,
+                                                int iterations = kDefaultScramIterations);
+
+// One SCRAM-SHA-256 exchange, server side.
+class ScramServer {
+ public:
+  // nonce: the server's part of the nonce, printable ASCII without ','
+  // (use make_nonce()).
+  ScramServer(ScramVerifier verifier, std::string server_nonce);
+
+  // client-first-message -> server-first-message. False (with a reason in
+  // `error`) for a malformed message or a channel binding it cannot do.
+  [[nodiscard]] bool handle_client_first(std::string_view client_first, std::string& server_first,
+                                         std::string& error);
+  // client-final-message -> server-final-message ("v=..."). False when the
+  // message is malformed or the proof is wrong (error says which).
+  [[nodiscard]] bool handle_client_final(std::string_view client_final, std::string& server_final,
+                                         std::string& error);
+  // True once handle_client_final accepted a correct proof.
+  [[nodiscard]] bool authenticated() const { return authenticated_; }
+
+ private:
+  ScramVerifier v_;
+  std::string server_nonce_;
+  std::string client_first_bare_;
+  std::string server_first_;
+  std::string combined_nonce_;
+  std::string gs2_header_;
+  bool authenticated_ = false;
+};
+
+// SCRAM client side (the test side and sqlmux's own logins when needed):
+// given the password and the messages, computes the client-final-message.
+[[nodiscard]] std::optional<std::string> scram_client_final(std::string_view password,
+                                                            std::string_view client_first_bare,
+                                                            std::string_view server_first,
+                                                            std::string_view gs2_header = "n,,");
+
+// "md5" + hex(md5(password + user)): the stored form of an md5 password.
+[[nodiscard]] std::string md5_password_hash(std::string_view password, std::string_view user);
+// What a client sends for AuthenticationMD5Password: "md5" + hex(md5(hex-part
+// of the stored hash + salt)).
+[[nodiscard]] std::string md5_salted_response(std::string_view stored_md5_hash, const uint8_t salt[4]);
+// True for "md5" followed by 32 lowercase hex digits.
+[[nodiscard]] bool is_md5_hash(std::string_view s);
+
+[[nodiscard]] bool constant_time_equal(std::string_view a, std::string_view b);
+// Cryptographically random bytes (OpenSSL RAND_bytes); false on failure.
+[[nodiscard]] bool random_bytes(uint8_t* out, size_t n);
+// 18 random bytes, base64: a fresh server nonce.
+[[nodiscard]] std::string make_nonce();
+
+[[nodiscard]] std::string base64_encode(std::string_view raw);
+[[nodiscard]] std::optional<std::string> base64_decode(std::string_view b64);
+
+}  // namespace sqlmux::pg::auth
