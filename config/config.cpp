@@ -1,0 +1,669 @@
+// Loading and validating the sqlmux TOML configuration (see config.h).
+//
+// The loader walks the parsed TOML tree once, filling a Config and collecting
+// every problem it finds as a ConfigError that points at the offending node.
+#include "config/config.h"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <initializer_list>
+#include <limits>
+#include <map>
+#include <set>
+#include <sstream>
+#include <tuple>
+#include <utility>
+
+namespace sqlmux::config {
+namespace {
+
+constexpr std::array<std::pair<std::string_view, Protocol>, 2> kProtocols{{
+    {"postgres", Protocol::Postgres},
+    {"mysql", Protocol::Mysql},
+}};
+constexpr std::array<std::pair<std::string_view, PoolMode>, 3> kPoolModes{{
+    {"session", PoolMode::Session},
+    {"transaction", PoolMode::Transaction},
+    {"statement", PoolMode::Statement},
+}};
+constexpr std::array<std::pair<std::string_view, LogLevel>, 4> kLogLevels{{
+    {"error", LogLevel::Error},
+    {"warn", LogLevel::Warn},
+    {"info", LogLevel::Info},
+    {"debug", LogLevel::Debug},
+}};
+constexpr std::array<std::pair<std::string_view, AuthMethod>, 4> kAuthMethods{{
+    {"scram-sha-256", AuthMethod::ScramSha256},
+    {"md5", AuthMethod::Md5},
+    {"password", AuthMethod::Password},
+    {"trust", AuthMethod::Trust},
+}};
+constexpr std::array<std::pair<std::string_view, int>, 2> kRoles{{{"primary", 0}, {"replica", 1}}};
+
+template <typename Table, typename E>
+std::string_view name_of(const Table& table, E value) {
+  for (const auto& [name, v] : table) {
+    if (v == value) {
+      return name;
+    }
+  }
+  return "unknown";
+}
+
+template <typename Range>
+std::string join(const Range& items) {
+  std::string out;
+  for (const auto& item : items) {
+    if (!out.empty()) {
+      out += ", ";
+    }
+    if constexpr (requires { item.first; }) {
+      out += item.first;
+    } else {
+      out += item;
+    }
+  }
+  return out;
+}
+
+std::string_view type_name(toml::node_type t) {
+  constexpr std::array<std::string_view, 10> kNames{
+      "nothing",   "a table", "an array", "a string",   "an integer", "a floating-point number",
+      "a boolean", "a date",  "a time",   "a date-time"};
+  auto i = static_cast<size_t>(t);
+  return i < kNames.size() ? kNames[i] : "nothing";
+}
+
+// Levenshtein distance, for "did you mean" hints on misspelled keys.
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) {
+    row[j] = j;
+  }
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+bool is_hex(std::string_view s) {
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+}
+
+bool is_md5_hash(std::string_view pw) {
+  return pw.size() == 35 && pw.substr(0, 3) == "md5" && is_hex(pw.substr(3));
+}
+
+constexpr std::string_view kScramPrefix = "SCRAM-SHA-256$";
+
+bool is_scram_verifier(std::string_view pw) {
+  return pw.starts_with(kScramPrefix);
+}
+
+// SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>, salt and keys in base64.
+bool is_well_formed_scram(std::string_view pw) {
+  auto base64 = [](std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/' || c == '=';
+    });
+  };
+  std::string_view rest = pw.substr(kScramPrefix.size());
+  size_t colon1 = rest.find(':');
+  size_t dollar = rest.find('$');
+  if (colon1 == std::string_view::npos || dollar == std::string_view::npos || dollar < colon1) {
+    return false;
+  }
+  std::string_view iterations = rest.substr(0, colon1);
+  std::string_view salt = rest.substr(colon1 + 1, dollar - colon1 - 1);
+  std::string_view keys = rest.substr(dollar + 1);
+  size_t colon2 = keys.find(':');
+  if (iterations.empty() || iterations.size() > 9 ||
+      !std::all_of(iterations.begin(), iterations.end(),
+                   [](char c) { return c >= '0' && c <= '9'; }) ||
+      std::stoi(std::string(iterations)) < 1 || colon2 == std::string_view::npos) {
+    return false;
+  }
+  return base64(salt) && base64(keys.substr(0, colon2)) && base64(keys.substr(colon2 + 1));
+}
+
+std::string quoted(std::string_view s) {
+  return "\"" + std::string(s) + "\"";
+}
+
+std::string child(const std::string& path, std::string_view key) {
+  return path.empty() ? std::string(key) : path + "." + std::string(key);
+}
+
+std::string indexed(std::string_view key, size_t i) {
+  return std::string(key) + "[" + std::to_string(i) + "]";
+}
+
+class Loader {
+ public:
+  explicit Loader(std::string file) : file_(std::move(file)) {}
+
+  LoadResult run(const toml::table& root) {
+    Config cfg;
+    cfg.source = file_;
+    check_keys(root, "", {"server", "listener", "user", "pool"});
+    if (const toml::table* server = table_at(root, "server", "")) {
+      read_server(*server, cfg.server);
+    }
+
+    const toml::array* listeners = table_array_at(root, "listener");
+    if (root.get("listener") == nullptr) {
+      error(root, "listener", "at least one [[listener]] is required");
+    } else if (listeners != nullptr && listeners->empty()) {
+      error(*listeners, "listener", "at least one [[listener]] is required");
+    }
+    for_each_table(listeners, "listener",
+                   [&](const toml::table& t, const std::string& p) { read_listener(t, p, cfg); });
+    for_each_table(table_array_at(root, "user"), "user",
+                   [&](const toml::table& t, const std::string& p) { read_user(t, p, cfg); });
+    for_each_table(table_array_at(root, "pool"), "pool",
+                   [&](const toml::table& t, const std::string& p) { read_pool(t, p, cfg); });
+    check_default_pools();
+
+    std::stable_sort(errors_.begin(), errors_.end(),
+                     [](const ConfigError& a, const ConfigError& b) {
+                       return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+                     });
+    LoadResult result;
+    result.errors = std::move(errors_);
+    if (result.errors.empty()) {
+      result.config = std::move(cfg);
+    }
+    return result;
+  }
+
+ private:
+  void error(const toml::node& at, std::string key, std::string message) {
+    const toml::source_position& pos = at.source().begin;
+    errors_.push_back(ConfigError{file_, static_cast<int>(pos.line), static_cast<int>(pos.column),
+                                  std::move(key), std::move(message)});
+  }
+
+  void check_keys(const toml::table& t, const std::string& path,
+                  std::initializer_list<std::string_view> known) {
+    for (const auto& [toml_key, node] : t) {
+      std::string_view key = toml_key.str();
+      if (std::find(known.begin(), known.end(), key) != known.end()) {
+        continue;
+      }
+      std::string message = "unknown key; known keys: " + join(known);
+      auto best = std::min_element(known.begin(), known.end(), [key](auto a, auto b) {
+        return edit_distance(key, a) < edit_distance(key, b);
+      });
+      if (best != known.end() && edit_distance(key, *best) <= 2) {
+        message += " (did you mean " + quoted(*best) + "?)";
+      }
+      error(node, child(path, key), message);
+    }
+  }
+
+  // The node for `key`, or nullptr; reports a missing required key at the table.
+  const toml::node* find(const toml::table& t, std::string_view key, const std::string& path,
+                         bool required) {
+    const toml::node* node = t.get(key);
+    if (node == nullptr && required) {
+      error(t, child(path, key), "required key is missing");
+    }
+    return node;
+  }
+
+  template <typename T>
+  const T* typed(const toml::node& node, const std::string& key, std::string_view expected) {
+    if (const T* v = node.as<T>()) {
+      return v;
+    }
+    error(node, key,
+          "expected " + std::string(expected) + ", got " + std::string(type_name(node.type())));
+    return nullptr;
+  }
+
+  const toml::table* table_at(const toml::table& t, std::string_view key, const std::string& path) {
+    const toml::node* node = t.get(key);
+    return node ? typed<toml::table>(*node, child(path, key), "a table") : nullptr;
+  }
+
+  const toml::array* table_array_at(const toml::table& root, std::string_view key) {
+    const toml::node* node = root.get(key);
+    if (node == nullptr) {
+      return nullptr;
+    }
+    const toml::array* arr = node->as_array();
+    if (arr == nullptr) {
+      error(*node, std::string(key),
+            "expected an array of tables ([[" + std::string(key) + "]]), got " +
+                std::string(type_name(node->type())));
+    }
+    return arr;
+  }
+
+  template <typename Fn>
+  void for_each_table(const toml::array* arr, std::string_view key, Fn&& fn) {
+    if (arr == nullptr) {
+      return;
+    }
+    for (size_t i = 0; i < arr->size(); ++i) {
+      if (const toml::table* t = typed<toml::table>(*arr->get(i), indexed(key, i), "a table")) {
+        fn(*t, indexed(key, i));
+      }
+    }
+  }
+
+  const toml::value<std::string>* read_string(const toml::table& t, std::string_view key,
+                                              const std::string& path, std::string& out,
+                                              bool required = false, bool allow_empty = true) {
+    const toml::node* node = find(t, key, path, required);
+    if (node == nullptr) {
+      return nullptr;
+    }
+    const auto* v = typed<toml::value<std::string>>(*node, child(path, key), "a string");
+    if (v == nullptr) {
+      return nullptr;
+    }
+    if (!allow_empty && v->get().empty()) {
+      error(*node, child(path, key), "must not be empty");
+      return nullptr;
+    }
+    out = v->get();
+    return v;
+  }
+
+  template <typename T>
+  const toml::node* read_int(const toml::table& t, std::string_view key, const std::string& path,
+                             int64_t lo, int64_t hi, T& out) {
+    const toml::node* node = t.get(key);
+    if (node == nullptr) {
+      return nullptr;
+    }
+    const auto* v = typed<toml::value<int64_t>>(*node, child(path, key), "an integer");
+    if (v == nullptr) {
+      return nullptr;
+    }
+    if (v->get() < lo || v->get() > hi) {
+      std::string range = hi >= std::numeric_limits<int32_t>::max()
+                              ? "at least " + std::to_string(lo)
+                              : std::to_string(lo) + " to " + std::to_string(hi);
+      error(*node, child(path, key),
+            "value " + std::to_string(v->get()) + " is out of range; expected " + range);
+      return nullptr;
+    }
+    out = static_cast<T>(v->get());
+    return node;
+  }
+
+  template <typename Table, typename E>
+  const toml::node* read_enum(const toml::table& t, std::string_view key, const std::string& path,
+                              const Table& names, E& out, bool required = false) {
+    std::string text;
+    const auto* node = read_string(t, key, path, text, required);
+    if (node == nullptr) {
+      return nullptr;
+    }
+    for (const auto& [name, value] : names) {
+      if (name == text) {
+        out = value;
+        return node;
+      }
+    }
+    error(*node, child(path, key),
+          "invalid value " + quoted(text) + "; expected one of: " + join(names));
+    return nullptr;
+  }
+
+  void read_duration(const toml::table& t, std::string_view key, const std::string& path,
+                     Duration& out) {
+    const toml::node* node = t.get(key);
+    if (node == nullptr) {
+      return;
+    }
+    const auto* v = node->as_string();
+    std::optional<Duration> d = v ? parse_duration(v->get()) : std::nullopt;
+    if (d) {
+      out = *d;
+    } else if (v) {
+      error(*node, child(path, key),
+            "invalid duration " + quoted(v->get()) +
+                "; expected a duration such as \"30s\" (units: ms, s, m, h)");
+    } else {
+      error(*node, child(path, key),
+            "expected a duration such as \"30s\", got " + std::string(type_name(node->type())));
+    }
+  }
+
+  const toml::node* read_address(const toml::table& t, std::string_view key,
+                                 const std::string& path, Address& out) {
+    std::string text;
+    const auto* node = read_string(t, key, path, text, /*required=*/true);
+    if (node == nullptr) {
+      return nullptr;
+    }
+    if (std::optional<Address> addr = parse_address(text)) {
+      out = std::move(*addr);
+      return node;
+    }
+    error(*node, child(path, key),
+          "invalid address " + quoted(text) +
+              "; expected host:port, [ipv6]:port or unix:/absolute/path (port 1-65535)");
+    return nullptr;
+  }
+
+  void read_server(const toml::table& t, ServerConfig& s) {
+    const std::string path = "server";
+    check_keys(t, path, {"workers", "max_client_conn", "log_level", "shutdown_timeout"});
+    read_int(t, "workers", path, 0, 256, s.workers);
+    read_int(t, "max_client_conn", path, 1, std::numeric_limits<uint32_t>::max(),
+             s.max_client_conn);
+    read_enum(t, "log_level", path, kLogLevels, s.log_level);
+    read_duration(t, "shutdown_timeout", path, s.shutdown_timeout);
+  }
+
+  void read_listener(const toml::table& t, const std::string& path, Config& cfg) {
+    check_keys(t, path, {"protocol", "listen"});
+    ListenerConfig l;
+    read_enum(t, "protocol", path, kProtocols, l.protocol, /*required=*/true);
+    if (const toml::node* node = read_address(t, "listen", path, l.listen)) {
+      auto [it, fresh] = listen_seen_.emplace(l.listen.text, path);
+      if (!fresh) {
+        error(*node, child(path, "listen"), "same address as " + it->second);
+      }
+    }
+    cfg.listeners.push_back(std::move(l));
+  }
+
+  void read_user(const toml::table& t, const std::string& path, Config& cfg) {
+    check_keys(t, path, {"name", "password", "auth", "default_pool"});
+    UserConfig u;
+    if (const auto* node = read_string(t, "name", path, u.name, true, /*allow_empty=*/false)) {
+      auto [it, fresh] = users_seen_.emplace(u.name, path);
+      if (!fresh) {
+        error(*node, child(path, "name"),
+              "duplicate user " + quoted(u.name) + ", first defined in " + it->second);
+      }
+    }
+    const auto* password = read_string(t, "password", path, u.password);
+    const toml::node* auth = read_enum(t, "auth", path, kAuthMethods, u.auth);
+    if (u.auth != AuthMethod::Trust && t.get("password") == nullptr) {
+      error(t, child(path, "password"), "required key is missing (unless auth = \"trust\")");
+    } else if (u.auth != AuthMethod::Trust && password && u.password.empty()) {
+      error(*password, child(path, "password"), "must not be empty (unless auth = \"trust\")");
+    }
+    if (password && is_scram_verifier(u.password) && !is_well_formed_scram(u.password)) {
+      error(*password, child(path, "password"),
+            "malformed SCRAM verifier; expected "
+            "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>");
+    }
+    if (auth && u.auth == AuthMethod::ScramSha256 && is_md5_hash(u.password)) {
+      error(*auth, child(path, "auth"),
+            "\"scram-sha-256\" is impossible with an md5-hashed password; use auth = \"md5\", or a "
+            "plaintext password or SCRAM verifier");
+    }
+    if (auth && u.auth == AuthMethod::Md5 && is_scram_verifier(u.password)) {
+      error(*auth, child(path, "auth"),
+            "\"md5\" is impossible with a SCRAM-SHA-256 verifier password; use auth = "
+            "\"scram-sha-256\", or a plaintext password or md5 hash");
+    }
+    if (const auto* node = read_string(t, "default_pool", path, u.default_pool, false, false)) {
+      default_pool_nodes_.emplace_back(node, child(path, "default_pool"));
+    }
+    cfg.users.push_back(std::move(u));
+  }
+
+  void read_pool(const toml::table& t, const std::string& path, Config& cfg) {
+    check_keys(
+        t, path,
+        {"name", "protocol", "mode", "size", "min_idle", "database", "user", "password", "backends",
+         "query_wait_timeout", "server_idle_timeout", "server_lifetime", "server_connect_timeout"});
+    PoolConfig p;
+    const auto* name = read_string(t, "name", path, p.name, true, /*allow_empty=*/false);
+    read_enum(t, "protocol", path, kProtocols, p.protocol);
+    if (name) {
+      std::string id = std::string(to_string(p.protocol)) + "/" + p.name;
+      auto [it, fresh] = pools_seen_.emplace(id, path);
+      if (!fresh) {
+        error(*name, child(path, "name"),
+              "duplicate " + std::string(to_string(p.protocol)) + " pool " + quoted(p.name) +
+                  ", first defined in " + it->second);
+      }
+    }
+    read_enum(t, "mode", path, kPoolModes, p.mode);
+    constexpr int64_t kMax = std::numeric_limits<uint32_t>::max();
+    bool size_ok = t.get("size") == nullptr || read_int(t, "size", path, 1, kMax, p.size);
+    const toml::node* min_idle = read_int(t, "min_idle", path, 0, kMax, p.min_idle);
+    if (min_idle && size_ok && p.min_idle > p.size) {
+      error(*min_idle, child(path, "min_idle"),
+            "min_idle (" + std::to_string(p.min_idle) + ") must not exceed size (" +
+                std::to_string(p.size) + ")");
+    }
+    if (!read_string(t, "database", path, p.database, false, /*allow_empty=*/false)) {
+      p.database = p.name;
+    }
+    std::string text;
+    if (read_string(t, "user", path, text, false, /*allow_empty=*/false)) {
+      p.user = text;
+    }
+    if (const auto* pw = read_string(t, "password", path, text)) {
+      p.password = text;
+      if (!p.user) {
+        error(*pw, child(path, "password"),
+              "set without user; the password belongs to the backend user");
+      }
+    }
+    read_backends(t, path, p);
+    read_duration(t, "query_wait_timeout", path, p.query_wait_timeout);
+    read_duration(t, "server_idle_timeout", path, p.server_idle_timeout);
+    read_duration(t, "server_lifetime", path, p.server_lifetime);
+    read_duration(t, "server_connect_timeout", path, p.server_connect_timeout);
+    pool_names_.insert(p.name);
+    cfg.pools.push_back(std::move(p));
+  }
+
+  void read_backends(const toml::table& t, const std::string& path, PoolConfig& p) {
+    const toml::node* node = find(t, "backends", path, /*required=*/true);
+    const std::string key = child(path, "backends");
+    const toml::array* arr =
+        node ? typed<toml::array>(*node, key, "an array of backend tables") : nullptr;
+    if (arr && arr->empty()) {
+      error(*arr, key, "at least one backend is required");
+    }
+    for_each_table(arr, key, [&](const toml::table& bt, const std::string& bpath) {
+      check_keys(bt, bpath, {"address", "role", "weight"});
+      BackendConfig b;
+      const toml::node* addr = read_address(bt, "address", bpath, b.address);
+      if (addr && b.address.kind == Address::Kind::Unix && p.protocol != Protocol::Postgres) {
+        error(*addr, child(bpath, "address"),
+              "unix sockets are supported for postgres backends only");
+      }
+      int role = 0;
+      if (read_enum(bt, "role", bpath, kRoles, role)) {
+        b.role = kRoles[role].first;
+      }
+      read_int(bt, "weight", bpath, 1, std::numeric_limits<int>::max(), b.weight);
+      p.backends.push_back(std::move(b));
+    });
+  }
+
+  void check_default_pools() {
+    for (const auto& [node, key] : default_pool_nodes_) {
+      const std::string& name = node->get();
+      if (!pool_names_.contains(name)) {
+        error(*node, key, "names no pool: " + quoted(name));
+      }
+    }
+  }
+
+  std::string file_;
+  std::vector<ConfigError> errors_;
+  std::map<std::string, std::string> listen_seen_, users_seen_, pools_seen_;
+  std::set<std::string> pool_names_;
+  std::vector<std::pair<const toml::value<std::string>*, std::string>> default_pool_nodes_;
+};
+
+}  // namespace
+
+std::string_view to_string(Protocol p) {
+  return name_of(kProtocols, p);
+}
+std::string_view to_string(PoolMode m) {
+  return name_of(kPoolModes, m);
+}
+std::string_view to_string(LogLevel l) {
+  return name_of(kLogLevels, l);
+}
+std::string_view to_string(AuthMethod a) {
+  return a == AuthMethod::Default ? "default" : name_of(kAuthMethods, a);
+}
+
+const UserConfig* Config::find_user(std::string_view name) const {
+  auto it =
+      std::find_if(users.begin(), users.end(), [&](const UserConfig& u) { return u.name == name; });
+  return it == users.end() ? nullptr : &*it;
+}
+
+const PoolConfig* Config::find_pool(std::string_view name, Protocol proto) const {
+  auto it = std::find_if(pools.begin(), pools.end(), [&](const PoolConfig& p) {
+    return p.name == name && p.protocol == proto;
+  });
+  return it == pools.end() ? nullptr : &*it;
+}
+
+std::string ConfigError::to_string() const {
+  std::string out = file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": ";
+  if (!key.empty()) {
+    out += key + ": ";
+  }
+  return out + message;
+}
+
+LoadResult load_string(std::string_view text, std::string_view source_name) {
+  std::string file(source_name);
+#if TOML_EXCEPTIONS
+  try {
+    toml::table root = toml::parse(text, std::string_view(file));
+    return Loader(file).run(root);
+  } catch (const toml::parse_error& e) {
+    const toml::source_position& pos = e.source().begin;
+    return LoadResult{std::nullopt,
+                      {ConfigError{file, static_cast<int>(pos.line), static_cast<int>(pos.column),
+                                   "", std::string(e.description())}}};
+  }
+#else
+  toml::parse_result parsed = toml::parse(text, std::string_view(file));
+  if (!parsed) {
+    const toml::source_position& pos = parsed.error().source().begin;
+    return LoadResult{std::nullopt,
+                      {ConfigError{file, static_cast<int>(pos.line), static_cast<int>(pos.column),
+                                   "", std::string(parsed.error().description())}}};
+  }
+  return Loader(file).run(parsed.table());
+#endif
+}
+
+LoadResult load_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return LoadResult{
+        std::nullopt,
+        {ConfigError{path, 0, 0, "", std::string("cannot open file: ") + std::strerror(errno)}}};
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return load_string(text.str(), path);
+}
+
+std::optional<Duration> parse_duration(std::string_view text) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  size_t digits = 0;
+  int64_t value = 0;
+  for (; digits < text.size() && text[digits] >= '0' && text[digits] <= '9'; ++digits) {
+    int digit = text[digits] - '0';
+    if (value > (kMax - digit) / 10) {
+      return std::nullopt;
+    }
+    value = value * 10 + digit;
+  }
+  if (digits == 0) {
+    return std::nullopt;
+  }
+  std::string_view unit = text.substr(digits);
+  constexpr std::array<std::pair<std::string_view, int64_t>, 4> kUnits{
+      {{"ms", 1}, {"s", 1'000}, {"m", 60'000}, {"h", 3'600'000}}};
+  for (const auto& [name, scale] : kUnits) {
+    if (unit == name) {
+      return value > kMax / scale ? std::nullopt : std::optional<Duration>(value * scale);
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<Address> parse_address(std::string_view text) {
+  Address addr;
+  addr.text = std::string(text);
+  if (text.starts_with("unix:")) {
+    std::string_view path = text.substr(5);
+    // sockaddr_un::sun_path holds 108 bytes including the terminating NUL.
+    if (!path.starts_with('/') || path.size() > 107 || path.find('\0') != std::string_view::npos) {
+      return std::nullopt;
+    }
+    addr.kind = Address::Kind::Unix;
+    addr.unix_path = std::string(path);
+    return addr;
+  }
+  std::string_view host, port;
+  if (text.starts_with('[')) {
+    size_t close = text.find(']');
+    if (close == std::string_view::npos || text.substr(close + 1, 1) != ":") {
+      return std::nullopt;
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+    bool ok = host.find(':') != std::string_view::npos &&
+              std::all_of(host.begin(), host.end(), [](char c) {
+                return std::isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.';
+              });
+    if (!ok) {
+      return std::nullopt;
+    }
+  } else {
+    size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) {
+      return std::nullopt;
+    }
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    bool ok = !host.empty() && std::all_of(host.begin(), host.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_';
+    });
+    if (!ok) {
+      return std::nullopt;
+    }
+  }
+  if (port.empty() || port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return std::nullopt;
+  }
+  int port_num = std::stoi(std::string(port));
+  if (port_num < 1 || port_num > 65535) {
+    return std::nullopt;
+  }
+  addr.host = std::string(host);
+  addr.port = static_cast<uint16_t>(port_num);
+  return addr;
+}
+
+}  // namespace sqlmux::config

@@ -1,0 +1,172 @@
+#include <catch2/catch.hpp>
+
+#include "daemon/buffer.h"
+#include "pool/intrusive_list.h"
+#include "pool/session_params.h"
+
+using sqlmux::pool::SessionParams;
+
+namespace {
+SessionParams defaults() {
+  SessionParams p;
+  p.set("DateStyle", "ISO, MDY", true);
+  p.set("TimeZone", "Etc/UTC", true);
+  p.set("application_name", "", true);
+  return p;
+}
+}  // namespace
+
+TEST_CASE("session params: names compare case-insensitively, first spelling kept") {
+  SessionParams p;
+  p.set("DateStyle", "ISO", true);
+  p.set("datestyle", "German", false);
+  REQUIRE(p.size() == 1);
+  REQUIRE(p.find("DATESTYLE")->name == "DateStyle");
+  REQUIRE(p.find("datestyle")->value == "German");
+  REQUIRE(p.find("DateStyle")->reported);  // once reported, stays reported
+  p.erase("DATEstyle");
+  REQUIRE(p.empty());
+}
+
+TEST_CASE("session params: no change when client and backend agree") {
+  SessionParams backend = defaults();
+  SessionParams client = defaults();
+  REQUIRE(sqlmux::pool::diff(client, backend).empty());
+  REQUIRE(sqlmux::pool::apply_sql({}).empty());
+}
+
+TEST_CASE("session params: changed and new values are set, leftovers reset") {
+  SessionParams backend = defaults();
+  backend.set("search_path", "tenant_1", false);      // set for an earlier client
+  backend.set("extra_float_digits", "3", false);      // set for an earlier client
+  SessionParams client = defaults();
+  client.set("TimeZone", "Europe/Paris", true);
+  client.set("search_path", "tenant_2, public", false);
+  client.set("extra_float_digits", "3", false);
+  auto changes = sqlmux::pool::diff(client, backend);
+  REQUIRE(changes.size() == 2);
+  std::string sql = sqlmux::pool::apply_sql(changes);
+  REQUIRE(sql ==
+          "SELECT pg_catalog.set_config('search_path', 'tenant_2, public', false), "
+          "pg_catalog.set_config('TimeZone', 'Europe/Paris', false);");
+
+  SessionParams other = defaults();  // never asked for search_path
+  auto back = sqlmux::pool::diff(other, backend);
+  REQUIRE(back.size() == 2);
+  REQUIRE(sqlmux::pool::apply_sql(back) == "RESET extra_float_digits;RESET search_path;");
+}
+
+TEST_CASE("session params: reported values are never reset, only re-set") {
+  SessionParams backend = defaults();
+  backend.set("TimeZone", "Asia/Tokyo", true);  // a client changed it
+  SessionParams client = defaults();
+  auto changes = sqlmux::pool::diff(client, backend);
+  REQUIRE(changes.size() == 1);
+  REQUIRE_FALSE(changes[0].reset);
+  REQUIRE(changes[0].value == "Etc/UTC");
+}
+
+TEST_CASE("session params: clear_unreported keeps what the server reports") {
+  SessionParams p = defaults();
+  p.set("search_path", "x", false);
+  p.clear_unreported();
+  REQUIRE(p.size() == 3);
+  REQUIRE(p.find("search_path") == nullptr);
+}
+
+TEST_CASE("session params: quoting cannot break out of the literal") {
+  using sqlmux::pool::quote_literal;
+  REQUIRE(quote_literal("abc") == "'abc'");
+  REQUIRE(quote_literal("it's") == "'it''s'");
+  REQUIRE(quote_literal("a\\b") == "E'a\\\\b'");
+  REQUIRE(quote_literal("x'); DROP TABLE t; --") == "'x''); DROP TABLE t; --'");
+  std::vector<std::string> skipped;
+  auto sql = sqlmux::pool::apply_sql({{"bad name;", "v", false}, {"ok", "v", false}}, &skipped);
+  REQUIRE(skipped == std::vector<std::string>{"bad name;"});
+  REQUIRE(sql == "SELECT pg_catalog.set_config('ok', 'v', false);");
+}
+
+TEST_CASE("startup options: -c forms, --name=value, escapes") {
+  std::vector<std::pair<std::string, std::string>> out;
+  REQUIRE(sqlmux::pool::parse_startup_options(
+      "-c search_path=a,b   -cgeqo=off --work-mem=4MB -c application_name=my\\ app", out));
+  REQUIRE(out.size() == 4);
+  REQUIRE(out[0] == std::make_pair(std::string("search_path"), std::string("a,b")));
+  REQUIRE(out[1] == std::make_pair(std::string("geqo"), std::string("off")));
+  REQUIRE(out[2] == std::make_pair(std::string("work_mem"), std::string("4MB")));
+  REQUIRE(out[3] == std::make_pair(std::string("application_name"), std::string("my app")));
+  out.clear();
+  REQUIRE(sqlmux::pool::parse_startup_options("", out));
+  REQUIRE(out.empty());
+  REQUIRE_FALSE(sqlmux::pool::parse_startup_options("-c", out));
+  REQUIRE_FALSE(sqlmux::pool::parse_startup_options("-c novalue", out));
+  REQUIRE_FALSE(sqlmux::pool::parse_startup_options("-B 100", out));
+  REQUIRE_FALSE(sqlmux::pool::parse_startup_options("-c =x", out));
+}
+
+TEST_CASE("connection keys are not session parameters") {
+  REQUIRE(sqlmux::pool::is_connection_key("user"));
+  REQUIRE(sqlmux::pool::is_connection_key("Database"));
+  REQUIRE(sqlmux::pool::is_connection_key("options"));
+  REQUIRE_FALSE(sqlmux::pool::is_connection_key("application_name"));
+}
+
+namespace {
+struct Item {
+  int v;
+  sqlmux::pool::ListNode node;
+};
+}  // namespace
+
+TEST_CASE("intrusive list: one state, one list") {
+  using List = sqlmux::pool::IntrusiveList<Item, &Item::node>;
+  List a;
+  List b;
+  Item x{1, {}};
+  Item y{2, {}};
+  Item z{3, {}};
+  a.push_back(&x);
+  a.push_back(&y);
+  a.push_back(&z);
+  REQUIRE(a.size() == 3);
+  REQUIRE(a.front() == &x);
+  a.remove(&y);
+  b.push_back(&y);
+  REQUIRE(a.size() == 2);
+  REQUIRE(b.size() == 1);
+  REQUIRE(b.contains(&y));
+  REQUIRE_FALSE(a.contains(&y));
+  int sum = 0;
+  a.for_each([&](Item* it) {
+    sum += it->v;
+    a.remove(it);  // removal during iteration is allowed
+  });
+  REQUIRE(sum == 4);
+  REQUIRE(a.empty());
+  REQUIRE(a.front() == nullptr);
+  b.remove(&y);
+}
+
+TEST_CASE("buffer: ranges, compaction, growth and release") {
+  sqlmux::Buffer buf;
+  REQUIRE(buf.empty());
+  REQUIRE(buf.capacity() == 0);
+  buf.append("hello", 5);
+  REQUIRE(buf.size() == 5);
+  buf.consume(2);
+  REQUIRE(std::string(reinterpret_cast<const char*>(buf.data()), buf.size()) == "llo");
+  std::string big(10000, 'x');
+  buf.append(big.data(), big.size());
+  REQUIRE(buf.size() == 10003);
+  REQUIRE(buf.data()[0] == 'l');
+  REQUIRE(buf.data()[3] == 'x');
+  buf.consume(buf.size());
+  REQUIRE(buf.empty());
+  buf.shrink_if_empty();
+  REQUIRE(buf.capacity() == 0);
+  uint8_t* w = buf.reserve(100);
+  REQUIRE(buf.writable() >= 100);
+  w[0] = 'a';
+  buf.commit(1);
+  REQUIRE(buf.size() == 1);
+}
