@@ -545,8 +545,7 @@ void Backend::on_readable() {
 
 void Backend::move_to(Worker& target, uint64_t for_client) {
   assert(client_ == nullptr && out_.empty());
-  worker_->set_backend_state(this, BackendState::Closing);  // leaves this worker's lists
-  worker_->backend_left(this);
+  worker_->backend_left(this);  // out of this worker's lists; adopt() joins the target's
   for_client_ = for_client;
   move_target_ = &target;
   detach([](Conn* c) {
