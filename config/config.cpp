@@ -428,7 +428,8 @@ class Loader {
     check_keys(
         t, path,
         {"name", "protocol", "mode", "size", "min_idle", "database", "user", "password", "backends",
-         "query_wait_timeout", "server_idle_timeout", "server_lifetime", "server_connect_timeout"});
+         "query_wait_timeout", "server_idle_timeout", "server_lifetime", "server_connect_timeout",
+         "max_prepared_statements"});
     PoolConfig p;
     const auto* name = read_string(t, "name", path, p.name, true, /*allow_empty=*/false);
     read_enum(t, "protocol", path, kProtocols, p.protocol);
@@ -469,6 +470,7 @@ class Loader {
     read_duration(t, "server_idle_timeout", path, p.server_idle_timeout);
     read_duration(t, "server_lifetime", path, p.server_lifetime);
     read_duration(t, "server_connect_timeout", path, p.server_connect_timeout);
+    (void)read_int(t, "max_prepared_statements", path, 1, kMax, p.max_prepared_statements);
     pool_names_.insert(p.name);
     cfg.pools.push_back(std::move(p));
   }

@@ -76,6 +76,9 @@ struct PoolConfig {
   Duration server_idle_timeout{600000};
   Duration server_lifetime{3600000};
   Duration server_connect_timeout{15000};
+  // Transaction/statement mode: server-side prepared statements kept per
+  // backend connection (least recently used closed beyond it).
+  uint32_t max_prepared_statements = 1000;
 };
 
 struct Config {

@@ -88,7 +88,11 @@ Backend* Backend::connect(Worker& w, Pool& pool, uint64_t for_client, std::strin
 }
 
 Backend::Backend(Worker& w, Pool& pool, PGconn* pg, int fd, uint64_t for_client)
-    : Conn(w, fd, false), pool_(pool), pg_(pg), for_client_(for_client) {
+    : Conn(w, fd, false),
+      pool_(pool),
+      pg_(pg),
+      for_client_(for_client),
+      statements_(pool.cfg().max_prepared_statements) {
   created_ms_ = state_since_ = w.now_ms();
 }
 
@@ -104,8 +108,8 @@ void Backend::set_state(BackendState s) {
 }
 
 bool Backend::reusable() const {
-  return expected_rfq_ == 0 && tx_status_ == 'I' && pass_remaining_ == 0 &&
-         internal_ == Internal::None;
+  return tracker_.empty() && tx_status_ == 'I' && pass_remaining_ == 0 &&
+         internal_ == Internal::None && !pinned_;
 }
 
 // --- connecting ----------------------------------------------------------------
@@ -192,9 +196,11 @@ void Backend::check_timeouts(uint64_t now) {
 
 void Backend::link(Client* c) {
   assert(client_ == nullptr && internal_ == Internal::None);
+  LOG_DEBUG("backend pid %d linked to client %" PRIu64 " (cached statements %zu, in %zu)", pid_,
+            c->id(), statements_.size(), in_.size());
   client_ = c;
   set_state(BackendState::Active);
-  expected_rfq_ = 0;
+  tracker_.clear();
   pass_remaining_ = 0;
   stmt_violation_ = false;
   pending_changes_ = pool::diff(c->params(), params_);
@@ -214,20 +220,103 @@ void Backend::link(Client* c) {
   run_internal(Internal::Sync, {sql});
 }
 
-bool Backend::forward(const uint8_t* p, size_t n, int rfq) {
-  expected_rfq_ += rfq;
-  return send(p, n);
+void Backend::note_command_tag(std::string_view tag) {
+  const bool session = pool_.cfg().mode == config::PoolMode::Session;
+  if (tag == "SET" || tag == "RESET") {
+    ++set_tags_;
+    dirty_ |= kDirtySettings;
+  } else if (tag == "DISCARD ALL") {
+    dirty_ |= kDirtySettings;
+    statements_.clear();
+  } else if (tag.rfind("DISCARD", 0) == 0) {
+    dirty_ |= kDirtySettings;
+  } else if (tag == "DEALLOCATE ALL") {
+    statements_.clear();
+  } else if (tag == "PREPARE") {
+    dirty_ |= kDirtyPrepared;  // a SQL-level statement of the client's own
+  } else if (tag == "LISTEN") {
+    dirty_ |= kDirtyListen;
+    if (!session) pinned_ = true;  // keeps its notifications: held until it leaves
+  }
 }
 
-void Backend::note_command_tag(std::string_view tag) {
-  if (tag == "SET" || tag == "RESET" || tag.rfind("DISCARD", 0) == 0) dirty_ |= kDirtySettings;
-  if (tag == "LISTEN") dirty_ |= kDirtyListen;
+void Backend::forget_failed_parse(const pool::ResponseTracker::Entry& e) {
+  if (!e.stmt.empty()) statements_.erase(e.stmt);
+  if (!e.client_stmt.empty() && client_ != nullptr) client_->forget_statement(e.client_stmt, e.stmt);
+}
+
+void Backend::emit_synthetic() {
+  std::string out;
+  tracker_.take_synthetic(out, tx_status_);
+  if (!out.empty() && client_ != nullptr) {
+    client_->deliver(reinterpret_cast<const uint8_t*>(out.data()), out.size());
+  }
+}
+
+bool Backend::finish_if_answered() {
+  if (client_ == nullptr || internal_ != Internal::None || !tracker_.empty() ||
+      tx_status_ != 'I' || pass_remaining_ != 0 || !in_.empty() || pinned_ ||
+      pool_.cfg().mode == config::PoolMode::Session) {
+    return false;
+  }
+  transaction_done();
+  return true;
+}
+
+// The client's transaction is over (ReadyForQuery 'I', nothing owed).
+void Backend::transaction_done() {
+  LOG_DEBUG("backend pid %d: transaction done for client %" PRIu64, pid_,
+            client_ != nullptr ? client_->id() : 0);
+  if (!pending_sets_.empty()) {
+    // Read back what SET changed, so that it follows the client.
+    std::string sql = "SELECT ";
+    for (size_t i = 0; i < pending_sets_.size(); ++i) {
+      if (i > 0) sql += ", ";
+      sql += "pg_catalog.current_setting(" + pool::quote_literal(pending_sets_[i]) + ", true)";
+    }
+    captured_.clear();
+    run_internal(Internal::Capture, {sql});
+    return;
+  }
+  Client* c = client_;
+  client_ = nullptr;
+  if (!held_rfq_.empty()) {
+    c->deliver(reinterpret_cast<const uint8_t*>(held_rfq_.data()), held_rfq_.size());
+    held_rfq_.clear();
+  }
+  release_or_reset();
+  c->on_backend_released();
+}
+
+void Backend::capture_done() {
+  for (size_t i = 0; i < pending_sets_.size(); ++i) {
+    const std::string& name = pending_sets_[i];
+    const auto* cur = params_.find(name);
+    if (cur != nullptr && cur->reported) continue;  // followed through ParameterStatus
+    if (i < captured_.size()) {
+      params_.set(name, captured_[i], false);
+      if (client_ != nullptr) client_->params().set(name, captured_[i], false);
+    }
+  }
+  if (!internal_failed_ && static_cast<size_t>(set_tags_) <= pending_sets_.size()) {
+    dirty_ &= ~kDirtySettings;  // every SET was read back: nothing to undo
+  }
+  pending_sets_.clear();
+  set_tags_ = 0;
+  transaction_done();
 }
 
 void Backend::relay_to_client() {
   const bool session = pool_.cfg().mode == config::PoolMode::Session;
   const bool statement = pool_.cfg().mode == config::PoolMode::Statement;
   size_t fwd = 0;
+  auto flush = [&] {
+    if (fwd > 0) {
+      client_->deliver(in_.data(), fwd);
+      in_.consume(fwd);
+      fwd = 0;
+    }
+  };
   for (;;) {
     const uint8_t* p = in_.data();
     const size_t n = in_.size();
@@ -245,8 +334,16 @@ void Backend::relay_to_client() {
       fail(Reason::BackendProtocolError, "invalid message length from server");
       return;
     }
-    const bool inspect = (h.type == 'Z' || h.type == 'S' || (h.type == 'C' && !session)) &&
-                         h.total() <= kMaxInspect;
+    const pool::ResponseTracker::Verdict v = tracker_.classify(h.type);
+    bool inspect = v.completes || !v.forward || h.type == 'S' || h.type == 'Z' ||
+                   (h.type == 'C' && !session);
+    if (inspect && h.total() > kMaxInspect) {
+      if (v.completes || !v.forward) {
+        fail(Reason::BackendProtocolError, "oversized reply from server");
+        return;
+      }
+      inspect = false;
+    }
     if (!inspect) {
       pass_remaining_ = h.total();
       continue;
@@ -260,13 +357,28 @@ void Backend::relay_to_client() {
         params_.set(name, value, true);
         client_->on_parameter_status(name, value);
       }
-      fwd += h.total();
-      continue;
-    }
-    if (h.type == 'C') {
+    } else if (h.type == 'C' && !session) {
       std::string_view tag;
       if (pg::parse_command_complete(body, tag)) note_command_tag(tag);
-      fwd += h.total();
+    }
+    if (h.type != 'Z') {
+      if (v.forward) {
+        fwd += h.total();
+      } else {
+        flush();
+        in_.consume(h.total());
+      }
+      if (v.completes) {
+        std::vector<pool::ResponseTracker::Entry> failed;
+        tracker_.complete(v.error_skip, &failed);
+        for (const auto& e : failed) forget_failed_parse(e);
+        std::string synth;
+        tracker_.take_synthetic(synth, tx_status_);
+        if (!synth.empty()) {
+          flush();
+          client_->deliver(reinterpret_cast<const uint8_t*>(synth.data()), synth.size());
+        }
+      }
       continue;
     }
     // ReadyForQuery
@@ -276,20 +388,19 @@ void Backend::relay_to_client() {
       return;
     }
     tx_status_ = st;
-    if (expected_rfq_ > 0) --expected_rfq_;
+    if (v.completes) tracker_.complete(false, nullptr);
     if (statement && st != 'I') {
       // A transaction block in statement mode: replace this ReadyForQuery
-      // with an error, and roll the block back once the client is done.
-      if (fwd > 0) client_->deliver(p, fwd);
-      in_.consume(fwd + h.total());
-      fwd = 0;
+      // with an error; the block is rolled back once the client is done.
+      flush();
+      in_.consume(h.total());
       pg::ErrorFields e;
       e.sqlstate = std::string(pg::sqlstate::kInvalidTransactionState);
       e.message = "transaction blocks are not allowed in statement pooling mode";
       e.hint = "pool \"" + pool_.cfg().name + "\" runs in statement mode: use autocommit";
       client_->send_error_and_ready(e);
       stmt_violation_ = true;
-      if (expected_rfq_ == 0) {
+      if (tracker_.empty()) {
         Client* c = client_;
         client_ = nullptr;
         release_or_reset();
@@ -298,21 +409,29 @@ void Backend::relay_to_client() {
       }
       continue;
     }
+    const bool done = tracker_.empty() && st == 'I' && !pinned_ &&
+                      (!session || worker_->shutting_down());
+    if (done && !pending_sets_.empty()) {
+      flush();
+      held_rfq_.assign(reinterpret_cast<const char*>(in_.data()), h.total());
+      in_.consume(h.total());
+      transaction_done();  // reads the settings back, then releases
+      return;
+    }
     fwd += h.total();
-    if (expected_rfq_ == 0 && st == 'I' && (!session || worker_->shutting_down())) {
-      client_->deliver(p, fwd);
-      in_.consume(fwd);
-      Client* c = client_;
-      client_ = nullptr;
-      release_or_reset();
-      c->on_backend_released();
+    std::string synth;
+    tracker_.take_synthetic(synth, tx_status_);
+    if (!synth.empty()) {
+      flush();
+      client_->deliver(reinterpret_cast<const uint8_t*>(synth.data()), synth.size());
+    }
+    if (done) {
+      flush();
+      transaction_done();
       return;
     }
   }
-  if (fwd > 0) {
-    client_->deliver(in_.data(), fwd);
-    in_.consume(fwd);
-  }
+  flush();
   if (in_.empty()) in_.shrink_if_empty();
   if (client_ != nullptr && client_->queued() > kHighWater) want_read(false);
 }
@@ -331,7 +450,8 @@ void Backend::client_gone(bool client_mid_message) {
   client_ = nullptr;
   if (closing()) return;
   if (internal_ == Internal::Sync) return;  // finishes, then internal_done() resets
-  if (client_mid_message || pass_remaining_ > 0 || expected_rfq_ > 0) {
+  pinned_ = false;
+  if (client_mid_message || pass_remaining_ > 0 || !tracker_.empty()) {
     // Bytes of this client's are in flight: the connection cannot be reused.
     terminate(Reason::ClientClosed);
     return;
@@ -347,6 +467,7 @@ void Backend::release_or_reset() {
   } else {
     if ((dirty_ & kDirtySettings) != 0) queries.emplace_back("RESET ALL");
     if ((dirty_ & kDirtyListen) != 0) queries.emplace_back("UNLISTEN *");
+    if ((dirty_ & kDirtyPrepared) != 0) queries.emplace_back("DEALLOCATE ALL");
   }
   if (queries.empty()) {
     set_state(BackendState::Idle);
@@ -419,6 +540,24 @@ void Backend::process_internal() {
         }
         break;
       }
+      case 'D':
+        if (internal_ == Internal::Capture) {
+          pg::Reader r(m.body);
+          int16_t cols = 0;
+          if (r.i16(cols)) {
+            for (int16_t i = 0; i < cols; ++i) {
+              int32_t len = 0;
+              std::string_view v;
+              if (!r.i32(len)) break;
+              if (len < 0) {
+                captured_.emplace_back();
+              } else if (r.bytes(static_cast<size_t>(len), v)) {
+                captured_.emplace_back(v);
+              }
+            }
+          }
+        }
+        break;
       default:
         break;  // rows, CommandComplete, notices of our own queries
     }
@@ -429,6 +568,14 @@ void Backend::process_internal() {
 void Backend::internal_done() {
   Internal kind = internal_;
   internal_ = Internal::None;
+  if (kind == Internal::Capture) {
+    if (internal_failed_ || tx_status_ != 'I') {
+      LOG_WARN("backend pid %d: reading settings back failed: %s", pid_,
+               internal_error_.message.c_str());
+    }
+    capture_done();
+    return;
+  }
   if (kind == Internal::Sync) {
     if (internal_failed_) {
       LOG_WARN("backend pid %d: applying session parameters failed: %s (%s)", pid_,
@@ -469,6 +616,9 @@ void Backend::internal_done() {
     return;
   }
   params_.clear_unreported();
+  if ((dirty_ & kDirtyPrepared) != 0 || pool_.cfg().mode == config::PoolMode::Session) {
+    statements_.clear();  // DEALLOCATE ALL / DISCARD ALL dropped them
+  }
   dirty_ = 0;
   set_state(BackendState::Idle);
   pool_.release(*worker_, this);

@@ -13,6 +13,7 @@
 #include "daemon/conn.h"
 #include "daemon/reason.h"
 #include "pool/intrusive_list.h"
+#include "pool/prepared.h"
 #include "pool/session_params.h"
 #include "protocol/pg_codec.h"
 
@@ -42,9 +43,22 @@ class Backend final : public Conn {
   // Links to a client and applies its session parameters; calls
   // client->on_backend_ready() when the backend is ready to relay.
   void link(Client* c);
-  // Relays the client's bytes (already checked to be whole messages or a
-  // streamed part of one); `rfq` = ReadyForQuery replies they will cause.
-  bool forward(const uint8_t* p, size_t n, int rfq);
+  // Relays the client's bytes (whole messages or a streamed part of one);
+  // the client side has pushed what they owe onto tracker().
+  bool forward(const uint8_t* p, size_t n) { return send(p, n); }
+  [[nodiscard]] pool::ResponseTracker& tracker() { return tracker_; }
+  [[nodiscard]] pool::BackendStatements& statements() { return statements_; }
+  // Sends the synthetic replies now at the head of the tracker.
+  void emit_synthetic();
+  // When sqlmux itself answered everything the client asked (no reply is
+  // owed and no transaction is open), ends the client's turn as a
+  // ReadyForQuery 'I' from the server would. True when it did.
+  bool finish_if_answered();
+  // Running sqlmux's own queries: the client's bytes wait.
+  [[nodiscard]] bool busy() const { return internal_ != Internal::None; }
+  // A simple query that sets `name` (SET/RESET): its value is read back
+  // after the transaction so that it follows the client.
+  void note_set(std::string name) { pending_sets_.push_back(std::move(name)); }
   // The client went away (or the session ended) while linked.
   void client_gone(bool client_mid_message);
   // Puts an idle backend on this worker's loop (after a move or connect).
@@ -70,7 +84,7 @@ class Backend final : public Conn {
   void on_closed() override;
 
  private:
-  enum class Internal { None, Sync, Reset };
+  enum class Internal { None, Sync, Reset, Capture };
   Backend(Worker& w, Pool& pool, PGconn* pg, int fd, uint64_t for_client);
   ~Backend() override;
   void drive_connect();
@@ -85,6 +99,9 @@ class Backend final : public Conn {
   void set_state(BackendState s);
   void fail(Reason why, const char* detail);
   void note_command_tag(std::string_view tag);
+  void forget_failed_parse(const pool::ResponseTracker::Entry& e);
+  void transaction_done();
+  void capture_done();
   Worker* move_target_ = nullptr;
 
   Pool& pool_;
@@ -99,11 +116,17 @@ class Backend final : public Conn {
   pool::SessionParams params_;
   std::vector<pool::ParamChange> pending_changes_;
 
-  int expected_rfq_ = 0;   // ReadyForQuery replies still due to the client
+  pool::ResponseTracker tracker_;  // replies still due to the client, in order
+  pool::BackendStatements statements_;
+  std::vector<std::string> pending_sets_;  // settings to read back (Capture)
+  int set_tags_ = 0;                       // SET/RESET completions seen
+  std::string held_rfq_;                   // ReadyForQuery held during Capture
+  std::vector<std::string> captured_;
+  bool pinned_ = false;                    // LISTEN in transaction mode
   char tx_status_ = 'I';
   size_t pass_remaining_ = 0;
   // What a client left behind that must be undone before another uses it.
-  enum Dirty : unsigned { kDirtySettings = 1, kDirtyListen = 2 };
+  enum Dirty : unsigned { kDirtySettings = 1, kDirtyListen = 2, kDirtyPrepared = 4 };
   unsigned dirty_ = 0;
   bool stmt_violation_ = false;
 

@@ -498,46 +498,6 @@ void Client::on_parameter_status(std::string_view name, std::string_view value) 
   params_.set(e != nullptr ? std::string_view(e->name) : name, value, true);
 }
 
-void Client::relay_to_backend() {
-  const uint8_t* p = in_.data();
-  const size_t n = in_.size();
-  size_t fwd = 0;
-  int rfq = 0;
-  while (fwd < n) {
-    if (pass_remaining_ > 0) {
-      size_t k = std::min(pass_remaining_, n - fwd);
-      fwd += k;
-      pass_remaining_ -= k;
-      continue;
-    }
-    pg::Header h;
-    pg::Decode d = pg::peek_header(p + fwd, n - fwd, pg::kMaxMessageLen, h);
-    if (d == pg::Decode::NeedMore) break;
-    if (d == pg::Decode::Malformed) {
-      if (fwd > 0) backend_->forward(p, fwd, rfq);
-      in_.consume(fwd);
-      LOG_INFO("client %" PRIu64 ": invalid message length (type %d)", id_, p[fwd]);
-      send_fatal(pg::sqlstate::kProtocolViolation, "invalid message length",
-                 Reason::ClientProtocolError);
-      return;
-    }
-    if (h.type == 'X') {
-      if (fwd > 0) backend_->forward(p, fwd, rfq);
-      in_.consume(fwd + std::min(h.total(), n - fwd));
-      finish(Reason::ClientClosed);
-      return;
-    }
-    if (h.type == 'Q' || h.type == 'S' || h.type == 'F') ++rfq;
-    pass_remaining_ = h.total();
-  }
-  if (fwd > 0) {
-    backend_->forward(p, fwd, rfq);
-    in_.consume(fwd);
-  }
-  if (in_.empty()) in_.shrink_if_empty();
-  if (backend_ != nullptr && backend_->queued() > kHighWater) want_read(false);
-}
-
 void Client::resume_reading_if_drained() {
   if (closing() || reading()) return;
   want_read(true);

@@ -10,6 +10,7 @@
 #include "daemon/conn.h"
 #include "daemon/reason.h"
 #include "pool/intrusive_list.h"
+#include "pool/prepared.h"
 #include "pool/session_params.h"
 #include "protocol/pg_auth.h"
 #include "protocol/pg_codec.h"
@@ -33,6 +34,9 @@ class Client final : public Conn {
   [[nodiscard]] Backend* backend() const { return backend_; }
   [[nodiscard]] const std::string& user_name() const { return user_name_; }
   [[nodiscard]] pool::SessionParams& params() { return params_; }
+  [[nodiscard]] pool::ClientStatements& statements() { return statements_; }
+  // Forgets a statement whose Parse failed (if the name still means it).
+  void forget_statement(const std::string& name, const std::string& server_name);
   [[nodiscard]] uint64_t state_since_ms() const { return state_since_; }
 
   // The pool linked a backend to this client (it was Waiting).
@@ -83,6 +87,16 @@ class Client final : public Conn {
   void send_fatal(std::string_view sqlstate, std::string message, Reason why);
   void need_backend();
   void relay_to_backend();
+  // Extended-protocol messages that name prepared statements (client_relay.cpp).
+  enum class Handled { Forward, Consumed, NeedMore, Failed };
+  // `out` receives bytes to send in the message's place when it is Consumed.
+  Handled handle_parse(const pg::Header& h, const uint8_t* m, size_t avail, std::string& out);
+  Handled handle_bind(const pg::Header& h, const uint8_t* m, size_t avail);
+  Handled handle_describe_or_close(const pg::Header& h, const uint8_t* m, size_t avail,
+                                   std::string& out);
+  Handled handle_query(const pg::Header& h, const uint8_t* m, size_t avail, std::string& out);
+  void ensure_prepared(const pool::StatementDef& def, std::string& out);
+  void push_synthetic(pool::ResponseTracker::Entry e);
   void finish(Reason why);
   void set_state(ClientState s);
 
@@ -108,6 +122,10 @@ class Client final : public Conn {
   Backend* backend_ = nullptr;
   bool backend_ready_ = false;
   size_t pass_remaining_ = 0;  // bytes of a message still being relayed
+  size_t drop_remaining_ = 0;  // bytes of a message being dropped (skip to Sync)
+  bool skip_until_sync_ = false;  // after an error sqlmux raised itself
+  bool synthetic_sent_ = false;
+  pool::ClientStatements statements_;
   Reason close_reason_ = Reason::ClientClosed;
 };
 

@@ -1,0 +1,282 @@
+#include "pool/prepared.h"
+
+#include <openssl/evp.h>
+
+#include <cctype>
+
+namespace sqlmux::pool {
+
+std::string server_statement_name(std::string_view query, const std::vector<uint32_t>& types) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int md_len = 0;
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  EVP_DigestUpdate(ctx, query.data(), query.size());
+  // Types after a NUL that cannot occur in the query text.
+  EVP_DigestUpdate(ctx, "\0", 1);
+  for (uint32_t t : types) {
+    unsigned char be[4] = {static_cast<unsigned char>(t >> 24), static_cast<unsigned char>(t >> 16),
+                           static_cast<unsigned char>(t >> 8), static_cast<unsigned char>(t)};
+    EVP_DigestUpdate(ctx, be, 4);
+  }
+  EVP_DigestFinal_ex(ctx, md, &md_len);
+  EVP_MD_CTX_free(ctx);
+  static const char* hex = "0123456789abcdef";
+  std::string name = "sqlmux_";
+  for (int i = 0; i < 16; ++i) {
+    name += hex[md[i] >> 4];
+    name += hex[md[i] & 15];
+  }
+  return name;
+}
+
+StatementRef make_statement(std::string_view query, std::vector<uint32_t> types) {
+  auto def = std::make_shared<StatementDef>();
+  def->server_name = server_statement_name(query, types);
+  def->query = std::string(query);
+  def->param_types = std::move(types);
+  return def;
+}
+
+const StatementRef* ClientStatements::find(std::string_view name) const {
+  auto it = map_.find(std::string(name));
+  return it == map_.end() ? nullptr : &it->second;
+}
+
+void ClientStatements::add(std::string_view name, StatementRef def) {
+  map_[std::string(name)] = std::move(def);
+}
+
+bool ClientStatements::remove(std::string_view name) { return map_.erase(std::string(name)) != 0; }
+
+bool BackendStatements::touch(const std::string& name) {
+  auto it = index_.find(name);
+  if (it == index_.end()) return false;
+  lru_.splice(lru_.end(), lru_, it->second);
+  return true;
+}
+
+std::optional<std::string> BackendStatements::insert(const std::string& name) {
+  if (touch(name)) return std::nullopt;
+  std::optional<std::string> evicted;
+  if (index_.size() >= capacity_) {
+    evicted = lru_.front();
+    index_.erase(lru_.front());
+    lru_.pop_front();
+  }
+  lru_.push_back(name);
+  index_[name] = std::prev(lru_.end());
+  return evicted;
+}
+
+void BackendStatements::erase(const std::string& name) {
+  auto it = index_.find(name);
+  if (it == index_.end()) return;
+  lru_.erase(it->second);
+  index_.erase(it);
+}
+
+void BackendStatements::clear() {
+  lru_.clear();
+  index_.clear();
+}
+
+ResponseTracker::Verdict ResponseTracker::classify(char type) const {
+  Verdict v;
+  if (q_.empty()) return v;  // unsolicited (notice, parameter status, notification)
+  const Entry& h = q_.front();
+  // Messages that can arrive at any time belong to no request.
+  if (type == 'N' || type == 'S' || type == 'A') return v;
+  v.forward = h.action != Action::Swallow;
+  switch (h.kind) {
+    case Kind::Parse:
+      v.completes = type == '1' || type == 'E';
+      break;
+    case Kind::Bind:
+      v.completes = type == '2' || type == 'E';
+      break;
+    case Kind::Close:
+      v.completes = type == '3' || type == 'E';
+      break;
+    case Kind::Describe:
+      v.completes = type == 'T' || type == 'n' || type == 'E';
+      break;
+    case Kind::Execute:
+      v.completes = type == 'C' || type == 'I' || type == 's' || type == 'E';
+      break;
+    case Kind::Sync:
+    case Kind::Query:
+    case Kind::Function:
+      v.completes = type == 'Z';
+      break;
+  }
+  if (type == 'E') {
+    // An error always reaches the client (even for an injected Parse: the
+    // client's next message fails because of it).
+    v.forward = true;
+    v.error_skip = h.kind != Kind::Sync && h.kind != Kind::Query && h.kind != Kind::Function;
+  }
+  return v;
+}
+
+void ResponseTracker::complete(bool error_skip, std::vector<Entry>* failed_parses) {
+  if (q_.empty()) return;
+  Entry head = std::move(q_.front());
+  q_.pop_front();
+  if (error_skip) {
+    if (head.kind == Kind::Parse && failed_parses != nullptr) failed_parses->push_back(head);
+    // The server skips everything up to the next Sync.
+    while (!q_.empty() && q_.front().kind != Kind::Sync) {
+      if (q_.front().kind == Kind::Parse && q_.front().action != Action::Synthetic &&
+          failed_parses != nullptr) {
+        failed_parses->push_back(std::move(q_.front()));
+      }
+      q_.pop_front();
+    }
+  }
+}
+
+void ResponseTracker::take_synthetic(std::string& out, char tx_status) {
+  while (!q_.empty() && q_.front().action == Action::Synthetic) {
+    out += q_.front().reply;
+    if (q_.front().append_ready) {
+      const char z[6] = {'Z', 0, 0, 0, 5, tx_status};
+      out.append(z, sizeof z);
+    }
+    q_.pop_front();
+  }
+}
+
+namespace {
+
+struct Scanner {
+  std::string_view s;
+  size_t i = 0;
+  void ws() {
+    while (i < s.size()) {
+      if (std::isspace(static_cast<unsigned char>(s[i]))) {
+        ++i;
+      } else if (s.compare(i, 2, "--") == 0) {
+        while (i < s.size() && s[i] != '\n') ++i;
+      } else {
+        break;
+      }
+    }
+  }
+  bool keyword(std::string_view kw) {
+    size_t save = i;
+    ws();
+    if (s.size() - i < kw.size()) {
+      i = save;
+      return false;
+    }
+    for (size_t k = 0; k < kw.size(); ++k) {
+      if (std::toupper(static_cast<unsigned char>(s[i + k])) != kw[k]) {
+        i = save;
+        return false;
+      }
+    }
+    size_t end = i + kw.size();
+    if (end < s.size() && (std::isalnum(static_cast<unsigned char>(s[end])) || s[end] == '_')) {
+      i = save;
+      return false;
+    }
+    i = end;
+    return true;
+  }
+  // An identifier (folded to lower case) or a "quoted identifier"; dots allowed.
+  bool name(std::string& out) {
+    ws();
+    out.clear();
+    if (i < s.size() && s[i] == '"') {
+      ++i;
+      while (i < s.size()) {
+        if (s[i] == '"') {
+          if (i + 1 < s.size() && s[i + 1] == '"') {
+            out += '"';
+            i += 2;
+            continue;
+          }
+          ++i;
+          return !out.empty();
+        }
+        out += s[i++];
+      }
+      return false;
+    }
+    while (i < s.size() && (std::isalnum(static_cast<unsigned char>(s[i])) || s[i] == '_' ||
+                            s[i] == '.' || s[i] == '$')) {
+      out += static_cast<char>(std::tolower(static_cast<unsigned char>(s[i])));
+      ++i;
+    }
+    return !out.empty();
+  }
+  bool at_end() {
+    ws();
+    if (i < s.size() && s[i] == ';') ++i;
+    ws();
+    return i == s.size();
+  }
+};
+
+}  // namespace
+
+DeallocateCommand parse_deallocate(std::string_view sql) {
+  DeallocateCommand cmd;
+  Scanner sc{sql};
+  if (sc.keyword("DISCARD")) {
+    if (sc.keyword("ALL") && sc.at_end()) cmd.kind = DeallocateCommand::Kind::DiscardAll;
+    return cmd;
+  }
+  if (!sc.keyword("DEALLOCATE")) return cmd;
+  (void)sc.keyword("PREPARE");
+  Scanner probe = sc;
+  if (probe.keyword("ALL") && probe.at_end()) {
+    cmd.kind = DeallocateCommand::Kind::All;
+    return cmd;
+  }
+  std::string name;
+  if (sc.name(name) && sc.at_end()) {
+    cmd.kind = DeallocateCommand::Kind::One;
+    cmd.name = std::move(name);
+  }
+  return cmd;
+}
+
+SetCommand parse_set(std::string_view sql) {
+  SetCommand cmd;
+  Scanner sc{sql};
+  if (sc.keyword("RESET")) {
+    if (sc.keyword("ALL")) {
+      cmd.kind = SetCommand::Kind::ResetAll;
+      return cmd;
+    }
+    std::string name;
+    if (sc.name(name) && name != "session" && name != "role") {
+      cmd.kind = SetCommand::Kind::Reset;
+      cmd.name = std::move(name);
+    }
+    return cmd;
+  }
+  if (!sc.keyword("SET")) return cmd;
+  if (sc.keyword("LOCAL")) return cmd;
+  (void)sc.keyword("SESSION");
+  Scanner probe = sc;
+  if (probe.keyword("CHARACTERISTICS") || probe.keyword("AUTHORIZATION") ||
+      probe.keyword("TRANSACTION") || probe.keyword("ROLE") || probe.keyword("CONSTRAINTS")) {
+    return cmd;
+  }
+  std::string name;
+  if (!sc.name(name)) return cmd;
+  if (name == "time") {
+    if (!sc.keyword("ZONE")) return cmd;
+    name = "timezone";
+  } else if (!(sc.keyword("TO") || (sc.ws(), sc.i < sc.s.size() && sc.s[sc.i] == '='))) {
+    return cmd;
+  }
+  cmd.kind = SetCommand::Kind::Set;
+  cmd.name = std::move(name);
+  return cmd;
+}
+
+}  // namespace sqlmux::pool

@@ -1,0 +1,146 @@
+// Named prepared statements in transaction mode.
+//
+// A client's statement name maps to a server-side name derived from the
+// query text and parameter types, so that every client with the same
+// statement shares one preparation per backend. Each backend remembers which
+// server-side names it holds (LRU, bounded); a statement a backend lacks is
+// prepared there just before the client's message that needs it.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace sqlmux::pool {
+
+struct StatementDef {
+  std::string server_name;  // "sqlmux_<32 hex>"
+  std::string query;
+  std::vector<uint32_t> param_types;
+};
+using StatementRef = std::shared_ptr<const StatementDef>;
+
+// "sqlmux_" + 128 bits of SHA-256(query, types), in hex (39 characters,
+// inside PostgreSQL's 63-byte identifier limit).
+[[nodiscard]] std::string server_statement_name(std::string_view query,
+                                                const std::vector<uint32_t>& types);
+[[nodiscard]] StatementRef make_statement(std::string_view query, std::vector<uint32_t> types);
+
+// A client's named statements: its name -> the shared definition.
+class ClientStatements {
+ public:
+  [[nodiscard]] const StatementRef* find(std::string_view name) const;
+  void add(std::string_view name, StatementRef def);
+  bool remove(std::string_view name);
+  void clear() { map_.clear(); }
+  [[nodiscard]] size_t size() const { return map_.size(); }
+
+ private:
+  std::unordered_map<std::string, StatementRef> map_;
+};
+
+// The server-side names one backend has prepared, least recently used first.
+class BackendStatements {
+ public:
+  explicit BackendStatements(size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {}
+  // True when present; marks it most recently used.
+  bool touch(const std::string& name);
+  [[nodiscard]] bool contains(const std::string& name) const { return index_.count(name) != 0; }
+  // Adds a name; returns the name evicted to make room, if any.
+  std::optional<std::string> insert(const std::string& name);
+  void erase(const std::string& name);
+  void clear();
+  [[nodiscard]] size_t size() const { return index_.size(); }
+  [[nodiscard]] size_t capacity() const { return capacity_; }
+
+ private:
+  size_t capacity_;
+  std::list<std::string> lru_;  // front = least recently used
+  std::unordered_map<std::string, std::list<std::string>::iterator> index_;
+};
+
+// What the backend owes the client, one entry per request message, in
+// order. Lets sqlmux drop replies to messages it injected (a Parse the
+// client did not send) and add replies to messages it answered itself (a
+// Parse the backend already had), each at its place in the stream.
+class ResponseTracker {
+ public:
+  enum class Kind : uint8_t {
+    Parse,     // ParseComplete
+    Bind,      // BindComplete
+    Describe,  // [ParameterDescription] RowDescription | NoData
+    Execute,   // ... CommandComplete | EmptyQueryResponse | PortalSuspended
+    Close,     // CloseComplete
+    Sync,      // ReadyForQuery
+    Query,     // a simple-query cycle, up to ReadyForQuery
+    Function,  // FunctionCallResponse, ReadyForQuery
+  };
+  enum class Action : uint8_t {
+    Forward,    // the client asked; relay the reply
+    Swallow,    // sqlmux injected the request; drop the reply
+    Synthetic,  // sqlmux answers: send `reply` when its turn comes
+  };
+  struct Entry {
+    Kind kind;
+    Action action;
+    std::string reply;        // Synthetic: the bytes to send
+    std::string stmt;         // Parse: the server-side name it creates
+    std::string client_stmt;  // Parse: the client's name for it
+    bool append_ready = false;  // Synthetic: ReadyForQuery follows, with the status of its turn
+  };
+
+  // What to do with one message from the backend.
+  struct Verdict {
+    bool forward = true;        // relay it to the client
+    bool completes = false;     // it ends the head request
+    bool error_skip = false;    // an error in the extended protocol: skip to Sync
+  };
+
+  void push(Entry e) { q_.push_back(std::move(e)); }
+  [[nodiscard]] bool empty() const { return q_.empty(); }
+  [[nodiscard]] size_t size() const { return q_.size(); }
+  [[nodiscard]] const Entry* head() const { return q_.empty() ? nullptr : &q_.front(); }
+  void clear() { q_.clear(); }
+
+  // Classifies a backend message by its type byte (no state change).
+  [[nodiscard]] Verdict classify(char type) const;
+  // True when a message of this type ends the head request; the caller
+  // waits for such a message to arrive whole before completing it.
+  [[nodiscard]] bool would_complete(char type) const { return classify(type).completes; }
+
+  // Pops the head after its reply (or an error) arrived. With error_skip,
+  // also drops the requests the server skips up to the next Sync. Each
+  // dropped or failed Parse is reported through `failed_parse` so that the
+  // caller can forget the statement.
+  void complete(bool error_skip, std::vector<Entry>* failed_parses);
+  // Pops and returns the synthetic replies now at the head, in order;
+  // `tx_status` is the transaction status the server reported last.
+  void take_synthetic(std::string& out, char tx_status);
+
+ private:
+  std::list<Entry> q_;
+};
+
+// SQL the client sends that changes its prepared statements:
+// "DEALLOCATE [PREPARE] name" / "DEALLOCATE [PREPARE] ALL" / "DISCARD ALL".
+struct DeallocateCommand {
+  enum class Kind { None, One, All, DiscardAll } kind = Kind::None;
+  std::string name;
+};
+[[nodiscard]] DeallocateCommand parse_deallocate(std::string_view sql);
+
+// "SET [SESSION] name ..." / "RESET name" / "RESET ALL" at the start of a
+// simple query: which session setting it changes. LOCAL settings and SET
+// TRANSACTION/ROLE/SESSION AUTHORIZATION are not reported (kind None).
+struct SetCommand {
+  enum class Kind { None, Set, Reset, ResetAll } kind = Kind::None;
+  std::string name;
+};
+[[nodiscard]] SetCommand parse_set(std::string_view sql);
+
+}  // namespace sqlmux::pool
