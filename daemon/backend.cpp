@@ -240,6 +240,18 @@ void Backend::note_command_tag(std::string_view tag) {
   }
 }
 
+void Backend::note_bind_error(std::string_view body, const std::string& server_name) {
+  pg::ErrorFields e;
+  if (!pg::parse_error_fields(body, e)) return;
+  if (e.sqlstate == pg::sqlstate::kFeatureNotSupported &&
+      e.message.find("cached plan must not change result type") != std::string::npos) {
+    // DDL changed what the statement returns: every backend prepares it again.
+    LOG_INFO("statement %s went stale after a schema change; re-preparing it everywhere",
+             server_name.c_str());
+    pool_.stale_statements().invalidate(server_name);
+  }
+}
+
 void Backend::forget_failed_parse(const pool::ResponseTracker::Entry& e) {
   if (!e.stmt.empty()) statements_.erase(e.stmt);
   if (!e.client_stmt.empty() && client_ != nullptr) client_->forget_statement(e.client_stmt, e.stmt);
@@ -367,6 +379,11 @@ void Backend::relay_to_client() {
       } else {
         flush();
         in_.consume(h.total());
+      }
+      if (h.type == 'E' && tracker_.head() != nullptr &&
+          tracker_.head()->kind == pool::ResponseTracker::Kind::Bind &&
+          !tracker_.head()->stmt.empty()) {
+        note_bind_error(body, tracker_.head()->stmt);
       }
       if (v.completes) {
         std::vector<pool::ResponseTracker::Entry> failed;

@@ -100,6 +100,7 @@ class Backend final : public Conn {
   void fail(Reason why, const char* detail);
   void note_command_tag(std::string_view tag);
   void forget_failed_parse(const pool::ResponseTracker::Entry& e);
+  void note_bind_error(std::string_view body, const std::string& server_name);
   void transaction_done();
   void capture_done();
   Worker* move_target_ = nullptr;

@@ -15,8 +15,6 @@ namespace {
 constexpr size_t kReadChunk = 32 * 1024;
 // Bytes a client may have buffered while it waits for a backend.
 constexpr size_t kMaxPendingInput = 256 * 1024;
-// Above this much queued toward a peer, stop reading from the other side.
-constexpr size_t kHighWater = 512 * 1024;
 constexpr uint64_t kLoginTimeoutMs = 60000;
 constexpr uint32_t kMaxAuthMessage = 10000;
 

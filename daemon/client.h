@@ -96,6 +96,10 @@ class Client final : public Conn {
                                    std::string& out);
   Handled handle_query(const pg::Header& h, const uint8_t* m, size_t avail, std::string& out);
   void ensure_prepared(const pool::StatementDef& def, std::string& out);
+  // True when the backend holds a current preparation (a stale one is
+  // closed through `out`, and false returned).
+  bool prepared_on_backend(const std::string& server_name, std::string& out);
+  void add_to_backend(const std::string& server_name, std::string& out);
   void push_synthetic(pool::ResponseTracker::Entry e);
   void finish(Reason why);
   void set_state(ClientState s);

@@ -81,16 +81,32 @@ void Client::push_synthetic(Entry e) {
   }
 }
 
-void Client::ensure_prepared(const pool::StatementDef& def, std::string& out) {
+bool Client::prepared_on_backend(const std::string& server_name, std::string& out) {
   auto& cache = backend_->statements();
-  if (cache.touch(def.server_name)) return;
-  auto& tr = backend_->tracker();
-  if (auto evicted = cache.insert(def.server_name)) {
+  auto& stale = pool_->stale_statements();
+  if (!cache.touch(server_name)) return false;
+  if (!stale.stale(server_name, cache.epoch(server_name))) return true;
+  // Its plan went stale (DDL): close it here; the caller prepares it again.
+  put_close_or_describe(out, 'C', 'S', server_name);
+  backend_->tracker().push(Entry{Kind::Close, Action::Swallow, {}, {}, {}, false});
+  cache.erase(server_name);
+  return false;
+}
+
+void Client::add_to_backend(const std::string& server_name, std::string& out) {
+  auto& cache = backend_->statements();
+  if (auto evicted = cache.insert(server_name)) {
     put_close_or_describe(out, 'C', 'S', *evicted);
-    tr.push(Entry{Kind::Close, Action::Swallow, {}, {}, {}, false});
+    backend_->tracker().push(Entry{Kind::Close, Action::Swallow, {}, {}, {}, false});
   }
+  cache.set_epoch(server_name, pool_->stale_statements().current());
+}
+
+void Client::ensure_prepared(const pool::StatementDef& def, std::string& out) {
+  if (prepared_on_backend(def.server_name, out)) return;
+  add_to_backend(def.server_name, out);
   put_parse(out, def.server_name, def.query, def.param_types);
-  tr.push(Entry{Kind::Parse, Action::Swallow, {}, def.server_name, {}, false});
+  backend_->tracker().push(Entry{Kind::Parse, Action::Swallow, {}, def.server_name, {}, false});
 }
 
 Client::Handled Client::handle_parse(const pg::Header& h, const uint8_t* m, size_t avail,
@@ -125,20 +141,16 @@ Client::Handled Client::handle_parse(const pg::Header& h, const uint8_t* m, size
   }
   auto def = pool::make_statement(query, std::move(types));
   statements_.add(client_name, def);
-  auto& cache = backend_->statements();
-  if (cache.touch(def->server_name)) {
+  if (prepared_on_backend(def->server_name, out)) {
     // Prepared on this backend already (by this client or another one).
     std::string reply("1\0\0\0\4", 5);
     push_synthetic(Entry{Kind::Parse, Action::Synthetic, std::move(reply), {}, {}, false});
     return Handled::Consumed;
   }
-  auto& tr = backend_->tracker();
-  if (auto evicted = cache.insert(def->server_name)) {
-    put_close_or_describe(out, 'C', 'S', *evicted);
-    tr.push(Entry{Kind::Close, Action::Swallow, {}, {}, {}, false});
-  }
+  add_to_backend(def->server_name, out);
   put_parse(out, def->server_name, def->query, def->param_types);
-  tr.push(Entry{Kind::Parse, Action::Forward, {}, def->server_name, client_name, false});
+  backend_->tracker().push(
+      Entry{Kind::Parse, Action::Forward, {}, def->server_name, client_name, false});
   return Handled::Consumed;
 }
 
@@ -170,7 +182,8 @@ Client::Handled Client::handle_bind(const pg::Header& h, const uint8_t* m, size_
   out.append(reinterpret_cast<const char*>(m + 5), used1);
   out.append(sname);
   out += '\0';
-  backend_->tracker().push(plain(Kind::Bind));
+  // The Bind remembers its statement: a stale-plan error invalidates it.
+  backend_->tracker().push(Entry{Kind::Bind, Action::Forward, {}, sname, {}, false});
   backend_->forward(reinterpret_cast<const uint8_t*>(out.data()), out.size());
   in_.consume(5 + names);  // the caller flushed what preceded this Bind
   pass_remaining_ = rest;  // parameters stream on unchanged

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "pool/prepared.h"
 #include "pool/session_params.h"
 
 namespace sqlmux {
@@ -57,6 +58,8 @@ class Pool {
   [[nodiscard]] bool welcome(pool::SessionParams& out);
   void set_welcome(const pool::SessionParams& params);
 
+  [[nodiscard]] pool::StaleStatements& stale_statements() { return stale_; }
+
   struct Counts {
     uint32_t total = 0;
     uint32_t idle = 0;
@@ -82,6 +85,7 @@ class Pool {
   uint32_t total_ = 0;  // open or connecting backends
   std::deque<Waiter> waiters_;
   std::vector<std::vector<Backend*>> idle_;  // per worker
+  pool::StaleStatements stale_;
   bool has_welcome_ = false;
   pool::SessionParams welcome_;
 };

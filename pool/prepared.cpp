@@ -52,8 +52,32 @@ bool ClientStatements::remove(std::string_view name) { return map_.erase(std::st
 bool BackendStatements::touch(const std::string& name) {
   auto it = index_.find(name);
   if (it == index_.end()) return false;
-  lru_.splice(lru_.end(), lru_, it->second);
+  lru_.splice(lru_.end(), lru_, it->second.it);
   return true;
+}
+
+uint64_t BackendStatements::epoch(const std::string& name) const {
+  auto it = index_.find(name);
+  return it == index_.end() ? 0 : it->second.epoch;
+}
+
+void BackendStatements::set_epoch(const std::string& name, uint64_t epoch) {
+  auto it = index_.find(name);
+  if (it != index_.end()) it->second.epoch = epoch;
+}
+
+bool StaleStatements::stale(const std::string& name, uint64_t prepared_epoch) const {
+  if (epoch_.load(std::memory_order_acquire) == prepared_epoch) return false;  // nothing since
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = invalidated_at_.find(name);
+  return it != invalidated_at_.end() && it->second > prepared_epoch;
+}
+
+void StaleStatements::invalidate(const std::string& name) {
+  std::lock_guard<std::mutex> lk(mu_);
+  uint64_t e = epoch_.load(std::memory_order_relaxed) + 1;
+  invalidated_at_[name] = e;
+  epoch_.store(e, std::memory_order_release);
 }
 
 std::optional<std::string> BackendStatements::insert(const std::string& name) {
@@ -65,14 +89,14 @@ std::optional<std::string> BackendStatements::insert(const std::string& name) {
     lru_.pop_front();
   }
   lru_.push_back(name);
-  index_[name] = std::prev(lru_.end());
+  index_[name] = Slot{std::prev(lru_.end()), 0};
   return evicted;
 }
 
 void BackendStatements::erase(const std::string& name) {
   auto it = index_.find(name);
   if (it == index_.end()) return;
-  lru_.erase(it->second);
+  lru_.erase(it->second.it);
   index_.erase(it);
 }
 

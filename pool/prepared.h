@@ -8,7 +8,9 @@
 #pragma once
 
 #include <cstdint>
+#include <atomic>
 #include <list>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <string>
@@ -50,6 +52,9 @@ class BackendStatements {
   explicit BackendStatements(size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {}
   // True when present; marks it most recently used.
   bool touch(const std::string& name);
+  // When it was prepared here (the pool's invalidation epoch at the time).
+  [[nodiscard]] uint64_t epoch(const std::string& name) const;
+  void set_epoch(const std::string& name, uint64_t epoch);
   [[nodiscard]] bool contains(const std::string& name) const { return index_.count(name) != 0; }
   // Adds a name; returns the name evicted to make room, if any.
   std::optional<std::string> insert(const std::string& name);
@@ -60,8 +65,29 @@ class BackendStatements {
 
  private:
   size_t capacity_;
+  struct Slot {
+    std::list<std::string>::iterator it;
+    uint64_t epoch = 0;
+  };
   std::list<std::string> lru_;  // front = least recently used
-  std::unordered_map<std::string, std::list<std::string>::iterator> index_;
+  std::unordered_map<std::string, Slot> index_;
+};
+
+// Server-side statements whose plans went stale (DDL changed a result
+// type): each backend that prepared one before its invalidation closes and
+// prepares it again on next use. Shared by all workers of a pool.
+class StaleStatements {
+ public:
+  // The epoch a statement prepared now is stamped with.
+  [[nodiscard]] uint64_t current() const { return epoch_.load(std::memory_order_acquire); }
+  // True when `name`, prepared at `prepared_epoch`, was invalidated since.
+  [[nodiscard]] bool stale(const std::string& name, uint64_t prepared_epoch) const;
+  void invalidate(const std::string& name);
+
+ private:
+  std::atomic<uint64_t> epoch_{0};
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, uint64_t> invalidated_at_;
 };
 
 // What the backend owes the client, one entry per request message, in
