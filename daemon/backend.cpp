@@ -253,8 +253,14 @@ void Backend::note_bind_error(std::string_view body, const std::string& server_n
 }
 
 void Backend::forget_failed_parse(const pool::ResponseTracker::Entry& e) {
+  if (e.kind == pool::ResponseTracker::Kind::Close) {
+    // An eviction the server skipped: the statement is still there, but no
+    // longer in the cache. Clear them all before the next client.
+    if (!e.stmt.empty()) dirty_ |= kDirtyPrepared;
+    return;
+  }
   if (!e.stmt.empty()) statements_.erase(e.stmt);
-  if (!e.client_stmt.empty() && client_ != nullptr) client_->forget_statement(e.client_stmt, e.stmt);
+  if (!e.client_stmt.empty() && client_ != nullptr) client_->forget_statement(e.client_stmt);
 }
 
 void Backend::emit_synthetic() {

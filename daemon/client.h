@@ -35,8 +35,8 @@ class Client final : public Conn {
   [[nodiscard]] const std::string& user_name() const { return user_name_; }
   [[nodiscard]] pool::SessionParams& params() { return params_; }
   [[nodiscard]] pool::ClientStatements& statements() { return statements_; }
-  // Forgets a statement whose Parse failed (if the name still means it).
-  void forget_statement(const std::string& name, const std::string& server_name);
+  // Forgets a statement whose Parse failed or was skipped.
+  void forget_statement(const std::string& name) { statements_.remove(name); }
   [[nodiscard]] uint64_t state_since_ms() const { return state_since_; }
 
   // The pool linked a backend to this client (it was Waiting).

@@ -29,7 +29,7 @@ constexpr size_t kMaxNamedParse = 64u * 1024 * 1024;
 using Kind = pool::ResponseTracker::Kind;
 using Action = pool::ResponseTracker::Action;
 using Entry = pool::ResponseTracker::Entry;
-using StatementRefPtr = const pool::StatementRef*;
+using StatementEntry = const pool::ClientStatements::Entry*;
 
 void put_parse(std::string& out, std::string_view name, std::string_view query,
                const std::vector<uint32_t>& types) {
@@ -65,16 +65,11 @@ Entry plain(Kind k) { return Entry{k, Action::Forward, {}, {}, {}, false}; }
 
 }  // namespace
 
-void Client::forget_statement(const std::string& name, const std::string& server_name) {
-  const auto* def = statements_.find(name);
-  if (def != nullptr && (*def)->server_name == server_name) statements_.remove(name);
-}
-
 void Client::push_synthetic(Entry e) {
   e.action = Action::Synthetic;
   auto& tr = backend_->tracker();
   const bool at_head = tr.empty();
-  tr.push(std::move(e));
+  if (!tr.push(std::move(e))) return;  // the server skips this point (after an error)
   if (at_head) {
     backend_->emit_synthetic();
     synthetic_sent_ = true;
@@ -97,7 +92,7 @@ void Client::add_to_backend(const std::string& server_name, std::string& out) {
   auto& cache = backend_->statements();
   if (auto evicted = cache.insert(server_name)) {
     put_close_or_describe(out, 'C', 'S', *evicted);
-    backend_->tracker().push(Entry{Kind::Close, Action::Swallow, {}, {}, {}, false});
+    backend_->tracker().push(Entry{Kind::Close, Action::Swallow, {}, *evicted, {}, false});
   }
   cache.set_epoch(server_name, pool_->stale_statements().current());
 }
@@ -140,11 +135,13 @@ Client::Handled Client::handle_parse(const pg::Header& h, const uint8_t* m, size
     return Handled::Consumed;
   }
   auto def = pool::make_statement(query, std::move(types));
-  statements_.add(client_name, def);
+  statements_.add(client_name, def, pool_->stale_statements().current());
   if (prepared_on_backend(def->server_name, out)) {
-    // Prepared on this backend already (by this client or another one).
+    // Prepared on this backend already (by this client or another one). If
+    // an earlier error makes the server skip this point, the client's name
+    // is forgotten again (forget_failed_parse: stmt empty, the backend keeps it).
     std::string reply("1\0\0\0\4", 5);
-    push_synthetic(Entry{Kind::Parse, Action::Synthetic, std::move(reply), {}, {}, false});
+    push_synthetic(Entry{Kind::Parse, Action::Synthetic, std::move(reply), {}, client_name, false});
     return Handled::Consumed;
   }
   add_to_backend(def->server_name, out);
@@ -164,15 +161,32 @@ Client::Handled Client::handle_bind(const pg::Header& h, const uint8_t* m, size_
       !first_cstr(m + 5 + used1, have - used1, stmt, used2)) {
     return avail >= h.total() ? Handled::Failed : Handled::NeedMore;
   }
-  const StatementRefPtr def = stmt.empty() ? nullptr : statements_.find(stmt);
-  if (def == nullptr) {
+  StatementEntry entry = stmt.empty() ? nullptr : statements_.find(stmt);
+  if (entry == nullptr) {
     backend_->tracker().push(plain(Kind::Bind));
     return Handled::Forward;
   }
-  std::string out;
-  ensure_prepared(**def, out);
   const size_t names = used1 + used2;
-  const std::string& sname = (*def)->server_name;
+  const std::string& sname = entry->def->server_name;
+  if (pool_->stale_statements().stale(sname, entry->epoch)) {
+    // Prepared before a schema change altered its result: PostgreSQL fails
+    // it until the client prepares it again (drivers such as asyncpg then
+    // do); running the new plan would hand the client rows of a shape it
+    // did not ask for.
+    pg::ErrorFields e;
+    e.sqlstate = std::string(pg::sqlstate::kFeatureNotSupported);
+    e.message = "cached plan must not change result type";
+    e.routine = "RevalidateCachedQuery";  // what the server says; drivers key on it
+    std::string reply;
+    pg::put_error(reply, e);
+    push_synthetic(Entry{Kind::Bind, Action::Synthetic, std::move(reply), {}, {}, false});
+    skip_until_sync_ = true;
+    in_.consume(5 + names);
+    drop_remaining_ = h.total() - 5 - names;
+    return Handled::Consumed;
+  }
+  std::string out;
+  ensure_prepared(*entry->def, out);
   const size_t rest = h.body_len() - names;
   out += 'B';
   const uint32_t len = static_cast<uint32_t>(4 + used1 + sname.size() + 1 + rest);
@@ -198,8 +212,8 @@ Client::Handled Client::handle_describe_or_close(const pg::Header& h, const uint
   char what = 0;
   std::string_view name;
   if (!pg::parse_close_or_describe(body, what, name)) return Handled::Failed;
-  const StatementRefPtr def = what == 'S' && !name.empty() ? statements_.find(name) : nullptr;
-  if (def == nullptr) {
+  StatementEntry entry = what == 'S' && !name.empty() ? statements_.find(name) : nullptr;
+  if (entry == nullptr) {
     backend_->tracker().push(plain(kind));
     return Handled::Forward;
   }
@@ -209,8 +223,8 @@ Client::Handled Client::handle_describe_or_close(const pg::Header& h, const uint
     push_synthetic(Entry{Kind::Close, Action::Synthetic, std::string("3\0\0\0\4", 5), {}, {}, false});
     return Handled::Consumed;
   }
-  ensure_prepared(**def, out);
-  put_close_or_describe(out, 'D', 'S', (*def)->server_name);
+  ensure_prepared(*entry->def, out);
+  put_close_or_describe(out, 'D', 'S', entry->def->server_name);
   backend_->tracker().push(plain(Kind::Describe));
   return Handled::Consumed;
 }
@@ -231,9 +245,9 @@ Client::Handled Client::handle_query(const pg::Header& h, const uint8_t* m, size
   const auto dealloc = pool::parse_deallocate(sql);
   switch (dealloc.kind) {
     case pool::DeallocateCommand::Kind::One: {
-      const StatementRefPtr def = statements_.find(dealloc.name);
-      if (def == nullptr) break;  // not ours: the server answers
-      std::string server_name = (*def)->server_name;
+      StatementEntry entry = statements_.find(dealloc.name);
+      if (entry == nullptr) break;  // not ours: the server answers
+      std::string server_name = entry->def->server_name;
       statements_.remove(dealloc.name);
       auto& cache = backend_->statements();
       if (cache.contains(server_name)) {
@@ -320,6 +334,12 @@ void Client::relay_to_backend() {
     if (skip_until_sync_ && h.type != 'S') {
       flush();
       drop_remaining_ = h.total();
+      continue;
+    }
+    if (tr.skipping() && h.type != 'S') {
+      // The server skips this message (an error came before the client's
+      // Sync): relay it unchanged; it owes nothing and prepares nothing.
+      pass_remaining_ = h.total();
       continue;
     }
     Handled r = Handled::Forward;

@@ -38,13 +38,13 @@ StatementRef make_statement(std::string_view query, std::vector<uint32_t> types)
   return def;
 }
 
-const StatementRef* ClientStatements::find(std::string_view name) const {
+const ClientStatements::Entry* ClientStatements::find(std::string_view name) const {
   auto it = map_.find(std::string(name));
   return it == map_.end() ? nullptr : &it->second;
 }
 
-void ClientStatements::add(std::string_view name, StatementRef def) {
-  map_[std::string(name)] = std::move(def);
+void ClientStatements::add(std::string_view name, StatementRef def, uint64_t epoch) {
+  map_[std::string(name)] = Entry{std::move(def), epoch};
 }
 
 bool ClientStatements::remove(std::string_view name) { return map_.erase(std::string(name)) != 0; }
@@ -143,21 +143,33 @@ ResponseTracker::Verdict ResponseTracker::classify(char type) const {
   return v;
 }
 
-void ResponseTracker::complete(bool error_skip, std::vector<Entry>* failed_parses) {
+bool ResponseTracker::push(Entry e) {
+  if (skipping_) {
+    if (e.kind != Kind::Sync) return false;
+    skipping_ = false;
+  }
+  q_.push_back(std::move(e));
+  return true;
+}
+
+void ResponseTracker::complete(bool error_skip, std::vector<Entry>* dropped) {
   if (q_.empty()) return;
   Entry head = std::move(q_.front());
   q_.pop_front();
-  if (error_skip) {
-    if (head.kind == Kind::Parse && failed_parses != nullptr) failed_parses->push_back(head);
-    // The server skips everything up to the next Sync.
-    while (!q_.empty() && q_.front().kind != Kind::Sync) {
-      if (q_.front().kind == Kind::Parse && q_.front().action != Action::Synthetic &&
-          failed_parses != nullptr) {
-        failed_parses->push_back(std::move(q_.front()));
-      }
-      q_.pop_front();
-    }
+  if (!error_skip) return;
+  if (dropped != nullptr && (head.kind == Kind::Parse || head.kind == Kind::Close)) {
+    dropped->push_back(std::move(head));
   }
+  // The server skips everything up to the next Sync.
+  while (!q_.empty() && q_.front().kind != Kind::Sync) {
+    // Skipped Parses create nothing, whether sent or answered by sqlmux;
+    // skipped Closes close nothing.
+    if (dropped != nullptr && (q_.front().kind == Kind::Parse || q_.front().kind == Kind::Close)) {
+      dropped->push_back(std::move(q_.front()));
+    }
+    q_.pop_front();
+  }
+  if (q_.empty()) skipping_ = true;  // the client's Sync is still to come
 }
 
 void ResponseTracker::take_synthetic(std::string& out, char tx_status) {

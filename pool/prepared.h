@@ -33,17 +33,24 @@ using StatementRef = std::shared_ptr<const StatementDef>;
                                                 const std::vector<uint32_t>& types);
 [[nodiscard]] StatementRef make_statement(std::string_view query, std::vector<uint32_t> types);
 
-// A client's named statements: its name -> the shared definition.
+// A client's named statements: its name -> the shared definition, and the
+// pool's invalidation epoch when the client prepared it (a statement whose
+// plan went stale since fails as it would on PostgreSQL, until the client
+// prepares it again).
 class ClientStatements {
  public:
-  [[nodiscard]] const StatementRef* find(std::string_view name) const;
-  void add(std::string_view name, StatementRef def);
+  struct Entry {
+    StatementRef def;
+    uint64_t epoch = 0;
+  };
+  [[nodiscard]] const Entry* find(std::string_view name) const;
+  void add(std::string_view name, StatementRef def, uint64_t epoch);
   bool remove(std::string_view name);
   void clear() { map_.clear(); }
   [[nodiscard]] size_t size() const { return map_.size(); }
 
  private:
-  std::unordered_map<std::string, StatementRef> map_;
+  std::unordered_map<std::string, Entry> map_;
 };
 
 // The server-side names one backend has prepared, least recently used first.
@@ -127,11 +134,18 @@ class ResponseTracker {
     bool error_skip = false;    // an error in the extended protocol: skip to Sync
   };
 
-  void push(Entry e) { q_.push_back(std::move(e)); }
+  // Queues what a request owes. While the server skips messages after an
+  // error (until the next Sync), requests other than Sync owe nothing:
+  // push() then drops them and returns false.
+  bool push(Entry e);
+  [[nodiscard]] bool skipping() const { return skipping_; }
   [[nodiscard]] bool empty() const { return q_.empty(); }
   [[nodiscard]] size_t size() const { return q_.size(); }
   [[nodiscard]] const Entry* head() const { return q_.empty() ? nullptr : &q_.front(); }
-  void clear() { q_.clear(); }
+  void clear() {
+    q_.clear();
+    skipping_ = false;
+  }
 
   // Classifies a backend message by its type byte (no state change).
   [[nodiscard]] Verdict classify(char type) const;
@@ -140,16 +154,18 @@ class ResponseTracker {
   [[nodiscard]] bool would_complete(char type) const { return classify(type).completes; }
 
   // Pops the head after its reply (or an error) arrived. With error_skip,
-  // also drops the requests the server skips up to the next Sync. Each
-  // dropped or failed Parse is reported through `failed_parse` so that the
-  // caller can forget the statement.
-  void complete(bool error_skip, std::vector<Entry>* failed_parses);
+  // also drops the requests the server skips up to the next Sync (and, when
+  // no Sync is queued yet, those pushed until one is). The failed head and
+  // every dropped Parse or Close are reported through `dropped`, so that
+  // the caller can undo its bookkeeping for them.
+  void complete(bool error_skip, std::vector<Entry>* dropped);
   // Pops and returns the synthetic replies now at the head, in order;
   // `tx_status` is the transaction status the server reported last.
   void take_synthetic(std::string& out, char tx_status);
 
  private:
   std::list<Entry> q_;
+  bool skipping_ = false;
 };
 
 // SQL the client sends that changes its prepared statements:

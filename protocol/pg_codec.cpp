@@ -57,6 +57,10 @@ void put_error_like(std::string& out, char type, const ErrorFields& e) {
     w.u8('H');
     w.cstr(e.hint);
   }
+  if (!e.routine.empty()) {
+    w.u8('R');
+    w.cstr(e.routine);
+  }
   w.u8(0);
   w.end();
 }

@@ -141,6 +141,7 @@ struct ErrorFields {
   std::string message;
   std::string detail;  // optional
   std::string hint;    // optional
+  std::string routine; // optional ('R': the server function that raised it)
 };
 
 // Backend -> client.

@@ -1,0 +1,350 @@
+#!/usr/bin/python3
+"""Transaction pooling that drivers don't notice: named prepared statements,
+session settings and LISTEN/NOTIFY in transaction mode.
+
+Every client runs with its driver's default prepared-statement settings on a
+small transaction-mode pool, and checks its own rows, so that any mix-up
+between clients fails."""
+
+import asyncio
+import os
+import random
+import re
+import select
+import subprocess
+import time
+
+from harness import *
+
+LIBPQ_PREPARED = os.environ.get("LIBPQ_PREPARED", "")
+
+
+def case_asyncpg_default_cache(pg):
+    """asyncpg pool, default statement cache, 200 tasks on a pool of 5."""
+    import asyncpg
+    pg.psql("DROP TABLE IF EXISTS apg; CREATE TABLE apg(id int PRIMARY KEY, owner int, v text);"
+            "GRANT ALL ON apg TO app", db="appdb")
+    with Sqlmux(pg, mode="transaction", size=5) as mux:
+        async def worker(pool, i):
+            for k in range(10):
+                async with pool.acquire() as con:
+                    async with con.transaction():
+                        await con.execute("INSERT INTO apg(id, owner, v) VALUES ($1, $2, $3)",
+                                          i * 1000 + k, i, f"v{i}-{k}")
+                        r = await con.fetchrow("SELECT owner, v FROM apg WHERE id = $1", i * 1000 + k)
+                        check(r["owner"] == i and r["v"] == f"v{i}-{k}", f"task {i}: read {r}")
+                    rows = await con.fetch("SELECT id FROM apg WHERE owner = $1 ORDER BY id", i)
+                    check_eq([x["id"] for x in rows], [i * 1000 + j for j in range(k + 1)], f"task {i} rows")
+                    await con.executemany("UPDATE apg SET v = $2 WHERE id = $1",
+                                          [(i * 1000 + k, f"u{i}-{k}")])
+                    check_eq(await con.fetchval("SELECT v FROM apg WHERE id = $1", i * 1000 + k),
+                             f"u{i}-{k}", f"task {i} update")
+
+        async def main():
+            pool = await asyncpg.create_pool(mux.url(), min_size=200, max_size=200)
+            try:
+                await asyncio.gather(*[worker(pool, i) for i in range(200)])
+                # A timeout cancels the query (CancelRequest) and the
+                # connection stays usable.
+                async with pool.acquire() as con:
+                    t0 = time.monotonic()
+                    try:
+                        await con.fetchval("SELECT pg_sleep(5)", timeout=0.5)
+                        fail("pg_sleep(5) with timeout=0.5 returned")
+                    except asyncio.TimeoutError:
+                        pass
+                    check(time.monotonic() - t0 < 3, "cancel took too long")
+                    check_eq(await con.fetchval("SELECT 7"), 7, "after cancel")
+            finally:
+                await pool.close()
+        asyncio.run(main())
+        check(pg.app_sessions() <= 5, "more than 5 server connections")
+        mux.assert_serving()
+
+
+def case_sqlalchemy_orm_asyncpg(pg):
+    """SQLAlchemy asyncio ORM CRUD over asyncpg, default caches, pool of 5."""
+    require_sqlmux("transaction mode with prepared statements")
+    from sqlalchemy import Column, Integer, String, select as sa_select
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+    from sqlalchemy.orm import declarative_base, sessionmaker
+    Base = declarative_base()
+
+    class Item(Base):
+        __tablename__ = "sa_items"
+        id = Column(Integer, primary_key=True, autoincrement=True)
+        owner = Column(Integer, nullable=False)
+        name = Column(String(64), nullable=False)
+
+    with Sqlmux(pg, mode="transaction", size=5) as mux:
+        async def main():
+            engine = create_async_engine(mux.url(scheme="postgresql+asyncpg"), pool_size=100,
+                                         max_overflow=0)
+            async with engine.begin() as conn:
+                await conn.run_sync(Base.metadata.drop_all)
+                await conn.run_sync(Base.metadata.create_all)
+            Session = sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+            async def task(i):
+                async with Session() as s:
+                    items = [Item(owner=i, name=f"n{i}-{k}") for k in range(3)]
+                    s.add_all(items)
+                    await s.commit()
+                    ids = sorted(x.id for x in items)
+                    got = (await s.execute(sa_select(Item).where(Item.owner == i))).scalars().all()
+                    check_eq(sorted(x.id for x in got), ids, f"task {i} ids")
+                    for x in got:
+                        x.name = x.name + "!"
+                    await s.commit()
+                    got = (await s.execute(sa_select(Item.name).where(Item.owner == i))).scalars().all()
+                    check_eq(sorted(got), sorted(f"n{i}-{k}!" for k in range(3)), f"task {i} names")
+                    await s.delete(got and (await s.get(Item, ids[0])))
+                    await s.commit()
+                    n = len((await s.execute(sa_select(Item).where(Item.owner == i))).scalars().all())
+                    check_eq(n, 2, f"task {i} after delete")
+
+            await asyncio.gather(*[task(i) for i in range(200)])
+            await engine.dispose()
+        asyncio.run(main())
+        mux.assert_serving()
+
+
+def case_psycopg3_prepared_pipeline(pg):
+    """psycopg 3, prepare_threshold=0 and pipeline mode, 200 tasks on a pool of 5."""
+    import psycopg
+    pg.psql("DROP TABLE IF EXISTS pg3; CREATE TABLE pg3(id int PRIMARY KEY, owner int);"
+            "GRANT ALL ON pg3 TO app", db="appdb")
+    with Sqlmux(pg, mode="transaction", size=5) as mux:
+        async def worker(i):
+            async with await psycopg.AsyncConnection.connect(mux.dsn(), prepare_threshold=0,
+                                                         autocommit=True) as con:
+                for k in range(5):
+                    async with con.transaction():
+                        await con.execute("INSERT INTO pg3(id, owner) VALUES (%s, %s)", (i * 100 + k, i))
+                        cur = await con.execute("SELECT owner FROM pg3 WHERE id = %s", (i * 100 + k,))
+                        check_eq((await cur.fetchone())[0], i, f"task {i}")
+                async with con.pipeline():
+                    curs = [await con.execute("SELECT %s::int * 2", (j,)) for j in range(5)]
+                for j, c in enumerate(curs):
+                    check_eq((await c.fetchone())[0], j * 2, f"task {i} pipeline")
+                cur = await con.execute("SELECT count(*) FROM pg3 WHERE owner = %s", (i,))
+                check_eq((await cur.fetchone())[0], 5, f"task {i} count")
+                # An error in the middle of a pipeline: the rest is skipped,
+                # later statements work.
+                try:
+                    async with con.pipeline():
+                        await con.execute("SELECT 1")
+                        await con.execute("SELECT 1/0")
+                        await con.execute("SELECT 2")
+                    fail("division by zero in a pipeline did not raise")
+                except psycopg.errors.DivisionByZero:
+                    pass
+                cur = await con.execute("SELECT %s::int + 1", (i,))
+                check_eq((await cur.fetchone())[0], i + 1, f"task {i} after pipeline error")
+                await con.execute("DEALLOCATE ALL")
+                cur = await con.execute("SELECT %s::int + 2", (i,))
+                check_eq((await cur.fetchone())[0], i + 2, f"task {i} after DEALLOCATE ALL")
+
+        async def main():
+            await asyncio.gather(*[worker(i) for i in range(200)])
+        asyncio.run(main())
+        mux.assert_serving()
+
+
+def _pgbench_tps(args, dsn_env):
+    r = subprocess.run(["pgbench", "-n", *args], capture_output=True, text=True, env=dsn_env,
+                       timeout=120)
+    out = r.stdout + r.stderr
+    m = re.search(r"tps = ([0-9.]+) \(without", out)
+    failed = re.search(r"number of failed transactions: (\d+)", out)
+    return r.returncode, (float(m.group(1)) if m else 0.0), out, (int(failed.group(1)) if failed else None)
+
+
+def case_pgbench_prepared(pg):
+    """pgbench -M prepared -S, 50 clients on a pool of 5, beside -M simple."""
+    require_sqlmux("transaction-mode prepared statements")
+    env = dict(os.environ, PGPASSWORD="apppass")
+    subprocess.run(["pgbench", "-i", "-q", "-s", "1", pg.dsn()], env=env, check=True,
+                   capture_output=True, timeout=120)
+    with Sqlmux(pg, mode="transaction", size=5) as mux:
+        results = {}
+        for mode in ("prepared", "simple"):
+            rc, tps, out, nfail = _pgbench_tps(["-c", "50", "-j", "2", "-T", "5", "-S", "-M", mode, mux.dsn()], env)
+            check(rc == 0, f"pgbench -M {mode} failed:\n{out[-2000:]}")
+            check_eq(nfail, 0, f"pgbench -M {mode} failed transactions")
+            check(tps > 0, f"pgbench -M {mode}: no tps")
+            results[mode] = tps
+        log(f"pgbench -S 50 clients, pool 5, transaction mode: prepared {results['prepared']:.0f} tps, "
+            f"simple {results['simple']:.0f} tps (ratio {results['prepared'] / results['simple']:.2f})")
+        check(pg.app_sessions() <= 5, "more than 5 server connections")
+
+
+def case_libpq_prepared(pg):
+    """libpq PQprepare/PQexecPrepared from 30 connections on a pool of 3."""
+    require_sqlmux("transaction-mode prepared statements")
+    check(bool(LIBPQ_PREPARED), "LIBPQ_PREPARED is not set (built by CMake)")
+    pg.psql("DROP TABLE IF EXISTS lp; CREATE TABLE lp(owner text, n int); GRANT ALL ON lp TO app",
+            db="appdb")
+    with Sqlmux(pg, mode="transaction", size=3) as mux:
+        procs = [subprocess.Popen([LIBPQ_PREPARED, mux.dsn(), f"c{i}", "15"], stderr=subprocess.PIPE,
+                                  text=True) for i in range(30)]
+        for i, p in enumerate(procs):
+            _, err = p.communicate(timeout=90)
+            check(p.returncode == 0, f"libpq client {i} failed: {err}")
+        mux.assert_serving()
+
+
+def case_ddl_during_traffic(pg):
+    """A column changes type while asyncpg clients keep using prepared statements."""
+    import asyncpg
+    require_sqlmux("statement invalidation")
+    pg.psql("DROP TABLE IF EXISTS ddl; CREATE TABLE ddl(id int PRIMARY KEY, v int);"
+            "INSERT INTO ddl SELECT g, g FROM generate_series(1, 100) g; GRANT ALL ON ddl TO app",
+            db="appdb")
+    with Sqlmux(pg, mode="transaction", size=4) as mux:
+        stop = False
+        errors = []
+
+        async def reader(pool, i):
+            n = 0
+            while not stop or n < 20:
+                async with pool.acquire() as con:
+                    row = await con.fetchrow("SELECT id, v FROM ddl WHERE id = $1", i % 100 + 1)
+                    if row["id"] != i % 100 + 1 or int(row["v"]) != row["id"]:
+                        errors.append(f"reader {i}: {row}")
+                n += 1
+                await asyncio.sleep(0.005)
+
+        async def main():
+            nonlocal stop
+            pool = await asyncpg.create_pool(mux.url(), min_size=40, max_size=40)
+            tasks = [asyncio.create_task(reader(pool, i)) for i in range(40)]
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(pg.psql, "ALTER TABLE ddl ALTER COLUMN v TYPE bigint", "appdb")
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(pg.psql, "ALTER TABLE ddl ALTER COLUMN v TYPE numeric", "appdb")
+            await asyncio.sleep(0.5)
+            stop = True
+            await asyncio.gather(*tasks)
+            await pool.close()
+        asyncio.run(main())
+        check(not errors, "wrong rows: " + "; ".join(errors[:5]))
+        mux.assert_serving()
+
+
+def case_search_path_isolation(pg):
+    """Two clients with their own search_path interleave on a pool of 1."""
+    pg.psql("DROP SCHEMA IF EXISTS t1 CASCADE; DROP SCHEMA IF EXISTS t2 CASCADE;"
+            "CREATE SCHEMA t1 AUTHORIZATION app; CREATE SCHEMA t2 AUTHORIZATION app;"
+            "CREATE TABLE t1.x(v text); CREATE TABLE t2.x(v text);"
+            "INSERT INTO t1.x VALUES ('one'); INSERT INTO t2.x VALUES ('two');"
+            "GRANT ALL ON t1.x, t2.x TO app", db="appdb")
+    with Sqlmux(pg, mode="transaction", size=1) as mux:
+        a = mux.connect(autocommit=True)
+        b = mux.connect(autocommit=True)
+        c = mux.connect(autocommit=False, options="-c search_path=t2")
+        ca, cb, cc = a.cursor(), b.cursor(), c.cursor()
+        ca.execute("SET search_path = t1, public")
+        for i in range(20):
+            ca.execute("SELECT v FROM x")
+            check_eq(ca.fetchone()[0], "one", f"client a, round {i}")
+            cb.execute("SHOW search_path")
+            check_eq(cb.fetchone()[0], '"$user", public', f"client b, round {i}")
+            cc.execute("SELECT v FROM x")
+            check_eq(cc.fetchone()[0], "two", f"client c, round {i}")
+            c.commit()
+            if i == 10:
+                ca.execute("RESET search_path")
+                ca.execute("SET search_path TO t2")
+                ca.execute("SELECT v FROM x")
+                check_eq(ca.fetchone()[0], "two", "client a after changing its search_path")
+                ca.execute("SET search_path TO t1")
+        for conn in (a, b, c):
+            conn.close()
+
+
+def case_listen_notify(pg):
+    """LISTEN in transaction mode keeps receiving notifications."""
+    with Sqlmux(pg, mode="transaction", size=3) as mux:
+        a = mux.connect(autocommit=True)
+        a.cursor().execute("LISTEN ch1")
+        b = mux.connect(autocommit=True)
+        cb = b.cursor()
+        for i in range(5):
+            cb.execute("NOTIFY ch1, %s", (f"m{i}",))
+            cb.execute("SELECT 1")
+        got = []
+        deadline = time.monotonic() + 10
+        while len(got) < 5 and time.monotonic() < deadline:
+            if select.select([a], [], [], 0.5) != ([], [], []):
+                a.poll()
+                while a.notifies:
+                    got.append(a.notifies.pop(0).payload)
+        check_eq(got, [f"m{i}" for i in range(5)], "notifications")
+        a.close()
+        time.sleep(0.3)
+        for _ in range(3):
+            c = mux.connect(autocommit=True)
+            cur = c.cursor()
+            cur.execute("SELECT count(*) FROM pg_listening_channels()")
+            check_eq(cur.fetchone()[0], 0, "channels left on a reused server connection")
+            c.close()
+
+
+def case_statement_names(pg):
+    """Close, reuse of a name, a duplicate name (42P05), and the per-backend bound."""
+    require_sqlmux("statement name mapping")
+    with Sqlmux(pg, mode="transaction", size=2, max_prepared_statements=10) as mux:
+        import psycopg
+        with psycopg.connect(mux.dsn(), autocommit=True, prepare_threshold=0) as con:
+            for i in range(60):  # 60 distinct statements through a 10-statement cache
+                check_eq(con.execute(f"SELECT {i} + %s::int", (1,)).fetchone()[0], i + 1, f"stmt {i}")
+            for i in range(60):
+                check_eq(con.execute(f"SELECT {i} + %s::int", (2,)).fetchone()[0], i + 2, f"again {i}")
+        with pg.connect_super("appdb") as su, su.cursor() as cur:
+            cur.execute("SELECT pid FROM pg_stat_activity WHERE usename = 'app' AND datname = 'appdb'")
+            check(cur.rowcount <= 2, "more than 2 server connections")
+        r = mux.raw()
+        # Parse a named statement, then the same name again: 42P05, and the
+        # rest of the pipeline is skipped up to Sync, as PostgreSQL does.
+        r.send_msg(b"P", b"s1\0SELECT 1\0\0\0")
+        r.send_msg(b"P", b"s1\0SELECT 2\0\0\0")
+        r.send_msg(b"B", b"\0s1\0\0\0\0\0\0\0")
+        r.send_msg(b"S")
+        types = []
+        err = None
+        while True:
+            t, body = r.read_msg()
+            types.append(t)
+            if t == "E":
+                err = body
+            if t == "Z":
+                break
+        check_eq(types, ["1", "E", "Z"], "replies to P, P(duplicate), B, S")
+        check(b"C42P05" in err, f"duplicate name error: {err!r}")
+        # Close it, and the name is free again.
+        r.send_msg(b"C", b"Ss1\0")
+        r.send_msg(b"P", b"s1\0SELECT 3\0\0\0")
+        r.send_msg(b"B", b"\0s1\0\0\0\0\0\0\0")
+        r.send_msg(b"E", b"\0\0\0\0\0")
+        r.send_msg(b"S")
+        types = []
+        rows = []
+        while True:
+            t, body = r.read_msg()
+            types.append(t)
+            if t == "D":
+                rows.append(body)
+            if t == "Z":
+                break
+        check_eq(types, ["3", "1", "2", "D", "C", "Z"], "replies to C, P, B, E, S")
+        check(rows and rows[0].endswith(b"3"), f"row {rows!r}")
+        r.close()
+        mux.assert_serving()
+
+
+if __name__ == "__main__":
+    run_cases(__file__, [case_asyncpg_default_cache, case_sqlalchemy_orm_asyncpg,
+                         case_psycopg3_prepared_pipeline, case_pgbench_prepared, case_libpq_prepared,
+                         case_ddl_during_traffic, case_search_path_isolation, case_listen_notify,
+                         case_statement_names], timeout=400)

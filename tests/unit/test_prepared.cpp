@@ -1,0 +1,220 @@
+#include <catch2/catch.hpp>
+
+#include "pool/prepared.h"
+
+using sqlmux::pool::BackendStatements;
+using sqlmux::pool::ClientStatements;
+using sqlmux::pool::ResponseTracker;
+using Kind = ResponseTracker::Kind;
+using Action = ResponseTracker::Action;
+using Entry = ResponseTracker::Entry;
+
+namespace {
+Entry fwd(Kind k) { return Entry{k, Action::Forward, {}, {}, {}, false}; }
+Entry synth(Kind k, std::string reply) {
+  return Entry{k, Action::Synthetic, std::move(reply), {}, {}, false};
+}
+
+// Feeds backend message types through the tracker as the relay does;
+// returns what reaches the client (forwarded types and synthetic bytes).
+std::string run(ResponseTracker& t, const std::string& types, std::vector<Entry>* dropped = nullptr) {
+  std::string out;
+  for (char c : types) {
+    auto v = t.classify(c);
+    if (v.forward) out += c;
+    if (v.completes) {
+      t.complete(v.error_skip, dropped);
+      t.take_synthetic(out, 'I');
+    }
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("server statement names: stable, distinct, within NAMEDATALEN") {
+  auto a = sqlmux::pool::server_statement_name("SELECT $1", {23});
+  REQUIRE(a == sqlmux::pool::server_statement_name("SELECT $1", {23}));
+  REQUIRE(a != sqlmux::pool::server_statement_name("SELECT $1", {20}));
+  REQUIRE(a != sqlmux::pool::server_statement_name("SELECT $1", {}));
+  REQUIRE(a != sqlmux::pool::server_statement_name("SELECT $2", {23}));
+  REQUIRE(a.rfind("sqlmux_", 0) == 0);
+  REQUIRE(a.size() == 39);
+}
+
+TEST_CASE("client statements: names map to shared definitions with their epoch") {
+  ClientStatements cs;
+  auto def = sqlmux::pool::make_statement("SELECT 1", {});
+  cs.add("s1", def, 3);
+  REQUIRE(cs.find("s1")->def == def);
+  REQUIRE(cs.find("s1")->epoch == 3);
+  REQUIRE(cs.find("s2") == nullptr);
+  REQUIRE(cs.remove("s1"));
+  REQUIRE_FALSE(cs.remove("s1"));
+}
+
+TEST_CASE("backend statements: LRU eviction and touch") {
+  BackendStatements b(2);
+  REQUIRE_FALSE(b.insert("a"));
+  REQUIRE_FALSE(b.insert("b"));
+  REQUIRE(b.touch("a"));  // b is now least recently used
+  auto ev = b.insert("c");
+  REQUIRE(ev);
+  REQUIRE(*ev == "b");
+  REQUIRE(b.contains("a"));
+  REQUIRE(b.contains("c"));
+  REQUIRE_FALSE(b.contains("b"));
+  REQUIRE_FALSE(b.insert("a"));  // present: no eviction
+  b.set_epoch("a", 7);
+  REQUIRE(b.epoch("a") == 7);
+  b.erase("a");
+  REQUIRE(b.size() == 1);
+  b.clear();
+  REQUIRE(b.size() == 0);
+}
+
+TEST_CASE("stale statements: invalidation epochs") {
+  sqlmux::pool::StaleStatements st;
+  uint64_t e0 = st.current();
+  REQUIRE_FALSE(st.stale("s", e0));
+  st.invalidate("s");
+  REQUIRE(st.stale("s", e0));
+  REQUIRE_FALSE(st.stale("s", st.current()));
+  REQUIRE_FALSE(st.stale("other", e0));
+}
+
+TEST_CASE("tracker: plain extended-protocol pipeline passes through") {
+  ResponseTracker t;
+  for (Kind k : {Kind::Parse, Kind::Bind, Kind::Describe, Kind::Execute, Kind::Sync}) t.push(fwd(k));
+  REQUIRE(run(t, "12tTDDCZ") == "12tTDDCZ");
+  REQUIRE(t.empty());
+}
+
+TEST_CASE("tracker: notices and parameter status belong to no request") {
+  ResponseTracker t;
+  t.push(fwd(Kind::Query));
+  REQUIRE(run(t, "NTSDNCZ") == "NTSDNCZ");
+  REQUIRE(t.empty());
+}
+
+TEST_CASE("tracker: an injected Parse's reply is swallowed") {
+  ResponseTracker t;
+  t.push(Entry{Kind::Parse, Action::Swallow, {}, "srv", {}, false});
+  t.push(fwd(Kind::Bind));
+  t.push(fwd(Kind::Execute));
+  t.push(fwd(Kind::Sync));
+  REQUIRE(run(t, "12DCZ") == "2DCZ");
+}
+
+TEST_CASE("tracker: a synthetic reply waits for its turn") {
+  ResponseTracker t;
+  t.push(fwd(Kind::Bind));
+  t.push(fwd(Kind::Execute));
+  t.push(synth(Kind::Parse, "1"));
+  t.push(fwd(Kind::Bind));
+  t.push(fwd(Kind::Sync));
+  REQUIRE(run(t, "2DC2Z") == "2DC12Z");
+  REQUIRE(t.empty());
+}
+
+TEST_CASE("tracker: a synthetic reply at the head goes out at once, with the current status") {
+  ResponseTracker t;
+  t.push(synth(Kind::Close, "3"));
+  std::string out;
+  t.take_synthetic(out, 'T');
+  REQUIRE(out == "3");
+  t.push(Entry{Kind::Query, Action::Synthetic, "C", {}, {}, true});
+  out.clear();
+  t.take_synthetic(out, 'T');
+  REQUIRE(out == std::string("CZ\0\0\0\5T", 7));
+  REQUIRE(t.empty());
+}
+
+TEST_CASE("tracker: an error skips to Sync; skipped Parses are reported") {
+  ResponseTracker t;
+  t.push(fwd(Kind::Bind));
+  t.push(fwd(Kind::Execute));
+  t.push(Entry{Kind::Parse, Action::Forward, {}, "srv2", "c2", false});
+  t.push(synth(Kind::Parse, "1"));
+  t.push(fwd(Kind::Bind));
+  t.push(fwd(Kind::Sync));
+  std::vector<Entry> dropped;
+  // BindComplete, then the Execute fails; the server skips to Sync.
+  REQUIRE(run(t, "2EZ", &dropped) == "2EZ");
+  REQUIRE(t.empty());
+  REQUIRE(dropped.size() == 2);
+  REQUIRE(dropped[0].stmt == "srv2");
+  REQUIRE(dropped[0].client_stmt == "c2");
+  REQUIRE(dropped[1].action == Action::Synthetic);
+}
+
+TEST_CASE("tracker: requests sent after an error and before Sync owe nothing") {
+  // The error arrives before the rest of the client's pipeline.
+  ResponseTracker t;
+  t.push(fwd(Kind::Bind));
+  t.push(fwd(Kind::Execute));
+  REQUIRE(run(t, "2E") == "2E");
+  REQUIRE(t.empty());
+  REQUIRE(t.skipping());
+  REQUIRE_FALSE(t.push(fwd(Kind::Parse)));
+  REQUIRE_FALSE(t.push(synth(Kind::Parse, "1")));
+  REQUIRE_FALSE(t.push(fwd(Kind::Execute)));
+  REQUIRE(t.push(fwd(Kind::Sync)));
+  REQUIRE_FALSE(t.skipping());
+  // Then a new statement answered from the cache comes right after.
+  t.push(synth(Kind::Parse, "1"));
+  t.push(fwd(Kind::Sync));
+  REQUIRE(run(t, "ZZ") == "Z1Z");
+  REQUIRE(t.empty());
+}
+
+TEST_CASE("tracker: errors inside a simple query or at Sync do not skip") {
+  ResponseTracker t;
+  t.push(fwd(Kind::Query));
+  t.push(fwd(Kind::Sync));
+  REQUIRE(run(t, "TDEZ") == "TDEZ");
+  REQUIRE(t.size() == 1);
+  REQUIRE(run(t, "EZ") == "EZ");  // e.g. a deferred constraint failing at commit
+  REQUIRE(t.empty());
+  REQUIRE_FALSE(t.skipping());
+}
+
+TEST_CASE("tracker: Describe of a statement ends at RowDescription or NoData") {
+  ResponseTracker t;
+  t.push(fwd(Kind::Describe));
+  t.push(fwd(Kind::Describe));
+  t.push(fwd(Kind::Sync));
+  REQUIRE(run(t, "tTtnZ") == "tTtnZ");
+  REQUIRE(t.empty());
+}
+
+TEST_CASE("DEALLOCATE / DISCARD recognition") {
+  using sqlmux::pool::parse_deallocate;
+  using K = sqlmux::pool::DeallocateCommand::Kind;
+  REQUIRE(parse_deallocate("DEALLOCATE s1").kind == K::One);
+  REQUIRE(parse_deallocate("deallocate prepare \"S 1\";").name == "S 1");
+  REQUIRE(parse_deallocate("  DEALLOCATE  _pg3_0 ; ").name == "_pg3_0");
+  REQUIRE(parse_deallocate("DEALLOCATE ALL").kind == K::All);
+  REQUIRE(parse_deallocate("deallocate prepare all;").kind == K::All);
+  REQUIRE(parse_deallocate("DISCARD ALL").kind == K::DiscardAll);
+  REQUIRE(parse_deallocate("DISCARD PLANS").kind == K::None);
+  REQUIRE(parse_deallocate("DEALLOCATE s1; SELECT 1").kind == K::None);
+  REQUIRE(parse_deallocate("SELECT 'DEALLOCATE x'").kind == K::None);
+  REQUIRE(parse_deallocate("DEALLOCATEX y").kind == K::None);
+}
+
+TEST_CASE("SET / RESET recognition") {
+  using sqlmux::pool::parse_set;
+  using K = sqlmux::pool::SetCommand::Kind;
+  REQUIRE(parse_set("SET search_path = t1, public").name == "search_path");
+  REQUIRE(parse_set("set session statement_timeout to '5s'").name == "statement_timeout");
+  REQUIRE(parse_set("SET TIME ZONE 'UTC'").name == "timezone");
+  REQUIRE(parse_set("SET \"MyOpt.x\" = 1").name == "MyOpt.x");
+  REQUIRE(parse_set("SET LOCAL search_path = x").kind == K::None);
+  REQUIRE(parse_set("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").kind == K::None);
+  REQUIRE(parse_set("SET SESSION AUTHORIZATION bob").kind == K::None);
+  REQUIRE(parse_set("SET ROLE bob").kind == K::None);
+  REQUIRE(parse_set("RESET work_mem").kind == K::Reset);
+  REQUIRE(parse_set("RESET ALL").kind == K::ResetAll);
+  REQUIRE(parse_set("SELECT 1").kind == K::None);
+  REQUIRE(parse_set("SET x").kind == K::None);
+}
