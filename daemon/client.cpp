@@ -39,7 +39,7 @@ std::string_view to_string(ClientState s) {
 }
 
 Client::Client(Worker& w, int fd, uint64_t id, bool over_limit)
-    : Conn(w, fd, true), id_(id), over_limit_(over_limit), counted_(!over_limit) {
+    : Conn(w, fd, true), id_(id), over_limit_(over_limit), counted_(true) {
   state_since_ = w.now_ms();
 }
 

@@ -268,15 +268,17 @@ Client::Handled Client::handle_query(const pg::Header& h, const uint8_t* m, size
       statements_.clear();
       params_.clear_unreported();
       break;
-    case pool::DeallocateCommand::Kind::None: {
-      const auto set = pool::parse_set(sql);
-      if (set.kind == pool::SetCommand::Kind::Set || set.kind == pool::SetCommand::Kind::Reset) {
-        backend_->note_set(set.name);
-      } else if (set.kind == pool::SetCommand::Kind::ResetAll) {
-        params_.clear_unreported();
+    case pool::DeallocateCommand::Kind::None:
+      // Settings the query changes are read back after the transaction.
+      for (std::string_view stmt : pool::split_statements(sql)) {
+        const auto set = pool::parse_set(stmt);
+        if (set.kind == pool::SetCommand::Kind::Set || set.kind == pool::SetCommand::Kind::Reset) {
+          backend_->note_set(set.name);
+        } else if (set.kind == pool::SetCommand::Kind::ResetAll) {
+          params_.clear_unreported();
+        }
       }
       break;
-    }
   }
   backend_->tracker().push(plain(Kind::Query));
   return Handled::Forward;
@@ -407,7 +409,8 @@ void Client::relay_to_backend() {
   flush();
   if (in_.empty()) in_.shrink_if_empty();
   if (backend_ == b && synthetic_sent_ && rewrite) b->finish_if_answered();
-  if (backend_ != nullptr && backend_->queued() > kHighWater) want_read(false);
+  // Reading may have paused while this client waited with a full buffer.
+  if (backend_ != nullptr) want_read(backend_->queued() <= kHighWater);
 }
 
 }  // namespace sqlmux

@@ -186,7 +186,7 @@ void Worker::accept_from(int lfd) {
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // fails harmlessly on unix sockets
-    bool over = !server_.try_add_client();
+    bool over = !server_.try_add_client();  // counted either way; uncounted on close
     auto* c = new Client(*this, fd, server_.next_client_id(), over);
     client_created(c);
     if (!c->attach()) {

@@ -315,4 +315,57 @@ SetCommand parse_set(std::string_view sql) {
   return cmd;
 }
 
+std::vector<std::string_view> split_statements(std::string_view sql) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  size_t i = 0;
+  const size_t n = sql.size();
+  while (i < n) {
+    char c = sql[i];
+    if (c == '\'' || c == '"') {
+      for (++i; i < n; ++i) {
+        if (sql[i] == c) {
+          if (i + 1 < n && sql[i + 1] == c) {
+            ++i;  // doubled quote
+            continue;
+          }
+          break;
+        }
+      }
+      ++i;
+    } else if (c == '-' && i + 1 < n && sql[i + 1] == '-') {
+      while (i < n && sql[i] != '\n') ++i;
+    } else if (c == '/' && i + 1 < n && sql[i + 1] == '*') {
+      int depth = 1;
+      for (i += 2; i < n && depth > 0; ++i) {
+        if (sql[i] == '/' && i + 1 < n && sql[i + 1] == '*') {
+          ++depth;
+          ++i;
+        } else if (sql[i] == '*' && i + 1 < n && sql[i + 1] == '/') {
+          --depth;
+          ++i;
+        }
+      }
+    } else if (c == '$') {
+      // $tag$ ... $tag$ (tag: letters, digits, underscores; not a $1 parameter)
+      size_t j = i + 1;
+      while (j < n && (std::isalnum(static_cast<unsigned char>(sql[j])) || sql[j] == '_')) ++j;
+      if (j < n && sql[j] == '$' && !(j > i + 1 && std::isdigit(static_cast<unsigned char>(sql[i + 1])))) {
+        std::string_view tag = sql.substr(i, j - i + 1);
+        size_t close = sql.find(tag, j + 1);
+        i = close == std::string_view::npos ? n : close + tag.size();
+      } else {
+        ++i;
+      }
+    } else if (c == ';') {
+      out.push_back(sql.substr(start, i - start));
+      start = ++i;
+    } else {
+      ++i;
+    }
+  }
+  if (start < n) out.push_back(sql.substr(start));
+  return out;
+}
+
 }  // namespace sqlmux::pool

@@ -184,5 +184,8 @@ struct SetCommand {
   std::string name;
 };
 [[nodiscard]] SetCommand parse_set(std::string_view sql);
+// The statements of a simple query, split at semicolons outside quotes,
+// dollar quotes and comments.
+[[nodiscard]] std::vector<std::string_view> split_statements(std::string_view sql);
 
 }  // namespace sqlmux::pool

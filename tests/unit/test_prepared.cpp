@@ -218,3 +218,16 @@ TEST_CASE("SET / RESET recognition") {
   REQUIRE(parse_set("SELECT 1").kind == K::None);
   REQUIRE(parse_set("SET x").kind == K::None);
 }
+
+TEST_CASE("simple queries split into statements") {
+  using sqlmux::pool::split_statements;
+  auto v = split_statements("BEGIN; SET work_mem = '7MB'; COMMIT");
+  REQUIRE(v.size() == 3);
+  REQUIRE(sqlmux::pool::parse_set(v[1]).name == "work_mem");
+  REQUIRE(split_statements("SELECT ';' ; SELECT \"a;b\"").size() == 2);
+  REQUIRE(split_statements("SELECT 1 -- ; not here\n; SELECT 2").size() == 2);
+  REQUIRE(split_statements("SELECT /* ; /* nested ; */ */ 1").size() == 1);
+  REQUIRE(split_statements("DO $x$ BEGIN PERFORM 1; END $x$; SELECT $1").size() == 2);
+  REQUIRE(split_statements("SELECT 'it''s;'; SELECT 2;").size() == 2);
+  REQUIRE(split_statements("").empty());
+}
