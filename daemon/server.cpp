@@ -195,6 +195,14 @@ int Server::run() {
   for (auto& w : workers_) {
     for (int fd : listen_fds_) w->add_listener(fd);
   }
+  // Pools with a fixed server login exist from the start, so that min_idle
+  // opens their connections before the first client arrives.
+  for (const auto& pc : cfg_.pools) {
+    if (pc.protocol != config::Protocol::Postgres || !pc.user) continue;
+    auto key = std::make_pair(pc.name, std::string());
+    pools_.emplace(key, std::make_unique<Pool>(*this, pc, *pc.user,
+                                               pc.password ? *pc.password : std::string(), n));
+  }
 
   uv_loop_init(&loop_);
   uv_signal_init(&loop_, &sigterm_);

@@ -212,9 +212,8 @@ void Worker::housekeeping() {
 void Worker::begin_shutdown() {
   if (shutting_down_) return;
   shutting_down_ = true;
-  for (auto* h : listeners_) {
-    uv_poll_stop(h);
-  }
+  // Listeners stay open until stop(): a client that connects now gets
+  // FATAL 57P03 (as from PostgreSQL shutting down), not a hanging socket.
   for (int s = 0; s < static_cast<int>(ClientState::Count); ++s) {
     clients_[s].for_each([](Client* c) { c->on_shutdown(); });
   }
