@@ -774,7 +774,17 @@ void Backend::terminate(Reason why) {
   pool_.backend_gone(*worker_, this);
 }
 
-void Backend::on_io_error(int err) { fail(Reason::BackendDied, strerror(err)); }
+void Backend::on_io_error(int err) {
+  if (state_ == BackendState::Connecting) {
+    // libpq reads the socket's error and says why (e.g. connection refused);
+    // connect_failed() then fails the client the connection was opened for.
+    PQconnectPoll(pg_);
+    std::string why = PQerrorMessage(pg_);
+    connect_failed(why.empty() ? std::string(strerror(err)) : why);
+    return;
+  }
+  fail(Reason::BackendDied, strerror(err));
+}
 
 void Backend::on_closed() {
   worker_->backend_left(this);
