@@ -425,11 +425,10 @@ class Loader {
   }
 
   void read_pool(const toml::table& t, const std::string& path, Config& cfg) {
-    check_keys(
-        t, path,
-        {"name", "protocol", "mode", "size", "min_idle", "database", "user", "password", "backends",
-         "query_wait_timeout", "server_idle_timeout", "server_lifetime", "server_connect_timeout",
-         "max_prepared_statements"});
+    check_keys(t, path,
+               {"name", "protocol", "mode", "size", "min_idle", "database", "user", "password",
+                "backends", "query_wait_timeout", "server_idle_timeout", "server_lifetime",
+                "server_connect_timeout", "max_prepared_statements"});
     PoolConfig p;
     const auto* name = read_string(t, "name", path, p.name, true, /*allow_empty=*/false);
     read_enum(t, "protocol", path, kProtocols, p.protocol);

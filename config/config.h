@@ -68,8 +68,8 @@ struct PoolConfig {
   PoolMode mode = PoolMode::Transaction;
   uint32_t size = 20;
   uint32_t min_idle = 0;
-  std::string database;                // on the backend; defaults to name
-  std::optional<std::string> user;     // backend login; absent: the client's own
+  std::string database;             // on the backend; defaults to name
+  std::optional<std::string> user;  // backend login; absent: the client's own
   std::optional<std::string> password;
   std::vector<BackendConfig> backends;
   Duration query_wait_timeout{120000};

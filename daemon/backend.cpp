@@ -23,40 +23,54 @@ constexpr uint32_t kMaxInternalMessage = 1u << 20;
 // Parameters PostgreSQL reports with ParameterStatus (GUC_REPORT). libpq
 // has no way to list them, so ask for each; absent ones come back null.
 constexpr const char* kReportedParams[] = {
-    "application_name", "client_encoding",   "DateStyle",
-    "default_transaction_read_only",         "in_hot_standby",
-    "integer_datetimes", "IntervalStyle",    "is_superuser",
-    "server_encoding",  "server_version",    "session_authorization",
-    "standard_conforming_strings",           "TimeZone",
-    "scram_iterations", "search_path",
+    "application_name",
+    "client_encoding",
+    "DateStyle",
+    "default_transaction_read_only",
+    "in_hot_standby",
+    "integer_datetimes",
+    "IntervalStyle",
+    "is_superuser",
+    "server_encoding",
+    "server_version",
+    "session_authorization",
+    "standard_conforming_strings",
+    "TimeZone",
+    "scram_iterations",
+    "search_path",
 };
 }  // namespace
 
 std::string_view to_string(BackendState s) {
   switch (s) {
-    case BackendState::Connecting: return "connecting";
-    case BackendState::Idle: return "idle";
-    case BackendState::Active: return "active";
-    case BackendState::Resetting: return "resetting";
-    case BackendState::Closing: return "closing";
-    case BackendState::Count: break;
+    case BackendState::Connecting:
+      return "connecting";
+    case BackendState::Idle:
+      return "idle";
+    case BackendState::Active:
+      return "active";
+    case BackendState::Resetting:
+      return "resetting";
+    case BackendState::Closing:
+      return "closing";
+    case BackendState::Count:
+      break;
   }
   return "unknown";
 }
 
 Backend* Backend::connect(Worker& w, Pool& pool, uint64_t for_client, std::string& error) {
   const auto& be = pool.cfg().backends.front();
-  std::string host = be.address.kind == config::Address::Kind::Unix ? be.address.unix_path
-                                                                     : be.address.host;
+  std::string host =
+      be.address.kind == config::Address::Kind::Unix ? be.address.unix_path : be.address.host;
   std::string port = std::to_string(be.address.port == 0 ? 5432 : be.address.port);
-  const char* keys[] = {"host",    "port",       "dbname", "user", "password",
-                        "sslmode", "gssencmode", nullptr};
+  const char* keys[] = {"host",     "port",    "dbname",     "user",
+                        "password", "sslmode", "gssencmode", nullptr};
   const char* vals[] = {host.c_str(),
                         port.c_str(),
                         pool.cfg().database.c_str(),
                         pool.backend_user().c_str(),
-                        pool.backend_password().empty() ? nullptr
-                                                        : pool.backend_password().c_str(),
+                        pool.backend_password().empty() ? nullptr : pool.backend_password().c_str(),
                         "disable",
                         "disable",
                         nullptr};
@@ -272,8 +286,8 @@ void Backend::emit_synthetic() {
 }
 
 bool Backend::finish_if_answered() {
-  if (client_ == nullptr || internal_ != Internal::None || !tracker_.empty() ||
-      tx_status_ != 'I' || pass_remaining_ != 0 || !in_.empty() || pinned_ ||
+  if (client_ == nullptr || internal_ != Internal::None || !tracker_.empty() || tx_status_ != 'I' ||
+      pass_remaining_ != 0 || !in_.empty() || pinned_ ||
       pool_.cfg().mode == config::PoolMode::Session) {
     return false;
   }
@@ -353,8 +367,8 @@ void Backend::relay_to_client() {
       return;
     }
     const pool::ResponseTracker::Verdict v = tracker_.classify(h.type);
-    bool inspect = v.completes || !v.forward || h.type == 'S' || h.type == 'Z' ||
-                   (h.type == 'C' && !session);
+    bool inspect =
+        v.completes || !v.forward || h.type == 'S' || h.type == 'Z' || (h.type == 'C' && !session);
     if (inspect && h.total() > kMaxInspect) {
       if (v.completes || !v.forward) {
         fail(Reason::BackendProtocolError, "oversized reply from server");
@@ -432,8 +446,8 @@ void Backend::relay_to_client() {
       }
       continue;
     }
-    const bool done = tracker_.empty() && st == 'I' && !pinned_ &&
-                      (!session || worker_->shutting_down());
+    const bool done =
+        tracker_.empty() && st == 'I' && !pinned_ && (!session || worker_->shutting_down());
     if (done && !pending_sets_.empty()) {
       flush();
       held_rfq_.assign(reinterpret_cast<const char*>(in_.data()), h.total());

@@ -123,7 +123,7 @@ class Backend final : public Conn {
   int set_tags_ = 0;                       // SET/RESET completions seen
   std::string held_rfq_;                   // ReadyForQuery held during Capture
   std::vector<std::string> captured_;
-  bool pinned_ = false;                    // LISTEN in transaction mode
+  bool pinned_ = false;  // LISTEN in transaction mode
   char tx_status_ = 'I';
   size_t pass_remaining_ = 0;
   // What a client left behind that must be undone before another uses it.

@@ -10,7 +10,9 @@ namespace {
 constexpr size_t kMinAlloc = 4096;
 }
 
-Buffer::~Buffer() { std::free(data_); }
+Buffer::~Buffer() {
+  std::free(data_);
+}
 
 uint8_t* Buffer::reserve(size_t min) {
   if (cap_ - wpos_ >= min) return data_ + wpos_;

@@ -28,12 +28,18 @@ struct CancelWork {
 
 std::string_view to_string(ClientState s) {
   switch (s) {
-    case ClientState::Login: return "login";
-    case ClientState::Idle: return "idle";
-    case ClientState::Waiting: return "waiting";
-    case ClientState::Active: return "active";
-    case ClientState::Closing: return "closing";
-    case ClientState::Count: break;
+    case ClientState::Login:
+      return "login";
+    case ClientState::Idle:
+      return "idle";
+    case ClientState::Waiting:
+      return "waiting";
+    case ClientState::Active:
+      return "active";
+    case ClientState::Closing:
+      return "closing";
+    case ClientState::Count:
+      break;
   }
   return "unknown";
 }
@@ -206,8 +212,7 @@ bool Client::handle_startup() {
     e.sqlstate = std::string(pg::sqlstate::kTooManyConnections);
     e.message = "sorry, too many clients already";
     e.detail = "sqlmux max_client_conn (" +
-               std::to_string(worker_->server().config().server.max_client_conn) +
-               ") reached";
+               std::to_string(worker_->server().config().server.max_client_conn) + ") reached";
     fail(Reason::TooManyClients, e);
     return false;
   }
@@ -242,8 +247,8 @@ void Client::start_auth() {
       break;
     case config::AuthMethod::ScramSha256:
     case config::AuthMethod::Default: {
-      const auto& v = (user_ != nullptr && user_->scram) ? *user_->scram
-                                                        : worker_->server().mock_verifier();
+      const auto& v =
+          (user_ != nullptr && user_->scram) ? *user_->scram : worker_->server().mock_verifier();
       scram_ = std::make_unique<pg::auth::ScramServer>(v, pg::auth::make_nonce());
       pg::put_auth_sasl(out, {"SCRAM-SHA-256"});
       login_ = Login::SaslInitial;
@@ -313,9 +318,9 @@ bool Client::handle_auth_message() {
                    Reason::ClientProtocolError);
         return false;
       }
-      bool ok = user_ != nullptr && !user_->md5.empty() &&
-                pg::auth::constant_time_equal(
-                    pw, pg::auth::md5_salted_response(user_->md5, md5_salt_));
+      bool ok =
+          user_ != nullptr && !user_->md5.empty() &&
+          pg::auth::constant_time_equal(pw, pg::auth::md5_salted_response(user_->md5, md5_salt_));
       if (ok) {
         auth_succeeded();
       } else {
@@ -386,8 +391,8 @@ void Client::auth_succeeded() {
   if (pool_ == nullptr) {
     LOG_INFO("client %" PRIu64 ": user \"%s\" asked for unknown database \"%s\"", id_,
              user_name_.c_str(), database_.c_str());
-    send_fatal(pg::sqlstate::kInvalidCatalogName,
-               "database \"" + database_ + "\" does not exist", Reason::UnknownDatabase);
+    send_fatal(pg::sqlstate::kInvalidCatalogName, "database \"" + database_ + "\" does not exist",
+               Reason::UnknownDatabase);
     return;
   }
   std::string out;
@@ -589,8 +594,7 @@ void Client::on_shutdown() {
       break;
     case ClientState::Active:
       // Its transaction finishes first; the backend releases it then.
-      if (backend_ != nullptr && backend_ready_ && pass_remaining_ == 0 &&
-          backend_->reusable()) {
+      if (backend_ != nullptr && backend_ready_ && pass_remaining_ == 0 && backend_->reusable()) {
         send_fatal(pg::sqlstate::kAdminShutdown,
                    "terminating connection due to administrator command", Reason::Shutdown);
       }

@@ -125,8 +125,8 @@ class Client final : public Conn {
   Pool* pool_ = nullptr;
   Backend* backend_ = nullptr;
   bool backend_ready_ = false;
-  size_t pass_remaining_ = 0;  // bytes of a message still being relayed
-  size_t drop_remaining_ = 0;  // bytes of a message being dropped (skip to Sync)
+  size_t pass_remaining_ = 0;     // bytes of a message still being relayed
+  size_t drop_remaining_ = 0;     // bytes of a message being dropped (skip to Sync)
   bool skip_until_sync_ = false;  // after an error sqlmux raised itself
   bool synthetic_sent_ = false;
   pool::ClientStatements statements_;

@@ -61,7 +61,9 @@ bool first_cstr(const uint8_t* body, size_t have, std::string_view& out, size_t&
   return true;
 }
 
-Entry plain(Kind k) { return Entry{k, Action::Forward, {}, {}, {}, false}; }
+Entry plain(Kind k) {
+  return Entry{k, Action::Forward, {}, {}, {}, false};
+}
 
 }  // namespace
 
@@ -105,7 +107,7 @@ void Client::ensure_prepared(const pool::StatementDef& def, std::string& out) {
 }
 
 Client::Handled Client::handle_parse(const pg::Header& h, const uint8_t* m, size_t avail,
-                                       std::string& out) {
+                                     std::string& out) {
   std::string_view name;
   size_t used = 0;
   const size_t have = std::min(avail, h.total()) - 5;
@@ -204,8 +206,8 @@ Client::Handled Client::handle_bind(const pg::Header& h, const uint8_t* m, size_
   return Handled::Consumed;
 }
 
-Client::Handled Client::handle_describe_or_close(const pg::Header& h, const uint8_t* m, size_t avail,
-                                       std::string& out) {
+Client::Handled Client::handle_describe_or_close(const pg::Header& h, const uint8_t* m,
+                                                 size_t avail, std::string& out) {
   const Kind kind = h.type == 'D' ? Kind::Describe : Kind::Close;
   if (avail < h.total()) return Handled::NeedMore;
   std::string_view body(reinterpret_cast<const char*>(m + 5), h.body_len());
@@ -220,7 +222,8 @@ Client::Handled Client::handle_describe_or_close(const pg::Header& h, const uint
   if (kind == Kind::Close) {
     // The server-side statement stays for others; only this client forgets it.
     statements_.remove(name);
-    push_synthetic(Entry{Kind::Close, Action::Synthetic, std::string("3\0\0\0\4", 5), {}, {}, false});
+    push_synthetic(
+        Entry{Kind::Close, Action::Synthetic, std::string("3\0\0\0\4", 5), {}, {}, false});
     return Handled::Consumed;
   }
   ensure_prepared(*entry->def, out);
@@ -230,7 +233,7 @@ Client::Handled Client::handle_describe_or_close(const pg::Header& h, const uint
 }
 
 Client::Handled Client::handle_query(const pg::Header& h, const uint8_t* m, size_t avail,
-                                       std::string& out) {
+                                     std::string& out) {
   const bool rewrite = pool_->cfg().mode != config::PoolMode::Session;
   if (!rewrite || h.total() > kMaxSniffedQuery) {
     backend_->tracker().push(plain(Kind::Query));
@@ -390,10 +393,10 @@ void Client::relay_to_backend() {
     if (r == Handled::NeedMore) break;
     if (r == Handled::Failed) {
       flush();
-      send_fatal(pg::sqlstate::kProtocolViolation,
-                 std::string("invalid ") + std::string(pg::frontend_message_name(h.type)) +
-                     " message",
-                 Reason::ClientProtocolError);
+      send_fatal(
+          pg::sqlstate::kProtocolViolation,
+          std::string("invalid ") + std::string(pg::frontend_message_name(h.type)) + " message",
+          Reason::ClientProtocolError);
       return;
     }
     if (r == Handled::Consumed) {

@@ -61,7 +61,7 @@ class Conn {
 
  protected:
   virtual void on_readable() = 0;
-  virtual void on_writable() {}   // everything queued was sent
+  virtual void on_writable() {}       // everything queued was sent
   virtual void on_poll_writable() {}  // want_write() was on and the socket is writable
   virtual void on_io_error(int err) = 0;
   virtual void on_closed() = 0;

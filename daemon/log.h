@@ -16,9 +16,9 @@ void write(config::LogLevel level, const char* fmt, ...) __attribute__((format(p
 
 }  // namespace sqlmux::log
 
-#define SQLMUX_LOG(level, ...)                                     \
-  do {                                                             \
-    if (::sqlmux::log::enabled(::sqlmux::config::LogLevel::level)) \
+#define SQLMUX_LOG(level, ...)                                              \
+  do {                                                                      \
+    if (::sqlmux::log::enabled(::sqlmux::config::LogLevel::level))          \
       ::sqlmux::log::write(::sqlmux::config::LogLevel::level, __VA_ARGS__); \
   } while (0)
 #define LOG_ERROR(...) SQLMUX_LOG(Error, __VA_ARGS__)

@@ -128,11 +128,14 @@ void Pool::capacity_freed(Worker& w) {
   if (target.worker == w.id()) {
     start_connect(w, target.client_id);
   } else {
-    server_.worker(target.worker).post({InboxMsg::Kind::ConnectFor, this, nullptr, target.client_id});
+    server_.worker(target.worker)
+        .post({InboxMsg::Kind::ConnectFor, this, nullptr, target.client_id});
   }
 }
 
-void Pool::connect_for(Worker& w, uint64_t client_id) { start_connect(w, client_id); }
+void Pool::connect_for(Worker& w, uint64_t client_id) {
+  start_connect(w, client_id);
+}
 
 void Pool::start_connect(Worker& w, uint64_t client_id) {
   std::string err;
@@ -192,8 +195,8 @@ void Pool::housekeep(Worker& w, uint64_t now) {
       it = idle.erase(it);
     }
     // min_idle upkeep happens on worker 0 only, one batch at a time.
-    if (w.id() == 0 && total_idle < cfg_.min_idle && w.backend_count(BackendState::Connecting) == 0 &&
-        waiters_.empty()) {
+    if (w.id() == 0 && total_idle < cfg_.min_idle &&
+        w.backend_count(BackendState::Connecting) == 0 && waiters_.empty()) {
       while (total_idle + static_cast<size_t>(to_open) < cfg_.min_idle && total_ < cfg_.size) {
         ++total_;
         ++to_open;

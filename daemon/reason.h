@@ -7,14 +7,14 @@
 namespace sqlmux {
 
 enum class Reason {
-  ClientClosed,        // the client sent Terminate or closed its socket
-  ClientProtocolError, // malformed or unexpected bytes from the client
+  ClientClosed,         // the client sent Terminate or closed its socket
+  ClientProtocolError,  // malformed or unexpected bytes from the client
   ClientIoError,
   LoginTimeout,
   AuthFailed,
   UnknownDatabase,
   UnsupportedProtocol,
-  TooManyClients,      // max_client_conn
+  TooManyClients,  // max_client_conn
   QueryWaitTimeout,
   BackendConnectFailed,
   BackendDied,
@@ -25,32 +25,52 @@ enum class Reason {
   ServerResetFailed,
   Shutdown,
   PoolRemoved,
-  CancelRequest,       // a cancel connection, closed after use
+  CancelRequest,  // a cancel connection, closed after use
   Internal,
 };
 
 [[nodiscard]] constexpr std::string_view to_string(Reason r) {
   switch (r) {
-    case Reason::ClientClosed: return "client_closed";
-    case Reason::ClientProtocolError: return "client_protocol_error";
-    case Reason::ClientIoError: return "client_io_error";
-    case Reason::LoginTimeout: return "login_timeout";
-    case Reason::AuthFailed: return "auth_failed";
-    case Reason::UnknownDatabase: return "unknown_database";
-    case Reason::UnsupportedProtocol: return "unsupported_protocol";
-    case Reason::TooManyClients: return "too_many_clients";
-    case Reason::QueryWaitTimeout: return "query_wait_timeout";
-    case Reason::BackendConnectFailed: return "backend_connect_failed";
-    case Reason::BackendDied: return "backend_died";
-    case Reason::BackendProtocolError: return "backend_protocol_error";
-    case Reason::BackendParamFailed: return "backend_param_failed";
-    case Reason::ServerIdleTimeout: return "server_idle_timeout";
-    case Reason::ServerLifetime: return "server_lifetime";
-    case Reason::ServerResetFailed: return "server_reset_failed";
-    case Reason::Shutdown: return "shutdown";
-    case Reason::PoolRemoved: return "pool_removed";
-    case Reason::CancelRequest: return "cancel_request";
-    case Reason::Internal: return "internal";
+    case Reason::ClientClosed:
+      return "client_closed";
+    case Reason::ClientProtocolError:
+      return "client_protocol_error";
+    case Reason::ClientIoError:
+      return "client_io_error";
+    case Reason::LoginTimeout:
+      return "login_timeout";
+    case Reason::AuthFailed:
+      return "auth_failed";
+    case Reason::UnknownDatabase:
+      return "unknown_database";
+    case Reason::UnsupportedProtocol:
+      return "unsupported_protocol";
+    case Reason::TooManyClients:
+      return "too_many_clients";
+    case Reason::QueryWaitTimeout:
+      return "query_wait_timeout";
+    case Reason::BackendConnectFailed:
+      return "backend_connect_failed";
+    case Reason::BackendDied:
+      return "backend_died";
+    case Reason::BackendProtocolError:
+      return "backend_protocol_error";
+    case Reason::BackendParamFailed:
+      return "backend_param_failed";
+    case Reason::ServerIdleTimeout:
+      return "server_idle_timeout";
+    case Reason::ServerLifetime:
+      return "server_lifetime";
+    case Reason::ServerResetFailed:
+      return "server_reset_failed";
+    case Reason::Shutdown:
+      return "shutdown";
+    case Reason::PoolRemoved:
+      return "pool_removed";
+    case Reason::CancelRequest:
+      return "cancel_request";
+    case Reason::Internal:
+      return "internal";
   }
   return "unknown";
 }

@@ -96,7 +96,9 @@ bool Server::try_add_client() {
   return n <= cfg_.server.max_client_conn;
 }
 
-void Server::remove_client() { clients_.fetch_sub(1); }
+void Server::remove_client() {
+  clients_.fetch_sub(1);
+}
 
 void Server::register_cancel(int32_t pid, int32_t key, int worker, uint64_t client_id) {
   std::lock_guard<std::mutex> lk(cancel_mu_);
@@ -133,7 +135,7 @@ bool Server::open_listeners(std::vector<int>& fds) {
         return false;
       }
       std::strncpy(sa.sun_path, l.listen.unix_path.c_str(), sizeof sa.sun_path - 1);
-      struct stat st{};
+      struct stat st {};
       if (::stat(sa.sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(sa.sun_path);
       fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
       if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
@@ -150,8 +152,8 @@ bool Server::open_listeners(std::vector<int>& fds) {
       hints.ai_flags = AI_PASSIVE;
       addrinfo* res = nullptr;
       std::string port = std::to_string(l.listen.port);
-      const char* host = l.listen.host.empty() || l.listen.host == "*" ? nullptr
-                                                                        : l.listen.host.c_str();
+      const char* host =
+          l.listen.host.empty() || l.listen.host == "*" ? nullptr : l.listen.host.c_str();
       int rc = ::getaddrinfo(host, port.c_str(), &hints, &res);
       if (rc != 0 || res == nullptr) {
         LOG_ERROR("listener %s: %s", l.listen.text.c_str(), gai_strerror(rc));
@@ -277,6 +279,8 @@ void Server::stop_workers() {
   uv_close(reinterpret_cast<uv_handle_t*>(&shutdown_timer_), nullptr);
 }
 
-void Server::worker_stopped() { workers_running_.fetch_sub(1); }
+void Server::worker_stopped() {
+  workers_running_.fetch_sub(1);
+}
 
 }  // namespace sqlmux

@@ -68,7 +68,9 @@ void Worker::post(const InboxMsg& msg) {
   uv_async_send(&async_);
 }
 
-void Worker::on_async(uv_async_t* h) { static_cast<Worker*>(h->data)->drain_inbox(); }
+void Worker::on_async(uv_async_t* h) {
+  static_cast<Worker*>(h->data)->drain_inbox();
+}
 
 void Worker::drain_inbox() {
   std::vector<InboxMsg> msgs;
@@ -112,7 +114,9 @@ void Worker::defer_close(Conn* c) {
   if (!stopping_) uv_idle_start(&idle_, [](uv_idle_t*) {});
 }
 
-void Worker::on_check(uv_check_t* h) { static_cast<Worker*>(h->data)->run_deferred(); }
+void Worker::on_check(uv_check_t* h) {
+  static_cast<Worker*>(h->data)->run_deferred();
+}
 
 void Worker::run_deferred() {
   while (!deferred_errors_.empty() || !deferred_closes_.empty()) {
@@ -196,7 +200,9 @@ void Worker::accept_from(int lfd) {
   }
 }
 
-void Worker::on_tick(uv_timer_t* h) { static_cast<Worker*>(h->data)->housekeeping(); }
+void Worker::on_tick(uv_timer_t* h) {
+  static_cast<Worker*>(h->data)->housekeeping();
+}
 
 void Worker::housekeeping() {
   uint64_t now = now_ms();

@@ -47,7 +47,9 @@ void ClientStatements::add(std::string_view name, StatementRef def, uint64_t epo
   map_[std::string(name)] = Entry{std::move(def), epoch};
 }
 
-bool ClientStatements::remove(std::string_view name) { return map_.erase(std::string(name)) != 0; }
+bool ClientStatements::remove(std::string_view name) {
+  return map_.erase(std::string(name)) != 0;
+}
 
 bool BackendStatements::touch(const std::string& name) {
   auto it = index_.find(name);
@@ -350,7 +352,8 @@ std::vector<std::string_view> split_statements(std::string_view sql) {
       // $tag$ ... $tag$ (tag: letters, digits, underscores; not a $1 parameter)
       size_t j = i + 1;
       while (j < n && (std::isalnum(static_cast<unsigned char>(sql[j])) || sql[j] == '_')) ++j;
-      if (j < n && sql[j] == '$' && !(j > i + 1 && std::isdigit(static_cast<unsigned char>(sql[i + 1])))) {
+      if (j < n && sql[j] == '$' &&
+          !(j > i + 1 && std::isdigit(static_cast<unsigned char>(sql[i + 1])))) {
         std::string_view tag = sql.substr(i, j - i + 1);
         size_t close = sql.find(tag, j + 1);
         i = close == std::string_view::npos ? n : close + tag.size();

@@ -7,11 +7,11 @@
 // prepared there just before the client's message that needs it.
 #pragma once
 
-#include <cstdint>
 #include <atomic>
+#include <cstdint>
 #include <list>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -121,17 +121,17 @@ class ResponseTracker {
   struct Entry {
     Kind kind;
     Action action;
-    std::string reply;        // Synthetic: the bytes to send
-    std::string stmt;         // Parse: the server-side name it creates
-    std::string client_stmt;  // Parse: the client's name for it
+    std::string reply;          // Synthetic: the bytes to send
+    std::string stmt;           // Parse: the server-side name it creates
+    std::string client_stmt;    // Parse: the client's name for it
     bool append_ready = false;  // Synthetic: ReadyForQuery follows, with the status of its turn
   };
 
   // What to do with one message from the backend.
   struct Verdict {
-    bool forward = true;        // relay it to the client
-    bool completes = false;     // it ends the head request
-    bool error_skip = false;    // an error in the extended protocol: skip to Sync
+    bool forward = true;      // relay it to the client
+    bool completes = false;   // it ends the head request
+    bool error_skip = false;  // an error in the extended protocol: skip to Sync
   };
 
   // Queues what a request owes. While the server skips messages after an

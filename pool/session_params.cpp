@@ -29,7 +29,9 @@ void SessionParams::set(std::string_view name, std::string_view value, bool repo
   e.reported = e.reported || reported;
 }
 
-void SessionParams::erase(std::string_view name) { map_.erase(lower(name)); }
+void SessionParams::erase(std::string_view name) {
+  map_.erase(lower(name));
+}
 
 const SessionParams::Entry* SessionParams::find(std::string_view name) const {
   auto it = map_.find(lower(name));

@@ -17,7 +17,7 @@ namespace sqlmux::pool {
 class SessionParams {
  public:
   struct Entry {
-    std::string name;   // as first seen (e.g. "DateStyle")
+    std::string name;  // as first seen (e.g. "DateStyle")
     std::string value;
     bool reported = false;  // the server reports it via ParameterStatus
   };

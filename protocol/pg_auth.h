@@ -69,7 +69,8 @@ class ScramServer {
 [[nodiscard]] std::string md5_password_hash(std::string_view password, std::string_view user);
 // What a client sends for AuthenticationMD5Password: "md5" + hex(md5(hex-part
 // of the stored hash + salt)).
-[[nodiscard]] std::string md5_salted_response(std::string_view stored_md5_hash, const uint8_t salt[4]);
+[[nodiscard]] std::string md5_salted_response(std::string_view stored_md5_hash,
+                                              const uint8_t salt[4]);
 // True for "md5" followed by 32 lowercase hex digits.
 [[nodiscard]] bool is_md5_hash(std::string_view s);
 

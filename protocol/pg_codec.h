@@ -130,8 +130,8 @@ struct StartupPacket {
 // whose code is a protocol version other than 3.x decodes as Startup with
 // that version in `protocol` and no params, so the caller can reject it
 // with a clear message. `error` says why a packet is Malformed.
-[[nodiscard]] Decode decode_startup(const uint8_t* p, size_t n, StartupPacket& out, size_t& consumed,
-                                    std::string& error);
+[[nodiscard]] Decode decode_startup(const uint8_t* p, size_t n, StartupPacket& out,
+                                    size_t& consumed, std::string& error);
 
 // --- Builders --------------------------------------------------------------
 
@@ -139,9 +139,9 @@ struct ErrorFields {
   std::string severity = "ERROR";  // ERROR | FATAL | PANIC | WARNING | NOTICE ...
   std::string sqlstate = "XX000";
   std::string message;
-  std::string detail;  // optional
-  std::string hint;    // optional
-  std::string routine; // optional ('R': the server function that raised it)
+  std::string detail;   // optional
+  std::string hint;     // optional
+  std::string routine;  // optional ('R': the server function that raised it)
 };
 
 // Backend -> client.
@@ -184,15 +184,17 @@ void put_sasl_response(std::string& out, std::string_view data);
 [[nodiscard]] bool parse_sasl_initial_response(std::string_view body, std::string_view& mechanism,
                                                std::string_view& data);
 // 'R': the int32 auth code, and what follows it.
-[[nodiscard]] bool parse_authentication(std::string_view body, int32_t& code, std::string_view& rest);
+[[nodiscard]] bool parse_authentication(std::string_view body, int32_t& code,
+                                        std::string_view& rest);
 // 'P' Parse: statement name, query, parameter type oids.
-[[nodiscard]] bool parse_parse(std::string_view body, std::string_view& name, std::string_view& query,
-                               std::vector<uint32_t>& param_types);
+[[nodiscard]] bool parse_parse(std::string_view body, std::string_view& name,
+                               std::string_view& query, std::vector<uint32_t>& param_types);
 // 'B' Bind: only the portal and statement names (the rest is relayed as is).
 [[nodiscard]] bool parse_bind_names(std::string_view body, std::string_view& portal,
                                     std::string_view& statement);
 // 'C' Close / 'D' Describe: kind ('S' statement or 'P' portal) and name.
-[[nodiscard]] bool parse_close_or_describe(std::string_view body, char& kind, std::string_view& name);
+[[nodiscard]] bool parse_close_or_describe(std::string_view body, char& kind,
+                                           std::string_view& name);
 [[nodiscard]] bool parse_command_complete(std::string_view body, std::string_view& tag);
 
 // Human-readable name of a message type, for logs.
@@ -215,7 +217,8 @@ class MessageCallbacks {
 // peek_header() so that large messages are never held whole.
 class StreamDecoder {
  public:
-  StreamDecoder(MessageCallbacks& cb, uint32_t max_len = kMaxMessageLen) : cb_(cb), max_len_(max_len) {}
+  StreamDecoder(MessageCallbacks& cb, uint32_t max_len = kMaxMessageLen)
+      : cb_(cb), max_len_(max_len) {}
   [[nodiscard]] Decode feed(const uint8_t* p, size_t n);
   [[nodiscard]] size_t buffered() const { return buf_.size(); }
 

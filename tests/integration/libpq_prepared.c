@@ -10,28 +10,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-static PGconn *conn;
+static PGconn* conn;
 
-static void die(const char *what, PGresult *res) {
+static void die(const char* what, PGresult* res) {
   fprintf(stderr, "%s: %s", what, res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
   exit(1);
 }
 
-static void expect(PGresult *res, ExecStatusType st, const char *what) {
+static void expect(PGresult* res, ExecStatusType st, const char* what) {
   if (PQresultStatus(res) != st) die(what, res);
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   if (argc != 4) {
     fprintf(stderr, "usage: %s CONNINFO ID ROUNDS\n", argv[0]);
     return 2;
   }
-  const char *id = argv[2];
+  const char* id = argv[2];
   int rounds = atoi(argv[3]);
   conn = PQconnectdb(argv[1]);
   if (PQstatus(conn) != CONNECTION_OK) die("connect", NULL);
 
-  PGresult *r = PQprepare(conn, "ins", "INSERT INTO lp(owner, n) VALUES ($1, $2::int)", 2, NULL);
+  PGresult* r = PQprepare(conn, "ins", "INSERT INTO lp(owner, n) VALUES ($1, $2::int)", 2, NULL);
   expect(r, PGRES_COMMAND_OK, "prepare ins");
   PQclear(r);
   r = PQprepare(conn, "sel", "SELECT n FROM lp WHERE owner = $1 ORDER BY n", 1, NULL);
@@ -45,7 +45,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < rounds; i++) {
     char nbuf[16];
     snprintf(nbuf, sizeof nbuf, "%d", i);
-    const char *ins[2] = {id, nbuf};
+    const char* ins[2] = {id, nbuf};
     r = PQexec(conn, "BEGIN");
     expect(r, PGRES_COMMAND_OK, "begin");
     PQclear(r);
@@ -55,7 +55,7 @@ int main(int argc, char **argv) {
     r = PQexec(conn, "COMMIT");
     expect(r, PGRES_COMMAND_OK, "commit");
     PQclear(r);
-    const char *sel[1] = {id};
+    const char* sel[1] = {id};
     r = PQexecPrepared(conn, "sel", 1, sel, NULL, NULL, 0);
     expect(r, PGRES_TUPLES_OK, "exec sel");
     if (PQntuples(r) != i + 1) {

@@ -10,14 +10,17 @@ using Action = ResponseTracker::Action;
 using Entry = ResponseTracker::Entry;
 
 namespace {
-Entry fwd(Kind k) { return Entry{k, Action::Forward, {}, {}, {}, false}; }
+Entry fwd(Kind k) {
+  return Entry{k, Action::Forward, {}, {}, {}, false};
+}
 Entry synth(Kind k, std::string reply) {
   return Entry{k, Action::Synthetic, std::move(reply), {}, {}, false};
 }
 
 // Feeds backend message types through the tracker as the relay does;
 // returns what reaches the client (forwarded types and synthetic bytes).
-std::string run(ResponseTracker& t, const std::string& types, std::vector<Entry>* dropped = nullptr) {
+std::string run(ResponseTracker& t, const std::string& types,
+                std::vector<Entry>* dropped = nullptr) {
   std::string out;
   for (char c : types) {
     auto v = t.classify(c);
@@ -84,7 +87,8 @@ TEST_CASE("stale statements: invalidation epochs") {
 
 TEST_CASE("tracker: plain extended-protocol pipeline passes through") {
   ResponseTracker t;
-  for (Kind k : {Kind::Parse, Kind::Bind, Kind::Describe, Kind::Execute, Kind::Sync}) t.push(fwd(k));
+  for (Kind k : {Kind::Parse, Kind::Bind, Kind::Describe, Kind::Execute, Kind::Sync})
+    t.push(fwd(k));
   REQUIRE(run(t, "12tTDDCZ") == "12tTDDCZ");
   REQUIRE(t.empty());
 }

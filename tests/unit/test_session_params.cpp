@@ -37,8 +37,8 @@ TEST_CASE("session params: no change when client and backend agree") {
 
 TEST_CASE("session params: changed and new values are set, leftovers reset") {
   SessionParams backend = defaults();
-  backend.set("search_path", "tenant_1", false);      // set for an earlier client
-  backend.set("extra_float_digits", "3", false);      // set for an earlier client
+  backend.set("search_path", "tenant_1", false);  // set for an earlier client
+  backend.set("extra_float_digits", "3", false);  // set for an earlier client
   SessionParams client = defaults();
   client.set("TimeZone", "Europe/Paris", true);
   client.set("search_path", "tenant_2, public", false);
