@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <cstdint>
 #include <list>
 #include <memory>
@@ -164,7 +165,7 @@ class ResponseTracker {
   void take_synthetic(std::string& out, char tx_status);
 
  private:
-  std::list<Entry> q_;
+  std::deque<Entry> q_;
   bool skipping_ = false;
 };
 
