@@ -215,6 +215,7 @@ void Backend::link(Client* c) {
   client_ = c;
   set_state(BackendState::Active);
   tracker_.clear();
+  clear_replay();
   pass_remaining_ = 0;
   stmt_violation_ = false;
   pending_changes_ = pool::diff(c->params(), params_);
@@ -254,16 +255,92 @@ void Backend::note_command_tag(std::string_view tag) {
   }
 }
 
-void Backend::note_bind_error(std::string_view body, const std::string& server_name) {
+bool Backend::note_bind_error(std::string_view body, const std::string& server_name) {
   pg::ErrorFields e;
-  if (!pg::parse_error_fields(body, e)) return;
+  if (!pg::parse_error_fields(body, e)) return false;
   if (e.sqlstate == pg::sqlstate::kFeatureNotSupported &&
       e.message.find("cached plan must not change result type") != std::string::npos) {
     // DDL changed what the statement returns: every backend prepares it again.
     LOG_INFO("statement %s went stale after a schema change; re-preparing it everywhere",
              server_name.c_str());
     pool_.stale_statements().invalidate(server_name);
+    return true;
   }
+  return false;
+}
+
+namespace {
+constexpr size_t kMaxReplayBytes = 64 * 1024;
+}
+
+bool Backend::forward(const uint8_t* p, size_t n) {
+  if (replay_bytes_on_) {
+    if (replay_bytes_.size() + n > kMaxReplayBytes) {
+      clear_replay();  // too large to keep a copy of: no replay
+    } else {
+      replay_bytes_.append(reinterpret_cast<const char*>(p), n);
+    }
+  }
+  return send(p, n);
+}
+
+void Backend::begin_replay(pool::StatementRef def, std::string client_name) {
+  clear_replay();
+  tracker_.start_recording();
+  replay_bytes_on_ = true;
+  replay_def_ = std::move(def);
+  replay_client_name_ = std::move(client_name);
+}
+
+void Backend::clear_replay() {
+  tracker_.clear_recording();
+  replay_bytes_.clear();
+  replay_bytes_on_ = false;
+  replay_def_.reset();
+  replay_client_name_.clear();
+}
+
+bool Backend::can_replay(const std::string& server_name) const {
+  return client_ != nullptr && replay_def_ && replay_def_->server_name == server_name &&
+         !replay_bytes_on_ && tracker_.recorded_complete() && tracker_.recorded_describes();
+}
+
+// The segment failed at its first Bind because the plan went stale; the
+// server rolled back nothing of it (nothing ran) and the client saw nothing.
+// Prepare the statement again and send the segment once more.
+void Backend::replay() {
+  const std::string& name = replay_def_->server_name;
+  LOG_INFO("backend pid %d: re-prepared %s after a schema change and replayed the client's request",
+           pid_, name.c_str());
+  std::string out;
+  pg::put_close(out, 'S', name);
+  pg::put_parse(out, name, replay_def_->query, replay_def_->param_types);
+  out += replay_bytes_;
+  tracker_.push({pool::ResponseTracker::Kind::Close,
+                 pool::ResponseTracker::Action::Swallow,
+                 {},
+                 {},
+                 {},
+                 false});
+  tracker_.push({pool::ResponseTracker::Kind::Parse,
+                 pool::ResponseTracker::Action::Swallow,
+                 {},
+                 name,
+                 {},
+                 false});
+  std::vector<pool::ResponseTracker::Entry> again = tracker_.recorded();
+  const uint64_t epoch = pool_.stale_statements().current();
+  statements_.touch(name);
+  statements_.set_epoch(name, epoch);
+  if (client_ != nullptr) {
+    const auto* e = client_->statements().find(replay_client_name_);
+    if (e != nullptr && e->def == replay_def_) {
+      client_->statements().add(replay_client_name_, replay_def_, epoch);
+    }
+  }
+  clear_replay();
+  for (auto& e : again) tracker_.push(std::move(e));
+  send(out.data(), out.size());
 }
 
 void Backend::forget_failed_parse(const pool::ResponseTracker::Entry& e) {
@@ -394,16 +471,24 @@ void Backend::relay_to_client() {
       if (pg::parse_command_complete(body, tag)) note_command_tag(tag);
     }
     if (h.type != 'Z') {
+      if (h.type == 'E' && tracker_.head() != nullptr &&
+          tracker_.head()->kind == pool::ResponseTracker::Kind::Bind &&
+          !tracker_.head()->stmt.empty()) {
+        const std::string stmt = tracker_.head()->stmt;
+        if (note_bind_error(body, stmt) && can_replay(stmt)) {
+          // Hide this attempt: no error, no ReadyForQuery; replay at its end.
+          flush();
+          in_.consume(h.total());
+          tracker_.complete(true, nullptr);
+          replay_swallow_ = true;
+          continue;
+        }
+      }
       if (v.forward) {
         fwd += h.total();
       } else {
         flush();
         in_.consume(h.total());
-      }
-      if (h.type == 'E' && tracker_.head() != nullptr &&
-          tracker_.head()->kind == pool::ResponseTracker::Kind::Bind &&
-          !tracker_.head()->stmt.empty()) {
-        note_bind_error(body, tracker_.head()->stmt);
       }
       if (v.completes) {
         std::vector<pool::ResponseTracker::Entry> failed;
@@ -426,6 +511,14 @@ void Backend::relay_to_client() {
     }
     tx_status_ = st;
     if (v.completes) tracker_.complete(false, nullptr);
+    if (replay_swallow_) {
+      replay_swallow_ = false;
+      flush();
+      in_.consume(h.total());
+      replay();
+      continue;
+    }
+    if (v.completes && !tracker_.recording()) clear_replay();  // its segment ended
     if (statement && st != 'I') {
       // A transaction block in statement mode: replace this ReadyForQuery
       // with an error; the block is rolled back once the client is done.

@@ -45,7 +45,7 @@ class Backend final : public Conn {
   void link(Client* c);
   // Relays the client's bytes (whole messages or a streamed part of one);
   // the client side has pushed what they owe onto tracker().
-  bool forward(const uint8_t* p, size_t n) { return send(p, n); }
+  bool forward(const uint8_t* p, size_t n);
   [[nodiscard]] pool::ResponseTracker& tracker() { return tracker_; }
   [[nodiscard]] pool::BackendStatements& statements() { return statements_; }
   // Sends the synthetic replies now at the head of the tracker.
@@ -54,6 +54,11 @@ class Backend final : public Conn {
   // owed and no transaction is open), ends the client's turn as a
   // ReadyForQuery 'I' from the server would. True when it did.
   bool finish_if_answered();
+  [[nodiscard]] char tx_status() const { return tx_status_; }
+  // Replay of one segment (Bind ... Sync) after a stale plan: recording.
+  void begin_replay(pool::StatementRef def, std::string client_name);
+  [[nodiscard]] bool replay_recording() const { return replay_bytes_on_; }
+  void end_replay_recording() { replay_bytes_on_ = false; }
   // Running sqlmux's own queries: the client's bytes wait.
   [[nodiscard]] bool busy() const { return internal_ != Internal::None; }
   // A simple query that sets `name` (SET/RESET): its value is read back
@@ -100,7 +105,11 @@ class Backend final : public Conn {
   void fail(Reason why, const char* detail);
   void note_command_tag(std::string_view tag);
   void forget_failed_parse(const pool::ResponseTracker::Entry& e);
-  void note_bind_error(std::string_view body, const std::string& server_name);
+  // True when the error says the statement's plan went stale.
+  bool note_bind_error(std::string_view body, const std::string& server_name);
+  [[nodiscard]] bool can_replay(const std::string& server_name) const;
+  void replay();
+  void clear_replay();
   void transaction_done();
   void capture_done();
   Worker* move_target_ = nullptr;
@@ -123,7 +132,12 @@ class Backend final : public Conn {
   int set_tags_ = 0;                       // SET/RESET completions seen
   std::string held_rfq_;                   // ReadyForQuery held during Capture
   std::vector<std::string> captured_;
-  bool pinned_ = false;  // LISTEN in transaction mode
+  bool pinned_ = false;       // LISTEN in transaction mode
+  std::string replay_bytes_;  // the segment as sent (bounded)
+  bool replay_bytes_on_ = false;
+  bool replay_swallow_ = false;  // failed attempt: drop up to its ReadyForQuery
+  pool::StatementRef replay_def_;
+  std::string replay_client_name_;
   char tx_status_ = 'I';
   size_t pass_remaining_ = 0;
   // What a client left behind that must be undone before another uses it.

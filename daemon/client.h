@@ -129,6 +129,11 @@ class Client final : public Conn {
   size_t drop_remaining_ = 0;     // bytes of a message being dropped (skip to Sync)
   bool skip_until_sync_ = false;  // after an error sqlmux raised itself
   bool synthetic_sent_ = false;
+  // Whether this client describes each portal before executing it (libpq's
+  // PQexecPrepared, psycopg 3) - then a re-prepared statement is safe for
+  // it - or relies on a cached row description (asyncpg). Learned.
+  bool describes_portals_ = true;
+  bool segment_described_ = false;
   pool::ClientStatements statements_;
   Reason close_reason_ = Reason::ClientClosed;
 };

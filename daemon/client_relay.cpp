@@ -31,25 +31,6 @@ using Action = pool::ResponseTracker::Action;
 using Entry = pool::ResponseTracker::Entry;
 using StatementEntry = const pool::ClientStatements::Entry*;
 
-void put_parse(std::string& out, std::string_view name, std::string_view query,
-               const std::vector<uint32_t>& types) {
-  pg::Writer w(out);
-  w.begin('P');
-  w.cstr(name);
-  w.cstr(query);
-  w.i16(static_cast<int16_t>(types.size()));
-  for (uint32_t t : types) w.i32(static_cast<int32_t>(t));
-  w.end();
-}
-
-void put_close_or_describe(std::string& out, char type, char kind, std::string_view name) {
-  pg::Writer w(out);
-  w.begin(type);
-  w.u8(static_cast<uint8_t>(kind));
-  w.cstr(name);
-  w.end();
-}
-
 // The first NUL-terminated string of a message body, from what has arrived.
 // nullopt: not all there yet. Empty optional value never means malformed:
 // the caller checks `complete` to tell.
@@ -84,7 +65,7 @@ bool Client::prepared_on_backend(const std::string& server_name, std::string& ou
   if (!cache.touch(server_name)) return false;
   if (!stale.stale(server_name, cache.epoch(server_name))) return true;
   // Its plan went stale (DDL): close it here; the caller prepares it again.
-  put_close_or_describe(out, 'C', 'S', server_name);
+  pg::put_close(out, 'S', server_name);
   backend_->tracker().push(Entry{Kind::Close, Action::Swallow, {}, {}, {}, false});
   cache.erase(server_name);
   return false;
@@ -93,7 +74,7 @@ bool Client::prepared_on_backend(const std::string& server_name, std::string& ou
 void Client::add_to_backend(const std::string& server_name, std::string& out) {
   auto& cache = backend_->statements();
   if (auto evicted = cache.insert(server_name)) {
-    put_close_or_describe(out, 'C', 'S', *evicted);
+    pg::put_close(out, 'S', *evicted);
     backend_->tracker().push(Entry{Kind::Close, Action::Swallow, {}, *evicted, {}, false});
   }
   cache.set_epoch(server_name, pool_->stale_statements().current());
@@ -102,7 +83,7 @@ void Client::add_to_backend(const std::string& server_name, std::string& out) {
 void Client::ensure_prepared(const pool::StatementDef& def, std::string& out) {
   if (prepared_on_backend(def.server_name, out)) return;
   add_to_backend(def.server_name, out);
-  put_parse(out, def.server_name, def.query, def.param_types);
+  pg::put_parse(out, def.server_name, def.query, def.param_types);
   backend_->tracker().push(Entry{Kind::Parse, Action::Swallow, {}, def.server_name, {}, false});
 }
 
@@ -147,7 +128,7 @@ Client::Handled Client::handle_parse(const pg::Header& h, const uint8_t* m, size
     return Handled::Consumed;
   }
   add_to_backend(def->server_name, out);
-  put_parse(out, def->server_name, def->query, def->param_types);
+  pg::put_parse(out, def->server_name, def->query, def->param_types);
   backend_->tracker().push(
       Entry{Kind::Parse, Action::Forward, {}, def->server_name, client_name, false});
   return Handled::Consumed;
@@ -170,6 +151,12 @@ Client::Handled Client::handle_bind(const pg::Header& h, const uint8_t* m, size_
   }
   const size_t names = used1 + used2;
   const std::string& sname = entry->def->server_name;
+  if (describes_portals_ && pool_->stale_statements().stale(sname, entry->epoch)) {
+    // This client reads the row description of every execution: the
+    // re-prepared statement is safe for it. Take the current plan.
+    statements_.add(stmt, entry->def, pool_->stale_statements().current());
+    entry = statements_.find(stmt);
+  }
   if (pool_->stale_statements().stale(sname, entry->epoch)) {
     // Prepared before a schema change altered its result: PostgreSQL fails
     // it until the client prepares it again (drivers such as asyncpg then
@@ -187,8 +174,16 @@ Client::Handled Client::handle_bind(const pg::Header& h, const uint8_t* m, size_
     drop_remaining_ = h.total() - 5 - names;
     return Handled::Consumed;
   }
+  const bool fresh_segment = backend_->tracker().empty() && backend_->tx_status() == 'I';
   std::string out;
   ensure_prepared(*entry->def, out);
+  if (!out.empty()) {
+    backend_->forward(reinterpret_cast<const uint8_t*>(out.data()), out.size());
+    out.clear();
+  }
+  // A segment that starts with this Bind outside a transaction block can be
+  // replayed once if the statement's plan turns out stale (0A000).
+  if (fresh_segment && describes_portals_) backend_->begin_replay(entry->def, std::string(stmt));
   const size_t rest = h.body_len() - names;
   out += 'B';
   const uint32_t len = static_cast<uint32_t>(4 + used1 + sname.size() + 1 + rest);
@@ -214,6 +209,7 @@ Client::Handled Client::handle_describe_or_close(const pg::Header& h, const uint
   char what = 0;
   std::string_view name;
   if (!pg::parse_close_or_describe(body, what, name)) return Handled::Failed;
+  if (kind == Kind::Describe && what == 'P') segment_described_ = true;
   StatementEntry entry = what == 'S' && !name.empty() ? statements_.find(name) : nullptr;
   if (entry == nullptr) {
     backend_->tracker().push(plain(kind));
@@ -227,7 +223,7 @@ Client::Handled Client::handle_describe_or_close(const pg::Header& h, const uint
     return Handled::Consumed;
   }
   ensure_prepared(*entry->def, out);
-  put_close_or_describe(out, 'D', 'S', entry->def->server_name);
+  pg::put_describe(out, 'S', entry->def->server_name);
   backend_->tracker().push(plain(Kind::Describe));
   return Handled::Consumed;
 }
@@ -352,9 +348,18 @@ void Client::relay_to_backend() {
     switch (h.type) {
       case 'S':
         skip_until_sync_ = false;
+        segment_described_ = false;
         tr.push(plain(Kind::Sync));
+        if (b->replay_recording()) {
+          // The recorded segment ends exactly after this Sync.
+          fwd += h.total();
+          flush();
+          b->end_replay_recording();
+          continue;
+        }
         break;
       case 'E':
+        if (!segment_described_) describes_portals_ = false;
         tr.push(plain(Kind::Execute));
         break;
       case 'F':

@@ -150,8 +150,42 @@ bool ResponseTracker::push(Entry e) {
     if (e.kind != Kind::Sync) return false;
     skipping_ = false;
   }
+  if (recording_) {
+    switch (e.kind) {
+      case Kind::Bind:
+        break;
+      case Kind::Describe:
+        if (!recorded_executed_) recorded_describes_ = true;
+        break;
+      case Kind::Execute:
+        recorded_executed_ = true;
+        break;
+      case Kind::Sync:
+        recorded_complete_ = true;
+        recording_ = false;
+        break;
+      default:
+        clear_recording();  // not replayable
+        break;
+    }
+    if (e.action != Action::Forward) clear_recording();
+    if (recording_ || recorded_complete_) recorded_.push_back(e);
+  }
   q_.push_back(std::move(e));
   return true;
+}
+
+void ResponseTracker::start_recording() {
+  clear_recording();
+  recording_ = true;
+}
+
+void ResponseTracker::clear_recording() {
+  recording_ = false;
+  recorded_complete_ = false;
+  recorded_describes_ = false;
+  recorded_executed_ = false;
+  recorded_.clear();
 }
 
 void ResponseTracker::complete(bool error_skip, std::vector<Entry>* dropped) {

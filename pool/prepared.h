@@ -8,8 +8,8 @@
 #pragma once
 
 #include <atomic>
-#include <deque>
 #include <cstdint>
+#include <deque>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -140,12 +140,27 @@ class ResponseTracker {
   // push() then drops them and returns false.
   bool push(Entry e);
   [[nodiscard]] bool skipping() const { return skipping_; }
+
+  // Recording: a copy of every entry pushed from start_recording() until a
+  // Sync is pushed (then complete) or the recording is abandoned (a
+  // request that cannot be replayed: Parse, Query, synthetic replies...).
+  // Lets sqlmux replay a failed segment once, owing the same replies.
+  void start_recording();
+  void stop_recording() { recording_ = false; }
+  [[nodiscard]] bool recording() const { return recording_; }
+  [[nodiscard]] bool recorded_complete() const { return recorded_complete_; }
+  // The segment describes its portal before executing it, so the client
+  // learns the row shape from the replay itself.
+  [[nodiscard]] bool recorded_describes() const { return recorded_describes_; }
+  [[nodiscard]] const std::vector<Entry>& recorded() const { return recorded_; }
+  void clear_recording();
   [[nodiscard]] bool empty() const { return q_.empty(); }
   [[nodiscard]] size_t size() const { return q_.size(); }
   [[nodiscard]] const Entry* head() const { return q_.empty() ? nullptr : &q_.front(); }
   void clear() {
     q_.clear();
     skipping_ = false;
+    clear_recording();
   }
 
   // Classifies a backend message by its type byte (no state change).
@@ -167,6 +182,11 @@ class ResponseTracker {
  private:
   std::deque<Entry> q_;
   bool skipping_ = false;
+  bool recording_ = false;
+  bool recorded_complete_ = false;
+  bool recorded_describes_ = false;
+  bool recorded_executed_ = false;
+  std::vector<Entry> recorded_;
 };
 
 // SQL the client sends that changes its prepared statements:

@@ -441,6 +441,33 @@ void put_command_complete(std::string& out, std::string_view tag) {
   w.end();
 }
 
+void put_parse(std::string& out, std::string_view name, std::string_view query,
+               const std::vector<uint32_t>& param_types) {
+  Writer w(out);
+  w.begin('P');
+  w.cstr(name);
+  w.cstr(query);
+  w.i16(static_cast<int16_t>(param_types.size()));
+  for (uint32_t t : param_types) w.i32(static_cast<int32_t>(t));
+  w.end();
+}
+
+void put_close(std::string& out, char kind, std::string_view name) {
+  Writer w(out);
+  w.begin('C');
+  w.u8(static_cast<uint8_t>(kind));
+  w.cstr(name);
+  w.end();
+}
+
+void put_describe(std::string& out, char kind, std::string_view name) {
+  Writer w(out);
+  w.begin('D');
+  w.u8(static_cast<uint8_t>(kind));
+  w.cstr(name);
+  w.end();
+}
+
 void put_empty_query(std::string& out) {
   put_empty(out, 'I');
 }

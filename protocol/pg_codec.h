@@ -169,6 +169,11 @@ void put_cancel_request(std::string& out, int32_t pid, int32_t key);
 void put_password(std::string& out, std::string_view password);  // 'p', cleartext or md5
 void put_sasl_initial_response(std::string& out, std::string_view mechanism, std::string_view data);
 void put_sasl_response(std::string& out, std::string_view data);
+void put_parse(std::string& out, std::string_view name, std::string_view query,
+               const std::vector<uint32_t>& param_types);
+// 'C' Close / 'D' Describe of a statement ('S') or portal ('P').
+void put_close(std::string& out, char kind, std::string_view name);
+void put_describe(std::string& out, char kind, std::string_view name);
 
 // --- Body parsers (body = Message::body, without type and length) -----------
 

@@ -232,6 +232,40 @@ def case_ddl_during_traffic(pg):
         mux.assert_serving()
 
 
+def case_ddl_transparent_retry(pg):
+    """Outside a transaction block, a statement whose result type changed is
+    re-prepared and re-run transparently for clients that describe each
+    portal (psycopg 3, libpq's PQexecPrepared); inside one the client gets
+    0A000, as from PostgreSQL."""
+    require_sqlmux("transparent re-prepare")
+    import psycopg
+    pg.psql("DROP TABLE IF EXISTS ddl2; CREATE TABLE ddl2(id int PRIMARY KEY, v int);"
+            "INSERT INTO ddl2 VALUES (1, 10), (2, 20); GRANT ALL ON ddl2 TO app", db="appdb")
+    with Sqlmux(pg, mode="transaction", size=2) as mux:
+        conns = [psycopg.connect(mux.dsn(), autocommit=True, prepare_threshold=0) for _ in range(4)]
+        q = "SELECT v FROM ddl2 WHERE id = %s"
+        for rnd in range(3):
+            for c in conns:
+                check_eq(c.execute(q, (1,)).fetchone()[0], 10, f"before DDL, round {rnd}")
+        pg.psql("ALTER TABLE ddl2 ALTER COLUMN v TYPE text", db="appdb")
+        for rnd in range(3):
+            for i, c in enumerate(conns):
+                got = c.execute(q, (1,)).fetchone()[0]
+                check_eq(got, "10", f"client {i} after DDL, round {rnd} (new type, no error)")
+        pg.psql("ALTER TABLE ddl2 ALTER COLUMN v TYPE bigint USING v::bigint", db="appdb")
+        c = conns[0]
+        try:
+            with c.transaction():
+                c.execute(q, (2,)).fetchone()
+            fail("a stale statement inside a transaction block did not fail")
+        except psycopg.errors.FeatureNotSupported as e:
+            check("cached plan must not change result type" in str(e), f"error: {e}")
+        check_eq(c.execute(q, (2,)).fetchone()[0], 20, "after the failed transaction")
+        for c in conns:
+            c.close()
+        mux.assert_serving()
+
+
 def case_search_path_isolation(pg):
     """Two clients with their own search_path interleave on a pool of 1."""
     pg.psql("DROP SCHEMA IF EXISTS t1 CASCADE; DROP SCHEMA IF EXISTS t2 CASCADE;"
@@ -346,5 +380,5 @@ def case_statement_names(pg):
 if __name__ == "__main__":
     run_cases(__file__, [case_asyncpg_default_cache, case_sqlalchemy_orm_asyncpg,
                          case_psycopg3_prepared_pipeline, case_pgbench_prepared, case_libpq_prepared,
-                         case_ddl_during_traffic, case_search_path_isolation, case_listen_notify,
+                         case_ddl_during_traffic, case_ddl_transparent_retry, case_search_path_isolation, case_listen_notify,
                          case_statement_names], timeout=400)

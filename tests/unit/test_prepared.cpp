@@ -235,3 +235,42 @@ TEST_CASE("simple queries split into statements") {
   REQUIRE(split_statements("SELECT 'it''s;'; SELECT 2;").size() == 2);
   REQUIRE(split_statements("").empty());
 }
+
+TEST_CASE("tracker: recording a replayable segment") {
+  ResponseTracker t;
+  t.push(Entry{Kind::Parse, Action::Swallow, {}, "s", {}, false});  // injected before: not recorded
+  t.start_recording();
+  t.push(fwd(Kind::Bind));
+  t.push(fwd(Kind::Describe));
+  t.push(fwd(Kind::Execute));
+  t.push(fwd(Kind::Sync));
+  REQUIRE_FALSE(t.recording());
+  REQUIRE(t.recorded_complete());
+  REQUIRE(t.recorded_describes());
+  REQUIRE(t.recorded().size() == 4);
+  t.push(fwd(Kind::Bind));  // the next segment is not part of it
+  REQUIRE(t.recorded().size() == 4);
+  t.clear_recording();
+  REQUIRE(t.recorded().empty());
+}
+
+TEST_CASE("tracker: a segment without Describe, or with a Parse, is not replayable") {
+  ResponseTracker t;
+  t.start_recording();
+  t.push(fwd(Kind::Bind));
+  t.push(fwd(Kind::Execute));
+  t.push(fwd(Kind::Describe));  // after Execute: too late
+  t.push(fwd(Kind::Sync));
+  REQUIRE(t.recorded_complete());
+  REQUIRE_FALSE(t.recorded_describes());
+  t.start_recording();
+  t.push(fwd(Kind::Bind));
+  t.push(fwd(Kind::Parse));
+  REQUIRE_FALSE(t.recording());
+  t.push(fwd(Kind::Sync));
+  REQUIRE_FALSE(t.recorded_complete());
+  t.start_recording();
+  t.push(fwd(Kind::Bind));
+  t.push(synth(Kind::Close, "3"));
+  REQUIRE_FALSE(t.recording());
+}
