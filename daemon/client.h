@@ -135,6 +135,7 @@ class Client final : public Conn {
   bool describes_portals_ = true;
   bool segment_described_ = false;
   pool::ClientStatements statements_;
+  std::string scratch_;  // rewritten message prefixes
   Reason close_reason_ = Reason::ClientClosed;
 };
 

@@ -175,7 +175,8 @@ Client::Handled Client::handle_bind(const pg::Header& h, const uint8_t* m, size_
     return Handled::Consumed;
   }
   const bool fresh_segment = backend_->tracker().empty() && backend_->tx_status() == 'I';
-  std::string out;
+  std::string& out = scratch_;  // reused: no allocation per Bind once it has grown
+  out.clear();
   ensure_prepared(*entry->def, out);
   if (!out.empty()) {
     backend_->forward(reinterpret_cast<const uint8_t*>(out.data()), out.size());

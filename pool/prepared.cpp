@@ -39,7 +39,7 @@ StatementRef make_statement(std::string_view query, std::vector<uint32_t> types)
 }
 
 const ClientStatements::Entry* ClientStatements::find(std::string_view name) const {
-  auto it = map_.find(std::string(name));
+  auto it = map_.find(name);
   return it == map_.end() ? nullptr : &it->second;
 }
 
@@ -48,7 +48,10 @@ void ClientStatements::add(std::string_view name, StatementRef def, uint64_t epo
 }
 
 bool ClientStatements::remove(std::string_view name) {
-  return map_.erase(std::string(name)) != 0;
+  auto it = map_.find(name);
+  if (it == map_.end()) return false;
+  map_.erase(it);
+  return true;
 }
 
 bool BackendStatements::touch(const std::string& name) {

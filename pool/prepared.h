@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -34,6 +35,13 @@ using StatementRef = std::shared_ptr<const StatementDef>;
                                                 const std::vector<uint32_t>& types);
 [[nodiscard]] StatementRef make_statement(std::string_view query, std::vector<uint32_t> types);
 
+// Hashes std::string and std::string_view alike, so that lookups by a view
+// into a message need no temporary string.
+struct NameHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
 // A client's named statements: its name -> the shared definition, and the
 // pool's invalidation epoch when the client prepared it (a statement whose
 // plan went stale since fails as it would on PostgreSQL, until the client
@@ -51,7 +59,7 @@ class ClientStatements {
   [[nodiscard]] size_t size() const { return map_.size(); }
 
  private:
-  std::unordered_map<std::string, Entry> map_;
+  std::unordered_map<std::string, Entry, NameHash, std::equal_to<>> map_;
 };
 
 // The server-side names one backend has prepared, least recently used first.
