@@ -261,9 +261,10 @@ bool Backend::note_bind_error(std::string_view body, const std::string& server_n
   if (e.sqlstate == pg::sqlstate::kFeatureNotSupported &&
       e.message.find("cached plan must not change result type") != std::string::npos) {
     // DDL changed what the statement returns: every backend prepares it again.
-    LOG_INFO("statement %s went stale after a schema change; re-preparing it everywhere",
-             server_name.c_str());
-    pool_.stale_statements().invalidate(server_name);
+    if (pool_.stale_statements().invalidate(server_name, statements_.epoch(server_name))) {
+      LOG_INFO("statement %s went stale after a schema change; re-preparing it everywhere",
+               server_name.c_str());
+    }
     return true;
   }
   return false;

@@ -78,11 +78,14 @@ bool StaleStatements::stale(const std::string& name, uint64_t prepared_epoch) co
   return it != invalidated_at_.end() && it->second > prepared_epoch;
 }
 
-void StaleStatements::invalidate(const std::string& name) {
+bool StaleStatements::invalidate(const std::string& name, uint64_t copy_epoch) {
   std::lock_guard<std::mutex> lk(mu_);
+  auto it = invalidated_at_.find(name);
+  if (it != invalidated_at_.end() && it->second > copy_epoch) return false;
   uint64_t e = epoch_.load(std::memory_order_relaxed) + 1;
   invalidated_at_[name] = e;
   epoch_.store(e, std::memory_order_release);
+  return true;
 }
 
 std::optional<std::string> BackendStatements::insert(const std::string& name) {

@@ -98,7 +98,12 @@ class StaleStatements {
   [[nodiscard]] uint64_t current() const { return epoch_.load(std::memory_order_acquire); }
   // True when `name`, prepared at `prepared_epoch`, was invalidated since.
   [[nodiscard]] bool stale(const std::string& name, uint64_t prepared_epoch) const;
-  void invalidate(const std::string& name);
+  // A backend's copy of `name`, prepared there at `copy_epoch`, failed with
+  // a stale plan. Starts a new epoch unless an invalidation after
+  // `copy_epoch` already covers that copy (a late report of the same schema
+  // change, from a backend that had not run it since: bumping again would
+  // fail statements prepared after the change). True when it started one.
+  bool invalidate(const std::string& name, uint64_t copy_epoch);
 
  private:
   std::atomic<uint64_t> epoch_{0};

@@ -79,10 +79,19 @@ TEST_CASE("stale statements: invalidation epochs") {
   sqlmux::pool::StaleStatements st;
   uint64_t e0 = st.current();
   REQUIRE_FALSE(st.stale("s", e0));
-  st.invalidate("s");
+  REQUIRE(st.invalidate("s", e0));
   REQUIRE(st.stale("s", e0));
-  REQUIRE_FALSE(st.stale("s", st.current()));
+  const uint64_t e1 = st.current();
+  REQUIRE_FALSE(st.stale("s", e1));
   REQUIRE_FALSE(st.stale("other", e0));
+  // A second backend whose copy dates from before that invalidation reports
+  // the same schema change late: statements prepared since stay valid.
+  REQUIRE_FALSE(st.invalidate("s", e0));
+  REQUIRE(st.current() == e1);
+  REQUIRE_FALSE(st.stale("s", e1));
+  // A copy prepared after the invalidation failing again: a new change.
+  REQUIRE(st.invalidate("s", e1));
+  REQUIRE(st.stale("s", e1));
 }
 
 TEST_CASE("tracker: plain extended-protocol pipeline passes through") {
