@@ -95,6 +95,8 @@ class Client final : public Conn {
   Handled handle_describe_or_close(const pg::Header& h, const uint8_t* m, size_t avail,
                                    std::string& out);
   Handled handle_query(const pg::Header& h, const uint8_t* m, size_t avail, std::string& out);
+  // A SET/RESET statement in a simple query: its setting is read back later.
+  void note_set_command(std::string_view stmt);
   void ensure_prepared(const pool::StatementDef& def, std::string& out);
   // True when the backend holds a current preparation (a stale one is
   // closed through `out`, and false returned).

@@ -229,6 +229,15 @@ Client::Handled Client::handle_describe_or_close(const pg::Header& h, const uint
   return Handled::Consumed;
 }
 
+void Client::note_set_command(std::string_view stmt) {
+  const auto set = pool::parse_set(stmt);
+  if (set.kind == pool::SetCommand::Kind::Set || set.kind == pool::SetCommand::Kind::Reset) {
+    backend_->note_set(set.name);
+  } else if (set.kind == pool::SetCommand::Kind::ResetAll) {
+    params_.clear_unreported();
+  }
+}
+
 Client::Handled Client::handle_query(const pg::Header& h, const uint8_t* m, size_t avail,
                                      std::string& out) {
   const bool rewrite = pool_->cfg().mode != config::PoolMode::Session;
@@ -270,13 +279,12 @@ Client::Handled Client::handle_query(const pg::Header& h, const uint8_t* m, size
       break;
     case pool::DeallocateCommand::Kind::None:
       // Settings the query changes are read back after the transaction.
-      for (std::string_view stmt : pool::split_statements(sql)) {
-        const auto set = pool::parse_set(stmt);
-        if (set.kind == pool::SetCommand::Kind::Set || set.kind == pool::SetCommand::Kind::Reset) {
-          backend_->note_set(set.name);
-        } else if (set.kind == pool::SetCommand::Kind::ResetAll) {
-          params_.clear_unreported();
-        }
+      if (const size_t semi = sql.find(';');
+          semi == std::string_view::npos ||
+          sql.find_first_not_of(" \t\r\n", semi + 1) == std::string_view::npos) {
+        note_set_command(sql);  // one statement: no need to split
+      } else {
+        for (std::string_view stmt : pool::split_statements(sql)) note_set_command(stmt);
       }
       break;
   }

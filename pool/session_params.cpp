@@ -34,8 +34,32 @@ void SessionParams::erase(std::string_view name) {
 }
 
 const SessionParams::Entry* SessionParams::find(std::string_view name) const {
-  auto it = map_.find(lower(name));
+  // Without an allocation: the name as given when it has no capitals (the
+  // common case: keys, and names from the protocol), else lowercased on the stack.
+  char buf[64];
+  std::string_view key = name;
+  bool upper = false;
+  for (char c : name) upper = upper || (c >= 'A' && c <= 'Z');
+  if (upper) {
+    if (name.size() > sizeof(buf)) {
+      auto it = map_.find(lower(name));
+      return it == map_.end() ? nullptr : &it->second;
+    }
+    for (size_t i = 0; i < name.size(); ++i) {
+      buf[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(name[i])));
+    }
+    key = std::string_view(buf, name.size());
+  }
+  auto it = map_.find(key);
   return it == map_.end() ? nullptr : &it->second;
+}
+
+bool SessionParams::same_values(const SessionParams& other) const {
+  if (map_.size() != other.map_.size()) return false;
+  for (auto a = map_.begin(), b = other.map_.begin(); a != map_.end(); ++a, ++b) {
+    if (a->first != b->first || a->second.value != b->second.value) return false;
+  }
+  return true;
 }
 
 void SessionParams::clear_unreported() {
@@ -50,6 +74,7 @@ void SessionParams::clear_unreported() {
 
 std::vector<ParamChange> diff(const SessionParams& desired, const SessionParams& backend) {
   std::vector<ParamChange> out;
+  if (desired.same_values(backend)) return out;
   for (const auto& [key, want] : desired.entries()) {
     const auto* have = backend.find(key);
     if (have == nullptr || have->value != want.value) out.push_back({want.name, want.value, false});

@@ -31,10 +31,13 @@ class SessionParams {
   void clear() { map_.clear(); }
   // Drops every entry the server does not report (after RESET ALL / DISCARD ALL).
   void clear_unreported();
-  [[nodiscard]] const std::map<std::string, Entry>& entries() const { return map_; }
+  using Map = std::map<std::string, Entry, std::less<>>;
+  [[nodiscard]] const Map& entries() const { return map_; }
+  // Same names with the same values (the per-transaction fast path of diff()).
+  [[nodiscard]] bool same_values(const SessionParams& other) const;
 
  private:
-  std::map<std::string, Entry> map_;  // key: lowercased name
+  Map map_;  // key: lowercased name
 };
 
 struct ParamChange {
