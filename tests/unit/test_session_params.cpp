@@ -170,3 +170,39 @@ TEST_CASE("buffer: ranges, compaction, growth and release") {
   buf.commit(1);
   REQUIRE(buf.size() == 1);
 }
+
+TEST_CASE("session params: same_values walks names and values, not spelling or flags") {
+  SessionParams a = defaults();
+  SessionParams b;
+  b.set("datestyle", "ISO, MDY", false);
+  b.set("timezone", "Etc/UTC", true);
+  b.set("Application_Name", "", true);
+  REQUIRE(a.same_values(b));
+  REQUIRE(sqlmux::pool::diff(a, b).empty());
+  b.set("TimeZone", "Europe/Paris", true);
+  REQUIRE_FALSE(a.same_values(b));
+  REQUIRE(sqlmux::pool::diff(a, b).size() == 1);
+  b.set("TimeZone", "Etc/UTC", true);
+  b.set("search_path", "x", false);
+  REQUIRE_FALSE(a.same_values(b));
+  // A long name with capitals (past the on-stack lowering) still matches.
+  const std::string longname = "Ext." + std::string(80, 'Q');
+  a.set(longname, "1", false);
+  REQUIRE(a.find(std::string(longname.size(), 'q').replace(0, 4, "ext.")) != nullptr);
+}
+
+TEST_CASE("buffer: storage blocks are reused after release") {
+  for (int round = 0; round < 3; ++round) {
+    sqlmux::Buffer a;
+    sqlmux::Buffer b;
+    std::string big(70000, 'y');  // grows through several block sizes
+    a.append(big.data(), big.size());
+    b.append("z", 1);
+    REQUIRE(a.size() == big.size());
+    REQUIRE(a.data()[69999] == 'y');
+    REQUIRE(b.data()[0] == 'z');
+    a.consume(a.size());
+    a.shrink_if_empty();
+    REQUIRE(a.capacity() == 0);
+  }
+}
