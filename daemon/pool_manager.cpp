@@ -1,6 +1,7 @@
 #include "daemon/pool_manager.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cinttypes>
 
 #include "daemon/backend.h"
@@ -11,13 +12,21 @@
 
 namespace sqlmux {
 
+namespace {
+// How much longer another worker's client must have waited than this
+// worker's before a freed backend moves to it.
+constexpr uint64_t kHandoverAfterMs = 5;
+}  // namespace
+
 Pool::Pool(Server& server, config::PoolConfig cfg, std::string backend_user,
            std::string backend_password, int workers)
     : server_(server),
       cfg_(std::move(cfg)),
       backend_user_(std::move(backend_user)),
       backend_password_(std::move(backend_password)),
-      idle_(static_cast<size_t>(workers)) {
+      waiters_(static_cast<size_t>(workers)),
+      idle_(static_cast<size_t>(workers)),
+      owned_(static_cast<size_t>(workers), 0) {
   label_ = cfg_.name + "/" + backend_user_;
 }
 
@@ -35,11 +44,19 @@ void Pool::acquire(Worker& w, Client& c) {
       ++total_;
       connect = true;
     } else {
-      waiters_.push_back({w.id(), c.id()});
-      for (size_t i = 0; i < idle_.size(); ++i) {
-        if (static_cast<int>(i) != w.id() && !idle_[i].empty()) {
-          donor = static_cast<int>(i);
-          break;
+      auto& q = waiters_[static_cast<size_t>(w.id())];
+      const uint64_t now = w.now_ms();
+      q.push_back({w.id(), c.id(), now});
+      ++waiting_;
+      // Moving a backend between event loops costs system calls on both;
+      // this worker's own busy backends will serve its queue unless it has
+      // none or the queue is falling behind.
+      if (owned_[static_cast<size_t>(w.id())] == 0 || q.front().since_ms + kHandoverAfterMs < now) {
+        for (size_t i = 0; i < idle_.size(); ++i) {
+          if (static_cast<int>(i) != w.id() && !idle_[i].empty()) {
+            donor = static_cast<int>(i);
+            break;
+          }
         }
       }
     }
@@ -55,10 +72,34 @@ void Pool::acquire(Worker& w, Client& c) {
 
 void Pool::cancel_wait(Worker& w, uint64_t client_id) {
   std::lock_guard<std::mutex> lk(mu_);
-  auto it = std::find_if(waiters_.begin(), waiters_.end(), [&](const Waiter& x) {
-    return x.worker == w.id() && x.client_id == client_id;
-  });
-  if (it != waiters_.end()) waiters_.erase(it);
+  auto& q = waiters_[static_cast<size_t>(w.id())];
+  auto it =
+      std::find_if(q.begin(), q.end(), [&](const Waiter& x) { return x.client_id == client_id; });
+  if (it != q.end()) {
+    q.erase(it);
+    --waiting_;
+  }
+}
+
+int Pool::oldest_waiting_worker(int except) const {
+  int best = -1;
+  for (size_t i = 0; i < waiters_.size(); ++i) {
+    if (static_cast<int>(i) == except || waiters_[i].empty()) continue;
+    if (best < 0 ||
+        waiters_[i].front().since_ms < waiters_[static_cast<size_t>(best)].front().since_ms) {
+      best = static_cast<int>(i);
+    }
+  }
+  return best;
+}
+
+Pool::Waiter Pool::pop_waiter(int worker) {
+  auto& q = waiters_[static_cast<size_t>(worker)];
+  assert(!q.empty());
+  Waiter wt = q.front();
+  q.pop_front();
+  --waiting_;
+  return wt;
 }
 
 void Pool::release(Worker& w, Backend* b) {
@@ -73,16 +114,26 @@ void Pool::release(Worker& w, Backend* b) {
     return;
   }
   Client* local = nullptr;
-  Waiter remote{-1, 0};
+  Waiter remote{-1, 0, 0};
   {
     std::lock_guard<std::mutex> lk(mu_);
-    while (!waiters_.empty()) {
-      Waiter wt = waiters_.front();
-      waiters_.pop_front();
-      if (wt.worker != w.id()) {
-        remote = wt;
-        break;
+    const auto& mine = waiters_[static_cast<size_t>(w.id())];
+    while (waiting_ > 0) {
+      const int other = oldest_waiting_worker(w.id());
+      if (other >= 0) {
+        const uint64_t since = waiters_[static_cast<size_t>(other)].front().since_ms;
+        const bool hand_over = mine.empty() ? (owned_[static_cast<size_t>(other)] == 0 ||
+                                               since + kHandoverAfterMs <= now)
+                                            : since + kHandoverAfterMs < mine.front().since_ms;
+        if (hand_over) {
+          remote = pop_waiter(other);
+          --owned_[static_cast<size_t>(w.id())];
+          ++owned_[static_cast<size_t>(remote.worker)];
+          break;
+        }
       }
+      if (mine.empty()) break;  // idle here: the other worker's own backends serve its queue
+      Waiter wt = pop_waiter(w.id());
       Client* c = w.find_client(wt.client_id);
       if (c != nullptr && c->state() == ClientState::Waiting && c->pool() == this &&
           c->backend() == nullptr) {
@@ -109,18 +160,18 @@ void Pool::backend_gone(Worker& w, Backend* b) {
     if (it != idle.end()) idle.erase(it);
     assert(total_ > 0);
     --total_;
+    --owned_[static_cast<size_t>(w.id())];
   }
   capacity_freed(w);
 }
 
 void Pool::capacity_freed(Worker& w) {
   if (w.shutting_down()) return;
-  Waiter target{-1, 0};
+  Waiter target{-1, 0, 0};
   {
     std::lock_guard<std::mutex> lk(mu_);
-    if (!waiters_.empty() && total_ < cfg_.size) {
-      target = waiters_.front();
-      waiters_.pop_front();
+    if (waiting_ > 0 && total_ < cfg_.size) {
+      target = pop_waiter(oldest_waiting_worker(-1));
       ++total_;
     }
   }
@@ -139,6 +190,10 @@ void Pool::connect_for(Worker& w, uint64_t client_id) {
 
 void Pool::start_connect(Worker& w, uint64_t client_id) {
   std::string err;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    ++owned_[static_cast<size_t>(w.id())];  // backend_gone() undoes it if the connect fails
+  }
   Backend* b = Backend::connect(w, *this, client_id, err);
   if (b != nullptr) return;
   if (!err.empty()) {
@@ -146,6 +201,7 @@ void Pool::start_connect(Worker& w, uint64_t client_id) {
     {
       std::lock_guard<std::mutex> lk(mu_);
       --total_;
+      --owned_[static_cast<size_t>(w.id())];
     }
     LOG_WARN("backend connect for pool %s failed: %s", label_.c_str(), err.c_str());
     if (Client* c = client_id != 0 ? w.find_client(client_id) : nullptr) {
@@ -163,7 +219,7 @@ void Pool::donate(Worker& w) {
   {
     std::lock_guard<std::mutex> lk(mu_);
     auto& idle = idle_[static_cast<size_t>(w.id())];
-    if (idle.empty() || waiters_.empty()) return;
+    if (idle.empty() || waiting_ == 0) return;
     b = idle.back();
     idle.pop_back();
   }
@@ -196,7 +252,7 @@ void Pool::housekeep(Worker& w, uint64_t now) {
     }
     // min_idle upkeep happens on worker 0 only, one batch at a time.
     if (w.id() == 0 && total_idle < cfg_.min_idle &&
-        w.backend_count(BackendState::Connecting) == 0 && waiters_.empty()) {
+        w.backend_count(BackendState::Connecting) == 0 && waiting_ == 0) {
       while (total_idle + static_cast<size_t>(to_open) < cfg_.min_idle && total_ < cfg_.size) {
         ++total_;
         ++to_open;
@@ -205,6 +261,23 @@ void Pool::housekeep(Worker& w, uint64_t now) {
   }
   for (auto& [b, why] : to_close) b->terminate(why);
   for (int i = 0; i < to_open; ++i) start_connect(w, 0);
+  // The safety net of acquire()'s rule: idle backends here while clients of
+  // another worker have waited too long.
+  for (;;) {
+    Backend* b = nullptr;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      auto& idle = idle_[static_cast<size_t>(w.id())];
+      const int other = oldest_waiting_worker(w.id());
+      if (idle.empty() || other < 0 ||
+          waiters_[static_cast<size_t>(other)].front().since_ms + kHandoverAfterMs > now) {
+        break;
+      }
+      b = idle.back();
+      idle.pop_back();
+    }
+    release(w, b);
+  }
 }
 
 void Pool::close_idle(Worker& w) {
@@ -235,7 +308,7 @@ Pool::Counts Pool::counts() {
   Counts c;
   c.total = total_;
   for (const auto& v : idle_) c.idle += static_cast<uint32_t>(v.size());
-  c.waiting = static_cast<uint32_t>(waiters_.size());
+  c.waiting = static_cast<uint32_t>(waiting_);
   return c;
 }
 

@@ -71,7 +71,12 @@ class Pool {
   struct Waiter {
     int worker;
     uint64_t client_id;
+    uint64_t since_ms;  // when it began to wait (monotonic, comparable across workers)
   };
+  // With mu_ held: the worker whose first waiter has waited longest, or -1.
+  [[nodiscard]] int oldest_waiting_worker(int except) const;
+  // With mu_ held: pops the first waiter of `worker`'s queue.
+  Waiter pop_waiter(int worker);
   void start_connect(Worker& w, uint64_t client_id);
   void capacity_freed(Worker& w);  // with mu_ NOT held
 
@@ -83,8 +88,17 @@ class Pool {
 
   std::mutex mu_;
   uint32_t total_ = 0;  // open or connecting backends
-  std::deque<Waiter> waiters_;
+  // Clients waiting for a backend, one FIFO queue per worker. A backend
+  // freed on a worker goes to that worker's own waiters first (no hand-over
+  // between event loops on the per-query path) unless another worker's
+  // first waiter has waited kHandoverAfterMs longer.
+  std::vector<std::deque<Waiter>> waiters_;
+  size_t waiting_ = 0;
   std::vector<std::vector<Backend*>> idle_;  // per worker
+  // Backends of this pool living on each worker, in any state. A waiting
+  // client asks another worker for an idle backend only when its own worker
+  // has none that will come free, or its queue has waited too long.
+  std::vector<int> owned_;
   pool::StaleStatements stale_;
   bool has_welcome_ = false;
   pool::SessionParams welcome_;
