@@ -158,6 +158,10 @@ Conn::ReadResult Conn::read_into(Buffer& b, size_t max) {
     b.commit(static_cast<size_t>(r));
     return ReadResult::Data;
   }
+  // Nothing came: storage reserved for this read goes straight back to the
+  // thread's block cache (10,000 clients closing at once must not each hold
+  // a fresh block until their close callbacks run).
+  b.shrink_if_empty();
   if (r == 0) return ReadResult::Eof;
   if (errno == EAGAIN || errno == EWOULDBLOCK) return ReadResult::Again;
   last_errno_ = errno;
