@@ -1,5 +1,6 @@
 #include "pool/session_params.h"
 
+#include <algorithm>
 #include <cctype>
 
 namespace sqlmux::pool {
@@ -22,54 +23,68 @@ bool is_identifier(std::string_view s) {
 
 }  // namespace
 
+SessionParams::Map::iterator SessionParams::lookup(std::string_view key) {
+  return std::lower_bound(map_.begin(), map_.end(), key,
+                          [](const auto& e, std::string_view k) { return e.first < k; });
+}
+
+SessionParams::Map::const_iterator SessionParams::lookup(std::string_view key) const {
+  return std::lower_bound(map_.begin(), map_.end(), key,
+                          [](const auto& e, std::string_view k) { return e.first < k; });
+}
+
 void SessionParams::set(std::string_view name, std::string_view value, bool reported) {
-  auto& e = map_[lower(name)];
-  if (e.name.empty()) e.name = std::string(name);
-  e.value = std::string(value);
-  e.reported = e.reported || reported;
+  std::string key = lower(name);
+  auto it = lookup(key);
+  if (it == map_.end() || it->first != key) {
+    it = map_.insert(it, {std::move(key), Entry{std::string(name), {}, false}});
+  }
+  it->second.value = std::string(value);
+  it->second.reported = it->second.reported || reported;
 }
 
 void SessionParams::erase(std::string_view name) {
-  map_.erase(lower(name));
+  const std::string key = lower(name);
+  auto it = lookup(key);
+  if (it != map_.end() && it->first == key) map_.erase(it);
 }
 
 const SessionParams::Entry* SessionParams::find(std::string_view name) const {
   // Without an allocation: the name as given when it has no capitals (the
   // common case: keys, and names from the protocol), else lowercased on the stack.
   char buf[64];
+  std::string long_key;
   std::string_view key = name;
   bool upper = false;
   for (char c : name) upper = upper || (c >= 'A' && c <= 'Z');
   if (upper) {
     if (name.size() > sizeof(buf)) {
-      auto it = map_.find(lower(name));
-      return it == map_.end() ? nullptr : &it->second;
+      long_key = lower(name);
+      key = long_key;
+    } else {
+      for (size_t i = 0; i < name.size(); ++i) {
+        buf[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(name[i])));
+      }
+      key = std::string_view(buf, name.size());
     }
-    for (size_t i = 0; i < name.size(); ++i) {
-      buf[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(name[i])));
-    }
-    key = std::string_view(buf, name.size());
   }
-  auto it = map_.find(key);
-  return it == map_.end() ? nullptr : &it->second;
+  auto it = lookup(key);
+  return it == map_.end() || it->first != key ? nullptr : &it->second;
 }
 
 bool SessionParams::same_values(const SessionParams& other) const {
   if (map_.size() != other.map_.size()) return false;
-  for (auto a = map_.begin(), b = other.map_.begin(); a != map_.end(); ++a, ++b) {
-    if (a->first != b->first || a->second.value != b->second.value) return false;
+  for (size_t i = 0; i < map_.size(); ++i) {
+    if (map_[i].first != other.map_[i].first ||
+        map_[i].second.value != other.map_[i].second.value) {
+      return false;
+    }
   }
   return true;
 }
 
 void SessionParams::clear_unreported() {
-  for (auto it = map_.begin(); it != map_.end();) {
-    if (it->second.reported) {
-      ++it;
-    } else {
-      it = map_.erase(it);
-    }
-  }
+  std::erase_if(map_, [](const auto& e) { return !e.second.reported; });
 }
 
 std::vector<ParamChange> diff(const SessionParams& desired, const SessionParams& backend) {

@@ -7,9 +7,9 @@
 // uses a backend, diff() says what must change; nothing when they agree.
 #pragma once
 
-#include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace sqlmux::pool {
@@ -31,12 +31,16 @@ class SessionParams {
   void clear() { map_.clear(); }
   // Drops every entry the server does not report (after RESET ALL / DISCARD ALL).
   void clear_unreported();
-  using Map = std::map<std::string, Entry, std::less<>>;
+  // Sorted by key: a handful of entries, walked once per transaction.
+  using Map = std::vector<std::pair<std::string, Entry>>;
   [[nodiscard]] const Map& entries() const { return map_; }
   // Same names with the same values (the per-transaction fast path of diff()).
   [[nodiscard]] bool same_values(const SessionParams& other) const;
 
  private:
+  [[nodiscard]] Map::iterator lookup(std::string_view key);
+  [[nodiscard]] Map::const_iterator lookup(std::string_view key) const;
+
   Map map_;  // key: lowercased name
 };
 
