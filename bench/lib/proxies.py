@@ -1,0 +1,276 @@
+"""The things a load generator connects to: PostgreSQL itself ("direct"),
+PgBouncer and sqlmux, started with equivalent settings (transaction pooling,
+pool size N, SCRAM-SHA-256 client auth for app/apppass, server login
+app/apppass, no per-connection logging)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from typing import Callable
+
+from env import HarnessError, harness, log, make_workdir, preexec_raise_nofile, proc_nofile
+
+USER, PASSWORD, DB = "app", "apppass", "appdb"
+
+
+@dataclasses.dataclass
+class Target:
+    name: str                      # direct | pgbouncer | sqlmux
+    host: str
+    port: int
+    db: str = DB
+    pid: int | None = None         # the proxy's process (None: direct)
+    alive: Callable[[], bool] = lambda: True
+    log_tail: Callable[[int], str] = lambda n=40: ""
+
+    @property
+    def is_proxy(self) -> bool:
+        return self.pid is not None
+
+
+def direct(pg) -> Target:
+    return Target("direct", pg.host, pg.port)
+
+
+@dataclasses.dataclass
+class ProxySettings:
+    pool_size: int = 20
+    max_client_conn: int = 11000
+    workers: int | None = None     # sqlmux [server] workers; None: the daemon's default
+    sqlmux_workers_seen: int | None = None  # what sqlmux said it started
+
+
+# ---------------------------------------------------------------------------
+# sqlmux (through harness.Sqlmux: its config writer, start/stop and checks)
+# ---------------------------------------------------------------------------
+
+
+def _started_workers(mux) -> int | None:
+    """The worker count from sqlmux's "sqlmux started: N worker(s)" line."""
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        m = re.search(r"sqlmux started: (\d+) worker", mux.log_text())
+        if m:
+            return int(m.group(1))
+        time.sleep(0.05)
+    return None
+
+
+@contextlib.contextmanager
+def sqlmux(pg, sqlmux_bin: str, st: ProxySettings, problems: list):
+    """Runs sqlmux for the with-block; yields its Target. A failed start
+    raises HarnessError; an unclean exit on SIGTERM is added to problems."""
+    harness.SQLMUX_BIN = sqlmux_bin
+
+    def tweak(cfg):
+        server = cfg["server"]
+        server.pop("workers", None)
+        if st.workers is not None:
+            server["workers"] = st.workers
+        server["max_client_conn"] = st.max_client_conn
+        server["log_level"] = "info"      # quiet on the normal paths (no per-connection lines)
+        server["shutdown_timeout"] = "5s"
+
+    mux = harness.Sqlmux(pg, mode="transaction", size=st.pool_size, tweak=tweak, start_timeout=15.0)
+    try:
+        mux.__enter__()
+    except harness.TestFailure as e:
+        raise HarnessError(f"sqlmux: {e}") from None
+    pid = mux.proc.pid
+    st.sqlmux_workers_seen = _started_workers(mux)
+    log(f"sqlmux up on 127.0.0.1:{mux.port} (pid {pid}, {st.sqlmux_workers_seen} worker(s)"
+        f"{'' if st.workers is not None else ' by default'}, open-file limit {proc_nofile(pid)})")
+    target = Target("sqlmux", mux.host, mux.port, pid=pid, alive=mux.running, log_tail=mux.log_tail)
+    try:
+        yield target
+    except BaseException:
+        mux.__exit__(*sys.exc_info())
+        raise
+    try:
+        mux.__exit__(None, None, None)
+    except harness.TestFailure as e:
+        problems.append(f"sqlmux shutdown: {e}")
+        log(f"PROBLEM: sqlmux shutdown: {str(e)[:2000]}")
+
+
+# ---------------------------------------------------------------------------
+# PgBouncer
+# ---------------------------------------------------------------------------
+
+
+class PgBouncer:
+    """PgBouncer in the foreground, as the postgres user (it refuses to run as
+    root). Popen's user=/group= switch identity before exec, so our child
+    *is* pgbouncer: its pid is the one whose CPU and memory we read (runuser
+    would fork and leave a PAM session process in between)."""
+
+    def __init__(self, pg, st: ProxySettings):
+        self.pg = pg
+        self.st = st
+        self.proc = None
+        self.dir = None
+        self.host = "127.0.0.1"
+        self.port = None
+
+    def config_text(self) -> str:
+        return "\n".join([
+            "[databases]",
+            f"{DB} = host={self.pg.host} port={self.pg.port} dbname={DB} user={USER} password={PASSWORD}",
+            "",
+            "[pgbouncer]",
+            f"listen_addr = {self.host}",
+            f"listen_port = {self.port}",
+            "unix_socket_dir =",
+            "auth_type = scram-sha-256",
+            f"auth_file = {self.dir}/userlist.txt",
+            "pool_mode = transaction",
+            f"default_pool_size = {self.st.pool_size}",
+            "min_pool_size = 0",
+            "reserve_pool_size = 0",
+            f"max_client_conn = {self.st.max_client_conn}",
+            "max_db_connections = 0",
+            "listen_backlog = 4096",
+            "log_connections = 0",
+            "log_disconnections = 0",
+            "log_pooler_errors = 1",
+            "query_wait_timeout = 120",
+            "server_idle_timeout = 600",
+            "server_lifetime = 3600",
+            "server_connect_timeout = 15",
+            "ignore_startup_parameters = extra_float_digits",
+            f"pidfile = {self.dir}/pgbouncer.pid",
+            "logfile =",
+            "",
+        ])
+
+    def __enter__(self):
+        harness._register(self)
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            print(f"--- PgBouncer log tail ---\n{self.log_tail(40)}", file=sys.stderr)
+        self.close()
+        return False
+
+    def _start(self):
+        self.dir = make_workdir("bouncer")
+        pw = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+        self.log_path = os.path.join(self.dir, "pgbouncer.log")
+        # The SCRAM verifier PostgreSQL stores for app (same salt and
+        # iterations): PgBouncer then authenticates to the server with the
+        # keys the client proved (SCRAM pass-through). A verifier with
+        # another salt fails the server login: a [databases] user= that is
+        # also in auth_file takes its auth_file entry, not password=.
+        verifier = self.pg.psql(f"SELECT rolpassword FROM pg_authid WHERE rolname = '{USER}'").strip()
+        if not verifier.startswith("SCRAM-SHA-256$"):
+            raise HarnessError(f"no SCRAM verifier for {USER} in pg_authid: {verifier[:40]!r}")
+        with open(os.path.join(self.dir, "userlist.txt"), "w") as f:
+            f.write(f'"{USER}" "{verifier}"\n')
+        for attempt in range(3):
+            self.port = harness.free_port()
+            cfg = os.path.join(self.dir, "pgbouncer.ini")
+            with open(cfg, "w") as f:
+                f.write(self.config_text())
+            if pw:
+                for name in (self.dir, cfg, os.path.join(self.dir, "userlist.txt")):
+                    os.chown(name, pw.pw_uid, pw.pw_gid)
+            self._logf = open(self.log_path, "ab")
+            kw = dict(user=pw.pw_uid, group=pw.pw_gid, extra_groups=[]) if pw else {}
+            self.proc = subprocess.Popen(["pgbouncer", cfg], stdin=subprocess.DEVNULL, stdout=self._logf,
+                                         stderr=subprocess.STDOUT, preexec_fn=preexec_raise_nofile,
+                                         cwd=self.dir, **kw)
+            # harness's stale-run reaper kills a recorded daemon.pid whose
+            # command line names this dir, if our harness process died.
+            with open(os.path.join(self.dir, "daemon.pid"), "w") as f:
+                f.write(str(self.proc.pid))
+            if harness.wait_port(self.host, self.port, 10.0, self.proc):
+                log(f"PgBouncer up on {self.host}:{self.port} (pid {self.proc.pid}, "
+                    f"open-file limit {proc_nofile(self.proc.pid)})")
+                return
+            tail = self.log_tail(30)
+            self._kill()
+            if "in use" not in tail.lower() or attempt == 2:
+                raise HarnessError(f"PgBouncer did not start listening on {self.host}:{self.port} "
+                                   f"(exit code {self.proc.returncode}):\n{tail}")
+
+    def target(self) -> Target:
+        return Target("pgbouncer", self.host, self.port, pid=self.proc.pid, alive=self.running,
+                      log_tail=self.log_tail)
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, n: int = 40) -> str:
+        return harness._tail(self.log_path, n) if self.dir else ""
+
+    def _kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        if getattr(self, "_logf", None):
+            self._logf.close()
+            self._logf = None
+
+    def close(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # PgBouncer: immediate shutdown
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        self._kill()
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+        harness._unregister(self)
+
+
+@contextlib.contextmanager
+def pgbouncer(pg, st: ProxySettings):
+    with PgBouncer(pg, st) as b:
+        yield b.target()
+
+
+# ---------------------------------------------------------------------------
+# A set of targets for one scenario
+# ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def targets(pg, names: list[str], sqlmux_bin: str, st: ProxySettings, problems: list):
+    """Starts the proxies among `names` (fresh instances for each scenario);
+    yields ({name: Target}, {name: why it could not start}). A proxy that
+    does not start leaves the others to run."""
+    with contextlib.ExitStack() as stack:
+        out, failed = {}, {}
+        for name in names:
+            try:
+                if name == "direct":
+                    out[name] = direct(pg)
+                elif name == "pgbouncer":
+                    out[name] = stack.enter_context(pgbouncer(pg, st))
+                elif name == "sqlmux":
+                    out[name] = stack.enter_context(sqlmux(pg, sqlmux_bin, st, problems))
+                else:
+                    raise ValueError(f"unknown target {name}")
+            except HarnessError as e:
+                failed[name] = str(e)
+        yield out, failed

@@ -1,0 +1,260 @@
+"""Results: the printed table, the ratio lines, the JSON file and an SVG
+bar chart. With several rounds, ratios are computed from the median of each
+(scenario, target) over the rounds; the per-round values are kept too."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import statistics
+
+# Ratios: (label, numerator (scenario, target), denominator (scenario, target), metric)
+TPS, CPU, MEM, IDLE_CPU = "tps", "proxy_cpu_s_per_1k_tx", "rss_per_client_kib", "idle_cpu_s"
+PGBENCH_SCENARIOS = ("select20", "select200", "prepared200", "connect20")
+
+
+def _fmt(v, spec: str, dash: str = "-") -> str:
+    return dash if v is None else format(v, spec)
+
+
+def error_text(r: dict) -> str:
+    if r["tool"] == "pgbench":
+        parts = []
+        if r.get("failed_tx"):
+            parts.append(f"{r['failed_tx']} failed tx")
+        if r.get("aborted_clients"):
+            parts.append(f"{r['aborted_clients']} clients aborted")
+        if r.get("prepared_statement_errors"):
+            parts.append(f"{r['prepared_statement_errors']} prepared-stmt errors")
+        if r.get("connection_failures"):
+            parts.append(f"{r['connection_failures']} connect failures")
+    elif r["tool"] == "sysbench":
+        parts = [f"{r['ignored_errors']} ignored (deadlock etc.)"] if r.get("ignored_errors") else []
+        if r.get("reconnects"):
+            parts.append(f"{r['reconnects']} reconnects")
+    else:
+        parts = [f"{r['failed']} logins failed"] if r.get("failed") else []
+        if r.get("dropped_while_idle"):
+            parts.append(f"{r['dropped_while_idle']} dropped while idle")
+    text = ", ".join(parts) or "0"
+    status = r.get("status", "")
+    if status == "failed (expected)":
+        text = f"FAILED (EXPECTED): {text}"
+    elif status not in ("ok", "errors"):
+        text = status.splitlines()[0][:100]
+    return text
+
+
+def throughput_table(runs: list[dict], rounds: int) -> str:
+    hdr = ["scenario", "target", "clients", "TPS", "p50 ms", "p99 ms", "CPU s/1k tx", "errors"]
+    if rounds > 1:
+        hdr.insert(1, "rnd")
+    rows = [hdr]
+    for r in runs:
+        if r["tool"] == "idle":
+            continue
+        row = [r["scenario"], r["target"], str(r["clients"])]
+        if str(r.get("status", "")).startswith("skipped"):
+            row += [r["status"], "", "", "", ""]
+        else:
+            row += [_fmt(r.get("tps"), ",.0f"), _fmt(r.get("p50_ms"), ".3f"), _fmt(r.get("p99_ms"), ".3f"),
+                    _fmt(r.get("proxy_cpu_s_per_1k_tx"), ".4f"), error_text(r)]
+        if rounds > 1:
+            row.insert(1, str(r.get("round", 1)))
+        rows.append(row)
+    off = 1 if rounds > 1 else 0
+    return _render(rows, right={2 + off, 3 + off, 4 + off, 5 + off, 6 + off}, span=3 + off)
+
+
+def idle_table(runs: list[dict]) -> str:
+    rows = [["target", "clients", "logged in", "login/s", "RSS before MiB", "RSS after MiB", "KiB/client",
+             "login CPU us/client", "idle CPU s", "window s", "errors"]]
+    for r in runs:
+        if r["tool"] != "idle":
+            continue
+        if str(r.get("status", "")).startswith("skipped"):
+            rows.append([r["target"], str(r["clients"]), r["status"]] + [""] * 8)
+            continue
+        rows.append([r["target"], str(r["clients"]), _fmt(r.get("ok"), "d"), _fmt(r.get("logins_per_s"), ",.0f"),
+                     _fmt(r["rss_before_kib"] / 1024 if r.get("rss_before_kib") else None, ".1f"),
+                     _fmt(r["rss_after_kib"] / 1024 if r.get("rss_after_kib") else None, ".1f"),
+                     _fmt(r.get("rss_per_client_kib"), ".2f"), _fmt(r.get("login_cpu_us_per_client"), ",.0f"),
+                     _fmt(r.get("idle_cpu_s"), ".2f"), _fmt(r.get("window_s"), ".0f"), error_text(r)])
+    return _render(rows, right=set(range(1, 10)), span=2)
+
+
+def _render(rows: list[list[str]], right: set[int], span: int) -> str:
+    """Aligned columns; a cell at index `span` starting with "skipped"
+    stands for the rest of its row (left out of the column widths)."""
+    def spanning(row):
+        return row[span].startswith("skipped")
+
+    widths = [max(len(row[i]) for row in rows if not (spanning(row) and i >= span))
+              for i in range(len(rows[0]))]
+    out = []
+    for k, row in enumerate(rows):
+        cells = []
+        for i, c in enumerate(row):
+            if spanning(row) and i >= span:
+                cells.append(c)
+                break
+            cells.append(c.rjust(widths[i]) if i in right else c.ljust(widths[i]))
+        line = "  ".join(cells).rstrip()
+        out.append(line)
+        if k == 0:
+            out.append("-" * len(line))
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------
+# Ratios
+# ---------------------------------------------------------------------------
+
+
+def _usable(r: dict) -> bool:
+    return r.get("status") in ("ok", "errors")
+
+
+def medians(runs: list[dict]) -> dict:
+    """{(scenario, target): {metric: median over rounds, "_rounds": {round: run}}}"""
+    by = {}
+    for r in runs:
+        if not _usable(r):
+            continue
+        by.setdefault((r["scenario"], r["target"]), []).append(r)
+    out = {}
+    for key, rs in by.items():
+        m = {"_rounds": {r.get("round", 1): r for r in rs}}
+        for metric in (TPS, CPU, MEM, IDLE_CPU):
+            vals = [r[metric] for r in rs if r.get(metric) is not None]
+            m[metric] = statistics.median(vals) if vals else None
+        out[key] = m
+    return out
+
+
+def _ratio(med: dict, num: tuple, den: tuple, metric: str) -> dict | None:
+    a, b = med.get(num), med.get(den)
+    if not a or not b or a.get(metric) is None or not b.get(metric):
+        return None
+    per_round = {}
+    for rnd, ra in a["_rounds"].items():
+        rb = b["_rounds"].get(rnd)
+        if rb and ra.get(metric) is not None and rb.get(metric):
+            per_round[rnd] = ra[metric] / rb[metric]
+    return {"value": a[metric] / b[metric], "per_round": per_round}
+
+
+def ratios(runs: list[dict]) -> list[dict]:
+    med = medians(runs)
+    specs = []
+    for sc in PGBENCH_SCENARIOS:
+        specs += [
+            (f"{sc}: sqlmux/PgBouncer TPS", (sc, "sqlmux"), (sc, "pgbouncer"), TPS),
+            (f"{sc}: sqlmux/PgBouncer proxy CPU per 1k tx", (sc, "sqlmux"), (sc, "pgbouncer"), CPU),
+            (f"{sc}: sqlmux/direct TPS", (sc, "sqlmux"), (sc, "direct"), TPS),
+            (f"{sc}: PgBouncer/direct TPS", (sc, "pgbouncer"), (sc, "direct"), TPS),
+        ]
+    specs += [
+        ("prepared/simple TPS through sqlmux (prepared200 vs select200)", ("prepared200", "sqlmux"),
+         ("select200", "sqlmux"), TPS),
+        ("prepared/simple TPS direct (prepared200 vs select200)", ("prepared200", "direct"),
+         ("select200", "direct"), TPS),
+    ]
+    for sc in sorted({r["scenario"] for r in runs if r["tool"] == "sysbench"}):
+        specs.append((f"{sc}: sqlmux/direct TPS", (sc, "sqlmux"), (sc, "direct"), TPS))
+    for sc in sorted({r["scenario"] for r in runs if r["tool"] == "idle"}):
+        specs += [
+            (f"{sc}: sqlmux/PgBouncer memory per idle client", (sc, "sqlmux"), (sc, "pgbouncer"), MEM),
+            (f"{sc}: sqlmux/PgBouncer CPU over the idle window", (sc, "sqlmux"), (sc, "pgbouncer"), IDLE_CPU),
+        ]
+    out = []
+    for label, num, den, metric in specs:
+        r = _ratio(med, num, den, metric)
+        if r is not None:
+            out.append({"name": label, "numerator": list(num), "denominator": list(den), "metric": metric, **r})
+    # Runs that could not give a ratio because the other side failed as expected
+    for r in runs:
+        if r.get("status") == "failed (expected)":
+            out.append({"name": f"{r['scenario']}: {r['target']} failed as expected "
+                                f"(round {r.get('round', 1)}): {error_text(r)}", "value": None})
+    return out
+
+
+def ratio_lines(rs: list[dict], rounds: int) -> str:
+    lines = []
+    for r in rs:
+        if r.get("value") is None:
+            lines.append(f"  {r['name']}")
+            continue
+        extra = ""
+        if rounds > 1 and r.get("per_round"):
+            extra = "  (rounds: " + ", ".join(f"{v:.2f}" for _, v in sorted(r["per_round"].items())) + ")"
+        lines.append(f"  {r['name']}: {r['value']:.2f}x{extra}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------
+
+
+def write_json(path: str, doc: dict):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=2, sort_keys=False, default=str)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+COLORS = {"direct": "#7f8c8d", "pgbouncer": "#2980b9", "sqlmux": "#c0392b"}
+
+
+def write_svg(path: str, runs: list[dict], title: str):
+    """Horizontal bars of median TPS per scenario and target (each scenario
+    scaled to its own largest bar), then memory per idle client."""
+    med = medians(runs)
+    groups = []  # (heading, [(label, value, text)])
+    scenarios = []
+    for r in runs:
+        if r["scenario"] not in scenarios:
+            scenarios.append(r["scenario"])
+    for sc in scenarios:
+        is_idle = any(r["tool"] == "idle" and r["scenario"] == sc for r in runs)
+        metric, unit = (MEM, "KiB/client") if is_idle else (TPS, "tps")
+        bars = []
+        for tgt in ("direct", "pgbouncer", "sqlmux"):
+            m = med.get((sc, tgt))
+            if m and m.get(metric) is not None:
+                bars.append((tgt, m[metric], f"{m[metric]:,.0f} {unit}" if metric == TPS
+                             else f"{m[metric]:.2f} {unit}"))
+        failed = [r["target"] for r in runs if r["scenario"] == sc and r.get("status") == "failed (expected)"]
+        for tgt in dict.fromkeys(failed):
+            bars.append((tgt, 0.0, "failed (expected)"))
+        if bars:
+            clients = next(r["clients"] for r in runs if r["scenario"] == sc)
+            groups.append((f"{sc} ({clients} clients)" + (" - memory" if is_idle else ""), bars))
+    left, bar_w, bar_h, gap, head = 110, 420, 18, 4, 24
+    height = 40 + sum(head + len(b) * (bar_h + gap) + 8 for _, b in groups)
+    width = left + bar_w + 170
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="12">',
+           '<rect width="100%" height="100%" fill="white"/>',
+           f'<text x="10" y="22" font-size="15" font-weight="bold">{html.escape(title)}</text>']
+    y = 40
+    for heading, bars in groups:
+        out.append(f'<text x="10" y="{y + 15}" font-weight="bold">{html.escape(heading)}</text>')
+        y += head
+        top = max(v for _, v, _ in bars) or 1.0
+        for tgt, v, text in bars:
+            w = max(1.0, bar_w * v / top) if v else 0
+            out.append(f'<text x="{left - 6}" y="{y + 13}" text-anchor="end">{html.escape(tgt)}</text>')
+            out.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" '
+                       f'fill="{COLORS.get(tgt, "#555")}"/>')
+            out.append(f'<text x="{left + w + 6:.1f}" y="{y + 13}">{html.escape(text)}</text>')
+            y += bar_h + gap
+        y += 8
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")

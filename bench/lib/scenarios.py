@@ -1,0 +1,228 @@
+"""The benchmark scenarios (the contract of issue 6) and the loop that runs
+one scenario: its targets back to back, round after round, the order
+reversed every other round so that no target always runs first."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import traceback
+
+import idle
+import pgbench
+import proxies
+import sysbench
+from env import HarnessError, log
+
+
+@dataclasses.dataclass
+class Scenario:
+    name: str
+    tool: str                      # pgbench | sysbench | idle
+    targets: list[str]             # direct | pgbouncer | sqlmux | mysql-direct | mysql-sqlmux
+    what: str
+    clients: int = 20
+    smoke_clients: int | None = None   # fewer clients in --smoke where the point is plumbing
+    mode: str = "simple"           # pgbench -M
+    connect: bool = False          # pgbench -C
+    expect_failure: tuple = ()     # targets known not to support the scenario
+    test: str = ""                 # sysbench test
+
+
+PG_TARGETS = ["direct", "pgbouncer", "sqlmux"]
+
+SCENARIOS = [
+    Scenario("select20", "pgbench", PG_TARGETS, "pgbench -S (select only, simple protocol)", 20),
+    Scenario("select200", "pgbench", PG_TARGETS, "pgbench -S (select only, simple protocol)", 200,
+             smoke_clients=20),
+    Scenario("prepared200", "pgbench", PG_TARGETS, "pgbench -S -M prepared (named prepared statements)",
+             200, smoke_clients=20, mode="prepared", expect_failure=("pgbouncer",)),
+    Scenario("connect20", "pgbench", PG_TARGETS, "pgbench -S -C (new connection per transaction)", 20,
+             connect=True),
+    Scenario("sb_point_select", "sysbench", ["direct", "sqlmux", "mysql-direct", "mysql-sqlmux"],
+             "sysbench oltp_point_select (pgsql driver, server-side prepared statements)",
+             test="oltp_point_select"),
+    Scenario("sb_read_write", "sysbench", ["direct", "sqlmux", "mysql-direct", "mysql-sqlmux"],
+             "sysbench oltp_read_write (pgsql driver, server-side prepared statements)",
+             test="oltp_read_write"),
+    Scenario("idle", "idle", ["pgbouncer", "sqlmux"],
+             "idle clients after startup + SCRAM login: memory per client, CPU while idle"),
+]
+
+ALIASES = {
+    "select": ["select20", "select200"],
+    "pgbench": ["select20", "select200", "prepared200", "connect20"],
+    "sysbench": ["sb_point_select", "sb_read_write"],
+    "prepared": ["prepared200"],
+    "connect": ["connect20"],
+}
+
+
+def select(only: str | None) -> list[Scenario]:
+    if not only:
+        return list(SCENARIOS)
+    names = []
+    for w in (x.strip() for x in only.split(",") if x.strip()):
+        for n in ALIASES.get(w, [w]):
+            if n not in {s.name for s in SCENARIOS}:
+                raise SystemExit(f"unknown scenario {w!r}; known: "
+                                 + ", ".join([s.name for s in SCENARIOS] + sorted(ALIASES)))
+            names.append(n)
+    return [s for s in SCENARIOS if s.name in names]
+
+
+def _summary(r: dict) -> str:
+    """One progress line for a pgbench or sysbench run."""
+    def f(v, spec):
+        return "-" if v is None else format(v, spec)
+
+    phase = f" over {r['tx_phase_s']:.1f}s" if r.get("tx_phase_s") and not r.get("connect_per_tx") else ""
+    return (f"{f(r.get('tps'), ',.0f')} tps{phase}, p50 {f(r.get('p50_ms'), '.3f')} ms,"
+            f" p99 {f(r.get('p99_ms'), '.3f')} ms, proxy CPU {f(r.get('proxy_cpu_s_per_1k_tx'), '.4f')} s/1k tx,"
+            f" errors {r.get('errors', '-')} [{str(r.get('status')).splitlines()[0]}]")
+
+
+class Runner:
+    def __init__(self, opts, pg, sqlmux_bin: str, workdir: str, settings: proxies.ProxySettings):
+        self.o = opts
+        self.pg = pg
+        self.bin = sqlmux_bin
+        self.workdir = workdir
+        self.settings = settings
+        self.results: list[dict] = []
+        self.problems: list[str] = []
+        self.connect_allowance: dict[tuple, int] = {}
+        self.direct_conn_s_per_client = 0.0
+
+    # -- one scenario -------------------------------------------------------
+    def run(self, sc: Scenario):
+        log(f"=== {sc.name}: {sc.what}")
+        if sc.tool == "idle":
+            for n in self.o.idle_counts:
+                self._run_rounds(sc, f"idle{n}", n)
+            return
+        clients = sc.smoke_clients if (self.o.smoke and sc.smoke_clients) else sc.clients
+        if sc.tool == "sysbench":
+            clients = self.o.sysbench_threads
+        self._run_rounds(sc, sc.name, clients)
+
+    def _run_rounds(self, sc: Scenario, name: str, clients: int):
+        wanted = [t for t in sc.targets if self.o.targets is None or t.removeprefix("mysql-") in self.o.targets]
+        # MySQL targets: skipped rows until sqlmux has a MySQL listener
+        # (sysbench.DRIVERS["mysql"]["skip"]); then they need a MySQL server
+        # and a mysql listener here.
+        mysql = [t for t in wanted if t.startswith("mysql-")]
+        runnable = [t for t in wanted if t not in mysql]
+        if runnable:
+            with proxies.targets(self.pg, runnable, self.bin, self.settings, self.problems) as (tg, failed):
+                for t, why in failed.items():
+                    self._add({"scenario": name, "round": 1, "what": sc.what, "tool": sc.tool, "target": t,
+                               "clients": clients, "status": f"could not start: {why}", "fatal": True,
+                               "tps": None})
+                for rnd in range(1, self.o.rounds + 1):
+                    order = runnable if rnd % 2 == 1 else list(reversed(runnable))
+                    for t in order:
+                        if t in tg:
+                            self._one(sc, name, clients, rnd, tg[t])
+        for t in mysql:
+            reason = sysbench.mysql_skip_reason() or "no MySQL target wired up in bench/lib/scenarios.py"
+            self._add({**sysbench.skipped(sc.test, t, clients, reason), "scenario": name, "round": 1})
+
+    def _one(self, sc: Scenario, name: str, clients: int, rnd: int, target: proxies.Target):
+        base = {"scenario": name, "round": rnd, "what": sc.what}
+        if not target.alive():
+            self._add({**base, "tool": sc.tool, "target": target.name, "clients": clients,
+                       "status": "proxy not running", "fatal": True, "tps": None})
+            return
+        tag = f"{name}-{target.name}-r{rnd}"
+        try:
+            if sc.tool == "pgbench":
+                r = self._pgbench(sc, target, clients, tag)
+            elif sc.tool == "sysbench":
+                r = sysbench.run(target, test=sc.test, threads=clients, duration=self.o.sysbench_duration,
+                                 tables=self.o.sysbench_tables, table_size=self.o.sysbench_table_size)
+            else:
+                r = idle.run(target, n=clients, window=self.o.idle_window, concurrency=self.o.idle_concurrency,
+                             workdir=self.workdir)
+                time.sleep(1.0)  # let the proxy finish closing the clients before the next target
+        except HarnessError as e:
+            r = {"tool": sc.tool, "target": target.name, "clients": clients, "status": f"could not run: {e}",
+                 "fatal": True, "tps": None}
+        except Exception as e:  # noqa: BLE001  (a harness bug must not leave the rest unmeasured)
+            r = {"tool": sc.tool, "target": target.name, "clients": clients, "fatal": True, "tps": None,
+                 "status": f"could not run: {type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+        if not target.alive():
+            r["status"] = "proxy died"
+            r["fatal"] = True
+            r["proxy_log_tail"] = target.log_tail(40)
+        self._add({**base, **r})
+
+    def _pgbench(self, sc: Scenario, target: proxies.Target, clients: int, tag: str) -> dict:
+        """pgbench counts connecting the clients into -T. When that leaves a
+        transaction phase shorter than 80 % of the duration (200 direct
+        clients: PostgreSQL forks 200 backends, slowly on a small VM), the
+        run is repeated (at most twice) with -T longer by 1.3 x the connect
+        time pgbench reported + 1 s. The allowance is remembered per
+        (target, clients) for later rounds and scenarios. Discarded
+        attempts stay in the JSON. Not in --smoke (plumbing only)."""
+        key = (target.name, clients)
+        extra = self.connect_allowance.get(key, 0)
+        if key not in self.connect_allowance and target.name == "direct" and not sc.connect and not self.o.smoke:
+            # first guess from the warm-up's connect time per client and thread
+            guess = self.direct_conn_s_per_client * math.ceil(clients / self.o.threads)
+            if guess > 0.1 * self.o.duration:
+                extra = math.ceil(guess) + 1
+        discarded = []
+        while True:
+            r = pgbench.run(target, clients=clients, duration=self.o.duration, mode=sc.mode, connect=sc.connect,
+                            threads=self.o.threads, workdir=self.workdir, tag=tag, extra_s=extra,
+                            expect_failure=target.name in sc.expect_failure)
+            phase = r.get("tx_phase_s")
+            if (self.o.smoke or sc.connect or r["status"] != "ok" or phase is None
+                    or phase >= 0.8 * self.o.duration):
+                break
+            if len(discarded) == 2:
+                r["note"] = f"transaction phase {phase:.1f}s shorter than {self.o.duration}s"
+                break
+            discarded.append({k: r[k] for k in ("tps", "processed", "tx_phase_s", "connect_allowance_s",
+                                                "pgbench_conn_time_ms", "wall_s", "command")})
+            conn_s = (r.get("pgbench_conn_time_ms") or 0) / 1000
+            extra = max(extra + 1, math.ceil(conn_s * 1.3) + 1)
+            log(f"{tag}: transactions ran {phase:.1f}s of {self.o.duration}s (connecting took {conn_s:.1f}s); "
+                f"again with -T {self.o.duration + extra}")
+        self.connect_allowance[key] = extra
+        if discarded:
+            r["discarded_attempts"] = discarded
+        return r
+
+    def _add(self, r: dict):
+        self.results.append(r)
+        line = f"{r['scenario']} r{r.get('round', 1)} {r['target']} ({r['clients']} clients): "
+        if str(r.get("status", "")).startswith("skipped"):
+            log(line + r["status"])
+        elif r["tool"] != "idle":
+            log(line + _summary(r))
+        if r.get("fatal"):
+            msg = f"{r['scenario']} {r['target']} round {r.get('round', 1)}: {r.get('status')}"
+            detail = (r.get("proxy_log_tail") or (r.get("stdout_tail", "") + r.get("stderr_tail", ""))).strip()
+            self.problems.append(msg + (f"\n{detail[-1500:]}" if detail else ""))
+            log(f"PROBLEM {msg}" + (f"\n{detail[-1500:]}" if detail else ""))
+
+    # -- setup --------------------------------------------------------------
+    def warmup(self, seconds: int):
+        """An unrecorded direct pgbench -S run, so the first measured run
+        does not pay for cold caches."""
+        if seconds <= 0:
+            return
+        r = pgbench.run(proxies.direct(self.pg), clients=20, duration=seconds, threads=self.o.threads,
+                        workdir=self.workdir, tag="warmup")
+        conn_ms = r.get("pgbench_conn_time_ms")
+        if conn_ms:
+            self.direct_conn_s_per_client = conn_ms / 1000 / math.ceil(20 / self.o.threads)
+        if r["fatal"]:
+            log(f"warning: warm-up pgbench against PostgreSQL: {r['status']}\n"
+                f"{r['stdout_tail']}{r['stderr_tail']}")
+        else:
+            log(f"warm-up: {r['tps']:,.0f} tps direct over {seconds}s, {conn_ms or 0:.0f} ms to connect "
+                f"20 clients (not recorded)")
