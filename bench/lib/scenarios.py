@@ -114,13 +114,19 @@ class Runner:
         # and a mysql listener here.
         mysql = [t for t in wanted if t.startswith("mysql-")]
         runnable = [t for t in wanted if t not in mysql]
-        if runnable:
+        # Idle clients measure the proxy's memory growth: each round needs
+        # proxies that have not held (and freed) clients before. The other
+        # scenarios keep their proxies across rounds.
+        fresh_each_round = sc.tool == "idle"
+        spans = ([[r] for r in range(1, self.o.rounds + 1)] if fresh_each_round
+                 else [list(range(1, self.o.rounds + 1))])
+        for span in spans if runnable else []:
             with proxies.targets(self.pg, runnable, self.bin, self.settings, self.problems) as (tg, failed):
                 for t, why in failed.items():
-                    self._add({"scenario": name, "round": 1, "what": sc.what, "tool": sc.tool, "target": t,
+                    self._add({"scenario": name, "round": span[0], "what": sc.what, "tool": sc.tool, "target": t,
                                "clients": clients, "status": f"could not start: {why}", "fatal": True,
                                "tps": None})
-                for rnd in range(1, self.o.rounds + 1):
+                for rnd in span:
                     order = runnable if rnd % 2 == 1 else list(reversed(runnable))
                     for t in order:
                         if t in tg:
