@@ -364,9 +364,11 @@ bool Client::handle_auth_message() {
       }
       std::string out;
       pg::put_auth_sasl_final(out, server_final);
+      cork();  // the server's final message, AuthenticationOk and the welcome in one write
       send(out.data(), out.size());
       scram_.reset();
       auth_succeeded();
+      if (!closing()) uncork();
       return !closing();
     }
     case Login::Startup:
@@ -397,14 +399,17 @@ void Client::auth_succeeded() {
   }
   std::string out;
   pg::put_auth_ok(out);
+  cork();
   send(out.data(), out.size());
   LOG_DEBUG("client %" PRIu64 ": %s logged in to %s", id_, user_name_.c_str(), database_.c_str());
   pool::SessionParams defaults;
   if (pool_->welcome(defaults)) {
     init_params(defaults);
     send_welcome();
+    uncork();
     set_state(ClientState::Idle);
   } else {
+    uncork();
     // The pool has not met its server yet: a backend tells us its parameters.
     need_backend();
   }

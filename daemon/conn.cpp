@@ -1,5 +1,7 @@
 #include "daemon/conn.h"
 
+#include <cassert>
+
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -62,6 +64,10 @@ bool Conn::rebind(int fd) {
 
 void Conn::close() {
   if (closing_) return;
+  if (cork_depth_ > 0) {
+    cork_depth_ = 1;
+    uncork();  // what was queued (a FATAL, say) goes out before the close
+  }
   closing_ = true;
   if (poll_ == nullptr) {
     // Not attached (e.g. between workers): finish on the next loop turn.
@@ -107,6 +113,10 @@ bool Conn::send(const void* p, size_t n) {
   if (failed_ || closing_) return false;
   if (n == 0) return true;
   const auto* bytes = static_cast<const uint8_t*>(p);
+  if (cork_depth_ > 0) {
+    out_.append(bytes, n);
+    return true;
+  }
   if (out_.empty()) {
     ssize_t w;
     do {
@@ -128,6 +138,27 @@ bool Conn::send(const void* p, size_t n) {
   out_.append(bytes, n);
   update_poll();
   return true;
+}
+
+void Conn::uncork() {
+  assert(cork_depth_ > 0);
+  if (--cork_depth_ > 0 || out_.empty() || failed_ || closing_) return;
+  ssize_t w;
+  do {
+    w = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (w < 0 && errno == EINTR);
+  if (w < 0) {
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      last_errno_ = errno;
+      failed_ = true;
+      worker_->defer_error(this);
+      return;
+    }
+    w = 0;
+  }
+  out_.consume(static_cast<size_t>(w));
+  out_.shrink_if_empty();
+  update_poll();
 }
 
 void Conn::flush() {

@@ -51,6 +51,10 @@ class Conn {
   // on_io_error() from the worker's deferred queue, never re-entrantly.
   bool send(const void* p, size_t n);
   [[nodiscard]] size_t queued() const { return out_.size(); }
+  // Between cork() and uncork() (nestable), send() only queues; uncork()
+  // sends everything in one system call. close() uncorks first.
+  void cork() { ++cork_depth_; }
+  void uncork();
 
   enum class ReadResult { Data, Again, Eof, Error };
   [[nodiscard]] ReadResult read_into(Buffer& b, size_t max);
@@ -78,6 +82,7 @@ class Conn {
   void update_poll();
 
   uv_poll_t* poll_ = nullptr;
+  int cork_depth_ = 0;
   bool owns_fd_;
   bool closing_ = false;
   bool failed_ = false;
