@@ -196,9 +196,12 @@ void ResponseTracker::clear_recording() {
 
 void ResponseTracker::complete(bool error_skip, std::vector<Entry>* dropped) {
   if (q_.empty()) return;
+  if (!error_skip) {
+    q_.pop_front();
+    return;
+  }
   Entry head = std::move(q_.front());
   q_.pop_front();
-  if (!error_skip) return;
   if (dropped != nullptr && (head.kind == Kind::Parse || head.kind == Kind::Close)) {
     dropped->push_back(std::move(head));
   }
