@@ -14,12 +14,14 @@
 
 #include "daemon/log.h"
 #include "daemon/pool_manager.h"
+#include "daemon/sd_notify.h"
 #include "daemon/worker.h"
 
 namespace sqlmux {
 
 namespace {
 constexpr uint64_t kShutdownTickMs = 100;
+constexpr uint64_t kStatusTickMs = 2000;
 
 UserAuth derive_user(const config::UserConfig& u) {
   UserAuth a;
@@ -216,11 +218,17 @@ int Server::run() {
   uv_signal_start(&sighup_, &Server::on_signal, SIGHUP);
   uv_timer_init(&loop_, &shutdown_timer_);
   shutdown_timer_.data = this;
+  uv_timer_init(&loop_, &status_timer_);
+  status_timer_.data = this;
 
   workers_running_ = n;
   for (auto& w : workers_) w->start();
   LOG_INFO("sqlmux started: %d worker(s), %zu pool(s), %zu user(s)", n, cfg_.pools.size(),
            cfg_.users.size());
+  sd::notify_ready(last_status_ = status_line("ready"));
+  if (sd::notify_enabled()) {
+    uv_timer_start(&status_timer_, &Server::on_status_tick, kStatusTickMs, kStatusTickMs);
+  }
 
   uv_run(&loop_, UV_RUN_DEFAULT);
   for (auto& w : workers_) w->join();
@@ -251,6 +259,7 @@ void Server::on_signal(uv_signal_t* h, int signum) {
 void Server::begin_shutdown() {
   shutting_down_ = true;
   shutdown_started_ = uv_now(&loop_);
+  sd::notify_stopping(last_status_ = status_line("stopping"));
   for (auto& w : workers_) w->post({InboxMsg::Kind::Shutdown});
   uv_timer_start(&shutdown_timer_, &Server::on_shutdown_tick, kShutdownTickMs, kShutdownTickMs);
 }
@@ -277,6 +286,25 @@ void Server::stop_workers() {
   uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sighup_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&shutdown_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&status_timer_), nullptr);
+  sd::notify_status(status_line("stopping, closing connections"));
+}
+
+std::string Server::status_line(const char* state) {
+  uint32_t servers = 0;
+  for_each_pool([&](Pool& p) { servers += p.counts().total; });
+  uint32_t clients = clients_.load();
+  return std::string(state) + ": " + std::to_string(clients) +
+         (clients == 1 ? " client, " : " clients, ") + std::to_string(servers) +
+         (servers == 1 ? " server connection" : " server connections");
+}
+
+void Server::on_status_tick(uv_timer_t* h) {
+  auto* s = static_cast<Server*>(h->data);
+  std::string line = s->status_line(s->shutting_down_.load() ? "stopping" : "ready");
+  if (line == s->last_status_) return;
+  s->last_status_ = line;
+  sd::notify_status(line);
 }
 
 void Server::worker_stopped() {
