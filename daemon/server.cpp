@@ -14,6 +14,7 @@
 
 #include "daemon/log.h"
 #include "daemon/pool_manager.h"
+#include "daemon/sd_listen.h"
 #include "daemon/sd_notify.h"
 #include "daemon/worker.h"
 
@@ -122,10 +123,20 @@ bool Server::lookup_cancel(int32_t pid, int32_t key, int& worker, uint64_t& clie
 }
 
 bool Server::open_listeners(std::vector<int>& fds) {
+  // Socket activation: sockets systemd passed serve the listeners they are
+  // bound to; the others are opened here. Unused passed sockets are closed.
+  sd::PassedSockets passed = sd::PassedSockets::from_environment();
   for (const auto& l : cfg_.listeners) {
     if (l.protocol != config::Protocol::Postgres) {
       LOG_WARN("listener %s: protocol %s is not served yet; skipped", l.listen.text.c_str(),
                std::string(config::to_string(l.protocol)).c_str());
+      continue;
+    }
+    std::string how;
+    if (int pfd = passed.take(l.listen, how); pfd >= 0) {
+      LOG_INFO("listening on %s (%s): socket from systemd (%s)", l.listen.text.c_str(),
+               std::string(config::to_string(l.protocol)).c_str(), how.c_str());
+      fds.push_back(pfd);
       continue;
     }
     int fd = -1;
@@ -181,6 +192,7 @@ bool Server::open_listeners(std::vector<int>& fds) {
              std::string(config::to_string(l.protocol)).c_str());
     fds.push_back(fd);
   }
+  passed.close_unused();
   if (fds.empty()) {
     LOG_ERROR("no listener could be opened");
     return false;
