@@ -17,7 +17,7 @@ import threading
 import time
 
 from harness import *
-from harness import TMP_PREFIX
+from harness import TMP_PREFIX, _asan_findings
 
 BUILD_DIR = os.environ.get("SQLMUX_BUILD_DIR") or os.path.dirname(os.path.abspath(SQLMUX_BIN))
 
@@ -235,6 +235,9 @@ class Activated:
         else:
             rc = self.proc.returncode
         self.logf.close()
+        bad = _asan_findings(self.log_text())
+        if bad:
+            fail(f"sanitizer report in sqlmux log:\n{bad}")
         return rc
 
     def kill(self):
@@ -332,8 +335,6 @@ def case_socket_activation_listen_fds(pg):
         rc = act.stop()
         check_eq(rc, 0, "exit code after SIGTERM")
         check(os.path.exists(unix_path), "sqlmux unlinked the unix socket that systemd owns")
-        bad = [ln for ln in act.log_text().splitlines() if "runtime error:" in ln or "Sanitizer" in ln]
-        check(not bad, f"sanitizer report: {bad}")
     finally:
         if act:
             act.kill()
