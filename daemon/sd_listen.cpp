@@ -36,7 +36,9 @@ bool same_inet(const sockaddr_storage& sa, const addrinfo* ai) {
   return false;
 }
 
-bool matches(int fd, const config::Address& addr) {
+}  // namespace
+
+bool socket_matches(int fd, const config::Address& addr) {
   if (addr.kind == config::Address::Kind::Unix) {
     return sd_is_socket_unix(fd, SOCK_STREAM, 1, addr.unix_path.c_str(), 0) > 0;
   }
@@ -61,8 +63,6 @@ bool matches(int fd, const config::Address& addr) {
   ::freeaddrinfo(res);
   return found;
 }
-
-}  // namespace
 
 std::string describe_local_address(int fd) {
   sockaddr_storage sa{};
@@ -125,7 +125,7 @@ PassedSockets::~PassedSockets() {
 
 int PassedSockets::take(const config::Address& addr, std::string& how) {
   for (auto it = socks_.begin(); it != socks_.end(); ++it) {
-    if (!matches(it->fd, addr)) continue;
+    if (!socket_matches(it->fd, addr)) continue;
     int fd = it->fd;
     how = "fd " + std::to_string(fd) + (it->name.empty() ? "" : ", " + it->name);
     socks_.erase(it);

@@ -41,6 +41,11 @@ class PassedSockets {
   std::vector<Sock> socks_;
 };
 
+// Whether `fd` is a listening stream socket bound to `addr`: for TCP the
+// same family, address and port as one of the addresses `addr` resolves to
+// (as the daemon resolves it to bind), for unix the same path.
+[[nodiscard]] bool socket_matches(int fd, const config::Address& addr);
+
 // "127.0.0.1:6432", "[::1]:6432", "unix:/run/x/.s.PGSQL.6432": the local
 // address of a socket, for log lines.
 [[nodiscard]] std::string describe_local_address(int fd);
