@@ -14,12 +14,15 @@
 
 #include "daemon/log.h"
 #include "daemon/pool_manager.h"
+#include "daemon/sd_listen.h"
+#include "daemon/sd_notify.h"
 #include "daemon/worker.h"
 
 namespace sqlmux {
 
 namespace {
 constexpr uint64_t kShutdownTickMs = 100;
+constexpr uint64_t kStatusTickMs = 2000;
 
 UserAuth derive_user(const config::UserConfig& u) {
   UserAuth a;
@@ -120,10 +123,20 @@ bool Server::lookup_cancel(int32_t pid, int32_t key, int& worker, uint64_t& clie
 }
 
 bool Server::open_listeners(std::vector<int>& fds) {
+  // Socket activation: sockets systemd passed serve the listeners they are
+  // bound to; the others are opened here. Unused passed sockets are closed.
+  sd::PassedSockets passed = sd::PassedSockets::from_environment();
   for (const auto& l : cfg_.listeners) {
     if (l.protocol != config::Protocol::Postgres) {
       LOG_WARN("listener %s: protocol %s is not served yet; skipped", l.listen.text.c_str(),
                std::string(config::to_string(l.protocol)).c_str());
+      continue;
+    }
+    std::string how;
+    if (int pfd = passed.take(l.listen, how); pfd >= 0) {
+      LOG_INFO("listening on %s (%s): socket from systemd (%s)", l.listen.text.c_str(),
+               std::string(config::to_string(l.protocol)).c_str(), how.c_str());
+      fds.push_back(pfd);
       continue;
     }
     int fd = -1;
@@ -179,6 +192,7 @@ bool Server::open_listeners(std::vector<int>& fds) {
              std::string(config::to_string(l.protocol)).c_str());
     fds.push_back(fd);
   }
+  passed.close_unused();
   if (fds.empty()) {
     LOG_ERROR("no listener could be opened");
     return false;
@@ -216,11 +230,17 @@ int Server::run() {
   uv_signal_start(&sighup_, &Server::on_signal, SIGHUP);
   uv_timer_init(&loop_, &shutdown_timer_);
   shutdown_timer_.data = this;
+  uv_timer_init(&loop_, &status_timer_);
+  status_timer_.data = this;
 
   workers_running_ = n;
   for (auto& w : workers_) w->start();
   LOG_INFO("sqlmux started: %d worker(s), %zu pool(s), %zu user(s)", n, cfg_.pools.size(),
            cfg_.users.size());
+  sd::notify_ready(last_status_ = status_line("ready"));
+  if (sd::notify_enabled()) {
+    uv_timer_start(&status_timer_, &Server::on_status_tick, kStatusTickMs, kStatusTickMs);
+  }
 
   uv_run(&loop_, UV_RUN_DEFAULT);
   for (auto& w : workers_) w->join();
@@ -251,6 +271,7 @@ void Server::on_signal(uv_signal_t* h, int signum) {
 void Server::begin_shutdown() {
   shutting_down_ = true;
   shutdown_started_ = uv_now(&loop_);
+  sd::notify_stopping(last_status_ = status_line("stopping"));
   for (auto& w : workers_) w->post({InboxMsg::Kind::Shutdown});
   uv_timer_start(&shutdown_timer_, &Server::on_shutdown_tick, kShutdownTickMs, kShutdownTickMs);
 }
@@ -277,6 +298,25 @@ void Server::stop_workers() {
   uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sighup_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&shutdown_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&status_timer_), nullptr);
+  sd::notify_status(status_line("stopping, closing connections"));
+}
+
+std::string Server::status_line(const char* state) {
+  uint32_t servers = 0;
+  for_each_pool([&](Pool& p) { servers += p.counts().total; });
+  uint32_t clients = clients_.load();
+  return std::string(state) + ": " + std::to_string(clients) +
+         (clients == 1 ? " client, " : " clients, ") + std::to_string(servers) +
+         (servers == 1 ? " server connection" : " server connections");
+}
+
+void Server::on_status_tick(uv_timer_t* h) {
+  auto* s = static_cast<Server*>(h->data);
+  std::string line = s->status_line(s->shutting_down_.load() ? "stopping" : "ready");
+  if (line == s->last_status_) return;
+  s->last_status_ = line;
+  sd::notify_status(line);
 }
 
 void Server::worker_stopped() {

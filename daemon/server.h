@@ -67,6 +67,9 @@ class Server {
  private:
   static void on_signal(uv_signal_t* h, int signum);
   static void on_shutdown_tick(uv_timer_t* h);
+  static void on_status_tick(uv_timer_t* h);
+  // "ready: 12 clients, 3 server connections" (systemd STATUS=).
+  [[nodiscard]] std::string status_line(const char* state);
   void begin_shutdown();
   void stop_workers();
   [[nodiscard]] bool open_listeners(std::vector<int>& fds);
@@ -95,6 +98,8 @@ class Server {
   uv_loop_t loop_{};
   uv_signal_t sigterm_{}, sigint_{}, sighup_{};
   uv_timer_t shutdown_timer_{};
+  uv_timer_t status_timer_{};  // refreshes systemd's STATUS= (only under systemd)
+  std::string last_status_;
   uint64_t shutdown_started_ = 0;
   bool stop_sent_ = false;
   int signals_seen_ = 0;

@@ -14,6 +14,8 @@ SQLMUX_DEPS=(
   catch2 libssl-dev libsystemd-dev
   # integration tests: servers and clients
   postgresql postgresql-contrib pgbouncer
+  # systemd tests: systemd-socket-activate, systemd-analyze (not in a minimal container)
+  systemd
   # benchmarks (bench/run; its smoke mode runs with the tests)
   sysbench
   python3-asyncpg python3-psycopg python3-psycopg2 python3-aiopg python3-sqlalchemy
