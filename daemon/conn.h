@@ -16,6 +16,9 @@
 namespace sqlmux {
 
 class Worker;
+namespace metrics {
+class Counter;
+}
 
 class Conn {
  public:
@@ -54,6 +57,11 @@ class Conn {
 
   enum class ReadResult { Data, Again, Eof, Error };
   [[nodiscard]] ReadResult read_into(Buffer& b, size_t max);
+  // Counters of bytes received and sent (metrics; nullptr: not counted).
+  void count_bytes(metrics::Counter* in, metrics::Counter* out) {
+    bytes_in_ = in;
+    bytes_out_ = out;
+  }
 
   // Called by the worker's deferred queue.
   void report_io_error();
@@ -78,6 +86,8 @@ class Conn {
   void update_poll();
 
   uv_poll_t* poll_ = nullptr;
+  metrics::Counter* bytes_in_ = nullptr;
+  metrics::Counter* bytes_out_ = nullptr;
   bool owns_fd_;
   bool closing_ = false;
   bool failed_ = false;
