@@ -448,7 +448,9 @@ void Client::send_welcome() {
 void Client::need_backend() {
   set_state(ClientState::Waiting);
   backend_ready_ = false;
+  acquiring_ = true;
   pool_->acquire(*worker_, *this);
+  acquiring_ = false;
 }
 
 void Client::on_backend_linked(Backend* b) {
@@ -487,6 +489,7 @@ void Client::on_backend_released() {
   // Requests sqlmux answered itself (no ReadyForQuery from the server)
   // end with the transaction.
   while (stats_ != nullptr && queries_open_ > 0) query_done_metrics('I');
+  linked_ns_ = 0;
   set_state(ClientState::Idle);
   if (worker_->shutting_down()) {
     send_fatal(pg::sqlstate::kAdminShutdown, "terminating connection due to administrator command",
@@ -532,7 +535,9 @@ void Client::note_request(char type) {
   if (!in_cycle_) {
     in_cycle_ = true;
     if (queries_open_ == 0) {
-      query_start_ns_ = uv_hrtime();
+      // Just linked: the query starts now, as the wait ended.
+      query_start_ns_ = linked_ns_ != 0 ? linked_ns_ : uv_hrtime();
+      linked_ns_ = 0;
       if (!in_tx_) {
         in_tx_ = true;
         tx_start_ns_ = query_start_ns_;

@@ -153,11 +153,13 @@ class Client final : public Conn {
   // Metrics (stats_ == nullptr: off). Times are uv_hrtime() nanoseconds.
   metrics::PoolStats* stats_ = nullptr;
   uint64_t wait_since_ns_ = 0;
+  uint64_t linked_ns_ = 0;       // when a backend was linked; 0 once used
   uint64_t query_start_ns_ = 0;  // the oldest query not answered yet
   uint64_t tx_start_ns_ = 0;
   uint32_t queries_open_ = 0;  // sent on, ReadyForQuery not yet back
   bool in_cycle_ = false;      // extended-protocol messages before their Sync
   bool in_tx_ = false;
+  bool acquiring_ = false;  // inside Pool::acquire()
 };
 
 }  // namespace sqlmux

@@ -163,20 +163,21 @@ void Worker::set_client_state(Client* c, ClientState s) {
 // The gauges mirror the state lists: a client in Login (or without a pool)
 // counts on the worker, others on their pool. to == Count: destroyed.
 void Worker::client_state_metrics(Client* c, ClientState from, ClientState to) {
+  metrics::PoolStats* const ps = c->stats_;
   auto gauge = [&](ClientState s) -> metrics::Gauge& {
-    metrics::PoolStats* ps =
-        s == ClientState::Login || c->pool() == nullptr ? nullptr : c->pool()->stats(id_);
-    return ps != nullptr ? ps->clients[static_cast<int>(s)] : stats_->clients[static_cast<int>(s)];
+    return s != ClientState::Login && ps != nullptr ? ps->clients[static_cast<int>(s)]
+                                                    : stats_->clients[static_cast<int>(s)];
   };
   gauge(from).dec();
   if (to == ClientState::Count) return;
   gauge(to).inc();
   if (to == ClientState::Waiting) {
     c->wait_since_ns_ = uv_hrtime();
-  } else if (from == ClientState::Waiting && to == ClientState::Active) {
-    if (metrics::PoolStats* ps = c->pool()->stats(id_)) {
-      ps->wait.observe_ns(uv_hrtime() - c->wait_since_ns_);
-    }
+  } else if (from == ClientState::Waiting && ps != nullptr) {
+    // Linked at once (inside Pool::acquire): no wait, and no clock read.
+    const uint64_t now = c->acquiring_ ? c->wait_since_ns_ : uv_hrtime();
+    ps->wait.observe_ns(now - c->wait_since_ns_);
+    c->linked_ns_ = now;  // the first query's start (client.cpp note_request)
   }
 }
 
@@ -185,7 +186,7 @@ void Worker::set_backend_state(Backend* b, BackendState s) {
   const bool listed = from.contains(b);
   if (listed) from.remove(b);
   backends_[static_cast<int>(s)].push_back(b);
-  if (metrics::PoolStats* ps = stats_ != nullptr ? b->pool().stats(id_) : nullptr) {
+  if (metrics::PoolStats* ps = b->stats()) {
     if (listed) ps->servers[static_cast<int>(b->state())].dec();
     ps->servers[static_cast<int>(s)].inc();
   }
@@ -195,9 +196,7 @@ void Worker::backend_left(Backend* b) {
   auto& l = backends_[static_cast<int>(b->state())];
   if (l.contains(b)) {
     l.remove(b);
-    if (metrics::PoolStats* ps = stats_ != nullptr ? b->pool().stats(id_) : nullptr) {
-      ps->servers[static_cast<int>(b->state())].dec();
-    }
+    if (metrics::PoolStats* ps = b->stats()) ps->servers[static_cast<int>(b->state())].dec();
   }
 }
 
