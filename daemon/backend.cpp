@@ -531,7 +531,8 @@ void Backend::relay_to_client() {
       replay();
       continue;
     }
-    if (v.completes) client_->query_done(st);
+    // (In statement mode a transaction block is refused: the client sees 'I'.)
+    if (v.completes) client_->query_done(statement ? 'I' : st);
     if (v.completes && !tracker_.recording()) clear_replay();  // its segment ended
     if (statement && st != 'I') {
       // A transaction block in statement mode: replace this ReadyForQuery

@@ -233,6 +233,41 @@ def case_traffic(pg):
         check_rules(s3)
 
 
+def case_session_and_statement_modes(pg):
+    """Session mode holds one server connection for the whole session:
+    transactions and queries are still counted at each ReadyForQuery. In
+    statement mode a refused transaction block counts as a query only."""
+    require_sqlmux("metrics endpoint")
+    port, tweak = with_metrics()
+    with Sqlmux(pg, mode="session", size=2, tweak=tweak) as mux:
+        conn = mux.connect()
+        s0 = scrape(port)
+        cur = conn.cursor()
+        for t in range(3):
+            cur.execute("SELECT 1")
+            cur.execute("SELECT 2")
+            conn.commit()
+        cur.execute("SELECT 3")  # a 4th transaction, left open
+        s1 = scrape(port)
+        check_eq(delta(s0, s1, "sqlmux_transactions_total", **POOL), 3, "session-mode transactions")
+        check_eq(delta(s0, s1, "sqlmux_queries_total", **POOL), 3 * 4 + 2, "session-mode queries")
+        check_eq(delta(s0, s1, "sqlmux_client_wait_seconds_count", **POOL), 1, "one link for the session")
+        check_eq(s1.get("sqlmux_client_connections", state="active", **POOL), 1, "session holds its server")
+        conn.close()
+    port, tweak = with_metrics()
+    with Sqlmux(pg, mode="statement", size=2, tweak=tweak) as mux:
+        conn = mux.connect(autocommit=True)
+        s0 = scrape(port)
+        cur = conn.cursor()
+        cur.execute("SELECT 1")
+        expect_error(lambda: cur.execute("BEGIN"), "25000", what="transaction block in statement mode")
+        cur.execute("SELECT 2")
+        s1 = scrape(port)
+        check_eq(delta(s0, s1, "sqlmux_queries_total", **POOL), 3, "statement-mode queries")
+        check_eq(delta(s0, s1, "sqlmux_transactions_total", **POOL), 3, "statement-mode transactions")
+        conn.close()
+
+
 def case_prepared(pg):
     """asyncpg's named statements on one server connection: hits, misses and
     LRU evictions of the backend statement cache."""
@@ -350,5 +385,5 @@ def case_config_errors(pg):
 
 
 if __name__ == "__main__":
-    run_cases(__file__, [case_traffic, case_prepared, case_waiting, case_backend_down, case_config_errors],
+    run_cases(__file__, [case_traffic, case_session_and_statement_modes, case_prepared, case_waiting, case_backend_down, case_config_errors],
               timeout=150)
