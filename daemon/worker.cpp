@@ -173,7 +173,7 @@ void Worker::client_state_metrics(Client* c, ClientState from, ClientState to) {
   gauge(to).inc();
   if (to == ClientState::Waiting) {
     c->wait_since_ns_ = uv_hrtime();
-  } else if (from == ClientState::Waiting && ps != nullptr) {
+  } else if (from == ClientState::Waiting && to == ClientState::Active && ps != nullptr) {
     // Linked at once (inside Pool::acquire): no wait, and no clock read.
     const uint64_t now = c->acquiring_ ? c->wait_since_ns_ : uv_hrtime();
     ps->wait.observe_ns(now - c->wait_since_ns_);

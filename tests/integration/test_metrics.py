@@ -157,8 +157,11 @@ def case_traffic(pg):
         check_eq(s0.get("sqlmux_backend_up", pool="appdb"), 1, "backend_up before any connect")
 
         conn = mux.connect()  # autocommit off: psycopg2 sends BEGIN, ..., COMMIT
+        # Gauges change just after the reply that the client waits for was
+        # sent: poll them. Counters move before it is sent.
+        wait_for("idle after login", lambda: check_eq(
+            scrape(port).get("sqlmux_client_connections", state="idle", **POOL), 1, "idle clients after login"))
         s1 = scrape(port)
-        check_eq(s1.get("sqlmux_client_connections", state="idle", **POOL), 1, "idle clients after login")
         sent_sql = []
         cur = conn.cursor()
         for t in range(10):
@@ -202,8 +205,11 @@ def case_traffic(pg):
               "bytes sent to servers include every query relayed")
         check(delta(s1, s2, "sqlmux_server_received_bytes_total", **POOL) >= out_client,
               "bytes received from servers include every reply relayed")
-        check_eq(s2.get("sqlmux_client_connections", state="idle", **POOL), 1, "idle after commit")
-        check_eq(s2.get("sqlmux_client_connections", state="active", **POOL), 0, "active after commit")
+        def idle_again():
+            s = scrape(port)
+            check_eq(s.get("sqlmux_client_connections", state="idle", **POOL), 1, "idle after commit")
+            check_eq(s.get("sqlmux_client_connections", state="active", **POOL), 0, "active after commit")
+        wait_for("idle after commit", idle_again)
         check(s2.get("sqlmux_server_connect_attempts_total", **POOL) >= 1, "connect attempts")
         check_eq(s2.get("sqlmux_server_connect_failures_total", **POOL), 0, "connect failures")
         check_eq(s2.get("sqlmux_server_errors_total", **POOL), 0, "server errors")
@@ -341,6 +347,33 @@ def case_waiting(pg):
         b.close()
 
 
+def case_wait_timeout(pg):
+    """A client that gives up waiting (query_wait_timeout) is an error, not
+    a wait in the histogram."""
+    require_sqlmux("metrics endpoint")
+    port, tweak = with_metrics()
+    with Sqlmux(pg, mode="transaction", size=1, query_wait_timeout="500ms", tweak=tweak) as mux:
+        a = mux.connect()
+        a.cursor().execute("SELECT 1")  # holds the only server connection
+        b = mux.connect(autocommit=True)
+        s0 = scrape(port)
+        try:
+            b.cursor().execute("SELECT 2")
+            fail("a query waiting past query_wait_timeout succeeded")
+        except psycopg2.Error:
+            pass  # FATAL 57014 (libpq may report only the closed connection)
+        def counted():
+            s1 = scrape(port)
+            check_eq(delta(s0, s1, "sqlmux_client_errors_total", reason="query_wait_timeout"), 1,
+                     "query_wait_timeout errors")
+            check_eq(s1.get("sqlmux_client_connections", state="waiting", **POOL), 0, "nobody waiting")
+            check_eq(delta(s0, s1, "sqlmux_client_wait_seconds_count", **POOL), 0, "no wait observed")
+        wait_for("timeout counted", counted)
+        a.rollback()
+        a.close()
+        b.close()
+
+
 def case_backend_down(pg):
     """A pool whose server refuses connections: attempts, failures, errors
     and backend_up 0, labelled with that pool and backend only."""
@@ -385,5 +418,6 @@ def case_config_errors(pg):
 
 
 if __name__ == "__main__":
-    run_cases(__file__, [case_traffic, case_session_and_statement_modes, case_prepared, case_waiting, case_backend_down, case_config_errors],
+    run_cases(__file__, [case_traffic, case_session_and_statement_modes, case_prepared, case_waiting, case_wait_timeout,
+                         case_backend_down, case_config_errors],
               timeout=150)
