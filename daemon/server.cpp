@@ -193,8 +193,11 @@ bool Server::open_listeners(std::vector<int>& fds) {
 int Server::run() {
   log::set_level(cfg_.server.log_level);
   std::signal(SIGPIPE, SIG_IGN);
-  if (!open_listeners(listen_fds_)) return 1;
+  // /metrics first: prometheus-cpp listens before the collector is
+  // registered, so it answers 404 for a moment; that moment ends before
+  // clients can connect.
   if (metrics_ && !start_metrics()) return 1;
+  if (!open_listeners(listen_fds_)) return 1;
 
   int n = cfg_.server.workers;
   if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
