@@ -4,6 +4,7 @@
 // every problem it finds as a ConfigError that points at the offending node.
 #include "config/config.h"
 
+#include <arpa/inet.h>
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -139,6 +140,11 @@ bool is_well_formed_scram(std::string_view pw) {
   return base64(salt) && base64(keys.substr(0, colon2)) && base64(keys.substr(colon2 + 1));
 }
 
+bool is_ip_literal(const std::string& host) {
+  unsigned char buf[sizeof(in6_addr)];
+  return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
+
 std::string quoted(std::string_view s) {
   return "\"" + std::string(s) + "\"";
 }
@@ -158,7 +164,7 @@ class Loader {
   LoadResult run(const toml::table& root) {
     Config cfg;
     cfg.source = file_;
-    check_keys(root, "", {"server", "listener", "user", "pool"});
+    check_keys(root, "", {"server", "listener", "user", "pool", "metrics"});
     if (const toml::table* server = table_at(root, "server", "")) {
       read_server(*server, cfg.server);
     }
@@ -176,6 +182,9 @@ class Loader {
     for_each_table(table_array_at(root, "pool"), "pool",
                    [&](const toml::table& t, const std::string& p) { read_pool(t, p, cfg); });
     check_default_pools();
+    if (const toml::table* metrics = table_at(root, "metrics", "")) {
+      read_metrics(*metrics, cfg);
+    }
 
     std::stable_sort(errors_.begin(), errors_.end(),
                      [](const ConfigError& a, const ConfigError& b) {
@@ -371,6 +380,30 @@ class Loader {
              s.max_client_conn);
     read_enum(t, "log_level", path, kLogLevels, s.log_level);
     read_duration(t, "shutdown_timeout", path, s.shutdown_timeout);
+  }
+
+  void read_metrics(const toml::table& t, Config& cfg) {
+    const std::string path = "metrics";
+    check_keys(t, path, {"listen"});
+    MetricsConfig m;
+    std::string text;
+    const auto* node = read_string(t, "listen", path, text, /*required=*/true);
+    if (node == nullptr) {
+      return;
+    }
+    std::optional<Address> addr = parse_address(text);
+    if (!addr || addr->kind != Address::Kind::Tcp || !is_ip_literal(addr->host)) {
+      error(*node, child(path, "listen"),
+            "invalid address " + quoted(text) +
+                "; expected ip:port or [ipv6]:port, e.g. \"127.0.0.1:9930\" (port 1-65535)");
+      return;
+    }
+    if (auto it = listen_seen_.find(addr->text); it != listen_seen_.end()) {
+      error(*node, child(path, "listen"), "same address as " + it->second);
+      return;
+    }
+    m.listen = std::move(*addr);
+    cfg.metrics = std::move(m);
   }
 
   void read_listener(const toml::table& t, const std::string& path, Config& cfg) {

@@ -81,9 +81,15 @@ struct PoolConfig {
   uint32_t max_prepared_statements = 1000;
 };
 
+// [metrics]: the Prometheus endpoint (absent: none).
+struct MetricsConfig {
+  Address listen;  // an IP address and port (serves /metrics)
+};
+
 struct Config {
   std::string source;  // file path the config came from
   ServerConfig server;
+  std::optional<MetricsConfig> metrics;
   std::vector<ListenerConfig> listeners;
   std::vector<UserConfig> users;
   std::vector<PoolConfig> pools;

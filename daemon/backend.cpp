@@ -5,6 +5,7 @@
 
 #include "daemon/client.h"
 #include "daemon/log.h"
+#include "daemon/metrics.h"
 #include "daemon/pool_manager.h"
 #include "daemon/server.h"
 #include "daemon/worker.h"
@@ -108,6 +109,12 @@ Backend::Backend(Worker& w, Pool& pool, PGconn* pg, int fd, uint64_t for_client)
       for_client_(for_client),
       statements_(pool.cfg().max_prepared_statements) {
   created_ms_ = state_since_ = w.now_ms();
+  set_stats(w);
+}
+
+void Backend::set_stats(Worker& w) {
+  stats_ = pool_.stats(w.id());
+  if (stats_ != nullptr) count_bytes(&stats_->server_received_bytes, &stats_->server_sent_bytes);
 }
 
 Backend::~Backend() {
@@ -169,6 +176,7 @@ void Backend::connected() {
   want_write(false);
   want_read(true);
   LOG_DEBUG("backend pid %d connected for pool %s", pid_, pool_.label().c_str());
+  if (stats_ != nullptr) stats_->connect_outcome(uv_hrtime(), true);
   uint64_t cid = for_client_;
   for_client_ = 0;
   set_state(BackendState::Idle);
@@ -185,6 +193,10 @@ void Backend::connect_failed(const std::string& error) {
   std::string msg = error;
   while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
   LOG_WARN("backend connect for pool %s failed: %s", pool_.label().c_str(), msg.c_str());
+  if (stats_ != nullptr) {
+    stats_->connect_failures.add();
+    stats_->connect_outcome(uv_hrtime(), false);
+  }
   uint64_t cid = for_client_;
   for_client_ = 0;
   terminate(Reason::BackendConnectFailed);
@@ -519,6 +531,8 @@ void Backend::relay_to_client() {
       replay();
       continue;
     }
+    // (In statement mode a transaction block is refused: the client sees 'I'.)
+    if (v.completes) client_->query_done(statement ? 'I' : st);
     if (v.completes && !tracker_.recording()) clear_replay();  // its segment ended
     if (statement && st != 'I') {
       // A transaction block in statement mode: replace this ReadyForQuery
@@ -838,6 +852,7 @@ void Backend::move_to(Worker& target, uint64_t for_client) {
 void Backend::adopt(Worker& w) {
   set_worker(w);
   move_target_ = nullptr;
+  set_stats(w);
   state_ = BackendState::Closing;  // not in any list of w yet
   set_state(BackendState::Idle);
   if (!attach()) {
@@ -876,6 +891,9 @@ void Backend::fail(Reason why, const char* detail) {
 void Backend::terminate(Reason why) {
   if (closing()) return;
   LOG_DEBUG("backend pid %d closing: %s", pid_, std::string(to_string(why)).c_str());
+  if (stats_ != nullptr && metrics::is_server_error(why)) {
+    stats_->server_errors[static_cast<int>(why)].add();
+  }
   client_ = nullptr;
   set_state(BackendState::Closing);
   close();

@@ -21,6 +21,9 @@ namespace sqlmux {
 
 class Client;
 class Pool;
+namespace metrics {
+struct PoolStats;
+}
 
 enum class BackendState { Connecting, Idle, Active, Resetting, Closing, Count };
 [[nodiscard]] std::string_view to_string(BackendState s);
@@ -78,6 +81,8 @@ class Backend final : public Conn {
   void check_timeouts(uint64_t now);
   void resume_reading_if_drained();
   [[nodiscard]] uint64_t for_client() const { return for_client_; }
+  // What this backend's worker records for its pool (nullptr: metrics off).
+  [[nodiscard]] metrics::PoolStats* stats() const { return stats_; }
 
   pool::ListNode state_node;
 
@@ -112,7 +117,9 @@ class Backend final : public Conn {
   void clear_replay();
   void transaction_done();
   void capture_done();
+  void set_stats(Worker& w);
   Worker* move_target_ = nullptr;
+  metrics::PoolStats* stats_ = nullptr;
 
   Pool& pool_;
   PGconn* pg_;

@@ -5,6 +5,7 @@
 
 #include "daemon/backend.h"
 #include "daemon/log.h"
+#include "daemon/metrics.h"
 #include "daemon/pool_manager.h"
 #include "daemon/server.h"
 #include "daemon/worker.h"
@@ -397,6 +398,9 @@ void Client::auth_succeeded() {
                Reason::UnknownDatabase);
     return;
   }
+  if ((stats_ = pool_->stats(worker_->id())) != nullptr) {
+    count_bytes(&stats_->client_received_bytes, &stats_->client_sent_bytes);
+  }
   std::string out;
   pg::put_auth_ok(out);
   cork();
@@ -449,7 +453,9 @@ void Client::send_welcome() {
 void Client::need_backend() {
   set_state(ClientState::Waiting);
   backend_ready_ = false;
+  acquiring_ = true;
   pool_->acquire(*worker_, *this);
+  acquiring_ = false;
 }
 
 void Client::on_backend_linked(Backend* b) {
@@ -485,6 +491,10 @@ void Client::on_backend_ready() {
 void Client::on_backend_released() {
   backend_ = nullptr;
   backend_ready_ = false;
+  // Requests sqlmux answered itself (no ReadyForQuery from the server)
+  // end with the transaction.
+  while (stats_ != nullptr && queries_open_ > 0) query_done_metrics('I');
+  linked_ns_ = 0;
   set_state(ClientState::Idle);
   if (worker_->shutting_down()) {
     send_fatal(pg::sqlstate::kAdminShutdown, "terminating connection due to administrator command",
@@ -523,6 +533,44 @@ void Client::send_error_and_ready(const pg::ErrorFields& e) {
   send(out.data(), out.size());
 }
 
+// --- metrics -------------------------------------------------------------------
+
+void Client::note_request(char type) {
+  if (type == 'd' || type == 'c' || type == 'f') return;  // COPY data belongs to its query
+  if (!in_cycle_) {
+    in_cycle_ = true;
+    if (queries_open_ == 0) {
+      // Just linked: the query starts now, as the wait ended.
+      query_start_ns_ = linked_ns_ != 0 ? linked_ns_ : uv_hrtime();
+      linked_ns_ = 0;
+      if (!in_tx_) {
+        in_tx_ = true;
+        tx_start_ns_ = query_start_ns_;
+      }
+    }
+  }
+  if (type == 'Q' || type == 'S' || type == 'F') {
+    in_cycle_ = false;
+    ++queries_open_;
+  }
+}
+
+void Client::query_done_metrics(char tx_status) {
+  if (queries_open_ == 0) return;
+  const uint64_t now = uv_hrtime();
+  stats_->query.observe_ns(now - query_start_ns_);
+  --queries_open_;
+  query_start_ns_ = now;  // a pipelined next query is timed from here
+  if (tx_status == 'I' && in_tx_) {
+    stats_->transaction.observe_ns(now - tx_start_ns_);
+    in_tx_ = false;
+  }
+  if ((queries_open_ > 0 || in_cycle_) && !in_tx_) {
+    in_tx_ = true;
+    tx_start_ns_ = now;
+  }
+}
+
 // --- ending ------------------------------------------------------------------
 
 void Client::send_fatal(std::string_view sqlstate, std::string message, Reason why) {
@@ -546,6 +594,9 @@ void Client::fail(Reason why, const pg::ErrorFields& err) {
 void Client::finish(Reason why) {
   if (closing()) return;
   close_reason_ = why;
+  if (metrics::WorkerStats* ws = worker_->stats(); ws != nullptr && metrics::is_client_error(why)) {
+    ws->client_errors[static_cast<int>(why)].add();
+  }
   if (why != Reason::ClientClosed && why != Reason::CancelRequest) {
     LOG_INFO("client %" PRIu64 " closing: %s (user=%s db=%s)", id_,
              std::string(to_string(why)).c_str(), user_name_.c_str(), database_.c_str());

@@ -20,6 +20,9 @@ namespace sqlmux {
 class Backend;
 class Pool;
 struct UserAuth;
+namespace metrics {
+struct PoolStats;
+}
 
 enum class ClientState { Login, Idle, Waiting, Active, Closing, Count };
 [[nodiscard]] std::string_view to_string(ClientState s);
@@ -55,6 +58,10 @@ class Client final : public Conn {
   void send_error_and_ready(const pg::ErrorFields& e);
   // Backpressure from the backend side.
   void resume_reading_if_drained();
+  // The server's ReadyForQuery ended one of this client's queries (metrics).
+  void query_done(char tx_status) {
+    if (stats_ != nullptr) query_done_metrics(tx_status);
+  }
 
   // Fails the client: FATAL ErrorResponse (when err.message is set) and close.
   void fail(Reason why, const pg::ErrorFields& err);
@@ -105,6 +112,9 @@ class Client final : public Conn {
   void push_synthetic(pool::ResponseTracker::Entry e);
   void finish(Reason why);
   void set_state(ClientState s);
+  // Metrics: a request message begins or ends a query (Query, Sync, FunctionCall).
+  void note_request(char type);
+  void query_done_metrics(char tx_status);
 
   uint64_t id_;
   ClientState state_ = ClientState::Login;
@@ -139,6 +149,17 @@ class Client final : public Conn {
   pool::ClientStatements statements_;
   std::string scratch_;  // rewritten message prefixes
   Reason close_reason_ = Reason::ClientClosed;
+
+  // Metrics (stats_ == nullptr: off). Times are uv_hrtime() nanoseconds.
+  metrics::PoolStats* stats_ = nullptr;
+  uint64_t wait_since_ns_ = 0;
+  uint64_t linked_ns_ = 0;       // when a backend was linked; 0 once used
+  uint64_t query_start_ns_ = 0;  // the oldest query not answered yet
+  uint64_t tx_start_ns_ = 0;
+  uint32_t queries_open_ = 0;  // sent on, ReadyForQuery not yet back
+  bool in_cycle_ = false;      // extended-protocol messages before their Sync
+  bool in_tx_ = false;
+  bool acquiring_ = false;  // inside Pool::acquire()
 };
 
 }  // namespace sqlmux

@@ -13,6 +13,7 @@
 #include "daemon/backend.h"
 #include "daemon/client.h"
 #include "daemon/log.h"
+#include "daemon/metrics.h"
 #include "daemon/pool_manager.h"
 #include "daemon/worker.h"
 
@@ -62,8 +63,15 @@ void Client::push_synthetic(Entry e) {
 bool Client::prepared_on_backend(const std::string& server_name, std::string& out) {
   auto& cache = backend_->statements();
   auto& stale = pool_->stale_statements();
-  if (!cache.touch(server_name)) return false;
-  if (!stale.stale(server_name, cache.epoch(server_name))) return true;
+  if (!cache.touch(server_name)) {
+    if (stats_ != nullptr) stats_->prepared_misses.add();
+    return false;
+  }
+  if (!stale.stale(server_name, cache.epoch(server_name))) {
+    if (stats_ != nullptr) stats_->prepared_hits.add();
+    return true;
+  }
+  if (stats_ != nullptr) stats_->prepared_misses.add();
   // Its plan went stale (DDL): close it here; the caller prepares it again.
   pg::put_close(out, 'S', server_name);
   backend_->tracker().push(Entry{Kind::Close, Action::Swallow, {}, {}, {}, false});
@@ -74,6 +82,7 @@ bool Client::prepared_on_backend(const std::string& server_name, std::string& ou
 void Client::add_to_backend(const std::string& server_name, std::string& out) {
   auto& cache = backend_->statements();
   if (auto evicted = cache.insert(server_name)) {
+    if (stats_ != nullptr) stats_->prepared_evictions.add();
     pg::put_close(out, 'S', *evicted);
     backend_->tracker().push(Entry{Kind::Close, Action::Swallow, {}, *evicted, {}, false});
   }
@@ -361,6 +370,7 @@ void Client::relay_to_backend() {
         tr.push(plain(Kind::Sync));
         if (b->replay_recording()) {
           // The recorded segment ends exactly after this Sync.
+          if (stats_ != nullptr) note_request('S');
           fwd += h.total();
           flush();
           b->end_replay_recording();
@@ -405,6 +415,7 @@ void Client::relay_to_backend() {
         break;  // Flush, CopyData/Done/Fail: no reply of their own
     }
     if (r == Handled::NeedMore) break;
+    if (stats_ != nullptr) note_request(h.type);
     if (r == Handled::Failed) {
       flush();
       send_fatal(

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 
+#include "daemon/metrics.h"
 #include "daemon/worker.h"
 
 namespace sqlmux {
@@ -112,6 +113,7 @@ void Conn::update_poll() {
 bool Conn::send(const void* p, size_t n) {
   if (failed_ || closing_) return false;
   if (n == 0) return true;
+  if (bytes_out_ != nullptr) bytes_out_->add(n);
   const auto* bytes = static_cast<const uint8_t*>(p);
   if (cork_depth_ > 0) {
     out_.append(bytes, n);
@@ -187,6 +189,7 @@ Conn::ReadResult Conn::read_into(Buffer& b, size_t max) {
   } while (r < 0 && errno == EINTR);
   if (r > 0) {
     b.commit(static_cast<size_t>(r));
+    if (bytes_in_ != nullptr) bytes_in_->add(static_cast<uint64_t>(r));
     return ReadResult::Data;
   }
   // Nothing came: storage reserved for this read goes straight back to the

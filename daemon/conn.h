@@ -16,6 +16,9 @@
 namespace sqlmux {
 
 class Worker;
+namespace metrics {
+class Counter;
+}
 
 class Conn {
  public:
@@ -58,6 +61,11 @@ class Conn {
 
   enum class ReadResult { Data, Again, Eof, Error };
   [[nodiscard]] ReadResult read_into(Buffer& b, size_t max);
+  // Counters of bytes received and sent (metrics; nullptr: not counted).
+  void count_bytes(metrics::Counter* in, metrics::Counter* out) {
+    bytes_in_ = in;
+    bytes_out_ = out;
+  }
 
   // Called by the worker's deferred queue.
   void report_io_error();
@@ -83,6 +91,8 @@ class Conn {
 
   uv_poll_t* poll_ = nullptr;
   int cork_depth_ = 0;
+  metrics::Counter* bytes_in_ = nullptr;
+  metrics::Counter* bytes_out_ = nullptr;
   bool owns_fd_;
   bool closing_ = false;
   bool failed_ = false;

@@ -28,6 +28,16 @@ Pool::Pool(Server& server, config::PoolConfig cfg, std::string backend_user,
       idle_(static_cast<size_t>(workers)),
       owned_(static_cast<size_t>(workers), 0) {
   label_ = cfg_.name + "/" + backend_user_;
+  if (Metrics* m = server_.metrics()) {
+    std::vector<const metrics::PoolStats*> parts;
+    for (int i = 0; i < workers; ++i) {
+      stats_.push_back(std::make_unique<metrics::PoolStats>());
+      parts.push_back(stats_.back().get());
+    }
+    m->add_pool({cfg_.name, backend_user_, std::string(config::to_string(cfg_.protocol)),
+                 cfg_.backends.front().address.text},
+                std::move(parts));
+  }
 }
 
 void Pool::acquire(Worker& w, Client& c) {
@@ -194,9 +204,16 @@ void Pool::start_connect(Worker& w, uint64_t client_id) {
     std::lock_guard<std::mutex> lk(mu_);
     ++owned_[static_cast<size_t>(w.id())];  // backend_gone() undoes it if the connect fails
   }
+  metrics::PoolStats* ps = stats(w.id());
+  if (ps != nullptr) ps->connect_attempts.add();
   Backend* b = Backend::connect(w, *this, client_id, err);
   if (b != nullptr) return;
   if (!err.empty()) {
+    if (ps != nullptr) {
+      ps->connect_failures.add();
+      ps->connect_outcome(uv_hrtime(), false);
+      ps->server_errors[static_cast<int>(Reason::BackendConnectFailed)].add();
+    }
     // libpq could not even start: the slot was not taken by a Backend.
     {
       std::lock_guard<std::mutex> lk(mu_);

@@ -8,11 +8,13 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "config/config.h"
+#include "daemon/metrics.h"
 #include "pool/prepared.h"
 #include "pool/session_params.h"
 
@@ -33,6 +35,10 @@ class Pool {
   [[nodiscard]] const std::string& backend_user() const { return backend_user_; }
   [[nodiscard]] const std::string& backend_password() const { return backend_password_; }
   [[nodiscard]] Server& server() const { return server_; }
+  // What worker `w` records for this pool; nullptr when metrics are off.
+  [[nodiscard]] metrics::PoolStats* stats(int w) {
+    return stats_.empty() ? nullptr : stats_[static_cast<size_t>(w)].get();
+  }
 
   // All calls below run on worker `w`'s thread.
 
@@ -102,6 +108,7 @@ class Pool {
   pool::StaleStatements stale_;
   bool has_welcome_ = false;
   pool::SessionParams welcome_;
+  std::vector<std::unique_ptr<metrics::PoolStats>> stats_;  // per worker
 };
 
 }  // namespace sqlmux

@@ -12,7 +12,10 @@
 #include <cstring>
 #include <thread>
 
+#include <prometheus/exposer.h>
+
 #include "daemon/log.h"
+#include "daemon/metrics.h"
 #include "daemon/pool_manager.h"
 #include "daemon/sd_listen.h"
 #include "daemon/sd_notify.h"
@@ -54,6 +57,7 @@ UserAuth derive_user(const config::UserConfig& u) {
 }  // namespace
 
 Server::Server(config::Config cfg) : cfg_(std::move(cfg)) {
+  if (cfg_.metrics) metrics_ = std::make_shared<Metrics>();
   for (const auto& u : cfg_.users) users_.emplace(u.name, derive_user(u));
   uint8_t rnd[24];
   if (!pg::auth::random_bytes(rnd, sizeof rnd)) std::abort();  // no entropy: cannot run safely
@@ -203,6 +207,10 @@ bool Server::open_listeners(std::vector<int>& fds) {
 int Server::run() {
   log::set_level(cfg_.server.log_level);
   std::signal(SIGPIPE, SIG_IGN);
+  // /metrics first: prometheus-cpp listens before the collector is
+  // registered, so it answers 404 for a moment; that moment ends before
+  // clients can connect.
+  if (metrics_ && !start_metrics()) return 1;
   if (!open_listeners(listen_fds_)) return 1;
 
   int n = cfg_.server.workers;
@@ -244,11 +252,25 @@ int Server::run() {
 
   uv_run(&loop_, UV_RUN_DEFAULT);
   for (auto& w : workers_) w->join();
+  exposer_.reset();
   uv_loop_close(&loop_);
   for (int fd : listen_fds_) ::close(fd);
   for (const auto& p : unix_paths_) ::unlink(p.c_str());
   LOG_INFO("sqlmux stopped");
   return 0;
+}
+
+bool Server::start_metrics() {
+  const std::string& addr = cfg_.metrics->listen.text;
+  try {
+    exposer_ = std::make_unique<prometheus::Exposer>(addr, 1);
+  } catch (const std::exception& e) {
+    LOG_ERROR("metrics: cannot listen on %s: %s", addr.c_str(), e.what());
+    return false;
+  }
+  exposer_->RegisterCollectable(metrics_);
+  LOG_INFO("metrics on http://%s/metrics", addr.c_str());
+  return true;
 }
 
 void Server::on_signal(uv_signal_t* h, int signum) {

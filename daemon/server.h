@@ -16,7 +16,13 @@
 #include "config/config.h"
 #include "protocol/pg_auth.h"
 
+namespace prometheus {
+class Exposer;
+}
+
 namespace sqlmux {
+
+class Metrics;
 
 class Pool;
 class Worker;
@@ -64,6 +70,9 @@ class Server {
   [[nodiscard]] bool shutting_down() const { return shutting_down_.load(); }
   void worker_stopped();
 
+  // The Prometheus collector; nullptr without a [metrics] section.
+  [[nodiscard]] Metrics* metrics() const { return metrics_.get(); }
+
  private:
   static void on_signal(uv_signal_t* h, int signum);
   static void on_shutdown_tick(uv_timer_t* h);
@@ -73,6 +82,7 @@ class Server {
   void begin_shutdown();
   void stop_workers();
   [[nodiscard]] bool open_listeners(std::vector<int>& fds);
+  [[nodiscard]] bool start_metrics();
 
   config::Config cfg_;
   std::map<std::string, UserAuth, std::less<>> users_;
@@ -105,6 +115,9 @@ class Server {
   int signals_seen_ = 0;
   std::vector<int> listen_fds_;
   std::vector<std::string> unix_paths_;
+  // Last: the exposer (and its scrapes) end before anything they read.
+  std::shared_ptr<Metrics> metrics_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
 };
 
 }  // namespace sqlmux

@@ -28,6 +28,10 @@ Worker::Worker(Server& server, int id) : server_(server), id_(id) {
   check_.data = this;
   uv_idle_init(&loop_, &idle_);
   idle_.data = this;
+  if (Metrics* m = server.metrics()) {
+    stats_ = std::make_unique<metrics::WorkerStats>();
+    m->add_worker(stats_.get());
+  }
 }
 
 Worker::~Worker() {
@@ -138,10 +142,12 @@ Client* Worker::find_client(uint64_t id) {
 void Worker::client_created(Client* c) {
   by_id_.emplace(c->id(), c);
   clients_[static_cast<int>(c->state())].push_back(c);
+  if (stats_ != nullptr) stats_->clients[static_cast<int>(c->state())].inc();
 }
 
 void Worker::client_destroyed(Client* c) {
   clients_[static_cast<int>(c->state())].remove(c);
+  if (stats_ != nullptr) client_state_metrics(c, c->state(), ClientState::Count);
   by_id_.erase(c->id());
   if (stopping_ || (shutting_down_ && by_id_.empty())) {
     // nothing: the server's shutdown timer watches live_clients()
@@ -151,17 +157,47 @@ void Worker::client_destroyed(Client* c) {
 void Worker::set_client_state(Client* c, ClientState s) {
   clients_[static_cast<int>(c->state())].remove(c);
   clients_[static_cast<int>(s)].push_back(c);
+  if (stats_ != nullptr) client_state_metrics(c, c->state(), s);
+}
+
+// The gauges mirror the state lists: a client in Login (or without a pool)
+// counts on the worker, others on their pool. to == Count: destroyed.
+void Worker::client_state_metrics(Client* c, ClientState from, ClientState to) {
+  metrics::PoolStats* const ps = c->stats_;
+  auto gauge = [&](ClientState s) -> metrics::Gauge& {
+    return s != ClientState::Login && ps != nullptr ? ps->clients[static_cast<int>(s)]
+                                                    : stats_->clients[static_cast<int>(s)];
+  };
+  gauge(from).dec();
+  if (to == ClientState::Count) return;
+  gauge(to).inc();
+  if (to == ClientState::Waiting) {
+    c->wait_since_ns_ = uv_hrtime();
+  } else if (from == ClientState::Waiting && to == ClientState::Active && ps != nullptr) {
+    // Linked at once (inside Pool::acquire): no wait, and no clock read.
+    const uint64_t now = c->acquiring_ ? c->wait_since_ns_ : uv_hrtime();
+    ps->wait.observe_ns(now - c->wait_since_ns_);
+    c->linked_ns_ = now;  // the first query's start (client.cpp note_request)
+  }
 }
 
 void Worker::set_backend_state(Backend* b, BackendState s) {
   auto& from = backends_[static_cast<int>(b->state())];
-  if (from.contains(b)) from.remove(b);
+  const bool listed = from.contains(b);
+  if (listed) from.remove(b);
   backends_[static_cast<int>(s)].push_back(b);
+  if (metrics::PoolStats* ps = b->stats()) {
+    if (listed) ps->servers[static_cast<int>(b->state())].dec();
+    ps->servers[static_cast<int>(s)].inc();
+  }
 }
 
 void Worker::backend_left(Backend* b) {
   auto& l = backends_[static_cast<int>(b->state())];
-  if (l.contains(b)) l.remove(b);
+  if (l.contains(b)) {
+    l.remove(b);
+    if (metrics::PoolStats* ps = b->stats()) ps->servers[static_cast<int>(b->state())].dec();
+  }
 }
 
 void Worker::on_accept(uv_poll_t* h, int status, int events) {

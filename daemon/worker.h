@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -12,6 +13,7 @@
 
 #include "daemon/backend.h"
 #include "daemon/client.h"
+#include "daemon/metrics.h"
 #include "pool/intrusive_list.h"
 
 namespace sqlmux {
@@ -75,6 +77,8 @@ class Worker {
   }
   [[nodiscard]] size_t live_clients() const { return by_id_.size(); }
   [[nodiscard]] bool shutting_down() const { return shutting_down_; }
+  // nullptr when metrics are off.
+  [[nodiscard]] metrics::WorkerStats* stats() { return stats_.get(); }
 
  private:
   static void on_async(uv_async_t* h);
@@ -87,6 +91,7 @@ class Worker {
   void begin_shutdown();
   void stop();
   void accept_from(int fd);
+  void client_state_metrics(Client* c, ClientState from, ClientState to);
 
   Server& server_;
   int id_;
@@ -110,6 +115,7 @@ class Worker {
       backends_[static_cast<int>(BackendState::Count)];
   bool shutting_down_ = false;
   bool stopping_ = false;
+  std::unique_ptr<metrics::WorkerStats> stats_;
 };
 
 }  // namespace sqlmux
