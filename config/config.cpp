@@ -158,7 +158,7 @@ class Loader {
   LoadResult run(const toml::table& root) {
     Config cfg;
     cfg.source = file_;
-    check_keys(root, "", {"server", "listener", "user", "pool"});
+    check_keys(root, "", {"server", "listener", "user", "pool", "admin"});
     if (const toml::table* server = table_at(root, "server", "")) {
       read_server(*server, cfg.server);
     }
@@ -176,6 +176,9 @@ class Loader {
     for_each_table(table_array_at(root, "pool"), "pool",
                    [&](const toml::table& t, const std::string& p) { read_pool(t, p, cfg); });
     check_default_pools();
+    if (const toml::table* admin = table_at(root, "admin", "")) {
+      read_admin(*admin, cfg);
+    }
 
     std::stable_sort(errors_.begin(), errors_.end(),
                      [](const ConfigError& a, const ConfigError& b) {
@@ -497,6 +500,36 @@ class Loader {
       read_int(bt, "weight", bpath, 1, std::numeric_limits<int>::max(), b.weight);
       p.backends.push_back(std::move(b));
     });
+  }
+
+  void read_admin(const toml::table& t, Config& cfg) {
+    const std::string path = "admin";
+    check_keys(t, path, {"listen", "users"});
+    AdminConfig a;
+    if (const toml::node* node = read_address(t, "listen", path, a.listen)) {
+      auto [it, fresh] = listen_seen_.emplace(a.listen.text, path);
+      if (!fresh) {
+        error(*node, child(path, "listen"), "same address as " + it->second);
+      }
+    }
+    const toml::node* node = find(t, "users", path, /*required=*/true);
+    const std::string key = child(path, "users");
+    const toml::array* arr =
+        node ? typed<toml::array>(*node, key, "an array of user names") : nullptr;
+    if (arr && arr->empty()) {
+      error(*arr, key, "at least one user is required");
+    }
+    for (size_t i = 0; arr && i < arr->size(); ++i) {
+      const auto* v = typed<toml::value<std::string>>(*arr->get(i), indexed(key, i), "a string");
+      if (v == nullptr) {
+        continue;
+      }
+      if (!users_seen_.contains(v->get())) {
+        error(*v, indexed(key, i), "names no [[user]]: " + quoted(v->get()));
+      }
+      a.users.push_back(v->get());
+    }
+    cfg.admin = std::move(a);
   }
 
   void check_default_pools() {

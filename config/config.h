@@ -81,12 +81,19 @@ struct PoolConfig {
   uint32_t max_prepared_statements = 1000;
 };
 
+// [admin]: the PostgreSQL-protocol admin console (database "sqlmux").
+struct AdminConfig {
+  Address listen;
+  std::vector<std::string> users;  // names of [[user]] entries allowed in
+};
+
 struct Config {
   std::string source;  // file path the config came from
   ServerConfig server;
   std::vector<ListenerConfig> listeners;
   std::vector<UserConfig> users;
   std::vector<PoolConfig> pools;
+  std::optional<AdminConfig> admin;  // absent: no console
 
   [[nodiscard]] const UserConfig* find_user(std::string_view name) const;
   [[nodiscard]] const PoolConfig* find_pool(std::string_view name, Protocol proto) const;
