@@ -21,26 +21,41 @@ constexpr uint64_t kHandoverAfterMs = 5;
 Pool::Pool(Server& server, config::PoolConfig cfg, std::string backend_user,
            std::string backend_password, int workers)
     : server_(server),
-      cfg_(std::move(cfg)),
       backend_user_(std::move(backend_user)),
       backend_password_(std::move(backend_password)),
       waiters_(static_cast<size_t>(workers)),
       idle_(static_cast<size_t>(workers)),
       owned_(static_cast<size_t>(workers), 0) {
-  label_ = cfg_.name + "/" + backend_user_;
+  cfg_versions_.push_back(std::make_unique<const config::PoolConfig>(std::move(cfg)));
+  cfg_.store(cfg_versions_.back().get(), std::memory_order_release);
+  label_ = this->cfg().name + "/" + backend_user_;
+}
+
+bool Pool::obsolete_locked(const Backend* b, size_t closing) const {
+  return b->generation() < generation_ ||
+         (retired_ && clients_.load(std::memory_order_relaxed) == 0) ||
+         total_ - closing > cfg().size;
 }
 
 void Pool::acquire(Worker& w, Client& c) {
   Backend* b = nullptr;
   bool connect = false;
   int donor = -1;
+  std::vector<Backend*> obsolete;
   {
     std::lock_guard<std::mutex> lk(mu_);
     auto& idle = idle_[static_cast<size_t>(w.id())];
-    if (!idle.empty()) {
+    while (!idle.empty() && obsolete_locked(idle.back(), obsolete.size())) {
+      obsolete.push_back(idle.back());
+      idle.pop_back();
+    }
+    if (paused_) {
+      waiters_[static_cast<size_t>(w.id())].push_back({w.id(), c.id(), w.now_ms()});
+      ++waiting_;
+    } else if (!idle.empty()) {
       b = idle.back();
       idle.pop_back();
-    } else if (total_ < cfg_.size) {
+    } else if (total_ - obsolete.size() < cfg().size) {
       ++total_;
       connect = true;
     } else {
@@ -61,6 +76,7 @@ void Pool::acquire(Worker& w, Client& c) {
       }
     }
   }
+  for (Backend* o : obsolete) o->terminate(Reason::BackendObsolete);
   if (b != nullptr) {
     c.on_backend_linked(b);
   } else if (connect) {
@@ -104,7 +120,7 @@ Pool::Waiter Pool::pop_waiter(int worker) {
 
 void Pool::release(Worker& w, Backend* b) {
   const uint64_t now = w.now_ms();
-  const auto lifetime = static_cast<uint64_t>(cfg_.server_lifetime.count());
+  const auto lifetime = static_cast<uint64_t>(cfg().server_lifetime.count());
   if (lifetime > 0 && now - b->created_ms() >= lifetime) {
     b->terminate(Reason::ServerLifetime);
     return;
@@ -115,10 +131,12 @@ void Pool::release(Worker& w, Backend* b) {
   }
   Client* local = nullptr;
   Waiter remote{-1, 0, 0};
+  bool obsolete = false;
   {
     std::lock_guard<std::mutex> lk(mu_);
+    obsolete = obsolete_locked(b, 0);
     const auto& mine = waiters_[static_cast<size_t>(w.id())];
-    while (waiting_ > 0) {
+    while (waiting_ > 0 && !paused_ && !obsolete) {
       const int other = oldest_waiting_worker(w.id());
       if (other >= 0) {
         const uint64_t since = waiters_[static_cast<size_t>(other)].front().since_ms;
@@ -141,9 +159,13 @@ void Pool::release(Worker& w, Backend* b) {
         break;
       }
     }
-    if (local == nullptr && remote.worker < 0) idle_[static_cast<size_t>(w.id())].push_back(b);
+    if (local == nullptr && remote.worker < 0 && !obsolete) {
+      idle_[static_cast<size_t>(w.id())].push_back(b);
+    }
   }
-  if (local != nullptr) {
+  if (obsolete) {
+    b->terminate(Reason::BackendObsolete);
+  } else if (local != nullptr) {
     local->on_backend_linked(b);
   } else if (remote.worker >= 0) {
     b->move_to(server_.worker(remote.worker), remote.client_id);
@@ -170,7 +192,7 @@ void Pool::capacity_freed(Worker& w) {
   Waiter target{-1, 0, 0};
   {
     std::lock_guard<std::mutex> lk(mu_);
-    if (waiting_ > 0 && total_ < cfg_.size) {
+    if (waiting_ > 0 && total_ < cfg().size && !paused_) {
       target = pop_waiter(oldest_waiting_worker(-1));
       ++total_;
     }
@@ -194,7 +216,13 @@ void Pool::start_connect(Worker& w, uint64_t client_id) {
     std::lock_guard<std::mutex> lk(mu_);
     ++owned_[static_cast<size_t>(w.id())];  // backend_gone() undoes it if the connect fails
   }
-  Backend* b = Backend::connect(w, *this, client_id, err);
+  const std::string& address = cfg().backends.front().address.text;
+  Backend* b = nullptr;
+  if (server_.backend_disabled(address)) {
+    err = "server " + address + " is disabled (admin console DISABLE; ENABLE lifts it)";
+  } else {
+    b = Backend::connect(w, *this, client_id, err);
+  }
   if (b != nullptr) return;
   if (!err.empty()) {
     // libpq could not even start: the slot was not taken by a Backend.
@@ -229,19 +257,22 @@ void Pool::donate(Worker& w) {
 void Pool::housekeep(Worker& w, uint64_t now) {
   std::vector<std::pair<Backend*, Reason>> to_close;
   int to_open = 0;
+  const config::PoolConfig& pc = cfg();
   {
     std::lock_guard<std::mutex> lk(mu_);
     size_t total_idle = 0;
     for (const auto& v : idle_) total_idle += v.size();
     auto& idle = idle_[static_cast<size_t>(w.id())];
-    const auto idle_timeout = static_cast<uint64_t>(cfg_.server_idle_timeout.count());
-    const auto lifetime = static_cast<uint64_t>(cfg_.server_lifetime.count());
+    const auto idle_timeout = static_cast<uint64_t>(pc.server_idle_timeout.count());
+    const auto lifetime = static_cast<uint64_t>(pc.server_lifetime.count());
     for (auto it = idle.begin(); it != idle.end();) {
       Backend* b = *it;
-      if (lifetime > 0 && now - b->created_ms() >= lifetime) {
+      if (obsolete_locked(b, to_close.size())) {
+        to_close.emplace_back(b, Reason::BackendObsolete);
+      } else if (lifetime > 0 && now - b->created_ms() >= lifetime) {
         to_close.emplace_back(b, Reason::ServerLifetime);
       } else if (idle_timeout > 0 && now - b->state_since_ms() >= idle_timeout &&
-                 total_idle > cfg_.min_idle) {
+                 total_idle > pc.min_idle) {
         to_close.emplace_back(b, Reason::ServerIdleTimeout);
       } else {
         ++it;
@@ -251,9 +282,10 @@ void Pool::housekeep(Worker& w, uint64_t now) {
       it = idle.erase(it);
     }
     // min_idle upkeep happens on worker 0 only, one batch at a time.
-    if (w.id() == 0 && total_idle < cfg_.min_idle &&
+    if (w.id() == 0 && total_idle < pc.min_idle && !retired_ && !paused_ &&
+        !server_.backend_disabled(pc.backends.front().address.text) &&
         w.backend_count(BackendState::Connecting) == 0 && waiting_ == 0) {
-      while (total_idle + static_cast<size_t>(to_open) < cfg_.min_idle && total_ < cfg_.size) {
+      while (total_idle + static_cast<size_t>(to_open) < pc.min_idle && total_ < pc.size) {
         ++total_;
         ++to_open;
       }
@@ -269,7 +301,7 @@ void Pool::housekeep(Worker& w, uint64_t now) {
       std::lock_guard<std::mutex> lk(mu_);
       auto& idle = idle_[static_cast<size_t>(w.id())];
       const int other = oldest_waiting_worker(w.id());
-      if (idle.empty() || other < 0 ||
+      if (idle.empty() || other < 0 || paused_ ||
           waiters_[static_cast<size_t>(other)].front().since_ms + kHandoverAfterMs > now) {
         break;
       }
@@ -301,6 +333,77 @@ void Pool::set_welcome(const pool::SessionParams& params) {
   if (has_welcome_) return;
   welcome_ = params;
   has_welcome_ = true;
+}
+
+void Pool::set_config(const config::PoolConfig& cfg) {
+  std::lock_guard<std::mutex> lk(mu_);
+  cfg_versions_.push_back(std::make_unique<const config::PoolConfig>(cfg));
+  cfg_.store(cfg_versions_.back().get(), std::memory_order_release);
+}
+
+void Pool::set_paused(bool on) {
+  std::lock_guard<std::mutex> lk(mu_);
+  paused_ = on;
+}
+
+bool Pool::paused() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return paused_;
+}
+
+void Pool::set_retired(bool on) {
+  std::lock_guard<std::mutex> lk(mu_);
+  retired_ = on;
+}
+
+bool Pool::retired() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return retired_;
+}
+
+void Pool::bump_generation() {
+  std::lock_guard<std::mutex> lk(mu_);
+  ++generation_;
+}
+
+uint64_t Pool::generation() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return generation_;
+}
+
+void Pool::kick(Worker& w) {
+  std::vector<Backend*> obsolete;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto& idle = idle_[static_cast<size_t>(w.id())];
+    for (auto it = idle.begin(); it != idle.end();) {
+      if (obsolete_locked(*it, obsolete.size())) {
+        obsolete.push_back(*it);
+        it = idle.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (Backend* b : obsolete) b->terminate(Reason::BackendObsolete);
+  for (;;) {  // this worker's idle backends to the waiters
+    Backend* b = nullptr;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      auto& idle = idle_[static_cast<size_t>(w.id())];
+      if (paused_ || waiting_ == 0 || idle.empty()) break;
+      b = idle.back();
+      idle.pop_back();
+    }
+    release(w, b);
+  }
+  while (!w.shutting_down()) {  // free capacity to the waiters
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (paused_ || waiting_ == 0 || total_ >= cfg().size) break;
+    }
+    capacity_freed(w);
+  }
 }
 
 Pool::Counts Pool::counts() {
