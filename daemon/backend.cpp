@@ -196,8 +196,8 @@ void Backend::connect_failed(const std::string& error) {
       pg::ErrorFields e;
       e.severity = "FATAL";
       e.sqlstate = std::string(pg::sqlstate::kUnableToConnect);
-      e.message = "sqlmux could not connect to the server for database \"" + pool_.cfg().name +
-                  "\": " + msg;
+      e.message = "sqlmux could not connect to the server " + address_ + " for database \"" +
+                  pool_.cfg().name + "\": " + msg;
       c->fail(Reason::BackendConnectFailed, e);
     }
   }

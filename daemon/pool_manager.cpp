@@ -386,7 +386,14 @@ void Pool::kick(Worker& w) {
     }
   }
   for (Backend* b : obsolete) b->terminate(Reason::BackendObsolete);
-  for (;;) {  // this worker's idle backends to the waiters
+  // This worker's idle backends to the waiters: each gets one chance
+  // (release() may keep it idle, e.g. for another worker's fresh waiter).
+  size_t chances = 0;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    chances = idle_[static_cast<size_t>(w.id())].size();
+  }
+  for (; chances > 0; --chances) {
     Backend* b = nullptr;
     {
       std::lock_guard<std::mutex> lk(mu_);
