@@ -164,7 +164,7 @@ class Loader {
   LoadResult run(const toml::table& root) {
     Config cfg;
     cfg.source = file_;
-    check_keys(root, "", {"server", "listener", "user", "pool", "metrics"});
+    check_keys(root, "", {"server", "listener", "user", "pool", "metrics", "admin"});
     if (const toml::table* server = table_at(root, "server", "")) {
       read_server(*server, cfg.server);
     }
@@ -184,6 +184,9 @@ class Loader {
     check_default_pools();
     if (const toml::table* metrics = table_at(root, "metrics", "")) {
       read_metrics(*metrics, cfg);
+    }
+    if (const toml::table* admin = table_at(root, "admin", "")) {
+      read_admin(*admin, cfg);
     }
 
     std::stable_sort(errors_.begin(), errors_.end(),
@@ -530,6 +533,36 @@ class Loader {
       read_int(bt, "weight", bpath, 1, std::numeric_limits<int>::max(), b.weight);
       p.backends.push_back(std::move(b));
     });
+  }
+
+  void read_admin(const toml::table& t, Config& cfg) {
+    const std::string path = "admin";
+    check_keys(t, path, {"listen", "users"});
+    AdminConfig a;
+    if (const toml::node* node = read_address(t, "listen", path, a.listen)) {
+      auto [it, fresh] = listen_seen_.emplace(a.listen.text, path);
+      if (!fresh) {
+        error(*node, child(path, "listen"), "same address as " + it->second);
+      }
+    }
+    const toml::node* node = find(t, "users", path, /*required=*/true);
+    const std::string key = child(path, "users");
+    const toml::array* arr =
+        node ? typed<toml::array>(*node, key, "an array of user names") : nullptr;
+    if (arr && arr->empty()) {
+      error(*arr, key, "at least one user is required");
+    }
+    for (size_t i = 0; arr && i < arr->size(); ++i) {
+      const auto* v = typed<toml::value<std::string>>(*arr->get(i), indexed(key, i), "a string");
+      if (v == nullptr) {
+        continue;
+      }
+      if (!users_seen_.contains(v->get())) {
+        error(*v, indexed(key, i), "names no [[user]]: " + quoted(v->get()));
+      }
+      a.users.push_back(v->get());
+    }
+    cfg.admin = std::move(a);
   }
 
   void check_default_pools() {

@@ -86,6 +86,12 @@ struct MetricsConfig {
   Address listen;  // an IP address and port (serves /metrics)
 };
 
+// [admin]: the PostgreSQL-protocol admin console (database "sqlmux").
+struct AdminConfig {
+  Address listen;
+  std::vector<std::string> users;  // names of [[user]] entries allowed in
+};
+
 struct Config {
   std::string source;  // file path the config came from
   ServerConfig server;
@@ -93,6 +99,7 @@ struct Config {
   std::vector<ListenerConfig> listeners;
   std::vector<UserConfig> users;
   std::vector<PoolConfig> pools;
+  std::optional<AdminConfig> admin;  // absent: no console
 
   [[nodiscard]] const UserConfig* find_user(std::string_view name) const;
   [[nodiscard]] const PoolConfig* find_pool(std::string_view name, Protocol proto) const;

@@ -61,7 +61,8 @@ std::string_view to_string(BackendState s) {
 }
 
 Backend* Backend::connect(Worker& w, Pool& pool, uint64_t for_client, std::string& error) {
-  const auto& be = pool.cfg().backends.front();
+  const config::PoolConfig& cfg = pool.cfg();  // one version throughout (reload swaps it)
+  const auto& be = cfg.backends.front();
   std::string host =
       be.address.kind == config::Address::Kind::Unix ? be.address.unix_path : be.address.host;
   std::string port = std::to_string(be.address.port == 0 ? 5432 : be.address.port);
@@ -69,7 +70,7 @@ Backend* Backend::connect(Worker& w, Pool& pool, uint64_t for_client, std::strin
                         "password", "sslmode", "gssencmode", nullptr};
   const char* vals[] = {host.c_str(),
                         port.c_str(),
-                        pool.cfg().database.c_str(),
+                        cfg.database.c_str(),
                         pool.backend_user().c_str(),
                         pool.backend_password().empty() ? nullptr : pool.backend_password().c_str(),
                         "disable",
@@ -91,6 +92,7 @@ Backend* Backend::connect(Worker& w, Pool& pool, uint64_t for_client, std::strin
     return nullptr;
   }
   auto* b = new Backend(w, pool, pg, PQsocket(pg), for_client);
+  b->address_ = be.address.text;
   w.set_backend_state(b, BackendState::Connecting);
   if (!b->attach()) {
     b->connect_failed("cannot poll the backend socket");
@@ -108,6 +110,7 @@ Backend::Backend(Worker& w, Pool& pool, PGconn* pg, int fd, uint64_t for_client)
       pg_(pg),
       for_client_(for_client),
       statements_(pool.cfg().max_prepared_statements) {
+  generation_ = pool.generation();
   created_ms_ = state_since_ = w.now_ms();
   set_stats(w);
 }
@@ -205,8 +208,8 @@ void Backend::connect_failed(const std::string& error) {
       pg::ErrorFields e;
       e.severity = "FATAL";
       e.sqlstate = std::string(pg::sqlstate::kUnableToConnect);
-      e.message = "sqlmux could not connect to the server for database \"" + pool_.cfg().name +
-                  "\": " + msg;
+      e.message = "sqlmux could not connect to the server " + address_ + " for database \"" +
+                  pool_.cfg().name + "\": " + msg;
       c->fail(Reason::BackendConnectFailed, e);
     }
   }

@@ -41,6 +41,10 @@ class Backend final : public Conn {
   [[nodiscard]] uint64_t created_ms() const { return created_ms_; }
   [[nodiscard]] uint64_t state_since_ms() const { return state_since_; }
   [[nodiscard]] int pid() const { return pid_; }
+  // The pool's generation when this backend was opened (RECONNECT bumps it).
+  [[nodiscard]] uint64_t generation() const { return generation_; }
+  // The server address it was opened to ("host:port" as configured).
+  [[nodiscard]] const std::string& address() const { return address_; }
   [[nodiscard]] bool reusable() const;
 
   // Links to a client and applies its session parameters; calls
@@ -128,6 +132,8 @@ class Backend final : public Conn {
   uint64_t state_since_ = 0;
   uint64_t created_ms_ = 0;
   uint64_t for_client_ = 0;
+  uint64_t generation_ = 0;
+  std::string address_;
   int pid_ = 0;
   Client* client_ = nullptr;
   pool::SessionParams params_;

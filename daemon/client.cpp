@@ -2,7 +2,9 @@
 
 #include <cinttypes>
 #include <cstring>
+#include <ctime>
 
+#include "daemon/admin.h"
 #include "daemon/backend.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
@@ -48,7 +50,10 @@ std::string_view to_string(ClientState s) {
 Client::Client(Worker& w, int fd, uint64_t id, bool over_limit)
     : Conn(w, fd, true), id_(id), over_limit_(over_limit), counted_(true) {
   state_since_ = w.now_ms();
+  connect_time_ = static_cast<int64_t>(std::time(nullptr));
 }
+
+Client::~Client() = default;
 
 void Client::set_state(ClientState s) {
   if (s == state_) return;
@@ -89,6 +94,10 @@ void Client::process_input() {
         continue;
       }
       case ClientState::Idle: {
+        if (admin_) {
+          admin_->process();
+          return;
+        }
         if (in_.empty()) {
           in_.shrink_if_empty();
           return;
@@ -390,6 +399,10 @@ void Client::auth_succeeded() {
     auth_failed("no such user");
     return;
   }
+  if (admin_port_) {
+    admin_ = admin::Session::start(*this);
+    return;
+  }
   pool_ = worker_->server().find_pool(database_, *user_);
   if (pool_ == nullptr) {
     LOG_INFO("client %" PRIu64 ": user \"%s\" asked for unknown database \"%s\"", id_,
@@ -398,6 +411,7 @@ void Client::auth_succeeded() {
                Reason::UnknownDatabase);
     return;
   }
+  pool_->client_joined();
   if ((stats_ = pool_->stats(worker_->id())) != nullptr) {
     count_bytes(&stats_->client_received_bytes, &stats_->client_sent_bytes);
   }
@@ -618,6 +632,7 @@ void Client::on_io_error(int err) {
 }
 
 void Client::on_closed() {
+  if (pool_ != nullptr) pool_->client_left();
   worker_->client_destroyed(this);
   if (counted_) worker_->server().remove_client();
   delete this;

@@ -23,6 +23,9 @@ struct UserAuth;
 namespace metrics {
 struct PoolStats;
 }
+namespace admin {
+class Session;
+}
 
 enum class ClientState { Login, Idle, Waiting, Active, Closing, Count };
 [[nodiscard]] std::string_view to_string(ClientState s);
@@ -30,6 +33,7 @@ enum class ClientState { Login, Idle, Waiting, Active, Closing, Count };
 class Client final : public Conn {
  public:
   Client(Worker& w, int fd, uint64_t id, bool over_limit);
+  ~Client() override;
 
   [[nodiscard]] uint64_t id() const { return id_; }
   [[nodiscard]] ClientState state() const { return state_; }
@@ -41,6 +45,14 @@ class Client final : public Conn {
   // Forgets a statement whose Parse failed or was skipped.
   void forget_statement(const std::string& name) { statements_.remove(name); }
   [[nodiscard]] uint64_t state_since_ms() const { return state_since_; }
+  [[nodiscard]] const std::string& database() const { return database_; }
+  [[nodiscard]] int64_t connect_time() const { return connect_time_; }  // unix seconds
+
+  // Accepted on the admin console's listener: after authentication it is
+  // served by an admin::Session instead of a pool.
+  void mark_admin_port() { admin_port_ = true; }
+  [[nodiscard]] bool admin_port() const { return admin_port_; }
+  [[nodiscard]] admin::Session* admin_session() const { return admin_.get(); }
 
   // The pool linked a backend to this client (it was Waiting).
   void on_backend_linked(Backend* b);
@@ -81,6 +93,7 @@ class Client final : public Conn {
 
  private:
   friend class Worker;
+  friend class admin::Session;
   enum class Login { Startup, Password, Md5, SaslInitial, SaslFinal };
 
   void process_input();
@@ -160,6 +173,9 @@ class Client final : public Conn {
   bool in_cycle_ = false;      // extended-protocol messages before their Sync
   bool in_tx_ = false;
   bool acquiring_ = false;  // inside Pool::acquire()
+  int64_t connect_time_ = 0;
+  bool admin_port_ = false;
+  std::unique_ptr<admin::Session> admin_;
 };
 
 }  // namespace sqlmux

@@ -21,36 +21,52 @@ constexpr uint64_t kHandoverAfterMs = 5;
 Pool::Pool(Server& server, config::PoolConfig cfg, std::string backend_user,
            std::string backend_password, int workers)
     : server_(server),
-      cfg_(std::move(cfg)),
       backend_user_(std::move(backend_user)),
       backend_password_(std::move(backend_password)),
       waiters_(static_cast<size_t>(workers)),
       idle_(static_cast<size_t>(workers)),
       owned_(static_cast<size_t>(workers), 0) {
-  label_ = cfg_.name + "/" + backend_user_;
+  cfg_versions_.push_back(std::make_unique<const config::PoolConfig>(std::move(cfg)));
+  cfg_.store(cfg_versions_.back().get(), std::memory_order_release);
+  label_ = this->cfg().name + "/" + backend_user_;
   if (Metrics* m = server_.metrics()) {
     std::vector<const metrics::PoolStats*> parts;
     for (int i = 0; i < workers; ++i) {
       stats_.push_back(std::make_unique<metrics::PoolStats>());
       parts.push_back(stats_.back().get());
     }
-    m->add_pool({cfg_.name, backend_user_, std::string(config::to_string(cfg_.protocol)),
-                 cfg_.backends.front().address.text},
-                std::move(parts));
+    m->add_pool(
+        {this->cfg().name, backend_user_, std::string(config::to_string(this->cfg().protocol)),
+         this->cfg().backends.front().address.text},
+        std::move(parts));
   }
+}
+
+bool Pool::obsolete_locked(const Backend* b, size_t closing) const {
+  return b->generation() < generation_ ||
+         (retired_ && clients_.load(std::memory_order_relaxed) == 0) ||
+         total_ - closing > cfg().size;
 }
 
 void Pool::acquire(Worker& w, Client& c) {
   Backend* b = nullptr;
   bool connect = false;
   int donor = -1;
+  std::vector<Backend*> obsolete;
   {
     std::lock_guard<std::mutex> lk(mu_);
     auto& idle = idle_[static_cast<size_t>(w.id())];
-    if (!idle.empty()) {
+    while (!idle.empty() && obsolete_locked(idle.back(), obsolete.size())) {
+      obsolete.push_back(idle.back());
+      idle.pop_back();
+    }
+    if (paused_) {
+      waiters_[static_cast<size_t>(w.id())].push_back({w.id(), c.id(), w.now_ms()});
+      ++waiting_;
+    } else if (!idle.empty()) {
       b = idle.back();
       idle.pop_back();
-    } else if (total_ < cfg_.size) {
+    } else if (total_ - obsolete.size() < cfg().size) {
       ++total_;
       connect = true;
     } else {
@@ -71,6 +87,7 @@ void Pool::acquire(Worker& w, Client& c) {
       }
     }
   }
+  for (Backend* o : obsolete) o->terminate(Reason::BackendObsolete);
   if (b != nullptr) {
     c.on_backend_linked(b);
   } else if (connect) {
@@ -114,7 +131,7 @@ Pool::Waiter Pool::pop_waiter(int worker) {
 
 void Pool::release(Worker& w, Backend* b) {
   const uint64_t now = w.now_ms();
-  const auto lifetime = static_cast<uint64_t>(cfg_.server_lifetime.count());
+  const auto lifetime = static_cast<uint64_t>(cfg().server_lifetime.count());
   if (lifetime > 0 && now - b->created_ms() >= lifetime) {
     b->terminate(Reason::ServerLifetime);
     return;
@@ -125,10 +142,12 @@ void Pool::release(Worker& w, Backend* b) {
   }
   Client* local = nullptr;
   Waiter remote{-1, 0, 0};
+  bool obsolete = false;
   {
     std::lock_guard<std::mutex> lk(mu_);
+    obsolete = obsolete_locked(b, 0);
     const auto& mine = waiters_[static_cast<size_t>(w.id())];
-    while (waiting_ > 0) {
+    while (waiting_ > 0 && !paused_ && !obsolete) {
       const int other = oldest_waiting_worker(w.id());
       if (other >= 0) {
         const uint64_t since = waiters_[static_cast<size_t>(other)].front().since_ms;
@@ -151,9 +170,13 @@ void Pool::release(Worker& w, Backend* b) {
         break;
       }
     }
-    if (local == nullptr && remote.worker < 0) idle_[static_cast<size_t>(w.id())].push_back(b);
+    if (local == nullptr && remote.worker < 0 && !obsolete) {
+      idle_[static_cast<size_t>(w.id())].push_back(b);
+    }
   }
-  if (local != nullptr) {
+  if (obsolete) {
+    b->terminate(Reason::BackendObsolete);
+  } else if (local != nullptr) {
     local->on_backend_linked(b);
   } else if (remote.worker >= 0) {
     b->move_to(server_.worker(remote.worker), remote.client_id);
@@ -180,7 +203,7 @@ void Pool::capacity_freed(Worker& w) {
   Waiter target{-1, 0, 0};
   {
     std::lock_guard<std::mutex> lk(mu_);
-    if (waiting_ > 0 && total_ < cfg_.size) {
+    if (waiting_ > 0 && total_ < cfg().size && !paused_) {
       target = pop_waiter(oldest_waiting_worker(-1));
       ++total_;
     }
@@ -205,8 +228,14 @@ void Pool::start_connect(Worker& w, uint64_t client_id) {
     ++owned_[static_cast<size_t>(w.id())];  // backend_gone() undoes it if the connect fails
   }
   metrics::PoolStats* ps = stats(w.id());
-  if (ps != nullptr) ps->connect_attempts.add();
-  Backend* b = Backend::connect(w, *this, client_id, err);
+  const std::string& address = cfg().backends.front().address.text;
+  Backend* b = nullptr;
+  if (server_.backend_disabled(address)) {
+    err = "server " + address + " is disabled (admin console DISABLE; ENABLE lifts it)";
+  } else {
+    if (ps != nullptr) ps->connect_attempts.add();
+    b = Backend::connect(w, *this, client_id, err);
+  }
   if (b != nullptr) return;
   if (!err.empty()) {
     if (ps != nullptr) {
@@ -246,19 +275,22 @@ void Pool::donate(Worker& w) {
 void Pool::housekeep(Worker& w, uint64_t now) {
   std::vector<std::pair<Backend*, Reason>> to_close;
   int to_open = 0;
+  const config::PoolConfig& pc = cfg();
   {
     std::lock_guard<std::mutex> lk(mu_);
     size_t total_idle = 0;
     for (const auto& v : idle_) total_idle += v.size();
     auto& idle = idle_[static_cast<size_t>(w.id())];
-    const auto idle_timeout = static_cast<uint64_t>(cfg_.server_idle_timeout.count());
-    const auto lifetime = static_cast<uint64_t>(cfg_.server_lifetime.count());
+    const auto idle_timeout = static_cast<uint64_t>(pc.server_idle_timeout.count());
+    const auto lifetime = static_cast<uint64_t>(pc.server_lifetime.count());
     for (auto it = idle.begin(); it != idle.end();) {
       Backend* b = *it;
-      if (lifetime > 0 && now - b->created_ms() >= lifetime) {
+      if (obsolete_locked(b, to_close.size())) {
+        to_close.emplace_back(b, Reason::BackendObsolete);
+      } else if (lifetime > 0 && now - b->created_ms() >= lifetime) {
         to_close.emplace_back(b, Reason::ServerLifetime);
       } else if (idle_timeout > 0 && now - b->state_since_ms() >= idle_timeout &&
-                 total_idle > cfg_.min_idle) {
+                 total_idle > pc.min_idle) {
         to_close.emplace_back(b, Reason::ServerIdleTimeout);
       } else {
         ++it;
@@ -268,9 +300,10 @@ void Pool::housekeep(Worker& w, uint64_t now) {
       it = idle.erase(it);
     }
     // min_idle upkeep happens on worker 0 only, one batch at a time.
-    if (w.id() == 0 && total_idle < cfg_.min_idle &&
+    if (w.id() == 0 && total_idle < pc.min_idle && !retired_ && !paused_ &&
+        !server_.backend_disabled(pc.backends.front().address.text) &&
         w.backend_count(BackendState::Connecting) == 0 && waiting_ == 0) {
-      while (total_idle + static_cast<size_t>(to_open) < cfg_.min_idle && total_ < cfg_.size) {
+      while (total_idle + static_cast<size_t>(to_open) < pc.min_idle && total_ < pc.size) {
         ++total_;
         ++to_open;
       }
@@ -286,7 +319,7 @@ void Pool::housekeep(Worker& w, uint64_t now) {
       std::lock_guard<std::mutex> lk(mu_);
       auto& idle = idle_[static_cast<size_t>(w.id())];
       const int other = oldest_waiting_worker(w.id());
-      if (idle.empty() || other < 0 ||
+      if (idle.empty() || other < 0 || paused_ ||
           waiters_[static_cast<size_t>(other)].front().since_ms + kHandoverAfterMs > now) {
         break;
       }
@@ -318,6 +351,84 @@ void Pool::set_welcome(const pool::SessionParams& params) {
   if (has_welcome_) return;
   welcome_ = params;
   has_welcome_ = true;
+}
+
+void Pool::set_config(const config::PoolConfig& cfg) {
+  std::lock_guard<std::mutex> lk(mu_);
+  cfg_versions_.push_back(std::make_unique<const config::PoolConfig>(cfg));
+  cfg_.store(cfg_versions_.back().get(), std::memory_order_release);
+}
+
+void Pool::set_paused(bool on) {
+  std::lock_guard<std::mutex> lk(mu_);
+  paused_ = on;
+}
+
+bool Pool::paused() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return paused_;
+}
+
+void Pool::set_retired(bool on) {
+  std::lock_guard<std::mutex> lk(mu_);
+  retired_ = on;
+}
+
+bool Pool::retired() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return retired_;
+}
+
+void Pool::bump_generation() {
+  std::lock_guard<std::mutex> lk(mu_);
+  ++generation_;
+}
+
+uint64_t Pool::generation() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return generation_;
+}
+
+void Pool::kick(Worker& w) {
+  std::vector<Backend*> obsolete;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto& idle = idle_[static_cast<size_t>(w.id())];
+    for (auto it = idle.begin(); it != idle.end();) {
+      if (obsolete_locked(*it, obsolete.size())) {
+        obsolete.push_back(*it);
+        it = idle.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (Backend* b : obsolete) b->terminate(Reason::BackendObsolete);
+  // This worker's idle backends to the waiters: each gets one chance
+  // (release() may keep it idle, e.g. for another worker's fresh waiter).
+  size_t chances = 0;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    chances = idle_[static_cast<size_t>(w.id())].size();
+  }
+  for (; chances > 0; --chances) {
+    Backend* b = nullptr;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      auto& idle = idle_[static_cast<size_t>(w.id())];
+      if (paused_ || waiting_ == 0 || idle.empty()) break;
+      b = idle.back();
+      idle.pop_back();
+    }
+    release(w, b);
+  }
+  while (!w.shutting_down()) {  // free capacity to the waiters
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (paused_ || waiting_ == 0 || total_ >= cfg().size) break;
+    }
+    capacity_freed(w);
+  }
 }
 
 Pool::Counts Pool::counts() {

@@ -6,6 +6,7 @@
 // on worker A for a client waiting on worker B moves to B's loop.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -30,7 +31,12 @@ class Pool {
   Pool(Server& server, config::PoolConfig cfg, std::string backend_user,
        std::string backend_password, int workers);
 
-  [[nodiscard]] const config::PoolConfig& cfg() const { return cfg_; }
+  // The current configuration. A reload swaps in a new immutable version;
+  // earlier versions stay alive with the pool, so a reference taken by a
+  // worker is never invalidated underneath it.
+  [[nodiscard]] const config::PoolConfig& cfg() const {
+    return *cfg_.load(std::memory_order_acquire);
+  }
   [[nodiscard]] const std::string& label() const { return label_; }
   [[nodiscard]] const std::string& backend_user() const { return backend_user_; }
   [[nodiscard]] const std::string& backend_password() const { return backend_password_; }
@@ -73,6 +79,26 @@ class Pool {
   };
   [[nodiscard]] Counts counts();
 
+  // --- Admin console and reload (any thread unless noted) ---
+  void set_config(const config::PoolConfig& cfg);
+  // Paused: no backend is handed to a new transaction; waiters queue.
+  void set_paused(bool on);
+  [[nodiscard]] bool paused();
+  // Retired by a reload: no new clients; backends close once no client is left.
+  void set_retired(bool on);
+  [[nodiscard]] bool retired();
+  // RECONNECT: backends opened before this call close when next idle.
+  void bump_generation();
+  [[nodiscard]] uint64_t generation();
+  // Clients logged in to this pool (login to close).
+  void client_joined() { clients_.fetch_add(1, std::memory_order_relaxed); }
+  void client_left() { clients_.fetch_sub(1, std::memory_order_relaxed); }
+  [[nodiscard]] int client_count() const { return clients_.load(std::memory_order_relaxed); }
+  // On worker `w`: serves waiters from this worker's idle backends and from
+  // free capacity (after RESUME or a larger size); closes idle backends
+  // that RECONNECT or a retirement made obsolete.
+  void kick(Worker& w);
+
  private:
   struct Waiter {
     int worker;
@@ -86,8 +112,13 @@ class Pool {
   void start_connect(Worker& w, uint64_t client_id);
   void capacity_freed(Worker& w);  // with mu_ NOT held
 
+  // With mu_ held: whether `b` must close instead of being reused, when
+  // `closing` other backends are already on their way out.
+  [[nodiscard]] bool obsolete_locked(const Backend* b, size_t closing) const;
+
   Server& server_;
-  config::PoolConfig cfg_;
+  std::atomic<const config::PoolConfig*> cfg_{nullptr};
+  std::vector<std::unique_ptr<const config::PoolConfig>> cfg_versions_;  // under mu_
   std::string backend_user_;
   std::string backend_password_;
   std::string label_;
@@ -107,6 +138,10 @@ class Pool {
   std::vector<int> owned_;
   pool::StaleStatements stale_;
   bool has_welcome_ = false;
+  bool paused_ = false;
+  bool retired_ = false;
+  uint64_t generation_ = 0;
+  std::atomic<int> clients_{0};
   pool::SessionParams welcome_;
   std::vector<std::unique_ptr<metrics::PoolStats>> stats_;  // per worker
 };

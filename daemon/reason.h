@@ -25,7 +25,10 @@ enum class Reason {
   ServerResetFailed,
   Shutdown,
   PoolRemoved,
-  CancelRequest,  // a cancel connection, closed after use
+  CancelRequest,    // a cancel connection, closed after use
+  BackendObsolete,  // RECONNECT, a smaller pool size or a removed pool
+  AdminKill,        // KILL / KILL_CLIENT from the admin console
+  AdminRejected,    // a console login that is not allowed
   Internal,
 };
 
@@ -69,6 +72,12 @@ enum class Reason {
       return "pool_removed";
     case Reason::CancelRequest:
       return "cancel_request";
+    case Reason::BackendObsolete:
+      return "backend_obsolete";
+    case Reason::AdminKill:
+      return "admin_kill";
+    case Reason::AdminRejected:
+      return "admin_rejected";
     case Reason::Internal:
       return "internal";
   }

@@ -26,6 +26,7 @@ namespace sqlmux {
 namespace {
 constexpr uint64_t kShutdownTickMs = 100;
 constexpr uint64_t kStatusTickMs = 2000;
+}  // namespace
 
 UserAuth derive_user(const config::UserConfig& u) {
   UserAuth a;
@@ -54,11 +55,15 @@ UserAuth derive_user(const config::UserConfig& u) {
   }
   return a;
 }
-}  // namespace
 
-Server::Server(config::Config cfg) : cfg_(std::move(cfg)) {
-  if (cfg_.metrics) metrics_ = std::make_shared<Metrics>();
-  for (const auto& u : cfg_.users) users_.emplace(u.name, derive_user(u));
+Server::Server(config::Config cfg) {
+  cfg_versions_.push_back(std::make_unique<const config::Config>(std::move(cfg)));
+  cfg_.store(cfg_versions_.back().get());
+  auto users = std::make_unique<UserMap>();
+  for (const auto& u : config().users) users->emplace(u.name, derive_user(u));
+  user_versions_.push_back(std::move(users));
+  users_.store(user_versions_.back().get());
+  if (config().metrics) metrics_ = std::make_shared<Metrics>();
   uint8_t rnd[24];
   if (!pg::auth::random_bytes(rnd, sizeof rnd)) std::abort();  // no entropy: cannot run safely
   mock_ = pg::auth::make_scram_verifier(
@@ -69,21 +74,25 @@ Server::Server(config::Config cfg) : cfg_(std::move(cfg)) {
 Server::~Server() = default;
 
 const UserAuth* Server::find_user(std::string_view name) const {
-  auto it = users_.find(name);
-  return it == users_.end() ? nullptr : &it->second;
+  const UserMap& users = *users_.load(std::memory_order_acquire);
+  auto it = users.find(name);
+  return it == users.end() ? nullptr : &it->second;
 }
 
 Pool* Server::find_pool(std::string_view database, const UserAuth& user) {
-  const config::PoolConfig* pc = cfg_.find_pool(database, config::Protocol::Postgres);
+  // Under pools_mu_: a reload swaps the configuration and retires pools
+  // while holding it, so a removed pool is never handed out.
+  std::lock_guard<std::mutex> lk(pools_mu_);
+  const config::PoolConfig* pc = config().find_pool(database, config::Protocol::Postgres);
   if (pc == nullptr) return nullptr;
   std::string owner = pc->user ? std::string() : user.cfg.name;
-  std::lock_guard<std::mutex> lk(pools_mu_);
   auto key = std::make_pair(pc->name, owner);
   auto it = pools_.find(key);
   if (it != pools_.end()) return it->second.get();
   std::string be_user = pc->user ? *pc->user : user.cfg.name;
   std::string be_pass = pc->password ? *pc->password : user.plaintext;
   auto pool = std::make_unique<Pool>(*this, *pc, be_user, be_pass, worker_count());
+  if (all_paused_ || paused_pools_.contains(pc->name)) pool->set_paused(true);
   Pool* raw = pool.get();
   pools_.emplace(key, std::move(pool));
   return raw;
@@ -100,7 +109,7 @@ void Server::for_each_pool(const std::function<void(Pool&)>& f) {
 
 bool Server::try_add_client() {
   uint32_t n = clients_.fetch_add(1) + 1;
-  return n <= cfg_.server.max_client_conn;
+  return n <= config().server.max_client_conn;
 }
 
 void Server::remove_client() {
@@ -130,7 +139,7 @@ bool Server::open_listeners(std::vector<int>& fds) {
   // Socket activation: sockets systemd passed serve the listeners they are
   // bound to; the others are opened here. Unused passed sockets are closed.
   sd::PassedSockets passed = sd::PassedSockets::from_environment();
-  for (const auto& l : cfg_.listeners) {
+  for (const auto& l : config().listeners) {
     if (l.protocol != config::Protocol::Postgres) {
       LOG_WARN("listener %s: protocol %s is not served yet; skipped", l.listen.text.c_str(),
                std::string(config::to_string(l.protocol)).c_str());
@@ -205,23 +214,25 @@ bool Server::open_listeners(std::vector<int>& fds) {
 }
 
 int Server::run() {
-  log::set_level(cfg_.server.log_level);
+  const config::Config& cfg = config();
+  log::set_level(cfg.server.log_level);
   std::signal(SIGPIPE, SIG_IGN);
   // /metrics first: prometheus-cpp listens before the collector is
   // registered, so it answers 404 for a moment; that moment ends before
   // clients can connect.
   if (metrics_ && !start_metrics()) return 1;
-  if (!open_listeners(listen_fds_)) return 1;
+  if (!open_listeners(listen_fds_) || !open_admin_listener()) return 1;
 
-  int n = cfg_.server.workers;
+  int n = cfg.server.workers;
   if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   for (int i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(*this, i));
   for (auto& w : workers_) {
     for (int fd : listen_fds_) w->add_listener(fd);
+    if (admin_fd_ >= 0) w->add_listener(admin_fd_, /*admin=*/true);
   }
   // Pools with a fixed server login exist from the start, so that min_idle
   // opens their connections before the first client arrives.
-  for (const auto& pc : cfg_.pools) {
+  for (const auto& pc : cfg.pools) {
     if (pc.protocol != config::Protocol::Postgres || !pc.user) continue;
     auto key = std::make_pair(pc.name, std::string());
     pools_.emplace(key, std::make_unique<Pool>(*this, pc, *pc.user,
@@ -238,13 +249,29 @@ int Server::run() {
   uv_signal_start(&sighup_, &Server::on_signal, SIGHUP);
   uv_timer_init(&loop_, &shutdown_timer_);
   shutdown_timer_.data = this;
+  uv_async_init(&loop_, &shutdown_async_, [](uv_async_t* h) {
+    auto* s = static_cast<Server*>(h->data);
+    if (s->signals_seen_++ == 0) {
+      LOG_INFO("SHUTDOWN from the admin console: shutting down as on SIGTERM");
+      s->begin_shutdown();
+    }
+  });
+  shutdown_async_.data = this;
+
   uv_timer_init(&loop_, &status_timer_);
   status_timer_.data = this;
+  // Around every reload: systemd hears RELOADING=1 then READY=1, and the
+  // metrics count it.
+  reload_hooks_.before = [this] { sd::notify_reloading(status_line("reloading")); };
+  reload_hooks_.after = [this](bool ok) {
+    if (metrics_) metrics_->config_reload(ok);
+    sd::notify_ready(status_line("ready"));  // may run off the main loop: no last_status_
+  };
 
   workers_running_ = n;
   for (auto& w : workers_) w->start();
-  LOG_INFO("sqlmux started: %d worker(s), %zu pool(s), %zu user(s)", n, cfg_.pools.size(),
-           cfg_.users.size());
+  LOG_INFO("sqlmux started: %d worker(s), %zu pool(s), %zu user(s)", n, cfg.pools.size(),
+           cfg.users.size());
   sd::notify_ready(last_status_ = status_line("ready"));
   if (sd::notify_enabled()) {
     uv_timer_start(&status_timer_, &Server::on_status_tick, kStatusTickMs, kStatusTickMs);
@@ -255,13 +282,14 @@ int Server::run() {
   exposer_.reset();
   uv_loop_close(&loop_);
   for (int fd : listen_fds_) ::close(fd);
+  if (admin_fd_ >= 0) ::close(admin_fd_);
   for (const auto& p : unix_paths_) ::unlink(p.c_str());
   LOG_INFO("sqlmux stopped");
   return 0;
 }
 
 bool Server::start_metrics() {
-  const std::string& addr = cfg_.metrics->listen.text;
+  const std::string& addr = config().metrics->listen.text;
   try {
     exposer_ = std::make_unique<prometheus::Exposer>(addr, 1);
   } catch (const std::exception& e) {
@@ -276,13 +304,14 @@ bool Server::start_metrics() {
 void Server::on_signal(uv_signal_t* h, int signum) {
   auto* s = static_cast<Server*>(h->data);
   if (signum == SIGHUP) {
-    LOG_WARN("SIGHUP: configuration reload is not supported yet; restart to apply changes");
+    LOG_INFO("SIGHUP: reloading %s", s->config().source.c_str());
+    (void)s->reload();
     return;
   }
   if (s->signals_seen_++ == 0) {
     LOG_INFO("%s: shutting down; waiting for running transactions (up to %lld ms)",
              signum == SIGTERM ? "SIGTERM" : "SIGINT",
-             static_cast<long long>(s->cfg_.server.shutdown_timeout.count()));
+             static_cast<long long>(s->config().server.shutdown_timeout.count()));
     s->begin_shutdown();
   } else {
     LOG_INFO("second signal: closing all connections now");
@@ -301,7 +330,7 @@ void Server::begin_shutdown() {
 void Server::on_shutdown_tick(uv_timer_t* h) {
   auto* s = static_cast<Server*>(h->data);
   uint64_t elapsed = uv_now(&s->loop_) - s->shutdown_started_;
-  auto limit = static_cast<uint64_t>(s->cfg_.server.shutdown_timeout.count());
+  auto limit = static_cast<uint64_t>(s->config().server.shutdown_timeout.count());
   if (s->clients_.load() == 0) {
     s->stop_workers();
   } else if (elapsed >= limit) {
@@ -320,6 +349,7 @@ void Server::stop_workers() {
   uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sighup_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&shutdown_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&shutdown_async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&status_timer_), nullptr);
   sd::notify_status(status_line("stopping, closing connections"));
 }

@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -36,6 +37,9 @@ struct UserAuth {
   std::string plaintext;                         // when configured in clear
 };
 
+// Derives a user's verifiers and hashes from its configuration.
+[[nodiscard]] UserAuth derive_user(const config::UserConfig& u);
+
 class Server {
  public:
   explicit Server(config::Config cfg);
@@ -44,7 +48,11 @@ class Server {
   // Opens listeners, runs workers until shutdown; returns the exit code.
   int run();
 
-  [[nodiscard]] const config::Config& config() const { return cfg_; }
+  // The current configuration (a reload swaps in a new version; earlier
+  // ones stay alive, so the reference is valid for the daemon's life).
+  [[nodiscard]] const config::Config& config() const {
+    return *cfg_.load(std::memory_order_acquire);
+  }
   [[nodiscard]] int worker_count() const { return static_cast<int>(workers_.size()); }
   [[nodiscard]] Worker& worker(int i) { return *workers_[static_cast<size_t>(i)]; }
 
@@ -72,9 +80,31 @@ class Server {
 
   // The Prometheus collector; nullptr without a [metrics] section.
   [[nodiscard]] Metrics* metrics() const { return metrics_.get(); }
+  // --- Runtime control (server_control.cpp); thread-safe ---
+  // Re-reads the configuration file and applies what can change while
+  // running (SIGHUP and the console's RELOAD). False, with nothing changed,
+  // when the file is invalid; `errors` then holds file:line:col messages.
+  bool reload(std::vector<std::string>* errors = nullptr);
+  // Called around every reload (e.g. sd_notify RELOADING=1 / READY=1, a
+  // metrics counter). Set before run(); `after` gets reload()'s result.
+  struct ReloadHooks {
+    std::function<void()> before;
+    std::function<void(bool ok)> after;
+  };
+  void set_reload_hooks(ReloadHooks hooks) { reload_hooks_ = std::move(hooks); }
+  // As SIGTERM (the console's SHUTDOWN).
+  void request_shutdown();
+  // DISABLE / ENABLE host: no new server connections to `address`.
+  void set_backend_disabled(const std::string& address, bool disabled);
+  [[nodiscard]] bool backend_disabled(std::string_view address);
+  // PAUSE / RESUME: `pool` empty = every pool; applies to pools created later too.
+  void set_paused(const std::string& pool, bool paused);
+  [[nodiscard]] bool is_admin_user(std::string_view name) const;
 
  private:
   static void on_signal(uv_signal_t* h, int signum);
+  [[nodiscard]] bool open_admin_listener();
+  void apply_pools(const config::Config& next);  // with reload_mu_ held
   static void on_shutdown_tick(uv_timer_t* h);
   static void on_status_tick(uv_timer_t* h);
   // "ready: 12 clients, 3 server connections" (systemd STATUS=).
@@ -84,8 +114,20 @@ class Server {
   [[nodiscard]] bool open_listeners(std::vector<int>& fds);
   [[nodiscard]] bool start_metrics();
 
-  config::Config cfg_;
-  std::map<std::string, UserAuth, std::less<>> users_;
+  using UserMap = std::map<std::string, UserAuth, std::less<>>;
+  std::atomic<const config::Config*> cfg_{nullptr};
+  std::atomic<const UserMap*> users_{nullptr};
+  // Every version loaded (reloads are rare; readers may hold references).
+  std::vector<std::unique_ptr<const config::Config>> cfg_versions_;
+  std::vector<std::unique_ptr<const UserMap>> user_versions_;
+  std::mutex reload_mu_;
+  ReloadHooks reload_hooks_;
+  std::mutex control_mu_;
+  std::set<std::string, std::less<>> disabled_backends_;
+  std::set<std::string, std::less<>> paused_pools_;  // under pools_mu_
+  bool all_paused_ = false;                          // under pools_mu_
+  uv_async_t shutdown_async_{};
+  int admin_fd_ = -1;
   pg::auth::ScramVerifier mock_;
   std::vector<std::unique_ptr<Worker>> workers_;
 

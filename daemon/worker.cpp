@@ -5,9 +5,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
+#include "daemon/admin.h"
 #include "daemon/log.h"
 #include "daemon/pool_manager.h"
 #include "daemon/server.h"
@@ -39,7 +41,8 @@ Worker::~Worker() {
   assert(by_id_.empty());
 }
 
-void Worker::add_listener(int fd) {
+void Worker::add_listener(int fd, bool admin) {
+  if (admin) admin_fds_.push_back(fd);
   auto* h = new uv_poll_t;
   uv_poll_init_socket(&loop_, h, fd);
   h->data = this;
@@ -101,6 +104,15 @@ void Worker::drain_inbox() {
         break;
       case InboxMsg::Kind::Stop:
         stop();
+        break;
+      case InboxMsg::Kind::Kick:
+        if (!shutting_down_) m.pool->kick(*this);
+        break;
+      case InboxMsg::Kind::AdminRun:
+        admin::run_job(*this, m.job);
+        break;
+      case InboxMsg::Kind::AdminDone:
+        admin::job_done(*this, m.job);
         break;
     }
   }
@@ -228,6 +240,8 @@ void Worker::accept_from(int lfd) {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // fails harmlessly on unix sockets
     bool over = !server_.try_add_client();  // counted either way; uncounted on close
     auto* c = new Client(*this, fd, server_.next_client_id(), over);
+    if (std::find(admin_fds_.begin(), admin_fds_.end(), lfd) != admin_fds_.end())
+      c->mark_admin_port();
     client_created(c);
     if (!c->attach()) {
       LOG_ERROR("cannot poll client socket");

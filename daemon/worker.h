@@ -20,6 +20,9 @@ namespace sqlmux {
 
 class Server;
 class Pool;
+namespace admin {
+struct Job;
+}
 
 // A message to a worker from another thread (or from itself).
 struct InboxMsg {
@@ -30,11 +33,15 @@ struct InboxMsg {
     Cancel,      // cancel the running query of client_id
     Shutdown,    // stop accepting; close clients as their transactions end
     Stop,        // close everything and leave the loop
+    Kick,        // pool->kick(): serve waiters, close obsolete idle backends
+    AdminRun,    // run an admin console job's part on this worker
+    AdminDone,   // every worker ran it: back to the console client
   };
   Kind kind;
   Pool* pool = nullptr;
   Backend* backend = nullptr;
   uint64_t client_id = 0;
+  std::shared_ptr<admin::Job> job = nullptr;
 };
 
 class Worker {
@@ -44,7 +51,8 @@ class Worker {
   Worker& operator=(const Worker&) = delete;
   ~Worker();
 
-  void add_listener(int fd);
+  // admin: the admin console's listener (its clients log in to "sqlmux").
+  void add_listener(int fd, bool admin = false);
   void start();  // runs the loop on a new thread
   void join();
 
@@ -76,6 +84,15 @@ class Worker {
     return backends_[static_cast<int>(s)].size();
   }
   [[nodiscard]] size_t live_clients() const { return by_id_.size(); }
+  // Every client / backend on this worker (on its thread; f may not remove others).
+  template <typename F>
+  void for_each_client(F&& f) {
+    for (auto& l : clients_) l.for_each(f);
+  }
+  template <typename F>
+  void for_each_backend(F&& f) {
+    for (auto& l : backends_) l.for_each(f);
+  }
   [[nodiscard]] bool shutting_down() const { return shutting_down_; }
   // nullptr when metrics are off.
   [[nodiscard]] metrics::WorkerStats* stats() { return stats_.get(); }
@@ -106,6 +123,7 @@ class Worker {
   std::vector<InboxMsg> inbox_;
 
   std::vector<uv_poll_t*> listeners_;
+  std::vector<int> admin_fds_;
   std::vector<Conn*> deferred_errors_;
   std::vector<Conn*> deferred_closes_;
 

@@ -1,0 +1,157 @@
+#include "config/config_diff.h"
+
+#include <algorithm>
+#include <map>
+#include <tuple>
+
+namespace sqlmux::config {
+namespace {
+
+std::string pool_key(const PoolConfig& p) {
+  return p.protocol == Protocol::Postgres ? p.name
+                                          : std::string(to_string(p.protocol)) + "/" + p.name;
+}
+
+bool same_backends(const std::vector<BackendConfig>& a, const std::vector<BackendConfig>& b) {
+  return std::equal(
+      a.begin(), a.end(), b.begin(), b.end(), [](const BackendConfig& x, const BackendConfig& y) {
+        return x.address.text == y.address.text && x.role == y.role && x.weight == y.weight;
+      });
+}
+
+PoolChange pool_change(const PoolConfig& a, const PoolConfig& b) {
+  PoolChange c;
+  c.name = pool_key(b);
+  auto note = [](std::vector<std::string>& into, bool differs, const char* key) {
+    if (differs) into.emplace_back(key);
+  };
+  note(c.applied, a.size != b.size, "size");
+  note(c.applied, a.min_idle != b.min_idle, "min_idle");
+  note(c.applied, a.database != b.database, "database");
+  note(c.applied, !same_backends(a.backends, b.backends), "backends");
+  note(c.applied, a.query_wait_timeout != b.query_wait_timeout, "query_wait_timeout");
+  note(c.applied, a.server_idle_timeout != b.server_idle_timeout, "server_idle_timeout");
+  note(c.applied, a.server_lifetime != b.server_lifetime, "server_lifetime");
+  note(c.applied, a.server_connect_timeout != b.server_connect_timeout, "server_connect_timeout");
+  note(c.applied, a.max_prepared_statements != b.max_prepared_statements,
+       "max_prepared_statements");
+  note(c.restart, a.mode != b.mode, "mode");
+  note(c.restart, a.user != b.user, "user");
+  note(c.restart, a.password != b.password, "password");
+  return c;
+}
+
+bool same_listeners(const std::vector<ListenerConfig>& a, const std::vector<ListenerConfig>& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
+                    [](const ListenerConfig& x, const ListenerConfig& y) {
+                      return x.protocol == y.protocol && x.listen.text == y.listen.text;
+                    });
+}
+
+void append(std::string& out, const char* label, const std::vector<std::string>& items,
+            const char* sign) {
+  if (items.empty()) return;
+  if (!out.empty()) out.append("; ");
+  out.append(label);
+  for (const auto& i : items) {
+    out.append(" ");
+    out.append(sign);
+    out.append(i);
+  }
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
+  return out;
+}
+
+}  // namespace
+
+bool ConfigDiff::empty() const {
+  return pools_added.empty() && pools_removed.empty() && pools_changed.empty() &&
+         users_added.empty() && users_removed.empty() && users_changed.empty() && applied.empty() &&
+         restart.empty();
+}
+
+std::string ConfigDiff::summary() const {
+  if (empty()) return "no changes";
+  std::string out;
+  append(out, "pools", pools_added, "+");
+  append(out, "pools", pools_removed, "-");
+  for (const auto& c : pools_changed) {
+    out += out.empty() ? "" : "; ";
+    out += "pool ~" + c.name;
+    if (!c.applied.empty()) out += " applied(" + join(c.applied) + ")";
+    if (!c.restart.empty()) out += " needs restart(" + join(c.restart) + ")";
+  }
+  append(out, "users", users_added, "+");
+  append(out, "users", users_removed, "-");
+  append(out, "users", users_changed, "~");
+  if (!applied.empty()) out += (out.empty() ? "" : "; ") + std::string("applied: ") + join(applied);
+  if (!restart.empty()) {
+    out += (out.empty() ? "" : "; ") + std::string("needs restart: ") + join(restart);
+  }
+  return out;
+}
+
+ConfigDiff diff(const Config& before, const Config& after) {
+  ConfigDiff d;
+  std::map<std::string, const PoolConfig*> old_pools;
+  for (const auto& p : before.pools) old_pools.emplace(pool_key(p), &p);
+  for (const auto& p : after.pools) {
+    auto it = old_pools.find(pool_key(p));
+    if (it == old_pools.end()) {
+      d.pools_added.push_back(pool_key(p));
+      continue;
+    }
+    PoolChange c = pool_change(*it->second, p);
+    if (!c.applied.empty() || !c.restart.empty()) d.pools_changed.push_back(std::move(c));
+    old_pools.erase(it);
+  }
+  for (const auto& [key, p] : old_pools) d.pools_removed.push_back(key);
+
+  std::map<std::string, const UserConfig*> old_users;
+  for (const auto& u : before.users) old_users.emplace(u.name, &u);
+  for (const auto& u : after.users) {
+    auto it = old_users.find(u.name);
+    if (it == old_users.end()) {
+      d.users_added.push_back(u.name);
+      continue;
+    }
+    const UserConfig& o = *it->second;
+    if (std::tie(o.password, o.auth, o.default_pool) !=
+        std::tie(u.password, u.auth, u.default_pool)) {
+      d.users_changed.push_back(u.name);
+    }
+    old_users.erase(it);
+  }
+  for (const auto& [name, u] : old_users) d.users_removed.push_back(name);
+
+  const ServerConfig& a = before.server;
+  const ServerConfig& b = after.server;
+  if (a.workers != b.workers) d.restart.emplace_back("server.workers");
+  if (a.max_client_conn != b.max_client_conn) d.applied.emplace_back("server.max_client_conn");
+  if (a.log_level != b.log_level) d.applied.emplace_back("server.log_level");
+  if (a.shutdown_timeout != b.shutdown_timeout) d.applied.emplace_back("server.shutdown_timeout");
+  if (!same_listeners(before.listeners, after.listeners)) d.restart.emplace_back("listener");
+  const bool had_admin = before.admin.has_value();
+  if (had_admin != after.admin.has_value() ||
+      (had_admin && before.admin->listen.text != after.admin->listen.text)) {
+    d.restart.emplace_back("admin.listen");
+  }
+  if (had_admin && after.admin && before.admin->users != after.admin->users) {
+    d.applied.emplace_back("admin.users");
+  }
+  return d;
+}
+
+PoolConfig live_pool_config(const PoolConfig& before, const PoolConfig& after) {
+  PoolConfig p = after;
+  p.mode = before.mode;
+  p.user = before.user;
+  p.password = before.password;
+  return p;
+}
+
+}  // namespace sqlmux::config

@@ -1,0 +1,233 @@
+// Runtime control of the daemon: configuration reload, the admin console's
+// listener, and the switches the console flips (pause, disabled servers,
+// shutdown).
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "config/config_diff.h"
+#include "daemon/log.h"
+#include "daemon/pool_manager.h"
+#include "daemon/server.h"
+#include "daemon/worker.h"
+
+namespace sqlmux {
+
+namespace {
+
+// A listening socket on `addr` (TCP or unix); -1 on failure (logged).
+int listen_on(const config::Address& addr) {
+  int fd = -1;
+  if (addr.kind == config::Address::Kind::Unix) {
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    if (addr.unix_path.size() >= sizeof sa.sun_path) {
+      LOG_ERROR("admin listener %s: path too long", addr.text.c_str());
+      return -1;
+    }
+    std::strncpy(sa.sun_path, addr.unix_path.c_str(), sizeof sa.sun_path - 1);
+    struct stat st {};
+    if (::stat(sa.sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(sa.sun_path);
+    fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+      LOG_ERROR("admin listener %s: %s", addr.text.c_str(), strerror(errno));
+      if (fd >= 0) ::close(fd);
+      return -1;
+    }
+    ::chmod(sa.sun_path, 0700);  // the console: its owner only
+  } else {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    addrinfo* res = nullptr;
+    std::string port = std::to_string(addr.port);
+    const char* host = addr.host.empty() || addr.host == "*" ? nullptr : addr.host.c_str();
+    int rc = ::getaddrinfo(host, port.c_str(), &hints, &res);
+    if (rc != 0 || res == nullptr) {
+      LOG_ERROR("admin listener %s: %s", addr.text.c_str(), gai_strerror(rc));
+      return -1;
+    }
+    fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fd < 0 || ::bind(fd, res->ai_addr, res->ai_addrlen) != 0) {
+      LOG_ERROR("admin listener %s: cannot bind: %s", addr.text.c_str(), strerror(errno));
+      if (fd >= 0) ::close(fd);
+      ::freeaddrinfo(res);
+      return -1;
+    }
+    ::freeaddrinfo(res);
+  }
+  if (::listen(fd, 128) != 0) {
+    LOG_ERROR("admin listener %s: listen: %s", addr.text.c_str(), strerror(errno));
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+}  // namespace
+
+bool Server::open_admin_listener() {
+  const auto& admin = config().admin;
+  if (!admin) return true;
+  admin_fd_ = listen_on(admin->listen);
+  if (admin_fd_ < 0) return false;
+  if (admin->listen.kind == config::Address::Kind::Unix)
+    unix_paths_.push_back(admin->listen.unix_path);
+  LOG_INFO("admin console listening on %s (database \"sqlmux\")", admin->listen.text.c_str());
+  return true;
+}
+
+bool Server::is_admin_user(std::string_view name) const {
+  const auto& admin = config().admin;
+  return admin && std::find(admin->users.begin(), admin->users.end(), name) != admin->users.end();
+}
+
+void Server::request_shutdown() {
+  uv_async_send(&shutdown_async_);
+}
+
+void Server::set_backend_disabled(const std::string& address, bool disabled) {
+  std::lock_guard<std::mutex> lk(control_mu_);
+  if (disabled) {
+    disabled_backends_.insert(address);
+  } else {
+    disabled_backends_.erase(address);
+  }
+}
+
+bool Server::backend_disabled(std::string_view address) {
+  std::lock_guard<std::mutex> lk(control_mu_);
+  return disabled_backends_.find(address) != disabled_backends_.end();
+}
+
+void Server::set_paused(const std::string& pool, bool paused) {
+  std::vector<Pool*> affected;
+  {
+    std::lock_guard<std::mutex> lk(pools_mu_);
+    if (pool.empty()) {
+      all_paused_ = paused;
+      paused_pools_.clear();
+    } else if (paused) {
+      paused_pools_.insert(pool);
+    } else {
+      paused_pools_.erase(pool);
+    }
+    for (auto& [key, p] : pools_) {
+      if (pool.empty() || p->cfg().name == pool) {
+        p->set_paused(paused);
+        affected.push_back(p.get());
+      }
+    }
+  }
+  if (paused) return;
+  // Waiting clients get backends again, on the worker they wait on.
+  for (Pool* p : affected) {
+    for (auto& w : workers_) w->post({InboxMsg::Kind::Kick, p, nullptr, 0});
+  }
+}
+
+void Server::apply_pools(const config::Config& next) {
+  for (auto& [key, p] : pools_) {
+    const config::PoolConfig* pc = next.find_pool(p->cfg().name, config::Protocol::Postgres);
+    if (pc == nullptr) {
+      if (!p->retired())
+        LOG_INFO("reload: pool %s removed: no new clients; closes when its clients leave",
+                 p->label().c_str());
+      p->set_retired(true);
+      continue;
+    }
+    p->set_retired(false);
+    p->set_config(*pc);
+  }
+  // Pools with a fixed server login exist from the start (min_idle).
+  for (const auto& pc : next.pools) {
+    if (pc.protocol != config::Protocol::Postgres || !pc.user) continue;
+    auto key = std::make_pair(pc.name, std::string());
+    if (pools_.contains(key)) continue;
+    auto pool = std::make_unique<Pool>(*this, pc, *pc.user,
+                                       pc.password ? *pc.password : std::string(), worker_count());
+    if (all_paused_ || paused_pools_.contains(pc.name)) pool->set_paused(true);
+    pools_.emplace(key, std::move(pool));
+  }
+}
+
+bool Server::reload(std::vector<std::string>* errors) {
+  std::lock_guard<std::mutex> rl(reload_mu_);
+  if (reload_hooks_.before) reload_hooks_.before();
+  const config::Config& cur = config();
+  auto finish = [&](bool ok) {
+    if (reload_hooks_.after) reload_hooks_.after(ok);
+    return ok;
+  };
+  if (shutting_down()) {
+    LOG_WARN("reload: refused, the daemon is shutting down");
+    if (errors) errors->push_back("the daemon is shutting down");
+    return finish(false);
+  }
+  config::LoadResult r = config::load_file(cur.source);
+  if (!r.errors.empty()) {
+    LOG_ERROR("reload: %s is invalid; the running configuration is unchanged:", cur.source.c_str());
+    for (const auto& e : r.errors) {
+      LOG_ERROR("reload: %s", e.to_string().c_str());
+      if (errors) errors->push_back(e.to_string());
+    }
+    return finish(false);
+  }
+  config::Config next = std::move(*r.config);
+  const config::ConfigDiff d = config::diff(cur, next);
+
+  // What needs a restart keeps its running value.
+  next.server.workers = cur.server.workers;
+  next.listeners = cur.listeners;
+  if (cur.admin.has_value() != next.admin.has_value()) {
+    next.admin = cur.admin;
+  } else if (cur.admin && next.admin) {
+    next.admin->listen = cur.admin->listen;
+  }
+  for (auto& p : next.pools) {
+    if (const config::PoolConfig* before = cur.find_pool(p.name, p.protocol)) {
+      p = config::live_pool_config(*before, p);
+    }
+  }
+  auto users = std::make_unique<UserMap>();
+  for (const auto& u : next.users) users->emplace(u.name, derive_user(u));
+
+  std::vector<Pool*> pools;
+  {
+    std::lock_guard<std::mutex> lk(pools_mu_);
+    cfg_versions_.push_back(std::make_unique<const config::Config>(std::move(next)));
+    user_versions_.push_back(std::move(users));
+    cfg_.store(cfg_versions_.back().get(), std::memory_order_release);
+    users_.store(user_versions_.back().get(), std::memory_order_release);
+    apply_pools(config());
+    for (auto& [key, p] : pools_) pools.push_back(p.get());
+  }
+  log::set_level(config().server.log_level);
+  // Each worker serves waiters from a larger size and closes idle backends
+  // that a smaller size or a removed pool made obsolete.
+  for (Pool* p : pools) {
+    for (auto& w : workers_) w->post({InboxMsg::Kind::Kick, p, nullptr, 0});
+  }
+  LOG_INFO("reload: %s: %s", config().source.c_str(), d.summary().c_str());
+  for (const auto& key : d.restart) {
+    LOG_WARN("reload: %s changed; it needs a restart (the running value is kept)", key.c_str());
+  }
+  for (const auto& c : d.pools_changed) {
+    for (const auto& key : c.restart) {
+      LOG_WARN("reload: pool %s: %s changed; it needs a restart (the running value is kept)",
+               c.name.c_str(), key.c_str());
+    }
+  }
+  return finish(true);
+}
+
+}  // namespace sqlmux

@@ -1,0 +1,445 @@
+#!/usr/bin/python3
+"""The admin console ([admin] listener, database "sqlmux"): login rules,
+every SHOW against what is really connected, PAUSE/RESUME, KILL_CLIENT,
+KILL, RECONNECT, DISABLE/ENABLE, errors for unknown commands, the extended
+protocol and garbage bytes, and SHUTDOWN."""
+
+import os
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import psycopg2
+
+from harness import *
+
+ADMIN_PASS = "adminpass"
+
+
+class Console:
+    """Helpers bound to one sqlmux with an admin listener."""
+
+    def __init__(self, mux, port):
+        self.mux = mux
+        self.port = port
+
+    def dsn(self, db="sqlmux", user="admin", password=ADMIN_PASS):
+        return f"host=127.0.0.1 port={self.port} dbname={db} user={user} password={password} connect_timeout=10"
+
+    def connect(self):
+        c = psycopg2.connect(self.dsn())
+        c.autocommit = True
+        return c
+
+    def rows(self, sql):
+        """[dict(column -> value)] for a SHOW. (Not `with conn:`: psycopg2
+        would send BEGIN, which the console refuses.)"""
+        c = self.connect()
+        try:
+            with c.cursor() as cur:
+                cur.execute(sql)
+                cols = [d[0] for d in cur.description]
+                return [dict(zip(cols, r)) for r in cur.fetchall()]
+        finally:
+            c.close()
+
+    def run(self, sql):
+        c = self.connect()
+        try:
+            with c.cursor() as cur:
+                cur.execute(sql)
+                return cur.statusmessage
+        finally:
+            c.close()
+
+    def raw(self, user="admin", password=ADMIN_PASS, db="sqlmux"):
+        r = RawPg("127.0.0.1", self.port)
+        r.startup(user, db, password)
+        return r
+
+
+def with_console(pg, fn, **kw):
+    port = free_port()
+
+    def tweak(cfg):
+        cfg["user"].append({"name": "admin", "password": ADMIN_PASS})
+        cfg["admin"] = {"listen": f"127.0.0.1:{port}", "users": ["admin"]}
+
+    with Sqlmux(pg, tweak=tweak, **kw) as mux:
+        check(wait_port("127.0.0.1", port, 5), "admin listener not open")
+        fn(mux, Console(mux, port))
+        mux.assert_serving()
+
+
+def app_pids(pg):
+    with pg.connect_super() as c, c.cursor() as cur:
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE usename = 'app' AND datname = 'appdb'")
+        return sorted(r[0] for r in cur.fetchall())
+
+
+def case_psql_and_shows_match_reality(pg):
+    require_sqlmux("admin console")
+
+    def body(mux, con):
+        env = dict(os.environ, PGPASSWORD=ADMIN_PASS)
+        r = subprocess.run(["psql", "-X", "-A", "-t", "-h", "127.0.0.1", "-p", str(con.port), "-U", "admin",
+                            "-d", "sqlmux", "-c", "SHOW VERSION"], capture_output=True, text=True, env=env,
+                           timeout=20)
+        check_eq(r.returncode, 0, f"psql SHOW VERSION exit code (stderr {r.stderr!r})")
+        check(r.stdout.startswith("sqlmux "), f"SHOW VERSION via psql: {r.stdout!r}")
+
+        clients = [mux.connect(autocommit=True) for _ in range(3)]
+        for c in clients:
+            with c.cursor() as cur:
+                cur.execute("SELECT 1")
+        # one client inside a transaction: its server connection is active
+        with clients[0].cursor() as cur:
+            cur.execute("BEGIN; SELECT pg_backend_pid()")
+            busy_pid = cur.fetchone()[0]
+
+        rows = con.rows("show clients;")
+        app = [r for r in rows if r["user"] == "app"]
+        check_eq(len(app), 3, f"SHOW CLIENTS app rows ({rows})")
+        check(all(r["database"] == "appdb" and r["pool"] == "appdb/app" for r in app), f"client rows {app}")
+        check_eq(sorted(r["state"] for r in app), ["active", "idle", "idle"], "client states")
+        check(all(r["address"].startswith("127.0.0.1:") for r in app), f"client addresses {app}")
+        me = [r for r in rows if r["user"] == "admin"]
+        check(len(me) == 1 and me[0]["database"] == "sqlmux" and me[0]["pool"] is None,
+              f"the console's own row: {me}")
+        local_ports = sorted(str(c.info.port) for c in clients)  # sanity: libpq sees the mux port
+        check(all(p == str(mux.port) for p in local_ports), "clients connected through sqlmux")
+
+        servers = con.rows("SHOW SERVERS")
+        pids = sorted(int(r["pid"]) for r in servers)
+        check_eq(pids, app_pids(pg), "SHOW SERVERS pids vs pg_stat_activity")
+        active = [r for r in servers if r["state"] == "active"]
+        check_eq([int(r["pid"]) for r in active], [busy_pid], "the active server connection")
+        active_client = [r for r in app if r["state"] == "active"][0]
+        check_eq(active[0]["client_id"], active_client["id"], "SHOW SERVERS client_id links SHOW CLIENTS id")
+        check(all(r["address"] == f"127.0.0.1:{pg.port}" for r in servers), f"server addresses {servers}")
+
+        pools = con.rows("SHOW POOLS")
+        check_eq(len(pools), 1, f"SHOW POOLS rows {pools}")
+        p = pools[0]
+        check_eq((p["pool"], p["user"], p["mode"], p["size"]), ("appdb", "app", "transaction", "10"), "pool row")
+        check_eq(int(p["servers_total"]), len(servers), "servers_total")
+        check_eq(int(p["servers_active"]), 1, "servers_active")
+        check_eq(int(p["servers_idle"]), len(servers) - 1, "servers_idle")
+        check_eq((p["clients_active"], p["clients_idle"], p["clients_waiting"]), ("1", "2", "0"), "client counts")
+        check_eq((p["paused"], p["status"]), ("no", "active"), "paused/status")
+
+        backends = con.rows("SHOW BACKENDS")
+        check_eq([(b["pool"], b["address"], b["role"], b["state"], b["health"]) for b in backends],
+                 [("appdb", f"127.0.0.1:{pg.port}", "primary", "enabled", "unchecked")], "SHOW BACKENDS")
+
+        cfg = {r["key"]: r["value"] for r in con.rows("SHOW CONFIG")}
+        check_eq(cfg.get("pool[0].size"), "10", "SHOW CONFIG pool size")
+        check_eq(cfg.get("admin.users"), "admin", "SHOW CONFIG admin.users")
+        check_eq(cfg.get("user[0].password"), "********", "user password masked")
+        check_eq(cfg.get("pool[0].password"), "********", "pool password masked")
+        check(not any(ADMIN_PASS in v or "apppass" in v for v in cfg.values()), "a password leaked in SHOW CONFIG")
+
+        with clients[0].cursor() as cur:
+            cur.execute("COMMIT")
+        for c in clients:
+            c.close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if not [r for r in con.rows("SHOW CLIENTS") if r["user"] == "app"]:
+                break
+            time.sleep(0.05)
+        check_eq([r for r in con.rows("SHOW CLIENTS") if r["user"] == "app"], [], "clients gone after close")
+
+    with_console(pg, body)
+
+
+def case_login_rules_and_errors(pg):
+    require_sqlmux("admin console")
+
+    def body(mux, con):
+        # wrong database
+        try:
+            psycopg2.connect(con.dsn(db="appdb"))
+            fail("admin console accepted database appdb")
+        except psycopg2.OperationalError as e:
+            check("does not exist" in str(e) and "sqlmux" in str(e), f"wrong-db message: {e}")
+        r = RawPg("127.0.0.1", con.port)
+        try:
+            r.startup("admin", "postgres", ADMIN_PASS)
+            fail("wrong db accepted")
+        except PgError as e:
+            check_eq(e.sqlstate, "3D000", "wrong database SQLSTATE")
+        # a valid user that is not in [admin] users
+        r = RawPg("127.0.0.1", con.port)
+        try:
+            r.startup("app", "sqlmux", "apppass")
+            fail("non-admin user accepted")
+        except PgError as e:
+            check_eq(e.sqlstate, "28000", "non-admin user SQLSTATE")
+            check("not allowed" in e.message, e.message)
+        # wrong password
+        r = RawPg("127.0.0.1", con.port)
+        try:
+            r.startup("admin", "sqlmux", "nope")
+            fail("wrong password accepted")
+        except PgError as e:
+            check_eq(e.sqlstate, "28P01", "wrong password SQLSTATE")
+        # the console is not a pool on the normal port
+        r = RawPg(mux.host, mux.port)
+        try:
+            r.startup("admin", "sqlmux", ADMIN_PASS)
+            fail("database sqlmux served on the pooling listener")
+        except PgError as e:
+            check_eq(e.sqlstate, "3D000", "sqlmux db on the pool port")
+
+        raw = con.raw()
+        res = raw.query("SHOW NONSENSE")
+        check_eq(res.sqlstate, "42601", "unknown command SQLSTATE")
+        for known in ("SHOW POOLS", "SHOW CLIENTS", "PAUSE", "KILL_CLIENT", "RELOAD", "SHUTDOWN"):
+            check(known in res.error["M"], f"{known} not listed in {res.error['M']!r}")
+        check_eq(res.status, "I", "ready after the error")
+        res = raw.query("PAUSE a b")
+        check_eq(res.sqlstate, "42601", "too many arguments")
+        res = raw.query("KILL_CLIENT abc")
+        check_eq(res.sqlstate, "42601", "non-numeric id")
+        res = raw.query("SHOW STATS")
+        check_eq(res.sqlstate, "0A000", "SHOW STATS not yet")
+        res = raw.query("")
+        check_eq((res.error, res.status), (None, "I"), "empty query")
+        res = raw.query("  sHoW   vErSiOn ;; ")
+        check(res.error is None and res.rows and res.rows[0][0].startswith("sqlmux"), "case-insensitive command")
+        res = raw.query("RESUME nosuchpool")
+        check_eq(res.sqlstate, "42704", "unknown pool")
+        # the extended protocol is refused, then the session goes on
+        raw.send_msg(b"P", b"\0SHOW POOLS\0\0\0")
+        raw.send_msg(b"B", b"\0\0\0\0\0\0\0\0")
+        raw.send_msg(b"E", b"\0\0\0\0\0")
+        raw.send_msg(b"S")
+        res = raw.read_result()
+        check_eq(res.sqlstate, "0A000", "extended protocol SQLSTATE")
+        check("simple query" in res.error["M"], res.error["M"])
+        check_eq(len(raw.query_ok("SHOW POOLS").rows), 1, "SHOW POOLS after the refused extended query")
+        raw.terminate()
+
+        # asyncpg speaks the extended protocol: a clear error, no crash
+        import asyncio
+        import asyncpg
+
+        async def try_asyncpg():
+            conn = await asyncpg.connect(host="127.0.0.1", port=con.port, user="admin", password=ADMIN_PASS,
+                                         database="sqlmux")
+            try:
+                await conn.fetch("SHOW POOLS")
+            finally:
+                await conn.close()
+        try:
+            asyncio.run(try_asyncpg())
+            fail("asyncpg's extended-protocol query succeeded")
+        except asyncpg.PostgresError as e:
+            check_eq(e.sqlstate, "0A000", f"asyncpg error {e}")
+
+        # garbage: an absurd message length, a bogus type, random bytes at startup
+        raw = con.raw()
+        raw.send(b"Q" + struct.pack("!I", 0x7FFFFFF0))
+        err, closed = raw.read_until_error_or_eof(5)
+        check(closed and err and err["C"] == "08P01", f"huge message: {err}, closed={closed}")
+        raw = con.raw()
+        raw.send_msg(b"z", b"junk")
+        err, closed = raw.read_until_error_or_eof(5)
+        check(closed and err and err["C"] == "08P01", f"bogus type: {err}, closed={closed}")
+        s = socket.create_connection(("127.0.0.1", con.port))
+        s.sendall(bytes(range(256)) * 8)
+        s.settimeout(5)
+        try:
+            while s.recv(4096):
+                pass
+        except (ConnectionResetError, socket.timeout):
+            pass
+        s.close()
+        check(mux.running(), "sqlmux died from garbage on the admin port")
+        check_eq(con.run("SHOW VERSION"), "SHOW", "console works after garbage")
+
+    with_console(pg, body)
+
+
+def case_pause_waits_for_running_transaction_until_resume(pg):
+    require_sqlmux("PAUSE/RESUME")
+
+    def body(mux, con):
+        a = mux.connect(autocommit=True)
+        b = mux.connect(autocommit=True)
+        with a.cursor() as cur:
+            cur.execute("BEGIN; SELECT 1")
+        paused = threading.Event()
+        pause_err = []
+
+        def do_pause():
+            try:
+                con.run("PAUSE appdb")
+            except Exception as e:  # noqa: BLE001
+                pause_err.append(e)
+            paused.set()
+
+        threading.Thread(target=do_pause, daemon=True).start()
+        check(not paused.wait(1.0), "PAUSE returned while a transaction was running")
+        with a.cursor() as cur:  # the running transaction may go on and finish
+            cur.execute("SELECT 2")
+            check_eq(cur.fetchone()[0], 2, "query inside the running transaction")
+            cur.execute("COMMIT")
+        check(paused.wait(5), "PAUSE did not return after the transaction finished")
+        check(not pause_err, f"PAUSE failed: {pause_err}")
+        check_eq(con.rows("SHOW POOLS")[0]["paused"], "yes", "SHOW POOLS paused")
+
+        done = threading.Event()
+        result = []
+
+        def new_tx():
+            with b.cursor() as cur:
+                cur.execute("SELECT 42")
+                result.append(cur.fetchone()[0])
+            done.set()
+
+        threading.Thread(target=new_tx, daemon=True).start()
+        check(not done.wait(1.0), "a new transaction ran while the pool was paused")
+        waiting = [r for r in con.rows("SHOW CLIENTS") if r["state"] == "waiting"]
+        check_eq(len(waiting), 1, "one client waiting while paused")
+        check_eq(con.run("RESUME appdb"), "RESUME", "RESUME tag")
+        check(done.wait(5), "the waiting transaction did not run after RESUME")
+        check_eq(result, [42], "result after RESUME")
+        check_eq(con.rows("SHOW POOLS")[0]["paused"], "no", "SHOW POOLS after RESUME")
+        # PAUSE without a pool, nothing running: returns at once
+        with timed("PAUSE with nothing running", 3):
+            check_eq(con.run("PAUSE"), "PAUSE", "PAUSE tag")
+        check_eq(con.run("RESUME"), "RESUME", "RESUME tag")
+        a.close()
+        b.close()
+
+    with_console(pg, body)
+
+
+def case_kill_client_and_kill_pool(pg):
+    require_sqlmux("KILL")
+
+    def body(mux, con):
+        victim = mux.raw()
+        victim.query_ok("SELECT 1")
+        other = mux.raw()
+        other.query_ok("SELECT 1")
+        ids = [r["id"] for r in con.rows("SHOW CLIENTS") if r["user"] == "app"]
+        check_eq(len(ids), 2, "two app clients")
+        victim_id = min(ids, key=int)  # connected first
+        check_eq(con.run(f"KILL_CLIENT {victim_id}"), "KILL_CLIENT", "KILL_CLIENT tag")
+        err, closed = victim.read_until_error_or_eof(5)
+        check(closed, "killed client not closed")
+        check(err is not None and err["C"] == "57P01", f"killed client's error: {err}")
+        other.query_ok("SELECT 2")  # the other one is untouched
+        raw = con.raw()
+        res = raw.query("KILL_CLIENT 987654321")
+        check_eq(res.sqlstate, "42704", "KILL_CLIENT unknown id")
+        raw.terminate()
+
+        third = mux.raw()
+        third.query_ok("SELECT 3")
+        check_eq(con.run("KILL appdb"), "KILL", "KILL tag")
+        for name, c in (("other", other), ("third", third)):
+            err, closed = c.read_until_error_or_eof(5)
+            check(closed and err is not None and err["C"] == "57P01", f"{name} after KILL: {err} closed={closed}")
+        deadline = time.monotonic() + 5
+        while app_pids(pg) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        check_eq(app_pids(pg), [], "server connections closed by KILL")
+        check_eq(con.rows("SHOW SERVERS"), [], "SHOW SERVERS after KILL")
+
+    with_console(pg, body)
+
+
+def case_reconnect_changes_backend_pids(pg):
+    require_sqlmux("RECONNECT")
+
+    def body(mux, con):
+        c = mux.connect(autocommit=True)
+        cur = c.cursor()
+        cur.execute("SELECT pg_backend_pid()")
+        before = cur.fetchone()[0]
+        check_eq(con.run("RECONNECT appdb"), "RECONNECT", "RECONNECT tag")
+        cur.execute("SELECT pg_backend_pid()")
+        after = cur.fetchone()[0]
+        check(after != before, f"backend pid unchanged after RECONNECT ({before})")
+        check(before not in app_pids(pg), "the old server connection is still open")
+        # a transaction running across RECONNECT finishes, then its connection closes
+        cur.execute("BEGIN; SELECT pg_backend_pid()")
+        busy = cur.fetchone()[0]
+        check_eq(con.run("RECONNECT"), "RECONNECT", "RECONNECT (all pools)")
+        cur.execute("SELECT pg_backend_pid()")
+        check_eq(cur.fetchone()[0], busy, "same connection inside the transaction")
+        cur.execute("COMMIT")
+        cur.execute("SELECT pg_backend_pid()")
+        check(cur.fetchone()[0] != busy, "connection reused after RECONNECT and COMMIT")
+        c.close()
+
+    with_console(pg, body, size=1)
+
+
+def case_disable_enable_host(pg):
+    require_sqlmux("DISABLE/ENABLE")
+
+    def body(mux, con):
+        addr = f"127.0.0.1:{pg.port}"
+        r = mux.raw()
+        r.query_ok("SELECT 1")
+        check_eq(con.run(f"DISABLE {addr}"), "DISABLE", "DISABLE tag")
+        check_eq([b["state"] for b in con.rows("SHOW BACKENDS")], ["disabled"], "SHOW BACKENDS state")
+        con.run("RECONNECT appdb")  # no idle connection left to reuse
+        try:
+            res = r.query("SELECT 1")
+        except ConnectionClosed:
+            res = r.last_result
+        check(res.error is not None and res.error["C"] == "08001" and "disabled" in res.error["M"],
+              f"query with the host disabled: {res.error}")
+        r2 = mux.raw()  # login needs no server connection once the pool met its server
+        try:
+            res = r2.query("SELECT 1")
+        except ConnectionClosed:
+            res = r2.last_result
+        check(res.error is not None and res.error["C"] == "08001", f"new client's query: {res.error}")
+        check_eq(con.run(f"ENABLE '{addr}'"), "ENABLE", "ENABLE tag")
+        mux.assert_serving(what="served again after ENABLE")
+        raw = con.raw()
+        check_eq(raw.query("DISABLE 10.9.9.9:1").sqlstate, "42704", "DISABLE of an unknown address")
+        raw.terminate()
+
+    with_console(pg, body)
+
+
+def case_shutdown_exits_zero(pg):
+    require_sqlmux("SHUTDOWN")
+    port = free_port()
+
+    def tweak(cfg):
+        cfg["user"].append({"name": "admin", "password": ADMIN_PASS})
+        cfg["admin"] = {"listen": f"127.0.0.1:{port}", "users": ["admin"]}
+
+    with Sqlmux(pg, tweak=tweak) as mux:
+        con = Console(mux, port)
+        app = mux.raw()
+        app.query_ok("SELECT 1")
+        raw = con.raw()
+        res = raw.query("SHUTDOWN")
+        check_eq(res.tags, ["SHUTDOWN"], "SHUTDOWN tag")
+        rc = mux.wait_exit(10)
+        check_eq(rc, 0, "exit code after SHUTDOWN")
+        check("SHUTDOWN from the admin console" in mux.log_text(), "shutdown not logged")
+
+
+if __name__ == "__main__":
+    run_cases(__file__, [
+        case_psql_and_shows_match_reality,
+        case_login_rules_and_errors,
+        case_pause_waits_for_running_transaction_until_resume,
+        case_kill_client_and_kill_pool,
+        case_reconnect_changes_backend_pids,
+        case_disable_enable_host,
+        case_shutdown_exits_zero,
+    ], timeout=150)
