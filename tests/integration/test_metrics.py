@@ -417,7 +417,42 @@ def case_config_errors(pg):
     check_eq(rc, 0, f"valid [metrics] ({out})")
 
 
+def case_config_reloads(pg):
+    """SIGHUP with a valid file counts a success, with an invalid one a
+    failure; the clients' counters survive the reload."""
+    import signal
+    require_sqlmux("reload")
+    port, tweak = with_metrics()
+    with Sqlmux(pg, size=2, tweak=tweak) as mux:
+        conn = mux.connect(autocommit=True)
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+        wait_for("one query counted", lambda: check_eq(scrape(port).get("sqlmux_queries_total"), 1.0,
+                                                        "queries before the reload"))
+        good = open(mux.config_path).read()
+
+        def reloads(result):
+            return scrape(port).get("sqlmux_config_reloads_total", result=result)
+
+        check_eq(reloads("success"), 0.0, "successful reloads at start")
+        mux.send_signal(signal.SIGHUP)
+        wait_for("a successful reload counted", lambda: check_eq(reloads("success"), 1.0, "successful reloads"))
+        with open(mux.config_path, "w") as f:
+            f.write(good.replace("size = 2", 'size = "two"'))
+        mux.send_signal(signal.SIGHUP)
+        wait_for("a failed reload counted", lambda: check_eq(reloads("failure"), 1.0, "failed reloads"))
+        check_eq(reloads("success"), 1.0, "successful reloads after the failed one")
+        with conn.cursor() as cur:
+            cur.execute("SELECT 2")
+            check_eq(cur.fetchone()[0], 2, "the client after two reloads")
+        wait_for("two queries counted", lambda: check_eq(scrape(port).get("sqlmux_queries_total"), 2.0,
+                                                          "queries after the reloads"))
+        conn.close()
+        with open(mux.config_path, "w") as f:
+            f.write(good)
+
+
 if __name__ == "__main__":
     run_cases(__file__, [case_traffic, case_session_and_statement_modes, case_prepared, case_waiting, case_wait_timeout,
-                         case_backend_down, case_config_errors],
+                         case_backend_down, case_config_errors, case_config_reloads],
               timeout=150)
