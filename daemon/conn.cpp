@@ -110,6 +110,20 @@ void Conn::update_poll() {
   }
 }
 
+size_t Conn::send_now(const uint8_t* p, size_t n) {
+  ssize_t w;
+  do {
+    w = ::send(fd_, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (w < 0 && errno == EINTR);
+  if (w >= 0) return static_cast<size_t>(w);
+  if (errno != EAGAIN && errno != EWOULDBLOCK) {
+    last_errno_ = errno;
+    failed_ = true;
+    worker_->defer_error(this);
+  }
+  return 0;
+}
+
 bool Conn::send(const void* p, size_t n) {
   if (failed_ || closing_) return false;
   if (n == 0) return true;
@@ -120,21 +134,10 @@ bool Conn::send(const void* p, size_t n) {
     return true;
   }
   if (out_.empty()) {
-    ssize_t w;
-    do {
-      w = ::send(fd_, bytes, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-    } while (w < 0 && errno == EINTR);
-    if (w < 0) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        last_errno_ = errno;
-        failed_ = true;
-        worker_->defer_error(this);
-        return false;
-      }
-      w = 0;
-    }
+    const size_t w = send_now(bytes, n);
+    if (failed_) return false;
     bytes += w;
-    n -= static_cast<size_t>(w);
+    n -= w;
     if (n == 0) return true;
   }
   out_.append(bytes, n);
@@ -145,20 +148,8 @@ bool Conn::send(const void* p, size_t n) {
 void Conn::uncork() {
   assert(cork_depth_ > 0);
   if (--cork_depth_ > 0 || out_.empty() || failed_ || closing_) return;
-  ssize_t w;
-  do {
-    w = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-  } while (w < 0 && errno == EINTR);
-  if (w < 0) {
-    if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      last_errno_ = errno;
-      failed_ = true;
-      worker_->defer_error(this);
-      return;
-    }
-    w = 0;
-  }
-  out_.consume(static_cast<size_t>(w));
+  out_.consume(send_now(out_.data(), out_.size()));
+  if (failed_) return;
   out_.shrink_if_empty();
   update_poll();
 }

@@ -87,6 +87,9 @@ class Conn {
  private:
   static void poll_cb(uv_poll_t* h, int status, int events);
   void flush();
+  // One non-blocking send: the bytes the kernel took (0 when full, or on a
+  // failure, which marks the connection failed and defers its report).
+  size_t send_now(const uint8_t* p, size_t n);
   void update_poll();
 
   uv_poll_t* poll_ = nullptr;
