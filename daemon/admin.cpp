@@ -8,6 +8,7 @@
 
 #include "daemon/client.h"
 #include "daemon/log.h"
+#include "daemon/metrics.h"
 #include "daemon/pool_manager.h"
 #include "daemon/server.h"
 #include "daemon/worker.h"
@@ -261,9 +262,7 @@ void Session::execute(const Command& cmd) {
       show_backends();
       break;
     case Verb::ShowStats:
-      send_error(pg::sqlstate::kFeatureNotSupported,
-                 "SHOW STATS is not available yet: sqlmux keeps no per-pool traffic counters",
-                 "transactions, queries, bytes and wait times come with the metrics work");
+      show_stats();
       break;
     case Verb::ShowConfig:
       show_config();
@@ -539,6 +538,52 @@ void Session::show_backends() {
     }
   }
   send_rows({"pool", "address", "role", "state", "health"}, rows);
+  send_complete("SHOW");
+}
+
+void Session::show_stats() {
+  // The metrics counters (daemon/metrics.h): one writer per worker, read
+  // here with relaxed loads and folded over the workers.
+  std::vector<Row> rows;
+  bool counted = true;
+  const int workers = server_.worker_count();
+  server_.for_each_pool([&](Pool& p) {
+    uint64_t tx = 0, queries = 0, waits = 0, wait_ns = 0, tx_ns = 0, query_ns = 0;
+    uint64_t c_in = 0, c_out = 0, s_in = 0, s_out = 0;
+    for (int w = 0; w < workers; ++w) {
+      const metrics::PoolStats* st = p.stats(w);
+      if (st == nullptr) {
+        counted = false;
+        return;
+      }
+      for (size_t b = 0; b < metrics::Histogram::kBuckets; ++b) {
+        tx += st->transaction.bucket(b);
+        queries += st->query.bucket(b);
+        waits += st->wait.bucket(b);
+      }
+      tx_ns += st->transaction.sum_ns();
+      query_ns += st->query.sum_ns();
+      wait_ns += st->wait.sum_ns();
+      c_in += st->client_received_bytes.get();
+      c_out += st->client_sent_bytes.get();
+      s_in += st->server_received_bytes.get();
+      s_out += st->server_sent_bytes.get();
+    }
+    rows.push_back({p.cfg().name, p.backend_user(), num(tx), num(queries), num(c_in), num(c_out),
+                    num(s_in), num(s_out), num(waits), num(wait_ns / 1000), num(tx_ns / 1000),
+                    num(query_ns / 1000)});
+  });
+  if (!counted) {
+    send_error(pg::sqlstate::kFeatureNotSupported,
+               "SHOW STATS needs the [metrics] table: sqlmux counts traffic only when metrics are "
+               "on",
+               {}, "add [metrics] listen = \"127.0.0.1:9187\" and restart");
+    return;
+  }
+  send_rows({"pool", "user", "transactions", "queries", "client_bytes_in", "client_bytes_out",
+             "server_bytes_in", "server_bytes_out", "waits", "wait_time_us", "transaction_time_us",
+             "query_time_us"},
+            rows);
   send_complete("SHOW");
 }
 

@@ -109,6 +109,7 @@ class Session {
   void show_clients(const std::vector<WorkerPart>& parts);
   void show_servers(const std::vector<WorkerPart>& parts);
   void show_backends();
+  void show_stats();
   void show_config();
   void pause_check(const std::vector<WorkerPart>& parts);
   static void on_pause_timer(uv_timer_t* t);

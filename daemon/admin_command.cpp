@@ -74,7 +74,8 @@ constexpr Spec kSpecs[] = {
 }  // namespace
 
 std::string_view known_commands() {
-  return "SHOW POOLS | SHOW CLIENTS | SHOW SERVERS | SHOW BACKENDS | SHOW CONFIG | SHOW VERSION | "
+  return "SHOW POOLS | SHOW CLIENTS | SHOW SERVERS | SHOW BACKENDS | SHOW STATS | SHOW CONFIG | "
+         "SHOW VERSION | "
          "PAUSE [pool] | RESUME [pool] | DISABLE host | ENABLE host | RECONNECT [pool] | "
          "KILL pool | KILL_CLIENT id | RELOAD | SHUTDOWN";
 }

@@ -60,12 +60,14 @@ class Console:
         return r
 
 
-def with_console(pg, fn, **kw):
+def with_console(pg, fn, metrics=False, **kw):
     port = free_port()
 
     def tweak(cfg):
         cfg["user"].append({"name": "admin", "password": ADMIN_PASS})
         cfg["admin"] = {"listen": f"127.0.0.1:{port}", "users": ["admin"]}
+        if metrics:
+            cfg["metrics"] = {"listen": f"127.0.0.1:{free_port()}"}
 
     with Sqlmux(pg, tweak=tweak, **kw) as mux:
         check(wait_port("127.0.0.1", port, 5), "admin listener not open")
@@ -205,7 +207,8 @@ def case_login_rules_and_errors(pg):
         res = raw.query("KILL_CLIENT abc")
         check_eq(res.sqlstate, "42601", "non-numeric id")
         res = raw.query("SHOW STATS")
-        check_eq(res.sqlstate, "0A000", "SHOW STATS not yet")
+        check_eq(res.sqlstate, "0A000", "SHOW STATS without [metrics]")
+        check("[metrics]" in res.error["M"], res.error["M"])
         res = raw.query("")
         check_eq((res.error, res.status), (None, "I"), "empty query")
         res = raw.query("  sHoW   vErSiOn ;; ")
@@ -413,6 +416,36 @@ def case_disable_enable_host(pg):
     with_console(pg, body)
 
 
+def case_show_stats_counts_traffic(pg):
+    require_sqlmux("SHOW STATS")
+
+    def body(mux, con):
+        c = mux.connect(autocommit=True)
+        cur = c.cursor()
+        cur.execute("SELECT 1")
+
+        def stats():
+            rows = con.rows("SHOW STATS")
+            check_eq([r["pool"] for r in rows], ["appdb"], "SHOW STATS pools")
+            return {k: (int(v) if k not in ("pool", "user") else v) for k, v in rows[0].items()}
+
+        s1 = stats()
+        for i in range(3):
+            cur.execute("SELECT repeat('x', 1000)")
+            cur.fetchone()
+        s2 = stats()
+        check_eq(s2["transactions"] - s1["transactions"], 3, f"transactions counted ({s1} -> {s2})")
+        check_eq(s2["queries"] - s1["queries"], 3, "queries counted")
+        check(s2["client_bytes_out"] - s1["client_bytes_out"] >= 3000, f"bytes to the client ({s1} -> {s2})")
+        check(s2["client_bytes_in"] > s1["client_bytes_in"], "bytes from the client")
+        check(s2["server_bytes_in"] - s1["server_bytes_in"] >= 3000, "bytes from the server")
+        check(s2["waits"] >= 3 and s2["transaction_time_us"] > 0 and s2["query_time_us"] > 0,
+              f"waits and times: {s2}")
+        c.close()
+
+    with_console(pg, body, metrics=True)
+
+
 def case_shutdown_exits_zero(pg):
     require_sqlmux("SHUTDOWN")
     port = free_port()
@@ -441,5 +474,6 @@ if __name__ == "__main__":
         case_kill_client_and_kill_pool,
         case_reconnect_changes_backend_pids,
         case_disable_enable_host,
+        case_show_stats_counts_traffic,
         case_shutdown_exits_zero,
     ], timeout=150)

@@ -78,7 +78,7 @@ TEST_CASE("admin command: tags and the list of known commands", "[admin]") {
   CHECK(tag(Verb::Pause) == "PAUSE");
   CHECK(tag(Verb::KillClient) == "KILL_CLIENT");
   for (std::string_view cmd :
-       {"SHOW POOLS", "SHOW CLIENTS", "SHOW SERVERS", "SHOW BACKENDS", "SHOW CONFIG",
+       {"SHOW POOLS", "SHOW CLIENTS", "SHOW SERVERS", "SHOW BACKENDS", "SHOW STATS", "SHOW CONFIG",
         "SHOW VERSION", "PAUSE", "RESUME", "DISABLE", "ENABLE", "RECONNECT", "KILL pool",
         "KILL_CLIENT", "RELOAD", "SHUTDOWN"}) {
     INFO(cmd);
