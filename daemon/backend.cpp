@@ -198,8 +198,7 @@ void Backend::connected() {
 }
 
 void Backend::connect_failed(const std::string& error) {
-  std::string msg = error;
-  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  const std::string msg = log::one_line(error.c_str());
   LOG_WARN("backend connect for pool %s failed: %s", pool_.label().c_str(), msg.c_str());
   if (stats_ != nullptr) {
     stats_->connect_failures.add();

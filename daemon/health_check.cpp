@@ -22,18 +22,8 @@ uint64_t mono_ms() {
                                    .count());
 }
 
-// libpq's message on one line.
 std::string trimmed(const char* s) {
-  std::string out;
-  for (const char* p = s != nullptr ? s : ""; *p != '\0'; ++p) {
-    if (*p == '\n' || *p == '\t') {
-      if (!out.empty() && out.back() != ' ') out += ' ';
-    } else {
-      out += *p;
-    }
-  }
-  while (!out.empty() && out.back() == ' ') out.pop_back();
-  return out;
+  return log::one_line(s);
 }
 
 }  // namespace

@@ -393,6 +393,7 @@ void Pool::launch(Worker& w, uint64_t client_id, uint64_t exclude) {
     if (ps != nullptr) ps->connect_attempts.add();
     err.clear();
     Backend* b = Backend::connect(w, *this, *host, client_id, exclude, err);
+    err = log::one_line(err.c_str());
     if (b != nullptr || err.empty()) return;  // connecting, or failed and handled
     {
       std::lock_guard<std::mutex> lk(mu_);
