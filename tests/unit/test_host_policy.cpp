@@ -7,6 +7,8 @@
 #include <string>
 
 #include "config/config.h"
+#include "daemon/health_check.h"
+#include "daemon/hosts.h"
 
 using namespace sqlmux;
 using config::Route;
@@ -155,4 +157,79 @@ backends = [ { address = "127.0.0.1:5432" } ]
     // The pool logs in as each client: the checks have no login.
     CHECK(all.find("health.user: health checks need a login") != std::string::npos);
   }
+}
+
+TEST_CASE("health checker: one target per host, login from [health] or the first pool", "[hosts]") {
+  auto r = config::load_string(R"(
+[[listener]]
+protocol = "postgres"
+listen = "127.0.0.1:6432"
+[health]
+database = "postgres"
+[[pool]]
+name = "rw"
+user = "app"
+password = "pw"
+backends = [ { address = "127.0.0.1:5432" }, { address = "127.0.0.1:5433", role = "replica" } ]
+[[pool]]
+name = "ro"
+user = "reader"
+route = "replica"
+backends = [ { address = "127.0.0.1:5433", role = "replica" }, { address = "unix:/run/pg" } ]
+)",
+                               "t.toml");
+  REQUIRE(r.config);
+  auto t = HealthChecker::targets(*r.config);
+  REQUIRE(t.size() == 3);
+  CHECK(t[0].address == "127.0.0.1:5432");
+  CHECK(t[0].host == "127.0.0.1");
+  CHECK(t[0].port == "5432");
+  CHECK(t[0].user == "app");
+  CHECK(t[0].password == std::optional<std::string>("pw"));
+  CHECK(t[0].database == "postgres");
+  CHECK(t[1].address == "127.0.0.1:5433");
+  CHECK(t[1].user == "app");  // the first pool that lists it
+  CHECK(t[2].address == "unix:/run/pg");
+  CHECK(t[2].host == "/run/pg");
+  CHECK(t[2].port == "5432");
+  CHECK(t[2].user == "reader");
+  CHECK_FALSE(t[2].password.has_value());
+
+  auto none = config::load_string(R"(
+[[listener]]
+protocol = "postgres"
+listen = "127.0.0.1:6432"
+[[pool]]
+name = "rw"
+user = "app"
+backends = [ { address = "127.0.0.1:5432" } ]
+)",
+                                  "t.toml");
+  REQUIRE(none.config);
+  CHECK(HealthChecker::targets(*none.config).empty());  // no [health]: no checks
+}
+
+TEST_CASE("host status: records, roles and the down/up switch", "[hosts]") {
+  HostStatus h("127.0.0.1:5432");
+  CHECK(h.health() == Health::Unchecked);
+  CHECK(h.usable());
+  CHECK_FALSE(h.observed_role().has_value());
+  CHECK(h.record(true, Role::Replica, {}, 2, 1));  // up, and a role
+  CHECK(h.observed_role() == Role::Replica);
+  CHECK_FALSE(h.record(true, Role::Replica, {}, 2, 1));  // nothing new
+  CHECK(h.record(true, Role::Primary, {}, 2, 1));        // promoted
+  CHECK_FALSE(h.record(false, std::nullopt, "refused", 2, 1));
+  CHECK(h.record(false, std::nullopt, "refused again", 2, 1));
+  CHECK(h.health() == Health::Down);
+  CHECK_FALSE(h.usable());
+  CHECK(h.last_error() == "refused again");
+  CHECK(h.checks_ok() == 3);
+  CHECK(h.checks_failed() == 2);
+  CHECK(h.record(true, std::nullopt, {}, 2, 1));
+  CHECK(h.usable());
+  h.set_disabled(true);
+  CHECK_FALSE(h.usable());
+  h.reset();
+  CHECK(h.health() == Health::Unchecked);
+  CHECK_FALSE(h.observed_role().has_value());
 }
