@@ -204,11 +204,14 @@ void Backend::connect_failed(const std::string& error) {
     stats_->connect_failures.add();
     stats_->connect_outcome(uv_hrtime(), false);
   }
-  // With health checks, a failed connect counts as a failed check.
+  // With health checks, a failed connect counts as a failed check; without,
+  // only its error is kept (SHOW BACKENDS).
   if (const auto& h = worker_->server().config().health) {
     if (host_->status->record(false, std::nullopt, msg, h->fall, h->rise)) {
       worker_->server().hosts_changed();
     }
+  } else {
+    host_->status->note_error(msg);
   }
   uint64_t cid = for_client_;
   for_client_ = 0;
@@ -527,7 +530,9 @@ void Backend::relay_to_client() {
                  pid_, e.message.c_str(), client_->id());
         flush();
         in_.consume(h.total());
-        continue;
+        // The server closes the connection next: nothing more may go to it.
+        fail(Reason::BackendDied, e.message.c_str());
+        return;
       }
     }
     if (h.type != 'Z') {

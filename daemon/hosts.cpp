@@ -34,6 +34,11 @@ bool HostStatus::record(bool ok, std::optional<pool::Role> role, std::string_vie
   return changed;
 }
 
+void HostStatus::note_error(std::string_view error) {
+  std::lock_guard<std::mutex> lk(mu_);
+  last_error_ = std::string(error);
+}
+
 void HostStatus::reset() {
   std::lock_guard<std::mutex> lk(mu_);
   counter_ = pool::HealthCounter();

@@ -41,6 +41,8 @@ class HostStatus {
   // Returns true when the health or the role changed.
   bool record(bool ok, std::optional<pool::Role> role, std::string_view error, uint32_t fall,
               uint32_t rise);
+  // A failed connect without health checks: only its error is kept.
+  void note_error(std::string_view error);
   // Forgets the checks (health checks turned off by a reload).
   void reset();
 

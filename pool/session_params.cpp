@@ -87,10 +87,22 @@ void SessionParams::clear_unreported() {
   std::erase_if(map_, [](const auto& e) { return !e.second.reported; });
 }
 
+bool is_server_owned(std::string_view name) {
+  // Reported parameters a session cannot set: they describe the server (a
+  // pool may mix a primary and a standby, whose in_hot_standby differ).
+  static constexpr std::string_view kOwned[] = {
+      "in_hot_standby",  "integer_datetimes", "is_superuser",
+      "server_encoding", "server_version",    "session_authorization",
+  };
+  const std::string n = lower(name);
+  return std::find(std::begin(kOwned), std::end(kOwned), n) != std::end(kOwned);
+}
+
 std::vector<ParamChange> diff(const SessionParams& desired, const SessionParams& backend) {
   std::vector<ParamChange> out;
   if (desired.same_values(backend)) return out;
   for (const auto& [key, want] : desired.entries()) {
+    if (want.reported && is_server_owned(key)) continue;
     const auto* have = backend.find(key);
     if (have == nullptr || have->value != want.value) out.push_back({want.name, want.value, false});
   }

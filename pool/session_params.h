@@ -50,6 +50,10 @@ struct ParamChange {
   bool reset = false;  // RESET name (back to the backend's default)
 };
 
+// Reported parameters that describe the server and cannot be set
+// (in_hot_standby, server_version, ...): diff() never asks to apply them.
+[[nodiscard]] bool is_server_owned(std::string_view name);
+
 // What must change on `backend` so that it matches `desired`.
 [[nodiscard]] std::vector<ParamChange> diff(const SessionParams& desired,
                                             const SessionParams& backend);

@@ -206,3 +206,21 @@ TEST_CASE("buffer: storage blocks are reused after release") {
     REQUIRE(a.capacity() == 0);
   }
 }
+
+TEST_CASE("session params: server-owned parameters are never applied", "[params]") {
+  using namespace sqlmux::pool;
+  SessionParams client;
+  client.set("in_hot_standby", "on", true);
+  client.set("server_version", "15.1", true);
+  client.set("TimeZone", "UTC", true);
+  SessionParams backend;
+  backend.set("in_hot_standby", "off", true);
+  backend.set("server_version", "15.2", true);
+  backend.set("TimeZone", "Europe/Paris", true);
+  const auto changes = diff(client, backend);
+  REQUIRE(changes.size() == 1);
+  CHECK(changes[0].name == "TimeZone");
+  CHECK(changes[0].value == "UTC");
+  CHECK(is_server_owned("IN_HOT_STANDBY"));
+  CHECK_FALSE(is_server_owned("search_path"));
+}
