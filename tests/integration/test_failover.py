@@ -255,6 +255,32 @@ def wait_health(mux, want: dict, timeout: float = 5.0):
 # ---------------------------------------------------------------------------
 
 
+def case_config_keys(pg):
+    """--check-config accepts route and [health] with every documented key
+    and names the key of a bad value."""
+    require_sqlmux("--check-config")
+    b = [{"address": "127.0.0.1:5432", "role": "primary"}, {"address": "127.0.0.1:5433", "role": "replica",
+                                                            "weight": 2}]
+
+    def text(route="replica", health=None):
+        cfg = default_config(5432, 6432)
+        cfg["pool"] = [pool("appdb", b, route=route)]
+        cfg["health"] = health if health is not None else {
+            "interval": "5s", "timeout": "2s", "fall": 3, "rise": 2, "user": "app", "password": "apppass",
+            "database": "appdb"}
+        return to_toml(cfg)
+
+    for route in ("primary", "replica", "any"):
+        rc, out, _ = check_config(text(route=route))
+        check_eq(rc, 0, f"--check-config with route = {route!r} and a full [health] table: {out.strip()}")
+    rc, out, _ = check_config(text(route="sideways"))
+    check(rc != 0 and "pool[0].route" in out, f"route = 'sideways': rc {rc}, {out.strip()!r}")
+    rc, out, _ = check_config(text(health={"interval": "200ms", "bogus": 1}))
+    check(rc != 0 and "health.bogus" in out, f"[health] bogus key: rc {rc}, {out.strip()!r}")
+    rc, out, _ = check_config(text(health={"interval": "soon"}))
+    check(rc != 0 and "health.interval" in out, f"[health] interval = 'soon': rc {rc}, {out.strip()!r}")
+
+
 def case_routing(pg):
     """route=primary goes to the primary, route=replica to the standby;
     SHOW BACKENDS shows roles, health up and per-pool connections."""
@@ -727,6 +753,7 @@ def case_session_backend_killed_in_transaction(pg):
 
 if __name__ == "__main__":
     run_cases(__file__, [
+        case_config_keys,
         case_routing,
         case_observed_role_overrides_config,
         case_any_route_weights,
