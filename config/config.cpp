@@ -46,6 +46,11 @@ constexpr std::array<std::pair<std::string_view, AuthMethod>, 4> kAuthMethods{{
     {"trust", AuthMethod::Trust},
 }};
 constexpr std::array<std::pair<std::string_view, int>, 2> kRoles{{{"primary", 0}, {"replica", 1}}};
+constexpr std::array<std::pair<std::string_view, Route>, 3> kRoutes{{
+    {"primary", Route::Primary},
+    {"replica", Route::Replica},
+    {"any", Route::Any},
+}};
 
 template <typename Table, typename E>
 std::string_view name_of(const Table& table, E value) {
@@ -164,7 +169,7 @@ class Loader {
   LoadResult run(const toml::table& root) {
     Config cfg;
     cfg.source = file_;
-    check_keys(root, "", {"server", "listener", "user", "pool", "metrics", "admin"});
+    check_keys(root, "", {"server", "listener", "user", "pool", "metrics", "admin", "health"});
     if (const toml::table* server = table_at(root, "server", "")) {
       read_server(*server, cfg.server);
     }
@@ -187,6 +192,9 @@ class Loader {
     }
     if (const toml::table* admin = table_at(root, "admin", "")) {
       read_admin(*admin, cfg);
+    }
+    if (const toml::table* health = table_at(root, "health", "")) {
+      read_health(*health, cfg);
     }
 
     std::stable_sort(errors_.begin(), errors_.end(),
@@ -463,7 +471,7 @@ class Loader {
   void read_pool(const toml::table& t, const std::string& path, Config& cfg) {
     check_keys(t, path,
                {"name", "protocol", "mode", "size", "min_idle", "database", "user", "password",
-                "backends", "query_wait_timeout", "server_idle_timeout", "server_lifetime",
+                "backends", "route", "query_wait_timeout", "server_idle_timeout", "server_lifetime",
                 "server_connect_timeout", "max_prepared_statements"});
     PoolConfig p;
     const auto* name = read_string(t, "name", path, p.name, true, /*allow_empty=*/false);
@@ -501,6 +509,11 @@ class Loader {
       }
     }
     read_backends(t, path, p);
+    const bool any_primary =
+        std::any_of(p.backends.begin(), p.backends.end(),
+                    [](const BackendConfig& b) { return b.role == "primary"; });
+    p.route = any_primary || p.backends.empty() ? Route::Primary : Route::Replica;
+    read_enum(t, "route", path, kRoutes, p.route);
     read_duration(t, "query_wait_timeout", path, p.query_wait_timeout);
     read_duration(t, "server_idle_timeout", path, p.server_idle_timeout);
     read_duration(t, "server_lifetime", path, p.server_lifetime);
@@ -533,6 +546,41 @@ class Loader {
       read_int(bt, "weight", bpath, 1, std::numeric_limits<int>::max(), b.weight);
       p.backends.push_back(std::move(b));
     });
+  }
+
+  void read_health(const toml::table& t, Config& cfg) {
+    const std::string path = "health";
+    check_keys(t, path, {"interval", "timeout", "fall", "rise", "user", "password", "database"});
+    HealthConfig h;
+    read_duration(t, "interval", path, h.interval);
+    read_duration(t, "timeout", path, h.timeout);
+    for (auto [key, d] : {std::pair<const char*, Duration>{"interval", h.interval},
+                          std::pair<const char*, Duration>{"timeout", h.timeout}}) {
+      if (d.count() <= 0 && t.get(key) != nullptr)
+        error(*t.get(key), child(path, key), "must be positive");
+    }
+    read_int(t, "fall", path, 1, 1000, h.fall);
+    read_int(t, "rise", path, 1, 1000, h.rise);
+    std::string text;
+    if (read_string(t, "user", path, text, false, /*allow_empty=*/false)) h.user = text;
+    if (const auto* pw = read_string(t, "password", path, text)) {
+      h.password = text;
+      if (!h.user)
+        error(*pw, child(path, "password"),
+              "set without user; the password belongs to health.user");
+    }
+    if (read_string(t, "database", path, text, false, /*allow_empty=*/false)) h.database = text;
+    if (!h.user) {
+      for (const PoolConfig& p : cfg.pools) {
+        if (!p.user) {
+          error(t, child(path, "user"),
+                "health checks need a login: set health.user, or user on pool " + quoted(p.name) +
+                    " (which logs in as each client)");
+          break;
+        }
+      }
+    }
+    cfg.health = std::move(h);
   }
 
   void read_admin(const toml::table& t, Config& cfg) {
@@ -594,6 +642,10 @@ std::string_view to_string(LogLevel l) {
 }
 std::string_view to_string(AuthMethod a) {
   return a == AuthMethod::Default ? "default" : name_of(kAuthMethods, a);
+}
+
+std::string_view to_string(Route r) {
+  return name_of(kRoutes, r);
 }
 
 const UserConfig* Config::find_user(std::string_view name) const {

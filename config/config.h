@@ -21,11 +21,14 @@ enum class LogLevel { Error, Warn, Info, Debug };
 // How a client proves who it is. Default: SCRAM-SHA-256 when the stored
 // password is plaintext or a SCRAM verifier, md5 when it is an md5 hash.
 enum class AuthMethod { Default, ScramSha256, Md5, Password, Trust };
+// Which of a pool's backends serve it (see PoolConfig::route).
+enum class Route { Primary, Replica, Any };
 
 [[nodiscard]] std::string_view to_string(Protocol p);
 [[nodiscard]] std::string_view to_string(PoolMode m);
 [[nodiscard]] std::string_view to_string(LogLevel l);
 [[nodiscard]] std::string_view to_string(AuthMethod a);
+[[nodiscard]] std::string_view to_string(Route r);
 
 // A parsed listen address: "host:port", "[::1]:port" or "unix:/path".
 struct Address {
@@ -58,8 +61,10 @@ struct UserConfig {
 
 struct BackendConfig {
   Address address;  // Tcp only (unix sockets allowed for postgres: unix:/dir)
+  // "primary" or "replica" as configured; health checks replace it with
+  // what the server says (pg_is_in_recovery()).
   std::string role = "primary";
-  int weight = 1;
+  int weight = 1;  // share among the backends of one role
 };
 
 struct PoolConfig {
@@ -72,6 +77,10 @@ struct PoolConfig {
   std::optional<std::string> user;  // backend login; absent: the client's own
   std::optional<std::string> password;
   std::vector<BackendConfig> backends;
+  // Which backends serve the pool: "primary", "replica" (the primary when
+  // no replica is usable) or "any". Default: "primary" when a backend is
+  // configured primary, else "replica".
+  Route route = Route::Primary;
   Duration query_wait_timeout{120000};
   Duration server_idle_timeout{600000};
   Duration server_lifetime{3600000};
@@ -84,6 +93,20 @@ struct PoolConfig {
 // [metrics]: the Prometheus endpoint (absent: none).
 struct MetricsConfig {
   Address listen;  // an IP address and port (serves /metrics)
+};
+
+// [health]: background health checks of every backend host (absent: none;
+// hosts count as up and keep their configured roles).
+struct HealthConfig {
+  Duration interval{5000};
+  Duration timeout{2000};  // connect + check query
+  uint32_t fall = 3;       // failures in a row before a host is marked down
+  uint32_t rise = 2;       // successes in a row before it is up again
+  // The login for the check; absent: the `user`/`password` of a pool that
+  // lists the host (validation requires one of the two).
+  std::optional<std::string> user;
+  std::optional<std::string> password;
+  std::optional<std::string> database;  // absent: that pool's database
 };
 
 // [admin]: the PostgreSQL-protocol admin console (database "sqlmux").
@@ -100,6 +123,7 @@ struct Config {
   std::vector<UserConfig> users;
   std::vector<PoolConfig> pools;
   std::optional<AdminConfig> admin;  // absent: no console
+  std::optional<HealthConfig> health;
 
   [[nodiscard]] const UserConfig* find_user(std::string_view name) const;
   [[nodiscard]] const PoolConfig* find_pool(std::string_view name, Protocol proto) const;

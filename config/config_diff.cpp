@@ -29,6 +29,7 @@ PoolChange pool_change(const PoolConfig& a, const PoolConfig& b) {
   note(c.applied, a.min_idle != b.min_idle, "min_idle");
   note(c.applied, a.database != b.database, "database");
   note(c.applied, !same_backends(a.backends, b.backends), "backends");
+  note(c.applied, a.route != b.route, "route");
   note(c.applied, a.query_wait_timeout != b.query_wait_timeout, "query_wait_timeout");
   note(c.applied, a.server_idle_timeout != b.server_idle_timeout, "server_idle_timeout");
   note(c.applied, a.server_lifetime != b.server_lifetime, "server_lifetime");
@@ -143,6 +144,13 @@ ConfigDiff diff(const Config& before, const Config& after) {
   if (had_admin && after.admin && before.admin->users != after.admin->users) {
     d.applied.emplace_back("admin.users");
   }
+  const auto health_tuple = [](const std::optional<HealthConfig>& h) {
+    return h ? std::make_tuple(true, h->interval, h->timeout, h->fall, h->rise, h->user,
+                               h->password, h->database)
+             : std::make_tuple(false, Duration{}, Duration{}, 0u, 0u, std::optional<std::string>{},
+                               std::optional<std::string>{}, std::optional<std::string>{});
+  };
+  if (health_tuple(before.health) != health_tuple(after.health)) d.applied.emplace_back("health");
   return d;
 }
 

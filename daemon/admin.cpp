@@ -528,16 +528,34 @@ void Session::show_servers(const std::vector<WorkerPart>& parts) {
 }
 
 void Session::show_backends() {
+  // Per configured pool and host; connection counts summed over the pool's
+  // running instances (pools that log in as each client have one per user).
+  std::map<std::pair<std::string, std::string>, std::pair<uint32_t, uint32_t>> counts;
+  server_.for_each_pool([&](Pool& p) {
+    for (const Pool::HostRow& r : p.host_rows()) {
+      auto& c = counts[{p.cfg().name, r.address}];
+      c.first += r.connections;
+      c.second += r.active;
+    }
+  });
   std::vector<Row> rows;
   for (const auto& pc : server_.config().pools) {
     for (const auto& b : pc.backends) {
-      rows.push_back(
-          {pc.name, b.address.text, b.role,
-           std::string(server_.backend_disabled(b.address.text) ? "disabled" : "enabled"),
-           std::string("unchecked")});
+      HostStatus& h = server_.hosts().get(b.address.text);
+      const pool::Role role = h.observed_role().value_or(pool::parse_role(b.role));
+      const auto c = counts[{pc.name, b.address.text}];
+      const std::string err = h.last_error();
+      rows.push_back({pc.name, b.address.text, std::string(pool::to_string(role)),
+                      std::string(h.disabled() ? "disabled" : "enabled"),
+                      std::string(pool::to_string(h.health())), b.role,
+                      num(static_cast<uint64_t>(b.weight)), num(c.first), num(c.second),
+                      num(h.checks_ok()), num(h.checks_failed()),
+                      err.empty() ? std::nullopt : std::optional<std::string>(err)});
     }
   }
-  send_rows({"pool", "address", "role", "state", "health"}, rows);
+  send_rows({"pool", "address", "role", "state", "health", "configured_role", "weight",
+             "connections", "active", "checks_ok", "checks_failed", "last_error"},
+            rows);
   send_complete("SHOW");
 }
 

@@ -18,7 +18,8 @@ std::string upper(std::string_view s) {
   return out;
 }
 
-// Splits on blanks; a word starting with a quote runs to the matching quote.
+// Splits on blanks; a word starting with a quote runs to the matching quote
+// and must not be empty.
 bool split(std::string_view s, std::vector<std::string>& words, std::string& error) {
   size_t i = 0;
   while (i < s.size()) {
@@ -31,6 +32,12 @@ bool split(std::string_view s, std::vector<std::string>& words, std::string& err
       const size_t end = s.find(q, i + 1);
       if (end == std::string_view::npos) {
         error = "unterminated quoted argument";
+        return false;
+      }
+      // '' is no name: as an argument it would read as an absent one
+      // (KILL '' would select every pool).
+      if (end == i + 1) {
+        error = "empty quoted argument";
         return false;
       }
       words.emplace_back(s.substr(i + 1, end - i - 1));

@@ -40,7 +40,8 @@ struct ParseResult {
 };
 
 // Case-insensitive keywords, blanks between words, optional trailing ';'.
-// Arguments keep their case; they may be quoted ("..." or '...').
+// Arguments keep their case; they may be quoted ("..." or '...'), but not
+// be empty ("" and '' are errors, not an absent argument).
 [[nodiscard]] ParseResult parse(std::string_view sql);
 
 // "SHOW POOLS | SHOW CLIENTS | ..." for error messages.

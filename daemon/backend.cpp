@@ -60,12 +60,12 @@ std::string_view to_string(BackendState s) {
   return "unknown";
 }
 
-Backend* Backend::connect(Worker& w, Pool& pool, uint64_t for_client, std::string& error) {
+Backend* Backend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t for_client,
+                          uint64_t tried, std::string& error) {
   const config::PoolConfig& cfg = pool.cfg();  // one version throughout (reload swaps it)
-  const auto& be = cfg.backends.front();
-  std::string host =
-      be.address.kind == config::Address::Kind::Unix ? be.address.unix_path : be.address.host;
-  std::string port = std::to_string(be.address.port == 0 ? 5432 : be.address.port);
+  const config::Address& addr = where.address;
+  std::string host = addr.kind == config::Address::Kind::Unix ? addr.unix_path : addr.host;
+  std::string port = std::to_string(addr.port == 0 ? 5432 : addr.port);
   const char* keys[] = {"host",     "port",    "dbname",     "user",
                         "password", "sslmode", "gssencmode", nullptr};
   const char* vals[] = {host.c_str(),
@@ -92,7 +92,9 @@ Backend* Backend::connect(Worker& w, Pool& pool, uint64_t for_client, std::strin
     return nullptr;
   }
   auto* b = new Backend(w, pool, pg, PQsocket(pg), for_client);
-  b->address_ = be.address.text;
+  b->address_ = addr.text;
+  b->host_ = &where;
+  b->tried_ = tried;
   w.set_backend_state(b, BackendState::Connecting);
   if (!b->attach()) {
     b->connect_failed("cannot poll the backend socket");
@@ -180,6 +182,9 @@ void Backend::connected() {
   want_read(true);
   LOG_DEBUG("backend pid %d connected for pool %s", pid_, pool_.label().c_str());
   if (stats_ != nullptr) stats_->connect_outcome(uv_hrtime(), true);
+  if (const auto& h = worker_->server().config().health) {
+    host_->status->record(true, std::nullopt, {}, h->fall, h->rise);
+  }
   uint64_t cid = for_client_;
   for_client_ = 0;
   set_state(BackendState::Idle);
@@ -193,17 +198,29 @@ void Backend::connected() {
 }
 
 void Backend::connect_failed(const std::string& error) {
-  std::string msg = error;
-  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  const std::string msg = log::one_line(error.c_str());
   LOG_WARN("backend connect for pool %s failed: %s", pool_.label().c_str(), msg.c_str());
   if (stats_ != nullptr) {
     stats_->connect_failures.add();
     stats_->connect_outcome(uv_hrtime(), false);
   }
+  // With health checks, a failed connect counts as a failed check.
+  if (const auto& h = worker_->server().config().health) {
+    if (host_->status->record(false, std::nullopt, msg, h->fall, h->rise)) {
+      worker_->server().hosts_changed();
+    }
+  }
   uint64_t cid = for_client_;
   for_client_ = 0;
+  Client* c = cid != 0 ? worker_->find_client(cid) : nullptr;
+  if (c != nullptr && c->state() == ClientState::Waiting && c->backend() == nullptr &&
+      pool_.retry_connect(*worker_, this, cid)) {
+    terminate(Reason::BackendConnectFailed);  // the retry has the slot and the client
+    return;
+  }
   terminate(Reason::BackendConnectFailed);
-  if (Client* c = cid != 0 ? worker_->find_client(cid) : nullptr) {
+  c = cid != 0 ? worker_->find_client(cid) : nullptr;
+  if (c != nullptr) {
     if (c->state() == ClientState::Waiting) {
       pg::ErrorFields e;
       e.severity = "FATAL";
@@ -233,6 +250,7 @@ void Backend::link(Client* c) {
   clear_replay();
   pass_remaining_ = 0;
   stmt_violation_ = false;
+  session_state_ = false;
   pending_changes_ = pool::diff(c->params(), params_);
   if (pending_changes_.empty()) {
     c->on_backend_ready();
@@ -252,6 +270,19 @@ void Backend::link(Client* c) {
 
 void Backend::note_command_tag(std::string_view tag) {
   const bool session = pool_.cfg().mode == config::PoolMode::Session;
+  if (session) {
+    // What a replacement connection would lack; plain statements are fine.
+    static constexpr std::string_view kStateless[] = {
+        "SELECT", "INSERT",   "UPDATE", "DELETE", "MERGE",   "BEGIN",  "START TRANSACTION",
+        "COMMIT", "ROLLBACK", "COPY",   "SHOW",   "EXPLAIN", "VALUES", "CALL",
+        "DO"};
+    bool plain = false;
+    for (std::string_view k : kStateless) {
+      plain = plain ||
+              (tag.substr(0, k.size()) == k && (tag.size() == k.size() || tag[k.size()] == ' '));
+    }
+    if (!plain) session_state_ = true;
+  }
   if (tag == "SET" || tag == "RESET") {
     ++set_tags_;
     dirty_ |= kDirtySettings;
@@ -460,8 +491,8 @@ void Backend::relay_to_client() {
       return;
     }
     const pool::ResponseTracker::Verdict v = tracker_.classify(h.type);
-    bool inspect =
-        v.completes || !v.forward || h.type == 'S' || h.type == 'Z' || (h.type == 'C' && !session);
+    bool inspect = v.completes || !v.forward || h.type == 'S' || h.type == 'Z' || h.type == 'C' ||
+                   (h.type == 'E' && tracker_.empty());
     if (inspect && h.total() > kMaxInspect) {
       if (v.completes || !v.forward) {
         fail(Reason::BackendProtocolError, "oversized reply from server");
@@ -482,9 +513,22 @@ void Backend::relay_to_client() {
         params_.set(name, value, true);
         client_->on_parameter_status(name, value);
       }
-    } else if (h.type == 'C' && !session) {
+    } else if (h.type == 'C') {
       std::string_view tag;
       if (pg::parse_command_complete(body, tag)) note_command_tag(tag);
+    } else if (h.type == 'E' && tracker_.empty() && client_can_move()) {
+      // An unsolicited FATAL (e.g. pg_terminate_backend, a server shutting
+      // down) while the client has nothing outstanding: the connection is
+      // ending; the client moves to another one at its next request
+      // instead of hearing about it (see fail()).
+      pg::ErrorFields e;
+      if (pg::parse_error_fields(body, e) && (e.severity == "FATAL" || e.severity == "PANIC")) {
+        LOG_INFO("backend pid %d: %s (client %" PRIu64 " idle; it moves to another connection)",
+                 pid_, e.message.c_str(), client_->id());
+        flush();
+        in_.consume(h.total());
+        continue;
+      }
     }
     if (h.type != 'Z') {
       if (h.type == 'E' && tracker_.head() != nullptr &&
@@ -875,11 +919,23 @@ void Backend::adopt(Worker& w) {
 
 // --- ending ----------------------------------------------------------------------
 
+bool Backend::client_can_move() const {
+  return client_ != nullptr && tracker_.empty() && tx_status_ == 'I' && pass_remaining_ == 0 &&
+         internal_ == Internal::None && !pinned_ && !session_state_ && out_.empty() &&
+         !client_->mid_message();
+}
+
 void Backend::fail(Reason why, const char* detail) {
   if (closing()) return;
   LOG_WARN("backend pid %d (pool %s) failed: %s: %s", pid_, pool_.label().c_str(),
            std::string(to_string(why)).c_str(), detail);
-  if (client_ != nullptr) {
+  if (client_can_move()) {
+    // Outside a transaction with nothing outstanding: the client gets
+    // another server connection at its next request.
+    Client* c = client_;
+    client_ = nullptr;
+    c->on_backend_lost_idle();
+  } else if (client_ != nullptr) {
     Client* c = client_;
     client_ = nullptr;
     pg::ErrorFields e;

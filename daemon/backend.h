@@ -21,6 +21,7 @@ namespace sqlmux {
 
 class Client;
 class Pool;
+struct PoolHost;
 namespace metrics {
 struct PoolStats;
 }
@@ -30,9 +31,13 @@ enum class BackendState { Connecting, Idle, Active, Resetting, Closing, Count };
 
 class Backend final : public Conn {
  public:
-  // Starts a libpq connection for `pool`; for_client = the waiting client it
-  // was opened for (0: none). Returns nullptr when libpq cannot even start.
-  static Backend* connect(Worker& w, Pool& pool, uint64_t for_client, std::string& error);
+  // Starts a libpq connection for `pool` to `host`; for_client = the
+  // waiting client it was opened for (0: none); tried = the pool's hosts
+  // tried for that client so far (bit i = host i), this one included.
+  // Returns nullptr when libpq cannot even start (error set), or when the
+  // failure was handled already (error empty).
+  static Backend* connect(Worker& w, Pool& pool, PoolHost& host, uint64_t for_client,
+                          uint64_t tried, std::string& error);
 
   [[nodiscard]] Pool& pool() const { return pool_; }
   [[nodiscard]] BackendState state() const { return state_; }
@@ -45,6 +50,11 @@ class Backend final : public Conn {
   [[nodiscard]] uint64_t generation() const { return generation_; }
   // The server address it was opened to ("host:port" as configured).
   [[nodiscard]] const std::string& address() const { return address_; }
+  [[nodiscard]] PoolHost* host() const { return host_; }
+  [[nodiscard]] uint64_t tried_hosts() const { return tried_; }
+  // A connect that failed handed its pool slot to a retry on another host.
+  [[nodiscard]] bool slot_moved() const { return slot_moved_; }
+  void move_slot() { slot_moved_ = true; }
   [[nodiscard]] bool reusable() const;
 
   // Links to a client and applies its session parameters; calls
@@ -71,6 +81,9 @@ class Backend final : public Conn {
   // A simple query that sets `name` (SET/RESET): its value is read back
   // after the transaction so that it follows the client.
   void note_set(std::string name) { pending_sets_.push_back(std::move(name)); }
+  // Session mode: the client made server-side state (a named statement, a
+  // SET, ...) that a replacement server connection would lack.
+  void note_session_state() { session_state_ = true; }
   // The client went away (or the session ended) while linked.
   void client_gone(bool client_mid_message);
   // Puts an idle backend on this worker's loop (after a move or connect).
@@ -114,6 +127,9 @@ class Backend final : public Conn {
   void fail(Reason why, const char* detail);
   void note_command_tag(std::string_view tag);
   void forget_failed_parse(const pool::ResponseTracker::Entry& e);
+  // Whether the linked client could move to another server connection
+  // unnoticed: nothing outstanding, no transaction, no session state.
+  [[nodiscard]] bool client_can_move() const;
   // True when the error says the statement's plan went stale.
   bool note_bind_error(std::string_view body, const std::string& server_name);
   [[nodiscard]] bool can_replay(const std::string& server_name) const;
@@ -134,6 +150,9 @@ class Backend final : public Conn {
   uint64_t for_client_ = 0;
   uint64_t generation_ = 0;
   std::string address_;
+  PoolHost* host_ = nullptr;
+  uint64_t tried_ = 0;
+  bool slot_moved_ = false;
   int pid_ = 0;
   Client* client_ = nullptr;
   pool::SessionParams params_;
@@ -157,6 +176,7 @@ class Backend final : public Conn {
   enum Dirty : unsigned { kDirtySettings = 1, kDirtyListen = 2, kDirtyPrepared = 4 };
   unsigned dirty_ = 0;
   bool stmt_violation_ = false;
+  bool session_state_ = false;
 
   Internal internal_ = Internal::None;
   int internal_rfq_ = 0;

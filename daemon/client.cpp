@@ -525,6 +525,18 @@ void Client::on_backend_failed(Reason why, const pg::ErrorFields& err) {
   fail(why, err);
 }
 
+void Client::on_backend_lost_idle() {
+  LOG_INFO("client %" PRIu64
+           ": server connection lost between transactions; the next one "
+           "gets another",
+           id_);
+  backend_ = nullptr;
+  backend_ready_ = false;
+  linked_ns_ = 0;
+  set_state(ClientState::Idle);
+  want_read(true);
+}
+
 void Client::on_parameter_status(std::string_view name, std::string_view value) {
   const auto* e = params_.find(name);
   params_.set(e != nullptr ? std::string_view(e->name) : name, value, true);

@@ -62,6 +62,11 @@ class Client final : public Conn {
   void on_backend_released();
   // The backend failed under this client.
   void on_backend_failed(Reason why, const pg::ErrorFields& err);
+  // The backend died outside a transaction with nothing outstanding: the
+  // next request gets another one (transparent reconnect).
+  void on_backend_lost_idle();
+  // Part of a message was relayed and the rest has not arrived yet.
+  [[nodiscard]] bool mid_message() const { return pass_remaining_ > 0; }
   // A ParameterStatus the backend reported while serving this client.
   void on_parameter_status(std::string_view name, std::string_view value);
   // Relayed bytes from the backend (already framed by the backend side).

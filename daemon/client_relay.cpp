@@ -392,6 +392,8 @@ void Client::relay_to_backend() {
           r = handle_parse(h, m, avail, out);
         } else {
           tr.push(plain(Kind::Parse));
+          // A named statement is session state a new server would lack.
+          if (avail <= 5 || m[5] != 0) b->note_session_state();
         }
         break;
       case 'B':

@@ -51,4 +51,17 @@ void write(config::LogLevel level, const char* fmt, ...) {
   (void)w;
 }
 
+std::string one_line(const char* text) {
+  std::string out;
+  for (const char* p = text != nullptr ? text : ""; *p != '\0'; ++p) {
+    if (*p == '\n' || *p == '\t' || *p == '\r') {
+      if (!out.empty() && out.back() != ' ') out += ' ';
+    } else {
+      out += *p;
+    }
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
 }  // namespace sqlmux::log

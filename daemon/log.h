@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <cstdarg>
+#include <string>
 
 #include "config/config.h"
 
@@ -13,6 +14,9 @@ void set_level(config::LogLevel level);
 // Thread-local worker id shown in each line (-1 = main thread).
 void set_thread_worker(int id);
 void write(config::LogLevel level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+// A multi-line message (libpq's) on one line: newlines and tabs become one
+// space; trailing blanks go.
+[[nodiscard]] std::string one_line(const char* text);
 
 }  // namespace sqlmux::log
 

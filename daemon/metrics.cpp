@@ -110,6 +110,11 @@ void Metrics::config_reload(bool ok) {
   (ok ? reloads_ok_ : reloads_failed_).fetch_add(1, std::memory_order_relaxed);
 }
 
+void Metrics::set_host_source(HostSource f) {
+  std::lock_guard<std::mutex> lk(mu_);
+  hosts_ = std::move(f);
+}
+
 std::vector<MetricFamily> Metrics::Collect() const {
   std::lock_guard<std::mutex> lk(mu_);
   auto clients = family("sqlmux_client_connections",
@@ -149,9 +154,11 @@ std::vector<MetricFamily> Metrics::Collect() const {
   auto failures = family("sqlmux_server_connect_failures_total",
                          "Server connection attempts that failed.", MetricType::Counter);
   auto up = family("sqlmux_backend_up",
-                   "1 while the latest connect attempt to the backend succeeded or none was "
-                   "made yet, 0 after a failed one. No health checks run.",
+                   "1 while the backend host is up: by its health checks when [health] is "
+                   "configured, else by the pool's latest connect attempt (1 before any).",
                    MetricType::Gauge);
+  auto checks = family("sqlmux_health_checks_total", "Health checks of a backend host, by result.",
+                       MetricType::Counter);
   auto s_err = family("sqlmux_server_errors_total",
                       "Server connections closed by a failure, by reason.", MetricType::Counter);
   auto c_err =
@@ -242,10 +249,25 @@ std::vector<MetricFamily> Metrics::Collect() const {
     auto& l = latest[{p.labels.pool, p.labels.protocol, p.labels.backend}];
     l = std::max(l, last);
   }
-  for (const auto& [key, last] : latest) {
-    const auto& [pool, protocol, backend] = key;
-    const bool ok = last == 0 || (last & 1) != 0;
-    add_gauge(up, {{"pool", pool}, {"protocol", protocol}, {"backend", backend}}, ok ? 1 : 0);
+  std::vector<HostSample> hosts;
+  std::vector<HostChecks> host_checks;
+  if (hosts_) {
+    hosts_(hosts, host_checks);
+  } else {  // no host registry (unit tests): each pool's own backend, unchecked
+    for (const auto& [key, last] : latest) {
+      hosts.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key), 0});
+    }
+  }
+  for (const HostSample& h : hosts) {
+    // Unchecked: the pool's latest connect outcome (its first backend's).
+    auto it = latest.find({h.pool, h.protocol, h.backend});
+    const uint64_t last = it == latest.end() ? 0 : it->second;
+    const bool ok = h.health == 1 || (h.health == 0 && (last == 0 || (last & 1) != 0));
+    add_gauge(up, {{"pool", h.pool}, {"protocol", h.protocol}, {"backend", h.backend}}, ok ? 1 : 0);
+  }
+  for (const HostChecks& c : host_checks) {
+    add_counter(checks, {{"backend", c.backend}, {"result", "ok"}}, c.ok);
+    add_counter(checks, {{"backend", c.backend}, {"result", "failed"}}, c.failed);
   }
 
   int64_t login = 0;
@@ -265,10 +287,11 @@ std::vector<MetricFamily> Metrics::Collect() const {
   add_counter(reloads, {{"result", "failure"}}, reloads_failed_.load(std::memory_order_relaxed));
 
   std::vector<MetricFamily> out;
-  for (auto* f : {&clients,     &logins, &servers, &wait, &tx,     &query,     &tx_total,
-                  &query_total, &c_in,   &c_out,   &s_in, &s_out,  &attempts,  &failures,
-                  &up,          &s_err,  &c_err,   &hits, &misses, &evictions, &reloads}) {
-    out.push_back(std::move(*f));
+  for (auto* f :
+       {&clients, &logins, &servers, &wait,   &tx,        &query,    &tx_total, &query_total,
+        &c_in,    &c_out,  &s_in,    &s_out,  &attempts,  &failures, &up,       &checks,
+        &s_err,   &c_err,  &hits,    &misses, &evictions, &reloads}) {
+    if (!f->metric.empty()) out.push_back(std::move(*f));  // e.g. no health checks
   }
   return out;
 }

@@ -16,6 +16,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -137,6 +138,18 @@ class Metrics : public prometheus::Collectable {
   // For the configuration reload (another issue): counts one reload.
   void config_reload(bool ok);
 
+  // Backend hosts as the health checks see them (read at scrape time).
+  struct HostSample {
+    std::string pool, protocol, backend;
+    int health = 0;  // 0 unchecked, 1 up, 2 down
+  };
+  struct HostChecks {
+    std::string backend;
+    uint64_t ok = 0, failed = 0;
+  };
+  using HostSource = std::function<void(std::vector<HostSample>&, std::vector<HostChecks>&)>;
+  void set_host_source(HostSource f);
+
   [[nodiscard]] std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
@@ -147,6 +160,7 @@ class Metrics : public prometheus::Collectable {
   mutable std::mutex mu_;
   std::vector<PoolEntry> pools_;
   std::vector<const metrics::WorkerStats*> workers_;
+  HostSource hosts_;  // under mu_
   std::atomic<uint64_t> reloads_ok_{0};
   std::atomic<uint64_t> reloads_failed_{0};
 };

@@ -6,6 +6,7 @@
 
 #include "daemon/backend.h"
 #include "daemon/client.h"
+#include "daemon/hosts.h"
 #include "daemon/log.h"
 #include "daemon/server.h"
 #include "daemon/worker.h"
@@ -29,6 +30,7 @@ Pool::Pool(Server& server, config::PoolConfig cfg, std::string backend_user,
   cfg_versions_.push_back(std::make_unique<const config::PoolConfig>(std::move(cfg)));
   cfg_.store(cfg_versions_.back().get(), std::memory_order_release);
   label_ = this->cfg().name + "/" + backend_user_;
+  sync_hosts_locked(this->cfg());
   if (Metrics* m = server_.metrics()) {
     std::vector<const metrics::PoolStats*> parts;
     for (int i = 0; i < workers; ++i) {
@@ -45,7 +47,136 @@ Pool::Pool(Server& server, config::PoolConfig cfg, std::string backend_user,
 bool Pool::obsolete_locked(const Backend* b, size_t closing) const {
   return b->generation() < generation_ ||
          (retired_ && clients_.load(std::memory_order_relaxed) == 0) ||
-         total_ - closing > cfg().size;
+         total_ - closing > cfg().size || !host_serves_locked(b->host());
+}
+
+// --- hosts -------------------------------------------------------------------------
+
+void Pool::sync_hosts_locked(const config::PoolConfig& cfg) {
+  for (auto& [address, h] : hosts_) h->listed = false;
+  current_.clear();
+  for (const config::BackendConfig& bc : cfg.backends) {
+    auto it = hosts_.find(bc.address.text);
+    if (it == hosts_.end()) {
+      auto h = std::make_unique<PoolHost>();
+      h->status = &server_.hosts().get(bc.address.text);
+      it = hosts_.emplace(bc.address.text, std::move(h)).first;
+    }
+    PoolHost& h = *it->second;
+    if (h.listed) continue;  // listed twice: the first entry counts
+    h.address = bc.address;
+    h.configured = pool::parse_role(bc.role);
+    h.weight = static_cast<uint32_t>(std::max(1, bc.weight));
+    h.listed = true;
+    current_.push_back(&h);
+  }
+  choices_.resize(current_.size());
+}
+
+pool::Role Pool::role_of(const PoolHost& h) const {
+  return h.status->observed_role().value_or(h.configured);
+}
+
+void Pool::fill_choices_locked(bool by_connections) {
+  for (size_t i = 0; i < current_.size(); ++i) {
+    const PoolHost& h = *current_[i];
+    choices_[i] = {role_of(h), h.status->usable(),
+                   by_connections ? h.connections : h.connections - h.idle, h.weight};
+  }
+}
+
+bool Pool::host_serves_locked(const PoolHost* h) const {
+  if (h == nullptr) return true;
+  if (!h->listed || !h->status->usable()) return false;
+  const config::Route route = cfg().route;
+  if (route == config::Route::Any) return true;
+  const pool::Role role = role_of(*h);
+  if (route == config::Route::Primary || role == pool::Role::Replica) {
+    return pool::serves(role, route, true);
+  }
+  // A primary serves a replica route only while no replica is usable.
+  for (const PoolHost* o : current_) {
+    if (o->status->usable() && role_of(*o) == pool::Role::Replica) return false;
+  }
+  return true;
+}
+
+std::string Pool::no_host_reason_locked() const {
+  std::string out;
+  for (const PoolHost* h : current_) {
+    if (!out.empty()) out += ", ";
+    out += h->address.text + " ";
+    if (h->status->disabled()) {
+      out += "disabled (admin console DISABLE; ENABLE lifts it)";
+    } else if (h->status->health() == pool::Health::Down) {
+      out += "down";
+    } else {
+      out += "is a " + std::string(pool::to_string(role_of(*h)));
+    }
+  }
+  return "no usable " +
+         std::string(cfg().route == config::Route::Any ? "server"
+                                                       : config::to_string(cfg().route)) +
+         " server (" + out + ")";
+}
+
+void Pool::push_idle_locked(int worker, Backend* b) {
+  idle_[static_cast<size_t>(worker)].push_back(b);
+  if (b->host() != nullptr) ++b->host()->idle;
+}
+
+void Pool::erased_idle_locked(Backend* b) {
+  if (b->host() != nullptr) --b->host()->idle;
+}
+
+Backend* Pool::take_idle_locked(int worker, std::vector<Backend*>& obsolete) {
+  auto& idle = idle_[static_cast<size_t>(worker)];
+  if (current_.size() <= 1) {
+    while (!idle.empty() && obsolete_locked(idle.back(), obsolete.size())) {
+      obsolete.push_back(idle.back());
+      erased_idle_locked(idle.back());
+      idle.pop_back();
+    }
+    if (idle.empty()) return nullptr;
+    Backend* b = idle.back();
+    idle.pop_back();
+    erased_idle_locked(b);
+    return b;
+  }
+  // Several hosts: the idle backend whose host has the fewest active
+  // transactions per weight (the most recently idle of equals).
+  for (size_t i = idle.size(); i-- > 0;) {
+    if (obsolete_locked(idle[i], obsolete.size())) {
+      obsolete.push_back(idle[i]);
+      erased_idle_locked(idle[i]);
+      idle.erase(idle.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+  }
+  if (idle.empty()) return nullptr;
+  size_t best = idle.size() - 1;
+  for (size_t i = idle.size(); i-- > 0;) {
+    const PoolHost* a = idle[i]->host();
+    const PoolHost* b = idle[best]->host();
+    if (a == nullptr || b == nullptr || a == b) continue;
+    if (static_cast<uint64_t>(a->connections - a->idle) * b->weight <
+        static_cast<uint64_t>(b->connections - b->idle) * a->weight) {
+      best = i;
+    }
+  }
+  Backend* b = idle[best];
+  idle.erase(idle.begin() + static_cast<std::ptrdiff_t>(best));
+  erased_idle_locked(b);
+  return b;
+}
+
+std::vector<Pool::HostRow> Pool::host_rows() {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::vector<HostRow> rows;
+  for (const PoolHost* h : current_) {
+    rows.push_back({h->address.text, role_of(*h), h->configured, h->weight, h->connections,
+                    h->connections - h->idle});
+  }
+  return rows;
 }
 
 void Pool::acquire(Worker& w, Client& c) {
@@ -55,17 +186,12 @@ void Pool::acquire(Worker& w, Client& c) {
   std::vector<Backend*> obsolete;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    auto& idle = idle_[static_cast<size_t>(w.id())];
-    while (!idle.empty() && obsolete_locked(idle.back(), obsolete.size())) {
-      obsolete.push_back(idle.back());
-      idle.pop_back();
-    }
+    if (!paused_) b = take_idle_locked(w.id(), obsolete);
     if (paused_) {
       waiters_[static_cast<size_t>(w.id())].push_back({w.id(), c.id(), w.now_ms()});
       ++waiting_;
-    } else if (!idle.empty()) {
-      b = idle.back();
-      idle.pop_back();
+    } else if (b != nullptr) {
+      // an idle one of this worker
     } else if (total_ - obsolete.size() < cfg().size) {
       ++total_;
       connect = true;
@@ -170,9 +296,7 @@ void Pool::release(Worker& w, Backend* b) {
         break;
       }
     }
-    if (local == nullptr && remote.worker < 0 && !obsolete) {
-      idle_[static_cast<size_t>(w.id())].push_back(b);
-    }
+    if (local == nullptr && remote.worker < 0 && !obsolete) push_idle_locked(w.id(), b);
   }
   if (obsolete) {
     b->terminate(Reason::BackendObsolete);
@@ -190,7 +314,12 @@ void Pool::backend_gone(Worker& w, Backend* b) {
     std::lock_guard<std::mutex> lk(mu_);
     auto& idle = idle_[static_cast<size_t>(w.id())];
     auto it = std::find(idle.begin(), idle.end(), b);
-    if (it != idle.end()) idle.erase(it);
+    if (it != idle.end()) {
+      idle.erase(it);
+      erased_idle_locked(b);
+    }
+    if (b->host() != nullptr) --b->host()->connections;
+    if (b->slot_moved()) return;  // a retry on another host took the slot over
     assert(total_ > 0);
     --total_;
     --owned_[static_cast<size_t>(w.id())];
@@ -222,54 +351,88 @@ void Pool::connect_for(Worker& w, uint64_t client_id) {
 }
 
 void Pool::start_connect(Worker& w, uint64_t client_id) {
-  std::string err;
   {
     std::lock_guard<std::mutex> lk(mu_);
     ++owned_[static_cast<size_t>(w.id())];  // backend_gone() undoes it if the connect fails
   }
-  metrics::PoolStats* ps = stats(w.id());
-  const std::string& address = cfg().backends.front().address.text;
-  Backend* b = nullptr;
-  if (server_.backend_disabled(address)) {
-    err = "server " + address + " is disabled (admin console DISABLE; ENABLE lifts it)";
-  } else {
-    if (ps != nullptr) ps->connect_attempts.add();
-    b = Backend::connect(w, *this, client_id, err);
+  launch(w, client_id, 0);
+}
+
+bool Pool::retry_connect(Worker& w, Backend* failed, uint64_t client_id) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    fill_choices_locked(true);
+    if (pool::pick_host(choices_, cfg().route, failed->tried_hosts()) < 0) return false;
+    failed->move_slot();  // the failed backend's slot is this retry's
   }
-  if (b != nullptr) return;
-  if (!err.empty()) {
+  LOG_INFO("pool %s: server %s failed; trying the next server for client %" PRIu64, label_.c_str(),
+           failed->address().c_str(), client_id);
+  launch(w, client_id, failed->tried_hosts());
+  return true;
+}
+
+void Pool::launch(Worker& w, uint64_t client_id, uint64_t exclude) {
+  metrics::PoolStats* ps = stats(w.id());
+  std::string err;
+  for (;;) {
+    PoolHost* host = nullptr;
+    int index = -1;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      fill_choices_locked(true);
+      index = pool::pick_host(choices_, cfg().route, exclude);
+      if (index >= 0) {
+        host = current_[static_cast<size_t>(index)];
+        ++host->connections;  // backend_gone() undoes it
+      } else if (err.empty()) {
+        err = no_host_reason_locked();
+      }
+    }
+    if (host == nullptr) break;
+    if (index < 64) exclude |= uint64_t{1} << index;
+    if (ps != nullptr) ps->connect_attempts.add();
+    err.clear();
+    Backend* b = Backend::connect(w, *this, *host, client_id, exclude, err);
+    err = log::one_line(err.c_str());
+    if (b != nullptr || err.empty()) return;  // connecting, or failed and handled
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      --host->connections;
+    }
+    LOG_WARN("backend connect for pool %s to %s failed: %s", label_.c_str(),
+             host->address.text.c_str(), err.c_str());
     if (ps != nullptr) {
       ps->connect_failures.add();
       ps->connect_outcome(uv_hrtime(), false);
-      ps->server_errors[static_cast<int>(Reason::BackendConnectFailed)].add();
     }
-    // libpq could not even start: the slot was not taken by a Backend.
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      --total_;
-      --owned_[static_cast<size_t>(w.id())];
-    }
-    LOG_WARN("backend connect for pool %s failed: %s", label_.c_str(), err.c_str());
-    if (Client* c = client_id != 0 ? w.find_client(client_id) : nullptr) {
-      pg::ErrorFields e;
-      e.severity = "FATAL";
-      e.sqlstate = std::string(pg::sqlstate::kUnableToConnect);
-      e.message = "sqlmux could not connect to the server: " + err;
-      c->fail(Reason::BackendConnectFailed, e);
-    }
+  }
+  if (ps != nullptr) ps->server_errors[static_cast<int>(Reason::BackendConnectFailed)].add();
+  // No backend took the slot.
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    --total_;
+    --owned_[static_cast<size_t>(w.id())];
+  }
+  LOG_WARN("backend connect for pool %s failed: %s", label_.c_str(), err.c_str());
+  if (Client* c = client_id != 0 ? w.find_client(client_id) : nullptr) {
+    pg::ErrorFields e;
+    e.severity = "FATAL";
+    e.sqlstate = std::string(pg::sqlstate::kUnableToConnect);
+    e.message = "sqlmux could not connect to the server: " + err;
+    c->fail(Reason::BackendConnectFailed, e);
   }
 }
 
 void Pool::donate(Worker& w) {
   Backend* b = nullptr;
+  std::vector<Backend*> obsolete;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    auto& idle = idle_[static_cast<size_t>(w.id())];
-    if (idle.empty() || waiting_ == 0) return;
-    b = idle.back();
-    idle.pop_back();
+    if (waiting_ == 0) return;
+    b = take_idle_locked(w.id(), obsolete);
   }
-  release(w, b);
+  for (Backend* o : obsolete) o->terminate(Reason::BackendObsolete);
+  if (b != nullptr) release(w, b);
 }
 
 void Pool::housekeep(Worker& w, uint64_t now) {
@@ -297,11 +460,13 @@ void Pool::housekeep(Worker& w, uint64_t now) {
         continue;
       }
       --total_idle;
+      erased_idle_locked(b);
       it = idle.erase(it);
     }
     // min_idle upkeep happens on worker 0 only, one batch at a time.
+    fill_choices_locked(true);
     if (w.id() == 0 && total_idle < pc.min_idle && !retired_ && !paused_ &&
-        !server_.backend_disabled(pc.backends.front().address.text) &&
+        pool::pick_host(choices_, pc.route) >= 0 &&
         w.backend_count(BackendState::Connecting) == 0 && waiting_ == 0) {
       while (total_idle + static_cast<size_t>(to_open) < pc.min_idle && total_ < pc.size) {
         ++total_;
@@ -325,6 +490,7 @@ void Pool::housekeep(Worker& w, uint64_t now) {
       }
       b = idle.back();
       idle.pop_back();
+      erased_idle_locked(b);
     }
     release(w, b);
   }
@@ -335,6 +501,7 @@ void Pool::close_idle(Worker& w) {
   {
     std::lock_guard<std::mutex> lk(mu_);
     idle.swap(idle_[static_cast<size_t>(w.id())]);
+    for (Backend* b : idle) erased_idle_locked(b);
   }
   for (Backend* b : idle) b->terminate(Reason::Shutdown);
 }
@@ -357,6 +524,7 @@ void Pool::set_config(const config::PoolConfig& cfg) {
   std::lock_guard<std::mutex> lk(mu_);
   cfg_versions_.push_back(std::make_unique<const config::PoolConfig>(cfg));
   cfg_.store(cfg_versions_.back().get(), std::memory_order_release);
+  sync_hosts_locked(cfg);
 }
 
 void Pool::set_paused(bool on) {
@@ -397,6 +565,7 @@ void Pool::kick(Worker& w) {
     for (auto it = idle.begin(); it != idle.end();) {
       if (obsolete_locked(*it, obsolete.size())) {
         obsolete.push_back(*it);
+        erased_idle_locked(*it);
         it = idle.erase(it);
       } else {
         ++it;
@@ -419,6 +588,7 @@ void Pool::kick(Worker& w) {
       if (paused_ || waiting_ == 0 || idle.empty()) break;
       b = idle.back();
       idle.pop_back();
+      erased_idle_locked(b);
     }
     release(w, b);
   }

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -16,6 +17,7 @@
 
 #include "config/config.h"
 #include "daemon/metrics.h"
+#include "pool/host_policy.h"
 #include "pool/prepared.h"
 #include "pool/session_params.h"
 
@@ -23,8 +25,22 @@ namespace sqlmux {
 
 class Backend;
 class Client;
+class HostStatus;
 class Server;
 class Worker;
+
+// A backend host as one pool uses it. Fields below `status` are guarded by
+// the pool's mutex. Entries live as long as their pool (a reload that drops
+// a host only unlists it), so a Backend may keep a pointer.
+struct PoolHost {
+  HostStatus* status = nullptr;  // shared: health, observed role, DISABLE
+  config::Address address;
+  pool::Role configured = pool::Role::Primary;
+  uint32_t weight = 1;
+  bool listed = false;       // in the pool's current configuration
+  uint32_t connections = 0;  // this pool's backends to the host, open or connecting
+  uint32_t idle = 0;         // of them, in an idle list
+};
 
 class Pool {
  public:
@@ -61,6 +77,10 @@ class Pool {
   void donate(Worker& w);
   // Open a backend for client_id on this worker (a slot is reserved).
   void connect_for(Worker& w, uint64_t client_id);
+  // A connect for client_id failed: tries the next usable host not yet
+  // tried, in the same slot. False when none is left (the caller fails the
+  // client); true when the retry took the slot over.
+  [[nodiscard]] bool retry_connect(Worker& w, Backend* failed, uint64_t client_id);
   // Timeouts of idle backends on this worker; min_idle upkeep.
   void housekeep(Worker& w, uint64_t now);
   // Shutdown: close this worker's idle backends.
@@ -71,6 +91,17 @@ class Pool {
   void set_welcome(const pool::SessionParams& params);
 
   [[nodiscard]] pool::StaleStatements& stale_statements() { return stale_; }
+
+  // SHOW BACKENDS: one row per host of the current configuration.
+  struct HostRow {
+    std::string address;
+    pool::Role role;        // observed, else configured
+    pool::Role configured;  // as configured
+    uint32_t weight;
+    uint32_t connections;
+    uint32_t active;
+  };
+  [[nodiscard]] std::vector<HostRow> host_rows();
 
   struct Counts {
     uint32_t total = 0;
@@ -110,7 +141,25 @@ class Pool {
   // With mu_ held: pops the first waiter of `worker`'s queue.
   Waiter pop_waiter(int worker);
   void start_connect(Worker& w, uint64_t client_id);
+  // Opens a backend in a slot already counted (total_, owned_) to the best
+  // usable host not in `exclude`; on failure frees the slot and fails the
+  // client.
+  void launch(Worker& w, uint64_t client_id, uint64_t exclude);
   void capacity_freed(Worker& w);  // with mu_ NOT held
+
+  // --- hosts (with mu_ held) ---
+  void sync_hosts_locked(const config::PoolConfig& cfg);
+  [[nodiscard]] pool::Role role_of(const PoolHost& h) const;
+  [[nodiscard]] bool host_serves_locked(const PoolHost* h) const;
+  // choices_ filled for pick_host: load = connections, or active ones.
+  void fill_choices_locked(bool by_connections);
+  // "127.0.0.1:5432 down, 127.0.0.1:5433 disabled": why no host serves.
+  [[nodiscard]] std::string no_host_reason_locked() const;
+  // Takes the idle backend of this worker that should serve next (its
+  // host least busy); obsolete ones found on the way go to `obsolete`.
+  Backend* take_idle_locked(int worker, std::vector<Backend*>& obsolete);
+  void push_idle_locked(int worker, Backend* b);
+  void erased_idle_locked(Backend* b);
 
   // With mu_ held: whether `b` must close instead of being reused, when
   // `closing` other backends are already on their way out.
@@ -143,7 +192,10 @@ class Pool {
   uint64_t generation_ = 0;
   std::atomic<int> clients_{0};
   pool::SessionParams welcome_;
-  std::vector<std::unique_ptr<metrics::PoolStats>> stats_;  // per worker
+  std::vector<std::unique_ptr<metrics::PoolStats>> stats_;               // per worker
+  std::map<std::string, std::unique_ptr<PoolHost>, std::less<>> hosts_;  // by address, never erased
+  std::vector<PoolHost*> current_;                                       // cfg().backends order
+  std::vector<pool::HostChoice> choices_;                                // scratch for pick_host
 };
 
 }  // namespace sqlmux

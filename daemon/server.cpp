@@ -14,6 +14,7 @@
 
 #include <prometheus/exposer.h>
 
+#include "daemon/health_check.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
 #include "daemon/pool_manager.h"
@@ -63,7 +64,27 @@ Server::Server(config::Config cfg) {
   for (const auto& u : config().users) users->emplace(u.name, derive_user(u));
   user_versions_.push_back(std::move(users));
   users_.store(user_versions_.back().get());
-  if (config().metrics) metrics_ = std::make_shared<Metrics>();
+  if (config().metrics) {
+    metrics_ = std::make_shared<Metrics>();
+    metrics_->set_host_source(
+        [this](std::vector<Metrics::HostSample>& out, std::vector<Metrics::HostChecks>& checks) {
+          const config::Config& c = config();
+          for (const auto& pc : c.pools) {
+            for (const auto& b : pc.backends) {
+              const HostStatus* h = hosts_.find(b.address.text);
+              const pool::Health health = h != nullptr ? h->health() : pool::Health::Unchecked;
+              out.push_back({pc.name, std::string(config::to_string(pc.protocol)), b.address.text,
+                             health == pool::Health::Up     ? 1
+                             : health == pool::Health::Down ? 2
+                                                            : 0});
+            }
+          }
+          if (!c.health) return;
+          hosts_.for_each([&](HostStatus& h) {
+            checks.push_back({h.address(), h.checks_ok(), h.checks_failed()});
+          });
+        });
+  }
   uint8_t rnd[24];
   if (!pg::auth::random_bytes(rnd, sizeof rnd)) std::abort();  // no entropy: cannot run safely
   mock_ = pg::auth::make_scram_verifier(
@@ -270,6 +291,8 @@ int Server::run() {
 
   workers_running_ = n;
   for (auto& w : workers_) w->start();
+  health_ = std::make_unique<HealthChecker>(hosts_, [this] { hosts_changed(); });
+  health_->configure(cfg);
   LOG_INFO("sqlmux started: %d worker(s), %zu pool(s), %zu user(s)", n, cfg.pools.size(),
            cfg.users.size());
   sd::notify_ready(last_status_ = status_line("ready"));
@@ -321,6 +344,7 @@ void Server::on_signal(uv_signal_t* h, int signum) {
 
 void Server::begin_shutdown() {
   shutting_down_ = true;
+  if (health_) health_->stop();
   shutdown_started_ = uv_now(&loop_);
   sd::notify_stopping(last_status_ = status_line("stopping"));
   for (auto& w : workers_) w->post({InboxMsg::Kind::Shutdown});
@@ -344,6 +368,7 @@ void Server::stop_workers() {
   if (stop_sent_) return;
   stop_sent_ = true;
   shutting_down_ = true;
+  if (health_) health_->stop();
   for (auto& w : workers_) w->post({InboxMsg::Kind::Stop});
   uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);

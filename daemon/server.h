@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "daemon/hosts.h"
 #include "protocol/pg_auth.h"
 
 namespace prometheus {
@@ -23,6 +24,7 @@ class Exposer;
 
 namespace sqlmux {
 
+class HealthChecker;
 class Metrics;
 
 class Pool;
@@ -94,9 +96,15 @@ class Server {
   void set_reload_hooks(ReloadHooks hooks) { reload_hooks_ = std::move(hooks); }
   // As SIGTERM (the console's SHUTDOWN).
   void request_shutdown();
-  // DISABLE / ENABLE host: no new server connections to `address`.
+  // DISABLE / ENABLE host: drains `address` (no new transactions; running
+  // ones finish; idle connections close) or puts it back.
   void set_backend_disabled(const std::string& address, bool disabled);
   [[nodiscard]] bool backend_disabled(std::string_view address);
+  // Backend hosts: health, observed roles, DISABLE (any thread).
+  [[nodiscard]] HostRegistry& hosts() { return hosts_; }
+  // A host changed health or role: every worker re-examines every pool
+  // (closes idle backends that no longer serve, serves waiters). Any thread.
+  void hosts_changed();
   // PAUSE / RESUME: `pool` empty = every pool; applies to pools created later too.
   void set_paused(const std::string& pool, bool paused);
   [[nodiscard]] bool is_admin_user(std::string_view name) const;
@@ -122,8 +130,7 @@ class Server {
   std::vector<std::unique_ptr<const UserMap>> user_versions_;
   std::mutex reload_mu_;
   ReloadHooks reload_hooks_;
-  std::mutex control_mu_;
-  std::set<std::string, std::less<>> disabled_backends_;
+  HostRegistry hosts_;                               // before the pools, which point into it
   std::set<std::string, std::less<>> paused_pools_;  // under pools_mu_
   bool all_paused_ = false;                          // under pools_mu_
   uv_async_t shutdown_async_{};
@@ -145,6 +152,8 @@ class Server {
   std::mutex cancel_mu_;
   std::unordered_map<int32_t, CancelEntry> cancels_;
 
+  // Health checks ([health]); stopped before the workers.
+  std::unique_ptr<HealthChecker> health_;
   std::atomic<bool> shutting_down_{false};
   std::atomic<int> workers_running_{0};
   uv_loop_t loop_{};

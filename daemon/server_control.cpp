@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "config/config_diff.h"
+#include "daemon/health_check.h"
 #include "daemon/log.h"
 #include "daemon/pool_manager.h"
 #include "daemon/server.h"
@@ -96,17 +97,24 @@ void Server::request_shutdown() {
 }
 
 void Server::set_backend_disabled(const std::string& address, bool disabled) {
-  std::lock_guard<std::mutex> lk(control_mu_);
-  if (disabled) {
-    disabled_backends_.insert(address);
-  } else {
-    disabled_backends_.erase(address);
-  }
+  hosts_.get(address).set_disabled(disabled);
+  LOG_INFO("server %s %s by the admin console", address.c_str(),
+           disabled ? "disabled (draining)" : "enabled");
+  hosts_changed();
 }
 
 bool Server::backend_disabled(std::string_view address) {
-  std::lock_guard<std::mutex> lk(control_mu_);
-  return disabled_backends_.find(address) != disabled_backends_.end();
+  const HostStatus* h = hosts_.find(address);
+  return h != nullptr && h->disabled();
+}
+
+void Server::hosts_changed() {
+  if (shutting_down()) return;
+  std::vector<Pool*> pools;
+  for_each_pool([&](Pool& p) { pools.push_back(&p); });
+  for (Pool* p : pools) {
+    for (auto& w : workers_) w->post({InboxMsg::Kind::Kick, p, nullptr, 0});
+  }
 }
 
 void Server::set_paused(const std::string& pool, bool paused) {
@@ -212,6 +220,7 @@ bool Server::reload(std::vector<std::string>* errors) {
     for (auto& [key, p] : pools_) pools.push_back(p.get());
   }
   log::set_level(config().server.log_level);
+  if (health_) health_->configure(config());
   // Each worker serves waiters from a larger size and closes idle backends
   // that a smaller size or a removed pool made obsolete.
   for (Pool* p : pools) {

@@ -1,7 +1,8 @@
 """The things a load generator connects to: PostgreSQL itself ("direct"),
 PgBouncer and sqlmux, started with equivalent settings (transaction pooling,
 pool size N, SCRAM-SHA-256 client auth for app/apppass, server login
-app/apppass, no per-connection logging)."""
+app/apppass, no per-connection logging). "sqlmux-metrics" is a second sqlmux
+with the same settings plus a [metrics] table (Prometheus endpoint on)."""
 
 from __future__ import annotations
 
@@ -15,20 +16,23 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from typing import Callable
 
 from env import HarnessError, harness, log, make_workdir, preexec_raise_nofile, proc_nofile
 
 USER, PASSWORD, DB = "app", "apppass", "appdb"
+SQLMUX_TARGETS = ("sqlmux", "sqlmux-metrics")
 
 
 @dataclasses.dataclass
 class Target:
-    name: str                      # direct | pgbouncer | sqlmux
+    name: str                      # direct | pgbouncer | sqlmux | sqlmux-metrics
     host: str
     port: int
     db: str = DB
     pid: int | None = None         # the proxy's process (None: direct)
+    metrics_port: int | None = None  # sqlmux-metrics: its /metrics endpoint on 127.0.0.1
     alive: Callable[[], bool] = lambda: True
     log_tail: Callable[[int], str] = lambda n=40: ""
 
@@ -65,11 +69,30 @@ def _started_workers(mux) -> int | None:
     return None
 
 
+def scrape_metrics(port: int) -> str:
+    """The text of sqlmux's /metrics (Prometheus text format)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        if r.status != 200:
+            raise HarnessError(f"/metrics on 127.0.0.1:{port} answered {r.status}")
+        return r.read().decode("utf-8", "replace")
+
+
+def metrics_sum(text: str, name: str) -> float | None:
+    """The sum of the samples of `name` (all label sets); None if absent."""
+    vals = [float(m.group(1)) for m in re.finditer(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.M)]
+    return sum(vals) if vals else None
+
+
 @contextlib.contextmanager
-def sqlmux(pg, sqlmux_bin: str, st: ProxySettings, problems: list):
-    """Runs sqlmux for the with-block; yields its Target. A failed start
-    raises HarnessError; an unclean exit on SIGTERM is added to problems."""
+def sqlmux(pg, sqlmux_bin: str, st: ProxySettings, problems: list, metrics: bool = False):
+    """Runs sqlmux for the with-block; yields its Target. With `metrics`,
+    the config has a [metrics] table on a free loopback port (the target is
+    then named sqlmux-metrics) and the endpoint must answer before the run.
+    A failed start raises HarnessError; an unclean exit on SIGTERM is added
+    to problems."""
     harness.SQLMUX_BIN = sqlmux_bin
+    name = "sqlmux-metrics" if metrics else "sqlmux"
+    metrics_port = []  # the port of the last start attempt (harness.Sqlmux retries on "in use")
 
     def tweak(cfg):
         server = cfg["server"]
@@ -79,17 +102,32 @@ def sqlmux(pg, sqlmux_bin: str, st: ProxySettings, problems: list):
         server["max_client_conn"] = st.max_client_conn
         server["log_level"] = "info"      # quiet on the normal paths (no per-connection lines)
         server["shutdown_timeout"] = "5s"
+        cfg.pop("metrics", None)
+        if metrics:
+            metrics_port[:] = [harness.free_port()]
+            cfg["metrics"] = {"listen": f"127.0.0.1:{metrics_port[0]}"}
 
     mux = harness.Sqlmux(pg, mode="transaction", size=st.pool_size, tweak=tweak, start_timeout=15.0)
     try:
         mux.__enter__()
     except harness.TestFailure as e:
-        raise HarnessError(f"sqlmux: {e}") from None
+        raise HarnessError(f"{name}: {e}") from None
     pid = mux.proc.pid
     st.sqlmux_workers_seen = _started_workers(mux)
-    log(f"sqlmux up on 127.0.0.1:{mux.port} (pid {pid}, {st.sqlmux_workers_seen} worker(s)"
-        f"{'' if st.workers is not None else ' by default'}, open-file limit {proc_nofile(pid)})")
-    target = Target("sqlmux", mux.host, mux.port, pid=pid, alive=mux.running, log_tail=mux.log_tail)
+    mport = metrics_port[0] if metrics else None
+    if mport is not None:
+        try:
+            text = scrape_metrics(mport)
+            if "# TYPE sqlmux_" not in text:
+                raise HarnessError("no sqlmux_* families in it")
+        except (OSError, HarnessError) as e:
+            mux.__exit__(HarnessError, None, None)  # stops it, prints its log tail
+            raise HarnessError(f"{name}: /metrics on 127.0.0.1:{mport}: {e}") from None
+    log(f"{name} up on 127.0.0.1:{mux.port} (pid {pid}, {st.sqlmux_workers_seen} worker(s)"
+        f"{'' if st.workers is not None else ' by default'}, open-file limit {proc_nofile(pid)}"
+        + (f", metrics on 127.0.0.1:{mport}" if mport is not None else "") + ")")
+    target = Target(name, mux.host, mux.port, pid=pid, alive=mux.running, log_tail=mux.log_tail,
+                    metrics_port=mport)
     try:
         yield target
     except BaseException:
@@ -267,8 +305,9 @@ def targets(pg, names: list[str], sqlmux_bin: str, st: ProxySettings, problems: 
                     out[name] = direct(pg)
                 elif name == "pgbouncer":
                     out[name] = stack.enter_context(pgbouncer(pg, st))
-                elif name == "sqlmux":
-                    out[name] = stack.enter_context(sqlmux(pg, sqlmux_bin, st, problems))
+                elif name in SQLMUX_TARGETS:
+                    out[name] = stack.enter_context(sqlmux(pg, sqlmux_bin, st, problems,
+                                                           metrics=name == "sqlmux-metrics"))
                 else:
                     raise ValueError(f"unknown target {name}")
             except HarnessError as e:

@@ -12,6 +12,7 @@ import statistics
 # Ratios: (label, numerator (scenario, target), denominator (scenario, target), metric)
 TPS, CPU, MEM, IDLE_CPU = "tps", "proxy_cpu_s_per_1k_tx", "rss_per_client_kib", "idle_cpu_s"
 PGBENCH_SCENARIOS = ("select20", "select200", "prepared200", "connect20")
+METRICS_SCENARIO = "select200_metrics"  # sqlmux-metrics (with [metrics]) vs sqlmux (without)
 
 
 def _fmt(v, spec: str, dash: str = "-") -> str:
@@ -161,6 +162,12 @@ def ratios(runs: list[dict]) -> list[dict]:
         ("prepared/simple TPS direct (prepared200 vs select200)", ("prepared200", "direct"),
          ("select200", "direct"), TPS),
     ]
+    specs += [
+        (f"{METRICS_SCENARIO}: metrics on/off TPS through sqlmux", (METRICS_SCENARIO, "sqlmux-metrics"),
+         (METRICS_SCENARIO, "sqlmux"), TPS),
+        (f"{METRICS_SCENARIO}: metrics on/off proxy CPU per 1k tx", (METRICS_SCENARIO, "sqlmux-metrics"),
+         (METRICS_SCENARIO, "sqlmux"), CPU),
+    ]
     for sc in sorted({r["scenario"] for r in runs if r["tool"] == "sysbench"}):
         specs.append((f"{sc}: sqlmux/direct TPS", (sc, "sqlmux"), (sc, "direct"), TPS))
     for sc in sorted({r["scenario"] for r in runs if r["tool"] == "idle"}):
@@ -208,7 +215,7 @@ def write_json(path: str, doc: dict):
     os.replace(tmp, path)
 
 
-COLORS = {"direct": "#7f8c8d", "pgbouncer": "#2980b9", "sqlmux": "#c0392b"}
+COLORS = {"direct": "#7f8c8d", "pgbouncer": "#2980b9", "sqlmux": "#c0392b", "sqlmux-metrics": "#e67e22"}
 
 
 def write_svg(path: str, runs: list[dict], title: str):
@@ -224,7 +231,7 @@ def write_svg(path: str, runs: list[dict], title: str):
         is_idle = any(r["tool"] == "idle" and r["scenario"] == sc for r in runs)
         metric, unit = (MEM, "KiB/client") if is_idle else (TPS, "tps")
         bars = []
-        for tgt in ("direct", "pgbouncer", "sqlmux"):
+        for tgt in COLORS:
             m = med.get((sc, tgt))
             if m and m.get(metric) is not None:
                 bars.append((tgt, m[metric], f"{m[metric]:,.0f} {unit}" if metric == TPS

@@ -20,7 +20,7 @@ from env import HarnessError, log
 class Scenario:
     name: str
     tool: str                      # pgbench | sysbench | idle
-    targets: list[str]             # direct | pgbouncer | sqlmux | mysql-direct | mysql-sqlmux
+    targets: list[str]             # direct | pgbouncer | sqlmux | sqlmux-metrics | mysql-direct | mysql-sqlmux
     what: str
     clients: int = 20
     smoke_clients: int | None = None   # fewer clients in --smoke where the point is plumbing
@@ -40,6 +40,10 @@ SCENARIOS = [
              200, smoke_clients=20, mode="prepared", expect_failure=("pgbouncer",)),
     Scenario("connect20", "pgbench", PG_TARGETS, "pgbench -S -C (new connection per transaction)", 20,
              connect=True),
+    # The cost of recording metrics: the select200 load through sqlmux
+    # without [metrics] and through a second sqlmux with it, back to back.
+    Scenario("select200_metrics", "pgbench", ["sqlmux", "sqlmux-metrics"],
+             "pgbench -S through sqlmux without and with [metrics]", 200, smoke_clients=20),
     Scenario("sb_point_select", "sysbench", ["direct", "sqlmux", "mysql-direct", "mysql-sqlmux"],
              "sysbench oltp_point_select (pgsql driver, server-side prepared statements)",
              test="oltp_point_select"),
@@ -56,6 +60,7 @@ ALIASES = {
     "sysbench": ["sb_point_select", "sb_read_write"],
     "prepared": ["prepared200"],
     "connect": ["connect20"],
+    "metrics": ["select200_metrics"],
 }
 
 
@@ -70,6 +75,12 @@ def select(only: str | None) -> list[Scenario]:
                                  + ", ".join([s.name for s in SCENARIOS] + sorted(ALIASES)))
             names.append(n)
     return [s for s in SCENARIOS if s.name in names]
+
+
+def base_target(t: str) -> str:
+    """What --targets calls a target: mysql-sqlmux and sqlmux-metrics follow
+    sqlmux, mysql-direct follows direct."""
+    return t.removeprefix("mysql-").removesuffix("-metrics")
 
 
 def _summary(r: dict) -> str:
@@ -108,7 +119,7 @@ class Runner:
         self._run_rounds(sc, sc.name, clients)
 
     def _run_rounds(self, sc: Scenario, name: str, clients: int):
-        wanted = [t for t in sc.targets if self.o.targets is None or t.removeprefix("mysql-") in self.o.targets]
+        wanted = [t for t in sc.targets if self.o.targets is None or base_target(t) in self.o.targets]
         # MySQL targets: skipped rows until sqlmux has a MySQL listener
         # (sysbench.DRIVERS["mysql"]["skip"]); then they need a MySQL server
         # and a mysql listener here.
@@ -143,6 +154,7 @@ class Runner:
             return
         tag = f"{name}-{target.name}-r{rnd}"
         try:
+            tx0 = self._metrics_tx(target)
             if sc.tool == "pgbench":
                 r = self._pgbench(sc, target, clients, tag)
             elif sc.tool == "sysbench":
@@ -152,6 +164,8 @@ class Runner:
                 r = idle.run(target, n=clients, window=self.o.idle_window, concurrency=self.o.idle_concurrency,
                              workdir=self.workdir)
                 time.sleep(1.0)  # let the proxy finish closing the clients before the next target
+            if target.metrics_port is not None and sc.tool != "idle":
+                self._metrics_check(target, tx0, r)
         except HarnessError as e:
             r = {"tool": sc.tool, "target": target.name, "clients": clients, "status": f"could not run: {e}",
                  "fatal": True, "tps": None}
@@ -201,6 +215,30 @@ class Runner:
         if discarded:
             r["discarded_attempts"] = discarded
         return r
+
+    @staticmethod
+    def _metrics_tx(target: proxies.Target) -> float | None:
+        """sqlmux_transactions_total from the target's /metrics (None: no
+        endpoint). Read outside the CPU window of a run."""
+        if target.metrics_port is None:
+            return None
+        try:
+            text = proxies.scrape_metrics(target.metrics_port)
+        except OSError as e:
+            raise HarnessError(f"/metrics on 127.0.0.1:{target.metrics_port}: {e}") from None
+        return proxies.metrics_sum(text, "sqlmux_transactions_total") or 0
+
+    def _metrics_check(self, target: proxies.Target, tx0: float | None, r: dict):
+        """Records how many transactions the metrics counted during the run
+        (a check that recording was on; pgbench's count is `processed`)."""
+        tx1 = self._metrics_tx(target)
+        counted = int(tx1 - (tx0 or 0))
+        r["metrics_transactions"] = counted
+        log(f"{target.name}: /metrics counted {counted:,} transactions during the run "
+            f"(pgbench processed {r.get('processed') or 0:,})")
+        if counted <= 0 and (r.get("processed") or 0) > 0:
+            r["status"] = "could not run: [metrics] on but sqlmux_transactions_total did not move"
+            r["fatal"] = True
 
     def _add(self, r: dict):
         self.results.append(r)

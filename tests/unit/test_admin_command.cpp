@@ -73,6 +73,19 @@ TEST_CASE("admin command: errors say what is wrong", "[admin]") {
   CHECK(error_of("SHOW POOLS; SHOW CLIENTS") == "one command per query (';' inside it)");
 }
 
+// Found by fuzz_admin_command: "enable ''" parsed as ENABLE with an empty
+// host, and KILL '' as KILL with an empty pool, which the console reads as
+// every pool (PAUSE '' likewise paused all of them).
+TEST_CASE("admin command: an empty quoted argument is an error, not an absent one", "[admin]") {
+  for (std::string_view sql : {"enable ''", "DISABLE \"\"", "KILL ''", "kill \"\";",
+                               "KILL_CLIENT ''", "PAUSE ''", "resume \"\"", "RECONNECT ''"}) {
+    CHECK(error_of(sql) == "empty quoted argument");
+  }
+  CHECK(error_of("'' SHOW POOLS") == "empty quoted argument");
+  CHECK(ok("PAUSE ' '").arg == " ");  // a blank is not empty
+  CHECK(ok("KILL \"''\"").arg == "''");
+}
+
 TEST_CASE("admin command: tags and the list of known commands", "[admin]") {
   CHECK(tag(Verb::ShowPools) == "SHOW");
   CHECK(tag(Verb::Pause) == "PAUSE");

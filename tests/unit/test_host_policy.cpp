@@ -1,0 +1,235 @@
+// Tests for pool/host_policy.cpp (fall/rise, routing, least load per
+// weight) and the [health] / route configuration keys.
+#include "pool/host_policy.h"
+
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "config/config.h"
+#include "daemon/health_check.h"
+#include "daemon/hosts.h"
+
+using namespace sqlmux;
+using config::Route;
+using pool::Health;
+using pool::HostChoice;
+using pool::Role;
+
+TEST_CASE("host policy: fall and rise", "[hosts]") {
+  pool::HealthCounter c;
+  CHECK(c.health() == Health::Unchecked);
+  CHECK(c.record(true, 3, 2) == Health::Up);  // unchecked: one success is enough
+  CHECK(c.record(false, 3, 2) == Health::Up);
+  CHECK(c.record(false, 3, 2) == Health::Up);
+  CHECK(c.record(true, 3, 2) == Health::Up);  // a success resets the failures
+  CHECK(c.record(false, 3, 2) == Health::Up);
+  CHECK(c.record(false, 3, 2) == Health::Up);
+  CHECK(c.record(false, 3, 2) == Health::Down);
+  CHECK(c.failures_in_row() == 3);
+  CHECK(c.record(true, 3, 2) == Health::Down);
+  CHECK(c.record(false, 3, 2) == Health::Down);  // a failure resets the successes
+  CHECK(c.record(true, 3, 2) == Health::Down);
+  CHECK(c.record(true, 3, 2) == Health::Up);
+
+  pool::HealthCounter never_up;
+  CHECK(never_up.record(false, 1, 1) == Health::Down);
+}
+
+TEST_CASE("host policy: routes and fallback", "[hosts]") {
+  const std::vector<HostChoice> hosts = {
+      {Role::Primary, true, 0, 1},
+      {Role::Replica, true, 0, 1},
+      {Role::Replica, true, 0, 1},
+  };
+  CHECK(pool::pick_host(hosts, Route::Primary) == 0);
+  CHECK(pool::pick_host(hosts, Route::Replica) == 1);
+  CHECK(pool::pick_host(hosts, Route::Any) == 0);
+  CHECK(pool::pick_host(hosts, Route::Replica, 0b010) == 2);  // host 1 tried already
+  // No replica left (tried or unusable): the primary serves reads.
+  CHECK(pool::pick_host(hosts, Route::Replica, 0b110) == 0);
+  auto down = hosts;
+  down[1].usable = down[2].usable = false;
+  CHECK(pool::pick_host(down, Route::Replica) == 0);
+  // No primary: a primary route has nobody.
+  down = hosts;
+  down[0].usable = false;
+  CHECK(pool::pick_host(down, Route::Primary) == -1);
+  CHECK(pool::pick_host(down, Route::Primary, 0) == -1);
+  CHECK(pool::pick_host({}, Route::Any) == -1);
+  CHECK(pool::pick_host(hosts, Route::Any, 0b111) == -1);
+
+  CHECK(pool::serves(Role::Primary, Route::Replica, false));
+  CHECK_FALSE(pool::serves(Role::Primary, Route::Replica, true));
+  CHECK_FALSE(pool::serves(Role::Replica, Route::Primary, false));
+}
+
+TEST_CASE("host policy: least load per weight", "[hosts]") {
+  std::vector<HostChoice> hosts = {
+      {Role::Replica, true, 4, 1},
+      {Role::Replica, true, 6, 2},  // 3 per weight unit: less loaded
+      {Role::Replica, true, 9, 3},  // 3 as well; the first of equals wins
+  };
+  CHECK(pool::pick_host(hosts, Route::Replica) == 1);
+  hosts[1].load = 8;
+  CHECK(pool::pick_host(hosts, Route::Replica) == 2);
+  // Connections spread by weight when opened one by one.
+  std::vector<HostChoice> fresh = {{Role::Primary, true, 0, 1}, {Role::Primary, true, 0, 3}};
+  int count[2] = {0, 0};
+  for (int i = 0; i < 8; ++i) {
+    const int k = pool::pick_host(fresh, Route::Primary);
+    REQUIRE(k >= 0);
+    ++count[k];
+    ++fresh[static_cast<size_t>(k)].load;
+  }
+  CHECK(count[0] == 2);
+  CHECK(count[1] == 6);
+}
+
+TEST_CASE("config: route and [health]", "[config][hosts]") {
+  const std::string base = R"(
+[[listener]]
+protocol = "postgres"
+listen = "127.0.0.1:6432"
+)";
+  SECTION("defaults: route follows the configured roles; no [health]") {
+    auto r = config::load_string(base + R"(
+[[pool]]
+name = "rw"
+backends = [ { address = "127.0.0.1:5432" }, { address = "127.0.0.1:5433", role = "replica" } ]
+[[pool]]
+name = "ro"
+backends = [ { address = "127.0.0.1:5433", role = "replica", weight = 3 } ]
+)",
+                                 "t.toml");
+    REQUIRE(r.config);
+    CHECK(r.config->pools[0].route == Route::Primary);
+    CHECK(r.config->pools[1].route == Route::Replica);
+    CHECK(r.config->pools[1].backends[0].weight == 3);
+    CHECK_FALSE(r.config->health);
+  }
+  SECTION("explicit route and health settings") {
+    auto r = config::load_string(base + R"(
+[health]
+interval = "250ms"
+timeout = "1s"
+fall = 2
+rise = 1
+user = "monitor"
+password = "pw"
+database = "postgres"
+[[pool]]
+name = "any"
+route = "any"
+backends = [ { address = "127.0.0.1:5432" } ]
+)",
+                                 "t.toml");
+    REQUIRE(r.config);
+    CHECK(r.config->pools[0].route == Route::Any);
+    REQUIRE(r.config->health);
+    CHECK(r.config->health->interval.count() == 250);
+    CHECK(r.config->health->timeout.count() == 1000);
+    CHECK(r.config->health->fall == 2);
+    CHECK(r.config->health->rise == 1);
+    CHECK(r.config->health->user == "monitor");
+    CHECK(r.config->health->password == "pw");
+    CHECK(r.config->health->database == "postgres");
+    CHECK(config::to_string(Route::Replica) == "replica");
+  }
+  SECTION("errors name the key") {
+    auto r = config::load_string(base + R"(
+[health]
+fall = 0
+interval = "0s"
+[[pool]]
+name = "p"
+route = "nearest"
+backends = [ { address = "127.0.0.1:5432" } ]
+)",
+                                 "t.toml");
+    REQUIRE(r.errors.size() == 4);
+    std::string all;
+    for (const auto& e : r.errors) all += e.to_string() + "\n";
+    CHECK(all.find("health.fall: value 0 is out of range") != std::string::npos);
+    CHECK(all.find("health.interval: must be positive") != std::string::npos);
+    CHECK(all.find("pool[0].route: invalid value \"nearest\"; expected one of: primary, replica, "
+                   "any") != std::string::npos);
+    // The pool logs in as each client: the checks have no login.
+    CHECK(all.find("health.user: health checks need a login") != std::string::npos);
+  }
+}
+
+TEST_CASE("health checker: one target per host, login from [health] or the first pool", "[hosts]") {
+  auto r = config::load_string(R"(
+[[listener]]
+protocol = "postgres"
+listen = "127.0.0.1:6432"
+[health]
+database = "postgres"
+[[pool]]
+name = "rw"
+user = "app"
+password = "pw"
+backends = [ { address = "127.0.0.1:5432" }, { address = "127.0.0.1:5433", role = "replica" } ]
+[[pool]]
+name = "ro"
+user = "reader"
+route = "replica"
+backends = [ { address = "127.0.0.1:5433", role = "replica" }, { address = "unix:/run/pg" } ]
+)",
+                               "t.toml");
+  REQUIRE(r.config);
+  auto t = HealthChecker::targets(*r.config);
+  REQUIRE(t.size() == 3);
+  CHECK(t[0].address == "127.0.0.1:5432");
+  CHECK(t[0].host == "127.0.0.1");
+  CHECK(t[0].port == "5432");
+  CHECK(t[0].user == "app");
+  CHECK(t[0].password == std::optional<std::string>("pw"));
+  CHECK(t[0].database == "postgres");
+  CHECK(t[1].address == "127.0.0.1:5433");
+  CHECK(t[1].user == "app");  // the first pool that lists it
+  CHECK(t[2].address == "unix:/run/pg");
+  CHECK(t[2].host == "/run/pg");
+  CHECK(t[2].port == "5432");
+  CHECK(t[2].user == "reader");
+  CHECK_FALSE(t[2].password.has_value());
+
+  auto none = config::load_string(R"(
+[[listener]]
+protocol = "postgres"
+listen = "127.0.0.1:6432"
+[[pool]]
+name = "rw"
+user = "app"
+backends = [ { address = "127.0.0.1:5432" } ]
+)",
+                                  "t.toml");
+  REQUIRE(none.config);
+  CHECK(HealthChecker::targets(*none.config).empty());  // no [health]: no checks
+}
+
+TEST_CASE("host status: records, roles and the down/up switch", "[hosts]") {
+  HostStatus h("127.0.0.1:5432");
+  CHECK(h.health() == Health::Unchecked);
+  CHECK(h.usable());
+  CHECK_FALSE(h.observed_role().has_value());
+  CHECK(h.record(true, Role::Replica, {}, 2, 1));  // up, and a role
+  CHECK(h.observed_role() == Role::Replica);
+  CHECK_FALSE(h.record(true, Role::Replica, {}, 2, 1));  // nothing new
+  CHECK(h.record(true, Role::Primary, {}, 2, 1));        // promoted
+  CHECK_FALSE(h.record(false, std::nullopt, "refused", 2, 1));
+  CHECK(h.record(false, std::nullopt, "refused again", 2, 1));
+  CHECK(h.health() == Health::Down);
+  CHECK_FALSE(h.usable());
+  CHECK(h.last_error() == "refused again");
+  CHECK(h.checks_ok() == 3);
+  CHECK(h.checks_failed() == 2);
+  CHECK(h.record(true, std::nullopt, {}, 2, 1));
+  CHECK(h.usable());
+  h.set_disabled(true);
+  CHECK_FALSE(h.usable());
+  h.reset();
+  CHECK(h.health() == Health::Unchecked);
+  CHECK_FALSE(h.observed_role().has_value());
+}
