@@ -173,6 +173,28 @@ def wait_for(what, fn, timeout):
             time.sleep(0.1)
 
 
+class Soft:
+    """Runs independent steps of a case, each to its end; the case fails at
+    the end with every step that failed (so one daemon bug does not hide
+    the behaviour the later steps look at)."""
+
+    def __init__(self):
+        self.failed = []
+
+    def step(self, what, fn):
+        try:
+            return fn()
+        except (TestFailure, psycopg2.Error) as e:
+            msg = f"{what}: {type(e).__name__}: {getattr(e, 'pgcode', None) or ''} {str(e).strip()}"
+            log(f"step failed: {msg}")
+            self.failed.append(msg)
+            return None
+
+    def done(self):
+        if self.failed:
+            fail(f"{len(self.failed)} step(s) failed:\n  " + "\n  ".join(self.failed))
+
+
 # ---------------------------------------------------------------------------
 # Which host answers
 # ---------------------------------------------------------------------------
@@ -219,17 +241,23 @@ def app_pids(server):
 
 
 def terminate(server, pid):
-    """pg_terminate_backend(pid) on `server`; waits until the process is gone."""
-    with server.connect_super() as c, c.cursor() as cur:
-        cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        check(cur.fetchone()[0], f"pg_terminate_backend({pid}) failed")
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,))
-            if cur.fetchone()[0] == 0:
-                return
-            time.sleep(0.02)
+    """pg_terminate_backend(pid) on `server`; waits until the process is gone.
+    (Not `with conn:`: psycopg2 2.9 opens a transaction there even in
+    autocommit mode, and pg_stat_activity is a snapshot per transaction.)"""
+    c = server.connect_super()
+    try:
+        with c.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            check(cur.fetchone()[0], f"pg_terminate_backend({pid}) failed")
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,))
+                if cur.fetchone()[0] == 0:
+                    return
+                time.sleep(0.02)
         fail(f"backend {pid} still there 5s after pg_terminate_backend")
+    finally:
+        c.close()
 
 
 BACKEND_COLUMNS = ["pool", "address", "role", "state", "health",
@@ -370,14 +398,33 @@ def case_any_route_weights(pg):
             check_eq(got, want, f"{n} concurrent transactions per port (route=any, weights 1 and 2)")
 
 
+def case_primary_weights(pg):
+    """route=primary over two primaries with weights 1 and 2: least
+    outstanding transactions / weight puts 3 concurrent transactions 1 + 2
+    and 6 of them 2 + 4. (One worker, so the counts are not split by
+    thread.)"""
+    require_sqlmux("weights")
+    A, B = other_primary(pg), pg
+    b = [{"address": addr(A), "role": "primary"}, {"address": addr(B), "role": "primary", "weight": 2}]
+    with Mux(pg, [pool("appdb", b, route="primary")], workers=1) as mux:
+        for n, want in ((3, {A.port: 1, B.port: 2}), (6, {A.port: 2, B.port: 4})):
+            txs = open_transactions(mux, "appdb", n)
+            got = {A.port: 0, B.port: 0}
+            for t in txs:
+                got[t[1]] += 1
+            close_all(txs)
+            check_eq(got, want, f"{n} concurrent transactions per port (weights 1 and 2)")
+
+
 def case_replica_down_reads_move_to_primary(pg):
     """The standby stops: health down after fall*interval, route=replica
     falls back to the primary, backend_up 0; it starts again: traffic goes
-    back after rise."""
+    back after rise. (The steps after the stop each run to their end.)"""
     require_sqlmux("health checks")
     rep = replica(pg)
     P, R = addr(pg), addr(rep)
     b = routed_backends(pg, rep)
+    soft = Soft()
     with Mux(pg, [pool("appdb", b, route="primary"), pool("appdb_ro", b, route="replica")], health=HEALTH,
              metrics=True) as mux:
         wait_health(mux, {("appdb_ro", P): "up", ("appdb_ro", R): "up"})
@@ -397,33 +444,42 @@ def case_replica_down_reads_move_to_primary(pg):
                 f"(interval 200ms, fall 2, timeout 1s); last_error: {rows[('appdb_ro', R)]['last_error']!r}")
             check(rows[("appdb_ro", R)]["last_error"], "SHOW BACKENDS last_error empty for the stopped host")
             for i in range(3):
-                check_eq(where_new(mux, "appdb_ro"), (pg.port, False), f"new appdb_ro client {i} with R down")
-            try:
-                check_eq(where(idle), (pg.port, False), "the idle appdb_ro client's next transaction, R down")
-            except psycopg2.Error as e:
-                fail(f"idle appdb_ro client's next query failed with R down: {e.pgcode} {str(e).strip()}")
-            s = scrape(mux.metrics_port)
-            check_eq((metric(s, "sqlmux_backend_up", pool="appdb_ro", backend=R),
-                      metric(s, "sqlmux_backend_up", pool="appdb", backend=R),
-                      metric(s, "sqlmux_backend_up", pool="appdb_ro", backend=P)), (0.0, 0.0, 1.0),
-                     "backend_up with R down (appdb_ro/R, appdb/R, appdb_ro/P)")
-            failed = metric(s, "sqlmux_health_checks_total", backend=R, result="failed")
-            check(failed is not None and failed >= 2, f"health_checks_total failed for R: {failed} (fall = 2)")
-            okp = metric(s, "sqlmux_health_checks_total", backend=P, result="ok")
-            check(okp is not None and okp >= 1, f"health_checks_total ok for P: {okp}")
+                soft.step(f"new appdb_ro client {i} with R down",
+                          lambda: check_eq(where_new(mux, "appdb_ro"), (pg.port, False), "port, in recovery"))
+            soft.step("the idle appdb_ro client's next transaction with R down",
+                      lambda: check_eq(where(idle), (pg.port, False), "port, in recovery"))
+
+            def metrics_down():
+                s = scrape(mux.metrics_port)
+                check_eq((metric(s, "sqlmux_backend_up", pool="appdb_ro", backend=R),
+                          metric(s, "sqlmux_backend_up", pool="appdb", backend=R),
+                          metric(s, "sqlmux_backend_up", pool="appdb_ro", backend=P)), (0.0, 0.0, 1.0),
+                         "backend_up with R down (appdb_ro/R, appdb/R, appdb_ro/P)")
+                failed = metric(s, "sqlmux_health_checks_total", backend=R, result="failed")
+                check(failed is not None and failed >= 2, f"health_checks_total failed for R: {failed} (fall = 2)")
+                okp = metric(s, "sqlmux_health_checks_total", backend=P, result="ok")
+                check(okp is not None and okp >= 1, f"health_checks_total ok for P: {okp}")
+            soft.step("metrics with R down", metrics_down)
         finally:
             rep.start_server()
         t_start = time.monotonic()
 
         def back():
             check_eq(where_new(mux, "appdb_ro"), (rep.port, True), "new appdb_ro client after R restarted")
-        wait_for("appdb_ro back on the replica", back, 10)
-        log(f"appdb_ro back on the replica {time.monotonic() - t_start:.2f}s after it started")
-        check_eq(where(idle), (rep.port, True), "the idle client's next transaction after R restarted")
-        wait_health(mux, {("appdb_ro", R): "up", ("appdb", R): "up"}, 3)
-        s = scrape(mux.metrics_port)
-        check_eq(metric(s, "sqlmux_backend_up", pool="appdb_ro", backend=R), 1.0, "backend_up after restart")
+            return True
+        if soft.step("appdb_ro back on the replica", lambda: wait_for("appdb_ro on R", back, 10)):
+            log(f"appdb_ro back on the replica {time.monotonic() - t_start:.2f}s after it started")
+        if idle.closed:
+            soft.failed.append("the idle appdb_ro client was disconnected")
+        else:
+            soft.step("the idle client's next transaction after R restarted",
+                      lambda: check_eq(where(idle), (rep.port, True), "port, in recovery"))
+        soft.step("health up after R restarted",
+                  lambda: wait_health(mux, {("appdb_ro", R): "up", ("appdb", R): "up"}, 3))
+        soft.step("backend_up after R restarted", lambda: check_eq(
+            metric(scrape(mux.metrics_port), "sqlmux_backend_up", pool="appdb_ro", backend=R), 1.0, "value"))
         idle.close()
+        soft.done()
 
 
 def case_failover_under_load(pg):
@@ -544,43 +600,63 @@ def case_failover_under_load(pg):
                  "rows on A + B == acknowledged commits (+ commits whose answer was lost)")
 
 
-def case_connect_failover_within_one_wait(pg):
+def _connect_failover(pg, health):
     """The first backend listed is a dead address: clients are served by the
     second one without an error, from the very first login on."""
     require_sqlmux("connect failover")
-    for health in (None, {"interval": "60s"}):
-        dead = f"127.0.0.1:{free_port()}"
-        b = [{"address": dead}, {"address": addr(pg)}]
-        with Mux(pg, [pool("appdb", b, size=6, server_connect_timeout="2s")], health=health) as mux:
-            what = f"[health] {health}" if health else "no [health]"
-            try:
-                with timed(f"first client ({what})", 5):
-                    got = where_new(mux, "appdb")
-            except psycopg2.Error as e:
-                fail(f"first client with the dead host listed first ({what}): {e.pgcode} {str(e).strip()}")
-            check_eq(got, (pg.port, False), f"first client ({what})")
+    dead = f"127.0.0.1:{free_port()}"
+    b = [{"address": dead}, {"address": addr(pg)}]
+    what = f"[health] {health}" if health else "no [health]"
+    with Mux(pg, [pool("appdb", b, size=6, server_connect_timeout="2s")], health=health, metrics=True) as mux:
+        try:
+            with timed(f"first client ({what})", 5):
+                got = where_new(mux, "appdb")
+        except psycopg2.Error as e:
+            fail(f"first client with the dead host listed first ({what}): {e.pgcode} {str(e).strip()}")
+        check_eq(got, (pg.port, False), f"first client ({what})")
+
+        def concurrent(n=6):
             results, errors = [], []
 
             def one():
                 try:
                     c = mux.connect()
                     results.append(where(c)[0])
-                    time.sleep(0.3)  # 6 transactions open at once: more server connections are opened
+                    time.sleep(0.3)  # n transactions open at once: more server connections are opened
                     c.commit()
                     c.close()
                 except psycopg2.Error as e:
                     errors.append(f"{e.pgcode} {str(e).strip()}")
-            ts = [threading.Thread(target=one) for _ in range(6)]
+            ts = [threading.Thread(target=one) for _ in range(n)]
             for t in ts:
                 t.start()
             for t in ts:
                 t.join(20)
-            check_eq(errors, [], f"errors of 6 concurrent clients ({what})")
-            check_eq(results, [pg.port] * 6, f"ports of 6 concurrent clients ({what})")
-            rows = mux.con.backends("appdb")
-            log(f"{what}: dead host row {rows[('appdb', dead)]}")
-            check(rows[("appdb", dead)]["last_error"], f"last_error of the dead host is empty ({what})")
-            check_eq(rows[("appdb", dead)]["connections"], "0", f"connections to the dead host ({what})")
+            check_eq(errors, [], f"errors of {n} concurrent clients ({what})")
+            check_eq(results, [pg.port] * n, f"ports of {n} concurrent clients ({what})")
+
+        concurrent()
+        fails = metric(scrape(mux.metrics_port), "sqlmux_server_connect_failures_total", pool="appdb", backend=dead)
+        row = mux.con.backends("appdb")[("appdb", dead)]
+        log(f"{what}: {fails} failed connects to the dead host; its row: {row}")
+        check(fails and fails >= 1, "the dead host was never tried: the case did not exercise connect failover")
+        check_eq(row["connections"], "0", f"connections to the dead host ({what})")
+        check(row["last_error"], f"last_error of the dead host is empty after {fails:.0f} failed connects ({what})")
+        if health and (fails >= 3 or row["health"] == "down"):
+            # fall = 3 (default); connect failures count as failed checks
+            check_eq(row["health"], "down", f"health of the dead host after {fails:.0f} failed connects ({what})")
+            concurrent()
+            again = metric(scrape(mux.metrics_port), "sqlmux_server_connect_failures_total", pool="appdb",
+                           backend=dead)
+            check_eq(again, fails, f"failed connects to the dead host once it is down ({what})")
+
+
+def case_connect_failover_without_health(pg):
+    _connect_failover(pg, None)
+
+
+def case_connect_failover_with_health(pg):
+    _connect_failover(pg, {"interval": "60s"})
 
 
 def case_disable_enable_drain(pg):
@@ -697,6 +773,9 @@ def case_session_idle_backend_killed(pg):
                 log(f"session mode, query right after pg_terminate_backend: answered by {cur.fetchone()[0]}")
         except psycopg2.Error as e:
             log(f"session mode, query right after pg_terminate_backend: {e.pgcode} {str(e).strip()!r}")
+            for line in mux.log_text().splitlines()[-6:]:
+                if "backend" in line or "closing" in line:
+                    log(f"  sqlmux: {line.strip()}")
         c.close()
         mux.assert_serving(what="a new session-mode client afterwards")
 
@@ -762,9 +841,11 @@ if __name__ == "__main__":
         case_routing,
         case_observed_role_overrides_config,
         case_any_route_weights,
+        case_primary_weights,
         case_replica_down_reads_move_to_primary,
         case_failover_under_load,
-        case_connect_failover_within_one_wait,
+        case_connect_failover_without_health,
+        case_connect_failover_with_health,
         case_disable_enable_drain,
         case_session_idle_backend_killed,
         case_transaction_idle_backend_killed,
