@@ -532,7 +532,7 @@ def case_failover_under_load(pg):
                     await tr.commit()
                     acked.add(key)
                     done.append((tid, t0, port))
-                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError) as e:
+                except Exception as e:  # noqa: BLE001  (asyncpg's errors have several roots; all count)
                     state = getattr(e, "sqlstate", None)
                     failures.append((tid, seq, phase, f"{type(e).__name__} {state} {str(e)[:120]}"))
                     if key is not None:
@@ -551,11 +551,24 @@ def case_failover_under_load(pg):
             await asyncio.to_thread(A.stop_server, "fast")
             times["stop_done"] = time.monotonic()
 
+        health_a = []  # (seconds after the stop finished, health of A) once A must be seen down
+
+        async def sampler(t_end):
+            while "stop_done" not in times:
+                await asyncio.sleep(0.05)
+            # fall * interval + timeout, and some slack
+            await asyncio.sleep(2 * 0.2 + 1.0 + 0.5)
+            while time.monotonic() < t_end:
+                rows = await asyncio.to_thread(mux.con.backends, "appdb")
+                health_a.append((round(time.monotonic() - times["stop_done"], 2), rows[("appdb", addr(A))]["health"]))
+                await asyncio.sleep(0.1)
+
         async def main():
             conns = await asyncio.gather(*(connect() for _ in range(N)))  # logins before the clock starts
             t0 = time.monotonic()
             times["t0"] = t0
-            await asyncio.gather(stopper(t0 + STOP_AT), *(worker(i, conns[i], t0 + DURATION) for i in range(N)))
+            await asyncio.gather(stopper(t0 + STOP_AT), sampler(t0 + DURATION),
+                                 *(worker(i, conns[i], t0 + DURATION) for i in range(N)))
 
         try:
             asyncio.run(main())
@@ -585,6 +598,12 @@ def case_failover_under_load(pg):
         log(f"rows: {len(on_a)} on A + {len(on_b)} on B = {len(on_a) + len(on_b)}; acknowledged {len(acked)}, "
             f"commit outcome unknown {len(unknown)}")
 
+        not_down = [x for x in health_a if x[1] != "down"]
+        log(f"SHOW BACKENDS health of the stopped host A: {len(health_a)} samples from 1.9s after the stop, "
+            f"{len(not_down)} not 'down' {not_down[:8]}")
+        flaps = [ln.strip() for ln in mux.log_text().splitlines() if addr(A) in ln and "backend host" in ln]
+        for ln in flaps[:10]:
+            log(f"  sqlmux: {ln}")
         check(ports_before[A.port] > 0 and ports_before[B.port] > 0,
               f"before the stop both primaries served transactions: {ports_before}")
         check_eq(bad_reads, [], "transactions whose read-back missed their own insert")
@@ -592,6 +611,8 @@ def case_failover_under_load(pg):
         check_eq(set(ports_after), {B.port}, "ports of transactions started after A stopped")
         late = {tid for tid, _, _ in after}
         check_eq(sorted(set(range(N)) - late), [], "tasks without a committed transaction after A stopped")
+        check(health_a, "no SHOW BACKENDS sample of A while it was stopped")
+        check_eq(not_down, [], "SHOW BACKENDS health of A (stopped) other than 'down' (seconds after the stop)")
         check_eq(sorted(both), [], "rows on both hosts")
         check_eq(sorted(acked - present), [], "acknowledged commits missing")
         check_eq(sorted(present & rolled_back), [], "rows of transactions that failed before COMMIT")
