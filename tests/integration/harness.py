@@ -279,13 +279,19 @@ def _pg_ctl_stop(datadir: str):
 class PgServer:
     """A throwaway PostgreSQL cluster on a free loopback port.
 
-    pg_hba: trust for the superuser "postgres", scram-sha-256 for everybody
-    else (so sqlmux's backend logins really do SCRAM). Role app/apppass and
-    database appdb (owner app) are created."""
+    pg_hba: trust for the superuser "postgres" (also for replication
+    connections), scram-sha-256 for everybody else (so sqlmux's backend
+    logins really do SCRAM). Role app/apppass and database appdb (owner app)
+    are created.
 
-    def __init__(self, max_connections: int = 300, extra_conf: str = ""):
+    replica_of=<a running PgServer>: instead of initdb, the data directory is
+    a pg_basebackup -R -X stream of that server, started as a hot standby
+    streaming from it (roles, databases and pg_hba come from the primary)."""
+
+    def __init__(self, max_connections: int = 300, extra_conf: str = "", replica_of: "PgServer | None" = None):
         self.max_connections = max_connections
         self.extra_conf = extra_conf
+        self.replica_of = replica_of
         self.dir = None
         self.port = None
         self.host = "127.0.0.1"
@@ -319,21 +325,27 @@ class PgServer:
         if IS_ROOT:
             pw = pwd.getpwnam("postgres")
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
-        r = subprocess.run(_as_postgres([os.path.join(PG_BINDIR, "initdb"), "-D", self.datadir,
-                                         "--auth=trust", "-U", "postgres", "-E", "UTF8",
-                                         "--locale=C", "--no-sync"]),
-                           capture_output=True, text=True, timeout=120)
-        if r.returncode != 0:
-            fail(f"initdb failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
-        with open(os.path.join(self.datadir, "pg_hba.conf"), "w") as f:
-            f.write(
-                "# written by tests/integration/harness.py\n"
-                "local all postgres trust\n"
-                "host  all postgres 127.0.0.1/32 trust\n"
-                "host  all postgres ::1/128 trust\n"
-                "local all all scram-sha-256\n"
-                "host  all all 127.0.0.1/32 scram-sha-256\n"
-                "host  all all ::1/128 scram-sha-256\n")
+        standby_conf = ""
+        if self.replica_of is not None:
+            standby_conf = self._basebackup()
+        else:
+            r = subprocess.run(_as_postgres([os.path.join(PG_BINDIR, "initdb"), "-D", self.datadir,
+                                             "--auth=trust", "-U", "postgres", "-E", "UTF8",
+                                             "--locale=C", "--no-sync"]),
+                               capture_output=True, text=True, timeout=120)
+            if r.returncode != 0:
+                fail(f"initdb failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+            with open(os.path.join(self.datadir, "pg_hba.conf"), "w") as f:
+                f.write(
+                    "# written by tests/integration/harness.py\n"
+                    "local all postgres trust\n"
+                    "host  all postgres 127.0.0.1/32 trust\n"
+                    "host  all postgres ::1/128 trust\n"
+                    "local replication postgres trust\n"
+                    "host  replication postgres 127.0.0.1/32 trust\n"
+                    "local all all scram-sha-256\n"
+                    "host  all all 127.0.0.1/32 scram-sha-256\n"
+                    "host  all all ::1/128 scram-sha-256\n")
         last_err = ""
         for _attempt in range(3):
             self.port = free_port()
@@ -351,7 +363,8 @@ class PgServer:
                     "max_wal_size = '2GB'\n"
                     "log_min_messages = warning\n"
                     "log_line_prefix = '%m [%p] %q%u@%d '\n"
-                    f"{self.extra_conf}\n")
+                    f"{self.extra_conf}\n"
+                    f"{standby_conf}")
             r = subprocess.run(_as_postgres([os.path.join(PG_BINDIR, "pg_ctl"), "-D", self.datadir,
                                              "-l", self.logfile, "-w", "-t", "60", "start"]),
                                capture_output=True, text=True, timeout=90)
@@ -363,10 +376,49 @@ class PgServer:
                 break
         if not self._started:
             fail(f"pg_ctl start failed:\n{last_err}")
+        if self.replica_of is not None:
+            self.wait_replay()
+            log(f"PostgreSQL standby of :{self.replica_of.port} up on 127.0.0.1:{self.port}")
+            return
         self.psql("SET password_encryption = 'scram-sha-256'; "
                   "CREATE ROLE app LOGIN PASSWORD 'apppass';")
         self.psql("CREATE DATABASE appdb OWNER app;")
         log(f"PostgreSQL up on 127.0.0.1:{self.port} (socket dir {self.sockdir})")
+
+    def _basebackup(self) -> str:
+        """pg_basebackup -R of replica_of into self.datadir; returns the
+        standby settings (primary_conninfo) -R wrote, for the config file
+        that _start() writes over the copied one."""
+        src = self.replica_of
+        r = subprocess.run(_as_postgres([os.path.join(PG_BINDIR, "pg_basebackup"), "-h", src.sockdir,
+                                         "-p", str(src.port), "-U", "postgres", "-D", self.datadir,
+                                         "-R", "-X", "stream", "-c", "fast", "--no-sync"]),
+                           capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            fail(f"pg_basebackup from :{src.port} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+        with open(os.path.join(self.datadir, "postgresql.auto.conf")) as f:
+            lines = [ln for ln in f if ln.startswith("primary_conninfo")]
+        if not lines:
+            fail("pg_basebackup -R wrote no primary_conninfo")
+        return "hot_standby = on\n" + "".join(lines)
+
+    def is_in_recovery(self) -> bool:
+        return self.psql("SELECT pg_is_in_recovery()").strip() == "t"
+
+    def wait_replay(self, timeout: float = 30.0):
+        """A standby: waits until it has replayed everything its primary had
+        written when this was called."""
+        target = self.replica_of.psql("SELECT pg_current_wal_lsn()").strip()
+        deadline = time.monotonic() + timeout
+        while True:
+            done = self.psql(f"SELECT coalesce(pg_last_wal_replay_lsn() >= '{target}'::pg_lsn, false)",
+                             check_rc=False).strip()
+            if done == "t":
+                return
+            if time.monotonic() > deadline:
+                fail(f"standby :{self.port} did not replay up to {target} within {timeout}s\n"
+                     f"{_tail(self.logfile, 20)}")
+            time.sleep(0.05)
 
     def close(self, failed: bool = False):
         if self.dir is None:
