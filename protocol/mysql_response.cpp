@@ -1,7 +1,7 @@
 // MySQL / MariaDB server responses. See mysql_response.h.
 #include "protocol/mysql_response.h"
 
-#include <algorithm>
+#include <utility>
 
 #include "protocol/mysql_handshake.h"
 
@@ -11,13 +11,19 @@ namespace {
 
 bool read_ok_head(Reader& r, uint64_t caps, size_t size, uint8_t& header, uint64_t& affected,
                   uint64_t& insert_id, uint16_t& status, uint16_t& warnings) {
-  if (!r.u8(header)) return false;
+  if (!r.u8(header)) {
+    return false;
+  }
   if (header == kEofHeader) {
-    if ((caps & cap::kDeprecateEof) == 0 || size >= kMaxChunk) return false;
+    if ((caps & cap::kDeprecateEof) == 0 || size >= kMaxChunk) {
+      return false;
+    }
   } else if (header != kOkHeader) {
     return false;
   }
-  if (!r.lenenc(affected) || !r.lenenc(insert_id)) return false;
+  if (!r.lenenc(affected) || !r.lenenc(insert_id)) {
+    return false;
+  }
   status = 0;
   warnings = 0;
   if ((caps & cap::kProtocol41) != 0) {
@@ -33,7 +39,9 @@ bool read_ok_head(Reader& r, uint64_t caps, size_t size, uint8_t& header, uint64
 bool entry_string(std::string_view entry, std::string& out) {
   Reader e(entry);
   std::string_view v;
-  if (!e.lenenc_str(v) || !e.at_end()) return false;
+  if (!e.lenenc_str(v) || !e.at_end()) {
+    return false;
+  }
   out.assign(v);
   return true;
 }
@@ -77,26 +85,34 @@ bool decode_session_state(std::string_view data, SessionState& out) {
   while (!r.at_end()) {
     uint8_t type = 0;
     std::string_view entry;
-    if (!r.u8(type) || !r.lenenc_str(entry)) return false;
+    if (!r.u8(type) || !r.lenenc_str(entry)) {
+      return false;
+    }
     switch (static_cast<SessionTrack>(type)) {
       case SessionTrack::SystemVariables: {
         Reader e(entry);
         std::string_view name;
         std::string_view value;
-        if (!e.lenenc_str(name) || !e.lenenc_str(value) || !e.at_end()) return false;
+        if (!e.lenenc_str(name) || !e.lenenc_str(value) || !e.at_end()) {
+          return false;
+        }
         s.system_variables.emplace_back(std::string(name), std::string(value));
         break;
       }
       case SessionTrack::Schema: {
         std::string v;
-        if (!entry_string(entry, v)) return false;
+        if (!entry_string(entry, v)) {
+          return false;
+        }
         s.schema = std::move(v);
         break;
       }
       case SessionTrack::StateChange: {
         // The one exception: a bare '1' (or '0'), not a lenenc string
         // (MySQL's client asserts the entry length is 1; MariaDB sends so).
-        if (entry.size() != 1) return false;
+        if (entry.size() != 1) {
+          return false;
+        }
         s.state_changed = entry[0] == '1';
         break;
       }
@@ -104,20 +120,26 @@ bool decode_session_state(std::string_view data, SessionState& out) {
         Reader e(entry);
         uint8_t spec = 0;
         std::string_view v;
-        if (!e.u8(spec) || !e.lenenc_str(v) || !e.at_end()) return false;
+        if (!e.u8(spec) || !e.lenenc_str(v) || !e.at_end()) {
+          return false;
+        }
         s.gtids_encoding = spec;
         s.gtids = std::string(v);
         break;
       }
       case SessionTrack::TransactionCharacteristics: {
         std::string v;
-        if (!entry_string(entry, v)) return false;
+        if (!entry_string(entry, v)) {
+          return false;
+        }
         s.transaction_characteristics = std::move(v);
         break;
       }
       case SessionTrack::TransactionState: {
         std::string v;
-        if (!entry_string(entry, v)) return false;
+        if (!entry_string(entry, v)) {
+          return false;
+        }
         s.transaction_state = std::move(v);
         break;
       }
@@ -139,7 +161,9 @@ void encode_session_state(std::string& out, const SessionState& s) {
     e.lenenc_str(value);
     put_entry(w, SessionTrack::SystemVariables, entry);
   }
-  if (s.schema) put_entry(w, SessionTrack::Schema, lenenc_string(*s.schema));
+  if (s.schema) {
+    put_entry(w, SessionTrack::Schema, lenenc_string(*s.schema));
+  }
   if (s.state_changed) {
     put_entry(w, SessionTrack::StateChange, *s.state_changed ? "1" : "0");
   }
@@ -180,18 +204,26 @@ bool decode_ok(std::string_view payload, uint64_t caps, OkPacket& out) {
   if ((caps & cap::kSessionTrack) != 0) {
     if (!r.at_end()) {
       std::string_view info;
-      if (!r.lenenc_str(info)) return false;
+      if (!r.lenenc_str(info)) {
+        return false;
+      }
       ok.info.assign(info);
     }
     if (!r.at_end() && (ok.status & status::kSessionStateChanged) != 0) {
       std::string_view state;
-      if (!r.lenenc_str(state) || !decode_session_state(state, ok.session_state)) return false;
+      if (!r.lenenc_str(state) || !decode_session_state(state, ok.session_state)) {
+        return false;
+      }
       ok.has_session_state = true;
     }
-    if (!r.at_end()) return false;
+    if (!r.at_end()) {
+      return false;
+    }
   } else {
     std::string_view info;
-    if (!r.rest(info)) return false;
+    if (!r.rest(info)) {
+      return false;
+    }
     ok.info.assign(info);
   }
   out = std::move(ok);
@@ -211,7 +243,9 @@ void encode_ok(std::string& out, const OkPacket& ok, uint64_t caps) {
   }
   if ((caps & cap::kSessionTrack) != 0) {
     const bool state = ok.has_session_state && (ok.status & status::kSessionStateChanged) != 0;
-    if (!ok.info.empty() || state) w.lenenc_str(ok.info);
+    if (!ok.info.empty() || state) {
+      w.lenenc_str(ok.info);
+    }
     if (state) {
       std::string data;
       encode_session_state(data, ok.session_state);
@@ -226,15 +260,21 @@ bool decode_err(std::string_view payload, ErrPacket& out) {
   Reader r(payload);
   uint8_t header = 0;
   ErrPacket e;
-  if (!r.u8(header) || header != kErrHeader || !r.u16(e.code)) return false;
+  if (!r.u8(header) || header != kErrHeader || !r.u16(e.code)) {
+    return false;
+  }
   uint8_t marker = 0;
   if (r.peek(marker) && marker == '#') {
     std::string_view state;
-    if (!r.skip(1) || !r.bytes(5, state)) return false;
+    if (!r.skip(1) || !r.bytes(5, state)) {
+      return false;
+    }
     e.sqlstate.assign(state);
   }
   std::string_view msg;
-  if (!r.rest(msg)) return false;
+  if (!r.rest(msg)) {
+    return false;
+  }
   e.message.assign(msg);
   out = std::move(e);
   return true;
@@ -263,10 +303,14 @@ bool is_eof(std::string_view payload) {
 }
 
 bool decode_eof(std::string_view payload, EofPacket& out) {
-  if (!is_eof(payload) || payload.size() != 5) return false;
+  if (!is_eof(payload) || payload.size() != 5) {
+    return false;
+  }
   Reader r(payload.substr(1));
   EofPacket e;
-  if (!r.u16(e.warnings) || !r.u16(e.status)) return false;
+  if (!r.u16(e.warnings) || !r.u16(e.status)) {
+    return false;
+  }
   out = e;
   return true;
 }
@@ -279,13 +323,17 @@ void encode_eof(std::string& out, const EofPacket& e) {
 }
 
 bool is_result_terminator(std::string_view payload, uint64_t caps) {
-  if (payload.empty() || static_cast<uint8_t>(payload[0]) != kEofHeader) return false;
+  if (payload.empty() || static_cast<uint8_t>(payload[0]) != kEofHeader) {
+    return false;
+  }
   return (caps & cap::kDeprecateEof) != 0 ? payload.size() < kMaxChunk : payload.size() < 9;
 }
 
 bool eof_to_ok_terminator(std::string_view eof_payload, std::string& out) {
   EofPacket e;
-  if (!decode_eof(eof_payload, e)) return false;
+  if (!decode_eof(eof_payload, e)) {
+    return false;
+  }
   OkPacket ok;
   ok.header = kEofHeader;
   ok.status = e.status;
@@ -295,7 +343,9 @@ bool eof_to_ok_terminator(std::string_view eof_payload, std::string& out) {
 }
 
 bool ok_terminator_to_eof(std::string_view ok_payload, uint64_t caps, std::string& out) {
-  if (ok_payload.empty() || static_cast<uint8_t>(ok_payload[0]) != kEofHeader) return false;
+  if (ok_payload.empty() || static_cast<uint8_t>(ok_payload[0]) != kEofHeader) {
+    return false;
+  }
   EofPacket e;
   if (!decode_ok_status(ok_payload, caps | cap::kDeprecateEof, e.status, e.warnings)) {
     return false;
@@ -311,11 +361,15 @@ bool decode_column_def(std::string_view payload, uint64_t caps, ColumnDef& out) 
   ColumnDef c;
   std::string_view s[6];
   for (auto& v : s) {
-    if (!r.lenenc_str(v)) return false;
+    if (!r.lenenc_str(v)) {
+      return false;
+    }
   }
   if ((caps & cap::kMariaExtendedMetadata) != 0) {
     std::string_view ext;
-    if (!r.lenenc_str(ext)) return false;
+    if (!r.lenenc_str(ext)) {
+      return false;
+    }
     c.extended_metadata.assign(ext);
   }
   uint64_t fixed = 0;
@@ -326,8 +380,12 @@ bool decode_column_def(std::string_view payload, uint64_t caps, ColumnDef& out) 
   }
   if (!r.at_end()) {  // COM_FIELD_LIST: default value
     std::optional<std::string_view> def;
-    if (!r.lenenc_str_or_null(def) || !r.at_end()) return false;
-    if (def) c.default_value = std::string(*def);
+    if (!r.lenenc_str_or_null(def) || !r.at_end()) {
+      return false;
+    }
+    if (def) {
+      c.default_value = std::string(*def);
+    }
   }
   c.catalog.assign(s[0]);
   c.schema.assign(s[1]);
@@ -347,7 +405,9 @@ void encode_column_def(std::string& out, const ColumnDef& c, uint64_t caps) {
   w.lenenc_str(c.org_table);
   w.lenenc_str(c.name);
   w.lenenc_str(c.org_name);
-  if ((caps & cap::kMariaExtendedMetadata) != 0) w.lenenc_str(c.extended_metadata);
+  if ((caps & cap::kMariaExtendedMetadata) != 0) {
+    w.lenenc_str(c.extended_metadata);
+  }
   w.lenenc(0x0C);
   w.u16(c.charset);
   w.u32(c.length);
@@ -355,7 +415,9 @@ void encode_column_def(std::string& out, const ColumnDef& c, uint64_t caps) {
   w.u16(c.flags);
   w.u8(c.decimals);
   w.u16(0);
-  if (c.default_value) w.lenenc_str(*c.default_value);
+  if (c.default_value) {
+    w.lenenc_str(*c.default_value);
+  }
 }
 
 bool decode_prepare_ok(std::string_view payload, PrepareOk& out) {
@@ -367,8 +429,12 @@ bool decode_prepare_ok(std::string_view payload, PrepareOk& out) {
       !r.u16(p.num_params) || !r.u8(filler)) {
     return false;
   }
-  if (!r.at_end() && !r.u16(p.warnings)) return false;
-  if (r.remaining() > 1) return false;  // MySQL 8 may add metadata_follows
+  if (!r.at_end() && !r.u16(p.warnings)) {
+    return false;
+  }
+  if (r.remaining() > 1) {
+    return false;  // MySQL 8 may add metadata_follows
+  }
   out = p;
   return true;
 }
@@ -381,424 +447,6 @@ void encode_prepare_ok(std::string& out, const PrepareOk& p) {
   w.u16(p.num_params);
   w.u8(0);
   w.u16(p.warnings);
-}
-
-// --- Response reader -------------------------------------------------------------------
-
-std::string_view to_string(ResponseKind k) {
-  switch (k) {
-    case ResponseKind::Query:
-      return "query";
-    case ResponseKind::Execute:
-      return "execute";
-    case ResponseKind::Fetch:
-      return "fetch";
-    case ResponseKind::Prepare:
-      return "prepare";
-    case ResponseKind::FieldList:
-      return "field-list";
-    case ResponseKind::Simple:
-      return "simple";
-    case ResponseKind::Statistics:
-      return "statistics";
-  }
-  return "unknown";
-}
-
-bool response_kind_for(uint8_t command, ResponseKind& out) {
-  switch (static_cast<Command>(command)) {
-    case Command::Query:
-      out = ResponseKind::Query;
-      return true;
-    case Command::StmtExecute:
-      out = ResponseKind::Execute;
-      return true;
-    case Command::StmtFetch:
-      out = ResponseKind::Fetch;
-      return true;
-    case Command::StmtPrepare:
-      out = ResponseKind::Prepare;
-      return true;
-    case Command::FieldList:
-      out = ResponseKind::FieldList;
-      return true;
-    case Command::Statistics:
-      out = ResponseKind::Statistics;
-      return true;
-    case Command::InitDb:
-    case Command::Ping:
-    case Command::ResetConnection:
-    case Command::SetOption:
-    case Command::StmtReset:
-    case Command::Refresh:
-    case Command::ProcessKill:
-    case Command::Debug:
-    case Command::CreateDb:
-    case Command::DropDb:
-    case Command::Shutdown:
-      out = ResponseKind::Simple;
-      return true;
-    default:
-      return false;
-  }
-}
-
-std::string_view to_string(PacketRole r) {
-  switch (r) {
-    case PacketRole::Ok:
-      return "ok";
-    case PacketRole::Err:
-      return "err";
-    case PacketRole::Progress:
-      return "progress";
-    case PacketRole::LocalInfile:
-      return "local-infile";
-    case PacketRole::ColumnCount:
-      return "column-count";
-    case PacketRole::ColumnDef:
-      return "column-def";
-    case PacketRole::ParamDef:
-      return "param-def";
-    case PacketRole::MetadataEof:
-      return "metadata-eof";
-    case PacketRole::Row:
-      return "row";
-    case PacketRole::Terminator:
-      return "terminator";
-    case PacketRole::PrepareOk:
-      return "prepare-ok";
-    case PacketRole::Eof:
-      return "eof";
-    case PacketRole::Text:
-      return "text";
-  }
-  return "unknown";
-}
-
-std::string_view to_string(Step s) {
-  switch (s) {
-    case Step::More:
-      return "more";
-    case Step::Done:
-      return "done";
-    case Step::LocalInfile:
-      return "local-infile";
-    case Step::Malformed:
-      return "malformed";
-  }
-  return "unknown";
-}
-
-ResponseReader::ResponseReader(ResponseKind kind, uint64_t caps, uint16_t status)
-    : kind_(kind),
-      caps_(caps),
-      deprecate_eof_((caps & cap::kDeprecateEof) != 0),
-      state_(kind == ResponseKind::Fetch       ? State::Rows
-             : kind == ResponseKind::FieldList ? State::FieldList
-                                               : State::Start),
-      status_(status) {}
-
-Step ResponseReader::fail() {
-  state_ = State::Failed;
-  return Step::Malformed;
-}
-
-Step ResponseReader::finish_result(uint16_t st) {
-  status_ = st;
-  ended_result_ = true;
-  const bool multi = kind_ == ResponseKind::Query || kind_ == ResponseKind::Execute;
-  if (multi && (st & status::kMoreResultsExist) != 0) {
-    state_ = State::Start;
-    return Step::More;
-  }
-  state_ = State::Done;
-  return Step::Done;
-}
-
-Step ResponseReader::after_columns() {
-  last_definition_ = true;
-  if (!deprecate_eof_) {
-    state_ = State::ColumnsEof;
-    return Step::More;
-  }
-  if (kind_ == ResponseKind::Prepare) {
-    state_ = State::Done;
-    return Step::Done;
-  }
-  state_ = State::Rows;
-  awaiting_first_row_ = true;
-  return Step::More;
-}
-
-Step ResponseReader::after_params() {
-  last_definition_ = true;
-  if (!deprecate_eof_) {
-    state_ = State::ParamsEof;
-    return Step::More;
-  }
-  if (prepare_ok_.num_columns > 0) {
-    state_ = State::Columns;
-    remaining_ = prepare_ok_.num_columns;
-    return Step::More;
-  }
-  state_ = State::Done;
-  return Step::Done;
-}
-
-Step ResponseReader::start_packet(std::string_view payload, uint8_t first) {
-  uint16_t st = 0;
-  switch (kind_) {
-    case ResponseKind::Query:
-    case ResponseKind::Execute: {
-      if (first == kOkHeader) {
-        if (!decode_ok_status(payload, caps_, st, warnings_)) return fail();
-        role_ = PacketRole::Ok;
-        return finish_result(st);
-      }
-      if (first == kLocalInfileHeader) {
-        if (kind_ != ResponseKind::Query) return fail();
-        role_ = PacketRole::LocalInfile;
-        return Step::LocalInfile;  // the server's answer comes as a new first packet
-      }
-      Reader r(payload);
-      uint64_t count = 0;
-      if (!r.lenenc(count) || !r.at_end() || count == 0 || count > kMaxColumns) return fail();
-      role_ = PacketRole::ColumnCount;
-      columns_ = count;
-      remaining_ = count;
-      ++result_sets_;
-      state_ = State::Columns;
-      return Step::More;
-    }
-    case ResponseKind::Prepare: {
-      if (!decode_prepare_ok(payload, prepare_ok_)) return fail();
-      role_ = PacketRole::PrepareOk;
-      warnings_ = prepare_ok_.warnings;
-      columns_ = prepare_ok_.num_columns;
-      if (prepare_ok_.num_params > 0) {
-        state_ = State::Params;
-        remaining_ = prepare_ok_.num_params;
-        return Step::More;
-      }
-      if (prepare_ok_.num_columns > 0) {
-        state_ = State::Columns;
-        remaining_ = prepare_ok_.num_columns;
-        return Step::More;
-      }
-      state_ = State::Done;
-      return Step::Done;
-    }
-    case ResponseKind::Simple: {
-      if (first == kOkHeader) {
-        if (!decode_ok_status(payload, caps_, st, warnings_)) return fail();
-        role_ = PacketRole::Ok;
-      } else if (is_result_terminator(payload, caps_)) {
-        EofPacket e;
-        if (deprecate_eof_) {
-          if (!decode_ok_status(payload, caps_, st, warnings_)) return fail();
-        } else {
-          if (!decode_eof(payload, e)) return fail();
-          st = e.status;
-          warnings_ = e.warnings;
-        }
-        role_ = PacketRole::Eof;
-      } else {
-        return fail();
-      }
-      status_ = st;
-      ended_result_ = true;
-      state_ = State::Done;
-      return Step::Done;
-    }
-    case ResponseKind::Statistics:
-      role_ = PacketRole::Text;
-      ended_result_ = true;
-      state_ = State::Done;
-      return Step::Done;
-    case ResponseKind::Fetch:
-    case ResponseKind::FieldList:
-      break;
-  }
-  return fail();
-}
-
-Step ResponseReader::feed(std::string_view payload) {
-  if (state_ == State::Done || state_ == State::Failed || payload.empty()) {
-    return fail();
-  }
-  last_definition_ = false;
-  first_after_metadata_ = false;
-  ended_result_ = false;
-  const auto first = static_cast<uint8_t>(payload[0]);
-
-  if (first == kErrHeader) {
-    ErrPacket e;
-    if (!decode_err(payload, e)) return fail();
-    if (e.code == kProgressReportCode && (caps_ & cap::kMariaProgress) != 0) {
-      role_ = PacketRole::Progress;
-      return Step::More;
-    }
-    role_ = PacketRole::Err;
-    error_ = std::move(e);
-    ended_result_ = true;
-    state_ = State::Done;
-    return Step::Done;
-  }
-
-  switch (state_) {
-    case State::Start:
-      return start_packet(payload, first);
-
-    case State::Columns:
-    case State::Params: {
-      const bool params = state_ == State::Params;
-      role_ = params ? PacketRole::ParamDef : PacketRole::ColumnDef;
-      if (--remaining_ > 0) return Step::More;
-      return params ? after_params() : after_columns();
-    }
-
-    case State::ColumnsEof:
-    case State::ParamsEof: {
-      EofPacket e;
-      if (!decode_eof(payload, e)) return fail();
-      role_ = PacketRole::MetadataEof;
-      status_ = e.status;
-      warnings_ = e.warnings;
-      if (state_ == State::ParamsEof) {
-        if (prepare_ok_.num_columns > 0) {
-          state_ = State::Columns;
-          remaining_ = prepare_ok_.num_columns;
-          return Step::More;
-        }
-        state_ = State::Done;
-        return Step::Done;
-      }
-      if (kind_ == ResponseKind::Prepare) {
-        state_ = State::Done;
-        return Step::Done;
-      }
-      if (kind_ == ResponseKind::Execute && (e.status & status::kCursorExists) != 0) {
-        return finish_result(e.status);  // rows come with COM_STMT_FETCH
-      }
-      state_ = State::Rows;
-      return Step::More;
-    }
-
-    case State::Rows: {
-      first_after_metadata_ = awaiting_first_row_;
-      awaiting_first_row_ = false;
-      if (is_result_terminator(payload, caps_)) {
-        uint16_t st = 0;
-        if (deprecate_eof_) {
-          if (!decode_ok_status(payload, caps_, st, warnings_)) return fail();
-        } else {
-          EofPacket e;
-          if (!decode_eof(payload, e)) return fail();
-          st = e.status;
-          warnings_ = e.warnings;
-        }
-        role_ = PacketRole::Terminator;
-        return finish_result(st);
-      }
-      const bool binary = kind_ == ResponseKind::Execute || kind_ == ResponseKind::Fetch;
-      if (binary && first != 0x00) return fail();
-      role_ = PacketRole::Row;
-      ++rows_;
-      return Step::More;
-    }
-
-    case State::FieldList: {
-      if (is_result_terminator(payload, caps_)) {
-        uint16_t st = 0;
-        if (deprecate_eof_) {
-          if (!decode_ok_status(payload, caps_, st, warnings_)) return fail();
-        } else {
-          EofPacket e;
-          if (!decode_eof(payload, e)) return fail();
-          st = e.status;
-          warnings_ = e.warnings;
-        }
-        role_ = PacketRole::Terminator;
-        status_ = st;
-        ended_result_ = true;
-        state_ = State::Done;
-        return Step::Done;
-      }
-      role_ = PacketRole::ColumnDef;
-      ++columns_;
-      return Step::More;
-    }
-
-    case State::Done:
-    case State::Failed:
-      break;
-  }
-  return fail();
-}
-
-// --- DEPRECATE_EOF translation ------------------------------------------------------------
-
-bool translate_for_client(const ResponseReader& reader, std::string_view payload,
-                          bool client_deprecate_eof, std::vector<std::string>& out) {
-  const bool backend_deprecate_eof = (reader.caps() & cap::kDeprecateEof) != 0;
-  if (backend_deprecate_eof == client_deprecate_eof || reader.failed()) {
-    return false;
-  }
-  out.clear();
-  const PacketRole role = reader.role();
-
-  if (!backend_deprecate_eof) {
-    // EOF-style backend -> DEPRECATE_EOF client.
-    switch (role) {
-      case PacketRole::MetadataEof: {
-        if (reader.kind() == ResponseKind::Execute && reader.ended_result()) {
-          std::string ok;  // a cursor: the metadata EOF was the end of the result
-          if (!eof_to_ok_terminator(payload, ok)) return false;
-          out.push_back(std::move(ok));
-        }
-        return true;  // otherwise dropped
-      }
-      case PacketRole::Terminator:
-      case PacketRole::Eof: {
-        std::string ok;
-        if (!eof_to_ok_terminator(payload, ok)) return false;
-        out.push_back(std::move(ok));
-        return true;
-      }
-      default:
-        return false;
-    }
-  }
-
-  // DEPRECATE_EOF backend -> EOF-style client.
-  std::string eof;
-  encode_eof(eof, EofPacket{0, reader.status()});
-  if (reader.kind() == ResponseKind::Prepare) {
-    if ((role == PacketRole::ParamDef || role == PacketRole::ColumnDef) &&
-        reader.last_definition()) {
-      out.emplace_back(payload);
-      out.push_back(std::move(eof));
-      return true;
-    }
-    return false;
-  }
-  if (role == PacketRole::Row && reader.first_after_metadata()) {
-    out.push_back(std::move(eof));
-    out.emplace_back(payload);
-    return true;
-  }
-  if (role == PacketRole::Terminator || role == PacketRole::Eof) {
-    std::string converted;
-    if (!ok_terminator_to_eof(payload, reader.caps(), converted)) return false;
-    const bool cursor =
-        reader.kind() == ResponseKind::Execute && (reader.status() & status::kCursorExists) != 0;
-    if (reader.first_after_metadata() && !cursor) {
-      out.push_back(std::move(eof));  // an empty result set still has its metadata EOF
-    }
-    out.push_back(std::move(converted));
-    return true;
-  }
-  return false;
 }
 
 }  // namespace sqlmux::my

@@ -10,6 +10,7 @@
 #include "protocol/mysql_command.h"
 #include "protocol/mysql_handshake.h"
 #include "protocol/mysql_packet.h"
+#include "protocol/mysql_reader.h"
 #include "protocol/mysql_response.h"
 #include "tests/unit/test_mysql_fixtures.h"
 

@@ -8,6 +8,7 @@
 
 #include "protocol/mysql_command.h"
 #include "protocol/mysql_handshake.h"
+#include "protocol/mysql_reader.h"
 #include "protocol/mysql_response.h"
 #include "tests/unit/test_mysql_fixtures.h"
 
@@ -581,6 +582,32 @@ TEST_CASE("mysql_response: reader rejects what is not a response", "[mysql]") {
   CHECK(mid.feed(err) == Step::Done);
   CHECK(mid.role() == PacketRole::Err);
   CHECK(mid.rows() == 1);
+  // An ERR where a PREPARE's final EOF belongs is malformed (a DEPRECATE_EOF
+  // client would already have taken the response as complete); found by
+  // fuzz_mysql_response. Before the parameters' EOF, with columns to come,
+  // it ends the response like anywhere else.
+  {
+    std::string prep_ok;
+    encode_prepare_ok(prep_ok, PrepareOk{4, 1, 1, 0});
+    const std::string def = bytes({0x03, 'd', 'e', 'f'});
+    ResponseReader p(ResponseKind::Prepare, kEofCaps);
+    REQUIRE(p.feed(prep_ok) == Step::More);
+    REQUIRE(p.feed(def) == Step::More);
+    REQUIRE(p.feed(bytes({0xfe, 0, 0, 2, 0})) == Step::More);
+    REQUIRE(p.feed(def) == Step::More);
+    CHECK(p.feed(err) == Step::Malformed);
+    ResponseReader q(ResponseKind::Prepare, kEofCaps);
+    REQUIRE(q.feed(prep_ok) == Step::More);
+    REQUIRE(q.feed(def) == Step::More);
+    CHECK(q.feed(err) == Step::Done);
+    CHECK(q.role() == PacketRole::Err);
+    ResponseReader n(ResponseKind::Prepare, kEofCaps);
+    std::string params_only;
+    encode_prepare_ok(params_only, PrepareOk{4, 0, 1, 0});
+    REQUIRE(n.feed(params_only) == Step::More);
+    REQUIRE(n.feed(def) == Step::More);
+    CHECK(n.feed(err) == Step::Malformed);
+  }
   // A MariaDB progress report is not the end.
   ResponseReader pr(ResponseKind::Query, kEofCaps | cap::kMariaProgress);
   CHECK(pr.feed(bytes({0xff, 0xff, 0xff, 0x01, 0x01, 0x02})) == Step::More);
