@@ -8,6 +8,7 @@
 #include <openssl/rsa.h>
 
 #include <memory>
+#include <utility>
 
 namespace sqlmux::my::auth {
 
@@ -45,7 +46,9 @@ std::string_view view(const std::array<uint8_t, N>& a) {
 template <size_t N>
 std::string xor_bytes(const std::array<uint8_t, N>& a, const std::array<uint8_t, N>& b) {
   std::string out(N, '\0');
-  for (size_t i = 0; i < N; ++i) out[i] = static_cast<char>(a[i] ^ b[i]);
+  for (size_t i = 0; i < N; ++i) {
+    out[i] = static_cast<char>(a[i] ^ b[i]);
+  }
   return out;
 }
 
@@ -74,7 +77,9 @@ Pkey load_rsa_key(std::string_view pem, int selection) {
   EVP_PKEY* raw = nullptr;
   std::unique_ptr<OSSL_DECODER_CTX, DecoderFree> dctx(
       OSSL_DECODER_CTX_new_for_pkey(&raw, "PEM", nullptr, "RSA", selection, nullptr, nullptr));
-  if (!dctx || pem.empty()) return nullptr;
+  if (!dctx || pem.empty()) {
+    return nullptr;
+  }
   const auto* data = reinterpret_cast<const unsigned char*>(pem.data());
   size_t len = pem.size();
   if (OSSL_DECODER_from_data(dctx.get(), &data, &len) != 1) {
@@ -87,7 +92,9 @@ Pkey load_rsa_key(std::string_view pem, int selection) {
 // (password + NUL) XOR scramble, the scramble repeated as needed.
 std::string xor_with_scramble(std::string_view password_nul, std::string_view scramble) {
   std::string out(password_nul);
-  if (scramble.empty()) return out;
+  if (scramble.empty()) {
+    return out;
+  }
   for (size_t i = 0; i < out.size(); ++i) {
     out[i] = static_cast<char>(out[i] ^ scramble[i % scramble.size()]);
   }
@@ -96,7 +103,9 @@ std::string xor_with_scramble(std::string_view password_nul, std::string_view sc
 
 std::optional<std::string> rsa_oaep(EVP_PKEY* key, std::string_view in, bool encrypt) {
   std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree> ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key, nullptr));
-  if (!ctx) return std::nullopt;
+  if (!ctx) {
+    return std::nullopt;
+  }
   const int init = encrypt ? EVP_PKEY_encrypt_init(ctx.get()) : EVP_PKEY_decrypt_init(ctx.get());
   if (init != 1 || EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_OAEP_PADDING) <= 0) {
     return std::nullopt;
@@ -106,9 +115,13 @@ std::optional<std::string> rsa_oaep(EVP_PKEY* key, std::string_view in, bool enc
                    : EVP_PKEY_decrypt(ctx.get(), out, out_len, bytes(in), in.size());
   };
   size_t len = 0;
-  if (run(nullptr, &len) != 1 || len == 0) return std::nullopt;
+  if (run(nullptr, &len) != 1 || len == 0) {
+    return std::nullopt;
+  }
   std::string out(len, '\0');
-  if (run(reinterpret_cast<unsigned char*>(out.data()), &len) != 1) return std::nullopt;
+  if (run(reinterpret_cast<unsigned char*>(out.data()), &len) != 1) {
+    return std::nullopt;
+  }
   out.resize(len);
   return out;
 }
@@ -116,18 +129,26 @@ std::optional<std::string> rsa_oaep(EVP_PKEY* key, std::string_view in, bool enc
 }  // namespace
 
 bool constant_time_equal(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  if (a.empty()) return true;
+  if (a.size() != b.size()) {
+    return false;
+  }
+  if (a.empty()) {
+    return true;
+  }
   return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 std::optional<std::string> make_scramble() {
   unsigned char raw[kScrambleLen];
-  if (RAND_bytes(raw, sizeof raw) != 1) return std::nullopt;
+  if (RAND_bytes(raw, sizeof raw) != 1) {
+    return std::nullopt;
+  }
   std::string out(kScrambleLen, '\0');
   for (size_t i = 0; i < kScrambleLen; ++i) {
     auto c = static_cast<unsigned char>(raw[i] & 0x7f);
-    if (c == '\0' || c == '$') ++c;
+    if (c == '\0' || c == '$') {
+      ++c;
+    }
     out[i] = static_cast<char>(c);
   }
   OPENSSL_cleanse(raw, sizeof raw);
@@ -159,7 +180,9 @@ std::string native_password_hash_text(std::string_view password) {
 }
 
 std::string native_password_response(std::string_view password, std::string_view scramble) {
-  if (password.empty()) return {};
+  if (password.empty()) {
+    return {};
+  }
   std::array<uint8_t, kSha1Len> stage1{};
   std::array<uint8_t, kSha1Len> stage2{};
   std::array<uint8_t, kSha1Len> mix{};
@@ -177,17 +200,23 @@ std::string native_password_response(std::string_view password, std::string_view
 bool verify_native_password(std::string_view password, std::string_view scramble,
                             std::string_view response) {
   const std::string expected = native_password_response(password, scramble);
-  if (password.empty()) return response.empty();
+  if (password.empty()) {
+    return response.empty();
+  }
   return !expected.empty() && constant_time_equal(expected, response);
 }
 
 bool verify_native_password_hash(const std::array<uint8_t, 20>& stored, std::string_view scramble,
                                  std::string_view response) {
-  if (response.size() != kSha1Len) return false;
+  if (response.size() != kSha1Len) {
+    return false;
+  }
   std::array<uint8_t, kSha1Len> mix{};
   std::array<uint8_t, kSha1Len> candidate{};
   std::array<uint8_t, kSha1Len> check{};
-  if (!digest2(EVP_sha1(), nonce20(scramble), view(stored), mix)) return false;
+  if (!digest2(EVP_sha1(), nonce20(scramble), view(stored), mix)) {
+    return false;
+  }
   for (size_t i = 0; i < kSha1Len; ++i) {
     candidate[i] = static_cast<uint8_t>(static_cast<uint8_t>(response[i]) ^ mix[i]);
   }
@@ -201,7 +230,9 @@ bool verify_native_password_hash(const std::array<uint8_t, 20>& stored, std::str
 // --- caching_sha2_password -----------------------------------------------------------
 
 std::string caching_sha2_response(std::string_view password, std::string_view scramble) {
-  if (password.empty()) return {};
+  if (password.empty()) {
+    return {};
+  }
   std::array<uint8_t, kSha256Len> stage1{};
   std::array<uint8_t, kSha256Len> stage2{};
   std::array<uint8_t, kSha256Len> mix{};
@@ -219,7 +250,9 @@ std::string caching_sha2_response(std::string_view password, std::string_view sc
 
 bool verify_caching_sha2(std::string_view password, std::string_view scramble,
                          std::string_view response) {
-  if (password.empty()) return response.empty();
+  if (password.empty()) {
+    return response.empty();
+  }
   const std::string expected = caching_sha2_response(password, scramble);
   return !expected.empty() && constant_time_equal(expected, response);
 }
@@ -228,7 +261,9 @@ std::optional<std::string> rsa_encrypt_password(std::string_view password,
                                                 std::string_view scramble,
                                                 std::string_view public_key_pem) {
   Pkey key = load_rsa_key(public_key_pem, EVP_PKEY_PUBLIC_KEY);
-  if (!key) return std::nullopt;
+  if (!key) {
+    return std::nullopt;
+  }
   std::string plain(password);
   plain.push_back('\0');
   std::string mixed = xor_with_scramble(plain, nonce20(scramble));
@@ -242,11 +277,16 @@ std::optional<std::string> rsa_decrypt_password(std::string_view ciphertext,
                                                 std::string_view scramble,
                                                 std::string_view private_key_pem) {
   Pkey key = load_rsa_key(private_key_pem, EVP_PKEY_KEYPAIR);
-  if (!key) return std::nullopt;
-  auto mixed = rsa_oaep(key.get(), ciphertext, false);
-  if (!mixed) return std::nullopt;
-  std::string plain = xor_with_scramble(*mixed, nonce20(scramble));
-  OPENSSL_cleanse(mixed->data(), mixed->size());
+  if (!key) {
+    return std::nullopt;
+  }
+  std::optional<std::string> decrypted = rsa_oaep(key.get(), ciphertext, false);
+  if (!decrypted) {
+    return std::nullopt;
+  }
+  std::string mixed = std::move(*decrypted);
+  std::string plain = xor_with_scramble(mixed, nonce20(scramble));
+  OPENSSL_cleanse(mixed.data(), mixed.size());
   if (plain.empty() || plain.back() != '\0') {
     OPENSSL_cleanse(plain.data(), plain.size());
     return std::nullopt;

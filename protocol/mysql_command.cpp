@@ -4,7 +4,9 @@
 namespace sqlmux::my {
 
 bool decode_command(std::string_view payload, uint8_t& command, std::string_view& arg) {
-  if (payload.empty()) return false;
+  if (payload.empty()) {
+    return false;
+  }
   command = static_cast<uint8_t>(payload[0]);
   arg = payload.substr(1);
   return true;
@@ -28,22 +30,32 @@ bool decode_stmt_execute(std::string_view payload, uint16_t num_params, StmtExec
     const size_t bitmap_len = (static_cast<size_t>(num_params) + 7) / 8;
     std::string_view bitmap;
     uint8_t bound = 0;
-    if (!r.bytes(bitmap_len, bitmap) || !r.u8(bound) || bound > 1) return false;
+    if (!r.bytes(bitmap_len, bitmap) || !r.u8(bound) || bound > 1) {
+      return false;
+    }
     const unsigned used = num_params % 8;
-    if (used != 0 && (static_cast<uint8_t>(bitmap.back()) >> used) != 0) return false;
+    if (used != 0 && (static_cast<uint8_t>(bitmap.back()) >> used) != 0) {
+      return false;
+    }
     e.null_bitmap.assign(bitmap);
     e.new_params_bound = bound == 1;
     if (e.new_params_bound) {
       // Two bytes per parameter: checked against what is left first.
-      if (r.remaining() / 2 < num_params) return false;
+      if (r.remaining() / 2 < num_params) {
+        return false;
+      }
       e.types.resize(num_params);
       for (auto& t : e.types) {
-        if (!r.u8(t.type) || !r.u8(t.flags)) return false;
+        if (!r.u8(t.type) || !r.u8(t.flags)) {
+          return false;
+        }
       }
     }
   }
   std::string_view values;
-  if (!r.rest(values)) return false;
+  if (!r.rest(values)) {
+    return false;
+  }
   e.values.assign(values);
   out = std::move(e);
   return true;
@@ -71,12 +83,16 @@ void encode_stmt_execute(std::string& out, const StmtExecute& e) {
 bool bind_param_types(std::string_view payload, uint16_t num_params,
                       const std::vector<ParamType>& types, std::string& out) {
   StmtExecute e;
-  if (!decode_stmt_execute(payload, num_params, e)) return false;
+  if (!decode_stmt_execute(payload, num_params, e)) {
+    return false;
+  }
   if (num_params == 0 || e.new_params_bound) {
     out.assign(payload);
     return true;
   }
-  if (types.size() != num_params) return false;
+  if (types.size() != num_params) {
+    return false;
+  }
   const size_t head = kExecuteHeadLen + e.null_bitmap.size();
   out.clear();
   out.reserve(payload.size() + 2 * types.size());

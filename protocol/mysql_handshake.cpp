@@ -72,7 +72,9 @@ bool decode_greeting(std::string_view payload, Greeting& out) {
   if ((g.capabilities & cap::kMysql) == 0) {
     Reader ext(reserved.substr(kGreetingReserved - kMariaCapsLen));
     uint32_t maria = 0;
-    if (!ext.u32(maria)) return false;
+    if (!ext.u32(maria)) {
+      return false;
+    }
     g.capabilities |= static_cast<uint64_t>(maria) << 32;
   }
   g.server_version.assign(version);
@@ -80,8 +82,12 @@ bool decode_greeting(std::string_view payload, Greeting& out) {
   if ((g.capabilities & cap::kSecureConnection) != 0) {
     const size_t len = std::max<size_t>(13, auth_len > 8 ? static_cast<size_t>(auth_len) - 8 : 0);
     std::string_view part2;
-    if (!r.bytes(len, part2)) return false;
-    if (!part2.empty() && part2.back() == '\0') part2.remove_suffix(1);
+    if (!r.bytes(len, part2)) {
+      return false;
+    }
+    if (!part2.empty() && part2.back() == '\0') {
+      part2.remove_suffix(1);
+    }
     g.scramble.append(part2);
   }
   if ((g.capabilities & cap::kPluginAuth) != 0) {
@@ -113,7 +119,9 @@ void encode_greeting(std::string& out, const Greeting& g) {
   w.u16(g.status);
   w.u16(static_cast<uint16_t>((caps >> 16) & 0xffff));
   std::string part2 = g.scramble.size() > 8 ? g.scramble.substr(8) : std::string();
-  if (part2.size() < 12) part2.resize(12, '\0');
+  if (part2.size() < 12) {
+    part2.resize(12, '\0');
+  }
   const bool plugin_auth = (caps & cap::kPluginAuth) != 0;
   // Without PLUGIN_AUTH the length byte is 0 and readers take 13 bytes.
   part2.resize(plugin_auth ? std::min<size_t>(part2.size(), 255 - 9) : 12);
@@ -164,20 +172,26 @@ std::string advertised_version(std::string_view server_version) {
 
 const std::string* HandshakeResponse::attribute(std::string_view key) const {
   for (const auto& [k, v] : attributes) {
-    if (k == key) return &v;
+    if (k == key) {
+      return &v;
+    }
   }
   return nullptr;
 }
 
 bool is_ssl_request(std::string_view payload) {
-  if (payload.size() != kSslRequestLen) return false;
+  if (payload.size() != kSslRequestLen) {
+    return false;
+  }
   Reader r(payload);
   uint32_t lo = 0;
   return r.u32(lo) && (lo & cap::kSsl) != 0;
 }
 
 bool decode_ssl_request(std::string_view payload, SslRequest& out) {
-  if (!is_ssl_request(payload)) return false;
+  if (!is_ssl_request(payload)) {
+    return false;
+  }
   Reader r(payload);
   SslRequest s;
   if (!read_response_head(r, s.capabilities, s.max_packet, s.charset) || !r.at_end()) {
@@ -193,33 +207,49 @@ void encode_ssl_request(std::string& out, const SslRequest& s) {
 }
 
 bool decode_handshake_response(std::string_view payload, HandshakeResponse& out) {
-  if (payload.size() <= kSslRequestLen) return false;  // SSLRequest or truncated
+  if (payload.size() <= kSslRequestLen) {
+    return false;  // SSLRequest or truncated
+  }
   Reader r(payload);
   HandshakeResponse h;
-  if (!read_response_head(r, h.capabilities, h.max_packet, h.charset)) return false;
+  if (!read_response_head(r, h.capabilities, h.max_packet, h.charset)) {
+    return false;
+  }
   const uint64_t caps = h.capabilities;
   std::string_view user;
   std::string_view auth;
-  if (!r.cstr(user)) return false;
+  if (!r.cstr(user)) {
+    return false;
+  }
   if ((caps & cap::kPluginAuthLenencData) != 0) {
-    if (!r.lenenc_str(auth)) return false;
+    if (!r.lenenc_str(auth)) {
+      return false;
+    }
   } else if ((caps & cap::kSecureConnection) != 0) {
     uint8_t len = 0;
-    if (!r.u8(len) || !r.bytes(len, auth)) return false;
+    if (!r.u8(len) || !r.bytes(len, auth)) {
+      return false;
+    }
   } else {
-    if (!r.cstr(auth)) return false;
+    if (!r.cstr(auth)) {
+      return false;
+    }
   }
   h.username.assign(user);
   h.auth_response.assign(auth);
   // Older clients stop after the fields they have; what is left out is empty.
   if (!r.at_end() && (caps & cap::kConnectWithDb) != 0) {
     std::string_view db;
-    if (!r.cstr(db)) return false;
+    if (!r.cstr(db)) {
+      return false;
+    }
     h.database.assign(db);
   }
   if (!r.at_end() && (caps & cap::kPluginAuth) != 0) {
     std::string_view plugin;
-    if (!r.cstr(plugin)) return false;
+    if (!r.cstr(plugin)) {
+      return false;
+    }
     h.auth_plugin.assign(plugin);
   }
   if (!r.at_end() && (caps & cap::kConnectAttrs) != 0) {
@@ -232,14 +262,20 @@ bool decode_handshake_response(std::string_view payload, HandshakeResponse& out)
     while (!a.at_end()) {
       std::string_view k;
       std::string_view v;
-      if (!a.lenenc_str(k) || !a.lenenc_str(v)) return false;
+      if (!a.lenenc_str(k) || !a.lenenc_str(v)) {
+        return false;
+      }
       h.attributes.emplace_back(std::string(k), std::string(v));
     }
   }
   if (!r.at_end() && (caps & cap::kZstdCompression) != 0) {
-    if (!r.u8(h.zstd_level)) return false;
+    if (!r.u8(h.zstd_level)) {
+      return false;
+    }
   }
-  if (!r.at_end()) return false;
+  if (!r.at_end()) {
+    return false;
+  }
   out = std::move(h);
   return true;
 }
@@ -258,8 +294,12 @@ void encode_handshake_response(std::string& out, const HandshakeResponse& h) {
   } else {
     w.cstr(h.auth_response);
   }
-  if ((caps & cap::kConnectWithDb) != 0) w.cstr(h.database);
-  if ((caps & cap::kPluginAuth) != 0) w.cstr(h.auth_plugin);
+  if ((caps & cap::kConnectWithDb) != 0) {
+    w.cstr(h.database);
+  }
+  if ((caps & cap::kPluginAuth) != 0) {
+    w.cstr(h.auth_plugin);
+  }
   if ((caps & cap::kConnectAttrs) != 0) {
     std::string block;
     Writer b(block);
@@ -269,7 +309,9 @@ void encode_handshake_response(std::string& out, const HandshakeResponse& h) {
     }
     w.lenenc_str(block);
   }
-  if ((caps & cap::kZstdCompression) != 0) w.u8(h.zstd_level);
+  if ((caps & cap::kZstdCompression) != 0) {
+    w.u8(h.zstd_level);
+  }
 }
 
 // --- Authentication exchange -----------------------------------------------------------
@@ -277,12 +319,16 @@ void encode_handshake_response(std::string& out, const HandshakeResponse& h) {
 bool decode_auth_switch(std::string_view payload, AuthSwitchRequest& out) {
   Reader r(payload);
   uint8_t header = 0;
-  if (!r.u8(header) || header != kEofHeader) return false;
+  if (!r.u8(header) || header != kEofHeader) {
+    return false;
+  }
   AuthSwitchRequest a;
   if (!r.at_end()) {
     std::string_view plugin;
     std::string_view data;
-    if (!r.cstr(plugin) || !r.rest(data)) return false;
+    if (!r.cstr(plugin) || !r.rest(data)) {
+      return false;
+    }
     a.plugin.assign(plugin);
     a.data.assign(data);
   }
@@ -300,7 +346,9 @@ void encode_auth_switch(std::string& out, const AuthSwitchRequest& a) {
 }
 
 bool decode_auth_more_data(std::string_view payload, std::string_view& data) {
-  if (payload.empty() || static_cast<uint8_t>(payload[0]) != kAuthMoreDataHeader) return false;
+  if (payload.empty() || static_cast<uint8_t>(payload[0]) != kAuthMoreDataHeader) {
+    return false;
+  }
   data = payload.substr(1);
   return true;
 }
@@ -325,7 +373,9 @@ std::string_view to_string(CachingSha2Status s) {
 
 bool decode_caching_sha2_status(std::string_view payload, CachingSha2Status& out) {
   std::string_view data;
-  if (!decode_auth_more_data(payload, data) || data.size() != 1) return false;
+  if (!decode_auth_more_data(payload, data) || data.size() != 1) {
+    return false;
+  }
   const auto b = static_cast<uint8_t>(data[0]);
   if (b != static_cast<uint8_t>(CachingSha2Status::FastAuthSuccess) &&
       b != static_cast<uint8_t>(CachingSha2Status::PerformFullAuth)) {

@@ -48,13 +48,17 @@ std::string flags_to_string(uint64_t flags, const FlagName* names, size_t count)
   std::string out;
   for (size_t i = 0; i < count; ++i) {
     if ((flags & names[i].bit) != 0) {
-      if (!out.empty()) out += '|';
+      if (!out.empty()) {
+        out += '|';
+      }
       out += names[i].name;
       flags &= ~names[i].bit;
     }
   }
   if (flags != 0) {
-    if (!out.empty()) out += '|';
+    if (!out.empty()) {
+      out += '|';
+    }
     append_hex(out, flags);
   }
   return out;
@@ -189,34 +193,44 @@ void put_packet(std::string& out, uint8_t& seq, std::string_view payload) {
 // --- Reader --------------------------------------------------------------------
 
 bool Reader::u8(uint8_t& v) {
-  if (!ok_ || remaining() < 1) return fail();
+  if (!ok_ || remaining() < 1) {
+    return fail();
+  }
   v = *p_++;
   return true;
 }
 
 bool Reader::u16(uint16_t& v) {
-  if (!ok_ || remaining() < 2) return fail();
+  if (!ok_ || remaining() < 2) {
+    return fail();
+  }
   v = static_cast<uint16_t>(load_le(p_, 2));
   p_ += 2;
   return true;
 }
 
 bool Reader::u24(uint32_t& v) {
-  if (!ok_ || remaining() < 3) return fail();
+  if (!ok_ || remaining() < 3) {
+    return fail();
+  }
   v = load_le24(p_);
   p_ += 3;
   return true;
 }
 
 bool Reader::u32(uint32_t& v) {
-  if (!ok_ || remaining() < 4) return fail();
+  if (!ok_ || remaining() < 4) {
+    return fail();
+  }
   v = static_cast<uint32_t>(load_le(p_, 4));
   p_ += 4;
   return true;
 }
 
 bool Reader::u64(uint64_t& v) {
-  if (!ok_ || remaining() < 8) return fail();
+  if (!ok_ || remaining() < 8) {
+    return fail();
+  }
   v = load_le(p_, 8);
   p_ += 8;
   return true;
@@ -224,7 +238,9 @@ bool Reader::u64(uint64_t& v) {
 
 bool Reader::lenenc_or_null(uint64_t& v, bool& is_null) {
   uint8_t first = 0;
-  if (!u8(first)) return false;
+  if (!u8(first)) {
+    return false;
+  }
   is_null = false;
   size_t n = 0;
   switch (first) {
@@ -247,7 +263,9 @@ bool Reader::lenenc_or_null(uint64_t& v, bool& is_null) {
       v = first;
       return true;
   }
-  if (remaining() < n) return fail();
+  if (remaining() < n) {
+    return fail();
+  }
   v = load_le(p_, n);
   p_ += n;
   return true;
@@ -255,39 +273,59 @@ bool Reader::lenenc_or_null(uint64_t& v, bool& is_null) {
 
 bool Reader::lenenc(uint64_t& v) {
   bool is_null = false;
-  if (!lenenc_or_null(v, is_null)) return false;
-  if (is_null) return fail();
+  if (!lenenc_or_null(v, is_null)) {
+    return false;
+  }
+  if (is_null) {
+    return fail();
+  }
   return true;
 }
 
 bool Reader::lenenc_str(std::string_view& v) {
   uint64_t len = 0;
-  if (!lenenc(len)) return false;
-  if (len > remaining()) return fail();
+  if (!lenenc(len)) {
+    return false;
+  }
+  if (len > remaining()) {
+    return fail();
+  }
   return bytes(static_cast<size_t>(len), v);
 }
 
 bool Reader::lenenc_str_or_null(std::optional<std::string_view>& v) {
   uint64_t len = 0;
   bool is_null = false;
-  if (!lenenc_or_null(len, is_null)) return false;
+  if (!lenenc_or_null(len, is_null)) {
+    return false;
+  }
   if (is_null) {
     v.reset();
     return true;
   }
-  if (len > remaining()) return fail();
+  if (len > remaining()) {
+    return fail();
+  }
   std::string_view s;
-  if (!bytes(static_cast<size_t>(len), s)) return false;
+  if (!bytes(static_cast<size_t>(len), s)) {
+    return false;
+  }
   v = s;
   return true;
 }
 
 bool Reader::cstr(std::string_view& v) {
-  if (!ok_) return false;
+  if (!ok_) {
+    return false;
+  }
   const size_t n = remaining();
-  if (n == 0) return fail();
+  if (n == 0) {
+    return fail();
+  }
   const void* nul = std::memchr(p_, 0, n);
-  if (nul == nullptr) return fail();
+  if (nul == nullptr) {
+    return fail();
+  }
   const size_t len = static_cast<size_t>(static_cast<const uint8_t*>(nul) - p_);
   v = std::string_view(reinterpret_cast<const char*>(p_), len);
   p_ += len + 1;
@@ -295,14 +333,18 @@ bool Reader::cstr(std::string_view& v) {
 }
 
 bool Reader::bytes(size_t n, std::string_view& v) {
-  if (!ok_ || n > remaining()) return fail();
+  if (!ok_ || n > remaining()) {
+    return fail();
+  }
   v = std::string_view(reinterpret_cast<const char*>(p_), n);
   p_ += n;
   return true;
 }
 
 bool Reader::skip(size_t n) {
-  if (!ok_ || n > remaining()) return fail();
+  if (!ok_ || n > remaining()) {
+    return fail();
+  }
   p_ += n;
   return true;
 }
@@ -312,7 +354,9 @@ bool Reader::rest(std::string_view& v) {
 }
 
 bool Reader::peek(uint8_t& v) const {
-  if (!ok_ || p_ == end_) return false;
+  if (!ok_ || p_ == end_) {
+    return false;
+  }
   v = *p_;
   return true;
 }
@@ -358,9 +402,15 @@ void Writer::cstr(std::string_view s) {
 }
 
 size_t lenenc_size(uint64_t v) {
-  if (v < 0xFB) return 1;
-  if (v <= 0xFFFF) return 3;
-  if (v <= 0xFFFFFF) return 4;
+  if (v < 0xFB) {
+    return 1;
+  }
+  if (v <= 0xFFFF) {
+    return 3;
+  }
+  if (v <= 0xFFFFFF) {
+    return 4;
+  }
   return 9;
 }
 
@@ -636,7 +686,9 @@ constexpr ErrorInfo kErrors[] = {
 
 const ErrorInfo* find_error(ErrorCode e) {
   for (const auto& info : kErrors) {
-    if (info.code == e) return &info;
+    if (info.code == e) {
+      return &info;
+    }
   }
   return nullptr;
 }
