@@ -201,7 +201,10 @@ void responses(ResponseKind kind, uint64_t caps, const std::vector<std::string>&
   check(t.rows == r.rows());
   check(t.result_sets == r.result_sets());
   check(t.error == r.error().has_value());
-  if (kind != ResponseKind::Prepare) check(t.status == r.status());
+  // The final status matches, except where the only status the backend
+  // sent was in a packet the translation drops (a PREPARE's metadata EOFs;
+  // a metadata EOF followed by ERR, which carries no status).
+  if (kind != ResponseKind::Prepare && !r.error().has_value()) check(t.status == r.status());
 }
 
 }  // namespace
