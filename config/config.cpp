@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <toml++/toml.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -46,6 +47,11 @@ constexpr std::array<std::pair<std::string_view, AuthMethod>, 4> kAuthMethods{{
     {"trust", AuthMethod::Trust},
 }};
 constexpr std::array<std::pair<std::string_view, int>, 2> kRoles{{{"primary", 0}, {"replica", 1}}};
+constexpr std::array<std::pair<std::string_view, ClientTls>, 3> kClientTls{{
+    {"disable", ClientTls::Disable},
+    {"allow", ClientTls::Allow},
+    {"require", ClientTls::Require},
+}};
 constexpr std::array<std::pair<std::string_view, Route>, 3> kRoutes{{
     {"primary", Route::Primary},
     {"replica", Route::Replica},
@@ -169,7 +175,10 @@ class Loader {
   LoadResult run(const toml::table& root) {
     Config cfg;
     cfg.source = file_;
-    check_keys(root, "", {"server", "listener", "user", "pool", "metrics", "admin", "health"});
+    check_keys(root, "",
+               {"server", "listener", "user", "pool", "metrics", "admin", "health", "tls"});
+    const toml::table* tls = table_at(root, "tls", "");
+    if (tls != nullptr) read_tls(*tls, cfg);
     if (const toml::table* server = table_at(root, "server", "")) {
       read_server(*server, cfg.server);
     }
@@ -417,10 +426,44 @@ class Loader {
     cfg.metrics = std::move(m);
   }
 
+  void read_tls(const toml::table& t, Config& cfg) {
+    const std::string path = "tls";
+    check_keys(t, path, {"cert", "key", "ca", "min_version", "ciphers"});
+    TlsConfig c;
+    auto file = [&](std::string_view key, std::string& out, bool required) {
+      const toml::node* node = read_string(t, key, path, out, required, /*allow_empty=*/false);
+      if (node != nullptr && ::access(out.c_str(), R_OK) != 0) {
+        error(*node, child(path, key), "cannot read " + quoted(out) + ": " + std::strerror(errno));
+      }
+      return node != nullptr;
+    };
+    file("cert", c.cert, true);
+    file("key", c.key, true);
+    std::string ca;
+    if (file("ca", ca, false)) c.ca = ca;
+    if (const toml::node* node = read_string(t, "min_version", path, c.min_version)) {
+      if (c.min_version != "1.2" && c.min_version != "1.3") {
+        error(*node, child(path, "min_version"),
+              "invalid value " + quoted(c.min_version) + "; expected one of: 1.2, 1.3");
+      }
+    }
+    read_string(t, "ciphers", path, c.ciphers);
+    cfg.tls = std::move(c);
+  }
+
   void read_listener(const toml::table& t, const std::string& path, Config& cfg) {
-    check_keys(t, path, {"protocol", "listen"});
+    check_keys(t, path, {"protocol", "listen", "client_tls"});
     ListenerConfig l;
     read_enum(t, "protocol", path, kProtocols, l.protocol, /*required=*/true);
+    l.client_tls = cfg.tls ? ClientTls::Allow : ClientTls::Disable;
+    if (const toml::node* node = read_enum(t, "client_tls", path, kClientTls, l.client_tls)) {
+      if (l.client_tls != ClientTls::Disable && !cfg.tls) {
+        error(*node, child(path, "client_tls"),
+              quoted(to_string(l.client_tls)) + " needs a [tls] table (cert and key)");
+      } else if (l.client_tls != ClientTls::Disable && l.protocol != Protocol::Postgres) {
+        error(*node, child(path, "client_tls"), "TLS is supported on postgres listeners only");
+      }
+    }
     if (const toml::node* node = read_address(t, "listen", path, l.listen)) {
       auto [it, fresh] = listen_seen_.emplace(l.listen.text, path);
       if (!fresh) {
@@ -642,6 +685,10 @@ std::string_view to_string(LogLevel l) {
 }
 std::string_view to_string(AuthMethod a) {
   return a == AuthMethod::Default ? "default" : name_of(kAuthMethods, a);
+}
+
+std::string_view to_string(ClientTls t) {
+  return name_of(kClientTls, t);
 }
 
 std::string_view to_string(Route r) {

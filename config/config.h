@@ -23,12 +23,15 @@ enum class LogLevel { Error, Warn, Info, Debug };
 enum class AuthMethod { Default, ScramSha256, Md5, Password, Trust };
 // Which of a pool's backends serve it (see PoolConfig::route).
 enum class Route { Primary, Replica, Any };
+// TLS from clients on a listener: refused, offered, or required.
+enum class ClientTls { Disable, Allow, Require };
 
 [[nodiscard]] std::string_view to_string(Protocol p);
 [[nodiscard]] std::string_view to_string(PoolMode m);
 [[nodiscard]] std::string_view to_string(LogLevel l);
 [[nodiscard]] std::string_view to_string(AuthMethod a);
 [[nodiscard]] std::string_view to_string(Route r);
+[[nodiscard]] std::string_view to_string(ClientTls t);
 
 // A parsed listen address: "host:port", "[::1]:port" or "unix:/path".
 struct Address {
@@ -50,6 +53,17 @@ struct ServerConfig {
 struct ListenerConfig {
   Protocol protocol = Protocol::Postgres;
   Address listen;
+  // Default: "allow" when [tls] is configured, else "disable".
+  ClientTls client_tls = ClientTls::Disable;
+};
+
+// [tls]: the certificate sqlmux presents to clients (absent: no TLS).
+struct TlsConfig {
+  std::string cert;                 // PEM file: the certificate (chain)
+  std::string key;                  // PEM file: its private key
+  std::optional<std::string> ca;    // PEM file: CAs for client certificates (asked, verified)
+  std::string min_version = "1.2";  // "1.2" or "1.3"
+  std::string ciphers;              // OpenSSL cipher list for TLS 1.2 (empty: OpenSSL's default)
 };
 
 struct UserConfig {
@@ -124,6 +138,7 @@ struct Config {
   std::vector<PoolConfig> pools;
   std::optional<AdminConfig> admin;  // absent: no console
   std::optional<HealthConfig> health;
+  std::optional<TlsConfig> tls;
 
   [[nodiscard]] const UserConfig* find_user(std::string_view name) const;
   [[nodiscard]] const PoolConfig* find_pool(std::string_view name, Protocol proto) const;

@@ -45,7 +45,8 @@ PoolChange pool_change(const PoolConfig& a, const PoolConfig& b) {
 bool same_listeners(const std::vector<ListenerConfig>& a, const std::vector<ListenerConfig>& b) {
   return std::equal(a.begin(), a.end(), b.begin(), b.end(),
                     [](const ListenerConfig& x, const ListenerConfig& y) {
-                      return x.protocol == y.protocol && x.listen.text == y.listen.text;
+                      return x.protocol == y.protocol && x.listen.text == y.listen.text &&
+                             x.client_tls == y.client_tls;
                     });
 }
 
@@ -151,6 +152,12 @@ ConfigDiff diff(const Config& before, const Config& after) {
                                std::optional<std::string>{}, std::optional<std::string>{});
   };
   if (health_tuple(before.health) != health_tuple(after.health)) d.applied.emplace_back("health");
+  const auto tls_tuple = [](const std::optional<TlsConfig>& t) {
+    return t ? std::make_tuple(true, t->cert, t->key, t->ca, t->min_version, t->ciphers)
+             : std::make_tuple(false, std::string(), std::string(), std::optional<std::string>(),
+                               std::string(), std::string());
+  };
+  if (tls_tuple(before.tls) != tls_tuple(after.tls)) d.restart.emplace_back("tls");
   return d;
 }
 

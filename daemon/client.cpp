@@ -1,5 +1,6 @@
 #include "daemon/client.h"
 
+#include <cerrno>
 #include <cinttypes>
 #include <cstring>
 #include <ctime>
@@ -78,6 +79,11 @@ void Client::on_readable() {
       finish(Reason::ClientClosed);
       return;
     case ReadResult::Error:
+      if (tls() && last_errno_ == EPROTO) {
+        LOG_INFO("client %" PRIu64 ": TLS failed: %s", id_, tls_error().c_str());
+        finish(Reason::TlsFailed);
+        return;
+      }
       LOG_DEBUG("client %" PRIu64 ": read: %s", id_, strerror(last_errno_));
       finish(Reason::ClientIoError);
       return;
@@ -140,9 +146,28 @@ bool Client::handle_startup() {
   }
   in_.consume(used);
   switch (pkt.kind) {
-    case pg::StartupKind::SslRequest:
+    case pg::StartupKind::SslRequest: {
+      SSL_CTX* ctx = worker_->server().tls_ctx();
+      if (ctx == nullptr || client_tls_ == config::ClientTls::Disable || tls()) {
+        send("N", 1);  // the client goes on in clear (or gives up)
+        return true;
+      }
+      if (!in_.empty()) {
+        // Bytes sent before the handshake would be read as if protected.
+        send_fatal(pg::sqlstate::kProtocolViolation, "received unencrypted data after SSL request",
+                   Reason::ClientProtocolError);
+        return false;
+      }
+      send("S", 1);
+      if (!start_tls(ctx)) {
+        LOG_WARN("client %" PRIu64 ": cannot start TLS: %s", id_, tls_error().c_str());
+        finish(Reason::TlsFailed);
+        return false;
+      }
+      return true;
+    }
     case pg::StartupKind::GssEncRequest:
-      // No TLS or GSS encryption (yet): 'N', then the client goes on in clear.
+      // No GSS encryption: 'N', then the client goes on.
       send("N", 1);
       return true;
     case pg::StartupKind::Cancel: {
@@ -160,6 +185,13 @@ bool Client::handle_startup() {
       break;
   }
 
+  if (client_tls_ == config::ClientTls::Require && !tls()) {
+    send_fatal(pg::sqlstate::kInvalidAuthorization,
+               "sqlmux requires TLS on this listener (client_tls = \"require\"); connect with "
+               "sslmode=require",
+               Reason::TlsRequired);
+    return false;
+  }
   const int major = pkt.protocol >> 16;
   const int minor = pkt.protocol & 0xffff;
   if (major != 3) {

@@ -51,6 +51,8 @@ class Client final : public Conn {
   // Accepted on the admin console's listener: after authentication it is
   // served by an admin::Session instead of a pool.
   void mark_admin_port() { admin_port_ = true; }
+  // The listener's client_tls (SSLRequest answered 'S' unless Disable).
+  void set_client_tls(config::ClientTls mode) { client_tls_ = mode; }
   [[nodiscard]] bool admin_port() const { return admin_port_; }
   [[nodiscard]] admin::Session* admin_session() const { return admin_.get(); }
 
@@ -180,6 +182,7 @@ class Client final : public Conn {
   bool acquiring_ = false;  // inside Pool::acquire()
   int64_t connect_time_ = 0;
   bool admin_port_ = false;
+  config::ClientTls client_tls_ = config::ClientTls::Disable;
   std::unique_ptr<admin::Session> admin_;
 };
 

@@ -129,7 +129,20 @@ bool Conn::send(const void* p, size_t n) {
   if (n == 0) return true;
   if (bytes_out_ != nullptr) bytes_out_->add(n);
   const auto* bytes = static_cast<const uint8_t*>(p);
-  if (cork_depth_ > 0) {
+  if (tls_ != nullptr) {
+    if (cork_depth_ > 0 || !tls_->handshake_done()) {
+      tls_plain_.append(reinterpret_cast<const char*>(bytes), n);
+      return true;
+    }
+    return tls_encrypt(bytes, n);
+  }
+  return send_raw(bytes, n);
+}
+
+bool Conn::send_raw(const uint8_t* bytes, size_t n) {
+  if (failed_ || closing_) return false;
+  if (n == 0) return true;
+  if (cork_depth_ > 0 && tls_ == nullptr) {
     out_.append(bytes, n);
     return true;
   }
@@ -147,6 +160,15 @@ bool Conn::send(const void* p, size_t n) {
 
 void Conn::uncork() {
   assert(cork_depth_ > 0);
+  if (tls_ != nullptr) {
+    if (--cork_depth_ > 0 || failed_ || closing_) return;
+    if (tls_->handshake_done() && !tls_plain_.empty()) {
+      std::string plain;
+      plain.swap(tls_plain_);
+      tls_encrypt(reinterpret_cast<const uint8_t*>(plain.data()), plain.size());
+    }
+    return;
+  }
   if (--cork_depth_ > 0 || out_.empty() || failed_ || closing_) return;
   out_.consume(send_now(out_.data(), out_.size()));
   if (failed_) return;
@@ -172,7 +194,88 @@ void Conn::flush() {
   on_writable();
 }
 
+bool Conn::start_tls(SSL_CTX* ctx) {
+  assert(tls_ == nullptr);
+  tls_ = std::make_unique<tls::Session>(ctx);
+  return tls_->valid();
+}
+
+bool Conn::tls_encrypt(const uint8_t* p, size_t n) {
+  if (tls_->write(p, n) != tls::Session::Status::Ok) {
+    last_errno_ = EPROTO;
+    failed_ = true;
+    worker_->defer_error(this);
+    return false;
+  }
+  return tls_flush_output();
+}
+
+bool Conn::tls_flush_output() {
+  tls_cipher_.clear();
+  tls_->take_output(tls_cipher_);
+  const bool ok =
+      send_raw(reinterpret_cast<const uint8_t*>(tls_cipher_.data()), tls_cipher_.size());
+  if (tls_cipher_.capacity() > 64 * 1024) std::string().swap(tls_cipher_);
+  return ok;
+}
+
+Conn::ReadResult Conn::tls_read(Buffer& b, size_t max) {
+  uint8_t raw[16 * 1024];
+  ssize_t r;
+  do {
+    r = ::recv(fd_, raw, sizeof raw, MSG_DONTWAIT);
+  } while (r < 0 && errno == EINTR);
+  bool eof = false;
+  if (r > 0) {
+    if (!tls_->feed(raw, static_cast<size_t>(r))) {
+      last_errno_ = ENOMEM;
+      return ReadResult::Error;
+    }
+  } else if (r == 0) {
+    eof = true;
+  } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+    last_errno_ = errno;
+    return ReadResult::Error;
+  }
+  size_t got = 0;
+  for (;;) {
+    uint8_t* dst = b.reserve(max);
+    size_t n = 0;
+    const tls::Session::Status st = tls_->read(dst, max, n);
+    if (st == tls::Session::Status::Ok) {
+      b.commit(n);
+      got += n;
+      continue;
+    }
+    if (st == tls::Session::Status::Again) break;
+    if (st == tls::Session::Status::Closed) {
+      eof = true;
+      break;
+    }
+    (void)tls_flush_output();  // the alert, if any
+    b.shrink_if_empty();
+    last_errno_ = EPROTO;
+    return ReadResult::Error;
+  }
+  // Handshake records, and what waited for the handshake to finish.
+  if (!tls_flush_output()) return ReadResult::Error;
+  if (tls_->handshake_done() && cork_depth_ == 0 && !tls_plain_.empty()) {
+    std::string plain;
+    plain.swap(tls_plain_);
+    if (!tls_encrypt(reinterpret_cast<const uint8_t*>(plain.data()), plain.size())) {
+      return ReadResult::Error;
+    }
+  }
+  if (got > 0) {
+    if (bytes_in_ != nullptr) bytes_in_->add(got);
+    return ReadResult::Data;
+  }
+  b.shrink_if_empty();
+  return eof ? ReadResult::Eof : ReadResult::Again;
+}
+
 Conn::ReadResult Conn::read_into(Buffer& b, size_t max) {
+  if (tls_ != nullptr) return tls_read(b, max);
   uint8_t* dst = b.reserve(max);
   ssize_t r;
   do {

@@ -10,8 +10,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <string>
 
 #include "daemon/buffer.h"
+#include "daemon/tls.h"
 
 namespace sqlmux {
 
@@ -59,6 +62,14 @@ class Conn {
   void cork() { ++cork_depth_; }
   void uncork();
 
+  // From now on the bytes on this socket are TLS, sqlmux being the server:
+  // send() and read_into() carry plaintext. False when no session could be
+  // made (see tls_error()).
+  [[nodiscard]] bool start_tls(SSL_CTX* ctx);
+  [[nodiscard]] bool tls() const { return tls_ != nullptr; }
+  [[nodiscard]] std::string tls_error() const { return tls_ ? tls_->error() : std::string(); }
+  [[nodiscard]] std::string tls_version() const { return tls_ ? tls_->version() : std::string(); }
+
   enum class ReadResult { Data, Again, Eof, Error };
   [[nodiscard]] ReadResult read_into(Buffer& b, size_t max);
   // Counters of bytes received and sent (metrics; nullptr: not counted).
@@ -90,9 +101,18 @@ class Conn {
   // One non-blocking send: the bytes the kernel took (0 when full, or on a
   // failure, which marks the connection failed and defers its report).
   size_t send_now(const uint8_t* p, size_t n);
+  // send() after counting: the bytes as they go on the wire.
+  bool send_raw(const uint8_t* p, size_t n);
+  // TLS: encrypts plaintext and sends the records; sends pending output.
+  bool tls_encrypt(const uint8_t* p, size_t n);
+  bool tls_flush_output();
+  ReadResult tls_read(Buffer& b, size_t max);
   void update_poll();
 
   uv_poll_t* poll_ = nullptr;
+  std::unique_ptr<tls::Session> tls_;
+  std::string tls_plain_;   // plaintext held while corked or before the handshake is done
+  std::string tls_cipher_;  // scratch: records on their way to send_raw()
   int cork_depth_ = 0;
   metrics::Counter* bytes_in_ = nullptr;
   metrics::Counter* bytes_out_ = nullptr;

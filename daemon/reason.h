@@ -29,6 +29,8 @@ enum class Reason {
   BackendObsolete,  // RECONNECT, a smaller pool size or a removed pool
   AdminKill,        // KILL / KILL_CLIENT from the admin console
   AdminRejected,    // a console login that is not allowed
+  TlsFailed,        // the TLS handshake or a TLS record failed
+  TlsRequired,      // a plaintext client on a client_tls = "require" listener
   Internal,
 };
 
@@ -78,6 +80,10 @@ enum class Reason {
       return "admin_kill";
     case Reason::AdminRejected:
       return "admin_rejected";
+    case Reason::TlsFailed:
+      return "tls_failed";
+    case Reason::TlsRequired:
+      return "tls_required";
     case Reason::Internal:
       return "internal";
   }

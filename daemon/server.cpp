@@ -171,6 +171,7 @@ bool Server::open_listeners(std::vector<int>& fds) {
       LOG_INFO("listening on %s (%s): socket from systemd (%s)", l.listen.text.c_str(),
                std::string(config::to_string(l.protocol)).c_str(), how.c_str());
       fds.push_back(pfd);
+      listen_tls_.push_back(l.client_tls);
       continue;
     }
     int fd = -1;
@@ -225,6 +226,7 @@ bool Server::open_listeners(std::vector<int>& fds) {
     LOG_INFO("listening on %s (%s)", l.listen.text.c_str(),
              std::string(config::to_string(l.protocol)).c_str());
     fds.push_back(fd);
+    listen_tls_.push_back(l.client_tls);
   }
   passed.close_unused();
   if (fds.empty()) {
@@ -241,6 +243,14 @@ int Server::run() {
   // /metrics first: prometheus-cpp listens before the collector is
   // registered, so it answers 404 for a moment; that moment ends before
   // clients can connect.
+  if (cfg.tls) {
+    std::string err;
+    tls_ctx_ = tls::make_server_ctx(*cfg.tls, err);
+    if (!tls_ctx_) {
+      LOG_ERROR("[tls]: %s", err.c_str());
+      return 1;
+    }
+  }
   if (metrics_ && !start_metrics()) return 1;
   if (!open_listeners(listen_fds_) || !open_admin_listener()) return 1;
 
@@ -248,8 +258,14 @@ int Server::run() {
   if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   for (int i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(*this, i));
   for (auto& w : workers_) {
-    for (int fd : listen_fds_) w->add_listener(fd);
-    if (admin_fd_ >= 0) w->add_listener(admin_fd_, /*admin=*/true);
+    for (size_t i = 0; i < listen_fds_.size(); ++i) {
+      w->add_listener(listen_fds_[i], false, listen_tls_[i]);
+    }
+    // The console offers TLS whenever [tls] is configured.
+    if (admin_fd_ >= 0) {
+      w->add_listener(admin_fd_, /*admin=*/true,
+                      cfg.tls ? config::ClientTls::Allow : config::ClientTls::Disable);
+    }
   }
   // Pools with a fixed server login exist from the start, so that min_idle
   // opens their connections before the first client arrives.

@@ -16,6 +16,7 @@
 
 #include "config/config.h"
 #include "daemon/hosts.h"
+#include "daemon/tls.h"
 #include "protocol/pg_auth.h"
 
 namespace prometheus {
@@ -102,6 +103,8 @@ class Server {
   [[nodiscard]] bool backend_disabled(std::string_view address);
   // Backend hosts: health, observed roles, DISABLE (any thread).
   [[nodiscard]] HostRegistry& hosts() { return hosts_; }
+  // The clients' TLS context ([tls]); nullptr without one.
+  [[nodiscard]] SSL_CTX* tls_ctx() const { return tls_ctx_.get(); }
   // A host changed health or role: every worker re-examines every pool
   // (closes idle backends that no longer serve, serves waiters). Any thread.
   void hosts_changed();
@@ -130,7 +133,9 @@ class Server {
   std::vector<std::unique_ptr<const UserMap>> user_versions_;
   std::mutex reload_mu_;
   ReloadHooks reload_hooks_;
-  HostRegistry hosts_;                               // before the pools, which point into it
+  HostRegistry hosts_;  // before the pools, which point into it
+  tls::Ctx tls_ctx_;
+  std::vector<config::ClientTls> listen_tls_;        // per entry of listen_fds_
   std::set<std::string, std::less<>> paused_pools_;  // under pools_mu_
   bool all_paused_ = false;                          // under pools_mu_
   uv_async_t shutdown_async_{};

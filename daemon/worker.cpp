@@ -41,8 +41,9 @@ Worker::~Worker() {
   assert(by_id_.empty());
 }
 
-void Worker::add_listener(int fd, bool admin) {
+void Worker::add_listener(int fd, bool admin, config::ClientTls tls) {
   if (admin) admin_fds_.push_back(fd);
+  tls_modes_.emplace_back(fd, tls);
   auto* h = new uv_poll_t;
   uv_poll_init_socket(&loop_, h, fd);
   h->data = this;
@@ -242,6 +243,9 @@ void Worker::accept_from(int lfd) {
     auto* c = new Client(*this, fd, server_.next_client_id(), over);
     if (std::find(admin_fds_.begin(), admin_fds_.end(), lfd) != admin_fds_.end())
       c->mark_admin_port();
+    for (const auto& [tfd, mode] : tls_modes_) {
+      if (tfd == lfd) c->set_client_tls(mode);
+    }
     client_created(c);
     if (!c->attach()) {
       LOG_ERROR("cannot poll client socket");

@@ -52,7 +52,7 @@ class Worker {
   ~Worker();
 
   // admin: the admin console's listener (its clients log in to "sqlmux").
-  void add_listener(int fd, bool admin = false);
+  void add_listener(int fd, bool admin = false, config::ClientTls tls = config::ClientTls::Disable);
   void start();  // runs the loop on a new thread
   void join();
 
@@ -124,6 +124,7 @@ class Worker {
 
   std::vector<uv_poll_t*> listeners_;
   std::vector<int> admin_fds_;
+  std::vector<std::pair<int, config::ClientTls>> tls_modes_;  // listener fd -> client_tls
   std::vector<Conn*> deferred_errors_;
   std::vector<Conn*> deferred_closes_;
 

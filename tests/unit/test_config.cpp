@@ -601,3 +601,44 @@ TEST_CASE("config: parse_address", "[config]") {
     CHECK_FALSE(parse_address(text).has_value());
   }
 }
+
+TEST_CASE("config: [tls] and client_tls", "[config]") {
+  const std::string listener = R"(
+[[listener]]
+protocol = "postgres"
+listen = "127.0.0.1:6432"
+)";
+  SECTION("no [tls]: listeners default to disable") {
+    auto r = load(listener + kPool);
+    REQUIRE(r.config.has_value());
+    CHECK(r.config->listeners[0].client_tls == ClientTls::Disable);
+    CHECK_FALSE(r.config->tls.has_value());
+  }
+  SECTION("[tls]: listeners default to allow; require and the settings are read") {
+    const std::string file = std::string(SQLMUX_SOURCE_DIR) + "/config/examples/postgres.toml";
+    auto r = load("[tls]\ncert = \"" + file + "\"\nkey = \"" + file +
+                  "\"\nmin_version = \"1.3\"\nciphers = \"HIGH\"\n" + listener +
+                  "[[listener]]\nprotocol = \"postgres\"\nlisten = \"127.0.0.1:6433\"\n"
+                  "client_tls = \"require\"\n" +
+                  kPool);
+    REQUIRE(r.config.has_value());
+    CHECK(r.config->listeners[0].client_tls == ClientTls::Allow);
+    CHECK(r.config->listeners[1].client_tls == ClientTls::Require);
+    CHECK(r.config->tls->min_version == "1.3");
+    CHECK(r.config->tls->ciphers == "HIGH");
+    CHECK(to_string(ClientTls::Require) == "require");
+  }
+  SECTION("errors") {
+    auto e = only_error(listener + "client_tls = \"require\"\n" + kPool);
+    CHECK(e.key == "listener[0].client_tls");
+    CHECK(e.message.find("needs a [tls] table") != std::string::npos);
+    auto r = load(
+        "[tls]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\n"
+        "min_version = \"1.1\"\n" +
+        listener + kPool);
+    REQUIRE(r.errors.size() == 3);
+    CHECK(all_errors(r).find("tls.cert: cannot read") != std::string::npos);
+    CHECK(all_errors(r).find("tls.key: cannot read") != std::string::npos);
+    CHECK(all_errors(r).find("tls.min_version: invalid value") != std::string::npos);
+  }
+}
