@@ -102,6 +102,10 @@ void Client::process_input() {
           in_.shrink_if_empty();
           return;
         }
+        if (!pg::is_session_message_type(static_cast<char>(in_.data()[0]))) {
+          invalid_message_type(in_.data()[0]);
+          return;
+        }
         pg::Header h;
         if (pg::peek_header(in_.data(), in_.size(), pg::kMaxMessageLen, h) ==
                 pg::Decode::Complete &&
@@ -598,6 +602,15 @@ void Client::query_done_metrics(char tx_status) {
 }
 
 // --- ending ------------------------------------------------------------------
+
+void Client::invalid_message_type(uint8_t type) {
+  // As PostgreSQL answers it, but before a server connection is involved: a
+  // message the server would reject with FATAL must not look like a
+  // connection lost between transactions.
+  LOG_INFO("client %" PRIu64 ": invalid frontend message type %d", id_, type);
+  send_fatal(pg::sqlstate::kProtocolViolation,
+             "invalid frontend message type " + std::to_string(type), Reason::ClientProtocolError);
+}
 
 void Client::send_fatal(std::string_view sqlstate, std::string message, Reason why) {
   pg::ErrorFields e;

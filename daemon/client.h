@@ -110,6 +110,8 @@ class Client final : public Conn {
   void init_params(const pool::SessionParams& defaults);
   void send_welcome();
   void send_fatal(std::string_view sqlstate, std::string message, Reason why);
+  // FATAL 08P01 for a message type no logged-in client may send.
+  void invalid_message_type(uint8_t type);
   void need_backend();
   void relay_to_backend();
   // Extended-protocol messages that name prepared statements (client_relay.cpp).
