@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "daemon/auth_limiter.h"
 #include "daemon/conn.h"
 #include "daemon/reason.h"
 #include "pool/intrusive_list.h"
@@ -32,7 +33,7 @@ enum class ClientState { Login, Idle, Waiting, Active, Closing, Count };
 
 class Client final : public Conn {
  public:
-  Client(Worker& w, int fd, uint64_t id, bool over_limit);
+  Client(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer = {});
   ~Client() override;
 
   [[nodiscard]] uint64_t id() const { return id_; }
@@ -104,6 +105,8 @@ class Client final : public Conn {
   void process_input();
   bool handle_startup();
   bool handle_auth_message();
+  // Refuses the login (FATAL 28000) while its address is rate-limited.
+  bool auth_rate_limited();
   void start_auth();
   void auth_succeeded();
   void auth_failed(std::string_view detail);
@@ -141,6 +144,7 @@ class Client final : public Conn {
   uint64_t state_since_ = 0;
   Login login_ = Login::Startup;
   bool over_limit_;
+  PeerAddress peer_;  // IP address (none for unix sockets): auth rate limiting
   bool sent_ssl_answer_ = false;
   bool welcome_sent_ = false;
   bool counted_ = false;

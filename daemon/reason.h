@@ -29,6 +29,7 @@ enum class Reason {
   BackendObsolete,  // RECONNECT, a smaller pool size or a removed pool
   AdminKill,        // KILL / KILL_CLIENT from the admin console
   AdminRejected,    // a console login that is not allowed
+  AuthRateLimited,  // a login from an address with too many recent auth failures
   Internal,
 };
 
@@ -78,6 +79,8 @@ enum class Reason {
       return "admin_kill";
     case Reason::AdminRejected:
       return "admin_rejected";
+    case Reason::AuthRateLimited:
+      return "auth_rate_limited";
     case Reason::Internal:
       return "internal";
   }
