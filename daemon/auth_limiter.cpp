@@ -55,7 +55,8 @@ size_t AuthLimiter::set_of(const PeerAddress& a) {
 bool AuthLimiter::expired(const Entry& e, uint64_t now_ms, uint64_t window_ms) {
   if (e.window_start == 0) return true;
   if (e.blocked_until != 0) return now_ms >= e.blocked_until;
-  return now_ms - e.window_start >= window_ms;
+  // Sums, not differences: another worker's loop time may be a little older.
+  return now_ms >= e.window_start + window_ms;
 }
 
 AuthLimiter::Verdict AuthLimiter::check(const PeerAddress& a, uint64_t now_ms, uint64_t& retry_ms) {
@@ -99,7 +100,7 @@ bool AuthLimiter::failed(const PeerAddress& a, uint64_t now_ms, uint32_t limit,
     hit = victim;
     if (hit->blocked_until != 0) blocked_.fetch_sub(1, std::memory_order_relaxed);
     *hit = Entry{a, now_ms, 0, 0};
-  } else if (hit->blocked_until == 0 && now_ms - hit->window_start >= window_ms) {
+  } else if (hit->blocked_until == 0 && now_ms >= hit->window_start + window_ms) {
     hit->window_start = now_ms;  // a new window
     hit->failures = 0;
   } else if (hit->blocked_until != 0) {

@@ -65,7 +65,7 @@ TEST_CASE("auth limiter: failures spread over windows do not add up", "[auth_lim
   CHECK(l.check(a, 100000, retry) == AuthLimiter::Verdict::Allow);
 }
 
-TEST_CASE("auth limiter: bounded table; unix sockets and limit 0 never limited", "[auth_limiter]") {
+TEST_CASE("auth limiter: bounded table, unix sockets and limit 0 never limited", "[auth_limiter]") {
   AuthLimiter l;
   uint64_t retry = 0;
   for (uint32_t i = 0; i < 100000; ++i) {
