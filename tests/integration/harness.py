@@ -705,12 +705,14 @@ class Sqlmux:
         self._kill()
         self.proc = None
         if check:
+            # The report first: a sanitizer also changes the exit code (TSan's
+            # exitcode=66), and the report may be far from the log's tail.
+            bad = _asan_findings(self.log_text())
+            if bad:
+                fail(f"sanitizer report in sqlmux log (exit code {self.exit_code}):\n{bad}")
             if self.expect_exit_code is not None and self.exit_code != self.expect_exit_code:
                 fail(f"sqlmux exited with code {self.exit_code} on SIGTERM (want {self.expect_exit_code})"
                      f"\n--- log tail ---\n{self.log_tail(60)}")
-            bad = _asan_findings(self.log_text())
-            if bad:
-                fail(f"sanitizer report in sqlmux log:\n{bad}")
         return self.exit_code
 
     def close(self):  # for the cleanup registry
