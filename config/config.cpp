@@ -394,12 +394,21 @@ class Loader {
 
   void read_server(const toml::table& t, ServerConfig& s) {
     const std::string path = "server";
-    check_keys(t, path, {"workers", "max_client_conn", "log_level", "shutdown_timeout"});
+    check_keys(t, path,
+               {"workers", "max_client_conn", "log_level", "shutdown_timeout", "auth_failure_limit",
+                "auth_failure_window"});
     read_int(t, "workers", path, 0, 256, s.workers);
     read_int(t, "max_client_conn", path, 1, std::numeric_limits<uint32_t>::max(),
              s.max_client_conn);
     read_enum(t, "log_level", path, kLogLevels, s.log_level);
     read_duration(t, "shutdown_timeout", path, s.shutdown_timeout);
+    read_int(t, "auth_failure_limit", path, 0, 1000000, s.auth_failure_limit);
+    read_duration(t, "auth_failure_window", path, s.auth_failure_window);
+    if (const toml::node* n = t.get("auth_failure_window");
+        n != nullptr && s.auth_failure_window.count() < 1000) {
+      error(*n, child(path, "auth_failure_window"),
+            "expected at least 1s, got " + quoted(n->as_string()->get()));
+    }
   }
 
   void read_metrics(const toml::table& t, Config& cfg) {

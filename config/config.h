@@ -48,6 +48,11 @@ struct ServerConfig {
   uint32_t max_client_conn = 10000;
   LogLevel log_level = LogLevel::Info;
   Duration shutdown_timeout{30000};  // SIGTERM: how long running transactions may finish
+  // Authentication failures from one client address within
+  // auth_failure_window before that address is refused for the rest of a
+  // window (0 = no limit).
+  uint32_t auth_failure_limit = 5;
+  Duration auth_failure_window{10000};
 };
 
 struct ListenerConfig {

@@ -136,6 +136,10 @@ ConfigDiff diff(const Config& before, const Config& after) {
   if (a.max_client_conn != b.max_client_conn) d.applied.emplace_back("server.max_client_conn");
   if (a.log_level != b.log_level) d.applied.emplace_back("server.log_level");
   if (a.shutdown_timeout != b.shutdown_timeout) d.applied.emplace_back("server.shutdown_timeout");
+  if (a.auth_failure_limit != b.auth_failure_limit)
+    d.applied.emplace_back("server.auth_failure_limit");
+  if (a.auth_failure_window != b.auth_failure_window)
+    d.applied.emplace_back("server.auth_failure_window");
   if (!same_listeners(before.listeners, after.listeners)) d.restart.emplace_back("listener");
   const bool had_admin = before.admin.has_value();
   if (had_admin != after.admin.has_value() ||

@@ -44,6 +44,8 @@ std::vector<std::pair<std::string, std::string>> config_rows(const config::Confi
   add("server.max_client_conn", std::to_string(cfg.server.max_client_conn));
   add("server.log_level", std::string(config::to_string(cfg.server.log_level)));
   add("server.shutdown_timeout", duration(cfg.server.shutdown_timeout));
+  add("server.auth_failure_limit", std::to_string(cfg.server.auth_failure_limit));
+  add("server.auth_failure_window", duration(cfg.server.auth_failure_window));
   for (size_t i = 0; i < cfg.listeners.size(); ++i) {
     const std::string p = "listener[" + std::to_string(i) + "].";
     add(p + "protocol", std::string(config::to_string(cfg.listeners[i].protocol)));

@@ -48,8 +48,8 @@ std::string_view to_string(ClientState s) {
   return "unknown";
 }
 
-Client::Client(Worker& w, int fd, uint64_t id, bool over_limit)
-    : Conn(w, fd, true), id_(id), over_limit_(over_limit), counted_(true) {
+Client::Client(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer)
+    : Conn(w, fd, true), id_(id), over_limit_(over_limit), peer_(peer), counted_(true) {
   state_since_ = w.now_ms();
   connect_time_ = static_cast<int64_t>(std::time(nullptr));
 }
@@ -106,6 +106,10 @@ void Client::process_input() {
         }
         if (in_.empty()) {
           in_.shrink_if_empty();
+          return;
+        }
+        if (!pg::is_session_message_type(static_cast<char>(in_.data()[0]))) {
+          invalid_message_type(in_.data()[0]);
           return;
         }
         pg::Header h;
@@ -263,7 +267,31 @@ bool Client::handle_startup() {
                Reason::Shutdown);
     return false;
   }
+  if (auth_rate_limited()) return false;
   start_auth();
+  return true;
+}
+
+bool Client::auth_rate_limited() {
+  const auto& sc = worker_->server().config().server;
+  uint64_t retry_ms = 0;
+  if (sc.auth_failure_limit == 0 ||
+      worker_->server().auth_limiter().check(peer_, worker_->now_ms(), retry_ms) ==
+          AuthLimiter::Verdict::Allow) {
+    return false;
+  }
+  // Refused before any password exchange, whoever the user: the answer is
+  // the same for known and unknown users and costs no SCRAM work.
+  LOG_DEBUG("client %" PRIu64 ": login from %s refused: too many authentication failures", id_,
+            peer_.text().c_str());
+  pg::ErrorFields e;
+  e.severity = "FATAL";
+  e.sqlstate = std::string(pg::sqlstate::kInvalidAuthorization);
+  e.message = "too many authentication failures from this address";
+  e.detail = "Logins from " + peer_.text() + " are refused for " +
+             std::to_string((retry_ms + 999) / 1000) + " more second(s).";
+  e.hint = "Try again later with the right password.";
+  fail(Reason::AuthRateLimited, e);
   return true;
 }
 
@@ -422,6 +450,15 @@ bool Client::handle_auth_message() {
 void Client::auth_failed(std::string_view detail) {
   LOG_INFO("client %" PRIu64 ": password authentication failed for user \"%s\" (%.*s)", id_,
            user_name_.c_str(), static_cast<int>(detail.size()), detail.data());
+  const auto& sc = worker_->server().config().server;
+  if (worker_->server().auth_limiter().failed(
+          peer_, worker_->now_ms(), sc.auth_failure_limit,
+          static_cast<uint64_t>(sc.auth_failure_window.count()))) {
+    LOG_WARN("%u authentication failures from %s within %lld ms: refusing its logins for %lld ms",
+             sc.auth_failure_limit, peer_.text().c_str(),
+             static_cast<long long>(sc.auth_failure_window.count()),
+             static_cast<long long>(sc.auth_failure_window.count()));
+  }
   send_fatal(pg::sqlstate::kInvalidPassword,
              "password authentication failed for user \"" + user_name_ + "\"", Reason::AuthFailed);
 }
@@ -631,6 +668,15 @@ void Client::query_done_metrics(char tx_status) {
 
 // --- ending ------------------------------------------------------------------
 
+void Client::invalid_message_type(uint8_t type) {
+  // As PostgreSQL answers it, but before a server connection is involved: a
+  // message the server would reject with FATAL must not look like a
+  // connection lost between transactions.
+  LOG_INFO("client %" PRIu64 ": invalid frontend message type %d", id_, type);
+  send_fatal(pg::sqlstate::kProtocolViolation,
+             "invalid frontend message type " + std::to_string(type), Reason::ClientProtocolError);
+}
+
 void Client::send_fatal(std::string_view sqlstate, std::string message, Reason why) {
   pg::ErrorFields e;
   e.severity = "FATAL";
@@ -655,7 +701,10 @@ void Client::finish(Reason why) {
   if (metrics::WorkerStats* ws = worker_->stats(); ws != nullptr && metrics::is_client_error(why)) {
     ws->client_errors[static_cast<int>(why)].add();
   }
-  if (why != Reason::ClientClosed && why != Reason::CancelRequest) {
+  if (why == Reason::AuthRateLimited) {
+    // Logged once per address and window when the limit is reached.
+    LOG_DEBUG("client %" PRIu64 " closing: %s", id_, std::string(to_string(why)).c_str());
+  } else if (why != Reason::ClientClosed && why != Reason::CancelRequest) {
     LOG_INFO("client %" PRIu64 " closing: %s (user=%s db=%s)", id_,
              std::string(to_string(why)).c_str(), user_name_.c_str(), database_.c_str());
   }

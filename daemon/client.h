@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "daemon/auth_limiter.h"
 #include "daemon/conn.h"
 #include "daemon/reason.h"
 #include "pool/intrusive_list.h"
@@ -32,7 +33,7 @@ enum class ClientState { Login, Idle, Waiting, Active, Closing, Count };
 
 class Client final : public Conn {
  public:
-  Client(Worker& w, int fd, uint64_t id, bool over_limit);
+  Client(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer = {});
   ~Client() override;
 
   [[nodiscard]] uint64_t id() const { return id_; }
@@ -106,12 +107,16 @@ class Client final : public Conn {
   void process_input();
   bool handle_startup();
   bool handle_auth_message();
+  // Refuses the login (FATAL 28000) while its address is rate-limited.
+  bool auth_rate_limited();
   void start_auth();
   void auth_succeeded();
   void auth_failed(std::string_view detail);
   void init_params(const pool::SessionParams& defaults);
   void send_welcome();
   void send_fatal(std::string_view sqlstate, std::string message, Reason why);
+  // FATAL 08P01 for a message type no logged-in client may send.
+  void invalid_message_type(uint8_t type);
   void need_backend();
   void relay_to_backend();
   // Extended-protocol messages that name prepared statements (client_relay.cpp).
@@ -141,6 +146,7 @@ class Client final : public Conn {
   uint64_t state_since_ = 0;
   Login login_ = Login::Startup;
   bool over_limit_;
+  PeerAddress peer_;  // IP address (none for unix sockets): auth rate limiting
   bool sent_ssl_answer_ = false;
   bool welcome_sent_ = false;
   bool counted_ = false;

@@ -350,6 +350,11 @@ void Client::relay_to_backend() {
       finish(Reason::ClientClosed);
       return;
     }
+    if (!pg::is_session_message_type(h.type)) {
+      flush();
+      invalid_message_type(p[fwd]);
+      return;
+    }
     if (skip_until_sync_ && h.type != 'S') {
       flush();
       drop_remaining_ = h.total();

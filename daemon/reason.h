@@ -31,6 +31,7 @@ enum class Reason {
   AdminRejected,    // a console login that is not allowed
   TlsFailed,        // the TLS handshake or a TLS record failed
   TlsRequired,      // a plaintext client on a client_tls = "require" listener
+  AuthRateLimited,  // a login from an address with too many recent auth failures
   Internal,
 };
 
@@ -84,6 +85,8 @@ enum class Reason {
       return "tls_failed";
     case Reason::TlsRequired:
       return "tls_required";
+    case Reason::AuthRateLimited:
+      return "auth_rate_limited";
     case Reason::Internal:
       return "internal";
   }

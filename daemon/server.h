@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "daemon/auth_limiter.h"
 #include "daemon/hosts.h"
 #include "daemon/tls.h"
 #include "protocol/pg_auth.h"
@@ -63,6 +64,8 @@ class Server {
   // A verifier for users that do not exist, so that they get the same
   // SCRAM exchange as a wrong password.
   [[nodiscard]] const pg::auth::ScramVerifier& mock_verifier() const { return mock_; }
+  // Authentication failures per client address (any thread).
+  [[nodiscard]] AuthLimiter& auth_limiter() { return auth_limiter_; }
   // The pool serving `database` for `user` (created on first use for pools
   // that log in as the client's own user); nullptr when there is none.
   [[nodiscard]] Pool* find_pool(std::string_view database, const UserAuth& user);
@@ -141,6 +144,7 @@ class Server {
   uv_async_t shutdown_async_{};
   int admin_fd_ = -1;
   pg::auth::ScramVerifier mock_;
+  AuthLimiter auth_limiter_;
   std::vector<std::unique_ptr<Worker>> workers_;
 
   std::mutex pools_mu_;

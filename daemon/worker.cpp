@@ -227,7 +227,9 @@ void Worker::on_accept(uv_poll_t* h, int status, int events) {
 void Worker::accept_from(int lfd) {
   // Bounded per wakeup so that one busy listener cannot starve the loop.
   for (int i = 0; i < 64; ++i) {
-    int fd = ::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    sockaddr_storage ss{};
+    socklen_t sslen = sizeof ss;
+    int fd = ::accept4(lfd, reinterpret_cast<sockaddr*>(&ss), &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
       if (errno == EMFILE || errno == ENFILE) {
@@ -240,7 +242,8 @@ void Worker::accept_from(int lfd) {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // fails harmlessly on unix sockets
     bool over = !server_.try_add_client();  // counted either way; uncounted on close
-    auto* c = new Client(*this, fd, server_.next_client_id(), over);
+    auto* c = new Client(*this, fd, server_.next_client_id(), over,
+                         PeerAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss)));
     if (std::find(admin_fds_.begin(), admin_fds_.end(), lfd) != admin_fds_.end())
       c->mark_admin_port();
     for (const auto& [tfd, mode] : tls_modes_) {

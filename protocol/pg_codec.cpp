@@ -804,6 +804,14 @@ std::string_view frontend_message_name(char type) {
   return lookup_name(kFrontendNames, type);
 }
 
+bool is_session_message_type(char type) {
+  if (type == 'p') return false;
+  for (const auto& e : kFrontendNames) {
+    if (e.type == type) return true;
+  }
+  return false;
+}
+
 std::string_view backend_message_name(char type) {
   return lookup_name(kBackendNames, type);
 }

@@ -204,6 +204,9 @@ void put_describe(std::string& out, char kind, std::string_view name);
 
 // Human-readable name of a message type, for logs.
 [[nodiscard]] std::string_view frontend_message_name(char type);
+// A message type a client may send once logged in (PostgreSQL closes the
+// session with FATAL 08P01 on any other, PasswordMessage included).
+[[nodiscard]] bool is_session_message_type(char type);
 [[nodiscard]] std::string_view backend_message_name(char type);
 
 // --- Stream decoding with callbacks ----------------------------------------

@@ -757,12 +757,14 @@ class Sqlmux:
         self._kill()
         self.proc = None
         if check:
+            # The report first: a sanitizer also changes the exit code (TSan's
+            # exitcode=66), and the report may be far from the log's tail.
+            bad = _asan_findings(self.log_text())
+            if bad:
+                fail(f"sanitizer report in sqlmux log (exit code {self.exit_code}):\n{bad}")
             if self.expect_exit_code is not None and self.exit_code != self.expect_exit_code:
                 fail(f"sqlmux exited with code {self.exit_code} on SIGTERM (want {self.expect_exit_code})"
                      f"\n--- log tail ---\n{self.log_tail(60)}")
-            bad = _asan_findings(self.log_text())
-            if bad:
-                fail(f"sanitizer report in sqlmux log:\n{bad}")
         return self.exit_code
 
     def close(self):  # for the cleanup registry
@@ -928,14 +930,18 @@ class RawPg:
     AUTH_NAMES = {0: "ok", 2: "kerberos", 3: "password", 5: "md5", 7: "gss", 9: "sspi", 10: "sasl"}
 
     def __init__(self, host: str = "127.0.0.1", port: int = 5432, timeout: float = 15.0,
-                 unix_path: str | None = None):
+                 unix_path: str | None = None, source_address: str | None = None):
+        """source_address: the local IP to connect from (e.g. "127.0.0.2":
+        Linux routes all of 127/8 to lo), so a test can be another client host."""
         self.timeout = timeout
         if unix_path:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.sock.settimeout(timeout)
             self.sock.connect(unix_path)
         else:
-            self.sock = socket.create_connection((host, port), timeout=timeout)
+            self.sock = socket.create_connection(
+                (host, port), timeout=timeout,
+                source_address=(source_address, 0) if source_address else None)
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.params: dict[str, str] = {}

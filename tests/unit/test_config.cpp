@@ -57,6 +57,8 @@ workers = 8
 max_client_conn = 500
 log_level = "debug"
 shutdown_timeout = "45s"
+auth_failure_limit = 3
+auth_failure_window = "1m"
 
 [[listener]]
 protocol = "postgres"
@@ -125,6 +127,8 @@ backends = [ { address = "127.0.0.1:3306" } ]
   CHECK(c.server.max_client_conn == 500);
   CHECK(c.server.log_level == LogLevel::Debug);
   CHECK(c.server.shutdown_timeout == 45s);
+  CHECK(c.server.auth_failure_limit == 3);
+  CHECK(c.server.auth_failure_window == 60s);
 
   REQUIRE(c.listeners.size() == 3);
   CHECK(c.listeners[0].protocol == Protocol::Postgres);
@@ -191,6 +195,8 @@ TEST_CASE("config: defaults", "[config]") {
   CHECK(c.server.max_client_conn == 10000);
   CHECK(c.server.log_level == LogLevel::Info);
   CHECK(c.server.shutdown_timeout == 30s);
+  CHECK(c.server.auth_failure_limit == 5);
+  CHECK(c.server.auth_failure_window == 10s);
   CHECK(c.users[0].auth == AuthMethod::Default);
   CHECK(c.users[0].default_pool.empty());
   const PoolConfig& p = c.pools[0];
@@ -261,6 +267,12 @@ TEST_CASE("config: single errors with key path and position", "[config]") {
        "out of range"},
       {"max_client_conn zero", "[server]\nmax_client_conn = 0\n" + kListener,
        "server.max_client_conn", 2, "expected at least 1"},
+      {"auth_failure_limit negative", "[server]\nauth_failure_limit = -1\n" + kListener,
+       "server.auth_failure_limit", 2, "expected 0 to 1000000"},
+      {"auth_failure_window too short", "[server]\nauth_failure_window = \"500ms\"\n" + kListener,
+       "server.auth_failure_window", 2, "expected at least 1s, got \"500ms\""},
+      {"auth_failure_window malformed", "[server]\nauth_failure_window = 10\n" + kListener,
+       "server.auth_failure_window", 2, "expected a duration such as \"30s\", got an integer"},
       {"bad log level", "[server]\n\nlog_level = \"verbose\"\n" + kListener, "server.log_level", 3,
        "invalid value \"verbose\"; expected one of: error, warn, info, debug"},
       {"duration as integer", "[server]\nshutdown_timeout = 30\n" + kListener,

@@ -530,6 +530,8 @@ TEST_CASE("pg_codec: Writer patches lengths", "[pg_codec]") {
 
 TEST_CASE("pg_codec: message names and to_string", "[pg_codec]") {
   CHECK(frontend_message_name('Q') == "Query");
+  for (char t : std::string("BCdcfDEHFPQSX")) CHECK(is_session_message_type(t));
+  for (char t : std::string_view("p\x01\0Zz", 5)) CHECK_FALSE(is_session_message_type(t));
   CHECK(frontend_message_name('P') == "Parse");
   CHECK(frontend_message_name('B') == "Bind");
   CHECK(frontend_message_name('D') == "Describe");

@@ -1,0 +1,283 @@
+#!/usr/bin/python3
+"""Hostile clients (issue 7). One sqlmux (2 workers) serves four well-behaved
+clients whose every result is checked, while hostile clients send random
+garbage, a startup packet and a regular message claiming 2 GB, a startup
+packet in 1-byte writes (which must still log in), 2,000 half-open
+connections (sqlmux's RSS must stay bounded), and a password-guessing loop
+from 127.0.0.2 that hits the failed-login rate limit while 127.0.0.1 keeps
+logging in. Each hostile client must get a FATAL with the right SQLSTATE or
+a clean close; at the end sqlmux still runs and the good clients saw only
+correct results."""
+
+import os
+import random
+import resource
+import socket
+import struct
+import threading
+import time
+import urllib.request
+
+import psycopg2
+
+from harness import *
+
+ATTACKER = "127.0.0.2"  # Linux routes all of 127/8 to lo
+WINDOW_S = 3
+
+
+def _rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _metric(port: int, name: str, labels: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + "{") and labels in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def _fatal_or_close(sock: socket.socket, timeout: float = 10.0):
+    """Reads what sqlmux answers until it closes: returns (fields of its
+    ErrorResponse or None, closed). Only an ErrorResponse (v3) may come."""
+    sock.settimeout(timeout)
+    data = b""
+    deadline = time.monotonic() + timeout
+    closed = False
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            break
+        except ConnectionResetError:
+            closed = True
+            break
+        if not chunk:
+            closed = True
+            break
+        data += chunk
+    if not data:
+        return None, closed
+    r = parse_startup_reply(data)
+    check(r["format"] == "v3", f"answer is not an ErrorResponse: {data[:80]!r}")
+    return r["fields"], closed
+
+
+class GoodClients:
+    """Four threads: SELECT $i and insert-then-read-back loops through
+    sqlmux, every result compared with what it must be."""
+
+    def __init__(self, mux, n=4):
+        self.mux = mux
+        self.n = n
+        self.stop = threading.Event()
+        self.errors: list[str] = []
+        self.done = [0] * n
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(n)]
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+        return False
+
+    def _run(self, i: int):
+        try:
+            c = psycopg2.connect(self.mux.dsn(connect_timeout=30))
+            c.autocommit = True
+            cur = c.cursor()
+            k = 0
+            while not self.stop.is_set():
+                k += 1
+                v = i * 1_000_000 + k
+                cur.execute("SELECT %s::int", (v,))
+                got = cur.fetchone()[0]
+                if got != v:
+                    self.errors.append(f"client {i}: SELECT {v} returned {got}")
+                if k % 4 == 0:  # a transaction: insert, read back
+                    c.autocommit = False
+                    cur.execute("INSERT INTO hostile_t (client, n) VALUES (%s, %s) RETURNING n", (i, k))
+                    cur.execute("SELECT n FROM hostile_t WHERE client = %s ORDER BY n DESC LIMIT 1", (i,))
+                    got = cur.fetchone()[0]
+                    c.commit()
+                    c.autocommit = True
+                    if got != k:
+                        self.errors.append(f"client {i}: read back {got} after inserting {k}")
+                self.done[i] += 1
+            c.close()
+        except Exception as e:  # noqa: BLE001
+            self.errors.append(f"client {i}: {type(e).__name__}: {e}")
+
+    def check(self, what: str):
+        check(not self.errors, f"{what}: well-behaved clients saw: " + "; ".join(self.errors[:5]))
+
+
+def _setup(pg):
+    pg.psql("CREATE TABLE hostile_t (client int, n int); GRANT ALL ON hostile_t TO app;", db="appdb")
+
+
+def case_hostile_clients(pg):
+    require_sqlmux("sqlmux's answers to hostile clients")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, 8192)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))  # inherited by sqlmux
+    if want < 4500:
+        raise Skip(f"needs ~4,500 file descriptors (limit {hard})")
+    metrics_port = free_port()
+
+    def tweak(cfg):
+        cfg["server"]["auth_failure_limit"] = 5
+        cfg["server"]["auth_failure_window"] = f"{WINDOW_S}s"
+        cfg["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
+
+    with Sqlmux(pg, size=8, tweak=tweak) as mux, GoodClients(mux) as good:
+        pid = mux.proc.pid
+        t_start = time.monotonic()
+
+        # -- random garbage instead of a startup packet ----------------------
+        rnd = random.Random(7)
+        for n in range(30):
+            s = socket.create_connection((mux.host, mux.port), timeout=10)
+            size = rnd.choice([1, 7, 64, 3000, 20000])
+            try:
+                s.sendall(bytes(rnd.getrandbits(8) for _ in range(size)))
+            except OSError:  # closed by sqlmux while sending
+                pass
+            fields, closed = _fatal_or_close(s, timeout=0.5 if size < 8 else 3)
+            if fields is not None:
+                check(fields.get("S") == "FATAL" and fields.get("C") in ("08P01", "0A000"),
+                      f"garbage {n} ({size} bytes): unexpected answer {fields}")
+            s.close()
+        # Garbage where a message should be, after login.
+        r = mux.raw()
+        r.send(b"\x01" + struct.pack("!I", 4 + 100) + os.urandom(100))
+        err, closed = r.read_until_error_or_eof(10)
+        check(err is not None and err.get("C") == "08P01" and closed,
+              f"unknown message type after login: {err}, closed={closed}")
+        log("garbage: FATAL 08P01 or closed")
+
+        # -- a startup packet claiming 2 GB ----------------------------------
+        s = socket.create_connection((mux.host, mux.port), timeout=10)
+        s.sendall(struct.pack("!II", 0x80000000, 196608) + b"user\0app\0")
+        fields, closed = _fatal_or_close(s)
+        s.close()
+        check(fields is not None and fields.get("C") == "08P01" and fields.get("S") == "FATAL",
+              f"2 GB startup packet: {fields}")
+        check(closed, "2 GB startup packet: connection not closed")
+
+        # -- a regular message claiming 2 GB after login ---------------------
+        r = mux.raw()
+        check_eq(r.scalar("SELECT 7"), "7", "before the 2 GB message")
+        r.send(b"Q" + struct.pack("!I", 0x80000000) + b"SELECT 1")
+        err, closed = r.read_until_error_or_eof(10)
+        check(err is not None and err.get("C") == "08P01" and err.get("S") == "FATAL",
+              f"2 GB message after login: {err}")
+        check(closed, "2 GB message after login: connection not closed")
+        log("2 GB lengths: FATAL 08P01 and closed")
+
+        # -- a startup packet (and the whole login) in 1-byte writes -----------
+        r = RawPg(mux.host, mux.port)
+
+        def bytewise(data, sock=r.sock):
+            for b in data:
+                sock.sendall(bytes([b]))
+                time.sleep(0.001)
+
+        r.send = bytewise
+        r.startup("app", "appdb", "apppass")
+        check_eq(r.scalar("SELECT 40 + 2"), "42", "client that logged in byte by byte")
+        r.terminate()
+        log("1-byte writes: logged in and queried")
+
+        # -- 2,000 half-open connections ----------------------------------------
+        rss0 = _rss_kb(pid)
+        half = []
+        try:
+            for n in range(2000):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.settimeout(15)
+                s.connect((mux.host, mux.port))
+                if n % 2:
+                    s.sendall(struct.pack("!II", 60, 196608) + b"user\0ap")  # partial startup
+                half.append(s)
+            time.sleep(1.0)
+            check(mux.running(), "sqlmux died under 2,000 half-open connections")
+            mux.assert_serving(what="a new client while 2,000 connections are half-open")
+            rss1 = _rss_kb(pid)
+            log(f"2,000 half-open connections: VmRSS {rss0 // 1024} -> {rss1 // 1024} MB")
+            check(rss1 - rss0 < 200 * 1024,
+                  f"VmRSS grew by {(rss1 - rss0) // 1024} MB for 2,000 half-open connections")
+        finally:
+            for s in half:
+                s.close()
+        good.check("during half-open connections")
+
+        # -- a password guess loop from another address ----------------------------
+        errors_before = _metric(metrics_port, "sqlmux_client_errors_total", 'reason="auth_rate_limited"')
+        for n in range(5):
+            r = RawPg(mux.host, mux.port, source_address=ATTACKER)
+            user = "app" if n % 2 == 0 else "nosuchuser"  # an unknown user counts alike
+            try:
+                r.startup(user, "appdb", f"guess{n}")
+                fail(f"guess {n} accepted")
+            except PgError as e:
+                check_eq((e.severity, e.sqlstate), ("FATAL", "28P01"), f"guess {n}")
+            finally:
+                r.close()
+        t_blocked = time.monotonic()
+        for n, password in enumerate(["guess5", "apppass"]):  # now even the right one is refused
+            r = RawPg(mux.host, mux.port, source_address=ATTACKER)
+            try:
+                r.startup("app", "appdb", password)
+                fail(f"login {n} from {ATTACKER} accepted during the cool-down")
+            except PgError as e:
+                check_eq((e.severity, e.sqlstate, e.message),
+                         ("FATAL", "28000", "too many authentication failures from this address"),
+                         f"login {n} from {ATTACKER} after 5 failures")
+                check_eq(r.auth_methods, [], "a refused login gets no password exchange")
+                check(r.at_eof(5), "refused login: connection not closed")
+            finally:
+                r.close()
+        # 127.0.0.1 is not affected: a right password gets in, a wrong one is 28P01.
+        mux.assert_serving(what="the right password from 127.0.0.1 during the attacker's cool-down")
+        expect_error(lambda: psycopg2.connect(mux.dsn(password="wrong")), (None, "28P01"),
+                     "password authentication failed", what="a wrong password from 127.0.0.1")
+        got = _metric(metrics_port, "sqlmux_client_errors_total", 'reason="auth_rate_limited"')
+        check_eq(got - errors_before, 2.0, "sqlmux_client_errors_total{reason=auth_rate_limited} increase")
+        # After the window the address may try again.
+        time.sleep(max(0.0, WINDOW_S + 0.3 - (time.monotonic() - t_blocked)))
+        r = RawPg(mux.host, mux.port, source_address=ATTACKER)
+        r.startup("app", "appdb", "apppass")
+        check_eq(r.scalar("SELECT 1"), "1", f"login from {ATTACKER} after the cool-down")
+        r.terminate()
+        warnings = [ln for ln in mux.log_text().splitlines()
+                    if "authentication failures from 127.0.0.2" in ln]
+        check_eq(len(warnings), 1, f"rate-limit warnings for {ATTACKER}: {warnings}")
+        log(f"guess loop: 5 x 28P01, then 28000 for {WINDOW_S}s; 127.0.0.1 unaffected")
+
+        # -- the end -------------------------------------------------------------------
+        time.sleep(0.5)
+        good.stop.set()
+        for t in good.threads:
+            t.join(30)
+        good.check("at the end")
+        check(all(d > 0 for d in good.done), f"a well-behaved client made no progress: {good.done}")
+        check(mux.running(), "sqlmux is not running at the end")
+        mux.assert_serving()
+        log(f"well-behaved clients: {sum(good.done)} checked results in {time.monotonic() - t_start:.1f}s")
+
+
+if __name__ == "__main__":
+    run_cases(__file__, [case_hostile_clients], timeout=150, setup=_setup)
