@@ -521,10 +521,11 @@ class Loader {
   }
 
   void read_pool(const toml::table& t, const std::string& path, Config& cfg) {
-    check_keys(t, path,
-               {"name", "protocol", "mode", "size", "min_idle", "database", "user", "password",
-                "backends", "route", "query_wait_timeout", "server_idle_timeout", "server_lifetime",
-                "server_connect_timeout", "max_prepared_statements"});
+    check_keys(
+        t, path,
+        {"name", "protocol", "mode", "size", "min_idle", "database", "user", "password", "backends",
+         "route", "query_wait_timeout", "server_idle_timeout", "server_lifetime",
+         "server_connect_timeout", "max_prepared_statements", "server_tls", "server_tls_ca"});
     PoolConfig p;
     const auto* name = read_string(t, "name", path, p.name, true, /*allow_empty=*/false);
     read_enum(t, "protocol", path, kProtocols, p.protocol);
@@ -571,6 +572,27 @@ class Loader {
     read_duration(t, "server_lifetime", path, p.server_lifetime);
     read_duration(t, "server_connect_timeout", path, p.server_connect_timeout);
     (void)read_int(t, "max_prepared_statements", path, 1, kMax, p.max_prepared_statements);
+    if (const toml::node* node = read_string(t, "server_tls", path, p.server_tls)) {
+      static constexpr std::string_view kModes[] = {"disable", "prefer", "require", "verify-ca",
+                                                    "verify-full"};
+      if (std::find(std::begin(kModes), std::end(kModes), p.server_tls) == std::end(kModes)) {
+        error(*node, child(path, "server_tls"),
+              "invalid value " + quoted(p.server_tls) +
+                  "; expected one of: disable, prefer, require, verify-ca, verify-full");
+      } else if (p.protocol != Protocol::Postgres && p.server_tls != "disable") {
+        error(*node, child(path, "server_tls"), "TLS is supported for postgres pools only");
+      }
+    }
+    if (const toml::node* node =
+            read_string(t, "server_tls_ca", path, p.server_tls_ca, false, /*allow_empty=*/false)) {
+      if (::access(p.server_tls_ca.c_str(), R_OK) != 0) {
+        error(*node, child(path, "server_tls_ca"),
+              "cannot read " + quoted(p.server_tls_ca) + ": " + std::strerror(errno));
+      }
+    } else if (p.server_tls.rfind("verify", 0) == 0) {
+      error(t, child(path, "server_tls_ca"),
+            quoted(p.server_tls) + " needs server_tls_ca (the CA file that signed the server)");
+    }
     pool_names_.insert(p.name);
     cfg.pools.push_back(std::move(p));
   }

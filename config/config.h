@@ -104,6 +104,10 @@ struct PoolConfig {
   Duration server_idle_timeout{600000};
   Duration server_lifetime{3600000};
   Duration server_connect_timeout{15000};
+  // TLS to the backends, as libpq's sslmode: "disable", "prefer", "require",
+  // "verify-ca" or "verify-full"; server_tls_ca: the CA file for verify-*.
+  std::string server_tls = "disable";
+  std::string server_tls_ca;
   // Transaction/statement mode: server-side prepared statements kept per
   // backend connection (least recently used closed beyond it).
   uint32_t max_prepared_statements = 1000;

@@ -30,6 +30,7 @@ PoolChange pool_change(const PoolConfig& a, const PoolConfig& b) {
   note(c.applied, a.database != b.database, "database");
   note(c.applied, !same_backends(a.backends, b.backends), "backends");
   note(c.applied, a.route != b.route, "route");
+  note(c.applied, a.server_tls != b.server_tls || a.server_tls_ca != b.server_tls_ca, "server_tls");
   note(c.applied, a.query_wait_timeout != b.query_wait_timeout, "query_wait_timeout");
   note(c.applied, a.server_idle_timeout != b.server_idle_timeout, "server_idle_timeout");
   note(c.applied, a.server_lifetime != b.server_lifetime, "server_lifetime");

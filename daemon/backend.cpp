@@ -66,15 +66,16 @@ Backend* Backend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t for_c
   const config::Address& addr = where.address;
   std::string host = addr.kind == config::Address::Kind::Unix ? addr.unix_path : addr.host;
   std::string port = std::to_string(addr.port == 0 ? 5432 : addr.port);
-  const char* keys[] = {"host",     "port",    "dbname",     "user",
-                        "password", "sslmode", "gssencmode", nullptr};
+  const char* keys[] = {"host",    "port",       "dbname",      "user", "password",
+                        "sslmode", "gssencmode", "sslrootcert", nullptr};
   const char* vals[] = {host.c_str(),
                         port.c_str(),
                         cfg.database.c_str(),
                         pool.backend_user().c_str(),
                         pool.backend_password().empty() ? nullptr : pool.backend_password().c_str(),
+                        cfg.server_tls.c_str(),
                         "disable",
-                        "disable",
+                        cfg.server_tls_ca.empty() ? nullptr : cfg.server_tls_ca.c_str(),
                         nullptr};
   PGconn* pg = PQconnectStartParams(keys, vals, 0);
   if (pg == nullptr) {
@@ -174,6 +175,15 @@ void Backend::drive_connect() {
 
 void Backend::connected() {
   pid_ = PQbackendPID(pg_);
+  if (PQsslInUse(pg_) != 0) {
+    // libpq negotiated TLS (server_tls): sqlmux relays through its session.
+    auto* ssl = static_cast<SSL*>(PQsslStruct(pg_, "OpenSSL"));
+    if (ssl == nullptr) {
+      connect_failed("TLS session of the server connection is not OpenSSL's");
+      return;
+    }
+    use_ssl(ssl);
+  }
   if (PGcancel* c = PQgetCancel(pg_)) cancel_ = std::shared_ptr<PGcancel>(c, PQfreeCancel);
   for (const char* name : kReportedParams) {
     if (const char* v = PQparameterStatus(pg_, name)) params_.set(name, v, true);

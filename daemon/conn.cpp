@@ -5,6 +5,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+
+#include <algorithm>
 #include <cerrno>
 
 #include "daemon/metrics.h"
@@ -110,11 +113,32 @@ void Conn::update_poll() {
   }
 }
 
-size_t Conn::send_now(const uint8_t* p, size_t n) {
+ssize_t Conn::write_some(const uint8_t* p, size_t n) {
+  if (ext_ssl_ != nullptr) {
+    ERR_clear_error();
+    const int k = SSL_write(ext_ssl_, p, static_cast<int>(std::min<size_t>(n, 1u << 30)));
+    if (k > 0) return k;
+    const int e = SSL_get_error(ext_ssl_, k);
+    errno = e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? EAGAIN
+            : e == SSL_ERROR_SYSCALL && errno != 0                ? errno
+                                                                  : EPROTO;
+    return -1;
+  }
   ssize_t w;
   do {
     w = ::send(fd_, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
   } while (w < 0 && errno == EINTR);
+  return w;
+}
+
+void Conn::use_ssl(SSL* ssl) {
+  ext_ssl_ = ssl;
+  // Unsent bytes stay at the front of out_, which may move and grow.
+  SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+}
+
+size_t Conn::send_now(const uint8_t* p, size_t n) {
+  const ssize_t w = write_some(p, n);
   if (w >= 0) return static_cast<size_t>(w);
   if (errno != EAGAIN && errno != EWOULDBLOCK) {
     last_errno_ = errno;
@@ -178,7 +202,7 @@ void Conn::uncork() {
 
 void Conn::flush() {
   while (!out_.empty()) {
-    ssize_t w = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t w = write_some(out_.data(), out_.size());
     if (w < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
@@ -274,8 +298,42 @@ Conn::ReadResult Conn::tls_read(Buffer& b, size_t max) {
   return eof ? ReadResult::Eof : ReadResult::Again;
 }
 
+Conn::ReadResult Conn::ext_ssl_read(Buffer& b, size_t max) {
+  // Until OpenSSL needs the socket again: nothing may stay decrypted inside
+  // it, since the poll handle only sees the socket.
+  size_t got = 0;
+  bool eof = false;
+  for (;;) {
+    uint8_t* dst = b.reserve(max);
+    ERR_clear_error();
+    errno = 0;
+    const int k = SSL_read(ext_ssl_, dst, static_cast<int>(std::min<size_t>(max, 1u << 30)));
+    if (k > 0) {
+      b.commit(static_cast<size_t>(k));
+      got += static_cast<size_t>(k);
+      continue;
+    }
+    const int e = SSL_get_error(ext_ssl_, k);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) break;
+    if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0)) {
+      eof = true;  // close_notify, or the peer closed the socket
+      break;
+    }
+    last_errno_ = e == SSL_ERROR_SYSCALL ? errno : EPROTO;
+    b.shrink_if_empty();
+    return got > 0 ? ReadResult::Data : ReadResult::Error;
+  }
+  if (got > 0) {
+    if (bytes_in_ != nullptr) bytes_in_->add(got);
+    return ReadResult::Data;  // an EOF right behind it shows at the next read
+  }
+  b.shrink_if_empty();
+  return eof ? ReadResult::Eof : ReadResult::Again;
+}
+
 Conn::ReadResult Conn::read_into(Buffer& b, size_t max) {
   if (tls_ != nullptr) return tls_read(b, max);
+  if (ext_ssl_ != nullptr) return ext_ssl_read(b, max);
   uint8_t* dst = b.reserve(max);
   ssize_t r;
   do {

@@ -66,7 +66,10 @@ class Conn {
   // send() and read_into() carry plaintext. False when no session could be
   // made (see tls_error()).
   [[nodiscard]] bool start_tls(SSL_CTX* ctx);
-  [[nodiscard]] bool tls() const { return tls_ != nullptr; }
+  [[nodiscard]] bool tls() const { return tls_ != nullptr || ext_ssl_ != nullptr; }
+  // Relays through a TLS session another library set up on this socket
+  // (libpq's, to a server): SSL_read / SSL_write on the socket. Not owned.
+  void use_ssl(SSL* ssl);
   [[nodiscard]] std::string tls_error() const { return tls_ ? tls_->error() : std::string(); }
   [[nodiscard]] std::string tls_version() const { return tls_ ? tls_->version() : std::string(); }
 
@@ -107,10 +110,14 @@ class Conn {
   bool tls_encrypt(const uint8_t* p, size_t n);
   bool tls_flush_output();
   ReadResult tls_read(Buffer& b, size_t max);
+  ReadResult ext_ssl_read(Buffer& b, size_t max);
+  // One non-blocking write of p[0..n) to the socket, or through ext_ssl_.
+  ssize_t write_some(const uint8_t* p, size_t n);
   void update_poll();
 
   uv_poll_t* poll_ = nullptr;
   std::unique_ptr<tls::Session> tls_;
+  SSL* ext_ssl_ = nullptr;
   std::string tls_plain_;   // plaintext held while corked or before the handshake is done
   std::string tls_cipher_;  // scratch: records on their way to send_raw()
   int cork_depth_ = 0;

@@ -67,6 +67,8 @@ std::vector<HealthChecker::Target> HealthChecker::targets(const config::Config& 
       t.user = h.user ? *h.user : *p.user;
       t.password = h.user ? h.password : p.password;
       t.database = h.database ? *h.database : p.database;
+      t.sslmode = p.server_tls;
+      t.sslrootcert = p.server_tls_ca;
       out.push_back(std::move(t));
     }
   }
@@ -177,16 +179,17 @@ void HealthChecker::run() {
   auto start = [&](Check& c, uint64_t now) {
     c.started_ms = now;
     c.deadline_ms = now + static_cast<uint64_t>(settings->timeout.count());
-    const char* keys[] = {"host",    "port",       "dbname",           "user", "password",
-                          "sslmode", "gssencmode", "application_name", nullptr};
+    const char* keys[] = {"host",    "port",       "dbname",           "user",        "password",
+                          "sslmode", "gssencmode", "application_name", "sslrootcert", nullptr};
     const char* vals[] = {c.target.host.c_str(),
                           c.target.port.c_str(),
                           c.target.database.c_str(),
                           c.target.user.c_str(),
                           c.target.password ? c.target.password->c_str() : nullptr,
-                          "disable",
+                          c.target.sslmode.c_str(),
                           "disable",
                           "sqlmux health check",
+                          c.target.sslrootcert.empty() ? nullptr : c.target.sslrootcert.c_str(),
                           nullptr};
     c.conn = PQconnectStartParams(keys, vals, 0);
     if (c.conn == nullptr || PQstatus(c.conn) == CONNECTION_BAD || PQsocket(c.conn) < 0 ||

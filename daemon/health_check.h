@@ -42,6 +42,8 @@ class HealthChecker {
     std::string user;
     std::optional<std::string> password;
     std::string database;
+    std::string sslmode = "disable";  // the pool's server_tls
+    std::string sslrootcert;          // its server_tls_ca
   };
   [[nodiscard]] static std::vector<Target> targets(const config::Config& cfg);
 

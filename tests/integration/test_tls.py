@@ -168,6 +168,74 @@ def case_client_certificate(pg):
         mux.assert_serving(what="after a failed handshake")
 
 
+def pg_with_tls() -> "PgServer":
+    """A PostgreSQL that accepts TLS with a certificate from `ca` (for 127.0.0.1)."""
+    d = certs()
+    pgdir = tempfile.mkdtemp(prefix="smx-it-pgtls-")
+    os.chmod(pgdir, 0o755)
+    for name in ("crt", "key"):
+        with open(os.path.join(d, f"server.{name}"), "rb") as src, open(os.path.join(pgdir, f"pg.{name}"), "wb") as dst:
+            dst.write(src.read())
+    subprocess.run(["chown", "postgres", os.path.join(pgdir, "pg.key")], check=True)
+    os.chmod(os.path.join(pgdir, "pg.key"), 0o600)
+    return PgServer(extra_conf=f"ssl = on\nssl_cert_file = '{pgdir}/pg.crt'\nssl_key_file = '{pgdir}/pg.key'\n")
+
+
+def case_server_tls(pg):
+    require_sqlmux("TLS")
+    import psycopg2
+    d = certs()
+    with pg_with_tls() as pgs:
+        def tweak_for(mode, ca):
+            def tweak(cfg):
+                cfg["pool"][0]["server_tls"] = mode
+                if ca:
+                    cfg["pool"][0]["server_tls_ca"] = f"{d}/{ca}.crt"
+            return tweak
+        with Sqlmux(pgs, tweak=tweak_for("verify-full", "ca")) as mux:
+            c = psycopg2.connect(mux.dsn())
+            c.autocommit = True
+            with c.cursor() as cur:
+                cur.execute("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                ssl_on, version = cur.fetchone()
+                check(ssl_on is True and version.startswith("TLSv1"), f"server connection TLS: {ssl_on} {version}")
+                big = os.urandom(2 * 1024 * 1024).hex()
+                cur.execute("SELECT md5(%s), length(%s)", (big, big))
+                import hashlib
+                check_eq(cur.fetchone(), (hashlib.md5(big.encode()).hexdigest(), len(big)), "4 MB value to the server")
+                cur.execute("SELECT repeat('xy', 3000000)")
+                check_eq(cur.fetchone()[0], "xy" * 3000000, "6 MB value from the server")
+            c.close()
+            import asyncpg
+
+            async def main():
+                pool = await asyncpg.create_pool(host="127.0.0.1", port=mux.port, user="app", password="apppass",
+                                                 database="appdb", min_size=8, max_size=8)
+
+                async def one(i):
+                    for k in range(25):
+                        v = await pool.fetchval("SELECT $1::int * 10 + $2::int", i, k)
+                        check_eq(v, i * 10 + k, "asyncpg through a TLS server connection")
+                await asyncio.gather(*(one(i) for i in range(20)))
+                await pool.close()
+            asyncio.run(main())
+        # verify-full against a CA that did not sign the server's certificate.
+        with Sqlmux(pgs, tweak=tweak_for("verify-full", "otherca")) as mux:
+            try:
+                c = psycopg2.connect(mux.dsn())
+                c.cursor().execute("SELECT 1")
+                fail("a server with an unverifiable certificate was used")
+            except psycopg2.OperationalError as e:
+                check("certificate verify failed" in str(e), f"the client hears why: {e}")
+        # disable: clear text even though the server offers TLS.
+        with Sqlmux(pgs, tweak=tweak_for("disable", None)) as mux:
+            c = psycopg2.connect(mux.dsn())
+            with c.cursor() as cur:
+                cur.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                check_eq(cur.fetchone()[0], False, "server_tls = disable")
+            c.close()
+
+
 def case_check_config_errors(pg):
     require_sqlmux("TLS")
     with tempfile.TemporaryDirectory() as t:
@@ -194,4 +262,4 @@ backends = [ {{ address = "127.0.0.1:5432" }} ]
 if __name__ == "__main__":
     run_cases(__file__, [case_psql_require_and_verify_full, case_require_refuses_plaintext,
                          case_psycopg2_large_values_and_many_queries, case_asyncpg_tls_concurrent,
-                         case_client_certificate, case_check_config_errors])
+                         case_client_certificate, case_server_tls, case_check_config_errors])

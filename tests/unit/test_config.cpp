@@ -653,4 +653,14 @@ listen = "127.0.0.1:6432"
     CHECK(all_errors(r).find("tls.key: cannot read") != std::string::npos);
     CHECK(all_errors(r).find("tls.min_version: invalid value") != std::string::npos);
   }
+  SECTION("server_tls") {
+    auto r = load(listener + kPool + "server_tls = \"require\"\n");
+    REQUIRE(r.config.has_value());
+    CHECK(r.config->pools[0].server_tls == "require");
+    auto e = only_error(listener + kPool + "server_tls = \"verify-full\"\n");
+    CHECK(e.key == "pool[0].server_tls_ca");
+    CHECK(e.message.find("needs server_tls_ca") != std::string::npos);
+    e = only_error(listener + kPool + "server_tls = \"on\"\n");
+    CHECK(e.key == "pool[0].server_tls");
+  }
 }
