@@ -278,9 +278,11 @@ class Load:
                 firsts[r["task"]] = r["t1"] - t_back
         if firsts:
             slowest = max(firsts, key=firsts.get)
-            trail = [f"+{r['t0'] - t_back:.2f}..+{r['t1'] - t_back:.2f}s {r['outcome']} {r['phase']} "
+            mine = [r for r in self.tx if r["task"] == slowest and r["t1"] >= t_back - 3.0]
+            first_ok = next((r for r in mine if r["outcome"] == "ok" and r["t0"] >= t_back), None)
+            trail = [f"{r['t0'] - t_back:+.2f}..{r['t1'] - t_back:+.2f}s {r['outcome']} {r['phase']} "
                      f"{type_of(r['err'])} {r['state'] or ''}".strip()
-                     for r in self.tx if r["task"] == slowest and r["t1"] >= t_back - 0.5][:8]
+                     for r in mine if r["outcome"] != "ok" or r is first_ok][:10]
             log(f"{what}: slowest client {slowest} (first commit +{firsts[slowest]:.2f}s): {trail}")
         missing = sorted(set(range(self.n)) - set(firsts))
         check(not missing, f"{what}: clients with no commit after recovery: {missing}")
