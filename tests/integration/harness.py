@@ -51,7 +51,7 @@ __all__ = [
     "PgServer", "Sqlmux", "check_config", "default_config", "to_toml",
     "RawPg", "PgError", "ConnectionClosed", "parse_startup_reply", "ssl_request", "send_cancel",
     "scram_verifier", "md5_hash", "free_port", "wait_port",
-    "expect_error", "run_cases", "timed",
+    "expect_error", "run_cases", "timed", "CommitLedger",
 ]
 
 # ---------------------------------------------------------------------------
@@ -451,6 +451,17 @@ class PgServer:
                            capture_output=True, text=True, timeout=90)
         if r.returncode != 0:
             fail(f"pg_ctl start failed: {r.stdout}{r.stderr}\n{_tail(self.logfile, 20)}")
+        self._started = True
+
+    def restart_server(self, mode: str = "fast"):
+        """`pg_ctl restart -m MODE` (same data dir and port); returns when
+        the server accepts connections again."""
+        r = subprocess.run(_as_postgres([os.path.join(PG_BINDIR, "pg_ctl"), "-D", self.datadir, "-m", mode,
+                                         "-l", self.logfile, "-w", "-t", "60", "restart"]),
+                           capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            self._started = os.path.exists(os.path.join(self.datadir, "postmaster.pid"))
+            fail(f"pg_ctl restart failed: {r.stdout}{r.stderr}\n{_tail(self.logfile, 20)}")
         self._started = True
 
     # -- helpers ------------------------------------------------------------
@@ -1301,6 +1312,94 @@ def expect_error(fn, sqlstates, contains: str | None = None, what: str = ""):
             fail(f"{what}: error text {text.strip()!r} lacks {contains!r}")
         return e
     fail(f"{what}: no error raised (want SQLSTATE {'/'.join(sqlstates)})")
+
+
+# ---------------------------------------------------------------------------
+# Commit accounting for load tests
+# ---------------------------------------------------------------------------
+
+
+class CommitLedger:
+    """What clients under load were told about their transactions, checked
+    against the rows the server(s) hold afterwards.
+
+    Each transaction inserts rows identified by a unique key. A client
+    records the key with ack() once its COMMIT was acknowledged, with
+    doubt() when the COMMIT was sent but its answer never came (an error
+    or a lost connection during COMMIT: the rows may or may not be there),
+    and with abort() when it failed before COMMIT was sent (the rows
+    must not be there). Thread-safe."""
+
+    def __init__(self):
+        self.acked: set = set()
+        self.doubtful: set = set()
+        self.aborted: set = set()
+        self._lock = threading.Lock()
+
+    def ack(self, key):
+        with self._lock:
+            self.acked.add(key)
+
+    def doubt(self, key):
+        with self._lock:
+            self.doubtful.add(key)
+
+    def abort(self, key):
+        with self._lock:
+            self.aborted.add(key)
+
+    def failed(self, key, in_commit: bool):
+        (self.doubt if in_commit else self.abort)(key)
+
+    def problems(self, present: list) -> list[str]:
+        """present: the keys of every row found (from one or several
+        servers; a key listed twice is a duplicated row). Returns what is
+        wrong (empty when the rows are exactly the acknowledged commits plus
+        some of those whose outcome is unknown)."""
+        counts: dict = {}
+        for k in present:
+            counts[k] = counts.get(k, 0) + 1
+        have = set(counts)
+        out = []
+        dups = sorted(k for k, n in counts.items() if n > 1)
+        if dups:
+            out.append(f"{len(dups)} duplicated row(s): {dups[:10]}")
+        lost = sorted(self.acked - have)
+        if lost:
+            out.append(f"{len(lost)} acknowledged commit(s) missing: {lost[:10]}")
+        ghosts = sorted(have & self.aborted)
+        if ghosts:
+            out.append(f"{len(ghosts)} row(s) of transactions that failed before COMMIT: {ghosts[:10]}")
+        strangers = sorted(have - self.acked - self.doubtful - self.aborted)
+        if strangers:
+            out.append(f"{len(strangers)} row(s) nobody inserted: {strangers[:10]}")
+        want = len(self.acked) + len(have & self.doubtful)
+        if len(present) != want:
+            out.append(f"{len(present)} rows, want {want} (acknowledged {len(self.acked)} + "
+                       f"{len(have & self.doubtful)} of {len(self.doubtful)} with unknown outcome)")
+        return out
+
+    def expected_checksum(self, present: list, value) -> int:
+        """sum(value(k)) over the acknowledged keys and the present keys of
+        unknown outcome: what the server's own sum over the rows must be."""
+        have = set(present)
+        return sum(value(k) for k in self.acked | (have & self.doubtful))
+
+    def verify(self, present: list, what: str = "rows", checksum: tuple | None = None):
+        """Fails with every problem() found. checksum: (the server's sum
+        over the rows, value function) to compare with expected_checksum()."""
+        out = self.problems(present)
+        if checksum is not None:
+            got, value = checksum
+            want = self.expected_checksum(present, value)
+            if got != want:
+                out.append(f"checksum of the rows {got}, want {want}")
+        if out:
+            fail(f"{what}:\n  " + "\n  ".join(out))
+
+    def summary(self) -> str:
+        return (f"{len(self.acked)} acknowledged, {len(self.doubtful)} commit outcome unknown, "
+                f"{len(self.aborted)} failed before COMMIT")
 
 
 # ---------------------------------------------------------------------------
