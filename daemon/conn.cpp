@@ -239,7 +239,9 @@ bool Conn::tls_flush_output() {
   tls_->take_output(tls_cipher_);
   const bool ok =
       send_raw(reinterpret_cast<const uint8_t*>(tls_cipher_.data()), tls_cipher_.size());
-  if (tls_cipher_.capacity() > 64 * 1024) std::string().swap(tls_cipher_);
+  if (tls_cipher_.capacity() > size_t{64} * 1024) {
+    std::string().swap(tls_cipher_);
+  }
   return ok;
 }
 

@@ -49,16 +49,22 @@ HealthChecker::~HealthChecker() {
 
 std::vector<HealthChecker::Target> HealthChecker::targets(const config::Config& cfg) {
   std::vector<Target> out;
-  if (!cfg.health) return out;
+  if (!cfg.health) {
+    return out;
+  }
   const config::HealthConfig& h = *cfg.health;
   for (const config::PoolConfig& p : cfg.pools) {
-    if (p.protocol != config::Protocol::Postgres) continue;  // MySQL pools: not yet
+    if (p.protocol != config::Protocol::Postgres) {
+      continue;  // MySQL pools: not yet
+    }
     for (const config::BackendConfig& b : p.backends) {
       if (std::any_of(out.begin(), out.end(),
                       [&](const Target& t) { return t.address == b.address.text; })) {
         continue;  // the first pool that lists a host gives its login
       }
-      if (!h.user && !p.user) continue;  // validation rejects this
+      if (!h.user && !p.user) {
+        continue;  // validation rejects this
+      }
       Target t;
       t.address = b.address.text;
       const bool unix_socket = b.address.kind == config::Address::Kind::Unix;
@@ -96,14 +102,18 @@ void HealthChecker::configure(const config::Config& cfg) {
 }
 
 void HealthChecker::wake() {
-  if (wake_fd_ < 0) return;
+  if (wake_fd_ < 0) {
+    return;
+  }
   uint64_t one = 1;
   ssize_t n = write(wake_fd_, &one, sizeof one);
   (void)n;
 }
 
 void HealthChecker::stop() {
-  if (!thread_.joinable()) return;
+  if (!thread_.joinable()) {
+    return;
+  }
   stop_ = true;
   wake();
   thread_.join();
@@ -115,11 +125,15 @@ void HealthChecker::run() {
   std::vector<Check> checks;
   std::optional<config::HealthConfig> settings;
   auto finish = [&](Check& c, bool ok, std::optional<pool::Role> role, const std::string& error) {
-    if (c.conn != nullptr) PQfinish(c.conn);
+    if (c.conn != nullptr) {
+      PQfinish(c.conn);
+    }
     c.conn = nullptr;
     c.phase = Check::Phase::Waiting;
     c.due_ms = c.started_ms + static_cast<uint64_t>(settings->interval.count());
-    if (!ok) LOG_DEBUG("health check of %s failed: %s", c.target.address.c_str(), error.c_str());
+    if (!ok) {
+      LOG_DEBUG("health check of %s failed: %s", c.target.address.c_str(), error.c_str());
+    }
     if (c.status->record(ok, role, error, settings->fall, settings->rise) && on_change_) {
       on_change_();
     }
@@ -154,13 +168,17 @@ void HealthChecker::run() {
         return;
       }
       c.want_write = f == 1;
-      if (c.want_write) return;
+      if (c.want_write) {
+        return;
+      }
     }
     if (PQconsumeInput(c.conn) == 0) {
       finish(c, false, std::nullopt, trimmed(PQerrorMessage(c.conn)));
       return;
     }
-    if (PQisBusy(c.conn) != 0) return;
+    if (PQisBusy(c.conn) != 0) {
+      return;
+    }
     bool ok = false;
     std::optional<pool::Role> role;
     std::string error = "no result";
@@ -226,7 +244,9 @@ void HealthChecker::run() {
           }
         }
         for (Check& old : checks) {
-          if (old.conn != nullptr) PQfinish(old.conn);
+          if (old.conn != nullptr) {
+            PQfinish(old.conn);
+          }
         }
         checks = std::move(next);
         next_targets_.clear();
@@ -234,14 +254,18 @@ void HealthChecker::run() {
     }
     if (!settings) {
       for (Check& c : checks) {
-        if (c.conn != nullptr) PQfinish(c.conn);
+        if (c.conn != nullptr) {
+          PQfinish(c.conn);
+        }
       }
       checks.clear();
     }
     uint64_t now = mono_ms();
     uint64_t next_event = now + 1000;
     for (Check& c : checks) {
-      if (c.phase == Check::Phase::Waiting && now >= c.due_ms) start(c, now);
+      if (c.phase == Check::Phase::Waiting && now >= c.due_ms) {
+        start(c, now);
+      }
       if (c.phase != Check::Phase::Waiting && now >= c.deadline_ms) {
         finish(c, false, std::nullopt,
                "timeout after " + std::to_string(settings->timeout.count()) + " ms");
@@ -253,23 +277,31 @@ void HealthChecker::run() {
     polled.clear();
     fds.push_back({wake_fd_, POLLIN, 0});
     for (Check& c : checks) {
-      if (c.phase == Check::Phase::Waiting) continue;
+      if (c.phase == Check::Phase::Waiting) {
+        continue;
+      }
       fds.push_back({PQsocket(c.conn), static_cast<short>(c.want_write ? POLLOUT : POLLIN), 0});
       polled.push_back(&c);
     }
     const int timeout = next_event > now ? static_cast<int>(next_event - now) : 0;
-    if (poll(fds.data(), fds.size(), timeout) < 0) continue;  // EINTR
+    if (poll(fds.data(), fds.size(), timeout) < 0) {
+      continue;  // EINTR
+    }
     if (fds[0].revents != 0) {
       uint64_t v = 0;
       ssize_t n = read(wake_fd_, &v, sizeof v);
       (void)n;
     }
     for (size_t i = 1; i < fds.size(); ++i) {
-      if (fds[i].revents != 0) advance(*polled[i - 1]);
+      if (fds[i].revents != 0) {
+        advance(*polled[i - 1]);
+      }
     }
   }
   for (Check& c : checks) {
-    if (c.conn != nullptr) PQfinish(c.conn);
+    if (c.conn != nullptr) {
+      PQfinish(c.conn);
+    }
   }
 }
 

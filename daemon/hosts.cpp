@@ -11,7 +11,9 @@ bool HostStatus::record(bool ok, std::optional<pool::Role> role, std::string_vie
   const pool::Health before = counter_.health();
   const pool::Health after = counter_.record(ok, fall, rise);
   health_.store(static_cast<uint8_t>(after), std::memory_order_relaxed);
-  if (!ok) last_error_ = std::string(error);
+  if (!ok) {
+    last_error_ = std::string(error);
+  }
   bool changed = before != after;
   if (after != before && after == pool::Health::Down) {
     LOG_WARN("backend host %s is down after %u failed checks: %s", address_.c_str(),
@@ -70,7 +72,9 @@ HostStatus* HostRegistry::find(std::string_view address) {
 
 void HostRegistry::for_each(const std::function<void(HostStatus&)>& f) {
   std::lock_guard<std::mutex> lk(mu_);
-  for (auto& [address, h] : hosts_) f(*h);
+  for (auto& [address, h] : hosts_) {
+    f(*h);
+  }
 }
 
 }  // namespace sqlmux

@@ -11,7 +11,9 @@ std::string last_error() {
   char buf[256];
   while (unsigned long e = ERR_get_error()) {
     ERR_error_string_n(e, buf, sizeof buf);
-    if (!out.empty()) out += "; ";
+    if (!out.empty()) {
+      out += "; ";
+    }
     out += buf;
   }
   return out.empty() ? "unknown TLS error" : out;
@@ -51,7 +53,9 @@ Ctx make_server_ctx(const config::TlsConfig& cfg, std::string& error) {
     // A client certificate is asked for and, when one is sent, verified.
     SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
     STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(cfg.ca->c_str());
-    if (names != nullptr) SSL_CTX_set_client_CA_list(ctx.get(), names);
+    if (names != nullptr) {
+      SSL_CTX_set_client_CA_list(ctx.get(), names);
+    }
   }
   return ctx;
 }
@@ -78,7 +82,9 @@ Session::Session(SSL_CTX* ctx) {
 }
 
 Session::~Session() {
-  if (ssl_ != nullptr) SSL_free(ssl_);
+  if (ssl_ != nullptr) {
+    SSL_free(ssl_);
+  }
 }
 
 bool Session::feed(const uint8_t* p, size_t n) {
@@ -129,7 +135,9 @@ Session::Status Session::write(const uint8_t* p, size_t n) {
 void Session::take_output(std::string& out) {
   char* data = nullptr;
   const long n = BIO_get_mem_data(out_, &data);
-  if (n <= 0) return;
+  if (n <= 0) {
+    return;
+  }
   out.append(data, static_cast<size_t>(n));
   (void)BIO_reset(out_);
 }

@@ -32,7 +32,9 @@ Health HealthCounter::record(bool ok, uint32_t fall, uint32_t rise) {
   } else {
     oks_ = 0;
     ++fails_;
-    if (health_ != Health::Down && fails_ >= fall) health_ = Health::Down;
+    if (health_ != Health::Down && fails_ >= fall) {
+      health_ = Health::Down;
+    }
   }
   return health_;
 }
@@ -57,7 +59,9 @@ int pick_host(const std::vector<HostChoice>& hosts, config::Route route, uint64_
   }
   int best = -1;
   for (size_t i = 0; i < hosts.size(); ++i) {
-    if (!open(i) || !serves(hosts[i].role, route, replica)) continue;
+    if (!open(i) || !serves(hosts[i].role, route, replica)) {
+      continue;
+    }
     if (best < 0) {
       best = static_cast<int>(i);
       continue;
