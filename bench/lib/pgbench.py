@@ -18,8 +18,15 @@ from env import HarnessError, children_cpu_seconds, cpu_seconds, log
 from proxies import PASSWORD, USER, Target
 
 
-def _env() -> dict:
-    return dict(os.environ, PGPASSWORD=PASSWORD, PGCONNECT_TIMEOUT="15")
+def _env(target: Target | None = None) -> dict:
+    """libpq's settings for pgbench: the password, a connect timeout and,
+    for a TLS target (sqlmux-tls), PGSSLMODE=require (the target's
+    listener refuses plaintext clients, so every connection is TLS). Other
+    targets keep libpq's default (prefer: none of them offers TLS)."""
+    e = dict(os.environ, PGPASSWORD=PASSWORD, PGCONNECT_TIMEOUT="15")
+    if target is not None and target.sslmode:
+        e["PGSSLMODE"] = target.sslmode
+    return e
 
 
 def init(pg, scale: int):
@@ -142,7 +149,7 @@ def run(target: Target, *, clients: int, duration: int, mode: str = "simple", co
     cmd.append(target.db)
     cpu0, ccpu0, t0 = cpu_seconds(target.pid), children_cpu_seconds(), time.monotonic()
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=duration + 180)
+        r = subprocess.run(cmd, capture_output=True, text=True, env=_env(target), timeout=duration + 180)
     except subprocess.TimeoutExpired:
         raise HarnessError(f"pgbench against {target.name} did not finish within {duration + 180}s") from None
     wall = time.monotonic() - t0
@@ -161,6 +168,7 @@ def run(target: Target, *, clients: int, duration: int, mode: str = "simple", co
         "threads": max(1, min(threads, clients)),
         "protocol": mode,
         "connect_per_tx": connect,
+        "sslmode": target.sslmode,
         "duration_s": duration,
         "connect_allowance_s": extra_s,
         "tx_phase_s": round(phase, 3) if phase is not None else None,

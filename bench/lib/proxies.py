@@ -2,7 +2,10 @@
 PgBouncer and sqlmux, started with equivalent settings (transaction pooling,
 pool size N, SCRAM-SHA-256 client auth for app/apppass, server login
 app/apppass, no per-connection logging). "sqlmux-metrics" is a second sqlmux
-with the same settings plus a [metrics] table (Prometheus endpoint on)."""
+with the same settings plus a [metrics] table (Prometheus endpoint on);
+"sqlmux-tls" one with a [tls] table (a CA and a server certificate for
+127.0.0.1 made with the openssl CLI in a temp dir) and client_tls =
+"require" on its listener, so clients can only get in over TLS."""
 
 from __future__ import annotations
 
@@ -22,17 +25,19 @@ from typing import Callable
 from env import HarnessError, harness, log, make_workdir, preexec_raise_nofile, proc_nofile
 
 USER, PASSWORD, DB = "app", "apppass", "appdb"
-SQLMUX_TARGETS = ("sqlmux", "sqlmux-metrics")
+SQLMUX_TARGETS = ("sqlmux", "sqlmux-metrics", "sqlmux-tls")
 
 
 @dataclasses.dataclass
 class Target:
-    name: str                      # direct | pgbouncer | sqlmux | sqlmux-metrics
+    name: str                      # direct | pgbouncer | sqlmux | sqlmux-metrics | sqlmux-tls
     host: str
     port: int
     db: str = DB
     pid: int | None = None         # the proxy's process (None: direct)
     metrics_port: int | None = None  # sqlmux-metrics: its /metrics endpoint on 127.0.0.1
+    sslmode: str | None = None     # sqlmux-tls: libpq sslmode the clients use (PGSSLMODE)
+    tls_ca: str | None = None      # sqlmux-tls: the CA that signed its certificate
     alive: Callable[[], bool] = lambda: True
     log_tail: Callable[[int], str] = lambda n=40: ""
 
@@ -83,15 +88,74 @@ def metrics_sum(text: str, name: str) -> float | None:
     return sum(vals) if vals else None
 
 
+def _openssl(args: list[str], cwd: str):
+    r = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise HarnessError(f"openssl {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()[-800:]}")
+
+
+def make_tls_certs(d: str) -> dict:
+    """A CA and a server certificate for 127.0.0.1 (SAN IP:127.0.0.1 and
+    DNS:localhost) signed by it, made with the openssl CLI in `d` (as
+    tests/integration/test_tls.py does). Returns the paths."""
+    _openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=sqlmux-bench-ca",
+              "-keyout", "ca.key", "-out", "ca.crt"], d)
+    _openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
+              "-out", "server.csr"], d)
+    with open(os.path.join(d, "server.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    _openssl(["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+              "-days", "2", "-extfile", "server.ext", "-out", "server.crt"], d)
+    os.chmod(os.path.join(d, "server.key"), 0o600)
+    return {"ca": os.path.join(d, "ca.crt"), "cert": os.path.join(d, "server.crt"),
+            "key": os.path.join(d, "server.key")}
+
+
+def _psql(dsn: str, sql: str) -> subprocess.CompletedProcess:
+    e = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    return subprocess.run(["psql", "-X", "-A", "-t", "-d", dsn, "-c", sql], capture_output=True, text=True,
+                          timeout=30, env=e)
+
+
+def check_tls(t: "Target") -> str:
+    """That `t` (sqlmux-tls) serves clients over TLS only: a plaintext
+    client (sslmode=disable) is refused with sqlmux's "requires TLS", and a
+    client with sslmode=verify-full and the run's CA gets in over TLS (psql's
+    \\conninfo names the protocol). Raises HarnessError otherwise; returns
+    the TLS protocol version seen. Run outside the CPU window."""
+    base = f"host={t.host} port={t.port} dbname={t.db} user={USER} password={PASSWORD} connect_timeout=10"
+    r = _psql(base + " sslmode=disable", "SELECT 1")
+    if r.returncode == 0 or "requires TLS" not in r.stderr:
+        raise HarnessError(f"{t.name}: a plaintext client was not refused (rc {r.returncode}, "
+                           f"stderr {r.stderr.strip()[:300]!r}): clients may not be using TLS")
+    r = _psql(base + f" sslmode=verify-full sslrootcert={t.tls_ca}", "\\conninfo")
+    m = re.search(r"SSL connection \(protocol: (TLSv[\d.]+)", r.stdout)
+    if r.returncode != 0 or not m:
+        raise HarnessError(f"{t.name}: no TLS session with sslmode=verify-full (rc {r.returncode}): "
+                           f"{(r.stdout + r.stderr).strip()[:400]!r}")
+    return m.group(1)
+
+
 @contextlib.contextmanager
-def sqlmux(pg, sqlmux_bin: str, st: ProxySettings, problems: list, metrics: bool = False):
+def sqlmux(pg, sqlmux_bin: str, st: ProxySettings, problems: list, metrics: bool = False, tls: bool = False):
     """Runs sqlmux for the with-block; yields its Target. With `metrics`,
     the config has a [metrics] table on a free loopback port (the target is
     then named sqlmux-metrics) and the endpoint must answer before the run.
+    With `tls` (sqlmux-tls), a [tls] table with a certificate made for the
+    run and client_tls = "require" on the listener; check_tls() must pass
+    before the target is handed out, and its clients use sslmode=require.
     A failed start raises HarnessError; an unclean exit on SIGTERM is added
     to problems."""
     harness.SQLMUX_BIN = sqlmux_bin
-    name = "sqlmux-metrics" if metrics else "sqlmux"
+    name = "sqlmux-metrics" if metrics else "sqlmux-tls" if tls else "sqlmux"
+    certs = None
+    if tls:
+        certdir = make_workdir("tls")
+        try:
+            certs = make_tls_certs(certdir)
+        except BaseException:
+            shutil.rmtree(certdir, ignore_errors=True)
+            raise
     metrics_port = []  # the port of the last start attempt (harness.Sqlmux retries on "in use")
 
     def tweak(cfg):
@@ -106,11 +170,17 @@ def sqlmux(pg, sqlmux_bin: str, st: ProxySettings, problems: list, metrics: bool
         if metrics:
             metrics_port[:] = [harness.free_port()]
             cfg["metrics"] = {"listen": f"127.0.0.1:{metrics_port[0]}"}
+        cfg.pop("tls", None)
+        if certs:
+            cfg["tls"] = {"cert": certs["cert"], "key": certs["key"]}
+            cfg["listener"][0]["client_tls"] = "require"
 
     mux = harness.Sqlmux(pg, mode="transaction", size=st.pool_size, tweak=tweak, start_timeout=15.0)
     try:
         mux.__enter__()
     except harness.TestFailure as e:
+        if certs:
+            shutil.rmtree(os.path.dirname(certs["ca"]), ignore_errors=True)
         raise HarnessError(f"{name}: {e}") from None
     pid = mux.proc.pid
     st.sqlmux_workers_seen = _started_workers(mux)
@@ -123,16 +193,28 @@ def sqlmux(pg, sqlmux_bin: str, st: ProxySettings, problems: list, metrics: bool
         except (OSError, HarnessError) as e:
             mux.__exit__(HarnessError, None, None)  # stops it, prints its log tail
             raise HarnessError(f"{name}: /metrics on 127.0.0.1:{mport}: {e}") from None
+    target = Target(name, mux.host, mux.port, pid=pid, alive=mux.running, log_tail=mux.log_tail,
+                    metrics_port=mport, sslmode="require" if tls else None,
+                    tls_ca=certs["ca"] if certs else None)
+    tls_note = ""
+    if tls:
+        try:
+            tls_note = f", clients over {check_tls(target)} only (plaintext refused)"
+        except HarnessError:
+            mux.__exit__(HarnessError, None, None)
+            shutil.rmtree(os.path.dirname(certs["ca"]), ignore_errors=True)
+            raise
     log(f"{name} up on 127.0.0.1:{mux.port} (pid {pid}, {st.sqlmux_workers_seen} worker(s)"
         f"{'' if st.workers is not None else ' by default'}, open-file limit {proc_nofile(pid)}"
-        + (f", metrics on 127.0.0.1:{mport}" if mport is not None else "") + ")")
-    target = Target(name, mux.host, mux.port, pid=pid, alive=mux.running, log_tail=mux.log_tail,
-                    metrics_port=mport)
+        + (f", metrics on 127.0.0.1:{mport}" if mport is not None else "") + tls_note + ")")
     try:
         yield target
     except BaseException:
         mux.__exit__(*sys.exc_info())
         raise
+    finally:
+        if certs:
+            shutil.rmtree(os.path.dirname(certs["ca"]), ignore_errors=True)
     try:
         mux.__exit__(None, None, None)
     except harness.TestFailure as e:
@@ -307,7 +389,8 @@ def targets(pg, names: list[str], sqlmux_bin: str, st: ProxySettings, problems: 
                     out[name] = stack.enter_context(pgbouncer(pg, st))
                 elif name in SQLMUX_TARGETS:
                     out[name] = stack.enter_context(sqlmux(pg, sqlmux_bin, st, problems,
-                                                           metrics=name == "sqlmux-metrics"))
+                                                           metrics=name == "sqlmux-metrics",
+                                                           tls=name == "sqlmux-tls"))
                 else:
                     raise ValueError(f"unknown target {name}")
             except HarnessError as e:

@@ -11,8 +11,10 @@ import statistics
 
 # Ratios: (label, numerator (scenario, target), denominator (scenario, target), metric)
 TPS, CPU, MEM, IDLE_CPU = "tps", "proxy_cpu_s_per_1k_tx", "rss_per_client_kib", "idle_cpu_s"
+P50, P99 = "p50_ms", "p99_ms"
 PGBENCH_SCENARIOS = ("select20", "select200", "prepared200", "connect20")
 METRICS_SCENARIO = "select200_metrics"  # sqlmux-metrics (with [metrics]) vs sqlmux (without)
+TLS_SCENARIO = "select200_tls"  # sqlmux-tls (clients over TLS) vs sqlmux (plaintext)
 
 
 def _fmt(v, spec: str, dash: str = "-") -> str:
@@ -127,7 +129,7 @@ def medians(runs: list[dict]) -> dict:
     out = {}
     for key, rs in by.items():
         m = {"_rounds": {r.get("round", 1): r for r in rs}}
-        for metric in (TPS, CPU, MEM, IDLE_CPU):
+        for metric in (TPS, CPU, MEM, IDLE_CPU, P50, P99):
             vals = [r[metric] for r in rs if r.get(metric) is not None]
             m[metric] = statistics.median(vals) if vals else None
         out[key] = m
@@ -167,6 +169,13 @@ def ratios(runs: list[dict]) -> list[dict]:
          (METRICS_SCENARIO, "sqlmux"), TPS),
         (f"{METRICS_SCENARIO}: metrics on/off proxy CPU per 1k tx", (METRICS_SCENARIO, "sqlmux-metrics"),
          (METRICS_SCENARIO, "sqlmux"), CPU),
+    ]
+    specs += [
+        (f"{TLS_SCENARIO}: TLS/plain TPS through sqlmux", (TLS_SCENARIO, "sqlmux-tls"), (TLS_SCENARIO, "sqlmux"), TPS),
+        (f"{TLS_SCENARIO}: TLS/plain p50 latency", (TLS_SCENARIO, "sqlmux-tls"), (TLS_SCENARIO, "sqlmux"), P50),
+        (f"{TLS_SCENARIO}: TLS/plain p99 latency", (TLS_SCENARIO, "sqlmux-tls"), (TLS_SCENARIO, "sqlmux"), P99),
+        (f"{TLS_SCENARIO}: TLS/plain proxy CPU per 1k tx", (TLS_SCENARIO, "sqlmux-tls"),
+         (TLS_SCENARIO, "sqlmux"), CPU),
     ]
     for sc in sorted({r["scenario"] for r in runs if r["tool"] == "sysbench"}):
         specs.append((f"{sc}: sqlmux/direct TPS", (sc, "sqlmux"), (sc, "direct"), TPS))
@@ -215,7 +224,8 @@ def write_json(path: str, doc: dict):
     os.replace(tmp, path)
 
 
-COLORS = {"direct": "#7f8c8d", "pgbouncer": "#2980b9", "sqlmux": "#c0392b", "sqlmux-metrics": "#e67e22"}
+COLORS = {"direct": "#7f8c8d", "pgbouncer": "#2980b9", "sqlmux": "#c0392b", "sqlmux-metrics": "#e67e22",
+          "sqlmux-tls": "#8e44ad"}
 
 
 def write_svg(path: str, runs: list[dict], title: str):

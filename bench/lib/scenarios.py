@@ -20,7 +20,7 @@ from env import HarnessError, log
 class Scenario:
     name: str
     tool: str                      # pgbench | sysbench | idle
-    targets: list[str]             # direct | pgbouncer | sqlmux | sqlmux-metrics | mysql-direct | mysql-sqlmux
+    targets: list[str]             # direct | pgbouncer | sqlmux | sqlmux-metrics | sqlmux-tls | mysql-*
     what: str
     clients: int = 20
     smoke_clients: int | None = None   # fewer clients in --smoke where the point is plumbing
@@ -44,6 +44,11 @@ SCENARIOS = [
     # without [metrics] and through a second sqlmux with it, back to back.
     Scenario("select200_metrics", "pgbench", ["sqlmux", "sqlmux-metrics"],
              "pgbench -S through sqlmux without and with [metrics]", 200, smoke_clients=20),
+    # The cost of TLS from clients: the select200 load through plain sqlmux
+    # and through a second sqlmux with [tls] and client_tls = "require"
+    # (pgbench with sslmode=require), back to back.
+    Scenario("select200_tls", "pgbench", ["sqlmux", "sqlmux-tls"],
+             "pgbench -S through sqlmux in plaintext and over TLS (sslmode=require)", 200, smoke_clients=20),
     Scenario("sb_point_select", "sysbench", ["direct", "sqlmux", "mysql-direct", "mysql-sqlmux"],
              "sysbench oltp_point_select (pgsql driver, server-side prepared statements)",
              test="oltp_point_select"),
@@ -61,6 +66,7 @@ ALIASES = {
     "prepared": ["prepared200"],
     "connect": ["connect20"],
     "metrics": ["select200_metrics"],
+    "tls": ["select200_tls"],
 }
 
 
@@ -78,9 +84,9 @@ def select(only: str | None) -> list[Scenario]:
 
 
 def base_target(t: str) -> str:
-    """What --targets calls a target: mysql-sqlmux and sqlmux-metrics follow
-    sqlmux, mysql-direct follows direct."""
-    return t.removeprefix("mysql-").removesuffix("-metrics")
+    """What --targets calls a target: mysql-sqlmux, sqlmux-metrics and
+    sqlmux-tls follow sqlmux, mysql-direct follows direct."""
+    return t.removeprefix("mysql-").removesuffix("-metrics").removesuffix("-tls")
 
 
 def _summary(r: dict) -> str:
@@ -155,6 +161,7 @@ class Runner:
         tag = f"{name}-{target.name}-r{rnd}"
         try:
             tx0 = self._metrics_tx(target)
+            tls_version = self._tls_check(target)
             if sc.tool == "pgbench":
                 r = self._pgbench(sc, target, clients, tag)
             elif sc.tool == "sysbench":
@@ -166,6 +173,9 @@ class Runner:
                 time.sleep(1.0)  # let the proxy finish closing the clients before the next target
             if target.metrics_port is not None and sc.tool != "idle":
                 self._metrics_check(target, tx0, r)
+            if tls_version is not None:
+                r["tls_version"] = tls_version
+                self._tls_check(target)  # still refusing plaintext after the run
         except HarnessError as e:
             r = {"tool": sc.tool, "target": target.name, "clients": clients, "status": f"could not run: {e}",
                  "fatal": True, "tps": None}
@@ -215,6 +225,16 @@ class Runner:
         if discarded:
             r["discarded_attempts"] = discarded
         return r
+
+    @staticmethod
+    def _tls_check(target: proxies.Target) -> str | None:
+        """A TLS target (sqlmux-tls): proxies.check_tls() (plaintext refused,
+        a verify-full client gets TLS), before and after each run, outside
+        the CPU window; raises HarnessError, so a run that may not have used
+        TLS fails. Returns the TLS version (None: not a TLS target)."""
+        if target.sslmode is None:
+            return None
+        return proxies.check_tls(target)
 
     @staticmethod
     def _metrics_tx(target: proxies.Target) -> float | None:
