@@ -264,6 +264,7 @@ void Backend::link(Client* c) {
   pass_remaining_ = 0;
   stmt_violation_ = false;
   session_state_ = false;
+  fatal_relayed_ = false;
   pending_changes_ = pool::diff(c->params(), params_);
   if (pending_changes_.empty()) {
     c->on_backend_ready();
@@ -505,7 +506,7 @@ void Backend::relay_to_client() {
     }
     const pool::ResponseTracker::Verdict v = tracker_.classify(h.type);
     bool inspect = v.completes || !v.forward || h.type == 'S' || h.type == 'Z' || h.type == 'C' ||
-                   (h.type == 'E' && tracker_.empty());
+                   h.type == 'E';
     if (inspect && h.total() > kMaxInspect) {
       if (v.completes || !v.forward) {
         fail(Reason::BackendProtocolError, "oversized reply from server");
@@ -519,6 +520,13 @@ void Backend::relay_to_client() {
     }
     if (n - fwd < h.total()) break;  // wait for the whole (small) message
     std::string_view body(reinterpret_cast<const char*>(p + fwd + 5), h.body_len());
+    if (h.type == 'E' && !fatal_relayed_ && v.forward && !(tracker_.empty() && client_can_move())) {
+      // The server's own FATAL reaches the client; when the connection then
+      // ends, the client hears nothing more from sqlmux (as from the server).
+      pg::ErrorFields e;
+      fatal_relayed_ =
+          pg::parse_error_fields(body, e) && (e.severity == "FATAL" || e.severity == "PANIC");
+    }
     if (h.type == 'S') {
       std::string_view name;
       std::string_view value;
@@ -953,10 +961,12 @@ void Backend::fail(Reason why, const char* detail) {
   } else if (client_ != nullptr) {
     Client* c = client_;
     client_ = nullptr;
-    pg::ErrorFields e;
-    e.severity = "FATAL";
-    e.sqlstate = std::string(pg::sqlstate::kConnectionFailure);
-    e.message = "server connection lost: " + std::string(detail);
+    pg::ErrorFields e;  // no message: nothing is sent
+    if (!fatal_relayed_) {
+      e.severity = "FATAL";
+      e.sqlstate = std::string(pg::sqlstate::kConnectionFailure);
+      e.message = "server connection lost: " + std::string(detail);
+    }
     c->on_backend_failed(why, e);
   }
   terminate(why);

@@ -177,6 +177,7 @@ class Backend final : public Conn {
   unsigned dirty_ = 0;
   bool stmt_violation_ = false;
   bool session_state_ = false;
+  bool fatal_relayed_ = false;  // the server's FATAL went to the client
 
   Internal internal_ = Internal::None;
   int internal_rfq_ = 0;
