@@ -186,11 +186,7 @@ void Conn::uncork() {
   assert(cork_depth_ > 0);
   if (tls_ != nullptr) {
     if (--cork_depth_ > 0 || failed_ || closing_) return;
-    if (tls_->handshake_done() && !tls_plain_.empty()) {
-      std::string plain;
-      plain.swap(tls_plain_);
-      tls_encrypt(reinterpret_cast<const uint8_t*>(plain.data()), plain.size());
-    }
+    (void)tls_send_held();
     return;
   }
   if (--cork_depth_ > 0 || out_.empty() || failed_ || closing_) return;
@@ -232,6 +228,13 @@ bool Conn::tls_encrypt(const uint8_t* p, size_t n) {
     return false;
   }
   return tls_flush_output();
+}
+
+bool Conn::tls_send_held() {
+  if (!tls_->handshake_done() || tls_plain_.empty()) return true;
+  std::string plain;
+  plain.swap(tls_plain_);
+  return tls_encrypt(reinterpret_cast<const uint8_t*>(plain.data()), plain.size());
 }
 
 bool Conn::tls_flush_output() {
@@ -285,13 +288,7 @@ Conn::ReadResult Conn::tls_read(Buffer& b, size_t max) {
   }
   // Handshake records, and what waited for the handshake to finish.
   if (!tls_flush_output()) return ReadResult::Error;
-  if (tls_->handshake_done() && cork_depth_ == 0 && !tls_plain_.empty()) {
-    std::string plain;
-    plain.swap(tls_plain_);
-    if (!tls_encrypt(reinterpret_cast<const uint8_t*>(plain.data()), plain.size())) {
-      return ReadResult::Error;
-    }
-  }
+  if (cork_depth_ == 0 && !tls_send_held()) return ReadResult::Error;
   if (got > 0) {
     if (bytes_in_ != nullptr) bytes_in_->add(got);
     return ReadResult::Data;

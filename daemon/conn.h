@@ -109,6 +109,8 @@ class Conn {
   // TLS: encrypts plaintext and sends the records; sends pending output.
   bool tls_encrypt(const uint8_t* p, size_t n);
   bool tls_flush_output();
+  // Encrypts and sends the plaintext held for the handshake or a cork.
+  bool tls_send_held();
   ReadResult tls_read(Buffer& b, size_t max);
   ReadResult ext_ssl_read(Buffer& b, size_t max);
   // One non-blocking write of p[0..n) to the socket, or through ext_ssl_.

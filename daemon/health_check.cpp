@@ -22,10 +22,6 @@ uint64_t mono_ms() {
                                    .count());
 }
 
-std::string trimmed(const char* s) {
-  return log::one_line(s);
-}
-
 }  // namespace
 
 struct HealthChecker::Check {
@@ -149,14 +145,14 @@ void HealthChecker::run() {
           return;
         case PGRES_POLLING_OK:
           if (PQsendQuery(c.conn, "SELECT pg_is_in_recovery()") == 0) {
-            finish(c, false, std::nullopt, trimmed(PQerrorMessage(c.conn)));
+            finish(c, false, std::nullopt, log::one_line(PQerrorMessage(c.conn)));
             return;
           }
           c.phase = Check::Phase::Querying;
           c.want_write = PQflush(c.conn) == 1;
           return;
         default:
-          finish(c, false, std::nullopt, trimmed(PQerrorMessage(c.conn)));
+          finish(c, false, std::nullopt, log::one_line(PQerrorMessage(c.conn)));
           return;
       }
     }
@@ -164,7 +160,7 @@ void HealthChecker::run() {
     if (c.want_write) {
       const int f = PQflush(c.conn);
       if (f < 0) {
-        finish(c, false, std::nullopt, trimmed(PQerrorMessage(c.conn)));
+        finish(c, false, std::nullopt, log::one_line(PQerrorMessage(c.conn)));
         return;
       }
       c.want_write = f == 1;
@@ -173,7 +169,7 @@ void HealthChecker::run() {
       }
     }
     if (PQconsumeInput(c.conn) == 0) {
-      finish(c, false, std::nullopt, trimmed(PQerrorMessage(c.conn)));
+      finish(c, false, std::nullopt, log::one_line(PQerrorMessage(c.conn)));
       return;
     }
     if (PQisBusy(c.conn) != 0) {
@@ -188,7 +184,7 @@ void HealthChecker::run() {
         role = std::string_view(PQgetvalue(r, 0, 0)) == "t" ? pool::Role::Replica
                                                             : pool::Role::Primary;
       } else if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        error = trimmed(PQresultErrorMessage(r));
+        error = log::one_line(PQresultErrorMessage(r));
       }
       PQclear(r);
     }
@@ -213,7 +209,7 @@ void HealthChecker::run() {
     if (c.conn == nullptr || PQstatus(c.conn) == CONNECTION_BAD || PQsocket(c.conn) < 0 ||
         PQsetnonblocking(c.conn, 1) != 0) {
       finish(c, false, std::nullopt,
-             c.conn != nullptr ? trimmed(PQerrorMessage(c.conn)) : "out of memory");
+             c.conn != nullptr ? log::one_line(PQerrorMessage(c.conn)) : "out of memory");
       return;
     }
     c.phase = Check::Phase::Connecting;
