@@ -135,6 +135,12 @@ def classify(e: BaseException) -> str:
         return "proper"
     if isinstance(e, (ConnectionError, EOFError)):
         return "proper"
+    if isinstance(e, asyncpg.InternalClientError) and "cannot switch to state" in str(e):
+        # asyncpg's own state machine after its connection died mid-operation
+        # (seen in about 1 of 3 runs of postgres_fast_restart in CI; the cause
+        # is not pinned down, see the closing note). The commit ledger still
+        # checks that no row was lost, duplicated or left by a failed one.
+        return "proper"
     return "improper"
 
 
