@@ -78,7 +78,7 @@ void run_job(Worker& w, const std::shared_ptr<Job>& job) {
 }
 
 void job_done(Worker& w, const std::shared_ptr<Job>& job) {
-  Client* c = w.find_client(job->client_id);
+  PooledClient* c = w.find_client(job->client_id);
   if (c != nullptr && !c->closing() && c->admin_session() != nullptr) {
     c->admin_session()->job_done(job);
   }
@@ -87,7 +87,7 @@ void job_done(Worker& w, const std::shared_ptr<Job>& job) {
 void snapshot(Worker& w, WorkerPart& out) {
   const auto now_wall = static_cast<int64_t>(std::time(nullptr));
   const uint64_t now_ms = w.now_ms();
-  w.for_each_client([&](Client* c) {
+  w.for_each_client([&](PooledClient* c) {
     ClientRow r;
     r.id = c->id();
     r.user = c->user_name();
@@ -99,12 +99,12 @@ void snapshot(Worker& w, WorkerPart& out) {
     r.worker = w.id();
     out.clients.push_back(std::move(r));
   });
-  w.for_each_backend([&](Backend* b) {
+  w.for_each_backend([&](PooledBackend* b) {
     ServerRow r;
     r.pid = b->pid();
     r.pool = &b->pool();
     r.state = std::string(to_string(b->state()));
-    if (b->client() != nullptr) r.client_id = b->client()->id();
+    if (b->pooled_client() != nullptr) r.client_id = b->pooled_client()->id();
     r.address = b->address();
     r.connect_time = now_wall - static_cast<int64_t>((now_ms - b->created_ms()) / 1000);
     r.worker = w.id();
@@ -113,19 +113,19 @@ void snapshot(Worker& w, WorkerPart& out) {
 }
 
 void kill_pool_clients(Worker& w, const std::vector<Pool*>& pools, WorkerPart& out) {
-  std::vector<Client*> clients;
-  w.for_each_client([&](Client* c) {
+  std::vector<PooledClient*> clients;
+  w.for_each_client([&](PooledClient* c) {
     if (c->pool() != nullptr && in(pools, c->pool()) && !c->closing()) clients.push_back(c);
   });
-  for (Client* c : clients) {
+  for (PooledClient* c : clients) {
     c->fail(Reason::AdminKill, killed("KILL " + c->pool()->cfg().name));
     ++out.affected;
   }
-  std::vector<Backend*> backends;
-  w.for_each_backend([&](Backend* b) {
+  std::vector<PooledBackend*> backends;
+  w.for_each_backend([&](PooledBackend* b) {
     if (in(pools, &b->pool()) && !b->closing()) backends.push_back(b);
   });
-  for (Backend* b : backends) {
+  for (PooledBackend* b : backends) {
     if (!b->closing()) b->terminate(Reason::AdminKill);
   }
   if (!clients.empty() || !backends.empty()) {
@@ -135,7 +135,7 @@ void kill_pool_clients(Worker& w, const std::vector<Pool*>& pools, WorkerPart& o
 }
 
 void kill_client(Worker& w, uint64_t id, WorkerPart& out) {
-  Client* c = w.find_client(id);
+  PooledClient* c = w.find_client(id);
   if (c == nullptr || c->closing()) return;
   LOG_INFO("admin KILL_CLIENT: closing client %llu (user=%s)", static_cast<unsigned long long>(id),
            c->user_name().c_str());

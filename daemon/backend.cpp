@@ -42,24 +42,6 @@ constexpr const char* kReportedParams[] = {
 };
 }  // namespace
 
-std::string_view to_string(BackendState s) {
-  switch (s) {
-    case BackendState::Connecting:
-      return "connecting";
-    case BackendState::Idle:
-      return "idle";
-    case BackendState::Active:
-      return "active";
-    case BackendState::Resetting:
-      return "resetting";
-    case BackendState::Closing:
-      return "closing";
-    case BackendState::Count:
-      break;
-  }
-  return "unknown";
-}
-
 Backend* Backend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t for_client,
                           uint64_t tried, std::string& error) {
   const config::PoolConfig& cfg = pool.cfg();  // one version throughout (reload swaps it)
@@ -108,30 +90,15 @@ Backend* Backend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t for_c
 }
 
 Backend::Backend(Worker& w, Pool& pool, PGconn* pg, int fd, uint64_t for_client)
-    : Conn(w, fd, false),
-      pool_(pool),
+    : PooledBackend(w, pool, fd, false, for_client),
       pg_(pg),
-      for_client_(for_client),
-      statements_(pool.cfg().max_prepared_statements) {
-  generation_ = pool.generation();
-  created_ms_ = state_since_ = w.now_ms();
-  set_stats(w);
-}
+      statements_(pool.cfg().max_prepared_statements) {}
 
-void Backend::set_stats(Worker& w) {
-  stats_ = pool_.stats(w.id());
-  if (stats_ != nullptr) count_bytes(&stats_->server_received_bytes, &stats_->server_sent_bytes);
-}
+PooledClient* Backend::pooled_client() const { return client_; }
 
 Backend::~Backend() {
   // PQfinish sends Terminate and closes libpq's socket (the one we polled).
   if (pg_ != nullptr) PQfinish(pg_);
-}
-
-void Backend::set_state(BackendState s) {
-  worker_->set_backend_state(this, s);
-  state_ = s;
-  state_since_ = worker_->now_ms();
 }
 
 bool Backend::reusable() const {
@@ -190,65 +157,7 @@ void Backend::connected() {
   }
   want_write(false);
   want_read(true);
-  LOG_DEBUG("backend pid %d connected for pool %s", pid_, pool_.label().c_str());
-  if (stats_ != nullptr) stats_->connect_outcome(uv_hrtime(), true);
-  if (const auto& h = worker_->server().config().health) {
-    host_->status->record(true, std::nullopt, {}, h->fall, h->rise);
-  }
-  uint64_t cid = for_client_;
-  for_client_ = 0;
-  set_state(BackendState::Idle);
-  Client* c = cid != 0 ? worker_->find_client(cid) : nullptr;
-  if (c != nullptr && c->state() == ClientState::Waiting && c->pool() == &pool_ &&
-      c->backend() == nullptr) {
-    c->on_backend_linked(this);
-  } else {
-    pool_.release(*worker_, this);
-  }
-}
-
-void Backend::connect_failed(const std::string& error) {
-  const std::string msg = log::one_line(error.c_str());
-  LOG_WARN("backend connect for pool %s failed: %s", pool_.label().c_str(), msg.c_str());
-  if (stats_ != nullptr) {
-    stats_->connect_failures.add();
-    stats_->connect_outcome(uv_hrtime(), false);
-  }
-  // With health checks, a failed connect counts as a failed check; without,
-  // only its error is kept (SHOW BACKENDS).
-  if (const auto& h = worker_->server().config().health) {
-    if (host_->status->record(false, std::nullopt, msg, h->fall, h->rise)) {
-      worker_->server().hosts_changed();
-    }
-  } else {
-    host_->status->note_error(msg);
-  }
-  uint64_t cid = for_client_;
-  for_client_ = 0;
-  Client* c = cid != 0 ? worker_->find_client(cid) : nullptr;
-  if (c != nullptr && c->state() == ClientState::Waiting && c->backend() == nullptr &&
-      pool_.retry_connect(*worker_, this, cid)) {
-    terminate(Reason::BackendConnectFailed);  // the retry has the slot and the client
-    return;
-  }
-  terminate(Reason::BackendConnectFailed);
-  c = cid != 0 ? worker_->find_client(cid) : nullptr;
-  if (c != nullptr) {
-    if (c->state() == ClientState::Waiting) {
-      pg::ErrorFields e;
-      e.severity = "FATAL";
-      e.sqlstate = std::string(pg::sqlstate::kUnableToConnect);
-      e.message = "sqlmux could not connect to the server " + address_ + " for database \"" +
-                  pool_.cfg().name + "\": " + msg;
-      c->fail(Reason::BackendConnectFailed, e);
-    }
-  }
-}
-
-void Backend::check_timeouts(uint64_t now) {
-  if (state_ != BackendState::Connecting) return;
-  auto limit = static_cast<uint64_t>(pool_.cfg().server_connect_timeout.count());
-  if (limit > 0 && now - state_since_ > limit) connect_failed("timeout expired");
+  connect_succeeded();
 }
 
 // --- linking and relaying ------------------------------------------------------
@@ -906,40 +815,6 @@ void Backend::on_readable() {
   }
 }
 
-// --- moving between workers ------------------------------------------------------
-
-void Backend::move_to(Worker& target, uint64_t for_client) {
-  assert(client_ == nullptr && out_.empty());
-  worker_->backend_left(this);  // out of this worker's lists; adopt() joins the target's
-  for_client_ = for_client;
-  move_target_ = &target;
-  detach([](Conn* c) {
-    auto* b = static_cast<Backend*>(c);
-    b->move_target_->post({InboxMsg::Kind::Adopt, &b->pool_, b, b->for_client_});
-  });
-}
-
-void Backend::adopt(Worker& w) {
-  set_worker(w);
-  move_target_ = nullptr;
-  set_stats(w);
-  state_ = BackendState::Closing;  // not in any list of w yet
-  set_state(BackendState::Idle);
-  if (!attach()) {
-    terminate(Reason::Internal);
-    return;
-  }
-  uint64_t cid = for_client_;
-  for_client_ = 0;
-  Client* c = cid != 0 ? w.find_client(cid) : nullptr;
-  if (c != nullptr && c->state() == ClientState::Waiting && c->pool() == &pool_ &&
-      c->backend() == nullptr) {
-    c->on_backend_linked(this);
-  } else {
-    pool_.release(w, this);
-  }
-}
-
 // --- ending ----------------------------------------------------------------------
 
 bool Backend::client_can_move() const {
@@ -994,11 +869,6 @@ void Backend::on_io_error(int err) {
     return;
   }
   fail(Reason::BackendDied, strerror(err));
-}
-
-void Backend::on_closed() {
-  worker_->backend_left(this);
-  delete this;
 }
 
 }  // namespace sqlmux

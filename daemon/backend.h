@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "daemon/conn.h"
+#include "daemon/pooled.h"
 #include "daemon/reason.h"
 #include "pool/intrusive_list.h"
 #include "pool/prepared.h"
@@ -26,10 +26,7 @@ namespace metrics {
 struct PoolStats;
 }
 
-enum class BackendState { Connecting, Idle, Active, Resetting, Closing, Count };
-[[nodiscard]] std::string_view to_string(BackendState s);
-
-class Backend final : public Conn {
+class Backend final : public PooledBackend {
  public:
   // Starts a libpq connection for `pool` to `host`; for_client = the
   // waiting client it was opened for (0: none); tried = the pool's hosts
@@ -39,22 +36,9 @@ class Backend final : public Conn {
   static Backend* connect(Worker& w, Pool& pool, PoolHost& host, uint64_t for_client,
                           uint64_t tried, std::string& error);
 
-  [[nodiscard]] Pool& pool() const { return pool_; }
-  [[nodiscard]] BackendState state() const { return state_; }
   [[nodiscard]] Client* client() const { return client_; }
+  [[nodiscard]] PooledClient* pooled_client() const override;
   [[nodiscard]] const pool::SessionParams& params() const { return params_; }
-  [[nodiscard]] uint64_t created_ms() const { return created_ms_; }
-  [[nodiscard]] uint64_t state_since_ms() const { return state_since_; }
-  [[nodiscard]] int pid() const { return pid_; }
-  // The pool's generation when this backend was opened (RECONNECT bumps it).
-  [[nodiscard]] uint64_t generation() const { return generation_; }
-  // The server address it was opened to ("host:port" as configured).
-  [[nodiscard]] const std::string& address() const { return address_; }
-  [[nodiscard]] PoolHost* host() const { return host_; }
-  [[nodiscard]] uint64_t tried_hosts() const { return tried_; }
-  // A connect that failed handed its pool slot to a retry on another host.
-  [[nodiscard]] bool slot_moved() const { return slot_moved_; }
-  void move_slot() { slot_moved_ = true; }
   [[nodiscard]] bool reusable() const;
 
   // Links to a client and applies its session parameters; calls
@@ -86,29 +70,18 @@ class Backend final : public Conn {
   void note_session_state() { session_state_ = true; }
   // The client went away (or the session ended) while linked.
   void client_gone(bool client_mid_message);
-  // Puts an idle backend on this worker's loop (after a move or connect).
-  void became_idle();
-  // Moves to another worker's loop; the backend is unlinked and idle.
-  void move_to(Worker& target, uint64_t for_client);
-  void adopt(Worker& w);  // on the target worker's thread
-  // Shuts the connection (Terminate through libpq) and tells the pool.
-  void terminate(Reason why);
   // The cancel key as libpq knows it (PQcancel runs off the loop).
   [[nodiscard]] std::shared_ptr<PGcancel> cancel_handle() const { return cancel_; }
-  void check_timeouts(uint64_t now);
+  // Shuts the connection (Terminate through libpq) and tells the pool.
+  void terminate(Reason why) override;
+  void became_idle() override;
   void resume_reading_if_drained();
-  [[nodiscard]] uint64_t for_client() const { return for_client_; }
-  // What this backend's worker records for its pool (nullptr: metrics off).
-  [[nodiscard]] metrics::PoolStats* stats() const { return stats_; }
-
-  pool::ListNode state_node;
 
  protected:
   void on_readable() override;
   void on_writable() override;
   void on_poll_writable() override;
   void on_io_error(int err) override;
-  void on_closed() override;
 
  private:
   enum class Internal { None, Sync, Reset, Capture };
@@ -116,14 +89,12 @@ class Backend final : public Conn {
   ~Backend() override;
   void drive_connect();
   void connected();
-  void connect_failed(const std::string& error);
   void relay_to_client();
   void process_internal();
   void process_idle();
   void run_internal(Internal kind, const std::vector<std::string>& queries);
   void internal_done();
   void release_or_reset();
-  void set_state(BackendState s);
   void fail(Reason why, const char* detail);
   void note_command_tag(std::string_view tag);
   void forget_failed_parse(const pool::ResponseTracker::Entry& e);
@@ -137,23 +108,8 @@ class Backend final : public Conn {
   void clear_replay();
   void transaction_done();
   void capture_done();
-  void set_stats(Worker& w);
-  Worker* move_target_ = nullptr;
-  metrics::PoolStats* stats_ = nullptr;
-
-  Pool& pool_;
   PGconn* pg_;
   std::shared_ptr<PGcancel> cancel_;
-  BackendState state_ = BackendState::Connecting;
-  uint64_t state_since_ = 0;
-  uint64_t created_ms_ = 0;
-  uint64_t for_client_ = 0;
-  uint64_t generation_ = 0;
-  std::string address_;
-  PoolHost* host_ = nullptr;
-  uint64_t tried_ = 0;
-  bool slot_moved_ = false;
-  int pid_ = 0;
   Client* client_ = nullptr;
   pool::SessionParams params_;
   std::vector<pool::ParamChange> pending_changes_;

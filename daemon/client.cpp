@@ -30,38 +30,12 @@ struct CancelWork {
 };
 }  // namespace
 
-std::string_view to_string(ClientState s) {
-  switch (s) {
-    case ClientState::Login:
-      return "login";
-    case ClientState::Idle:
-      return "idle";
-    case ClientState::Waiting:
-      return "waiting";
-    case ClientState::Active:
-      return "active";
-    case ClientState::Closing:
-      return "closing";
-    case ClientState::Count:
-      break;
-  }
-  return "unknown";
-}
-
 Client::Client(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer)
-    : Conn(w, fd, true), id_(id), over_limit_(over_limit), peer_(peer), counted_(true) {
-  state_since_ = w.now_ms();
-  connect_time_ = static_cast<int64_t>(std::time(nullptr));
-}
+    : PooledClient(w, fd, id), over_limit_(over_limit), peer_(peer), counted_(true) {}
 
 Client::~Client() = default;
 
-void Client::set_state(ClientState s) {
-  if (s == state_) return;
-  worker_->set_client_state(this, s);
-  state_ = s;
-  state_since_ = worker_->now_ms();
-}
+PooledBackend* Client::pooled_backend() const { return backend_; }
 
 // --- input -----------------------------------------------------------------
 
@@ -541,8 +515,9 @@ void Client::need_backend() {
   acquiring_ = false;
 }
 
-void Client::on_backend_linked(Backend* b) {
+void Client::on_backend_linked(PooledBackend* pb) {
   assert(state_ == ClientState::Waiting && backend_ == nullptr);
+  auto* b = static_cast<Backend*>(pb);  // a PostgreSQL pool opens PostgreSQL backends
   backend_ = b;
   set_state(ClientState::Active);
   b->link(this);

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "daemon/auth_limiter.h"
-#include "daemon/conn.h"
+#include "daemon/pooled.h"
 #include "daemon/reason.h"
 #include "pool/intrusive_list.h"
 #include "pool/prepared.h"
@@ -28,26 +28,17 @@ namespace admin {
 class Session;
 }
 
-enum class ClientState { Login, Idle, Waiting, Active, Closing, Count };
-[[nodiscard]] std::string_view to_string(ClientState s);
-
-class Client final : public Conn {
+class Client final : public PooledClient {
  public:
   Client(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer = {});
   ~Client() override;
 
-  [[nodiscard]] uint64_t id() const { return id_; }
-  [[nodiscard]] ClientState state() const { return state_; }
-  [[nodiscard]] Pool* pool() const { return pool_; }
   [[nodiscard]] Backend* backend() const { return backend_; }
-  [[nodiscard]] const std::string& user_name() const { return user_name_; }
+  [[nodiscard]] PooledBackend* pooled_backend() const override;
   [[nodiscard]] pool::SessionParams& params() { return params_; }
   [[nodiscard]] pool::ClientStatements& statements() { return statements_; }
   // Forgets a statement whose Parse failed or was skipped.
   void forget_statement(const std::string& name) { statements_.remove(name); }
-  [[nodiscard]] uint64_t state_since_ms() const { return state_since_; }
-  [[nodiscard]] const std::string& database() const { return database_; }
-  [[nodiscard]] int64_t connect_time() const { return connect_time_; }  // unix seconds
 
   // Accepted on the admin console's listener: after authentication it is
   // served by an admin::Session instead of a pool.
@@ -55,10 +46,10 @@ class Client final : public Conn {
   // The listener's client_tls (SSLRequest answered 'S' unless Disable).
   void set_client_tls(config::ClientTls mode) { client_tls_ = mode; }
   [[nodiscard]] bool admin_port() const { return admin_port_; }
-  [[nodiscard]] admin::Session* admin_session() const { return admin_.get(); }
+  [[nodiscard]] admin::Session* admin_session() const override { return admin_.get(); }
 
   // The pool linked a backend to this client (it was Waiting).
-  void on_backend_linked(Backend* b);
+  void on_backend_linked(PooledBackend* b) override;
   // The backend finished preparing (session parameters applied).
   void on_backend_ready();
   // The backend is done with this client's transaction (ReadyForQuery 'I').
@@ -84,14 +75,12 @@ class Client final : public Conn {
   }
 
   // Fails the client: FATAL ErrorResponse (when err.message is set) and close.
-  void fail(Reason why, const pg::ErrorFields& err);
+  void fail(Reason why, const pg::ErrorFields& err) override;
   // Housekeeping: login and wait timeouts; shutdown.
-  void check_timeouts(uint64_t now);
-  void on_shutdown();
+  void check_timeouts(uint64_t now) override;
+  void on_shutdown() override;
   // A cancel request for this client arrived.
-  void cancel_running_query();
-
-  pool::ListNode state_node;
+  void cancel_running_query() override;
 
  protected:
   void on_readable() override;
@@ -136,22 +125,16 @@ class Client final : public Conn {
   void add_to_backend(const std::string& server_name, std::string& out);
   void push_synthetic(pool::ResponseTracker::Entry e);
   void finish(Reason why);
-  void set_state(ClientState s);
   // Metrics: a request message begins or ends a query (Query, Sync, FunctionCall).
   void note_request(char type);
   void query_done_metrics(char tx_status);
 
-  uint64_t id_;
-  ClientState state_ = ClientState::Login;
-  uint64_t state_since_ = 0;
   Login login_ = Login::Startup;
   bool over_limit_;
   PeerAddress peer_;  // IP address (none for unix sockets): auth rate limiting
   bool sent_ssl_answer_ = false;
   bool welcome_sent_ = false;
   bool counted_ = false;
-  std::string user_name_;
-  std::string database_;
   const UserAuth* user_ = nullptr;
   pool::SessionParams params_;  // desired session parameters
   std::vector<std::pair<std::string, std::string>> startup_params_;
@@ -160,7 +143,6 @@ class Client final : public Conn {
   int32_t cancel_pid_ = 0;
   int32_t cancel_key_ = 0;
 
-  Pool* pool_ = nullptr;
   Backend* backend_ = nullptr;
   bool backend_ready_ = false;
   size_t pass_remaining_ = 0;     // bytes of a message still being relayed
@@ -176,17 +158,11 @@ class Client final : public Conn {
   std::string scratch_;  // rewritten message prefixes
   Reason close_reason_ = Reason::ClientClosed;
 
-  // Metrics (stats_ == nullptr: off). Times are uv_hrtime() nanoseconds.
-  metrics::PoolStats* stats_ = nullptr;
-  uint64_t wait_since_ns_ = 0;
-  uint64_t linked_ns_ = 0;       // when a backend was linked; 0 once used
   uint64_t query_start_ns_ = 0;  // the oldest query not answered yet
   uint64_t tx_start_ns_ = 0;
   uint32_t queries_open_ = 0;  // sent on, ReadyForQuery not yet back
   bool in_cycle_ = false;      // extended-protocol messages before their Sync
   bool in_tx_ = false;
-  bool acquiring_ = false;  // inside Pool::acquire()
-  int64_t connect_time_ = 0;
   bool admin_port_ = false;
   config::ClientTls client_tls_ = config::ClientTls::Disable;
   std::unique_ptr<admin::Session> admin_;

@@ -44,7 +44,7 @@ Pool::Pool(Server& server, config::PoolConfig cfg, std::string backend_user,
   }
 }
 
-bool Pool::obsolete_locked(const Backend* b, size_t closing) const {
+bool Pool::obsolete_locked(const PooledBackend* b, size_t closing) const {
   return b->generation() < generation_ ||
          (retired_ && clients_.load(std::memory_order_relaxed) == 0) ||
          total_ - closing > cfg().size || !host_serves_locked(b->host());
@@ -120,16 +120,16 @@ std::string Pool::no_host_reason_locked() const {
          " server (" + out + ")";
 }
 
-void Pool::push_idle_locked(int worker, Backend* b) {
+void Pool::push_idle_locked(int worker, PooledBackend* b) {
   idle_[static_cast<size_t>(worker)].push_back(b);
   if (b->host() != nullptr) ++b->host()->idle;
 }
 
-void Pool::erased_idle_locked(Backend* b) {
+void Pool::erased_idle_locked(PooledBackend* b) {
   if (b->host() != nullptr) --b->host()->idle;
 }
 
-Backend* Pool::take_idle_locked(int worker, std::vector<Backend*>& obsolete) {
+PooledBackend* Pool::take_idle_locked(int worker, std::vector<PooledBackend*>& obsolete) {
   auto& idle = idle_[static_cast<size_t>(worker)];
   if (current_.size() <= 1) {
     while (!idle.empty() && obsolete_locked(idle.back(), obsolete.size())) {
@@ -138,7 +138,7 @@ Backend* Pool::take_idle_locked(int worker, std::vector<Backend*>& obsolete) {
       idle.pop_back();
     }
     if (idle.empty()) return nullptr;
-    Backend* b = idle.back();
+    PooledBackend* b = idle.back();
     idle.pop_back();
     erased_idle_locked(b);
     return b;
@@ -163,7 +163,7 @@ Backend* Pool::take_idle_locked(int worker, std::vector<Backend*>& obsolete) {
       best = i;
     }
   }
-  Backend* b = idle[best];
+  PooledBackend* b = idle[best];
   idle.erase(idle.begin() + static_cast<std::ptrdiff_t>(best));
   erased_idle_locked(b);
   return b;
@@ -179,11 +179,11 @@ std::vector<Pool::HostRow> Pool::host_rows() {
   return rows;
 }
 
-void Pool::acquire(Worker& w, Client& c) {
-  Backend* b = nullptr;
+void Pool::acquire(Worker& w, PooledClient& c) {
+  PooledBackend* b = nullptr;
   bool connect = false;
   int donor = -1;
-  std::vector<Backend*> obsolete;
+  std::vector<PooledBackend*> obsolete;
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (!paused_) b = take_idle_locked(w.id(), obsolete);
@@ -213,7 +213,7 @@ void Pool::acquire(Worker& w, Client& c) {
       }
     }
   }
-  for (Backend* o : obsolete) o->terminate(Reason::BackendObsolete);
+  for (PooledBackend* o : obsolete) o->terminate(Reason::BackendObsolete);
   if (b != nullptr) {
     c.on_backend_linked(b);
   } else if (connect) {
@@ -255,7 +255,7 @@ Pool::Waiter Pool::pop_waiter(int worker) {
   return wt;
 }
 
-void Pool::release(Worker& w, Backend* b) {
+void Pool::release(Worker& w, PooledBackend* b) {
   const uint64_t now = w.now_ms();
   const auto lifetime = static_cast<uint64_t>(cfg().server_lifetime.count());
   if (lifetime > 0 && now - b->created_ms() >= lifetime) {
@@ -266,7 +266,7 @@ void Pool::release(Worker& w, Backend* b) {
     b->terminate(Reason::Shutdown);
     return;
   }
-  Client* local = nullptr;
+  PooledClient* local = nullptr;
   Waiter remote{-1, 0, 0};
   bool obsolete = false;
   {
@@ -289,9 +289,9 @@ void Pool::release(Worker& w, Backend* b) {
       }
       if (mine.empty()) break;  // idle here: the other worker's own backends serve its queue
       Waiter wt = pop_waiter(w.id());
-      Client* c = w.find_client(wt.client_id);
+      PooledClient* c = w.find_client(wt.client_id);
       if (c != nullptr && c->state() == ClientState::Waiting && c->pool() == this &&
-          c->backend() == nullptr) {
+          c->pooled_backend() == nullptr) {
         local = c;
         break;
       }
@@ -309,7 +309,7 @@ void Pool::release(Worker& w, Backend* b) {
   }
 }
 
-void Pool::backend_gone(Worker& w, Backend* b) {
+void Pool::backend_gone(Worker& w, PooledBackend* b) {
   {
     std::lock_guard<std::mutex> lk(mu_);
     auto& idle = idle_[static_cast<size_t>(w.id())];
@@ -358,7 +358,7 @@ void Pool::start_connect(Worker& w, uint64_t client_id) {
   launch(w, client_id, 0);
 }
 
-bool Pool::retry_connect(Worker& w, Backend* failed, uint64_t client_id) {
+bool Pool::retry_connect(Worker& w, PooledBackend* failed, uint64_t client_id) {
   {
     std::lock_guard<std::mutex> lk(mu_);
     fill_choices_locked(true);
@@ -392,7 +392,7 @@ void Pool::launch(Worker& w, uint64_t client_id, uint64_t exclude) {
     if (index < 64) exclude |= uint64_t{1} << index;
     if (ps != nullptr) ps->connect_attempts.add();
     err.clear();
-    Backend* b = Backend::connect(w, *this, *host, client_id, exclude, err);
+    PooledBackend* b = open_backend(w, *this, *host, client_id, exclude, err);
     err = log::one_line(err.c_str());
     if (b != nullptr || err.empty()) return;  // connecting, or failed and handled
     {
@@ -414,7 +414,7 @@ void Pool::launch(Worker& w, uint64_t client_id, uint64_t exclude) {
     --owned_[static_cast<size_t>(w.id())];
   }
   LOG_WARN("backend connect for pool %s failed: %s", label_.c_str(), err.c_str());
-  if (Client* c = client_id != 0 ? w.find_client(client_id) : nullptr) {
+  if (PooledClient* c = client_id != 0 ? w.find_client(client_id) : nullptr) {
     pg::ErrorFields e;
     e.severity = "FATAL";
     e.sqlstate = std::string(pg::sqlstate::kUnableToConnect);
@@ -424,19 +424,19 @@ void Pool::launch(Worker& w, uint64_t client_id, uint64_t exclude) {
 }
 
 void Pool::donate(Worker& w) {
-  Backend* b = nullptr;
-  std::vector<Backend*> obsolete;
+  PooledBackend* b = nullptr;
+  std::vector<PooledBackend*> obsolete;
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (waiting_ == 0) return;
     b = take_idle_locked(w.id(), obsolete);
   }
-  for (Backend* o : obsolete) o->terminate(Reason::BackendObsolete);
+  for (PooledBackend* o : obsolete) o->terminate(Reason::BackendObsolete);
   if (b != nullptr) release(w, b);
 }
 
 void Pool::housekeep(Worker& w, uint64_t now) {
-  std::vector<std::pair<Backend*, Reason>> to_close;
+  std::vector<std::pair<PooledBackend*, Reason>> to_close;
   int to_open = 0;
   const config::PoolConfig& pc = cfg();
   {
@@ -447,7 +447,7 @@ void Pool::housekeep(Worker& w, uint64_t now) {
     const auto idle_timeout = static_cast<uint64_t>(pc.server_idle_timeout.count());
     const auto lifetime = static_cast<uint64_t>(pc.server_lifetime.count());
     for (auto it = idle.begin(); it != idle.end();) {
-      Backend* b = *it;
+      PooledBackend* b = *it;
       if (obsolete_locked(b, to_close.size())) {
         to_close.emplace_back(b, Reason::BackendObsolete);
       } else if (lifetime > 0 && now - b->created_ms() >= lifetime) {
@@ -479,7 +479,7 @@ void Pool::housekeep(Worker& w, uint64_t now) {
   // The safety net of acquire()'s rule: idle backends here while clients of
   // another worker have waited too long.
   for (;;) {
-    Backend* b = nullptr;
+    PooledBackend* b = nullptr;
     {
       std::lock_guard<std::mutex> lk(mu_);
       auto& idle = idle_[static_cast<size_t>(w.id())];
@@ -497,13 +497,13 @@ void Pool::housekeep(Worker& w, uint64_t now) {
 }
 
 void Pool::close_idle(Worker& w) {
-  std::vector<Backend*> idle;
+  std::vector<PooledBackend*> idle;
   {
     std::lock_guard<std::mutex> lk(mu_);
     idle.swap(idle_[static_cast<size_t>(w.id())]);
-    for (Backend* b : idle) erased_idle_locked(b);
+    for (PooledBackend* b : idle) erased_idle_locked(b);
   }
-  for (Backend* b : idle) b->terminate(Reason::Shutdown);
+  for (PooledBackend* b : idle) b->terminate(Reason::Shutdown);
 }
 
 bool Pool::welcome(pool::SessionParams& out) {
@@ -558,7 +558,7 @@ uint64_t Pool::generation() {
 }
 
 void Pool::kick(Worker& w) {
-  std::vector<Backend*> obsolete;
+  std::vector<PooledBackend*> obsolete;
   {
     std::lock_guard<std::mutex> lk(mu_);
     auto& idle = idle_[static_cast<size_t>(w.id())];
@@ -572,7 +572,7 @@ void Pool::kick(Worker& w) {
       }
     }
   }
-  for (Backend* b : obsolete) b->terminate(Reason::BackendObsolete);
+  for (PooledBackend* b : obsolete) b->terminate(Reason::BackendObsolete);
   // This worker's idle backends to the waiters: each gets one chance
   // (release() may keep it idle, e.g. for another worker's fresh waiter).
   size_t chances = 0;
@@ -581,7 +581,7 @@ void Pool::kick(Worker& w) {
     chances = idle_[static_cast<size_t>(w.id())].size();
   }
   for (; chances > 0; --chances) {
-    Backend* b = nullptr;
+    PooledBackend* b = nullptr;
     {
       std::lock_guard<std::mutex> lk(mu_);
       auto& idle = idle_[static_cast<size_t>(w.id())];

@@ -23,8 +23,8 @@
 
 namespace sqlmux {
 
-class Backend;
-class Client;
+class PooledBackend;
+class PooledClient;
 class HostStatus;
 class Server;
 class Worker;
@@ -66,13 +66,13 @@ class Pool {
 
   // The client needs a backend: hands it an idle one, opens a new one, or
   // queues it (FIFO).
-  void acquire(Worker& w, Client& c);
+  void acquire(Worker& w, PooledClient& c);
   // The client stopped waiting (left, timed out).
   void cancel_wait(Worker& w, uint64_t client_id);
   // A clean, idle backend: to the first waiter, or to this worker's idle list.
-  void release(Worker& w, Backend* b);
+  void release(Worker& w, PooledBackend* b);
   // A backend of this pool is gone (closed or failed to connect).
-  void backend_gone(Worker& w, Backend* b);
+  void backend_gone(Worker& w, PooledBackend* b);
   // Another worker asked for one of this worker's idle backends.
   void donate(Worker& w);
   // Open a backend for client_id on this worker (a slot is reserved).
@@ -80,7 +80,7 @@ class Pool {
   // A connect for client_id failed: tries the next usable host not yet
   // tried, in the same slot. False when none is left (the caller fails the
   // client); true when the retry took the slot over.
-  [[nodiscard]] bool retry_connect(Worker& w, Backend* failed, uint64_t client_id);
+  [[nodiscard]] bool retry_connect(Worker& w, PooledBackend* failed, uint64_t client_id);
   // Timeouts of idle backends on this worker; min_idle upkeep.
   void housekeep(Worker& w, uint64_t now);
   // Shutdown: close this worker's idle backends.
@@ -157,13 +157,13 @@ class Pool {
   [[nodiscard]] std::string no_host_reason_locked() const;
   // Takes the idle backend of this worker that should serve next (its
   // host least busy); obsolete ones found on the way go to `obsolete`.
-  Backend* take_idle_locked(int worker, std::vector<Backend*>& obsolete);
-  void push_idle_locked(int worker, Backend* b);
-  void erased_idle_locked(Backend* b);
+  PooledBackend* take_idle_locked(int worker, std::vector<PooledBackend*>& obsolete);
+  void push_idle_locked(int worker, PooledBackend* b);
+  void erased_idle_locked(PooledBackend* b);
 
   // With mu_ held: whether `b` must close instead of being reused, when
   // `closing` other backends are already on their way out.
-  [[nodiscard]] bool obsolete_locked(const Backend* b, size_t closing) const;
+  [[nodiscard]] bool obsolete_locked(const PooledBackend* b, size_t closing) const;
 
   Server& server_;
   std::atomic<const config::PoolConfig*> cfg_{nullptr};
@@ -180,7 +180,7 @@ class Pool {
   // first waiter has waited kHandoverAfterMs longer.
   std::vector<std::deque<Waiter>> waiters_;
   size_t waiting_ = 0;
-  std::vector<std::vector<Backend*>> idle_;  // per worker
+  std::vector<std::vector<PooledBackend*>> idle_;  // per worker
   // Backends of this pool living on each worker, in any state. A waiting
   // client asks another worker for an idle backend only when its own worker
   // has none that will come free, or its queue has waited too long.

@@ -10,6 +10,8 @@
 #include <cstring>
 
 #include "daemon/admin.h"
+#include "daemon/backend.h"
+#include "daemon/client.h"
 #include "daemon/log.h"
 #include "daemon/pool_manager.h"
 #include "daemon/server.h"
@@ -98,7 +100,7 @@ void Worker::drain_inbox() {
         m.pool->donate(*this);
         break;
       case InboxMsg::Kind::Cancel:
-        if (Client* c = find_client(m.client_id)) c->cancel_running_query();
+        if (PooledClient* c = find_client(m.client_id)) c->cancel_running_query();
         break;
       case InboxMsg::Kind::Shutdown:
         begin_shutdown();
@@ -147,18 +149,18 @@ void Worker::run_deferred() {
   if (!stopping_) uv_idle_stop(&idle_);
 }
 
-Client* Worker::find_client(uint64_t id) {
+PooledClient* Worker::find_client(uint64_t id) {
   auto it = by_id_.find(id);
   return it == by_id_.end() ? nullptr : it->second;
 }
 
-void Worker::client_created(Client* c) {
+void Worker::client_created(PooledClient* c) {
   by_id_.emplace(c->id(), c);
   clients_[static_cast<int>(c->state())].push_back(c);
   if (stats_ != nullptr) stats_->clients[static_cast<int>(c->state())].inc();
 }
 
-void Worker::client_destroyed(Client* c) {
+void Worker::client_destroyed(PooledClient* c) {
   clients_[static_cast<int>(c->state())].remove(c);
   if (stats_ != nullptr) client_state_metrics(c, c->state(), ClientState::Count);
   by_id_.erase(c->id());
@@ -167,7 +169,7 @@ void Worker::client_destroyed(Client* c) {
   }
 }
 
-void Worker::set_client_state(Client* c, ClientState s) {
+void Worker::set_client_state(PooledClient* c, ClientState s) {
   clients_[static_cast<int>(c->state())].remove(c);
   clients_[static_cast<int>(s)].push_back(c);
   if (stats_ != nullptr) client_state_metrics(c, c->state(), s);
@@ -175,7 +177,7 @@ void Worker::set_client_state(Client* c, ClientState s) {
 
 // The gauges mirror the state lists: a client in Login (or without a pool)
 // counts on the worker, others on their pool. to == Count: destroyed.
-void Worker::client_state_metrics(Client* c, ClientState from, ClientState to) {
+void Worker::client_state_metrics(PooledClient* c, ClientState from, ClientState to) {
   metrics::PoolStats* const ps = c->stats_;
   auto gauge = [&](ClientState s) -> metrics::Gauge& {
     return s != ClientState::Login && ps != nullptr ? ps->clients[static_cast<int>(s)]
@@ -194,7 +196,7 @@ void Worker::client_state_metrics(Client* c, ClientState from, ClientState to) {
   }
 }
 
-void Worker::set_backend_state(Backend* b, BackendState s) {
+void Worker::set_backend_state(PooledBackend* b, BackendState s) {
   auto& from = backends_[static_cast<int>(b->state())];
   const bool listed = from.contains(b);
   if (listed) from.remove(b);
@@ -205,7 +207,7 @@ void Worker::set_backend_state(Backend* b, BackendState s) {
   }
 }
 
-void Worker::backend_left(Backend* b) {
+void Worker::backend_left(PooledBackend* b) {
   auto& l = backends_[static_cast<int>(b->state())];
   if (l.contains(b)) {
     l.remove(b);
@@ -264,10 +266,10 @@ void Worker::on_tick(uv_timer_t* h) {
 void Worker::housekeeping() {
   uint64_t now = now_ms();
   for (int s : {static_cast<int>(ClientState::Login), static_cast<int>(ClientState::Waiting)}) {
-    clients_[s].for_each([&](Client* c) { c->check_timeouts(now); });
+    clients_[s].for_each([&](PooledClient* c) { c->check_timeouts(now); });
   }
   backends_[static_cast<int>(BackendState::Connecting)].for_each(
-      [&](Backend* b) { b->check_timeouts(now); });
+      [&](PooledBackend* b) { b->check_timeouts(now); });
   if (!shutting_down_) server_.for_each_pool([&](Pool& p) { p.housekeep(*this, now); });
   run_deferred();
 }
@@ -278,7 +280,7 @@ void Worker::begin_shutdown() {
   // Listeners stay open until stop(): a client that connects now gets
   // FATAL 57P03 (as from PostgreSQL shutting down), not a hanging socket.
   for (int s = 0; s < static_cast<int>(ClientState::Count); ++s) {
-    clients_[s].for_each([](Client* c) { c->on_shutdown(); });
+    clients_[s].for_each([](PooledClient* c) { c->on_shutdown(); });
   }
   server_.for_each_pool([&](Pool& p) { p.close_idle(*this); });
 }
@@ -288,7 +290,7 @@ void Worker::stop() {
   stopping_ = true;
   begin_shutdown();
   for (int s = 0; s < static_cast<int>(ClientState::Count); ++s) {
-    clients_[s].for_each([](Client* c) {
+    clients_[s].for_each([](PooledClient* c) {
       pg::ErrorFields e;
       e.severity = "FATAL";
       e.sqlstate = std::string(pg::sqlstate::kAdminShutdown);
@@ -298,7 +300,7 @@ void Worker::stop() {
   }
   server_.for_each_pool([&](Pool& p) { p.close_idle(*this); });
   for (int s = 0; s < static_cast<int>(BackendState::Count); ++s) {
-    backends_[s].for_each([](Backend* b) { b->terminate(Reason::Shutdown); });
+    backends_[s].for_each([](PooledBackend* b) { b->terminate(Reason::Shutdown); });
   }
   for (auto* h : listeners_) {
     uv_close(reinterpret_cast<uv_handle_t*>(h),

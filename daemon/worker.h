@@ -11,8 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "daemon/backend.h"
-#include "daemon/client.h"
+#include "daemon/pooled.h"
 #include "daemon/metrics.h"
 #include "pool/intrusive_list.h"
 
@@ -39,7 +38,7 @@ struct InboxMsg {
   };
   Kind kind;
   Pool* pool = nullptr;
-  Backend* backend = nullptr;
+  PooledBackend* backend = nullptr;
   uint64_t client_id = 0;
   std::shared_ptr<admin::Job> job = nullptr;
 };
@@ -68,14 +67,14 @@ class Worker {
   void defer_error(Conn* c);
   void defer_close(Conn* c);
 
-  [[nodiscard]] Client* find_client(uint64_t id);
-  void client_created(Client* c);
-  void client_destroyed(Client* c);
+  [[nodiscard]] PooledClient* find_client(uint64_t id);
+  void client_created(PooledClient* c);
+  void client_destroyed(PooledClient* c);
   // The one place a client's state changes.
-  void set_client_state(Client* c, ClientState s);
-  void set_backend_state(Backend* b, BackendState s);
+  void set_client_state(PooledClient* c, ClientState s);
+  void set_backend_state(PooledBackend* b, BackendState s);
   // The backend leaves this worker (moved away or destroyed).
-  void backend_left(Backend* b);
+  void backend_left(PooledBackend* b);
 
   [[nodiscard]] size_t client_count(ClientState s) const {
     return clients_[static_cast<int>(s)].size();
@@ -108,7 +107,7 @@ class Worker {
   void begin_shutdown();
   void stop();
   void accept_from(int fd);
-  void client_state_metrics(Client* c, ClientState from, ClientState to);
+  void client_state_metrics(PooledClient* c, ClientState from, ClientState to);
 
   Server& server_;
   int id_;
@@ -128,9 +127,9 @@ class Worker {
   std::vector<Conn*> deferred_errors_;
   std::vector<Conn*> deferred_closes_;
 
-  std::unordered_map<uint64_t, Client*> by_id_;
-  pool::IntrusiveList<Client, &Client::state_node> clients_[static_cast<int>(ClientState::Count)];
-  pool::IntrusiveList<Backend, &Backend::state_node>
+  std::unordered_map<uint64_t, PooledClient*> by_id_;
+  pool::IntrusiveList<PooledClient, &PooledClient::state_node> clients_[static_cast<int>(ClientState::Count)];
+  pool::IntrusiveList<PooledBackend, &PooledBackend::state_node>
       backends_[static_cast<int>(BackendState::Count)];
   bool shutting_down_ = false;
   bool stopping_ = false;
