@@ -7,6 +7,7 @@
 #include "daemon/hosts.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
+#include "daemon/my_backend.h"
 #include "daemon/pool_manager.h"
 #include "daemon/server.h"
 #include "daemon/worker.h"
@@ -181,8 +182,7 @@ void PooledBackend::on_closed() {
 PooledBackend* open_backend(Worker& w, Pool& pool, PoolHost& host, uint64_t for_client,
                             uint64_t tried, std::string& error) {
   if (pool.cfg().protocol == config::Protocol::Mysql) {
-    error = "MySQL backends are not implemented yet";
-    return nullptr;
+    return MyBackend::connect(w, pool, host, for_client, tried, error);
   }
   return Backend::connect(w, pool, host, for_client, tried, error);
 }

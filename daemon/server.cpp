@@ -100,14 +100,14 @@ const UserAuth* Server::find_user(std::string_view name) const {
   return it == users.end() ? nullptr : &it->second;
 }
 
-Pool* Server::find_pool(std::string_view database, const UserAuth& user) {
+Pool* Server::find_pool(std::string_view database, const UserAuth& user, config::Protocol proto) {
   // Under pools_mu_: a reload swaps the configuration and retires pools
   // while holding it, so a removed pool is never handed out.
   std::lock_guard<std::mutex> lk(pools_mu_);
-  const config::PoolConfig* pc = config().find_pool(database, config::Protocol::Postgres);
+  const config::PoolConfig* pc = config().find_pool(database, proto);
   if (pc == nullptr) return nullptr;
   std::string owner = pc->user ? std::string() : user.cfg.name;
-  auto key = std::make_pair(pc->name, owner);
+  auto key = std::make_pair(pool_key(*pc), owner);
   auto it = pools_.find(key);
   if (it != pools_.end()) return it->second.get();
   std::string be_user = pc->user ? *pc->user : user.cfg.name;
@@ -117,6 +117,20 @@ Pool* Server::find_pool(std::string_view database, const UserAuth& user) {
   Pool* raw = pool.get();
   pools_.emplace(key, std::move(pool));
   return raw;
+}
+
+std::string Server::pool_key(const config::PoolConfig& pc) {
+  return pc.protocol == config::Protocol::Mysql ? "mysql:" + pc.name : pc.name;
+}
+
+std::string Server::mysql_version() {
+  std::lock_guard<std::mutex> lk(version_mu_);
+  return mysql_version_;
+}
+
+void Server::set_mysql_version(const std::string& v) {
+  std::lock_guard<std::mutex> lk(version_mu_);
+  mysql_version_ = v;
 }
 
 void Server::for_each_pool(const std::function<void(Pool&)>& f) {
@@ -161,17 +175,13 @@ bool Server::open_listeners(std::vector<int>& fds) {
   // bound to; the others are opened here. Unused passed sockets are closed.
   sd::PassedSockets passed = sd::PassedSockets::from_environment();
   for (const auto& l : config().listeners) {
-    if (l.protocol != config::Protocol::Postgres) {
-      LOG_WARN("listener %s: protocol %s is not served yet; skipped", l.listen.text.c_str(),
-               std::string(config::to_string(l.protocol)).c_str());
-      continue;
-    }
     std::string how;
     if (int pfd = passed.take(l.listen, how); pfd >= 0) {
       LOG_INFO("listening on %s (%s): socket from systemd (%s)", l.listen.text.c_str(),
                std::string(config::to_string(l.protocol)).c_str(), how.c_str());
       fds.push_back(pfd);
       listen_tls_.push_back(l.client_tls);
+      listen_proto_.push_back(l.protocol);
       continue;
     }
     int fd = -1;
@@ -227,6 +237,7 @@ bool Server::open_listeners(std::vector<int>& fds) {
              std::string(config::to_string(l.protocol)).c_str());
     fds.push_back(fd);
     listen_tls_.push_back(l.client_tls);
+    listen_proto_.push_back(l.protocol);
   }
   passed.close_unused();
   if (fds.empty()) {
@@ -259,7 +270,7 @@ int Server::run() {
   for (int i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(*this, i));
   for (auto& w : workers_) {
     for (size_t i = 0; i < listen_fds_.size(); ++i) {
-      w->add_listener(listen_fds_[i], false, listen_tls_[i]);
+      w->add_listener(listen_fds_[i], false, listen_tls_[i], listen_proto_[i]);
     }
     // The console offers TLS whenever [tls] is configured.
     if (admin_fd_ >= 0) {
@@ -270,8 +281,8 @@ int Server::run() {
   // Pools with a fixed server login exist from the start, so that min_idle
   // opens their connections before the first client arrives.
   for (const auto& pc : cfg.pools) {
-    if (pc.protocol != config::Protocol::Postgres || !pc.user) continue;
-    auto key = std::make_pair(pc.name, std::string());
+    if (!pc.user) continue;
+    auto key = std::make_pair(pool_key(pc), std::string());
     pools_.emplace(key, std::make_unique<Pool>(*this, pc, *pc.user,
                                                pc.password ? *pc.password : std::string(), n));
   }

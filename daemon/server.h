@@ -68,7 +68,14 @@ class Server {
   [[nodiscard]] AuthLimiter& auth_limiter() { return auth_limiter_; }
   // The pool serving `database` for `user` (created on first use for pools
   // that log in as the client's own user); nullptr when there is none.
-  [[nodiscard]] Pool* find_pool(std::string_view database, const UserAuth& user);
+  [[nodiscard]] Pool* find_pool(std::string_view database, const UserAuth& user,
+                                config::Protocol proto = config::Protocol::Postgres);
+  // The key of a pool in pools_: its name, prefixed "mysql:" for MySQL pools.
+  [[nodiscard]] static std::string pool_key(const config::PoolConfig& pc);
+  // The version string MySQL clients are greeted with: the last one a MySQL
+  // backend sent (any thread).
+  [[nodiscard]] std::string mysql_version();
+  void set_mysql_version(const std::string& v);
   void for_each_pool(const std::function<void(Pool&)>& f);
 
   // max_client_conn accounting.
@@ -138,7 +145,10 @@ class Server {
   ReloadHooks reload_hooks_;
   HostRegistry hosts_;  // before the pools, which point into it
   tls::Ctx tls_ctx_;
-  std::vector<config::ClientTls> listen_tls_;        // per entry of listen_fds_
+  std::vector<config::ClientTls> listen_tls_;   // per entry of listen_fds_
+  std::vector<config::Protocol> listen_proto_;  // per entry of listen_fds_
+  std::mutex version_mu_;
+  std::string mysql_version_;                        // under version_mu_
   std::set<std::string, std::less<>> paused_pools_;  // under pools_mu_
   bool all_paused_ = false;                          // under pools_mu_
   uv_async_t shutdown_async_{};

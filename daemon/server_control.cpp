@@ -145,7 +145,7 @@ void Server::set_paused(const std::string& pool, bool paused) {
 
 void Server::apply_pools(const config::Config& next) {
   for (auto& [key, p] : pools_) {
-    const config::PoolConfig* pc = next.find_pool(p->cfg().name, config::Protocol::Postgres);
+    const config::PoolConfig* pc = next.find_pool(p->cfg().name, p->cfg().protocol);
     if (pc == nullptr) {
       if (!p->retired())
         LOG_INFO("reload: pool %s removed: no new clients; closes when its clients leave",
@@ -158,8 +158,8 @@ void Server::apply_pools(const config::Config& next) {
   }
   // Pools with a fixed server login exist from the start (min_idle).
   for (const auto& pc : next.pools) {
-    if (pc.protocol != config::Protocol::Postgres || !pc.user) continue;
-    auto key = std::make_pair(pc.name, std::string());
+    if (!pc.user) continue;
+    auto key = std::make_pair(pool_key(pc), std::string());
     if (pools_.contains(key)) continue;
     auto pool = std::make_unique<Pool>(*this, pc, *pc.user,
                                        pc.password ? *pc.password : std::string(), worker_count());

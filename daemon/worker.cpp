@@ -13,6 +13,7 @@
 #include "daemon/backend.h"
 #include "daemon/client.h"
 #include "daemon/log.h"
+#include "daemon/my_client.h"
 #include "daemon/pool_manager.h"
 #include "daemon/server.h"
 
@@ -43,8 +44,9 @@ Worker::~Worker() {
   assert(by_id_.empty());
 }
 
-void Worker::add_listener(int fd, bool admin, config::ClientTls tls) {
+void Worker::add_listener(int fd, bool admin, config::ClientTls tls, config::Protocol proto) {
   if (admin) admin_fds_.push_back(fd);
+  if (proto == config::Protocol::Mysql) mysql_fds_.push_back(fd);
   tls_modes_.emplace_back(fd, tls);
   auto* h = new uv_poll_t;
   uv_poll_init_socket(&loop_, h, fd);
@@ -244,6 +246,18 @@ void Worker::accept_from(int lfd) {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // fails harmlessly on unix sockets
     bool over = !server_.try_add_client();  // counted either way; uncounted on close
+    if (std::find(mysql_fds_.begin(), mysql_fds_.end(), lfd) != mysql_fds_.end()) {
+      auto* mc = new MyClient(*this, fd, server_.next_client_id(), over,
+                              PeerAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss)));
+      client_created(mc);
+      if (!mc->attach()) {
+        LOG_ERROR("cannot poll client socket");
+        mc->close();
+      } else {
+        mc->start();
+      }
+      continue;
+    }
     auto* c = new Client(*this, fd, server_.next_client_id(), over,
                          PeerAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss)));
     if (std::find(admin_fds_.begin(), admin_fds_.end(), lfd) != admin_fds_.end())

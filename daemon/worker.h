@@ -11,8 +11,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "daemon/pooled.h"
 #include "daemon/metrics.h"
+#include "daemon/pooled.h"
 #include "pool/intrusive_list.h"
 
 namespace sqlmux {
@@ -51,7 +51,8 @@ class Worker {
   ~Worker();
 
   // admin: the admin console's listener (its clients log in to "sqlmux").
-  void add_listener(int fd, bool admin = false, config::ClientTls tls = config::ClientTls::Disable);
+  void add_listener(int fd, bool admin = false, config::ClientTls tls = config::ClientTls::Disable,
+                    config::Protocol proto = config::Protocol::Postgres);
   void start();  // runs the loop on a new thread
   void join();
 
@@ -124,11 +125,13 @@ class Worker {
   std::vector<uv_poll_t*> listeners_;
   std::vector<int> admin_fds_;
   std::vector<std::pair<int, config::ClientTls>> tls_modes_;  // listener fd -> client_tls
+  std::vector<int> mysql_fds_;                                // listeners speaking MySQL
   std::vector<Conn*> deferred_errors_;
   std::vector<Conn*> deferred_closes_;
 
   std::unordered_map<uint64_t, PooledClient*> by_id_;
-  pool::IntrusiveList<PooledClient, &PooledClient::state_node> clients_[static_cast<int>(ClientState::Count)];
+  pool::IntrusiveList<PooledClient, &PooledClient::state_node>
+      clients_[static_cast<int>(ClientState::Count)];
   pool::IntrusiveList<PooledBackend, &PooledBackend::state_node>
       backends_[static_cast<int>(BackendState::Count)];
   bool shutting_down_ = false;

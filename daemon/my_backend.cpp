@@ -1,0 +1,710 @@
+#include "daemon/my_backend.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cassert>
+#include <cerrno>
+#include <cstring>
+
+#include "daemon/log.h"
+#include "daemon/metrics.h"
+#include "daemon/my_client.h"
+#include "daemon/pool_manager.h"
+#include "daemon/server.h"
+#include "daemon/worker.h"
+#include "protocol/mysql_auth.h"
+#include "protocol/mysql_command.h"
+#include "protocol/mysql_response.h"
+
+namespace sqlmux {
+
+namespace {
+constexpr size_t kReadChunk = 64 * 1024;
+constexpr uint32_t kMaxLoginPacket = 1u << 20;
+// The charset sqlmux logs in with (utf8mb4_general_ci); clients get theirs
+// restored with the other session variables.
+constexpr uint8_t kLoginCharset = 45;
+// What sqlmux asks of the server. CLIENT_MYSQL (bit 0) set: no MariaDB
+// extended capabilities; no DEPRECATE_EOF (most clients use EOF packets).
+constexpr uint64_t kWantedCaps =
+    my::cap::kLongPassword | my::cap::kLongFlag | my::cap::kConnectWithDb | my::cap::kLocalFiles |
+    my::cap::kProtocol41 | my::cap::kTransactions | my::cap::kSecureConnection |
+    my::cap::kMultiStatements | my::cap::kMultiResults | my::cap::kPsMultiResults |
+    my::cap::kPluginAuth | my::cap::kPluginAuthLenencData | my::cap::kSessionTrack;
+constexpr std::string_view kSetupSql =
+    "SET SESSION session_track_system_variables='*', session_track_schema=ON, "
+    "session_track_state_change=ON, session_track_transaction_info='CHARACTERISTICS'";
+
+std::string command_payload(my::Command c, std::string_view arg) {
+  std::string out;
+  my::encode_command(out, c, arg);
+  return out;
+}
+}  // namespace
+
+MyBackend* MyBackend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t for_client,
+                              uint64_t tried, std::string& error) {
+  const config::Address& addr = where.address;
+  if (addr.kind != config::Address::Kind::Tcp) {
+    error = "MySQL backends are reached over TCP";
+    return nullptr;
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  const std::string port = std::to_string(addr.port == 0 ? 3306 : addr.port);
+  if (int rc = ::getaddrinfo(addr.host.c_str(), port.c_str(), &hints, &res);
+      rc != 0 || res == nullptr) {
+    error = std::string("cannot resolve ") + addr.host + ": " + gai_strerror(rc);
+    return nullptr;
+  }
+  int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    error = strerror(errno);
+    ::freeaddrinfo(res);
+    return nullptr;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  const int rc = ::connect(fd, res->ai_addr, res->ai_addrlen);
+  const int err = errno;
+  ::freeaddrinfo(res);
+  if (rc != 0 && err != EINPROGRESS) {
+    error = strerror(err);
+    ::close(fd);
+    return nullptr;
+  }
+  auto* b = new MyBackend(w, pool, fd);
+  b->for_client_ = for_client;
+  b->address_ = addr.text;
+  b->host_ = &where;
+  b->tried_ = tried;
+  w.set_backend_state(b, BackendState::Connecting);
+  if (!b->attach()) {
+    b->connect_failed("cannot poll the backend socket");
+    error.clear();
+    return nullptr;
+  }
+  b->want_read(false);
+  b->want_write(true);  // writable = connected (or failed: SO_ERROR says)
+  return b;
+}
+
+MyBackend::MyBackend(Worker& w, Pool& pool, int fd) : PooledBackend(w, pool, fd, true, 0) {}
+
+PooledClient* MyBackend::pooled_client() const {
+  return client_;
+}
+
+// --- login ----------------------------------------------------------------------
+
+void MyBackend::on_poll_writable() {
+  if (state_ != BackendState::Connecting || login_ != Login::Tcp) return;
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  if (err != 0) {
+    connect_failed(strerror(err));
+    return;
+  }
+  login_ = Login::Greeting;
+  want_write(false);
+  want_read(true);
+}
+
+void MyBackend::send_payload(std::string_view payload, uint8_t seq) {
+  scratch_.clear();
+  my::put_packet(scratch_, seq, payload);
+  send(scratch_.data(), scratch_.size());
+}
+
+bool MyBackend::send_auth_response(std::string_view plugin, std::string_view scramble,
+                                   uint8_t seq) {
+  const std::string& password = pool_.backend_password();
+  std::string data;
+  if (plugin == my::kNativePassword) {
+    data = my::auth::native_password_response(password, scramble.substr(0, my::kScrambleLen));
+  } else if (plugin == my::kCachingSha2Password) {
+    data = my::auth::caching_sha2_response(password, scramble.substr(0, my::kScrambleLen));
+  } else {
+    connect_failed("the server asks for authentication plugin " + std::string(plugin) +
+                   ", which sqlmux does not speak (use mysql_native_password)");
+    return false;
+  }
+  auth_plugin_ = std::string(plugin);
+  send_payload(data, seq);
+  return true;
+}
+
+void MyBackend::drive_login() {
+  while (!closing() && state_ == BackendState::Connecting && !internal_running_) {
+    my::Packet p;
+    size_t used = 0;
+    switch (my::decode_packet(in_.data(), in_.size(), kMaxLoginPacket, p, used)) {
+      case my::Decode::NeedMore:
+        return;
+      case my::Decode::Malformed:
+        connect_failed("malformed packet from the server during login");
+        return;
+      case my::Decode::Complete:
+        break;
+    }
+    const bool ok = login_packet(p.payload(), p.last_seq());
+    in_.consume(used);
+    if (!ok) return;
+  }
+  if (internal_running_ && !in_.empty()) process_internal();
+}
+
+bool MyBackend::login_packet(std::string_view payload, uint8_t seq) {
+  const uint8_t first = payload.empty() ? 0 : static_cast<uint8_t>(payload[0]);
+  if (first == my::kErrHeader) {
+    my::ErrPacket e;
+    connect_failed(my::decode_err(payload, e)
+                       ? "server refused the login: " + std::to_string(e.code) + " " + e.message
+                       : std::string("server refused the login"));
+    return false;
+  }
+  const uint8_t next = static_cast<uint8_t>(seq + 1);
+  switch (login_) {
+    case Login::Greeting: {
+      if (!my::decode_greeting(payload, greeting_)) {
+        connect_failed("malformed greeting from the server");
+        return false;
+      }
+      pid_ = static_cast<int>(greeting_.connection_id);
+      worker_->server().set_mysql_version(greeting_.server_version);
+      caps_ = kWantedCaps & greeting_.capabilities & 0xFFFFFFFFull;
+      if ((caps_ & my::cap::kProtocol41) == 0 || (caps_ & my::cap::kSecureConnection) == 0) {
+        connect_failed("the server does not speak protocol 4.1 with secure authentication");
+        return false;
+      }
+      my::HandshakeResponse r;
+      r.max_packet = my::kMaxPacketLimit;
+      r.charset = kLoginCharset;
+      r.username = pool_.backend_user();
+      r.database = pool_.cfg().database;
+      if (r.database.empty()) caps_ &= ~my::cap::kConnectWithDb;
+      r.capabilities = caps_;
+      std::string plugin =
+          greeting_.auth_plugin.empty() ? std::string(my::kNativePassword) : greeting_.auth_plugin;
+      if (plugin != my::kCachingSha2Password) plugin = std::string(my::kNativePassword);
+      r.auth_plugin = plugin;
+      const std::string& pw = pool_.backend_password();
+      r.auth_response = plugin == my::kCachingSha2Password
+                            ? my::auth::caching_sha2_response(pw, greeting_.scramble)
+                            : my::auth::native_password_response(pw, greeting_.scramble);
+      auth_plugin_ = plugin;
+      std::string out;
+      my::encode_handshake_response(out, r);
+      send_payload(out, next);
+      login_ = Login::Auth;
+      return true;
+    }
+    case Login::Auth: {
+      if (first == my::kOkHeader) {
+        login_ = Login::Setup;
+        queue(Step::Setup, command_payload(my::Command::Query, kSetupSql));
+        return true;
+      }
+      if (first == my::kEofHeader) {
+        my::AuthSwitchRequest sw;
+        if (!my::decode_auth_switch(payload, sw)) {
+          connect_failed("malformed AuthSwitchRequest from the server");
+          return false;
+        }
+        greeting_.scramble = sw.data;
+        return send_auth_response(sw.plugin, sw.data, next);
+      }
+      if (first == my::kAuthMoreDataHeader && auth_plugin_ == my::kCachingSha2Password) {
+        my::CachingSha2Status st;
+        if (my::decode_caching_sha2_status(payload, st)) {
+          if (st == my::CachingSha2Status::FastAuthSuccess) return true;  // an OK follows
+          if (st == my::CachingSha2Status::PerformFullAuth) {
+            send_payload(std::string_view("\x02", 1), next);  // request the public key
+            login_ = Login::PublicKey;
+            return true;
+          }
+        }
+      }
+      connect_failed("unexpected packet from the server during login");
+      return false;
+    }
+    case Login::PublicKey: {
+      std::string_view pem;
+      if (!my::decode_auth_more_data(payload, pem)) {
+        connect_failed("malformed public key from the server");
+        return false;
+      }
+      auto enc = my::auth::rsa_encrypt_password(pool_.backend_password(), greeting_.scramble, pem);
+      if (!enc) {
+        connect_failed("cannot encrypt the password with the server's public key");
+        return false;
+      }
+      send_payload(*enc, next);
+      login_ = Login::Auth;
+      return true;
+    }
+    default:
+      connect_failed("unexpected packet from the server during login");
+      return false;
+  }
+}
+
+// --- sqlmux's own commands ---------------------------------------------------------
+
+void MyBackend::queue(Step s, std::string payload) {
+  steps_.push_back({s, std::move(payload)});
+  if (!internal_running_) run_next();
+}
+
+void MyBackend::run_next() {
+  if (steps_.empty()) {
+    internal_running_ = false;
+    return;
+  }
+  internal_running_ = true;
+  const Internal& st = steps_.front();
+  const auto cmd = static_cast<uint8_t>(st.payload.empty() ? 0 : st.payload[0]);
+  my::ResponseKind kind = my::ResponseKind::Simple;
+  if (!my::response_kind_for(cmd, kind)) kind = my::ResponseKind::Simple;
+  reader_.emplace(kind, caps_, status_);
+  send_payload(st.payload, 0);
+}
+
+void MyBackend::process_internal() {
+  while (internal_running_ && !closing()) {
+    my::Packet p;
+    size_t used = 0;
+    switch (my::decode_packet(in_.data(), in_.size(), my::kMaxPacketLimit, p, used)) {
+      case my::Decode::NeedMore:
+        return;
+      case my::Decode::Malformed:
+        fail(Reason::BackendProtocolError, "malformed packet from the server");
+        return;
+      case my::Decode::Complete:
+        break;
+    }
+    const std::string payload(p.payload());
+    in_.consume(used);
+    const my::Step s = reader_->feed(payload);
+    if (s == my::Step::Malformed || s == my::Step::LocalInfile) {
+      fail(Reason::BackendProtocolError, "unexpected response to sqlmux's own command");
+      return;
+    }
+    if (reader_->role() == my::PacketRole::Ok) note_ok(payload, false);
+    if (s == my::Step::Done) {
+      status_ = reader_->status();
+      if (reader_->error()) {
+        my::ErrPacket e = *reader_->error();
+        internal_done(false, &e);
+      } else {
+        internal_done(true, nullptr);
+      }
+    }
+  }
+}
+
+void MyBackend::internal_done(bool ok, const my::ErrPacket* err) {
+  Internal done = std::move(steps_.front());
+  steps_.pop_front();
+  reader_.reset();
+  if (!ok) {
+    LOG_WARN("mysql backend %d (pool %s): %s failed: %u %s", pid_, pool_.label().c_str(),
+             done.step == Step::Setup    ? "session setup"
+             : done.step == Step::Reset  ? "COM_RESET_CONNECTION"
+             : done.step == Step::InitDb ? "COM_INIT_DB"
+                                         : "restoring session variables",
+             err != nullptr ? err->code : 0, err != nullptr ? err->message.c_str() : "");
+    steps_.clear();
+    internal_running_ = false;
+    if ((done.step == Step::InitDb || done.step == Step::Restore) && client_ != nullptr &&
+        state_ == BackendState::Active) {
+      // The client's state cannot be had here: its command gets the error.
+      std::string payload;
+      if (err != nullptr) {
+        my::encode_err(payload, *err);
+      } else {
+        my::encode_err(payload, my::ErrorCode::UnknownError, "cannot restore the session");
+      }
+      dirty_ = true;
+      MyClient* c = client_;
+      c->on_restore_failed(payload);
+      return;
+    }
+    if (state_ == BackendState::Connecting) {
+      connect_failed("session setup failed: " + (err != nullptr ? err->message : std::string()));
+    } else {
+      fail(Reason::ServerResetFailed, err != nullptr ? err->message : "internal command failed");
+    }
+    return;
+  }
+  switch (done.step) {
+    case Step::Setup:
+      vars_ = pool::MySessionVars();
+      if (auto cs = pool::charset_by_id(kLoginCharset)) vars_.set_charset(*cs);
+      if (state_ == BackendState::Connecting) {
+        if (pool_.cfg().database.empty()) {
+          schema_.reset();
+        } else {
+          schema_ = pool_.cfg().database;
+        }
+        login_ = Login::Done;
+        internal_running_ = false;
+        want_read(true);
+        connect_succeeded();
+        return;
+      }
+      break;
+    case Step::Reset:
+      dirty_ = false;
+      schema_.reset();  // unknown after a reset: the next client's is set again
+      break;
+    case Step::InitDb:
+      break;
+    case Step::Restore:
+      if (client_ != nullptr) vars_ = client_->vars();
+      break;
+  }
+  if (!steps_.empty()) {
+    run_next();
+    return;
+  }
+  internal_running_ = false;
+  const AfterSteps then = after_steps_;
+  after_steps_ = AfterSteps::Ready;
+  if (state_ == BackendState::Resetting) {
+    release_to_pool();
+  } else if (client_ != nullptr && state_ == BackendState::Active) {
+    if (then == AfterSteps::ResponseDone) {
+      client_->on_response_done(status_, false);
+    } else {
+      client_->on_backend_ready();
+    }
+  }
+}
+
+// --- linking and relaying ---------------------------------------------------------
+
+void MyBackend::link(MyClient* c) {
+  assert(client_ == nullptr);
+  client_ = c;
+  set_state(BackendState::Active);
+  if (c->schema() && c->schema() != schema_) {
+    queue(Step::InitDb, command_payload(my::Command::InitDb, *c->schema()));
+    schema_ = c->schema();
+  }
+  std::string set = pool::restore_statement(vars_, c->vars());
+  LOG_DEBUG("mysql backend %d linked to client %llu%s%s", pid_,
+            static_cast<unsigned long long>(c->id()), set.empty() ? "" : ": ", set.c_str());
+  if (!set.empty()) queue(Step::Restore, command_payload(my::Command::Query, set));
+  if (!internal_running_) c->on_backend_ready();
+}
+
+void MyBackend::send_command(const uint8_t* wire, size_t n, uint8_t command, uint8_t seq,
+                             bool expects_response) {
+  assert(client_ != nullptr && !internal_running_);
+  command_ = command;
+  linger_ = false;
+  // The command's chunks keep their ids; the reply continues from the last.
+  my::PacketExtent ext;
+  if (my::peek_packet(wire, n, my::kMaxPacketLimit, ext) != my::Decode::Complete) {
+    fail(Reason::Internal, "command framing");
+    return;
+  }
+  backend_seq_ = static_cast<uint8_t>(ext.last_seq + 1);
+  client_seq_ = backend_seq_;
+  (void)seq;
+  send(wire, n);
+  if (!expects_response) {
+    reader_.reset();
+    return;
+  }
+  my::ResponseKind kind = my::ResponseKind::Simple;
+  if (!my::response_kind_for(command, kind)) kind = my::ResponseKind::Simple;
+  reader_.emplace(kind, caps_, status_);
+  if (!in_.empty()) relay();
+}
+
+void MyBackend::send_infile(std::string_view payload, bool last) {
+  if (!infile_) return;
+  scratch_.clear();
+  uint8_t seq = backend_seq_;
+  my::put_packet(scratch_, seq, payload);
+  backend_seq_ = seq;
+  client_seq_ = seq;
+  send(scratch_.data(), scratch_.size());
+  if (last) infile_ = false;
+}
+
+void MyBackend::note_ok(std::string_view payload, bool to_client) {
+  my::OkPacket ok;
+  if (!my::decode_ok(payload, caps_, ok)) return;
+  status_ = ok.status;
+  // LAST_INSERT_ID(), ROW_COUNT() and SHOW WARNINGS answer from this
+  // connection: the client keeps it for its next command.
+  if (ok.last_insert_id != 0 || ok.affected_rows != 0 || ok.warnings != 0) linger_ = true;
+  if (!ok.has_session_state) return;
+  vars_.apply(ok.session_state);
+  if (ok.session_state.schema) schema_ = *ok.session_state.schema;
+  if (to_client && client_ != nullptr) {
+    client_->on_session_change(ok.session_state, pool::pin_reason(ok));
+  }
+}
+
+void MyBackend::relay() {
+  const bool client_deprecate_eof =
+      client_ != nullptr && (client_->caps() & my::cap::kDeprecateEof) != 0;
+  const bool client_tracks = client_ != nullptr && (client_->caps() & my::cap::kSessionTrack) != 0;
+  std::string out;
+  std::vector<std::string> translated;
+  bool done = false;
+  bool infile = false;
+  while (reader_ && !closing()) {
+    my::PacketExtent ext;
+    switch (my::peek_packet(in_.data(), in_.size(), my::kMaxPacketLimit, ext)) {
+      case my::Decode::NeedMore:
+        break;
+      case my::Decode::Malformed:
+        fail(Reason::BackendProtocolError, "malformed packet from the server");
+        return;
+      case my::Decode::Complete:
+        goto have_packet;
+    }
+    break;
+  have_packet:
+    std::string joined;
+    std::string_view payload;
+    if (ext.chunks == 1) {
+      payload = std::string_view(reinterpret_cast<const char*>(in_.data()) + my::kHeaderLen,
+                                 ext.payload_len);
+    } else {
+      my::join_payload(in_.data(), ext, joined);
+      payload = joined;
+    }
+    const my::Step s = reader_->feed(payload);
+    if (s == my::Step::Malformed) {
+      fail(Reason::BackendProtocolError, "malformed response from the server");
+      return;
+    }
+    backend_seq_ = static_cast<uint8_t>(ext.last_seq + 1);
+    const my::PacketRole role = reader_->role();
+    bool sent = false;
+    if (role == my::PacketRole::Ok || role == my::PacketRole::Terminator) {
+      if (role == my::PacketRole::Ok) note_ok(payload, !draining_);
+      if (role == my::PacketRole::Ok && !client_tracks && !draining_ &&
+          (reader_->status() & my::status::kSessionStateChanged) != 0) {
+        // A client without CLIENT_SESSION_TRACK gets the OK without trackers.
+        my::OkPacket ok;
+        if (my::decode_ok(payload, caps_, ok)) {
+          ok.has_session_state = false;
+          ok.session_state = {};
+          ok.status = static_cast<uint16_t>(ok.status & ~my::status::kSessionStateChanged);
+          std::string re;
+          my::encode_ok(re, ok, client_->caps());
+          my::put_packet(out, client_seq_, re);
+          sent = true;
+        }
+      }
+    }
+    if (!sent && !draining_) {
+      if (my::translate_for_client(*reader_, payload, client_deprecate_eof, translated)) {
+        for (const auto& t : translated) my::put_packet(out, client_seq_, t);
+      } else {
+        my::put_packet(out, client_seq_, payload);
+      }
+    }
+    in_.consume(ext.wire_len);
+    if (s == my::Step::LocalInfile) {
+      infile = true;
+      break;
+    }
+    if (s == my::Step::Done) {
+      done = true;
+      break;
+    }
+    if (out.size() >= kReadChunk && client_ != nullptr) {
+      client_->deliver(out);
+      out.clear();
+    }
+  }
+  if (!out.empty() && client_ != nullptr && !draining_) client_->deliver(out);
+  if (infile) {
+    infile_ = true;
+    if (draining_) {
+      // Nobody sends the file: an empty packet ends it.
+      send_infile({}, true);
+    } else if (client_ != nullptr) {
+      client_->on_infile_requested();
+    }
+    return;
+  }
+  if (done) response_done();
+}
+
+void MyBackend::response_done() {
+  status_ = reader_->status();
+  const bool linger = linger_ || reader_->warnings() != 0;
+  linger_ = false;
+  reader_.reset();
+  if (draining_) {
+    draining_ = false;
+    client_gone();
+    return;
+  }
+  if (command_ == static_cast<uint8_t>(my::Command::ResetConnection) && client_ != nullptr) {
+    // The server's session is fresh again: tracking is turned on again
+    // before the client's turn ends.
+    schema_.reset();
+    dirty_ = false;
+    client_->reset_session_state();
+    after_steps_ = AfterSteps::ResponseDone;
+    queue(Step::Setup, command_payload(my::Command::Query, kSetupSql));
+    return;
+  }
+  if (client_ != nullptr) client_->on_response_done(status_, linger);
+}
+
+void MyBackend::unlink() {
+  LOG_DEBUG("mysql backend %d unlinked from client %llu", pid_,
+            static_cast<unsigned long long>(client_ != nullptr ? client_->id() : 0));
+  client_ = nullptr;
+  if ((status_ & my::status::kInTrans) != 0) dirty_ = true;
+  release_to_pool();
+}
+
+void MyBackend::release_to_pool() {
+  if (dirty_) {
+    set_state(BackendState::Resetting);
+    queue(Step::Reset, command_payload(my::Command::ResetConnection, {}));
+    queue(Step::Setup, command_payload(my::Command::Query, kSetupSql));
+    return;
+  }
+  set_state(BackendState::Idle);
+  pool_.release(*worker_, this);
+}
+
+void MyBackend::client_gone() {
+  if (reader_ || infile_) {
+    draining_ = true;  // read the response to its end first
+    if (infile_) send_infile({}, true);
+    return;
+  }
+  client_ = nullptr;
+  dirty_ = true;
+  if (internal_running_) {
+    // Restoring for a client that left: finish, then reset.
+    steps_.clear();
+    set_state(BackendState::Resetting);
+    steps_.push_back({Step::Reset, command_payload(my::Command::ResetConnection, {})});
+    steps_.push_back({Step::Setup, command_payload(my::Command::Query, kSetupSql)});
+    return;
+  }
+  release_to_pool();
+}
+
+void MyBackend::became_idle() {
+  if (state_ != BackendState::Idle) set_state(BackendState::Idle);
+  want_read(true);
+  if (!in_.empty()) process_idle();
+}
+
+void MyBackend::process_idle() {
+  // An idle server sends nothing; anything (an ERR before it closes) ends it.
+  my::Packet p;
+  size_t used = 0;
+  if (my::decode_packet(in_.data(), in_.size(), kMaxLoginPacket, p, used) == my::Decode::NeedMore) {
+    return;
+  }
+  my::ErrPacket e;
+  fail(Reason::BackendDied,
+       my::decode_err(p.payload(), e) ? e.message : std::string("unexpected packet"));
+}
+
+void MyBackend::on_readable() {
+  switch (read_into(in_, kReadChunk)) {
+    case ReadResult::Data:
+      break;
+    case ReadResult::Again:
+      return;
+    case ReadResult::Eof:
+      if (state_ == BackendState::Connecting) {
+        connect_failed("server closed the connection during login");
+      } else {
+        fail(Reason::BackendDied, "server closed the connection unexpectedly");
+      }
+      return;
+    case ReadResult::Error:
+      if (state_ == BackendState::Connecting) {
+        connect_failed(strerror(last_errno_));
+      } else {
+        fail(Reason::BackendDied, strerror(last_errno_));
+      }
+      return;
+  }
+  if (state_ == BackendState::Connecting && !internal_running_) {
+    drive_login();
+    return;
+  }
+  if (internal_running_) {
+    process_internal();
+    if (internal_running_ || closing()) return;
+  }
+  if (reader_) {
+    relay();
+  } else if (!in_.empty()) {
+    if (state_ == BackendState::Idle || client_ != nullptr) process_idle();
+  }
+}
+
+void MyBackend::on_writable() {
+  if (client_ != nullptr) client_->resume_reading();
+}
+
+// --- ending --------------------------------------------------------------------------
+
+void MyBackend::fail(Reason why, const std::string& detail) {
+  if (closing()) return;
+  LOG_WARN("mysql backend %d (pool %s) failed: %s: %s", pid_, pool_.label().c_str(),
+           std::string(to_string(why)).c_str(), detail.c_str());
+  if (client_ != nullptr) {
+    MyClient* c = client_;
+    client_ = nullptr;
+    if (reader_ || internal_running_ || infile_) {
+      c->on_backend_failed(why, detail, reader_ ? client_seq_ : uint8_t{1});
+    } else {
+      c->on_backend_lost_idle();
+    }
+  }
+  terminate(why);
+}
+
+void MyBackend::terminate(Reason why) {
+  if (closing()) return;
+  LOG_DEBUG("mysql backend %d closing: %s", pid_, std::string(to_string(why)).c_str());
+  if (stats_ != nullptr && metrics::is_server_error(why)) {
+    stats_->server_errors[static_cast<int>(why)].add();
+  }
+  if (state_ != BackendState::Connecting && !reader_ && !internal_running_ && out_.empty()) {
+    send_payload(command_payload(my::Command::Quit, {}), 0);
+  }
+  client_ = nullptr;
+  set_state(BackendState::Closing);
+  close();
+  pool_.backend_gone(*worker_, this);
+}
+
+void MyBackend::on_io_error(int err) {
+  if (state_ == BackendState::Connecting) {
+    connect_failed(strerror(err));
+    return;
+  }
+  fail(Reason::BackendDied, strerror(err));
+}
+
+}  // namespace sqlmux

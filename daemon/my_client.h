@@ -1,0 +1,118 @@
+// A MySQL / MariaDB client connection: greeting, authentication, then its
+// commands relayed to whichever backend serves it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "daemon/auth_limiter.h"
+#include "daemon/pooled.h"
+#include "pool/my_session.h"
+#include "protocol/mysql_packet.h"
+
+namespace sqlmux {
+
+class MyBackend;
+struct UserAuth;
+
+class MyClient final : public PooledClient {
+ public:
+  MyClient(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer);
+  ~MyClient() override;
+
+  // Sends the greeting (or ERR 1040 over max_client_conn).
+  void start();
+
+  [[nodiscard]] PooledBackend* pooled_backend() const override;
+  [[nodiscard]] MyBackend* backend() const { return backend_; }
+  void on_backend_linked(PooledBackend* b) override;
+  void fail(Reason why, const pg::ErrorFields& err) override;
+  void check_timeouts(uint64_t now) override;
+  void on_shutdown() override;
+
+  // Capabilities negotiated with this client.
+  [[nodiscard]] uint64_t caps() const { return caps_; }
+  [[nodiscard]] config::PoolMode mode() const;
+  // The session state this client's statements made (what a backend must
+  // have before serving it), and its schema.
+  [[nodiscard]] const pool::MySessionVars& vars() const { return vars_; }
+  [[nodiscard]] const std::optional<std::string>& schema() const { return schema_; }
+
+  // --- from the backend ---
+  // The backend has the client's state: the pending command goes out.
+  void on_backend_ready();
+  // The backend could not take the client's state: `err` answers the
+  // pending command.
+  void on_restore_failed(const std::string& err_payload);
+  // Relayed response packets (framed, renumbered).
+  bool deliver(std::string_view wire) { return send(wire.data(), wire.size()); }
+  // The server's OK carried session-state changes (already decoded).
+  void on_session_change(const my::SessionState& st, pool::MyPinReason pin);
+  // The server asked for a LOCAL INFILE file: the client's next packets are
+  // its contents, ended by an empty packet.
+  void on_infile_requested() { infile_ = true; }
+  // The response to the client's command is complete. `status`: the
+  // server's status flags after it.
+  void on_response_done(uint16_t status, bool linger);
+  // The backend failed under this client (mid-command): ERR and close.
+  // `seq`: the id the client expects next.
+  void on_backend_failed(Reason why, const std::string& detail, uint8_t seq);
+  // The backend's socket drained: read the client again.
+  void resume_reading() {
+    if (!closing()) want_read(true);
+  }
+  // The backend died while the client was between commands.
+  void on_backend_lost_idle();
+  // After COM_RESET_CONNECTION: the state of a fresh login again.
+  void reset_session_state();
+  [[nodiscard]] bool pinned() const { return pin_ != pool::MyPinReason::None; }
+  void pin(pool::MyPinReason why);
+
+ protected:
+  void on_readable() override;
+  void on_io_error(int err) override;
+  void on_closed() override;
+
+ private:
+  void process_input();
+  bool handle_handshake_response(std::string_view payload, uint8_t seq);
+  bool handle_auth_switch_reply(std::string_view payload, uint8_t seq);
+  bool check_password(std::string_view plugin, std::string_view response);
+  void auth_succeeded(uint8_t seq);
+  void auth_failed(uint8_t seq);
+  bool handle_command(const uint8_t* wire, size_t wire_len, std::string_view payload, uint8_t seq);
+  void need_backend();
+  void send_err(uint8_t seq, my::ErrorCode code, std::string_view message);
+  void send_ok(uint8_t seq);
+  // Sends ERR and closes (one exit path for a failed client).
+  void disconnect(Reason why, uint8_t seq, my::ErrorCode code, const std::string& message);
+  void finish(Reason why);
+
+  enum class Login { Handshake, AuthSwitch, Done };
+  Login login_ = Login::Handshake;
+  bool over_limit_;
+  PeerAddress peer_;
+  bool counted_ = true;
+  std::string scramble_;
+  uint64_t caps_ = 0;
+  uint8_t charset_ = 0;
+  std::string login_db_;
+  const UserAuth* user_ = nullptr;
+
+  MyBackend* backend_ = nullptr;
+  std::string pending_;  // the command waiting for a backend (wire bytes)
+  uint8_t pending_cmd_ = 0;
+  uint8_t pending_seq_ = 0;
+  bool pending_response_ = true;
+  bool infile_ = false;
+  bool in_flight_ = false;        // a command was sent; its response is not complete
+  bool calc_found_rows_ = false;  // the command in flight has SQL_CALC_FOUND_ROWS
+  bool linger_ = false;  // keep the backend for the next command (LAST_INSERT_ID, warnings)
+  pool::MyPinReason pin_ = pool::MyPinReason::None;
+  pool::MySessionVars vars_;
+  std::optional<std::string> schema_;
+  std::string scratch_;
+};
+
+}  // namespace sqlmux
