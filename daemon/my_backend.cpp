@@ -346,14 +346,12 @@ void MyBackend::internal_done(bool ok, const my::ErrPacket* err) {
   }
   switch (done.step) {
     case Step::Setup:
-      vars_ = pool::MySessionVars();
+      // Fresh variables (after a login, or after COM_RESET_CONNECTION,
+      // which keeps the schema and the handshake's charset).
+      vars_.clear_vars();
       if (auto cs = pool::charset_by_id(kLoginCharset)) vars_.set_charset(*cs);
       if (state_ == BackendState::Connecting) {
-        if (pool_.cfg().database.empty()) {
-          schema_.reset();
-        } else {
-          schema_ = pool_.cfg().database;
-        }
+        if (!pool_.cfg().database.empty()) vars_.schema = pool_.cfg().database;
         login_ = Login::Done;
         internal_running_ = false;
         want_read(true);
@@ -363,12 +361,16 @@ void MyBackend::internal_done(bool ok, const my::ErrPacket* err) {
       break;
     case Step::Reset:
       dirty_ = false;
-      schema_.reset();  // unknown after a reset: the next client's is set again
       break;
     case Step::InitDb:
+      if (client_ != nullptr) vars_.schema = client_->vars().schema;
       break;
     case Step::Restore:
-      if (client_ != nullptr) vars_ = client_->vars();
+      if (client_ != nullptr) {
+        auto schema = vars_.schema;  // set by COM_INIT_DB, or not settable
+        vars_ = client_->vars();
+        vars_.schema = schema;
+      }
       break;
   }
   if (!steps_.empty()) {
@@ -395,11 +397,11 @@ void MyBackend::link(MyClient* c) {
   assert(client_ == nullptr);
   client_ = c;
   set_state(BackendState::Active);
-  if (c->schema() && c->schema() != schema_) {
-    queue(Step::InitDb, command_payload(my::Command::InitDb, *c->schema()));
-    schema_ = c->schema();
+  if (auto db = pool::schema_to_restore(vars_.schema, c->vars().schema)) {
+    queue(Step::InitDb, command_payload(my::Command::InitDb, *db));
   }
-  std::string set = pool::restore_statement(vars_, c->vars());
+  std::string set = pool::restore_statement(vars_, c->vars(), nullptr,
+                                            (status_ & my::status::kNoBackslashEscapes) != 0);
   LOG_DEBUG("mysql backend %d linked to client %llu%s%s", pid_,
             static_cast<unsigned long long>(c->id()), set.empty() ? "" : ": ", set.c_str());
   if (!set.empty()) queue(Step::Restore, command_payload(my::Command::Query, set));
@@ -411,6 +413,14 @@ void MyBackend::send_command(const uint8_t* wire, size_t n, uint8_t command, uin
   assert(client_ != nullptr && !internal_running_);
   command_ = command;
   linger_ = false;
+  report_ = {};
+  if (command == static_cast<uint8_t>(my::Command::Query) && n > my::kHeaderLen + 1) {
+    // The first chunk holds the statement's start, which is all it takes.
+    const std::string_view q(reinterpret_cast<const char*>(wire) + my::kHeaderLen + 1,
+                             std::min<size_t>(n - my::kHeaderLen - 1, 4096));
+    report_.set_statement = pool::is_set_statement(q);
+    report_.names_collation = pool::set_names_collation(q);
+  }
   // The command's chunks keep their ids; the reply continues from the last.
   my::PacketExtent ext;
   if (my::peek_packet(wire, n, my::kMaxPacketLimit, ext) != my::Decode::Complete) {
@@ -450,11 +460,9 @@ void MyBackend::note_ok(std::string_view payload, bool to_client) {
   // connection: the client keeps it for its next command.
   if (ok.last_insert_id != 0 || ok.affected_rows != 0 || ok.warnings != 0) linger_ = true;
   if (!ok.has_session_state) return;
-  vars_.apply(ok.session_state);
-  if (ok.session_state.schema) schema_ = *ok.session_state.schema;
-  if (to_client && client_ != nullptr) {
-    client_->on_session_change(ok.session_state, pool::pin_reason(ok));
-  }
+  if (!to_client) return;  // sqlmux's own commands: see internal_done
+  pool::apply_report(vars_, ok, report_);
+  if (client_ != nullptr) client_->on_session_change(ok, report_);
 }
 
 void MyBackend::relay() {
@@ -560,7 +568,6 @@ void MyBackend::response_done() {
   if (command_ == static_cast<uint8_t>(my::Command::ResetConnection) && client_ != nullptr) {
     // The server's session is fresh again: tracking is turned on again
     // before the client's turn ends.
-    schema_.reset();
     dirty_ = false;
     client_->reset_session_state();
     after_steps_ = AfterSteps::ResponseDone;

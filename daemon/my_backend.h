@@ -52,8 +52,7 @@ class MyBackend final : public PooledBackend {
   // Session state that cannot move to another connection was made here.
   void mark_dirty() { dirty_ = true; }
 
-  pool::MySessionVars& vars() { return vars_; }
-  [[nodiscard]] const std::optional<std::string>& schema() const { return schema_; }
+  [[nodiscard]] const pool::MySessionVars& vars() const { return vars_; }
 
  protected:
   void on_readable() override;
@@ -110,7 +109,7 @@ class MyBackend final : public PooledBackend {
   bool linger_ = false;      // the response left per-statement state (see note_ok)
 
   pool::MySessionVars vars_;
-  std::optional<std::string> schema_;
+  pool::SessionReport report_;  // how to read the reports of the command in flight
 };
 
 }  // namespace sqlmux

@@ -142,6 +142,15 @@ void MyClient::on_readable() {
 }
 
 void MyClient::process_input() {
+  // Answers can end inside a command's handling (STMT_CLOSE has none): the
+  // outer call goes on with the next packet once this one is consumed.
+  if (processing_) return;
+  processing_ = true;
+  process_packets();
+  processing_ = false;
+}
+
+void MyClient::process_packets() {
   while (!closing() && !in_.empty()) {
     // A command in flight (or waiting for a backend) is answered first;
     // only a LOCAL INFILE file is read meanwhile.
@@ -319,15 +328,14 @@ void MyClient::auth_succeeded(uint8_t seq) {
 
 void MyClient::reset_session_state() {
   vars_ = pool::MySessionVars();
-  auto cs = pool::charset_by_id(charset_);
-  if (!cs) cs = pool::charset_by_id(kGreetingCharset);
-  if (cs) vars_.set_charset(*cs);
+  // An id MariaDB does not know (255, MySQL 8's default) gets the server's
+  // global charset: the variables stay unset (=DEFAULT when restored).
+  if (auto cs = pool::charset_by_id(charset_)) vars_.set_charset(*cs);
   if (!login_db_.empty() && pool_ != nullptr) {
-    schema_ = pool_->cfg().database.empty() ? login_db_ : pool_->cfg().database;
-  } else {
-    schema_.reset();
+    vars_.schema = pool_->cfg().database.empty() ? login_db_ : pool_->cfg().database;
   }
-  pin_ = pool::MyPinReason::None;
+  pin_ = pool::PinReason::None;
+  long_data_ = false;
   linger_ = false;
 }
 
@@ -381,7 +389,7 @@ bool MyClient::handle_command(const uint8_t* wire, size_t wire_len, std::string_
   if (mode() != config::PoolMode::Session &&
       (cmd == my::Command::StmtPrepare || cmd == my::Command::StmtSendLongData)) {
     // Server-side statements live on one connection: the client stays on it.
-    pin(pool::MyPinReason::PreparedStatement);
+    long_data_ = true;
   }
   // FOUND_ROWS() reads what the previous SELECT SQL_CALC_FOUND_ROWS left on
   // its connection: the one marker of per-statement state a response does
@@ -439,19 +447,21 @@ void MyClient::on_restore_failed(const std::string& err_payload) {
   process_input();
 }
 
-void MyClient::pin(pool::MyPinReason why) {
-  if (pin_ == pool::MyPinReason::None && why != pool::MyPinReason::None) {
-    LOG_DEBUG("mysql client %" PRIu64 " pinned to its server connection: %s", id_,
-              std::string(pool::to_string(why)).c_str());
+void MyClient::on_session_change(const my::OkPacket& ok, const pool::SessionReport& how) {
+  pool::apply_report(vars_, ok, how);
+  const pool::PinReason why = pool::pin_reason(ok);
+  if (why != pool::PinReason::None) {
+    if (pin_ != pool::PinReason::UserState) {
+      if (pin_ == pool::PinReason::None) {
+        LOG_DEBUG("mysql client %" PRIu64 " pinned to its server connection: %s", id_,
+                  std::string(pool::to_string(why)).c_str());
+      }
+      pin_ = why;
+    }
+    if (backend_ != nullptr) backend_->mark_dirty();
+  } else if (pin_ != pool::PinReason::None && pool::pin_released(pin_, ok)) {
+    pin_ = pool::PinReason::None;
   }
-  if (why != pool::MyPinReason::None) pin_ = why;
-}
-
-void MyClient::on_session_change(const my::SessionState& st, pool::MyPinReason why) {
-  vars_.apply(st);
-  if (st.schema) schema_ = *st.schema;
-  if (why != pool::MyPinReason::None) pin(why);
-  if (backend_ != nullptr && why != pool::MyPinReason::None) backend_->mark_dirty();
 }
 
 void MyClient::on_response_done(uint16_t status, bool linger) {

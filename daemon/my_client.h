@@ -37,7 +37,6 @@ class MyClient final : public PooledClient {
   // The session state this client's statements made (what a backend must
   // have before serving it), and its schema.
   [[nodiscard]] const pool::MySessionVars& vars() const { return vars_; }
-  [[nodiscard]] const std::optional<std::string>& schema() const { return schema_; }
 
   // --- from the backend ---
   // The backend has the client's state: the pending command goes out.
@@ -48,7 +47,7 @@ class MyClient final : public PooledClient {
   // Relayed response packets (framed, renumbered).
   bool deliver(std::string_view wire) { return send(wire.data(), wire.size()); }
   // The server's OK carried session-state changes (already decoded).
-  void on_session_change(const my::SessionState& st, pool::MyPinReason pin);
+  void on_session_change(const my::OkPacket& ok, const pool::SessionReport& how);
   // The server asked for a LOCAL INFILE file: the client's next packets are
   // its contents, ended by an empty packet.
   void on_infile_requested() { infile_ = true; }
@@ -66,8 +65,7 @@ class MyClient final : public PooledClient {
   void on_backend_lost_idle();
   // After COM_RESET_CONNECTION: the state of a fresh login again.
   void reset_session_state();
-  [[nodiscard]] bool pinned() const { return pin_ != pool::MyPinReason::None; }
-  void pin(pool::MyPinReason why);
+  [[nodiscard]] bool pinned() const { return pin_ != pool::PinReason::None || long_data_; }
 
  protected:
   void on_readable() override;
@@ -76,6 +74,7 @@ class MyClient final : public PooledClient {
 
  private:
   void process_input();
+  void process_packets();
   bool handle_handshake_response(std::string_view payload, uint8_t seq);
   bool handle_auth_switch_reply(std::string_view payload, uint8_t seq);
   bool check_password(std::string_view plugin, std::string_view response);
@@ -106,12 +105,15 @@ class MyClient final : public PooledClient {
   uint8_t pending_seq_ = 0;
   bool pending_response_ = true;
   bool infile_ = false;
+  bool processing_ = false;       // inside process_input()
   bool in_flight_ = false;        // a command was sent; its response is not complete
   bool calc_found_rows_ = false;  // the command in flight has SQL_CALC_FOUND_ROWS
   bool linger_ = false;  // keep the backend for the next command (LAST_INSERT_ID, warnings)
-  pool::MyPinReason pin_ = pool::MyPinReason::None;
+  pool::PinReason pin_ = pool::PinReason::None;
+  // COM_STMT_SEND_LONG_DATA: the data waits on one server connection for
+  // the statement's EXECUTE; the client stays there for the session.
+  bool long_data_ = false;
   pool::MySessionVars vars_;
-  std::optional<std::string> schema_;
   std::string scratch_;
 };
 
