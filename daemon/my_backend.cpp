@@ -39,6 +39,25 @@ constexpr std::string_view kSetupSql =
     "SET SESSION session_track_system_variables='*', session_track_schema=ON, "
     "session_track_state_change=ON, session_track_transaction_info='CHARACTERISTICS'";
 
+}  // namespace
+
+const char* MyBackend::step_name(Step s) {
+  switch (s) {
+    case Step::Setup:
+      return "session setup";
+    case Step::Reset:
+      return "COM_RESET_CONNECTION";
+    case Step::InitDb:
+      return "COM_INIT_DB";
+    case Step::Restore:
+      return "restoring session variables";
+    case Step::Prepare:
+      return "COM_STMT_PREPARE";
+  }
+  return "internal command";
+}
+
+namespace {
 std::string command_payload(my::Command c, std::string_view arg) {
   std::string out;
   my::encode_command(out, c, arg);
@@ -95,7 +114,21 @@ MyBackend* MyBackend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t f
   return b;
 }
 
-MyBackend::MyBackend(Worker& w, Pool& pool, int fd) : PooledBackend(w, pool, fd, true, 0) {}
+MyBackend::MyBackend(Worker& w, Pool& pool, int fd)
+    : PooledBackend(w, pool, fd, true, 0), statements_(pool.cfg().max_prepared_statements) {}
+
+void MyBackend::prepare_statement(const pool::MyStatementDef& def) {
+  steps_.push_back({Step::Prepare, command_payload(my::Command::StmtPrepare, def.sql), def.key});
+  if (!internal_running_) run_next();
+}
+
+void MyBackend::close_statements(const std::vector<uint32_t>& ids) {
+  for (uint32_t id : ids) {
+    std::string p;
+    my::encode_stmt_close(p, id);
+    send_payload(p, 0);  // COM_STMT_CLOSE has no answer
+  }
+}
 
 PooledClient* MyBackend::pooled_client() const {
   return client_;
@@ -313,18 +346,16 @@ void MyBackend::process_internal() {
 void MyBackend::internal_done(bool ok, const my::ErrPacket* err) {
   Internal done = std::move(steps_.front());
   steps_.pop_front();
+  const my::PrepareOk prepared = reader_ ? reader_->prepare_ok() : my::PrepareOk{};
   reader_.reset();
   if (!ok) {
     LOG_WARN("mysql backend %d (pool %s): %s failed: %u %s", pid_, pool_.label().c_str(),
-             done.step == Step::Setup    ? "session setup"
-             : done.step == Step::Reset  ? "COM_RESET_CONNECTION"
-             : done.step == Step::InitDb ? "COM_INIT_DB"
-                                         : "restoring session variables",
-             err != nullptr ? err->code : 0, err != nullptr ? err->message.c_str() : "");
+             step_name(done.step), err != nullptr ? err->code : 0,
+             err != nullptr ? err->message.c_str() : "");
     steps_.clear();
     internal_running_ = false;
-    if ((done.step == Step::InitDb || done.step == Step::Restore) && client_ != nullptr &&
-        state_ == BackendState::Active) {
+    if ((done.step == Step::InitDb || done.step == Step::Restore || done.step == Step::Prepare) &&
+        client_ != nullptr && state_ == BackendState::Active) {
       // The client's state cannot be had here: its command gets the error.
       std::string payload;
       if (err != nullptr) {
@@ -361,6 +392,10 @@ void MyBackend::internal_done(bool ok, const my::ErrPacket* err) {
       break;
     case Step::Reset:
       dirty_ = false;
+      statements_.clear();  // the server closed them all
+      break;
+    case Step::Prepare:
+      close_statements(statements_.add(done.key, prepared.statement_id, prepared.num_params));
       break;
     case Step::InitDb:
       if (client_ != nullptr) vars_.schema = client_->vars().schema;
@@ -503,6 +538,20 @@ void MyBackend::relay() {
     backend_seq_ = static_cast<uint8_t>(ext.last_seq + 1);
     const my::PacketRole role = reader_->role();
     bool sent = false;
+    if (role == my::PacketRole::PrepareOk && client_ != nullptr && !draining_) {
+      if (const pool::MyStatementDef* def = client_->preparing_def()) {
+        // Transaction mode: recorded here, renumbered for the client.
+        my::PrepareOk pok;
+        if (my::decode_prepare_ok(payload, pok)) {
+          to_close_ = statements_.add(def->key, pok.statement_id, pok.num_params);
+          pok.statement_id = client_->on_prepared(pok);
+          std::string re;
+          my::encode_prepare_ok(re, pok);
+          my::put_packet(out, client_seq_, re);
+          sent = true;
+        }
+      }
+    }
     if (role == my::PacketRole::Ok || role == my::PacketRole::Terminator) {
       if (role == my::PacketRole::Ok) note_ok(payload, !draining_);
       if (role == my::PacketRole::Ok && !client_tracks && !draining_ &&
@@ -557,6 +606,10 @@ void MyBackend::relay() {
 
 void MyBackend::response_done() {
   status_ = reader_->status();
+  if (!to_close_.empty()) {
+    close_statements(to_close_);
+    to_close_.clear();
+  }
   const bool linger = linger_ || reader_->warnings() != 0;
   linger_ = false;
   reader_.reset();
@@ -569,6 +622,7 @@ void MyBackend::response_done() {
     // The server's session is fresh again: tracking is turned on again
     // before the client's turn ends.
     dirty_ = false;
+    statements_.clear();
     client_->reset_session_state();
     after_steps_ = AfterSteps::ResponseDone;
     queue(Step::Setup, command_payload(my::Command::Query, kSetupSql));

@@ -13,6 +13,7 @@
 
 #include "daemon/pooled.h"
 #include "pool/my_session.h"
+#include "pool/my_statements.h"
 #include "protocol/mysql_handshake.h"
 #include "protocol/mysql_reader.h"
 
@@ -53,6 +54,11 @@ class MyBackend final : public PooledBackend {
   void mark_dirty() { dirty_ = true; }
 
   [[nodiscard]] const pool::MySessionVars& vars() const { return vars_; }
+  // Transaction mode: the statements prepared on this connection.
+  [[nodiscard]] pool::MyBackendStatements& statements() { return statements_; }
+  // Prepares a client's statement here before its command (sqlmux's own
+  // COM_STMT_PREPARE); the client's on_backend_ready() runs again after.
+  void prepare_statement(const pool::MyStatementDef& def);
 
  protected:
   void on_readable() override;
@@ -64,10 +70,11 @@ class MyBackend final : public PooledBackend {
   enum class Login { Tcp, Greeting, Auth, PublicKey, Setup, Done };
   // sqlmux's own commands: setting the session up, resetting it, and
   // bringing it to a client's state before the client's command.
-  enum class Step { Setup, Reset, InitDb, Restore };
+  enum class Step { Setup, Reset, InitDb, Restore, Prepare };
   struct Internal {
     Step step;
     std::string payload;
+    std::string key;  // Prepare: the statement's key in statements_
   };
 
   MyBackend(Worker& w, Pool& pool, int fd);
@@ -109,7 +116,12 @@ class MyBackend final : public PooledBackend {
   bool linger_ = false;      // the response left per-statement state (see note_ok)
 
   pool::MySessionVars vars_;
-  pool::SessionReport report_;  // how to read the reports of the command in flight
+  pool::SessionReport report_;
+  pool::MyBackendStatements statements_;
+  void close_statements(const std::vector<uint32_t>& ids);
+  static const char* step_name(Step s);
+  std::vector<uint32_t> to_close_;  // statements to close once the response ends  // how to read
+                                    // the reports of the command in flight
 };
 
 }  // namespace sqlmux

@@ -336,6 +336,7 @@ void MyClient::reset_session_state() {
   }
   pin_ = pool::PinReason::None;
   long_data_ = false;
+  stmts_.clear();
   linger_ = false;
 }
 
@@ -386,10 +387,12 @@ bool MyClient::handle_command(const uint8_t* wire, size_t wire_len, std::string_
     send_ok(next);
     return true;
   }
-  if (mode() != config::PoolMode::Session &&
-      (cmd == my::Command::StmtPrepare || cmd == my::Command::StmtSendLongData)) {
-    // Server-side statements live on one connection: the client stays on it.
-    long_data_ = true;
+  pending_def_.reset();
+  if (mode() != config::PoolMode::Session && my::has_statement_id(payload[0])) {
+    if (!map_statement(cmd, payload, next)) return true;  // answered here
+  } else if (mode() != config::PoolMode::Session && cmd == my::Command::StmtPrepare) {
+    pending_def_ = pool::make_statement_def(payload.substr(1), vars_.schema, 0, 0);
+    preparing_ = true;
   }
   // FOUND_ROWS() reads what the previous SELECT SQL_CALC_FOUND_ROWS left on
   // its connection: the one marker of per-statement state a response does
@@ -405,6 +408,49 @@ bool MyClient::handle_command(const uint8_t* wire, size_t wire_len, std::string_
     need_backend();
   }
   return true;
+}
+
+bool MyClient::map_statement(my::Command cmd, std::string_view payload, uint8_t next) {
+  uint32_t id = 0;
+  if (!my::statement_id_of(payload, id)) {
+    send_err(next, my::ErrorCode::UnknownComError, "Malformed statement command");
+    return false;
+  }
+  const uint32_t resolved = stmts_.resolve(id);
+  auto def = stmts_.find(resolved);
+  if (cmd == my::Command::StmtClose) {
+    stmts_.remove(resolved);  // the servers keep theirs for other clients (bounded)
+    return false;             // no answer
+  }
+  if (def == nullptr) {
+    send_err(next, my::ErrorCode::UnknownStmtHandler,
+             "Unknown prepared statement handler (" + std::to_string(id) + ") given to " +
+                 std::string(my::to_string(cmd)));
+    return false;
+  }
+  if (cmd == my::Command::StmtReset && backend_ == nullptr) {
+    send_ok(next);  // nothing of it is on any server connection now
+    return false;
+  }
+  if (cmd == my::Command::StmtSendLongData) long_data_ = true;
+  if (cmd == my::Command::StmtExecute && def->num_params > 0) {
+    my::StmtExecute e;
+    if (my::decode_stmt_execute(payload, def->num_params, e) && e.new_params_bound) {
+      def->param_types = e.types;
+    }
+  }
+  pending_def_ = std::move(def);
+  return true;
+}
+
+uint32_t MyClient::on_prepared(const my::PrepareOk& ok) {
+  preparing_ = false;
+  if (pending_def_ == nullptr) return ok.statement_id;
+  pending_def_->num_params = ok.num_params;
+  pending_def_->num_columns = ok.num_columns;
+  const uint32_t id = stmts_.add(pending_def_);
+  pending_def_.reset();
+  return id;
 }
 
 void MyClient::need_backend() {
@@ -425,12 +471,49 @@ void MyClient::on_backend_linked(PooledBackend* pb) {
 void MyClient::on_backend_ready() {
   if (pending_.empty() || backend_ == nullptr) return;
   set_state(ClientState::Active);
+  if (pending_def_ != nullptr && !preparing_ && !statement_for_backend()) return;
   std::string cmd;
   cmd.swap(pending_);
   in_flight_ = pending_response_;
   backend_->send_command(reinterpret_cast<const uint8_t*>(cmd.data()), cmd.size(), pending_cmd_,
                          pending_seq_, pending_response_);
   if (!pending_response_ && backend_ != nullptr) on_response_done(0xFFFF, false);
+}
+
+bool MyClient::statement_for_backend() {
+  pool::MyBackendStatements& bs = backend_->statements();
+  const pool::MyBackendStatements::Entry* e = bs.find(pending_def_->key);
+  if (e == nullptr) {
+    backend_->prepare_statement(*pending_def_);  // on_backend_ready() again when done
+    return false;
+  }
+  std::string payload;
+  my::PacketExtent ext;
+  const auto* wire = reinterpret_cast<const uint8_t*>(pending_.data());
+  if (my::peek_packet(wire, pending_.size(), kMaxClientPacket, ext) != my::Decode::Complete) {
+    return false;  // framed by process_packets: cannot happen
+  }
+  my::join_payload(wire, ext, payload);
+  if (!my::rewrite_statement_id(payload, e->backend_id)) return false;
+  if (pending_cmd_ == static_cast<uint8_t>(my::Command::StmtExecute) &&
+      pending_def_->num_params > 0) {
+    my::StmtExecute ex;
+    if (my::decode_stmt_execute(payload, pending_def_->num_params, ex) && ex.new_params_bound) {
+      bs.set_types_bound(pending_def_->key, ex.types);
+    } else if (bs.must_bind(pending_def_->key, pending_def_->param_types)) {
+      std::string bound;
+      if (my::bind_param_types(payload, pending_def_->num_params, pending_def_->param_types,
+                               bound)) {
+        payload.swap(bound);
+        bs.set_types_bound(pending_def_->key, pending_def_->param_types);
+      }
+    }
+  }
+  pending_.clear();
+  uint8_t seq = pending_seq_;
+  my::put_packet(pending_, seq, payload);
+  pending_def_.reset();
+  return true;
 }
 
 void MyClient::on_restore_failed(const std::string& err_payload) {
@@ -466,6 +549,11 @@ void MyClient::on_session_change(const my::OkPacket& ok, const pool::SessionRepo
 
 void MyClient::on_response_done(uint16_t status, bool linger) {
   in_flight_ = false;
+  if (preparing_) {  // the PREPARE failed
+    preparing_ = false;
+    pending_def_.reset();
+    stmts_.prepare_failed();
+  }
   linger = linger || calc_found_rows_;
   calc_found_rows_ = false;
   linger_ = linger;

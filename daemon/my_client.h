@@ -9,7 +9,9 @@
 #include "daemon/auth_limiter.h"
 #include "daemon/pooled.h"
 #include "pool/my_session.h"
+#include "pool/my_statements.h"
 #include "protocol/mysql_packet.h"
+#include "protocol/mysql_response.h"
 
 namespace sqlmux {
 
@@ -65,6 +67,14 @@ class MyClient final : public PooledClient {
   void on_backend_lost_idle();
   // After COM_RESET_CONNECTION: the state of a fresh login again.
   void reset_session_state();
+  // Transaction mode: the server answered the client's COM_STMT_PREPARE;
+  // returns the statement id the client is to see.
+  [[nodiscard]] uint32_t on_prepared(const my::PrepareOk& ok);
+  // The statement the client's COM_STMT_PREPARE in flight defines (null in
+  // session mode, where ids are the server's own).
+  [[nodiscard]] const pool::MyStatementDef* preparing_def() const {
+    return preparing_ ? pending_def_.get() : nullptr;
+  }
   [[nodiscard]] bool pinned() const { return pin_ != pool::PinReason::None || long_data_; }
 
  protected:
@@ -82,6 +92,12 @@ class MyClient final : public PooledClient {
   void auth_failed(uint8_t seq);
   bool handle_command(const uint8_t* wire, size_t wire_len, std::string_view payload, uint8_t seq);
   void need_backend();
+  // Transaction mode: a command naming a statement by the client's id.
+  // False when answered here (or needing no answer).
+  bool map_statement(my::Command cmd, std::string_view payload, uint8_t next);
+  // Rewrites the pending command for the linked backend (its statement id,
+  // parameter types it has not seen); false while the backend prepares it.
+  bool statement_for_backend();
   void send_err(uint8_t seq, my::ErrorCode code, std::string_view message);
   void send_ok(uint8_t seq);
   // Sends ERR and closes (one exit path for a failed client).
@@ -114,6 +130,9 @@ class MyClient final : public PooledClient {
   // the statement's EXECUTE; the client stays there for the session.
   bool long_data_ = false;
   pool::MySessionVars vars_;
+  pool::MyClientStatements stmts_;
+  std::shared_ptr<pool::MyStatementDef> pending_def_;  // of the pending command
+  bool preparing_ = false;                             // the pending command is a COM_STMT_PREPARE
   std::string scratch_;
 };
 
