@@ -266,8 +266,74 @@ bool MyClient::handle_auth_switch_reply(std::string_view payload, uint8_t seq) {
     auth_failed(next);
     return false;
   }
-  auth_succeeded(next);
+  if (changing_user_) {
+    changing_user_ = false;
+    login_ = Login::Done;
+    change_user_done(next);
+  } else {
+    auth_succeeded(next);
+  }
   return !closing();
+}
+
+bool MyClient::change_user(std::string_view payload, uint8_t next) {
+  my::ChangeUser cu;
+  if (!my::decode_change_user(payload, caps_, cu)) {
+    disconnect(Reason::ClientProtocolError, next, my::ErrorCode::HandshakeError,
+               "Malformed COM_CHANGE_USER");
+    return false;
+  }
+  // The session ends as with COM_RESET_CONNECTION: the server connection
+  // (transaction, variables, statements) goes back to the pool, reset.
+  if (backend_ != nullptr) {
+    MyBackend* b = backend_;
+    backend_ = nullptr;
+    b->mark_dirty();
+    b->client_gone();
+  }
+  set_state(ClientState::Idle);
+  user_name_ = cu.username;
+  user_ = worker_->server().find_user(user_name_);
+  if (cu.charset != 0) charset_ = static_cast<uint8_t>(cu.charset);
+  login_db_ = cu.database;
+  const std::string plugin =
+      cu.auth_plugin.empty() ? std::string(my::kNativePassword) : cu.auth_plugin;
+  if (plugin != my::kNativePassword) {
+    // A fresh scramble for the other plugin's answer, as the server does.
+    auto scramble = my::auth::make_scramble();
+    if (!scramble) {
+      disconnect(Reason::Internal, next, my::ErrorCode::UnknownError, "no random scramble");
+      return false;
+    }
+    scramble_ = *scramble;
+    my::AuthSwitchRequest sw;
+    sw.plugin = std::string(my::kNativePassword);
+    sw.data = scramble_ + std::string(1, '\0');
+    std::string out;
+    my::encode_auth_switch(out, sw);
+    scratch_.clear();
+    uint8_t s = next;
+    my::put_packet(scratch_, s, out);
+    send(scratch_.data(), scratch_.size());
+    login_ = Login::AuthSwitch;
+    changing_user_ = true;
+    return true;
+  }
+  if (!check_password(plugin, cu.auth_response)) {
+    auth_failed(next);
+    return false;
+  }
+  change_user_done(next);
+  return !closing();
+}
+
+void MyClient::change_user_done(uint8_t seq) {
+  set_state(ClientState::Login);  // its gauges move to the new pool
+  if (pool_ != nullptr && joined_) pool_->client_left();
+  joined_ = false;
+  pool_ = nullptr;
+  stats_ = nullptr;
+  auth_succeeded(seq);
 }
 
 bool MyClient::check_password(std::string_view plugin, std::string_view response) {
@@ -316,6 +382,7 @@ void MyClient::auth_succeeded(uint8_t seq) {
   }
   database_ = db;
   pool_->client_joined();
+  joined_ = true;
   if ((stats_ = pool_->stats(worker_->id())) != nullptr) {
     count_bytes(&stats_->client_received_bytes, &stats_->client_sent_bytes);
   }
@@ -358,9 +425,7 @@ bool MyClient::handle_command(const uint8_t* wire, size_t wire_len, std::string_
       send_ok(next);
       return true;
     case my::Command::ChangeUser:
-      send_err(next, my::ErrorCode::NotSupportedYet,
-               "COM_CHANGE_USER is not supported through sqlmux; reconnect as the other user");
-      return true;
+      return change_user(payload, next);
     case my::Command::Query:
     case my::Command::InitDb:
     case my::Command::FieldList:
@@ -659,7 +724,7 @@ void MyClient::on_io_error(int err) {
 }
 
 void MyClient::on_closed() {
-  if (pool_ != nullptr && login_ == Login::Done) pool_->client_left();
+  if (pool_ != nullptr && joined_) pool_->client_left();
   worker_->client_destroyed(this);
   if (counted_) worker_->server().remove_client();
   delete this;

@@ -89,6 +89,9 @@ class MyClient final : public PooledClient {
   bool handle_auth_switch_reply(std::string_view payload, uint8_t seq);
   bool check_password(std::string_view plugin, std::string_view response);
   void auth_succeeded(uint8_t seq);
+  // COM_CHANGE_USER: a new login on the same connection.
+  bool change_user(std::string_view payload, uint8_t next);
+  void change_user_done(uint8_t seq);
   void auth_failed(uint8_t seq);
   bool handle_command(const uint8_t* wire, size_t wire_len, std::string_view payload, uint8_t seq);
   void need_backend();
@@ -106,6 +109,8 @@ class MyClient final : public PooledClient {
 
   enum class Login { Handshake, AuthSwitch, Done };
   Login login_ = Login::Handshake;
+  bool joined_ = false;         // counted in pool_'s clients
+  bool changing_user_ = false;  // an AuthSwitch for COM_CHANGE_USER is out
   bool over_limit_;
   PeerAddress peer_;
   bool counted_ = true;

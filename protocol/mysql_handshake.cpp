@@ -385,4 +385,91 @@ bool decode_caching_sha2_status(std::string_view payload, CachingSha2Status& out
   return true;
 }
 
+bool decode_change_user(std::string_view payload, uint64_t caps, ChangeUser& out) {
+  Reader r(payload);
+  uint8_t cmd = 0;
+  if (!r.u8(cmd) || cmd != static_cast<uint8_t>(Command::ChangeUser)) {
+    return false;
+  }
+  ChangeUser c;
+  std::string_view user;
+  std::string_view auth;
+  std::string_view db;
+  if (!r.cstr(user)) {
+    return false;
+  }
+  if ((caps & cap::kSecureConnection) != 0) {
+    uint8_t len = 0;
+    if (!r.u8(len) || !r.bytes(len, auth)) {
+      return false;
+    }
+  } else if (!r.cstr(auth)) {
+    return false;
+  }
+  if (!r.cstr(db)) {
+    return false;
+  }
+  c.username.assign(user);
+  c.auth_response.assign(auth);
+  c.database.assign(db);
+  if (!r.at_end() && !r.u16(c.charset)) {
+    return false;
+  }
+  if (!r.at_end() && (caps & cap::kPluginAuth) != 0) {
+    std::string_view plugin;
+    if (!r.cstr(plugin)) {
+      return false;
+    }
+    c.auth_plugin.assign(plugin);
+  }
+  if (!r.at_end() && (caps & cap::kConnectAttrs) != 0) {
+    uint64_t total = 0;
+    std::string_view block;
+    if (!r.lenenc(total) || total > r.remaining() || !r.bytes(static_cast<size_t>(total), block)) {
+      return false;
+    }
+    Reader a(block);
+    while (!a.at_end()) {
+      std::string_view k;
+      std::string_view v;
+      if (!a.lenenc_str(k) || !a.lenenc_str(v)) {
+        return false;
+      }
+      c.attributes.emplace_back(std::string(k), std::string(v));
+    }
+  }
+  if (!r.at_end()) {
+    return false;
+  }
+  out = std::move(c);
+  return true;
+}
+
+void encode_change_user(std::string& out, const ChangeUser& c, uint64_t caps) {
+  Writer w(out);
+  w.u8(static_cast<uint8_t>(Command::ChangeUser));
+  w.cstr(c.username);
+  if ((caps & cap::kSecureConnection) != 0) {
+    w.u8(static_cast<uint8_t>(std::min<size_t>(c.auth_response.size(), 255)));
+    w.bytes(std::string_view(c.auth_response).substr(0, 255));
+  } else {
+    w.cstr(c.auth_response);
+  }
+  w.cstr(c.database);
+  w.u16(c.charset);
+  if ((caps & cap::kPluginAuth) != 0) {
+    w.cstr(c.auth_plugin);
+  }
+  if ((caps & cap::kConnectAttrs) != 0) {
+    std::string block;
+    Writer b(block);
+    for (const auto& [k, v] : c.attributes) {
+      b.lenenc_str(k);
+      b.lenenc_str(v);
+    }
+    w.lenenc(block.size());
+    w.bytes(block);
+  }
+}
+
 }  // namespace sqlmux::my

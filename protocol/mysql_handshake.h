@@ -137,4 +137,22 @@ enum class CachingSha2Status : uint8_t {
 // Reads a server AuthMoreData that carries exactly one status byte 3 or 4.
 [[nodiscard]] bool decode_caching_sha2_status(std::string_view payload, CachingSha2Status& out);
 
+// --- COM_CHANGE_USER ---------------------------------------------------------------
+
+// A client's COM_CHANGE_USER (the command byte included in the payload).
+// `caps` are the capabilities negotiated at login: they say how the auth
+// response is framed and which optional fields may follow. The response is
+// computed with the scramble of the connection's greeting.
+struct ChangeUser {
+  std::string username;
+  std::string auth_response;
+  std::string database;
+  uint16_t charset = 0;     // 0 when absent
+  std::string auth_plugin;  // empty when absent
+  std::vector<std::pair<std::string, std::string>> attributes;
+  bool operator==(const ChangeUser&) const = default;
+};
+[[nodiscard]] bool decode_change_user(std::string_view payload, uint64_t caps, ChangeUser& out);
+void encode_change_user(std::string& out, const ChangeUser& c, uint64_t caps);
+
 }  // namespace sqlmux::my

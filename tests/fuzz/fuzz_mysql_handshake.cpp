@@ -94,6 +94,20 @@ void ssl_request(std::string_view in) {
   check(!decode_handshake_response(in, h));
 }
 
+void change_user(std::string_view in) {
+  for (uint64_t caps :
+       {cap::kProtocol41 | cap::kSecureConnection | cap::kPluginAuth | cap::kConnectAttrs,
+        cap::kProtocol41}) {
+    ChangeUser c1;
+    if (!decode_change_user(in, caps, c1)) continue;
+    std::string w;
+    encode_change_user(w, c1, caps);
+    ChangeUser c2;
+    check(decode_change_user(w, caps, c2) && c2.username == c1.username &&
+          c2.database == c1.database);
+  }
+}
+
 void auth_packets(std::string_view in) {
   AuthSwitchRequest a1;
   if (decode_auth_switch(in, a1)) {
@@ -126,5 +140,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   response(in);
   ssl_request(in);
   auth_packets(in);
+  change_user(in);
   return 0;
 }

@@ -441,3 +441,50 @@ TEST_CASE("mysql_handshake: real access denied", "[mysql]") {
   encode_err(again, e);
   CHECK(again == real_one("denied", "login_result", 'S'));
 }
+
+TEST_CASE("mysql_handshake: COM_CHANGE_USER round trips, split and truncated", "[mysql]") {
+  const uint64_t caps = cap::kProtocol41 | cap::kSecureConnection | cap::kPluginAuth |
+                        cap::kConnectAttrs | cap::kConnectWithDb;
+  ChangeUser c;
+  c.username = "app";
+  c.auth_response = std::string(20, '\x11');
+  c.database = "appdb";
+  c.charset = 45;
+  c.auth_plugin = "mysql_native_password";
+  c.attributes = {{"_client_name", "libmariadb"}, {"_pid", "42"}};
+  std::string w;
+  encode_change_user(w, c, caps);
+  CHECK(static_cast<uint8_t>(w[0]) == 0x11);
+  ChangeUser d;
+  REQUIRE(decode_change_user(w, caps, d));
+  CHECK(d == c);
+  // Every truncation is refused, never read past.
+  for (size_t n = 0; n < w.size(); ++n) {
+    ChangeUser t;
+    INFO("length " << n);
+    // A cut right after a complete optional field may still parse; it must
+    // then be a prefix of the full packet's fields.
+    if (decode_change_user(std::string_view(w).substr(0, n), caps, t)) {
+      CHECK(t.username == c.username);
+      CHECK(t.database == c.database);
+    }
+  }
+  // An older client: no plugin, no attributes, no charset.
+  ChangeUser old;
+  old.username = "u";
+  old.database = "";
+  std::string w2;
+  encode_change_user(w2, old, cap::kProtocol41 | cap::kSecureConnection);
+  w2.resize(w2.size() - 2);  // drop the charset
+  ChangeUser d2;
+  REQUIRE(decode_change_user(w2, cap::kProtocol41 | cap::kSecureConnection, d2));
+  CHECK(d2.username == "u");
+  CHECK(d2.charset == 0);
+  // Not a COM_CHANGE_USER; trailing garbage.
+  CHECK_FALSE(decode_change_user(std::string("\x03select 1"), caps, d2));
+  std::string extra = w + "x";
+  CHECK_FALSE(decode_change_user(extra, caps, d2));
+  // An auth length past the end.
+  std::string bad = std::string("\x11u\0", 3) + std::string(1, '\x50') + "short";
+  CHECK_FALSE(decode_change_user(bad, caps, d2));
+}
