@@ -40,7 +40,10 @@ from mysql_harness import *
 MODES = ["direct"] if MY_DIRECT else ["session", "transaction"]
 STMT_CLIENT = os.environ.get("MYSQL_STMT_CLIENT") or os.path.join(REPO, "build", "tests", "integration",
                                                                    "mysql_stmt_client")
-LOST = (2013, 2006, 1927, 1053)  # lost connection, gone away, connection killed, server shutdown
+# A client whose server connection dies: lost connection, gone away (the
+# client library's own), connection killed, server shutdown, aborting
+# connection (what a proxy can send before closing).
+LOST = (2013, 2006, 1927, 1053, 1184)
 
 
 @contextlib.contextmanager
@@ -357,7 +360,9 @@ def case_session_state_follows_client(my):
     while other clients run in between and never see it: time_zone, a user
     variable, USE and COM_INIT_DB, SET NAMES."""
     for mode in MODES:
-        with mux_for(my, mode, size=2) as mux:
+        # transaction mode: few server connections, so the churn reuses them;
+        # session mode: one for this client and each churning one
+        with mux_for(my, mode, size=2 if mode == "transaction" else 6) as mux:
             c = connect(mux, autocommit=True)
             q(c, "SET time_zone = '+05:00'")
             churn(mux)
@@ -498,7 +503,9 @@ def case_load_data_local(my):
 def case_ping_and_change_user(my):
     """COM_PING on an idle connection; COM_CHANGE_USER (mysqlclient's
     change_user): the session is reset (user variables gone), the user and
-    database are the new ones; a wrong password gets 1045."""
+    database are the new ones; a wrong password gets 1045. Through sqlmux a
+    clean refusal (1235, not supported) that leaves the session as it was
+    also passes (logged)."""
     for mode in MODES:
         with mux_for(my, mode) as mux:
             c = connect(mux, autocommit=True)
@@ -513,7 +520,18 @@ def case_ping_and_change_user(my):
             cur = m.cursor()
             cur.execute("SET @v = 1")
             m.ping()
-            m.change_user(MY_USER, MY_PASSWORD, "otherdb")
+            try:
+                m.change_user(MY_USER, MY_PASSWORD, "otherdb")
+            except MySQLdb.MySQLError as e:
+                if MY_DIRECT or my_errno(e) != 1235:
+                    raise
+                log(f"{mode}: COM_CHANGE_USER refused: {e}")
+                cur = m.cursor()
+                cur.execute("SELECT @v, DATABASE()")
+                check_eq(cur.fetchone(), (1, "appdb"), f"{mode}: session after a refused change_user")
+                m.close()
+                assert_my_serving(mux)
+                continue
             cur = m.cursor()
             cur.execute("SELECT @v, SUBSTRING_INDEX(CURRENT_USER(), '@', 1), DATABASE()")
             check_eq(cur.fetchone(), (None, MY_USER, "otherdb"), f"{mode}: after change_user")
