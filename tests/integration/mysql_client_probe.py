@@ -21,7 +21,6 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 
 sys.dont_write_bytecode = True
