@@ -126,9 +126,8 @@ class Runner:
 
     def _run_rounds(self, sc: Scenario, name: str, clients: int):
         wanted = [t for t in sc.targets if self.o.targets is None or base_target(t) in self.o.targets]
-        # MySQL targets: skipped rows until sqlmux has a MySQL listener
-        # (sysbench.DRIVERS["mysql"]["skip"]); then they need a MySQL server
-        # and a mysql listener here.
+        # MySQL targets: "skipped" rows pointing at bench/mysql, which
+        # measures them (sysbench.DRIVERS["mysql"]["skip"]).
         mysql = [t for t in wanted if t.startswith("mysql-")]
         runnable = [t for t in wanted if t not in mysql]
         # Idle clients measure the proxy's memory growth: each round needs

@@ -2,13 +2,15 @@
 driver, which uses server-side prepared statements (PQprepare, named
 statements) by default.
 
-Latency: sysbench reports one percentile (--percentile=99); the median comes
-from its --histogram output (logarithmic buckets, ~1.5 % wide): the first
-bucket at which the cumulative count reaches half of all events.
+Latency: sysbench reports one percentile (--percentile=99 here, 95 in
+bench/mysql); the median comes from its --histogram output (logarithmic
+buckets, ~1.5 % wide): the first bucket at which the cumulative count
+reaches half of all events.
 
-MySQL: the same tests will run with --db-driver=mysql once sqlmux has a
-MySQL listener; until then DRIVERS marks them as skipped (see
-mysql_skip_reason) and the report prints a "skipped" row for each."""
+MySQL: bench/mysql runs these with --db-driver=mysql against a MariaDB and
+sqlmux's mysql listener. bench/run's sysbench scenarios keep their
+mysql-direct / mysql-sqlmux rows as "skipped" pointers to it (DRIVERS'
+skip, mysql_skip_reason)."""
 
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ DRIVERS = {
     "mysql": {
         "args": lambda t: ["--db-driver=mysql", f"--mysql-host={t.host}", f"--mysql-port={t.port}",
                            f"--mysql-user={USER}", f"--mysql-password={PASSWORD}", f"--mysql-db={t.db}"],
-        "skip": "MySQL listener not implemented yet",
+        "skip": "MySQL is measured by bench/mysql",
     },
 }
 
@@ -83,7 +85,7 @@ def histogram_percentile(rows: list[tuple[float, int]], p: float) -> float | Non
     return rows[-1][0]
 
 
-def parse_report(out: str) -> dict:
+def parse_report(out: str, percentile: int = 99) -> dict:
     def num(rx, conv=float):
         m = re.search(rx, out, re.M)
         return conv(m.group(1)) if m else None
@@ -94,7 +96,7 @@ def parse_report(out: str) -> dict:
         "qps": num(r"^\s*queries:\s+\d+\s+\(([\d.]+) per sec"),
         "ignored_errors": num(r"^\s*ignored errors:\s+(\d+)", int),
         "reconnects": num(r"^\s*reconnects:\s+(\d+)", int),
-        "p99_ms": num(r"^\s*99th percentile:\s+([\d.]+)"),
+        f"p{percentile}_ms": num(rf"^\s*{percentile}th percentile:\s+([\d.]+)"),
         "avg_ms": num(r"^\s*avg:\s+([\d.]+)"),
         "total_time_s": num(r"^\s*total time:\s+([\d.]+)s"),
     }
@@ -106,10 +108,12 @@ def skipped(test: str, target_name: str, threads: int, reason: str) -> dict:
 
 
 def run(target: Target, *, test: str, threads: int, duration: int, tables: int, table_size: int,
-        driver: str = "pgsql") -> dict:
+        driver: str = "pgsql", percentile: int = 99, extra: tuple = ()) -> dict:
+    """One sysbench run; the result has p50_ms (histogram) and
+    p<percentile>_ms (sysbench's own). extra: more sysbench options."""
     base = DRIVERS[driver]["args"](target) + _table_args(tables, table_size)
     cmd = ["sysbench", test, *base, f"--threads={threads}", f"--time={duration}", "--report-interval=0",
-           "--histogram=on", "--percentile=99", "run"]
+           "--histogram=on", f"--percentile={percentile}", *extra, "run"]
     cpu0, ccpu0, t0 = cpu_seconds(target.pid), children_cpu_seconds(), time.monotonic()
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 180)
@@ -118,7 +122,7 @@ def run(target: Target, *, test: str, threads: int, duration: int, tables: int, 
             from None
     wall = time.monotonic() - t0
     cpu1, ccpu1 = cpu_seconds(target.pid), children_cpu_seconds()
-    rep = parse_report(r.stdout)
+    rep = parse_report(r.stdout, percentile)
     hist = parse_histogram(r.stdout)
     proxy_cpu = (cpu1 - cpu0) if (cpu0 is not None and cpu1 is not None) else None
     tx = rep["transactions"] or 0
@@ -140,8 +144,8 @@ def run(target: Target, *, test: str, threads: int, duration: int, tables: int, 
         "processed": tx,
         "p50_ms": histogram_percentile(hist, 50),
         "p50_source": "histogram",
-        "p99_ms": rep["p99_ms"],
-        "p99_source": "sysbench --percentile=99",
+        f"p{percentile}_ms": rep[f"p{percentile}_ms"],
+        f"p{percentile}_source": f"sysbench --percentile={percentile}",
         "mean_ms": rep["avg_ms"],
         "ignored_errors": rep["ignored_errors"] or 0,
         "reconnects": rep["reconnects"] or 0,

@@ -14,6 +14,11 @@ SQLMUX_DEPS=(
   catch2 libssl-dev libsystemd-dev
   # integration tests: servers and clients
   postgresql postgresql-contrib pgbouncer
+  # MySQL side (tests/integration/test_mysql.py, bench/mysql, scripts/demo):
+  # MariaDB server and CLI, the Python clients; the C test client links
+  # libmariadb (libmariadb-dev, above)
+  mariadb-server mariadb-client
+  python3-pymysql python3-aiomysql python3-mysqldb
   # systemd tests: systemd-socket-activate, systemd-analyze (not in a minimal container)
   systemd
   # benchmarks (bench/run; its smoke mode runs with the tests)

@@ -17,6 +17,8 @@ Environment:
     SQLMUX_TEST_DIRECT  "1": the "sqlmux" address is PostgreSQL itself, so the
                         client side of the tests can be validated without the
                         daemon; sqlmux-only cases are skipped.
+    SQLMUX_MY_DIRECT    "1": the same for the MySQL side only (see
+                        mysql_harness.py: MariaDbServer, Sqlmux(my=...))
     LIBPQ_CLIENT        path of the libpq_client test program
     PG_BINDIR           PostgreSQL server binaries (default: newest
                         /usr/lib/postgresql/*/bin)
@@ -48,7 +50,7 @@ import traceback
 __all__ = [
     "DIRECT", "REPO", "SQLMUX_BIN", "LIBPQ_CLIENT", "PG_BINDIR",
     "TestFailure", "Skip", "check", "check_eq", "fail", "require_sqlmux", "log",
-    "PgServer", "Sqlmux", "check_config", "default_config", "to_toml",
+    "PgServer", "MariaDbServer", "Sqlmux", "check_config", "default_config", "to_toml",
     "RawPg", "PgError", "ConnectionClosed", "parse_startup_reply", "ssl_request", "send_cancel",
     "scram_verifier", "md5_hash", "free_port", "wait_port",
     "expect_error", "run_cases", "timed", "CommitLedger",
@@ -556,32 +558,50 @@ def to_toml(cfg: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def default_config(pg_port: int, listen_port: int, mode: str = "transaction", size: int = 10,
-                   pool_name: str = "appdb", **pool_opts) -> dict:
-    pool = {
-        "name": pool_name,
-        "protocol": "postgres",
-        "mode": mode,
-        "size": size,
-        "min_idle": 0,
-        "database": "appdb",
-        "user": "app",
-        "password": "apppass",
-        "backends": [{"address": f"127.0.0.1:{pg_port}"}],
-        "query_wait_timeout": "120s",
-        "server_idle_timeout": "600s",
-        "server_lifetime": "3600s",
-    }
-    for k, v in pool_opts.items():
-        if v is None:
-            pool.pop(k, None)
-        else:
-            pool[k] = v
+def default_config(pg_port: int | None, listen_port: int | None, mode: str = "transaction", size: int = 10,
+                   pool_name: str = "appdb", *, my_port: int | None = None, my_listen_port: int | None = None,
+                   **pool_opts) -> dict:
+    """A listener and a pool (named pool_name, database appdb, server login
+    app/apppass) per protocol: PostgreSQL on pg_port (None: none), MySQL on
+    my_port (None: none). The postgres listener and pool come first. With
+    a MySQL pool, user app's default_pool is it (MySQL clients that name no
+    database). pool_opts apply to every pool (a None value drops the key)."""
+    def pool(protocol: str, port: int) -> dict:
+        p = {
+            "name": pool_name,
+            "protocol": protocol,
+            "mode": mode,
+            "size": size,
+            "min_idle": 0,
+            "database": "appdb",
+            "user": "app",
+            "password": "apppass",
+            "backends": [{"address": f"127.0.0.1:{port}"}],
+            "query_wait_timeout": "120s",
+            "server_idle_timeout": "600s",
+            "server_lifetime": "3600s",
+        }
+        for k, v in pool_opts.items():
+            if v is None:
+                p.pop(k, None)
+            else:
+                p[k] = v
+        return p
+
+    listeners, pools = [], []
+    user = {"name": "app", "password": "apppass"}
+    if pg_port is not None:
+        listeners.append({"protocol": "postgres", "listen": f"127.0.0.1:{listen_port}"})
+        pools.append(pool("postgres", pg_port))
+    if my_port is not None:
+        listeners.append({"protocol": "mysql", "listen": f"127.0.0.1:{my_listen_port}"})
+        pools.append(pool("mysql", my_port))
+        user["default_pool"] = pool_name
     return {
         "server": {"workers": 2, "max_client_conn": 10000, "log_level": "info", "shutdown_timeout": "5s"},
-        "listener": [{"protocol": "postgres", "listen": f"127.0.0.1:{listen_port}"}],
-        "user": [{"name": "app", "password": "apppass"}],
-        "pool": [pool],
+        "listener": listeners,
+        "user": [user],
+        "pool": pools,
     }
 
 
@@ -603,15 +623,29 @@ class Sqlmux:
     """Runs `$SQLMUX_BIN --config FILE` for the duration of a with-block.
 
     config: None (default config from mode/size/pool_opts), a dict (written
-    as TOML) or a string (TOML text in which @LISTEN_PORT@, @PG_PORT@ and
-    @DIR@ are replaced). `tweak(cfg)` may edit the default dict in place.
+    as TOML) or a string (TOML text in which @LISTEN_PORT@, @PG_PORT@,
+    @MY_LISTEN_PORT@, @MY_PORT@ and @DIR@ are replaced). `tweak(cfg)` may
+    edit the default dict in place.
 
-    In direct mode nothing is started and the address is PostgreSQL's."""
+    pg: the PostgreSQL behind it (None: no postgres listener and pool);
+    my: a MariaDbServer (mysql_harness.py) behind a mysql listener on
+    .my_port and a mysql pool (None: no MySQL side). `port` is the postgres
+    listener, `my_port` the mysql one.
 
-    def __init__(self, pg: PgServer, mode: str = "transaction", size: int = 10, config=None, *,
-                 tweak=None, expect_exit_code: int | None = 0, start_timeout: float = 10.0,
+    In direct mode (SQLMUX_TEST_DIRECT=1; for a MySQL-only Sqlmux also
+    SQLMUX_MY_DIRECT=1) nothing is started and the addresses are the
+    servers' own."""
+
+    def __init__(self, pg: PgServer | None, mode: str = "transaction", size: int = 10, config=None, *,
+                 my=None, tweak=None, expect_exit_code: int | None = 0, start_timeout: float = 10.0,
                  env: dict | None = None, **pool_opts):
+        if pg is None and my is None:
+            raise ValueError("Sqlmux needs a PostgreSQL (pg) or a MariaDB (my) behind it")
         self.pg = pg
+        self.my = my
+        self.my_port = None
+        my_direct = DIRECT or os.environ.get("SQLMUX_MY_DIRECT", "") == "1"
+        self.direct = (pg is None or DIRECT) and (my is None or my_direct)
         self.mode = mode
         self.size = size
         self.config = config
@@ -630,8 +664,9 @@ class Sqlmux:
 
     # -- lifecycle ----------------------------------------------------------
     def __enter__(self):
-        if DIRECT:
-            self.port = self.pg.port
+        if self.direct:
+            self.port = self.pg.port if self.pg is not None else None
+            self.my_port = self.my.port if self.my is not None else None
             self.pool_db = {"appdb": "appdb"}
             return self
         _register(self)
@@ -647,7 +682,7 @@ class Sqlmux:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if DIRECT:
+        if self.direct:
             return False
         failed = exc_type is not None and exc_type is not Skip
         if failed:
@@ -673,15 +708,22 @@ class Sqlmux:
             if isinstance(self.config, dict):
                 cfg = self.config
             else:
-                cfg = default_config(self.pg.port, self.port, self.mode, self.size, **self.pool_opts)
+                cfg = default_config(self.pg.port if self.pg is not None else None, self.port, self.mode,
+                                     self.size, my_port=self.my.port if self.my is not None else None,
+                                     my_listen_port=self.my_port, **self.pool_opts)
             if self.tweak:
                 self.tweak(cfg)
             self.cfg = cfg
             for p in cfg.get("pool", []):
                 self.pool_db[p["name"]] = p.get("database", p["name"])
             text = to_toml(cfg)
-        return (text.replace("@LISTEN_PORT@", str(self.port)).replace("@PG_PORT@", str(self.pg.port))
-                .replace("@DIR@", self.dir))
+        subst = {"@LISTEN_PORT@": self.port, "@PG_PORT@": self.pg.port if self.pg is not None else None,
+                 "@MY_LISTEN_PORT@": self.my_port, "@MY_PORT@": self.my.port if self.my is not None else None,
+                 "@DIR@": self.dir}
+        for k, v in subst.items():
+            if v is not None:
+                text = text.replace(k, str(v))
+        return text
 
     def _start(self, last_attempt: bool) -> bool:
         if not os.path.exists(SQLMUX_BIN):
@@ -690,7 +732,8 @@ class Sqlmux:
             self.dir = tempfile.mkdtemp(prefix=TMP_PREFIX + "mux-")
             with open(os.path.join(self.dir, "owner.pid"), "w") as f:
                 f.write(str(os.getpid()))
-        self.port = free_port()
+        self.port = free_port() if self.pg is not None else None
+        self.my_port = free_port() if self.my is not None else None
         self.config_path = os.path.join(self.dir, "mux.toml")
         self.log_path = os.path.join(self.dir, "mux.log")
         text = self._build_config_text()
@@ -707,7 +750,9 @@ class Sqlmux:
                                      stdout=self._logf, stderr=subprocess.STDOUT, env=env)
         with open(os.path.join(self.dir, "daemon.pid"), "w") as f:
             f.write(str(self.proc.pid))
-        if wait_port(self.host, self.port, self.start_timeout, self.proc):
+        deadline = time.monotonic() + self.start_timeout
+        ports = [p for p in (self.port, self.my_port) if p is not None]
+        if all(wait_port(self.host, p, max(0.1, deadline - time.monotonic()), self.proc) for p in ports):
             return True
         rc = self.proc.poll()
         tail = self.log_tail(40)
@@ -716,7 +761,7 @@ class Sqlmux:
             with open(self.log_path, "ab") as f:
                 f.write(b"\n--- retrying on another port ---\n")
             return False
-        fail(f"sqlmux did not start listening on 127.0.0.1:{self.port} within {self.start_timeout}s "
+        fail(f"sqlmux did not start listening on 127.0.0.1:{'/'.join(map(str, ports))} within {self.start_timeout}s "
              f"(exit code {rc}). Config:\n{text}\n--- log tail ---\n{tail}")
         return False
 
@@ -803,10 +848,10 @@ class Sqlmux:
         return None
 
     def running(self) -> bool:
-        return DIRECT or (self.proc is not None and self.proc.poll() is None)
+        return self.direct or (self.proc is not None and self.proc.poll() is None)
 
     def log_text(self) -> str:
-        if DIRECT or not self.dir:
+        if self.direct or not self.dir:
             return ""
         try:
             with open(self.log_path, "rb") as f:
@@ -815,13 +860,21 @@ class Sqlmux:
             return ""
 
     def log_tail(self, n: int = 60) -> str:
-        if DIRECT:
+        if self.direct:
             return "<direct mode: no sqlmux log>"
         return _tail(self.log_path, n)
 
     # -- connecting ---------------------------------------------------------
     def dbname(self, pool: str) -> str:
-        return self.pool_db.get(pool, pool) if DIRECT else pool
+        return self.pool_db.get(pool, pool) if self.direct else pool
+
+    def my_connect(self, db: str | None = "appdb", user: str = "app", password: str = "apppass", **kw):
+        """PyMySQL to the mysql listener (direct mode: to MariaDB itself).
+        kw go to pymysql.connect (autocommit, client_flag, local_infile...)."""
+        import pymysql
+        kw.setdefault("connect_timeout", 10)
+        return pymysql.connect(host=self.host, port=self.my_port, user=user, password=password,
+                               database=self.dbname(db) if db is not None else None, **kw)
 
     def dsn(self, db: str = "appdb", user: str = "app", password: str | None = "apppass", **extra) -> str:
         return _conninfo(self.host, self.port, self.dbname(db), user, password, extra)
@@ -1420,11 +1473,17 @@ class _Timeout(BaseException):
     pass
 
 
-def run_cases(script: str, cases: list, timeout: float = 110, setup=None):
+def run_cases(script: str, cases: list, timeout: float = 110, setup=None, server=None, direct: bool | None = None):
     """Runs each case(pg) against one shared PgServer; prints PASS/FAIL/SKIP
     per case and a closing 'N passed, N failed, N skipped' line; exits 1 if
     any case failed. Cases may be filtered by names given on the command
-    line. The whole run is bounded by `timeout` seconds."""
+    line. The whole run is bounded by `timeout` seconds.
+
+    server: a callable making the shared server instead of PgServer (e.g.
+    MariaDbServer: each case then gets that); direct: whether the clients
+    talk to that server itself (default: SQLMUX_TEST_DIRECT)."""
+    server = server or PgServer
+    direct = DIRECT if direct is None else direct
     name = os.path.splitext(os.path.basename(script))[0]
     wanted = [a for a in sys.argv[1:] if not a.startswith("-")]
     if wanted:
@@ -1437,12 +1496,13 @@ def run_cases(script: str, cases: list, timeout: float = 110, setup=None):
     signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(int(timeout))
     threading.Thread(target=_watchdog, args=(timeout, 20.0), daemon=True).start()
-    mode = "direct (PostgreSQL itself)" if DIRECT else f"sqlmux {SQLMUX_BIN}"
+    label = getattr(server, "LABEL", "PostgreSQL")
+    mode = f"direct ({label} itself)" if direct else f"sqlmux {SQLMUX_BIN}"
     log(f"{name}: {len(cases)} case(s) against {mode}")
     passed, failed, skipped = [], [], []
     t_all = time.monotonic()
     try:
-        with PgServer() as pg:
+        with server() as pg:
             if setup:
                 setup(pg)
             for case in cases:
@@ -1463,12 +1523,12 @@ def run_cases(script: str, cases: list, timeout: float = 110, setup=None):
                     failed.append(cname)
                     log(f"FAIL {cname} ({time.monotonic() - t0:.1f}s): {e}")
                     traceback.print_exc(limit=4)
-                    print(f"--- PostgreSQL log tail ---\n{_tail(pg.logfile, 15)}", file=sys.stderr)
+                    print(f"--- {label} log tail ---\n{_tail(pg.logfile, 15)}", file=sys.stderr)
                 except Exception as e:  # noqa: BLE001
                     failed.append(cname)
                     log(f"FAIL {cname} ({time.monotonic() - t0:.1f}s): unexpected {type(e).__name__}: {e}")
                     traceback.print_exc()
-                    print(f"--- PostgreSQL log tail ---\n{_tail(pg.logfile, 15)}", file=sys.stderr)
+                    print(f"--- {label} log tail ---\n{_tail(pg.logfile, 15)}", file=sys.stderr)
                 else:
                     passed.append(cname)
                     log(f"PASS {cname} ({time.monotonic() - t0:.1f}s)")
@@ -1491,3 +1551,8 @@ def run_cases(script: str, cases: list, timeout: float = 110, setup=None):
     print(f"{name} ({time.monotonic() - t_all:.1f}s): {len(passed)} passed, {len(failed)} failed, "
           f"{len(skipped)} skipped", flush=True)
     sys.exit(1 if failed else 0)
+
+
+# The MySQL side (MariaDbServer, MySQL client helpers) lives in
+# mysql_harness.py; imported last, as it builds on the helpers above.
+from mysql_harness import MariaDbServer  # noqa: E402
