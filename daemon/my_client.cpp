@@ -404,6 +404,7 @@ void MyClient::reset_session_state() {
   pin_ = pool::PinReason::None;
   long_data_ = false;
   stmts_.clear();
+  cursors_.clear();
   linger_ = false;
 }
 
@@ -453,6 +454,7 @@ bool MyClient::handle_command(const uint8_t* wire, size_t wire_len, std::string_
     return true;
   }
   pending_def_.reset();
+  pending_stmt_ = 0;
   if (mode() != config::PoolMode::Session && my::has_statement_id(payload[0])) {
     if (!map_statement(cmd, payload, next)) return true;  // answered here
   } else if (mode() != config::PoolMode::Session && cmd == my::Command::StmtPrepare) {
@@ -485,7 +487,13 @@ bool MyClient::map_statement(my::Command cmd, std::string_view payload, uint8_t 
   auto def = stmts_.find(resolved);
   if (cmd == my::Command::StmtClose) {
     stmts_.remove(resolved);  // the servers keep theirs for other clients (bounded)
-    return false;             // no answer
+    if (cursors_.erase(resolved) != 0 && backend_ != nullptr) {
+      // Its cursor is open on the server: closed there, which frees it.
+      pending_stmt_ = resolved;
+      pending_def_ = std::move(def);
+      return pending_def_ != nullptr;
+    }
+    return false;  // no answer
   }
   if (def == nullptr) {
     send_err(next, my::ErrorCode::UnknownStmtHandler,
@@ -505,6 +513,7 @@ bool MyClient::map_statement(my::Command cmd, std::string_view payload, uint8_t 
     }
   }
   pending_def_ = std::move(def);
+  pending_stmt_ = resolved;
   return true;
 }
 
@@ -560,6 +569,9 @@ bool MyClient::statement_for_backend() {
   }
   my::join_payload(wire, ext, payload);
   if (!my::rewrite_statement_id(payload, e->backend_id)) return false;
+  if (pending_cmd_ == static_cast<uint8_t>(my::Command::StmtClose)) {
+    bs.remove(pending_def_->key);  // gone from this server connection
+  }
   if (pending_cmd_ == static_cast<uint8_t>(my::Command::StmtExecute) &&
       pending_def_->num_params > 0) {
     my::StmtExecute ex;
@@ -621,6 +633,22 @@ void MyClient::on_response_done(uint16_t status, bool linger) {
   }
   linger = linger || calc_found_rows_;
   calc_found_rows_ = false;
+  if (pending_stmt_ != 0 && status != 0xFFFF) {
+    // A cursor lives on the server connection that opened it: the client
+    // stays there until the cursor is read to its end or closed.
+    const auto cmd = static_cast<my::Command>(pending_cmd_);
+    if (cmd == my::Command::StmtExecute) {
+      if ((status & my::status::kCursorExists) != 0) {
+        cursors_.insert(pending_stmt_);
+      } else {
+        cursors_.erase(pending_stmt_);
+      }
+    } else if ((cmd == my::Command::StmtFetch && (status & my::status::kLastRowSent) != 0) ||
+               cmd == my::Command::StmtReset) {
+      cursors_.erase(pending_stmt_);
+    }
+  }
+  pending_stmt_ = 0;
   linger_ = linger;
   MyBackend* b = backend_;
   const bool in_tx = status != 0xFFFF && (status & my::status::kInTrans) != 0;

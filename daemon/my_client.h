@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "daemon/auth_limiter.h"
@@ -75,7 +76,9 @@ class MyClient final : public PooledClient {
   [[nodiscard]] const pool::MyStatementDef* preparing_def() const {
     return preparing_ ? pending_def_.get() : nullptr;
   }
-  [[nodiscard]] bool pinned() const { return pin_ != pool::PinReason::None || long_data_; }
+  [[nodiscard]] bool pinned() const {
+    return pin_ != pool::PinReason::None || long_data_ || !cursors_.empty();
+  }
 
  protected:
   void on_readable() override;
@@ -137,7 +140,10 @@ class MyClient final : public PooledClient {
   pool::MySessionVars vars_;
   pool::MyClientStatements stmts_;
   std::shared_ptr<pool::MyStatementDef> pending_def_;  // of the pending command
-  bool preparing_ = false;                             // the pending command is a COM_STMT_PREPARE
+  bool preparing_ = false;
+  uint32_t pending_stmt_ = 0;   // the client's statement id of the pending command
+  std::set<uint32_t> cursors_;  // statements with a cursor open on the backend // the pending
+                                // command is a COM_STMT_PREPARE
   std::string scratch_;
 };
 
