@@ -651,19 +651,19 @@ void MyBackend::release_to_pool() {
 }
 
 void MyBackend::client_gone() {
+  client_ = nullptr;  // it may be freed before the response ends
+  dirty_ = true;
   if (reader_ || infile_) {
     draining_ = true;  // read the response to its end first
     if (infile_) send_infile({}, true);
     return;
   }
-  client_ = nullptr;
-  dirty_ = true;
   if (internal_running_) {
-    // Restoring for a client that left: finish, then reset.
-    steps_.clear();
+    // Restoring for a client that left: the running command finishes,
+    // then internal_done() resets the connection (release_to_pool).
+    while (steps_.size() > 1) steps_.pop_back();
+    after_steps_ = AfterSteps::Ready;
     set_state(BackendState::Resetting);
-    steps_.push_back({Step::Reset, command_payload(my::Command::ResetConnection, {})});
-    steps_.push_back({Step::Setup, command_payload(my::Command::Query, kSetupSql)});
     return;
   }
   release_to_pool();

@@ -154,7 +154,7 @@ void MyClient::process_packets() {
   while (!closing() && !in_.empty()) {
     // A command in flight (or waiting for a backend) is answered first;
     // only a LOCAL INFILE file is read meanwhile.
-    if (!infile_ && (state_ == ClientState::Waiting || in_flight_)) return;
+    if (!infile_ && (state_ == ClientState::Waiting || in_flight_ || !pending_.empty())) return;
     const uint32_t limit = login_ != Login::Done ? kMaxLoginPacket : kMaxClientPacket;
     my::PacketExtent ext;
     switch (my::peek_packet(in_.data(), in_.size(), limit, ext)) {

@@ -10,8 +10,9 @@
 // session holds state that cannot move (the client then keeps its backend).
 //
 // What MariaDB 10.11.19 reports (checked with a raw-protocol client with
-// DEPRECATE_EOF and SESSION_TRACK, and with libmariadb's
-// mysql_session_track_get_*; "1" = SESSION_TRACK_STATE_CHANGE):
+// DEPRECATE_EOF and SESSION_TRACK -- tests/unit/mysql_session_probe.py
+// shows most of it again -- and with libmariadb's mysql_session_track_get_*;
+// "1" = SESSION_TRACK_STATE_CHANGE):
 //   SET @v=1 (also SET @v=NULL)           "1" only
 //   CREATE / DROP TEMPORARY TABLE          "1" only
 //   PREPARE s FROM ..., DEALLOCATE PREPARE "1" only
@@ -58,6 +59,10 @@
 //   - SET @v=1, time_zone='+01:00' reports the variable and "1": the user
 //     variable is indistinguishable from the "1" every SET reports, so it is
 //     not pinned (only a "1" with no variable and no schema is).
+//   - Without CLIENT_DEPRECATE_EOF a result set ends with an EOF, which
+//     carries SERVER_SESSION_STATE_CHANGED but not the state itself (so
+//     libmariadb, which does not negotiate DEPRECATE_EOF, never sees it):
+//     backend connections need DEPRECATE_EOF to learn what a SELECT changed.
 //   - COM_RESET_CONNECTION answers a plain OK with no session state; it resets
 //     variables to the global values (session_track_* included: sqlmux must
 //     set its trackers again) but keeps the schema and the handshake charset.
@@ -176,9 +181,9 @@ class MySessionVars {
 // collation_connection is assigned after character_set_connection whenever
 // that is, so it is not left at the charset's default. Numbers (-?digits
 // with an optional .digits) are written bare, an empty
-// character_set_results as NULL, anything else as a quoted literal (' doubled, \ doubled
-// unless no_backslash_escapes, i.e. the backend's status has
-// SERVER_STATUS_NO_BACKSLASH_ESCAPES). Names other than [a-z0-9_]{1,64}
+// character_set_results as NULL, anything else as a quoted literal ('
+// doubled, \ doubled unless no_backslash_escapes, i.e. the backend's
+// status has SERVER_STATUS_NO_BACKSLASH_ESCAPES). Names other than [a-z0-9_]{1,64}
 // are left out and appended to `skipped`; they never reach SQL. The schema
 // is not part of it.
 [[nodiscard]] std::string restore_statement(const MySessionVars& backend,

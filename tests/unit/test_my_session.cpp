@@ -23,7 +23,8 @@ namespace {
 constexpr uint64_t kCaps =
     my::cap::kProtocol41 | my::cap::kSessionTrack | my::cap::kDeprecateEof | my::cap::kTransactions;
 
-// Real OK payloads (the statement each answers above it).
+// Real OK payloads (the statement each answers above it), as
+// tests/unit/mysql_session_probe.py --fixtures prints them.
 // SET @v=1
 const std::string_view kOkSetUserVar{"\x00\x00\x00\x02\x40\x00\x00\x00\x03\x02\x01\x31", 12};
 // CREATE TEMPORARY TABLE probe.tt(x int)
@@ -103,7 +104,7 @@ my::SessionState vars(std::vector<std::pair<std::string, std::string>> v) {
   return s;
 }
 
-MySessionVars with(std::vector<std::pair<std::string, std::string>> v) {
+MySessionVars with(const std::vector<std::pair<std::string, std::string>>& v) {
   MySessionVars m;
   for (const auto& [n, val] : v) m.set(n, val);
   return m;
