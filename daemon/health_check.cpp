@@ -1,6 +1,7 @@
 #include "daemon/health_check.h"
 
 #include <libpq-fe.h>
+#include <mysql.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -29,6 +30,12 @@ struct HealthChecker::Check {
   Target target;
   HostStatus* status = nullptr;
   PGconn* conn = nullptr;
+  // MySQL hosts: Connector/C's non-blocking calls; my_wait is the
+  // MYSQL_WAIT_* set the last *_start / *_cont returned.
+  enum class MyStep { Connect, Query, Store };
+  MYSQL* my = nullptr;
+  MyStep my_step = MyStep::Connect;
+  int my_wait = 0;
   Phase phase = Phase::Waiting;
   bool want_write = false;
   uint64_t due_ms = 0;       // next start (Waiting)
@@ -50,9 +57,7 @@ std::vector<HealthChecker::Target> HealthChecker::targets(const config::Config& 
   }
   const config::HealthConfig& h = *cfg.health;
   for (const config::PoolConfig& p : cfg.pools) {
-    if (p.protocol != config::Protocol::Postgres) {
-      continue;  // MySQL pools: not yet
-    }
+    const bool mysql = p.protocol == config::Protocol::Mysql;
     for (const config::BackendConfig& b : p.backends) {
       if (std::any_of(out.begin(), out.end(),
                       [&](const Target& t) { return t.address == b.address.text; })) {
@@ -65,7 +70,8 @@ std::vector<HealthChecker::Target> HealthChecker::targets(const config::Config& 
       t.address = b.address.text;
       const bool unix_socket = b.address.kind == config::Address::Kind::Unix;
       t.host = unix_socket ? b.address.unix_path : b.address.host;
-      t.port = std::to_string(b.address.port == 0 ? 5432 : b.address.port);
+      t.port = std::to_string(b.address.port != 0 ? b.address.port : mysql ? 3306 : 5432);
+      t.mysql = mysql;
       t.user = h.user ? *h.user : *p.user;
       t.password = h.user ? h.password : p.password;
       t.database = h.database ? *h.database : p.database;
@@ -125,6 +131,10 @@ void HealthChecker::run() {
       PQfinish(c.conn);
     }
     c.conn = nullptr;
+    if (c.my != nullptr) {
+      mysql_close(c.my);
+    }
+    c.my = nullptr;
     c.phase = Check::Phase::Waiting;
     c.due_ms = c.started_ms + static_cast<uint64_t>(settings->interval.count());
     if (!ok) {
@@ -190,9 +200,108 @@ void HealthChecker::run() {
     }
     finish(c, ok, role, error);
   };
+  // The result of SELECT @@global.read_only: up, and primary or replica.
+  auto my_result = [&](Check& c, MYSQL_RES* res) {
+    if (res == nullptr) {
+      finish(c, false, std::nullopt, log::one_line(mysql_error(c.my)));
+      return;
+    }
+    MYSQL_ROW row = mysql_fetch_row(res);
+    std::optional<pool::Role> role;
+    if (row != nullptr && row[0] != nullptr) {
+      const std::string_view v(row[0]);
+      role = v == "1" || v == "ON" ? pool::Role::Replica : pool::Role::Primary;
+    }
+    mysql_free_result(res);
+    finish(c, role.has_value(), role, role ? std::string() : "no result");
+  };
+  // Runs the MySQL check as far as it goes without waiting: connect, the
+  // query, its result. `events` are the MYSQL_WAIT_* that poll(2) saw (-1:
+  // the previous step finished without waiting).
+  auto my_drive = [&](Check& c, int events) {
+    for (;;) {
+      switch (c.my_step) {
+        case Check::MyStep::Connect: {
+          MYSQL* ret = nullptr;
+          if (events >= 0) {
+            c.my_wait = mysql_real_connect_cont(&ret, c.my, events);
+            if (c.my_wait != 0) return;
+            if (ret == nullptr) {
+              finish(c, false, std::nullopt, log::one_line(mysql_error(c.my)));
+              return;
+            }
+          }
+          static constexpr std::string_view kQuery = "SELECT @@global.read_only";
+          int err = 0;
+          c.phase = Check::Phase::Querying;
+          c.my_step = Check::MyStep::Query;
+          c.my_wait = mysql_real_query_start(&err, c.my, kQuery.data(), kQuery.size());
+          if (c.my_wait != 0) return;
+          if (err != 0) {
+            finish(c, false, std::nullopt, log::one_line(mysql_error(c.my)));
+            return;
+          }
+          events = -1;  // the query finished at once: on to its result
+          continue;
+        }
+        case Check::MyStep::Query: {
+          if (events >= 0) {
+            int err = 0;
+            c.my_wait = mysql_real_query_cont(&err, c.my, events);
+            if (c.my_wait != 0) return;
+            if (err != 0) {
+              finish(c, false, std::nullopt, log::one_line(mysql_error(c.my)));
+              return;
+            }
+          }
+          c.my_step = Check::MyStep::Store;
+          MYSQL_RES* res = nullptr;
+          c.my_wait = mysql_store_result_start(&res, c.my);
+          if (c.my_wait != 0) return;
+          my_result(c, res);
+          return;
+        }
+        case Check::MyStep::Store: {
+          MYSQL_RES* res = nullptr;
+          c.my_wait = mysql_store_result_cont(&res, c.my, events);
+          if (c.my_wait != 0) return;
+          my_result(c, res);
+          return;
+        }
+      }
+    }
+  };
+  auto my_start = [&](Check& c) {
+    c.my = mysql_init(nullptr);
+    if (c.my == nullptr) {
+      finish(c, false, std::nullopt, "out of memory");
+      return;
+    }
+    mysql_options(c.my, MYSQL_OPT_NONBLOCK, nullptr);
+    const auto secs = static_cast<unsigned>(std::max<int64_t>(1, settings->timeout.count() / 1000));
+    mysql_options(c.my, MYSQL_OPT_CONNECT_TIMEOUT, &secs);
+    MYSQL* ret = nullptr;
+    c.phase = Check::Phase::Connecting;
+    c.my_step = Check::MyStep::Connect;
+    c.my_wait =
+        mysql_real_connect_start(&ret, c.my, c.target.host.c_str(), c.target.user.c_str(),
+                                 c.target.password ? c.target.password->c_str() : nullptr,
+                                 c.target.database.empty() ? nullptr : c.target.database.c_str(),
+                                 static_cast<unsigned>(std::stoul(c.target.port)), nullptr, 0);
+    if (c.my_wait != 0) return;
+    if (ret == nullptr) {
+      finish(c, false, std::nullopt, log::one_line(mysql_error(c.my)));
+      return;
+    }
+    my_drive(c, -1);
+  };
   auto start = [&](Check& c, uint64_t now) {
     c.started_ms = now;
     c.deadline_ms = now + static_cast<uint64_t>(settings->timeout.count());
+    if (c.target.mysql) {
+      my_start(c);
+      return;
+    }
     const char* keys[] = {"host",    "port",       "dbname",           "user",        "password",
                           "sslmode", "gssencmode", "application_name", "sslrootcert", nullptr};
     const char* vals[] = {c.target.host.c_str(),
@@ -231,6 +340,7 @@ void HealthChecker::run() {
           if (it != checks.end()) {
             next.push_back(std::move(*it));
             it->conn = nullptr;
+            it->my = nullptr;
             next.back().target = std::move(t);
           } else {
             Check c;
@@ -243,6 +353,9 @@ void HealthChecker::run() {
           if (old.conn != nullptr) {
             PQfinish(old.conn);
           }
+          if (old.my != nullptr) {
+            mysql_close(old.my);
+          }
         }
         checks = std::move(next);
         next_targets_.clear();
@@ -252,6 +365,9 @@ void HealthChecker::run() {
       for (Check& c : checks) {
         if (c.conn != nullptr) {
           PQfinish(c.conn);
+        }
+        if (c.my != nullptr) {
+          mysql_close(c.my);
         }
       }
       checks.clear();
@@ -276,7 +392,14 @@ void HealthChecker::run() {
       if (c.phase == Check::Phase::Waiting) {
         continue;
       }
-      fds.push_back({PQsocket(c.conn), static_cast<short>(c.want_write ? POLLOUT : POLLIN), 0});
+      if (c.my != nullptr) {
+        short ev = 0;
+        if ((c.my_wait & MYSQL_WAIT_READ) != 0) ev |= POLLIN;
+        if ((c.my_wait & MYSQL_WAIT_WRITE) != 0) ev |= POLLOUT;
+        fds.push_back({mysql_get_socket(c.my), ev, 0});
+      } else {
+        fds.push_back({PQsocket(c.conn), static_cast<short>(c.want_write ? POLLOUT : POLLIN), 0});
+      }
       polled.push_back(&c);
     }
     const int timeout = next_event > now ? static_cast<int>(next_event - now) : 0;
@@ -289,14 +412,26 @@ void HealthChecker::run() {
       (void)n;
     }
     for (size_t i = 1; i < fds.size(); ++i) {
-      if (fds[i].revents != 0) {
-        advance(*polled[i - 1]);
+      if (fds[i].revents == 0) {
+        continue;
+      }
+      Check& c = *polled[i - 1];
+      if (c.my != nullptr) {
+        int ev = 0;
+        if ((fds[i].revents & (POLLIN | POLLERR | POLLHUP)) != 0) ev |= MYSQL_WAIT_READ;
+        if ((fds[i].revents & POLLOUT) != 0) ev |= MYSQL_WAIT_WRITE;
+        my_drive(c, ev);
+      } else {
+        advance(c);
       }
     }
   }
   for (Check& c : checks) {
     if (c.conn != nullptr) {
       PQfinish(c.conn);
+    }
+    if (c.my != nullptr) {
+      mysql_close(c.my);
     }
   }
 }

@@ -1,7 +1,9 @@
 // Background health checks of backend hosts ([health]): one thread that
-// multiplexes non-blocking libpq connections with poll(2). Each check
-// connects, runs `SELECT pg_is_in_recovery()` and records the outcome and
-// the role in the host's HostStatus. Nothing here touches a worker's loop;
+// multiplexes non-blocking connections with poll(2): libpq's for
+// PostgreSQL hosts, MariaDB Connector/C's (mysql_real_connect_start / _cont)
+// for MySQL hosts. Each check connects, runs `SELECT pg_is_in_recovery()`
+// (or `SELECT @@global.read_only`: ON means a replica) and records the
+// outcome and the role in the host's HostStatus. Nothing here touches a worker's loop;
 // a change of health or role is reported through a callback.
 #pragma once
 
@@ -44,6 +46,7 @@ class HealthChecker {
     std::string database;
     std::string sslmode = "disable";  // the pool's server_tls
     std::string sslrootcert;          // its server_tls_ca
+    bool mysql = false;               // a MySQL pool's host
   };
   [[nodiscard]] static std::vector<Target> targets(const config::Config& cfg);
 

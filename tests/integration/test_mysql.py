@@ -578,6 +578,60 @@ def _kill_running(my, c, mode, query_only):
     return box
 
 
+def _backend_up(port, backend):
+    """sqlmux_backend_up{pool="appdb",backend=...} from /metrics, or None."""
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    for line in text.splitlines():
+        if line.startswith("sqlmux_backend_up{") and f'backend="{backend}"' in line \
+                and 'pool="appdb"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def case_health_checks(my):
+    """[health] checks MySQL hosts with Connector/C's non-blocking API: up
+    while MariaDB runs, down (backend_up 0) after it stops, up again after
+    it starts, and clients are served again."""
+    if MY_DIRECT:
+        raise Skip("sqlmux's health checks")
+    metrics_port = free_port()
+    backend = f"127.0.0.1:{my.port}"
+
+    def tweak(cfg):
+        cfg["health"] = {"interval": "200ms", "timeout": "1s", "fall": 2, "rise": 1}
+        cfg["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
+
+    def wait_up(want, what, timeout=15):
+        deadline = time.monotonic() + timeout
+        got = None
+        while time.monotonic() < deadline:
+            got = _backend_up(metrics_port, backend)
+            if got == want:
+                return
+            time.sleep(0.1)
+        fail(f"{what}: sqlmux_backend_up is {got}, want {want}")
+
+    with mux_for(my, "transaction", tweak=tweak) as mux:
+        wait_up(1.0, "MariaDB running")
+        c = connect(mux, autocommit=True)
+        check_eq(one(c, "SELECT 1"), 1, "query with the host up")
+        c.close()
+        my.stop_server()
+        try:
+            wait_up(0.0, "MariaDB stopped")
+            check(f"backend host {backend} is down" in mux.log_tail(200),
+                  "sqlmux logs the host going down")
+        finally:
+            my.start_server()
+        wait_up(1.0, "MariaDB started again")
+        c = connect(mux, autocommit=True)
+        check_eq(one(c, "SELECT 2"), 2, "query after the host came back")
+        c.close()
+        assert_my_serving(mux)
+
+
 def case_backend_killed(my):
     """The server kills a client's connection: idle (session mode: the
     client gets an error next time; transaction mode: it may not own one),
@@ -682,5 +736,5 @@ if __name__ == "__main__":
                          case_mysqldb_multi_statements, case_sqlalchemy_orm, case_blob_20mib,
                          case_session_state_follows_client, case_pool_wait_timeout, case_multiplexing,
                          case_prepared_statements_c, case_load_data_local, case_ping_and_change_user,
-                         case_backend_killed, case_sysbench_read_write],
+                         case_health_checks, case_backend_killed, case_sysbench_read_write],
               timeout=420, setup=setup, server=MariaDbServer, direct=MY_DIRECT)
