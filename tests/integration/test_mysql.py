@@ -578,6 +578,79 @@ def _kill_running(my, c, mode, query_only):
     return box
 
 
+class _RawClient:
+    """A minimal protocol-4.1 client that asks for CLIENT_DEPRECATE_EOF
+    (none of the Python clients does), to check sqlmux's translation from
+    the server's EOF-style result sets. Records every packet's sequence id."""
+    CAPS = (0x0200 | 0x8000 | 0x80000 | 0x0008 | 0x2000 | 0x20000 | (1 << 24))
+
+    def __init__(self, host, port, user, password, db):
+        import socket
+        self.sock = socket.create_connection((host, port), timeout=10)
+        self.buf = b""
+        seq, g = self.recv()
+        i = g.index(b"\0", 1) + 1 + 4
+        scramble = g[i:i + 8]
+        i += 8 + 1 + 2 + 1 + 2 + 2 + 1 + 10
+        scramble += g[i:i + 12]
+        h1 = hashlib.sha1(password.encode()).digest()
+        h2 = hashlib.sha1(scramble + hashlib.sha1(h1).digest()).digest()
+        auth = bytes(a ^ b for a, b in zip(h1, h2))
+        import struct
+        payload = (struct.pack("<IIB", self.CAPS, 16 << 20, 45) + b"\0" * 23 + user.encode() + b"\0"
+                   + bytes([len(auth)]) + auth + db.encode() + b"\0" + b"mysql_native_password\0")
+        self.send(seq + 1, payload)
+        _, r = self.recv()
+        check(r[0] == 0, f"raw client login: {r!r}")
+
+    def recv(self):
+        while True:
+            if len(self.buf) >= 4:
+                n = int.from_bytes(self.buf[:3], "little")
+                if len(self.buf) >= 4 + n:
+                    seq, p, self.buf = self.buf[3], self.buf[4:4 + n], self.buf[4 + n:]
+                    return seq, p
+            chunk = self.sock.recv(65536)
+            check(chunk != b"", "raw client: connection closed")
+            self.buf += chunk
+
+    def send(self, seq, payload):
+        self.sock.sendall(len(payload).to_bytes(3, "little") + bytes([seq & 0xFF]) + payload)
+
+    def query(self, sql):
+        """[(seq, payload)] of one text result set (DEPRECATE_EOF framing)."""
+        self.send(0, b"\x03" + sql.encode())
+        out = [self.recv()]
+        ncols = out[0][1][0]
+        check(0 < ncols < 251, f"column count packet {out[0][1]!r}")
+        for _ in range(ncols):
+            out.append(self.recv())
+        while True:
+            seq, p = self.recv()
+            out.append((seq, p))
+            if p[0] == 0xFE and len(p) < 0xFFFFFF:
+                return out
+
+
+def case_deprecate_eof_client(my):
+    """A client with CLIENT_DEPRECATE_EOF gets result sets without the EOF
+    after the column definitions and ending with an OK (0xFE header), with
+    consecutive sequence ids: sqlmux's server connections use EOF packets."""
+    for mode in MODES:
+        with mux_for(my, mode) as mux:
+            c = _RawClient(mux.host, mux.my_port, MY_USER, MY_PASSWORD, mux.dbname("appdb"))
+            for _ in range(2):  # the second on whichever connection the pool gives
+                pkts = c.query("SELECT 1 AS a, 'x' AS b UNION ALL SELECT 2, 'y'")
+                seqs = [s for s, _ in pkts]
+                check_eq(seqs, list(range(1, len(pkts) + 1)), f"{mode}: sequence ids")
+                check_eq(len(pkts), 1 + 2 + 2 + 1, f"{mode}: count, 2 definitions, 2 rows, OK")
+                rows = [p for _, p in pkts[3:5]]
+                check(all(p[0] != 0xFE for p in rows), f"{mode}: an EOF where rows belong: {rows!r}")
+                term = pkts[-1][1]
+                check(len(term) >= 7, f"{mode}: the terminator is an OK packet, not an EOF: {term!r}")
+            c.sock.close()
+
+
 def _backend_up(port, backend):
     """sqlmux_backend_up{pool="appdb",backend=...} from /metrics, or None."""
     import urllib.request
@@ -736,5 +809,5 @@ if __name__ == "__main__":
                          case_mysqldb_multi_statements, case_sqlalchemy_orm, case_blob_20mib,
                          case_session_state_follows_client, case_pool_wait_timeout, case_multiplexing,
                          case_prepared_statements_c, case_load_data_local, case_ping_and_change_user,
-                         case_health_checks, case_backend_killed, case_sysbench_read_write],
+                         case_deprecate_eof_client, case_health_checks, case_backend_killed, case_sysbench_read_write],
               timeout=420, setup=setup, server=MariaDbServer, direct=MY_DIRECT)
