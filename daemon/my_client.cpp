@@ -465,6 +465,7 @@ bool MyClient::handle_command(const uint8_t* wire, size_t wire_len, std::string_
   // its connection: the one marker of per-statement state a response does
   // not show.
   calc_found_rows_ = cmd == my::Command::Query && contains_nocase(payload, "sql_calc_found_rows");
+  if (stats_ != nullptr) query_start_ns_ = uv_hrtime();  // waiting for a server included
   pending_.assign(reinterpret_cast<const char*>(wire), wire_len);
   pending_cmd_ = static_cast<uint8_t>(cmd);
   pending_seq_ = seq;
@@ -624,8 +625,23 @@ void MyClient::on_session_change(const my::OkPacket& ok, const pool::SessionRepo
   }
 }
 
+void MyClient::query_metrics(uint16_t status) {
+  const uint64_t now = uv_hrtime();
+  stats_->query.observe_ns(now - query_start_ns_);
+  const bool in_tx = (status & my::status::kInTrans) != 0;
+  if (in_tx && !in_tx_) {
+    in_tx_ = true;
+    tx_start_ns_ = query_start_ns_;
+  } else if (!in_tx) {
+    // The end of a transaction, or a statement that was one by itself.
+    stats_->transaction.observe_ns(now - (in_tx_ ? tx_start_ns_ : query_start_ns_));
+    in_tx_ = false;
+  }
+}
+
 void MyClient::on_response_done(uint16_t status, bool linger) {
   in_flight_ = false;
+  if (stats_ != nullptr && status != 0xFFFF) query_metrics(status);
   if (preparing_) {  // the PREPARE failed
     preparing_ = false;
     pending_def_.reset();

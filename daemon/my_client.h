@@ -98,6 +98,8 @@ class MyClient final : public PooledClient {
   void auth_failed(uint8_t seq);
   bool handle_command(const uint8_t* wire, size_t wire_len, std::string_view payload, uint8_t seq);
   void need_backend();
+  // Metrics: a response ended one command (and maybe a transaction).
+  void query_metrics(uint16_t status);
   // Transaction mode: a command naming a statement by the client's id.
   // False when answered here (or needing no answer).
   bool map_statement(my::Command cmd, std::string_view payload, uint8_t next);
@@ -129,7 +131,10 @@ class MyClient final : public PooledClient {
   uint8_t pending_seq_ = 0;
   bool pending_response_ = true;
   bool infile_ = false;
-  bool processing_ = false;       // inside process_input()
+  bool processing_ = false;      // inside process_input()
+  uint64_t query_start_ns_ = 0;  // metrics: when the command in flight arrived
+  uint64_t tx_start_ns_ = 0;
+  bool in_tx_ = false;
   bool in_flight_ = false;        // a command was sent; its response is not complete
   bool calc_found_rows_ = false;  // the command in flight has SQL_CALC_FOUND_ROWS
   bool linger_ = false;  // keep the backend for the next command (LAST_INSERT_ID, warnings)

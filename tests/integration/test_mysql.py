@@ -701,8 +701,25 @@ def case_health_checks(my):
         wait_up(1.0, "MariaDB started again")
         c = connect(mux, autocommit=True)
         check_eq(one(c, "SELECT 2"), 2, "query after the host came back")
+        c.begin()
+        q(c, "SELECT 3")
+        q(c, "SELECT 4")
+        c.commit()
         c.close()
         assert_my_serving(mux)
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+
+        def total(name):
+            return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+                       if l.startswith(name + "{") and 'pool="appdb"' in l)
+        # SELECT 1, SELECT 2, BEGIN, SELECT 3, SELECT 4, COMMIT: six commands
+        # (PyMySQL's own at login too); one transaction of four, and the
+        # two single statements.
+        check(total("sqlmux_queries_total") >= 6, f"queries_total: {total('sqlmux_queries_total')}")
+        check(total("sqlmux_transactions_total") >= 3,
+              f"transactions_total: {total('sqlmux_transactions_total')}")
 
 
 def case_backend_killed(my):
