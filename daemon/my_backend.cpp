@@ -510,17 +510,12 @@ void MyBackend::relay() {
   bool infile = false;
   while (reader_ && !closing()) {
     my::PacketExtent ext;
-    switch (my::peek_packet(in_.data(), in_.size(), my::kMaxPacketLimit, ext)) {
-      case my::Decode::NeedMore:
-        break;
-      case my::Decode::Malformed:
-        fail(Reason::BackendProtocolError, "malformed packet from the server");
-        return;
-      case my::Decode::Complete:
-        goto have_packet;
+    const my::Decode d = my::peek_packet(in_.data(), in_.size(), my::kMaxPacketLimit, ext);
+    if (d == my::Decode::Malformed) {
+      fail(Reason::BackendProtocolError, "malformed packet from the server");
+      return;
     }
-    break;
-  have_packet:
+    if (d == my::Decode::NeedMore) break;
     std::string joined;
     std::string_view payload;
     if (ext.chunks == 1) {
