@@ -24,6 +24,7 @@ namespace sqlmux {
 
 namespace {
 constexpr size_t kReadChunk = 64 * 1024;
+constexpr size_t kHighWater = 512 * 1024;  // bytes queued to a client before pausing
 constexpr uint32_t kMaxLoginPacket = 1u << 20;
 // The charset sqlmux logs in with (utf8mb4_general_ci); clients get theirs
 // restored with the other session variables.
@@ -586,6 +587,8 @@ void MyBackend::relay() {
     }
   }
   if (!out.empty() && client_ != nullptr && !draining_) client_->deliver(out);
+  // A client slower than the server: stop reading until it drains.
+  if (client_ != nullptr && client_->queued() > kHighWater) want_read(false);
   if (infile) {
     infile_ = true;
     if (draining_) {
@@ -720,6 +723,12 @@ void MyBackend::on_readable() {
 
 void MyBackend::on_writable() {
   if (client_ != nullptr) client_->resume_reading();
+}
+
+void MyBackend::resume_reading() {
+  if (closing() || reading()) return;
+  want_read(true);
+  if (!in_.empty() && reader_ && !internal_running_) relay();
 }
 
 // --- ending --------------------------------------------------------------------------

@@ -50,6 +50,8 @@ class MyBackend final : public PooledBackend {
   // The client is done with this backend between commands (transaction
   // mode, nothing open): back to the pool, reset first when dirty.
   void unlink();
+  // The client drained what was queued to it: read the server again.
+  void resume_reading();
   // Session state that cannot move to another connection was made here.
   void mark_dirty() { dirty_ = true; }
 

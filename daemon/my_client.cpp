@@ -762,6 +762,10 @@ void MyClient::finish(Reason why) {
   close();
 }
 
+void MyClient::on_writable() {
+  if (backend_ != nullptr) backend_->resume_reading();
+}
+
 void MyClient::on_io_error(int err) {
   LOG_DEBUG("mysql client %" PRIu64 ": socket error: %s", id_, strerror(err));
   finish(Reason::ClientIoError);

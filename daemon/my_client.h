@@ -83,6 +83,7 @@ class MyClient final : public PooledClient {
  protected:
   void on_readable() override;
   void on_io_error(int err) override;
+  void on_writable() override;
   void on_closed() override;
 
  private:
