@@ -445,7 +445,7 @@ bool MyClient::handle_command(const uint8_t* wire, size_t wire_len, std::string_
       break;
     default:
       send_err(next, my::ErrorCode::UnknownComError,
-               "Unknown command " + std::to_string(static_cast<unsigned>(payload[0])));
+               "Unknown command " + std::to_string(static_cast<uint8_t>(payload[0])));
       return true;
   }
   if (cmd == my::Command::ResetConnection && backend_ == nullptr) {

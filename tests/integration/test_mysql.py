@@ -651,6 +651,57 @@ def case_deprecate_eof_client(my):
             c.sock.close()
 
 
+def _err_code(payload):
+    return int.from_bytes(payload[1:3], "little") if payload and payload[0] == 0xFF else None
+
+
+def case_hostile_bytes(my):
+    """Random bytes before and after login, an oversized packet header and
+    invalid commands: each gets an ERR or a clean close, never a crash;
+    unknown commands and statement ids get 1047 / 1243 and the connection
+    stays usable."""
+    import socket
+    if MY_DIRECT:
+        raise Skip("sqlmux's handling")
+    rnd = random.Random(7)
+    with mux_for(my, "transaction") as mux:
+        for i in range(100):
+            s = socket.create_connection((mux.host, mux.my_port), timeout=5)
+            s.recv(4096)  # greeting
+            s.sendall(os.urandom(rnd.randint(0, 300)))
+            s.settimeout(0.2)
+            with contextlib.suppress(OSError):
+                while s.recv(65536):
+                    pass
+            s.close()
+        s = socket.create_connection((mux.host, mux.my_port), timeout=5)
+        s.recv(4096)
+        s.sendall(b"\xff\xff\xff\x01" + b"x" * 10)
+        s.settimeout(2)
+        reply = s.recv(4096)
+        check_eq(_err_code(reply[4:]), 1153, "a 16 MiB login packet header")
+        s.close()
+        c = connect(mux, autocommit=True)
+        sock = c._sock
+        sock.settimeout(5)
+        for cmd, want in [(b"\x99", 1047), (b"\x17\x01\x00\x00\x00", 1243), (b"\x1a\x05\x00\x00\x00", 1243),
+                          (b"", 1047), (b"\x03", 1065)]:
+            sock.sendall(len(cmd).to_bytes(3, "little") + b"\x00" + cmd)
+            reply = sock.recv(4096)
+            check_eq((_err_code(reply[4:]), reply[3]), (want, 1), f"reply to command {cmd!r}")
+        check_eq(one(c, "SELECT 42"), 42, "the same connection after invalid commands")
+        c.close()
+        for i in range(30):
+            c = connect(mux)
+            body = os.urandom(rnd.randint(1, 50))
+            c._sock.sendall(len(body).to_bytes(3, "little") + b"\x00" + body)
+            c._sock.settimeout(0.3)
+            with contextlib.suppress(OSError):
+                c._sock.recv(4096)
+            c._sock.close()
+        assert_my_serving(mux)
+
+
 def _backend_up(port, backend):
     """sqlmux_backend_up{pool="appdb",backend=...} from /metrics, or None."""
     import urllib.request
@@ -826,5 +877,5 @@ if __name__ == "__main__":
                          case_mysqldb_multi_statements, case_sqlalchemy_orm, case_blob_20mib,
                          case_session_state_follows_client, case_pool_wait_timeout, case_multiplexing,
                          case_prepared_statements_c, case_load_data_local, case_ping_and_change_user,
-                         case_deprecate_eof_client, case_health_checks, case_backend_killed, case_sysbench_read_write],
+                         case_deprecate_eof_client, case_hostile_bytes, case_health_checks, case_backend_killed, case_sysbench_read_write],
               timeout=420, setup=setup, server=MariaDbServer, direct=MY_DIRECT)
