@@ -505,6 +505,9 @@ void MyBackend::relay() {
   const bool client_deprecate_eof =
       client_ != nullptr && (client_->caps() & my::cap::kDeprecateEof) != 0;
   const bool client_tracks = client_ != nullptr && (client_->caps() & my::cap::kSessionTrack) != 0;
+  const bool client_found_rows = client_ != nullptr &&
+                                 (client_->caps() & my::cap::kFoundRows) != 0 &&
+                                 (caps_ & my::cap::kFoundRows) == 0;
   std::string out;
   std::vector<std::string> translated;
   bool done = false;
@@ -550,18 +553,33 @@ void MyBackend::relay() {
     }
     if (role == my::PacketRole::Ok || role == my::PacketRole::Terminator) {
       if (role == my::PacketRole::Ok) note_ok(payload, !draining_);
-      if (role == my::PacketRole::Ok && !client_tracks && !draining_ &&
-          (reader_->status() & my::status::kSessionStateChanged) != 0) {
-        // A client without CLIENT_SESSION_TRACK gets the OK without trackers.
+      // A client without CLIENT_SESSION_TRACK gets the OK without trackers;
+      // one with CLIENT_FOUND_ROWS gets an UPDATE's matched rows as its
+      // affected rows (server connections count changed rows).
+      const bool strip =
+          !client_tracks && (reader_->status() & my::status::kSessionStateChanged) != 0;
+      if (role == my::PacketRole::Ok && !draining_ && (strip || client_found_rows)) {
         my::OkPacket ok;
         if (my::decode_ok(payload, caps_, ok)) {
-          ok.has_session_state = false;
-          ok.session_state = {};
-          ok.status = static_cast<uint16_t>(ok.status & ~my::status::kSessionStateChanged);
-          std::string re;
-          my::encode_ok(re, ok, client_->caps());
-          my::put_packet(out, client_seq_, re);
-          sent = true;
+          bool changed = false;
+          if (strip) {
+            ok.has_session_state = false;
+            ok.session_state = {};
+            ok.status = static_cast<uint16_t>(ok.status & ~my::status::kSessionStateChanged);
+            changed = true;
+          }
+          if (client_found_rows) {
+            if (auto matched = my::rows_matched(ok.info); matched && *matched != ok.affected_rows) {
+              ok.affected_rows = *matched;
+              changed = true;
+            }
+          }
+          if (changed) {
+            std::string re;
+            my::encode_ok(re, ok, client_->caps());
+            my::put_packet(out, client_seq_, re);
+            sent = true;
+          }
         }
       }
     }

@@ -449,4 +449,26 @@ void encode_prepare_ok(std::string& out, const PrepareOk& p) {
   w.u16(p.warnings);
 }
 
+std::optional<uint64_t> rows_matched(std::string_view info) {
+  constexpr std::string_view kPrefix = "Rows matched: ";
+  if (info.substr(0, kPrefix.size()) != kPrefix) {
+    return std::nullopt;
+  }
+  uint64_t n = 0;
+  size_t i = kPrefix.size();
+  const size_t start = i;
+  while (i < info.size() && info[i] >= '0' && info[i] <= '9' && i - start < 20) {
+    const uint64_t digit = static_cast<uint64_t>(info[i] - '0');
+    if (n > (UINT64_MAX - digit) / 10) {
+      return std::nullopt;
+    }
+    n = n * 10 + digit;
+    ++i;
+  }
+  if (i == start || (i < info.size() && info[i] != ' ')) {
+    return std::nullopt;
+  }
+  return n;
+}
+
 }  // namespace sqlmux::my

@@ -74,6 +74,10 @@ struct OkPacket {
 // the info is the rest of the packet. 0xFE is accepted as an OK header only
 // with CLIENT_DEPRECATE_EOF and a payload shorter than 0xFFFFFF.
 [[nodiscard]] bool decode_ok(std::string_view payload, uint64_t caps, OkPacket& out);
+// N from an UPDATE's info text "Rows matched: N  Changed: M  Warnings: W"
+// (what CLIENT_FOUND_ROWS reports as affected rows); nullopt for any other
+// text.
+[[nodiscard]] std::optional<uint64_t> rows_matched(std::string_view info);
 void encode_ok(std::string& out, const OkPacket& ok, uint64_t caps);
 // Only the fixed part (header, affected rows, insert id, status, warnings):
 // what a relay needs, without allocating.

@@ -702,6 +702,25 @@ def case_hostile_bytes(my):
         assert_my_serving(mux)
 
 
+def case_found_rows(my):
+    """CLIENT_FOUND_ROWS (SQLAlchemy sets it): an UPDATE that matches a row
+    without changing it reports 1 affected row, as on a direct connection;
+    without the flag, 0."""
+    from pymysql.constants import CLIENT
+    for mode in MODES:
+        with mux_for(my, mode) as mux:
+            for flag, want in ((CLIENT.FOUND_ROWS, 1), (0, 0)):
+                c = connect(mux, autocommit=True, client_flag=flag)
+                with c.cursor() as cur:
+                    cur.execute("CREATE TABLE IF NOT EXISTS found_rows (id INT PRIMARY KEY, v INT)")
+                    cur.execute("REPLACE INTO found_rows VALUES (1, 5)")
+                    n = cur.execute("UPDATE found_rows SET v = 5 WHERE id = 1")
+                    check_eq(n, want, f"{mode}: rows affected with client_flag {flag}")
+                    n = cur.execute("UPDATE found_rows SET v = 6 WHERE id = 1")
+                    check_eq(n, 1, f"{mode}: a changed row, client_flag {flag}")
+                c.close()
+
+
 def _backend_up(port, backend):
     """sqlmux_backend_up{pool="appdb",backend=...} from /metrics, or None."""
     import urllib.request
@@ -877,5 +896,5 @@ if __name__ == "__main__":
                          case_mysqldb_multi_statements, case_sqlalchemy_orm, case_blob_20mib,
                          case_session_state_follows_client, case_pool_wait_timeout, case_multiplexing,
                          case_prepared_statements_c, case_load_data_local, case_ping_and_change_user,
-                         case_deprecate_eof_client, case_hostile_bytes, case_health_checks, case_backend_killed, case_sysbench_read_write],
+                         case_deprecate_eof_client, case_found_rows, case_hostile_bytes, case_health_checks, case_backend_killed, case_sysbench_read_write],
               timeout=420, setup=setup, server=MariaDbServer, direct=MY_DIRECT)

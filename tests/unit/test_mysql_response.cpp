@@ -708,3 +708,16 @@ TEST_CASE("mysql_response: translating DEPRECATE_EOF results for an EOF-style cl
   std::vector<std::string> repl;
   CHECK_FALSE(translate_for_client(same, de_x.server[0], true, repl));
 }
+
+TEST_CASE("mysql_response: rows_matched reads an UPDATE's info text", "[mysql]") {
+  CHECK(rows_matched("Rows matched: 1  Changed: 0  Warnings: 0") == std::optional<uint64_t>(1));
+  CHECK(rows_matched("Rows matched: 12345  Changed: 3  Warnings: 0") ==
+        std::optional<uint64_t>(12345));
+  CHECK(rows_matched("Rows matched: 7") == std::optional<uint64_t>(7));
+  CHECK_FALSE(rows_matched("Records: 3  Duplicates: 0  Warnings: 0"));
+  CHECK_FALSE(rows_matched(""));
+  CHECK_FALSE(rows_matched("Rows matched: "));
+  CHECK_FALSE(rows_matched("Rows matched: x"));
+  CHECK_FALSE(rows_matched("Rows matched: 1x"));
+  CHECK_FALSE(rows_matched("Rows matched: 99999999999999999999999  Changed: 0"));
+}
