@@ -54,6 +54,8 @@ const char* MyBackend::step_name(Step s) {
       return "restoring session variables";
     case Step::Prepare:
       return "COM_STMT_PREPARE";
+    case Step::ChangeUser:
+      return "COM_CHANGE_USER";
   }
   return "internal command";
 }
@@ -157,14 +159,30 @@ void MyBackend::send_payload(std::string_view payload, uint8_t seq) {
   send(scratch_.data(), scratch_.size());
 }
 
+std::string MyBackend::auth_data(std::string_view plugin, std::string_view scramble) const {
+  const std::string& password = pool_.backend_password();
+  if (plugin == my::kCachingSha2Password) {
+    return my::auth::caching_sha2_response(password, scramble.substr(0, my::kScrambleLen));
+  }
+  return my::auth::native_password_response(password, scramble.substr(0, my::kScrambleLen));
+}
+
+std::string MyBackend::change_user_payload() const {
+  my::ChangeUser cu;
+  cu.username = pool_.backend_user();
+  cu.auth_plugin = auth_plugin_;
+  cu.auth_response = auth_data(auth_plugin_, greeting_.scramble);
+  cu.charset = kLoginCharset;
+  std::string out;
+  my::encode_change_user(out, cu, caps_);
+  return out;
+}
+
 bool MyBackend::send_auth_response(std::string_view plugin, std::string_view scramble,
                                    uint8_t seq) {
-  const std::string& password = pool_.backend_password();
   std::string data;
-  if (plugin == my::kNativePassword) {
-    data = my::auth::native_password_response(password, scramble.substr(0, my::kScrambleLen));
-  } else if (plugin == my::kCachingSha2Password) {
-    data = my::auth::caching_sha2_response(password, scramble.substr(0, my::kScrambleLen));
+  if (plugin == my::kNativePassword || plugin == my::kCachingSha2Password) {
+    data = auth_data(plugin, scramble);
   } else {
     connect_failed("the server asks for authentication plugin " + std::string(plugin) +
                    ", which sqlmux does not speak (use mysql_native_password)");
@@ -326,6 +344,23 @@ void MyBackend::process_internal() {
     }
     const std::string payload(p.payload());
     in_.consume(used);
+    if (steps_.front().step == Step::ChangeUser && !payload.empty()) {
+      const auto first = static_cast<uint8_t>(payload[0]);
+      if (first == my::kEofHeader && payload.size() > 5) {
+        // AuthSwitchRequest: answer with the new scramble, wait for the OK.
+        my::AuthSwitchRequest sw;
+        if (!my::decode_auth_switch(payload, sw) ||
+            (sw.plugin != my::kNativePassword && sw.plugin != my::kCachingSha2Password)) {
+          fail(Reason::BackendProtocolError, "unexpected AuthSwitchRequest to COM_CHANGE_USER");
+          return;
+        }
+        greeting_.scramble = sw.data;
+        auth_plugin_ = sw.plugin;
+        send_payload(auth_data(sw.plugin, sw.data), static_cast<uint8_t>(p.last_seq() + 1));
+        continue;
+      }
+      if (first == my::kAuthMoreDataHeader) continue;  // caching_sha2 fast-auth success
+    }
     const my::Step s = reader_->feed(payload);
     if (s == my::Step::Malformed || s == my::Step::LocalInfile) {
       fail(Reason::BackendProtocolError, "unexpected response to sqlmux's own command");
@@ -355,7 +390,8 @@ void MyBackend::internal_done(bool ok, const my::ErrPacket* err) {
              err != nullptr ? err->message.c_str() : "");
     steps_.clear();
     internal_running_ = false;
-    if ((done.step == Step::InitDb || done.step == Step::Restore || done.step == Step::Prepare) &&
+    if ((done.step == Step::InitDb || done.step == Step::Restore || done.step == Step::Prepare ||
+         done.step == Step::ChangeUser) &&
         client_ != nullptr && state_ == BackendState::Active) {
       // The client's state cannot be had here: its command gets the error.
       std::string payload;
@@ -398,6 +434,8 @@ void MyBackend::internal_done(bool ok, const my::ErrPacket* err) {
     case Step::Prepare:
       close_statements(statements_.add(done.key, prepared.statement_id, prepared.num_params));
       break;
+    case Step::ChangeUser:
+      break;  // link() already counted on the fresh session
     case Step::InitDb:
       if (client_ != nullptr) vars_.schema = client_->vars().schema;
       break;
@@ -433,6 +471,17 @@ void MyBackend::link(MyClient* c) {
   assert(client_ == nullptr);
   client_ = c;
   set_state(BackendState::Active);
+  if (!pool::can_restore_schema(vars_.schema, c->vars().schema)) {
+    // The client selected no database and this session has one: a new
+    // login on it (as COM_RESET_CONNECTION, and without a schema), then
+    // tracking again. What follows is computed against that fresh session.
+    queue(Step::ChangeUser, change_user_payload());
+    queue(Step::Setup, command_payload(my::Command::Query, kSetupSql));
+    vars_.clear_vars();
+    if (auto cs = pool::charset_by_id(kLoginCharset)) vars_.set_charset(*cs);
+    vars_.schema.reset();
+    statements_.clear();
+  }
   if (auto db = pool::schema_to_restore(vars_.schema, c->vars().schema)) {
     queue(Step::InitDb, command_payload(my::Command::InitDb, *db));
   }

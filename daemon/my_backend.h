@@ -72,7 +72,7 @@ class MyBackend final : public PooledBackend {
   enum class Login { Tcp, Greeting, Auth, PublicKey, Setup, Done };
   // sqlmux's own commands: setting the session up, resetting it, and
   // bringing it to a client's state before the client's command.
-  enum class Step { Setup, Reset, InitDb, Restore, Prepare };
+  enum class Step { Setup, Reset, InitDb, Restore, Prepare, ChangeUser };
   struct Internal {
     Step step;
     std::string payload;
@@ -83,6 +83,11 @@ class MyBackend final : public PooledBackend {
   void drive_login();
   bool login_packet(std::string_view payload, uint8_t seq);
   bool send_auth_response(std::string_view plugin, std::string_view scramble, uint8_t seq);
+  // The login's auth data for `plugin` with `scramble` (empty: unsupported).
+  [[nodiscard]] std::string auth_data(std::string_view plugin, std::string_view scramble) const;
+  // COM_CHANGE_USER to the same login without a database: the one way to
+  // leave a schema (for a client that selected none).
+  [[nodiscard]] std::string change_user_payload() const;
   void send_payload(std::string_view payload, uint8_t seq);
   void queue(Step s, std::string payload);
   void run_next();

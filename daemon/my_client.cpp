@@ -692,6 +692,7 @@ void MyClient::on_backend_lost_idle() {
     return;
   }
   set_state(ClientState::Idle);
+  if (!pending_.empty()) need_backend();  // lost before its command went out
 }
 
 // --- housekeeping and ending -------------------------------------------------------

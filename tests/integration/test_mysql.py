@@ -721,6 +721,26 @@ def case_found_rows(my):
                 c.close()
 
 
+def case_default_pool_no_schema(my):
+    """A client that names no database lands in its user's default_pool with
+    no schema selected (DATABASE() is NULL), also on a server connection
+    another client used with a schema (pool of 1: they alternate on it)."""
+    for mode in ["transaction"] if not MY_DIRECT else MODES:
+        with mux_for(my, mode, size=1) as mux:
+            nodb = connect(mux, autocommit=True, db=None)
+            withdb = connect(mux, autocommit=True)
+            for i in range(3):
+                check_eq(one(nodb, "SELECT DATABASE()"), None, f"{mode}: no database, round {i}")
+                check_eq(one(withdb, "SELECT DATABASE()"), "appdb", f"{mode}: appdb, round {i}")
+            q(nodb, "SET time_zone = '+03:00'")
+            check_eq(q(withdb, "SELECT DATABASE(), @@time_zone")[0], ("appdb", "SYSTEM"), f"{mode}: other client")
+            check_eq(q(nodb, "SELECT DATABASE(), @@time_zone")[0], (None, "+03:00"), f"{mode}: its own state")
+            q(nodb, "USE appdb")
+            check_eq(one(nodb, "SELECT DATABASE()"), "appdb", f"{mode}: after USE")
+            nodb.close()
+            withdb.close()
+
+
 def _backend_up(port, backend):
     """sqlmux_backend_up{pool="appdb",backend=...} from /metrics, or None."""
     import urllib.request
@@ -896,5 +916,5 @@ if __name__ == "__main__":
                          case_mysqldb_multi_statements, case_sqlalchemy_orm, case_blob_20mib,
                          case_session_state_follows_client, case_pool_wait_timeout, case_multiplexing,
                          case_prepared_statements_c, case_load_data_local, case_ping_and_change_user,
-                         case_deprecate_eof_client, case_found_rows, case_hostile_bytes, case_health_checks, case_backend_killed, case_sysbench_read_write],
+                         case_deprecate_eof_client, case_found_rows, case_default_pool_no_schema, case_hostile_bytes, case_health_checks, case_backend_killed, case_sysbench_read_write],
               timeout=420, setup=setup, server=MariaDbServer, direct=MY_DIRECT)
