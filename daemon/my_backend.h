@@ -79,6 +79,23 @@ class MyBackend final : public PooledBackend {
     std::string key;  // Prepare: the statement's key in statements_
   };
 
+  // The charset sqlmux logs in with (utf8mb4_general_ci); clients get theirs
+  // restored with the other session variables.
+  static constexpr uint8_t kLoginCharset = 45;
+  static constexpr uint32_t kMaxLoginPacket = 1u << 20;
+  // What sqlmux asks of the server. CLIENT_MYSQL (bit 0) set: no MariaDB
+  // extended capabilities; no DEPRECATE_EOF (most clients use EOF packets).
+  static constexpr uint64_t kWantedCaps =
+      my::cap::kLongPassword | my::cap::kLongFlag | my::cap::kConnectWithDb | my::cap::kLocalFiles |
+      my::cap::kProtocol41 | my::cap::kTransactions | my::cap::kSecureConnection |
+      my::cap::kMultiStatements | my::cap::kMultiResults | my::cap::kPsMultiResults |
+      my::cap::kPluginAuth | my::cap::kPluginAuthLenencData | my::cap::kSessionTrack;
+  // Turns on the session tracking that transaction pooling reads.
+  static constexpr std::string_view kSetupSql =
+      "SET SESSION session_track_system_variables='*', session_track_schema=ON, "
+      "session_track_state_change=ON, session_track_transaction_info='CHARACTERISTICS'";
+  [[nodiscard]] static std::string command_payload(my::Command c, std::string_view arg);
+
   MyBackend(Worker& w, Pool& pool, int fd);
   void drive_login();
   bool login_packet(std::string_view payload, uint8_t seq);
