@@ -94,7 +94,9 @@ Backend::Backend(Worker& w, Pool& pool, PGconn* pg, int fd, uint64_t for_client)
       pg_(pg),
       statements_(pool.cfg().max_prepared_statements) {}
 
-PooledClient* Backend::pooled_client() const { return client_; }
+PooledClient* Backend::pooled_client() const {
+  return client_;
+}
 
 Backend::~Backend() {
   // PQfinish sends Terminate and closes libpq's socket (the one we polled).

@@ -35,7 +35,9 @@ Client::Client(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer
 
 Client::~Client() = default;
 
-PooledBackend* Client::pooled_backend() const { return backend_; }
+PooledBackend* Client::pooled_backend() const {
+  return backend_;
+}
 
 // --- input -----------------------------------------------------------------
 
