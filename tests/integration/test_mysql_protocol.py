@@ -1,0 +1,257 @@
+"""MySQL protocol details through sqlmux's mysql listener, against a
+throwaway MariaDB: a raw CLIENT_DEPRECATE_EOF client, CLIENT_FOUND_ROWS,
+a client with no database, hostile bytes, health checks of MySQL hosts.
+The client programs' cases are in test_mysql.py.
+
+    SQLMUX_BIN=build/sqlmux /usr/bin/python3 tests/integration/test_mysql_protocol.py [case]
+    SQLMUX_MY_DIRECT=1 /usr/bin/python3 tests/integration/test_mysql_protocol.py
+"""
+import contextlib
+import hashlib
+import os
+import random
+import time
+
+from harness import *
+from mysql_harness import *
+from test_mysql import MODES, assert_my_serving, connect, mux_for, one, q
+
+
+class _RawClient:
+    """A minimal protocol-4.1 client that asks for CLIENT_DEPRECATE_EOF
+    (none of the Python clients does), to check sqlmux's translation from
+    the server's EOF-style result sets. Records every packet's sequence id."""
+    CAPS = (0x0200 | 0x8000 | 0x80000 | 0x0008 | 0x2000 | 0x20000 | (1 << 24))
+
+    def __init__(self, host, port, user, password, db):
+        import socket
+        self.sock = socket.create_connection((host, port), timeout=10)
+        self.buf = b""
+        seq, g = self.recv()
+        i = g.index(b"\0", 1) + 1 + 4
+        scramble = g[i:i + 8]
+        i += 8 + 1 + 2 + 1 + 2 + 2 + 1 + 10
+        scramble += g[i:i + 12]
+        h1 = hashlib.sha1(password.encode()).digest()
+        h2 = hashlib.sha1(scramble + hashlib.sha1(h1).digest()).digest()
+        auth = bytes(a ^ b for a, b in zip(h1, h2))
+        import struct
+        payload = (struct.pack("<IIB", self.CAPS, 16 << 20, 45) + b"\0" * 23 + user.encode() + b"\0"
+                   + bytes([len(auth)]) + auth + db.encode() + b"\0" + b"mysql_native_password\0")
+        self.send(seq + 1, payload)
+        _, r = self.recv()
+        check(r[0] == 0, f"raw client login: {r!r}")
+
+    def recv(self):
+        while True:
+            if len(self.buf) >= 4:
+                n = int.from_bytes(self.buf[:3], "little")
+                if len(self.buf) >= 4 + n:
+                    seq, p, self.buf = self.buf[3], self.buf[4:4 + n], self.buf[4 + n:]
+                    return seq, p
+            chunk = self.sock.recv(65536)
+            check(chunk != b"", "raw client: connection closed")
+            self.buf += chunk
+
+    def send(self, seq, payload):
+        self.sock.sendall(len(payload).to_bytes(3, "little") + bytes([seq & 0xFF]) + payload)
+
+    def query(self, sql):
+        """[(seq, payload)] of one text result set (DEPRECATE_EOF framing)."""
+        self.send(0, b"\x03" + sql.encode())
+        out = [self.recv()]
+        ncols = out[0][1][0]
+        check(0 < ncols < 251, f"column count packet {out[0][1]!r}")
+        for _ in range(ncols):
+            out.append(self.recv())
+        while True:
+            seq, p = self.recv()
+            out.append((seq, p))
+            if p[0] == 0xFE and len(p) < 0xFFFFFF:
+                return out
+
+
+def case_deprecate_eof_client(my):
+    """A client with CLIENT_DEPRECATE_EOF gets result sets without the EOF
+    after the column definitions and ending with an OK (0xFE header), with
+    consecutive sequence ids: sqlmux's server connections use EOF packets."""
+    for mode in MODES:
+        with mux_for(my, mode) as mux:
+            c = _RawClient(mux.host, mux.my_port, MY_USER, MY_PASSWORD, mux.dbname("appdb"))
+            for _ in range(2):  # the second on whichever connection the pool gives
+                pkts = c.query("SELECT 1 AS a, 'x' AS b UNION ALL SELECT 2, 'y'")
+                seqs = [s for s, _ in pkts]
+                check_eq(seqs, list(range(1, len(pkts) + 1)), f"{mode}: sequence ids")
+                check_eq(len(pkts), 1 + 2 + 2 + 1, f"{mode}: count, 2 definitions, 2 rows, OK")
+                rows = [p for _, p in pkts[3:5]]
+                check(all(p[0] != 0xFE for p in rows), f"{mode}: an EOF where rows belong: {rows!r}")
+                term = pkts[-1][1]
+                check(len(term) >= 7, f"{mode}: the terminator is an OK packet, not an EOF: {term!r}")
+            c.sock.close()
+
+
+def _err_code(payload):
+    return int.from_bytes(payload[1:3], "little") if payload and payload[0] == 0xFF else None
+
+
+def case_hostile_bytes(my):
+    """Random bytes before and after login, an oversized packet header and
+    invalid commands: each gets an ERR or a clean close, never a crash;
+    unknown commands and statement ids get 1047 / 1243 and the connection
+    stays usable."""
+    import socket
+    if MY_DIRECT:
+        raise Skip("sqlmux's handling")
+    rnd = random.Random(7)
+    with mux_for(my, "transaction") as mux:
+        for i in range(100):
+            s = socket.create_connection((mux.host, mux.my_port), timeout=5)
+            s.recv(4096)  # greeting
+            s.sendall(os.urandom(rnd.randint(0, 300)))
+            s.settimeout(0.2)
+            with contextlib.suppress(OSError):
+                while s.recv(65536):
+                    pass
+            s.close()
+        s = socket.create_connection((mux.host, mux.my_port), timeout=5)
+        s.recv(4096)
+        s.sendall(b"\xff\xff\xff\x01" + b"x" * 10)
+        s.settimeout(2)
+        reply = s.recv(4096)
+        check_eq(_err_code(reply[4:]), 1153, "a 16 MiB login packet header")
+        s.close()
+        c = connect(mux, autocommit=True)
+        sock = c._sock
+        sock.settimeout(5)
+        for cmd, want in [(b"\x99", 1047), (b"\x17\x01\x00\x00\x00", 1243), (b"\x1a\x05\x00\x00\x00", 1243),
+                          (b"", 1047), (b"\x03", 1065)]:
+            sock.sendall(len(cmd).to_bytes(3, "little") + b"\x00" + cmd)
+            reply = sock.recv(4096)
+            check_eq((_err_code(reply[4:]), reply[3]), (want, 1), f"reply to command {cmd!r}")
+        check_eq(one(c, "SELECT 42"), 42, "the same connection after invalid commands")
+        c.close()
+        for i in range(30):
+            c = connect(mux)
+            body = os.urandom(rnd.randint(1, 50))
+            c._sock.sendall(len(body).to_bytes(3, "little") + b"\x00" + body)
+            c._sock.settimeout(0.3)
+            with contextlib.suppress(OSError):
+                c._sock.recv(4096)
+            c._sock.close()
+        assert_my_serving(mux)
+
+
+def case_found_rows(my):
+    """CLIENT_FOUND_ROWS (SQLAlchemy sets it): an UPDATE that matches a row
+    without changing it reports 1 affected row, as on a direct connection;
+    without the flag, 0."""
+    from pymysql.constants import CLIENT
+    for mode in MODES:
+        with mux_for(my, mode) as mux:
+            for flag, want in ((CLIENT.FOUND_ROWS, 1), (0, 0)):
+                c = connect(mux, autocommit=True, client_flag=flag)
+                with c.cursor() as cur:
+                    cur.execute("CREATE TABLE IF NOT EXISTS found_rows (id INT PRIMARY KEY, v INT)")
+                    cur.execute("REPLACE INTO found_rows VALUES (1, 5)")
+                    n = cur.execute("UPDATE found_rows SET v = 5 WHERE id = 1")
+                    check_eq(n, want, f"{mode}: rows affected with client_flag {flag}")
+                    n = cur.execute("UPDATE found_rows SET v = 6 WHERE id = 1")
+                    check_eq(n, 1, f"{mode}: a changed row, client_flag {flag}")
+                c.close()
+
+
+def case_default_pool_no_schema(my):
+    """A client that names no database lands in its user's default_pool with
+    no schema selected (DATABASE() is NULL), also on a server connection
+    another client used with a schema (pool of 1: they alternate on it)."""
+    for mode in ["transaction"] if not MY_DIRECT else MODES:
+        with mux_for(my, mode, size=1) as mux:
+            nodb = connect(mux, autocommit=True, db=None)
+            withdb = connect(mux, autocommit=True)
+            for i in range(3):
+                check_eq(one(nodb, "SELECT DATABASE()"), None, f"{mode}: no database, round {i}")
+                check_eq(one(withdb, "SELECT DATABASE()"), "appdb", f"{mode}: appdb, round {i}")
+            q(nodb, "SET time_zone = '+03:00'")
+            check_eq(q(withdb, "SELECT DATABASE(), @@time_zone")[0], ("appdb", "SYSTEM"), f"{mode}: other client")
+            check_eq(q(nodb, "SELECT DATABASE(), @@time_zone")[0], (None, "+03:00"), f"{mode}: its own state")
+            q(nodb, "USE appdb")
+            check_eq(one(nodb, "SELECT DATABASE()"), "appdb", f"{mode}: after USE")
+            nodb.close()
+            withdb.close()
+
+
+def _backend_up(port, backend):
+    """sqlmux_backend_up{pool="appdb",backend=...} from /metrics, or None."""
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    for line in text.splitlines():
+        if line.startswith("sqlmux_backend_up{") and f'backend="{backend}"' in line \
+                and 'pool="appdb"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def case_health_checks(my):
+    """[health] checks MySQL hosts with Connector/C's non-blocking API: up
+    while MariaDB runs, down (backend_up 0) after it stops, up again after
+    it starts, and clients are served again."""
+    if MY_DIRECT:
+        raise Skip("sqlmux's health checks")
+    metrics_port = free_port()
+    backend = f"127.0.0.1:{my.port}"
+
+    def tweak(cfg):
+        cfg["health"] = {"interval": "200ms", "timeout": "1s", "fall": 2, "rise": 1}
+        cfg["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
+
+    def wait_up(want, what, timeout=15):
+        deadline = time.monotonic() + timeout
+        got = None
+        while time.monotonic() < deadline:
+            got = _backend_up(metrics_port, backend)
+            if got == want:
+                return
+            time.sleep(0.1)
+        fail(f"{what}: sqlmux_backend_up is {got}, want {want}")
+
+    with mux_for(my, "transaction", tweak=tweak) as mux:
+        wait_up(1.0, "MariaDB running")
+        c = connect(mux, autocommit=True)
+        check_eq(one(c, "SELECT 1"), 1, "query with the host up")
+        c.close()
+        my.stop_server()
+        try:
+            wait_up(0.0, "MariaDB stopped")
+            check(f"backend host {backend} is down" in mux.log_tail(200),
+                  "sqlmux logs the host going down")
+        finally:
+            my.start_server()
+        wait_up(1.0, "MariaDB started again")
+        c = connect(mux, autocommit=True)
+        check_eq(one(c, "SELECT 2"), 2, "query after the host came back")
+        c.begin()
+        q(c, "SELECT 3")
+        q(c, "SELECT 4")
+        c.commit()
+        c.close()
+        assert_my_serving(mux)
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+
+        def total(name):
+            return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+                       if l.startswith(name + "{") and 'pool="appdb"' in l)
+        # SELECT 1, SELECT 2, BEGIN, SELECT 3, SELECT 4, COMMIT: six commands
+        # (PyMySQL's own at login too); one transaction of four, and the
+        # two single statements.
+        check(total("sqlmux_queries_total") >= 6, f"queries_total: {total('sqlmux_queries_total')}")
+        check(total("sqlmux_transactions_total") >= 3,
+              f"transactions_total: {total('sqlmux_transactions_total')}")
+
+
+if __name__ == "__main__":
+    run_cases(__file__, [case_deprecate_eof_client, case_found_rows, case_default_pool_no_schema,
+                         case_hostile_bytes, case_health_checks],
+              timeout=150, server=MariaDbServer, direct=MY_DIRECT)
