@@ -75,17 +75,11 @@ Backend* Backend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t for_c
     return nullptr;
   }
   auto* b = new Backend(w, pool, pg, PQsocket(pg), for_client);
-  b->address_ = addr.text;
-  b->host_ = &where;
-  b->tried_ = tried;
-  w.set_backend_state(b, BackendState::Connecting);
-  if (!b->attach()) {
-    b->connect_failed("cannot poll the backend socket");
+  // Writable first: PQconnectPoll starts as if it had said "writing".
+  if (!b->start_connecting(where, tried)) {
     error.clear();  // handled: connect_failed told the pool and the client
     return nullptr;
   }
-  b->want_read(false);
-  b->want_write(true);  // PQconnectPoll starts as if it had said "writing"
   return b;
 }
 
@@ -849,16 +843,8 @@ void Backend::fail(Reason why, const char* detail) {
   terminate(why);
 }
 
-void Backend::terminate(Reason why) {
-  if (closing()) return;
-  LOG_DEBUG("backend pid %d closing: %s", pid_, std::string(to_string(why)).c_str());
-  if (stats_ != nullptr && metrics::is_server_error(why)) {
-    stats_->server_errors[static_cast<int>(why)].add();
-  }
-  client_ = nullptr;
-  set_state(BackendState::Closing);
-  close();
-  pool_.backend_gone(*worker_, this);
+void Backend::on_terminate() {
+  client_ = nullptr;  // PQfinish (in the destructor) sends Terminate
 }
 
 void Backend::on_io_error(int err) {

@@ -72,8 +72,6 @@ class Backend final : public PooledBackend {
   void client_gone(bool client_mid_message);
   // The cancel key as libpq knows it (PQcancel runs off the loop).
   [[nodiscard]] std::shared_ptr<PGcancel> cancel_handle() const { return cancel_; }
-  // Shuts the connection (Terminate through libpq) and tells the pool.
-  void terminate(Reason why) override;
   void became_idle() override;
   void resume_reading_if_drained();
 
@@ -82,6 +80,7 @@ class Backend final : public PooledBackend {
   void on_writable() override;
   void on_poll_writable() override;
   void on_io_error(int err) override;
+  void on_terminate() override;
 
  private:
   enum class Internal { None, Sync, Reset, Capture };

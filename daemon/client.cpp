@@ -510,11 +510,8 @@ void Client::send_welcome() {
 // --- backends ----------------------------------------------------------------
 
 void Client::need_backend() {
-  set_state(ClientState::Waiting);
   backend_ready_ = false;
-  acquiring_ = true;
-  pool_->acquire(*worker_, *this);
-  acquiring_ = false;
+  acquire_backend();
 }
 
 void Client::on_backend_linked(PooledBackend* pb) {

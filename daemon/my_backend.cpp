@@ -18,7 +18,8 @@ namespace sqlmux {
 
 namespace {
 constexpr size_t kReadChunk = 64 * 1024;
-constexpr size_t kHighWater = 512 * 1024;  // bytes queued to a client before pausing
+constexpr size_t kHighWater = 512 * 1024;      // bytes queued to a client before pausing
+constexpr size_t kMaxKeptCapacity = 1u << 20;  // scratch kept between responses
 }  // namespace
 
 const char* MyBackend::step_name(Step s) {
@@ -45,8 +46,9 @@ std::string MyBackend::command_payload(my::Command c, std::string_view arg) {
   return out;
 }
 
-MyBackend::MyBackend(Worker& w, Pool& pool, int fd)
-    : PooledBackend(w, pool, fd, true, 0), statements_(pool.cfg().max_prepared_statements) {}
+MyBackend::MyBackend(Worker& w, Pool& pool, int fd, uint64_t for_client)
+    : PooledBackend(w, pool, fd, true, for_client),
+      statements_(pool.cfg().max_prepared_statements) {}
 
 void MyBackend::prepare_statement(const pool::MyStatementDef& def) {
   steps_.push_back({Step::Prepare, command_payload(my::Command::StmtPrepare, def.sql), def.key});
@@ -320,8 +322,9 @@ void MyBackend::relay() {
   const bool client_found_rows = client_ != nullptr &&
                                  (client_->caps() & my::cap::kFoundRows) != 0 &&
                                  (caps_ & my::cap::kFoundRows) == 0;
-  std::string out;
-  std::vector<std::string> translated;
+  std::string& out = relay_out_;  // members: their capacity stays between calls
+  std::vector<std::string>& translated = translated_;
+  out.clear();
   bool done = false;
   bool infile = false;
   while (reader_ && !closing()) {
@@ -333,14 +336,7 @@ void MyBackend::relay() {
     }
     if (d == my::Decode::NeedMore) break;
     std::string joined;
-    std::string_view payload;
-    if (ext.chunks == 1) {
-      payload = std::string_view(reinterpret_cast<const char*>(in_.data()) + my::kHeaderLen,
-                                 ext.payload_len);
-    } else {
-      my::join_payload(in_.data(), ext, joined);
-      payload = joined;
-    }
+    const std::string_view payload = my::packet_payload(in_.data(), ext, joined);
     const my::Step s = reader_->feed(payload);
     if (s == my::Step::Malformed) {
       fail(Reason::BackendProtocolError, "malformed response from the server");
@@ -417,6 +413,7 @@ void MyBackend::relay() {
     }
   }
   if (!out.empty() && client_ != nullptr && !draining_) client_->deliver(out);
+  if (out.capacity() > kMaxKeptCapacity) std::string().swap(out);  // after a huge row
   // A client slower than the server: stop reading until it drains.
   if (client_ != nullptr && client_->queued() > kHighWater) want_read(false);
   if (infile) {
@@ -579,19 +576,11 @@ void MyBackend::fail(Reason why, const std::string& detail) {
   terminate(why);
 }
 
-void MyBackend::terminate(Reason why) {
-  if (closing()) return;
-  LOG_DEBUG("mysql backend %d closing: %s", pid_, std::string(to_string(why)).c_str());
-  if (stats_ != nullptr && metrics::is_server_error(why)) {
-    stats_->server_errors[static_cast<int>(why)].add();
-  }
+void MyBackend::on_terminate() {
   if (state_ != BackendState::Connecting && !reader_ && !internal_running_ && out_.empty()) {
     send_payload(command_payload(my::Command::Quit, {}), 0);
   }
   client_ = nullptr;
-  set_state(BackendState::Closing);
-  close();
-  pool_.backend_gone(*worker_, this);
 }
 
 void MyBackend::on_io_error(int err) {

@@ -29,7 +29,6 @@ class MyBackend final : public PooledBackend {
 
   [[nodiscard]] MyClient* client() const { return client_; }
   [[nodiscard]] PooledClient* pooled_client() const override;
-  void terminate(Reason why) override;
   void became_idle() override;
 
   // Capabilities negotiated with the server.
@@ -67,6 +66,7 @@ class MyBackend final : public PooledBackend {
   void on_writable() override;
   void on_poll_writable() override;
   void on_io_error(int err) override;
+  void on_terminate() override;
 
  private:
   enum class Login { Tcp, Greeting, Auth, PublicKey, Setup, Done };
@@ -96,7 +96,7 @@ class MyBackend final : public PooledBackend {
       "session_track_state_change=ON, session_track_transaction_info='CHARACTERISTICS'";
   [[nodiscard]] static std::string command_payload(my::Command c, std::string_view arg);
 
-  MyBackend(Worker& w, Pool& pool, int fd);
+  MyBackend(Worker& w, Pool& pool, int fd, uint64_t for_client);
   void drive_login();
   bool login_packet(std::string_view payload, uint8_t seq);
   bool send_auth_response(std::string_view plugin, std::string_view scramble, uint8_t seq);
@@ -123,6 +123,8 @@ class MyBackend final : public PooledBackend {
   std::string auth_plugin_;
   uint64_t caps_ = 0;
   std::string scratch_;
+  std::string relay_out_;                // relay(): packets for the client
+  std::vector<std::string> translated_;  // relay(): a translated packet
 
   std::deque<Internal> steps_;
   // What the end of sqlmux's own commands means for a linked client.

@@ -53,19 +53,12 @@ MyBackend* MyBackend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t f
     ::close(fd);
     return nullptr;
   }
-  auto* b = new MyBackend(w, pool, fd);
-  b->for_client_ = for_client;
-  b->address_ = addr.text;
-  b->host_ = &where;
-  b->tried_ = tried;
-  w.set_backend_state(b, BackendState::Connecting);
-  if (!b->attach()) {
-    b->connect_failed("cannot poll the backend socket");
-    error.clear();
+  auto* b = new MyBackend(w, pool, fd, for_client);
+  // Writable = connected (or failed: SO_ERROR says).
+  if (!b->start_connecting(where, tried)) {
+    error.clear();  // handled: connect_failed told the pool and the client
     return nullptr;
   }
-  b->want_read(false);
-  b->want_write(true);  // writable = connected (or failed: SO_ERROR says)
   return b;
 }
 

@@ -65,9 +65,7 @@ config::PoolMode MyClient::mode() const {
 void MyClient::send_err(uint8_t seq, my::ErrorCode code, std::string_view message) {
   std::string payload;
   my::encode_err(payload, code, message);
-  scratch_.clear();
-  my::put_packet(scratch_, seq, payload);
-  send(scratch_.data(), scratch_.size());
+  send_packet(seq, payload);
 }
 
 void MyClient::send_ok(uint8_t seq) {
@@ -75,9 +73,23 @@ void MyClient::send_ok(uint8_t seq) {
   ok.status = my::status::kAutocommit;
   std::string payload;
   my::encode_ok(payload, ok, caps_);
+  send_packet(seq, payload);
+}
+
+void MyClient::send_packet(uint8_t seq, std::string_view payload) {
   scratch_.clear();
   my::put_packet(scratch_, seq, payload);
   send(scratch_.data(), scratch_.size());
+}
+
+void MyClient::send_auth_switch(uint8_t seq) {
+  my::AuthSwitchRequest sw;
+  sw.plugin = std::string(my::kNativePassword);
+  sw.data = scramble_ + std::string(1, '\0');
+  std::string out;
+  my::encode_auth_switch(out, sw);
+  send_packet(seq, out);
+  login_ = Login::AuthSwitch;
 }
 
 void MyClient::disconnect(Reason why, uint8_t seq, my::ErrorCode code, const std::string& message) {
@@ -110,10 +122,7 @@ void MyClient::start() {
   g.auth_plugin = std::string(my::kNativePassword);
   std::string payload;
   my::encode_greeting(payload, g);
-  scratch_.clear();
-  uint8_t seq = 0;
-  my::put_packet(scratch_, seq, payload);
-  send(scratch_.data(), scratch_.size());
+  send_packet(0, payload);
 }
 
 // --- input ----------------------------------------------------------------------
@@ -169,14 +178,7 @@ void MyClient::process_packets() {
         break;
     }
     std::string joined;
-    std::string_view payload;
-    if (ext.chunks == 1) {
-      payload = std::string_view(reinterpret_cast<const char*>(in_.data()) + my::kHeaderLen,
-                                 ext.payload_len);
-    } else {
-      my::join_payload(in_.data(), ext, joined);
-      payload = joined;
-    }
+    const std::string_view payload = my::packet_payload(in_.data(), ext, joined);
     bool go_on = true;
     if (login_ == Login::Handshake) {
       go_on = handle_handshake_response(payload, ext.last_seq);
@@ -229,16 +231,7 @@ bool MyClient::handle_handshake_response(std::string_view payload, uint8_t seq) 
       r.auth_plugin.empty() ? std::string(my::kNativePassword) : r.auth_plugin;
   if (plugin != my::kNativePassword && plugin != my::kCachingSha2Password) {
     // Ask for mysql_native_password with the same scramble.
-    my::AuthSwitchRequest sw;
-    sw.plugin = std::string(my::kNativePassword);
-    sw.data = scramble_ + std::string(1, '\0');
-    std::string out;
-    my::encode_auth_switch(out, sw);
-    scratch_.clear();
-    uint8_t s = next;
-    my::put_packet(scratch_, s, out);
-    send(scratch_.data(), scratch_.size());
-    login_ = Login::AuthSwitch;
+    send_auth_switch(next);
     return true;
   }
   if (!check_password(plugin, r.auth_response)) {
@@ -249,10 +242,7 @@ bool MyClient::handle_handshake_response(std::string_view payload, uint8_t seq) 
     std::string more;
     my::encode_auth_more_data(
         more, std::string(1, static_cast<char>(my::CachingSha2Status::FastAuthSuccess)));
-    scratch_.clear();
-    uint8_t s = next;
-    my::put_packet(scratch_, s, more);
-    send(scratch_.data(), scratch_.size());
+    send_packet(next, more);
     auth_succeeded(static_cast<uint8_t>(next + 1));
   } else {
     auth_succeeded(next);
@@ -306,16 +296,7 @@ bool MyClient::change_user(std::string_view payload, uint8_t next) {
       return false;
     }
     scramble_ = *scramble;
-    my::AuthSwitchRequest sw;
-    sw.plugin = std::string(my::kNativePassword);
-    sw.data = scramble_ + std::string(1, '\0');
-    std::string out;
-    my::encode_auth_switch(out, sw);
-    scratch_.clear();
-    uint8_t s = next;
-    my::put_packet(scratch_, s, out);
-    send(scratch_.data(), scratch_.size());
-    login_ = Login::AuthSwitch;
+    send_auth_switch(next);
     changing_user_ = true;
     return true;
   }
@@ -473,7 +454,7 @@ bool MyClient::handle_command(const uint8_t* wire, size_t wire_len, std::string_
   if (backend_ != nullptr) {
     on_backend_ready();
   } else {
-    need_backend();
+    acquire_backend();
   }
   return true;
 }
@@ -528,13 +509,6 @@ uint32_t MyClient::on_prepared(const my::PrepareOk& ok) {
   return id;
 }
 
-void MyClient::need_backend() {
-  set_state(ClientState::Waiting);
-  acquiring_ = true;
-  pool_->acquire(*worker_, *this);
-  acquiring_ = false;
-}
-
 void MyClient::on_backend_linked(PooledBackend* pb) {
   assert(state_ == ClientState::Waiting && backend_ == nullptr);
   auto* b = static_cast<MyBackend*>(pb);  // a MySQL pool opens MySQL backends
@@ -547,11 +521,14 @@ void MyClient::on_backend_ready() {
   if (pending_.empty() || backend_ == nullptr) return;
   set_state(ClientState::Active);
   if (pending_def_ != nullptr && !preparing_ && !statement_for_backend()) return;
-  std::string cmd;
-  cmd.swap(pending_);
+  // Swapped, not moved: both buffers keep their capacity from command to
+  // command, and a command that arrives while this one is sent has its own.
+  sending_.swap(pending_);
+  pending_.clear();
   in_flight_ = pending_response_;
-  backend_->send_command(reinterpret_cast<const uint8_t*>(cmd.data()), cmd.size(), pending_cmd_,
-                         pending_seq_, pending_response_);
+  backend_->send_command(reinterpret_cast<const uint8_t*>(sending_.data()), sending_.size(),
+                         pending_cmd_, pending_seq_, pending_response_);
+  if (sending_.capacity() > kMaxPendingInput) std::string().swap(sending_);  // a huge command
   if (!pending_response_ && backend_ != nullptr) on_response_done(0xFFFF, false);
 }
 
@@ -595,10 +572,7 @@ bool MyClient::statement_for_backend() {
 }
 
 void MyClient::on_restore_failed(const std::string& err_payload) {
-  scratch_.clear();
-  uint8_t seq = static_cast<uint8_t>(pending_seq_ + 1);
-  my::put_packet(scratch_, seq, err_payload);
-  send(scratch_.data(), scratch_.size());
+  send_packet(static_cast<uint8_t>(pending_seq_ + 1), err_payload);
   pending_.clear();
   in_flight_ = false;
   MyBackend* b = backend_;
@@ -692,7 +666,7 @@ void MyClient::on_backend_lost_idle() {
     return;
   }
   set_state(ClientState::Idle);
-  if (!pending_.empty()) need_backend();  // lost before its command went out
+  if (!pending_.empty()) acquire_backend();  // lost before its command went out
 }
 
 // --- housekeeping and ending -------------------------------------------------------

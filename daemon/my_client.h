@@ -98,7 +98,6 @@ class MyClient final : public PooledClient {
   void change_user_done(uint8_t seq);
   void auth_failed(uint8_t seq);
   bool handle_command(const uint8_t* wire, size_t wire_len, std::string_view payload, uint8_t seq);
-  void need_backend();
   // Metrics: a response ended one command (and maybe a transaction).
   void query_metrics(uint16_t status);
   // Transaction mode: a command naming a statement by the client's id.
@@ -109,6 +108,10 @@ class MyClient final : public PooledClient {
   bool statement_for_backend();
   void send_err(uint8_t seq, my::ErrorCode code, std::string_view message);
   void send_ok(uint8_t seq);
+  // One packet (framed from `payload`) with sequence id `seq`.
+  void send_packet(uint8_t seq, std::string_view payload);
+  // AuthSwitchRequest to mysql_native_password with scramble_.
+  void send_auth_switch(uint8_t seq);
   // Sends ERR and closes (one exit path for a failed client).
   void disconnect(Reason why, uint8_t seq, my::ErrorCode code, const std::string& message);
   void finish(Reason why);
@@ -128,6 +131,7 @@ class MyClient final : public PooledClient {
 
   MyBackend* backend_ = nullptr;
   std::string pending_;  // the command waiting for a backend (wire bytes)
+  std::string sending_;  // the command being sent (see on_backend_ready)
   uint8_t pending_cmd_ = 0;
   uint8_t pending_seq_ = 0;
   bool pending_response_ = true;

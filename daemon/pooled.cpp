@@ -57,6 +57,13 @@ PooledClient::PooledClient(Worker& w, int fd, uint64_t id) : Conn(w, fd, true), 
   connect_time_ = static_cast<int64_t>(std::time(nullptr));
 }
 
+void PooledClient::acquire_backend() {
+  set_state(ClientState::Waiting);
+  acquiring_ = true;
+  pool_->acquire(*worker_, *this);
+  acquiring_ = false;
+}
+
 void PooledClient::set_state(ClientState s) {
   if (s == state_) return;
   worker_->set_client_state(this, s);
@@ -82,6 +89,33 @@ void PooledBackend::set_state(BackendState s) {
   worker_->set_backend_state(this, s);
   state_ = s;
   state_since_ = worker_->now_ms();
+}
+
+bool PooledBackend::start_connecting(PoolHost& where, uint64_t tried) {
+  address_ = where.address.text;
+  host_ = &where;
+  tried_ = tried;
+  worker_->set_backend_state(this, BackendState::Connecting);
+  if (!attach()) {
+    connect_failed("cannot poll the backend socket");
+    return false;
+  }
+  want_read(false);
+  want_write(true);
+  return true;
+}
+
+void PooledBackend::terminate(Reason why) {
+  if (closing()) return;
+  LOG_DEBUG("backend %d (pool %s) closing: %s", pid_, pool_.label().c_str(),
+            std::string(to_string(why)).c_str());
+  if (stats_ != nullptr && metrics::is_server_error(why)) {
+    stats_->server_errors[static_cast<int>(why)].add();
+  }
+  on_terminate();
+  set_state(BackendState::Closing);
+  close();
+  pool_.backend_gone(*worker_, this);
 }
 
 void PooledBackend::check_timeouts(uint64_t now) {

@@ -61,6 +61,8 @@ class PooledClient : public Conn {
  protected:
   friend class Worker;
   void set_state(ClientState s);
+  // Waits for a backend of pool_ (or gets one at once).
+  void acquire_backend();
 
   uint64_t id_;
   ClientState state_ = ClientState::Login;
@@ -98,8 +100,9 @@ class PooledBackend : public Conn {
   [[nodiscard]] metrics::PoolStats* stats() const { return stats_; }
 
   [[nodiscard]] virtual PooledClient* pooled_client() const = 0;
-  // Shuts the connection and tells the pool.
-  virtual void terminate(Reason why) = 0;
+  // Shuts the connection (counted, logged; on_terminate() says goodbye to
+  // the server) and tells the pool. Idempotent.
+  void terminate(Reason why);
   // Puts an idle backend on this worker's loop (after a move or connect).
   virtual void became_idle() = 0;
   virtual void check_timeouts(uint64_t now);
@@ -114,6 +117,12 @@ class PooledBackend : public Conn {
   PooledBackend(Worker& w, Pool& pool, int fd, bool owns_fd, uint64_t for_client);
   void set_state(BackendState s);
   void set_stats(Worker& w);
+  // The last words before the socket closes; the linked client is dropped.
+  virtual void on_terminate() = 0;
+  // A new connection to `where` starts polling (Connecting, writable first).
+  // False when it cannot be polled: connect_failed() has told the pool and
+  // the client.
+  [[nodiscard]] bool start_connecting(PoolHost& where, uint64_t tried);
   // Connected (or adopted): to client `cid` when it still waits for this
   // pool, else to the pool.
   void hand_over(uint64_t cid);

@@ -7,6 +7,36 @@ namespace sqlmux::my {
 
 namespace {
 
+// CLIENT_CONNECT_ATTRS: a length-encoded block of key/value string pairs
+// (HandshakeResponse41 and COM_CHANGE_USER).
+bool read_connect_attrs(Reader& r, std::vector<std::pair<std::string, std::string>>& out) {
+  uint64_t total = 0;
+  std::string_view block;
+  if (!r.lenenc(total) || total > r.remaining() || !r.bytes(static_cast<size_t>(total), block)) {
+    return false;
+  }
+  Reader a(block);
+  while (!a.at_end()) {
+    std::string_view k;
+    std::string_view v;
+    if (!a.lenenc_str(k) || !a.lenenc_str(v)) {
+      return false;
+    }
+    out.emplace_back(std::string(k), std::string(v));
+  }
+  return true;
+}
+
+void write_connect_attrs(Writer& w, const std::vector<std::pair<std::string, std::string>>& attrs) {
+  std::string block;
+  Writer b(block);
+  for (const auto& [k, v] : attrs) {
+    b.lenenc_str(k);
+    b.lenenc_str(v);
+  }
+  w.lenenc_str(block);
+}
+
 // The reserved bytes of a greeting: 10, of which MariaDB uses the last 4
 // for its extended capabilities.
 constexpr size_t kGreetingReserved = 10;
@@ -252,21 +282,8 @@ bool decode_handshake_response(std::string_view payload, HandshakeResponse& out)
     }
     h.auth_plugin.assign(plugin);
   }
-  if (!r.at_end() && (caps & cap::kConnectAttrs) != 0) {
-    uint64_t total = 0;
-    std::string_view block;
-    if (!r.lenenc(total) || total > r.remaining() || !r.bytes(static_cast<size_t>(total), block)) {
-      return false;
-    }
-    Reader a(block);
-    while (!a.at_end()) {
-      std::string_view k;
-      std::string_view v;
-      if (!a.lenenc_str(k) || !a.lenenc_str(v)) {
-        return false;
-      }
-      h.attributes.emplace_back(std::string(k), std::string(v));
-    }
+  if (!r.at_end() && (caps & cap::kConnectAttrs) != 0 && !read_connect_attrs(r, h.attributes)) {
+    return false;
   }
   if (!r.at_end() && (caps & cap::kZstdCompression) != 0) {
     if (!r.u8(h.zstd_level)) {
@@ -301,13 +318,7 @@ void encode_handshake_response(std::string& out, const HandshakeResponse& h) {
     w.cstr(h.auth_plugin);
   }
   if ((caps & cap::kConnectAttrs) != 0) {
-    std::string block;
-    Writer b(block);
-    for (const auto& [k, v] : h.attributes) {
-      b.lenenc_str(k);
-      b.lenenc_str(v);
-    }
-    w.lenenc_str(block);
+    write_connect_attrs(w, h.attributes);
   }
   if ((caps & cap::kZstdCompression) != 0) {
     w.u8(h.zstd_level);
@@ -422,21 +433,8 @@ bool decode_change_user(std::string_view payload, uint64_t caps, ChangeUser& out
     }
     c.auth_plugin.assign(plugin);
   }
-  if (!r.at_end() && (caps & cap::kConnectAttrs) != 0) {
-    uint64_t total = 0;
-    std::string_view block;
-    if (!r.lenenc(total) || total > r.remaining() || !r.bytes(static_cast<size_t>(total), block)) {
-      return false;
-    }
-    Reader a(block);
-    while (!a.at_end()) {
-      std::string_view k;
-      std::string_view v;
-      if (!a.lenenc_str(k) || !a.lenenc_str(v)) {
-        return false;
-      }
-      c.attributes.emplace_back(std::string(k), std::string(v));
-    }
+  if (!r.at_end() && (caps & cap::kConnectAttrs) != 0 && !read_connect_attrs(r, c.attributes)) {
+    return false;
   }
   if (!r.at_end()) {
     return false;
@@ -461,14 +459,7 @@ void encode_change_user(std::string& out, const ChangeUser& c, uint64_t caps) {
     w.cstr(c.auth_plugin);
   }
   if ((caps & cap::kConnectAttrs) != 0) {
-    std::string block;
-    Writer b(block);
-    for (const auto& [k, v] : c.attributes) {
-      b.lenenc_str(k);
-      b.lenenc_str(v);
-    }
-    w.lenenc(block.size());
-    w.bytes(block);
+    write_connect_attrs(w, c.attributes);
   }
 }
 

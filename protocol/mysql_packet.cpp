@@ -134,6 +134,15 @@ Decode peek_packet(const uint8_t* p, size_t n, uint32_t max_len, PacketExtent& o
   return Decode::Complete;
 }
 
+std::string_view packet_payload(const uint8_t* p, const PacketExtent& ext, std::string& joined) {
+  if (ext.chunks == 1) {
+    return {reinterpret_cast<const char*>(p) + kHeaderLen, ext.payload_len};
+  }
+  joined.clear();
+  join_payload(p, ext, joined);
+  return joined;
+}
+
 void join_payload(const uint8_t* p, const PacketExtent& ext, std::string& out) {
   out.reserve(out.size() + ext.payload_len);
   size_t off = 0;

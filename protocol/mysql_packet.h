@@ -86,6 +86,10 @@ class Packet {
 // Joins the payloads of a logical packet whose extent peek_packet found
 // (p must hold at least ext.wire_len bytes). Appends to out.
 void join_payload(const uint8_t* p, const PacketExtent& ext, std::string& out);
+// The payload of that packet: a view into p for a single chunk (no copy),
+// else joined into `joined` (cleared first) and a view of it.
+[[nodiscard]] std::string_view packet_payload(const uint8_t* p, const PacketExtent& ext,
+                                              std::string& joined);
 
 // Frames a payload: chunks of 0xFFFFFF and a final shorter (possibly empty)
 // chunk, so a payload of exactly k*0xFFFFFF bytes ends with an empty chunk.

@@ -69,6 +69,11 @@ TEST_CASE("mysql_packet: real packets frame and decode", "[mysql]") {
     REQUIRE(decode_packet(buf.data(), buf.size(), kMaxPacketLimit, p, consumed) ==
             Decode::Complete);
     CHECK(consumed == rp.wire.size());
+    PacketExtent ext;
+    REQUIRE(peek_packet(buf.data(), buf.size(), kMaxPacketLimit, ext) == Decode::Complete);
+    std::string unused;
+    CHECK(packet_payload(buf.data(), ext, unused) == p.payload());
+    CHECK(unused.empty());  // one chunk: a view, no copy
     CHECK(p.payload() == rp.wire.substr(4));
     CHECK(p.seq() == static_cast<uint8_t>(rp.wire[3]));
     CHECK(p.chunks() == 1);
@@ -191,6 +196,8 @@ TEST_CASE("mysql_packet: 16 MiB + 5 payload splits and joins", "[mysql]") {
   std::string joined;
   join_payload(buf.data(), ext, joined);
   CHECK(joined == payload);
+  std::string scratch = "left over";
+  CHECK(packet_payload(buf.data(), ext, scratch) == payload);
 
   Packet p;
   size_t consumed = 0;
