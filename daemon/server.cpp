@@ -317,12 +317,16 @@ int Server::run() {
   };
 
   workers_running_ = n;
+  // READY=1's STATUS is the state before any worker accepts: a connection
+  // queued on a listener since listen() (a readiness probe) is not counted
+  // in it, whatever the order of the threads.
+  const std::string ready_status = status_line("ready");
   for (auto& w : workers_) w->start();
   health_ = std::make_unique<HealthChecker>(hosts_, [this] { hosts_changed(); });
   health_->configure(cfg);
   LOG_INFO("sqlmux started: %d worker(s), %zu pool(s), %zu user(s)", n, cfg.pools.size(),
            cfg.users.size());
-  sd::notify_ready(last_status_ = status_line("ready"));
+  sd::notify_ready(last_status_ = ready_status);
   if (sd::notify_enabled()) {
     uv_timer_start(&status_timer_, &Server::on_status_tick, kStatusTickMs, kStatusTickMs);
   }
