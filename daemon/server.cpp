@@ -14,13 +14,13 @@
 
 #include <prometheus/exposer.h>
 
-#include "daemon/health_check.h"
-#include "daemon/log.h"
-#include "daemon/metrics.h"
-#include "daemon/pool_manager.h"
-#include "daemon/sd_listen.h"
-#include "daemon/sd_notify.h"
-#include "daemon/worker.h"
+#include "daemon/ops/health_check.h"
+#include "daemon/core/log.h"
+#include "daemon/ops/metrics.h"
+#include "daemon/core/pool.h"
+#include "daemon/ops/sd_listen.h"
+#include "daemon/ops/sd_notify.h"
+#include "daemon/core/worker.h"
 
 namespace sqlmux {
 

@@ -15,10 +15,10 @@
 #include <vector>
 
 #include "config/config.h"
-#include "daemon/auth_limiter.h"
-#include "daemon/hosts.h"
-#include "daemon/tls.h"
-#include "protocol/pg_auth.h"
+#include "daemon/core/auth_limiter.h"
+#include "daemon/ops/hosts.h"
+#include "daemon/net/tls.h"
+#include "protocol/pg/auth.h"
 
 namespace prometheus {
 class Exposer;

@@ -12,11 +12,11 @@
 #include <cstring>
 
 #include "config/config_diff.h"
-#include "daemon/health_check.h"
-#include "daemon/log.h"
-#include "daemon/pool_manager.h"
+#include "daemon/ops/health_check.h"
+#include "daemon/core/log.h"
+#include "daemon/core/pool.h"
 #include "daemon/server.h"
-#include "daemon/worker.h"
+#include "daemon/core/worker.h"
 
 namespace sqlmux {
 

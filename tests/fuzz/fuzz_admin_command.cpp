@@ -1,11 +1,11 @@
-// libFuzzer target: admin console commands (daemon/admin_command.cpp).
+// libFuzzer target: admin console commands (daemon/admin/command.cpp).
 //
 // The input is the text of a simple query sent to the admin console.
 //
 // Invariants (a failure traps):
 // - exactly one of command / error is set;
 // - Empty only for input made of blanks and ';';
-// - the argument is what admin_command.h promises: empty for verbs without
+// - the argument is what command.h promises: empty for verbs without
 //   one, non-empty for verbs that require one (DISABLE, ENABLE, KILL,
 //   KILL_CLIENT), and always a piece of the input (a bare word, or the text
 //   between two quotes) without blanks unless it was quoted, and without ';';
@@ -20,7 +20,7 @@
 #include <string>
 #include <string_view>
 
-#include "daemon/admin_command.h"
+#include "daemon/admin/command.h"
 
 using namespace sqlmux::admin;
 

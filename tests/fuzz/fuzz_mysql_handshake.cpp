@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "protocol/mysql_handshake.h"
+#include "protocol/mysql/handshake.h"
 
 using namespace sqlmux::my;
 

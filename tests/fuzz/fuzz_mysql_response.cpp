@@ -18,9 +18,9 @@
 #include <string_view>
 #include <vector>
 
-#include "protocol/mysql_command.h"
-#include "protocol/mysql_reader.h"
-#include "protocol/mysql_response.h"
+#include "protocol/mysql/command.h"
+#include "protocol/mysql/reader.h"
+#include "protocol/mysql/response.h"
 
 using namespace sqlmux::my;
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "protocol/pg_codec.h"
+#include "protocol/pg/codec.h"
 
 using namespace sqlmux::pg;
 

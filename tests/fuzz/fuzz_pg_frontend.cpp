@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include "protocol/pg_codec.h"
+#include "protocol/pg/codec.h"
 
 using namespace sqlmux::pg;
 

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "protocol/pg_codec.h"
+#include "protocol/pg/codec.h"
 
 using namespace sqlmux::pg;
 

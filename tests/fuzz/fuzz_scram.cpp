@@ -27,7 +27,7 @@
 #include <string>
 #include <string_view>
 
-#include "protocol/pg_auth.h"
+#include "protocol/pg/auth.h"
 
 using namespace sqlmux::pg::auth;
 

@@ -24,7 +24,7 @@
 #include <utility>
 #include <vector>
 
-#include "pool/session_params.h"
+#include "pool/pg/session_params.h"
 
 using namespace sqlmux::pool;
 

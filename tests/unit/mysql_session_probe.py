@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Shows what MariaDB's session-state tracking reports for the statements
 that matter to transaction pooling (the findings at the top of
-pool/my_session.h), and prints the real OK payloads that
+pool/mysql/session.h), and prints the real OK payloads that
 tests/unit/test_my_session.cpp checks the pin rules against.
 
 A raw-protocol client with CLIENT_DEPRECATE_EOF and CLIENT_SESSION_TRACK, as

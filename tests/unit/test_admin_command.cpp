@@ -1,5 +1,5 @@
-// Tests for daemon/admin_command.cpp: parsing admin console commands.
-#include "daemon/admin_command.h"
+// Tests for daemon/admin/command.cpp: parsing admin console commands.
+#include "daemon/admin/command.h"
 
 #include <catch2/catch.hpp>
 

@@ -3,7 +3,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "daemon/auth_limiter.h"
+#include "daemon/core/auth_limiter.h"
 
 using sqlmux::AuthLimiter;
 using sqlmux::PeerAddress;

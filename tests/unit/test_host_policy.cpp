@@ -7,8 +7,8 @@
 #include <string>
 
 #include "config/config.h"
-#include "daemon/health_check.h"
-#include "daemon/hosts.h"
+#include "daemon/ops/health_check.h"
+#include "daemon/ops/hosts.h"
 
 using namespace sqlmux;
 using config::Route;

@@ -1,6 +1,6 @@
 // Tests for daemon/metrics.{h,cpp} (per-worker recording, folding at scrape
 // time, names and labels) and the [metrics] configuration section.
-#include "daemon/metrics.h"
+#include "daemon/ops/metrics.h"
 
 #include <catch2/catch.hpp>
 

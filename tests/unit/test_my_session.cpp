@@ -8,9 +8,9 @@
 #include <string_view>
 #include <vector>
 
-#include "pool/my_session.h"
-#include "protocol/mysql_packet.h"
-#include "protocol/mysql_response.h"
+#include "pool/mysql/session.h"
+#include "protocol/mysql/packet.h"
+#include "protocol/mysql/response.h"
 
 using sqlmux::pool::CharsetInfo;
 using sqlmux::pool::MySessionVars;

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "pool/my_statements.h"
-#include "protocol/mysql_command.h"
+#include "pool/mysql/statements.h"
+#include "protocol/mysql/command.h"
 
 using sqlmux::my::kLastPreparedStatement;
 using sqlmux::my::ParamType;

@@ -2,7 +2,7 @@
 // in captured MariaDB logins, caching_sha2_password against values computed
 // here with OpenSSL directly and a Python hashlib vector, RSA-OAEP with a
 // key generated in the test, scramble generation.
-#include "protocol/mysql_auth.h"
+#include "protocol/mysql/auth.h"
 
 #include <openssl/core_names.h>
 #include <openssl/encoder.h>
@@ -14,7 +14,7 @@
 #include <memory>
 #include <string>
 
-#include "protocol/mysql_handshake.h"
+#include "protocol/mysql/handshake.h"
 #include "tests/unit/test_mysql_fixtures.h"
 
 using namespace sqlmux::my;

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "protocol/mysql_command.h"
+#include "protocol/mysql/command.h"
 #include "tests/unit/test_mysql_fixtures.h"
 
 using namespace sqlmux::my;

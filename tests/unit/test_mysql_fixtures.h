@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "protocol/mysql_packet.h"
+#include "protocol/mysql/packet.h"
 #include "tests/unit/test_mysql_fixtures_real.h"
 
 namespace sqlmux::my::testing {

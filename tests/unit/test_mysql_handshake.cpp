@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "protocol/mysql_handshake.h"
-#include "protocol/mysql_response.h"
+#include "protocol/mysql/handshake.h"
+#include "protocol/mysql/response.h"
 #include "tests/unit/test_mysql_fixtures.h"
 
 using namespace sqlmux::my;

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "protocol/mysql_packet.h"
+#include "protocol/mysql/packet.h"
 #include "tests/unit/test_mysql_fixtures.h"
 
 using namespace sqlmux::my;

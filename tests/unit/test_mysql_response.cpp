@@ -6,10 +6,10 @@
 #include <string>
 #include <vector>
 
-#include "protocol/mysql_command.h"
-#include "protocol/mysql_handshake.h"
-#include "protocol/mysql_reader.h"
-#include "protocol/mysql_response.h"
+#include "protocol/mysql/command.h"
+#include "protocol/mysql/handshake.h"
+#include "protocol/mysql/reader.h"
+#include "protocol/mysql/response.h"
 #include "tests/unit/test_mysql_fixtures.h"
 
 using namespace sqlmux::my;

@@ -1,4 +1,4 @@
-#include "protocol/pg_auth.h"
+#include "protocol/pg/auth.h"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>

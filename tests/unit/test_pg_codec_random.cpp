@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "protocol/pg_codec.h"
+#include "protocol/pg/codec.h"
 #include "tests/unit/test_pg_codec_fixtures.h"
 
 using namespace sqlmux::pg;

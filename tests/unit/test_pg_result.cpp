@@ -1,9 +1,9 @@
 // Tests for protocol/pg_result.cpp: RowDescription and DataRow builders.
-#include "protocol/pg_result.h"
+#include "protocol/pg/result.h"
 
 #include <catch2/catch.hpp>
 
-#include "protocol/pg_codec.h"
+#include "protocol/pg/codec.h"
 
 using namespace sqlmux::pg;
 

@@ -1,6 +1,6 @@
 #include <catch2/catch.hpp>
 
-#include "pool/prepared.h"
+#include "pool/pg/prepared.h"
 
 using sqlmux::pool::BackendStatements;
 using sqlmux::pool::ClientStatements;

@@ -10,7 +10,7 @@
 #include <cstring>
 #include <string>
 
-#include "daemon/sd_listen.h"
+#include "daemon/ops/sd_listen.h"
 
 using sqlmux::config::Address;
 using sqlmux::sd::describe_local_address;

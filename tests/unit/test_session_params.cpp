@@ -1,8 +1,8 @@
 #include <catch2/catch.hpp>
 
-#include "daemon/buffer.h"
+#include "daemon/net/buffer.h"
 #include "pool/intrusive_list.h"
-#include "pool/session_params.h"
+#include "pool/pg/session_params.h"
 
 using sqlmux::pool::SessionParams;
 

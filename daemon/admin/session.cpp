@@ -1,0 +1,617 @@
+// The admin console session: login checks, the simple-query loop, and the
+// commands (see admin.h for how work reaches the workers).
+#include "daemon/admin/session.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <map>
+
+#include "daemon/pg/client.h"
+#include "daemon/core/log.h"
+#include "daemon/ops/metrics.h"
+#include "daemon/core/pool.h"
+#include "daemon/server.h"
+#include "daemon/core/worker.h"
+#include "protocol/pg/codec.h"
+#include "protocol/pg/result.h"
+#include "version.h"
+
+namespace sqlmux::admin {
+namespace {
+
+constexpr std::string_view kDatabase = "sqlmux";
+constexpr uint32_t kMaxMessage = 64 * 1024;
+constexpr uint64_t kPausePollMs = 50;
+
+using Row = std::vector<std::optional<std::string>>;
+
+std::string duration(config::Duration d) {
+  const auto ms = d.count();
+  return ms % 1000 == 0 ? std::to_string(ms / 1000) + "s" : std::to_string(ms) + "ms";
+}
+
+std::string masked(const std::string& secret) {
+  return secret.empty() ? "" : "********";
+}
+
+std::vector<std::pair<std::string, std::string>> config_rows(const config::Config& cfg) {
+  std::vector<std::pair<std::string, std::string>> rows;
+  auto add = [&](std::string key, std::string value) {
+    rows.emplace_back(std::move(key), std::move(value));
+  };
+  add("config_file", cfg.source);
+  add("server.workers", std::to_string(cfg.server.workers));
+  add("server.max_client_conn", std::to_string(cfg.server.max_client_conn));
+  add("server.log_level", std::string(config::to_string(cfg.server.log_level)));
+  add("server.shutdown_timeout", duration(cfg.server.shutdown_timeout));
+  add("server.auth_failure_limit", std::to_string(cfg.server.auth_failure_limit));
+  add("server.auth_failure_window", duration(cfg.server.auth_failure_window));
+  for (size_t i = 0; i < cfg.listeners.size(); ++i) {
+    const std::string p = "listener[" + std::to_string(i) + "].";
+    add(p + "protocol", std::string(config::to_string(cfg.listeners[i].protocol)));
+    add(p + "listen", cfg.listeners[i].listen.text);
+  }
+  for (size_t i = 0; i < cfg.users.size(); ++i) {
+    const auto& u = cfg.users[i];
+    const std::string p = "user[" + std::to_string(i) + "].";
+    add(p + "name", u.name);
+    add(p + "password", masked(u.password));
+    add(p + "auth", std::string(config::to_string(u.auth)));
+    if (!u.default_pool.empty()) add(p + "default_pool", u.default_pool);
+  }
+  for (size_t i = 0; i < cfg.pools.size(); ++i) {
+    const auto& pc = cfg.pools[i];
+    const std::string p = "pool[" + std::to_string(i) + "].";
+    add(p + "name", pc.name);
+    add(p + "protocol", std::string(config::to_string(pc.protocol)));
+    add(p + "mode", std::string(config::to_string(pc.mode)));
+    add(p + "size", std::to_string(pc.size));
+    add(p + "min_idle", std::to_string(pc.min_idle));
+    add(p + "database", pc.database);
+    add(p + "user", pc.user.value_or(""));
+    add(p + "password", masked(pc.password.value_or("")));
+    for (size_t j = 0; j < pc.backends.size(); ++j) {
+      const std::string b = p + "backends[" + std::to_string(j) + "].";
+      add(b + "address", pc.backends[j].address.text);
+      add(b + "role", pc.backends[j].role);
+      add(b + "weight", std::to_string(pc.backends[j].weight));
+    }
+    add(p + "query_wait_timeout", duration(pc.query_wait_timeout));
+    add(p + "server_idle_timeout", duration(pc.server_idle_timeout));
+    add(p + "server_lifetime", duration(pc.server_lifetime));
+    add(p + "server_connect_timeout", duration(pc.server_connect_timeout));
+    add(p + "max_prepared_statements", std::to_string(pc.max_prepared_statements));
+  }
+  if (cfg.admin) {
+    add("admin.listen", cfg.admin->listen.text);
+    std::string users;
+    for (const auto& u : cfg.admin->users) users += (users.empty() ? "" : ",") + u;
+    add("admin.users", users);
+  }
+  return rows;
+}
+
+std::string num(uint64_t v) {
+  return std::to_string(v);
+}
+
+}  // namespace
+
+std::unique_ptr<Session> Session::start(Client& c) {
+  Server& server = c.worker().server();
+  if (c.database_ != kDatabase) {
+    LOG_INFO("admin console: client %" PRIu64 " (user %s) asked for database \"%s\"", c.id(),
+             c.user_name_.c_str(), c.database_.c_str());
+    c.send_fatal(pg::sqlstate::kInvalidCatalogName,
+                 "database \"" + c.database_ +
+                     "\" does not exist; the admin console serves only database \"sqlmux\"",
+                 Reason::UnknownDatabase);
+    return nullptr;
+  }
+  if (!server.is_admin_user(c.user_name_)) {
+    LOG_WARN("admin console: user \"%s\" is not in [admin] users; refused", c.user_name_.c_str());
+    c.send_fatal(pg::sqlstate::kInvalidAuthorization,
+                 "user \"" + c.user_name_ + "\" is not allowed to use the admin console",
+                 Reason::AdminRejected);
+    return nullptr;
+  }
+  std::string out;
+  pg::put_auth_ok(out);
+  // What libpq and drivers read at startup; server_version says what this is.
+  pg::put_parameter_status(out, "server_version", "16.0 (sqlmux " SQLMUX_VERSION " admin console)");
+  pg::put_parameter_status(out, "server_encoding", "UTF8");
+  pg::put_parameter_status(out, "client_encoding", "UTF8");
+  pg::put_parameter_status(out, "DateStyle", "ISO, MDY");
+  pg::put_parameter_status(out, "integer_datetimes", "on");
+  pg::put_parameter_status(out, "standard_conforming_strings", "on");
+  pg::put_parameter_status(out, "TimeZone", "UTC");
+  pg::put_parameter_status(out, "application_name", "");
+  pg::put_ready_for_query(out, 'I');
+  c.send(out.data(), out.size());
+  c.welcome_sent_ = true;
+  c.set_state(ClientState::Idle);
+  LOG_INFO("admin console: client %" PRIu64 " logged in as %s", c.id(), c.user_name_.c_str());
+  return std::make_unique<Session>(c);
+}
+
+Session::Session(Client& c) : c_(c), server_(c.worker().server()) {}
+
+Session::~Session() {
+  if (timer_ != nullptr) {
+    uv_close(reinterpret_cast<uv_handle_t*>(timer_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  }
+}
+
+void Session::process() {
+  while (!c_.closing() && !busy_) {
+    pg::Message m;
+    size_t used = 0;
+    switch (pg::decode_message(c_.in_.data(), c_.in_.size(), kMaxMessage, m, used)) {
+      case pg::Decode::NeedMore:
+        c_.in_.shrink_if_empty();
+        if (!c_.reading()) c_.want_read(true);
+        return;
+      case pg::Decode::Malformed:
+        c_.send_fatal(pg::sqlstate::kProtocolViolation,
+                      "invalid message length on the admin console (at most 64 kB)",
+                      Reason::ClientProtocolError);
+        return;
+      case pg::Decode::Complete:
+        break;
+    }
+    const char type = m.type;
+    std::string body(m.body);
+    c_.in_.consume(used);
+    if (skip_to_sync_) {
+      if (type == 'S') {
+        skip_to_sync_ = false;
+        finish_command();
+      } else if (type == 'X') {
+        c_.finish(Reason::ClientClosed);
+      }
+      continue;
+    }
+    switch (type) {
+      case 'Q': {
+        std::string_view sql;
+        if (!pg::parse_query(body, sql)) {
+          c_.send_fatal(pg::sqlstate::kProtocolViolation, "invalid Query message",
+                        Reason::ClientProtocolError);
+          return;
+        }
+        handle_query(sql);
+        break;
+      }
+      case 'X':
+        c_.finish(Reason::ClientClosed);
+        return;
+      case 'S':  // a Sync with nothing before it
+        finish_command();
+        break;
+      case 'H':  // Flush: nothing is pending
+        break;
+      case 'P':
+      case 'B':
+      case 'D':
+      case 'E':
+      case 'C':
+      case 'F':
+        send_error(pg::sqlstate::kFeatureNotSupported,
+                   "the sqlmux admin console supports the simple query protocol only",
+                   std::string("got ") + std::string(pg::frontend_message_name(type)),
+                   "use psql, or a driver's simple-query mode (e.g. psycopg2)");
+        if (type == 'F') {
+          finish_command();
+        } else {
+          skip_to_sync_ = true;
+        }
+        break;
+      default:
+        c_.send_fatal(pg::sqlstate::kProtocolViolation,
+                      "unexpected message type " + std::to_string(static_cast<int>(type)) +
+                          " on the admin console",
+                      Reason::ClientProtocolError);
+        return;
+    }
+  }
+}
+
+void Session::handle_query(std::string_view sql) {
+  ParseResult r = parse(sql);
+  if (!r.command) {
+    std::string shown(sql.substr(0, 200));
+    if (r.error == "unknown admin command") {
+      send_error("42601", "unknown admin command \"" + shown +
+                              "\"; known commands: " + std::string(known_commands()));
+    } else {
+      send_error("42601", "syntax error in admin command \"" + shown + "\": " + r.error, {},
+                 "known commands: " + std::string(known_commands()));
+    }
+    finish_command();
+    return;
+  }
+  execute(*r.command);
+}
+
+void Session::execute(const Command& cmd) {
+  const bool mutating = cmd.verb != Verb::Empty && tag(cmd.verb) != "SHOW";
+  if (mutating) {
+    LOG_INFO("admin console: %s runs %s%s%s", c_.user_name_.c_str(),
+             std::string(tag(cmd.verb)).c_str(), cmd.arg.empty() ? "" : " ", cmd.arg.c_str());
+  }
+  if (server_.shutting_down() && cmd.verb != Verb::ShowVersion && cmd.verb != Verb::Empty) {
+    send_error(pg::sqlstate::kCannotConnectNow, "sqlmux is shutting down");
+    finish_command();
+    return;
+  }
+  pending_ = cmd;
+  pending_pools_.clear();
+  switch (cmd.verb) {
+    case Verb::Empty: {
+      std::string out;
+      pg::put_empty_query(out);
+      c_.send(out.data(), out.size());
+      finish_command();
+      return;
+    }
+    case Verb::ShowPools:
+    case Verb::ShowClients:
+    case Verb::ShowServers:
+      dispatch(snapshot);
+      return;
+    case Verb::ShowBackends:
+      show_backends();
+      break;
+    case Verb::ShowStats:
+      show_stats();
+      break;
+    case Verb::ShowConfig:
+      show_config();
+      break;
+    case Verb::ShowVersion:
+      send_rows({"version"}, {{std::string("sqlmux " SQLMUX_VERSION)}});
+      send_complete("SHOW");
+      break;
+    case Verb::Pause:
+      if (!pools_named(cmd.arg, pending_pools_)) break;
+      server_.set_paused(cmd.arg, true);
+      dispatch(snapshot);  // completes once no server connection of these pools is in use
+      return;
+    case Verb::Resume:
+      if (!pools_named(cmd.arg, pending_pools_)) break;
+      server_.set_paused(cmd.arg, false);
+      send_complete("RESUME");
+      break;
+    case Verb::Disable:
+    case Verb::Enable: {
+      bool known = false;
+      for (const auto& pc : server_.config().pools) {
+        for (const auto& b : pc.backends) known = known || b.address.text == cmd.arg;
+      }
+      if (!known) {
+        send_error("42704", "no configured server address \"" + cmd.arg + "\"", {},
+                   "SHOW BACKENDS lists them");
+        break;
+      }
+      server_.set_backend_disabled(cmd.arg, cmd.verb == Verb::Disable);
+      send_complete(tag(cmd.verb));
+      break;
+    }
+    case Verb::Reconnect: {
+      if (!pools_named(cmd.arg, pending_pools_)) break;
+      for (Pool* p : pending_pools_) p->bump_generation();
+      std::vector<Pool*> pools = pending_pools_;
+      dispatch([pools](Worker& w, WorkerPart&) {
+        for (Pool* p : pools) p->kick(w);  // closes the idle ones now
+      });
+      return;
+    }
+    case Verb::Kill: {
+      if (!pools_named(cmd.arg, pending_pools_)) break;
+      std::vector<Pool*> pools = pending_pools_;
+      dispatch([pools](Worker& w, WorkerPart& out) { kill_pool_clients(w, pools, out); });
+      return;
+    }
+    case Verb::KillClient: {
+      const uint64_t id = cmd.client_id;
+      dispatch([id](Worker& w, WorkerPart& out) { kill_client(w, id, out); });
+      return;
+    }
+    case Verb::Reload: {
+      std::vector<std::string> errors;
+      if (server_.reload(&errors)) {
+        send_complete("RELOAD");
+      } else {
+        std::string detail;
+        for (const auto& e : errors) detail += (detail.empty() ? "" : "\n") + e;
+        send_error("F0000", "configuration file is invalid; nothing changed", detail);
+      }
+      break;
+    }
+    case Verb::Shutdown:
+      send_complete("SHUTDOWN");
+      server_.request_shutdown();
+      break;
+  }
+  finish_command();
+}
+
+void Session::dispatch(std::function<void(Worker&, WorkerPart&)> work) {
+  auto job = std::make_shared<Job>();
+  job->work = std::move(work);
+  job->origin = c_.worker().id();
+  job->client_id = c_.id();
+  const int n = server_.worker_count();
+  job->parts.resize(static_cast<size_t>(n));
+  job->remaining = n;
+  busy_ = true;
+  for (int i = 0; i < n; ++i) {
+    server_.worker(i).post({InboxMsg::Kind::AdminRun, nullptr, nullptr, 0, job});
+  }
+}
+
+void Session::job_done(const std::shared_ptr<Job>& job) {
+  std::vector<WorkerPart> parts;
+  {
+    std::lock_guard<std::mutex> lk(job->mu);
+    parts = std::move(job->parts);
+  }
+  size_t affected = 0;
+  for (const auto& p : parts) affected += p.affected;
+  switch (pending_.verb) {
+    case Verb::ShowPools:
+      show_pools(parts);
+      break;
+    case Verb::ShowClients:
+      show_clients(parts);
+      break;
+    case Verb::ShowServers:
+      show_servers(parts);
+      break;
+    case Verb::Pause:
+      pause_check(parts);
+      return;
+    case Verb::KillClient:
+      if (affected == 0) {
+        send_error("42704", "no client with id " + std::to_string(pending_.client_id), {},
+                   "SHOW CLIENTS lists them");
+      } else {
+        send_complete("KILL_CLIENT");
+      }
+      break;
+    default:
+      send_complete(tag(pending_.verb));
+      break;
+  }
+  busy_ = false;
+  finish_command();
+  process();  // commands that arrived meanwhile
+}
+
+void Session::pause_check(const std::vector<WorkerPart>& parts) {
+  size_t in_use = 0;
+  for (const auto& p : parts) {
+    for (const auto& s : p.servers) {
+      const bool mine =
+          std::find(pending_pools_.begin(), pending_pools_.end(), s.pool) != pending_pools_.end();
+      if (mine && s.state != "idle" && s.state != "closing") ++in_use;
+    }
+  }
+  if (in_use == 0) {
+    send_complete("PAUSE");
+    busy_ = false;
+    finish_command();
+    process();  // commands that arrived meanwhile
+    return;
+  }
+  if (timer_ == nullptr) {
+    timer_ = new uv_timer_t;
+    uv_timer_init(c_.worker().loop(), timer_);
+    timer_->data = this;
+  }
+  uv_timer_start(timer_, &Session::on_pause_timer, kPausePollMs, 0);
+}
+
+void Session::on_pause_timer(uv_timer_t* t) {
+  auto* s = static_cast<Session*>(t->data);
+  if (s->c_.closing()) return;
+  s->busy_ = false;  // dispatch() sets it again
+  s->dispatch(snapshot);
+}
+
+void Session::finish_command() {
+  if (c_.closing()) return;
+  std::string out;
+  pg::put_ready_for_query(out, 'I');
+  c_.send(out.data(), out.size());
+}
+
+void Session::send_error(std::string_view sqlstate, std::string message, std::string detail,
+                         std::string hint) {
+  pg::ErrorFields e;
+  e.sqlstate = std::string(sqlstate);
+  e.message = std::move(message);
+  e.detail = std::move(detail);
+  e.hint = std::move(hint);
+  std::string out;
+  pg::put_error(out, e);
+  c_.send(out.data(), out.size());
+}
+
+void Session::send_complete(std::string_view tag) {
+  std::string out;
+  pg::put_command_complete(out, tag);
+  c_.send(out.data(), out.size());
+}
+
+void Session::send_rows(const std::vector<std::string_view>& columns,
+                        const std::vector<Row>& rows) {
+  std::string out;
+  pg::put_row_description(out, columns);
+  for (const auto& r : rows) pg::put_data_row(out, r);
+  c_.send(out.data(), out.size());
+}
+
+bool Session::pools_named(const std::string& name, std::vector<Pool*>& out) {
+  server_.for_each_pool([&](Pool& p) {
+    if (name.empty() || p.cfg().name == name) out.push_back(&p);
+  });
+  const bool configured =
+      name.empty() || server_.config().find_pool(name, config::Protocol::Postgres) != nullptr;
+  if (out.empty() && !configured) {
+    send_error("42704", "no pool named \"" + name + "\"", {}, "SHOW POOLS lists them");
+    return false;
+  }
+  return true;
+}
+
+void Session::show_pools(const std::vector<WorkerPart>& parts) {
+  struct Live {
+    uint64_t active = 0, waiting = 0, idle = 0, servers_active = 0;
+  };
+  std::map<const Pool*, Live> live;
+  for (const auto& p : parts) {
+    for (const auto& c : p.clients) {
+      if (c.pool == nullptr) continue;
+      Live& l = live[c.pool];
+      if (c.state == "active") ++l.active;
+      if (c.state == "waiting") ++l.waiting;
+      if (c.state == "idle") ++l.idle;
+    }
+    for (const auto& s : p.servers) {
+      if (s.state == "active" || s.state == "resetting") ++live[s.pool].servers_active;
+    }
+  }
+  std::vector<Row> rows;
+  server_.for_each_pool([&](Pool& p) {
+    const config::PoolConfig& pc = p.cfg();
+    const Pool::Counts n = p.counts();
+    const Live& l = live[&p];
+    rows.push_back({pc.name, p.backend_user(), std::string(config::to_string(pc.mode)),
+                    num(pc.size), num(n.total), num(n.idle), num(l.servers_active), num(l.active),
+                    num(l.waiting), num(l.idle), std::string(p.paused() ? "yes" : "no"),
+                    std::string(p.retired() ? "removed" : "active")});
+  });
+  send_rows({"pool", "user", "mode", "size", "servers_total", "servers_idle", "servers_active",
+             "clients_active", "clients_waiting", "clients_idle", "paused", "status"},
+            rows);
+  send_complete("SHOW");
+}
+
+void Session::show_clients(const std::vector<WorkerPart>& parts) {
+  std::vector<Row> rows;
+  for (const auto& p : parts) {
+    for (const auto& c : p.clients) {
+      rows.push_back({num(c.id), c.user, c.database,
+                      c.pool ? std::optional<std::string>(c.pool->label()) : std::nullopt, c.state,
+                      c.address, format_time(c.connect_time), num(c.worker)});
+    }
+  }
+  std::sort(rows.begin(), rows.end(),
+            [](const Row& a, const Row& b) { return std::stoull(*a[0]) < std::stoull(*b[0]); });
+  send_rows({"id", "user", "database", "pool", "state", "address", "connect_time", "worker"}, rows);
+  send_complete("SHOW");
+}
+
+void Session::show_servers(const std::vector<WorkerPart>& parts) {
+  std::vector<Row> rows;
+  for (const auto& p : parts) {
+    for (const auto& s : p.servers) {
+      rows.push_back({num(static_cast<uint64_t>(s.pid)), s.pool->cfg().name, s.pool->backend_user(),
+                      s.state,
+                      s.client_id ? std::optional<std::string>(num(*s.client_id)) : std::nullopt,
+                      s.address, format_time(s.connect_time), num(s.worker)});
+    }
+  }
+  send_rows({"pid", "pool", "user", "state", "client_id", "address", "connect_time", "worker"},
+            rows);
+  send_complete("SHOW");
+}
+
+void Session::show_backends() {
+  // Per configured pool and host; connection counts summed over the pool's
+  // running instances (pools that log in as each client have one per user).
+  std::map<std::pair<std::string, std::string>, std::pair<uint32_t, uint32_t>> counts;
+  server_.for_each_pool([&](Pool& p) {
+    for (const Pool::HostRow& r : p.host_rows()) {
+      auto& c = counts[{p.cfg().name, r.address}];
+      c.first += r.connections;
+      c.second += r.active;
+    }
+  });
+  std::vector<Row> rows;
+  for (const auto& pc : server_.config().pools) {
+    for (const auto& b : pc.backends) {
+      HostStatus& h = server_.hosts().get(b.address.text);
+      const pool::Role role = h.observed_role().value_or(pool::parse_role(b.role));
+      const auto c = counts[{pc.name, b.address.text}];
+      const std::string err = h.last_error();
+      rows.push_back({pc.name, b.address.text, std::string(pool::to_string(role)),
+                      std::string(h.disabled() ? "disabled" : "enabled"),
+                      std::string(pool::to_string(h.health())), b.role,
+                      num(static_cast<uint64_t>(b.weight)), num(c.first), num(c.second),
+                      num(h.checks_ok()), num(h.checks_failed()),
+                      err.empty() ? std::nullopt : std::optional<std::string>(err)});
+    }
+  }
+  send_rows({"pool", "address", "role", "state", "health", "configured_role", "weight",
+             "connections", "active", "checks_ok", "checks_failed", "last_error"},
+            rows);
+  send_complete("SHOW");
+}
+
+void Session::show_stats() {
+  // The metrics counters (daemon/metrics.h): one writer per worker, read
+  // here with relaxed loads and folded over the workers.
+  std::vector<Row> rows;
+  bool counted = true;
+  const int workers = server_.worker_count();
+  server_.for_each_pool([&](Pool& p) {
+    uint64_t tx = 0, queries = 0, waits = 0, wait_ns = 0, tx_ns = 0, query_ns = 0;
+    uint64_t c_in = 0, c_out = 0, s_in = 0, s_out = 0;
+    for (int w = 0; w < workers; ++w) {
+      const metrics::PoolStats* st = p.stats(w);
+      if (st == nullptr) {
+        counted = false;
+        return;
+      }
+      for (size_t b = 0; b < metrics::Histogram::kBuckets; ++b) {
+        tx += st->transaction.bucket(b);
+        queries += st->query.bucket(b);
+        waits += st->wait.bucket(b);
+      }
+      tx_ns += st->transaction.sum_ns();
+      query_ns += st->query.sum_ns();
+      wait_ns += st->wait.sum_ns();
+      c_in += st->client_received_bytes.get();
+      c_out += st->client_sent_bytes.get();
+      s_in += st->server_received_bytes.get();
+      s_out += st->server_sent_bytes.get();
+    }
+    rows.push_back({p.cfg().name, p.backend_user(), num(tx), num(queries), num(c_in), num(c_out),
+                    num(s_in), num(s_out), num(waits), num(wait_ns / 1000), num(tx_ns / 1000),
+                    num(query_ns / 1000)});
+  });
+  if (!counted) {
+    send_error(pg::sqlstate::kFeatureNotSupported,
+               "SHOW STATS needs the [metrics] table: sqlmux counts traffic only when metrics are "
+               "on",
+               {}, "add [metrics] listen = \"127.0.0.1:9187\" and restart");
+    return;
+  }
+  send_rows({"pool", "user", "transactions", "queries", "client_bytes_in", "client_bytes_out",
+             "server_bytes_in", "server_bytes_out", "waits", "wait_time_us", "transaction_time_us",
+             "query_time_us"},
+            rows);
+  send_complete("SHOW");
+}
+
+void Session::show_config() {
+  std::vector<Row> rows;
+  for (auto& [k, v] : config_rows(server_.config())) rows.push_back({k, v});
+  send_rows({"key", "value"}, rows);
+  send_complete("SHOW");
+}
+
+}  // namespace sqlmux::admin

@@ -1,0 +1,127 @@
+// The admin console: a client that logged in on the [admin] listener to the
+// virtual database "sqlmux" is served by an admin::Session on its worker.
+//
+// Commands that read or change state spread over workers run as a Job: the
+// console's worker posts it to every worker's inbox (AdminRun); each worker
+// runs its part on its own thread, touching only its own clients and
+// backends; the last one posts the job back (AdminDone) and the session
+// answers. Pools are shared and change only through their own locked calls.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "daemon/admin/command.h"
+
+namespace sqlmux {
+
+class Client;
+class Pool;
+class Server;
+class Worker;
+
+namespace admin {
+
+// One client as a worker sees it.
+struct ClientRow {
+  uint64_t id = 0;
+  std::string user;
+  std::string database;
+  const Pool* pool = nullptr;  // nullptr: logging in, or a console client
+  std::string state;
+  std::string address;
+  int64_t connect_time = 0;  // unix seconds
+  int worker = 0;
+};
+
+// One server connection as a worker sees it.
+struct ServerRow {
+  int pid = 0;
+  const Pool* pool = nullptr;
+  std::string state;
+  std::optional<uint64_t> client_id;
+  std::string address;
+  int64_t connect_time = 0;
+  int worker = 0;
+};
+
+struct WorkerPart {
+  std::vector<ClientRow> clients;
+  std::vector<ServerRow> servers;
+  size_t affected = 0;  // clients or backends a command acted on
+};
+
+struct Job {
+  std::function<void(Worker&, WorkerPart&)> work;  // runs on each worker's thread
+  int origin = 0;                                  // the console client's worker
+  uint64_t client_id = 0;                          // the console client
+  std::mutex mu;
+  std::vector<WorkerPart> parts;  // by worker id, under mu
+  int remaining = 0;              // under mu
+};
+
+// Inbox handlers (worker.cpp).
+void run_job(Worker& w, const std::shared_ptr<Job>& job);
+void job_done(Worker& w, const std::shared_ptr<Job>& job);
+
+// Per-worker parts (jobs.cpp).
+void snapshot(Worker& w, WorkerPart& out);
+void kill_pool_clients(Worker& w, const std::vector<Pool*>& pools, WorkerPart& out);
+void kill_client(Worker& w, uint64_t id, WorkerPart& out);
+// "2026-01-31 12:00:00" (UTC)
+[[nodiscard]] std::string format_time(int64_t unix_seconds);
+
+class Session {
+ public:
+  // After authentication on the admin listener: checks the database and
+  // the user, greets the client; nullptr when it was refused (and closed).
+  [[nodiscard]] static std::unique_ptr<Session> start(Client& c);
+  explicit Session(Client& c);
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  ~Session();
+
+  // Handles the client's buffered messages (it is Idle).
+  void process();
+  void job_done(const std::shared_ptr<Job>& job);
+
+ private:
+  void handle_query(std::string_view sql);
+  void execute(const Command& cmd);
+  void dispatch(std::function<void(Worker&, WorkerPart&)> work);
+  void finish_command();  // ReadyForQuery, then the next buffered message
+  void send_error(std::string_view sqlstate, std::string message, std::string detail = {},
+                  std::string hint = {});
+  void send_complete(std::string_view tag);
+  void send_rows(const std::vector<std::string_view>& columns,
+                 const std::vector<std::vector<std::optional<std::string>>>& rows);
+  // Pools named `name` (every pool when empty); false, with an error sent,
+  // when the name matches none.
+  bool pools_named(const std::string& name, std::vector<Pool*>& out);
+  void show_pools(const std::vector<WorkerPart>& parts);
+  void show_clients(const std::vector<WorkerPart>& parts);
+  void show_servers(const std::vector<WorkerPart>& parts);
+  void show_backends();
+  void show_stats();
+  void show_config();
+  void pause_check(const std::vector<WorkerPart>& parts);
+  static void on_pause_timer(uv_timer_t* t);
+
+  Client& c_;
+  Server& server_;
+  bool busy_ = false;          // a job runs; input waits
+  bool skip_to_sync_ = false;  // after refusing an extended-protocol message
+  Command pending_;
+  std::vector<Pool*> pending_pools_;
+  uv_timer_t* timer_ = nullptr;
+};
+
+}  // namespace admin
+}  // namespace sqlmux

@@ -1,0 +1,201 @@
+// A pool: one limit on backend connections shared by all workers, a FIFO
+// of waiting clients, and per-worker lists of idle backends.
+//
+// Locking: one mutex per pool, held only for list operations, never across
+// I/O. Each idle backend belongs to one worker's loop; a backend released
+// on worker A for a client waiting on worker B moves to B's loop.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "daemon/ops/metrics.h"
+#include "pool/host_policy.h"
+#include "pool/pg/prepared.h"
+#include "pool/pg/session_params.h"
+
+namespace sqlmux {
+
+class PooledBackend;
+class PooledClient;
+class HostStatus;
+class Server;
+class Worker;
+
+// A backend host as one pool uses it. Fields below `status` are guarded by
+// the pool's mutex. Entries live as long as their pool (a reload that drops
+// a host only unlists it), so a Backend may keep a pointer.
+struct PoolHost {
+  HostStatus* status = nullptr;  // shared: health, observed role, DISABLE
+  config::Address address;
+  pool::Role configured = pool::Role::Primary;
+  uint32_t weight = 1;
+  bool listed = false;       // in the pool's current configuration
+  uint32_t connections = 0;  // this pool's backends to the host, open or connecting
+  uint32_t idle = 0;         // of them, in an idle list
+};
+
+class Pool {
+ public:
+  Pool(Server& server, config::PoolConfig cfg, std::string backend_user,
+       std::string backend_password, int workers);
+
+  // The current configuration. A reload swaps in a new immutable version;
+  // earlier versions stay alive with the pool, so a reference taken by a
+  // worker is never invalidated underneath it.
+  [[nodiscard]] const config::PoolConfig& cfg() const {
+    return *cfg_.load(std::memory_order_acquire);
+  }
+  [[nodiscard]] const std::string& label() const { return label_; }
+  [[nodiscard]] const std::string& backend_user() const { return backend_user_; }
+  [[nodiscard]] const std::string& backend_password() const { return backend_password_; }
+  [[nodiscard]] Server& server() const { return server_; }
+  // What worker `w` records for this pool; nullptr when metrics are off.
+  [[nodiscard]] metrics::PoolStats* stats(int w) {
+    return stats_.empty() ? nullptr : stats_[static_cast<size_t>(w)].get();
+  }
+
+  // All calls below run on worker `w`'s thread.
+
+  // The client needs a backend: hands it an idle one, opens a new one, or
+  // queues it (FIFO).
+  void acquire(Worker& w, PooledClient& c);
+  // The client stopped waiting (left, timed out).
+  void cancel_wait(Worker& w, uint64_t client_id);
+  // A clean, idle backend: to the first waiter, or to this worker's idle list.
+  void release(Worker& w, PooledBackend* b);
+  // A backend of this pool is gone (closed or failed to connect).
+  void backend_gone(Worker& w, PooledBackend* b);
+  // Another worker asked for one of this worker's idle backends.
+  void donate(Worker& w);
+  // Open a backend for client_id on this worker (a slot is reserved).
+  void connect_for(Worker& w, uint64_t client_id);
+  // A connect for client_id failed: tries the next usable host not yet
+  // tried, in the same slot. False when none is left (the caller fails the
+  // client); true when the retry took the slot over.
+  [[nodiscard]] bool retry_connect(Worker& w, PooledBackend* failed, uint64_t client_id);
+  // Timeouts of idle backends on this worker; min_idle upkeep.
+  void housekeep(Worker& w, uint64_t now);
+  // Shutdown: close this worker's idle backends.
+  void close_idle(Worker& w);
+
+  // The parameters a fresh backend reports (sent to clients at login).
+  [[nodiscard]] bool welcome(pool::SessionParams& out);
+  void set_welcome(const pool::SessionParams& params);
+
+  [[nodiscard]] pool::StaleStatements& stale_statements() { return stale_; }
+
+  // SHOW BACKENDS: one row per host of the current configuration.
+  struct HostRow {
+    std::string address;
+    pool::Role role;        // observed, else configured
+    pool::Role configured;  // as configured
+    uint32_t weight;
+    uint32_t connections;
+    uint32_t active;
+  };
+  [[nodiscard]] std::vector<HostRow> host_rows();
+
+  struct Counts {
+    uint32_t total = 0;
+    uint32_t idle = 0;
+    uint32_t waiting = 0;
+  };
+  [[nodiscard]] Counts counts();
+
+  // --- Admin console and reload (any thread unless noted) ---
+  void set_config(const config::PoolConfig& cfg);
+  // Paused: no backend is handed to a new transaction; waiters queue.
+  void set_paused(bool on);
+  [[nodiscard]] bool paused();
+  // Retired by a reload: no new clients; backends close once no client is left.
+  void set_retired(bool on);
+  [[nodiscard]] bool retired();
+  // RECONNECT: backends opened before this call close when next idle.
+  void bump_generation();
+  [[nodiscard]] uint64_t generation();
+  // Clients logged in to this pool (login to close).
+  void client_joined() { clients_.fetch_add(1, std::memory_order_relaxed); }
+  void client_left() { clients_.fetch_sub(1, std::memory_order_relaxed); }
+  [[nodiscard]] int client_count() const { return clients_.load(std::memory_order_relaxed); }
+  // On worker `w`: serves waiters from this worker's idle backends and from
+  // free capacity (after RESUME or a larger size); closes idle backends
+  // that RECONNECT or a retirement made obsolete.
+  void kick(Worker& w);
+
+ private:
+  struct Waiter {
+    int worker;
+    uint64_t client_id;
+    uint64_t since_ms;  // when it began to wait (monotonic, comparable across workers)
+  };
+  // With mu_ held: the worker whose first waiter has waited longest, or -1.
+  [[nodiscard]] int oldest_waiting_worker(int except) const;
+  // With mu_ held: pops the first waiter of `worker`'s queue.
+  Waiter pop_waiter(int worker);
+  void start_connect(Worker& w, uint64_t client_id);
+  // Opens a backend in a slot already counted (total_, owned_) to the best
+  // usable host not in `exclude`; on failure frees the slot and fails the
+  // client.
+  void launch(Worker& w, uint64_t client_id, uint64_t exclude);
+  void capacity_freed(Worker& w);  // with mu_ NOT held
+
+  // --- hosts (with mu_ held) ---
+  void sync_hosts_locked(const config::PoolConfig& cfg);
+  [[nodiscard]] pool::Role role_of(const PoolHost& h) const;
+  [[nodiscard]] bool host_serves_locked(const PoolHost* h) const;
+  // choices_ filled for pick_host: load = connections, or active ones.
+  void fill_choices_locked(bool by_connections);
+  // "127.0.0.1:5432 down, 127.0.0.1:5433 disabled": why no host serves.
+  [[nodiscard]] std::string no_host_reason_locked() const;
+  // Takes the idle backend of this worker that should serve next (its
+  // host least busy); obsolete ones found on the way go to `obsolete`.
+  PooledBackend* take_idle_locked(int worker, std::vector<PooledBackend*>& obsolete);
+  void push_idle_locked(int worker, PooledBackend* b);
+  void erased_idle_locked(PooledBackend* b);
+
+  // With mu_ held: whether `b` must close instead of being reused, when
+  // `closing` other backends are already on their way out.
+  [[nodiscard]] bool obsolete_locked(const PooledBackend* b, size_t closing) const;
+
+  Server& server_;
+  std::atomic<const config::PoolConfig*> cfg_{nullptr};
+  std::vector<std::unique_ptr<const config::PoolConfig>> cfg_versions_;  // under mu_
+  std::string backend_user_;
+  std::string backend_password_;
+  std::string label_;
+
+  std::mutex mu_;
+  uint32_t total_ = 0;  // open or connecting backends
+  // Clients waiting for a backend, one FIFO queue per worker. A backend
+  // freed on a worker goes to that worker's own waiters first (no hand-over
+  // between event loops on the per-query path) unless another worker's
+  // first waiter has waited kHandoverAfterMs longer.
+  std::vector<std::deque<Waiter>> waiters_;
+  size_t waiting_ = 0;
+  std::vector<std::vector<PooledBackend*>> idle_;  // per worker
+  // Backends of this pool living on each worker, in any state. A waiting
+  // client asks another worker for an idle backend only when its own worker
+  // has none that will come free, or its queue has waited too long.
+  std::vector<int> owned_;
+  pool::StaleStatements stale_;
+  bool has_welcome_ = false;
+  bool paused_ = false;
+  bool retired_ = false;
+  uint64_t generation_ = 0;
+  std::atomic<int> clients_{0};
+  pool::SessionParams welcome_;
+  std::vector<std::unique_ptr<metrics::PoolStats>> stats_;               // per worker
+  std::map<std::string, std::unique_ptr<PoolHost>, std::less<>> hosts_;  // by address, never erased
+  std::vector<PoolHost*> current_;                                       // cfg().backends order
+  std::vector<pool::HostChoice> choices_;                                // scratch for pick_host
+};
+
+}  // namespace sqlmux

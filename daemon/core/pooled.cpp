@@ -1,0 +1,224 @@
+#include "daemon/core/pooled.h"
+
+#include <cassert>
+#include <ctime>
+
+#include "daemon/pg/backend.h"
+#include "daemon/ops/hosts.h"
+#include "daemon/core/log.h"
+#include "daemon/ops/metrics.h"
+#include "daemon/mysql/backend.h"
+#include "daemon/core/pool.h"
+#include "daemon/server.h"
+#include "daemon/core/worker.h"
+
+namespace sqlmux {
+
+std::string_view to_string(ClientState s) {
+  switch (s) {
+    case ClientState::Login:
+      return "login";
+    case ClientState::Idle:
+      return "idle";
+    case ClientState::Waiting:
+      return "waiting";
+    case ClientState::Active:
+      return "active";
+    case ClientState::Closing:
+      return "closing";
+    case ClientState::Count:
+      break;
+  }
+  return "unknown";
+}
+
+std::string_view to_string(BackendState s) {
+  switch (s) {
+    case BackendState::Connecting:
+      return "connecting";
+    case BackendState::Idle:
+      return "idle";
+    case BackendState::Active:
+      return "active";
+    case BackendState::Resetting:
+      return "resetting";
+    case BackendState::Closing:
+      return "closing";
+    case BackendState::Count:
+      break;
+  }
+  return "unknown";
+}
+
+// --- clients -------------------------------------------------------------------
+
+PooledClient::PooledClient(Worker& w, int fd, uint64_t id) : Conn(w, fd, true), id_(id) {
+  state_since_ = w.now_ms();
+  connect_time_ = static_cast<int64_t>(std::time(nullptr));
+}
+
+void PooledClient::acquire_backend() {
+  set_state(ClientState::Waiting);
+  acquiring_ = true;
+  pool_->acquire(*worker_, *this);
+  acquiring_ = false;
+}
+
+void PooledClient::set_state(ClientState s) {
+  if (s == state_) return;
+  worker_->set_client_state(this, s);
+  state_ = s;
+  state_since_ = worker_->now_ms();
+}
+
+// --- backends ------------------------------------------------------------------
+
+PooledBackend::PooledBackend(Worker& w, Pool& pool, int fd, bool owns_fd, uint64_t for_client)
+    : Conn(w, fd, owns_fd), pool_(pool), for_client_(for_client) {
+  generation_ = pool.generation();
+  created_ms_ = state_since_ = w.now_ms();
+  set_stats(w);
+}
+
+void PooledBackend::set_stats(Worker& w) {
+  stats_ = pool_.stats(w.id());
+  if (stats_ != nullptr) count_bytes(&stats_->server_received_bytes, &stats_->server_sent_bytes);
+}
+
+void PooledBackend::set_state(BackendState s) {
+  worker_->set_backend_state(this, s);
+  state_ = s;
+  state_since_ = worker_->now_ms();
+}
+
+bool PooledBackend::start_connecting(PoolHost& where, uint64_t tried) {
+  address_ = where.address.text;
+  host_ = &where;
+  tried_ = tried;
+  worker_->set_backend_state(this, BackendState::Connecting);
+  if (!attach()) {
+    connect_failed("cannot poll the backend socket");
+    return false;
+  }
+  want_read(false);
+  want_write(true);
+  return true;
+}
+
+void PooledBackend::terminate(Reason why) {
+  if (closing()) return;
+  LOG_DEBUG("backend %d (pool %s) closing: %s", pid_, pool_.label().c_str(),
+            std::string(to_string(why)).c_str());
+  if (stats_ != nullptr && metrics::is_server_error(why)) {
+    stats_->server_errors[static_cast<int>(why)].add();
+  }
+  on_terminate();
+  set_state(BackendState::Closing);
+  close();
+  pool_.backend_gone(*worker_, this);
+}
+
+void PooledBackend::check_timeouts(uint64_t now) {
+  if (state_ != BackendState::Connecting) return;
+  auto limit = static_cast<uint64_t>(pool_.cfg().server_connect_timeout.count());
+  if (limit > 0 && now - state_since_ > limit) connect_failed("timeout expired");
+}
+
+void PooledBackend::hand_over(uint64_t cid) {
+  PooledClient* c = cid != 0 ? worker_->find_client(cid) : nullptr;
+  if (c != nullptr && c->state() == ClientState::Waiting && c->pool() == &pool_ &&
+      c->pooled_backend() == nullptr) {
+    c->on_backend_linked(this);
+  } else {
+    pool_.release(*worker_, this);
+  }
+}
+
+void PooledBackend::connect_succeeded() {
+  LOG_DEBUG("backend %d connected for pool %s", pid_, pool_.label().c_str());
+  if (stats_ != nullptr) stats_->connect_outcome(uv_hrtime(), true);
+  if (const auto& h = worker_->server().config().health) {
+    host_->status->record(true, std::nullopt, {}, h->fall, h->rise);
+  }
+  uint64_t cid = for_client_;
+  for_client_ = 0;
+  set_state(BackendState::Idle);
+  hand_over(cid);
+}
+
+void PooledBackend::connect_failed(const std::string& error) {
+  const std::string msg = log::one_line(error.c_str());
+  LOG_WARN("backend connect for pool %s failed: %s", pool_.label().c_str(), msg.c_str());
+  if (stats_ != nullptr) {
+    stats_->connect_failures.add();
+    stats_->connect_outcome(uv_hrtime(), false);
+  }
+  // With health checks, a failed connect counts as a failed check; without,
+  // only its error is kept (SHOW BACKENDS).
+  if (const auto& h = worker_->server().config().health) {
+    if (host_->status->record(false, std::nullopt, msg, h->fall, h->rise)) {
+      worker_->server().hosts_changed();
+    }
+  } else {
+    host_->status->note_error(msg);
+  }
+  uint64_t cid = for_client_;
+  for_client_ = 0;
+  PooledClient* c = cid != 0 ? worker_->find_client(cid) : nullptr;
+  if (c != nullptr && c->state() == ClientState::Waiting && c->pooled_backend() == nullptr &&
+      pool_.retry_connect(*worker_, this, cid)) {
+    terminate(Reason::BackendConnectFailed);  // the retry has the slot and the client
+    return;
+  }
+  terminate(Reason::BackendConnectFailed);
+  c = cid != 0 ? worker_->find_client(cid) : nullptr;
+  if (c != nullptr && c->state() == ClientState::Waiting) {
+    pg::ErrorFields e;
+    e.severity = "FATAL";
+    e.sqlstate = std::string(pg::sqlstate::kUnableToConnect);
+    e.message = "sqlmux could not connect to the server " + address_ + " for database \"" +
+                pool_.cfg().name + "\": " + msg;
+    c->fail(Reason::BackendConnectFailed, e);
+  }
+}
+
+void PooledBackend::move_to(Worker& target, uint64_t for_client) {
+  assert(pooled_client() == nullptr && out_.empty());
+  worker_->backend_left(this);  // out of this worker's lists; adopt() joins the target's
+  for_client_ = for_client;
+  move_target_ = &target;
+  detach([](Conn* c) {
+    auto* b = static_cast<PooledBackend*>(c);
+    b->move_target_->post({InboxMsg::Kind::Adopt, &b->pool_, b, b->for_client_});
+  });
+}
+
+void PooledBackend::adopt(Worker& w) {
+  set_worker(w);
+  move_target_ = nullptr;
+  set_stats(w);
+  state_ = BackendState::Closing;  // not in any list of w yet
+  set_state(BackendState::Idle);
+  if (!attach()) {
+    terminate(Reason::Internal);
+    return;
+  }
+  uint64_t cid = for_client_;
+  for_client_ = 0;
+  hand_over(cid);
+}
+
+void PooledBackend::on_closed() {
+  worker_->backend_left(this);
+  delete this;
+}
+
+PooledBackend* open_backend(Worker& w, Pool& pool, PoolHost& host, uint64_t for_client,
+                            uint64_t tried, std::string& error) {
+  if (pool.cfg().protocol == config::Protocol::Mysql) {
+    return MyBackend::connect(w, pool, host, for_client, tried, error);
+  }
+  return Backend::connect(w, pool, host, for_client, tried, error);
+}
+
+}  // namespace sqlmux

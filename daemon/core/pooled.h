@@ -1,0 +1,156 @@
+// What a pool, a worker and the admin console need of a client or a
+// backend connection, whatever protocol it speaks. PostgreSQL's Client /
+// Backend and MySQL's MyClient / MyBackend derive from these.
+//
+// The state fields live here so that each state has one list (Worker's),
+// changed in one function (set_state).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "daemon/net/conn.h"
+#include "daemon/core/reason.h"
+#include "pool/intrusive_list.h"
+#include "protocol/pg/codec.h"
+
+namespace sqlmux {
+
+class Pool;
+class PooledBackend;
+struct PoolHost;
+namespace metrics {
+struct PoolStats;
+}
+namespace admin {
+class Session;
+}
+
+enum class ClientState { Login, Idle, Waiting, Active, Closing, Count };
+[[nodiscard]] std::string_view to_string(ClientState s);
+enum class BackendState { Connecting, Idle, Active, Resetting, Closing, Count };
+[[nodiscard]] std::string_view to_string(BackendState s);
+
+class PooledClient : public Conn {
+ public:
+  PooledClient(Worker& w, int fd, uint64_t id);
+
+  [[nodiscard]] uint64_t id() const { return id_; }
+  [[nodiscard]] ClientState state() const { return state_; }
+  [[nodiscard]] Pool* pool() const { return pool_; }
+  [[nodiscard]] uint64_t state_since_ms() const { return state_since_; }
+  [[nodiscard]] const std::string& user_name() const { return user_name_; }
+  [[nodiscard]] const std::string& database() const { return database_; }
+  [[nodiscard]] int64_t connect_time() const { return connect_time_; }  // unix seconds
+
+  [[nodiscard]] virtual PooledBackend* pooled_backend() const = 0;
+  // The pool linked a backend to this client (it was Waiting).
+  virtual void on_backend_linked(PooledBackend* b) = 0;
+  // Fails the client with the error (translated to its protocol; a MySQL
+  // client gets an ERR packet) and closes it. No message: closes silently.
+  virtual void fail(Reason why, const pg::ErrorFields& err) = 0;
+  // Housekeeping: login and wait timeouts; shutdown; cancel requests.
+  virtual void check_timeouts(uint64_t now) = 0;
+  virtual void on_shutdown() = 0;
+  virtual void cancel_running_query() {}
+  [[nodiscard]] virtual admin::Session* admin_session() const { return nullptr; }
+
+  pool::ListNode state_node;
+
+ protected:
+  friend class Worker;
+  void set_state(ClientState s);
+  // Waits for a backend of pool_ (or gets one at once).
+  void acquire_backend();
+
+  uint64_t id_;
+  ClientState state_ = ClientState::Login;
+  uint64_t state_since_ = 0;
+  Pool* pool_ = nullptr;
+  std::string user_name_;
+  std::string database_;
+  int64_t connect_time_ = 0;
+  // Metrics (stats_ == nullptr: off). Times are uv_hrtime() nanoseconds.
+  metrics::PoolStats* stats_ = nullptr;
+  uint64_t wait_since_ns_ = 0;
+  uint64_t linked_ns_ = 0;  // when a backend was linked; 0 once used
+  bool acquiring_ = false;  // inside Pool::acquire()
+};
+
+class PooledBackend : public Conn {
+ public:
+  [[nodiscard]] Pool& pool() const { return pool_; }
+  [[nodiscard]] BackendState state() const { return state_; }
+  [[nodiscard]] uint64_t created_ms() const { return created_ms_; }
+  [[nodiscard]] uint64_t state_since_ms() const { return state_since_; }
+  // The server's process / connection id.
+  [[nodiscard]] int pid() const { return pid_; }
+  // The pool's generation when this backend was opened (RECONNECT bumps it).
+  [[nodiscard]] uint64_t generation() const { return generation_; }
+  // The server address it was opened to ("host:port" as configured).
+  [[nodiscard]] const std::string& address() const { return address_; }
+  [[nodiscard]] PoolHost* host() const { return host_; }
+  [[nodiscard]] uint64_t tried_hosts() const { return tried_; }
+  // A connect that failed handed its pool slot to a retry on another host.
+  [[nodiscard]] bool slot_moved() const { return slot_moved_; }
+  void move_slot() { slot_moved_ = true; }
+  [[nodiscard]] uint64_t for_client() const { return for_client_; }
+  // What this backend's worker records for its pool (nullptr: metrics off).
+  [[nodiscard]] metrics::PoolStats* stats() const { return stats_; }
+
+  [[nodiscard]] virtual PooledClient* pooled_client() const = 0;
+  // Shuts the connection (counted, logged; on_terminate() says goodbye to
+  // the server) and tells the pool. Idempotent.
+  void terminate(Reason why);
+  // Puts an idle backend on this worker's loop (after a move or connect).
+  virtual void became_idle() = 0;
+  virtual void check_timeouts(uint64_t now);
+
+  // Moves to another worker's loop; the backend is unlinked and idle.
+  void move_to(Worker& target, uint64_t for_client);
+  void adopt(Worker& w);  // on the target worker's thread
+
+  pool::ListNode state_node;
+
+ protected:
+  PooledBackend(Worker& w, Pool& pool, int fd, bool owns_fd, uint64_t for_client);
+  void set_state(BackendState s);
+  void set_stats(Worker& w);
+  // The last words before the socket closes; the linked client is dropped.
+  virtual void on_terminate() = 0;
+  // A new connection to `where` starts polling (Connecting, writable first).
+  // False when it cannot be polled: connect_failed() has told the pool and
+  // the client.
+  [[nodiscard]] bool start_connecting(PoolHost& where, uint64_t tried);
+  // Connected (or adopted): to client `cid` when it still waits for this
+  // pool, else to the pool.
+  void hand_over(uint64_t cid);
+  // The connect failed: records it against the host, retries another host
+  // for the client it was opened for, or fails that client.
+  void connect_failed(const std::string& error);
+  // The connect succeeded: health bookkeeping and metrics, then hand_over.
+  void connect_succeeded();
+  void on_closed() override;
+
+  Pool& pool_;
+  BackendState state_ = BackendState::Connecting;
+  uint64_t state_since_ = 0;
+  uint64_t created_ms_ = 0;
+  uint64_t for_client_ = 0;
+  uint64_t generation_ = 0;
+  std::string address_;
+  PoolHost* host_ = nullptr;
+  uint64_t tried_ = 0;
+  bool slot_moved_ = false;
+  int pid_ = 0;
+  metrics::PoolStats* stats_ = nullptr;
+  Worker* move_target_ = nullptr;
+};
+
+// Opens a backend of the pool's protocol (Backend::connect or
+// MyBackend::connect; see there).
+[[nodiscard]] PooledBackend* open_backend(Worker& w, Pool& pool, PoolHost& host,
+                                          uint64_t for_client, uint64_t tried, std::string& error);
+
+}  // namespace sqlmux

@@ -1,0 +1,330 @@
+#include "daemon/core/worker.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "daemon/admin/session.h"
+#include "daemon/pg/backend.h"
+#include "daemon/pg/client.h"
+#include "daemon/core/log.h"
+#include "daemon/mysql/client.h"
+#include "daemon/core/pool.h"
+#include "daemon/server.h"
+
+namespace sqlmux {
+
+namespace {
+constexpr uint64_t kTickMs = 200;
+}
+
+Worker::Worker(Server& server, int id) : server_(server), id_(id) {
+  uv_loop_init(&loop_);
+  uv_async_init(&loop_, &async_, &Worker::on_async);
+  async_.data = this;
+  uv_timer_init(&loop_, &tick_);
+  tick_.data = this;
+  uv_check_init(&loop_, &check_);
+  check_.data = this;
+  uv_idle_init(&loop_, &idle_);
+  idle_.data = this;
+  if (Metrics* m = server.metrics()) {
+    stats_ = std::make_unique<metrics::WorkerStats>();
+    m->add_worker(stats_.get());
+  }
+}
+
+Worker::~Worker() {
+  // The loop was closed by the thread (stop()); nothing may remain.
+  assert(by_id_.empty());
+}
+
+void Worker::add_listener(int fd, bool admin, config::ClientTls tls, config::Protocol proto) {
+  if (admin) admin_fds_.push_back(fd);
+  if (proto == config::Protocol::Mysql) mysql_fds_.push_back(fd);
+  tls_modes_.emplace_back(fd, tls);
+  auto* h = new uv_poll_t;
+  uv_poll_init_socket(&loop_, h, fd);
+  h->data = this;
+  listeners_.push_back(h);
+}
+
+void Worker::start() {
+  thread_ = std::thread([this] {
+    log::set_thread_worker(id_);
+    for (auto* h : listeners_) uv_poll_start(h, UV_READABLE, &Worker::on_accept);
+    uv_timer_start(&tick_, &Worker::on_tick, kTickMs, kTickMs);
+    uv_check_start(&check_, &Worker::on_check);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    // Every handle is closed: the loop must close cleanly.
+    int rc = uv_loop_close(&loop_);
+    if (rc != 0) LOG_ERROR("event loop closed with handles still open: %s", uv_strerror(rc));
+    server_.worker_stopped();
+  });
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::post(const InboxMsg& msg) {
+  {
+    std::lock_guard<std::mutex> lk(inbox_mu_);
+    inbox_.push_back(msg);
+  }
+  uv_async_send(&async_);
+}
+
+void Worker::on_async(uv_async_t* h) {
+  static_cast<Worker*>(h->data)->drain_inbox();
+}
+
+void Worker::drain_inbox() {
+  std::vector<InboxMsg> msgs;
+  {
+    std::lock_guard<std::mutex> lk(inbox_mu_);
+    msgs.swap(inbox_);
+  }
+  for (const auto& m : msgs) {
+    switch (m.kind) {
+      case InboxMsg::Kind::Adopt:
+        m.backend->adopt(*this);
+        break;
+      case InboxMsg::Kind::ConnectFor:
+        m.pool->connect_for(*this, m.client_id);
+        break;
+      case InboxMsg::Kind::Donate:
+        m.pool->donate(*this);
+        break;
+      case InboxMsg::Kind::Cancel:
+        if (PooledClient* c = find_client(m.client_id)) c->cancel_running_query();
+        break;
+      case InboxMsg::Kind::Shutdown:
+        begin_shutdown();
+        break;
+      case InboxMsg::Kind::Stop:
+        stop();
+        break;
+      case InboxMsg::Kind::Kick:
+        if (!shutting_down_) m.pool->kick(*this);
+        break;
+      case InboxMsg::Kind::AdminRun:
+        admin::run_job(*this, m.job);
+        break;
+      case InboxMsg::Kind::AdminDone:
+        admin::job_done(*this, m.job);
+        break;
+    }
+  }
+  run_deferred();
+}
+
+void Worker::defer_error(Conn* c) {
+  deferred_errors_.push_back(c);
+  // An active idle handle keeps the loop from blocking until they ran.
+  if (!stopping_) uv_idle_start(&idle_, [](uv_idle_t*) {});
+}
+
+void Worker::defer_close(Conn* c) {
+  deferred_closes_.push_back(c);
+  if (!stopping_) uv_idle_start(&idle_, [](uv_idle_t*) {});
+}
+
+void Worker::on_check(uv_check_t* h) {
+  static_cast<Worker*>(h->data)->run_deferred();
+}
+
+void Worker::run_deferred() {
+  while (!deferred_errors_.empty() || !deferred_closes_.empty()) {
+    std::vector<Conn*> errs;
+    errs.swap(deferred_errors_);
+    for (Conn* c : errs) c->report_io_error();
+    std::vector<Conn*> closes;
+    closes.swap(deferred_closes_);
+    for (Conn* c : closes) c->report_closed_detached();
+  }
+  if (!stopping_) uv_idle_stop(&idle_);
+}
+
+PooledClient* Worker::find_client(uint64_t id) {
+  auto it = by_id_.find(id);
+  return it == by_id_.end() ? nullptr : it->second;
+}
+
+void Worker::client_created(PooledClient* c) {
+  by_id_.emplace(c->id(), c);
+  clients_[static_cast<int>(c->state())].push_back(c);
+  if (stats_ != nullptr) stats_->clients[static_cast<int>(c->state())].inc();
+}
+
+void Worker::client_destroyed(PooledClient* c) {
+  clients_[static_cast<int>(c->state())].remove(c);
+  if (stats_ != nullptr) client_state_metrics(c, c->state(), ClientState::Count);
+  by_id_.erase(c->id());
+  if (stopping_ || (shutting_down_ && by_id_.empty())) {
+    // nothing: the server's shutdown timer watches live_clients()
+  }
+}
+
+void Worker::set_client_state(PooledClient* c, ClientState s) {
+  clients_[static_cast<int>(c->state())].remove(c);
+  clients_[static_cast<int>(s)].push_back(c);
+  if (stats_ != nullptr) client_state_metrics(c, c->state(), s);
+}
+
+// The gauges mirror the state lists: a client in Login (or without a pool)
+// counts on the worker, others on their pool. to == Count: destroyed.
+void Worker::client_state_metrics(PooledClient* c, ClientState from, ClientState to) {
+  metrics::PoolStats* const ps = c->stats_;
+  auto gauge = [&](ClientState s) -> metrics::Gauge& {
+    return s != ClientState::Login && ps != nullptr ? ps->clients[static_cast<int>(s)]
+                                                    : stats_->clients[static_cast<int>(s)];
+  };
+  gauge(from).dec();
+  if (to == ClientState::Count) return;
+  gauge(to).inc();
+  if (to == ClientState::Waiting) {
+    c->wait_since_ns_ = uv_hrtime();
+  } else if (from == ClientState::Waiting && to == ClientState::Active && ps != nullptr) {
+    // Linked at once (inside Pool::acquire): no wait, and no clock read.
+    const uint64_t now = c->acquiring_ ? c->wait_since_ns_ : uv_hrtime();
+    ps->wait.observe_ns(now - c->wait_since_ns_);
+    c->linked_ns_ = now;  // the first query's start (client.cpp note_request)
+  }
+}
+
+void Worker::set_backend_state(PooledBackend* b, BackendState s) {
+  auto& from = backends_[static_cast<int>(b->state())];
+  const bool listed = from.contains(b);
+  if (listed) from.remove(b);
+  backends_[static_cast<int>(s)].push_back(b);
+  if (metrics::PoolStats* ps = b->stats()) {
+    if (listed) ps->servers[static_cast<int>(b->state())].dec();
+    ps->servers[static_cast<int>(s)].inc();
+  }
+}
+
+void Worker::backend_left(PooledBackend* b) {
+  auto& l = backends_[static_cast<int>(b->state())];
+  if (l.contains(b)) {
+    l.remove(b);
+    if (metrics::PoolStats* ps = b->stats()) ps->servers[static_cast<int>(b->state())].dec();
+  }
+}
+
+void Worker::on_accept(uv_poll_t* h, int status, int events) {
+  auto* w = static_cast<Worker*>(h->data);
+  if (status < 0) {
+    LOG_ERROR("listener poll failed: %s", uv_strerror(status));
+    return;
+  }
+  int fd = -1;
+  uv_fileno(reinterpret_cast<uv_handle_t*>(h), &fd);
+  w->accept_from(fd);
+}
+
+void Worker::accept_from(int lfd) {
+  // Bounded per wakeup so that one busy listener cannot starve the loop.
+  for (int i = 0; i < 64; ++i) {
+    sockaddr_storage ss{};
+    socklen_t sslen = sizeof ss;
+    int fd = ::accept4(lfd, reinterpret_cast<sockaddr*>(&ss), &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+      if (errno == EMFILE || errno == ENFILE) {
+        LOG_ERROR("accept: %s (raise the file limit)", strerror(errno));
+        return;
+      }
+      LOG_WARN("accept: %s", strerror(errno));
+      return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // fails harmlessly on unix sockets
+    bool over = !server_.try_add_client();  // counted either way; uncounted on close
+    if (std::find(mysql_fds_.begin(), mysql_fds_.end(), lfd) != mysql_fds_.end()) {
+      auto* mc = new MyClient(*this, fd, server_.next_client_id(), over,
+                              PeerAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss)));
+      client_created(mc);
+      if (!mc->attach()) {
+        LOG_ERROR("cannot poll client socket");
+        mc->close();
+      } else {
+        mc->start();
+      }
+      continue;
+    }
+    auto* c = new Client(*this, fd, server_.next_client_id(), over,
+                         PeerAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss)));
+    if (std::find(admin_fds_.begin(), admin_fds_.end(), lfd) != admin_fds_.end())
+      c->mark_admin_port();
+    for (const auto& [tfd, mode] : tls_modes_) {
+      if (tfd == lfd) c->set_client_tls(mode);
+    }
+    client_created(c);
+    if (!c->attach()) {
+      LOG_ERROR("cannot poll client socket");
+      c->close();
+    }
+  }
+}
+
+void Worker::on_tick(uv_timer_t* h) {
+  static_cast<Worker*>(h->data)->housekeeping();
+}
+
+void Worker::housekeeping() {
+  uint64_t now = now_ms();
+  for (int s : {static_cast<int>(ClientState::Login), static_cast<int>(ClientState::Waiting)}) {
+    clients_[s].for_each([&](PooledClient* c) { c->check_timeouts(now); });
+  }
+  backends_[static_cast<int>(BackendState::Connecting)].for_each(
+      [&](PooledBackend* b) { b->check_timeouts(now); });
+  if (!shutting_down_) server_.for_each_pool([&](Pool& p) { p.housekeep(*this, now); });
+  run_deferred();
+}
+
+void Worker::begin_shutdown() {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  // Listeners stay open until stop(): a client that connects now gets
+  // FATAL 57P03 (as from PostgreSQL shutting down), not a hanging socket.
+  for (int s = 0; s < static_cast<int>(ClientState::Count); ++s) {
+    clients_[s].for_each([](PooledClient* c) { c->on_shutdown(); });
+  }
+  server_.for_each_pool([&](Pool& p) { p.close_idle(*this); });
+}
+
+void Worker::stop() {
+  if (stopping_) return;
+  stopping_ = true;
+  begin_shutdown();
+  for (int s = 0; s < static_cast<int>(ClientState::Count); ++s) {
+    clients_[s].for_each([](PooledClient* c) {
+      pg::ErrorFields e;
+      e.severity = "FATAL";
+      e.sqlstate = std::string(pg::sqlstate::kAdminShutdown);
+      e.message = "terminating connection due to administrator command";
+      c->fail(Reason::Shutdown, e);
+    });
+  }
+  server_.for_each_pool([&](Pool& p) { p.close_idle(*this); });
+  for (int s = 0; s < static_cast<int>(BackendState::Count); ++s) {
+    backends_[s].for_each([](PooledBackend* b) { b->terminate(Reason::Shutdown); });
+  }
+  for (auto* h : listeners_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(h),
+             [](uv_handle_t* hh) { delete reinterpret_cast<uv_poll_t*>(hh); });
+  }
+  listeners_.clear();
+  uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&idle_), nullptr);
+}
+
+}  // namespace sqlmux

@@ -1,0 +1,230 @@
+// MyBackend's login: the TCP connect and sqlmux's own handshake with the
+// server (see backend.h for why not Connector/C's).
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "daemon/core/log.h"
+#include "daemon/mysql/backend.h"
+#include "daemon/core/pool.h"
+#include "daemon/server.h"
+#include "daemon/core/worker.h"
+#include "protocol/mysql/auth.h"
+#include "protocol/mysql/command.h"
+#include "protocol/mysql/response.h"
+
+namespace sqlmux {
+
+MyBackend* MyBackend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t for_client,
+                              uint64_t tried, std::string& error) {
+  const config::Address& addr = where.address;
+  if (addr.kind != config::Address::Kind::Tcp) {
+    error = "MySQL backends are reached over TCP";
+    return nullptr;
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  const std::string port = std::to_string(addr.port == 0 ? 3306 : addr.port);
+  if (int rc = ::getaddrinfo(addr.host.c_str(), port.c_str(), &hints, &res);
+      rc != 0 || res == nullptr) {
+    error = std::string("cannot resolve ") + addr.host + ": " + gai_strerror(rc);
+    return nullptr;
+  }
+  int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    error = strerror(errno);
+    ::freeaddrinfo(res);
+    return nullptr;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  const int rc = ::connect(fd, res->ai_addr, res->ai_addrlen);
+  const int err = errno;
+  ::freeaddrinfo(res);
+  if (rc != 0 && err != EINPROGRESS) {
+    error = strerror(err);
+    ::close(fd);
+    return nullptr;
+  }
+  auto* b = new MyBackend(w, pool, fd, for_client);
+  // Writable = connected (or failed: SO_ERROR says).
+  if (!b->start_connecting(where, tried)) {
+    error.clear();  // handled: connect_failed told the pool and the client
+    return nullptr;
+  }
+  return b;
+}
+
+// --- login ----------------------------------------------------------------------
+
+void MyBackend::on_poll_writable() {
+  if (state_ != BackendState::Connecting || login_ != Login::Tcp) return;
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  if (err != 0) {
+    connect_failed(strerror(err));
+    return;
+  }
+  login_ = Login::Greeting;
+  want_write(false);
+  want_read(true);
+}
+
+std::string MyBackend::auth_data(std::string_view plugin, std::string_view scramble) const {
+  const std::string& password = pool_.backend_password();
+  if (plugin == my::kCachingSha2Password) {
+    return my::auth::caching_sha2_response(password, scramble.substr(0, my::kScrambleLen));
+  }
+  return my::auth::native_password_response(password, scramble.substr(0, my::kScrambleLen));
+}
+
+std::string MyBackend::change_user_payload() const {
+  my::ChangeUser cu;
+  cu.username = pool_.backend_user();
+  cu.auth_plugin = auth_plugin_;
+  cu.auth_response = auth_data(auth_plugin_, greeting_.scramble);
+  cu.charset = kLoginCharset;
+  std::string out;
+  my::encode_change_user(out, cu, caps_);
+  return out;
+}
+
+bool MyBackend::send_auth_response(std::string_view plugin, std::string_view scramble,
+                                   uint8_t seq) {
+  std::string data;
+  if (plugin == my::kNativePassword || plugin == my::kCachingSha2Password) {
+    data = auth_data(plugin, scramble);
+  } else {
+    connect_failed("the server asks for authentication plugin " + std::string(plugin) +
+                   ", which sqlmux does not speak (use mysql_native_password)");
+    return false;
+  }
+  auth_plugin_ = std::string(plugin);
+  send_payload(data, seq);
+  return true;
+}
+
+void MyBackend::drive_login() {
+  while (!closing() && state_ == BackendState::Connecting && !internal_running_) {
+    my::Packet p;
+    size_t used = 0;
+    switch (my::decode_packet(in_.data(), in_.size(), kMaxLoginPacket, p, used)) {
+      case my::Decode::NeedMore:
+        return;
+      case my::Decode::Malformed:
+        connect_failed("malformed packet from the server during login");
+        return;
+      case my::Decode::Complete:
+        break;
+    }
+    const bool ok = login_packet(p.payload(), p.last_seq());
+    in_.consume(used);
+    if (!ok) return;
+  }
+  if (internal_running_ && !in_.empty()) process_internal();
+}
+
+bool MyBackend::login_packet(std::string_view payload, uint8_t seq) {
+  const uint8_t first = payload.empty() ? 0 : static_cast<uint8_t>(payload[0]);
+  if (first == my::kErrHeader) {
+    my::ErrPacket e;
+    connect_failed(my::decode_err(payload, e)
+                       ? "server refused the login: " + std::to_string(e.code) + " " + e.message
+                       : std::string("server refused the login"));
+    return false;
+  }
+  const uint8_t next = static_cast<uint8_t>(seq + 1);
+  switch (login_) {
+    case Login::Greeting: {
+      if (!my::decode_greeting(payload, greeting_)) {
+        connect_failed("malformed greeting from the server");
+        return false;
+      }
+      pid_ = static_cast<int>(greeting_.connection_id);
+      worker_->server().set_mysql_version(greeting_.server_version);
+      caps_ = kWantedCaps & greeting_.capabilities & 0xFFFFFFFFull;
+      if ((caps_ & my::cap::kProtocol41) == 0 || (caps_ & my::cap::kSecureConnection) == 0) {
+        connect_failed("the server does not speak protocol 4.1 with secure authentication");
+        return false;
+      }
+      my::HandshakeResponse r;
+      r.max_packet = my::kMaxPacketLimit;
+      r.charset = kLoginCharset;
+      r.username = pool_.backend_user();
+      r.database = pool_.cfg().database;
+      if (r.database.empty()) caps_ &= ~my::cap::kConnectWithDb;
+      r.capabilities = caps_;
+      std::string plugin =
+          greeting_.auth_plugin.empty() ? std::string(my::kNativePassword) : greeting_.auth_plugin;
+      if (plugin != my::kCachingSha2Password) plugin = std::string(my::kNativePassword);
+      r.auth_plugin = plugin;
+      const std::string& pw = pool_.backend_password();
+      r.auth_response = plugin == my::kCachingSha2Password
+                            ? my::auth::caching_sha2_response(pw, greeting_.scramble)
+                            : my::auth::native_password_response(pw, greeting_.scramble);
+      auth_plugin_ = plugin;
+      std::string out;
+      my::encode_handshake_response(out, r);
+      send_payload(out, next);
+      login_ = Login::Auth;
+      return true;
+    }
+    case Login::Auth: {
+      if (first == my::kOkHeader) {
+        login_ = Login::Setup;
+        queue(Step::Setup, command_payload(my::Command::Query, kSetupSql));
+        return true;
+      }
+      if (first == my::kEofHeader) {
+        my::AuthSwitchRequest sw;
+        if (!my::decode_auth_switch(payload, sw)) {
+          connect_failed("malformed AuthSwitchRequest from the server");
+          return false;
+        }
+        greeting_.scramble = sw.data;
+        return send_auth_response(sw.plugin, sw.data, next);
+      }
+      if (first == my::kAuthMoreDataHeader && auth_plugin_ == my::kCachingSha2Password) {
+        my::CachingSha2Status st;
+        if (my::decode_caching_sha2_status(payload, st)) {
+          if (st == my::CachingSha2Status::FastAuthSuccess) return true;  // an OK follows
+          if (st == my::CachingSha2Status::PerformFullAuth) {
+            send_payload(std::string_view("\x02", 1), next);  // request the public key
+            login_ = Login::PublicKey;
+            return true;
+          }
+        }
+      }
+      connect_failed("unexpected packet from the server during login");
+      return false;
+    }
+    case Login::PublicKey: {
+      std::string_view pem;
+      if (!my::decode_auth_more_data(payload, pem)) {
+        connect_failed("malformed public key from the server");
+        return false;
+      }
+      auto enc = my::auth::rsa_encrypt_password(pool_.backend_password(), greeting_.scramble, pem);
+      if (!enc) {
+        connect_failed("cannot encrypt the password with the server's public key");
+        return false;
+      }
+      send_payload(*enc, next);
+      login_ = Login::Auth;
+      return true;
+    }
+    default:
+      connect_failed("unexpected packet from the server during login");
+      return false;
+  }
+}
+
+}  // namespace sqlmux

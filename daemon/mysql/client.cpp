@@ -1,0 +1,756 @@
+#include "daemon/mysql/client.h"
+
+#include <cctype>
+#include <cinttypes>
+#include <cstring>
+
+#include "daemon/core/log.h"
+#include "daemon/ops/metrics.h"
+#include "daemon/mysql/backend.h"
+#include "daemon/core/pool.h"
+#include "daemon/server.h"
+#include "daemon/core/worker.h"
+#include "protocol/mysql/auth.h"
+#include "protocol/mysql/command.h"
+#include "protocol/mysql/handshake.h"
+#include "protocol/mysql/response.h"
+
+namespace sqlmux {
+
+namespace {
+constexpr size_t kReadChunk = 64 * 1024;
+constexpr uint64_t kLoginTimeoutMs = 60000;
+constexpr uint32_t kMaxLoginPacket = 64 * 1024;
+// The largest command a client may send (a 20 MiB blob in an INSERT fits).
+constexpr uint32_t kMaxClientPacket = 256u << 20;
+// Bytes a client may have buffered while it waits for a backend.
+constexpr size_t kMaxPendingInput = 1u << 20;
+// Greeted with before any MySQL backend told its version.
+constexpr std::string_view kFallbackVersion = "5.5.5-10.11.0-MariaDB-sqlmux";
+constexpr uint8_t kGreetingCharset = 45;  // utf8mb4_general_ci
+// What sqlmux offers clients. CLIENT_MYSQL set: no MariaDB extensions.
+constexpr uint64_t kOfferedCaps =
+    my::cap::kLongPassword | my::cap::kFoundRows | my::cap::kLongFlag | my::cap::kConnectWithDb |
+    my::cap::kLocalFiles | my::cap::kProtocol41 | my::cap::kTransactions |
+    my::cap::kSecureConnection | my::cap::kMultiStatements | my::cap::kMultiResults |
+    my::cap::kPsMultiResults | my::cap::kPluginAuth | my::cap::kPluginAuthLenencData |
+    my::cap::kConnectAttrs | my::cap::kSessionTrack | my::cap::kDeprecateEof |
+    my::cap::kIgnoreSpace | my::cap::kInteractive;
+bool contains_nocase(std::string_view hay, std::string_view needle) {
+  if (needle.size() > hay.size()) return false;
+  for (size_t i = 0; i + needle.size() <= hay.size(); ++i) {
+    size_t j = 0;
+    while (j < needle.size() && std::tolower(static_cast<unsigned char>(hay[i + j])) == needle[j]) {
+      ++j;
+    }
+    if (j == needle.size()) return true;
+  }
+  return false;
+}
+}  // namespace
+
+MyClient::MyClient(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer)
+    : PooledClient(w, fd, id), over_limit_(over_limit), peer_(peer) {}
+
+MyClient::~MyClient() = default;
+
+PooledBackend* MyClient::pooled_backend() const {
+  return backend_;
+}
+
+config::PoolMode MyClient::mode() const {
+  return pool_ != nullptr ? pool_->cfg().mode : config::PoolMode::Session;
+}
+
+void MyClient::send_err(uint8_t seq, my::ErrorCode code, std::string_view message) {
+  std::string payload;
+  my::encode_err(payload, code, message);
+  send_packet(seq, payload);
+}
+
+void MyClient::send_ok(uint8_t seq) {
+  my::OkPacket ok;
+  ok.status = my::status::kAutocommit;
+  std::string payload;
+  my::encode_ok(payload, ok, caps_);
+  send_packet(seq, payload);
+}
+
+void MyClient::send_packet(uint8_t seq, std::string_view payload) {
+  scratch_.clear();
+  my::put_packet(scratch_, seq, payload);
+  send(scratch_.data(), scratch_.size());
+}
+
+void MyClient::send_auth_switch(uint8_t seq) {
+  my::AuthSwitchRequest sw;
+  sw.plugin = std::string(my::kNativePassword);
+  sw.data = scramble_ + std::string(1, '\0');
+  std::string out;
+  my::encode_auth_switch(out, sw);
+  send_packet(seq, out);
+  login_ = Login::AuthSwitch;
+}
+
+void MyClient::disconnect(Reason why, uint8_t seq, my::ErrorCode code, const std::string& message) {
+  if (closing()) return;
+  LOG_INFO("mysql client %" PRIu64 ": %u %s", id_, static_cast<unsigned>(code), message.c_str());
+  send_err(seq, code, message);
+  finish(why);
+}
+
+void MyClient::start() {
+  if (over_limit_) {
+    disconnect(Reason::TooManyClients, 0, my::ErrorCode::ConCountError,
+               "Too many connections (sqlmux max_client_conn)");
+    return;
+  }
+  auto scramble = my::auth::make_scramble();
+  if (!scramble) {
+    disconnect(Reason::Internal, 0, my::ErrorCode::UnknownError, "no random scramble");
+    return;
+  }
+  scramble_ = *scramble;
+  my::Greeting g;
+  std::string version = worker_->server().mysql_version();
+  g.server_version = my::advertised_version(version.empty() ? kFallbackVersion : version);
+  g.connection_id = static_cast<uint32_t>(id_);
+  g.scramble = scramble_;
+  g.capabilities = kOfferedCaps;
+  g.charset = kGreetingCharset;
+  g.status = my::status::kAutocommit;
+  g.auth_plugin = std::string(my::kNativePassword);
+  std::string payload;
+  my::encode_greeting(payload, g);
+  send_packet(0, payload);
+}
+
+// --- input ----------------------------------------------------------------------
+
+void MyClient::on_readable() {
+  // While a command waits for its answer, a client may send ahead only so
+  // much; a command being received may be as large as kMaxClientPacket.
+  if ((state_ == ClientState::Waiting || in_flight_) && !infile_ &&
+      in_.size() >= kMaxPendingInput) {
+    want_read(false);  // resumes when the answer is complete
+    return;
+  }
+  switch (read_into(in_, kReadChunk)) {
+    case ReadResult::Data:
+      break;
+    case ReadResult::Again:
+      return;
+    case ReadResult::Eof:
+      finish(Reason::ClientClosed);
+      return;
+    case ReadResult::Error:
+      finish(Reason::ClientIoError);
+      return;
+  }
+  process_input();
+}
+
+void MyClient::process_input() {
+  // Answers can end inside a command's handling (STMT_CLOSE has none): the
+  // outer call goes on with the next packet once this one is consumed.
+  if (processing_) return;
+  processing_ = true;
+  process_packets();
+  processing_ = false;
+}
+
+void MyClient::process_packets() {
+  while (!closing() && !in_.empty()) {
+    // A command in flight (or waiting for a backend) is answered first;
+    // only a LOCAL INFILE file is read meanwhile.
+    if (!infile_ && (state_ == ClientState::Waiting || in_flight_ || !pending_.empty())) return;
+    const uint32_t limit = login_ != Login::Done ? kMaxLoginPacket : kMaxClientPacket;
+    my::PacketExtent ext;
+    switch (my::peek_packet(in_.data(), in_.size(), limit, ext)) {
+      case my::Decode::NeedMore:
+        if (!reading()) want_read(true);
+        return;
+      case my::Decode::Malformed:
+        disconnect(Reason::ClientProtocolError, 1, my::ErrorCode::NetPacketTooLarge,
+                   "Got a packet bigger than sqlmux's limit, or packets out of order");
+        return;
+      case my::Decode::Complete:
+        break;
+    }
+    std::string joined;
+    const std::string_view payload = my::packet_payload(in_.data(), ext, joined);
+    bool go_on = true;
+    if (login_ == Login::Handshake) {
+      go_on = handle_handshake_response(payload, ext.last_seq);
+    } else if (login_ == Login::AuthSwitch) {
+      go_on = handle_auth_switch_reply(payload, ext.last_seq);
+    } else if (infile_) {
+      if (backend_ != nullptr) backend_->send_infile(payload, payload.empty());
+      if (payload.empty()) infile_ = false;
+    } else {
+      go_on = handle_command(in_.data(), ext.wire_len, payload, ext.first_seq);
+    }
+    if (closing()) return;
+    in_.consume(ext.wire_len);
+    if (!go_on) return;
+  }
+  in_.shrink_if_empty();
+  if (!reading() && !closing()) want_read(true);
+}
+
+// --- login -------------------------------------------------------------------------
+
+bool MyClient::handle_handshake_response(std::string_view payload, uint8_t seq) {
+  const uint8_t next = static_cast<uint8_t>(seq + 1);
+  if (my::is_ssl_request(payload)) {
+    disconnect(Reason::UnsupportedProtocol, next, my::ErrorCode::HandshakeError,
+               "sqlmux does not offer TLS on MySQL listeners");
+    return false;
+  }
+  my::HandshakeResponse r;
+  if (!my::decode_handshake_response(payload, r)) {
+    disconnect(Reason::ClientProtocolError, next, my::ErrorCode::HandshakeError, "Bad handshake");
+    return false;
+  }
+  if ((r.capabilities & my::cap::kCompress) != 0) {
+    disconnect(Reason::UnsupportedProtocol, next, my::ErrorCode::HandshakeError,
+               "Bad handshake: compression was not offered (sqlmux does not compress)");
+    return false;
+  }
+  if ((r.capabilities & my::cap::kProtocol41) == 0) {
+    disconnect(Reason::UnsupportedProtocol, next, my::ErrorCode::HandshakeError,
+               "Bad handshake: protocol 4.1 is required");
+    return false;
+  }
+  caps_ = r.capabilities & kOfferedCaps;
+  charset_ = r.charset;
+  user_name_ = r.username;
+  login_db_ = (caps_ & my::cap::kConnectWithDb) != 0 ? r.database : std::string();
+  user_ = worker_->server().find_user(user_name_);
+  const std::string plugin =
+      r.auth_plugin.empty() ? std::string(my::kNativePassword) : r.auth_plugin;
+  if (plugin != my::kNativePassword && plugin != my::kCachingSha2Password) {
+    // Ask for mysql_native_password with the same scramble.
+    send_auth_switch(next);
+    return true;
+  }
+  if (!check_password(plugin, r.auth_response)) {
+    auth_failed(next);
+    return false;
+  }
+  if (plugin == my::kCachingSha2Password) {
+    std::string more;
+    my::encode_auth_more_data(
+        more, std::string(1, static_cast<char>(my::CachingSha2Status::FastAuthSuccess)));
+    send_packet(next, more);
+    auth_succeeded(static_cast<uint8_t>(next + 1));
+  } else {
+    auth_succeeded(next);
+  }
+  return !closing();
+}
+
+bool MyClient::handle_auth_switch_reply(std::string_view payload, uint8_t seq) {
+  const uint8_t next = static_cast<uint8_t>(seq + 1);
+  if (!check_password(my::kNativePassword, payload)) {
+    auth_failed(next);
+    return false;
+  }
+  if (changing_user_) {
+    changing_user_ = false;
+    login_ = Login::Done;
+    change_user_done(next);
+  } else {
+    auth_succeeded(next);
+  }
+  return !closing();
+}
+
+bool MyClient::change_user(std::string_view payload, uint8_t next) {
+  my::ChangeUser cu;
+  if (!my::decode_change_user(payload, caps_, cu)) {
+    disconnect(Reason::ClientProtocolError, next, my::ErrorCode::HandshakeError,
+               "Malformed COM_CHANGE_USER");
+    return false;
+  }
+  // The session ends as with COM_RESET_CONNECTION: the server connection
+  // (transaction, variables, statements) goes back to the pool, reset.
+  if (backend_ != nullptr) {
+    MyBackend* b = backend_;
+    backend_ = nullptr;
+    b->mark_dirty();
+    b->client_gone();
+  }
+  set_state(ClientState::Idle);
+  user_name_ = cu.username;
+  user_ = worker_->server().find_user(user_name_);
+  if (cu.charset != 0) charset_ = static_cast<uint8_t>(cu.charset);
+  login_db_ = cu.database;
+  const std::string plugin =
+      cu.auth_plugin.empty() ? std::string(my::kNativePassword) : cu.auth_plugin;
+  if (plugin != my::kNativePassword) {
+    // A fresh scramble for the other plugin's answer, as the server does.
+    auto scramble = my::auth::make_scramble();
+    if (!scramble) {
+      disconnect(Reason::Internal, next, my::ErrorCode::UnknownError, "no random scramble");
+      return false;
+    }
+    scramble_ = *scramble;
+    send_auth_switch(next);
+    changing_user_ = true;
+    return true;
+  }
+  if (!check_password(plugin, cu.auth_response)) {
+    auth_failed(next);
+    return false;
+  }
+  change_user_done(next);
+  return !closing();
+}
+
+void MyClient::change_user_done(uint8_t seq) {
+  set_state(ClientState::Login);  // its gauges move to the new pool
+  if (pool_ != nullptr && joined_) pool_->client_left();
+  joined_ = false;
+  pool_ = nullptr;
+  stats_ = nullptr;
+  auth_succeeded(seq);
+}
+
+bool MyClient::check_password(std::string_view plugin, std::string_view response) {
+  if (user_ == nullptr) return false;
+  if (user_->method == config::AuthMethod::Trust) return true;
+  const std::string& pw = user_->plaintext;
+  if (pw.empty() && !user_->cfg.password.empty()) {
+    LOG_WARN("mysql client %" PRIu64 ": user %s has no plaintext password; MySQL logins need one",
+             id_, user_name_.c_str());
+    return false;
+  }
+  if (plugin == my::kCachingSha2Password) {
+    return my::auth::verify_caching_sha2(pw, scramble_, response);
+  }
+  return my::auth::verify_native_password(pw, scramble_, response);
+}
+
+void MyClient::auth_failed(uint8_t seq) {
+  uint64_t retry = 0;
+  (void)retry;
+  const auto& sc = worker_->server().config().server;
+  if (sc.auth_failure_limit > 0 && peer_.valid()) {
+    worker_->server().auth_limiter().failed(peer_, worker_->now_ms(), sc.auth_failure_limit,
+                                            static_cast<uint64_t>(sc.auth_failure_window.count()));
+  }
+  disconnect(
+      Reason::AuthFailed, seq, my::ErrorCode::AccessDeniedError,
+      "Access denied for user '" + user_name_ + "'@'" + peer_.text() + "' (using password: YES)");
+}
+
+void MyClient::auth_succeeded(uint8_t seq) {
+  login_ = Login::Done;
+  std::string db = login_db_;
+  if (db.empty()) db = user_->cfg.default_pool;
+  if (db.empty()) {
+    disconnect(Reason::UnknownDatabase, seq, my::ErrorCode::NoDbError,
+               "No database selected: user '" + user_name_ +
+                   "' names no database and has no default_pool");
+    return;
+  }
+  pool_ = worker_->server().find_pool(db, *user_, config::Protocol::Mysql);
+  if (pool_ == nullptr) {
+    disconnect(Reason::UnknownDatabase, seq, my::ErrorCode::BadDbError,
+               "Unknown database '" + db + "'");
+    return;
+  }
+  database_ = db;
+  pool_->client_joined();
+  joined_ = true;
+  if ((stats_ = pool_->stats(worker_->id())) != nullptr) {
+    count_bytes(&stats_->client_received_bytes, &stats_->client_sent_bytes);
+  }
+  reset_session_state();
+  send_ok(seq);
+  set_state(ClientState::Idle);
+  LOG_DEBUG("mysql client %" PRIu64 " logged in: user=%s db=%s", id_, user_name_.c_str(),
+            db.c_str());
+}
+
+void MyClient::reset_session_state() {
+  vars_ = pool::MySessionVars();
+  // An id MariaDB does not know (255, MySQL 8's default) gets the server's
+  // global charset: the variables stay unset (=DEFAULT when restored).
+  if (auto cs = pool::charset_by_id(charset_)) vars_.set_charset(*cs);
+  if (!login_db_.empty() && pool_ != nullptr) {
+    vars_.schema = pool_->cfg().database.empty() ? login_db_ : pool_->cfg().database;
+  }
+  pin_ = pool::PinReason::None;
+  long_data_ = false;
+  stmts_.clear();
+  cursors_.clear();
+  linger_ = false;
+}
+
+// --- commands ----------------------------------------------------------------------
+
+bool MyClient::handle_command(const uint8_t* wire, size_t wire_len, std::string_view payload,
+                              uint8_t seq) {
+  const uint8_t next = static_cast<uint8_t>(seq + 1);
+  if (payload.empty()) {
+    send_err(next, my::ErrorCode::UnknownComError, "Empty command packet");
+    return true;
+  }
+  const auto cmd = static_cast<my::Command>(payload[0]);
+  switch (cmd) {
+    case my::Command::Quit:
+      finish(Reason::ClientClosed);
+      return false;
+    case my::Command::Ping:
+      send_ok(next);
+      return true;
+    case my::Command::ChangeUser:
+      return change_user(payload, next);
+    case my::Command::Query:
+    case my::Command::InitDb:
+    case my::Command::FieldList:
+    case my::Command::Statistics:
+    case my::Command::SetOption:
+    case my::Command::ResetConnection:
+    case my::Command::StmtPrepare:
+    case my::Command::StmtExecute:
+    case my::Command::StmtSendLongData:
+    case my::Command::StmtClose:
+    case my::Command::StmtReset:
+    case my::Command::StmtFetch:
+    case my::Command::ProcessInfo:
+    case my::Command::Refresh:
+    case my::Command::Debug:
+      break;
+    default:
+      send_err(next, my::ErrorCode::UnknownComError,
+               "Unknown command " + std::to_string(static_cast<uint8_t>(payload[0])));
+      return true;
+  }
+  if (cmd == my::Command::ResetConnection && backend_ == nullptr) {
+    reset_session_state();  // nothing on any server to reset
+    send_ok(next);
+    return true;
+  }
+  pending_def_.reset();
+  pending_stmt_ = 0;
+  if (mode() != config::PoolMode::Session && my::has_statement_id(payload[0])) {
+    if (!map_statement(cmd, payload, next)) return true;  // answered here
+  } else if (mode() != config::PoolMode::Session && cmd == my::Command::StmtPrepare) {
+    pending_def_ = pool::make_statement_def(payload.substr(1), vars_.schema, 0, 0);
+    preparing_ = true;
+  }
+  // FOUND_ROWS() reads what the previous SELECT SQL_CALC_FOUND_ROWS left on
+  // its connection: the one marker of per-statement state a response does
+  // not show.
+  calc_found_rows_ = cmd == my::Command::Query && contains_nocase(payload, "sql_calc_found_rows");
+  if (stats_ != nullptr) query_start_ns_ = uv_hrtime();  // waiting for a server included
+  pending_.assign(reinterpret_cast<const char*>(wire), wire_len);
+  pending_cmd_ = static_cast<uint8_t>(cmd);
+  pending_seq_ = seq;
+  pending_response_ = cmd != my::Command::StmtClose && cmd != my::Command::StmtSendLongData;
+  if (backend_ != nullptr) {
+    on_backend_ready();
+  } else {
+    acquire_backend();
+  }
+  return true;
+}
+
+bool MyClient::map_statement(my::Command cmd, std::string_view payload, uint8_t next) {
+  uint32_t id = 0;
+  if (!my::statement_id_of(payload, id)) {
+    send_err(next, my::ErrorCode::UnknownComError, "Malformed statement command");
+    return false;
+  }
+  const uint32_t resolved = stmts_.resolve(id);
+  auto def = stmts_.find(resolved);
+  if (cmd == my::Command::StmtClose) {
+    stmts_.remove(resolved);  // the servers keep theirs for other clients (bounded)
+    if (cursors_.erase(resolved) != 0 && backend_ != nullptr) {
+      // Its cursor is open on the server: closed there, which frees it.
+      pending_stmt_ = resolved;
+      pending_def_ = std::move(def);
+      return pending_def_ != nullptr;
+    }
+    return false;  // no answer
+  }
+  if (def == nullptr) {
+    send_err(next, my::ErrorCode::UnknownStmtHandler,
+             "Unknown prepared statement handler (" + std::to_string(id) + ") given to " +
+                 std::string(my::to_string(cmd)));
+    return false;
+  }
+  if (cmd == my::Command::StmtReset && backend_ == nullptr) {
+    send_ok(next);  // nothing of it is on any server connection now
+    return false;
+  }
+  if (cmd == my::Command::StmtSendLongData) long_data_ = true;
+  if (cmd == my::Command::StmtExecute && def->num_params > 0) {
+    my::StmtExecute e;
+    if (my::decode_stmt_execute(payload, def->num_params, e) && e.new_params_bound) {
+      def->param_types = e.types;
+    }
+  }
+  pending_def_ = std::move(def);
+  pending_stmt_ = resolved;
+  return true;
+}
+
+uint32_t MyClient::on_prepared(const my::PrepareOk& ok) {
+  preparing_ = false;
+  if (pending_def_ == nullptr) return ok.statement_id;
+  pending_def_->num_params = ok.num_params;
+  pending_def_->num_columns = ok.num_columns;
+  const uint32_t id = stmts_.add(pending_def_);
+  pending_def_.reset();
+  return id;
+}
+
+void MyClient::on_backend_linked(PooledBackend* pb) {
+  assert(state_ == ClientState::Waiting && backend_ == nullptr);
+  auto* b = static_cast<MyBackend*>(pb);  // a MySQL pool opens MySQL backends
+  backend_ = b;
+  set_state(ClientState::Active);
+  b->link(this);
+}
+
+void MyClient::on_backend_ready() {
+  if (pending_.empty() || backend_ == nullptr) return;
+  set_state(ClientState::Active);
+  if (pending_def_ != nullptr && !preparing_ && !statement_for_backend()) return;
+  // Swapped, not moved: both buffers keep their capacity from command to
+  // command, and a command that arrives while this one is sent has its own.
+  sending_.swap(pending_);
+  pending_.clear();
+  in_flight_ = pending_response_;
+  backend_->send_command(reinterpret_cast<const uint8_t*>(sending_.data()), sending_.size(),
+                         pending_cmd_, pending_seq_, pending_response_);
+  if (sending_.capacity() > kMaxPendingInput) std::string().swap(sending_);  // a huge command
+  if (!pending_response_ && backend_ != nullptr) on_response_done(0xFFFF, false);
+}
+
+bool MyClient::statement_for_backend() {
+  pool::MyBackendStatements& bs = backend_->statements();
+  const pool::MyBackendStatements::Entry* e = bs.find(pending_def_->key);
+  if (e == nullptr) {
+    backend_->prepare_statement(*pending_def_);  // on_backend_ready() again when done
+    return false;
+  }
+  std::string payload;
+  my::PacketExtent ext;
+  const auto* wire = reinterpret_cast<const uint8_t*>(pending_.data());
+  if (my::peek_packet(wire, pending_.size(), kMaxClientPacket, ext) != my::Decode::Complete) {
+    return false;  // framed by process_packets: cannot happen
+  }
+  my::join_payload(wire, ext, payload);
+  if (!my::rewrite_statement_id(payload, e->backend_id)) return false;
+  if (pending_cmd_ == static_cast<uint8_t>(my::Command::StmtClose)) {
+    bs.remove(pending_def_->key);  // gone from this server connection
+  }
+  if (pending_cmd_ == static_cast<uint8_t>(my::Command::StmtExecute) &&
+      pending_def_->num_params > 0) {
+    my::StmtExecute ex;
+    if (my::decode_stmt_execute(payload, pending_def_->num_params, ex) && ex.new_params_bound) {
+      bs.set_types_bound(pending_def_->key, ex.types);
+    } else if (bs.must_bind(pending_def_->key, pending_def_->param_types)) {
+      std::string bound;
+      if (my::bind_param_types(payload, pending_def_->num_params, pending_def_->param_types,
+                               bound)) {
+        payload.swap(bound);
+        bs.set_types_bound(pending_def_->key, pending_def_->param_types);
+      }
+    }
+  }
+  pending_.clear();
+  uint8_t seq = pending_seq_;
+  my::put_packet(pending_, seq, payload);
+  pending_def_.reset();
+  return true;
+}
+
+void MyClient::on_restore_failed(const std::string& err_payload) {
+  send_packet(static_cast<uint8_t>(pending_seq_ + 1), err_payload);
+  pending_.clear();
+  in_flight_ = false;
+  MyBackend* b = backend_;
+  backend_ = nullptr;
+  set_state(ClientState::Idle);
+  if (b != nullptr) b->unlink();
+  process_input();
+}
+
+void MyClient::on_session_change(const my::OkPacket& ok, const pool::SessionReport& how) {
+  pool::apply_report(vars_, ok, how);
+  const pool::PinReason why = pool::pin_reason(ok);
+  if (why != pool::PinReason::None) {
+    if (pin_ != pool::PinReason::UserState) {
+      if (pin_ == pool::PinReason::None) {
+        LOG_DEBUG("mysql client %" PRIu64 " pinned to its server connection: %s", id_,
+                  std::string(pool::to_string(why)).c_str());
+      }
+      pin_ = why;
+    }
+    if (backend_ != nullptr) backend_->mark_dirty();
+  } else if (pin_ != pool::PinReason::None && pool::pin_released(pin_, ok)) {
+    pin_ = pool::PinReason::None;
+  }
+}
+
+void MyClient::query_metrics(uint16_t status) {
+  const uint64_t now = uv_hrtime();
+  stats_->query.observe_ns(now - query_start_ns_);
+  const bool in_tx = (status & my::status::kInTrans) != 0;
+  if (in_tx && !in_tx_) {
+    in_tx_ = true;
+    tx_start_ns_ = query_start_ns_;
+  } else if (!in_tx) {
+    // The end of a transaction, or a statement that was one by itself.
+    stats_->transaction.observe_ns(now - (in_tx_ ? tx_start_ns_ : query_start_ns_));
+    in_tx_ = false;
+  }
+}
+
+void MyClient::on_response_done(uint16_t status, bool linger) {
+  in_flight_ = false;
+  if (stats_ != nullptr && status != 0xFFFF) query_metrics(status);
+  if (preparing_) {  // the PREPARE failed
+    preparing_ = false;
+    pending_def_.reset();
+    stmts_.prepare_failed();
+  }
+  linger = linger || calc_found_rows_;
+  calc_found_rows_ = false;
+  if (pending_stmt_ != 0 && status != 0xFFFF) {
+    // A cursor lives on the server connection that opened it: the client
+    // stays there until the cursor is read to its end or closed.
+    const auto cmd = static_cast<my::Command>(pending_cmd_);
+    if (cmd == my::Command::StmtExecute) {
+      if ((status & my::status::kCursorExists) != 0) {
+        cursors_.insert(pending_stmt_);
+      } else {
+        cursors_.erase(pending_stmt_);
+      }
+    } else if ((cmd == my::Command::StmtFetch && (status & my::status::kLastRowSent) != 0) ||
+               cmd == my::Command::StmtReset) {
+      cursors_.erase(pending_stmt_);
+    }
+  }
+  pending_stmt_ = 0;
+  linger_ = linger;
+  MyBackend* b = backend_;
+  const bool in_tx = status != 0xFFFF && (status & my::status::kInTrans) != 0;
+  if (b != nullptr && mode() != config::PoolMode::Session && !pinned() && !linger && !in_tx &&
+      status != 0xFFFF) {
+    backend_ = nullptr;
+    set_state(ClientState::Idle);
+    b->unlink();
+  }
+  process_input();
+}
+
+void MyClient::on_backend_failed(Reason why, const std::string& detail, uint8_t seq) {
+  backend_ = nullptr;
+  in_flight_ = false;
+  disconnect(why, seq, my::ErrorCode::NewAbortingConnection,
+             "sqlmux: the server connection was lost: " + detail);
+}
+
+void MyClient::on_backend_lost_idle() {
+  backend_ = nullptr;
+  if (pinned() || mode() == config::PoolMode::Session) {
+    // Its session state is gone with the server: the client must know.
+    finish(Reason::BackendDied);
+    return;
+  }
+  set_state(ClientState::Idle);
+  if (!pending_.empty()) acquire_backend();  // lost before its command went out
+}
+
+// --- housekeeping and ending -------------------------------------------------------
+
+void MyClient::fail(Reason why, const pg::ErrorFields& err) {
+  if (closing()) return;
+  if (err.message.empty()) {
+    finish(why);
+    return;
+  }
+  my::ErrorCode code = my::ErrorCode::UnknownError;
+  if (why == Reason::Shutdown) code = my::ErrorCode::ServerShutdown;
+  if (why == Reason::QueryWaitTimeout || why == Reason::TooManyClients) {
+    code = my::ErrorCode::ConCountError;
+  }
+  const uint8_t seq = state_ == ClientState::Waiting ? static_cast<uint8_t>(pending_seq_ + 1) : 1;
+  disconnect(why, seq, code, err.message);
+}
+
+void MyClient::check_timeouts(uint64_t now) {
+  if (state_ == ClientState::Login && now - state_since_ > kLoginTimeoutMs) {
+    disconnect(Reason::LoginTimeout, 2, my::ErrorCode::HandshakeError, "Bad handshake: timeout");
+  } else if (state_ == ClientState::Waiting && pool_ != nullptr) {
+    auto limit = static_cast<uint64_t>(pool_->cfg().query_wait_timeout.count());
+    if (limit > 0 && now - state_since_ > limit) {
+      // The command fails; the connection stays.
+      pool_->cancel_wait(*worker_, id_);
+      if (metrics::WorkerStats* ws = worker_->stats(); ws != nullptr) {
+        ws->client_errors[static_cast<int>(Reason::QueryWaitTimeout)].add();
+      }
+      LOG_INFO("mysql client %" PRIu64 ": query_wait_timeout (pool %s)", id_,
+               pool_->label().c_str());
+      send_err(static_cast<uint8_t>(pending_seq_ + 1), my::ErrorCode::ConCountError,
+               "sqlmux: query_wait_timeout: no server connection became available within " +
+                   std::to_string(limit) + " ms (pool '" + pool_->cfg().name + "')");
+      pending_.clear();
+      set_state(ClientState::Idle);
+      process_input();
+    }
+  }
+}
+
+void MyClient::on_shutdown() {
+  if (state_ == ClientState::Login || state_ == ClientState::Idle ||
+      state_ == ClientState::Waiting) {
+    pg::ErrorFields e;
+    e.message = "sqlmux is shutting down";
+    fail(Reason::Shutdown, e);
+  }
+}
+
+void MyClient::finish(Reason why) {
+  if (closing()) return;
+  if (metrics::WorkerStats* ws = worker_->stats(); ws != nullptr && metrics::is_client_error(why)) {
+    ws->client_errors[static_cast<int>(why)].add();
+  }
+  if (why != Reason::ClientClosed) {
+    LOG_INFO("mysql client %" PRIu64 " closing: %s (user=%s db=%s)", id_,
+             std::string(to_string(why)).c_str(), user_name_.c_str(), database_.c_str());
+  }
+  if (state_ == ClientState::Waiting && pool_ != nullptr) pool_->cancel_wait(*worker_, id_);
+  if (backend_ != nullptr) {
+    MyBackend* b = backend_;
+    backend_ = nullptr;
+    b->client_gone();
+  }
+  set_state(ClientState::Closing);
+  close();
+}
+
+void MyClient::on_writable() {
+  if (backend_ != nullptr) backend_->resume_reading();
+}
+
+void MyClient::on_io_error(int err) {
+  LOG_DEBUG("mysql client %" PRIu64 ": socket error: %s", id_, strerror(err));
+  finish(Reason::ClientIoError);
+}
+
+void MyClient::on_closed() {
+  if (pool_ != nullptr && joined_) pool_->client_left();
+  worker_->client_destroyed(this);
+  if (counted_) worker_->server().remove_client();
+  delete this;
+}
+
+}  // namespace sqlmux

@@ -1,0 +1,160 @@
+// A MySQL / MariaDB client connection: greeting, authentication, then its
+// commands relayed to whichever backend serves it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "daemon/core/auth_limiter.h"
+#include "daemon/core/pooled.h"
+#include "pool/mysql/session.h"
+#include "pool/mysql/statements.h"
+#include "protocol/mysql/packet.h"
+#include "protocol/mysql/response.h"
+
+namespace sqlmux {
+
+class MyBackend;
+struct UserAuth;
+
+class MyClient final : public PooledClient {
+ public:
+  MyClient(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer);
+  ~MyClient() override;
+
+  // Sends the greeting (or ERR 1040 over max_client_conn).
+  void start();
+
+  [[nodiscard]] PooledBackend* pooled_backend() const override;
+  [[nodiscard]] MyBackend* backend() const { return backend_; }
+  void on_backend_linked(PooledBackend* b) override;
+  void fail(Reason why, const pg::ErrorFields& err) override;
+  void check_timeouts(uint64_t now) override;
+  void on_shutdown() override;
+
+  // Capabilities negotiated with this client.
+  [[nodiscard]] uint64_t caps() const { return caps_; }
+  [[nodiscard]] config::PoolMode mode() const;
+  // The session state this client's statements made (what a backend must
+  // have before serving it), and its schema.
+  [[nodiscard]] const pool::MySessionVars& vars() const { return vars_; }
+
+  // --- from the backend ---
+  // The backend has the client's state: the pending command goes out.
+  void on_backend_ready();
+  // The backend could not take the client's state: `err` answers the
+  // pending command.
+  void on_restore_failed(const std::string& err_payload);
+  // Relayed response packets (framed, renumbered).
+  bool deliver(std::string_view wire) { return send(wire.data(), wire.size()); }
+  // The server's OK carried session-state changes (already decoded).
+  void on_session_change(const my::OkPacket& ok, const pool::SessionReport& how);
+  // The server asked for a LOCAL INFILE file: the client's next packets are
+  // its contents, ended by an empty packet.
+  void on_infile_requested() { infile_ = true; }
+  // The response to the client's command is complete. `status`: the
+  // server's status flags after it.
+  void on_response_done(uint16_t status, bool linger);
+  // The backend failed under this client (mid-command): ERR and close.
+  // `seq`: the id the client expects next.
+  void on_backend_failed(Reason why, const std::string& detail, uint8_t seq);
+  // The backend's socket drained: read the client again.
+  void resume_reading() {
+    if (!closing()) want_read(true);
+  }
+  // The backend died while the client was between commands.
+  void on_backend_lost_idle();
+  // After COM_RESET_CONNECTION: the state of a fresh login again.
+  void reset_session_state();
+  // Transaction mode: the server answered the client's COM_STMT_PREPARE;
+  // returns the statement id the client is to see.
+  [[nodiscard]] uint32_t on_prepared(const my::PrepareOk& ok);
+  // The statement the client's COM_STMT_PREPARE in flight defines (null in
+  // session mode, where ids are the server's own).
+  [[nodiscard]] const pool::MyStatementDef* preparing_def() const {
+    return preparing_ ? pending_def_.get() : nullptr;
+  }
+  [[nodiscard]] bool pinned() const {
+    return pin_ != pool::PinReason::None || long_data_ || !cursors_.empty();
+  }
+
+ protected:
+  void on_readable() override;
+  void on_io_error(int err) override;
+  void on_writable() override;
+  void on_closed() override;
+
+ private:
+  void process_input();
+  void process_packets();
+  bool handle_handshake_response(std::string_view payload, uint8_t seq);
+  bool handle_auth_switch_reply(std::string_view payload, uint8_t seq);
+  bool check_password(std::string_view plugin, std::string_view response);
+  void auth_succeeded(uint8_t seq);
+  // COM_CHANGE_USER: a new login on the same connection.
+  bool change_user(std::string_view payload, uint8_t next);
+  void change_user_done(uint8_t seq);
+  void auth_failed(uint8_t seq);
+  bool handle_command(const uint8_t* wire, size_t wire_len, std::string_view payload, uint8_t seq);
+  // Metrics: a response ended one command (and maybe a transaction).
+  void query_metrics(uint16_t status);
+  // Transaction mode: a command naming a statement by the client's id.
+  // False when answered here (or needing no answer).
+  bool map_statement(my::Command cmd, std::string_view payload, uint8_t next);
+  // Rewrites the pending command for the linked backend (its statement id,
+  // parameter types it has not seen); false while the backend prepares it.
+  bool statement_for_backend();
+  void send_err(uint8_t seq, my::ErrorCode code, std::string_view message);
+  void send_ok(uint8_t seq);
+  // One packet (framed from `payload`) with sequence id `seq`.
+  void send_packet(uint8_t seq, std::string_view payload);
+  // AuthSwitchRequest to mysql_native_password with scramble_.
+  void send_auth_switch(uint8_t seq);
+  // Sends ERR and closes (one exit path for a failed client).
+  void disconnect(Reason why, uint8_t seq, my::ErrorCode code, const std::string& message);
+  void finish(Reason why);
+
+  enum class Login { Handshake, AuthSwitch, Done };
+  Login login_ = Login::Handshake;
+  bool joined_ = false;         // counted in pool_'s clients
+  bool changing_user_ = false;  // an AuthSwitch for COM_CHANGE_USER is out
+  bool over_limit_;
+  PeerAddress peer_;
+  bool counted_ = true;
+  std::string scramble_;
+  uint64_t caps_ = 0;
+  uint8_t charset_ = 0;
+  std::string login_db_;
+  const UserAuth* user_ = nullptr;
+
+  MyBackend* backend_ = nullptr;
+  std::string pending_;  // the command waiting for a backend (wire bytes)
+  std::string sending_;  // the command being sent (see on_backend_ready)
+  uint8_t pending_cmd_ = 0;
+  uint8_t pending_seq_ = 0;
+  bool pending_response_ = true;
+  bool infile_ = false;
+  bool processing_ = false;      // inside process_input()
+  uint64_t query_start_ns_ = 0;  // metrics: when the command in flight arrived
+  uint64_t tx_start_ns_ = 0;
+  bool in_tx_ = false;
+  bool in_flight_ = false;        // a command was sent; its response is not complete
+  bool calc_found_rows_ = false;  // the command in flight has SQL_CALC_FOUND_ROWS
+  bool linger_ = false;  // keep the backend for the next command (LAST_INSERT_ID, warnings)
+  pool::PinReason pin_ = pool::PinReason::None;
+  // COM_STMT_SEND_LONG_DATA: the data waits on one server connection for
+  // the statement's EXECUTE; the client stays there for the session.
+  bool long_data_ = false;
+  pool::MySessionVars vars_;
+  pool::MyClientStatements stmts_;
+  std::shared_ptr<pool::MyStatementDef> pending_def_;  // of the pending command
+  bool preparing_ = false;
+  uint32_t pending_stmt_ = 0;   // the client's statement id of the pending command
+  std::set<uint32_t> cursors_;  // statements with a cursor open on the backend // the pending
+                                // command is a COM_STMT_PREPARE
+  std::string scratch_;
+};
+
+}  // namespace sqlmux

@@ -1,0 +1,299 @@
+#include "daemon/ops/metrics.h"
+
+#include <algorithm>
+#include <limits>
+#include <map>
+#include <tuple>
+
+namespace sqlmux {
+
+namespace metrics {
+
+prometheus::ClientMetric::Histogram fold(const std::vector<const Histogram*>& parts) {
+  prometheus::ClientMetric::Histogram h;
+  std::array<uint64_t, Histogram::kBuckets> counts{};
+  uint64_t sum_ns = 0;
+  for (const Histogram* p : parts) {
+    for (size_t i = 0; i < Histogram::kBuckets; ++i) counts[i] += p->bucket(i);
+    sum_ns += p->sum_ns();
+  }
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < kLatencyBoundsNs.size(); ++i) {
+    cumulative += counts[i];
+    h.bucket.push_back({cumulative, static_cast<double>(kLatencyBoundsNs[i]) / 1e9});
+  }
+  cumulative += counts[Histogram::kBuckets - 1];
+  h.bucket.push_back({cumulative, std::numeric_limits<double>::infinity()});
+  h.sample_count = cumulative;
+  h.sample_sum = static_cast<double>(sum_ns) / 1e9;
+  return h;
+}
+
+bool is_client_error(Reason r) {
+  return r != Reason::ClientClosed && r != Reason::CancelRequest;
+}
+
+bool is_server_error(Reason r) {
+  switch (r) {
+    case Reason::BackendConnectFailed:
+    case Reason::BackendDied:
+    case Reason::BackendProtocolError:
+    case Reason::BackendParamFailed:
+    case Reason::ServerResetFailed:
+    case Reason::Internal:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace metrics
+
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+using Labels = std::vector<ClientMetric::Label>;
+
+// Index = ClientState / BackendState; empty = not exported.
+constexpr std::array<const char*, metrics::kClientStates> kClientStateNames{
+    nullptr, "idle", "waiting", "active", nullptr};
+constexpr std::array<const char*, metrics::kBackendStates> kBackendStateNames{
+    "connecting", "idle", "active", "resetting", nullptr};
+
+MetricFamily family(std::string name, std::string help, MetricType type) {
+  MetricFamily f;
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.type = type;
+  return f;
+}
+
+Labels pool_labels(const metrics::PoolLabels& l) {
+  return {{"pool", l.pool}, {"user", l.user}, {"protocol", l.protocol}};
+}
+
+Labels with(Labels base, std::string name, std::string value) {
+  base.push_back({std::move(name), std::move(value)});
+  return base;
+}
+
+void add_counter(MetricFamily& f, Labels labels, uint64_t v) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  m.counter.value = static_cast<double>(v);
+  f.metric.push_back(std::move(m));
+}
+
+void add_gauge(MetricFamily& f, Labels labels, double v) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  m.gauge.value = v;
+  f.metric.push_back(std::move(m));
+}
+
+}  // namespace
+
+void Metrics::add_pool(metrics::PoolLabels labels,
+                       std::vector<const metrics::PoolStats*> per_worker) {
+  std::lock_guard<std::mutex> lk(mu_);
+  pools_.push_back({std::move(labels), std::move(per_worker)});
+}
+
+void Metrics::add_worker(const metrics::WorkerStats* w) {
+  std::lock_guard<std::mutex> lk(mu_);
+  workers_.push_back(w);
+}
+
+void Metrics::config_reload(bool ok) {
+  (ok ? reloads_ok_ : reloads_failed_).fetch_add(1, std::memory_order_relaxed);
+}
+
+void Metrics::set_host_source(HostSource f) {
+  std::lock_guard<std::mutex> lk(mu_);
+  hosts_ = std::move(f);
+}
+
+std::vector<MetricFamily> Metrics::Collect() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto clients = family("sqlmux_client_connections",
+                        "Client connections of a pool by state (idle: between transactions, "
+                        "waiting: for a server connection, active: linked to one).",
+                        MetricType::Gauge);
+  auto logins = family("sqlmux_client_login_connections",
+                       "Client connections still in startup or authentication.", MetricType::Gauge);
+  auto servers = family("sqlmux_server_connections",
+                        "Server (backend) connections of a pool by state.", MetricType::Gauge);
+  auto wait = family("sqlmux_client_wait_seconds",
+                     "How long clients waited for a server connection.", MetricType::Histogram);
+  auto tx = family("sqlmux_transaction_duration_seconds",
+                   "Transactions: from the first query after ReadyForQuery 'I' to the next "
+                   "ReadyForQuery 'I' (an implicit single-statement transaction counts).",
+                   MetricType::Histogram);
+  auto query = family("sqlmux_query_duration_seconds",
+                      "Queries (a simple Query, or extended-protocol messages up to Sync) until "
+                      "their ReadyForQuery; pipelined ones from the previous one's end.",
+                      MetricType::Histogram);
+  auto tx_total =
+      family("sqlmux_transactions_total", "Transactions completed.", MetricType::Counter);
+  auto query_total = family("sqlmux_queries_total", "Queries completed.", MetricType::Counter);
+  auto c_in = family("sqlmux_client_received_bytes_total",
+                     "Bytes received from authenticated clients.", MetricType::Counter);
+  auto c_out = family("sqlmux_client_sent_bytes_total", "Bytes sent to authenticated clients.",
+                      MetricType::Counter);
+  auto s_in =
+      family("sqlmux_server_received_bytes_total",
+             "Bytes received from server connections once established.", MetricType::Counter);
+  auto s_out = family("sqlmux_server_sent_bytes_total",
+                      "Bytes sent to server connections once established (sqlmux's own "
+                      "queries included).",
+                      MetricType::Counter);
+  auto attempts = family("sqlmux_server_connect_attempts_total",
+                         "Server connections sqlmux started to open.", MetricType::Counter);
+  auto failures = family("sqlmux_server_connect_failures_total",
+                         "Server connection attempts that failed.", MetricType::Counter);
+  auto up = family("sqlmux_backend_up",
+                   "1 while the backend host is up: by its health checks when [health] is "
+                   "configured, else by the pool's latest connect attempt (1 before any).",
+                   MetricType::Gauge);
+  auto checks = family("sqlmux_health_checks_total", "Health checks of a backend host, by result.",
+                       MetricType::Counter);
+  auto s_err = family("sqlmux_server_errors_total",
+                      "Server connections closed by a failure, by reason.", MetricType::Counter);
+  auto c_err =
+      family("sqlmux_client_errors_total",
+             "Client connections sqlmux closed with an error, by reason.", MetricType::Counter);
+  auto hits = family("sqlmux_prepared_statement_cache_hits_total",
+                     "Uses of a named prepared statement already prepared on the server "
+                     "connection.",
+                     MetricType::Counter);
+  auto misses = family("sqlmux_prepared_statement_cache_misses_total",
+                       "Uses of a named prepared statement that sqlmux had to Parse on the "
+                       "server connection first.",
+                       MetricType::Counter);
+  auto evictions = family("sqlmux_prepared_statement_cache_evictions_total",
+                          "Prepared statements closed on a server connection to stay within "
+                          "max_prepared_statements.",
+                          MetricType::Counter);
+  auto reloads = family("sqlmux_config_reloads_total", "Configuration reloads by result.",
+                        MetricType::Counter);
+
+  // backend_up: the latest outcome over every pool object of the same
+  // configured pool (pools that log in as each client are one per user).
+  std::map<std::tuple<std::string, std::string, std::string>, uint64_t> latest;
+
+  for (const auto& p : pools_) {
+    const Labels base = pool_labels(p.labels);
+    std::vector<const metrics::Histogram*> hw, ht, hq;
+    std::array<int64_t, metrics::kClientStates> cs{};
+    std::array<int64_t, metrics::kBackendStates> ss{};
+    std::array<uint64_t, metrics::kReasonCount> errs{};
+    uint64_t cin = 0, cout = 0, sin = 0, sout = 0, att = 0, fail = 0, hit = 0, miss = 0, ev = 0;
+    uint64_t last = 0;
+    for (const metrics::PoolStats* s : p.per_worker) {
+      for (int i = 0; i < metrics::kClientStates; ++i) cs[i] += s->clients[i].get();
+      for (int i = 0; i < metrics::kBackendStates; ++i) ss[i] += s->servers[i].get();
+      for (int i = 0; i < metrics::kReasonCount; ++i) errs[i] += s->server_errors[i].get();
+      hw.push_back(&s->wait);
+      ht.push_back(&s->transaction);
+      hq.push_back(&s->query);
+      cin += s->client_received_bytes.get();
+      cout += s->client_sent_bytes.get();
+      sin += s->server_received_bytes.get();
+      sout += s->server_sent_bytes.get();
+      att += s->connect_attempts.get();
+      fail += s->connect_failures.get();
+      hit += s->prepared_hits.get();
+      miss += s->prepared_misses.get();
+      ev += s->prepared_evictions.get();
+      last = std::max(last, s->last_connect.load(std::memory_order_relaxed));
+    }
+    for (int i = 0; i < metrics::kClientStates; ++i) {
+      if (kClientStateNames[i] != nullptr) {
+        add_gauge(clients, with(base, "state", kClientStateNames[i]), static_cast<double>(cs[i]));
+      }
+    }
+    for (int i = 0; i < metrics::kBackendStates; ++i) {
+      if (kBackendStateNames[i] != nullptr) {
+        add_gauge(servers, with(base, "state", kBackendStateNames[i]), static_cast<double>(ss[i]));
+      }
+    }
+    auto add_hist = [&](MetricFamily& f, const std::vector<const metrics::Histogram*>& parts,
+                        MetricFamily* total) {
+      ClientMetric m;
+      m.label = base;
+      m.histogram = metrics::fold(parts);
+      if (total != nullptr) add_counter(*total, base, m.histogram.sample_count);
+      f.metric.push_back(std::move(m));
+    };
+    add_hist(wait, hw, nullptr);
+    add_hist(tx, ht, &tx_total);
+    add_hist(query, hq, &query_total);
+    add_counter(c_in, base, cin);
+    add_counter(c_out, base, cout);
+    add_counter(s_in, base, sin);
+    add_counter(s_out, base, sout);
+    const Labels be = with(base, "backend", p.labels.backend);
+    add_counter(attempts, be, att);
+    add_counter(failures, be, fail);
+    for (int i = 0; i < metrics::kReasonCount; ++i) {
+      const auto r = static_cast<Reason>(i);
+      if (metrics::is_server_error(r)) {
+        add_counter(s_err, with(be, "reason", std::string(to_string(r))), errs[i]);
+      }
+    }
+    add_counter(hits, base, hit);
+    add_counter(misses, base, miss);
+    add_counter(evictions, base, ev);
+    auto& l = latest[{p.labels.pool, p.labels.protocol, p.labels.backend}];
+    l = std::max(l, last);
+  }
+  std::vector<HostSample> hosts;
+  std::vector<HostChecks> host_checks;
+  if (hosts_) {
+    hosts_(hosts, host_checks);
+  } else {  // no host registry (unit tests): each pool's own backend, unchecked
+    for (const auto& [key, last] : latest) {
+      hosts.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key), 0});
+    }
+  }
+  for (const HostSample& h : hosts) {
+    // Unchecked: the pool's latest connect outcome (its first backend's).
+    auto it = latest.find({h.pool, h.protocol, h.backend});
+    const uint64_t last = it == latest.end() ? 0 : it->second;
+    const bool ok = h.health == 1 || (h.health == 0 && (last == 0 || (last & 1) != 0));
+    add_gauge(up, {{"pool", h.pool}, {"protocol", h.protocol}, {"backend", h.backend}}, ok ? 1 : 0);
+  }
+  for (const HostChecks& c : host_checks) {
+    add_counter(checks, {{"backend", c.backend}, {"result", "ok"}}, c.ok);
+    add_counter(checks, {{"backend", c.backend}, {"result", "failed"}}, c.failed);
+  }
+
+  int64_t login = 0;
+  std::array<uint64_t, metrics::kReasonCount> cerrs{};
+  for (const metrics::WorkerStats* w : workers_) {
+    login += w->clients[0].get();
+    for (int i = 0; i < metrics::kReasonCount; ++i) cerrs[i] += w->client_errors[i].get();
+  }
+  add_gauge(logins, {}, static_cast<double>(login));
+  for (int i = 0; i < metrics::kReasonCount; ++i) {
+    const auto r = static_cast<Reason>(i);
+    if (metrics::is_client_error(r)) {
+      add_counter(c_err, {{"reason", std::string(to_string(r))}}, cerrs[i]);
+    }
+  }
+  add_counter(reloads, {{"result", "success"}}, reloads_ok_.load(std::memory_order_relaxed));
+  add_counter(reloads, {{"result", "failure"}}, reloads_failed_.load(std::memory_order_relaxed));
+
+  std::vector<MetricFamily> out;
+  for (auto* f :
+       {&clients, &logins, &servers, &wait,   &tx,        &query,    &tx_total, &query_total,
+        &c_in,    &c_out,  &s_in,    &s_out,  &attempts,  &failures, &up,       &checks,
+        &s_err,   &c_err,  &hits,    &misses, &evictions, &reloads}) {
+    if (!f->metric.empty()) out.push_back(std::move(*f));  // e.g. no health checks
+  }
+  return out;
+}
+
+}  // namespace sqlmux

@@ -1,0 +1,168 @@
+// Prometheus metrics (README "Metrics").
+//
+// Recording takes no lock: every counter, gauge and histogram bucket below
+// has exactly one writer, the worker thread that owns it, which updates it
+// with a relaxed load and a relaxed store (no lock-prefixed read-modify-
+// write). A pool owns one PoolStats per worker; a worker owns one
+// WorkerStats. The exposer's thread reads them with relaxed loads and folds
+// the per-worker values into Prometheus families at scrape time (Collect()).
+// Registration (a pool created, a worker started) takes a mutex, never on
+// the per-query path.
+#pragma once
+
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "daemon/core/reason.h"
+
+namespace sqlmux::metrics {
+
+inline constexpr int kReasonCount = static_cast<int>(Reason::Internal) + 1;
+// Mirrors ClientState / BackendState (client.h, backend.h) without
+// including them here.
+inline constexpr int kClientStates = 5;   // login, idle, waiting, active, closing
+inline constexpr int kBackendStates = 5;  // connecting, idle, active, resetting, closing
+
+// Written by one thread, read by any.
+class Counter {
+ public:
+  void add(uint64_t n = 1) {
+    v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  [[nodiscard]] uint64_t get() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> v_{0};
+};
+
+// Written by one thread, read by any. One worker's share of a gauge; the
+// shares of all workers add up to the value (a backend that moves between
+// workers leaves one share and joins another).
+class Gauge {
+ public:
+  void inc() { v_.store(v_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
+  void dec() { v_.store(v_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed); }
+  [[nodiscard]] int64_t get() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<int64_t> v_{0};
+};
+
+// Upper bounds of the latency histograms, in nanoseconds (100 us to 60 s).
+inline constexpr std::array<uint64_t, 18> kLatencyBoundsNs{
+    100'000,       250'000,       500'000,       1'000'000,      2'500'000,      5'000'000,
+    10'000'000,    25'000'000,    50'000'000,    100'000'000,    250'000'000,    500'000'000,
+    1'000'000'000, 2'500'000'000, 5'000'000'000, 10'000'000'000, 30'000'000'000, 60'000'000'000};
+
+// One worker's share of a histogram: non-cumulative bucket counts (the last
+// one is +Inf) and the sum of observations in nanoseconds.
+class Histogram {
+ public:
+  static constexpr size_t kBuckets = kLatencyBoundsNs.size() + 1;
+  void observe_ns(uint64_t ns) {
+    size_t i = 0;
+    while (i < kLatencyBoundsNs.size() && ns > kLatencyBoundsNs[i]) ++i;
+    buckets_[i].add();
+    sum_ns_.add(ns);
+  }
+  [[nodiscard]] uint64_t bucket(size_t i) const { return buckets_[i].get(); }
+  [[nodiscard]] uint64_t sum_ns() const { return sum_ns_.get(); }
+
+ private:
+  std::array<Counter, kBuckets> buckets_{};
+  Counter sum_ns_;
+};
+
+// Folds workers' shares into one Prometheus histogram (cumulative buckets,
+// count = the +Inf bucket, sum in seconds).
+[[nodiscard]] prometheus::ClientMetric::Histogram fold(const std::vector<const Histogram*>& parts);
+
+// What one worker records for one pool.
+struct alignas(64) PoolStats {
+  std::array<Gauge, kClientStates> clients{};   // idle, waiting, active (by ClientState)
+  std::array<Gauge, kBackendStates> servers{};  // by BackendState
+  Histogram wait;                               // Waiting -> linked to a backend
+  Histogram transaction;                        // first query after 'I' -> ReadyForQuery 'I'
+  Histogram query;                              // Query / Sync -> its ReadyForQuery
+  Counter client_received_bytes, client_sent_bytes;
+  Counter server_received_bytes, server_sent_bytes;
+  Counter connect_attempts, connect_failures;
+  // Outcome of this worker's latest connect attempt: (uv_hrtime << 1) | ok;
+  // 0 = none yet.
+  std::atomic<uint64_t> last_connect{0};
+  std::array<Counter, kReasonCount> server_errors{};
+  Counter prepared_hits, prepared_misses, prepared_evictions;
+
+  void connect_outcome(uint64_t now_ns, bool ok) {
+    last_connect.store(now_ns << 1 | (ok ? 1 : 0), std::memory_order_relaxed);
+  }
+};
+
+// What one worker records that belongs to no pool.
+struct alignas(64) WorkerStats {
+  std::array<Gauge, kClientStates> clients{};  // login (and clients that never got a pool)
+  std::array<Counter, kReasonCount> client_errors{};
+};
+
+// Reasons that count as a client error (every reason but a client leaving
+// by itself and a cancel request's own connection) and as a server error.
+[[nodiscard]] bool is_client_error(Reason r);
+[[nodiscard]] bool is_server_error(Reason r);
+
+struct PoolLabels {
+  std::string pool;
+  std::string user;  // the server login
+  std::string protocol;
+  std::string backend;  // address text of the backend the pool connects to
+};
+
+}  // namespace sqlmux::metrics
+
+namespace sqlmux {
+
+// The Collectable the exposer scrapes.
+class Metrics : public prometheus::Collectable {
+ public:
+  // Each pool (and worker) registers once; the stats must outlive scraping.
+  void add_pool(metrics::PoolLabels labels, std::vector<const metrics::PoolStats*> per_worker);
+  void add_worker(const metrics::WorkerStats* w);
+  // For the configuration reload (another issue): counts one reload.
+  void config_reload(bool ok);
+
+  // Backend hosts as the health checks see them (read at scrape time).
+  struct HostSample {
+    std::string pool, protocol, backend;
+    int health = 0;  // 0 unchecked, 1 up, 2 down
+  };
+  struct HostChecks {
+    std::string backend;
+    uint64_t ok = 0, failed = 0;
+  };
+  using HostSource = std::function<void(std::vector<HostSample>&, std::vector<HostChecks>&)>;
+  void set_host_source(HostSource f);
+
+  [[nodiscard]] std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  struct PoolEntry {
+    metrics::PoolLabels labels;
+    std::vector<const metrics::PoolStats*> per_worker;
+  };
+  mutable std::mutex mu_;
+  std::vector<PoolEntry> pools_;
+  std::vector<const metrics::WorkerStats*> workers_;
+  HostSource hosts_;  // under mu_
+  std::atomic<uint64_t> reloads_ok_{0};
+  std::atomic<uint64_t> reloads_failed_{0};
+};
+
+}  // namespace sqlmux

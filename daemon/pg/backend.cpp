@@ -1,0 +1,862 @@
+#include "daemon/pg/backend.h"
+
+#include <cinttypes>
+#include <cstring>
+
+#include "daemon/pg/client.h"
+#include "daemon/core/log.h"
+#include "daemon/ops/metrics.h"
+#include "daemon/core/pool.h"
+#include "daemon/server.h"
+#include "daemon/core/worker.h"
+
+namespace sqlmux {
+
+namespace {
+constexpr size_t kReadChunk = 64 * 1024;
+constexpr size_t kHighWater = 512 * 1024;
+// Messages sqlmux reads whole (rather than streams) are small; a larger one
+// of these types is relayed without a look.
+constexpr size_t kMaxInspect = 64 * 1024;
+// Replies to sqlmux's own queries are small.
+constexpr uint32_t kMaxInternalMessage = 1u << 20;
+
+// Parameters PostgreSQL reports with ParameterStatus (GUC_REPORT). libpq
+// has no way to list them, so ask for each; absent ones come back null.
+constexpr const char* kReportedParams[] = {
+    "application_name",
+    "client_encoding",
+    "DateStyle",
+    "default_transaction_read_only",
+    "in_hot_standby",
+    "integer_datetimes",
+    "IntervalStyle",
+    "is_superuser",
+    "server_encoding",
+    "server_version",
+    "session_authorization",
+    "standard_conforming_strings",
+    "TimeZone",
+    "scram_iterations",
+    "search_path",
+};
+}  // namespace
+
+Backend* Backend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t for_client,
+                          uint64_t tried, std::string& error) {
+  const config::PoolConfig& cfg = pool.cfg();  // one version throughout (reload swaps it)
+  const config::Address& addr = where.address;
+  std::string host = addr.kind == config::Address::Kind::Unix ? addr.unix_path : addr.host;
+  std::string port = std::to_string(addr.port == 0 ? 5432 : addr.port);
+  const char* keys[] = {"host",    "port",       "dbname",      "user", "password",
+                        "sslmode", "gssencmode", "sslrootcert", nullptr};
+  const char* vals[] = {host.c_str(),
+                        port.c_str(),
+                        cfg.database.c_str(),
+                        pool.backend_user().c_str(),
+                        pool.backend_password().empty() ? nullptr : pool.backend_password().c_str(),
+                        cfg.server_tls.c_str(),
+                        "disable",
+                        cfg.server_tls_ca.empty() ? nullptr : cfg.server_tls_ca.c_str(),
+                        nullptr};
+  PGconn* pg = PQconnectStartParams(keys, vals, 0);
+  if (pg == nullptr) {
+    error = "out of memory";
+    return nullptr;
+  }
+  if (PQstatus(pg) == CONNECTION_BAD || PQsocket(pg) < 0) {
+    error = PQerrorMessage(pg);
+    PQfinish(pg);
+    return nullptr;
+  }
+  if (PQsetnonblocking(pg, 1) != 0) {
+    error = PQerrorMessage(pg);
+    PQfinish(pg);
+    return nullptr;
+  }
+  auto* b = new Backend(w, pool, pg, PQsocket(pg), for_client);
+  // Writable first: PQconnectPoll starts as if it had said "writing".
+  if (!b->start_connecting(where, tried)) {
+    error.clear();  // handled: connect_failed told the pool and the client
+    return nullptr;
+  }
+  return b;
+}
+
+Backend::Backend(Worker& w, Pool& pool, PGconn* pg, int fd, uint64_t for_client)
+    : PooledBackend(w, pool, fd, false, for_client),
+      pg_(pg),
+      statements_(pool.cfg().max_prepared_statements) {}
+
+PooledClient* Backend::pooled_client() const {
+  return client_;
+}
+
+Backend::~Backend() {
+  // PQfinish sends Terminate and closes libpq's socket (the one we polled).
+  if (pg_ != nullptr) PQfinish(pg_);
+}
+
+bool Backend::reusable() const {
+  return tracker_.empty() && tx_status_ == 'I' && pass_remaining_ == 0 &&
+         internal_ == Internal::None && !pinned_;
+}
+
+// --- connecting ----------------------------------------------------------------
+
+void Backend::on_poll_writable() {
+  if (state_ == BackendState::Connecting) drive_connect();
+}
+
+void Backend::drive_connect() {
+  PostgresPollingStatusType st = PQconnectPoll(pg_);
+  int sock = PQsocket(pg_);
+  if (st != PGRES_POLLING_FAILED && sock >= 0 && sock != fd_) {
+    if (!rebind(sock)) {
+      connect_failed("cannot poll the backend socket");
+      return;
+    }
+  }
+  switch (st) {
+    case PGRES_POLLING_READING:
+      want_write(false);
+      want_read(true);
+      break;
+    case PGRES_POLLING_WRITING:
+      want_read(false);
+      want_write(true);
+      break;
+    case PGRES_POLLING_OK:
+      connected();
+      break;
+    case PGRES_POLLING_FAILED:
+    default:
+      connect_failed(PQerrorMessage(pg_));
+      break;
+  }
+}
+
+void Backend::connected() {
+  pid_ = PQbackendPID(pg_);
+  if (PQsslInUse(pg_) != 0) {
+    // libpq negotiated TLS (server_tls): sqlmux relays through its session.
+    auto* ssl = static_cast<SSL*>(PQsslStruct(pg_, "OpenSSL"));
+    if (ssl == nullptr) {
+      connect_failed("TLS session of the server connection is not OpenSSL's");
+      return;
+    }
+    use_ssl(ssl);
+  }
+  if (PGcancel* c = PQgetCancel(pg_)) cancel_ = std::shared_ptr<PGcancel>(c, PQfreeCancel);
+  for (const char* name : kReportedParams) {
+    if (const char* v = PQparameterStatus(pg_, name)) params_.set(name, v, true);
+  }
+  want_write(false);
+  want_read(true);
+  connect_succeeded();
+}
+
+// --- linking and relaying ------------------------------------------------------
+
+void Backend::link(Client* c) {
+  assert(client_ == nullptr && internal_ == Internal::None);
+  LOG_DEBUG("backend pid %d linked to client %" PRIu64 " (cached statements %zu, in %zu)", pid_,
+            c->id(), statements_.size(), in_.size());
+  client_ = c;
+  set_state(BackendState::Active);
+  tracker_.clear();
+  clear_replay();
+  pass_remaining_ = 0;
+  stmt_violation_ = false;
+  session_state_ = false;
+  fatal_relayed_ = false;
+  pending_changes_ = pool::diff(c->params(), params_);
+  if (pending_changes_.empty()) {
+    c->on_backend_ready();
+    return;
+  }
+  std::vector<std::string> skipped;
+  std::string sql = pool::apply_sql(pending_changes_, &skipped);
+  for (const auto& name : skipped) {
+    LOG_WARN("session parameter \"%s\" is not a plain name; not applied", name.c_str());
+  }
+  if (sql.empty()) {
+    c->on_backend_ready();
+    return;
+  }
+  run_internal(Internal::Sync, {sql});
+}
+
+void Backend::note_command_tag(std::string_view tag) {
+  const bool session = pool_.cfg().mode == config::PoolMode::Session;
+  if (session) {
+    // What a replacement connection would lack; plain statements are fine.
+    static constexpr std::string_view kStateless[] = {
+        "SELECT", "INSERT",   "UPDATE", "DELETE", "MERGE",   "BEGIN",  "START TRANSACTION",
+        "COMMIT", "ROLLBACK", "COPY",   "SHOW",   "EXPLAIN", "VALUES", "CALL",
+        "DO"};
+    bool plain = false;
+    for (std::string_view k : kStateless) {
+      plain = plain ||
+              (tag.substr(0, k.size()) == k && (tag.size() == k.size() || tag[k.size()] == ' '));
+    }
+    if (!plain) session_state_ = true;
+  }
+  if (tag == "SET" || tag == "RESET") {
+    ++set_tags_;
+    dirty_ |= kDirtySettings;
+  } else if (tag == "DISCARD ALL") {
+    dirty_ |= kDirtySettings;
+    statements_.clear();
+  } else if (tag.rfind("DISCARD", 0) == 0) {
+    dirty_ |= kDirtySettings;
+  } else if (tag == "DEALLOCATE ALL") {
+    statements_.clear();
+  } else if (tag == "PREPARE") {
+    dirty_ |= kDirtyPrepared;  // a SQL-level statement of the client's own
+  } else if (tag == "LISTEN") {
+    dirty_ |= kDirtyListen;
+    if (!session) pinned_ = true;  // keeps its notifications: held until it leaves
+  }
+}
+
+bool Backend::note_bind_error(std::string_view body, const std::string& server_name) {
+  pg::ErrorFields e;
+  if (!pg::parse_error_fields(body, e)) return false;
+  if (e.sqlstate == pg::sqlstate::kFeatureNotSupported &&
+      e.message.find("cached plan must not change result type") != std::string::npos) {
+    // DDL changed what the statement returns: every backend prepares it again.
+    if (pool_.stale_statements().invalidate(server_name, statements_.epoch(server_name))) {
+      LOG_INFO("statement %s went stale after a schema change; re-preparing it everywhere",
+               server_name.c_str());
+    }
+    return true;
+  }
+  return false;
+}
+
+namespace {
+constexpr size_t kMaxReplayBytes = 64 * 1024;
+}
+
+bool Backend::forward(const uint8_t* p, size_t n) {
+  if (replay_bytes_on_) {
+    if (replay_bytes_.size() + n > kMaxReplayBytes) {
+      clear_replay();  // too large to keep a copy of: no replay
+    } else {
+      replay_bytes_.append(reinterpret_cast<const char*>(p), n);
+    }
+  }
+  return send(p, n);
+}
+
+void Backend::begin_replay(pool::StatementRef def, std::string client_name) {
+  clear_replay();
+  tracker_.start_recording();
+  replay_bytes_on_ = true;
+  replay_def_ = std::move(def);
+  replay_client_name_ = std::move(client_name);
+}
+
+void Backend::clear_replay() {
+  tracker_.clear_recording();
+  replay_bytes_.clear();
+  replay_bytes_on_ = false;
+  replay_def_.reset();
+  replay_client_name_.clear();
+}
+
+bool Backend::can_replay(const std::string& server_name) const {
+  return client_ != nullptr && replay_def_ && replay_def_->server_name == server_name &&
+         !replay_bytes_on_ && tracker_.recorded_complete() && tracker_.recorded_describes();
+}
+
+// The segment failed at its first Bind because the plan went stale; the
+// server rolled back nothing of it (nothing ran) and the client saw nothing.
+// Prepare the statement again and send the segment once more.
+void Backend::replay() {
+  const std::string& name = replay_def_->server_name;
+  LOG_INFO("backend pid %d: re-prepared %s after a schema change and replayed the client's request",
+           pid_, name.c_str());
+  std::string out;
+  pg::put_close(out, 'S', name);
+  pg::put_parse(out, name, replay_def_->query, replay_def_->param_types);
+  out += replay_bytes_;
+  tracker_.push({pool::ResponseTracker::Kind::Close,
+                 pool::ResponseTracker::Action::Swallow,
+                 {},
+                 {},
+                 {},
+                 false});
+  tracker_.push({pool::ResponseTracker::Kind::Parse,
+                 pool::ResponseTracker::Action::Swallow,
+                 {},
+                 name,
+                 {},
+                 false});
+  std::vector<pool::ResponseTracker::Entry> again = tracker_.recorded();
+  const uint64_t epoch = pool_.stale_statements().current();
+  statements_.touch(name);
+  statements_.set_epoch(name, epoch);
+  if (client_ != nullptr) {
+    const auto* e = client_->statements().find(replay_client_name_);
+    if (e != nullptr && e->def == replay_def_) {
+      client_->statements().add(replay_client_name_, replay_def_, epoch);
+    }
+  }
+  clear_replay();
+  for (auto& e : again) tracker_.push(std::move(e));
+  send(out.data(), out.size());
+}
+
+void Backend::forget_failed_parse(const pool::ResponseTracker::Entry& e) {
+  if (e.kind == pool::ResponseTracker::Kind::Close) {
+    // An eviction the server skipped: the statement is still there, but no
+    // longer in the cache. Clear them all before the next client.
+    if (!e.stmt.empty()) dirty_ |= kDirtyPrepared;
+    return;
+  }
+  if (!e.stmt.empty()) statements_.erase(e.stmt);
+  if (!e.client_stmt.empty() && client_ != nullptr) client_->forget_statement(e.client_stmt);
+}
+
+void Backend::emit_synthetic() {
+  std::string out;
+  tracker_.take_synthetic(out, tx_status_);
+  if (!out.empty() && client_ != nullptr) {
+    client_->deliver(reinterpret_cast<const uint8_t*>(out.data()), out.size());
+  }
+}
+
+bool Backend::finish_if_answered() {
+  if (client_ == nullptr || internal_ != Internal::None || !tracker_.empty() || tx_status_ != 'I' ||
+      pass_remaining_ != 0 || !in_.empty() || pinned_ ||
+      pool_.cfg().mode == config::PoolMode::Session) {
+    return false;
+  }
+  transaction_done();
+  return true;
+}
+
+// The client's transaction is over (ReadyForQuery 'I', nothing owed).
+void Backend::transaction_done() {
+  LOG_DEBUG("backend pid %d: transaction done for client %" PRIu64, pid_,
+            client_ != nullptr ? client_->id() : 0);
+  if (!pending_sets_.empty()) {
+    // Read back what SET changed, so that it follows the client.
+    std::string sql = "SELECT ";
+    for (size_t i = 0; i < pending_sets_.size(); ++i) {
+      if (i > 0) sql += ", ";
+      sql += "pg_catalog.current_setting(" + pool::quote_literal(pending_sets_[i]) + ", true)";
+    }
+    captured_.clear();
+    run_internal(Internal::Capture, {sql});
+    return;
+  }
+  Client* c = client_;
+  client_ = nullptr;
+  if (!held_rfq_.empty()) {
+    c->deliver(reinterpret_cast<const uint8_t*>(held_rfq_.data()), held_rfq_.size());
+    held_rfq_.clear();
+  }
+  release_or_reset();
+  c->on_backend_released();
+}
+
+void Backend::capture_done() {
+  for (size_t i = 0; i < pending_sets_.size(); ++i) {
+    const std::string& name = pending_sets_[i];
+    const auto* cur = params_.find(name);
+    if (cur != nullptr && cur->reported) continue;  // followed through ParameterStatus
+    if (i < captured_.size()) {
+      params_.set(name, captured_[i], false);
+      if (client_ != nullptr) client_->params().set(name, captured_[i], false);
+    }
+  }
+  if (!internal_failed_ && static_cast<size_t>(set_tags_) <= pending_sets_.size()) {
+    dirty_ &= ~kDirtySettings;  // every SET was read back: nothing to undo
+  }
+  pending_sets_.clear();
+  set_tags_ = 0;
+  transaction_done();
+}
+
+void Backend::relay_to_client() {
+  const bool session = pool_.cfg().mode == config::PoolMode::Session;
+  const bool statement = pool_.cfg().mode == config::PoolMode::Statement;
+  size_t fwd = 0;
+  auto flush = [&] {
+    if (fwd > 0) {
+      client_->deliver(in_.data(), fwd);
+      in_.consume(fwd);
+      fwd = 0;
+    }
+  };
+  for (;;) {
+    const uint8_t* p = in_.data();
+    const size_t n = in_.size();
+    if (fwd >= n) break;
+    if (pass_remaining_ > 0) {
+      size_t k = std::min(pass_remaining_, n - fwd);
+      fwd += k;
+      pass_remaining_ -= k;
+      continue;
+    }
+    pg::Header h;
+    pg::Decode d = pg::peek_header(p + fwd, n - fwd, pg::kMaxMessageLen, h);
+    if (d == pg::Decode::NeedMore) break;
+    if (d == pg::Decode::Malformed) {
+      fail(Reason::BackendProtocolError, "invalid message length from server");
+      return;
+    }
+    const pool::ResponseTracker::Verdict v = tracker_.classify(h.type);
+    bool inspect = v.completes || !v.forward || h.type == 'S' || h.type == 'Z' || h.type == 'C' ||
+                   h.type == 'E';
+    if (inspect && h.total() > kMaxInspect) {
+      if (v.completes || !v.forward) {
+        fail(Reason::BackendProtocolError, "oversized reply from server");
+        return;
+      }
+      inspect = false;
+    }
+    if (!inspect) {
+      pass_remaining_ = h.total();
+      continue;
+    }
+    if (n - fwd < h.total()) break;  // wait for the whole (small) message
+    std::string_view body(reinterpret_cast<const char*>(p + fwd + 5), h.body_len());
+    if (h.type == 'E' && !fatal_relayed_ && v.forward && !(tracker_.empty() && client_can_move())) {
+      // The server's own FATAL reaches the client; when the connection then
+      // ends, the client hears nothing more from sqlmux (as from the server).
+      pg::ErrorFields e;
+      fatal_relayed_ =
+          pg::parse_error_fields(body, e) && (e.severity == "FATAL" || e.severity == "PANIC");
+    }
+    if (h.type == 'S') {
+      std::string_view name;
+      std::string_view value;
+      if (pg::parse_parameter_status(body, name, value)) {
+        params_.set(name, value, true);
+        client_->on_parameter_status(name, value);
+      }
+    } else if (h.type == 'C') {
+      std::string_view tag;
+      if (pg::parse_command_complete(body, tag)) note_command_tag(tag);
+    } else if (h.type == 'E' && tracker_.empty() && client_can_move()) {
+      // An unsolicited FATAL (e.g. pg_terminate_backend, a server shutting
+      // down) while the client has nothing outstanding: the connection is
+      // ending; the client moves to another one at its next request
+      // instead of hearing about it (see fail()).
+      pg::ErrorFields e;
+      if (pg::parse_error_fields(body, e) && (e.severity == "FATAL" || e.severity == "PANIC")) {
+        LOG_INFO("backend pid %d: %s (client %" PRIu64 " idle; it moves to another connection)",
+                 pid_, e.message.c_str(), client_->id());
+        flush();
+        in_.consume(h.total());
+        // The server closes the connection next: nothing more may go to it.
+        fail(Reason::BackendDied, e.message.c_str());
+        return;
+      }
+    }
+    if (h.type != 'Z') {
+      if (h.type == 'E' && tracker_.head() != nullptr &&
+          tracker_.head()->kind == pool::ResponseTracker::Kind::Bind &&
+          !tracker_.head()->stmt.empty()) {
+        const std::string stmt = tracker_.head()->stmt;
+        if (note_bind_error(body, stmt) && can_replay(stmt)) {
+          // Hide this attempt: no error, no ReadyForQuery; replay at its end.
+          flush();
+          in_.consume(h.total());
+          tracker_.complete(true, nullptr);
+          replay_swallow_ = true;
+          continue;
+        }
+      }
+      if (v.forward) {
+        fwd += h.total();
+      } else {
+        flush();
+        in_.consume(h.total());
+      }
+      if (v.completes) {
+        std::vector<pool::ResponseTracker::Entry> failed;
+        tracker_.complete(v.error_skip, &failed);
+        for (const auto& e : failed) forget_failed_parse(e);
+        std::string synth;
+        tracker_.take_synthetic(synth, tx_status_);
+        if (!synth.empty()) {
+          flush();
+          client_->deliver(reinterpret_cast<const uint8_t*>(synth.data()), synth.size());
+        }
+      }
+      continue;
+    }
+    // ReadyForQuery
+    char st = 'I';
+    if (!pg::parse_ready_for_query(body, st)) {
+      fail(Reason::BackendProtocolError, "malformed ReadyForQuery from server");
+      return;
+    }
+    tx_status_ = st;
+    if (v.completes) tracker_.complete(false, nullptr);
+    if (replay_swallow_) {
+      replay_swallow_ = false;
+      flush();
+      in_.consume(h.total());
+      replay();
+      continue;
+    }
+    // (In statement mode a transaction block is refused: the client sees 'I'.)
+    if (v.completes) client_->query_done(statement ? 'I' : st);
+    if (v.completes && !tracker_.recording()) clear_replay();  // its segment ended
+    if (statement && st != 'I') {
+      // A transaction block in statement mode: replace this ReadyForQuery
+      // with an error; the block is rolled back once the client is done.
+      flush();
+      in_.consume(h.total());
+      pg::ErrorFields e;
+      e.sqlstate = std::string(pg::sqlstate::kInvalidTransactionState);
+      e.message = "transaction blocks are not allowed in statement pooling mode";
+      e.hint = "pool \"" + pool_.cfg().name + "\" runs in statement mode: use autocommit";
+      client_->send_error_and_ready(e);
+      stmt_violation_ = true;
+      if (tracker_.empty()) {
+        Client* c = client_;
+        client_ = nullptr;
+        release_or_reset();
+        c->on_backend_released();
+        return;
+      }
+      continue;
+    }
+    const bool done =
+        tracker_.empty() && st == 'I' && !pinned_ && (!session || worker_->shutting_down());
+    if (done && !pending_sets_.empty()) {
+      flush();
+      held_rfq_.assign(reinterpret_cast<const char*>(in_.data()), h.total());
+      in_.consume(h.total());
+      transaction_done();  // reads the settings back, then releases
+      return;
+    }
+    fwd += h.total();
+    std::string synth;
+    tracker_.take_synthetic(synth, tx_status_);
+    if (!synth.empty()) {
+      flush();
+      client_->deliver(reinterpret_cast<const uint8_t*>(synth.data()), synth.size());
+    }
+    if (done) {
+      flush();
+      transaction_done();
+      return;
+    }
+  }
+  flush();
+  if (in_.empty()) in_.shrink_if_empty();
+  if (client_ != nullptr && client_->queued() > kHighWater) want_read(false);
+}
+
+void Backend::resume_reading_if_drained() {
+  if (closing() || reading()) return;
+  want_read(true);
+  if (!in_.empty() && client_ != nullptr && internal_ == Internal::None) relay_to_client();
+}
+
+void Backend::on_writable() {
+  if (client_ != nullptr) client_->resume_reading_if_drained();
+}
+
+void Backend::client_gone(bool client_mid_message) {
+  client_ = nullptr;
+  if (closing()) return;
+  if (internal_ == Internal::Sync) return;  // finishes, then internal_done() resets
+  pinned_ = false;
+  if (client_mid_message || pass_remaining_ > 0 || !tracker_.empty()) {
+    // Bytes of this client's are in flight: the connection cannot be reused.
+    terminate(Reason::ClientClosed);
+    return;
+  }
+  release_or_reset();
+}
+
+void Backend::release_or_reset() {
+  std::vector<std::string> queries;
+  if (tx_status_ != 'I') queries.emplace_back("ROLLBACK");
+  if (pool_.cfg().mode == config::PoolMode::Session) {
+    queries.emplace_back("DISCARD ALL");
+  } else {
+    if ((dirty_ & kDirtySettings) != 0) queries.emplace_back("RESET ALL");
+    if ((dirty_ & kDirtyListen) != 0) queries.emplace_back("UNLISTEN *");
+    if ((dirty_ & kDirtyPrepared) != 0) queries.emplace_back("DEALLOCATE ALL");
+  }
+  if (queries.empty()) {
+    set_state(BackendState::Idle);
+    pool_.release(*worker_, this);
+    return;
+  }
+  set_state(BackendState::Resetting);
+  run_internal(Internal::Reset, queries);
+}
+
+// --- sqlmux's own queries --------------------------------------------------------
+
+void Backend::run_internal(Internal kind, const std::vector<std::string>& queries) {
+  internal_ = kind;
+  internal_rfq_ = static_cast<int>(queries.size());
+  internal_failed_ = false;
+  internal_error_ = pg::ErrorFields{};
+  std::string out;
+  for (const auto& q : queries) pg::put_query(out, q);
+  send(out.data(), out.size());
+}
+
+void Backend::process_internal() {
+  while (internal_ != Internal::None && !closing()) {
+    pg::Message m;
+    size_t used = 0;
+    switch (pg::decode_message(in_.data(), in_.size(), kMaxInternalMessage, m, used)) {
+      case pg::Decode::NeedMore:
+        return;
+      case pg::Decode::Malformed:
+        fail(Reason::BackendProtocolError, "invalid message from server");
+        return;
+      case pg::Decode::Complete:
+        break;
+    }
+    switch (m.type) {
+      case 'Z': {
+        char st = 'I';
+        if (!pg::parse_ready_for_query(m.body, st)) {
+          fail(Reason::BackendProtocolError, "malformed ReadyForQuery from server");
+          return;
+        }
+        tx_status_ = st;
+        in_.consume(used);
+        if (--internal_rfq_ == 0) internal_done();
+        continue;
+      }
+      case 'E':
+        if (!internal_failed_) {
+          internal_failed_ = true;
+          if (!pg::parse_error_fields(m.body, internal_error_)) {
+            internal_error_.message = "server error";
+          }
+        }
+        break;
+      case 'S': {
+        std::string_view name;
+        std::string_view value;
+        if (pg::parse_parameter_status(m.body, name, value)) {
+          params_.set(name, value, true);
+          if (client_ != nullptr && internal_ == Internal::Sync) {
+            const auto* had = client_->params().find(name);
+            if (had == nullptr || had->value != value) {
+              std::string out;
+              pg::put_parameter_status(out, name, value);
+              client_->deliver(reinterpret_cast<const uint8_t*>(out.data()), out.size());
+            }
+            client_->on_parameter_status(name, value);
+          }
+        }
+        break;
+      }
+      case 'D':
+        if (internal_ == Internal::Capture) {
+          pg::Reader r(m.body);
+          int16_t cols = 0;
+          if (r.i16(cols)) {
+            for (int16_t i = 0; i < cols; ++i) {
+              int32_t len = 0;
+              std::string_view v;
+              if (!r.i32(len)) break;
+              if (len < 0) {
+                captured_.emplace_back();
+              } else if (r.bytes(static_cast<size_t>(len), v)) {
+                captured_.emplace_back(v);
+              }
+            }
+          }
+        }
+        break;
+      default:
+        break;  // rows, CommandComplete, notices of our own queries
+    }
+    in_.consume(used);
+  }
+}
+
+void Backend::internal_done() {
+  Internal kind = internal_;
+  internal_ = Internal::None;
+  if (kind == Internal::Capture) {
+    if (internal_failed_ || tx_status_ != 'I') {
+      LOG_WARN("backend pid %d: reading settings back failed: %s", pid_,
+               internal_error_.message.c_str());
+    }
+    capture_done();
+    return;
+  }
+  if (kind == Internal::Sync) {
+    if (internal_failed_) {
+      LOG_WARN("backend pid %d: applying session parameters failed: %s (%s)", pid_,
+               internal_error_.message.c_str(), internal_error_.sqlstate.c_str());
+      if (client_ != nullptr) {
+        Client* c = client_;
+        client_ = nullptr;
+        pg::ErrorFields e = internal_error_;
+        e.severity = "FATAL";
+        c->on_backend_failed(Reason::BackendParamFailed, e);
+      }
+      terminate(Reason::BackendParamFailed);
+      return;
+    }
+    for (const auto& ch : pending_changes_) {
+      const auto* cur = params_.find(ch.name);
+      if (ch.reset) {
+        if (cur != nullptr && !cur->reported) params_.erase(ch.name);
+      } else if (cur == nullptr || !cur->reported) {
+        params_.set(ch.name, ch.value, false);
+      } else if (client_ != nullptr) {
+        // Reported without a change: the server's spelling is the same value.
+        client_->on_parameter_status(cur->name, cur->value);
+      }
+    }
+    pending_changes_.clear();
+    if (client_ == nullptr) {
+      release_or_reset();  // the client left while its parameters were applied
+      return;
+    }
+    client_->on_backend_ready();
+    return;
+  }
+  // Reset before reuse.
+  if (internal_failed_ || tx_status_ != 'I') {
+    LOG_WARN("backend pid %d: reset failed: %s", pid_, internal_error_.message.c_str());
+    terminate(Reason::ServerResetFailed);
+    return;
+  }
+  params_.clear_unreported();
+  if ((dirty_ & kDirtyPrepared) != 0 || pool_.cfg().mode == config::PoolMode::Session) {
+    statements_.clear();  // DEALLOCATE ALL / DISCARD ALL dropped them
+  }
+  dirty_ = 0;
+  set_state(BackendState::Idle);
+  pool_.release(*worker_, this);
+}
+
+// --- idle in the pool --------------------------------------------------------------
+
+void Backend::became_idle() {
+  if (state_ != BackendState::Idle) set_state(BackendState::Idle);
+  want_read(true);
+  if (!in_.empty()) process_idle();
+}
+
+void Backend::process_idle() {
+  while (!closing()) {
+    pg::Message m;
+    size_t used = 0;
+    switch (pg::decode_message(in_.data(), in_.size(), kMaxInternalMessage, m, used)) {
+      case pg::Decode::NeedMore:
+        in_.shrink_if_empty();
+        return;
+      case pg::Decode::Malformed:
+        fail(Reason::BackendProtocolError, "invalid message from idle server");
+        return;
+      case pg::Decode::Complete:
+        break;
+    }
+    if (m.type == 'S') {
+      std::string_view name;
+      std::string_view value;
+      if (pg::parse_parameter_status(m.body, name, value)) params_.set(name, value, true);
+    } else if (m.type == 'E') {
+      pg::ErrorFields e;
+      if (pg::parse_error_fields(m.body, e)) {
+        LOG_WARN("idle backend pid %d: %s: %s", pid_, e.severity.c_str(), e.message.c_str());
+      }
+    } else if (m.type != 'N' && m.type != 'A') {
+      fail(Reason::BackendProtocolError, "unexpected message from idle server");
+      return;
+    }
+    in_.consume(used);
+  }
+}
+
+void Backend::on_readable() {
+  if (state_ == BackendState::Connecting) {
+    drive_connect();
+    return;
+  }
+  switch (read_into(in_, kReadChunk)) {
+    case ReadResult::Data:
+      break;
+    case ReadResult::Again:
+      return;
+    case ReadResult::Eof:
+      fail(Reason::BackendDied, "server closed the connection unexpectedly");
+      return;
+    case ReadResult::Error:
+      fail(Reason::BackendDied, strerror(last_errno_));
+      return;
+  }
+  if (internal_ != Internal::None) {
+    process_internal();
+    if (internal_ != Internal::None || closing()) return;
+  }
+  if (client_ != nullptr && state_ == BackendState::Active) {
+    relay_to_client();
+  } else if (state_ == BackendState::Idle) {
+    process_idle();
+  }
+}
+
+// --- ending ----------------------------------------------------------------------
+
+bool Backend::client_can_move() const {
+  return client_ != nullptr && tracker_.empty() && tx_status_ == 'I' && pass_remaining_ == 0 &&
+         internal_ == Internal::None && !pinned_ && !session_state_ && out_.empty() &&
+         !client_->mid_message();
+}
+
+void Backend::fail(Reason why, const char* detail) {
+  if (closing()) return;
+  LOG_WARN("backend pid %d (pool %s) failed: %s: %s", pid_, pool_.label().c_str(),
+           std::string(to_string(why)).c_str(), detail);
+  if (client_can_move()) {
+    // Outside a transaction with nothing outstanding: the client gets
+    // another server connection at its next request.
+    Client* c = client_;
+    client_ = nullptr;
+    c->on_backend_lost_idle();
+  } else if (client_ != nullptr) {
+    Client* c = client_;
+    client_ = nullptr;
+    pg::ErrorFields e;  // no message: nothing is sent
+    if (!fatal_relayed_) {
+      e.severity = "FATAL";
+      e.sqlstate = std::string(pg::sqlstate::kConnectionFailure);
+      e.message = "server connection lost: " + std::string(detail);
+    }
+    c->on_backend_failed(why, e);
+  }
+  terminate(why);
+}
+
+void Backend::on_terminate() {
+  client_ = nullptr;  // PQfinish (in the destructor) sends Terminate
+}
+
+void Backend::on_io_error(int err) {
+  if (state_ == BackendState::Connecting) {
+    // libpq reads the socket's error and says why (e.g. connection refused);
+    // connect_failed() then fails the client the connection was opened for.
+    PQconnectPoll(pg_);
+    std::string why = PQerrorMessage(pg_);
+    connect_failed(why.empty() ? std::string(strerror(err)) : why);
+    return;
+  }
+  fail(Reason::BackendDied, strerror(err));
+}
+
+}  // namespace sqlmux

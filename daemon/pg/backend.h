@@ -1,0 +1,143 @@
+// A backend (server) connection. libpq opens it (non-blocking, so SCRAM/md5
+// to the server come from libpq); once it is ready sqlmux relays its socket
+// itself and runs its own short queries on it (session parameters, resets).
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "daemon/core/pooled.h"
+#include "daemon/core/reason.h"
+#include "pool/intrusive_list.h"
+#include "pool/pg/prepared.h"
+#include "pool/pg/session_params.h"
+#include "protocol/pg/codec.h"
+
+namespace sqlmux {
+
+class Client;
+class Pool;
+struct PoolHost;
+namespace metrics {
+struct PoolStats;
+}
+
+class Backend final : public PooledBackend {
+ public:
+  // Starts a libpq connection for `pool` to `host`; for_client = the
+  // waiting client it was opened for (0: none); tried = the pool's hosts
+  // tried for that client so far (bit i = host i), this one included.
+  // Returns nullptr when libpq cannot even start (error set), or when the
+  // failure was handled already (error empty).
+  static Backend* connect(Worker& w, Pool& pool, PoolHost& host, uint64_t for_client,
+                          uint64_t tried, std::string& error);
+
+  [[nodiscard]] Client* client() const { return client_; }
+  [[nodiscard]] PooledClient* pooled_client() const override;
+  [[nodiscard]] const pool::SessionParams& params() const { return params_; }
+  [[nodiscard]] bool reusable() const;
+
+  // Links to a client and applies its session parameters; calls
+  // client->on_backend_ready() when the backend is ready to relay.
+  void link(Client* c);
+  // Relays the client's bytes (whole messages or a streamed part of one);
+  // the client side has pushed what they owe onto tracker().
+  bool forward(const uint8_t* p, size_t n);
+  [[nodiscard]] pool::ResponseTracker& tracker() { return tracker_; }
+  [[nodiscard]] pool::BackendStatements& statements() { return statements_; }
+  // Sends the synthetic replies now at the head of the tracker.
+  void emit_synthetic();
+  // When sqlmux itself answered everything the client asked (no reply is
+  // owed and no transaction is open), ends the client's turn as a
+  // ReadyForQuery 'I' from the server would. True when it did.
+  bool finish_if_answered();
+  [[nodiscard]] char tx_status() const { return tx_status_; }
+  // Replay of one segment (Bind ... Sync) after a stale plan: recording.
+  void begin_replay(pool::StatementRef def, std::string client_name);
+  [[nodiscard]] bool replay_recording() const { return replay_bytes_on_; }
+  void end_replay_recording() { replay_bytes_on_ = false; }
+  // Running sqlmux's own queries: the client's bytes wait.
+  [[nodiscard]] bool busy() const { return internal_ != Internal::None; }
+  // A simple query that sets `name` (SET/RESET): its value is read back
+  // after the transaction so that it follows the client.
+  void note_set(std::string name) { pending_sets_.push_back(std::move(name)); }
+  // Session mode: the client made server-side state (a named statement, a
+  // SET, ...) that a replacement server connection would lack.
+  void note_session_state() { session_state_ = true; }
+  // The client went away (or the session ended) while linked.
+  void client_gone(bool client_mid_message);
+  // The cancel key as libpq knows it (PQcancel runs off the loop).
+  [[nodiscard]] std::shared_ptr<PGcancel> cancel_handle() const { return cancel_; }
+  void became_idle() override;
+  void resume_reading_if_drained();
+
+ protected:
+  void on_readable() override;
+  void on_writable() override;
+  void on_poll_writable() override;
+  void on_io_error(int err) override;
+  void on_terminate() override;
+
+ private:
+  enum class Internal { None, Sync, Reset, Capture };
+  Backend(Worker& w, Pool& pool, PGconn* pg, int fd, uint64_t for_client);
+  ~Backend() override;
+  void drive_connect();
+  void connected();
+  void relay_to_client();
+  void process_internal();
+  void process_idle();
+  void run_internal(Internal kind, const std::vector<std::string>& queries);
+  void internal_done();
+  void release_or_reset();
+  void fail(Reason why, const char* detail);
+  void note_command_tag(std::string_view tag);
+  void forget_failed_parse(const pool::ResponseTracker::Entry& e);
+  // Whether the linked client could move to another server connection
+  // unnoticed: nothing outstanding, no transaction, no session state.
+  [[nodiscard]] bool client_can_move() const;
+  // True when the error says the statement's plan went stale.
+  bool note_bind_error(std::string_view body, const std::string& server_name);
+  [[nodiscard]] bool can_replay(const std::string& server_name) const;
+  void replay();
+  void clear_replay();
+  void transaction_done();
+  void capture_done();
+  PGconn* pg_;
+  std::shared_ptr<PGcancel> cancel_;
+  Client* client_ = nullptr;
+  pool::SessionParams params_;
+  std::vector<pool::ParamChange> pending_changes_;
+
+  pool::ResponseTracker tracker_;  // replies still due to the client, in order
+  pool::BackendStatements statements_;
+  std::vector<std::string> pending_sets_;  // settings to read back (Capture)
+  int set_tags_ = 0;                       // SET/RESET completions seen
+  std::string held_rfq_;                   // ReadyForQuery held during Capture
+  std::vector<std::string> captured_;
+  bool pinned_ = false;       // LISTEN in transaction mode
+  std::string replay_bytes_;  // the segment as sent (bounded)
+  bool replay_bytes_on_ = false;
+  bool replay_swallow_ = false;  // failed attempt: drop up to its ReadyForQuery
+  pool::StatementRef replay_def_;
+  std::string replay_client_name_;
+  char tx_status_ = 'I';
+  size_t pass_remaining_ = 0;
+  // What a client left behind that must be undone before another uses it.
+  enum Dirty : unsigned { kDirtySettings = 1, kDirtyListen = 2, kDirtyPrepared = 4 };
+  unsigned dirty_ = 0;
+  bool stmt_violation_ = false;
+  bool session_state_ = false;
+  bool fatal_relayed_ = false;  // the server's FATAL went to the client
+
+  Internal internal_ = Internal::None;
+  int internal_rfq_ = 0;
+  bool internal_failed_ = false;
+  pg::ErrorFields internal_error_;
+};
+
+}  // namespace sqlmux

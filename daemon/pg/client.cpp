@@ -1,0 +1,767 @@
+#include "daemon/pg/client.h"
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstring>
+#include <ctime>
+
+#include "daemon/admin/session.h"
+#include "daemon/pg/backend.h"
+#include "daemon/core/log.h"
+#include "daemon/ops/metrics.h"
+#include "daemon/core/pool.h"
+#include "daemon/server.h"
+#include "daemon/core/worker.h"
+
+namespace sqlmux {
+
+namespace {
+constexpr size_t kReadChunk = 32 * 1024;
+// Bytes a client may have buffered while it waits for a backend.
+constexpr size_t kMaxPendingInput = 256 * 1024;
+constexpr uint64_t kLoginTimeoutMs = 60000;
+constexpr uint32_t kMaxAuthMessage = 10000;
+
+struct CancelWork {
+  uv_work_t req;
+  std::shared_ptr<PGcancel> cancel;
+  bool ok = false;
+  char err[256];
+};
+}  // namespace
+
+Client::Client(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer)
+    : PooledClient(w, fd, id), over_limit_(over_limit), peer_(peer), counted_(true) {}
+
+Client::~Client() = default;
+
+PooledBackend* Client::pooled_backend() const {
+  return backend_;
+}
+
+// --- input -----------------------------------------------------------------
+
+void Client::on_readable() {
+  if (state_ != ClientState::Active && in_.size() >= kMaxPendingInput) {
+    want_read(false);  // resumes when a backend takes the bytes
+    return;
+  }
+  switch (read_into(in_, kReadChunk)) {
+    case ReadResult::Data:
+      break;
+    case ReadResult::Again:
+      return;
+    case ReadResult::Eof:
+      finish(Reason::ClientClosed);
+      return;
+    case ReadResult::Error:
+      if (tls() && last_errno_ == EPROTO) {
+        LOG_INFO("client %" PRIu64 ": TLS failed: %s", id_, tls_error().c_str());
+        finish(Reason::TlsFailed);
+        return;
+      }
+      LOG_DEBUG("client %" PRIu64 ": read: %s", id_, strerror(last_errno_));
+      finish(Reason::ClientIoError);
+      return;
+  }
+  process_input();
+}
+
+void Client::process_input() {
+  while (!closing()) {
+    switch (state_) {
+      case ClientState::Login: {
+        bool progressed = login_ == Login::Startup ? handle_startup() : handle_auth_message();
+        if (!progressed) return;
+        continue;
+      }
+      case ClientState::Idle: {
+        if (admin_) {
+          admin_->process();
+          return;
+        }
+        if (in_.empty()) {
+          in_.shrink_if_empty();
+          return;
+        }
+        if (!pg::is_session_message_type(static_cast<char>(in_.data()[0]))) {
+          invalid_message_type(in_.data()[0]);
+          return;
+        }
+        pg::Header h;
+        if (pg::peek_header(in_.data(), in_.size(), pg::kMaxMessageLen, h) ==
+                pg::Decode::Complete &&
+            h.type == 'X') {
+          finish(Reason::ClientClosed);  // Terminate needs no backend
+          return;
+        }
+        need_backend();
+        continue;
+      }
+      case ClientState::Active:
+        if (backend_ready_) relay_to_backend();
+        return;
+      case ClientState::Waiting:
+      case ClientState::Closing:
+      case ClientState::Count:
+        return;
+    }
+  }
+}
+
+bool Client::handle_startup() {
+  pg::StartupPacket pkt;
+  size_t used = 0;
+  std::string err;
+  switch (pg::decode_startup(in_.data(), in_.size(), pkt, used, err)) {
+    case pg::Decode::NeedMore:
+      return false;
+    case pg::Decode::Malformed:
+      LOG_INFO("client %" PRIu64 ": invalid startup packet: %s", id_, err.c_str());
+      send_fatal(pg::sqlstate::kProtocolViolation, "invalid startup packet: " + err,
+                 Reason::ClientProtocolError);
+      return false;
+    case pg::Decode::Complete:
+      break;
+  }
+  in_.consume(used);
+  switch (pkt.kind) {
+    case pg::StartupKind::SslRequest: {
+      SSL_CTX* ctx = worker_->server().tls_ctx();
+      if (ctx == nullptr || client_tls_ == config::ClientTls::Disable || tls()) {
+        send("N", 1);  // the client goes on in clear (or gives up)
+        return true;
+      }
+      if (!in_.empty()) {
+        // Bytes sent before the handshake would be read as if protected.
+        send_fatal(pg::sqlstate::kProtocolViolation, "received unencrypted data after SSL request",
+                   Reason::ClientProtocolError);
+        return false;
+      }
+      send("S", 1);
+      if (!start_tls(ctx)) {
+        LOG_WARN("client %" PRIu64 ": cannot start TLS: %s", id_, tls_error().c_str());
+        finish(Reason::TlsFailed);
+        return false;
+      }
+      return true;
+    }
+    case pg::StartupKind::GssEncRequest:
+      // No GSS encryption: 'N', then the client goes on.
+      send("N", 1);
+      return true;
+    case pg::StartupKind::Cancel: {
+      int worker = 0;
+      uint64_t target = 0;
+      if (worker_->server().lookup_cancel(pkt.cancel_pid, pkt.cancel_key, worker, target)) {
+        worker_->server().worker(worker).post({InboxMsg::Kind::Cancel, nullptr, nullptr, target});
+      } else {
+        LOG_DEBUG("cancel request with an unknown key dropped");
+      }
+      finish(Reason::CancelRequest);
+      return false;
+    }
+    case pg::StartupKind::Startup:
+      break;
+  }
+
+  if (client_tls_ == config::ClientTls::Require && !tls()) {
+    send_fatal(pg::sqlstate::kInvalidAuthorization,
+               "sqlmux requires TLS on this listener (client_tls = \"require\"); connect with "
+               "sslmode=require",
+               Reason::TlsRequired);
+    return false;
+  }
+  const int major = pkt.protocol >> 16;
+  const int minor = pkt.protocol & 0xffff;
+  if (major != 3) {
+    send_fatal(pg::sqlstate::kFeatureNotSupported,
+               "unsupported frontend protocol " + std::to_string(major) + "." +
+                   std::to_string(minor) + ": server supports 3.0 to 3.0",
+               Reason::UnsupportedProtocol);
+    return false;
+  }
+  std::vector<std::string> unknown_options;
+  for (auto& [k, v] : pkt.params) {
+    if (k.rfind("_pq_.", 0) == 0) {
+      unknown_options.push_back(k);
+    } else if (k == "user") {
+      user_name_ = v;
+    } else if (k == "database") {
+      database_ = v;
+    } else if (k == "replication") {
+      if (v != "false" && v != "0" && v != "off" && v != "no") {
+        send_fatal(pg::sqlstate::kFeatureNotSupported,
+                   "replication connections are not supported by sqlmux",
+                   Reason::UnsupportedProtocol);
+        return false;
+      }
+    } else if (k == "options") {
+      std::vector<std::pair<std::string, std::string>> opts;
+      if (!pool::parse_startup_options(v, opts)) {
+        send_fatal(pg::sqlstate::kProtocolViolation,
+                   "invalid command-line argument for server process: " + v,
+                   Reason::ClientProtocolError);
+        return false;
+      }
+      for (auto& o : opts) startup_params_.push_back(std::move(o));
+    } else {
+      startup_params_.emplace_back(k, v);
+    }
+  }
+  if (minor > 0 || !unknown_options.empty()) {
+    // NegotiateProtocolVersion: we speak 3.0 and none of the _pq_ options.
+    std::string out;
+    pg::Writer wr(out);
+    wr.begin('v');
+    wr.i32(0);
+    wr.i32(static_cast<int32_t>(unknown_options.size()));
+    for (auto& o : unknown_options) wr.cstr(o);
+    wr.end();
+    send(out.data(), out.size());
+  }
+  if (user_name_.empty()) {
+    send_fatal(pg::sqlstate::kInvalidAuthorization,
+               "no PostgreSQL user name specified in startup packet", Reason::AuthFailed);
+    return false;
+  }
+  if (database_.empty()) database_ = user_name_;
+  if (over_limit_) {
+    LOG_WARN("client %" PRIu64 ": max_client_conn (%u) reached, refusing %s", id_,
+             worker_->server().config().server.max_client_conn, user_name_.c_str());
+    pg::ErrorFields e;
+    e.severity = "FATAL";
+    e.sqlstate = std::string(pg::sqlstate::kTooManyConnections);
+    e.message = "sorry, too many clients already";
+    e.detail = "sqlmux max_client_conn (" +
+               std::to_string(worker_->server().config().server.max_client_conn) + ") reached";
+    fail(Reason::TooManyClients, e);
+    return false;
+  }
+  if (worker_->server().shutting_down()) {
+    send_fatal(pg::sqlstate::kCannotConnectNow, "the database system is shutting down",
+               Reason::Shutdown);
+    return false;
+  }
+  if (auth_rate_limited()) return false;
+  start_auth();
+  return true;
+}
+
+bool Client::auth_rate_limited() {
+  const auto& sc = worker_->server().config().server;
+  uint64_t retry_ms = 0;
+  if (sc.auth_failure_limit == 0 ||
+      worker_->server().auth_limiter().check(peer_, worker_->now_ms(), retry_ms) ==
+          AuthLimiter::Verdict::Allow) {
+    return false;
+  }
+  // Refused before any password exchange, whoever the user: the answer is
+  // the same for known and unknown users and costs no SCRAM work.
+  LOG_DEBUG("client %" PRIu64 ": login from %s refused: too many authentication failures", id_,
+            peer_.text().c_str());
+  pg::ErrorFields e;
+  e.severity = "FATAL";
+  e.sqlstate = std::string(pg::sqlstate::kInvalidAuthorization);
+  e.message = "too many authentication failures from this address";
+  e.detail = "Logins from " + peer_.text() + " are refused for " +
+             std::to_string((retry_ms + 999) / 1000) + " more second(s).";
+  e.hint = "Try again later with the right password.";
+  fail(Reason::AuthRateLimited, e);
+  return true;
+}
+
+void Client::start_auth() {
+  user_ = worker_->server().find_user(user_name_);
+  config::AuthMethod method = user_ != nullptr ? user_->method : config::AuthMethod::ScramSha256;
+  std::string out;
+  switch (method) {
+    case config::AuthMethod::Trust:
+      auth_succeeded();
+      return;
+    case config::AuthMethod::Password:
+      pg::put_auth_cleartext(out);
+      login_ = Login::Password;
+      break;
+    case config::AuthMethod::Md5:
+      if (!pg::auth::random_bytes(md5_salt_, sizeof md5_salt_)) {
+        send_fatal(pg::sqlstate::kInternalError, "could not generate a salt", Reason::Internal);
+        return;
+      }
+      pg::put_auth_md5(out, md5_salt_);
+      login_ = Login::Md5;
+      break;
+    case config::AuthMethod::ScramSha256:
+    case config::AuthMethod::Default: {
+      const auto& v =
+          (user_ != nullptr && user_->scram) ? *user_->scram : worker_->server().mock_verifier();
+      scram_ = std::make_unique<pg::auth::ScramServer>(v, pg::auth::make_nonce());
+      pg::put_auth_sasl(out, {"SCRAM-SHA-256"});
+      login_ = Login::SaslInitial;
+      break;
+    }
+  }
+  send(out.data(), out.size());
+}
+
+bool Client::handle_auth_message() {
+  pg::Message m;
+  size_t used = 0;
+  switch (pg::decode_message(in_.data(), in_.size(), kMaxAuthMessage, m, used)) {
+    case pg::Decode::NeedMore:
+      return false;
+    case pg::Decode::Malformed:
+      send_fatal(pg::sqlstate::kProtocolViolation, "invalid message length during authentication",
+                 Reason::ClientProtocolError);
+      return false;
+    case pg::Decode::Complete:
+      break;
+  }
+  if (m.type == 'X') {
+    finish(Reason::ClientClosed);
+    return false;
+  }
+  if (m.type != 'p') {
+    send_fatal(pg::sqlstate::kProtocolViolation,
+               "expected password response, got message type " + std::to_string(m.type),
+               Reason::ClientProtocolError);
+    return false;
+  }
+  std::string body(m.body);
+  in_.consume(used);
+
+  switch (login_) {
+    case Login::Password: {
+      std::string_view pw;
+      if (!pg::parse_password(body, pw)) {
+        send_fatal(pg::sqlstate::kProtocolViolation, "invalid password packet",
+                   Reason::ClientProtocolError);
+        return false;
+      }
+      bool ok = false;
+      if (user_ != nullptr) {
+        if (!user_->plaintext.empty()) {
+          ok = pg::auth::constant_time_equal(pw, user_->plaintext);
+        } else if (user_->scram) {
+          auto v = pg::auth::make_scram_verifier(pw, user_->scram->salt, user_->scram->iterations);
+          ok = v.stored_key == user_->scram->stored_key;
+        } else if (!user_->md5.empty()) {
+          ok = pg::auth::constant_time_equal(pg::auth::md5_password_hash(pw, user_name_),
+                                             user_->md5);
+        }
+      }
+      if (ok) {
+        auth_succeeded();
+      } else {
+        auth_failed("cleartext password mismatch");
+      }
+      return !closing();
+    }
+    case Login::Md5: {
+      std::string_view pw;
+      if (!pg::parse_password(body, pw)) {
+        send_fatal(pg::sqlstate::kProtocolViolation, "invalid password packet",
+                   Reason::ClientProtocolError);
+        return false;
+      }
+      bool ok =
+          user_ != nullptr && !user_->md5.empty() &&
+          pg::auth::constant_time_equal(pw, pg::auth::md5_salted_response(user_->md5, md5_salt_));
+      if (ok) {
+        auth_succeeded();
+      } else {
+        auth_failed("md5 password mismatch");
+      }
+      return !closing();
+    }
+    case Login::SaslInitial: {
+      std::string_view mech;
+      std::string_view data;
+      if (!pg::parse_sasl_initial_response(body, mech, data)) {
+        send_fatal(pg::sqlstate::kProtocolViolation, "malformed SASLInitialResponse",
+                   Reason::ClientProtocolError);
+        return false;
+      }
+      if (mech != "SCRAM-SHA-256") {
+        send_fatal(pg::sqlstate::kProtocolViolation,
+                   "client selected an invalid SASL authentication mechanism",
+                   Reason::ClientProtocolError);
+        return false;
+      }
+      std::string server_first;
+      std::string err;
+      if (!scram_->handle_client_first(data, server_first, err)) {
+        send_fatal(pg::sqlstate::kProtocolViolation, "malformed SCRAM message: " + err,
+                   Reason::ClientProtocolError);
+        return false;
+      }
+      std::string out;
+      pg::put_auth_sasl_continue(out, server_first);
+      send(out.data(), out.size());
+      login_ = Login::SaslFinal;
+      return true;
+    }
+    case Login::SaslFinal: {
+      std::string server_final;
+      std::string err;
+      if (!scram_->handle_client_final(body, server_final, err) || user_ == nullptr) {
+        auth_failed(user_ == nullptr ? "no such user" : err);
+        return false;
+      }
+      std::string out;
+      pg::put_auth_sasl_final(out, server_final);
+      cork();  // the server's final message, AuthenticationOk and the welcome in one write
+      send(out.data(), out.size());
+      scram_.reset();
+      auth_succeeded();
+      if (!closing()) uncork();
+      return !closing();
+    }
+    case Login::Startup:
+      break;
+  }
+  return false;
+}
+
+void Client::auth_failed(std::string_view detail) {
+  LOG_INFO("client %" PRIu64 ": password authentication failed for user \"%s\" (%.*s)", id_,
+           user_name_.c_str(), static_cast<int>(detail.size()), detail.data());
+  const auto& sc = worker_->server().config().server;
+  if (worker_->server().auth_limiter().failed(
+          peer_, worker_->now_ms(), sc.auth_failure_limit,
+          static_cast<uint64_t>(sc.auth_failure_window.count()))) {
+    LOG_WARN("%u authentication failures from %s within %lld ms: refusing its logins for %lld ms",
+             sc.auth_failure_limit, peer_.text().c_str(),
+             static_cast<long long>(sc.auth_failure_window.count()),
+             static_cast<long long>(sc.auth_failure_window.count()));
+  }
+  send_fatal(pg::sqlstate::kInvalidPassword,
+             "password authentication failed for user \"" + user_name_ + "\"", Reason::AuthFailed);
+}
+
+void Client::auth_succeeded() {
+  if (user_ == nullptr) {
+    auth_failed("no such user");
+    return;
+  }
+  if (admin_port_) {
+    admin_ = admin::Session::start(*this);
+    return;
+  }
+  pool_ = worker_->server().find_pool(database_, *user_);
+  if (pool_ == nullptr) {
+    LOG_INFO("client %" PRIu64 ": user \"%s\" asked for unknown database \"%s\"", id_,
+             user_name_.c_str(), database_.c_str());
+    send_fatal(pg::sqlstate::kInvalidCatalogName, "database \"" + database_ + "\" does not exist",
+               Reason::UnknownDatabase);
+    return;
+  }
+  pool_->client_joined();
+  if ((stats_ = pool_->stats(worker_->id())) != nullptr) {
+    count_bytes(&stats_->client_received_bytes, &stats_->client_sent_bytes);
+  }
+  std::string out;
+  pg::put_auth_ok(out);
+  cork();
+  send(out.data(), out.size());
+  LOG_DEBUG("client %" PRIu64 ": %s logged in to %s", id_, user_name_.c_str(), database_.c_str());
+  pool::SessionParams defaults;
+  if (pool_->welcome(defaults)) {
+    init_params(defaults);
+    send_welcome();
+    uncork();
+    set_state(ClientState::Idle);
+  } else {
+    uncork();
+    // The pool has not met its server yet: a backend tells us its parameters.
+    need_backend();
+  }
+}
+
+void Client::init_params(const pool::SessionParams& defaults) {
+  params_ = defaults;
+  for (auto& [k, v] : startup_params_) {
+    const auto* d = defaults.find(k);
+    params_.set(d != nullptr ? d->name : k, v, d != nullptr);
+  }
+  startup_params_.clear();
+  startup_params_.shrink_to_fit();
+}
+
+void Client::send_welcome() {
+  std::string out;
+  for (const auto& [key, e] : params_.entries()) {
+    if (e.reported) pg::put_parameter_status(out, e.name, e.value);
+  }
+  do {
+    uint8_t rnd[8];
+    if (!pg::auth::random_bytes(rnd, sizeof rnd)) break;
+    std::memcpy(&cancel_pid_, rnd, 4);
+    std::memcpy(&cancel_key_, rnd + 4, 4);
+    cancel_pid_ &= 0x7fffffff;
+  } while (cancel_pid_ == 0);
+  worker_->server().register_cancel(cancel_pid_, cancel_key_, worker_->id(), id_);
+  pg::put_backend_key_data(out, cancel_pid_, cancel_key_);
+  pg::put_ready_for_query(out, 'I');
+  send(out.data(), out.size());
+  welcome_sent_ = true;
+}
+
+// --- backends ----------------------------------------------------------------
+
+void Client::need_backend() {
+  backend_ready_ = false;
+  acquire_backend();
+}
+
+void Client::on_backend_linked(PooledBackend* pb) {
+  assert(state_ == ClientState::Waiting && backend_ == nullptr);
+  auto* b = static_cast<Backend*>(pb);  // a PostgreSQL pool opens PostgreSQL backends
+  backend_ = b;
+  set_state(ClientState::Active);
+  b->link(this);
+}
+
+void Client::on_backend_ready() {
+  backend_ready_ = true;
+  if (!welcome_sent_) {
+    pool::SessionParams reported;
+    for (const auto& [k, e] : backend_->params().entries()) {
+      if (e.reported) reported.set(e.name, e.value, true);
+    }
+    pool_->set_welcome(reported);
+    init_params(reported);
+    send_welcome();
+    // The backend came only to introduce the server; the first query links
+    // one again (with this client's parameters applied).
+    Backend* b = backend_;
+    backend_ = nullptr;
+    backend_ready_ = false;
+    set_state(ClientState::Idle);
+    b->client_gone(false);
+    process_input();
+    return;
+  }
+  process_input();
+}
+
+void Client::on_backend_released() {
+  backend_ = nullptr;
+  backend_ready_ = false;
+  // Requests sqlmux answered itself (no ReadyForQuery from the server)
+  // end with the transaction.
+  while (stats_ != nullptr && queries_open_ > 0) query_done_metrics('I');
+  linked_ns_ = 0;
+  set_state(ClientState::Idle);
+  if (worker_->shutting_down()) {
+    send_fatal(pg::sqlstate::kAdminShutdown, "terminating connection due to administrator command",
+               Reason::Shutdown);
+    return;
+  }
+  want_read(true);
+  process_input();
+}
+
+void Client::on_backend_failed(Reason why, const pg::ErrorFields& err) {
+  backend_ = nullptr;
+  backend_ready_ = false;
+  fail(why, err);
+}
+
+void Client::on_backend_lost_idle() {
+  LOG_INFO("client %" PRIu64
+           ": server connection lost between transactions; the next one "
+           "gets another",
+           id_);
+  backend_ = nullptr;
+  backend_ready_ = false;
+  linked_ns_ = 0;
+  set_state(ClientState::Idle);
+  want_read(true);
+}
+
+void Client::on_parameter_status(std::string_view name, std::string_view value) {
+  const auto* e = params_.find(name);
+  params_.set(e != nullptr ? std::string_view(e->name) : name, value, true);
+}
+
+void Client::resume_reading_if_drained() {
+  if (closing() || reading()) return;
+  want_read(true);
+  process_input();
+}
+
+void Client::on_writable() {
+  if (backend_ != nullptr) backend_->resume_reading_if_drained();
+}
+
+void Client::send_error_and_ready(const pg::ErrorFields& e) {
+  std::string out;
+  pg::put_error(out, e);
+  pg::put_ready_for_query(out, 'I');
+  send(out.data(), out.size());
+}
+
+// --- metrics -------------------------------------------------------------------
+
+void Client::note_request(char type) {
+  if (type == 'd' || type == 'c' || type == 'f') return;  // COPY data belongs to its query
+  if (!in_cycle_) {
+    in_cycle_ = true;
+    if (queries_open_ == 0) {
+      // Just linked: the query starts now, as the wait ended.
+      query_start_ns_ = linked_ns_ != 0 ? linked_ns_ : uv_hrtime();
+      linked_ns_ = 0;
+      if (!in_tx_) {
+        in_tx_ = true;
+        tx_start_ns_ = query_start_ns_;
+      }
+    }
+  }
+  if (type == 'Q' || type == 'S' || type == 'F') {
+    in_cycle_ = false;
+    ++queries_open_;
+  }
+}
+
+void Client::query_done_metrics(char tx_status) {
+  if (queries_open_ == 0) return;
+  const uint64_t now = uv_hrtime();
+  stats_->query.observe_ns(now - query_start_ns_);
+  --queries_open_;
+  query_start_ns_ = now;  // a pipelined next query is timed from here
+  if (tx_status == 'I' && in_tx_) {
+    stats_->transaction.observe_ns(now - tx_start_ns_);
+    in_tx_ = false;
+  }
+  if ((queries_open_ > 0 || in_cycle_) && !in_tx_) {
+    in_tx_ = true;
+    tx_start_ns_ = now;
+  }
+}
+
+// --- ending ------------------------------------------------------------------
+
+void Client::invalid_message_type(uint8_t type) {
+  // As PostgreSQL answers it, but before a server connection is involved: a
+  // message the server would reject with FATAL must not look like a
+  // connection lost between transactions.
+  LOG_INFO("client %" PRIu64 ": invalid frontend message type %d", id_, type);
+  send_fatal(pg::sqlstate::kProtocolViolation,
+             "invalid frontend message type " + std::to_string(type), Reason::ClientProtocolError);
+}
+
+void Client::send_fatal(std::string_view sqlstate, std::string message, Reason why) {
+  pg::ErrorFields e;
+  e.severity = "FATAL";
+  e.sqlstate = std::string(sqlstate);
+  e.message = std::move(message);
+  fail(why, e);
+}
+
+void Client::fail(Reason why, const pg::ErrorFields& err) {
+  if (closing()) return;
+  if (!err.message.empty()) {
+    std::string out;
+    pg::put_error(out, err);
+    send(out.data(), out.size());
+  }
+  finish(why);
+}
+
+void Client::finish(Reason why) {
+  if (closing()) return;
+  close_reason_ = why;
+  if (metrics::WorkerStats* ws = worker_->stats(); ws != nullptr && metrics::is_client_error(why)) {
+    ws->client_errors[static_cast<int>(why)].add();
+  }
+  if (why == Reason::AuthRateLimited) {
+    // Logged once per address and window when the limit is reached.
+    LOG_DEBUG("client %" PRIu64 " closing: %s", id_, std::string(to_string(why)).c_str());
+  } else if (why != Reason::ClientClosed && why != Reason::CancelRequest) {
+    LOG_INFO("client %" PRIu64 " closing: %s (user=%s db=%s)", id_,
+             std::string(to_string(why)).c_str(), user_name_.c_str(), database_.c_str());
+  }
+  if (state_ == ClientState::Waiting && pool_ != nullptr) pool_->cancel_wait(*worker_, id_);
+  if (backend_ != nullptr) {
+    Backend* b = backend_;
+    backend_ = nullptr;
+    b->client_gone(pass_remaining_ > 0 || !backend_ready_);
+  }
+  if (cancel_pid_ != 0) worker_->server().unregister_cancel(cancel_pid_);
+  set_state(ClientState::Closing);
+  close();
+}
+
+void Client::on_io_error(int err) {
+  LOG_DEBUG("client %" PRIu64 ": socket error: %s", id_, strerror(err));
+  finish(Reason::ClientIoError);
+}
+
+void Client::on_closed() {
+  if (pool_ != nullptr) pool_->client_left();
+  worker_->client_destroyed(this);
+  if (counted_) worker_->server().remove_client();
+  delete this;
+}
+
+void Client::check_timeouts(uint64_t now) {
+  if (state_ == ClientState::Login && now - state_since_ > kLoginTimeoutMs) {
+    send_fatal(pg::sqlstate::kProtocolViolation, "login timeout", Reason::LoginTimeout);
+  } else if (state_ == ClientState::Waiting && pool_ != nullptr) {
+    auto limit = static_cast<uint64_t>(pool_->cfg().query_wait_timeout.count());
+    if (limit > 0 && now - state_since_ > limit) {
+      send_fatal(pg::sqlstate::kQueryCanceled,
+                 "query_wait_timeout: no server connection became available within " +
+                     std::to_string(limit) + " ms (pool \"" + pool_->cfg().name + "\")",
+                 Reason::QueryWaitTimeout);
+    }
+  }
+}
+
+void Client::on_shutdown() {
+  switch (state_) {
+    case ClientState::Login:
+      send_fatal(pg::sqlstate::kCannotConnectNow, "the database system is shutting down",
+                 Reason::Shutdown);
+      break;
+    case ClientState::Idle:
+    case ClientState::Waiting:
+      send_fatal(pg::sqlstate::kAdminShutdown,
+                 "terminating connection due to administrator command", Reason::Shutdown);
+      break;
+    case ClientState::Active:
+      // Its transaction finishes first; the backend releases it then.
+      if (backend_ != nullptr && backend_ready_ && pass_remaining_ == 0 && backend_->reusable()) {
+        send_fatal(pg::sqlstate::kAdminShutdown,
+                   "terminating connection due to administrator command", Reason::Shutdown);
+      }
+      break;
+    case ClientState::Closing:
+    case ClientState::Count:
+      break;
+  }
+}
+
+void Client::cancel_running_query() {
+  if (state_ != ClientState::Active || backend_ == nullptr) return;
+  auto handle = backend_->cancel_handle();
+  if (!handle) return;
+  LOG_DEBUG("client %" PRIu64 ": forwarding cancel to backend pid %d", id_, backend_->pid());
+  auto* work = new CancelWork;
+  work->req.data = work;
+  work->cancel = std::move(handle);
+  uv_queue_work(
+      worker_->loop(), &work->req,
+      [](uv_work_t* req) {
+        auto* wk = static_cast<CancelWork*>(req->data);
+        wk->ok = PQcancel(wk->cancel.get(), wk->err, sizeof wk->err) == 1;
+      },
+      [](uv_work_t* req, int) {
+        auto* wk = static_cast<CancelWork*>(req->data);
+        if (!wk->ok) LOG_WARN("cancel request failed: %s", wk->err);
+        delete wk;
+      });
+}
+
+}  // namespace sqlmux

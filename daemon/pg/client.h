@@ -1,0 +1,171 @@
+// A PostgreSQL client connection: startup, authentication, then relaying
+// its messages to whichever backend serves it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "daemon/core/auth_limiter.h"
+#include "daemon/core/pooled.h"
+#include "daemon/core/reason.h"
+#include "pool/intrusive_list.h"
+#include "pool/pg/prepared.h"
+#include "pool/pg/session_params.h"
+#include "protocol/pg/auth.h"
+#include "protocol/pg/codec.h"
+
+namespace sqlmux {
+
+class Backend;
+class Pool;
+struct UserAuth;
+namespace metrics {
+struct PoolStats;
+}
+namespace admin {
+class Session;
+}
+
+class Client final : public PooledClient {
+ public:
+  Client(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer = {});
+  ~Client() override;
+
+  [[nodiscard]] Backend* backend() const { return backend_; }
+  [[nodiscard]] PooledBackend* pooled_backend() const override;
+  [[nodiscard]] pool::SessionParams& params() { return params_; }
+  [[nodiscard]] pool::ClientStatements& statements() { return statements_; }
+  // Forgets a statement whose Parse failed or was skipped.
+  void forget_statement(const std::string& name) { statements_.remove(name); }
+
+  // Accepted on the admin console's listener: after authentication it is
+  // served by an admin::Session instead of a pool.
+  void mark_admin_port() { admin_port_ = true; }
+  // The listener's client_tls (SSLRequest answered 'S' unless Disable).
+  void set_client_tls(config::ClientTls mode) { client_tls_ = mode; }
+  [[nodiscard]] bool admin_port() const { return admin_port_; }
+  [[nodiscard]] admin::Session* admin_session() const override { return admin_.get(); }
+
+  // The pool linked a backend to this client (it was Waiting).
+  void on_backend_linked(PooledBackend* b) override;
+  // The backend finished preparing (session parameters applied).
+  void on_backend_ready();
+  // The backend is done with this client's transaction (ReadyForQuery 'I').
+  void on_backend_released();
+  // The backend failed under this client.
+  void on_backend_failed(Reason why, const pg::ErrorFields& err);
+  // The backend died outside a transaction with nothing outstanding: the
+  // next request gets another one (transparent reconnect).
+  void on_backend_lost_idle();
+  // Part of a message was relayed and the rest has not arrived yet.
+  [[nodiscard]] bool mid_message() const { return pass_remaining_ > 0; }
+  // A ParameterStatus the backend reported while serving this client.
+  void on_parameter_status(std::string_view name, std::string_view value);
+  // Relayed bytes from the backend (already framed by the backend side).
+  bool deliver(const uint8_t* p, size_t n) { return send(p, n); }
+  // Sends ErrorResponse + ReadyForQuery('I'): a non-fatal error of sqlmux's own.
+  void send_error_and_ready(const pg::ErrorFields& e);
+  // Backpressure from the backend side.
+  void resume_reading_if_drained();
+  // The server's ReadyForQuery ended one of this client's queries (metrics).
+  void query_done(char tx_status) {
+    if (stats_ != nullptr) query_done_metrics(tx_status);
+  }
+
+  // Fails the client: FATAL ErrorResponse (when err.message is set) and close.
+  void fail(Reason why, const pg::ErrorFields& err) override;
+  // Housekeeping: login and wait timeouts; shutdown.
+  void check_timeouts(uint64_t now) override;
+  void on_shutdown() override;
+  // A cancel request for this client arrived.
+  void cancel_running_query() override;
+
+ protected:
+  void on_readable() override;
+  void on_writable() override;
+  void on_io_error(int err) override;
+  void on_closed() override;
+
+ private:
+  friend class Worker;
+  friend class admin::Session;
+  enum class Login { Startup, Password, Md5, SaslInitial, SaslFinal };
+
+  void process_input();
+  bool handle_startup();
+  bool handle_auth_message();
+  // Refuses the login (FATAL 28000) while its address is rate-limited.
+  bool auth_rate_limited();
+  void start_auth();
+  void auth_succeeded();
+  void auth_failed(std::string_view detail);
+  void init_params(const pool::SessionParams& defaults);
+  void send_welcome();
+  void send_fatal(std::string_view sqlstate, std::string message, Reason why);
+  // FATAL 08P01 for a message type no logged-in client may send.
+  void invalid_message_type(uint8_t type);
+  void need_backend();
+  void relay_to_backend();
+  // Extended-protocol messages that name prepared statements (client_relay.cpp).
+  enum class Handled { Forward, Consumed, NeedMore, Failed };
+  // `out` receives bytes to send in the message's place when it is Consumed.
+  Handled handle_parse(const pg::Header& h, const uint8_t* m, size_t avail, std::string& out);
+  Handled handle_bind(const pg::Header& h, const uint8_t* m, size_t avail);
+  Handled handle_describe_or_close(const pg::Header& h, const uint8_t* m, size_t avail,
+                                   std::string& out);
+  Handled handle_query(const pg::Header& h, const uint8_t* m, size_t avail, std::string& out);
+  // A SET/RESET statement in a simple query: its setting is read back later.
+  void note_set_command(std::string_view stmt);
+  void ensure_prepared(const pool::StatementDef& def, std::string& out);
+  // True when the backend holds a current preparation (a stale one is
+  // closed through `out`, and false returned).
+  bool prepared_on_backend(const std::string& server_name, std::string& out);
+  void add_to_backend(const std::string& server_name, std::string& out);
+  void push_synthetic(pool::ResponseTracker::Entry e);
+  void finish(Reason why);
+  // Metrics: a request message begins or ends a query (Query, Sync, FunctionCall).
+  void note_request(char type);
+  void query_done_metrics(char tx_status);
+
+  Login login_ = Login::Startup;
+  bool over_limit_;
+  PeerAddress peer_;  // IP address (none for unix sockets): auth rate limiting
+  bool sent_ssl_answer_ = false;
+  bool welcome_sent_ = false;
+  bool counted_ = false;
+  const UserAuth* user_ = nullptr;
+  pool::SessionParams params_;  // desired session parameters
+  std::vector<std::pair<std::string, std::string>> startup_params_;
+  std::unique_ptr<pg::auth::ScramServer> scram_;
+  uint8_t md5_salt_[4] = {0, 0, 0, 0};
+  int32_t cancel_pid_ = 0;
+  int32_t cancel_key_ = 0;
+
+  Backend* backend_ = nullptr;
+  bool backend_ready_ = false;
+  size_t pass_remaining_ = 0;     // bytes of a message still being relayed
+  size_t drop_remaining_ = 0;     // bytes of a message being dropped (skip to Sync)
+  bool skip_until_sync_ = false;  // after an error sqlmux raised itself
+  bool synthetic_sent_ = false;
+  // Whether this client describes each portal before executing it (libpq's
+  // PQexecPrepared, psycopg 3) - then a re-prepared statement is safe for
+  // it - or relies on a cached row description (asyncpg). Learned.
+  bool describes_portals_ = true;
+  bool segment_described_ = false;
+  pool::ClientStatements statements_;
+  std::string scratch_;  // rewritten message prefixes
+  Reason close_reason_ = Reason::ClientClosed;
+
+  uint64_t query_start_ns_ = 0;  // the oldest query not answered yet
+  uint64_t tx_start_ns_ = 0;
+  uint32_t queries_open_ = 0;  // sent on, ReadyForQuery not yet back
+  bool in_cycle_ = false;      // extended-protocol messages before their Sync
+  bool in_tx_ = false;
+  bool admin_port_ = false;
+  config::ClientTls client_tls_ = config::ClientTls::Disable;
+  std::unique_ptr<admin::Session> admin_;
+};
+
+}  // namespace sqlmux

@@ -1,0 +1,417 @@
+#include "pool/pg/prepared.h"
+
+#include <openssl/evp.h>
+
+#include <cctype>
+
+namespace sqlmux::pool {
+
+std::string server_statement_name(std::string_view query, const std::vector<uint32_t>& types) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int md_len = 0;
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  EVP_DigestUpdate(ctx, query.data(), query.size());
+  // Types after a NUL that cannot occur in the query text.
+  EVP_DigestUpdate(ctx, "\0", 1);
+  for (uint32_t t : types) {
+    unsigned char be[4] = {static_cast<unsigned char>(t >> 24), static_cast<unsigned char>(t >> 16),
+                           static_cast<unsigned char>(t >> 8), static_cast<unsigned char>(t)};
+    EVP_DigestUpdate(ctx, be, 4);
+  }
+  EVP_DigestFinal_ex(ctx, md, &md_len);
+  EVP_MD_CTX_free(ctx);
+  static const char* hex = "0123456789abcdef";
+  std::string name = "sqlmux_";
+  for (int i = 0; i < 16; ++i) {
+    name += hex[md[i] >> 4];
+    name += hex[md[i] & 15];
+  }
+  return name;
+}
+
+StatementRef make_statement(std::string_view query, std::vector<uint32_t> types) {
+  auto def = std::make_shared<StatementDef>();
+  def->server_name = server_statement_name(query, types);
+  def->query = std::string(query);
+  def->param_types = std::move(types);
+  return def;
+}
+
+const ClientStatements::Entry* ClientStatements::find(std::string_view name) const {
+  auto it = map_.find(name);
+  return it == map_.end() ? nullptr : &it->second;
+}
+
+void ClientStatements::add(std::string_view name, StatementRef def, uint64_t epoch) {
+  map_[std::string(name)] = Entry{std::move(def), epoch};
+}
+
+bool ClientStatements::remove(std::string_view name) {
+  auto it = map_.find(name);
+  if (it == map_.end()) return false;
+  map_.erase(it);
+  return true;
+}
+
+bool BackendStatements::touch(const std::string& name) {
+  auto it = index_.find(name);
+  if (it == index_.end()) return false;
+  lru_.splice(lru_.end(), lru_, it->second.it);
+  return true;
+}
+
+uint64_t BackendStatements::epoch(const std::string& name) const {
+  auto it = index_.find(name);
+  return it == index_.end() ? 0 : it->second.epoch;
+}
+
+void BackendStatements::set_epoch(const std::string& name, uint64_t epoch) {
+  auto it = index_.find(name);
+  if (it != index_.end()) it->second.epoch = epoch;
+}
+
+bool StaleStatements::stale(const std::string& name, uint64_t prepared_epoch) const {
+  if (epoch_.load(std::memory_order_acquire) == prepared_epoch) return false;  // nothing since
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = invalidated_at_.find(name);
+  return it != invalidated_at_.end() && it->second > prepared_epoch;
+}
+
+bool StaleStatements::invalidate(const std::string& name, uint64_t copy_epoch) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = invalidated_at_.find(name);
+  if (it != invalidated_at_.end() && it->second > copy_epoch) return false;
+  uint64_t e = epoch_.load(std::memory_order_relaxed) + 1;
+  invalidated_at_[name] = e;
+  epoch_.store(e, std::memory_order_release);
+  return true;
+}
+
+std::optional<std::string> BackendStatements::insert(const std::string& name) {
+  if (touch(name)) return std::nullopt;
+  std::optional<std::string> evicted;
+  if (index_.size() >= capacity_) {
+    evicted = lru_.front();
+    index_.erase(lru_.front());
+    lru_.pop_front();
+  }
+  lru_.push_back(name);
+  index_[name] = Slot{std::prev(lru_.end()), 0};
+  return evicted;
+}
+
+void BackendStatements::erase(const std::string& name) {
+  auto it = index_.find(name);
+  if (it == index_.end()) return;
+  lru_.erase(it->second.it);
+  index_.erase(it);
+}
+
+void BackendStatements::clear() {
+  lru_.clear();
+  index_.clear();
+}
+
+ResponseTracker::Verdict ResponseTracker::classify(char type) const {
+  Verdict v;
+  if (q_.empty()) return v;  // unsolicited (notice, parameter status, notification)
+  const Entry& h = q_.front();
+  // Messages that can arrive at any time belong to no request.
+  if (type == 'N' || type == 'S' || type == 'A') return v;
+  v.forward = h.action != Action::Swallow;
+  switch (h.kind) {
+    case Kind::Parse:
+      v.completes = type == '1' || type == 'E';
+      break;
+    case Kind::Bind:
+      v.completes = type == '2' || type == 'E';
+      break;
+    case Kind::Close:
+      v.completes = type == '3' || type == 'E';
+      break;
+    case Kind::Describe:
+      v.completes = type == 'T' || type == 'n' || type == 'E';
+      break;
+    case Kind::Execute:
+      v.completes = type == 'C' || type == 'I' || type == 's' || type == 'E';
+      break;
+    case Kind::Sync:
+    case Kind::Query:
+    case Kind::Function:
+      v.completes = type == 'Z';
+      break;
+  }
+  if (type == 'E') {
+    // An error always reaches the client (even for an injected Parse: the
+    // client's next message fails because of it).
+    v.forward = true;
+    v.error_skip = h.kind != Kind::Sync && h.kind != Kind::Query && h.kind != Kind::Function;
+  }
+  return v;
+}
+
+bool ResponseTracker::push(Entry e) {
+  if (skipping_) {
+    if (e.kind != Kind::Sync) return false;
+    skipping_ = false;
+  }
+  if (recording_) {
+    switch (e.kind) {
+      case Kind::Bind:
+        break;
+      case Kind::Describe:
+        if (!recorded_executed_) recorded_describes_ = true;
+        break;
+      case Kind::Execute:
+        recorded_executed_ = true;
+        break;
+      case Kind::Sync:
+        recorded_complete_ = true;
+        recording_ = false;
+        break;
+      default:
+        clear_recording();  // not replayable
+        break;
+    }
+    if (e.action != Action::Forward) clear_recording();
+    if (recording_ || recorded_complete_) recorded_.push_back(e);
+  }
+  q_.push_back(std::move(e));
+  return true;
+}
+
+void ResponseTracker::start_recording() {
+  clear_recording();
+  recording_ = true;
+}
+
+void ResponseTracker::clear_recording() {
+  recording_ = false;
+  recorded_complete_ = false;
+  recorded_describes_ = false;
+  recorded_executed_ = false;
+  recorded_.clear();
+}
+
+void ResponseTracker::complete(bool error_skip, std::vector<Entry>* dropped) {
+  if (q_.empty()) return;
+  if (!error_skip) {
+    q_.pop_front();
+    return;
+  }
+  Entry head = std::move(q_.front());
+  q_.pop_front();
+  if (dropped != nullptr && (head.kind == Kind::Parse || head.kind == Kind::Close)) {
+    dropped->push_back(std::move(head));
+  }
+  // The server skips everything up to the next Sync.
+  while (!q_.empty() && q_.front().kind != Kind::Sync) {
+    // Skipped Parses create nothing, whether sent or answered by sqlmux;
+    // skipped Closes close nothing.
+    if (dropped != nullptr && (q_.front().kind == Kind::Parse || q_.front().kind == Kind::Close)) {
+      dropped->push_back(std::move(q_.front()));
+    }
+    q_.pop_front();
+  }
+  if (q_.empty()) skipping_ = true;  // the client's Sync is still to come
+}
+
+void ResponseTracker::take_synthetic(std::string& out, char tx_status) {
+  while (!q_.empty() && q_.front().action == Action::Synthetic) {
+    out += q_.front().reply;
+    if (q_.front().append_ready) {
+      const char z[6] = {'Z', 0, 0, 0, 5, tx_status};
+      out.append(z, sizeof z);
+    }
+    q_.pop_front();
+  }
+}
+
+namespace {
+
+struct Scanner {
+  std::string_view s;
+  size_t i = 0;
+  void ws() {
+    while (i < s.size()) {
+      if (std::isspace(static_cast<unsigned char>(s[i]))) {
+        ++i;
+      } else if (s.compare(i, 2, "--") == 0) {
+        while (i < s.size() && s[i] != '\n') ++i;
+      } else {
+        break;
+      }
+    }
+  }
+  bool keyword(std::string_view kw) {
+    size_t save = i;
+    ws();
+    if (s.size() - i < kw.size()) {
+      i = save;
+      return false;
+    }
+    for (size_t k = 0; k < kw.size(); ++k) {
+      if (std::toupper(static_cast<unsigned char>(s[i + k])) != kw[k]) {
+        i = save;
+        return false;
+      }
+    }
+    size_t end = i + kw.size();
+    if (end < s.size() && (std::isalnum(static_cast<unsigned char>(s[end])) || s[end] == '_')) {
+      i = save;
+      return false;
+    }
+    i = end;
+    return true;
+  }
+  // An identifier (folded to lower case) or a "quoted identifier"; dots allowed.
+  bool name(std::string& out) {
+    ws();
+    out.clear();
+    if (i < s.size() && s[i] == '"') {
+      ++i;
+      while (i < s.size()) {
+        if (s[i] == '"') {
+          if (i + 1 < s.size() && s[i + 1] == '"') {
+            out += '"';
+            i += 2;
+            continue;
+          }
+          ++i;
+          return !out.empty();
+        }
+        out += s[i++];
+      }
+      return false;
+    }
+    while (i < s.size() && (std::isalnum(static_cast<unsigned char>(s[i])) || s[i] == '_' ||
+                            s[i] == '.' || s[i] == '$')) {
+      out += static_cast<char>(std::tolower(static_cast<unsigned char>(s[i])));
+      ++i;
+    }
+    return !out.empty();
+  }
+  bool at_end() {
+    ws();
+    if (i < s.size() && s[i] == ';') ++i;
+    ws();
+    return i == s.size();
+  }
+};
+
+}  // namespace
+
+DeallocateCommand parse_deallocate(std::string_view sql) {
+  DeallocateCommand cmd;
+  Scanner sc{sql};
+  if (sc.keyword("DISCARD")) {
+    if (sc.keyword("ALL") && sc.at_end()) cmd.kind = DeallocateCommand::Kind::DiscardAll;
+    return cmd;
+  }
+  if (!sc.keyword("DEALLOCATE")) return cmd;
+  (void)sc.keyword("PREPARE");
+  Scanner probe = sc;
+  if (probe.keyword("ALL") && probe.at_end()) {
+    cmd.kind = DeallocateCommand::Kind::All;
+    return cmd;
+  }
+  std::string name;
+  if (sc.name(name) && sc.at_end()) {
+    cmd.kind = DeallocateCommand::Kind::One;
+    cmd.name = std::move(name);
+  }
+  return cmd;
+}
+
+SetCommand parse_set(std::string_view sql) {
+  SetCommand cmd;
+  Scanner sc{sql};
+  if (sc.keyword("RESET")) {
+    if (sc.keyword("ALL")) {
+      cmd.kind = SetCommand::Kind::ResetAll;
+      return cmd;
+    }
+    std::string name;
+    if (sc.name(name) && name != "session" && name != "role") {
+      cmd.kind = SetCommand::Kind::Reset;
+      cmd.name = std::move(name);
+    }
+    return cmd;
+  }
+  if (!sc.keyword("SET")) return cmd;
+  if (sc.keyword("LOCAL")) return cmd;
+  (void)sc.keyword("SESSION");
+  Scanner probe = sc;
+  if (probe.keyword("CHARACTERISTICS") || probe.keyword("AUTHORIZATION") ||
+      probe.keyword("TRANSACTION") || probe.keyword("ROLE") || probe.keyword("CONSTRAINTS")) {
+    return cmd;
+  }
+  std::string name;
+  if (!sc.name(name)) return cmd;
+  if (name == "time") {
+    if (!sc.keyword("ZONE")) return cmd;
+    name = "timezone";
+  } else if (!(sc.keyword("TO") || (sc.ws(), sc.i < sc.s.size() && sc.s[sc.i] == '='))) {
+    return cmd;
+  }
+  cmd.kind = SetCommand::Kind::Set;
+  cmd.name = std::move(name);
+  return cmd;
+}
+
+std::vector<std::string_view> split_statements(std::string_view sql) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  size_t i = 0;
+  const size_t n = sql.size();
+  while (i < n) {
+    char c = sql[i];
+    if (c == '\'' || c == '"') {
+      for (++i; i < n; ++i) {
+        if (sql[i] == c) {
+          if (i + 1 < n && sql[i + 1] == c) {
+            ++i;  // doubled quote
+            continue;
+          }
+          break;
+        }
+      }
+      ++i;
+    } else if (c == '-' && i + 1 < n && sql[i + 1] == '-') {
+      while (i < n && sql[i] != '\n') ++i;
+    } else if (c == '/' && i + 1 < n && sql[i + 1] == '*') {
+      int depth = 1;
+      for (i += 2; i < n && depth > 0; ++i) {
+        if (sql[i] == '/' && i + 1 < n && sql[i + 1] == '*') {
+          ++depth;
+          ++i;
+        } else if (sql[i] == '*' && i + 1 < n && sql[i + 1] == '/') {
+          --depth;
+          ++i;
+        }
+      }
+    } else if (c == '$') {
+      // $tag$ ... $tag$ (tag: letters, digits, underscores; not a $1 parameter)
+      size_t j = i + 1;
+      while (j < n && (std::isalnum(static_cast<unsigned char>(sql[j])) || sql[j] == '_')) ++j;
+      if (j < n && sql[j] == '$' &&
+          !(j > i + 1 && std::isdigit(static_cast<unsigned char>(sql[i + 1])))) {
+        std::string_view tag = sql.substr(i, j - i + 1);
+        size_t close = sql.find(tag, j + 1);
+        i = close == std::string_view::npos ? n : close + tag.size();
+      } else {
+        ++i;
+      }
+    } else if (c == ';') {
+      out.push_back(sql.substr(start, i - start));
+      start = ++i;
+    } else {
+      ++i;
+    }
+  }
+  if (start < n) out.push_back(sql.substr(start));
+  return out;
+}
+
+}  // namespace sqlmux::pool
