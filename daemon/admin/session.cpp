@@ -97,7 +97,7 @@ std::string num(uint64_t v) {
 
 }  // namespace
 
-std::unique_ptr<Session> Session::start(Client& c) {
+std::unique_ptr<Session> Session::start(PgClient& c) {
   Server& server = c.worker().server();
   if (c.database_ != kDatabase) {
     LOG_INFO("admin console: client %" PRIu64 " (user %s) asked for database \"%s\"", c.id(),
@@ -134,7 +134,7 @@ std::unique_ptr<Session> Session::start(Client& c) {
   return std::make_unique<Session>(c);
 }
 
-Session::Session(Client& c) : c_(c), server_(c.worker().server()) {}
+Session::Session(PgClient& c) : c_(c), server_(c.worker().server()) {}
 
 Session::~Session() {
   if (timer_ != nullptr) {

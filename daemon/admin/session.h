@@ -22,7 +22,7 @@
 
 namespace sqlmux {
 
-class Client;
+class PgClient;
 class Pool;
 class Server;
 class Worker;
@@ -82,8 +82,8 @@ class Session {
  public:
   // After authentication on the admin listener: checks the database and
   // the user, greets the client; nullptr when it was refused (and closed).
-  [[nodiscard]] static std::unique_ptr<Session> start(Client& c);
-  explicit Session(Client& c);
+  [[nodiscard]] static std::unique_ptr<Session> start(PgClient& c);
+  explicit Session(PgClient& c);
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
   ~Session();
@@ -114,7 +114,7 @@ class Session {
   void pause_check(const std::vector<WorkerPart>& parts);
   static void on_pause_timer(uv_timer_t* t);
 
-  Client& c_;
+  PgClient& c_;
   Server& server_;
   bool busy_ = false;          // a job runs; input waits
   bool skip_to_sync_ = false;  // after refusing an extended-protocol message

@@ -31,7 +31,7 @@ class Worker;
 
 // A backend host as one pool uses it. Fields below `status` are guarded by
 // the pool's mutex. Entries live as long as their pool (a reload that drops
-// a host only unlists it), so a Backend may keep a pointer.
+// a host only unlists it), so a backend may keep a pointer.
 struct PoolHost {
   HostStatus* status = nullptr;  // shared: health, observed role, DISABLE
   config::Address address;

@@ -218,7 +218,7 @@ PooledBackend* open_backend(Worker& w, Pool& pool, PoolHost& host, uint64_t for_
   if (pool.cfg().protocol == config::Protocol::Mysql) {
     return MyBackend::connect(w, pool, host, for_client, tried, error);
   }
-  return Backend::connect(w, pool, host, for_client, tried, error);
+  return PgBackend::connect(w, pool, host, for_client, tried, error);
 }
 
 }  // namespace sqlmux

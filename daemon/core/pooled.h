@@ -1,6 +1,6 @@
 // What a pool, a worker and the admin console need of a client or a
-// backend connection, whatever protocol it speaks. PostgreSQL's Client /
-// Backend and MySQL's MyClient / MyBackend derive from these.
+// backend connection, whatever protocol it speaks. PostgreSQL's PgClient /
+// PgBackend and MySQL's MyClient / MyBackend derive from these.
 //
 // The state fields live here so that each state has one list (Worker's),
 // changed in one function (set_state).
@@ -148,7 +148,7 @@ class PooledBackend : public Conn {
   Worker* move_target_ = nullptr;
 };
 
-// Opens a backend of the pool's protocol (Backend::connect or
+// Opens a backend of the pool's protocol (PgBackend::connect or
 // MyBackend::connect; see there).
 [[nodiscard]] PooledBackend* open_backend(Worker& w, Pool& pool, PoolHost& host,
                                           uint64_t for_client, uint64_t tried, std::string& error);

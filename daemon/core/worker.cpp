@@ -258,7 +258,7 @@ void Worker::accept_from(int lfd) {
       }
       continue;
     }
-    auto* c = new Client(*this, fd, server_.next_client_id(), over,
+    auto* c = new PgClient(*this, fd, server_.next_client_id(), over,
                          PeerAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss)));
     if (std::find(admin_fds_.begin(), admin_fds_.end(), lfd) != admin_fds_.end())
       c->mark_admin_port();

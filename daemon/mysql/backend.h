@@ -23,7 +23,7 @@ class MyClient;
 
 class MyBackend final : public PooledBackend {
  public:
-  // Starts a TCP connect for `pool` to `host` (see Backend::connect).
+  // Starts a TCP connect for `pool` to `host` (see PgBackend::connect).
   static MyBackend* connect(Worker& w, Pool& pool, PoolHost& host, uint64_t for_client,
                             uint64_t tried, std::string& error);
 

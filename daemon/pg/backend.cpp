@@ -42,7 +42,7 @@ constexpr const char* kReportedParams[] = {
 };
 }  // namespace
 
-Backend* Backend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t for_client,
+PgBackend* PgBackend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t for_client,
                           uint64_t tried, std::string& error) {
   const config::PoolConfig& cfg = pool.cfg();  // one version throughout (reload swaps it)
   const config::Address& addr = where.address;
@@ -74,7 +74,7 @@ Backend* Backend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t for_c
     PQfinish(pg);
     return nullptr;
   }
-  auto* b = new Backend(w, pool, pg, PQsocket(pg), for_client);
+  auto* b = new PgBackend(w, pool, pg, PQsocket(pg), for_client);
   // Writable first: PQconnectPoll starts as if it had said "writing".
   if (!b->start_connecting(where, tried)) {
     error.clear();  // handled: connect_failed told the pool and the client
@@ -83,32 +83,32 @@ Backend* Backend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t for_c
   return b;
 }
 
-Backend::Backend(Worker& w, Pool& pool, PGconn* pg, int fd, uint64_t for_client)
+PgBackend::PgBackend(Worker& w, Pool& pool, PGconn* pg, int fd, uint64_t for_client)
     : PooledBackend(w, pool, fd, false, for_client),
       pg_(pg),
       statements_(pool.cfg().max_prepared_statements) {}
 
-PooledClient* Backend::pooled_client() const {
+PooledClient* PgBackend::pooled_client() const {
   return client_;
 }
 
-Backend::~Backend() {
+PgBackend::~PgBackend() {
   // PQfinish sends Terminate and closes libpq's socket (the one we polled).
   if (pg_ != nullptr) PQfinish(pg_);
 }
 
-bool Backend::reusable() const {
+bool PgBackend::reusable() const {
   return tracker_.empty() && tx_status_ == 'I' && pass_remaining_ == 0 &&
          internal_ == Internal::None && !pinned_;
 }
 
 // --- connecting ----------------------------------------------------------------
 
-void Backend::on_poll_writable() {
+void PgBackend::on_poll_writable() {
   if (state_ == BackendState::Connecting) drive_connect();
 }
 
-void Backend::drive_connect() {
+void PgBackend::drive_connect() {
   PostgresPollingStatusType st = PQconnectPoll(pg_);
   int sock = PQsocket(pg_);
   if (st != PGRES_POLLING_FAILED && sock >= 0 && sock != fd_) {
@@ -136,7 +136,7 @@ void Backend::drive_connect() {
   }
 }
 
-void Backend::connected() {
+void PgBackend::connected() {
   pid_ = PQbackendPID(pg_);
   if (PQsslInUse(pg_) != 0) {
     // libpq negotiated TLS (server_tls): sqlmux relays through its session.
@@ -158,7 +158,7 @@ void Backend::connected() {
 
 // --- linking and relaying ------------------------------------------------------
 
-void Backend::link(Client* c) {
+void PgBackend::link(PgClient* c) {
   assert(client_ == nullptr && internal_ == Internal::None);
   LOG_DEBUG("backend pid %d linked to client %" PRIu64 " (cached statements %zu, in %zu)", pid_,
             c->id(), statements_.size(), in_.size());
@@ -187,7 +187,7 @@ void Backend::link(Client* c) {
   run_internal(Internal::Sync, {sql});
 }
 
-void Backend::note_command_tag(std::string_view tag) {
+void PgBackend::note_command_tag(std::string_view tag) {
   const bool session = pool_.cfg().mode == config::PoolMode::Session;
   if (session) {
     // What a replacement connection would lack; plain statements are fine.
@@ -220,7 +220,7 @@ void Backend::note_command_tag(std::string_view tag) {
   }
 }
 
-bool Backend::note_bind_error(std::string_view body, const std::string& server_name) {
+bool PgBackend::note_bind_error(std::string_view body, const std::string& server_name) {
   pg::ErrorFields e;
   if (!pg::parse_error_fields(body, e)) return false;
   if (e.sqlstate == pg::sqlstate::kFeatureNotSupported &&
@@ -239,7 +239,7 @@ namespace {
 constexpr size_t kMaxReplayBytes = 64 * 1024;
 }
 
-bool Backend::forward(const uint8_t* p, size_t n) {
+bool PgBackend::forward(const uint8_t* p, size_t n) {
   if (replay_bytes_on_) {
     if (replay_bytes_.size() + n > kMaxReplayBytes) {
       clear_replay();  // too large to keep a copy of: no replay
@@ -250,7 +250,7 @@ bool Backend::forward(const uint8_t* p, size_t n) {
   return send(p, n);
 }
 
-void Backend::begin_replay(pool::StatementRef def, std::string client_name) {
+void PgBackend::begin_replay(pool::StatementRef def, std::string client_name) {
   clear_replay();
   tracker_.start_recording();
   replay_bytes_on_ = true;
@@ -258,7 +258,7 @@ void Backend::begin_replay(pool::StatementRef def, std::string client_name) {
   replay_client_name_ = std::move(client_name);
 }
 
-void Backend::clear_replay() {
+void PgBackend::clear_replay() {
   tracker_.clear_recording();
   replay_bytes_.clear();
   replay_bytes_on_ = false;
@@ -266,7 +266,7 @@ void Backend::clear_replay() {
   replay_client_name_.clear();
 }
 
-bool Backend::can_replay(const std::string& server_name) const {
+bool PgBackend::can_replay(const std::string& server_name) const {
   return client_ != nullptr && replay_def_ && replay_def_->server_name == server_name &&
          !replay_bytes_on_ && tracker_.recorded_complete() && tracker_.recorded_describes();
 }
@@ -274,7 +274,7 @@ bool Backend::can_replay(const std::string& server_name) const {
 // The segment failed at its first Bind because the plan went stale; the
 // server rolled back nothing of it (nothing ran) and the client saw nothing.
 // Prepare the statement again and send the segment once more.
-void Backend::replay() {
+void PgBackend::replay() {
   const std::string& name = replay_def_->server_name;
   LOG_INFO("backend pid %d: re-prepared %s after a schema change and replayed the client's request",
            pid_, name.c_str());
@@ -309,7 +309,7 @@ void Backend::replay() {
   send(out.data(), out.size());
 }
 
-void Backend::forget_failed_parse(const pool::ResponseTracker::Entry& e) {
+void PgBackend::forget_failed_parse(const pool::ResponseTracker::Entry& e) {
   if (e.kind == pool::ResponseTracker::Kind::Close) {
     // An eviction the server skipped: the statement is still there, but no
     // longer in the cache. Clear them all before the next client.
@@ -320,7 +320,7 @@ void Backend::forget_failed_parse(const pool::ResponseTracker::Entry& e) {
   if (!e.client_stmt.empty() && client_ != nullptr) client_->forget_statement(e.client_stmt);
 }
 
-void Backend::emit_synthetic() {
+void PgBackend::emit_synthetic() {
   std::string out;
   tracker_.take_synthetic(out, tx_status_);
   if (!out.empty() && client_ != nullptr) {
@@ -328,7 +328,7 @@ void Backend::emit_synthetic() {
   }
 }
 
-bool Backend::finish_if_answered() {
+bool PgBackend::finish_if_answered() {
   if (client_ == nullptr || internal_ != Internal::None || !tracker_.empty() || tx_status_ != 'I' ||
       pass_remaining_ != 0 || !in_.empty() || pinned_ ||
       pool_.cfg().mode == config::PoolMode::Session) {
@@ -339,7 +339,7 @@ bool Backend::finish_if_answered() {
 }
 
 // The client's transaction is over (ReadyForQuery 'I', nothing owed).
-void Backend::transaction_done() {
+void PgBackend::transaction_done() {
   LOG_DEBUG("backend pid %d: transaction done for client %" PRIu64, pid_,
             client_ != nullptr ? client_->id() : 0);
   if (!pending_sets_.empty()) {
@@ -353,7 +353,7 @@ void Backend::transaction_done() {
     run_internal(Internal::Capture, {sql});
     return;
   }
-  Client* c = client_;
+  PgClient* c = client_;
   client_ = nullptr;
   if (!held_rfq_.empty()) {
     c->deliver(reinterpret_cast<const uint8_t*>(held_rfq_.data()), held_rfq_.size());
@@ -363,7 +363,7 @@ void Backend::transaction_done() {
   c->on_backend_released();
 }
 
-void Backend::capture_done() {
+void PgBackend::capture_done() {
   for (size_t i = 0; i < pending_sets_.size(); ++i) {
     const std::string& name = pending_sets_[i];
     const auto* cur = params_.find(name);
@@ -381,7 +381,7 @@ void Backend::capture_done() {
   transaction_done();
 }
 
-void Backend::relay_to_client() {
+void PgBackend::relay_to_client() {
   const bool session = pool_.cfg().mode == config::PoolMode::Session;
   const bool statement = pool_.cfg().mode == config::PoolMode::Statement;
   size_t fwd = 0;
@@ -521,7 +521,7 @@ void Backend::relay_to_client() {
       client_->send_error_and_ready(e);
       stmt_violation_ = true;
       if (tracker_.empty()) {
-        Client* c = client_;
+        PgClient* c = client_;
         client_ = nullptr;
         release_or_reset();
         c->on_backend_released();
@@ -556,17 +556,17 @@ void Backend::relay_to_client() {
   if (client_ != nullptr && client_->queued() > kHighWater) want_read(false);
 }
 
-void Backend::resume_reading_if_drained() {
+void PgBackend::resume_reading_if_drained() {
   if (closing() || reading()) return;
   want_read(true);
   if (!in_.empty() && client_ != nullptr && internal_ == Internal::None) relay_to_client();
 }
 
-void Backend::on_writable() {
+void PgBackend::on_writable() {
   if (client_ != nullptr) client_->resume_reading_if_drained();
 }
 
-void Backend::client_gone(bool client_mid_message) {
+void PgBackend::client_gone(bool client_mid_message) {
   client_ = nullptr;
   if (closing()) return;
   if (internal_ == Internal::Sync) return;  // finishes, then internal_done() resets
@@ -579,7 +579,7 @@ void Backend::client_gone(bool client_mid_message) {
   release_or_reset();
 }
 
-void Backend::release_or_reset() {
+void PgBackend::release_or_reset() {
   std::vector<std::string> queries;
   if (tx_status_ != 'I') queries.emplace_back("ROLLBACK");
   if (pool_.cfg().mode == config::PoolMode::Session) {
@@ -600,7 +600,7 @@ void Backend::release_or_reset() {
 
 // --- sqlmux's own queries --------------------------------------------------------
 
-void Backend::run_internal(Internal kind, const std::vector<std::string>& queries) {
+void PgBackend::run_internal(Internal kind, const std::vector<std::string>& queries) {
   internal_ = kind;
   internal_rfq_ = static_cast<int>(queries.size());
   internal_failed_ = false;
@@ -610,7 +610,7 @@ void Backend::run_internal(Internal kind, const std::vector<std::string>& querie
   send(out.data(), out.size());
 }
 
-void Backend::process_internal() {
+void PgBackend::process_internal() {
   while (internal_ != Internal::None && !closing()) {
     pg::Message m;
     size_t used = 0;
@@ -685,7 +685,7 @@ void Backend::process_internal() {
   }
 }
 
-void Backend::internal_done() {
+void PgBackend::internal_done() {
   Internal kind = internal_;
   internal_ = Internal::None;
   if (kind == Internal::Capture) {
@@ -701,7 +701,7 @@ void Backend::internal_done() {
       LOG_WARN("backend pid %d: applying session parameters failed: %s (%s)", pid_,
                internal_error_.message.c_str(), internal_error_.sqlstate.c_str());
       if (client_ != nullptr) {
-        Client* c = client_;
+        PgClient* c = client_;
         client_ = nullptr;
         pg::ErrorFields e = internal_error_;
         e.severity = "FATAL";
@@ -746,13 +746,13 @@ void Backend::internal_done() {
 
 // --- idle in the pool --------------------------------------------------------------
 
-void Backend::became_idle() {
+void PgBackend::became_idle() {
   if (state_ != BackendState::Idle) set_state(BackendState::Idle);
   want_read(true);
   if (!in_.empty()) process_idle();
 }
 
-void Backend::process_idle() {
+void PgBackend::process_idle() {
   while (!closing()) {
     pg::Message m;
     size_t used = 0;
@@ -783,7 +783,7 @@ void Backend::process_idle() {
   }
 }
 
-void Backend::on_readable() {
+void PgBackend::on_readable() {
   if (state_ == BackendState::Connecting) {
     drive_connect();
     return;
@@ -813,24 +813,24 @@ void Backend::on_readable() {
 
 // --- ending ----------------------------------------------------------------------
 
-bool Backend::client_can_move() const {
+bool PgBackend::client_can_move() const {
   return client_ != nullptr && tracker_.empty() && tx_status_ == 'I' && pass_remaining_ == 0 &&
          internal_ == Internal::None && !pinned_ && !session_state_ && out_.empty() &&
          !client_->mid_message();
 }
 
-void Backend::fail(Reason why, const char* detail) {
+void PgBackend::fail(Reason why, const char* detail) {
   if (closing()) return;
   LOG_WARN("backend pid %d (pool %s) failed: %s: %s", pid_, pool_.label().c_str(),
            std::string(to_string(why)).c_str(), detail);
   if (client_can_move()) {
     // Outside a transaction with nothing outstanding: the client gets
     // another server connection at its next request.
-    Client* c = client_;
+    PgClient* c = client_;
     client_ = nullptr;
     c->on_backend_lost_idle();
   } else if (client_ != nullptr) {
-    Client* c = client_;
+    PgClient* c = client_;
     client_ = nullptr;
     pg::ErrorFields e;  // no message: nothing is sent
     if (!fatal_relayed_) {
@@ -843,11 +843,11 @@ void Backend::fail(Reason why, const char* detail) {
   terminate(why);
 }
 
-void Backend::on_terminate() {
+void PgBackend::on_terminate() {
   client_ = nullptr;  // PQfinish (in the destructor) sends Terminate
 }
 
-void Backend::on_io_error(int err) {
+void PgBackend::on_io_error(int err) {
   if (state_ == BackendState::Connecting) {
     // libpq reads the socket's error and says why (e.g. connection refused);
     // connect_failed() then fails the client the connection was opened for.

@@ -19,31 +19,31 @@
 
 namespace sqlmux {
 
-class Client;
+class PgClient;
 class Pool;
 struct PoolHost;
 namespace metrics {
 struct PoolStats;
 }
 
-class Backend final : public PooledBackend {
+class PgBackend final : public PooledBackend {
  public:
   // Starts a libpq connection for `pool` to `host`; for_client = the
   // waiting client it was opened for (0: none); tried = the pool's hosts
   // tried for that client so far (bit i = host i), this one included.
   // Returns nullptr when libpq cannot even start (error set), or when the
   // failure was handled already (error empty).
-  static Backend* connect(Worker& w, Pool& pool, PoolHost& host, uint64_t for_client,
+  static PgBackend* connect(Worker& w, Pool& pool, PoolHost& host, uint64_t for_client,
                           uint64_t tried, std::string& error);
 
-  [[nodiscard]] Client* client() const { return client_; }
+  [[nodiscard]] PgClient* client() const { return client_; }
   [[nodiscard]] PooledClient* pooled_client() const override;
   [[nodiscard]] const pool::SessionParams& params() const { return params_; }
   [[nodiscard]] bool reusable() const;
 
   // Links to a client and applies its session parameters; calls
   // client->on_backend_ready() when the backend is ready to relay.
-  void link(Client* c);
+  void link(PgClient* c);
   // Relays the client's bytes (whole messages or a streamed part of one);
   // the client side has pushed what they owe onto tracker().
   bool forward(const uint8_t* p, size_t n);
@@ -84,8 +84,8 @@ class Backend final : public PooledBackend {
 
  private:
   enum class Internal { None, Sync, Reset, Capture };
-  Backend(Worker& w, Pool& pool, PGconn* pg, int fd, uint64_t for_client);
-  ~Backend() override;
+  PgBackend(Worker& w, Pool& pool, PGconn* pg, int fd, uint64_t for_client);
+  ~PgBackend() override;
   void drive_connect();
   void connected();
   void relay_to_client();
@@ -109,7 +109,7 @@ class Backend final : public PooledBackend {
   void capture_done();
   PGconn* pg_;
   std::shared_ptr<PGcancel> cancel_;
-  Client* client_ = nullptr;
+  PgClient* client_ = nullptr;
   pool::SessionParams params_;
   std::vector<pool::ParamChange> pending_changes_;
 

@@ -30,18 +30,18 @@ struct CancelWork {
 };
 }  // namespace
 
-Client::Client(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer)
+PgClient::PgClient(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer)
     : PooledClient(w, fd, id), over_limit_(over_limit), peer_(peer), counted_(true) {}
 
-Client::~Client() = default;
+PgClient::~PgClient() = default;
 
-PooledBackend* Client::pooled_backend() const {
+PooledBackend* PgClient::pooled_backend() const {
   return backend_;
 }
 
 // --- input -----------------------------------------------------------------
 
-void Client::on_readable() {
+void PgClient::on_readable() {
   if (state_ != ClientState::Active && in_.size() >= kMaxPendingInput) {
     want_read(false);  // resumes when a backend takes the bytes
     return;
@@ -67,7 +67,7 @@ void Client::on_readable() {
   process_input();
 }
 
-void Client::process_input() {
+void PgClient::process_input() {
   while (!closing()) {
     switch (state_) {
       case ClientState::Login: {
@@ -109,7 +109,7 @@ void Client::process_input() {
   }
 }
 
-bool Client::handle_startup() {
+bool PgClient::handle_startup() {
   pg::StartupPacket pkt;
   size_t used = 0;
   std::string err;
@@ -248,7 +248,7 @@ bool Client::handle_startup() {
   return true;
 }
 
-bool Client::auth_rate_limited() {
+bool PgClient::auth_rate_limited() {
   const auto& sc = worker_->server().config().server;
   uint64_t retry_ms = 0;
   if (sc.auth_failure_limit == 0 ||
@@ -271,7 +271,7 @@ bool Client::auth_rate_limited() {
   return true;
 }
 
-void Client::start_auth() {
+void PgClient::start_auth() {
   user_ = worker_->server().find_user(user_name_);
   config::AuthMethod method = user_ != nullptr ? user_->method : config::AuthMethod::ScramSha256;
   std::string out;
@@ -304,7 +304,7 @@ void Client::start_auth() {
   send(out.data(), out.size());
 }
 
-bool Client::handle_auth_message() {
+bool PgClient::handle_auth_message() {
   pg::Message m;
   size_t used = 0;
   switch (pg::decode_message(in_.data(), in_.size(), kMaxAuthMessage, m, used)) {
@@ -423,7 +423,7 @@ bool Client::handle_auth_message() {
   return false;
 }
 
-void Client::auth_failed(std::string_view detail) {
+void PgClient::auth_failed(std::string_view detail) {
   LOG_INFO("client %" PRIu64 ": password authentication failed for user \"%s\" (%.*s)", id_,
            user_name_.c_str(), static_cast<int>(detail.size()), detail.data());
   const auto& sc = worker_->server().config().server;
@@ -439,7 +439,7 @@ void Client::auth_failed(std::string_view detail) {
              "password authentication failed for user \"" + user_name_ + "\"", Reason::AuthFailed);
 }
 
-void Client::auth_succeeded() {
+void PgClient::auth_succeeded() {
   if (user_ == nullptr) {
     auth_failed("no such user");
     return;
@@ -478,7 +478,7 @@ void Client::auth_succeeded() {
   }
 }
 
-void Client::init_params(const pool::SessionParams& defaults) {
+void PgClient::init_params(const pool::SessionParams& defaults) {
   params_ = defaults;
   for (auto& [k, v] : startup_params_) {
     const auto* d = defaults.find(k);
@@ -488,7 +488,7 @@ void Client::init_params(const pool::SessionParams& defaults) {
   startup_params_.shrink_to_fit();
 }
 
-void Client::send_welcome() {
+void PgClient::send_welcome() {
   std::string out;
   for (const auto& [key, e] : params_.entries()) {
     if (e.reported) pg::put_parameter_status(out, e.name, e.value);
@@ -509,20 +509,20 @@ void Client::send_welcome() {
 
 // --- backends ----------------------------------------------------------------
 
-void Client::need_backend() {
+void PgClient::need_backend() {
   backend_ready_ = false;
   acquire_backend();
 }
 
-void Client::on_backend_linked(PooledBackend* pb) {
+void PgClient::on_backend_linked(PooledBackend* pb) {
   assert(state_ == ClientState::Waiting && backend_ == nullptr);
-  auto* b = static_cast<Backend*>(pb);  // a PostgreSQL pool opens PostgreSQL backends
+  auto* b = static_cast<PgBackend*>(pb);  // a PostgreSQL pool opens PostgreSQL backends
   backend_ = b;
   set_state(ClientState::Active);
   b->link(this);
 }
 
-void Client::on_backend_ready() {
+void PgClient::on_backend_ready() {
   backend_ready_ = true;
   if (!welcome_sent_) {
     pool::SessionParams reported;
@@ -534,7 +534,7 @@ void Client::on_backend_ready() {
     send_welcome();
     // The backend came only to introduce the server; the first query links
     // one again (with this client's parameters applied).
-    Backend* b = backend_;
+    PgBackend* b = backend_;
     backend_ = nullptr;
     backend_ready_ = false;
     set_state(ClientState::Idle);
@@ -545,7 +545,7 @@ void Client::on_backend_ready() {
   process_input();
 }
 
-void Client::on_backend_released() {
+void PgClient::on_backend_released() {
   backend_ = nullptr;
   backend_ready_ = false;
   // Requests sqlmux answered itself (no ReadyForQuery from the server)
@@ -562,13 +562,13 @@ void Client::on_backend_released() {
   process_input();
 }
 
-void Client::on_backend_failed(Reason why, const pg::ErrorFields& err) {
+void PgClient::on_backend_failed(Reason why, const pg::ErrorFields& err) {
   backend_ = nullptr;
   backend_ready_ = false;
   fail(why, err);
 }
 
-void Client::on_backend_lost_idle() {
+void PgClient::on_backend_lost_idle() {
   LOG_INFO("client %" PRIu64
            ": server connection lost between transactions; the next one "
            "gets another",
@@ -580,22 +580,22 @@ void Client::on_backend_lost_idle() {
   want_read(true);
 }
 
-void Client::on_parameter_status(std::string_view name, std::string_view value) {
+void PgClient::on_parameter_status(std::string_view name, std::string_view value) {
   const auto* e = params_.find(name);
   params_.set(e != nullptr ? std::string_view(e->name) : name, value, true);
 }
 
-void Client::resume_reading_if_drained() {
+void PgClient::resume_reading_if_drained() {
   if (closing() || reading()) return;
   want_read(true);
   process_input();
 }
 
-void Client::on_writable() {
+void PgClient::on_writable() {
   if (backend_ != nullptr) backend_->resume_reading_if_drained();
 }
 
-void Client::send_error_and_ready(const pg::ErrorFields& e) {
+void PgClient::send_error_and_ready(const pg::ErrorFields& e) {
   std::string out;
   pg::put_error(out, e);
   pg::put_ready_for_query(out, 'I');
@@ -604,7 +604,7 @@ void Client::send_error_and_ready(const pg::ErrorFields& e) {
 
 // --- metrics -------------------------------------------------------------------
 
-void Client::note_request(char type) {
+void PgClient::note_request(char type) {
   if (type == 'd' || type == 'c' || type == 'f') return;  // COPY data belongs to its query
   if (!in_cycle_) {
     in_cycle_ = true;
@@ -624,7 +624,7 @@ void Client::note_request(char type) {
   }
 }
 
-void Client::query_done_metrics(char tx_status) {
+void PgClient::query_done_metrics(char tx_status) {
   if (queries_open_ == 0) return;
   const uint64_t now = uv_hrtime();
   stats_->query.observe_ns(now - query_start_ns_);
@@ -642,7 +642,7 @@ void Client::query_done_metrics(char tx_status) {
 
 // --- ending ------------------------------------------------------------------
 
-void Client::invalid_message_type(uint8_t type) {
+void PgClient::invalid_message_type(uint8_t type) {
   // As PostgreSQL answers it, but before a server connection is involved: a
   // message the server would reject with FATAL must not look like a
   // connection lost between transactions.
@@ -651,7 +651,7 @@ void Client::invalid_message_type(uint8_t type) {
              "invalid frontend message type " + std::to_string(type), Reason::ClientProtocolError);
 }
 
-void Client::send_fatal(std::string_view sqlstate, std::string message, Reason why) {
+void PgClient::send_fatal(std::string_view sqlstate, std::string message, Reason why) {
   pg::ErrorFields e;
   e.severity = "FATAL";
   e.sqlstate = std::string(sqlstate);
@@ -659,7 +659,7 @@ void Client::send_fatal(std::string_view sqlstate, std::string message, Reason w
   fail(why, e);
 }
 
-void Client::fail(Reason why, const pg::ErrorFields& err) {
+void PgClient::fail(Reason why, const pg::ErrorFields& err) {
   if (closing()) return;
   if (!err.message.empty()) {
     std::string out;
@@ -669,7 +669,7 @@ void Client::fail(Reason why, const pg::ErrorFields& err) {
   finish(why);
 }
 
-void Client::finish(Reason why) {
+void PgClient::finish(Reason why) {
   if (closing()) return;
   close_reason_ = why;
   if (metrics::WorkerStats* ws = worker_->stats(); ws != nullptr && metrics::is_client_error(why)) {
@@ -684,7 +684,7 @@ void Client::finish(Reason why) {
   }
   if (state_ == ClientState::Waiting && pool_ != nullptr) pool_->cancel_wait(*worker_, id_);
   if (backend_ != nullptr) {
-    Backend* b = backend_;
+    PgBackend* b = backend_;
     backend_ = nullptr;
     b->client_gone(pass_remaining_ > 0 || !backend_ready_);
   }
@@ -693,19 +693,19 @@ void Client::finish(Reason why) {
   close();
 }
 
-void Client::on_io_error(int err) {
+void PgClient::on_io_error(int err) {
   LOG_DEBUG("client %" PRIu64 ": socket error: %s", id_, strerror(err));
   finish(Reason::ClientIoError);
 }
 
-void Client::on_closed() {
+void PgClient::on_closed() {
   if (pool_ != nullptr) pool_->client_left();
   worker_->client_destroyed(this);
   if (counted_) worker_->server().remove_client();
   delete this;
 }
 
-void Client::check_timeouts(uint64_t now) {
+void PgClient::check_timeouts(uint64_t now) {
   if (state_ == ClientState::Login && now - state_since_ > kLoginTimeoutMs) {
     send_fatal(pg::sqlstate::kProtocolViolation, "login timeout", Reason::LoginTimeout);
   } else if (state_ == ClientState::Waiting && pool_ != nullptr) {
@@ -719,7 +719,7 @@ void Client::check_timeouts(uint64_t now) {
   }
 }
 
-void Client::on_shutdown() {
+void PgClient::on_shutdown() {
   switch (state_) {
     case ClientState::Login:
       send_fatal(pg::sqlstate::kCannotConnectNow, "the database system is shutting down",
@@ -743,7 +743,7 @@ void Client::on_shutdown() {
   }
 }
 
-void Client::cancel_running_query() {
+void PgClient::cancel_running_query() {
   if (state_ != ClientState::Active || backend_ == nullptr) return;
   auto handle = backend_->cancel_handle();
   if (!handle) return;

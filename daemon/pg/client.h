@@ -18,7 +18,7 @@
 
 namespace sqlmux {
 
-class Backend;
+class PgBackend;
 class Pool;
 struct UserAuth;
 namespace metrics {
@@ -28,12 +28,12 @@ namespace admin {
 class Session;
 }
 
-class Client final : public PooledClient {
+class PgClient final : public PooledClient {
  public:
-  Client(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer = {});
-  ~Client() override;
+  PgClient(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer = {});
+  ~PgClient() override;
 
-  [[nodiscard]] Backend* backend() const { return backend_; }
+  [[nodiscard]] PgBackend* backend() const { return backend_; }
   [[nodiscard]] PooledBackend* pooled_backend() const override;
   [[nodiscard]] pool::SessionParams& params() { return params_; }
   [[nodiscard]] pool::ClientStatements& statements() { return statements_; }
@@ -143,7 +143,7 @@ class Client final : public PooledClient {
   int32_t cancel_pid_ = 0;
   int32_t cancel_key_ = 0;
 
-  Backend* backend_ = nullptr;
+  PgBackend* backend_ = nullptr;
   bool backend_ready_ = false;
   size_t pass_remaining_ = 0;     // bytes of a message still being relayed
   size_t drop_remaining_ = 0;     // bytes of a message being dropped (skip to Sync)

@@ -49,7 +49,7 @@ Entry plain(Kind k) {
 
 }  // namespace
 
-void Client::push_synthetic(Entry e) {
+void PgClient::push_synthetic(Entry e) {
   e.action = Action::Synthetic;
   auto& tr = backend_->tracker();
   const bool at_head = tr.empty();
@@ -60,7 +60,7 @@ void Client::push_synthetic(Entry e) {
   }
 }
 
-bool Client::prepared_on_backend(const std::string& server_name, std::string& out) {
+bool PgClient::prepared_on_backend(const std::string& server_name, std::string& out) {
   auto& cache = backend_->statements();
   auto& stale = pool_->stale_statements();
   if (!cache.touch(server_name)) {
@@ -79,7 +79,7 @@ bool Client::prepared_on_backend(const std::string& server_name, std::string& ou
   return false;
 }
 
-void Client::add_to_backend(const std::string& server_name, std::string& out) {
+void PgClient::add_to_backend(const std::string& server_name, std::string& out) {
   auto& cache = backend_->statements();
   if (auto evicted = cache.insert(server_name)) {
     if (stats_ != nullptr) stats_->prepared_evictions.add();
@@ -89,14 +89,14 @@ void Client::add_to_backend(const std::string& server_name, std::string& out) {
   cache.set_epoch(server_name, pool_->stale_statements().current());
 }
 
-void Client::ensure_prepared(const pool::StatementDef& def, std::string& out) {
+void PgClient::ensure_prepared(const pool::StatementDef& def, std::string& out) {
   if (prepared_on_backend(def.server_name, out)) return;
   add_to_backend(def.server_name, out);
   pg::put_parse(out, def.server_name, def.query, def.param_types);
   backend_->tracker().push(Entry{Kind::Parse, Action::Swallow, {}, def.server_name, {}, false});
 }
 
-Client::Handled Client::handle_parse(const pg::Header& h, const uint8_t* m, size_t avail,
+PgClient::Handled PgClient::handle_parse(const pg::Header& h, const uint8_t* m, size_t avail,
                                      std::string& out) {
   std::string_view name;
   size_t used = 0;
@@ -143,7 +143,7 @@ Client::Handled Client::handle_parse(const pg::Header& h, const uint8_t* m, size
   return Handled::Consumed;
 }
 
-Client::Handled Client::handle_bind(const pg::Header& h, const uint8_t* m, size_t avail) {
+PgClient::Handled PgClient::handle_bind(const pg::Header& h, const uint8_t* m, size_t avail) {
   const size_t have = std::min(avail, h.total()) - 5;
   std::string_view portal;
   std::string_view stmt;
@@ -211,7 +211,7 @@ Client::Handled Client::handle_bind(const pg::Header& h, const uint8_t* m, size_
   return Handled::Consumed;
 }
 
-Client::Handled Client::handle_describe_or_close(const pg::Header& h, const uint8_t* m,
+PgClient::Handled PgClient::handle_describe_or_close(const pg::Header& h, const uint8_t* m,
                                                  size_t avail, std::string& out) {
   const Kind kind = h.type == 'D' ? Kind::Describe : Kind::Close;
   if (avail < h.total()) return Handled::NeedMore;
@@ -238,7 +238,7 @@ Client::Handled Client::handle_describe_or_close(const pg::Header& h, const uint
   return Handled::Consumed;
 }
 
-void Client::note_set_command(std::string_view stmt) {
+void PgClient::note_set_command(std::string_view stmt) {
   const auto set = pool::parse_set(stmt);
   if (set.kind == pool::SetCommand::Kind::Set || set.kind == pool::SetCommand::Kind::Reset) {
     backend_->note_set(set.name);
@@ -247,7 +247,7 @@ void Client::note_set_command(std::string_view stmt) {
   }
 }
 
-Client::Handled Client::handle_query(const pg::Header& h, const uint8_t* m, size_t avail,
+PgClient::Handled PgClient::handle_query(const pg::Header& h, const uint8_t* m, size_t avail,
                                      std::string& out) {
   const bool rewrite = pool_->cfg().mode != config::PoolMode::Session;
   if (!rewrite || h.total() > kMaxSniffedQuery) {
@@ -301,8 +301,8 @@ Client::Handled Client::handle_query(const pg::Header& h, const uint8_t* m, size
   return Handled::Forward;
 }
 
-void Client::relay_to_backend() {
-  Backend* const b = backend_;
+void PgClient::relay_to_backend() {
+  PgBackend* const b = backend_;
   if (b->busy()) return;  // sqlmux's own query runs first
   const bool rewrite = pool_->cfg().mode != config::PoolMode::Session;
   auto& tr = b->tracker();
