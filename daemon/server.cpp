@@ -14,13 +14,13 @@
 
 #include <prometheus/exposer.h>
 
-#include "daemon/ops/health_check.h"
+#include "daemon/compose.h"
 #include "daemon/core/log.h"
-#include "daemon/ops/metrics.h"
 #include "daemon/core/pool.h"
+#include "daemon/ops/health_check.h"
+#include "daemon/ops/metrics.h"
 #include "daemon/ops/sd_listen.h"
 #include "daemon/ops/sd_notify.h"
-#include "daemon/core/worker.h"
 
 namespace sqlmux {
 
@@ -29,41 +29,9 @@ constexpr uint64_t kShutdownTickMs = 100;
 constexpr uint64_t kStatusTickMs = 2000;
 }  // namespace
 
-UserAuth derive_user(const config::UserConfig& u) {
-  UserAuth a;
-  a.cfg = u;
-  const std::string& pw = u.password;
-  if (pw.rfind("SCRAM-SHA-256$", 0) == 0) {
-    a.scram = pg::auth::parse_scram_verifier(pw);
-  } else if (pg::auth::is_md5_hash(pw)) {
-    a.md5 = pw;
-  } else {
-    a.plaintext = pw;
-    uint8_t salt[16];
-    if (pg::auth::random_bytes(salt, sizeof salt)) {
-      a.scram = pg::auth::make_scram_verifier(
-          pw, std::string_view(reinterpret_cast<const char*>(salt), sizeof salt));
-    }
-    a.md5 = pg::auth::md5_password_hash(pw, u.name);
-  }
-  switch (u.auth) {
-    case config::AuthMethod::Default:
-      a.method = a.scram ? config::AuthMethod::ScramSha256 : config::AuthMethod::Md5;
-      break;
-    default:
-      a.method = u.auth;
-      break;
-  }
-  return a;
-}
-
-Server::Server(config::Config cfg) {
-  cfg_versions_.push_back(std::make_unique<const config::Config>(std::move(cfg)));
-  cfg_.store(cfg_versions_.back().get());
-  auto users = std::make_unique<UserMap>();
-  for (const auto& u : config().users) users->emplace(u.name, derive_user(u));
-  user_versions_.push_back(std::move(users));
-  users_.store(user_versions_.back().get());
+Server::Server(config::Config cfg)
+    : protocols_(make_protocols()),
+      directory_(std::make_unique<Directory>(std::move(cfg), *protocols_)) {
   if (config().metrics) {
     metrics_ = std::make_shared<Metrics>();
     metrics_->set_host_source(
@@ -85,90 +53,17 @@ Server::Server(config::Config cfg) {
           });
         });
   }
-  uint8_t rnd[24];
-  if (!pg::auth::random_bytes(rnd, sizeof rnd)) std::abort();  // no entropy: cannot run safely
-  mock_ = pg::auth::make_scram_verifier(
-      pg::auth::base64_encode(std::string_view(reinterpret_cast<const char*>(rnd), 16)),
-      std::string_view(reinterpret_cast<const char*>(rnd + 16), 8));
+  pool_env_.reset(new PoolEnv{hosts_, metrics_.get(), workers_, *protocols_});
+  directory_->set_pool_env(pool_env_.get());
+  services_.directory = directory_.get();
+  services_.workers = &workers_;
+  services_.hosts = &hosts_;
+  services_.auth_limiter = &auth_limiter_;
+  services_.control = this;
+  services_.metrics = metrics_.get();
 }
 
 Server::~Server() = default;
-
-const UserAuth* Server::find_user(std::string_view name) const {
-  const UserMap& users = *users_.load(std::memory_order_acquire);
-  auto it = users.find(name);
-  return it == users.end() ? nullptr : &it->second;
-}
-
-Pool* Server::find_pool(std::string_view database, const UserAuth& user, config::Protocol proto) {
-  // Under pools_mu_: a reload swaps the configuration and retires pools
-  // while holding it, so a removed pool is never handed out.
-  std::lock_guard<std::mutex> lk(pools_mu_);
-  const config::PoolConfig* pc = config().find_pool(database, proto);
-  if (pc == nullptr) return nullptr;
-  std::string owner = pc->user ? std::string() : user.cfg.name;
-  auto key = std::make_pair(pool_key(*pc), owner);
-  auto it = pools_.find(key);
-  if (it != pools_.end()) return it->second.get();
-  std::string be_user = pc->user ? *pc->user : user.cfg.name;
-  std::string be_pass = pc->password ? *pc->password : user.plaintext;
-  auto pool = std::make_unique<Pool>(*this, *pc, be_user, be_pass, worker_count());
-  if (all_paused_ || paused_pools_.contains(pc->name)) pool->set_paused(true);
-  Pool* raw = pool.get();
-  pools_.emplace(key, std::move(pool));
-  return raw;
-}
-
-std::string Server::pool_key(const config::PoolConfig& pc) {
-  return pc.protocol == config::Protocol::Mysql ? "mysql:" + pc.name : pc.name;
-}
-
-std::string Server::mysql_version() {
-  std::lock_guard<std::mutex> lk(version_mu_);
-  return mysql_version_;
-}
-
-void Server::set_mysql_version(const std::string& v) {
-  std::lock_guard<std::mutex> lk(version_mu_);
-  mysql_version_ = v;
-}
-
-void Server::for_each_pool(const std::function<void(Pool&)>& f) {
-  std::vector<Pool*> list;
-  {
-    std::lock_guard<std::mutex> lk(pools_mu_);
-    for (auto& [k, p] : pools_) list.push_back(p.get());
-  }
-  for (Pool* p : list) f(*p);
-}
-
-bool Server::try_add_client() {
-  uint32_t n = clients_.fetch_add(1) + 1;
-  return n <= config().server.max_client_conn;
-}
-
-void Server::remove_client() {
-  clients_.fetch_sub(1);
-}
-
-void Server::register_cancel(int32_t pid, int32_t key, int worker, uint64_t client_id) {
-  std::lock_guard<std::mutex> lk(cancel_mu_);
-  cancels_[pid] = CancelEntry{key, worker, client_id};
-}
-
-void Server::unregister_cancel(int32_t pid) {
-  std::lock_guard<std::mutex> lk(cancel_mu_);
-  cancels_.erase(pid);
-}
-
-bool Server::lookup_cancel(int32_t pid, int32_t key, int& worker, uint64_t& client_id) {
-  std::lock_guard<std::mutex> lk(cancel_mu_);
-  auto it = cancels_.find(pid);
-  if (it == cancels_.end() || it->second.key != key) return false;
-  worker = it->second.worker;
-  client_id = it->second.client_id;
-  return true;
-}
 
 bool Server::open_listeners(std::vector<int>& fds) {
   // Socket activation: sockets systemd passed serve the listeners they are
@@ -180,8 +75,7 @@ bool Server::open_listeners(std::vector<int>& fds) {
       LOG_INFO("listening on %s (%s): socket from systemd (%s)", l.listen.text.c_str(),
                std::string(config::to_string(l.protocol)).c_str(), how.c_str());
       fds.push_back(pfd);
-      listen_tls_.push_back(l.client_tls);
-      listen_proto_.push_back(l.protocol);
+      listen_clients_.push_back(listener_clients(*protocols_, l.protocol, l.client_tls));
       continue;
     }
     int fd = -1;
@@ -236,8 +130,7 @@ bool Server::open_listeners(std::vector<int>& fds) {
     LOG_INFO("listening on %s (%s)", l.listen.text.c_str(),
              std::string(config::to_string(l.protocol)).c_str());
     fds.push_back(fd);
-    listen_tls_.push_back(l.client_tls);
-    listen_proto_.push_back(l.protocol);
+    listen_clients_.push_back(listener_clients(*protocols_, l.protocol, l.client_tls));
   }
   passed.close_unused();
   if (fds.empty()) {
@@ -264,28 +157,24 @@ int Server::run() {
   }
   if (metrics_ && !start_metrics()) return 1;
   if (!open_listeners(listen_fds_) || !open_admin_listener()) return 1;
+  services_.client_tls = tls_ctx_.get();
 
   int n = cfg.server.workers;
   if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  for (int i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(*this, i));
-  for (auto& w : workers_) {
+  for (int i = 0; i < n; ++i) workers_.add(std::make_unique<Worker>(services_, i));
+  workers_.for_each([&](Worker& w) {
     for (size_t i = 0; i < listen_fds_.size(); ++i) {
-      w->add_listener(listen_fds_[i], false, listen_tls_[i], listen_proto_[i]);
+      w.add_listener(listen_fds_[i], listen_clients_[i]);
     }
     // The console offers TLS whenever [tls] is configured.
     if (admin_fd_ >= 0) {
-      w->add_listener(admin_fd_, /*admin=*/true,
-                      cfg.tls ? config::ClientTls::Allow : config::ClientTls::Disable);
+      w.add_listener(admin_fd_, console_clients(*protocols_, cfg.tls ? config::ClientTls::Allow
+                                                                     : config::ClientTls::Disable));
     }
-  }
+  });
   // Pools with a fixed server login exist from the start, so that min_idle
   // opens their connections before the first client arrives.
-  for (const auto& pc : cfg.pools) {
-    if (!pc.user) continue;
-    auto key = std::make_pair(pool_key(pc), std::string());
-    pools_.emplace(key, std::make_unique<Pool>(*this, pc, *pc.user,
-                                               pc.password ? *pc.password : std::string(), n));
-  }
+  directory_->create_fixed_pools();
 
   uv_loop_init(&loop_);
   uv_signal_init(&loop_, &sigterm_);
@@ -316,12 +205,11 @@ int Server::run() {
     sd::notify_ready(status_line("ready"));  // may run off the main loop: no last_status_
   };
 
-  workers_running_ = n;
   // READY=1's STATUS is the state before any worker accepts: a connection
   // queued on a listener since listen() (a readiness probe) is not counted
   // in it, whatever the order of the threads.
   const std::string ready_status = status_line("ready");
-  for (auto& w : workers_) w->start();
+  workers_.for_each([](Worker& w) { w.start(); });
   health_ = std::make_unique<HealthChecker>(hosts_, [this] { hosts_changed(); });
   health_->configure(cfg);
   LOG_INFO("sqlmux started: %d worker(s), %zu pool(s), %zu user(s)", n, cfg.pools.size(),
@@ -332,7 +220,7 @@ int Server::run() {
   }
 
   uv_run(&loop_, UV_RUN_DEFAULT);
-  for (auto& w : workers_) w->join();
+  workers_.for_each([](Worker& w) { w.join(); });
   exposer_.reset();
   uv_loop_close(&loop_);
   for (int fd : listen_fds_) ::close(fd);
@@ -359,7 +247,7 @@ void Server::on_signal(uv_signal_t* h, int signum) {
   auto* s = static_cast<Server*>(h->data);
   if (signum == SIGHUP) {
     LOG_INFO("SIGHUP: reloading %s", s->config().source.c_str());
-    (void)s->reload();
+    (void)s->reload(nullptr);
     return;
   }
   if (s->signals_seen_++ == 0) {
@@ -378,7 +266,7 @@ void Server::begin_shutdown() {
   if (health_) health_->stop();
   shutdown_started_ = uv_now(&loop_);
   sd::notify_stopping(last_status_ = status_line("stopping"));
-  for (auto& w : workers_) w->post({InboxMsg::Kind::Shutdown});
+  workers_.post_all([](Worker& w) { w.begin_shutdown(); });
   uv_timer_start(&shutdown_timer_, &Server::on_shutdown_tick, kShutdownTickMs, kShutdownTickMs);
 }
 
@@ -386,11 +274,11 @@ void Server::on_shutdown_tick(uv_timer_t* h) {
   auto* s = static_cast<Server*>(h->data);
   uint64_t elapsed = uv_now(&s->loop_) - s->shutdown_started_;
   auto limit = static_cast<uint64_t>(s->config().server.shutdown_timeout.count());
-  if (s->clients_.load() == 0) {
+  if (s->directory_->client_count() == 0) {
     s->stop_workers();
   } else if (elapsed >= limit) {
     LOG_WARN("shutdown_timeout reached with %u client(s) still connected; closing them",
-             s->clients_.load());
+             s->directory_->client_count());
     s->stop_workers();
   }
 }
@@ -400,7 +288,7 @@ void Server::stop_workers() {
   stop_sent_ = true;
   shutting_down_ = true;
   if (health_) health_->stop();
-  for (auto& w : workers_) w->post({InboxMsg::Kind::Stop});
+  workers_.post_all([](Worker& w) { w.stop(); });
   uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sighup_), nullptr);
@@ -412,8 +300,8 @@ void Server::stop_workers() {
 
 std::string Server::status_line(const char* state) {
   uint32_t servers = 0;
-  for_each_pool([&](Pool& p) { servers += p.counts().total; });
-  uint32_t clients = clients_.load();
+  directory_->for_each_pool([&](Pool& p) { servers += p.counts().total; });
+  uint32_t clients = directory_->client_count();
   return std::string(state) + ": " + std::to_string(clients) +
          (clients == 1 ? " client, " : " clients, ") + std::to_string(servers) +
          (servers == 1 ? " server connection" : " server connections");
@@ -425,10 +313,6 @@ void Server::on_status_tick(uv_timer_t* h) {
   if (line == s->last_status_) return;
   s->last_status_ = line;
   sd::notify_status(line);
-}
-
-void Server::worker_stopped() {
-  workers_running_.fetch_sub(1);
 }
 
 }  // namespace sqlmux

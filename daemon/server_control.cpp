@@ -12,11 +12,10 @@
 #include <cstring>
 
 #include "config/config_diff.h"
-#include "daemon/ops/health_check.h"
 #include "daemon/core/log.h"
 #include "daemon/core/pool.h"
+#include "daemon/ops/health_check.h"
 #include "daemon/server.h"
-#include "daemon/core/worker.h"
 
 namespace sqlmux {
 
@@ -87,11 +86,6 @@ bool Server::open_admin_listener() {
   return true;
 }
 
-bool Server::is_admin_user(std::string_view name) const {
-  const auto& admin = config().admin;
-  return admin && std::find(admin->users.begin(), admin->users.end(), name) != admin->users.end();
-}
-
 void Server::request_shutdown() {
   uv_async_send(&shutdown_async_);
 }
@@ -103,69 +97,26 @@ void Server::set_backend_disabled(const std::string& address, bool disabled) {
   hosts_changed();
 }
 
-bool Server::backend_disabled(std::string_view address) {
-  const HostStatus* h = hosts_.find(address);
-  return h != nullptr && h->disabled();
+void Server::kick_pools(const std::vector<Pool*>& pools) {
+  for (Pool* p : pools) {
+    workers_.post_all([p](Worker& w) {
+      if (!w.shutting_down()) p->kick(w);
+    });
+  }
 }
 
 void Server::hosts_changed() {
   if (shutting_down()) return;
   std::vector<Pool*> pools;
-  for_each_pool([&](Pool& p) { pools.push_back(&p); });
-  for (Pool* p : pools) {
-    for (auto& w : workers_) w->post({InboxMsg::Kind::Kick, p, nullptr, 0});
-  }
+  directory_->for_each_pool([&](Pool& p) { pools.push_back(&p); });
+  kick_pools(pools);
 }
 
 void Server::set_paused(const std::string& pool, bool paused) {
-  std::vector<Pool*> affected;
-  {
-    std::lock_guard<std::mutex> lk(pools_mu_);
-    if (pool.empty()) {
-      all_paused_ = paused;
-      paused_pools_.clear();
-    } else if (paused) {
-      paused_pools_.insert(pool);
-    } else {
-      paused_pools_.erase(pool);
-    }
-    for (auto& [key, p] : pools_) {
-      if (pool.empty() || p->cfg().name == pool) {
-        p->set_paused(paused);
-        affected.push_back(p.get());
-      }
-    }
-  }
+  std::vector<Pool*> affected = directory_->set_paused(pool, paused);
   if (paused) return;
   // Waiting clients get backends again, on the worker they wait on.
-  for (Pool* p : affected) {
-    for (auto& w : workers_) w->post({InboxMsg::Kind::Kick, p, nullptr, 0});
-  }
-}
-
-void Server::apply_pools(const config::Config& next) {
-  for (auto& [key, p] : pools_) {
-    const config::PoolConfig* pc = next.find_pool(p->cfg().name, p->cfg().protocol);
-    if (pc == nullptr) {
-      if (!p->retired())
-        LOG_INFO("reload: pool %s removed: no new clients; closes when its clients leave",
-                 p->label().c_str());
-      p->set_retired(true);
-      continue;
-    }
-    p->set_retired(false);
-    p->set_config(*pc);
-  }
-  // Pools with a fixed server login exist from the start (min_idle).
-  for (const auto& pc : next.pools) {
-    if (!pc.user) continue;
-    auto key = std::make_pair(pool_key(pc), std::string());
-    if (pools_.contains(key)) continue;
-    auto pool = std::make_unique<Pool>(*this, pc, *pc.user,
-                                       pc.password ? *pc.password : std::string(), worker_count());
-    if (all_paused_ || paused_pools_.contains(pc.name)) pool->set_paused(true);
-    pools_.emplace(key, std::move(pool));
-  }
+  kick_pools(affected);
 }
 
 bool Server::reload(std::vector<std::string>* errors) {
@@ -207,26 +158,14 @@ bool Server::reload(std::vector<std::string>* errors) {
       p = config::live_pool_config(*before, p);
     }
   }
-  auto users = std::make_unique<UserMap>();
-  for (const auto& u : next.users) users->emplace(u.name, derive_user(u));
-
+  directory_->install(std::move(next));
   std::vector<Pool*> pools;
-  {
-    std::lock_guard<std::mutex> lk(pools_mu_);
-    cfg_versions_.push_back(std::make_unique<const config::Config>(std::move(next)));
-    user_versions_.push_back(std::move(users));
-    cfg_.store(cfg_versions_.back().get(), std::memory_order_release);
-    users_.store(user_versions_.back().get(), std::memory_order_release);
-    apply_pools(config());
-    for (auto& [key, p] : pools_) pools.push_back(p.get());
-  }
+  directory_->for_each_pool([&](Pool& p) { pools.push_back(&p); });
   log::set_level(config().server.log_level);
   if (health_) health_->configure(config());
   // Each worker serves waiters from a larger size and closes idle backends
   // that a smaller size or a removed pool made obsolete.
-  for (Pool* p : pools) {
-    for (auto& w : workers_) w->post({InboxMsg::Kind::Kick, p, nullptr, 0});
-  }
+  kick_pools(pools);
   LOG_INFO("reload: %s: %s", config().source.c_str(), d.summary().c_str());
   for (const auto& key : d.restart) {
     LOG_WARN("reload: %s changed; it needs a restart (the running value is kept)", key.c_str());

@@ -7,11 +7,8 @@
 #include <ctime>
 
 #include "daemon/admin/session.h"
-#include "daemon/pg/backend.h"
-#include "daemon/pg/client.h"
 #include "daemon/core/log.h"
 #include "daemon/core/pool.h"
-#include "daemon/server.h"
 #include "daemon/core/worker.h"
 
 namespace sqlmux::admin {
@@ -43,13 +40,9 @@ bool in(const std::vector<Pool*>& pools, const Pool* p) {
   return std::find(pools.begin(), pools.end(), p) != pools.end();
 }
 
-pg::ErrorFields killed(std::string_view command) {
-  pg::ErrorFields e;
-  e.severity = "FATAL";
-  e.sqlstate = std::string(pg::sqlstate::kAdminShutdown);
-  e.message = "terminating connection due to administrator command";
-  e.detail = "sqlmux admin console: " + std::string(command);
-  return e;
+Failure killed(std::string_view command) {
+  return {Reason::AdminKill, "terminating connection due to administrator command",
+          "sqlmux admin console: " + std::string(command)};
 }
 
 }  // namespace
@@ -73,14 +66,9 @@ void run_job(Worker& w, const std::shared_ptr<Job>& job) {
     last = --job->remaining == 0;
   }
   if (last) {
-    w.server().worker(job->origin).post({InboxMsg::Kind::AdminDone, nullptr, nullptr, 0, job});
-  }
-}
-
-void job_done(Worker& w, const std::shared_ptr<Job>& job) {
-  PooledClient* c = w.find_client(job->client_id);
-  if (c != nullptr && !c->closing() && c->admin_session() != nullptr) {
-    c->admin_session()->job_done(job);
+    w.workers().at(job->origin).post([job](Worker&) {
+      if (std::shared_ptr<Session> s = job->session.lock()) s->job_done(job);
+    });
   }
 }
 
@@ -118,7 +106,7 @@ void kill_pool_clients(Worker& w, const std::vector<Pool*>& pools, WorkerPart& o
     if (c->pool() != nullptr && in(pools, c->pool()) && !c->closing()) clients.push_back(c);
   });
   for (PooledClient* c : clients) {
-    c->fail(Reason::AdminKill, killed("KILL " + c->pool()->cfg().name));
+    c->fail(killed("KILL " + c->pool()->cfg().name));
     ++out.affected;
   }
   std::vector<PooledBackend*> backends;
@@ -139,7 +127,7 @@ void kill_client(Worker& w, uint64_t id, WorkerPart& out) {
   if (c == nullptr || c->closing()) return;
   LOG_INFO("admin KILL_CLIENT: closing client %llu (user=%s)", static_cast<unsigned long long>(id),
            c->user_name().c_str());
-  c->fail(Reason::AdminKill, killed("KILL_CLIENT " + std::to_string(id)));
+  c->fail(killed("KILL_CLIENT " + std::to_string(id)));
   ++out.affected;
 }
 

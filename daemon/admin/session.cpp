@@ -6,12 +6,13 @@
 #include <cinttypes>
 #include <map>
 
-#include "daemon/pg/client.h"
+#include "daemon/core/control.h"
+#include "daemon/core/directory.h"
 #include "daemon/core/log.h"
-#include "daemon/ops/metrics.h"
 #include "daemon/core/pool.h"
-#include "daemon/server.h"
 #include "daemon/core/worker.h"
+#include "daemon/ops/hosts.h"
+#include "daemon/ops/metrics.h"
 #include "protocol/pg/codec.h"
 #include "protocol/pg/result.h"
 #include "version.h"
@@ -97,21 +98,20 @@ std::string num(uint64_t v) {
 
 }  // namespace
 
-std::unique_ptr<Session> Session::start(PgClient& c) {
-  Server& server = c.worker().server();
-  if (c.database_ != kDatabase) {
+std::shared_ptr<LocalSession> Session::start(PgClient& c) {
+  if (c.database() != kDatabase) {
     LOG_INFO("admin console: client %" PRIu64 " (user %s) asked for database \"%s\"", c.id(),
-             c.user_name_.c_str(), c.database_.c_str());
+             c.user_name().c_str(), c.database().c_str());
     c.send_fatal(pg::sqlstate::kInvalidCatalogName,
-                 "database \"" + c.database_ +
+                 "database \"" + c.database() +
                      "\" does not exist; the admin console serves only database \"sqlmux\"",
                  Reason::UnknownDatabase);
     return nullptr;
   }
-  if (!server.is_admin_user(c.user_name_)) {
-    LOG_WARN("admin console: user \"%s\" is not in [admin] users; refused", c.user_name_.c_str());
+  if (!c.worker().directory().is_admin_user(c.user_name())) {
+    LOG_WARN("admin console: user \"%s\" is not in [admin] users; refused", c.user_name().c_str());
     c.send_fatal(pg::sqlstate::kInvalidAuthorization,
-                 "user \"" + c.user_name_ + "\" is not allowed to use the admin console",
+                 "user \"" + c.user_name() + "\" is not allowed to use the admin console",
                  Reason::AdminRejected);
     return nullptr;
   }
@@ -128,13 +128,12 @@ std::unique_ptr<Session> Session::start(PgClient& c) {
   pg::put_parameter_status(out, "application_name", "");
   pg::put_ready_for_query(out, 'I');
   c.send(out.data(), out.size());
-  c.welcome_sent_ = true;
-  c.set_state(ClientState::Idle);
-  LOG_INFO("admin console: client %" PRIu64 " logged in as %s", c.id(), c.user_name_.c_str());
-  return std::make_unique<Session>(c);
+  c.local_session_started();
+  LOG_INFO("admin console: client %" PRIu64 " logged in as %s", c.id(), c.user_name().c_str());
+  return std::make_shared<Session>(c);
 }
 
-Session::Session(PgClient& c) : c_(c), server_(c.worker().server()) {}
+Session::Session(PgClient& c) : c_(c), s_(c.worker().services()) {}
 
 Session::~Session() {
   if (timer_ != nullptr) {
@@ -147,9 +146,9 @@ void Session::process() {
   while (!c_.closing() && !busy_) {
     pg::Message m;
     size_t used = 0;
-    switch (pg::decode_message(c_.in_.data(), c_.in_.size(), kMaxMessage, m, used)) {
+    switch (pg::decode_message(c_.input().data(), c_.input().size(), kMaxMessage, m, used)) {
       case pg::Decode::NeedMore:
-        c_.in_.shrink_if_empty();
+        c_.input().shrink_if_empty();
         if (!c_.reading()) c_.want_read(true);
         return;
       case pg::Decode::Malformed:
@@ -162,7 +161,7 @@ void Session::process() {
     }
     const char type = m.type;
     std::string body(m.body);
-    c_.in_.consume(used);
+    c_.input().consume(used);
     if (skip_to_sync_) {
       if (type == 'S') {
         skip_to_sync_ = false;
@@ -237,10 +236,10 @@ void Session::handle_query(std::string_view sql) {
 void Session::execute(const Command& cmd) {
   const bool mutating = cmd.verb != Verb::Empty && tag(cmd.verb) != "SHOW";
   if (mutating) {
-    LOG_INFO("admin console: %s runs %s%s%s", c_.user_name_.c_str(),
+    LOG_INFO("admin console: %s runs %s%s%s", c_.user_name().c_str(),
              std::string(tag(cmd.verb)).c_str(), cmd.arg.empty() ? "" : " ", cmd.arg.c_str());
   }
-  if (server_.shutting_down() && cmd.verb != Verb::ShowVersion && cmd.verb != Verb::Empty) {
+  if (s_.control->shutting_down() && cmd.verb != Verb::ShowVersion && cmd.verb != Verb::Empty) {
     send_error(pg::sqlstate::kCannotConnectNow, "sqlmux is shutting down");
     finish_command();
     return;
@@ -275,18 +274,18 @@ void Session::execute(const Command& cmd) {
       break;
     case Verb::Pause:
       if (!pools_named(cmd.arg, pending_pools_)) break;
-      server_.set_paused(cmd.arg, true);
+      s_.control->set_paused(cmd.arg, true);
       dispatch(snapshot);  // completes once no server connection of these pools is in use
       return;
     case Verb::Resume:
       if (!pools_named(cmd.arg, pending_pools_)) break;
-      server_.set_paused(cmd.arg, false);
+      s_.control->set_paused(cmd.arg, false);
       send_complete("RESUME");
       break;
     case Verb::Disable:
     case Verb::Enable: {
       bool known = false;
-      for (const auto& pc : server_.config().pools) {
+      for (const auto& pc : s_.directory->config().pools) {
         for (const auto& b : pc.backends) known = known || b.address.text == cmd.arg;
       }
       if (!known) {
@@ -294,7 +293,7 @@ void Session::execute(const Command& cmd) {
                    "SHOW BACKENDS lists them");
         break;
       }
-      server_.set_backend_disabled(cmd.arg, cmd.verb == Verb::Disable);
+      s_.control->set_backend_disabled(cmd.arg, cmd.verb == Verb::Disable);
       send_complete(tag(cmd.verb));
       break;
     }
@@ -320,7 +319,7 @@ void Session::execute(const Command& cmd) {
     }
     case Verb::Reload: {
       std::vector<std::string> errors;
-      if (server_.reload(&errors)) {
+      if (s_.control->reload(&errors)) {
         send_complete("RELOAD");
       } else {
         std::string detail;
@@ -331,7 +330,7 @@ void Session::execute(const Command& cmd) {
     }
     case Verb::Shutdown:
       send_complete("SHUTDOWN");
-      server_.request_shutdown();
+      s_.control->request_shutdown();
       break;
   }
   finish_command();
@@ -341,17 +340,16 @@ void Session::dispatch(std::function<void(Worker&, WorkerPart&)> work) {
   auto job = std::make_shared<Job>();
   job->work = std::move(work);
   job->origin = c_.worker().id();
-  job->client_id = c_.id();
-  const int n = server_.worker_count();
+  job->session = weak_from_this();
+  const int n = s_.workers->size();
   job->parts.resize(static_cast<size_t>(n));
   job->remaining = n;
   busy_ = true;
-  for (int i = 0; i < n; ++i) {
-    server_.worker(i).post({InboxMsg::Kind::AdminRun, nullptr, nullptr, 0, job});
-  }
+  s_.workers->post_all([job](Worker& w) { run_job(w, job); });
 }
 
 void Session::job_done(const std::shared_ptr<Job>& job) {
+  if (c_.closing()) return;
   std::vector<WorkerPart> parts;
   {
     std::lock_guard<std::mutex> lk(job->mu);
@@ -454,11 +452,11 @@ void Session::send_rows(const std::vector<std::string_view>& columns,
 }
 
 bool Session::pools_named(const std::string& name, std::vector<Pool*>& out) {
-  server_.for_each_pool([&](Pool& p) {
+  s_.directory->for_each_pool([&](Pool& p) {
     if (name.empty() || p.cfg().name == name) out.push_back(&p);
   });
   const bool configured =
-      name.empty() || server_.config().find_pool(name, config::Protocol::Postgres) != nullptr;
+      name.empty() || s_.directory->config().find_pool(name, config::Protocol::Postgres) != nullptr;
   if (out.empty() && !configured) {
     send_error("42704", "no pool named \"" + name + "\"", {}, "SHOW POOLS lists them");
     return false;
@@ -484,7 +482,7 @@ void Session::show_pools(const std::vector<WorkerPart>& parts) {
     }
   }
   std::vector<Row> rows;
-  server_.for_each_pool([&](Pool& p) {
+  s_.directory->for_each_pool([&](Pool& p) {
     const config::PoolConfig& pc = p.cfg();
     const Pool::Counts n = p.counts();
     const Live& l = live[&p];
@@ -533,7 +531,7 @@ void Session::show_backends() {
   // Per configured pool and host; connection counts summed over the pool's
   // running instances (pools that log in as each client have one per user).
   std::map<std::pair<std::string, std::string>, std::pair<uint32_t, uint32_t>> counts;
-  server_.for_each_pool([&](Pool& p) {
+  s_.directory->for_each_pool([&](Pool& p) {
     for (const Pool::HostRow& r : p.host_rows()) {
       auto& c = counts[{p.cfg().name, r.address}];
       c.first += r.connections;
@@ -541,9 +539,9 @@ void Session::show_backends() {
     }
   });
   std::vector<Row> rows;
-  for (const auto& pc : server_.config().pools) {
+  for (const auto& pc : s_.directory->config().pools) {
     for (const auto& b : pc.backends) {
-      HostStatus& h = server_.hosts().get(b.address.text);
+      HostStatus& h = s_.hosts->get(b.address.text);
       const pool::Role role = h.observed_role().value_or(pool::parse_role(b.role));
       const auto c = counts[{pc.name, b.address.text}];
       const std::string err = h.last_error();
@@ -566,8 +564,8 @@ void Session::show_stats() {
   // here with relaxed loads and folded over the workers.
   std::vector<Row> rows;
   bool counted = true;
-  const int workers = server_.worker_count();
-  server_.for_each_pool([&](Pool& p) {
+  const int workers = s_.workers->size();
+  s_.directory->for_each_pool([&](Pool& p) {
     uint64_t tx = 0, queries = 0, waits = 0, wait_ns = 0, tx_ns = 0, query_ns = 0;
     uint64_t c_in = 0, c_out = 0, s_in = 0, s_out = 0;
     for (int w = 0; w < workers; ++w) {
@@ -609,7 +607,7 @@ void Session::show_stats() {
 
 void Session::show_config() {
   std::vector<Row> rows;
-  for (auto& [k, v] : config_rows(server_.config())) rows.push_back({k, v});
+  for (auto& [k, v] : config_rows(s_.directory->config())) rows.push_back({k, v});
   send_rows({"key", "value"}, rows);
   send_complete("SHOW");
 }

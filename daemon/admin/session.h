@@ -2,10 +2,12 @@
 // virtual database "sqlmux" is served by an admin::Session on its worker.
 //
 // Commands that read or change state spread over workers run as a Job: the
-// console's worker posts it to every worker's inbox (AdminRun); each worker
+// console's worker posts it to every worker's inbox as a task; each worker
 // runs its part on its own thread, touching only its own clients and
-// backends; the last one posts the job back (AdminDone) and the session
-// answers. Pools are shared and change only through their own locked calls.
+// backends; the last one posts the job back to the console's worker and
+// the session answers. Pools are shared and change only through their own
+// locked calls. Switches of the process (reload, pause, disable, shutdown)
+// go through core/control.h.
 #pragma once
 
 #include <uv.h>
@@ -19,15 +21,17 @@
 #include <vector>
 
 #include "daemon/admin/command.h"
+#include "daemon/pg/client.h"
 
 namespace sqlmux {
 
-class PgClient;
 class Pool;
-class Server;
 class Worker;
+struct Services;
 
 namespace admin {
+
+class Session;
 
 // One client as a worker sees it.
 struct ClientRow {
@@ -61,15 +65,14 @@ struct WorkerPart {
 struct Job {
   std::function<void(Worker&, WorkerPart&)> work;  // runs on each worker's thread
   int origin = 0;                                  // the console client's worker
-  uint64_t client_id = 0;                          // the console client
+  std::weak_ptr<Session> session;                  // gone when the console client left
   std::mutex mu;
   std::vector<WorkerPart> parts;  // by worker id, under mu
   int remaining = 0;              // under mu
 };
 
-// Inbox handlers (worker.cpp).
+// Runs worker `w`'s part; the last part posts the job back to its origin.
 void run_job(Worker& w, const std::shared_ptr<Job>& job);
-void job_done(Worker& w, const std::shared_ptr<Job>& job);
 
 // Per-worker parts (jobs.cpp).
 void snapshot(Worker& w, WorkerPart& out);
@@ -78,18 +81,18 @@ void kill_client(Worker& w, uint64_t id, WorkerPart& out);
 // "2026-01-31 12:00:00" (UTC)
 [[nodiscard]] std::string format_time(int64_t unix_seconds);
 
-class Session {
+class Session final : public LocalSession, public std::enable_shared_from_this<Session> {
  public:
   // After authentication on the admin listener: checks the database and
   // the user, greets the client; nullptr when it was refused (and closed).
-  [[nodiscard]] static std::unique_ptr<Session> start(PgClient& c);
+  [[nodiscard]] static std::shared_ptr<LocalSession> start(PgClient& c);
   explicit Session(PgClient& c);
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
-  ~Session();
+  ~Session() override;
 
   // Handles the client's buffered messages (it is Idle).
-  void process();
+  void process() override;
   void job_done(const std::shared_ptr<Job>& job);
 
  private:
@@ -115,7 +118,7 @@ class Session {
   static void on_pause_timer(uv_timer_t* t);
 
   PgClient& c_;
-  Server& server_;
+  const Services& s_;
   bool busy_ = false;          // a job runs; input waits
   bool skip_to_sync_ = false;  // after refusing an extended-protocol message
   Command pending_;

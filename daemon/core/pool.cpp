@@ -4,12 +4,11 @@
 #include <cassert>
 #include <cinttypes>
 
-#include "daemon/pg/backend.h"
-#include "daemon/pg/client.h"
-#include "daemon/ops/hosts.h"
+#include "daemon/core/directory.h"
 #include "daemon/core/log.h"
-#include "daemon/server.h"
+#include "daemon/core/pooled.h"
 #include "daemon/core/worker.h"
+#include "daemon/ops/hosts.h"
 
 namespace sqlmux {
 
@@ -19,19 +18,22 @@ namespace {
 constexpr uint64_t kHandoverAfterMs = 5;
 }  // namespace
 
-Pool::Pool(Server& server, config::PoolConfig cfg, std::string backend_user,
-           std::string backend_password, int workers)
-    : server_(server),
+Pool::Pool(PoolEnv& env, config::PoolConfig cfg, std::string backend_user,
+           std::string backend_password)
+    : env_(env),
+      driver_(env.protocols.get(cfg.protocol)),
+      protocol_state_(driver_.make_pool_state()),
       backend_user_(std::move(backend_user)),
       backend_password_(std::move(backend_password)),
-      waiters_(static_cast<size_t>(workers)),
-      idle_(static_cast<size_t>(workers)),
-      owned_(static_cast<size_t>(workers), 0) {
+      waiters_(static_cast<size_t>(env.workers.size())),
+      idle_(static_cast<size_t>(env.workers.size())),
+      owned_(static_cast<size_t>(env.workers.size()), 0) {
+  const int workers = env.workers.size();
   cfg_versions_.push_back(std::make_unique<const config::PoolConfig>(std::move(cfg)));
   cfg_.store(cfg_versions_.back().get(), std::memory_order_release);
   label_ = this->cfg().name + "/" + backend_user_;
   sync_hosts_locked(this->cfg());
-  if (Metrics* m = server_.metrics()) {
+  if (Metrics* m = env_.metrics) {
     std::vector<const metrics::PoolStats*> parts;
     for (int i = 0; i < workers; ++i) {
       stats_.push_back(std::make_unique<metrics::PoolStats>());
@@ -59,7 +61,7 @@ void Pool::sync_hosts_locked(const config::PoolConfig& cfg) {
     auto it = hosts_.find(bc.address.text);
     if (it == hosts_.end()) {
       auto h = std::make_unique<PoolHost>();
-      h->status = &server_.hosts().get(bc.address.text);
+      h->status = &env_.hosts.get(bc.address.text);
       it = hosts_.emplace(bc.address.text, std::move(h)).first;
     }
     PoolHost& h = *it->second;
@@ -219,7 +221,7 @@ void Pool::acquire(Worker& w, PooledClient& c) {
   } else if (connect) {
     start_connect(w, c.id());
   } else if (donor >= 0) {
-    server_.worker(donor).post({InboxMsg::Kind::Donate, this, nullptr, 0});
+    env_.workers.at(donor).post([this](Worker& dw) { donate(dw); });
   }
 }
 
@@ -303,7 +305,7 @@ void Pool::release(Worker& w, PooledBackend* b) {
   } else if (local != nullptr) {
     local->on_backend_linked(b);
   } else if (remote.worker >= 0) {
-    b->move_to(server_.worker(remote.worker), remote.client_id);
+    b->move_to(env_.workers.at(remote.worker), remote.client_id);
   } else {
     b->became_idle();
   }
@@ -341,8 +343,8 @@ void Pool::capacity_freed(Worker& w) {
   if (target.worker == w.id()) {
     start_connect(w, target.client_id);
   } else {
-    server_.worker(target.worker)
-        .post({InboxMsg::Kind::ConnectFor, this, nullptr, target.client_id});
+    const uint64_t cid = target.client_id;
+    env_.workers.at(target.worker).post([this, cid](Worker& tw) { connect_for(tw, cid); });
   }
 }
 
@@ -392,7 +394,7 @@ void Pool::launch(Worker& w, uint64_t client_id, uint64_t exclude) {
     if (index < 64) exclude |= uint64_t{1} << index;
     if (ps != nullptr) ps->connect_attempts.add();
     err.clear();
-    PooledBackend* b = open_backend(w, *this, *host, client_id, exclude, err);
+    PooledBackend* b = driver_.open_backend(w, *this, *host, client_id, exclude, err);
     err = log::one_line(err.c_str());
     if (b != nullptr || err.empty()) return;  // connecting, or failed and handled
     {
@@ -415,11 +417,7 @@ void Pool::launch(Worker& w, uint64_t client_id, uint64_t exclude) {
   }
   LOG_WARN("backend connect for pool %s failed: %s", label_.c_str(), err.c_str());
   if (PooledClient* c = client_id != 0 ? w.find_client(client_id) : nullptr) {
-    pg::ErrorFields e;
-    e.severity = "FATAL";
-    e.sqlstate = std::string(pg::sqlstate::kUnableToConnect);
-    e.message = "sqlmux could not connect to the server: " + err;
-    c->fail(Reason::BackendConnectFailed, e);
+    c->fail({Reason::BackendConnectFailed, "sqlmux could not connect to the server: " + err, {}});
   }
 }
 
@@ -504,20 +502,6 @@ void Pool::close_idle(Worker& w) {
     for (PooledBackend* b : idle) erased_idle_locked(b);
   }
   for (PooledBackend* b : idle) b->terminate(Reason::Shutdown);
-}
-
-bool Pool::welcome(pool::SessionParams& out) {
-  std::lock_guard<std::mutex> lk(mu_);
-  if (!has_welcome_) return false;
-  out = welcome_;
-  return true;
-}
-
-void Pool::set_welcome(const pool::SessionParams& params) {
-  std::lock_guard<std::mutex> lk(mu_);
-  if (has_welcome_) return;
-  welcome_ = params;
-  has_welcome_ = true;
 }
 
 void Pool::set_config(const config::PoolConfig& cfg) {

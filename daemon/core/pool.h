@@ -16,18 +16,17 @@
 #include <vector>
 
 #include "config/config.h"
+#include "daemon/core/protocol.h"
 #include "daemon/ops/metrics.h"
 #include "pool/host_policy.h"
-#include "pool/pg/prepared.h"
-#include "pool/pg/session_params.h"
 
 namespace sqlmux {
 
 class PooledBackend;
 class PooledClient;
 class HostStatus;
-class Server;
 class Worker;
+struct PoolEnv;
 
 // A backend host as one pool uses it. Fields below `status` are guarded by
 // the pool's mutex. Entries live as long as their pool (a reload that drops
@@ -44,8 +43,8 @@ struct PoolHost {
 
 class Pool {
  public:
-  Pool(Server& server, config::PoolConfig cfg, std::string backend_user,
-       std::string backend_password, int workers);
+  Pool(PoolEnv& env, config::PoolConfig cfg, std::string backend_user,
+       std::string backend_password);
 
   // The current configuration. A reload swaps in a new immutable version;
   // earlier versions stay alive with the pool, so a reference taken by a
@@ -56,7 +55,9 @@ class Pool {
   [[nodiscard]] const std::string& label() const { return label_; }
   [[nodiscard]] const std::string& backend_user() const { return backend_user_; }
   [[nodiscard]] const std::string& backend_password() const { return backend_password_; }
-  [[nodiscard]] Server& server() const { return server_; }
+  // The pool's protocol, and the state that protocol keeps per pool.
+  [[nodiscard]] ProtocolDriver& driver() const { return driver_; }
+  [[nodiscard]] PoolState* protocol_state() const { return protocol_state_.get(); }
   // What worker `w` records for this pool; nullptr when metrics are off.
   [[nodiscard]] metrics::PoolStats* stats(int w) {
     return stats_.empty() ? nullptr : stats_[static_cast<size_t>(w)].get();
@@ -85,12 +86,6 @@ class Pool {
   void housekeep(Worker& w, uint64_t now);
   // Shutdown: close this worker's idle backends.
   void close_idle(Worker& w);
-
-  // The parameters a fresh backend reports (sent to clients at login).
-  [[nodiscard]] bool welcome(pool::SessionParams& out);
-  void set_welcome(const pool::SessionParams& params);
-
-  [[nodiscard]] pool::StaleStatements& stale_statements() { return stale_; }
 
   // SHOW BACKENDS: one row per host of the current configuration.
   struct HostRow {
@@ -165,7 +160,9 @@ class Pool {
   // `closing` other backends are already on their way out.
   [[nodiscard]] bool obsolete_locked(const PooledBackend* b, size_t closing) const;
 
-  Server& server_;
+  PoolEnv& env_;
+  ProtocolDriver& driver_;
+  std::unique_ptr<PoolState> protocol_state_;
   std::atomic<const config::PoolConfig*> cfg_{nullptr};
   std::vector<std::unique_ptr<const config::PoolConfig>> cfg_versions_;  // under mu_
   std::string backend_user_;
@@ -185,13 +182,10 @@ class Pool {
   // client asks another worker for an idle backend only when its own worker
   // has none that will come free, or its queue has waited too long.
   std::vector<int> owned_;
-  pool::StaleStatements stale_;
-  bool has_welcome_ = false;
   bool paused_ = false;
   bool retired_ = false;
   uint64_t generation_ = 0;
   std::atomic<int> clients_{0};
-  pool::SessionParams welcome_;
   std::vector<std::unique_ptr<metrics::PoolStats>> stats_;               // per worker
   std::map<std::string, std::unique_ptr<PoolHost>, std::less<>> hosts_;  // by address, never erased
   std::vector<PoolHost*> current_;                                       // cfg().backends order

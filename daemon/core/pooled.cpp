@@ -3,14 +3,13 @@
 #include <cassert>
 #include <ctime>
 
-#include "daemon/pg/backend.h"
-#include "daemon/ops/hosts.h"
+#include "daemon/core/control.h"
+#include "daemon/core/directory.h"
 #include "daemon/core/log.h"
-#include "daemon/ops/metrics.h"
-#include "daemon/mysql/backend.h"
 #include "daemon/core/pool.h"
-#include "daemon/server.h"
 #include "daemon/core/worker.h"
+#include "daemon/ops/hosts.h"
+#include "daemon/ops/metrics.h"
 
 namespace sqlmux {
 
@@ -137,7 +136,7 @@ void PooledBackend::hand_over(uint64_t cid) {
 void PooledBackend::connect_succeeded() {
   LOG_DEBUG("backend %d connected for pool %s", pid_, pool_.label().c_str());
   if (stats_ != nullptr) stats_->connect_outcome(uv_hrtime(), true);
-  if (const auto& h = worker_->server().config().health) {
+  if (const auto& h = worker_->directory().config().health) {
     host_->status->record(true, std::nullopt, {}, h->fall, h->rise);
   }
   uint64_t cid = for_client_;
@@ -155,9 +154,9 @@ void PooledBackend::connect_failed(const std::string& error) {
   }
   // With health checks, a failed connect counts as a failed check; without,
   // only its error is kept (SHOW BACKENDS).
-  if (const auto& h = worker_->server().config().health) {
+  if (const auto& h = worker_->directory().config().health) {
     if (host_->status->record(false, std::nullopt, msg, h->fall, h->rise)) {
-      worker_->server().hosts_changed();
+      worker_->services().control->hosts_changed();
     }
   } else {
     host_->status->note_error(msg);
@@ -173,12 +172,10 @@ void PooledBackend::connect_failed(const std::string& error) {
   terminate(Reason::BackendConnectFailed);
   c = cid != 0 ? worker_->find_client(cid) : nullptr;
   if (c != nullptr && c->state() == ClientState::Waiting) {
-    pg::ErrorFields e;
-    e.severity = "FATAL";
-    e.sqlstate = std::string(pg::sqlstate::kUnableToConnect);
-    e.message = "sqlmux could not connect to the server " + address_ + " for database \"" +
-                pool_.cfg().name + "\": " + msg;
-    c->fail(Reason::BackendConnectFailed, e);
+    c->fail({Reason::BackendConnectFailed,
+             "sqlmux could not connect to the server " + address_ + " for database \"" +
+                 pool_.cfg().name + "\": " + msg,
+             {}});
   }
 }
 
@@ -189,7 +186,7 @@ void PooledBackend::move_to(Worker& target, uint64_t for_client) {
   move_target_ = &target;
   detach([](Conn* c) {
     auto* b = static_cast<PooledBackend*>(c);
-    b->move_target_->post({InboxMsg::Kind::Adopt, &b->pool_, b, b->for_client_});
+    b->move_target_->post([b](Worker& w) { b->adopt(w); });
   });
 }
 
@@ -211,14 +208,6 @@ void PooledBackend::adopt(Worker& w) {
 void PooledBackend::on_closed() {
   worker_->backend_left(this);
   delete this;
-}
-
-PooledBackend* open_backend(Worker& w, Pool& pool, PoolHost& host, uint64_t for_client,
-                            uint64_t tried, std::string& error) {
-  if (pool.cfg().protocol == config::Protocol::Mysql) {
-    return MyBackend::connect(w, pool, host, for_client, tried, error);
-  }
-  return PgBackend::connect(w, pool, host, for_client, tried, error);
 }
 
 }  // namespace sqlmux

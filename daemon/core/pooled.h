@@ -1,6 +1,7 @@
 // What a pool, a worker and the admin console need of a client or a
 // backend connection, whatever protocol it speaks. PostgreSQL's PgClient /
-// PgBackend and MySQL's MyClient / MyBackend derive from these.
+// PgBackend (daemon/pg) and MySQL's MyClient / MyBackend (daemon/mysql)
+// derive from these.
 //
 // The state fields live here so that each state has one list (Worker's),
 // changed in one function (set_state).
@@ -10,10 +11,10 @@
 #include <string>
 #include <string_view>
 
-#include "daemon/net/conn.h"
+#include "daemon/core/failure.h"
 #include "daemon/core/reason.h"
+#include "daemon/net/conn.h"
 #include "pool/intrusive_list.h"
-#include "protocol/pg/codec.h"
 
 namespace sqlmux {
 
@@ -22,9 +23,6 @@ class PooledBackend;
 struct PoolHost;
 namespace metrics {
 struct PoolStats;
-}
-namespace admin {
-class Session;
 }
 
 enum class ClientState { Login, Idle, Waiting, Active, Closing, Count };
@@ -47,14 +45,15 @@ class PooledClient : public Conn {
   [[nodiscard]] virtual PooledBackend* pooled_backend() const = 0;
   // The pool linked a backend to this client (it was Waiting).
   virtual void on_backend_linked(PooledBackend* b) = 0;
-  // Fails the client with the error (translated to its protocol; a MySQL
-  // client gets an ERR packet) and closes it. No message: closes silently.
-  virtual void fail(Reason why, const pg::ErrorFields& err) = 0;
+  // Accepted and polled: a protocol whose server speaks first greets here.
+  virtual void on_accepted() {}
+  // Fails the client (its protocol renders the failure as its own error
+  // message) and closes it. No message: closes silently.
+  virtual void fail(const Failure& f) = 0;
   // Housekeeping: login and wait timeouts; shutdown; cancel requests.
   virtual void check_timeouts(uint64_t now) = 0;
   virtual void on_shutdown() = 0;
   virtual void cancel_running_query() {}
-  [[nodiscard]] virtual admin::Session* admin_session() const { return nullptr; }
 
   pool::ListNode state_node;
 
@@ -147,10 +146,5 @@ class PooledBackend : public Conn {
   metrics::PoolStats* stats_ = nullptr;
   Worker* move_target_ = nullptr;
 };
-
-// Opens a backend of the pool's protocol (PgBackend::connect or
-// MyBackend::connect; see there).
-[[nodiscard]] PooledBackend* open_backend(Worker& w, Pool& pool, PoolHost& host,
-                                          uint64_t for_client, uint64_t tried, std::string& error);
 
 }  // namespace sqlmux

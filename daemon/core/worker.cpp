@@ -9,13 +9,11 @@
 #include <cerrno>
 #include <cstring>
 
-#include "daemon/admin/session.h"
-#include "daemon/pg/backend.h"
-#include "daemon/pg/client.h"
+#include "daemon/core/auth_limiter.h"
+#include "daemon/core/directory.h"
+#include "daemon/core/failure.h"
 #include "daemon/core/log.h"
-#include "daemon/mysql/client.h"
 #include "daemon/core/pool.h"
-#include "daemon/server.h"
 
 namespace sqlmux {
 
@@ -23,8 +21,13 @@ namespace {
 constexpr uint64_t kTickMs = 200;
 }
 
-Worker::Worker(Server& server, int id) : server_(server), id_(id) {
+void Workers::post_all(const Task& t) {
+  for (auto& w : list_) w->post(t);
+}
+
+Worker::Worker(const Services& services, int id) : services_(services), id_(id) {
   uv_loop_init(&loop_);
+  loop_.data = this;
   uv_async_init(&loop_, &async_, &Worker::on_async);
   async_.data = this;
   uv_timer_init(&loop_, &tick_);
@@ -33,7 +36,7 @@ Worker::Worker(Server& server, int id) : server_(server), id_(id) {
   check_.data = this;
   uv_idle_init(&loop_, &idle_);
   idle_.data = this;
-  if (Metrics* m = server.metrics()) {
+  if (Metrics* m = services_.metrics) {
     stats_ = std::make_unique<metrics::WorkerStats>();
     m->add_worker(stats_.get());
   }
@@ -44,27 +47,26 @@ Worker::~Worker() {
   assert(by_id_.empty());
 }
 
-void Worker::add_listener(int fd, bool admin, config::ClientTls tls, config::Protocol proto) {
-  if (admin) admin_fds_.push_back(fd);
-  if (proto == config::Protocol::Mysql) mysql_fds_.push_back(fd);
-  tls_modes_.emplace_back(fd, tls);
+void Worker::add_listener(int fd, ClientFactory make) {
   auto* h = new uv_poll_t;
   uv_poll_init_socket(&loop_, h, fd);
-  h->data = this;
-  listeners_.push_back(h);
+  listeners_.push_back({h, std::move(make)});
 }
 
 void Worker::start() {
   thread_ = std::thread([this] {
     log::set_thread_worker(id_);
-    for (auto* h : listeners_) uv_poll_start(h, UV_READABLE, &Worker::on_accept);
+    // Each handle points at its Listener (the vector no longer grows).
+    for (auto& l : listeners_) {
+      l.handle->data = &l;
+      uv_poll_start(l.handle, UV_READABLE, &Worker::on_accept);
+    }
     uv_timer_start(&tick_, &Worker::on_tick, kTickMs, kTickMs);
     uv_check_start(&check_, &Worker::on_check);
     uv_run(&loop_, UV_RUN_DEFAULT);
     // Every handle is closed: the loop must close cleanly.
     int rc = uv_loop_close(&loop_);
     if (rc != 0) LOG_ERROR("event loop closed with handles still open: %s", uv_strerror(rc));
-    server_.worker_stopped();
   });
 }
 
@@ -72,10 +74,10 @@ void Worker::join() {
   if (thread_.joinable()) thread_.join();
 }
 
-void Worker::post(const InboxMsg& msg) {
+void Worker::post(Task t) {
   {
     std::lock_guard<std::mutex> lk(inbox_mu_);
-    inbox_.push_back(msg);
+    inbox_.push_back(std::move(t));
   }
   uv_async_send(&async_);
 }
@@ -85,42 +87,12 @@ void Worker::on_async(uv_async_t* h) {
 }
 
 void Worker::drain_inbox() {
-  std::vector<InboxMsg> msgs;
   {
     std::lock_guard<std::mutex> lk(inbox_mu_);
-    msgs.swap(inbox_);
+    draining_.swap(inbox_);
   }
-  for (const auto& m : msgs) {
-    switch (m.kind) {
-      case InboxMsg::Kind::Adopt:
-        m.backend->adopt(*this);
-        break;
-      case InboxMsg::Kind::ConnectFor:
-        m.pool->connect_for(*this, m.client_id);
-        break;
-      case InboxMsg::Kind::Donate:
-        m.pool->donate(*this);
-        break;
-      case InboxMsg::Kind::Cancel:
-        if (PooledClient* c = find_client(m.client_id)) c->cancel_running_query();
-        break;
-      case InboxMsg::Kind::Shutdown:
-        begin_shutdown();
-        break;
-      case InboxMsg::Kind::Stop:
-        stop();
-        break;
-      case InboxMsg::Kind::Kick:
-        if (!shutting_down_) m.pool->kick(*this);
-        break;
-      case InboxMsg::Kind::AdminRun:
-        admin::run_job(*this, m.job);
-        break;
-      case InboxMsg::Kind::AdminDone:
-        admin::job_done(*this, m.job);
-        break;
-    }
-  }
+  for (Task& t : draining_) t(*this);
+  draining_.clear();
   run_deferred();
 }
 
@@ -218,17 +190,18 @@ void Worker::backend_left(PooledBackend* b) {
 }
 
 void Worker::on_accept(uv_poll_t* h, int status, int events) {
-  auto* w = static_cast<Worker*>(h->data);
+  auto* l = static_cast<Listener*>(h->data);
   if (status < 0) {
     LOG_ERROR("listener poll failed: %s", uv_strerror(status));
     return;
   }
-  int fd = -1;
-  uv_fileno(reinterpret_cast<uv_handle_t*>(h), &fd);
-  w->accept_from(fd);
+  auto* w = static_cast<Worker*>(h->loop->data);
+  w->accept_from(*l);
 }
 
-void Worker::accept_from(int lfd) {
+void Worker::accept_from(Listener& l) {
+  int lfd = -1;
+  uv_fileno(reinterpret_cast<uv_handle_t*>(l.handle), &lfd);
   // Bounded per wakeup so that one busy listener cannot starve the loop.
   for (int i = 0; i < 64; ++i) {
     sockaddr_storage ss{};
@@ -245,31 +218,16 @@ void Worker::accept_from(int lfd) {
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // fails harmlessly on unix sockets
-    bool over = !server_.try_add_client();  // counted either way; uncounted on close
-    if (std::find(mysql_fds_.begin(), mysql_fds_.end(), lfd) != mysql_fds_.end()) {
-      auto* mc = new MyClient(*this, fd, server_.next_client_id(), over,
-                              PeerAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss)));
-      client_created(mc);
-      if (!mc->attach()) {
-        LOG_ERROR("cannot poll client socket");
-        mc->close();
-      } else {
-        mc->start();
-      }
-      continue;
-    }
-    auto* c = new PgClient(*this, fd, server_.next_client_id(), over,
-                         PeerAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss)));
-    if (std::find(admin_fds_.begin(), admin_fds_.end(), lfd) != admin_fds_.end())
-      c->mark_admin_port();
-    for (const auto& [tfd, mode] : tls_modes_) {
-      if (tfd == lfd) c->set_client_tls(mode);
-    }
+    const bool over = !directory().try_add_client();  // counted either way; uncounted on close
+    PooledClient* c = l.make(*this, fd, directory().next_client_id(), over,
+                             PeerAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss)));
     client_created(c);
     if (!c->attach()) {
       LOG_ERROR("cannot poll client socket");
       c->close();
+      continue;
     }
+    c->on_accepted();
   }
 }
 
@@ -284,7 +242,7 @@ void Worker::housekeeping() {
   }
   backends_[static_cast<int>(BackendState::Connecting)].for_each(
       [&](PooledBackend* b) { b->check_timeouts(now); });
-  if (!shutting_down_) server_.for_each_pool([&](Pool& p) { p.housekeep(*this, now); });
+  if (!shutting_down_) directory().for_each_pool([&](Pool& p) { p.housekeep(*this, now); });
   run_deferred();
 }
 
@@ -296,7 +254,7 @@ void Worker::begin_shutdown() {
   for (int s = 0; s < static_cast<int>(ClientState::Count); ++s) {
     clients_[s].for_each([](PooledClient* c) { c->on_shutdown(); });
   }
-  server_.for_each_pool([&](Pool& p) { p.close_idle(*this); });
+  directory().for_each_pool([&](Pool& p) { p.close_idle(*this); });
 }
 
 void Worker::stop() {
@@ -305,19 +263,15 @@ void Worker::stop() {
   begin_shutdown();
   for (int s = 0; s < static_cast<int>(ClientState::Count); ++s) {
     clients_[s].for_each([](PooledClient* c) {
-      pg::ErrorFields e;
-      e.severity = "FATAL";
-      e.sqlstate = std::string(pg::sqlstate::kAdminShutdown);
-      e.message = "terminating connection due to administrator command";
-      c->fail(Reason::Shutdown, e);
+      c->fail({Reason::Shutdown, "terminating connection due to administrator command", {}});
     });
   }
-  server_.for_each_pool([&](Pool& p) { p.close_idle(*this); });
+  directory().for_each_pool([&](Pool& p) { p.close_idle(*this); });
   for (int s = 0; s < static_cast<int>(BackendState::Count); ++s) {
     backends_[s].for_each([](PooledBackend* b) { b->terminate(Reason::Shutdown); });
   }
-  for (auto* h : listeners_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(h),
+  for (auto& l : listeners_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(l.handle),
              [](uv_handle_t* hh) { delete reinterpret_cast<uv_poll_t*>(hh); });
   }
   listeners_.clear();

@@ -1,66 +1,92 @@
 // One worker thread: a libuv loop, its listeners, its clients and backends,
-// and an inbox through which other workers hand it backends and requests.
+// and an inbox of tasks through which other threads hand it backends and
+// requests.
 #pragma once
 
 #include <uv.h>
 
+#include <openssl/ssl.h>
+
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
-#include "daemon/ops/metrics.h"
 #include "daemon/core/pooled.h"
+#include "daemon/ops/metrics.h"
 #include "pool/intrusive_list.h"
 
 namespace sqlmux {
 
-class Server;
+class AuthLimiter;
+class Control;
+class Directory;
+class HostRegistry;
+class Metrics;
 class Pool;
-namespace admin {
-struct Job;
-}
+class Worker;
+struct PeerAddress;
 
-// A message to a worker from another thread (or from itself).
-struct InboxMsg {
-  enum class Kind {
-    Adopt,       // take over `backend` (moved from another worker) for client_id
-    ConnectFor,  // open a backend of `pool` for client_id (a slot was reserved)
-    Donate,      // give one idle backend of `pool` to the pool's waiters
-    Cancel,      // cancel the running query of client_id
-    Shutdown,    // stop accepting; close clients as their transactions end
-    Stop,        // close everything and leave the loop
-    Kick,        // pool->kick(): serve waiters, close obsolete idle backends
-    AdminRun,    // run an admin console job's part on this worker
-    AdminDone,   // every worker ran it: back to the console client
-  };
-  Kind kind;
-  Pool* pool = nullptr;
-  PooledBackend* backend = nullptr;
-  uint64_t client_id = 0;
-  std::shared_ptr<admin::Job> job = nullptr;
+// Work for a worker's thread, posted from any thread (or from itself).
+// Captures of a few pointers and ids fit in std::function's own storage,
+// so posting one allocates nothing.
+using Task = std::function<void(Worker&)>;
+
+// Makes the client for a connection accepted on one listener (the
+// composition root gives each listener its protocol's factory).
+using ClientFactory =
+    std::function<PooledClient*(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer)>;
+
+// Every worker of the process.
+class Workers {
+ public:
+  [[nodiscard]] int size() const { return static_cast<int>(list_.size()); }
+  [[nodiscard]] Worker& at(int i) { return *list_[static_cast<size_t>(i)]; }
+  void post_all(const Task& t);
+  void add(std::unique_ptr<Worker> w) { list_.push_back(std::move(w)); }
+  template <typename F>
+  void for_each(F&& f) {
+    for (auto& w : list_) f(*w);
+  }
+
+ private:
+  std::vector<std::unique_ptr<Worker>> list_;
+};
+
+// What workers and their connections use of the process: narrow
+// references, filled in by the lifecycle before the workers start.
+struct Services {
+  Directory* directory = nullptr;
+  Workers* workers = nullptr;
+  HostRegistry* hosts = nullptr;
+  AuthLimiter* auth_limiter = nullptr;
+  Control* control = nullptr;
+  Metrics* metrics = nullptr;     // nullptr without [metrics]
+  SSL_CTX* client_tls = nullptr;  // nullptr without [tls]
 };
 
 class Worker {
  public:
-  Worker(Server& server, int id);
+  Worker(const Services& services, int id);
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
   ~Worker();
 
-  // admin: the admin console's listener (its clients log in to "sqlmux").
-  void add_listener(int fd, bool admin = false, config::ClientTls tls = config::ClientTls::Disable,
-                    config::Protocol proto = config::Protocol::Postgres);
+  // A listening socket whose connections `make` turns into clients.
+  void add_listener(int fd, ClientFactory make);
   void start();  // runs the loop on a new thread
   void join();
 
   // Thread-safe.
-  void post(const InboxMsg& msg);
+  void post(Task t);
 
   [[nodiscard]] uv_loop_t* loop() { return &loop_; }
-  [[nodiscard]] Server& server() { return server_; }
+  [[nodiscard]] const Services& services() const { return services_; }
+  [[nodiscard]] Directory& directory() const { return *services_.directory; }
+  [[nodiscard]] Workers& workers() const { return *services_.workers; }
   [[nodiscard]] int id() const { return id_; }
   [[nodiscard]] uint64_t now_ms() { return uv_now(&loop_); }
 
@@ -94,10 +120,18 @@ class Worker {
     for (auto& l : backends_) l.for_each(f);
   }
   [[nodiscard]] bool shutting_down() const { return shutting_down_; }
+  // Stop accepting; close clients as their transactions end.
+  void begin_shutdown();
+  // Close everything and leave the loop.
+  void stop();
   // nullptr when metrics are off.
   [[nodiscard]] metrics::WorkerStats* stats() { return stats_.get(); }
 
  private:
+  struct Listener {
+    uv_poll_t* handle;
+    ClientFactory make;
+  };
   static void on_async(uv_async_t* h);
   static void on_tick(uv_timer_t* h);
   static void on_check(uv_check_t* h);
@@ -105,12 +139,10 @@ class Worker {
   void drain_inbox();
   void run_deferred();
   void housekeeping();
-  void begin_shutdown();
-  void stop();
-  void accept_from(int fd);
+  void accept_from(Listener& l);
   void client_state_metrics(PooledClient* c, ClientState from, ClientState to);
 
-  Server& server_;
+  Services services_;
   int id_;
   uv_loop_t loop_{};
   uv_async_t async_{};
@@ -120,12 +152,10 @@ class Worker {
   std::thread thread_;
 
   std::mutex inbox_mu_;
-  std::vector<InboxMsg> inbox_;
+  std::vector<Task> inbox_;
+  std::vector<Task> draining_;  // the batch being run (its storage is reused)
 
-  std::vector<uv_poll_t*> listeners_;
-  std::vector<int> admin_fds_;
-  std::vector<std::pair<int, config::ClientTls>> tls_modes_;  // listener fd -> client_tls
-  std::vector<int> mysql_fds_;                                // listeners speaking MySQL
+  std::vector<Listener> listeners_;
   std::vector<Conn*> deferred_errors_;
   std::vector<Conn*> deferred_closes_;
 

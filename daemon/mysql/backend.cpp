@@ -5,11 +5,10 @@
 #include <cstring>
 
 #include "daemon/core/log.h"
-#include "daemon/ops/metrics.h"
-#include "daemon/mysql/client.h"
 #include "daemon/core/pool.h"
-#include "daemon/server.h"
 #include "daemon/core/worker.h"
+#include "daemon/mysql/client.h"
+#include "daemon/ops/metrics.h"
 #include "protocol/mysql/auth.h"
 #include "protocol/mysql/command.h"
 #include "protocol/mysql/response.h"

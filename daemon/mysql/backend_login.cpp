@@ -10,10 +10,10 @@
 #include <cstring>
 
 #include "daemon/core/log.h"
-#include "daemon/mysql/backend.h"
 #include "daemon/core/pool.h"
-#include "daemon/server.h"
 #include "daemon/core/worker.h"
+#include "daemon/mysql/backend.h"
+#include "daemon/mysql/protocol.h"
 #include "protocol/mysql/auth.h"
 #include "protocol/mysql/command.h"
 #include "protocol/mysql/response.h"
@@ -149,7 +149,7 @@ bool MyBackend::login_packet(std::string_view payload, uint8_t seq) {
         return false;
       }
       pid_ = static_cast<int>(greeting_.connection_id);
-      worker_->server().set_mysql_version(greeting_.server_version);
+      static_cast<MyProtocol&>(pool_.driver()).set_server_version(greeting_.server_version);
       caps_ = kWantedCaps & greeting_.capabilities & 0xFFFFFFFFull;
       if ((caps_ & my::cap::kProtocol41) == 0 || (caps_ & my::cap::kSecureConnection) == 0) {
         connect_failed("the server does not speak protocol 4.1 with secure authentication");

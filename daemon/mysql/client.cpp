@@ -4,12 +4,13 @@
 #include <cinttypes>
 #include <cstring>
 
+#include "daemon/core/directory.h"
 #include "daemon/core/log.h"
-#include "daemon/ops/metrics.h"
-#include "daemon/mysql/backend.h"
 #include "daemon/core/pool.h"
-#include "daemon/server.h"
 #include "daemon/core/worker.h"
+#include "daemon/mysql/backend.h"
+#include "daemon/mysql/protocol.h"
+#include "daemon/ops/metrics.h"
 #include "protocol/mysql/auth.h"
 #include "protocol/mysql/command.h"
 #include "protocol/mysql/handshake.h"
@@ -49,8 +50,9 @@ bool contains_nocase(std::string_view hay, std::string_view needle) {
 }
 }  // namespace
 
-MyClient::MyClient(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer)
-    : PooledClient(w, fd, id), over_limit_(over_limit), peer_(peer) {}
+MyClient::MyClient(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer,
+                   const MyProtocol& protocol)
+    : PooledClient(w, fd, id), over_limit_(over_limit), peer_(peer), protocol_(protocol) {}
 
 MyClient::~MyClient() = default;
 
@@ -99,7 +101,7 @@ void MyClient::disconnect(Reason why, uint8_t seq, my::ErrorCode code, const std
   finish(why);
 }
 
-void MyClient::start() {
+void MyClient::on_accepted() {
   if (over_limit_) {
     disconnect(Reason::TooManyClients, 0, my::ErrorCode::ConCountError,
                "Too many connections (sqlmux max_client_conn)");
@@ -112,7 +114,7 @@ void MyClient::start() {
   }
   scramble_ = *scramble;
   my::Greeting g;
-  std::string version = worker_->server().mysql_version();
+  std::string version = protocol_.server_version();
   g.server_version = my::advertised_version(version.empty() ? kFallbackVersion : version);
   g.connection_id = static_cast<uint32_t>(id_);
   g.scramble = scramble_;
@@ -226,7 +228,7 @@ bool MyClient::handle_handshake_response(std::string_view payload, uint8_t seq) 
   charset_ = r.charset;
   user_name_ = r.username;
   login_db_ = (caps_ & my::cap::kConnectWithDb) != 0 ? r.database : std::string();
-  user_ = worker_->server().find_user(user_name_);
+  user_ = worker_->directory().find_user(user_name_);
   const std::string plugin =
       r.auth_plugin.empty() ? std::string(my::kNativePassword) : r.auth_plugin;
   if (plugin != my::kNativePassword && plugin != my::kCachingSha2Password) {
@@ -283,7 +285,7 @@ bool MyClient::change_user(std::string_view payload, uint8_t next) {
   }
   set_state(ClientState::Idle);
   user_name_ = cu.username;
-  user_ = worker_->server().find_user(user_name_);
+  user_ = worker_->directory().find_user(user_name_);
   if (cu.charset != 0) charset_ = static_cast<uint8_t>(cu.charset);
   login_db_ = cu.database;
   const std::string plugin =
@@ -319,7 +321,7 @@ void MyClient::change_user_done(uint8_t seq) {
 
 bool MyClient::check_password(std::string_view plugin, std::string_view response) {
   if (user_ == nullptr) return false;
-  if (user_->method == config::AuthMethod::Trust) return true;
+  if (user_->cfg.auth == config::AuthMethod::Trust) return true;
   const std::string& pw = user_->plaintext;
   if (pw.empty() && !user_->cfg.password.empty()) {
     LOG_WARN("mysql client %" PRIu64 ": user %s has no plaintext password; MySQL logins need one",
@@ -335,10 +337,10 @@ bool MyClient::check_password(std::string_view plugin, std::string_view response
 void MyClient::auth_failed(uint8_t seq) {
   uint64_t retry = 0;
   (void)retry;
-  const auto& sc = worker_->server().config().server;
+  const auto& sc = worker_->directory().config().server;
   if (sc.auth_failure_limit > 0 && peer_.valid()) {
-    worker_->server().auth_limiter().failed(peer_, worker_->now_ms(), sc.auth_failure_limit,
-                                            static_cast<uint64_t>(sc.auth_failure_window.count()));
+    worker_->services().auth_limiter->failed(peer_, worker_->now_ms(), sc.auth_failure_limit,
+                                             static_cast<uint64_t>(sc.auth_failure_window.count()));
   }
   disconnect(
       Reason::AuthFailed, seq, my::ErrorCode::AccessDeniedError,
@@ -355,7 +357,7 @@ void MyClient::auth_succeeded(uint8_t seq) {
                    "' names no database and has no default_pool");
     return;
   }
-  pool_ = worker_->server().find_pool(db, *user_, config::Protocol::Mysql);
+  pool_ = worker_->directory().find_pool(db, *user_, config::Protocol::Mysql);
   if (pool_ == nullptr) {
     disconnect(Reason::UnknownDatabase, seq, my::ErrorCode::BadDbError,
                "Unknown database '" + db + "'");
@@ -671,19 +673,19 @@ void MyClient::on_backend_lost_idle() {
 
 // --- housekeeping and ending -------------------------------------------------------
 
-void MyClient::fail(Reason why, const pg::ErrorFields& err) {
+void MyClient::fail(const Failure& f) {
   if (closing()) return;
-  if (err.message.empty()) {
-    finish(why);
+  if (f.message.empty()) {
+    finish(f.why);
     return;
   }
   my::ErrorCode code = my::ErrorCode::UnknownError;
-  if (why == Reason::Shutdown) code = my::ErrorCode::ServerShutdown;
-  if (why == Reason::QueryWaitTimeout || why == Reason::TooManyClients) {
+  if (f.why == Reason::Shutdown) code = my::ErrorCode::ServerShutdown;
+  if (f.why == Reason::QueryWaitTimeout || f.why == Reason::TooManyClients) {
     code = my::ErrorCode::ConCountError;
   }
   const uint8_t seq = state_ == ClientState::Waiting ? static_cast<uint8_t>(pending_seq_ + 1) : 1;
-  disconnect(why, seq, code, err.message);
+  disconnect(f.why, seq, code, f.message);
 }
 
 void MyClient::check_timeouts(uint64_t now) {
@@ -712,9 +714,7 @@ void MyClient::check_timeouts(uint64_t now) {
 void MyClient::on_shutdown() {
   if (state_ == ClientState::Login || state_ == ClientState::Idle ||
       state_ == ClientState::Waiting) {
-    pg::ErrorFields e;
-    e.message = "sqlmux is shutting down";
-    fail(Reason::Shutdown, e);
+    fail({Reason::Shutdown, "sqlmux is shutting down", {}});
   }
 }
 
@@ -749,7 +749,7 @@ void MyClient::on_io_error(int err) {
 void MyClient::on_closed() {
   if (pool_ != nullptr && joined_) pool_->client_left();
   worker_->client_destroyed(this);
-  if (counted_) worker_->server().remove_client();
+  if (counted_) worker_->directory().remove_client();
   delete this;
 }
 

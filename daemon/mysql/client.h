@@ -17,20 +17,23 @@
 namespace sqlmux {
 
 class MyBackend;
-struct UserAuth;
+class MyProtocol;
+struct User;
 
 class MyClient final : public PooledClient {
  public:
-  MyClient(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer);
+  MyClient(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer,
+           const MyProtocol& protocol);
   ~MyClient() override;
 
   // Sends the greeting (or ERR 1040 over max_client_conn).
-  void start();
+  void on_accepted() override;
 
   [[nodiscard]] PooledBackend* pooled_backend() const override;
   [[nodiscard]] MyBackend* backend() const { return backend_; }
   void on_backend_linked(PooledBackend* b) override;
-  void fail(Reason why, const pg::ErrorFields& err) override;
+  // ERR (its code from the reason) and close.
+  void fail(const Failure& f) override;
   void check_timeouts(uint64_t now) override;
   void on_shutdown() override;
 
@@ -127,7 +130,8 @@ class MyClient final : public PooledClient {
   uint64_t caps_ = 0;
   uint8_t charset_ = 0;
   std::string login_db_;
-  const UserAuth* user_ = nullptr;
+  const MyProtocol& protocol_;
+  const User* user_ = nullptr;
 
   MyBackend* backend_ = nullptr;
   std::string pending_;  // the command waiting for a backend (wire bytes)
@@ -150,10 +154,9 @@ class MyClient final : public PooledClient {
   pool::MySessionVars vars_;
   pool::MyClientStatements stmts_;
   std::shared_ptr<pool::MyStatementDef> pending_def_;  // of the pending command
-  bool preparing_ = false;
+  bool preparing_ = false;                             // the pending command is a COM_STMT_PREPARE
   uint32_t pending_stmt_ = 0;   // the client's statement id of the pending command
-  std::set<uint32_t> cursors_;  // statements with a cursor open on the backend // the pending
-                                // command is a COM_STMT_PREPARE
+  std::set<uint32_t> cursors_;  // statements with a cursor open on the backend
   std::string scratch_;
 };
 

@@ -10,8 +10,8 @@
 #include <algorithm>
 #include <cerrno>
 
-#include "daemon/ops/metrics.h"
 #include "daemon/core/worker.h"
+#include "daemon/ops/metrics.h"
 
 namespace sqlmux {
 

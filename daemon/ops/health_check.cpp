@@ -10,8 +10,8 @@
 #include <chrono>
 #include <map>
 
-#include "daemon/ops/hosts.h"
 #include "daemon/core/log.h"
+#include "daemon/ops/hosts.h"
 
 namespace sqlmux {
 

@@ -3,12 +3,12 @@
 #include <cinttypes>
 #include <cstring>
 
-#include "daemon/pg/client.h"
 #include "daemon/core/log.h"
-#include "daemon/ops/metrics.h"
 #include "daemon/core/pool.h"
-#include "daemon/server.h"
 #include "daemon/core/worker.h"
+#include "daemon/ops/metrics.h"
+#include "daemon/pg/client.h"
+#include "daemon/pg/protocol.h"
 
 namespace sqlmux {
 
@@ -43,7 +43,7 @@ constexpr const char* kReportedParams[] = {
 }  // namespace
 
 PgBackend* PgBackend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t for_client,
-                          uint64_t tried, std::string& error) {
+                              uint64_t tried, std::string& error) {
   const config::PoolConfig& cfg = pool.cfg();  // one version throughout (reload swaps it)
   const config::Address& addr = where.address;
   std::string host = addr.kind == config::Address::Kind::Unix ? addr.unix_path : addr.host;
@@ -226,7 +226,8 @@ bool PgBackend::note_bind_error(std::string_view body, const std::string& server
   if (e.sqlstate == pg::sqlstate::kFeatureNotSupported &&
       e.message.find("cached plan must not change result type") != std::string::npos) {
     // DDL changed what the statement returns: every backend prepares it again.
-    if (pool_.stale_statements().invalidate(server_name, statements_.epoch(server_name))) {
+    if (pg_state(pool_).stale_statements().invalidate(server_name,
+                                                      statements_.epoch(server_name))) {
       LOG_INFO("statement %s went stale after a schema change; re-preparing it everywhere",
                server_name.c_str());
     }
@@ -295,7 +296,7 @@ void PgBackend::replay() {
                  {},
                  false});
   std::vector<pool::ResponseTracker::Entry> again = tracker_.recorded();
-  const uint64_t epoch = pool_.stale_statements().current();
+  const uint64_t epoch = pg_state(pool_).stale_statements().current();
   statements_.touch(name);
   statements_.set_epoch(name, epoch);
   if (client_ != nullptr) {

@@ -34,7 +34,7 @@ class PgBackend final : public PooledBackend {
   // Returns nullptr when libpq cannot even start (error set), or when the
   // failure was handled already (error empty).
   static PgBackend* connect(Worker& w, Pool& pool, PoolHost& host, uint64_t for_client,
-                          uint64_t tried, std::string& error);
+                            uint64_t tried, std::string& error);
 
   [[nodiscard]] PgClient* client() const { return client_; }
   [[nodiscard]] PooledClient* pooled_client() const override;

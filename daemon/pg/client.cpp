@@ -5,13 +5,14 @@
 #include <cstring>
 #include <ctime>
 
-#include "daemon/admin/session.h"
-#include "daemon/pg/backend.h"
+#include "daemon/core/control.h"
+#include "daemon/core/directory.h"
 #include "daemon/core/log.h"
-#include "daemon/ops/metrics.h"
 #include "daemon/core/pool.h"
-#include "daemon/server.h"
 #include "daemon/core/worker.h"
+#include "daemon/ops/metrics.h"
+#include "daemon/pg/backend.h"
+#include "daemon/pg/protocol.h"
 
 namespace sqlmux {
 
@@ -30,8 +31,13 @@ struct CancelWork {
 };
 }  // namespace
 
-PgClient::PgClient(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer)
-    : PooledClient(w, fd, id), over_limit_(over_limit), peer_(peer), counted_(true) {}
+PgClient::PgClient(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer,
+                   const PgProtocol& protocol)
+    : PooledClient(w, fd, id),
+      over_limit_(over_limit),
+      peer_(peer),
+      counted_(true),
+      protocol_(protocol) {}
 
 PgClient::~PgClient() = default;
 
@@ -76,8 +82,8 @@ void PgClient::process_input() {
         continue;
       }
       case ClientState::Idle: {
-        if (admin_) {
-          admin_->process();
+        if (local_) {
+          local_->process();
           return;
         }
         if (in_.empty()) {
@@ -127,7 +133,7 @@ bool PgClient::handle_startup() {
   in_.consume(used);
   switch (pkt.kind) {
     case pg::StartupKind::SslRequest: {
-      SSL_CTX* ctx = worker_->server().tls_ctx();
+      SSL_CTX* ctx = worker_->services().client_tls;
       if (ctx == nullptr || client_tls_ == config::ClientTls::Disable || tls()) {
         send("N", 1);  // the client goes on in clear (or gives up)
         return true;
@@ -153,8 +159,10 @@ bool PgClient::handle_startup() {
     case pg::StartupKind::Cancel: {
       int worker = 0;
       uint64_t target = 0;
-      if (worker_->server().lookup_cancel(pkt.cancel_pid, pkt.cancel_key, worker, target)) {
-        worker_->server().worker(worker).post({InboxMsg::Kind::Cancel, nullptr, nullptr, target});
+      if (worker_->directory().lookup_cancel(pkt.cancel_pid, pkt.cancel_key, worker, target)) {
+        worker_->workers().at(worker).post([target](Worker& tw) {
+          if (PooledClient* c = tw.find_client(target)) c->cancel_running_query();
+        });
       } else {
         LOG_DEBUG("cancel request with an unknown key dropped");
       }
@@ -228,17 +236,17 @@ bool PgClient::handle_startup() {
   if (database_.empty()) database_ = user_name_;
   if (over_limit_) {
     LOG_WARN("client %" PRIu64 ": max_client_conn (%u) reached, refusing %s", id_,
-             worker_->server().config().server.max_client_conn, user_name_.c_str());
+             worker_->directory().config().server.max_client_conn, user_name_.c_str());
     pg::ErrorFields e;
     e.severity = "FATAL";
     e.sqlstate = std::string(pg::sqlstate::kTooManyConnections);
     e.message = "sorry, too many clients already";
     e.detail = "sqlmux max_client_conn (" +
-               std::to_string(worker_->server().config().server.max_client_conn) + ") reached";
-    fail(Reason::TooManyClients, e);
+               std::to_string(worker_->directory().config().server.max_client_conn) + ") reached";
+    fail_with(Reason::TooManyClients, e);
     return false;
   }
-  if (worker_->server().shutting_down()) {
+  if (worker_->services().control->shutting_down()) {
     send_fatal(pg::sqlstate::kCannotConnectNow, "the database system is shutting down",
                Reason::Shutdown);
     return false;
@@ -249,10 +257,10 @@ bool PgClient::handle_startup() {
 }
 
 bool PgClient::auth_rate_limited() {
-  const auto& sc = worker_->server().config().server;
+  const auto& sc = worker_->directory().config().server;
   uint64_t retry_ms = 0;
   if (sc.auth_failure_limit == 0 ||
-      worker_->server().auth_limiter().check(peer_, worker_->now_ms(), retry_ms) ==
+      worker_->services().auth_limiter->check(peer_, worker_->now_ms(), retry_ms) ==
           AuthLimiter::Verdict::Allow) {
     return false;
   }
@@ -267,13 +275,17 @@ bool PgClient::auth_rate_limited() {
   e.detail = "Logins from " + peer_.text() + " are refused for " +
              std::to_string((retry_ms + 999) / 1000) + " more second(s).";
   e.hint = "Try again later with the right password.";
-  fail(Reason::AuthRateLimited, e);
+  fail_with(Reason::AuthRateLimited, e);
   return true;
 }
 
 void PgClient::start_auth() {
-  user_ = worker_->server().find_user(user_name_);
-  config::AuthMethod method = user_ != nullptr ? user_->method : config::AuthMethod::ScramSha256;
+  user_ = worker_->directory().find_user(user_name_);
+  secrets_ = user_ != nullptr
+                 ? static_cast<const PgSecrets*>(user_->secrets_for(config::Protocol::Postgres))
+                 : nullptr;
+  config::AuthMethod method =
+      secrets_ != nullptr ? secrets_->method : config::AuthMethod::ScramSha256;
   std::string out;
   switch (method) {
     case config::AuthMethod::Trust:
@@ -294,7 +306,7 @@ void PgClient::start_auth() {
     case config::AuthMethod::ScramSha256:
     case config::AuthMethod::Default: {
       const auto& v =
-          (user_ != nullptr && user_->scram) ? *user_->scram : worker_->server().mock_verifier();
+          (secrets_ != nullptr && secrets_->scram) ? *secrets_->scram : protocol_.mock_verifier();
       scram_ = std::make_unique<pg::auth::ScramServer>(v, pg::auth::make_nonce());
       pg::put_auth_sasl(out, {"SCRAM-SHA-256"});
       login_ = Login::SaslInitial;
@@ -339,15 +351,16 @@ bool PgClient::handle_auth_message() {
         return false;
       }
       bool ok = false;
-      if (user_ != nullptr) {
+      if (user_ != nullptr && secrets_ != nullptr) {
         if (!user_->plaintext.empty()) {
           ok = pg::auth::constant_time_equal(pw, user_->plaintext);
-        } else if (user_->scram) {
-          auto v = pg::auth::make_scram_verifier(pw, user_->scram->salt, user_->scram->iterations);
-          ok = v.stored_key == user_->scram->stored_key;
-        } else if (!user_->md5.empty()) {
+        } else if (secrets_->scram) {
+          auto v =
+              pg::auth::make_scram_verifier(pw, secrets_->scram->salt, secrets_->scram->iterations);
+          ok = v.stored_key == secrets_->scram->stored_key;
+        } else if (!secrets_->md5.empty()) {
           ok = pg::auth::constant_time_equal(pg::auth::md5_password_hash(pw, user_name_),
-                                             user_->md5);
+                                             secrets_->md5);
         }
       }
       if (ok) {
@@ -364,9 +377,9 @@ bool PgClient::handle_auth_message() {
                    Reason::ClientProtocolError);
         return false;
       }
-      bool ok =
-          user_ != nullptr && !user_->md5.empty() &&
-          pg::auth::constant_time_equal(pw, pg::auth::md5_salted_response(user_->md5, md5_salt_));
+      bool ok = secrets_ != nullptr && !secrets_->md5.empty() &&
+                pg::auth::constant_time_equal(
+                    pw, pg::auth::md5_salted_response(secrets_->md5, md5_salt_));
       if (ok) {
         auth_succeeded();
       } else {
@@ -426,8 +439,8 @@ bool PgClient::handle_auth_message() {
 void PgClient::auth_failed(std::string_view detail) {
   LOG_INFO("client %" PRIu64 ": password authentication failed for user \"%s\" (%.*s)", id_,
            user_name_.c_str(), static_cast<int>(detail.size()), detail.data());
-  const auto& sc = worker_->server().config().server;
-  if (worker_->server().auth_limiter().failed(
+  const auto& sc = worker_->directory().config().server;
+  if (worker_->services().auth_limiter->failed(
           peer_, worker_->now_ms(), sc.auth_failure_limit,
           static_cast<uint64_t>(sc.auth_failure_window.count()))) {
     LOG_WARN("%u authentication failures from %s within %lld ms: refusing its logins for %lld ms",
@@ -444,11 +457,11 @@ void PgClient::auth_succeeded() {
     auth_failed("no such user");
     return;
   }
-  if (admin_port_) {
-    admin_ = admin::Session::start(*this);
+  if (make_local_) {
+    local_ = make_local_(*this);
     return;
   }
-  pool_ = worker_->server().find_pool(database_, *user_);
+  pool_ = worker_->directory().find_pool(database_, *user_, config::Protocol::Postgres);
   if (pool_ == nullptr) {
     LOG_INFO("client %" PRIu64 ": user \"%s\" asked for unknown database \"%s\"", id_,
              user_name_.c_str(), database_.c_str());
@@ -466,7 +479,7 @@ void PgClient::auth_succeeded() {
   send(out.data(), out.size());
   LOG_DEBUG("client %" PRIu64 ": %s logged in to %s", id_, user_name_.c_str(), database_.c_str());
   pool::SessionParams defaults;
-  if (pool_->welcome(defaults)) {
+  if (pg_state(*pool_).welcome(defaults)) {
     init_params(defaults);
     send_welcome();
     uncork();
@@ -500,7 +513,7 @@ void PgClient::send_welcome() {
     std::memcpy(&cancel_key_, rnd + 4, 4);
     cancel_pid_ &= 0x7fffffff;
   } while (cancel_pid_ == 0);
-  worker_->server().register_cancel(cancel_pid_, cancel_key_, worker_->id(), id_);
+  worker_->directory().register_cancel(cancel_pid_, cancel_key_, worker_->id(), id_);
   pg::put_backend_key_data(out, cancel_pid_, cancel_key_);
   pg::put_ready_for_query(out, 'I');
   send(out.data(), out.size());
@@ -529,7 +542,7 @@ void PgClient::on_backend_ready() {
     for (const auto& [k, e] : backend_->params().entries()) {
       if (e.reported) reported.set(e.name, e.value, true);
     }
-    pool_->set_welcome(reported);
+    pg_state(*pool_).set_welcome(reported);
     init_params(reported);
     send_welcome();
     // The backend came only to introduce the server; the first query links
@@ -565,7 +578,7 @@ void PgClient::on_backend_released() {
 void PgClient::on_backend_failed(Reason why, const pg::ErrorFields& err) {
   backend_ = nullptr;
   backend_ready_ = false;
-  fail(why, err);
+  fail_with(why, err);
 }
 
 void PgClient::on_backend_lost_idle() {
@@ -656,10 +669,42 @@ void PgClient::send_fatal(std::string_view sqlstate, std::string message, Reason
   e.severity = "FATAL";
   e.sqlstate = std::string(sqlstate);
   e.message = std::move(message);
-  fail(why, e);
+  fail_with(why, e);
 }
 
-void PgClient::fail(Reason why, const pg::ErrorFields& err) {
+void PgClient::local_session_started() {
+  welcome_sent_ = true;
+  set_state(ClientState::Idle);
+}
+
+void PgClient::fail(const Failure& f) {
+  if (f.message.empty()) {
+    finish(f.why);
+    return;
+  }
+  pg::ErrorFields e;
+  e.severity = "FATAL";
+  e.message = f.message;
+  e.detail = f.detail;
+  switch (f.why) {
+    case Reason::Shutdown:
+    case Reason::AdminKill:
+      e.sqlstate = std::string(pg::sqlstate::kAdminShutdown);
+      break;
+    case Reason::BackendConnectFailed:
+      e.sqlstate = std::string(pg::sqlstate::kUnableToConnect);
+      break;
+    case Reason::TooManyClients:
+      e.sqlstate = std::string(pg::sqlstate::kTooManyConnections);
+      break;
+    default:
+      e.sqlstate = std::string(pg::sqlstate::kInternalError);
+      break;
+  }
+  fail_with(f.why, e);
+}
+
+void PgClient::fail_with(Reason why, const pg::ErrorFields& err) {
   if (closing()) return;
   if (!err.message.empty()) {
     std::string out;
@@ -688,7 +733,7 @@ void PgClient::finish(Reason why) {
     backend_ = nullptr;
     b->client_gone(pass_remaining_ > 0 || !backend_ready_);
   }
-  if (cancel_pid_ != 0) worker_->server().unregister_cancel(cancel_pid_);
+  if (cancel_pid_ != 0) worker_->directory().unregister_cancel(cancel_pid_);
   set_state(ClientState::Closing);
   close();
 }
@@ -701,7 +746,7 @@ void PgClient::on_io_error(int err) {
 void PgClient::on_closed() {
   if (pool_ != nullptr) pool_->client_left();
   worker_->client_destroyed(this);
-  if (counted_) worker_->server().remove_client();
+  if (counted_) worker_->directory().remove_client();
   delete this;
 }
 

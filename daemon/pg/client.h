@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,18 +20,30 @@
 namespace sqlmux {
 
 class PgBackend;
+class PgClient;
+class PgProtocol;
 class Pool;
-struct UserAuth;
+struct PgSecrets;
+struct User;
 namespace metrics {
 struct PoolStats;
 }
-namespace admin {
-class Session;
-}
+
+// A client that sqlmux serves itself after login instead of a pool (the
+// admin console): it reads the client's buffered messages while Idle.
+class LocalSession {
+ public:
+  virtual ~LocalSession() = default;
+  virtual void process() = 0;
+};
+// Makes the local session of a client that logged in on such a listener;
+// nullptr when it refused the client (and closed it).
+using LocalSessionFactory = std::function<std::shared_ptr<LocalSession>(PgClient&)>;
 
 class PgClient final : public PooledClient {
  public:
-  PgClient(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer = {});
+  PgClient(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer,
+           const PgProtocol& protocol);
   ~PgClient() override;
 
   [[nodiscard]] PgBackend* backend() const { return backend_; }
@@ -40,13 +53,18 @@ class PgClient final : public PooledClient {
   // Forgets a statement whose Parse failed or was skipped.
   void forget_statement(const std::string& name) { statements_.remove(name); }
 
-  // Accepted on the admin console's listener: after authentication it is
-  // served by an admin::Session instead of a pool.
-  void mark_admin_port() { admin_port_ = true; }
+  // Accepted on a listener served by sqlmux itself (the admin console):
+  // after authentication `make` serves it instead of a pool.
+  void serve_locally(LocalSessionFactory make) { make_local_ = std::move(make); }
   // The listener's client_tls (SSLRequest answered 'S' unless Disable).
   void set_client_tls(config::ClientTls mode) { client_tls_ = mode; }
-  [[nodiscard]] bool admin_port() const { return admin_port_; }
-  [[nodiscard]] admin::Session* admin_session() const override { return admin_.get(); }
+
+  // --- for a local session ---
+  // The session greeted the client: it is Idle, served by the session.
+  void local_session_started();
+  [[nodiscard]] Buffer& input() { return in_; }
+  void send_fatal(std::string_view sqlstate, std::string message, Reason why);
+  void finish(Reason why);
 
   // The pool linked a backend to this client (it was Waiting).
   void on_backend_linked(PooledBackend* b) override;
@@ -74,8 +92,9 @@ class PgClient final : public PooledClient {
     if (stats_ != nullptr) query_done_metrics(tx_status);
   }
 
-  // Fails the client: FATAL ErrorResponse (when err.message is set) and close.
-  void fail(Reason why, const pg::ErrorFields& err) override;
+  // Fails the client: FATAL ErrorResponse (when f.message is set; its
+  // SQLSTATE from the reason) and close.
+  void fail(const Failure& f) override;
   // Housekeeping: login and wait timeouts; shutdown.
   void check_timeouts(uint64_t now) override;
   void on_shutdown() override;
@@ -89,8 +108,6 @@ class PgClient final : public PooledClient {
   void on_closed() override;
 
  private:
-  friend class Worker;
-  friend class admin::Session;
   enum class Login { Startup, Password, Md5, SaslInitial, SaslFinal };
 
   void process_input();
@@ -103,7 +120,8 @@ class PgClient final : public PooledClient {
   void auth_failed(std::string_view detail);
   void init_params(const pool::SessionParams& defaults);
   void send_welcome();
-  void send_fatal(std::string_view sqlstate, std::string message, Reason why);
+  // FATAL `err` (when err.message is set) and close.
+  void fail_with(Reason why, const pg::ErrorFields& err);
   // FATAL 08P01 for a message type no logged-in client may send.
   void invalid_message_type(uint8_t type);
   void need_backend();
@@ -124,7 +142,6 @@ class PgClient final : public PooledClient {
   bool prepared_on_backend(const std::string& server_name, std::string& out);
   void add_to_backend(const std::string& server_name, std::string& out);
   void push_synthetic(pool::ResponseTracker::Entry e);
-  void finish(Reason why);
   // Metrics: a request message begins or ends a query (Query, Sync, FunctionCall).
   void note_request(char type);
   void query_done_metrics(char tx_status);
@@ -135,8 +152,10 @@ class PgClient final : public PooledClient {
   bool sent_ssl_answer_ = false;
   bool welcome_sent_ = false;
   bool counted_ = false;
-  const UserAuth* user_ = nullptr;
-  pool::SessionParams params_;  // desired session parameters
+  const PgProtocol& protocol_;
+  const User* user_ = nullptr;
+  const PgSecrets* secrets_ = nullptr;  // user_'s PostgreSQL secrets
+  pool::SessionParams params_;          // desired session parameters
   std::vector<std::pair<std::string, std::string>> startup_params_;
   std::unique_ptr<pg::auth::ScramServer> scram_;
   uint8_t md5_salt_[4] = {0, 0, 0, 0};
@@ -163,9 +182,9 @@ class PgClient final : public PooledClient {
   uint32_t queries_open_ = 0;  // sent on, ReadyForQuery not yet back
   bool in_cycle_ = false;      // extended-protocol messages before their Sync
   bool in_tx_ = false;
-  bool admin_port_ = false;
   config::ClientTls client_tls_ = config::ClientTls::Disable;
-  std::unique_ptr<admin::Session> admin_;
+  LocalSessionFactory make_local_;       // set: served by sqlmux itself
+  std::shared_ptr<LocalSession> local_;  // after login, when make_local_ is set
 };
 
 }  // namespace sqlmux

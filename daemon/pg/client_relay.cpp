@@ -10,12 +10,13 @@
 #include <cinttypes>
 #include <cstring>
 
-#include "daemon/pg/backend.h"
-#include "daemon/pg/client.h"
 #include "daemon/core/log.h"
-#include "daemon/ops/metrics.h"
 #include "daemon/core/pool.h"
 #include "daemon/core/worker.h"
+#include "daemon/ops/metrics.h"
+#include "daemon/pg/backend.h"
+#include "daemon/pg/client.h"
+#include "daemon/pg/protocol.h"
 
 namespace sqlmux {
 
@@ -62,7 +63,7 @@ void PgClient::push_synthetic(Entry e) {
 
 bool PgClient::prepared_on_backend(const std::string& server_name, std::string& out) {
   auto& cache = backend_->statements();
-  auto& stale = pool_->stale_statements();
+  auto& stale = pg_state(*pool_).stale_statements();
   if (!cache.touch(server_name)) {
     if (stats_ != nullptr) stats_->prepared_misses.add();
     return false;
@@ -86,7 +87,7 @@ void PgClient::add_to_backend(const std::string& server_name, std::string& out) 
     pg::put_close(out, 'S', *evicted);
     backend_->tracker().push(Entry{Kind::Close, Action::Swallow, {}, *evicted, {}, false});
   }
-  cache.set_epoch(server_name, pool_->stale_statements().current());
+  cache.set_epoch(server_name, pg_state(*pool_).stale_statements().current());
 }
 
 void PgClient::ensure_prepared(const pool::StatementDef& def, std::string& out) {
@@ -97,7 +98,7 @@ void PgClient::ensure_prepared(const pool::StatementDef& def, std::string& out) 
 }
 
 PgClient::Handled PgClient::handle_parse(const pg::Header& h, const uint8_t* m, size_t avail,
-                                     std::string& out) {
+                                         std::string& out) {
   std::string_view name;
   size_t used = 0;
   const size_t have = std::min(avail, h.total()) - 5;
@@ -127,7 +128,7 @@ PgClient::Handled PgClient::handle_parse(const pg::Header& h, const uint8_t* m, 
     return Handled::Consumed;
   }
   auto def = pool::make_statement(query, std::move(types));
-  statements_.add(client_name, def, pool_->stale_statements().current());
+  statements_.add(client_name, def, pg_state(*pool_).stale_statements().current());
   if (prepared_on_backend(def->server_name, out)) {
     // Prepared on this backend already (by this client or another one). If
     // an earlier error makes the server skip this point, the client's name
@@ -160,13 +161,13 @@ PgClient::Handled PgClient::handle_bind(const pg::Header& h, const uint8_t* m, s
   }
   const size_t names = used1 + used2;
   const std::string& sname = entry->def->server_name;
-  if (describes_portals_ && pool_->stale_statements().stale(sname, entry->epoch)) {
+  if (describes_portals_ && pg_state(*pool_).stale_statements().stale(sname, entry->epoch)) {
     // This client reads the row description of every execution: the
     // re-prepared statement is safe for it. Take the current plan.
-    statements_.add(stmt, entry->def, pool_->stale_statements().current());
+    statements_.add(stmt, entry->def, pg_state(*pool_).stale_statements().current());
     entry = statements_.find(stmt);
   }
-  if (pool_->stale_statements().stale(sname, entry->epoch)) {
+  if (pg_state(*pool_).stale_statements().stale(sname, entry->epoch)) {
     // Prepared before a schema change altered its result: PostgreSQL fails
     // it until the client prepares it again (drivers such as asyncpg then
     // do); running the new plan would hand the client rows of a shape it
@@ -212,7 +213,7 @@ PgClient::Handled PgClient::handle_bind(const pg::Header& h, const uint8_t* m, s
 }
 
 PgClient::Handled PgClient::handle_describe_or_close(const pg::Header& h, const uint8_t* m,
-                                                 size_t avail, std::string& out) {
+                                                     size_t avail, std::string& out) {
   const Kind kind = h.type == 'D' ? Kind::Describe : Kind::Close;
   if (avail < h.total()) return Handled::NeedMore;
   std::string_view body(reinterpret_cast<const char*>(m + 5), h.body_len());
@@ -248,7 +249,7 @@ void PgClient::note_set_command(std::string_view stmt) {
 }
 
 PgClient::Handled PgClient::handle_query(const pg::Header& h, const uint8_t* m, size_t avail,
-                                     std::string& out) {
+                                         std::string& out) {
   const bool rewrite = pool_->cfg().mode != config::PoolMode::Session;
   if (!rewrite || h.total() > kMaxSniffedQuery) {
     backend_->tracker().push(plain(Kind::Query));

@@ -1,0 +1,49 @@
+#include "daemon/compose.h"
+
+#include "daemon/admin/session.h"
+#include "daemon/mysql/client.h"
+#include "daemon/mysql/protocol.h"
+#include "daemon/pg/client.h"
+#include "daemon/pg/protocol.h"
+
+namespace sqlmux {
+
+std::unique_ptr<Protocols> make_protocols() {
+  auto p = std::make_unique<Protocols>();
+  p->add(config::Protocol::Postgres, std::make_unique<PgProtocol>());
+  p->add(config::Protocol::Mysql, std::make_unique<MyProtocol>());
+  return p;
+}
+
+ClientFactory listener_clients(const Protocols& protocols, config::Protocol protocol,
+                               config::ClientTls tls) {
+  switch (protocol) {
+    case config::Protocol::Postgres: {
+      const auto& pg = static_cast<const PgProtocol&>(protocols.get(protocol));
+      return [&pg, tls](Worker& w, int fd, uint64_t id, bool over, PeerAddress peer) {
+        auto* c = new PgClient(w, fd, id, over, peer, pg);
+        c->set_client_tls(tls);
+        return static_cast<PooledClient*>(c);
+      };
+    }
+    case config::Protocol::Mysql: {
+      const auto& my = static_cast<const MyProtocol&>(protocols.get(protocol));
+      return [&my](Worker& w, int fd, uint64_t id, bool over, PeerAddress peer) {
+        return static_cast<PooledClient*>(new MyClient(w, fd, id, over, peer, my));
+      };
+    }
+  }
+  return nullptr;
+}
+
+ClientFactory console_clients(const Protocols& protocols, config::ClientTls tls) {
+  const auto& pg = static_cast<const PgProtocol&>(protocols.get(config::Protocol::Postgres));
+  return [&pg, tls](Worker& w, int fd, uint64_t id, bool over, PeerAddress peer) {
+    auto* c = new PgClient(w, fd, id, over, peer, pg);
+    c->set_client_tls(tls);
+    c->serve_locally(&admin::Session::start);
+    return static_cast<PooledClient*>(c);
+  };
+}
+
+}  // namespace sqlmux

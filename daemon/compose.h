@@ -1,0 +1,21 @@
+// The composition root: the one place that names every protocol. It makes
+// each protocol's driver (what pools need of it) and the client factory of
+// each listener; the rest of the daemon sees only core/ interfaces.
+#pragma once
+
+#include "config/config.h"
+#include "daemon/core/protocol.h"
+#include "daemon/core/worker.h"
+
+namespace sqlmux {
+
+// One driver per protocol.
+[[nodiscard]] std::unique_ptr<Protocols> make_protocols();
+// Clients accepted on a [[listener]] of `protocol`.
+[[nodiscard]] ClientFactory listener_clients(const Protocols& protocols, config::Protocol protocol,
+                                             config::ClientTls tls);
+// Clients accepted on the [admin] listener: PostgreSQL clients served by
+// the admin console after login.
+[[nodiscard]] ClientFactory console_clients(const Protocols& protocols, config::ClientTls tls);
+
+}  // namespace sqlmux

@@ -1,0 +1,176 @@
+#include "daemon/core/directory.h"
+
+#include <algorithm>
+
+#include "daemon/core/log.h"
+#include "daemon/core/pool.h"
+
+namespace sqlmux {
+
+namespace {
+// The [[user]] password forms that are not the password itself (see
+// config.h): a SCRAM verifier, or "md5" and 32 hex digits.
+bool stored_as_hash(std::string_view pw) {
+  if (pw.rfind("SCRAM-SHA-256$", 0) == 0) return true;
+  if (pw.size() != 35 || pw.substr(0, 3) != "md5") return false;
+  return std::all_of(pw.begin() + 3, pw.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+}  // namespace
+
+Directory::Directory(config::Config cfg, const Protocols& protocols) : protocols_(protocols) {
+  cfg_versions_.push_back(std::make_unique<const config::Config>(std::move(cfg)));
+  cfg_.store(cfg_versions_.back().get());
+  user_versions_.push_back(derive_users(config()));
+  users_.store(user_versions_.back().get());
+}
+
+Directory::~Directory() = default;
+
+std::unique_ptr<const Directory::UserMap> Directory::derive_users(const config::Config& cfg) const {
+  auto users = std::make_unique<UserMap>();
+  for (const auto& u : cfg.users) {
+    User& user = (*users)[u.name];
+    user.cfg = u;
+    if (!stored_as_hash(u.password)) user.plaintext = u.password;
+    protocols_.for_each([&](config::Protocol p, const ProtocolDriver& d) {
+      user.secrets[static_cast<size_t>(p)] = d.derive_secrets(u);
+    });
+  }
+  return users;
+}
+
+const User* Directory::find_user(std::string_view name) const {
+  const UserMap& users = *users_.load(std::memory_order_acquire);
+  auto it = users.find(name);
+  return it == users.end() ? nullptr : &it->second;
+}
+
+bool Directory::is_admin_user(std::string_view name) const {
+  const auto& admin = config().admin;
+  return admin && std::find(admin->users.begin(), admin->users.end(), name) != admin->users.end();
+}
+
+std::string Directory::pool_key(const config::PoolConfig& pc) {
+  return std::string(config::to_string(pc.protocol)) + ":" + pc.name;
+}
+
+std::unique_ptr<Pool> Directory::make_pool(const config::PoolConfig& pc, const std::string& user,
+                                           const std::string& password) {
+  auto pool = std::make_unique<Pool>(*env_, pc, user, password);
+  if (all_paused_ || paused_pools_.contains(pc.name)) pool->set_paused(true);
+  return pool;
+}
+
+Pool* Directory::find_pool(std::string_view database, const User& user, config::Protocol proto) {
+  // Under pools_mu_: a reload swaps the configuration and retires pools
+  // while holding it, so a removed pool is never handed out.
+  std::lock_guard<std::mutex> lk(pools_mu_);
+  const config::PoolConfig* pc = config().find_pool(database, proto);
+  if (pc == nullptr) return nullptr;
+  std::string owner = pc->user ? std::string() : user.cfg.name;
+  auto key = std::make_pair(pool_key(*pc), owner);
+  auto it = pools_.find(key);
+  if (it != pools_.end()) return it->second.get();
+  std::string be_user = pc->user ? *pc->user : user.cfg.name;
+  std::string be_pass = pc->password ? *pc->password : user.plaintext;
+  Pool* raw = pools_.emplace(key, make_pool(*pc, be_user, be_pass)).first->second.get();
+  return raw;
+}
+
+void Directory::create_fixed_pools() {
+  std::lock_guard<std::mutex> lk(pools_mu_);
+  create_fixed_pools_locked();
+}
+
+void Directory::create_fixed_pools_locked() {
+  for (const auto& pc : config().pools) {
+    if (!pc.user) continue;
+    auto key = std::make_pair(pool_key(pc), std::string());
+    if (pools_.contains(key)) continue;
+    pools_.emplace(key, make_pool(pc, *pc.user, pc.password ? *pc.password : std::string()));
+  }
+}
+
+void Directory::for_each_pool(const std::function<void(Pool&)>& f) {
+  std::vector<Pool*> list;
+  {
+    std::lock_guard<std::mutex> lk(pools_mu_);
+    for (auto& [k, p] : pools_) list.push_back(p.get());
+  }
+  for (Pool* p : list) f(*p);
+}
+
+std::vector<Pool*> Directory::set_paused(const std::string& pool, bool paused) {
+  std::vector<Pool*> affected;
+  std::lock_guard<std::mutex> lk(pools_mu_);
+  if (pool.empty()) {
+    all_paused_ = paused;
+    paused_pools_.clear();
+  } else if (paused) {
+    paused_pools_.insert(pool);
+  } else {
+    paused_pools_.erase(pool);
+  }
+  for (auto& [key, p] : pools_) {
+    if (pool.empty() || p->cfg().name == pool) {
+      p->set_paused(paused);
+      affected.push_back(p.get());
+    }
+  }
+  return affected;
+}
+
+void Directory::install(config::Config next) {
+  auto users = derive_users(next);
+  std::lock_guard<std::mutex> lk(pools_mu_);
+  cfg_versions_.push_back(std::make_unique<const config::Config>(std::move(next)));
+  user_versions_.push_back(std::move(users));
+  cfg_.store(cfg_versions_.back().get(), std::memory_order_release);
+  users_.store(user_versions_.back().get(), std::memory_order_release);
+  const config::Config& cfg = config();
+  for (auto& [key, p] : pools_) {
+    const config::PoolConfig* pc = cfg.find_pool(p->cfg().name, p->cfg().protocol);
+    if (pc == nullptr) {
+      if (!p->retired()) {
+        LOG_INFO("reload: pool %s removed: no new clients; closes when its clients leave",
+                 p->label().c_str());
+      }
+      p->set_retired(true);
+      continue;
+    }
+    p->set_retired(false);
+    p->set_config(*pc);
+  }
+  create_fixed_pools_locked();
+}
+
+bool Directory::try_add_client() {
+  uint32_t n = clients_.fetch_add(1) + 1;
+  return n <= config().server.max_client_conn;
+}
+
+void Directory::remove_client() {
+  clients_.fetch_sub(1);
+}
+
+void Directory::register_cancel(int32_t pid, int32_t key, int worker, uint64_t client_id) {
+  std::lock_guard<std::mutex> lk(cancel_mu_);
+  cancels_[pid] = CancelEntry{key, worker, client_id};
+}
+
+void Directory::unregister_cancel(int32_t pid) {
+  std::lock_guard<std::mutex> lk(cancel_mu_);
+  cancels_.erase(pid);
+}
+
+bool Directory::lookup_cancel(int32_t pid, int32_t key, int& worker, uint64_t& client_id) {
+  std::lock_guard<std::mutex> lk(cancel_mu_);
+  auto it = cancels_.find(pid);
+  if (it == cancels_.end() || it->second.key != key) return false;
+  worker = it->second.worker;
+  client_id = it->second.client_id;
+  return true;
+}
+
+}  // namespace sqlmux

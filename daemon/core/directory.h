@@ -1,0 +1,126 @@
+// What a connection looks up: the configuration in force, users, pools
+// and cancel keys, and the count of clients against max_client_conn.
+// Thread-safe; a reload installs new versions and earlier ones stay
+// alive, so a reference taken by a worker is never invalidated.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "config/config.h"
+#include "daemon/core/protocol.h"
+
+namespace sqlmux {
+
+class HostRegistry;
+class Metrics;
+class Pool;
+class Workers;
+
+// A user as logins need it, derived once per configuration version.
+struct User {
+  config::UserConfig cfg;
+  std::string plaintext;  // when the password is configured in clear
+  std::array<std::unique_ptr<const UserSecrets>, kProtocolCount> secrets;
+  [[nodiscard]] const UserSecrets* secrets_for(config::Protocol p) const {
+    return secrets[static_cast<size_t>(p)].get();
+  }
+};
+
+// What a pool needs of the process to run.
+struct PoolEnv {
+  HostRegistry& hosts;
+  Metrics* metrics;  // nullptr without [metrics]
+  Workers& workers;
+  const Protocols& protocols;
+};
+
+class Directory {
+ public:
+  Directory(config::Config cfg, const Protocols& protocols);
+  ~Directory();
+  Directory(const Directory&) = delete;
+  Directory& operator=(const Directory&) = delete;
+
+  [[nodiscard]] const config::Config& config() const {
+    return *cfg_.load(std::memory_order_acquire);
+  }
+  [[nodiscard]] const User* find_user(std::string_view name) const;
+  [[nodiscard]] bool is_admin_user(std::string_view name) const;
+
+  // --- pools ---
+  // Set once, before the first pool is made.
+  void set_pool_env(PoolEnv* env) { env_ = env; }
+  // The pool serving `database` for `user` (created on first use for pools
+  // that log in as the client's own user); nullptr when there is none.
+  [[nodiscard]] Pool* find_pool(std::string_view database, const User& user,
+                                config::Protocol proto);
+  // Every pool with a fixed server login (min_idle opens their connections
+  // before the first client arrives); at start and after a reload.
+  void create_fixed_pools();
+  void for_each_pool(const std::function<void(Pool&)>& f);
+  // PAUSE / RESUME (`pool` empty: all, and pools made later); the pools
+  // whose state changed.
+  [[nodiscard]] std::vector<Pool*> set_paused(const std::string& pool, bool paused);
+
+  // --- reload ---
+  // Installs `next` (already validated and adjusted) with its users;
+  // retires pools it dropped and reconfigures the others.
+  void install(config::Config next);
+
+  // --- clients ---
+  // max_client_conn accounting: counted either way; false when over.
+  [[nodiscard]] bool try_add_client();
+  void remove_client();
+  [[nodiscard]] uint32_t client_count() const { return clients_.load(); }
+  [[nodiscard]] uint64_t next_client_id() { return next_client_id_.fetch_add(1) + 1; }
+
+  // Cancel keys sqlmux gave its clients.
+  void register_cancel(int32_t pid, int32_t key, int worker, uint64_t client_id);
+  void unregister_cancel(int32_t pid);
+  [[nodiscard]] bool lookup_cancel(int32_t pid, int32_t key, int& worker, uint64_t& client_id);
+
+ private:
+  using UserMap = std::map<std::string, User, std::less<>>;
+  [[nodiscard]] std::unique_ptr<const UserMap> derive_users(const config::Config& cfg) const;
+  // The key of a pool in pools_: its name, prefixed by its protocol but for PostgreSQL.
+  [[nodiscard]] static std::string pool_key(const config::PoolConfig& pc);
+  [[nodiscard]] std::unique_ptr<Pool> make_pool(const config::PoolConfig& pc,
+                                                const std::string& user,
+                                                const std::string& password);  // pools_mu_ held
+  void create_fixed_pools_locked();
+
+  const Protocols& protocols_;
+  PoolEnv* env_ = nullptr;
+  std::atomic<const config::Config*> cfg_{nullptr};
+  std::atomic<const UserMap*> users_{nullptr};
+  std::vector<std::unique_ptr<const config::Config>> cfg_versions_;  // under pools_mu_
+  std::vector<std::unique_ptr<const UserMap>> user_versions_;        // under pools_mu_
+
+  std::mutex pools_mu_;
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<Pool>> pools_;
+  std::set<std::string, std::less<>> paused_pools_;  // under pools_mu_
+  bool all_paused_ = false;                          // under pools_mu_
+
+  std::atomic<uint32_t> clients_{0};
+  std::atomic<uint64_t> next_client_id_{0};
+
+  struct CancelEntry {
+    int32_t key;
+    int worker;
+    uint64_t client_id;
+  };
+  std::mutex cancel_mu_;
+  std::unordered_map<int32_t, CancelEntry> cancels_;
+};
+
+}  // namespace sqlmux

@@ -1,0 +1,69 @@
+#include "daemon/pg/protocol.h"
+
+#include <cstdlib>
+
+#include "daemon/core/pool.h"
+#include "daemon/pg/backend.h"
+
+namespace sqlmux {
+
+bool PgPoolState::welcome(pool::SessionParams& out) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (!has_welcome_) return false;
+  out = welcome_;
+  return true;
+}
+
+void PgPoolState::set_welcome(const pool::SessionParams& params) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (has_welcome_) return;
+  welcome_ = params;
+  has_welcome_ = true;
+}
+
+PgPoolState& pg_state(const Pool& pool) {
+  // A PostgreSQL pool's state is made by PgProtocol::make_pool_state.
+  return *static_cast<PgPoolState*>(pool.protocol_state());
+}
+
+PgProtocol::PgProtocol() {
+  uint8_t rnd[24];
+  if (!pg::auth::random_bytes(rnd, sizeof rnd)) std::abort();  // no entropy: cannot run safely
+  mock_ = pg::auth::make_scram_verifier(
+      pg::auth::base64_encode(std::string_view(reinterpret_cast<const char*>(rnd), 16)),
+      std::string_view(reinterpret_cast<const char*>(rnd + 16), 8));
+}
+
+PooledBackend* PgProtocol::open_backend(Worker& w, Pool& pool, PoolHost& host, uint64_t for_client,
+                                        uint64_t tried, std::string& error) {
+  return PgBackend::connect(w, pool, host, for_client, tried, error);
+}
+
+std::unique_ptr<PoolState> PgProtocol::make_pool_state() const {
+  return std::make_unique<PgPoolState>();
+}
+
+std::unique_ptr<const UserSecrets> PgProtocol::derive_secrets(const config::UserConfig& u) const {
+  auto a = std::make_unique<PgSecrets>();
+  const std::string& pw = u.password;
+  if (pw.rfind("SCRAM-SHA-256$", 0) == 0) {
+    a->scram = pg::auth::parse_scram_verifier(pw);
+  } else if (pg::auth::is_md5_hash(pw)) {
+    a->md5 = pw;
+  } else {
+    uint8_t salt[16];
+    if (pg::auth::random_bytes(salt, sizeof salt)) {
+      a->scram = pg::auth::make_scram_verifier(
+          pw, std::string_view(reinterpret_cast<const char*>(salt), sizeof salt));
+    }
+    a->md5 = pg::auth::md5_password_hash(pw, u.name);
+  }
+  if (u.auth == config::AuthMethod::Default) {
+    a->method = a->scram ? config::AuthMethod::ScramSha256 : config::AuthMethod::Md5;
+  } else {
+    a->method = u.auth;
+  }
+  return a;
+}
+
+}  // namespace sqlmux

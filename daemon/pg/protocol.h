@@ -1,0 +1,65 @@
+// PostgreSQL as the core sees it (core/protocol.h): opens PgBackends,
+// keeps each pool's PostgreSQL state and derives users' SCRAM verifiers
+// and md5 hashes. One instance, made by the composition root.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "daemon/core/protocol.h"
+#include "pool/pg/prepared.h"
+#include "pool/pg/session_params.h"
+#include "protocol/pg/auth.h"
+
+namespace sqlmux {
+
+class Pool;
+
+// A user's PostgreSQL secrets.
+struct PgSecrets final : UserSecrets {
+  config::AuthMethod method = config::AuthMethod::ScramSha256;
+  std::optional<pg::auth::ScramVerifier> scram;  // SCRAM and cleartext checks
+  std::string md5;                               // "md5..." when derivable
+};
+
+// What a PostgreSQL pool keeps for its clients and server connections.
+class PgPoolState final : public PoolState {
+ public:
+  // The parameters a fresh server connection reports (sent to clients at
+  // login); false until one reported them.
+  [[nodiscard]] bool welcome(pool::SessionParams& out);
+  void set_welcome(const pool::SessionParams& params);
+  [[nodiscard]] pool::StaleStatements& stale_statements() { return stale_; }
+
+ private:
+  std::mutex mu_;
+  bool has_welcome_ = false;     // under mu_
+  pool::SessionParams welcome_;  // under mu_
+  pool::StaleStatements stale_;  // thread-safe itself
+};
+
+// The PostgreSQL state of a PostgreSQL pool.
+[[nodiscard]] PgPoolState& pg_state(const Pool& pool);
+
+class PgProtocol final : public ProtocolDriver {
+ public:
+  PgProtocol();
+
+  [[nodiscard]] PooledBackend* open_backend(Worker& w, Pool& pool, PoolHost& host,
+                                            uint64_t for_client, uint64_t tried,
+                                            std::string& error) override;
+  [[nodiscard]] std::unique_ptr<PoolState> make_pool_state() const override;
+  [[nodiscard]] std::unique_ptr<const UserSecrets> derive_secrets(
+      const config::UserConfig& u) const override;
+
+  // A verifier for users that do not exist, so that they get the same
+  // SCRAM exchange as a wrong password.
+  [[nodiscard]] const pg::auth::ScramVerifier& mock_verifier() const { return mock_; }
+
+ private:
+  pg::auth::ScramVerifier mock_;
+};
+
+}  // namespace sqlmux
