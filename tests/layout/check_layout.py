@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Checks the #include lines of protocol/, pool/, config/ and daemon/ against
-the source tree's layering rules (see RULES below).
+the source tree's layering rules (RULES, in this file).
 
   /usr/bin/python3 tests/layout/check_layout.py [SOURCE_DIR]          check
   /usr/bin/python3 tests/layout/check_layout.py --graph [SOURCE_DIR]  also print
@@ -82,7 +82,7 @@ def layering_rule(src, inc, lib):
     """The rule (1-7) that src including project header inc, or library lib, breaks; else None."""
     s = folder(src)
     i = folder(inc) if inc else None
-    for p, other in (("pg", "mysql"), ("mysql", "pg")):
+    for p, others, other_lib in (("pg", MY, "mysql"), ("mysql", PG, "libpq")):
         if under(s, "protocol/" + p):
             if (i and not under(i, "protocol/" + p)) or (lib and lib != "openssl"):
                 return 1
@@ -91,8 +91,7 @@ def layering_rule(src, inc, lib):
                     lib in ("libuv", "libpq", "mysql"):
                 return 3
         if under(s, "daemon/" + p):
-            if (i and under(i, *(MY if p == "pg" else PG), "daemon/admin")) or \
-                    lib == ("mysql" if p == "pg" else "libpq"):
+            if (i and under(i, *others, "daemon/admin")) or lib == other_lib:
                 return 6
     if s == "pool":
         if (i and i not in ("pool", "config")) or lib in ("libuv", "libpq", "mysql"):
