@@ -8,8 +8,6 @@
 #include "daemon/core/pool.h"
 #include "daemon/core/worker.h"
 #include "daemon/mysql/client.h"
-#include "daemon/ops/metrics.h"
-#include "protocol/mysql/auth.h"
 #include "protocol/mysql/command.h"
 #include "protocol/mysql/response.h"
 

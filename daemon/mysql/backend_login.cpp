@@ -9,13 +9,11 @@
 #include <cerrno>
 #include <cstring>
 
-#include "daemon/core/log.h"
 #include "daemon/core/pool.h"
 #include "daemon/core/worker.h"
 #include "daemon/mysql/backend.h"
 #include "daemon/mysql/protocol.h"
 #include "protocol/mysql/auth.h"
-#include "protocol/mysql/command.h"
 #include "protocol/mysql/response.h"
 
 namespace sqlmux {

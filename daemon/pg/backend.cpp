@@ -6,7 +6,6 @@
 #include "daemon/core/log.h"
 #include "daemon/core/pool.h"
 #include "daemon/core/worker.h"
-#include "daemon/ops/metrics.h"
 #include "daemon/pg/client.h"
 #include "daemon/pg/protocol.h"
 

@@ -11,7 +11,6 @@
 #include "daemon/core/auth_limiter.h"
 #include "daemon/core/pooled.h"
 #include "daemon/core/reason.h"
-#include "pool/intrusive_list.h"
 #include "pool/pg/prepared.h"
 #include "pool/pg/session_params.h"
 #include "protocol/pg/auth.h"

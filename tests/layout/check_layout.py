@@ -39,9 +39,9 @@ NET_ALLOW = {
 }
 # Rule 7: (file, header) pairs by which the admin console reaches daemon/pg/.
 ADMIN_ALLOW = {
-    # The console is a PgClient's session: it reads PgClient's input buffer and
+    # The console is a PgClient's LocalSession: it reads PgClient's input buffer and
     # answers with PgClient::send()/send_fatal().
-    ("daemon/admin/session.cpp", "daemon/pg/client.h"),
+    ("daemon/admin/session.h", "daemon/pg/client.h"),
 }
 
 PG = ("protocol/pg", "pool/pg", "daemon/pg")
