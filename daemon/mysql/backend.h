@@ -142,12 +142,11 @@ class MyBackend final : public PooledBackend {
   bool linger_ = false;      // the response left per-statement state (see note_ok)
 
   pool::MySessionVars vars_;
-  pool::SessionReport report_;
+  pool::SessionReport report_;  // how to read the reports of the command in flight
   pool::MyBackendStatements statements_;
   void close_statements(const std::vector<uint32_t>& ids);
   static const char* step_name(Step s);
-  std::vector<uint32_t> to_close_;  // statements to close once the response ends  // how to read
-                                    // the reports of the command in flight
+  std::vector<uint32_t> to_close_;  // statements to close once the response ends
 };
 
 }  // namespace sqlmux
