@@ -51,7 +51,8 @@ std::string_view to_string(BackendState s) {
 
 // --- clients -------------------------------------------------------------------
 
-PooledClient::PooledClient(Worker& w, int fd, uint64_t id) : Conn(w, fd, true), id_(id) {
+PooledClient::PooledClient(Worker& w, int fd, uint64_t id)
+    : Conn(w, fd, true), worker_(&w), id_(id) {
   state_since_ = w.now_ms();
   connect_time_ = static_cast<int64_t>(std::time(nullptr));
 }
@@ -73,7 +74,7 @@ void PooledClient::set_state(ClientState s) {
 // --- backends ------------------------------------------------------------------
 
 PooledBackend::PooledBackend(Worker& w, Pool& pool, int fd, bool owns_fd, uint64_t for_client)
-    : Conn(w, fd, owns_fd), pool_(pool), for_client_(for_client) {
+    : Conn(w, fd, owns_fd), worker_(&w), pool_(pool), for_client_(for_client) {
   generation_ = pool.generation();
   created_ms_ = state_since_ = w.now_ms();
   set_stats(w);
@@ -191,7 +192,8 @@ void PooledBackend::move_to(Worker& target, uint64_t for_client) {
 }
 
 void PooledBackend::adopt(Worker& w) {
-  set_worker(w);
+  worker_ = &w;
+  set_loop(w);
   move_target_ = nullptr;
   set_stats(w);
   state_ = BackendState::Closing;  // not in any list of w yet

@@ -19,6 +19,7 @@
 namespace sqlmux {
 
 class Pool;
+class Worker;
 class PooledBackend;
 struct PoolHost;
 namespace metrics {
@@ -34,6 +35,7 @@ class PooledClient : public Conn {
  public:
   PooledClient(Worker& w, int fd, uint64_t id);
 
+  [[nodiscard]] Worker& worker() const { return *worker_; }
   [[nodiscard]] uint64_t id() const { return id_; }
   [[nodiscard]] ClientState state() const { return state_; }
   [[nodiscard]] Pool* pool() const { return pool_; }
@@ -63,6 +65,7 @@ class PooledClient : public Conn {
   // Waits for a backend of pool_ (or gets one at once).
   void acquire_backend();
 
+  Worker* worker_;
   uint64_t id_;
   ClientState state_ = ClientState::Login;
   uint64_t state_since_ = 0;
@@ -79,6 +82,7 @@ class PooledClient : public Conn {
 
 class PooledBackend : public Conn {
  public:
+  [[nodiscard]] Worker& worker() const { return *worker_; }
   [[nodiscard]] Pool& pool() const { return pool_; }
   [[nodiscard]] BackendState state() const { return state_; }
   [[nodiscard]] uint64_t created_ms() const { return created_ms_; }
@@ -132,6 +136,7 @@ class PooledBackend : public Conn {
   void connect_succeeded();
   void on_closed() override;
 
+  Worker* worker_;
   Pool& pool_;
   BackendState state_ = BackendState::Connecting;
   uint64_t state_since_ = 0;

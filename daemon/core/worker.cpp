@@ -26,16 +26,10 @@ void Workers::post_all(const Task& t) {
 }
 
 Worker::Worker(const Services& services, int id) : services_(services), id_(id) {
-  uv_loop_init(&loop_);
-  loop_.data = this;
-  uv_async_init(&loop_, &async_, &Worker::on_async);
+  uv_async_init(loop(), &async_, &Worker::on_async);
   async_.data = this;
-  uv_timer_init(&loop_, &tick_);
+  uv_timer_init(loop(), &tick_);
   tick_.data = this;
-  uv_check_init(&loop_, &check_);
-  check_.data = this;
-  uv_idle_init(&loop_, &idle_);
-  idle_.data = this;
   if (Metrics* m = services_.metrics) {
     stats_ = std::make_unique<metrics::WorkerStats>();
     m->add_worker(stats_.get());
@@ -49,7 +43,7 @@ Worker::~Worker() {
 
 void Worker::add_listener(int fd, ClientFactory make) {
   auto* h = new uv_poll_t;
-  uv_poll_init_socket(&loop_, h, fd);
+  uv_poll_init_socket(loop(), h, fd);
   listeners_.push_back({h, std::move(make)});
 }
 
@@ -62,11 +56,8 @@ void Worker::start() {
       uv_poll_start(l.handle, UV_READABLE, &Worker::on_accept);
     }
     uv_timer_start(&tick_, &Worker::on_tick, kTickMs, kTickMs);
-    uv_check_start(&check_, &Worker::on_check);
-    uv_run(&loop_, UV_RUN_DEFAULT);
     // Every handle is closed: the loop must close cleanly.
-    int rc = uv_loop_close(&loop_);
-    if (rc != 0) LOG_ERROR("event loop closed with handles still open: %s", uv_strerror(rc));
+    if (!run()) LOG_ERROR("event loop closed with handles still open");
   });
 }
 
@@ -96,33 +87,6 @@ void Worker::drain_inbox() {
   run_deferred();
 }
 
-void Worker::defer_error(Conn* c) {
-  deferred_errors_.push_back(c);
-  // An active idle handle keeps the loop from blocking until they ran.
-  if (!stopping_) uv_idle_start(&idle_, [](uv_idle_t*) {});
-}
-
-void Worker::defer_close(Conn* c) {
-  deferred_closes_.push_back(c);
-  if (!stopping_) uv_idle_start(&idle_, [](uv_idle_t*) {});
-}
-
-void Worker::on_check(uv_check_t* h) {
-  static_cast<Worker*>(h->data)->run_deferred();
-}
-
-void Worker::run_deferred() {
-  while (!deferred_errors_.empty() || !deferred_closes_.empty()) {
-    std::vector<Conn*> errs;
-    errs.swap(deferred_errors_);
-    for (Conn* c : errs) c->report_io_error();
-    std::vector<Conn*> closes;
-    closes.swap(deferred_closes_);
-    for (Conn* c : closes) c->report_closed_detached();
-  }
-  if (!stopping_) uv_idle_stop(&idle_);
-}
-
 PooledClient* Worker::find_client(uint64_t id) {
   auto it = by_id_.find(id);
   return it == by_id_.end() ? nullptr : it->second;
@@ -137,10 +101,7 @@ void Worker::client_created(PooledClient* c) {
 void Worker::client_destroyed(PooledClient* c) {
   clients_[static_cast<int>(c->state())].remove(c);
   if (stats_ != nullptr) client_state_metrics(c, c->state(), ClientState::Count);
-  by_id_.erase(c->id());
-  if (stopping_ || (shutting_down_ && by_id_.empty())) {
-    // nothing: the server's shutdown timer watches live_clients()
-  }
+  by_id_.erase(c->id());  // the lifecycle's shutdown timer watches the client count
 }
 
 void Worker::set_client_state(PooledClient* c, ClientState s) {
@@ -195,7 +156,7 @@ void Worker::on_accept(uv_poll_t* h, int status, int events) {
     LOG_ERROR("listener poll failed: %s", uv_strerror(status));
     return;
   }
-  auto* w = static_cast<Worker*>(h->loop->data);
+  auto* w = static_cast<Worker*>(EventLoop::of(h->loop));
   w->accept_from(*l);
 }
 
@@ -277,8 +238,7 @@ void Worker::stop() {
   listeners_.clear();
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&idle_), nullptr);
+  close_handles();
 }
 
 }  // namespace sqlmux

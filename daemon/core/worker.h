@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "daemon/core/pooled.h"
+#include "daemon/net/loop.h"
 #include "daemon/ops/metrics.h"
 #include "pool/intrusive_list.h"
 
@@ -68,12 +69,10 @@ struct Services {
   SSL_CTX* client_tls = nullptr;  // nullptr without [tls]
 };
 
-class Worker {
+class Worker final : public EventLoop {
  public:
   Worker(const Services& services, int id);
-  Worker(const Worker&) = delete;
-  Worker& operator=(const Worker&) = delete;
-  ~Worker();
+  ~Worker() override;
 
   // A listening socket whose connections `make` turns into clients.
   void add_listener(int fd, ClientFactory make);
@@ -83,16 +82,10 @@ class Worker {
   // Thread-safe.
   void post(Task t);
 
-  [[nodiscard]] uv_loop_t* loop() { return &loop_; }
   [[nodiscard]] const Services& services() const { return services_; }
   [[nodiscard]] Directory& directory() const { return *services_.directory; }
   [[nodiscard]] Workers& workers() const { return *services_.workers; }
   [[nodiscard]] int id() const { return id_; }
-  [[nodiscard]] uint64_t now_ms() { return uv_now(&loop_); }
-
-  // Deferred work, run after the current I/O callbacks.
-  void defer_error(Conn* c);
-  void defer_close(Conn* c);
 
   [[nodiscard]] PooledClient* find_client(uint64_t id);
   void client_created(PooledClient* c);
@@ -134,21 +127,16 @@ class Worker {
   };
   static void on_async(uv_async_t* h);
   static void on_tick(uv_timer_t* h);
-  static void on_check(uv_check_t* h);
   static void on_accept(uv_poll_t* h, int status, int events);
   void drain_inbox();
-  void run_deferred();
   void housekeeping();
   void accept_from(Listener& l);
   void client_state_metrics(PooledClient* c, ClientState from, ClientState to);
 
   Services services_;
   int id_;
-  uv_loop_t loop_{};
   uv_async_t async_{};
   uv_timer_t tick_{};
-  uv_check_t check_{};
-  uv_idle_t idle_{};
   std::thread thread_;
 
   std::mutex inbox_mu_;
@@ -156,8 +144,6 @@ class Worker {
   std::vector<Task> draining_;  // the batch being run (its storage is reused)
 
   std::vector<Listener> listeners_;
-  std::vector<Conn*> deferred_errors_;
-  std::vector<Conn*> deferred_closes_;
 
   std::unordered_map<uint64_t, PooledClient*> by_id_;
   pool::IntrusiveList<PooledClient, &PooledClient::state_node>

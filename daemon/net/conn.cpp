@@ -10,12 +10,12 @@
 #include <algorithm>
 #include <cerrno>
 
-#include "daemon/core/worker.h"
+#include "daemon/net/loop.h"
 #include "daemon/ops/metrics.h"
 
 namespace sqlmux {
 
-Conn::Conn(Worker& w, int fd, bool owns_fd) : worker_(&w), fd_(fd), owns_fd_(owns_fd) {}
+Conn::Conn(EventLoop& l, int fd, bool owns_fd) : loop_(&l), fd_(fd), owns_fd_(owns_fd) {}
 
 Conn::~Conn() {
   assert(poll_ == nullptr);
@@ -25,7 +25,7 @@ Conn::~Conn() {
 bool Conn::attach() {
   assert(poll_ == nullptr);
   poll_ = new uv_poll_t;
-  if (uv_poll_init_socket(worker_->loop(), poll_, fd_) != 0) {
+  if (uv_poll_init_socket(loop_->loop(), poll_, fd_) != 0) {
     delete poll_;
     poll_ = nullptr;
     return false;
@@ -75,7 +75,7 @@ void Conn::close() {
   closing_ = true;
   if (poll_ == nullptr) {
     // Not attached (e.g. between workers): finish on the next loop turn.
-    worker_->defer_close(this);
+    loop_->defer_close(this);
     return;
   }
   uv_poll_stop(poll_);
@@ -143,7 +143,7 @@ size_t Conn::send_now(const uint8_t* p, size_t n) {
   if (errno != EAGAIN && errno != EWOULDBLOCK) {
     last_errno_ = errno;
     failed_ = true;
-    worker_->defer_error(this);
+    loop_->defer_error(this);
   }
   return 0;
 }
@@ -204,7 +204,7 @@ void Conn::flush() {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
       last_errno_ = errno;
       failed_ = true;
-      worker_->defer_error(this);
+      loop_->defer_error(this);
       return;
     }
     out_.consume(static_cast<size_t>(w));
@@ -224,7 +224,7 @@ bool Conn::tls_encrypt(const uint8_t* p, size_t n) {
   if (tls_->write(p, n) != tls::Session::Status::Ok) {
     last_errno_ = EPROTO;
     failed_ = true;
-    worker_->defer_error(this);
+    loop_->defer_error(this);
     return false;
   }
   return tls_flush_output();

@@ -1,4 +1,5 @@
-// A non-blocking socket driven by a libuv poll handle on one worker's loop.
+// A non-blocking socket driven by a libuv poll handle on one thread's loop
+// (net/loop.h).
 //
 // Bytes are sent straight from the caller's memory when nothing is queued;
 // only what the kernel does not take is copied into out_. The poll handle's
@@ -18,20 +19,19 @@
 
 namespace sqlmux {
 
-class Worker;
+class EventLoop;
 namespace metrics {
 class Counter;
 }
 
 class Conn {
  public:
-  Conn(Worker& w, int fd, bool owns_fd);
+  Conn(EventLoop& l, int fd, bool owns_fd);
   Conn(const Conn&) = delete;
   Conn& operator=(const Conn&) = delete;
   virtual ~Conn();
 
   [[nodiscard]] int fd() const { return fd_; }
-  [[nodiscard]] Worker& worker() const { return *worker_; }
   [[nodiscard]] bool closing() const { return closing_; }
   [[nodiscard]] bool attached() const { return poll_ != nullptr; }
 
@@ -40,7 +40,8 @@ class Conn {
   // Stops polling and frees the handle; the fd stays open. `then` runs from
   // the close callback (the Conn may then move to another worker).
   void detach(void (*then)(Conn*));
-  void set_worker(Worker& w) { worker_ = &w; }
+  // Moves to another loop (detached: after detach(), before attach()).
+  void set_loop(EventLoop& l) { loop_ = &l; }
   // Replaces the fd being polled (libpq may switch sockets while connecting).
   [[nodiscard]] bool rebind(int fd);
 
@@ -92,7 +93,7 @@ class Conn {
   virtual void on_io_error(int err) = 0;
   virtual void on_closed() = 0;
 
-  Worker* worker_;
+  EventLoop* loop_;
   int fd_;
   Buffer in_;
   Buffer out_;

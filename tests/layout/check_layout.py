@@ -34,7 +34,6 @@ RULES = {
 
 # Rule 5: what daemon/net/ may include from daemon/ outside daemon/net/.
 NET_ALLOW = {
-    "daemon/core/worker.h",  # Conn runs on a Worker's loop: loop(), defer_close(), defer_error()
     "daemon/ops/metrics.h",  # Conn counts bytes in and out on metrics::Counter
 }
 # Rule 7: (file, header) pairs by which the admin console reaches daemon/pg/.
