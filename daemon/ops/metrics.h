@@ -27,7 +27,7 @@
 namespace sqlmux::metrics {
 
 inline constexpr int kReasonCount = static_cast<int>(Reason::Internal) + 1;
-// Mirrors ClientState / BackendState (client.h, backend.h) without
+// Mirrors ClientState / BackendState (core/pooled.h) without
 // including them here.
 inline constexpr int kClientStates = 5;   // login, idle, waiting, active, closing
 inline constexpr int kBackendStates = 5;  // connecting, idle, active, resetting, closing
