@@ -15,6 +15,8 @@
 #include <prometheus/exposer.h>
 
 #include "daemon/ops/health_check.h"
+#include "daemon/mysql/health_probe.h"
+#include "daemon/pg/health_probe.h"
 #include "daemon/core/log.h"
 #include "daemon/ops/metrics.h"
 #include "daemon/core/pool.h"
@@ -322,7 +324,11 @@ int Server::run() {
   // in it, whatever the order of the threads.
   const std::string ready_status = status_line("ready");
   for (auto& w : workers_) w->start();
-  health_ = std::make_unique<HealthChecker>(hosts_, [this] { hosts_changed(); });
+  health_ = std::make_unique<HealthChecker>(
+      hosts_,
+      HealthProbes{{config::Protocol::Postgres, pg_health_probe_kind()},
+                   {config::Protocol::Mysql, mysql_health_probe_kind()}},
+      [this] { hosts_changed(); });
   health_->configure(cfg);
   LOG_INFO("sqlmux started: %d worker(s), %zu pool(s), %zu user(s)", n, cfg.pools.size(),
            cfg.users.size());

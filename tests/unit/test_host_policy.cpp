@@ -179,7 +179,10 @@ backends = [ { address = "127.0.0.1:5433", role = "replica" }, { address = "unix
 )",
                                "t.toml");
   REQUIRE(r.config);
-  auto t = HealthChecker::targets(*r.config);
+  // Only the ports matter here: no probe is made.
+  const HealthProbes probes{{config::Protocol::Postgres, {5432, nullptr}},
+                            {config::Protocol::Mysql, {3306, nullptr}}};
+  auto t = HealthChecker::targets(*r.config, probes);
   REQUIRE(t.size() == 3);
   CHECK(t[0].address == "127.0.0.1:5432");
   CHECK(t[0].host == "127.0.0.1");
@@ -206,7 +209,7 @@ backends = [ { address = "127.0.0.1:5432" } ]
 )",
                                   "t.toml");
   REQUIRE(none.config);
-  CHECK(HealthChecker::targets(*none.config).empty());  // no [health]: no checks
+  CHECK(HealthChecker::targets(*none.config, probes).empty());  // no [health]: no checks
 }
 
 TEST_CASE("host status: records, roles and the down/up switch", "[hosts]") {
