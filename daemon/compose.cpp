@@ -2,8 +2,10 @@
 
 #include "daemon/admin/session.h"
 #include "daemon/mysql/client.h"
+#include "daemon/mysql/health_probe.h"
 #include "daemon/mysql/protocol.h"
 #include "daemon/pg/client.h"
+#include "daemon/pg/health_probe.h"
 #include "daemon/pg/protocol.h"
 
 namespace sqlmux {
@@ -44,6 +46,11 @@ ClientFactory console_clients(const Protocols& protocols, config::ClientTls tls)
     c->serve_locally(&admin::Session::start);
     return static_cast<PooledClient*>(c);
   };
+}
+
+HealthProbes health_probes() {
+  return {{config::Protocol::Postgres, pg_health_probe_kind()},
+          {config::Protocol::Mysql, mysql_health_probe_kind()}};
 }
 
 }  // namespace sqlmux

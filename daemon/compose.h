@@ -6,6 +6,7 @@
 #include "config/config.h"
 #include "daemon/core/protocol.h"
 #include "daemon/core/worker.h"
+#include "daemon/ops/health_check.h"
 
 namespace sqlmux {
 
@@ -17,5 +18,7 @@ namespace sqlmux {
 // Clients accepted on the [admin] listener: PostgreSQL clients served by
 // the admin console after login.
 [[nodiscard]] ClientFactory console_clients(const Protocols& protocols, config::ClientTls tls);
+// The health check probe of each protocol.
+[[nodiscard]] HealthProbes health_probes();
 
 }  // namespace sqlmux

@@ -210,7 +210,7 @@ int Server::run() {
   // in it, whatever the order of the threads.
   const std::string ready_status = status_line("ready");
   workers_.for_each([](Worker& w) { w.start(); });
-  health_ = std::make_unique<HealthChecker>(hosts_, [this] { hosts_changed(); });
+  health_ = std::make_unique<HealthChecker>(hosts_, health_probes(), [this] { hosts_changed(); });
   health_->configure(cfg);
   LOG_INFO("sqlmux started: %d worker(s), %zu pool(s), %zu user(s)", n, cfg.pools.size(),
            cfg.users.size());

@@ -179,7 +179,10 @@ backends = [ { address = "127.0.0.1:5433", role = "replica" }, { address = "unix
 )",
                                "t.toml");
   REQUIRE(r.config);
-  auto t = HealthChecker::targets(*r.config);
+  // Only the ports matter here: no probe is made.
+  const HealthProbes probes{{config::Protocol::Postgres, {5432, nullptr}},
+                            {config::Protocol::Mysql, {3306, nullptr}}};
+  auto t = HealthChecker::targets(*r.config, probes);
   REQUIRE(t.size() == 3);
   CHECK(t[0].address == "127.0.0.1:5432");
   CHECK(t[0].host == "127.0.0.1");
@@ -194,6 +197,7 @@ backends = [ { address = "127.0.0.1:5433", role = "replica" }, { address = "unix
   CHECK(t[2].port == "5432");
   CHECK(t[2].user == "reader");
   CHECK_FALSE(t[2].password.has_value());
+  CHECK(t[2].protocol == config::Protocol::Postgres);
 
   auto none = config::load_string(R"(
 [[listener]]
@@ -206,7 +210,27 @@ backends = [ { address = "127.0.0.1:5432" } ]
 )",
                                   "t.toml");
   REQUIRE(none.config);
-  CHECK(HealthChecker::targets(*none.config).empty());  // no [health]: no checks
+  CHECK(HealthChecker::targets(*none.config, probes).empty());  // no [health]: no checks
+
+  // A MySQL pool's host without a port (built here: validation wants one)
+  // gets its protocol's default port. A protocol without a probe: no checks.
+  config::Config my_cfg;
+  my_cfg.health.emplace();
+  config::PoolConfig shop;
+  shop.name = "shop";
+  shop.protocol = config::Protocol::Mysql;
+  shop.user = "app";
+  config::BackendConfig b;
+  b.address.host = "db";
+  b.address.text = "db";
+  shop.backends.push_back(b);
+  my_cfg.pools.push_back(shop);
+  auto m = HealthChecker::targets(my_cfg, probes);
+  REQUIRE(m.size() == 1);
+  CHECK(m[0].host == "db");
+  CHECK(m[0].port == "3306");
+  CHECK(m[0].protocol == config::Protocol::Mysql);
+  CHECK(HealthChecker::targets(my_cfg, {{config::Protocol::Postgres, {5432, nullptr}}}).empty());
 }
 
 TEST_CASE("host status: records, roles and the down/up switch", "[hosts]") {
