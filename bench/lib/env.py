@@ -202,6 +202,11 @@ def git_revision() -> str | None:
     return rev + ("-dirty" if dirty else "")
 
 
+def version_line(sqlmux_bin: str) -> str | None:
+    """The first line of `sqlmux --version`."""
+    return _first_line([sqlmux_bin, "--version"])
+
+
 def environment(sqlmux_bin: str, pg=None) -> dict:
     mem_kib = None
     try:
@@ -217,7 +222,7 @@ def environment(sqlmux_bin: str, pg=None) -> dict:
         "python": sys.version.split()[0],
         "git_revision": git_revision(),
         "sqlmux_bin": sqlmux_bin,
-        "sqlmux_version": _first_line([sqlmux_bin, "--version"]),
+        "sqlmux_version": version_line(sqlmux_bin),
         "pgbouncer_version": _first_line([shutil.which("pgbouncer") or "pgbouncer", "--version"]),
         "pgbench_version": _first_line(["pgbench", "--version"]),
         "sysbench_version": _first_line(["sysbench", "--version"]),

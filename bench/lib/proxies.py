@@ -5,7 +5,10 @@ app/apppass, no per-connection logging). "sqlmux-metrics" is a second sqlmux
 with the same settings plus a [metrics] table (Prometheus endpoint on);
 "sqlmux-tls" one with a [tls] table (a CA and a server certificate for
 127.0.0.1 made with the openssl CLI in a temp dir) and client_tls =
-"require" on its listener, so clients can only get in over TLS."""
+"require" on its listener, so clients can only get in over TLS.
+"sqlmux-base" (with --baseline-bin) is a second sqlmux started from another
+binary (the commit before a change) with exactly the sqlmux target's
+settings."""
 
 from __future__ import annotations
 
@@ -25,12 +28,12 @@ from typing import Callable
 from env import HarnessError, harness, log, make_workdir, preexec_raise_nofile, proc_nofile
 
 USER, PASSWORD, DB = "app", "apppass", "appdb"
-SQLMUX_TARGETS = ("sqlmux", "sqlmux-metrics", "sqlmux-tls")
+SQLMUX_TARGETS = ("sqlmux", "sqlmux-metrics", "sqlmux-tls", "sqlmux-base")
 
 
 @dataclasses.dataclass
 class Target:
-    name: str                      # direct | pgbouncer | sqlmux | sqlmux-metrics | sqlmux-tls
+    name: str                      # direct | pgbouncer | sqlmux | sqlmux-metrics | sqlmux-tls | sqlmux-base
     host: str
     port: int
     db: str = DB
@@ -137,8 +140,11 @@ def check_tls(t: "Target") -> str:
 
 
 @contextlib.contextmanager
-def sqlmux(pg, sqlmux_bin: str, st: ProxySettings, problems: list, metrics: bool = False, tls: bool = False):
-    """Runs sqlmux for the with-block; yields its Target. With `metrics`,
+def sqlmux(pg, sqlmux_bin: str, st: ProxySettings, problems: list, metrics: bool = False, tls: bool = False,
+           base: bool = False):
+    """Runs sqlmux for the with-block; yields its Target. With `base`, the
+    target is named sqlmux-base: the same settings as sqlmux (the caller
+    passes the baseline binary as `sqlmux_bin`). With `metrics`,
     the config has a [metrics] table on a free loopback port (the target is
     then named sqlmux-metrics) and the endpoint must answer before the run.
     With `tls` (sqlmux-tls), a [tls] table with a certificate made for the
@@ -147,7 +153,7 @@ def sqlmux(pg, sqlmux_bin: str, st: ProxySettings, problems: list, metrics: bool
     A failed start raises HarnessError; an unclean exit on SIGTERM is added
     to problems."""
     harness.SQLMUX_BIN = sqlmux_bin
-    name = "sqlmux-metrics" if metrics else "sqlmux-tls" if tls else "sqlmux"
+    name = "sqlmux-metrics" if metrics else "sqlmux-tls" if tls else "sqlmux-base" if base else "sqlmux"
     certs = None
     if tls:
         certdir = make_workdir("tls")
@@ -183,7 +189,9 @@ def sqlmux(pg, sqlmux_bin: str, st: ProxySettings, problems: list, metrics: bool
             shutil.rmtree(os.path.dirname(certs["ca"]), ignore_errors=True)
         raise HarnessError(f"{name}: {e}") from None
     pid = mux.proc.pid
-    st.sqlmux_workers_seen = _started_workers(mux)
+    workers_seen = _started_workers(mux)
+    if not base:
+        st.sqlmux_workers_seen = workers_seen
     mport = metrics_port[0] if metrics else None
     if mport is not None:
         try:
@@ -204,9 +212,10 @@ def sqlmux(pg, sqlmux_bin: str, st: ProxySettings, problems: list, metrics: bool
             mux.__exit__(HarnessError, None, None)
             shutil.rmtree(os.path.dirname(certs["ca"]), ignore_errors=True)
             raise
-    log(f"{name} up on 127.0.0.1:{mux.port} (pid {pid}, {st.sqlmux_workers_seen} worker(s)"
+    log(f"{name} up on 127.0.0.1:{mux.port} (pid {pid}, {workers_seen} worker(s)"
         f"{'' if st.workers is not None else ' by default'}, open-file limit {proc_nofile(pid)}"
-        + (f", metrics on 127.0.0.1:{mport}" if mport is not None else "") + tls_note + ")")
+        + (f", metrics on 127.0.0.1:{mport}" if mport is not None else "") + tls_note
+        + (f", binary {sqlmux_bin}" if base else "") + ")")
     try:
         yield target
     except BaseException:
@@ -375,10 +384,12 @@ def pgbouncer(pg, st: ProxySettings):
 
 
 @contextlib.contextmanager
-def targets(pg, names: list[str], sqlmux_bin: str, st: ProxySettings, problems: list):
+def targets(pg, names: list[str], sqlmux_bin: str, st: ProxySettings, problems: list,
+            baseline_bin: str | None = None):
     """Starts the proxies among `names` (fresh instances for each scenario);
     yields ({name: Target}, {name: why it could not start}). A proxy that
-    does not start leaves the others to run."""
+    does not start leaves the others to run. sqlmux-base runs
+    `baseline_bin`, the other sqlmux targets `sqlmux_bin`."""
     with contextlib.ExitStack() as stack:
         out, failed = {}, {}
         for name in names:
@@ -387,6 +398,10 @@ def targets(pg, names: list[str], sqlmux_bin: str, st: ProxySettings, problems: 
                     out[name] = direct(pg)
                 elif name == "pgbouncer":
                     out[name] = stack.enter_context(pgbouncer(pg, st))
+                elif name == "sqlmux-base":
+                    if not baseline_bin:
+                        raise HarnessError("sqlmux-base needs --baseline-bin")
+                    out[name] = stack.enter_context(sqlmux(pg, baseline_bin, st, problems, base=True))
                 elif name in SQLMUX_TARGETS:
                     out[name] = stack.enter_context(sqlmux(pg, sqlmux_bin, st, problems,
                                                            metrics=name == "sqlmux-metrics",

@@ -15,10 +15,20 @@ P50, P99 = "p50_ms", "p99_ms"
 PGBENCH_SCENARIOS = ("select20", "select200", "prepared200", "connect20")
 METRICS_SCENARIO = "select200_metrics"  # sqlmux-metrics (with [metrics]) vs sqlmux (without)
 TLS_SCENARIO = "select200_tls"  # sqlmux-tls (clients over TLS) vs sqlmux (plaintext)
+BASELINE = "sqlmux-base"  # --baseline-bin: sqlmux vs the same settings from the baseline binary
 
 
 def _fmt(v, spec: str, dash: str = "-") -> str:
     return dash if v is None else format(v, spec)
+
+
+def shown(r: dict) -> str:
+    """A run's target as printed: sqlmux-base's --baseline-label."""
+    return r.get("label") or r["target"]
+
+
+def baseline_label(runs: list[dict]) -> str:
+    return next((r["label"] for r in runs if r["target"] == BASELINE and r.get("label")), BASELINE)
 
 
 def error_text(r: dict) -> str:
@@ -57,7 +67,7 @@ def throughput_table(runs: list[dict], rounds: int) -> str:
     for r in runs:
         if r["tool"] == "idle":
             continue
-        row = [r["scenario"], r["target"], str(r["clients"])]
+        row = [r["scenario"], shown(r), str(r["clients"])]
         if str(r.get("status", "")).startswith("skipped"):
             row += [r["status"], "", "", "", ""]
         else:
@@ -150,6 +160,7 @@ def _ratio(med: dict, num: tuple, den: tuple, metric: str) -> dict | None:
 
 def ratios(runs: list[dict]) -> list[dict]:
     med = medians(runs)
+    base = baseline_label(runs)
     specs = []
     for sc in PGBENCH_SCENARIOS:
         specs += [
@@ -157,6 +168,11 @@ def ratios(runs: list[dict]) -> list[dict]:
             (f"{sc}: sqlmux/PgBouncer proxy CPU per 1k tx", (sc, "sqlmux"), (sc, "pgbouncer"), CPU),
             (f"{sc}: sqlmux/direct TPS", (sc, "sqlmux"), (sc, "direct"), TPS),
             (f"{sc}: PgBouncer/direct TPS", (sc, "pgbouncer"), (sc, "direct"), TPS),
+            # --baseline-bin: this build against the baseline one, same settings, same run
+            (f"{sc}: sqlmux/{base} TPS", (sc, "sqlmux"), (sc, BASELINE), TPS),
+            (f"{sc}: sqlmux/{base} p50 latency", (sc, "sqlmux"), (sc, BASELINE), P50),
+            (f"{sc}: sqlmux/{base} p99 latency", (sc, "sqlmux"), (sc, BASELINE), P99),
+            (f"{sc}: sqlmux/{base} proxy CPU per 1k tx", (sc, "sqlmux"), (sc, BASELINE), CPU),
         ]
     specs += [
         ("prepared/simple TPS through sqlmux (prepared200 vs select200)", ("prepared200", "sqlmux"),
@@ -192,7 +208,7 @@ def ratios(runs: list[dict]) -> list[dict]:
     # Runs that could not give a ratio because the other side failed as expected
     for r in runs:
         if r.get("status") == "failed (expected)":
-            out.append({"name": f"{r['scenario']}: {r['target']} failed as expected "
+            out.append({"name": f"{r['scenario']}: {shown(r)} failed as expected "
                                 f"(round {r.get('round', 1)}): {error_text(r)}", "value": None})
     return out
 
@@ -224,14 +240,15 @@ def write_json(path: str, doc: dict):
     os.replace(tmp, path)
 
 
-COLORS = {"direct": "#7f8c8d", "pgbouncer": "#2980b9", "sqlmux": "#c0392b", "sqlmux-metrics": "#e67e22",
-          "sqlmux-tls": "#8e44ad"}
+COLORS = {"direct": "#7f8c8d", "pgbouncer": "#2980b9", "sqlmux": "#c0392b", "sqlmux-base": "#e6a09a",
+          "sqlmux-metrics": "#e67e22", "sqlmux-tls": "#8e44ad"}
 
 
 def write_svg(path: str, runs: list[dict], title: str):
     """Horizontal bars of median TPS per scenario and target (each scenario
     scaled to its own largest bar), then memory per idle client."""
     med = medians(runs)
+    labels = {BASELINE: baseline_label(runs)}
     groups = []  # (heading, [(label, value, text)])
     scenarios = []
     for r in runs:
@@ -266,7 +283,8 @@ def write_svg(path: str, runs: list[dict], title: str):
         top = max(v for _, v, _ in bars) or 1.0
         for tgt, v, text in bars:
             w = max(1.0, bar_w * v / top) if v else 0
-            out.append(f'<text x="{left - 6}" y="{y + 13}" text-anchor="end">{html.escape(tgt)}</text>')
+            out.append(f'<text x="{left - 6}" y="{y + 13}" text-anchor="end">'
+                       f'{html.escape(labels.get(tgt, tgt))}</text>')
             out.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" '
                        f'fill="{COLORS.get(tgt, "#555")}"/>')
             out.append(f'<text x="{left + w + 6:.1f}" y="{y + 13}">{html.escape(text)}</text>')

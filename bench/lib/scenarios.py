@@ -28,18 +28,20 @@ class Scenario:
     connect: bool = False          # pgbench -C
     expect_failure: tuple = ()     # targets known not to support the scenario
     test: str = ""                 # sysbench test
+    baseline: bool = False         # with --baseline-bin, sqlmux-base runs right after sqlmux
 
 
 PG_TARGETS = ["direct", "pgbouncer", "sqlmux"]
 
 SCENARIOS = [
-    Scenario("select20", "pgbench", PG_TARGETS, "pgbench -S (select only, simple protocol)", 20),
+    Scenario("select20", "pgbench", PG_TARGETS, "pgbench -S (select only, simple protocol)", 20,
+             baseline=True),
     Scenario("select200", "pgbench", PG_TARGETS, "pgbench -S (select only, simple protocol)", 200,
-             smoke_clients=20),
+             smoke_clients=20, baseline=True),
     Scenario("prepared200", "pgbench", PG_TARGETS, "pgbench -S -M prepared (named prepared statements)",
-             200, smoke_clients=20, mode="prepared", expect_failure=("pgbouncer",)),
+             200, smoke_clients=20, mode="prepared", expect_failure=("pgbouncer",), baseline=True),
     Scenario("connect20", "pgbench", PG_TARGETS, "pgbench -S -C (new connection per transaction)", 20,
-             connect=True),
+             connect=True, baseline=True),
     # The cost of recording metrics: the select200 load through sqlmux
     # without [metrics] and through a second sqlmux with it, back to back.
     Scenario("select200_metrics", "pgbench", ["sqlmux", "sqlmux-metrics"],
@@ -84,9 +86,24 @@ def select(only: str | None) -> list[Scenario]:
 
 
 def base_target(t: str) -> str:
-    """What --targets calls a target: mysql-sqlmux, sqlmux-metrics and
-    sqlmux-tls follow sqlmux, mysql-direct follows direct."""
-    return t.removeprefix("mysql-").removesuffix("-metrics").removesuffix("-tls")
+    """What --targets calls a target: mysql-sqlmux, sqlmux-metrics,
+    sqlmux-tls and sqlmux-base follow sqlmux, mysql-direct follows direct."""
+    return t.removeprefix("mysql-").removesuffix("-metrics").removesuffix("-tls").removesuffix("-base")
+
+
+def scenario_targets(sc: Scenario, baseline: bool) -> list[str]:
+    """The scenario's targets; with a baseline binary (--baseline-bin),
+    sqlmux-base right after sqlmux where the scenario takes one."""
+    if not (baseline and sc.baseline and "sqlmux" in sc.targets):
+        return list(sc.targets)
+    i = sc.targets.index("sqlmux") + 1
+    return sc.targets[:i] + ["sqlmux-base"] + sc.targets[i:]
+
+
+def wanted(t: str, targets: list[str] | None) -> bool:
+    """Whether --targets keeps `t`: named itself (sqlmux-base alone) or by
+    the target it follows."""
+    return targets is None or t in targets or base_target(t) in targets
 
 
 def _summary(r: dict) -> str:
@@ -125,11 +142,11 @@ class Runner:
         self._run_rounds(sc, sc.name, clients)
 
     def _run_rounds(self, sc: Scenario, name: str, clients: int):
-        wanted = [t for t in sc.targets if self.o.targets is None or base_target(t) in self.o.targets]
+        chosen = [t for t in scenario_targets(sc, bool(self.o.baseline_bin)) if wanted(t, self.o.targets)]
         # MySQL targets: "skipped" rows pointing at bench/mysql, which
         # measures them (sysbench.DRIVERS["mysql"]["skip"]).
-        mysql = [t for t in wanted if t.startswith("mysql-")]
-        runnable = [t for t in wanted if t not in mysql]
+        mysql = [t for t in chosen if t.startswith("mysql-")]
+        runnable = [t for t in chosen if t not in mysql]
         # Idle clients measure the proxy's memory growth: each round needs
         # proxies that have not held (and freed) clients before. The other
         # scenarios keep their proxies across rounds.
@@ -137,11 +154,12 @@ class Runner:
         spans = ([[r] for r in range(1, self.o.rounds + 1)] if fresh_each_round
                  else [list(range(1, self.o.rounds + 1))])
         for span in spans if runnable else []:
-            with proxies.targets(self.pg, runnable, self.bin, self.settings, self.problems) as (tg, failed):
+            with proxies.targets(self.pg, runnable, self.bin, self.settings, self.problems,
+                                 baseline_bin=self.o.baseline_bin) as (tg, failed):
                 for t, why in failed.items():
                     self._add({"scenario": name, "round": span[0], "what": sc.what, "tool": sc.tool, "target": t,
-                               "clients": clients, "status": f"could not start: {why}", "fatal": True,
-                               "tps": None})
+                               **self._label(t), "clients": clients, "status": f"could not start: {why}",
+                               "fatal": True, "tps": None})
                 for rnd in span:
                     order = runnable if rnd % 2 == 1 else list(reversed(runnable))
                     for t in order:
@@ -152,7 +170,7 @@ class Runner:
             self._add({**sysbench.skipped(sc.test, t, clients, reason), "scenario": name, "round": 1})
 
     def _one(self, sc: Scenario, name: str, clients: int, rnd: int, target: proxies.Target):
-        base = {"scenario": name, "round": rnd, "what": sc.what}
+        base = {"scenario": name, "round": rnd, "what": sc.what, **self._label(target.name)}
         if not target.alive():
             self._add({**base, "tool": sc.tool, "target": target.name, "clients": clients,
                        "status": "proxy not running", "fatal": True, "tps": None})
@@ -258,6 +276,13 @@ class Runner:
         if counted <= 0 and (r.get("processed") or 0) > 0:
             r["status"] = "could not run: [metrics] on but sqlmux_transactions_total did not move"
             r["fatal"] = True
+
+    def _label(self, t: str) -> dict:
+        """sqlmux-base's runs carry --baseline-label and the binary (shown
+        in the table and the ratio names; the target stays sqlmux-base)."""
+        if t != "sqlmux-base":
+            return {}
+        return {"label": self.o.baseline_label, "sqlmux_bin": self.o.baseline_bin}
 
     def _add(self, r: dict):
         self.results.append(r)
