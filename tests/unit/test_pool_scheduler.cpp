@@ -466,7 +466,7 @@ TEST_CASE("pool scheduler: server_lifetime", "[scheduler]") {
   CHECK(t.s.idle(0) == 1);
   // On release too, before any waiter gets it.
   CHECK(t.s.backend_gone(0, b, false));
-  static_cast<void>(t.s.take_all_idle(0));
+  static_cast<void>(t.s.take_all_idle(0));  // c serves a client again
   const Backend d = t.open(0, 3, 1200);
   t.queue(0, 4, 1200);
   const Handout h = t.release(0, c, 1500);
