@@ -1,14 +1,16 @@
 // A pool: one limit on backend connections shared by all workers, a FIFO
-// of waiting clients, and per-worker lists of idle backends.
+// of waiting clients, and per-worker lists of idle backends. The rules are
+// pool::Scheduler's (pool/scheduler.h); this shell feeds it and carries out
+// its decisions on the connections.
 //
-// Locking: one mutex per pool, held only for list operations, never across
-// I/O. Each idle backend belongs to one worker's loop; a backend released
-// on worker A for a client waiting on worker B moves to B's loop.
+// Locking: one mutex per pool, held only around the scheduler's calls,
+// never across I/O. Each idle backend belongs to one worker's loop; a
+// backend released on worker A for a client waiting on worker B moves to
+// B's loop.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -19,6 +21,7 @@
 #include "daemon/core/protocol.h"
 #include "daemon/ops/metrics.h"
 #include "pool/host_policy.h"
+#include "pool/scheduler.h"
 
 namespace sqlmux {
 
@@ -30,15 +33,14 @@ struct PoolEnv;
 
 // A backend host as one pool uses it. Fields below `status` are guarded by
 // the pool's mutex. Entries live as long as their pool (a reload that drops
-// a host only unlists it), so a backend may keep a pointer.
+// a host only unlists it), so a backend may keep a pointer. The pool's
+// connection counts per host are the scheduler's, under `id`.
 struct PoolHost {
   HostStatus* status = nullptr;  // shared: health, observed role, DISABLE
   config::Address address;
   pool::Role configured = pool::Role::Primary;
   uint32_t weight = 1;
-  bool listed = false;       // in the pool's current configuration
-  uint32_t connections = 0;  // this pool's backends to the host, open or connecting
-  uint32_t idle = 0;         // of them, in an idle list
+  int id = 0;  // the scheduler's host id, stable
 };
 
 class Pool {
@@ -126,39 +128,22 @@ class Pool {
   void kick(Worker& w);
 
  private:
-  struct Waiter {
-    int worker;
-    uint64_t client_id;
-    uint64_t since_ms;  // when it began to wait (monotonic, comparable across workers)
-  };
-  // With mu_ held: the worker whose first waiter has waited longest, or -1.
-  [[nodiscard]] int oldest_waiting_worker(int except) const;
-  // With mu_ held: pops the first waiter of `worker`'s queue.
-  Waiter pop_waiter(int worker);
+  // With mu_ held: the hosts' health and roles and the client count as the
+  // scheduler's next decision sees them.
+  void observe_locked();
   void start_connect(Worker& w, uint64_t client_id);
-  // Opens a backend in a slot already counted (total_, owned_) to the best
-  // usable host not in `exclude`; on failure frees the slot and fails the
-  // client.
+  // Opens a backend in a slot already reserved (Scheduler::connecting) to
+  // the best usable host not in `exclude`; on failure frees the slot and
+  // fails the client.
   void launch(Worker& w, uint64_t client_id, uint64_t exclude);
-  void capacity_freed(Worker& w);  // with mu_ NOT held
+  // A free slot to the longest waiter; false when none was given (mu_ NOT held).
+  bool capacity_freed(Worker& w);
 
   // --- hosts (with mu_ held) ---
   void sync_hosts_locked(const config::PoolConfig& cfg);
   [[nodiscard]] pool::Role role_of(const PoolHost& h) const;
-  [[nodiscard]] bool host_serves_locked(const PoolHost* h) const;
-  // choices_ filled for pick_host: load = connections, or active ones.
-  void fill_choices_locked(bool by_connections);
   // "127.0.0.1:5432 down, 127.0.0.1:5433 disabled": why no host serves.
   [[nodiscard]] std::string no_host_reason_locked() const;
-  // Takes the idle backend of this worker that should serve next (its
-  // host least busy); obsolete ones found on the way go to `obsolete`.
-  PooledBackend* take_idle_locked(int worker, std::vector<PooledBackend*>& obsolete);
-  void push_idle_locked(int worker, PooledBackend* b);
-  void erased_idle_locked(PooledBackend* b);
-
-  // With mu_ held: whether `b` must close instead of being reused, when
-  // `closing` other backends are already on their way out.
-  [[nodiscard]] bool obsolete_locked(const PooledBackend* b, size_t closing) const;
 
   PoolEnv& env_;
   ProtocolDriver& driver_;
@@ -170,26 +155,11 @@ class Pool {
   std::string label_;
 
   std::mutex mu_;
-  uint32_t total_ = 0;  // open or connecting backends
-  // Clients waiting for a backend, one FIFO queue per worker. A backend
-  // freed on a worker goes to that worker's own waiters first (no hand-over
-  // between event loops on the per-query path) unless another worker's
-  // first waiter has waited kHandoverAfterMs longer.
-  std::vector<std::deque<Waiter>> waiters_;
-  size_t waiting_ = 0;
-  std::vector<std::vector<PooledBackend*>> idle_;  // per worker
-  // Backends of this pool living on each worker, in any state. A waiting
-  // client asks another worker for an idle backend only when its own worker
-  // has none that will come free, or its queue has waited too long.
-  std::vector<int> owned_;
-  bool paused_ = false;
-  bool retired_ = false;
-  uint64_t generation_ = 0;
+  pool::Scheduler sched_;  // under mu_
   std::atomic<int> clients_{0};
   std::vector<std::unique_ptr<metrics::PoolStats>> stats_;               // per worker
   std::map<std::string, std::unique_ptr<PoolHost>, std::less<>> hosts_;  // by address, never erased
   std::vector<PoolHost*> current_;                                       // cfg().backends order
-  std::vector<pool::HostChoice> choices_;                                // scratch for pick_host
 };
 
 }  // namespace sqlmux
