@@ -211,9 +211,11 @@ class Runner:
         clients: PostgreSQL forks 200 backends, slowly on a small VM), the
         run is repeated (at most twice) with -T longer by 1.3 x the connect
         time pgbench reported + 1 s. The allowance is remembered per
-        (target, clients) for later rounds and scenarios. Discarded
-        attempts stay in the JSON. Not in --smoke (plumbing only)."""
-        key = (target.name, clients)
+        (target, clients) for later rounds and scenarios; sqlmux and
+        sqlmux-base share one, so that after a bump both run with the same
+        -T. Discarded attempts stay in the JSON. Not in --smoke (plumbing
+        only)."""
+        key = ("sqlmux" if target.name == "sqlmux-base" else target.name, clients)
         extra = self.connect_allowance.get(key, 0)
         if key not in self.connect_allowance and target.name == "direct" and not sc.connect and not self.o.smoke:
             # first guess from the warm-up's connect time per client and thread
