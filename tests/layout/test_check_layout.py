@@ -42,11 +42,12 @@ const char* s = "/* not a comment";
 #include "daemon/core/log.h"  // expect: rule 3
 """,
     "daemon/net/conn.cpp": """\
-#include "daemon/core/worker.h"
+#include "daemon/ops/metrics.h"
 #include "daemon/core/log.h"  // expect: rule 5
 #include "daemon/pg/client.h"  // expect: rule 4
 """,
     "daemon/core/worker.h": "#include <uv.h>\n",
+    "daemon/ops/metrics.h": "#include <atomic>\n",
     "daemon/core/log.h": '#include "config/config.h"\n',
     "daemon/core/pooled.cpp": """\
 #include "daemon/core/worker.h"
@@ -61,8 +62,8 @@ const char* s = "/* not a comment";
 """,
     "daemon/mysql/client.h": '#include "protocol/mysql/packet.h"\n',
     "daemon/mysql/client.cpp": '#include "daemon/mysql/client.h"\n#include <libpq-fe.h>  // expect: rule 6\n',
-    "daemon/admin/session.h": "#include <string>\n",
-    "daemon/admin/session.cpp": '#include "daemon/admin/session.h"\n#include "daemon/pg/client.h"\n',
+    "daemon/admin/session.h": '#include "daemon/pg/client.h"\n',
+    "daemon/admin/session.cpp": '#include "daemon/admin/session.h"\n#include "daemon/pg/client.h"  // expect: rule 7\n',
     "daemon/admin/jobs.cpp": """\
 #include "daemon/admin/session.h"
 #include "daemon/pg/client.h"  // expect: rule 7
