@@ -124,6 +124,15 @@ void Scheduler::push_idle(int worker, const Backend& b) {
   if (Host* h = host(b.host)) ++h->idle;
 }
 
+std::optional<Backend> Scheduler::pop_idle(int worker) {
+  auto& idle = idle_[index(worker)];
+  if (idle.empty()) return std::nullopt;
+  Backend b = idle.back();
+  idle.pop_back();
+  erased_idle(b);
+  return b;
+}
+
 void Scheduler::erased_idle(const Backend& b) {
   if (Host* h = host(b.host)) {
     assert(h->idle > 0);
@@ -145,11 +154,7 @@ std::optional<Backend> Scheduler::take_idle(int worker, std::vector<Backend>& ob
       erased_idle(idle.back());
       idle.pop_back();
     }
-    if (idle.empty()) return std::nullopt;
-    Backend b = idle.back();
-    idle.pop_back();
-    erased_idle(b);
-    return b;
+    return pop_idle(worker);
   }
   // Several hosts: the idle backend whose host has the fewest active
   // transactions per weight (the most recently idle of equals).
@@ -329,16 +334,11 @@ Upkeep Scheduler::housekeep(int worker, uint64_t now_ms, bool connecting_here) {
 }
 
 std::optional<Backend> Scheduler::overdue(int worker, uint64_t now_ms) {
-  auto& idle = idle_[index(worker)];
   const int other = oldest_waiting_worker(worker);
-  if (idle.empty() || other < 0 || paused_ ||
-      waiters_[index(other)].front().since_ms + kHandoverAfterMs > now_ms) {
+  if (other < 0 || paused_ || waiters_[index(other)].front().since_ms + kHandoverAfterMs > now_ms) {
     return std::nullopt;
   }
-  Backend b = idle.back();
-  idle.pop_back();
-  erased_idle(b);
-  return b;
+  return pop_idle(worker);
 }
 
 std::vector<Backend> Scheduler::take_obsolete(int worker) {
@@ -357,12 +357,8 @@ std::vector<Backend> Scheduler::take_obsolete(int worker) {
 }
 
 std::optional<Backend> Scheduler::take_for_waiters(int worker) {
-  auto& idle = idle_[index(worker)];
-  if (paused_ || waiting_ == 0 || idle.empty()) return std::nullopt;
-  Backend b = idle.back();
-  idle.pop_back();
-  erased_idle(b);
-  return b;
+  if (paused_ || waiting_ == 0) return std::nullopt;
+  return pop_idle(worker);
 }
 
 std::vector<Backend> Scheduler::take_all_idle(int worker) {

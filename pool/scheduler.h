@@ -178,6 +178,8 @@ class Scheduler {
   // busy); obsolete ones found on the way go to `obsolete`.
   std::optional<Backend> take_idle(int worker, std::vector<Backend>& obsolete);
   void push_idle(int worker, const Backend& b);
+  // The most recently idle backend of `worker`, off its list.
+  std::optional<Backend> pop_idle(int worker);
   void erased_idle(const Backend& b);
 
   Settings settings_;

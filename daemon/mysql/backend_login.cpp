@@ -29,7 +29,7 @@ MyBackend* MyBackend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t f
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* res = nullptr;
-  const std::string port = std::to_string(addr.port == 0 ? 3306 : addr.port);
+  const std::string port = std::to_string(addr.port == 0 ? my::kDefaultPort : addr.port);
   if (int rc = ::getaddrinfo(addr.host.c_str(), port.c_str(), &hints, &res);
       rc != 0 || res == nullptr) {
     error = std::string("cannot resolve ") + addr.host + ": " + gai_strerror(rc);

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "daemon/core/log.h"
+#include "protocol/mysql/packet.h"
 
 namespace sqlmux {
 
@@ -170,7 +171,7 @@ std::unique_ptr<HealthProbe> make_probe(const HealthTarget& target,
 }  // namespace
 
 HealthProbeKind mysql_health_probe_kind() {
-  return {3306, &make_probe};
+  return {my::kDefaultPort, &make_probe};
 }
 
 }  // namespace sqlmux

@@ -7,7 +7,7 @@
 
 namespace sqlmux {
 
-// For HealthChecker: port 3306 by default, and the Connector/C probe.
+// For HealthChecker: the default port (my::kDefaultPort) and the Connector/C probe.
 [[nodiscard]] HealthProbeKind mysql_health_probe_kind();
 
 }  // namespace sqlmux

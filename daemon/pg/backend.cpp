@@ -46,7 +46,7 @@ PgBackend* PgBackend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t f
   const config::PoolConfig& cfg = pool.cfg();  // one version throughout (reload swaps it)
   const config::Address& addr = where.address;
   std::string host = addr.kind == config::Address::Kind::Unix ? addr.unix_path : addr.host;
-  std::string port = std::to_string(addr.port == 0 ? 5432 : addr.port);
+  std::string port = std::to_string(addr.port == 0 ? pg::kDefaultPort : addr.port);
   const char* keys[] = {"host",    "port",       "dbname",      "user", "password",
                         "sslmode", "gssencmode", "sslrootcert", nullptr};
   const char* vals[] = {host.c_str(),

@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "daemon/core/log.h"
+#include "protocol/pg/codec.h"
 
 namespace sqlmux {
 
@@ -140,7 +141,7 @@ std::unique_ptr<HealthProbe> make_probe(const HealthTarget& target,
 }  // namespace
 
 HealthProbeKind pg_health_probe_kind() {
-  return {5432, &make_probe};
+  return {pg::kDefaultPort, &make_probe};
 }
 
 }  // namespace sqlmux

@@ -7,7 +7,7 @@
 
 namespace sqlmux {
 
-// For HealthChecker: port 5432 by default, and the libpq probe.
+// For HealthChecker: the default port (pg::kDefaultPort) and the libpq probe.
 [[nodiscard]] HealthProbeKind pg_health_probe_kind();
 
 }  // namespace sqlmux

@@ -24,6 +24,8 @@ enum class Decode { Complete, NeedMore, Malformed };
 
 // --- Framing ---------------------------------------------------------------
 
+// The server port of an address that names none.
+inline constexpr uint16_t kDefaultPort = 3306;
 inline constexpr size_t kHeaderLen = 4;
 // A physical packet carries at most 0xFFFFFF payload bytes; a packet of
 // exactly that size is continued by the next one.

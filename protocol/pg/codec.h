@@ -23,6 +23,8 @@ inline constexpr uint32_t kMaxMessageLen = 1u << 30;
 // Startup packets are small; PostgreSQL caps them at 10000 bytes.
 inline constexpr uint32_t kMaxStartupLen = 10000;
 
+// The server port of an address that names none.
+inline constexpr uint16_t kDefaultPort = 5432;
 inline constexpr int32_t kProtocolV3 = 196608;  // 3.0
 inline constexpr int32_t kCancelRequestCode = 80877102;
 inline constexpr int32_t kSslRequestCode = 80877103;
