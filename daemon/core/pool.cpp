@@ -105,6 +105,7 @@ void Pool::sync_hosts_locked(const config::PoolConfig& cfg) {
     listed.push_back({h.id, h.weight});
   }
   sched_.set_hosts(listed);
+  hosts_seen_ = kHostsUnseen;  // the next decision reads every host
   sched_.configure(settings_of(cfg));
 }
 
@@ -113,8 +114,12 @@ pool::Role Pool::role_of(const PoolHost& h) const {
 }
 
 void Pool::observe_locked() {
-  for (const PoolHost* h : current_) {
-    sched_.observe_host(h->id, h->status->usable(), role_of(*h));
+  const uint64_t changes = env_.hosts.changes();
+  if (changes != hosts_seen_) {  // health, role or DISABLE moved since the last look
+    hosts_seen_ = changes;
+    for (const PoolHost* h : current_) {
+      sched_.observe_host(h->id, h->status->usable(), role_of(*h));
+    }
   }
   sched_.observe_clients(clients_.load(std::memory_order_relaxed));
 }

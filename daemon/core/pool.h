@@ -128,8 +128,9 @@ class Pool {
   void kick(Worker& w);
 
  private:
-  // With mu_ held: the hosts' health and roles and the client count as the
-  // scheduler's next decision sees them.
+  // With mu_ held: the hosts' health and roles (re-read only when the
+  // registry counted a change) and the client count as the scheduler's
+  // next decision sees them.
   void observe_locked();
   void start_connect(Worker& w, uint64_t client_id);
   // Opens a backend in a slot already reserved (Scheduler::connecting) to
@@ -160,6 +161,8 @@ class Pool {
   std::vector<std::unique_ptr<metrics::PoolStats>> stats_;               // per worker
   std::map<std::string, std::unique_ptr<PoolHost>, std::less<>> hosts_;  // by address, never erased
   std::vector<PoolHost*> current_;                                       // cfg().backends order
+  static constexpr uint64_t kHostsUnseen = ~uint64_t{0};
+  uint64_t hosts_seen_ = kHostsUnseen;  // HostRegistry::changes() at the last look, under mu_
 };
 
 }  // namespace sqlmux

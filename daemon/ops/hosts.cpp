@@ -33,6 +33,7 @@ bool HostStatus::record(bool ok, std::optional<pool::Role> role, std::string_vie
       }
     }
   }
+  if (changed) this->changed();
   return changed;
 }
 
@@ -47,6 +48,7 @@ void HostStatus::reset() {
   health_.store(static_cast<uint8_t>(pool::Health::Unchecked), std::memory_order_relaxed);
   observed_.store(-1, std::memory_order_relaxed);
   last_error_.clear();
+  changed();
 }
 
 std::string HostStatus::last_error() const {
@@ -58,7 +60,9 @@ HostStatus& HostRegistry::get(std::string_view address) {
   std::lock_guard<std::mutex> lk(mu_);
   auto it = hosts_.find(address);
   if (it == hosts_.end()) {
-    it = hosts_.emplace(std::string(address), std::make_unique<HostStatus>(std::string(address)))
+    it = hosts_
+             .emplace(std::string(address),
+                      std::make_unique<HostStatus>(std::string(address), &changes_))
              .first;
   }
   return *it->second;

@@ -21,7 +21,10 @@ namespace sqlmux {
 
 class HostStatus {
  public:
-  explicit HostStatus(std::string address) : address_(std::move(address)) {}
+  // `changes`: the registry's counter, bumped whenever usable() or
+  // observed_role() may read differently.
+  explicit HostStatus(std::string address, std::atomic<uint64_t>* changes = nullptr)
+      : address_(std::move(address)), changes_(changes) {}
 
   [[nodiscard]] const std::string& address() const { return address_; }
   [[nodiscard]] pool::Health health() const {
@@ -33,7 +36,10 @@ class HostStatus {
     return r < 0 ? std::nullopt : std::optional<pool::Role>(static_cast<pool::Role>(r));
   }
   [[nodiscard]] bool disabled() const { return disabled_.load(std::memory_order_relaxed); }
-  void set_disabled(bool on) { disabled_.store(on, std::memory_order_relaxed); }
+  void set_disabled(bool on) {
+    disabled_.store(on, std::memory_order_relaxed);
+    changed();
+  }
   // Neither down nor disabled by hand.
   [[nodiscard]] bool usable() const { return !disabled() && health() != pool::Health::Down; }
 
@@ -53,7 +59,12 @@ class HostStatus {
   [[nodiscard]] std::string last_error() const;
 
  private:
+  void changed() {
+    if (changes_ != nullptr) changes_->fetch_add(1, std::memory_order_release);
+  }
+
   const std::string address_;
+  std::atomic<uint64_t>* const changes_;
   std::atomic<uint8_t> health_{static_cast<uint8_t>(pool::Health::Unchecked)};
   std::atomic<int> observed_{-1};
   std::atomic<bool> disabled_{false};
@@ -71,10 +82,14 @@ class HostRegistry {
   [[nodiscard]] HostStatus& get(std::string_view address);
   [[nodiscard]] HostStatus* find(std::string_view address);
   void for_each(const std::function<void(HostStatus&)>& f);
+  // Bumped by every change of any host's health, role or DISABLE: a pool
+  // re-reads its hosts only when this moved (not on every transaction).
+  [[nodiscard]] uint64_t changes() const { return changes_.load(std::memory_order_acquire); }
 
  private:
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<HostStatus>, std::less<>> hosts_;
+  std::atomic<uint64_t> changes_{0};
 };
 
 }  // namespace sqlmux
