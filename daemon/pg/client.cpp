@@ -124,8 +124,13 @@ bool PgClient::handle_startup() {
       return false;
     case pg::Decode::Malformed:
       LOG_INFO("client %" PRIu64 ": invalid startup packet: %s", id_, err.c_str());
-      send_fatal(pg::sqlstate::kProtocolViolation, "invalid startup packet: " + err,
-                 Reason::ClientProtocolError);
+      if (pg::startup_rejected_silently(in_.data(), in_.size())) {
+        // As PostgreSQL: a bad length (or a bad CancelRequest) gets no answer.
+        finish(Reason::ClientProtocolError);
+      } else {
+        send_fatal(pg::sqlstate::kProtocolViolation, "invalid startup packet: " + err,
+                   Reason::ClientProtocolError);
+      }
       return false;
     case pg::Decode::Complete:
       break;

@@ -381,6 +381,17 @@ Decode decode_startup(const uint8_t* p, size_t n, StartupPacket& out, size_t& co
   return Decode::Complete;
 }
 
+bool startup_rejected_silently(const uint8_t* p, size_t n) {
+  if (n < 4) {
+    return true;  // not even a length: nothing PostgreSQL would answer
+  }
+  const uint32_t len = load_be32(p);
+  if (len < 8 || len > kMaxStartupLen) {
+    return true;
+  }
+  return n >= 8 && static_cast<int32_t>(load_be32(p + 4)) == kCancelRequestCode;
+}
+
 // --- Builders: backend -> client ---------------------------------------------------
 
 void put_auth_ok(std::string& out) {

@@ -138,6 +138,12 @@ struct StartupPacket {
 [[nodiscard]] Decode decode_startup(const uint8_t* p, size_t n, StartupPacket& out,
                                     size_t& consumed, std::string& error);
 
+// For a packet decode_startup found Malformed: true when PostgreSQL closes
+// without answering (its ProcessStartupPacket: a length outside 8..10000,
+// "invalid length of startup packet", or a CancelRequest, which is never
+// answered), false when it sends a FATAL (a bad parameter layout, a bad code).
+[[nodiscard]] bool startup_rejected_silently(const uint8_t* p, size_t n);
+
 // --- Builders --------------------------------------------------------------
 
 struct ErrorFields {
