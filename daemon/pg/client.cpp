@@ -13,6 +13,7 @@
 #include "daemon/ops/metrics.h"
 #include "daemon/pg/backend.h"
 #include "daemon/pg/protocol.h"
+#include "protocol/pg/saslprep.h"
 
 namespace sqlmux {
 
@@ -358,7 +359,9 @@ bool PgClient::handle_auth_message() {
       bool ok = false;
       if (user_ != nullptr && secrets_ != nullptr) {
         if (!user_->plaintext.empty()) {
-          ok = pg::auth::constant_time_equal(pw, user_->plaintext);
+          // As the SCRAM verifier would: equal once both are SASLprep'd.
+          ok = pg::auth::constant_time_equal(pg::auth::scram_password(pw),
+                                             pg::auth::scram_password(user_->plaintext));
         } else if (secrets_->scram) {
           auto v =
               pg::auth::make_scram_verifier(pw, secrets_->scram->salt, secrets_->scram->iterations);
