@@ -139,8 +139,8 @@ def case_scram_saslprep_password(pg):
     (cleartext auth, checked against the SCRAM verifier) are configured with
     the password U+2168; PostgreSQL roles of the same names have it too, and
     the pool has no fixed user, so sqlmux's server login (libpq) uses the
-    client's configured password. psycopg 3 and asyncpg log in with U+2168
-    and with "IX" (its SASLprep form); "IX " is refused with 28P01."""
+    client's configured password. psycopg 3 logs in with U+2168 and with "IX"
+    (its SASLprep form), asyncpg with "IX"; "IX " is refused with 28P01."""
     import asyncpg
     import psycopg
     for role in ("nine", "nineclear"):
@@ -165,7 +165,8 @@ def case_scram_saslprep_password(pg):
                 what = f"{user} with {password!r}"
                 with psycopg.connect(mux.dsn(user=user, password=password)) as c:
                     check_eq(c.execute("SELECT current_user").fetchone()[0], user, f"psycopg 3: {what}")
-                check_eq(asyncio.run(asyncpg_user(mux, user, password)), user, f"asyncpg: {what}")
+                if password.isascii():  # asyncpg 0.27 cannot send a non-ASCII SCRAM password
+                    check_eq(asyncio.run(asyncpg_user(mux, user, password)), user, f"asyncpg: {what}")
             expect_error(lambda: psycopg.connect(mux.dsn(user=user, password="IX ")), (None, "28P01"),
                          "password authentication failed", what=f"{user} with a wrong password")
         mux.assert_serving()

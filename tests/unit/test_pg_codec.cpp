@@ -531,7 +531,7 @@ TEST_CASE("pg_codec: Reader is bounds-checked and sticky", "[pg_codec]") {
   CHECK_FALSE(r5.i16(s));
 
   // u16 reads the same bytes unsigned: 0xfffe is 65534, 0x8000 is 32768.
-  Reader r6(buf.data(), 4);
+  Reader r6(buf.data(), 3);
   uint16_t c = 0;
   REQUIRE(r6.u16(c));
   CHECK(c == 65534);

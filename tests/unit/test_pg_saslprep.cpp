@@ -37,11 +37,15 @@ TEST_CASE("saslprep: mapping, normalization, prohibited output and bidi", "[pg_a
   CHECK(prep("a\xC2\xA0"
              "b",
              SaslPrep::Success) == "a b");  // U+00A0 to space
+  CHECK(prep("a\xE2\x80\x8D"
+             "b",
+             SaslPrep::Success) == "ab");  // U+200D to nothing
+  // U+200B is in B.1 and C.1.2; PostgreSQL checks C.1.2 first: a space.
   CHECK(prep("a\xE2\x80\x8B"
              "b",
-             SaslPrep::Success) == "ab");                     // U+200B to nothing
-  CHECK(prep("e\xCC\x81", SaslPrep::Success) == "\xC3\xA9");  // composed
-  CHECK(prep("\xEF\xAC\x81", SaslPrep::Success) == "fi");     // U+FB01 ligature
+             SaslPrep::Success) == "a b");
+  CHECK(prep("e\xCC\x81", SaslPrep::Success) == "\xC3\xA9");                     // composed
+  CHECK(prep("\xEF\xAC\x81", SaslPrep::Success) == "fi");                        // U+FB01 ligature
   CHECK(prep("\xE1\x84\x80\xE1\x85\xA1", SaslPrep::Success) == "\xEA\xB0\x80");  // Hangul LV
   CHECK(prep("\xEA\xB0\x80\xE1\x86\xA8", SaslPrep::Success) == "\xEA\xB0\x81");  // Hangul LV+T
   CHECK(prep("\xE1\xB8\x8B\xCC\xA3", SaslPrep::Success) ==  // U+1E0B U+0323: reordered, composed
