@@ -663,9 +663,9 @@ void PgBackend::process_internal() {
       case 'D':
         if (internal_ == Internal::Capture) {
           pg::Reader r(m.body);
-          int16_t cols = 0;
-          if (r.i16(cols)) {
-            for (int16_t i = 0; i < cols; ++i) {
+          uint16_t cols = 0;  // unsigned, as every 16-bit count
+          if (r.u16(cols)) {
+            for (uint16_t i = 0; i < cols; ++i) {
               int32_t len = 0;
               std::string_view v;
               if (!r.i32(len)) break;

@@ -13,6 +13,7 @@
 #include "daemon/ops/metrics.h"
 #include "daemon/pg/backend.h"
 #include "daemon/pg/protocol.h"
+#include "protocol/pg/saslprep.h"
 
 namespace sqlmux {
 
@@ -124,8 +125,13 @@ bool PgClient::handle_startup() {
       return false;
     case pg::Decode::Malformed:
       LOG_INFO("client %" PRIu64 ": invalid startup packet: %s", id_, err.c_str());
-      send_fatal(pg::sqlstate::kProtocolViolation, "invalid startup packet: " + err,
-                 Reason::ClientProtocolError);
+      if (pg::startup_rejected_silently(in_.data(), in_.size())) {
+        // As PostgreSQL: a bad length (or a bad CancelRequest) gets no answer.
+        finish(Reason::ClientProtocolError);
+      } else {
+        send_fatal(pg::sqlstate::kProtocolViolation, "invalid startup packet: " + err,
+                   Reason::ClientProtocolError);
+      }
       return false;
     case pg::Decode::Complete:
       break;
@@ -353,7 +359,9 @@ bool PgClient::handle_auth_message() {
       bool ok = false;
       if (user_ != nullptr && secrets_ != nullptr) {
         if (!user_->plaintext.empty()) {
-          ok = pg::auth::constant_time_equal(pw, user_->plaintext);
+          // As the SCRAM verifier would: equal once both are SASLprep'd.
+          ok = pg::auth::constant_time_equal(pg::auth::scram_password(pw),
+                                             pg::auth::scram_password(user_->plaintext));
         } else if (secrets_->scram) {
           auto v =
               pg::auth::make_scram_verifier(pw, secrets_->scram->salt, secrets_->scram->iterations);

@@ -18,6 +18,8 @@
 #include <memory>
 #include <utility>
 
+#include "protocol/pg/saslprep.h"
+
 namespace sqlmux::pg::auth {
 
 namespace {
@@ -104,11 +106,12 @@ void cleanse(Key& k) {
   OPENSSL_cleanse(k.data(), k.size());
 }
 
-// SaltedPassword = PBKDF2-HMAC-SHA256(password, salt, iterations).
-bool salted_password(std::string_view password, std::string_view salt, int iterations, Key& out) {
+// SaltedPassword = PBKDF2-HMAC-SHA256(SASLprep(password), salt, iterations),
+// with the raw bytes where SASLprep does not apply (see saslprep.h).
+bool salted_password(std::string_view raw, std::string_view salt, int iterations, Key& out) {
+  const std::string password = scram_password(raw);
   if (iterations <= 0 || password.size() > INT_MAX || salt.size() > INT_MAX) return false;
-  return PKCS5_PBKDF2_HMAC(password.empty() ? "" : password.data(),
-                           static_cast<int>(password.size()), bytes(salt),
+  return PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()), bytes(salt),
                            static_cast<int>(salt.size()), iterations, EVP_sha256(),
                            static_cast<int>(kKeyLen), out.data()) == 1;
 }

@@ -25,8 +25,9 @@ struct ScramVerifier {
 // format of pg_authid.rolpassword); nullopt when malformed.
 [[nodiscard]] std::optional<ScramVerifier> parse_scram_verifier(std::string_view text);
 [[nodiscard]] std::string format_scram_verifier(const ScramVerifier& v);
-// Derives a verifier from a plaintext password (used as is: ASCII passwords
-// are their own SASLprep form).
+// Derives a verifier from a plaintext password, SASLprep'd as PostgreSQL
+// does (raw bytes when not UTF-8 or refused; see saslprep.h). The client
+// side, scram_client_final, prepares its password the same way.
 [[nodiscard]] ScramVerifier make_scram_verifier(std::string_view password, std::string_view salt,
                                                 int iterations = kDefaultScramIterations);
 

@@ -122,14 +122,22 @@ bool Reader::u8(uint8_t& v) {
   return true;
 }
 
-bool Reader::i16(int16_t& v) {
+bool Reader::u16(uint16_t& v) {
   if (!ok_ || remaining() < 2) {
     ok_ = false;
     return false;
   }
-  const uint16_t u = static_cast<uint16_t>((static_cast<uint16_t>(p_[0]) << 8) | p_[1]);
-  v = static_cast<int16_t>(u);
+  v = static_cast<uint16_t>((static_cast<uint16_t>(p_[0]) << 8) | p_[1]);
   p_ += 2;
+  return true;
+}
+
+bool Reader::i16(int16_t& v) {
+  uint16_t u = 0;
+  if (!u16(u)) {
+    return false;
+  }
+  v = static_cast<int16_t>(u);
   return true;
 }
 
@@ -190,10 +198,13 @@ void Writer::u8(uint8_t v) {
   out_.push_back(static_cast<char>(v));
 }
 
+void Writer::u16(uint16_t v) {
+  out_.push_back(static_cast<char>((v >> 8) & 0xff));
+  out_.push_back(static_cast<char>(v & 0xff));
+}
+
 void Writer::i16(int16_t v) {
-  const auto u = static_cast<uint16_t>(v);
-  out_.push_back(static_cast<char>((u >> 8) & 0xff));
-  out_.push_back(static_cast<char>(u & 0xff));
+  u16(static_cast<uint16_t>(v));
 }
 
 void Writer::i32(int32_t v) {
@@ -370,6 +381,17 @@ Decode decode_startup(const uint8_t* p, size_t n, StartupPacket& out, size_t& co
   return Decode::Complete;
 }
 
+bool startup_rejected_silently(const uint8_t* p, size_t n) {
+  if (n < 4) {
+    return true;  // not even a length: nothing PostgreSQL would answer
+  }
+  const uint32_t len = load_be32(p);
+  if (len < 8 || len > kMaxStartupLen) {
+    return true;
+  }
+  return n >= 8 && static_cast<int32_t>(load_be32(p + 4)) == kCancelRequestCode;
+}
+
 // --- Builders: backend -> client ---------------------------------------------------
 
 void put_auth_ok(std::string& out) {
@@ -447,7 +469,7 @@ void put_parse(std::string& out, std::string_view name, std::string_view query,
   w.begin('P');
   w.cstr(name);
   w.cstr(query);
-  w.i16(static_cast<int16_t>(param_types.size()));
+  w.u16(static_cast<uint16_t>(param_types.size()));
   for (uint32_t t : param_types) w.i32(static_cast<int32_t>(t));
   w.end();
 }
@@ -681,11 +703,8 @@ bool parse_parse(std::string_view body, std::string_view& name, std::string_view
   Reader r(body);
   std::string_view n;
   std::string_view q;
-  int16_t count = 0;
-  if (!r.cstr(n) || !r.cstr(q) || !r.i16(count)) {
-    return false;
-  }
-  if (count < 0) {
+  uint16_t count = 0;  // unsigned, as PostgreSQL's pq_getmsgint(msg, 2)
+  if (!r.cstr(n) || !r.cstr(q) || !r.u16(count)) {
     return false;
   }
   // The count must fit in what is left before anything is allocated.
@@ -694,7 +713,7 @@ bool parse_parse(std::string_view body, std::string_view& name, std::string_view
   }
   std::vector<uint32_t> types;
   types.reserve(static_cast<size_t>(count));
-  for (int i = 0; i < count; ++i) {
+  for (size_t i = 0; i < count; ++i) {
     int32_t oid = 0;
     if (!r.i32(oid)) {
       return false;

@@ -58,6 +58,8 @@ class Reader {
 
   [[nodiscard]] bool u8(uint8_t& v);
   [[nodiscard]] bool i16(int16_t& v);
+  // Counts (parameters, columns, formats) are unsigned 16-bit: 0..65535.
+  [[nodiscard]] bool u16(uint16_t& v);
   [[nodiscard]] bool i32(int32_t& v);
   // A NUL-terminated string; the view excludes the NUL.
   [[nodiscard]] bool cstr(std::string_view& v);
@@ -81,6 +83,7 @@ class Writer {
   void begin_untyped();  // startup-phase packets have no type byte
   void u8(uint8_t v);
   void i16(int16_t v);
+  void u16(uint16_t v);
   void i32(int32_t v);
   void cstr(std::string_view s);  // writes s and a NUL
   void bytes(std::string_view s);
@@ -135,6 +138,12 @@ struct StartupPacket {
 [[nodiscard]] Decode decode_startup(const uint8_t* p, size_t n, StartupPacket& out,
                                     size_t& consumed, std::string& error);
 
+// For a packet decode_startup found Malformed: true when PostgreSQL closes
+// without answering (its ProcessStartupPacket: a length outside 8..10000,
+// "invalid length of startup packet", or a CancelRequest, which is never
+// answered), false when it sends a FATAL (a bad parameter layout, a bad code).
+[[nodiscard]] bool startup_rejected_silently(const uint8_t* p, size_t n);
+
 // --- Builders --------------------------------------------------------------
 
 struct ErrorFields {
@@ -171,6 +180,7 @@ void put_cancel_request(std::string& out, int32_t pid, int32_t key);
 void put_password(std::string& out, std::string_view password);  // 'p', cleartext or md5
 void put_sasl_initial_response(std::string& out, std::string_view mechanism, std::string_view data);
 void put_sasl_response(std::string& out, std::string_view data);
+// param_types.size() <= 65535 (what parse_parse accepts).
 void put_parse(std::string& out, std::string_view name, std::string_view query,
                const std::vector<uint32_t>& param_types);
 // 'C' Close / 'D' Describe of a statement ('S') or portal ('P').
@@ -193,7 +203,8 @@ void put_describe(std::string& out, char kind, std::string_view name);
 // 'R': the int32 auth code, and what follows it.
 [[nodiscard]] bool parse_authentication(std::string_view body, int32_t& code,
                                         std::string_view& rest);
-// 'P' Parse: statement name, query, parameter type oids.
+// 'P' Parse: statement name, query, parameter type oids (count unsigned:
+// up to 65535, as PostgreSQL reads it).
 [[nodiscard]] bool parse_parse(std::string_view body, std::string_view& name,
                                std::string_view& query, std::vector<uint32_t>& param_types);
 // 'B' Bind: only the portal and statement names (the rest is relayed as is).

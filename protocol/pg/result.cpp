@@ -7,7 +7,7 @@ namespace sqlmux::pg {
 void put_row_description(std::string& out, const std::vector<std::string_view>& columns) {
   Writer w(out);
   w.begin('T');
-  w.i16(static_cast<int16_t>(columns.size()));
+  w.u16(static_cast<uint16_t>(columns.size()));
   for (std::string_view name : columns) {
     w.cstr(name);
     w.i32(0);  // table oid
@@ -23,7 +23,7 @@ void put_row_description(std::string& out, const std::vector<std::string_view>& 
 void put_data_row(std::string& out, const std::vector<std::optional<std::string>>& values) {
   Writer w(out);
   w.begin('D');
-  w.i16(static_cast<int16_t>(values.size()));
+  w.u16(static_cast<uint16_t>(values.size()));
   for (const auto& v : values) {
     if (!v) {
       w.i32(-1);

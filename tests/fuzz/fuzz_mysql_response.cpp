@@ -218,7 +218,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint8_t config = data[0];
   const ResponseKind kind = kKinds[config & 7];
   const uint64_t caps = kCaps[(config >> 3) & 3];
-  static const uint16_t kParams[] = {0, 1, 2, 3, 8, 9, 16, 300};
+  // Up to the 16-bit maximum: counts past 32767 are valid (unsigned on the wire).
+  static const uint16_t kParams[] = {0, 1, 2, 3, 9, 300, 32768, 65535};
   const uint16_t num_params = kParams[(config >> 5) & 7];
 
   std::vector<std::string> packets;

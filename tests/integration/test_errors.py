@@ -5,6 +5,7 @@ startup packets and cancel keys, and `sqlmux --check-config`. Every case
 checks what the client sees (SQLSTATE, message, closed connection) and that
 sqlmux keeps serving another client afterwards."""
 
+import asyncio
 import re
 import socket
 import struct
@@ -126,6 +127,48 @@ def case_wrong_password_and_unknown_user(pg):
         e = expect_error(lambda: psycopg2.connect(mux.dsn(password="wrong")), (None, "28P01"),
                          'password authentication failed for user "app"', what="psycopg2 wrong password")
         check("FATAL" in str(e), f"psycopg2 message lacks FATAL: {e}")
+        mux.assert_serving()
+
+
+NINE = "\u2168"  # ROMAN NUMERAL NINE: SASLprep (NFKC) makes it "IX"
+
+
+def case_scram_saslprep_password(pg):
+    """Issue 19: a password with a non-ASCII character is SASLprep'd on both
+    sides of SCRAM, as PostgreSQL does. Users nine (SCRAM) and nineclear
+    (cleartext auth, checked against the SCRAM verifier) are configured with
+    the password U+2168; PostgreSQL roles of the same names have it too, and
+    the pool has no fixed user, so sqlmux's server login (libpq) uses the
+    client's configured password. psycopg 3 logs in with U+2168 and with "IX"
+    (its SASLprep form), asyncpg with "IX"; "IX " is refused with 28P01."""
+    import asyncpg
+    import psycopg
+    for role in ("nine", "nineclear"):
+        pg.psql(f"DROP ROLE IF EXISTS {role}; SET password_encryption = 'scram-sha-256'; "
+                f"CREATE ROLE {role} LOGIN PASSWORD '{NINE}'; GRANT CONNECT ON DATABASE appdb TO {role};")
+
+    def tweak(cfg):
+        cfg["user"] += [{"name": "nine", "password": NINE},
+                        {"name": "nineclear", "password": NINE, "auth": "password"}]
+
+    async def asyncpg_user(mux, user, password):
+        con = await asyncpg.connect(host=mux.host, port=mux.port, user=user, password=password,
+                                    database=mux.dbname("appdb"))
+        try:
+            return await con.fetchval("SELECT current_user")
+        finally:
+            await con.close()
+
+    with Sqlmux(pg, mode="transaction", size=2, user=None, password=None, tweak=tweak) as mux:
+        for user in ("nine", "nineclear"):
+            for password in (NINE, "IX"):
+                what = f"{user} with {password!r}"
+                with psycopg.connect(mux.dsn(user=user, password=password)) as c:
+                    check_eq(c.execute("SELECT current_user").fetchone()[0], user, f"psycopg 3: {what}")
+                if password.isascii():  # asyncpg 0.27 cannot send a non-ASCII SCRAM password
+                    check_eq(asyncio.run(asyncpg_user(mux, user, password)), user, f"asyncpg: {what}")
+            expect_error(lambda: psycopg.connect(mux.dsn(user=user, password="IX ")), (None, "28P01"),
+                         "password authentication failed", what=f"{user} with a wrong password")
         mux.assert_serving()
 
 
@@ -402,6 +445,7 @@ def case_check_config(pg):
 
 if __name__ == "__main__":
     run_cases(__file__, [case_scram_is_default, case_auth_methods, case_wrong_password_and_unknown_user,
+                         case_scram_saslprep_password,
                          case_unknown_database, case_protocol_versions, case_ssl_request, case_max_client_conn,
                          case_query_wait_timeout, case_query_wait_timeout_session_mode,
                          case_garbage_and_silent_clients, case_bogus_cancel_key, case_check_config],

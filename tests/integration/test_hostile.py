@@ -173,8 +173,8 @@ def case_hostile_clients(pg):
         s.sendall(struct.pack("!II", 0x80000000, 196608) + b"user\0app\0")
         fields, closed = _fatal_or_close(s)
         s.close()
-        check(fields is not None and fields.get("C") == "08P01" and fields.get("S") == "FATAL",
-              f"2 GB startup packet: {fields}")
+        # As PostgreSQL ("invalid length of startup packet"): closed, no answer.
+        check(fields is None, f"2 GB startup packet: answered {fields}")
         check(closed, "2 GB startup packet: connection not closed")
 
         # -- a regular message claiming 2 GB after login ---------------------
@@ -185,7 +185,7 @@ def case_hostile_clients(pg):
         check(err is not None and err.get("C") == "08P01" and err.get("S") == "FATAL",
               f"2 GB message after login: {err}")
         check(closed, "2 GB message after login: connection not closed")
-        log("2 GB lengths: FATAL 08P01 and closed")
+        log("2 GB lengths: closed silently before login, FATAL 08P01 after")
 
         # -- a startup packet (and the whole login) in 1-byte writes -----------
         r = RawPg(mux.host, mux.port)
@@ -279,5 +279,70 @@ def case_hostile_clients(pg):
         log(f"well-behaved clients: {sum(good.done)} checked results in {time.monotonic() - t_start:.1f}s")
 
 
+def _reply_then_close(addr, data: bytes, timeout: float = 5.0) -> tuple[bytes, bool]:
+    """Connects, sends data, reads until the peer closes: (bytes, closed)."""
+    s = socket.create_connection(addr, timeout=timeout)
+    got, closed = b"", False
+    try:
+        s.sendall(data)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                closed = True
+                break
+            got += chunk
+    except ConnectionResetError:  # closed with our bytes unread
+        closed = True
+    except socket.timeout:
+        pass
+    finally:
+        s.close()
+    return got, closed
+
+
+def case_bad_startup_length_closes_silently(pg):
+    """Issue 19: node-postgres may send its Terminate ('X', length 4) before
+    the startup packet. PostgreSQL reads 'X\\0\\0\\0' as the length, logs
+    "invalid length of startup packet" and closes without a word; so must
+    sqlmux (with a log line and client_protocol_error counted). A startup
+    packet with a bad layout still gets FATAL 08P01 from both. Run with
+    SQLMUX_TEST_DIRECT=1 to see PostgreSQL itself do the same."""
+    metrics_port = free_port()
+
+    def tweak(cfg):
+        cfg["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
+
+    with Sqlmux(pg, size=2, tweak=tweak) as mux:
+        before = 0.0 if mux.direct else _metric(metrics_port, "sqlmux_client_errors_total",
+                                                'reason="client_protocol_error"')
+        silent = [
+            ("Terminate before the startup packet", b"X\0\0\0\x04"),
+            ("length 4", struct.pack("!I", 4)),
+            ("length 7", struct.pack("!I", 7) + b"\0\0\0"),
+            ("length 20000", struct.pack("!II", 20000, 196608) + b"user\0app\0"),
+            ("length 2 GB", struct.pack("!II", 0x80000000, 196608)),
+            ("CancelRequest of 12 bytes", struct.pack("!III", 12, 80877102, 1)),
+        ]
+        for what, data in silent:
+            got, closed = _reply_then_close((mux.host, mux.port), data)
+            check_eq(got, b"", f"{what}: bytes sent back")
+            check(closed, f"{what}: connection not closed")
+        # A bad parameter layout is answered with FATAL 08P01, as by PostgreSQL.
+        body = struct.pack("!I", 196608) + b"user\0app\0database"  # no terminator
+        got, closed = _reply_then_close((mux.host, mux.port), struct.pack("!I", len(body) + 4) + body)
+        rep = parse_startup_reply(got)
+        check(rep["format"] == "v3" and rep["fields"].get("S") == "FATAL"
+              and rep["fields"].get("C") == "08P01", f"bad layout: answer {got[:120]!r}")
+        check(closed, "bad layout: connection not closed")
+        mux.assert_serving()
+        if not mux.direct:
+            time.sleep(0.3)
+            after = _metric(metrics_port, "sqlmux_client_errors_total", 'reason="client_protocol_error"')
+            check_eq(after - before, float(len(silent) + 1), "client_protocol_error increase")
+            lines = [ln for ln in mux.log_text().splitlines() if "invalid startup packet" in ln]
+            check(len(lines) >= len(silent) + 1, f"log lines for the bad packets: {lines}")
+
+
 if __name__ == "__main__":
-    run_cases(__file__, [case_hostile_clients], timeout=150, setup=_setup)
+    run_cases(__file__, [case_hostile_clients, case_bad_startup_length_closes_silently], timeout=180,
+              setup=_setup)

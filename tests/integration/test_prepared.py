@@ -377,8 +377,38 @@ def case_statement_names(pg):
         mux.assert_serving()
 
 
+def case_50000_parameters(pg):
+    """Issue 19: a Parse with more than 32,767 parameters (PostgreSQL reads
+    the count unsigned, up to 65,535). One INSERT with 50,000 parameters from
+    psycopg 3, as a named prepared statement and unnamed, through a
+    transaction pool inserts what it does on a direct connection. (asyncpg
+    refuses more than 32,767 arguments itself.)"""
+    import psycopg
+    n = 50_000
+    pg.psql("DROP TABLE IF EXISTS p50k; CREATE TABLE p50k(src text, v int); GRANT ALL ON p50k TO app",
+            db="appdb")
+    sql = "INSERT INTO p50k(src, v) VALUES " + ",".join(f"('{{src}}', %s)" for _ in range(n))
+
+    def insert(dsn, src, prepare):
+        with psycopg.connect(dsn, autocommit=True) as c:
+            cur = c.execute(sql.replace("{src}", src), list(range(n)), prepare=prepare)
+            return cur.rowcount, cur.statusmessage
+
+    want = insert(pg.dsn(), "direct", True)
+    check_eq(want, (n, f"INSERT 0 {n}"), "direct, prepared")
+    check_eq(insert(pg.dsn(), "direct-unnamed", False), want, "direct, unnamed")
+    with Sqlmux(pg, mode="transaction", size=2) as mux:
+        check_eq(insert(mux.dsn(), "mux", True), want, "through sqlmux, prepared")
+        check_eq(insert(mux.dsn(), "mux-unnamed", False), want, "through sqlmux, unnamed")
+        mux.assert_serving()
+    got = dict(r.split("|") for r in
+               pg.psql("SELECT src, count(*) || ':' || sum(v) FROM p50k GROUP BY src", db="appdb").split())
+    for src in ("direct", "direct-unnamed", "mux", "mux-unnamed"):
+        check_eq(got.get(src), f"{n}:{n * (n - 1) // 2}", f"rows (count:sum) of {src}")
+
+
 if __name__ == "__main__":
     run_cases(__file__, [case_asyncpg_default_cache, case_sqlalchemy_orm_asyncpg,
                          case_psycopg3_prepared_pipeline, case_pgbench_prepared, case_libpq_prepared,
                          case_ddl_during_traffic, case_ddl_transparent_retry, case_search_path_isolation, case_listen_notify,
-                         case_statement_names], timeout=400)
+                         case_statement_names, case_50000_parameters], timeout=400)

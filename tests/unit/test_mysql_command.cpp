@@ -194,3 +194,35 @@ TEST_CASE("mysql_command: simple commands", "[mysql]") {
   CHECK(arg == "shop");
   CHECK_FALSE(decode_command({}, c, arg));
 }
+
+TEST_CASE("mysql_command: COM_STMT_EXECUTE with 32767 / 32768 / 65535 parameters", "[mysql]") {
+  for (const uint16_t n : {uint16_t{32767}, uint16_t{32768}, uint16_t{65535}}) {
+    CAPTURE(n);
+    StmtExecute e;
+    e.statement_id = 4;
+    e.iterations = 1;
+    e.null_bitmap.assign((n + 7) / 8, '\0');
+    e.null_bitmap.back() = static_cast<char>(1 << ((n - 1) % 8));  // the last one NULL
+    e.new_params_bound = true;
+    e.types.assign(n, ParamType{static_cast<uint8_t>(FieldType::Long), 0});
+    e.values = std::string(4 * (n - 1), 'v');
+    std::string wire;
+    encode_stmt_execute(wire, e);
+    StmtExecute back;
+    REQUIRE(decode_stmt_execute(wire, n, back));
+    CHECK(back == e);
+    // One type short is malformed.
+    CHECK_FALSE(decode_stmt_execute(
+        std::string_view(wire).substr(0, kExecuteHeadLen + e.null_bitmap.size() + 1 + 2 * n - 2), n,
+        back));
+    // Without types, the remembered ones are bound in.
+    StmtExecute bare = e;
+    bare.new_params_bound = false;
+    bare.types.clear();
+    std::string bare_wire;
+    encode_stmt_execute(bare_wire, bare);
+    std::string bound;
+    REQUIRE(bind_param_types(bare_wire, n, e.types, bound));
+    CHECK(bound == wire);
+  }
+}

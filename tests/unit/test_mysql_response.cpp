@@ -721,3 +721,16 @@ TEST_CASE("mysql_response: rows_matched reads an UPDATE's info text", "[mysql]")
   CHECK_FALSE(rows_matched("Rows matched: 1x"));
   CHECK_FALSE(rows_matched("Rows matched: 99999999999999999999999  Changed: 0"));
 }
+
+TEST_CASE("mysql_response: PREPARE_OK counts are unsigned 16-bit", "[mysql]") {
+  for (const uint16_t n : {uint16_t{32767}, uint16_t{32768}, uint16_t{65535}}) {
+    CAPTURE(n);
+    const PrepareOk p{9, n, n, n};
+    std::string wire;
+    encode_prepare_ok(wire, p);
+    CHECK(static_cast<uint8_t>(wire[6]) == (n >> 8));  // little-endian: high byte second
+    PrepareOk back;
+    REQUIRE(decode_prepare_ok(wire, back));
+    CHECK(back == p);
+  }
+}

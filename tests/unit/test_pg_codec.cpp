@@ -341,6 +341,28 @@ TEST_CASE("pg_codec: hand-written extended-query messages parse", "[pg_codec]") 
     REQUIRE(parse_parse(b2, name, query, types));
     CHECK(types == std::vector<uint32_t>{0xffffffffu, 0});
   }
+  SECTION("Parse counts are unsigned 16-bit (boundaries 32767 / 32768 / 65535)") {
+    for (const uint32_t count : {32767u, 32768u, 65535u}) {
+      CAPTURE(count);
+      std::vector<uint32_t> want(count);
+      for (uint32_t i = 0; i < count; ++i) want[i] = i % 3 == 0 ? 23 : 0xffffffffu - i;
+      std::string wire;
+      put_parse(wire, "big", "INSERT", want);
+      ExactBuf buf(wire);
+      const Message m = decode_one(wire, buf);
+      CHECK(m.body.substr(11, 2) ==
+            bytes({static_cast<uint8_t>(count >> 8), static_cast<uint8_t>(count & 0xff)}));
+      std::string_view name, query;
+      std::vector<uint32_t> types;
+      REQUIRE(parse_parse(m.body, name, query, types));
+      CHECK(name == "big");
+      CHECK(query == "INSERT");
+      CHECK(types == want);
+      // One oid short or one too many is still malformed.
+      CHECK_FALSE(parse_parse(m.body.substr(0, m.body.size() - 4), name, query, types));
+      CHECK_FALSE(parse_parse(std::string(m.body) + bytes({0, 0, 0, 0}), name, query, types));
+    }
+  }
   SECTION("Bind names") {
     const std::string body =
         std::string("portal\0stmt\0"sv) + bytes({0, 0, 0, 1, 0, 0, 0, 1, '7', 0, 0});
@@ -453,7 +475,7 @@ TEST_CASE("pg_codec: body parsers reject short or garbled bodies", "[pg_codec]")
     CHECK_FALSE(parse_parse(std::string("s\0"sv), a, b, types));
     CHECK_FALSE(parse_parse(head, a, b, types));                                  // no count
     CHECK_FALSE(parse_parse(head + bytes({0}), a, b, types));                     // half a count
-    CHECK_FALSE(parse_parse(head + bytes({0xff, 0xff}), a, b, types));            // -1
+    CHECK_FALSE(parse_parse(head + bytes({0xff, 0xff}), a, b, types));            // 65535, no oids
     CHECK_FALSE(parse_parse(head + bytes({0x7f, 0xff}), a, b, types));            // 32767, no oids
     CHECK_FALSE(parse_parse(head + bytes({0, 1, 0, 0, 0}), a, b, types));         // short oid
     CHECK_FALSE(parse_parse(head + bytes({0, 1, 0, 0, 0, 23, 9}), a, b, types));  // trailing
@@ -507,6 +529,21 @@ TEST_CASE("pg_codec: Reader is bounds-checked and sticky", "[pg_codec]") {
   Reader r5(buf.data(), 0);
   CHECK_FALSE(r5.u8(u));
   CHECK_FALSE(r5.i16(s));
+
+  // u16 reads the same bytes unsigned: 0xfffe is 65534, 0x8000 is 32768.
+  Reader r6(buf.data(), 3);
+  uint16_t c = 0;
+  REQUIRE(r6.u16(c));
+  CHECK(c == 65534);
+  CHECK_FALSE(r6.u16(c));  // one byte left
+  const std::string edges = bytes({0x7f, 0xff, 0x80, 0x00, 0xff, 0xff});
+  ExactBuf ebuf(edges);
+  Reader r7(ebuf.data(), ebuf.size());
+  for (const uint16_t want : {32767, 32768, 65535}) {
+    REQUIRE(r7.u16(c));
+    CHECK(c == want);
+  }
+  CHECK(r7.at_end());
 }
 
 TEST_CASE("pg_codec: Writer patches lengths", "[pg_codec]") {
@@ -526,6 +563,12 @@ TEST_CASE("pg_codec: Writer patches lengths", "[pg_codec]") {
   w2.i32(1);
   w2.end();
   CHECK(out.substr(17) == bytes({0, 0, 0, 8, 0, 0, 0, 1}));
+  std::string counts;
+  Writer w3(counts);
+  w3.u16(32767);
+  w3.u16(32768);
+  w3.u16(65535);
+  CHECK(counts == bytes({0x7f, 0xff, 0x80, 0x00, 0xff, 0xff}));
 }
 
 TEST_CASE("pg_codec: message names and to_string", "[pg_codec]") {

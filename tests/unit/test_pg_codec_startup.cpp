@@ -251,3 +251,22 @@ TEST_CASE("pg_codec: truncated startup packets need more", "[pg_codec][startup]"
     CHECK(startup(w).d == Decode::Complete);
   }
 }
+
+TEST_CASE("pg_codec: which malformed startup packets PostgreSQL closes without a word",
+          "[pg_codec][startup]") {
+  auto silent = [](std::string_view wire) {
+    REQUIRE(startup(wire).d == Decode::Malformed);
+    return startup_rejected_silently(reinterpret_cast<const uint8_t*>(wire.data()), wire.size());
+  };
+  // node-postgres's Terminate before the startup packet: length 0x58000000.
+  CHECK(silent(std::string("X\0\0\0\x04"sv)));
+  for (uint32_t len : {0u, 4u, 7u, kMaxStartupLen + 1, 0x80000000u, 0xffffffffu}) {
+    CAPTURE(len);
+    CHECK(silent(be32(len) + be32(kProtocolV3)));
+  }
+  // A CancelRequest of the wrong size is never answered either.
+  CHECK(silent(packet(be32(static_cast<uint32_t>(kCancelRequestCode)) + be32(1))));
+  // A FATAL for what has a valid length: bad layout, bad code.
+  CHECK_FALSE(silent(packet(be32(kProtocolV3) + std::string("user\0u"sv))));
+  CHECK_FALSE(silent(packet(be32(0) + std::string("user\0u\0\0"sv))));
+}

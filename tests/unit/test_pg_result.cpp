@@ -49,3 +49,16 @@ TEST_CASE("pg_result: DataRow with values and NULL", "[pg_codec]") {
   CHECK(len == 0);
   CHECK(r.at_end());
 }
+
+TEST_CASE("pg_result: column counts past 32767 are written unsigned", "[pg_codec]") {
+  for (const size_t cols : {size_t{32767}, size_t{32768}, size_t{65535}}) {
+    CAPTURE(cols);
+    std::string out;
+    put_data_row(out, std::vector<std::optional<std::string>>(cols));
+    Reader r(std::string_view(out).substr(5));
+    uint16_t n = 0;
+    REQUIRE(r.u16(n));
+    CHECK(n == cols);
+    CHECK(r.remaining() == cols * 4);
+  }
+}
