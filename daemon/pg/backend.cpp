@@ -698,16 +698,16 @@ void PgBackend::internal_done() {
   }
   if (kind == Internal::Sync) {
     if (internal_failed_) {
-      LOG_WARN("backend pid %d: applying session parameters failed: %s (%s)", pid_,
+      // sqlmux's own statement failed: this connection goes (counted as
+      // backend_param_failed); the client, between transactions with its
+      // request still unsent, is served by another one (PgClient decides).
+      LOG_WARN("backend pid %d: applying session parameters failed: %s (%s); closing it", pid_,
                internal_error_.message.c_str(), internal_error_.sqlstate.c_str());
-      if (client_ != nullptr) {
-        PgClient* c = client_;
-        client_ = nullptr;
-        pg::ErrorFields e = internal_error_;
-        e.severity = "FATAL";
-        c->on_backend_failed(Reason::BackendParamFailed, e);
-      }
+      PgClient* c = client_;
+      client_ = nullptr;
+      pg::ErrorFields e = internal_error_;
       terminate(Reason::BackendParamFailed);
+      if (c != nullptr) c->on_backend_setup_failed(e);
       return;
     }
     for (const auto& ch : pending_changes_) {

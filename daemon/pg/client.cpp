@@ -537,6 +537,7 @@ void PgClient::on_backend_linked(PooledBackend* pb) {
 
 void PgClient::on_backend_ready() {
   backend_ready_ = true;
+  setup_failures_ = 0;
   if (!welcome_sent_) {
     pool::SessionParams reported;
     for (const auto& [k, e] : backend_->params().entries()) {
@@ -579,6 +580,29 @@ void PgClient::on_backend_failed(Reason why, const pg::ErrorFields& err) {
   backend_ = nullptr;
   backend_ready_ = false;
   fail_with(why, err);
+}
+
+void PgClient::on_backend_setup_failed(const pg::ErrorFields& err) {
+  // A reset of another client's setting can fail where a fresh connection
+  // would not; this client's own values failing again and again cannot be
+  // hidden (a direct connection would refuse them too).
+  constexpr int kMaxSetupRetries = 3;
+  backend_ = nullptr;
+  backend_ready_ = false;
+  if (++setup_failures_ >= kMaxSetupRetries) {
+    pg::ErrorFields e = err;
+    e.severity = "FATAL";
+    fail_with(Reason::BackendParamFailed, e);
+    return;
+  }
+  LOG_INFO("client %" PRIu64 ": preparing its server connection failed; trying another", id_);
+  linked_ns_ = 0;
+  if (!welcome_sent_) {
+    need_backend();  // still logging in: the welcome waits for a backend
+    return;
+  }
+  set_state(ClientState::Idle);
+  process_input();  // its request is still buffered: it asks for a backend
 }
 
 void PgClient::on_backend_lost_idle() {

@@ -73,6 +73,10 @@ class PgClient final : public PooledClient {
   void on_backend_released();
   // The backend failed under this client.
   void on_backend_failed(Reason why, const pg::ErrorFields& err);
+  // Applying this client's session parameters failed on the backend (now
+  // closed) before any of its bytes went there: another backend serves it;
+  // after kMaxSetupRetries failures in a row it gets `err` as FATAL.
+  void on_backend_setup_failed(const pg::ErrorFields& err);
   // The backend died outside a transaction with nothing outstanding: the
   // next request gets another one (transparent reconnect).
   void on_backend_lost_idle();
@@ -163,6 +167,7 @@ class PgClient final : public PooledClient {
 
   PgBackend* backend_ = nullptr;
   bool backend_ready_ = false;
+  int setup_failures_ = 0;        // in a row (on_backend_setup_failed)
   size_t pass_remaining_ = 0;     // bytes of a message still being relayed
   size_t drop_remaining_ = 0;     // bytes of a message being dropped (skip to Sync)
   bool skip_until_sync_ = false;  // after an error sqlmux raised itself

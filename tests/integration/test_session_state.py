@@ -1,0 +1,55 @@
+#!/usr/bin/python3
+"""Session state that follows clients in transaction mode, and the SQL
+sqlmux writes for it (issue 19): resets of settings whose names need
+quoting, failures of sqlmux's own statements hidden from clients."""
+
+import psycopg
+
+from harness import *
+
+# Names PostgreSQL accepts in SET only when quoted (reserved words, capitals,
+# non-ASCII): sqlmux must quote them when it resets them for another client.
+HOSTILE_SETS = [
+    ('"select.x"', "y"),
+    ('"select".y', "z"),
+    ('"user"."From"', "it's"),
+    ('"été"."名前"', "v\\1"),
+]
+
+
+def setting(conn, name):
+    return conn.execute("SELECT pg_catalog.current_setting(%s, true)", (name,)).fetchone()[0]
+
+
+def case_reset_of_quoted_names(pg):
+    # One server connection: B gets the connection A left its settings on.
+    with Sqlmux(pg, mode="transaction", size=1) as mux:
+        with psycopg.connect(mux.dsn(), autocommit=True, prepare_threshold=None) as a, \
+                psycopg.connect(mux.dsn(), autocommit=True, prepare_threshold=None) as b:
+            for name, value in HOSTILE_SETS:
+                a.execute(f"SET {name} = {psycopg.sql.Literal(value).as_string(a)}")
+                got = b.execute("SELECT 42").fetchone()[0]
+                check_eq(got, 42, f"B's query after A set {name}")
+                plain = name.replace('"', "")
+                check(setting(b, plain) in (None, ""), f"B sees A's {plain}: {setting(b, plain)!r}")
+                check_eq(setting(a, plain), value, f"A keeps its {plain}")
+        mux.assert_serving()
+
+
+def case_own_statement_failure_is_hidden(pg):
+    # A's setting in plpgsql's namespace becomes invalid once plpgsql loads on
+    # that connection: resetting it for B then fails. That connection must
+    # go, and B must get its result from another one.
+    with Sqlmux(pg, mode="transaction", size=1) as mux:
+        with psycopg.connect(mux.dsn(), autocommit=True, prepare_threshold=None) as a, \
+                psycopg.connect(mux.dsn(), autocommit=True, prepare_threshold=None) as b:
+            a.execute("SET plpgsql.sqlmux_probe = 1")
+            a.execute("DO $$BEGIN END$$")  # loads plpgsql: the placeholder goes
+            check_eq(b.execute("SELECT 7").fetchone()[0], 7, "B's query after a failing reset")
+            check_eq(b.execute("SELECT 8").fetchone()[0], 8, "B's next query")
+            check_eq(a.execute("SELECT 9").fetchone()[0], 9, "A still served")
+        mux.assert_serving()
+
+
+if __name__ == "__main__":
+    run_cases(__file__, [case_reset_of_quoted_names, case_own_statement_failure_is_hidden], timeout=110)
