@@ -1,5 +1,8 @@
 #include "daemon/pg/backend.h"
 
+#include <strings.h>
+
+#include <algorithm>
 #include <cinttypes>
 #include <cstring>
 
@@ -170,6 +173,18 @@ void PgBackend::link(PgClient* c) {
   session_state_ = false;
   fatal_relayed_ = false;
   pending_changes_ = pool::diff(c->params(), params_);
+  for (const auto& l : c->learning()) {
+    // Applied from the pool's value, so that the server reports what a
+    // fresh connection would (PgClient::init_params).
+    auto it = std::find_if(pending_changes_.begin(), pending_changes_.end(), [&](const auto& ch) {
+      return !ch.reset && strcasecmp(ch.name.c_str(), l.name.c_str()) == 0;
+    });
+    if (it == pending_changes_.end()) {
+      pending_changes_.push_back({l.name, l.raw, false, {}});
+      it = std::prev(pending_changes_.end());
+    }
+    it->base = l.base;
+  }
   if (pending_changes_.empty()) {
     c->on_backend_ready();
     return;
@@ -650,7 +665,8 @@ void PgBackend::process_internal() {
           params_.set(name, value, true);
           if (client_ != nullptr && internal_ == Internal::Sync) {
             const auto* had = client_->params().find(name);
-            if (had == nullptr || had->value != value) {
+            // (Before the welcome, it carries the value.)
+            if (client_->welcome_sent() && (had == nullptr || had->value != value)) {
               std::string out;
               pg::put_parameter_status(out, name, value);
               client_->deliver(reinterpret_cast<const uint8_t*>(out.data()), out.size());

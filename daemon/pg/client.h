@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "daemon/core/auth_limiter.h"
 #include "daemon/core/pooled.h"
@@ -49,6 +50,15 @@ class PgClient final : public PooledClient {
   [[nodiscard]] PooledBackend* pooled_backend() const override;
   [[nodiscard]] pool::SessionParams& params() { return params_; }
   [[nodiscard]] pool::ClientStatements& statements() { return statements_; }
+  // A reported parameter whose startup value the server has yet to
+  // normalise for this pool: the welcome waits for a backend to apply it.
+  struct Learning {
+    std::string name;
+    std::string raw;
+    std::string base;  // the pool's value, which the server starts from
+  };
+  [[nodiscard]] const std::vector<Learning>& learning() const { return learning_; }
+  [[nodiscard]] bool welcome_sent() const { return welcome_sent_; }
   // Forgets a statement whose Parse failed or was skipped.
   void forget_statement(const std::string& name) { statements_.remove(name); }
 
@@ -160,6 +170,7 @@ class PgClient final : public PooledClient {
   const PgSecrets* secrets_ = nullptr;  // user_'s PostgreSQL secrets
   pool::SessionParams params_;          // desired session parameters
   std::vector<std::pair<std::string, std::string>> startup_params_;
+  std::vector<Learning> learning_;
   std::unique_ptr<pg::auth::ScramServer> scram_;
   uint8_t md5_salt_[4] = {0, 0, 0, 0};
   int32_t cancel_pid_ = 0;

@@ -164,6 +164,10 @@ std::string apply_sql(const std::vector<ParamChange>& changes, std::vector<std::
       resets += "RESET " + *quoted + ";";
     } else {
       sets += sets.empty() ? "SELECT " : ", ";
+      if (ch.base) {
+        sets += "pg_catalog.set_config(" + quote_literal(ch.name) + ", " + quote_literal(*ch.base) +
+                ", false), ";
+      }
       sets += "pg_catalog.set_config(" + quote_literal(ch.name) + ", " + quote_literal(ch.value) +
               ", false)";
     }

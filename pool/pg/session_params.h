@@ -49,6 +49,9 @@ struct ParamChange {
   std::string name;
   std::string value;
   bool reset = false;  // RESET name (back to the backend's default)
+  // Set first, so that a value relative to the current one (DateStyle
+  // 'dmy') means what it would on a fresh server connection.
+  std::optional<std::string> base;
 };
 
 // Reported parameters that describe the server and cannot be set

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Session state that follows clients in transaction mode, and the SQL
 sqlmux writes for it (issue 19): resets of settings whose names need
-quoting, failures of sqlmux's own statements hidden from clients."""
+quoting, failures of sqlmux's own statements hidden from clients, reported
+parameters as the server normalises them."""
 
 import psycopg
 
@@ -51,5 +52,24 @@ def case_own_statement_failure_is_hidden(pg):
         mux.assert_serving()
 
 
+def case_reported_values_normalised(pg):
+    # What PostgreSQL reports for these startup values, twice (the second
+    # client may be served from what sqlmux learned from the first).
+    with Sqlmux(pg, mode="transaction", size=2) as mux:
+        for round_ in range(2):
+            with psycopg.connect(mux.dsn(), client_encoding="utf8",
+                                 options="-c DateStyle=iso,\\ dmy -c IntervalStyle=SQL_standard",
+                                 prepare_threshold=None) as c:
+                info = c.info
+                check_eq(info.parameter_status("client_encoding"), "UTF8", f"client_encoding ({round_})")
+                check_eq(info.parameter_status("DateStyle"), "ISO, DMY", f"DateStyle ({round_})")
+                check_eq(info.parameter_status("IntervalStyle"), "sql_standard", f"IntervalStyle ({round_})")
+                check_eq(c.execute("SHOW DateStyle").fetchone()[0], "ISO, DMY", "SHOW DateStyle")
+                check_eq(info.parameter_status("DateStyle"), "ISO, DMY", f"DateStyle after a query ({round_})")
+                check_eq(info.parameter_status("client_encoding"), "UTF8", f"client_encoding after a query")
+        mux.assert_serving()
+
+
 if __name__ == "__main__":
-    run_cases(__file__, [case_reset_of_quoted_names, case_own_statement_failure_is_hidden], timeout=110)
+    run_cases(__file__, [case_reset_of_quoted_names, case_own_statement_failure_is_hidden,
+                         case_reported_values_normalised], timeout=110)

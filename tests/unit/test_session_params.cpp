@@ -260,3 +260,10 @@ TEST_CASE("session params: server-owned parameters are never applied", "[params]
   CHECK(is_server_owned("IN_HOT_STANDBY"));
   CHECK_FALSE(is_server_owned("search_path"));
 }
+
+TEST_CASE("session params: a base value is set first, from the same literal rules") {
+  sqlmux::pool::ParamChange ch{"DateStyle", "dmy", false, std::string("ISO, MDY")};
+  REQUIRE(sqlmux::pool::apply_sql({ch}) ==
+          "SELECT pg_catalog.set_config('DateStyle', 'ISO, MDY', false), "
+          "pg_catalog.set_config('DateStyle', 'dmy', false);");
+}
