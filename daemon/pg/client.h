@@ -147,6 +147,14 @@ class PgClient final : public PooledClient {
   Handled handle_describe_or_close(const pg::Header& h, const uint8_t* m, size_t avail,
                                    std::string& out);
   Handled handle_query(const pg::Header& h, const uint8_t* m, size_t avail, std::string& out);
+  // DEALLOCATE / DISCARD ALL through the extended protocol (client_dealloc.cpp).
+  Handled handle_unnamed_parse(const pg::Header& h, const uint8_t* m, size_t avail);
+  Handled handle_execute(const pg::Header& h, const uint8_t* m, size_t avail);
+  // True when sqlmux answered (and consumed) the message.
+  [[nodiscard]] bool bind_unnamed_dealloc(const pg::Header& h, std::string_view portal,
+                                          size_t names);
+  [[nodiscard]] bool describe_or_close_dealloc(char type, char what, std::string_view name);
+  void forget_dealloc_portal(std::string_view portal);
   // A SET/RESET statement in a simple query: its setting is read back later.
   void note_set_command(std::string_view stmt);
   void ensure_prepared(const pool::StatementDef& def, std::string& out);
@@ -189,6 +197,9 @@ class PgClient final : public PooledClient {
   bool describes_portals_ = true;
   bool segment_described_ = false;
   pool::ClientStatements statements_;
+  // The unnamed statement is a DEALLOCATE sqlmux answers; the portal bound to it.
+  bool unnamed_dealloc_ = false;
+  std::optional<std::string> dealloc_portal_;
   std::string scratch_;  // rewritten message prefixes
   Reason close_reason_ = Reason::ClientClosed;
 

@@ -2,7 +2,8 @@
 """Session state that follows clients in transaction mode, and the SQL
 sqlmux writes for it (issue 19): resets of settings whose names need
 quoting, failures of sqlmux's own statements hidden from clients, reported
-parameters as the server normalises them."""
+parameters as the server normalises them, and DEALLOCATE through the
+extended protocol (psycopg 3's statement cache evictions)."""
 
 import psycopg
 
@@ -70,6 +71,32 @@ def case_reported_values_normalised(pg):
         mux.assert_serving()
 
 
+def case_extended_deallocate(pg):
+    # psycopg 3.1 evicts from its statement cache with DEALLOCATE sent as
+    # Parse/Bind/Execute: 20 statements through a cache of 5, several times.
+    with Sqlmux(pg, mode="transaction", size=2) as mux:
+        with psycopg.connect(mux.dsn(), autocommit=True, prepare_threshold=0) as conn:
+            conn.prepared_max = 5
+            for rnd in range(4):
+                for i in range(20):
+                    row = conn.execute(f"SELECT %s::int + {i}, 'q{i}'", (rnd,)).fetchone()
+                    check_eq(row, (rnd + i, f"q{i}"), f"statement {i}, round {rnd}")
+            # The same in one transaction, where the server skips nothing.
+            with conn.transaction():
+                for i in range(20):
+                    check_eq(conn.execute(f"SELECT %s::int + {i}, 'q{i}'", (9,)).fetchone(),
+                             (9 + i, f"q{i}"), f"statement {i} in a transaction")
+        # DEALLOCATE ALL / DISCARD ALL through the extended protocol too (a
+        # connection of its own: psycopg's cache does not notice them).
+        with psycopg.connect(mux.dsn(), autocommit=True, prepare_threshold=None) as conn:
+            for stmt in ("DEALLOCATE ALL", "DEALLOCATE PREPARE ALL", "DISCARD ALL"):
+                cur = conn.cursor()
+                cur.execute(stmt, binary=True)  # binary: Parse/Bind/Execute
+                check_eq(cur.statusmessage, stmt.replace("PREPARE ", ""), f"{stmt} status")
+                check_eq(conn.execute("SELECT %s::int + 1", (1,)).fetchone()[0], 2, f"query after {stmt}")
+        mux.assert_serving()
+
+
 if __name__ == "__main__":
     run_cases(__file__, [case_reset_of_quoted_names, case_own_statement_failure_is_hidden,
-                         case_reported_values_normalised], timeout=110)
+                         case_reported_values_normalised, case_extended_deallocate], timeout=110)
