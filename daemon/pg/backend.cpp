@@ -1,5 +1,8 @@
 #include "daemon/pg/backend.h"
 
+#include <strings.h>
+
+#include <algorithm>
 #include <cinttypes>
 #include <cstring>
 
@@ -170,6 +173,18 @@ void PgBackend::link(PgClient* c) {
   session_state_ = false;
   fatal_relayed_ = false;
   pending_changes_ = pool::diff(c->params(), params_);
+  for (const auto& l : c->learning()) {
+    // Applied from the pool's value, so that the server reports what a
+    // fresh connection would (PgClient::init_params).
+    auto it = std::find_if(pending_changes_.begin(), pending_changes_.end(), [&](const auto& ch) {
+      return !ch.reset && strcasecmp(ch.name.c_str(), l.name.c_str()) == 0;
+    });
+    if (it == pending_changes_.end()) {
+      pending_changes_.push_back({l.name, l.raw, false, {}});
+      it = std::prev(pending_changes_.end());
+    }
+    it->base = l.base;
+  }
   if (pending_changes_.empty()) {
     c->on_backend_ready();
     return;
@@ -650,7 +665,8 @@ void PgBackend::process_internal() {
           params_.set(name, value, true);
           if (client_ != nullptr && internal_ == Internal::Sync) {
             const auto* had = client_->params().find(name);
-            if (had == nullptr || had->value != value) {
+            // (Before the welcome, it carries the value.)
+            if (client_->welcome_sent() && (had == nullptr || had->value != value)) {
               std::string out;
               pg::put_parameter_status(out, name, value);
               client_->deliver(reinterpret_cast<const uint8_t*>(out.data()), out.size());
@@ -698,16 +714,16 @@ void PgBackend::internal_done() {
   }
   if (kind == Internal::Sync) {
     if (internal_failed_) {
-      LOG_WARN("backend pid %d: applying session parameters failed: %s (%s)", pid_,
+      // sqlmux's own statement failed: this connection goes (counted as
+      // backend_param_failed); the client, between transactions with its
+      // request still unsent, is served by another one (PgClient decides).
+      LOG_WARN("backend pid %d: applying session parameters failed: %s (%s); closing it", pid_,
                internal_error_.message.c_str(), internal_error_.sqlstate.c_str());
-      if (client_ != nullptr) {
-        PgClient* c = client_;
-        client_ = nullptr;
-        pg::ErrorFields e = internal_error_;
-        e.severity = "FATAL";
-        c->on_backend_failed(Reason::BackendParamFailed, e);
-      }
+      PgClient* c = client_;
+      client_ = nullptr;
+      pg::ErrorFields e = internal_error_;
       terminate(Reason::BackendParamFailed);
+      if (c != nullptr) c->on_backend_setup_failed(e);
       return;
     }
     for (const auto& ch : pending_changes_) {

@@ -487,23 +487,43 @@ void PgClient::auth_succeeded() {
   send(out.data(), out.size());
   LOG_DEBUG("client %" PRIu64 ": %s logged in to %s", id_, user_name_.c_str(), database_.c_str());
   pool::SessionParams defaults;
-  if (pg_state(*pool_).welcome(defaults)) {
-    init_params(defaults);
+  const bool welcome_known = pg_state(*pool_).welcome(defaults);
+  if (welcome_known) init_params(defaults);
+  if (welcome_known && learning_.empty()) {
     send_welcome();
     uncork();
     set_state(ClientState::Idle);
   } else {
     uncork();
-    // The pool has not met its server yet: a backend tells us its parameters.
+    // The pool has not met its server yet, or the server has to tell how it
+    // reports one of this client's startup values: a backend tells us.
     need_backend();
   }
 }
 
+// ParameterStatus must carry the server's own rendering of a startup value
+// (client_encoding utf8 -> UTF8, DateStyle 'iso, dmy' -> 'ISO, DMY'). Rather
+// than mimic PostgreSQL's normalisation GUC by GUC (enums, lists, time zone
+// names, encodings, extensions' GUCs: never exact), a value that differs
+// from the pool's is applied once on a server connection before the
+// welcome, and what the server then reports is remembered per pool for the
+// clients that give the same value.
 void PgClient::init_params(const pool::SessionParams& defaults) {
   params_ = defaults;
+  learning_.clear();
+  auto& state = pg_state(*pool_);
   for (auto& [k, v] : startup_params_) {
     const auto* d = defaults.find(k);
-    params_.set(d != nullptr ? d->name : k, v, d != nullptr);
+    if (d == nullptr) {
+      params_.set(k, v, false);
+    } else if (v == d->value || pool::is_server_owned(k)) {
+      params_.set(d->name, v, true);
+    } else if (auto known = state.reported_value(k, v)) {
+      params_.set(d->name, *known, true);
+    } else {
+      params_.set(d->name, v, true);
+      learning_.push_back({d->name, v, d->value});
+    }
   }
   startup_params_.clear();
   startup_params_.shrink_to_fit();
@@ -545,19 +565,35 @@ void PgClient::on_backend_linked(PooledBackend* pb) {
 
 void PgClient::on_backend_ready() {
   backend_ready_ = true;
+  setup_failures_ = 0;
   if (!welcome_sent_) {
-    pool::SessionParams reported;
-    for (const auto& [k, e] : backend_->params().entries()) {
-      if (e.reported) reported.set(e.name, e.value, true);
+    if (learning_.empty()) {
+      pool::SessionParams reported;
+      for (const auto& [k, e] : backend_->params().entries()) {
+        if (e.reported) reported.set(e.name, e.value, true);
+      }
+      pg_state(*pool_).set_welcome(reported);
+      init_params(reported);
+    } else {
+      // The backend applied the startup values: params_ holds what it reported.
+      for (const auto& l : learning_) {
+        if (const auto* e = params_.find(l.name)) {
+          pg_state(*pool_).learn_reported_value(l.name, l.raw, e->value);
+        }
+      }
+      learning_.clear();
     }
-    pg_state(*pool_).set_welcome(reported);
-    init_params(reported);
-    send_welcome();
     // The backend came only to introduce the server; the first query links
     // one again (with this client's parameters applied).
     PgBackend* b = backend_;
     backend_ = nullptr;
     backend_ready_ = false;
+    if (!learning_.empty()) {
+      b->client_gone(false);
+      need_backend();  // a second one applies the startup values first
+      return;
+    }
+    send_welcome();
     set_state(ClientState::Idle);
     b->client_gone(false);
     process_input();
@@ -587,6 +623,29 @@ void PgClient::on_backend_failed(Reason why, const pg::ErrorFields& err) {
   backend_ = nullptr;
   backend_ready_ = false;
   fail_with(why, err);
+}
+
+void PgClient::on_backend_setup_failed(const pg::ErrorFields& err) {
+  // A reset of another client's setting can fail where a fresh connection
+  // would not; this client's own values failing again and again cannot be
+  // hidden (a direct connection would refuse them too).
+  constexpr int kMaxSetupRetries = 3;
+  backend_ = nullptr;
+  backend_ready_ = false;
+  if (++setup_failures_ >= kMaxSetupRetries) {
+    pg::ErrorFields e = err;
+    e.severity = "FATAL";
+    fail_with(Reason::BackendParamFailed, e);
+    return;
+  }
+  LOG_INFO("client %" PRIu64 ": preparing its server connection failed; trying another", id_);
+  linked_ns_ = 0;
+  if (!welcome_sent_) {
+    need_backend();  // still logging in: the welcome waits for a backend
+    return;
+  }
+  set_state(ClientState::Idle);
+  process_input();  // its request is still buffered: it asks for a backend
 }
 
 void PgClient::on_backend_lost_idle() {

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "daemon/core/auth_limiter.h"
 #include "daemon/core/pooled.h"
@@ -49,6 +50,15 @@ class PgClient final : public PooledClient {
   [[nodiscard]] PooledBackend* pooled_backend() const override;
   [[nodiscard]] pool::SessionParams& params() { return params_; }
   [[nodiscard]] pool::ClientStatements& statements() { return statements_; }
+  // A reported parameter whose startup value the server has yet to
+  // normalise for this pool: the welcome waits for a backend to apply it.
+  struct Learning {
+    std::string name;
+    std::string raw;
+    std::string base;  // the pool's value, which the server starts from
+  };
+  [[nodiscard]] const std::vector<Learning>& learning() const { return learning_; }
+  [[nodiscard]] bool welcome_sent() const { return welcome_sent_; }
   // Forgets a statement whose Parse failed or was skipped.
   void forget_statement(const std::string& name) { statements_.remove(name); }
 
@@ -73,6 +83,10 @@ class PgClient final : public PooledClient {
   void on_backend_released();
   // The backend failed under this client.
   void on_backend_failed(Reason why, const pg::ErrorFields& err);
+  // Applying this client's session parameters failed on the backend (now
+  // closed) before any of its bytes went there: another backend serves it;
+  // after kMaxSetupRetries failures in a row it gets `err` as FATAL.
+  void on_backend_setup_failed(const pg::ErrorFields& err);
   // The backend died outside a transaction with nothing outstanding: the
   // next request gets another one (transparent reconnect).
   void on_backend_lost_idle();
@@ -133,6 +147,14 @@ class PgClient final : public PooledClient {
   Handled handle_describe_or_close(const pg::Header& h, const uint8_t* m, size_t avail,
                                    std::string& out);
   Handled handle_query(const pg::Header& h, const uint8_t* m, size_t avail, std::string& out);
+  // DEALLOCATE / DISCARD ALL through the extended protocol (client_dealloc.cpp).
+  Handled handle_unnamed_parse(const pg::Header& h, const uint8_t* m, size_t avail);
+  Handled handle_execute(const pg::Header& h, const uint8_t* m, size_t avail);
+  // True when sqlmux answered (and consumed) the message.
+  [[nodiscard]] bool bind_unnamed_dealloc(const pg::Header& h, std::string_view portal,
+                                          size_t names);
+  [[nodiscard]] bool describe_or_close_dealloc(char type, char what, std::string_view name);
+  void forget_dealloc_portal(std::string_view portal);
   // A SET/RESET statement in a simple query: its setting is read back later.
   void note_set_command(std::string_view stmt);
   void ensure_prepared(const pool::StatementDef& def, std::string& out);
@@ -156,6 +178,7 @@ class PgClient final : public PooledClient {
   const PgSecrets* secrets_ = nullptr;  // user_'s PostgreSQL secrets
   pool::SessionParams params_;          // desired session parameters
   std::vector<std::pair<std::string, std::string>> startup_params_;
+  std::vector<Learning> learning_;
   std::unique_ptr<pg::auth::ScramServer> scram_;
   uint8_t md5_salt_[4] = {0, 0, 0, 0};
   int32_t cancel_pid_ = 0;
@@ -163,6 +186,7 @@ class PgClient final : public PooledClient {
 
   PgBackend* backend_ = nullptr;
   bool backend_ready_ = false;
+  int setup_failures_ = 0;        // in a row (on_backend_setup_failed)
   size_t pass_remaining_ = 0;     // bytes of a message still being relayed
   size_t drop_remaining_ = 0;     // bytes of a message being dropped (skip to Sync)
   bool skip_until_sync_ = false;  // after an error sqlmux raised itself
@@ -173,6 +197,9 @@ class PgClient final : public PooledClient {
   bool describes_portals_ = true;
   bool segment_described_ = false;
   pool::ClientStatements statements_;
+  // The unnamed statement is a DEALLOCATE sqlmux answers; the portal bound to it.
+  bool unnamed_dealloc_ = false;
+  std::optional<std::string> dealloc_portal_;
   std::string scratch_;  // rewritten message prefixes
   Reason close_reason_ = Reason::ClientClosed;
 

@@ -104,10 +104,7 @@ PgClient::Handled PgClient::handle_parse(const pg::Header& h, const uint8_t* m, 
   if (!first_cstr(m + 5, have, name, used)) {
     return avail >= h.total() ? Handled::Failed : Handled::NeedMore;
   }
-  if (name.empty()) {
-    backend_->tracker().push(plain(Kind::Parse));
-    return Handled::Forward;
-  }
+  if (name.empty()) return handle_unnamed_parse(h, m, avail);
   if (h.total() > kMaxNamedParse) return Handled::Failed;
   if (avail < h.total()) return Handled::NeedMore;
   std::string_view body(reinterpret_cast<const char*>(m + 5), h.body_len());
@@ -153,6 +150,8 @@ PgClient::Handled PgClient::handle_bind(const pg::Header& h, const uint8_t* m, s
       !first_cstr(m + 5 + used1, have - used1, stmt, used2)) {
     return avail >= h.total() ? Handled::Failed : Handled::NeedMore;
   }
+  forget_dealloc_portal(portal);  // bound anew
+  if (stmt.empty() && bind_unnamed_dealloc(h, portal, used1 + used2)) return Handled::Consumed;
   StatementEntry entry = stmt.empty() ? nullptr : statements_.find(stmt);
   if (entry == nullptr) {
     backend_->tracker().push(plain(Kind::Bind));
@@ -220,6 +219,7 @@ PgClient::Handled PgClient::handle_describe_or_close(const pg::Header& h, const 
   std::string_view name;
   if (!pg::parse_close_or_describe(body, what, name)) return Handled::Failed;
   if (kind == Kind::Describe && what == 'P') segment_described_ = true;
+  if (describe_or_close_dealloc(h.type, what, name)) return Handled::Consumed;
   StatementEntry entry = what == 'S' && !name.empty() ? statements_.find(name) : nullptr;
   if (entry == nullptr) {
     backend_->tracker().push(plain(kind));
@@ -250,6 +250,8 @@ void PgClient::note_set_command(std::string_view stmt) {
 PgClient::Handled PgClient::handle_query(const pg::Header& h, const uint8_t* m, size_t avail,
                                          std::string& out) {
   const bool rewrite = pool_->cfg().mode != config::PoolMode::Session;
+  unnamed_dealloc_ = false;  // a simple query drops the unnamed statement and portal
+  forget_dealloc_portal("");
   if (!rewrite || h.total() > kMaxSniffedQuery) {
     backend_->tracker().push(plain(Kind::Query));
     return Handled::Forward;
@@ -372,6 +374,7 @@ void PgClient::relay_to_backend() {
       case 'S':
         skip_until_sync_ = false;
         segment_described_ = false;
+        forget_dealloc_portal("");  // the unnamed portal ends with its transaction
         tr.push(plain(Kind::Sync));
         if (b->replay_recording()) {
           // The recorded segment ends exactly after this Sync.
@@ -384,7 +387,11 @@ void PgClient::relay_to_backend() {
         break;
       case 'E':
         if (!segment_described_) describes_portals_ = false;
-        tr.push(plain(Kind::Execute));
+        if (rewrite) {
+          r = handle_execute(h, m, avail);
+        } else {
+          tr.push(plain(Kind::Execute));
+        }
         break;
       case 'F':
         tr.push(plain(Kind::Function));

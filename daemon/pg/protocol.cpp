@@ -1,5 +1,6 @@
 #include "daemon/pg/protocol.h"
 
+#include <cctype>
 #include <cstdlib>
 
 #include "daemon/core/pool.h"
@@ -19,6 +20,37 @@ void PgPoolState::set_welcome(const pool::SessionParams& params) {
   if (has_welcome_) return;
   welcome_ = params;
   has_welcome_ = true;
+}
+
+namespace {
+constexpr size_t kMaxLearnedValues = 1024;  // distinct startup values per pool
+
+std::string reported_key(std::string_view name, std::string_view raw) {
+  std::string k;
+  k.reserve(name.size() + 1 + raw.size());
+  for (char c : name) k += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  k += '\0';
+  k += raw;
+  return k;
+}
+}  // namespace
+
+std::optional<std::string> PgPoolState::reported_value(std::string_view name,
+                                                       std::string_view raw) {
+  const std::string k = reported_key(name, raw);
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = reported_.find(k);
+  if (it == reported_.end()) return std::nullopt;
+  return it->second;
+}
+
+void PgPoolState::learn_reported_value(std::string_view name, std::string_view raw,
+                                       std::string_view value) {
+  std::string k = reported_key(name, raw);
+  std::lock_guard<std::mutex> lk(mu_);
+  // When full, later values are learned again at each login (still exact).
+  if (reported_.size() >= kMaxLearnedValues && reported_.count(k) == 0) return;
+  reported_[std::move(k)] = std::string(value);
 }
 
 PgPoolState& pg_state(const Pool& pool) {

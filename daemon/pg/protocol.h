@@ -7,6 +7,8 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 
 #include "daemon/core/protocol.h"
 #include "pool/pg/prepared.h"
@@ -32,11 +34,18 @@ class PgPoolState final : public PoolState {
   [[nodiscard]] bool welcome(pool::SessionParams& out);
   void set_welcome(const pool::SessionParams& params);
   [[nodiscard]] pool::StaleStatements& stale_statements() { return stale_; }
+  // What the server reports for a reported parameter a client gave at
+  // startup as `raw` (client_encoding=utf8 -> UTF8), once learned.
+  [[nodiscard]] std::optional<std::string> reported_value(std::string_view name,
+                                                          std::string_view raw);
+  void learn_reported_value(std::string_view name, std::string_view raw, std::string_view value);
 
  private:
   std::mutex mu_;
   bool has_welcome_ = false;     // under mu_
   pool::SessionParams welcome_;  // under mu_
+  // lowercased name, NUL, raw value -> the server's value; under mu_, bounded.
+  std::unordered_map<std::string, std::string> reported_;
   pool::StaleStatements stale_;  // thread-safe itself
 };
 

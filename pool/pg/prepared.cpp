@@ -265,11 +265,21 @@ struct Scanner {
     i = end;
     return true;
   }
-  // An identifier (folded to lower case) or a "quoted identifier"; dots allowed.
+  // A name of dotted parts, each an identifier (folded to lower case) or a
+  // "quoted identifier": SET "select".x = 1 names the setting select.x.
   bool name(std::string& out) {
     ws();
     out.clear();
+    for (;;) {
+      if (!part(out)) return false;
+      if (i >= s.size() || s[i] != '.') return true;
+      out += '.';
+      ++i;
+    }
+  }
+  bool part(std::string& out) {
     if (i < s.size() && s[i] == '"') {
+      const size_t before = out.size();
       ++i;
       while (i < s.size()) {
         if (s[i] == '"') {
@@ -279,18 +289,20 @@ struct Scanner {
             continue;
           }
           ++i;
-          return !out.empty();
+          return out.size() > before;
         }
         out += s[i++];
       }
       return false;
     }
+    const size_t start = i;
     while (i < s.size() && (std::isalnum(static_cast<unsigned char>(s[i])) || s[i] == '_' ||
-                            s[i] == '.' || s[i] == '$')) {
-      out += static_cast<char>(std::tolower(static_cast<unsigned char>(s[i])));
+                            s[i] == '$' || static_cast<unsigned char>(s[i]) >= 0x80)) {
+      const auto c = static_cast<unsigned char>(s[i]);
+      out += c < 0x80 ? static_cast<char>(std::tolower(c)) : s[i];
       ++i;
     }
-    return !out.empty();
+    return i > start;
   }
   bool at_end() {
     ws();

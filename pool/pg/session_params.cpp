@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
 
 namespace sqlmux::pool {
 
@@ -13,13 +14,7 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-bool is_identifier(std::string_view s) {
-  if (s.empty() || s.size() > 63) return false;
-  for (char c : s) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.')) return false;
-  }
-  return true;
-}
+constexpr size_t kMaxIdentifier = 63;  // NAMEDATALEN - 1: longer ones are truncated
 
 }  // namespace
 
@@ -130,18 +125,49 @@ std::string quote_literal(std::string_view s) {
   return out;
 }
 
+std::optional<std::string> quote_setting_name(std::string_view name) {
+  // Every part is quoted, so reserved words ("select".x), capitals, quotes,
+  // spaces and non-ASCII names keep their meaning. Setting names compare
+  // case-insensitively, so quoting a name that was not quoted is harmless.
+  std::string out;
+  size_t start = 0;
+  for (;;) {
+    const size_t dot = name.find('.', start);
+    const std::string_view part =
+        name.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    if (part.empty() || part.size() > kMaxIdentifier || part.find('\0') != std::string_view::npos) {
+      return std::nullopt;
+    }
+    out += '"';
+    for (char c : part) {
+      if (c == '"') out += '"';
+      out += c;
+    }
+    out += '"';
+    if (dot == std::string_view::npos) return out;
+    out += '.';
+    start = dot + 1;
+  }
+}
+
 std::string apply_sql(const std::vector<ParamChange>& changes, std::vector<std::string>* skipped) {
   std::string sets;
   std::string resets;
   for (const auto& ch : changes) {
-    if (!is_identifier(ch.name)) {
+    // set_config() takes the name as a literal; RESET needs it quoted.
+    const auto quoted = quote_setting_name(ch.name);
+    if (!quoted) {
       if (skipped != nullptr) skipped->push_back(ch.name);
       continue;
     }
     if (ch.reset) {
-      resets += "RESET " + ch.name + ";";
+      resets += "RESET " + *quoted + ";";
     } else {
       sets += sets.empty() ? "SELECT " : ", ";
+      if (ch.base) {
+        sets += "pg_catalog.set_config(" + quote_literal(ch.name) + ", " + quote_literal(*ch.base) +
+                ", false), ";
+      }
       sets += "pg_catalog.set_config(" + quote_literal(ch.name) + ", " + quote_literal(ch.value) +
               ", false)";
     }

@@ -7,6 +7,7 @@
 // uses a backend, diff() says what must change; nothing when they agree.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -48,6 +49,9 @@ struct ParamChange {
   std::string name;
   std::string value;
   bool reset = false;  // RESET name (back to the backend's default)
+  // Set first, so that a value relative to the current one (DateStyle
+  // 'dmy') means what it would on a fresh server connection.
+  std::optional<std::string> base;
 };
 
 // Reported parameters that describe the server and cannot be set
@@ -61,8 +65,9 @@ struct ParamChange {
 // One simple-query string that applies the changes, or "" when none:
 //   SELECT pg_catalog.set_config('name', 'value', false), ...; RESET name; ...
 // set_config takes the raw string form, as a startup packet does, so list
-// values such as search_path keep their meaning. Names that are not plain
-// identifiers are skipped (and reported through `skipped`).
+// values such as search_path keep their meaning; names and values are
+// literals, RESET names quoted (quote_setting_name). Names that cannot be
+// written as identifiers are skipped (and reported through `skipped`).
 [[nodiscard]] std::string apply_sql(const std::vector<ParamChange>& changes,
                                     std::vector<std::string>* skipped = nullptr);
 
@@ -73,6 +78,10 @@ struct ParamChange {
 // name/value pairs; false when it holds something other than settings.
 [[nodiscard]] bool parse_startup_options(std::string_view options,
                                          std::vector<std::pair<std::string, std::string>>& out);
+
+// A setting name as SQL: every dotted part a quoted identifier
+// ("select".x -> "select"."x"); nullopt when a part is empty or too long.
+[[nodiscard]] std::optional<std::string> quote_setting_name(std::string_view name);
 
 // 'x' -> "'x'" with embedded quotes doubled; E'' form when a backslash occurs.
 [[nodiscard]] std::string quote_literal(std::string_view s);

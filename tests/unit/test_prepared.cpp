@@ -222,6 +222,11 @@ TEST_CASE("SET / RESET recognition") {
   REQUIRE(parse_set("set session statement_timeout to '5s'").name == "statement_timeout");
   REQUIRE(parse_set("SET TIME ZONE 'UTC'").name == "timezone");
   REQUIRE(parse_set("SET \"MyOpt.x\" = 1").name == "MyOpt.x");
+  // Dotted names with quoted parts (reserved words need them).
+  REQUIRE(parse_set("SET \"select\".x = 'y'").name == "select.x");
+  REQUIRE(parse_set("SET App.\"From\" TO 1").name == "app.From");
+  REQUIRE(parse_set("RESET \"user\".\"a\"\"b\"").name == "user.a\"b");
+  REQUIRE(parse_set("SET \"x\".").kind == K::None);
   REQUIRE(parse_set("SET LOCAL search_path = x").kind == K::None);
   REQUIRE(parse_set("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").kind == K::None);
   REQUIRE(parse_set("SET SESSION AUTHORIZATION bob").kind == K::None);

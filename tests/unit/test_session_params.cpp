@@ -53,7 +53,7 @@ TEST_CASE("session params: changed and new values are set, leftovers reset") {
   SessionParams other = defaults();  // never asked for search_path
   auto back = sqlmux::pool::diff(other, backend);
   REQUIRE(back.size() == 2);
-  REQUIRE(sqlmux::pool::apply_sql(back) == "RESET extra_float_digits;RESET search_path;");
+  REQUIRE(sqlmux::pool::apply_sql(back) == "RESET \"extra_float_digits\";RESET \"search_path\";");
 }
 
 TEST_CASE("session params: reported values are never reset, only re-set") {
@@ -81,9 +81,45 @@ TEST_CASE("session params: quoting cannot break out of the literal") {
   REQUIRE(quote_literal("a\\b") == "E'a\\\\b'");
   REQUIRE(quote_literal("x'); DROP TABLE t; --") == "'x''); DROP TABLE t; --'");
   std::vector<std::string> skipped;
-  auto sql = sqlmux::pool::apply_sql({{"bad name;", "v", false}, {"ok", "v", false}}, &skipped);
-  REQUIRE(skipped == std::vector<std::string>{"bad name;"});
-  REQUIRE(sql == "SELECT pg_catalog.set_config('ok', 'v', false);");
+  auto sql = sqlmux::pool::apply_sql({{"bad name;", "v", false}, {"a..b", "v", false}}, &skipped);
+  REQUIRE(skipped == std::vector<std::string>{"a..b"});
+  REQUIRE(sql == "SELECT pg_catalog.set_config('bad name;', 'v', false);");
+}
+
+TEST_CASE("session params: setting names are quoted per dotted part") {
+  using sqlmux::pool::quote_setting_name;
+  REQUIRE(quote_setting_name("work_mem") == "\"work_mem\"");
+  // Reserved words, capitals, spaces: each part a quoted identifier.
+  REQUIRE(quote_setting_name("select.x") == "\"select\".\"x\"");
+  REQUIRE(quote_setting_name("user.from.Where") == "\"user\".\"from\".\"Where\"");
+  REQUIRE(quote_setting_name("my app.a b") == "\"my app\".\"a b\"");
+  // Embedded quotes are doubled; a semicolon stays inside the identifier.
+  REQUIRE(quote_setting_name("x\";RESET ALL;--.y") == "\"x\"\";RESET ALL;--\".\"y\"");
+  REQUIRE(quote_setting_name("a'b.c") == "\"a'b\".\"c\"");
+  // Unicode passes through byte for byte.
+  REQUIRE(quote_setting_name("\xc3\xa9t\xc3\xa9.\xe5\x90\x8d") ==
+          "\"\xc3\xa9t\xc3\xa9\".\"\xe5\x90\x8d\"");
+  // Not writable as identifiers: empty or over-long parts, NUL.
+  REQUIRE_FALSE(quote_setting_name(""));
+  REQUIRE_FALSE(quote_setting_name("a..b"));
+  REQUIRE_FALSE(quote_setting_name(".a"));
+  REQUIRE_FALSE(quote_setting_name("a."));
+  REQUIRE_FALSE(quote_setting_name("a." + std::string(64, 'x')));
+  REQUIRE(quote_setting_name("a." + std::string(63, 'x')));
+  REQUIRE_FALSE(quote_setting_name(std::string("a\0b", 3)));
+}
+
+TEST_CASE("session params: resets of hostile names are quoted, values are literals") {
+  SessionParams backend = defaults();
+  backend.set("select.x", "y", false);             // SET "select".x = 'y'
+  backend.set("a\"b.c", "1", false);               // SET "a""b".c = 1
+  backend.set("\xc3\xa9t\xc3\xa9.v", "1", false);  // unicode
+  SessionParams client = defaults();
+  client.set("app.note", "it's \\ fine", false);
+  const auto sql = sqlmux::pool::apply_sql(sqlmux::pool::diff(client, backend));
+  REQUIRE(sql ==
+          "SELECT pg_catalog.set_config('app.note', E'it''s \\\\ fine', false);"
+          "RESET \"a\"\"b\".\"c\";RESET \"select\".\"x\";RESET \"\xc3\xa9t\xc3\xa9\".\"v\";");
 }
 
 TEST_CASE("startup options: -c forms, --name=value, escapes") {
@@ -223,4 +259,11 @@ TEST_CASE("session params: server-owned parameters are never applied", "[params]
   CHECK(changes[0].value == "UTC");
   CHECK(is_server_owned("IN_HOT_STANDBY"));
   CHECK_FALSE(is_server_owned("search_path"));
+}
+
+TEST_CASE("session params: a base value is set first, from the same literal rules") {
+  sqlmux::pool::ParamChange ch{"DateStyle", "dmy", false, std::string("ISO, MDY")};
+  REQUIRE(sqlmux::pool::apply_sql({ch}) ==
+          "SELECT pg_catalog.set_config('DateStyle', 'ISO, MDY', false), "
+          "pg_catalog.set_config('DateStyle', 'dmy', false);");
 }
