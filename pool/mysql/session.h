@@ -70,6 +70,8 @@
 //     (latin1 on a default server), not the charset the handshake chose, and
 //     likewise for the other charset variables: both sides' vars should be
 //     seeded with set_charset() so that restore_statement() assigns them.
+//   - A '*' tracker and a list report the same variables in different
+//     orders (the server's hash order, which changes between server runs).
 //   - A handshake collation id the server does not know gives the global
 //     charset (so does 255, MySQL 8's utf8mb4_0900_ai_ci, which MySQL 8
 //     clients send: leave such a client's charset variables unset, and
@@ -139,9 +141,10 @@ class MySessionVars {
   // (restored with COM_INIT_DB, see schema_to_restore()).
   std::optional<std::string> schema;
 
-  // Records a session-state report: every system variable (except
-  // session_track_* -- sqlmux's own -- and the one-shot ones), and the
-  // schema (an empty name means no database). Keeps the connection charset
+  // Records a session-state report: every system variable (except the
+  // one-shot ones; session_track_* are the client's own settings, never
+  // restored: see filter_for_client()), and the schema (an empty name means
+  // no database). Keeps the connection charset
   // consistent: character_set_connection reported without
   // collation_connection sets the collation to the charset's default (not
   // right after SET NAMES x COLLATE y, whose collation the server does not
@@ -164,6 +167,8 @@ class MySessionVars {
   // Back to a fresh backend (after COM_RESET_CONNECTION the variables are
   // the global ones again; the schema stays, so it is left as is).
   void clear_vars() { vars_.clear(); }
+  // Drops the session_track_* variables; true when there were any.
+  bool erase_tracking_vars();
 
   bool operator==(const MySessionVars&) const = default;
 
@@ -185,7 +190,7 @@ class MySessionVars {
 // doubled, \ doubled unless no_backslash_escapes, i.e. the backend's
 // status has SERVER_STATUS_NO_BACKSLASH_ESCAPES). Names other than [a-z0-9_]{1,64}
 // are left out and appended to `skipped`; they never reach SQL. The schema
-// is not part of it.
+// and session_track_* (sqlmux's own on a backend) are not part of it.
 [[nodiscard]] std::string restore_statement(const MySessionVars& backend,
                                             const MySessionVars& client,
                                             std::vector<std::string>* skipped = nullptr,
@@ -211,6 +216,32 @@ struct SessionReport {
 };
 // Applies what an OK reported to a session's variables, as `how` says.
 void apply_report(MySessionVars& vars, const my::OkPacket& ok, const SessionReport& how);
+
+// --- What a client's own trackers report ----------------------------------
+
+// A client's session-state tracking: its session_track_* values in `vars`,
+// else MariaDB's defaults (system variables autocommit,
+// character_set_client, character_set_connection, character_set_results,
+// time_zone; schema ON; state change OFF; transaction info OFF).
+struct ClientTracking {
+  std::string system_variables;  // "*" or a comma-separated list
+  bool schema = true;
+  bool state_change = false;
+  bool transaction_state = false;            // STATE or CHARACTERISTICS
+  bool transaction_characteristics = false;  // CHARACTERISTICS
+};
+[[nodiscard]] ClientTracking client_tracking(const MySessionVars& vars);
+
+// Keeps in `ok` only the session-state records a direct connection with
+// those settings would send (a backend tracks everything for sqlmux), and
+// drops SERVER_SESSION_STATE_CHANGED when none is left. True when `ok`
+// changed.
+bool filter_for_client(my::OkPacket& ok, const ClientTracking& t);
+// An EOF's SERVER_SESSION_STATE_CHANGED comes without the state (backends
+// use EOF packets), so what changed is unknown: kept for a client that
+// tracks the transaction state (what a query usually changes, e.g. the
+// first read in a transaction), dropped for others.
+[[nodiscard]] bool keep_eof_state_flag(const ClientTracking& t);
 
 // --- Pinning ----------------------------------------------------------------
 
