@@ -474,12 +474,18 @@ bool MySessionVars::erase_tracking_vars() {
 void MySessionVars::apply(const my::SessionState& s) {
   bool saw_connection = false;
   bool saw_collation = false;
+  bool saw_results = false;
   for (const auto& [raw_name, value] : s.system_variables) {
     const std::string name = lower(raw_name);
     if (is_one_shot_variable(name)) continue;
     saw_connection = saw_connection || name == kCharsetConnection;
     saw_collation = saw_collation || name == kCollationConnection;
+    saw_results = saw_results || name == kCharsetResults;
     set(name, value);
+  }
+  if (saw_results) {  // SET NAMES ... COLLATE: apply_report() sets it after
+    const auto coll = default_collation(*find(kCharsetResults));
+    results_collation = coll ? std::optional<std::string>(*coll) : std::nullopt;
   }
   // The server changes the other half of the connection charset without
   // reporting it.
@@ -507,6 +513,7 @@ void MySessionVars::set_charset(const CharsetInfo& cs) {
   set(kCharsetConnection, cs.charset);
   set(kCharsetResults, cs.charset);
   set(kCollationConnection, cs.collation);
+  results_collation = std::string(cs.collation);
 }
 
 std::string restore_statement(const MySessionVars& backend, const MySessionVars& client,
@@ -526,9 +533,26 @@ std::string restore_statement(const MySessionVars& backend, const MySessionVars&
       append_value(out, name, *value, no_backslash_escapes);
     }
   };
-  auto differs = [&](std::string_view name) {
-    return !same(backend.find(name), client.find(name));
-  };
+  // The results collation: only SET NAMES sets a non-default one. What it
+  // leaves is what the other charset variables are compared with.
+  MySessionVars after_names;
+  const MySessionVars* base = &backend;
+  const std::string* want_results = client.find(kCharsetResults);
+  const auto& want_coll = client.results_collation;
+  // character_set_results=cs gives cs's default collation: enough when
+  // that is wanted and the charset differs.
+  const bool plain_enough = want_results != nullptr && want_coll &&
+                            default_collation(*want_results) == *want_coll &&
+                            !same(backend.find(kCharsetResults), want_results);
+  if (want_coll && want_coll != backend.results_collation && !plain_enough &&
+      want_results != nullptr && *want_results == charset_of_collation(*want_coll) &&
+      is_variable_name(*want_coll) && is_variable_name(*want_results)) {
+    out = "SET NAMES '" + *want_results + "' COLLATE '" + *want_coll + "'";
+    after_names = backend;
+    after_names.set_charset(CharsetInfo{*want_results, *want_coll});
+    base = &after_names;
+  }
+  auto differs = [&](std::string_view name) { return !same(base->find(name), client.find(name)); };
 
   // The charset variables, in the order the server needs them.
   if (differs(kCharsetClient)) emit(kCharsetClient, client.find(kCharsetClient));
@@ -641,7 +665,10 @@ void apply_report(MySessionVars& vars, const my::OkPacket& ok, const SessionRepo
   } else {
     vars.apply(ok.session_state);
   }
-  if (how.names_collation) vars.set(kCollationConnection, *how.names_collation);
+  if (how.names_collation) {
+    vars.set(kCollationConnection, *how.names_collation);
+    vars.results_collation = *how.names_collation;
+  }
 }
 
 ClientTracking client_tracking(const MySessionVars& vars) {

@@ -100,6 +100,19 @@ class _RawClient:
             if not _status(out[-1]) & 0x08:  # SERVER_MORE_RESULTS_EXISTS
                 return out
 
+    def execute(self, sql):
+        """COM_STMT_PREPARE then COM_STMT_EXECUTE (no parameters): the
+        prepare's column definitions and the execute's response."""
+        import struct
+        self.send(0, b"\x16" + sql.encode())
+        _, p = self.recv()
+        check(p[0] == 0, f"COM_STMT_PREPARE {sql!r}: {p!r}")
+        stmt, ncols, nparams = struct.unpack("<IHH", p[1:9])
+        defs = [self.recv()[1] for _ in range(ncols + nparams)]
+        if ncols + nparams and not self.caps & _DEPRECATE_EOF:
+            self.recv()
+        return defs, self.command(b"\x17" + struct.pack("<IBI", stmt, 0, 1))
+
 
 _DEPRECATE_EOF = 1 << 24
 _SESSION_TRACK = 1 << 23
@@ -122,6 +135,15 @@ def _status(p):
         _, i = _lenenc(p, i)
         return int.from_bytes(p[i:i + 2], "little")
     return 0
+
+
+def _charset_of_definition(p):
+    """The character-set number of a column definition payload."""
+    i = 0
+    for _ in range(6):  # catalog, schema, table, org_table, name, org_name
+        n, i = _lenenc(p, i)
+        i += n
+    return int.from_bytes(p[i + 1:i + 3], "little")
 
 
 def case_deprecate_eof_client(my):
@@ -306,6 +328,49 @@ def case_session_track_parity(my):
         b.close()
 
 
+def _definition_charsets(c, sql):
+    """Character-set numbers of the column definitions of `sql` as a text
+    query, then as a prepared statement (COM_STMT_PREPARE, then EXECUTE)."""
+    resp = c.command(b"\x03" + sql.encode())
+    text = [_charset_of_definition(p) for p in resp[1:1 + resp[0][0]]]
+    defs, resp = c.execute(sql)
+    return (text, [_charset_of_definition(p) for p in defs],
+            [_charset_of_definition(p) for p in resp[1:1 + resp[0][0]]])
+
+
+def case_column_charset(my):
+    """Column definitions carry the client's handshake collation
+    (utf8mb4_unicode_ci, 224) as on a direct connection, in text and prepared
+    statement results, also on a server connection that served a client with
+    another collation (latin1_swedish_ci, 8) before (pool of 1)."""
+    sql = "SELECT v, 'lit' FROM coldefs"
+    my.sql("CREATE TABLE IF NOT EXISTS coldefs (v VARCHAR(10))", db="appdb")
+    my.sql("INSERT INTO coldefs VALUES ('a')", db="appdb")
+    want = {}
+    for cs in (224, 8, 45):
+        d = _RawClient(my.host, my.port, MY_USER, MY_PASSWORD, "appdb", charset=cs)
+        want[cs] = _definition_charsets(d, sql)
+        check_eq(want[cs][0], [cs, cs], f"direct, charset {cs}")
+        d.sock.close()
+    for mode in MODES:
+        with mux_for(my, mode, size=1) as mux:
+            for cs in (224, 8, 224, 45, 224):  # one after another on the one connection
+                c = _RawClient(mux.host, mux.my_port, MY_USER, MY_PASSWORD, mux.dbname("appdb"),
+                               charset=cs)
+                check_eq(_definition_charsets(c, sql), want[cs], f"{mode}: charset {cs}")
+                c.sock.close()
+            if mode == "transaction":  # two clients alternating on it
+                a = _RawClient(mux.host, mux.my_port, MY_USER, MY_PASSWORD, mux.dbname("appdb"),
+                               charset=224)
+                b = _RawClient(mux.host, mux.my_port, MY_USER, MY_PASSWORD, mux.dbname("appdb"),
+                               charset=8)
+                for i in range(2):
+                    check_eq(_definition_charsets(a, sql), want[224], f"{mode}: 224, round {i}")
+                    check_eq(_definition_charsets(b, sql), want[8], f"{mode}: 8, round {i}")
+                a.sock.close()
+                b.sock.close()
+
+
 def _backend_up(port, backend):
     """sqlmux_backend_up{pool="appdb",backend=...} from /metrics, or None."""
     import urllib.request
@@ -378,7 +443,7 @@ def case_health_checks(my):
 
 
 if __name__ == "__main__":
-    run_cases(__file__, [case_deprecate_eof_client, case_session_track_parity,
+    run_cases(__file__, [case_deprecate_eof_client, case_session_track_parity, case_column_charset,
                          case_found_rows, case_default_pool_no_schema,
                          case_hostile_bytes, case_health_checks],
               timeout=150, server=MariaDbServer, direct=MY_DIRECT)

@@ -303,11 +303,15 @@ TEST_CASE("my_session: restore_statement and the charset variables") {
         "character_set_results='latin1', collation_connection='latin1_swedish_ci', "
         "time_zone='+01:00'");
 
-  // Only the collation differs: the collation alone.
+  // Only the collation differs: SET NAMES, the one way to give
+  // character_set_results (column definitions) the handshake's collation.
   MySessionVars unicode;
   unicode.set_charset(*sqlmux::pool::charset_by_id(224));
-  CHECK(restore_statement(backend, unicode) ==
-        "SET SESSION collation_connection='utf8mb4_unicode_ci'");
+  CHECK(restore_statement(backend, unicode) == "SET NAMES 'utf8mb4' COLLATE 'utf8mb4_unicode_ci'");
+  CHECK(restore_statement(unicode, backend) == "SET NAMES 'utf8mb4' COLLATE 'utf8mb4_general_ci'");
+  unicode.set("time_zone", "+02:00");
+  CHECK(restore_statement(latin, unicode) ==
+        "SET NAMES 'utf8mb4' COLLATE 'utf8mb4_unicode_ci', time_zone='+02:00'");
   // Only character_set_connection differs (SET CHARACTER SET leaves it
   // alone; here the client has a different one): the collation follows it.
   MySessionVars odd = backend;
@@ -541,4 +545,27 @@ TEST_CASE("my_session: a client is sent what its own trackers report") {
   listed.set("session_track_system_variables", "");
   CHECK(filtered(kBackendAutocommitOff, listed) ==
         std::string_view("\x00\x00\x00\x00\x00\x00\x00", 7));
+}
+
+TEST_CASE("my_session: the collation of character_set_results") {
+  MySessionVars v;
+  v.set_charset(*sqlmux::pool::charset_by_id(224));
+  CHECK(v.results_collation == std::optional<std::string>("utf8mb4_unicode_ci"));
+  // SET NAMES utf8mb4 (and SET character_set_results): the default.
+  v.apply(ok_of(kOkSetNames).session_state);
+  CHECK(v.results_collation == std::optional<std::string>("utf8mb4_general_ci"));
+  // SET NAMES ... COLLATE: the collation the server does not report.
+  sqlmux::pool::SessionReport how;
+  how.names_collation = "utf8mb4_unicode_ci";
+  sqlmux::pool::apply_report(v, ok_of(kOkSetNames), how);
+  CHECK(v.results_collation == std::optional<std::string>("utf8mb4_unicode_ci"));
+  CHECK(*v.find("collation_connection") == "utf8mb4_unicode_ci");
+  // SET collation_connection leaves it.
+  v.apply(vars({{"collation_connection", "utf8mb4_bin"}}));
+  CHECK(v.results_collation == std::optional<std::string>("utf8mb4_unicode_ci"));
+  v.apply(vars({{"character_set_results", ""}}));  // NULL
+  CHECK(!v.results_collation);
+  v.set_charset(*sqlmux::pool::charset_by_id(8));
+  v.clear_vars();
+  CHECK(!v.results_collation);
 }
