@@ -3,6 +3,7 @@
 #include <cassert>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "daemon/core/log.h"
 #include "daemon/core/pool.h"
@@ -23,6 +24,8 @@ const char* MyBackend::step_name(Step s) {
   switch (s) {
     case Step::Setup:
       return "session setup";
+    case Step::Track:
+      return "session tracking";
     case Step::Reset:
       return "COM_RESET_CONNECTION";
     case Step::InitDb:
@@ -178,6 +181,7 @@ void MyBackend::internal_done(bool ok, const my::ErrPacket* err) {
     case Step::Setup:
       // Fresh variables (after a login, or after COM_RESET_CONNECTION,
       // which keeps the schema and the handshake's charset).
+      retrack_ = false;
       vars_.clear_vars();
       if (auto cs = pool::charset_by_id(kLoginCharset)) vars_.set_charset(*cs);
       if (state_ == BackendState::Connecting) {
@@ -196,6 +200,9 @@ void MyBackend::internal_done(bool ok, const my::ErrPacket* err) {
     case Step::Prepare:
       close_statements(statements_.add(done.key, prepared.statement_id, prepared.num_params));
       break;
+    case Step::Track:
+      retrack_ = false;
+      break;
     case Step::ChangeUser:
       break;  // link() already counted on the fresh session
     case Step::InitDb:
@@ -206,6 +213,7 @@ void MyBackend::internal_done(bool ok, const my::ErrPacket* err) {
         auto schema = vars_.schema;  // set by COM_INIT_DB, or not settable
         vars_ = client_->vars();
         vars_.schema = schema;
+        vars_.erase_tracking_vars();  // the client's own: never set here
       }
       break;
   }
@@ -220,7 +228,7 @@ void MyBackend::internal_done(bool ok, const my::ErrPacket* err) {
     release_to_pool();
   } else if (client_ != nullptr && state_ == BackendState::Active) {
     if (then == AfterSteps::ResponseDone) {
-      client_->on_response_done(status_, false);
+      client_->on_response_done(status_, std::exchange(linger_after_, false));
     } else {
       client_->on_backend_ready();
     }
@@ -309,6 +317,9 @@ void MyBackend::note_ok(std::string_view payload, bool to_client) {
   if (!ok.has_session_state) return;
   if (!to_client) return;  // sqlmux's own commands: see internal_done
   pool::apply_report(vars_, ok, report_);
+  // The client's session_track_* are its own (see filter_for_client);
+  // sqlmux's trackers are set again after the response.
+  if (vars_.erase_tracking_vars()) retrack_ = true;
   if (client_ != nullptr) client_->on_session_change(ok, report_);
 }
 
@@ -358,20 +369,22 @@ void MyBackend::relay() {
     }
     if (role == my::PacketRole::Ok || role == my::PacketRole::Terminator) {
       if (role == my::PacketRole::Ok) note_ok(payload, !draining_);
-      // A client without CLIENT_SESSION_TRACK gets the OK without trackers;
-      // one with CLIENT_FOUND_ROWS gets an UPDATE's matched rows as its
-      // affected rows (server connections count changed rows).
-      const bool strip =
-          !client_tracks && (reader_->status() & my::status::kSessionStateChanged) != 0;
-      if (role == my::PacketRole::Ok && !draining_ && (strip || client_found_rows)) {
+      // A client without CLIENT_SESSION_TRACK gets the OK without trackers,
+      // one with it what its own trackers report; one with
+      // CLIENT_FOUND_ROWS gets an UPDATE's matched rows as its affected rows
+      // (server connections count changed rows).
+      const bool tracked = (reader_->status() & my::status::kSessionStateChanged) != 0;
+      if (role == my::PacketRole::Ok && !draining_ && (tracked || client_found_rows)) {
         my::OkPacket ok;
         if (my::decode_ok(payload, caps_, ok)) {
           bool changed = false;
-          if (strip) {
+          if (tracked && !client_tracks) {
             ok.has_session_state = false;
             ok.session_state = {};
             ok.status = static_cast<uint16_t>(ok.status & ~my::status::kSessionStateChanged);
             changed = true;
+          } else if (tracked) {
+            changed = pool::filter_for_client(ok, pool::client_tracking(client_->vars()));
           }
           if (client_found_rows) {
             if (auto matched = my::rows_matched(ok.info); matched && *matched != ok.affected_rows) {
@@ -388,11 +401,23 @@ void MyBackend::relay() {
         }
       }
     }
+    std::string_view forward = payload;
+    std::string eof_copy;
+    if (!sent && !draining_ && client_ != nullptr && my::is_eof(payload)) {
+      // An EOF's state flag without the state: see keep_eof_state_flag.
+      my::EofPacket eof;
+      if (my::decode_eof(payload, eof) && (eof.status & my::status::kSessionStateChanged) != 0 &&
+          !(client_tracks && pool::keep_eof_state_flag(pool::client_tracking(client_->vars())))) {
+        eof.status = static_cast<uint16_t>(eof.status & ~my::status::kSessionStateChanged);
+        my::encode_eof(eof_copy, eof);
+        forward = eof_copy;
+      }
+    }
     if (!sent && !draining_) {
-      if (my::translate_for_client(*reader_, payload, client_deprecate_eof, translated)) {
+      if (my::translate_for_client(*reader_, forward, client_deprecate_eof, translated)) {
         for (const auto& t : translated) my::put_packet(out, client_seq_, t);
       } else {
-        my::put_packet(out, client_seq_, payload);
+        my::put_packet(out, client_seq_, forward);
       }
     }
     in_.consume(ext.wire_len);
@@ -448,6 +473,13 @@ void MyBackend::response_done() {
     client_->reset_session_state();
     after_steps_ = AfterSteps::ResponseDone;
     queue(Step::Setup, command_payload(my::Command::Query, kSetupSql));
+    return;
+  }
+  if (retrack_ && client_ != nullptr) {
+    // The client's SET session_track_... changed this connection's trackers.
+    linger_after_ = linger;
+    after_steps_ = AfterSteps::ResponseDone;
+    queue(Step::Track, command_payload(my::Command::Query, kSetupSql));
     return;
   }
   if (client_ != nullptr) client_->on_response_done(status_, linger);

@@ -72,7 +72,7 @@ class MyBackend final : public PooledBackend {
   enum class Login { Tcp, Greeting, Auth, PublicKey, Setup, Done };
   // sqlmux's own commands: setting the session up, resetting it, and
   // bringing it to a client's state before the client's command.
-  enum class Step { Setup, Reset, InitDb, Restore, Prepare, ChangeUser };
+  enum class Step { Setup, Track, Reset, InitDb, Restore, Prepare, ChangeUser };
   struct Internal {
     Step step;
     std::string payload;
@@ -133,13 +133,15 @@ class MyBackend final : public PooledBackend {
   bool internal_running_ = false;
   std::optional<my::ResponseReader> reader_;  // the response being relayed or read
   uint8_t command_ = 0;
-  uint8_t client_seq_ = 0;   // next sequence id towards the client
-  uint8_t backend_seq_ = 0;  // next sequence id towards the server
-  bool infile_ = false;      // the client is sending a LOCAL INFILE file
-  bool draining_ = false;    // the client left mid-response: read it to the end
-  bool dirty_ = false;       // needs COM_RESET_CONNECTION before another client
-  uint16_t status_ = 0;      // the server's last status flags
-  bool linger_ = false;      // the response left per-statement state (see note_ok)
+  uint8_t client_seq_ = 0;     // next sequence id towards the client
+  uint8_t backend_seq_ = 0;    // next sequence id towards the server
+  bool infile_ = false;        // the client is sending a LOCAL INFILE file
+  bool draining_ = false;      // the client left mid-response: read it to the end
+  bool dirty_ = false;         // needs COM_RESET_CONNECTION before another client
+  uint16_t status_ = 0;        // the server's last status flags
+  bool linger_ = false;        // the response left per-statement state (see note_ok)
+  bool linger_after_ = false;  // linger_ of a response whose steps still run
+  bool retrack_ = false;       // the client changed session_track_*: set sqlmux's again
 
   pool::MySessionVars vars_;
   pool::SessionReport report_;  // how to read the reports of the command in flight

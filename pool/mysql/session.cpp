@@ -244,6 +244,12 @@ constexpr std::string_view kCharsetConnection = "character_set_connection";
 constexpr std::string_view kCharsetResults = "character_set_results";
 constexpr std::string_view kCollationConnection = "collation_connection";
 
+constexpr std::string_view kTrackPrefix = "session_track_";
+
+bool is_tracking_var(std::string_view n) {
+  return n.substr(0, kTrackPrefix.size()) == kTrackPrefix;
+}
+
 bool is_charset_var(std::string_view n) {
   return n == kCharsetClient || n == kCharsetConnection || n == kCharsetResults ||
          n == kCollationConnection;
@@ -456,15 +462,30 @@ const std::string* MySessionVars::find(std::string_view name) const {
   return &it->second;
 }
 
+bool MySessionVars::erase_tracking_vars() {
+  const auto first = vars_.lower_bound(kTrackPrefix);
+  auto last = first;
+  while (last != vars_.end() && is_tracking_var(last->first)) ++last;
+  if (first == last) return false;
+  vars_.erase(first, last);
+  return true;
+}
+
 void MySessionVars::apply(const my::SessionState& s) {
   bool saw_connection = false;
   bool saw_collation = false;
+  bool saw_results = false;
   for (const auto& [raw_name, value] : s.system_variables) {
     const std::string name = lower(raw_name);
-    if (name.rfind("session_track_", 0) == 0 || is_one_shot_variable(name)) continue;
+    if (is_one_shot_variable(name)) continue;
     saw_connection = saw_connection || name == kCharsetConnection;
     saw_collation = saw_collation || name == kCollationConnection;
+    saw_results = saw_results || name == kCharsetResults;
     set(name, value);
+  }
+  if (saw_results) {  // SET NAMES ... COLLATE: apply_report() sets it after
+    const auto coll = default_collation(*find(kCharsetResults));
+    results_collation = coll ? std::optional<std::string>(*coll) : std::nullopt;
   }
   // The server changes the other half of the connection charset without
   // reporting it.
@@ -492,6 +513,7 @@ void MySessionVars::set_charset(const CharsetInfo& cs) {
   set(kCharsetConnection, cs.charset);
   set(kCharsetResults, cs.charset);
   set(kCollationConnection, cs.collation);
+  results_collation = std::string(cs.collation);
 }
 
 std::string restore_statement(const MySessionVars& backend, const MySessionVars& client,
@@ -511,9 +533,26 @@ std::string restore_statement(const MySessionVars& backend, const MySessionVars&
       append_value(out, name, *value, no_backslash_escapes);
     }
   };
-  auto differs = [&](std::string_view name) {
-    return !same(backend.find(name), client.find(name));
-  };
+  // The results collation: only SET NAMES sets a non-default one. What it
+  // leaves is what the other charset variables are compared with.
+  MySessionVars after_names;
+  const MySessionVars* base = &backend;
+  const std::string* want_results = client.find(kCharsetResults);
+  const auto& want_coll = client.results_collation;
+  // character_set_results=cs gives cs's default collation: enough when
+  // that is wanted and the charset differs.
+  const bool plain_enough = want_results != nullptr && want_coll &&
+                            default_collation(*want_results) == *want_coll &&
+                            !same(backend.find(kCharsetResults), want_results);
+  if (want_coll && want_coll != backend.results_collation && !plain_enough &&
+      want_results != nullptr && *want_results == charset_of_collation(*want_coll) &&
+      is_variable_name(*want_coll) && is_variable_name(*want_results)) {
+    out = "SET NAMES '" + *want_results + "' COLLATE '" + *want_coll + "'";
+    after_names = backend;
+    after_names.set_charset(CharsetInfo{*want_results, *want_coll});
+    base = &after_names;
+  }
+  auto differs = [&](std::string_view name) { return !same(base->find(name), client.find(name)); };
 
   // The charset variables, in the order the server needs them.
   if (differs(kCharsetClient)) emit(kCharsetClient, client.find(kCharsetClient));
@@ -538,12 +577,12 @@ std::string restore_statement(const MySessionVars& backend, const MySessionVars&
   if (emit_collation) emit(kCollationConnection, want_collation);
 
   for (const auto& [name, value] : client.vars()) {
-    if (is_charset_var(name)) continue;
+    if (is_charset_var(name) || is_tracking_var(name)) continue;
     const std::string* have = backend.find(name);
     if (have == nullptr || *have != value) emit(name, &value);
   }
   for (const auto& [name, value] : backend.vars()) {
-    if (is_charset_var(name)) continue;
+    if (is_charset_var(name) || is_tracking_var(name)) continue;
     if (client.find(name) == nullptr) emit(name, nullptr);
   }
   return out;
@@ -626,7 +665,80 @@ void apply_report(MySessionVars& vars, const my::OkPacket& ok, const SessionRepo
   } else {
     vars.apply(ok.session_state);
   }
-  if (how.names_collation) vars.set("collation_connection", *how.names_collation);
+  if (how.names_collation) {
+    vars.set(kCollationConnection, *how.names_collation);
+    vars.results_collation = *how.names_collation;
+  }
+}
+
+ClientTracking client_tracking(const MySessionVars& vars) {
+  ClientTracking t;
+  const std::string* v = vars.find("session_track_system_variables");
+  t.system_variables = v != nullptr ? *v
+                                    : "autocommit,character_set_client,character_set_connection,"
+                                      "character_set_results,time_zone";
+  if ((v = vars.find("session_track_schema")) != nullptr) t.schema = iequals(*v, "ON");
+  if ((v = vars.find("session_track_state_change")) != nullptr) t.state_change = iequals(*v, "ON");
+  if ((v = vars.find("session_track_transaction_info")) != nullptr) {
+    t.transaction_characteristics = iequals(*v, "CHARACTERISTICS");
+    t.transaction_state = t.transaction_characteristics || iequals(*v, "STATE");
+  }
+  return t;
+}
+
+namespace {
+
+bool tracks_variable(std::string_view list, std::string_view name) {
+  while (!list.empty()) {
+    const size_t comma = list.find(',');
+    std::string_view item = list.substr(0, comma);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (item == "*" || iequals(item, name)) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+template <typename T>
+void drop_unless(std::optional<T>& entry, bool keep, bool& changed) {
+  if (entry && !keep) {
+    entry.reset();
+    changed = true;
+  }
+}
+
+}  // namespace
+
+bool filter_for_client(my::OkPacket& ok, const ClientTracking& t) {
+  if ((ok.status & my::status::kSessionStateChanged) == 0) return false;
+  my::SessionState& s = ok.session_state;
+  bool changed = false;
+  auto& vars = s.system_variables;
+  const auto kept_end = std::remove_if(vars.begin(), vars.end(), [&](const auto& v) {
+    return !tracks_variable(t.system_variables, v.first);
+  });
+  if (kept_end != vars.end()) {
+    vars.erase(kept_end, vars.end());
+    changed = true;
+  }
+  drop_unless(s.schema, t.schema, changed);
+  drop_unless(s.state_changed, t.state_change, changed);
+  drop_unless(s.transaction_state, t.transaction_state, changed);
+  drop_unless(s.transaction_characteristics, t.transaction_characteristics, changed);
+  if (vars.empty() && !s.schema && !s.state_changed && !s.gtids && !s.transaction_state &&
+      !s.transaction_characteristics) {
+    ok.has_session_state = false;
+    s = {};
+    ok.status = static_cast<uint16_t>(ok.status & ~my::status::kSessionStateChanged);
+    changed = true;
+  }
+  return changed;
+}
+
+bool keep_eof_state_flag(const ClientTracking& t) {
+  return t.transaction_state;
 }
 
 }  // namespace sqlmux::pool

@@ -70,6 +70,12 @@
 //     (latin1 on a default server), not the charset the handshake chose, and
 //     likewise for the other charset variables: both sides' vars should be
 //     seeded with set_charset() so that restore_statement() assigns them.
+//   - Column definitions carry character_set_results' collation: the
+//     handshake's (224 for a utf8mb4_unicode_ci client) or SET NAMES x
+//     COLLATE y's; SET character_set_results=x gives x's default, and
+//     collation_connection does not touch it (results_collation).
+//   - A '*' tracker and a list report the same variables in different
+//     orders (the server's hash order, which changes between server runs).
 //   - A handshake collation id the server does not know gives the global
 //     charset (so does 255, MySQL 8's utf8mb4_0900_ai_ci, which MySQL 8
 //     clients send: leave such a client's charset variables unset, and
@@ -138,10 +144,16 @@ class MySessionVars {
   // The default database; nullopt = none. Kept apart from the variables
   // (restored with COM_INIT_DB, see schema_to_restore()).
   std::optional<std::string> schema;
+  // The collation character_set_results carries, which column definitions
+  // report: the handshake's (utf8mb4_unicode_ci for id 224), SET NAMES'
+  // COLLATE, else the charset's default. The server never reports it; only
+  // SET NAMES ... COLLATE sets it to a non-default one (restore_statement).
+  std::optional<std::string> results_collation;
 
-  // Records a session-state report: every system variable (except
-  // session_track_* -- sqlmux's own -- and the one-shot ones), and the
-  // schema (an empty name means no database). Keeps the connection charset
+  // Records a session-state report: every system variable (except the
+  // one-shot ones; session_track_* are the client's own settings, never
+  // restored: see filter_for_client()), and the schema (an empty name means
+  // no database). Keeps the connection charset
   // consistent: character_set_connection reported without
   // collation_connection sets the collation to the charset's default (not
   // right after SET NAMES x COLLATE y, whose collation the server does not
@@ -163,7 +175,12 @@ class MySessionVars {
   [[nodiscard]] bool empty() const { return vars_.empty() && !schema; }
   // Back to a fresh backend (after COM_RESET_CONNECTION the variables are
   // the global ones again; the schema stays, so it is left as is).
-  void clear_vars() { vars_.clear(); }
+  void clear_vars() {
+    vars_.clear();
+    results_collation.reset();
+  }
+  // Drops the session_track_* variables; true when there were any.
+  bool erase_tracking_vars();
 
   bool operator==(const MySessionVars&) const = default;
 
@@ -185,7 +202,11 @@ class MySessionVars {
 // doubled, \ doubled unless no_backslash_escapes, i.e. the backend's
 // status has SERVER_STATUS_NO_BACKSLASH_ESCAPES). Names other than [a-z0-9_]{1,64}
 // are left out and appended to `skipped`; they never reach SQL. The schema
-// is not part of it.
+// and session_track_* (sqlmux's own on a backend) are not part of it. When
+// the results collation must change and assigning character_set_results
+// would not give it (a non-default collation, or the same charset), the
+// statement starts with "SET NAMES 'cs' COLLATE 'coll'" (the one way to set
+// it) and continues with ", name=value" items from what that leaves.
 [[nodiscard]] std::string restore_statement(const MySessionVars& backend,
                                             const MySessionVars& client,
                                             std::vector<std::string>* skipped = nullptr,
@@ -211,6 +232,32 @@ struct SessionReport {
 };
 // Applies what an OK reported to a session's variables, as `how` says.
 void apply_report(MySessionVars& vars, const my::OkPacket& ok, const SessionReport& how);
+
+// --- What a client's own trackers report ----------------------------------
+
+// A client's session-state tracking: its session_track_* values in `vars`,
+// else MariaDB's defaults (system variables autocommit,
+// character_set_client, character_set_connection, character_set_results,
+// time_zone; schema ON; state change OFF; transaction info OFF).
+struct ClientTracking {
+  std::string system_variables;  // "*" or a comma-separated list
+  bool schema = true;
+  bool state_change = false;
+  bool transaction_state = false;            // STATE or CHARACTERISTICS
+  bool transaction_characteristics = false;  // CHARACTERISTICS
+};
+[[nodiscard]] ClientTracking client_tracking(const MySessionVars& vars);
+
+// Keeps in `ok` only the session-state records a direct connection with
+// those settings would send (a backend tracks everything for sqlmux), and
+// drops SERVER_SESSION_STATE_CHANGED when none is left. True when `ok`
+// changed.
+bool filter_for_client(my::OkPacket& ok, const ClientTracking& t);
+// An EOF's SERVER_SESSION_STATE_CHANGED comes without the state (backends
+// use EOF packets), so what changed is unknown: kept for a client that
+// tracks the transaction state (what a query usually changes, e.g. the
+// first read in a transaction), dropped for others.
+[[nodiscard]] bool keep_eof_state_flag(const ClientTracking& t);
 
 // --- Pinning ----------------------------------------------------------------
 

@@ -23,8 +23,9 @@ class _RawClient:
     the server's EOF-style result sets. Records every packet's sequence id."""
     CAPS = (0x0200 | 0x8000 | 0x80000 | 0x0008 | 0x2000 | 0x20000 | (1 << 24))
 
-    def __init__(self, host, port, user, password, db):
+    def __init__(self, host, port, user, password, db, caps=0, charset=45):
         import socket
+        self.caps = self.CAPS | caps
         self.sock = socket.create_connection((host, port), timeout=10)
         self.buf = b""
         seq, g = self.recv()
@@ -36,7 +37,7 @@ class _RawClient:
         h2 = hashlib.sha1(scramble + hashlib.sha1(h1).digest()).digest()
         auth = bytes(a ^ b for a, b in zip(h1, h2))
         import struct
-        payload = (struct.pack("<IIB", self.CAPS, 16 << 20, 45) + b"\0" * 23 + user.encode() + b"\0"
+        payload = (struct.pack("<IIB", self.caps, 16 << 20, charset) + b"\0" * 23 + user.encode() + b"\0"
                    + bytes([len(auth)]) + auth + db.encode() + b"\0" + b"mysql_native_password\0")
         self.send(seq + 1, payload)
         _, r = self.recv()
@@ -69,6 +70,80 @@ class _RawClient:
             out.append((seq, p))
             if p[0] == 0xFE and len(p) < 0xFFFFFF:
                 return out
+
+    def _result_set(self, first):
+        """The packets of a result set whose column count is `first`."""
+        out = [first]
+        ncols = first[0]
+        for _ in range(ncols):
+            out.append(self.recv()[1])
+        if not self.caps & _DEPRECATE_EOF:
+            out.append(self.recv()[1])  # EOF after the definitions
+        while True:
+            p = self.recv()[1]
+            out.append(p)
+            if p[0] == 0xFF or (p[0] == 0xFE and len(p) < 0xFFFFFF):
+                return out
+
+    def command(self, payload):
+        """Every payload of the response to one command (all result sets)."""
+        self.send(0, payload)
+        out = []
+        while True:
+            p = self.recv()[1]
+            if p[0] == 0xFF:
+                return out + [p]
+            if p[0] != 0x00:
+                out += self._result_set(p)
+            else:
+                out.append(p)
+            if not _status(out[-1]) & 0x08:  # SERVER_MORE_RESULTS_EXISTS
+                return out
+
+    def execute(self, sql):
+        """COM_STMT_PREPARE then COM_STMT_EXECUTE (no parameters): the
+        prepare's column definitions and the execute's response."""
+        import struct
+        self.send(0, b"\x16" + sql.encode())
+        _, p = self.recv()
+        check(p[0] == 0, f"COM_STMT_PREPARE {sql!r}: {p!r}")
+        stmt, ncols, nparams = struct.unpack("<IHH", p[1:9])
+        defs = [self.recv()[1] for _ in range(ncols + nparams)]
+        if ncols + nparams and not self.caps & _DEPRECATE_EOF:
+            self.recv()
+        return defs, self.command(b"\x17" + struct.pack("<IBI", stmt, 0, 1))
+
+
+_DEPRECATE_EOF = 1 << 24
+_SESSION_TRACK = 1 << 23
+
+
+def _lenenc(p, i):
+    b = p[i]
+    if b < 251:
+        return b, i + 1
+    n = {0xFC: 2, 0xFD: 3, 0xFE: 8}[b]
+    return int.from_bytes(p[i + 1:i + 1 + n], "little"), i + 1 + n
+
+
+def _status(p):
+    """Status flags of an OK (0x00 / 0xFE header) or EOF payload; 0 for others."""
+    if p[0] == 0xFE and len(p) < 9:
+        return int.from_bytes(p[3:5], "little")
+    if p[0] in (0x00, 0xFE):
+        _, i = _lenenc(p, 1)
+        _, i = _lenenc(p, i)
+        return int.from_bytes(p[i:i + 2], "little")
+    return 0
+
+
+def _charset_of_definition(p):
+    """The character-set number of a column definition payload."""
+    i = 0
+    for _ in range(6):  # catalog, schema, table, org_table, name, org_name
+        n, i = _lenenc(p, i)
+        i += n
+    return int.from_bytes(p[i + 1:i + 3], "little")
 
 
 def case_deprecate_eof_client(my):
@@ -180,6 +255,122 @@ def case_default_pool_no_schema(my):
             withdb.close()
 
 
+# Statements whose OKs a client with CLIENT_SESSION_TRACK sees: its own
+# tracking settings (MariaDB's defaults, then its own changes) decide what
+# they report, never sqlmux's trackers on the server connection.
+_TRACKED = ["SELECT 1", "DO 1", "USE appdb", "SET autocommit=0", "SELECT 1", "SET autocommit=1",
+            "SET time_zone='+01:00'", "SELECT @@time_zone", "BEGIN", "SELECT 2", "COMMIT",
+            "SET NAMES utf8mb4", "SET @x=1", "SET session_track_state_change=ON", "SET @y=2",
+            "SET time_zone='+02:00'", "SET session_track_system_variables='*'", "SET sql_mode=''",
+            "SET session_track_schema=OFF", "USE appdb", "SET sql_mode=DEFAULT", "DO 1"]
+
+
+def _ok_packets(resp):
+    """The OK, EOF and ERR payloads of a response (what carries status flags
+    and session state)."""
+    return [p for p in resp if p[0] in (0x00, 0xFF) or (p[0] == 0xFE and len(p) < 0xFFFFFF)]
+
+
+def _records_sorted(p):
+    """An OK payload with its session-state records sorted: MariaDB writes
+    system variables in its hash order, which differs between server runs
+    and between a '*' tracker and a list, so only their order may differ."""
+    if p[0] != 0x00 or not _status(p) & 0x4000:
+        return p
+    _, i = _lenenc(p, 1)
+    _, i = _lenenc(p, i)
+    i += 4
+    n, i = _lenenc(p, i)  # info
+    i += n
+    size, j = _lenenc(p, i)
+    data, records = p[j:j + size], []
+    k = 0
+    while k < len(data):
+        n, m = _lenenc(data, k + 1)
+        records.append(data[k:m + n])
+        k = m + n
+    return p[:j] + b"".join(sorted(records)) + p[j + size:]
+
+
+def case_session_track_parity(my):
+    """A client with CLIENT_SESSION_TRACK (with and without DEPRECATE_EOF)
+    gets the status flags and session-state records byte for byte (system
+    variables in any order) as on a direct connection with its own tracking
+    settings: none of the trackers
+    sqlmux turns on for its server connections, also after the client
+    changes its session_track_* variables."""
+    for mode in MODES:
+        for extra in (_SESSION_TRACK | _DEPRECATE_EOF, _SESSION_TRACK):
+            with mux_for(my, mode, size=1) as mux:
+                direct = _RawClient(my.host, my.port, MY_USER, MY_PASSWORD, "appdb", caps=extra)
+                c = _RawClient(mux.host, mux.my_port, MY_USER, MY_PASSWORD, mux.dbname("appdb"),
+                               caps=extra)
+                for sql in _TRACKED:
+                    want = _ok_packets(direct.command(b"\x03" + sql.encode()))
+                    got = _ok_packets(c.command(b"\x03" + sql.encode()))
+                    check_eq([_records_sorted(p).hex() for p in got],
+                             [_records_sorted(p).hex() for p in want], f"{mode}, caps {extra:#x}: {sql}")
+                c.sock.close()
+                direct.sock.close()
+    if MY_DIRECT:
+        return
+    # A client's SET session_track_... leaves sqlmux's own trackers on the
+    # server connection: the schema still follows each client (pool of 1).
+    with mux_for(my, "transaction", size=1) as mux:
+        a = connect(mux, autocommit=True)
+        b = connect(mux, autocommit=True)
+        q(a, "SET session_track_schema=OFF, session_track_state_change=OFF")
+        q(a, "USE information_schema")
+        for i in range(2):
+            check_eq(one(b, "SELECT DATABASE()"), "appdb", f"the other client, round {i}")
+            check_eq(one(a, "SELECT DATABASE()"), "information_schema", f"round {i}")
+        a.close()
+        b.close()
+
+
+def _definition_charsets(c, sql):
+    """Character-set numbers of the column definitions of `sql` as a text
+    query, then as a prepared statement (COM_STMT_PREPARE, then EXECUTE)."""
+    resp = c.command(b"\x03" + sql.encode())
+    text = [_charset_of_definition(p) for p in resp[1:1 + resp[0][0]]]
+    defs, resp = c.execute(sql)
+    return (text, [_charset_of_definition(p) for p in defs],
+            [_charset_of_definition(p) for p in resp[1:1 + resp[0][0]]])
+
+
+def case_column_charset(my):
+    """Column definitions carry the client's handshake collation
+    (utf8mb4_unicode_ci, 224) as on a direct connection, in text and prepared
+    statement results, also on a server connection that served a client with
+    another collation (latin1_swedish_ci, 8) before (pool of 1)."""
+    sql = "SELECT v, 'lit' FROM coldefs"
+    my.sql("CREATE TABLE IF NOT EXISTS coldefs (v VARCHAR(10))", db="appdb")
+    my.sql("INSERT INTO coldefs VALUES ('a')", db="appdb")
+    want = {}
+    for cs in (224, 8, 45):
+        d = _RawClient(my.host, my.port, MY_USER, MY_PASSWORD, "appdb", charset=cs)
+        want[cs] = _definition_charsets(d, sql)
+        check_eq(want[cs][0], [cs, cs], f"direct, charset {cs}")
+        d.sock.close()
+    for mode in MODES:
+        with mux_for(my, mode, size=1) as mux:
+            for cs in (224, 8, 224, 45, 224):  # one after another on the one connection
+                c = _RawClient(mux.host, mux.my_port, MY_USER, MY_PASSWORD, mux.dbname("appdb"),
+                               charset=cs)
+                check_eq(_definition_charsets(c, sql), want[cs], f"{mode}: charset {cs}")
+                c.sock.close()
+            if mode == "transaction":  # two clients alternating on it
+                a = _RawClient(mux.host, mux.my_port, MY_USER, MY_PASSWORD, mux.dbname("appdb"),
+                               charset=224)
+                b = _RawClient(mux.host, mux.my_port, MY_USER, MY_PASSWORD, mux.dbname("appdb"),
+                               charset=8)
+                for i in range(2):
+                    check_eq(_definition_charsets(a, sql), want[224], f"{mode}: 224, round {i}")
+                    check_eq(_definition_charsets(b, sql), want[8], f"{mode}: 8, round {i}")
+                a.sock.close()
+                b.sock.close()
+
+
 def _backend_up(port, backend):
     """sqlmux_backend_up{pool="appdb",backend=...} from /metrics, or None."""
     import urllib.request
@@ -252,6 +443,7 @@ def case_health_checks(my):
 
 
 if __name__ == "__main__":
-    run_cases(__file__, [case_deprecate_eof_client, case_found_rows, case_default_pool_no_schema,
+    run_cases(__file__, [case_deprecate_eof_client, case_session_track_parity, case_column_charset,
+                         case_found_rows, case_default_pool_no_schema,
                          case_hostile_bytes, case_health_checks],
               timeout=150, server=MariaDbServer, direct=MY_DIRECT)

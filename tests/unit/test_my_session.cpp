@@ -166,11 +166,12 @@ TEST_CASE("my_session: collation ids as MariaDB 10.11 names them") {
 TEST_CASE("my_session: apply records variables and schema") {
   MySessionVars v;
   v.apply(vars({{"TIME_ZONE", "+05:00"},
-                {"session_track_schema", "OFF"},  // sqlmux's own
+                {"session_track_schema", "OFF"},  // the client's own tracking
                 {"sql_mode", "ANSI_QUOTES"},
                 {"time_zone", "+06:00"},  // repeats: the last one counts
                 {"insert_id", "5"}}));    // one-shot: not carried over
-  REQUIRE(v.vars().size() == 2);
+  REQUIRE(v.vars().size() == 3);
+  CHECK(*v.find("session_track_schema") == "OFF");
   CHECK(*v.find("time_zone") == "+06:00");
   CHECK(*v.find("Time_Zone") == "+06:00");
   CHECK(*v.find("sql_mode") == "ANSI_QUOTES");
@@ -302,11 +303,15 @@ TEST_CASE("my_session: restore_statement and the charset variables") {
         "character_set_results='latin1', collation_connection='latin1_swedish_ci', "
         "time_zone='+01:00'");
 
-  // Only the collation differs: the collation alone.
+  // Only the collation differs: SET NAMES, the one way to give
+  // character_set_results (column definitions) the handshake's collation.
   MySessionVars unicode;
   unicode.set_charset(*sqlmux::pool::charset_by_id(224));
-  CHECK(restore_statement(backend, unicode) ==
-        "SET SESSION collation_connection='utf8mb4_unicode_ci'");
+  CHECK(restore_statement(backend, unicode) == "SET NAMES 'utf8mb4' COLLATE 'utf8mb4_unicode_ci'");
+  CHECK(restore_statement(unicode, backend) == "SET NAMES 'utf8mb4' COLLATE 'utf8mb4_general_ci'");
+  unicode.set("time_zone", "+02:00");
+  CHECK(restore_statement(latin, unicode) ==
+        "SET NAMES 'utf8mb4' COLLATE 'utf8mb4_unicode_ci', time_zone='+02:00'");
   // Only character_set_connection differs (SET CHARACTER SET leaves it
   // alone; here the client has a different one): the collation follows it.
   MySessionVars odd = backend;
@@ -449,4 +454,118 @@ TEST_CASE("my_session: the collation of SET NAMES ... COLLATE") {
   v.set("collation_connection", *coll);
   CHECK(*v.find("character_set_connection") == "utf8mb4");
   CHECK(*v.find("collation_connection") == "utf8mb4_unicode_ci");
+}
+
+TEST_CASE("my_session: restore_statement leaves session_track_* alone") {
+  const MySessionVars fresh;
+  auto client = with({{"session_track_schema", "OFF"}, {"time_zone", "+01:00"}});
+  CHECK(restore_statement(fresh, client) == "SET SESSION time_zone='+01:00'");
+  CHECK(restore_statement(client, fresh) == "SET SESSION time_zone=DEFAULT");
+  CHECK(client.erase_tracking_vars());
+  CHECK(client.vars() == MySessionVars::Map{{"time_zone", "+01:00"}});
+  CHECK(!client.erase_tracking_vars());
+  auto many = with({{"session_track_a", "1"}, {"session_track_b", "2"}, {"session_trackz", "3"}});
+  CHECK(many.erase_tracking_vars());
+  CHECK(many.vars() == MySessionVars::Map{{"session_trackz", "3"}});
+}
+
+namespace {
+
+// The same statements' OKs on a backend (sqlmux's trackers) and on a
+// direct connection with MariaDB 10.11's default tracking (the probe in
+// test_mysql_protocol.py's session_track_parity).
+// SET autocommit=0
+const std::string_view kBackendAutocommitOff{
+    "\x00\x00\x00\x00\x40\x00\x00\x00\x14\x00\x0f\x0a\x61\x75\x74\x6f\x63\x6f\x6d\x6d\x69\x74\x03"
+    "\x4f\x46\x46\x02\x01\x31",
+    29};
+const std::string_view kDirectAutocommitOff{
+    "\x00\x00\x00\x00\x40\x00\x00\x00\x11\x00\x0f\x0a\x61\x75\x74\x6f\x63\x6f\x6d\x6d\x69\x74\x03"
+    "\x4f\x46\x46",
+    26};
+// USE appdb
+const std::string_view kBackendUse{
+    "\x00\x00\x00\x02\x40\x00\x00\x00\x0b\x01\x06\x05\x61\x70\x70\x64\x62\x02\x01\x31", 20};
+const std::string_view kDirectUse{
+    "\x00\x00\x00\x02\x40\x00\x00\x00\x08\x01\x06\x05\x61\x70\x70\x64\x62", 17};
+// BEGIN: transaction state and characteristics; a direct connection: none.
+const std::string_view kBackendBegin{
+    "\x00\x00\x00\x03\x40\x00\x00\x00\x20\x05\x09\x08\x54\x5f\x5f\x5f\x5f\x5f\x5f\x5f\x04\x13\x12"
+    "START TRANSACTION;",
+    41};
+const std::string_view kDirectBegin{"\x00\x00\x00\x03\x00\x00\x00", 7};
+
+std::string filtered(std::string_view backend_ok, const MySessionVars& client) {
+  my::OkPacket ok = ok_of(backend_ok);
+  (void)sqlmux::pool::filter_for_client(ok, sqlmux::pool::client_tracking(client));
+  std::string out;
+  my::encode_ok(out, ok, kCaps);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("my_session: a client is sent what its own trackers report") {
+  using sqlmux::pool::client_tracking;
+  const MySessionVars fresh;  // MariaDB's default tracking
+  CHECK(filtered(kBackendAutocommitOff, fresh) == kDirectAutocommitOff);
+  CHECK(filtered(kBackendUse, fresh) == kDirectUse);
+  CHECK(filtered(kBackendBegin, fresh) == kDirectBegin);
+  CHECK(filtered(kOkSetUserVar, fresh) == std::string_view("\x00\x00\x00\x02\x00\x00\x00", 7));
+  // Nothing to filter: unchanged.
+  my::OkPacket plain = ok_of(kDirectBegin);
+  CHECK(!sqlmux::pool::filter_for_client(plain, client_tracking(fresh)));
+
+  // The client's own settings, as its SETs reported them.
+  MySessionVars all;
+  all.set("session_track_system_variables", "*");
+  all.set("session_track_schema", "OFF");
+  all.set("session_track_state_change", "ON");
+  all.set("session_track_transaction_info", "CHARACTERISTICS");
+  CHECK(filtered(kBackendAutocommitOff, all) == kBackendAutocommitOff);
+  CHECK(filtered(kBackendBegin, all) == kBackendBegin);
+  CHECK(filtered(kBackendUse, all) ==
+        std::string_view("\x00\x00\x00\x02\x40\x00\x00\x00\x03\x02\x01\x31", 12));
+
+  MySessionVars listed;
+  listed.set("session_track_system_variables", "time_zone, AUTOCOMMIT");
+  listed.set("session_track_transaction_info", "STATE");
+  const auto t = client_tracking(listed);
+  CHECK(t.schema);
+  CHECK(!t.state_change);
+  CHECK(t.transaction_state);
+  CHECK(!t.transaction_characteristics);
+  CHECK(filtered(kBackendAutocommitOff, listed) == kDirectAutocommitOff);
+  my::OkPacket begin = ok_of(kBackendBegin);
+  CHECK(sqlmux::pool::filter_for_client(begin, t));
+  CHECK(begin.session_state.transaction_state == std::optional<std::string>("T_______"));
+  CHECK(!begin.session_state.transaction_characteristics);
+  CHECK(sqlmux::pool::keep_eof_state_flag(t));
+  CHECK(!sqlmux::pool::keep_eof_state_flag(client_tracking(fresh)));
+  listed.set("session_track_system_variables", "");
+  CHECK(filtered(kBackendAutocommitOff, listed) ==
+        std::string_view("\x00\x00\x00\x00\x00\x00\x00", 7));
+}
+
+TEST_CASE("my_session: the collation of character_set_results") {
+  MySessionVars v;
+  v.set_charset(*sqlmux::pool::charset_by_id(224));
+  CHECK(v.results_collation == std::optional<std::string>("utf8mb4_unicode_ci"));
+  // SET NAMES utf8mb4 (and SET character_set_results): the default.
+  v.apply(ok_of(kOkSetNames).session_state);
+  CHECK(v.results_collation == std::optional<std::string>("utf8mb4_general_ci"));
+  // SET NAMES ... COLLATE: the collation the server does not report.
+  sqlmux::pool::SessionReport how;
+  how.names_collation = "utf8mb4_unicode_ci";
+  sqlmux::pool::apply_report(v, ok_of(kOkSetNames), how);
+  CHECK(v.results_collation == std::optional<std::string>("utf8mb4_unicode_ci"));
+  CHECK(*v.find("collation_connection") == "utf8mb4_unicode_ci");
+  // SET collation_connection leaves it.
+  v.apply(vars({{"collation_connection", "utf8mb4_bin"}}));
+  CHECK(v.results_collation == std::optional<std::string>("utf8mb4_unicode_ci"));
+  v.apply(vars({{"character_set_results", ""}}));  // NULL
+  CHECK(!v.results_collation);
+  v.set_charset(*sqlmux::pool::charset_by_id(8));
+  v.clear_vars();
+  CHECK(!v.results_collation);
 }
