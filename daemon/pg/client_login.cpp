@@ -1,0 +1,457 @@
+// A PostgreSQL client's startup phase: the startup packet (SSL and cancel
+// requests too), authentication, the pool lookup and the welcome
+// (ParameterStatus, BackendKeyData, ReadyForQuery). See client.h.
+#include <cinttypes>
+#include <cstring>
+
+#include "daemon/core/auth_limiter.h"
+#include "daemon/core/control.h"
+#include "daemon/core/directory.h"
+#include "daemon/core/log.h"
+#include "daemon/core/pool.h"
+#include "daemon/core/worker.h"
+#include "daemon/ops/metrics.h"
+#include "daemon/pg/backend.h"
+#include "daemon/pg/client.h"
+#include "daemon/pg/protocol.h"
+#include "protocol/pg/saslprep.h"
+
+namespace sqlmux {
+
+namespace {
+constexpr uint32_t kMaxAuthMessage = 10000;
+}  // namespace
+
+bool PgClient::handle_startup() {
+  pg::StartupPacket pkt;
+  size_t used = 0;
+  std::string err;
+  switch (pg::decode_startup(in_.data(), in_.size(), pkt, used, err)) {
+    case pg::Decode::NeedMore:
+      return false;
+    case pg::Decode::Malformed:
+      LOG_INFO("client %" PRIu64 ": invalid startup packet: %s", id_, err.c_str());
+      if (pg::startup_rejected_silently(in_.data(), in_.size())) {
+        // As PostgreSQL: a bad length (or a bad CancelRequest) gets no answer.
+        finish(Reason::ClientProtocolError);
+      } else {
+        send_fatal(pg::sqlstate::kProtocolViolation, "invalid startup packet: " + err,
+                   Reason::ClientProtocolError);
+      }
+      return false;
+    case pg::Decode::Complete:
+      break;
+  }
+  in_.consume(used);
+  switch (pkt.kind) {
+    case pg::StartupKind::SslRequest: {
+      SSL_CTX* ctx = worker_->services().client_tls;
+      if (ctx == nullptr || client_tls_ == config::ClientTls::Disable || tls()) {
+        send("N", 1);  // the client goes on in clear (or gives up)
+        return true;
+      }
+      if (!in_.empty()) {
+        // Bytes sent before the handshake would be read as if protected.
+        send_fatal(pg::sqlstate::kProtocolViolation, "received unencrypted data after SSL request",
+                   Reason::ClientProtocolError);
+        return false;
+      }
+      send("S", 1);
+      if (!start_tls(ctx)) {
+        LOG_WARN("client %" PRIu64 ": cannot start TLS: %s", id_, tls_error().c_str());
+        finish(Reason::TlsFailed);
+        return false;
+      }
+      return true;
+    }
+    case pg::StartupKind::GssEncRequest:
+      // No GSS encryption: 'N', then the client goes on.
+      send("N", 1);
+      return true;
+    case pg::StartupKind::Cancel: {
+      int worker = 0;
+      uint64_t target = 0;
+      if (worker_->directory().lookup_cancel(pkt.cancel_pid, pkt.cancel_key, worker, target)) {
+        worker_->workers().at(worker).post([target](Worker& tw) {
+          if (PooledClient* c = tw.find_client(target)) c->cancel_running_query();
+        });
+      } else {
+        LOG_DEBUG("cancel request with an unknown key dropped");
+      }
+      finish(Reason::CancelRequest);
+      return false;
+    }
+    case pg::StartupKind::Startup:
+      break;
+  }
+
+  if (client_tls_ == config::ClientTls::Require && !tls()) {
+    send_fatal(pg::sqlstate::kInvalidAuthorization,
+               "sqlmux requires TLS on this listener (client_tls = \"require\"); connect with "
+               "sslmode=require",
+               Reason::TlsRequired);
+    return false;
+  }
+  const int major = pkt.protocol >> 16;
+  const int minor = pkt.protocol & 0xffff;
+  if (major != 3) {
+    send_fatal(pg::sqlstate::kFeatureNotSupported,
+               "unsupported frontend protocol " + std::to_string(major) + "." +
+                   std::to_string(minor) + ": server supports 3.0 to 3.0",
+               Reason::UnsupportedProtocol);
+    return false;
+  }
+  std::vector<std::string> unknown_options;
+  for (auto& [k, v] : pkt.params) {
+    if (k.rfind("_pq_.", 0) == 0) {
+      unknown_options.push_back(k);
+    } else if (k == "user") {
+      user_name_ = v;
+    } else if (k == "database") {
+      database_ = v;
+    } else if (k == "replication") {
+      if (v != "false" && v != "0" && v != "off" && v != "no") {
+        send_fatal(pg::sqlstate::kFeatureNotSupported,
+                   "replication connections are not supported by sqlmux",
+                   Reason::UnsupportedProtocol);
+        return false;
+      }
+    } else if (k == "options") {
+      std::vector<std::pair<std::string, std::string>> opts;
+      if (!pool::parse_startup_options(v, opts)) {
+        send_fatal(pg::sqlstate::kProtocolViolation,
+                   "invalid command-line argument for server process: " + v,
+                   Reason::ClientProtocolError);
+        return false;
+      }
+      for (auto& o : opts) startup_params_.push_back(std::move(o));
+    } else {
+      startup_params_.emplace_back(k, v);
+    }
+  }
+  if (minor > 0 || !unknown_options.empty()) {
+    // NegotiateProtocolVersion: we speak 3.0 and none of the _pq_ options.
+    std::string out;
+    pg::Writer wr(out);
+    wr.begin('v');
+    wr.i32(0);
+    wr.i32(static_cast<int32_t>(unknown_options.size()));
+    for (auto& o : unknown_options) wr.cstr(o);
+    wr.end();
+    send(out.data(), out.size());
+  }
+  if (user_name_.empty()) {
+    send_fatal(pg::sqlstate::kInvalidAuthorization,
+               "no PostgreSQL user name specified in startup packet", Reason::AuthFailed);
+    return false;
+  }
+  if (database_.empty()) database_ = user_name_;
+  if (over_limit_) {
+    LOG_WARN("client %" PRIu64 ": max_client_conn (%u) reached, refusing %s", id_,
+             worker_->directory().config().server.max_client_conn, user_name_.c_str());
+    pg::ErrorFields e;
+    e.severity = "FATAL";
+    e.sqlstate = std::string(pg::sqlstate::kTooManyConnections);
+    e.message = "sorry, too many clients already";
+    e.detail = "sqlmux max_client_conn (" +
+               std::to_string(worker_->directory().config().server.max_client_conn) + ") reached";
+    fail_with(Reason::TooManyClients, e);
+    return false;
+  }
+  if (worker_->services().control->shutting_down()) {
+    send_fatal(pg::sqlstate::kCannotConnectNow, "the database system is shutting down",
+               Reason::Shutdown);
+    return false;
+  }
+  if (auth_rate_limited()) return false;
+  start_auth();
+  return true;
+}
+
+bool PgClient::auth_rate_limited() {
+  const auto& sc = worker_->directory().config().server;
+  uint64_t retry_ms = 0;
+  if (sc.auth_failure_limit == 0 ||
+      worker_->services().auth_limiter->check(peer_, worker_->now_ms(), retry_ms) ==
+          AuthLimiter::Verdict::Allow) {
+    return false;
+  }
+  // Refused before any password exchange, whoever the user: the answer is
+  // the same for known and unknown users and costs no SCRAM work.
+  LOG_DEBUG("client %" PRIu64 ": login from %s refused: too many authentication failures", id_,
+            peer_.text().c_str());
+  pg::ErrorFields e;
+  e.severity = "FATAL";
+  e.sqlstate = std::string(pg::sqlstate::kInvalidAuthorization);
+  e.message = "too many authentication failures from this address";
+  e.detail = "Logins from " + peer_.text() + " are refused for " +
+             std::to_string((retry_ms + 999) / 1000) + " more second(s).";
+  e.hint = "Try again later with the right password.";
+  fail_with(Reason::AuthRateLimited, e);
+  return true;
+}
+
+void PgClient::start_auth() {
+  user_ = worker_->directory().find_user(user_name_);
+  secrets_ = user_ != nullptr
+                 ? static_cast<const PgSecrets*>(user_->secrets_for(config::Protocol::Postgres))
+                 : nullptr;
+  config::AuthMethod method =
+      secrets_ != nullptr ? secrets_->method : config::AuthMethod::ScramSha256;
+  std::string out;
+  switch (method) {
+    case config::AuthMethod::Trust:
+      auth_succeeded();
+      return;
+    case config::AuthMethod::Password:
+      pg::put_auth_cleartext(out);
+      login_ = Login::Password;
+      break;
+    case config::AuthMethod::Md5:
+      if (!pg::auth::random_bytes(md5_salt_, sizeof md5_salt_)) {
+        send_fatal(pg::sqlstate::kInternalError, "could not generate a salt", Reason::Internal);
+        return;
+      }
+      pg::put_auth_md5(out, md5_salt_);
+      login_ = Login::Md5;
+      break;
+    case config::AuthMethod::ScramSha256:
+    case config::AuthMethod::Default: {
+      const auto& v =
+          (secrets_ != nullptr && secrets_->scram) ? *secrets_->scram : protocol_.mock_verifier();
+      scram_ = std::make_unique<pg::auth::ScramServer>(v, pg::auth::make_nonce());
+      pg::put_auth_sasl(out, {"SCRAM-SHA-256"});
+      login_ = Login::SaslInitial;
+      break;
+    }
+  }
+  send(out.data(), out.size());
+}
+
+bool PgClient::handle_auth_message() {
+  pg::Message m;
+  size_t used = 0;
+  switch (pg::decode_message(in_.data(), in_.size(), kMaxAuthMessage, m, used)) {
+    case pg::Decode::NeedMore:
+      return false;
+    case pg::Decode::Malformed:
+      send_fatal(pg::sqlstate::kProtocolViolation, "invalid message length during authentication",
+                 Reason::ClientProtocolError);
+      return false;
+    case pg::Decode::Complete:
+      break;
+  }
+  if (m.type == 'X') {
+    finish(Reason::ClientClosed);
+    return false;
+  }
+  if (m.type != 'p') {
+    send_fatal(pg::sqlstate::kProtocolViolation,
+               "expected password response, got message type " + std::to_string(m.type),
+               Reason::ClientProtocolError);
+    return false;
+  }
+  std::string body(m.body);
+  in_.consume(used);
+
+  switch (login_) {
+    case Login::Password: {
+      std::string_view pw;
+      if (!pg::parse_password(body, pw)) {
+        send_fatal(pg::sqlstate::kProtocolViolation, "invalid password packet",
+                   Reason::ClientProtocolError);
+        return false;
+      }
+      bool ok = false;
+      if (user_ != nullptr && secrets_ != nullptr) {
+        if (!user_->plaintext.empty()) {
+          // As the SCRAM verifier would: equal once both are SASLprep'd.
+          ok = pg::auth::constant_time_equal(pg::auth::scram_password(pw),
+                                             pg::auth::scram_password(user_->plaintext));
+        } else if (secrets_->scram) {
+          auto v =
+              pg::auth::make_scram_verifier(pw, secrets_->scram->salt, secrets_->scram->iterations);
+          ok = v.stored_key == secrets_->scram->stored_key;
+        } else if (!secrets_->md5.empty()) {
+          ok = pg::auth::constant_time_equal(pg::auth::md5_password_hash(pw, user_name_),
+                                             secrets_->md5);
+        }
+      }
+      if (ok) {
+        auth_succeeded();
+      } else {
+        auth_failed("cleartext password mismatch");
+      }
+      return !closing();
+    }
+    case Login::Md5: {
+      std::string_view pw;
+      if (!pg::parse_password(body, pw)) {
+        send_fatal(pg::sqlstate::kProtocolViolation, "invalid password packet",
+                   Reason::ClientProtocolError);
+        return false;
+      }
+      bool ok = secrets_ != nullptr && !secrets_->md5.empty() &&
+                pg::auth::constant_time_equal(
+                    pw, pg::auth::md5_salted_response(secrets_->md5, md5_salt_));
+      if (ok) {
+        auth_succeeded();
+      } else {
+        auth_failed("md5 password mismatch");
+      }
+      return !closing();
+    }
+    case Login::SaslInitial: {
+      std::string_view mech;
+      std::string_view data;
+      if (!pg::parse_sasl_initial_response(body, mech, data)) {
+        send_fatal(pg::sqlstate::kProtocolViolation, "malformed SASLInitialResponse",
+                   Reason::ClientProtocolError);
+        return false;
+      }
+      if (mech != "SCRAM-SHA-256") {
+        send_fatal(pg::sqlstate::kProtocolViolation,
+                   "client selected an invalid SASL authentication mechanism",
+                   Reason::ClientProtocolError);
+        return false;
+      }
+      std::string server_first;
+      std::string err;
+      if (!scram_->handle_client_first(data, server_first, err)) {
+        send_fatal(pg::sqlstate::kProtocolViolation, "malformed SCRAM message: " + err,
+                   Reason::ClientProtocolError);
+        return false;
+      }
+      std::string out;
+      pg::put_auth_sasl_continue(out, server_first);
+      send(out.data(), out.size());
+      login_ = Login::SaslFinal;
+      return true;
+    }
+    case Login::SaslFinal: {
+      std::string server_final;
+      std::string err;
+      if (!scram_->handle_client_final(body, server_final, err) || user_ == nullptr) {
+        auth_failed(user_ == nullptr ? "no such user" : err);
+        return false;
+      }
+      std::string out;
+      pg::put_auth_sasl_final(out, server_final);
+      cork();  // the server's final message, AuthenticationOk and the welcome in one write
+      send(out.data(), out.size());
+      scram_.reset();
+      auth_succeeded();
+      if (!closing()) uncork();
+      return !closing();
+    }
+    case Login::Startup:
+      break;
+  }
+  return false;
+}
+
+void PgClient::auth_failed(std::string_view detail) {
+  LOG_INFO("client %" PRIu64 ": password authentication failed for user \"%s\" (%.*s)", id_,
+           user_name_.c_str(), static_cast<int>(detail.size()), detail.data());
+  const auto& sc = worker_->directory().config().server;
+  if (worker_->services().auth_limiter->failed(
+          peer_, worker_->now_ms(), sc.auth_failure_limit,
+          static_cast<uint64_t>(sc.auth_failure_window.count()))) {
+    LOG_WARN("%u authentication failures from %s within %lld ms: refusing its logins for %lld ms",
+             sc.auth_failure_limit, peer_.text().c_str(),
+             static_cast<long long>(sc.auth_failure_window.count()),
+             static_cast<long long>(sc.auth_failure_window.count()));
+  }
+  send_fatal(pg::sqlstate::kInvalidPassword,
+             "password authentication failed for user \"" + user_name_ + "\"", Reason::AuthFailed);
+}
+
+void PgClient::auth_succeeded() {
+  if (user_ == nullptr) {
+    auth_failed("no such user");
+    return;
+  }
+  if (make_local_) {
+    local_ = make_local_(*this);
+    return;
+  }
+  pool_ = worker_->directory().find_pool(database_, *user_, config::Protocol::Postgres);
+  if (pool_ == nullptr) {
+    LOG_INFO("client %" PRIu64 ": user \"%s\" asked for unknown database \"%s\"", id_,
+             user_name_.c_str(), database_.c_str());
+    send_fatal(pg::sqlstate::kInvalidCatalogName, "database \"" + database_ + "\" does not exist",
+               Reason::UnknownDatabase);
+    return;
+  }
+  pool_->client_joined();
+  if ((stats_ = pool_->stats(worker_->id())) != nullptr) {
+    count_bytes(&stats_->client_received_bytes, &stats_->client_sent_bytes);
+  }
+  std::string out;
+  pg::put_auth_ok(out);
+  cork();
+  send(out.data(), out.size());
+  LOG_DEBUG("client %" PRIu64 ": %s logged in to %s", id_, user_name_.c_str(), database_.c_str());
+  pool::SessionParams defaults;
+  const bool welcome_known = pg_state(*pool_).welcome(defaults);
+  if (welcome_known) init_params(defaults);
+  if (welcome_known && learning_.empty()) {
+    send_welcome();
+    uncork();
+    set_state(ClientState::Idle);
+  } else {
+    uncork();
+    // The pool has not met its server yet, or the server has to tell how it
+    // reports one of this client's startup values: a backend tells us.
+    need_backend();
+  }
+}
+
+// ParameterStatus must carry the server's own rendering of a startup value
+// (client_encoding utf8 -> UTF8, DateStyle 'iso, dmy' -> 'ISO, DMY'). Rather
+// than mimic PostgreSQL's normalisation GUC by GUC (enums, lists, time zone
+// names, encodings, extensions' GUCs: never exact), a value that differs
+// from the pool's is applied once on a server connection before the
+// welcome, and what the server then reports is remembered per pool for the
+// clients that give the same value.
+void PgClient::init_params(const pool::SessionParams& defaults) {
+  params_ = defaults;
+  learning_.clear();
+  auto& state = pg_state(*pool_);
+  for (auto& [k, v] : startup_params_) {
+    const auto* d = defaults.find(k);
+    if (d == nullptr) {
+      params_.set(k, v, false);
+    } else if (v == d->value || pool::is_server_owned(k)) {
+      params_.set(d->name, v, true);
+    } else if (auto known = state.reported_value(k, v)) {
+      params_.set(d->name, *known, true);
+    } else {
+      params_.set(d->name, v, true);
+      learning_.push_back({d->name, v, d->value});
+    }
+  }
+  startup_params_.clear();
+  startup_params_.shrink_to_fit();
+}
+
+void PgClient::send_welcome() {
+  std::string out;
+  for (const auto& [key, e] : params_.entries()) {
+    if (e.reported) pg::put_parameter_status(out, e.name, e.value);
+  }
+  do {
+    uint8_t rnd[8];
+    if (!pg::auth::random_bytes(rnd, sizeof rnd)) break;
+    std::memcpy(&cancel_pid_, rnd, 4);
+    std::memcpy(&cancel_key_, rnd + 4, 4);
+    cancel_pid_ &= 0x7fffffff;
+  } while (cancel_pid_ == 0);
+  worker_->directory().register_cancel(cancel_pid_, cancel_key_, worker_->id(), id_);
+  pg::put_backend_key_data(out, cancel_pid_, cancel_key_);
+  pg::put_ready_for_query(out, 'I');
+  send(out.data(), out.size());
+  welcome_sent_ = true;
+}
+
+}  // namespace sqlmux
