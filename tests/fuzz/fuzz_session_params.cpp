@@ -36,23 +36,44 @@ void check(bool ok) {
   }
 }
 
-// What the code under test calls a plain identifier (mirrors is_identifier).
-bool plain_identifier(std::string_view s) {
-  if (s.empty() || s.size() > 63) {
-    return false;
-  }
-  for (char c : s) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.')) {
+// Whether a setting name can be written in SQL (mirrors
+// quote_setting_name): every dotted part non-empty, at most 63 bytes
+// (NAMEDATALEN - 1), without NUL.
+bool settable_name(std::string_view s) {
+  size_t start = 0;
+  for (;;) {
+    const size_t dot = s.find('.', start);
+    const std::string_view part =
+        s.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    if (part.empty() || part.size() > 63 || part.find('\0') != std::string_view::npos) {
       return false;
     }
+    if (dot == std::string_view::npos) {
+      return true;
+    }
+    start = dot + 1;
   }
-  return true;
 }
 
-// Single quotes outside doubled quotes ('') are balanced.
+// Single quotes outside doubled quotes ('') are balanced, and so are the
+// double quotes of identifiers (which may hold single quotes) outside literals.
 bool quotes_balanced(std::string_view sql) {
   bool in_literal = false;
   for (size_t i = 0; i < sql.size(); ++i) {
+    if (!in_literal && sql[i] == '"') {  // a quoted identifier: "" inside is a quote
+      for (++i; i < sql.size(); ++i) {
+        if (sql[i] == '"' && !(i + 1 < sql.size() && sql[i + 1] == '"')) {
+          break;
+        }
+        if (sql[i] == '"') {
+          ++i;
+        }
+      }
+      if (i >= sql.size()) {
+        return false;  // unterminated identifier
+      }
+      continue;
+    }
     if (sql[i] != '\'') {
       continue;
     }
@@ -109,6 +130,38 @@ class SqlReader {
     return false;  // unterminated
   }
 
+  // "a"."b""c" -> a.b"c: dotted parts, each a quoted identifier.
+  bool quoted_name(std::string& out) {
+    out.clear();
+    for (;;) {
+      if (pos_ >= s_.size() || s_[pos_] != '"') {
+        return false;
+      }
+      ++pos_;
+      for (;;) {
+        if (pos_ >= s_.size()) {
+          return false;  // unterminated
+        }
+        const char c = s_[pos_++];
+        if (c == '"') {
+          if (pos_ < s_.size() && s_[pos_] == '"') {
+            out += '"';
+            ++pos_;
+            continue;
+          }
+          break;
+        }
+        out += c;
+      }
+      if (pos_ < s_.size() && s_[pos_] == '.') {
+        out += '.';
+        ++pos_;
+        continue;
+      }
+      return true;
+    }
+  }
+
   [[nodiscard]] bool at_end() const { return pos_ == s_.size(); }
 
  private:
@@ -124,7 +177,7 @@ void check_apply_sql(const std::vector<ParamChange>& changes) {
   std::vector<const ParamChange*> sets, resets;
   std::vector<std::string> not_identifiers;
   for (const ParamChange& ch : changes) {
-    if (!plain_identifier(ch.name)) {
+    if (!settable_name(ch.name)) {
       not_identifiers.push_back(ch.name);
     } else {
       (ch.reset ? resets : sets).push_back(&ch);
@@ -142,6 +195,13 @@ void check_apply_sql(const std::vector<ParamChange>& changes) {
     check(r.expect("SELECT "));
     for (size_t i = 0; i < sets.size(); ++i) {
       check(i == 0 || r.expect(", "));
+      if (sets[i]->base) {  // the pool's value first, then the client's
+        check(r.expect("pg_catalog.set_config("));
+        check(r.literal(lit) && lit == sets[i]->name);
+        check(r.expect(", "));
+        check(r.literal(lit) && lit == *sets[i]->base);
+        check(r.expect(", false), "));
+      }
       check(r.expect("pg_catalog.set_config("));
       check(r.literal(lit) && lit == sets[i]->name);
       check(r.expect(", "));
@@ -151,7 +211,8 @@ void check_apply_sql(const std::vector<ParamChange>& changes) {
     check(r.expect(";"));
   }
   for (const ParamChange* ch : resets) {
-    check(r.expect("RESET ") && r.expect(ch->name) && r.expect(";"));
+    std::string name;
+    check(r.expect("RESET ") && r.quoted_name(name) && name == ch->name && r.expect(";"));
   }
   check(r.at_end());
 }
