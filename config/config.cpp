@@ -622,9 +622,26 @@ class Loader {
     });
   }
 
+  // user / password / database of [health] or [health.<protocol>].
+  void read_health_login(const toml::table& t, const std::string& path, HealthConfig::Login& out,
+                         bool nested) {
+    if (nested) check_keys(t, path, {"user", "password", "database"});
+    std::string text;
+    if (read_string(t, "user", path, text, false, /*allow_empty=*/false)) out.user = text;
+    if (const auto* pw = read_string(t, "password", path, text)) {
+      out.password = text;
+      if (!out.user)
+        error(*pw, child(path, "password"),
+              "set without user; the password belongs to " + child(path, "user"));
+    }
+    if (read_string(t, "database", path, text, false, /*allow_empty=*/false)) out.database = text;
+  }
+
   void read_health(const toml::table& t, Config& cfg) {
     const std::string path = "health";
-    check_keys(t, path, {"interval", "timeout", "fall", "rise", "user", "password", "database"});
+    check_keys(t, path,
+               {"interval", "timeout", "fall", "rise", "user", "password", "database", "postgres",
+                "mysql"});
     HealthConfig h;
     read_duration(t, "interval", path, h.interval);
     read_duration(t, "timeout", path, h.timeout);
@@ -635,23 +652,45 @@ class Loader {
     }
     read_int(t, "fall", path, 1, 1000, h.fall);
     read_int(t, "rise", path, 1, 1000, h.rise);
-    std::string text;
-    if (read_string(t, "user", path, text, false, /*allow_empty=*/false)) h.user = text;
-    if (const auto* pw = read_string(t, "password", path, text)) {
-      h.password = text;
-      if (!h.user)
-        error(*pw, child(path, "password"),
-              "set without user; the password belongs to health.user");
+    HealthConfig::Login top;
+    read_health_login(t, path, top, /*nested=*/false);
+    h.user = top.user;
+    h.password = top.password;
+    h.database = top.database;
+    for (const auto& [name, proto] : kProtocols) {
+      if (const toml::table* sub = table_at(t, name, path)) {
+        read_health_login(*sub, child(path, name), h.per_protocol[proto], /*nested=*/true);
+      }
     }
-    if (read_string(t, "database", path, text, false, /*allow_empty=*/false)) h.database = text;
-    if (!h.user) {
-      for (const PoolConfig& p : cfg.pools) {
-        if (!p.user) {
-          error(t, child(path, "user"),
-                "health checks need a login: set health.user, or user on pool " + quoted(p.name) +
-                    " (which logs in as each client)");
-          break;
+    // Each protocol's hosts need a login: the pool's own, or one from
+    // [health] / [health.<protocol>].
+    for (const PoolConfig& p : cfg.pools) {
+      if (!p.user && !h.login_for(p.protocol).user) {
+        const std::string proto(to_string(p.protocol));
+        error(t, child(path, "user"),
+              "health checks need a login: set health.user (or health." + proto +
+                  ".user), or user on " + proto + " pool " + quoted(p.name) +
+                  " (which logs in as each client)");
+        break;
+      }
+    }
+    // A database name rarely exists on both kinds of server: health.database
+    // shared by postgres and mysql hosts is a mistake that marks one side down.
+    if (h.database) {
+      int sharing = 0;
+      for (const auto& [name, proto] : kProtocols) {
+        const bool used = std::any_of(cfg.pools.begin(), cfg.pools.end(),
+                                      [&](const PoolConfig& p) { return p.protocol == proto; });
+        const auto it = h.per_protocol.find(proto);
+        if (used && (it == h.per_protocol.end() || !it->second.database)) {
+          ++sharing;
         }
+      }
+      if (sharing > 1) {
+        error(*t.get("database"), child(path, "database"),
+              "applies to postgres and mysql hosts alike, and one database name rarely exists "
+              "on both kinds of server; set database in [health.postgres] and [health.mysql] "
+              "instead");
       }
     }
     cfg.health = std::move(h);
@@ -730,6 +769,22 @@ const UserConfig* Config::find_user(std::string_view name) const {
   auto it =
       std::find_if(users.begin(), users.end(), [&](const UserConfig& u) { return u.name == name; });
   return it == users.end() ? nullptr : &*it;
+}
+
+std::string qualified_name(const PoolConfig& p) {
+  return std::string(to_string(p.protocol)) + ":" + p.name;
+}
+
+HealthConfig::Login HealthConfig::login_for(Protocol p) const {
+  Login out{user, password, database};
+  const auto it = per_protocol.find(p);
+  if (it == per_protocol.end()) return out;
+  if (it->second.user) {
+    out.user = it->second.user;
+    out.password = it->second.password;  // a user brings its own password
+  }
+  if (it->second.database) out.database = it->second.database;
+  return out;
 }
 
 const PoolConfig* Config::find_pool(std::string_view name, Protocol proto) const {

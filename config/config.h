@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -27,6 +28,7 @@ enum class Route { Primary, Replica, Any };
 enum class ClientTls { Disable, Allow, Require };
 
 [[nodiscard]] std::string_view to_string(Protocol p);
+
 [[nodiscard]] std::string_view to_string(PoolMode m);
 [[nodiscard]] std::string_view to_string(LogLevel l);
 [[nodiscard]] std::string_view to_string(AuthMethod a);
@@ -130,6 +132,17 @@ struct HealthConfig {
   std::optional<std::string> user;
   std::optional<std::string> password;
   std::optional<std::string> database;  // absent: that pool's database
+  // [health.postgres] / [health.mysql]: the login for that protocol's hosts,
+  // key by key over the one above (a user there brings its own password).
+  struct Login {
+    std::optional<std::string> user;
+    std::optional<std::string> password;
+    std::optional<std::string> database;
+    bool operator==(const Login&) const = default;
+  };
+  std::map<Protocol, Login> per_protocol;
+  // The login for hosts of protocol p: [health.<p>] over [health].
+  [[nodiscard]] Login login_for(Protocol p) const;
 };
 
 // [admin]: the PostgreSQL-protocol admin console (database "sqlmux").
@@ -175,5 +188,10 @@ struct LoadResult {
 [[nodiscard]] std::optional<Duration> parse_duration(std::string_view text);
 // "127.0.0.1:6432", "[::1]:6432", "localhost:5432", "unix:/path"; nullopt when malformed.
 [[nodiscard]] std::optional<Address> parse_address(std::string_view text);
+
+// A pool's name qualified by its protocol ("postgres:appdb", "mysql:appdb"):
+// pool names are unique per protocol only. The admin console, reload log
+// lines and pause state name pools this way.
+[[nodiscard]] std::string qualified_name(const PoolConfig& p);
 
 }  // namespace sqlmux::config

@@ -7,11 +7,6 @@
 namespace sqlmux::config {
 namespace {
 
-std::string pool_key(const PoolConfig& p) {
-  return p.protocol == Protocol::Postgres ? p.name
-                                          : std::string(to_string(p.protocol)) + "/" + p.name;
-}
-
 bool same_backends(const std::vector<BackendConfig>& a, const std::vector<BackendConfig>& b) {
   return std::equal(
       a.begin(), a.end(), b.begin(), b.end(), [](const BackendConfig& x, const BackendConfig& y) {
@@ -21,7 +16,7 @@ bool same_backends(const std::vector<BackendConfig>& a, const std::vector<Backen
 
 PoolChange pool_change(const PoolConfig& a, const PoolConfig& b) {
   PoolChange c;
-  c.name = pool_key(b);
+  c.name = qualified_name(b);
   auto note = [](std::vector<std::string>& into, bool differs, const char* key) {
     if (differs) into.emplace_back(key);
   };
@@ -101,11 +96,11 @@ std::string ConfigDiff::summary() const {
 ConfigDiff diff(const Config& before, const Config& after) {
   ConfigDiff d;
   std::map<std::string, const PoolConfig*> old_pools;
-  for (const auto& p : before.pools) old_pools.emplace(pool_key(p), &p);
+  for (const auto& p : before.pools) old_pools.emplace(qualified_name(p), &p);
   for (const auto& p : after.pools) {
-    auto it = old_pools.find(pool_key(p));
+    auto it = old_pools.find(qualified_name(p));
     if (it == old_pools.end()) {
-      d.pools_added.push_back(pool_key(p));
+      d.pools_added.push_back(qualified_name(p));
       continue;
     }
     PoolChange c = pool_change(*it->second, p);
@@ -152,9 +147,10 @@ ConfigDiff diff(const Config& before, const Config& after) {
   }
   const auto health_tuple = [](const std::optional<HealthConfig>& h) {
     return h ? std::make_tuple(true, h->interval, h->timeout, h->fall, h->rise, h->user,
-                               h->password, h->database)
+                               h->password, h->database, h->per_protocol)
              : std::make_tuple(false, Duration{}, Duration{}, 0u, 0u, std::optional<std::string>{},
-                               std::optional<std::string>{}, std::optional<std::string>{});
+                               std::optional<std::string>{}, std::optional<std::string>{},
+                               std::map<Protocol, HealthConfig::Login>{});
   };
   if (health_tuple(before.health) != health_tuple(after.health)) d.applied.emplace_back("health");
   const auto tls_tuple = [](const std::optional<TlsConfig>& t) {

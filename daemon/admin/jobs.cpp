@@ -106,7 +106,7 @@ void kill_pool_clients(Worker& w, const std::vector<Pool*>& pools, WorkerPart& o
     if (c->pool() != nullptr && in(pools, c->pool()) && !c->closing()) clients.push_back(c);
   });
   for (PooledClient* c : clients) {
-    c->fail(killed("KILL " + c->pool()->cfg().name));
+    c->fail(killed("KILL " + config::qualified_name(c->pool()->cfg())));
     ++out.affected;
   }
   std::vector<PooledBackend*> backends;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cinttypes>
 #include <map>
+#include <set>
 
 #include "daemon/core/control.h"
 #include "daemon/core/directory.h"
@@ -83,6 +84,22 @@ std::vector<std::pair<std::string, std::string>> config_rows(const config::Confi
     add(p + "server_connect_timeout", duration(pc.server_connect_timeout));
     add(p + "max_prepared_statements", std::to_string(pc.max_prepared_statements));
   }
+  if (cfg.health) {
+    const auto& h = *cfg.health;
+    add("health.interval", duration(h.interval));
+    add("health.timeout", duration(h.timeout));
+    add("health.fall", std::to_string(h.fall));
+    add("health.rise", std::to_string(h.rise));
+    auto login = [&](const std::string& p, const config::HealthConfig::Login& l) {
+      if (l.user) add(p + "user", *l.user);
+      if (l.password) add(p + "password", masked(*l.password));
+      if (l.database) add(p + "database", *l.database);
+    };
+    login("health.", {h.user, h.password, h.database});
+    for (const auto& [proto, l] : h.per_protocol) {
+      login("health." + std::string(config::to_string(proto)) + ".", l);
+    }
+  }
   if (cfg.admin) {
     add("admin.listen", cfg.admin->listen.text);
     std::string users;
@@ -94,6 +111,12 @@ std::vector<std::pair<std::string, std::string>> config_rows(const config::Confi
 
 std::string num(uint64_t v) {
   return std::to_string(v);
+}
+
+// The last column of every SHOW that lists pools, clients or servers: after
+// the older ones, so readers that go by position keep working.
+std::string protocol_of(const config::PoolConfig& pc) {
+  return std::string(config::to_string(pc.protocol));
 }
 
 }  // namespace
@@ -272,16 +295,21 @@ void Session::execute(const Command& cmd) {
       send_rows({"version"}, {{std::string("sqlmux " SQLMUX_VERSION)}});
       send_complete("SHOW");
       break;
-    case Verb::Pause:
-      if (!pools_named(cmd.arg, pending_pools_)) break;
-      s_.control->set_paused(cmd.arg, true);
+    case Verb::Pause: {
+      const auto key = resolve_pool(cmd.arg);
+      if (!key) break;
+      pools_named(*key, pending_pools_);
+      s_.control->set_paused(*key, true);
       dispatch(snapshot);  // completes once no server connection of these pools is in use
       return;
-    case Verb::Resume:
-      if (!pools_named(cmd.arg, pending_pools_)) break;
-      s_.control->set_paused(cmd.arg, false);
+    }
+    case Verb::Resume: {
+      const auto key = resolve_pool(cmd.arg);
+      if (!key) break;
+      s_.control->set_paused(*key, false);
       send_complete("RESUME");
       break;
+    }
     case Verb::Disable:
     case Verb::Enable: {
       bool known = false;
@@ -298,7 +326,9 @@ void Session::execute(const Command& cmd) {
       break;
     }
     case Verb::Reconnect: {
-      if (!pools_named(cmd.arg, pending_pools_)) break;
+      const auto key = resolve_pool(cmd.arg);
+      if (!key) break;
+      pools_named(*key, pending_pools_);
       for (Pool* p : pending_pools_) p->bump_generation();
       std::vector<Pool*> pools = pending_pools_;
       dispatch([pools](Worker& w, WorkerPart&) {
@@ -307,7 +337,9 @@ void Session::execute(const Command& cmd) {
       return;
     }
     case Verb::Kill: {
-      if (!pools_named(cmd.arg, pending_pools_)) break;
+      const auto key = resolve_pool(cmd.arg);
+      if (!key) break;
+      pools_named(*key, pending_pools_);
       std::vector<Pool*> pools = pending_pools_;
       dispatch([pools](Worker& w, WorkerPart& out) { kill_pool_clients(w, pools, out); });
       return;
@@ -451,17 +483,40 @@ void Session::send_rows(const std::vector<std::string_view>& columns,
   c_.send(out.data(), out.size());
 }
 
-bool Session::pools_named(const std::string& name, std::vector<Pool*>& out) {
-  s_.directory->for_each_pool([&](Pool& p) {
-    if (name.empty() || p.cfg().name == name) out.push_back(&p);
-  });
-  const bool configured =
-      name.empty() || s_.directory->config().find_pool(name, config::Protocol::Postgres) != nullptr;
-  if (out.empty() && !configured) {
-    send_error("42704", "no pool named \"" + name + "\"", {}, "SHOW POOLS lists them");
-    return false;
+std::optional<std::string> Session::resolve_pool(const std::string& arg) {
+  if (arg.empty()) return std::string();
+  // Every pool this could name, configured or still running after a reload
+  // removed it.
+  std::set<std::string> keys;
+  auto consider = [&](const config::PoolConfig& pc) {
+    if (config::qualified_name(pc) == arg) keys.insert(config::qualified_name(pc));
+  };
+  for (const auto& pc : s_.directory->config().pools) consider(pc);
+  s_.directory->for_each_pool([&](Pool& p) { consider(p.cfg()); });
+  if (!keys.empty()) return *keys.begin();
+  for (const auto& pc : s_.directory->config().pools) {
+    if (pc.name == arg) keys.insert(config::qualified_name(pc));
   }
-  return true;
+  s_.directory->for_each_pool([&](Pool& p) {
+    if (p.cfg().name == arg) keys.insert(config::qualified_name(p.cfg()));
+  });
+  if (keys.size() == 1) return *keys.begin();
+  if (keys.empty()) {
+    send_error("42704", "no pool named \"" + arg + "\"", {},
+               "SHOW POOLS lists them; name one as protocol:name (postgres:appdb, mysql:appdb)");
+    return std::nullopt;
+  }
+  std::string both;
+  for (const auto& k : keys) both += (both.empty() ? "" : " and ") + k;
+  send_error("42P09", "pool name \"" + arg + "\" is ambiguous: " + both + " both exist", {},
+             "name one as protocol:name, e.g. " + *keys.begin());
+  return std::nullopt;
+}
+
+void Session::pools_named(const std::string& key, std::vector<Pool*>& out) {
+  s_.directory->for_each_pool([&](Pool& p) {
+    if (key.empty() || config::qualified_name(p.cfg()) == key) out.push_back(&p);
+  });
 }
 
 void Session::show_pools(const std::vector<WorkerPart>& parts) {
@@ -489,10 +544,10 @@ void Session::show_pools(const std::vector<WorkerPart>& parts) {
     rows.push_back({pc.name, p.backend_user(), std::string(config::to_string(pc.mode)),
                     num(pc.size), num(n.total), num(n.idle), num(l.servers_active), num(l.active),
                     num(l.waiting), num(l.idle), std::string(p.paused() ? "yes" : "no"),
-                    std::string(p.retired() ? "removed" : "active")});
+                    std::string(p.retired() ? "removed" : "active"), protocol_of(pc)});
   });
   send_rows({"pool", "user", "mode", "size", "servers_total", "servers_idle", "servers_active",
-             "clients_active", "clients_waiting", "clients_idle", "paused", "status"},
+             "clients_active", "clients_waiting", "clients_idle", "paused", "status", "protocol"},
             rows);
   send_complete("SHOW");
 }
@@ -501,14 +556,18 @@ void Session::show_clients(const std::vector<WorkerPart>& parts) {
   std::vector<Row> rows;
   for (const auto& p : parts) {
     for (const auto& c : p.clients) {
-      rows.push_back({num(c.id), c.user, c.database,
-                      c.pool ? std::optional<std::string>(c.pool->label()) : std::nullopt, c.state,
-                      c.address, format_time(c.connect_time), num(c.worker)});
+      rows.push_back(
+          {num(c.id), c.user, c.database,
+           c.pool ? std::optional<std::string>(c.pool->label()) : std::nullopt, c.state, c.address,
+           format_time(c.connect_time), num(c.worker),
+           c.pool ? std::optional<std::string>(protocol_of(c.pool->cfg())) : std::nullopt});
     }
   }
   std::sort(rows.begin(), rows.end(),
             [](const Row& a, const Row& b) { return std::stoull(*a[0]) < std::stoull(*b[0]); });
-  send_rows({"id", "user", "database", "pool", "state", "address", "connect_time", "worker"}, rows);
+  send_rows(
+      {"id", "user", "database", "pool", "state", "address", "connect_time", "worker", "protocol"},
+      rows);
   send_complete("SHOW");
 }
 
@@ -516,13 +575,14 @@ void Session::show_servers(const std::vector<WorkerPart>& parts) {
   std::vector<Row> rows;
   for (const auto& p : parts) {
     for (const auto& s : p.servers) {
-      rows.push_back({num(static_cast<uint64_t>(s.pid)), s.pool->cfg().name, s.pool->backend_user(),
-                      s.state,
-                      s.client_id ? std::optional<std::string>(num(*s.client_id)) : std::nullopt,
-                      s.address, format_time(s.connect_time), num(s.worker)});
+      rows.push_back(
+          {num(static_cast<uint64_t>(s.pid)), s.pool->cfg().name, s.pool->backend_user(), s.state,
+           s.client_id ? std::optional<std::string>(num(*s.client_id)) : std::nullopt, s.address,
+           format_time(s.connect_time), num(s.worker), protocol_of(s.pool->cfg())});
     }
   }
-  send_rows({"pid", "pool", "user", "state", "client_id", "address", "connect_time", "worker"},
+  send_rows({"pid", "pool", "user", "state", "client_id", "address", "connect_time", "worker",
+             "protocol"},
             rows);
   send_complete("SHOW");
 }
@@ -533,7 +593,7 @@ void Session::show_backends() {
   std::map<std::pair<std::string, std::string>, std::pair<uint32_t, uint32_t>> counts;
   s_.directory->for_each_pool([&](Pool& p) {
     for (const Pool::HostRow& r : p.host_rows()) {
-      auto& c = counts[{p.cfg().name, r.address}];
+      auto& c = counts[{config::qualified_name(p.cfg()), r.address}];
       c.first += r.connections;
       c.second += r.active;
     }
@@ -543,18 +603,18 @@ void Session::show_backends() {
     for (const auto& b : pc.backends) {
       HostStatus& h = s_.hosts->get(b.address.text);
       const pool::Role role = h.observed_role().value_or(pool::parse_role(b.role));
-      const auto c = counts[{pc.name, b.address.text}];
+      const auto c = counts[{config::qualified_name(pc), b.address.text}];
       const std::string err = h.last_error();
-      rows.push_back({pc.name, b.address.text, std::string(pool::to_string(role)),
-                      std::string(h.disabled() ? "disabled" : "enabled"),
-                      std::string(pool::to_string(h.health())), b.role,
-                      num(static_cast<uint64_t>(b.weight)), num(c.first), num(c.second),
-                      num(h.checks_ok()), num(h.checks_failed()),
-                      err.empty() ? std::nullopt : std::optional<std::string>(err)});
+      rows.push_back(
+          {pc.name, b.address.text, std::string(pool::to_string(role)),
+           std::string(h.disabled() ? "disabled" : "enabled"),
+           std::string(pool::to_string(h.health())), b.role, num(static_cast<uint64_t>(b.weight)),
+           num(c.first), num(c.second), num(h.checks_ok()), num(h.checks_failed()),
+           err.empty() ? std::nullopt : std::optional<std::string>(err), protocol_of(pc)});
     }
   }
   send_rows({"pool", "address", "role", "state", "health", "configured_role", "weight",
-             "connections", "active", "checks_ok", "checks_failed", "last_error"},
+             "connections", "active", "checks_ok", "checks_failed", "last_error", "protocol"},
             rows);
   send_complete("SHOW");
 }
@@ -589,7 +649,7 @@ void Session::show_stats() {
     }
     rows.push_back({p.cfg().name, p.backend_user(), num(tx), num(queries), num(c_in), num(c_out),
                     num(s_in), num(s_out), num(waits), num(wait_ns / 1000), num(tx_ns / 1000),
-                    num(query_ns / 1000)});
+                    num(query_ns / 1000), protocol_of(p.cfg())});
   });
   if (!counted) {
     send_error(pg::sqlstate::kFeatureNotSupported,
@@ -600,7 +660,7 @@ void Session::show_stats() {
   }
   send_rows({"pool", "user", "transactions", "queries", "client_bytes_in", "client_bytes_out",
              "server_bytes_in", "server_bytes_out", "waits", "wait_time_us", "transaction_time_us",
-             "query_time_us"},
+             "query_time_us", "protocol"},
             rows);
   send_complete("SHOW");
 }

@@ -105,9 +105,13 @@ class Session final : public LocalSession, public std::enable_shared_from_this<S
   void send_complete(std::string_view tag);
   void send_rows(const std::vector<std::string_view>& columns,
                  const std::vector<std::vector<std::optional<std::string>>>& rows);
-  // Pools named `name` (every pool when empty); false, with an error sent,
-  // when the name matches none.
-  bool pools_named(const std::string& name, std::vector<Pool*>& out);
+  // The pool a console argument names: "protocol:name", or a bare name that
+  // only one protocol's pools use. Returns its qualified name ("" for an
+  // empty argument: every pool), or nullopt with an error sent when the
+  // argument names no pool or a name that both protocols use.
+  std::optional<std::string> resolve_pool(const std::string& arg);
+  // The running pools with qualified name `key` (every pool when empty).
+  void pools_named(const std::string& key, std::vector<Pool*>& out);
   void show_pools(const std::vector<WorkerPart>& parts);
   void show_clients(const std::vector<WorkerPart>& parts);
   void show_servers(const std::vector<WorkerPart>& parts);

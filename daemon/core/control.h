@@ -19,7 +19,8 @@ class Control {
   // As SIGTERM.
   virtual void request_shutdown() = 0;
   [[nodiscard]] virtual bool shutting_down() const = 0;
-  // PAUSE / RESUME: `pool` empty = every pool; applies to pools created later too.
+  // PAUSE / RESUME: `pool` is a qualified name (config::qualified_name,
+  // "mysql:appdb"), empty = every pool; applies to pools created later too.
   virtual void set_paused(const std::string& pool, bool paused) = 0;
   // DISABLE / ENABLE host: drains `address` (no new transactions; running
   // ones finish; idle connections close) or puts it back.

@@ -51,14 +51,10 @@ bool Directory::is_admin_user(std::string_view name) const {
   return admin && std::find(admin->users.begin(), admin->users.end(), name) != admin->users.end();
 }
 
-std::string Directory::pool_key(const config::PoolConfig& pc) {
-  return std::string(config::to_string(pc.protocol)) + ":" + pc.name;
-}
-
 std::unique_ptr<Pool> Directory::make_pool(const config::PoolConfig& pc, const std::string& user,
                                            const std::string& password) {
   auto pool = std::make_unique<Pool>(*env_, pc, user, password);
-  if (all_paused_ || paused_pools_.contains(pc.name)) pool->set_paused(true);
+  if (all_paused_ || paused_pools_.contains(config::qualified_name(pc))) pool->set_paused(true);
   return pool;
 }
 
@@ -69,7 +65,7 @@ Pool* Directory::find_pool(std::string_view database, const User& user, config::
   const config::PoolConfig* pc = config().find_pool(database, proto);
   if (pc == nullptr) return nullptr;
   std::string owner = pc->user ? std::string() : user.cfg.name;
-  auto key = std::make_pair(pool_key(*pc), owner);
+  auto key = std::make_pair(config::qualified_name(*pc), owner);
   auto it = pools_.find(key);
   if (it != pools_.end()) return it->second.get();
   std::string be_user = pc->user ? *pc->user : user.cfg.name;
@@ -86,7 +82,7 @@ void Directory::create_fixed_pools() {
 void Directory::create_fixed_pools_locked() {
   for (const auto& pc : config().pools) {
     if (!pc.user) continue;
-    auto key = std::make_pair(pool_key(pc), std::string());
+    auto key = std::make_pair(config::qualified_name(pc), std::string());
     if (pools_.contains(key)) continue;
     pools_.emplace(key, make_pool(pc, *pc.user, pc.password ? *pc.password : std::string()));
   }
@@ -113,7 +109,7 @@ std::vector<Pool*> Directory::set_paused(const std::string& pool, bool paused) {
     paused_pools_.erase(pool);
   }
   for (auto& [key, p] : pools_) {
-    if (pool.empty() || p->cfg().name == pool) {
+    if (pool.empty() || config::qualified_name(p->cfg()) == pool) {
       p->set_paused(paused);
       affected.push_back(p.get());
     }

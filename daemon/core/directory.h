@@ -92,8 +92,6 @@ class Directory {
  private:
   using UserMap = std::map<std::string, User, std::less<>>;
   [[nodiscard]] std::unique_ptr<const UserMap> derive_users(const config::Config& cfg) const;
-  // The key of a pool in pools_: its name, prefixed by its protocol but for PostgreSQL.
-  [[nodiscard]] static std::string pool_key(const config::PoolConfig& pc);
   [[nodiscard]] std::unique_ptr<Pool> make_pool(const config::PoolConfig& pc,
                                                 const std::string& user,
                                                 const std::string& password);  // pools_mu_ held

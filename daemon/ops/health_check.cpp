@@ -58,7 +58,8 @@ std::vector<HealthChecker::Target> HealthChecker::targets(const config::Config& 
                       [&](const Target& t) { return t.address == b.address.text; })) {
         continue;  // the first pool that lists a host gives its login
       }
-      if (!h.user && !p.user) {
+      const config::HealthConfig::Login login = h.login_for(p.protocol);
+      if (!login.user && !p.user) {
         continue;  // validation rejects this
       }
       Target t;
@@ -67,9 +68,9 @@ std::vector<HealthChecker::Target> HealthChecker::targets(const config::Config& 
       t.host = unix_socket ? b.address.unix_path : b.address.host;
       t.port = std::to_string(b.address.port != 0 ? b.address.port : kind->second.default_port);
       t.protocol = p.protocol;
-      t.user = h.user ? *h.user : *p.user;
-      t.password = h.user ? h.password : p.password;
-      t.database = h.database ? *h.database : p.database;
+      t.user = login.user ? *login.user : *p.user;
+      t.password = login.user ? login.password : p.password;
+      t.database = login.database ? *login.database : p.database;
       t.sslmode = p.server_tls;
       t.sslrootcert = p.server_tls_ca;
       out.push_back(std::move(t));

@@ -60,10 +60,13 @@ class Console:
         return r
 
 
-def with_console(pg, fn, metrics=False, **kw):
+def with_console(pg, fn, metrics=False, extra=None, **kw):
+    """Runs fn(mux, Console) on a sqlmux with an admin listener; `extra`
+    adds top-level tables to its configuration."""
     port = free_port()
 
     def tweak(cfg):
+        cfg.update(extra or {})
         cfg["user"].append({"name": "admin", "password": ADMIN_PASS})
         cfg["admin"] = {"listen": f"127.0.0.1:{port}", "users": ["admin"]}
         if metrics:
@@ -427,7 +430,7 @@ def case_show_stats_counts_traffic(pg):
         def stats():
             rows = con.rows("SHOW STATS")
             check_eq([r["pool"] for r in rows], ["appdb"], "SHOW STATS pools")
-            return {k: (int(v) if k not in ("pool", "user") else v) for k, v in rows[0].items()}
+            return {k: (int(v) if k not in ("pool", "protocol", "user") else v) for k, v in rows[0].items()}
 
         s1 = stats()
         for i in range(3):
@@ -444,6 +447,108 @@ def case_show_stats_counts_traffic(pg):
         c.close()
 
     with_console(pg, body, metrics=True)
+
+
+def case_console_names_pools_by_protocol(pg):
+    """Issue 18: a postgres and a mysql pool both named appdb. A bare name
+    that both use is refused; protocol:name acts on that pool only (PAUSE,
+    RESUME, KILL); every SHOW has a protocol column; [health.<protocol>]
+    gives each protocol's hosts their own check login."""
+    require_sqlmux("console")
+    from mysql_harness import MariaDbServer
+
+    def body(mux, con):
+        pools = sorted((r["pool"], r["protocol"]) for r in con.rows("SHOW POOLS"))
+        check_eq(pools, [("appdb", "mysql"), ("appdb", "postgres")], "SHOW POOLS rows")
+        raw = con.raw()
+        for verb in ("PAUSE appdb", "RESUME appdb", "KILL appdb", "RECONNECT appdb"):
+            res = raw.query(verb)
+            check_eq(res.sqlstate, "42P09", f"{verb} with a name both protocols use")
+            check("mysql:appdb" in res.error["M"] and "postgres:appdb" in res.error["M"],
+                  f"{verb} error names both: {res.error}")
+        check_eq(raw.query("PAUSE sqlite:appdb").sqlstate, "42704", "unknown protocol prefix")
+        raw.terminate()
+        check(all(r["paused"] == "no" for r in con.rows("SHOW POOLS")), "nothing paused by the refusals")
+
+        pgc = mux.connect(autocommit=True)
+        myc = mux.my_connect(autocommit=True)
+        check_eq(con.run("PAUSE mysql:appdb"), "PAUSE", "PAUSE mysql:appdb")
+        paused = {r["protocol"]: r["paused"] for r in con.rows("SHOW POOLS")}
+        check_eq(paused, {"postgres": "no", "mysql": "yes"}, "only the mysql pool paused")
+        with pgc.cursor() as cur:
+            cur.execute("SELECT 7")
+            check_eq(cur.fetchone()[0], 7, "postgres pool serves while mysql:appdb is paused")
+        done = threading.Event()
+        got = []
+
+        def my_query():
+            with myc.cursor() as cur:
+                cur.execute("SELECT 8")
+                got.append(cur.fetchone()[0])
+            done.set()
+
+        threading.Thread(target=my_query, daemon=True).start()
+        check(not done.wait(1.0), "a mysql query ran while mysql:appdb was paused")
+        check_eq(con.run("RESUME mysql:appdb"), "RESUME", "RESUME mysql:appdb")
+        check(done.wait(5), "the waiting mysql query did not run after RESUME")
+        check_eq(got, [8], "mysql result after RESUME")
+
+        clients = [r for r in con.rows("SHOW CLIENTS") if r["user"] == "app"]
+        check_eq(sorted(r["protocol"] for r in clients), ["mysql", "postgres"], "SHOW CLIENTS protocol")
+        servers = {r["protocol"] for r in con.rows("SHOW SERVERS")}
+        check_eq(servers, {"mysql", "postgres"}, "SHOW SERVERS protocol")
+        stats = sorted((r["pool"], r["protocol"]) for r in con.rows("SHOW STATS"))
+        check_eq(stats, [("appdb", "mysql"), ("appdb", "postgres")], "SHOW STATS rows")
+
+        # Each protocol's host is checked with its own login: both come up.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            backends = {r["protocol"]: r for r in con.rows("SHOW BACKENDS")}
+            if all(b["health"] == "up" for b in backends.values()):
+                break
+            time.sleep(0.1)
+        check_eq(sorted(backends), ["mysql", "postgres"], "SHOW BACKENDS protocol")
+        for proto, b in backends.items():
+            check_eq(b["health"], "up", f"{proto} host health ({b['last_error']})")
+        cfg = {r["key"]: r["value"] for r in con.rows("SHOW CONFIG")}
+        check_eq(cfg.get("health.postgres.database"), "postgres", "SHOW CONFIG health.postgres.database")
+
+        check_eq(con.run("KILL postgres:appdb"), "KILL", "KILL postgres:appdb")
+        try:
+            with pgc.cursor() as cur:
+                cur.execute("SELECT 1")
+            fail("the postgres client survived KILL postgres:appdb")
+        except psycopg2.Error:
+            pass
+        with myc.cursor() as cur:
+            cur.execute("SELECT 9")
+            check_eq(cur.fetchone()[0], 9, "the mysql client survives KILL postgres:appdb")
+        myc.close()
+        kill_line = [l for l in mux.log_text().splitlines() if "runs KILL" in l]
+        check(kill_line and "postgres:appdb" in kill_line[-1], f"KILL logged with the protocol: {kill_line}")
+
+    with MariaDbServer() as my:
+        with_console(pg, body, metrics=True, my=my,
+                     extra={"health": {"interval": "200ms", "timeout": "2s", "user": "app", "password": "apppass",
+                                       "postgres": {"database": "postgres"}}})
+
+
+def case_check_config_refuses_a_health_database_for_both_protocols(pg):
+    """Issue 18: [health] database = "postgres" with a mysql pool marked the
+    MySQL host down; --check-config now refuses it and names the line."""
+    require_sqlmux("--check-config")
+    text = to_toml({
+        "listener": [{"protocol": "postgres", "listen": "127.0.0.1:1"},
+                     {"protocol": "mysql", "listen": "127.0.0.1:2"}],
+        "pool": [{"name": "appdb", "user": "app", "backends": [{"address": "127.0.0.1:5432"}]},
+                 {"name": "appdb", "protocol": "mysql", "user": "app",
+                  "backends": [{"address": "127.0.0.1:3306"}]}],
+        "health": {"user": "app", "database": "postgres"},
+    })
+    rc, out, path = check_config(text)
+    check(rc != 0, f"--check-config accepted a shared health.database: {out}")
+    check("health.database: applies to postgres and mysql hosts" in out, f"message: {out}")
+    check(f"{os.path.basename(path)}:" in out, f"file:line in {out}")
 
 
 def case_shutdown_exits_zero(pg):
@@ -476,4 +581,6 @@ if __name__ == "__main__":
         case_disable_enable_host,
         case_show_stats_counts_traffic,
         case_shutdown_exits_zero,
-    ], timeout=150)
+        case_console_names_pools_by_protocol,
+        case_check_config_refuses_a_health_database_for_both_protocols,
+    ], timeout=200)

@@ -143,8 +143,8 @@ def case_new_pool_and_larger_size_without_dropping_clients(pg):
         extra["name"] = "extra"
         cfg["pool"].append(extra)
         write_config(mux, cfg)
-        lines = sighup_and_wait(mux, "pools +extra")
-        check(any("pool ~appdb applied(size)" in l for l in lines), f"summary line: {lines}")
+        lines = sighup_and_wait(mux, "pools +postgres:extra")
+        check(any("pool ~postgres:appdb applied(size)" in l for l in lines), f"summary line: {lines}")
         loop.finish("SIGHUP")
         sizes = {p["pool"]: p["size"] for p in show(aport, "POOLS")}
         check_eq(sizes.get("appdb"), "5", f"SHOW POOLS size after reload ({sizes})")
@@ -193,7 +193,7 @@ def case_removed_pool_serves_existing_clients_until_they_leave(pg):
             cur.execute("RELOAD")
             check_eq(cur.statusmessage, "RELOAD", "RELOAD tag")
         c.close()
-        check(any("pools -old" in l for l in reload_lines(mux)), f"summary: {reload_lines(mux)}")
+        check(any("pools -postgres:old" in l for l in reload_lines(mux)), f"summary: {reload_lines(mux)}")
         status = {p["pool"]: p["status"] for p in show(aport, "POOLS")}
         check_eq(status.get("old"), "removed", f"SHOW POOLS status ({status})")
         try:

@@ -102,17 +102,17 @@ name = "reports"
 backends = [ { address = "127.0.0.1:5433" } ]
 )";
   ConfigDiff d = diff(cfg(kBase), cfg(after));
-  CHECK(d.pools_added == std::vector<std::string>{"reports"});
+  CHECK(d.pools_added == std::vector<std::string>{"postgres:reports"});
   CHECK(d.pools_removed.empty());
   REQUIRE(d.pools_changed.size() == 1);
-  CHECK(d.pools_changed[0].name == "appdb");
+  CHECK(d.pools_changed[0].name == "postgres:appdb");
   CHECK(d.pools_changed[0].applied == std::vector<std::string>{"size"});
   CHECK(d.pools_changed[0].restart.empty());
-  CHECK(d.summary() == "pools +reports; pool ~appdb applied(size)");
+  CHECK(d.summary() == "pools +postgres:reports; pool ~postgres:appdb applied(size)");
 
   ConfigDiff back = diff(cfg(after), cfg(kBase));
-  CHECK(back.pools_removed == std::vector<std::string>{"reports"});
-  CHECK(back.summary() == "pools -reports; pool ~appdb applied(size)");
+  CHECK(back.pools_removed == std::vector<std::string>{"postgres:reports"});
+  CHECK(back.summary() == "pools -postgres:reports; pool ~postgres:appdb applied(size)");
 }
 
 TEST_CASE("config diff: what needs a restart", "[config][reload]") {
@@ -128,7 +128,7 @@ TEST_CASE("config diff: what needs a restart", "[config][reload]") {
   CHECK(d.applied == std::vector<std::string>{"server.max_client_conn"});
   CHECK(d.restart == std::vector<std::string>{"server.workers", "listener"});
   CHECK(d.summary() ==
-        "pool ~appdb applied(backends) needs restart(mode); applied: server.max_client_conn; needs "
+        "pool ~postgres:appdb applied(backends) needs restart(mode); applied: server.max_client_conn; needs "
         "restart: server.workers,listener");
 
   // The running pool keeps its mode; the rest follows the file.

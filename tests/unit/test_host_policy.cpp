@@ -233,6 +233,111 @@ backends = [ { address = "127.0.0.1:5432" } ]
   CHECK(HealthChecker::targets(my_cfg, {{config::Protocol::Postgres, {5432, nullptr}}}).empty());
 }
 
+TEST_CASE("[health]: per-protocol logins, and a database shared by both protocols is refused",
+          "[config][hosts]") {
+  const std::string listeners = R"(
+[[listener]]
+protocol = "postgres"
+listen = "127.0.0.1:6432"
+[[listener]]
+protocol = "mysql"
+listen = "127.0.0.1:6433"
+)";
+  const std::string pools = R"(
+[[pool]]
+name = "appdb"
+user = "app"
+password = "pw"
+backends = [ { address = "127.0.0.1:5432" } ]
+[[pool]]
+name = "appdb"
+protocol = "mysql"
+user = "app"
+password = "pw"
+database = "shop"
+backends = [ { address = "127.0.0.1:3306" } ]
+)";
+  const HealthProbes probes{{config::Protocol::Postgres, {5432, nullptr}},
+                            {config::Protocol::Mysql, {3306, nullptr}}};
+  SECTION("health.database for both kinds of server is an error at its line") {
+    auto r =
+        config::load_string(listeners + "[health]\ndatabase = \"postgres\"\n" + pools, "t.toml");
+    REQUIRE(r.errors.size() == 1);
+    CHECK(r.errors[0].to_string().find("t.toml:9:") == 0);
+    CHECK(r.errors[0].to_string().find("health.database: applies to postgres and mysql hosts") !=
+          std::string::npos);
+  }
+  SECTION("one protocol's own database leaves the shared one to the other") {
+    auto r = config::load_string(listeners + R"(
+[health]
+user = "monitor"
+password = "mpw"
+database = "postgres"
+[health.mysql]
+database = "mysql"
+)" + pools,
+                                 "t.toml");
+    REQUIRE(r.config);
+    auto t = HealthChecker::targets(*r.config, probes);
+    REQUIRE(t.size() == 2);
+    CHECK(t[0].database == "postgres");
+    CHECK(t[0].user == "monitor");
+    CHECK(t[1].protocol == config::Protocol::Mysql);
+    CHECK(t[1].database == "mysql");
+    CHECK(t[1].user == "monitor");
+    CHECK(t[1].password == std::optional<std::string>("mpw"));
+  }
+  SECTION("per-protocol users bring their own passwords; unset keys fall back to the pool") {
+    auto r = config::load_string(listeners + R"(
+[health.postgres]
+user = "pgmon"
+password = "p1"
+database = "postgres"
+[health.mysql]
+user = "mymon"
+)" + pools,
+                                 "t.toml");
+    REQUIRE(r.config);
+    auto t = HealthChecker::targets(*r.config, probes);
+    REQUIRE(t.size() == 2);
+    CHECK(t[0].user == "pgmon");
+    CHECK(t[0].password == std::optional<std::string>("p1"));
+    CHECK(t[0].database == "postgres");
+    CHECK(t[1].user == "mymon");
+    CHECK_FALSE(t[1].password.has_value());  // not the pool's, not [health]'s
+    CHECK(t[1].database == "shop");          // the pool's
+  }
+  SECTION("errors in the sub-tables name their keys") {
+    auto r = config::load_string(listeners + R"(
+[health.mysql]
+password = "x"
+databse = "y"
+)" + pools,
+                                 "t.toml");
+    std::string all;
+    for (const auto& e : r.errors) all += e.to_string() + "\n";
+    CHECK(all.find("health.mysql.databse: unknown key") != std::string::npos);
+    CHECK(all.find("did you mean \"database\"") != std::string::npos);
+    CHECK(all.find("health.mysql.password: set without user; the password belongs to "
+                   "health.mysql.user") != std::string::npos);
+  }
+  SECTION("a pool that logs in as each client needs its protocol's health user") {
+    auto r = config::load_string(listeners + R"(
+[health.postgres]
+user = "pgmon"
+[[pool]]
+name = "per_client"
+protocol = "mysql"
+backends = [ { address = "127.0.0.1:3307" } ]
+)" + pools,
+                                 "t.toml");
+    std::string all;
+    for (const auto& e : r.errors) all += e.to_string() + "\n";
+    CHECK(all.find("health checks need a login: set health.user (or health.mysql.user), or user "
+                   "on mysql pool \"per_client\"") != std::string::npos);
+  }
+}
+
 TEST_CASE("host status: records, roles and the down/up switch", "[hosts]") {
   HostStatus h("127.0.0.1:5432");
   CHECK(h.health() == Health::Unchecked);
