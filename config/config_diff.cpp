@@ -142,6 +142,11 @@ ConfigDiff diff(const Config& before, const Config& after) {
       (had_admin && before.admin->listen.text != after.admin->listen.text)) {
     d.restart.emplace_back("admin.listen");
   }
+  const bool had_metrics = before.metrics.has_value();
+  if (had_metrics != after.metrics.has_value() ||
+      (had_metrics && before.metrics->listen.text != after.metrics->listen.text)) {
+    d.restart.emplace_back("metrics.listen");
+  }
   if (had_admin && after.admin && before.admin->users != after.admin->users) {
     d.applied.emplace_back("admin.users");
   }

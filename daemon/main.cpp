@@ -1,7 +1,9 @@
-// sqlmux: a connection-pooling proxy for PostgreSQL (and, later, MySQL).
+// sqlmux: a connection-pooling proxy for PostgreSQL and MySQL/MariaDB.
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "config/config.h"
 #include "daemon/server.h"
@@ -12,7 +14,9 @@ namespace {
 void usage(FILE* out) {
   std::fputs(
       "usage: sqlmux --config FILE        run in the foreground, logging to stderr\n"
+      "                                   (also --config=FILE, -c FILE)\n"
       "       sqlmux --check-config FILE  validate FILE; exit 0 when valid, 1 otherwise\n"
+      "                                   (also --check-config=FILE, -t FILE)\n"
       "       sqlmux --version\n"
       "       sqlmux --help\n",
       out);
@@ -21,6 +25,21 @@ void usage(FILE* out) {
 int print_errors(const sqlmux::config::LoadResult& r) {
   for (const auto& e : r.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
   return 1;
+}
+
+// The option and its FILE: "--config FILE", "--config=FILE", "-c FILE"
+// (and the same for --check-config / -t). Empty when argv is not that.
+std::optional<std::string> file_option(int argc, char** argv, std::string_view long_name,
+                                       std::string_view short_name) {
+  if (argc == 3 && (argv[1] == long_name || argv[1] == short_name)) return std::string(argv[2]);
+  if (argc == 2) {
+    const std::string_view a = argv[1];
+    if (a.size() > long_name.size() + 1 && a.substr(0, long_name.size()) == long_name &&
+        a[long_name.size()] == '=') {
+      return std::string(a.substr(long_name.size() + 1));
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -34,14 +53,14 @@ int main(int argc, char** argv) {
     std::printf("sqlmux %s\n", SQLMUX_VERSION);
     return 0;
   }
-  if (argc == 3 && std::strcmp(argv[1], "--check-config") == 0) {
-    auto r = sqlmux::config::load_file(argv[2]);
+  if (const auto file = file_option(argc, argv, "--check-config", "-t")) {
+    auto r = sqlmux::config::load_file(*file);
     if (!r.errors.empty()) return print_errors(r);
-    std::printf("%s: configuration is valid\n", argv[2]);
+    std::printf("%s: configuration is valid\n", file->c_str());
     return 0;
   }
-  if (argc == 3 && std::strcmp(argv[1], "--config") == 0) {
-    auto r = sqlmux::config::load_file(argv[2]);
+  if (const auto file = file_option(argc, argv, "--config", "-c")) {
+    auto r = sqlmux::config::load_file(*file);
     if (!r.errors.empty()) return print_errors(r);
     sqlmux::Server server(std::move(*r.config));
     return server.run();

@@ -71,7 +71,9 @@ if(EXISTS "$ENV{DESTDIR}${SQLMUX_CONFIG_FILE}")
   message(STATUS "Keeping: $ENV{DESTDIR}${SQLMUX_CONFIG_FILE} (exists; the example is sqlmux.toml.example)")
 else()
   # It will hold passwords: not world-readable (chgrp sqlmux it).
+  # Inert (no user, no pool) until the operator writes one: no demo
+  # credentials reach a server.
   file(INSTALL DESTINATION "${sqlmux_sysconfdir}/sqlmux" TYPE FILE RENAME sqlmux.toml
        PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ
-       FILES "${SQLMUX_SOURCE_DIR}/config/examples/postgres.toml")
+       FILES "${SQLMUX_SOURCE_DIR}/config/examples/installed.toml")
 endif()

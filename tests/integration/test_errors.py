@@ -441,6 +441,15 @@ def case_check_config(pg):
             fail("sqlmux --config with an invalid config did not exit within 15s")
         check(r.returncode != 0, "sqlmux --config with an invalid config exited 0")
         check(_error_lines(r.stdout + r.stderr, p), f"no file:line diagnostics on startup:\n{r.stderr}")
+        # The other spellings of the options (issue 18: they printed usage).
+        for argv in (["--config=" + p], ["-c", p]):
+            r = subprocess.run([SQLMUX_BIN] + argv, capture_output=True, text=True, timeout=15)
+            check(r.returncode == 1 and _error_lines(r.stdout + r.stderr, p),
+                  f"sqlmux {argv}: rc {r.returncode}, no file:line diagnostics:\n{r.stderr}")
+        good = os.path.join(REPO, "config/examples/postgres.toml")
+        for argv in (["--check-config=" + good], ["-t", good]):
+            r = subprocess.run([SQLMUX_BIN] + argv, capture_output=True, text=True, timeout=15)
+            check(r.returncode == 0 and "configuration is valid" in r.stdout, f"sqlmux {argv}: {r.stdout}{r.stderr}")
 
 
 if __name__ == "__main__":

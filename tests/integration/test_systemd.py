@@ -466,11 +466,19 @@ def case_install_destdir_and_prefix(pg):
         check_eq(unit_line(svc, "ExecStartPre"), "/usr/bin/sqlmux --check-config /etc/sqlmux/sqlmux.toml",
                  "ExecStartPre")
         check_eq(unit_line(svc, "Type"), "notify", "Type")
-        check_eq(unit_line(svc, "ExecReload"), "/bin/kill -HUP $MAINPID", "ExecReload")
+        with open(svc) as f:
+            reloads = [ln.split("=", 1)[1].strip() for ln in f if ln.startswith("ExecReload=")]
+        check_eq(reloads, ["/usr/bin/sqlmux --check-config /etc/sqlmux/sqlmux.toml", "/bin/kill -HUP $MAINPID"],
+                 "ExecReload validates the file before SIGHUP")
         check("@" not in open(svc).read().replace("@system-service", "").replace("@privileged", "")
               .replace("@resources", ""), "unsubstituted @VAR@ in the unit")
-        with open(files["config"]) as a, open(os.path.join(REPO, "config/examples/postgres.toml")) as b:
-            check_eq(a.read(), b.read(), "installed sqlmux.toml is the example config")
+        with open(files["config"]) as a, open(os.path.join(REPO, "config/examples/installed.toml")) as b:
+            check_eq(a.read(), b.read(), "installed sqlmux.toml is the inert config")
+        with open(files["example"]) as a, open(os.path.join(REPO, "config/examples/postgres.toml")) as b:
+            check_eq(a.read(), b.read(), "sqlmux.toml.example is the example config")
+        live = [ln for ln in open(files["config"]) if not ln.lstrip().startswith("#")]
+        check(not any(ln.startswith(("[[pool]]", "[[user]]", "password")) for ln in live),
+              f"the installed sqlmux.toml is not inert (a pool, user or password in it): {live}")
 
         # A reinstall keeps the operator's configuration.
         with open(files["config"], "a") as f:
@@ -489,6 +497,15 @@ def case_install_destdir_and_prefix(pg):
         r = subprocess.run(unit_line(svc2, "ExecStartPre").split(), capture_output=True, text=True, timeout=30)
         check_eq(r.returncode, 0, f"installed ExecStartPre (--check-config) on the installed config: {r.stderr}")
         log(f"installed ok: {r.stdout.strip()}")
+        # A broken file fails the reload's first step (systemctl reload then
+        # fails) instead of a SIGHUP that reports success.
+        with open(f"{prefix}/etc/sqlmux/sqlmux.toml", "a") as f:
+            f.write("[pool\n")
+        with open(svc2) as f:
+            first_reload = [ln.split("=", 1)[1].strip() for ln in f if ln.startswith("ExecReload=")][0]
+        r = subprocess.run(first_reload.split(), capture_output=True, text=True, timeout=30)
+        check(r.returncode != 0 and "sqlmux.toml:" in r.stderr,
+              f"ExecReload's check on a broken file: rc={r.returncode} {r.stderr}")
     finally:
         shutil.rmtree(d, ignore_errors=True)
 

@@ -115,6 +115,17 @@ backends = [ { address = "127.0.0.1:5433" } ]
   CHECK(back.summary() == "pools -postgres:reports; pool ~postgres:appdb applied(size)");
 }
 
+TEST_CASE("config diff: [metrics] listen needs a restart (it was ignored silently)",
+          "[config][reload]") {
+  const std::string with = kBase + "\n[metrics]\nlisten = \"127.0.0.1:9187\"\n";
+  std::string moved = with;
+  moved.replace(moved.find("9187"), 4, "9188");
+  CHECK(diff(cfg(with), cfg(moved)).restart == std::vector<std::string>{"metrics.listen"});
+  CHECK(diff(cfg(kBase), cfg(with)).restart == std::vector<std::string>{"metrics.listen"});
+  CHECK(diff(cfg(with), cfg(kBase)).restart == std::vector<std::string>{"metrics.listen"});
+  CHECK(diff(cfg(with), cfg(with)).empty());
+}
+
 TEST_CASE("config diff: what needs a restart", "[config][reload]") {
   std::string after = kBase;
   after.replace(after.find("listen = \"127.0.0.1:6432\""), 25, "listen = \"127.0.0.1:7432\"");
@@ -128,7 +139,8 @@ TEST_CASE("config diff: what needs a restart", "[config][reload]") {
   CHECK(d.applied == std::vector<std::string>{"server.max_client_conn"});
   CHECK(d.restart == std::vector<std::string>{"server.workers", "listener"});
   CHECK(d.summary() ==
-        "pool ~postgres:appdb applied(backends) needs restart(mode); applied: server.max_client_conn; needs "
+        "pool ~postgres:appdb applied(backends) needs restart(mode); applied: "
+        "server.max_client_conn; needs "
         "restart: server.workers,listener");
 
   // The running pool keeps its mode; the rest follows the file.
