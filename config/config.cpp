@@ -678,9 +678,10 @@ class Loader {
     // shared by postgres and mysql hosts is a mistake that marks one side down.
     if (h.database) {
       int sharing = 0;
-      for (const auto& [name, proto] : kProtocols) {
+      for (const auto& entry : kProtocols) {
+        const Protocol proto = entry.second;
         const bool used = std::any_of(cfg.pools.begin(), cfg.pools.end(),
-                                      [&](const PoolConfig& p) { return p.protocol == proto; });
+                                      [proto](const PoolConfig& p) { return p.protocol == proto; });
         const auto it = h.per_protocol.find(proto);
         if (used && (it == h.per_protocol.end() || !it->second.database)) {
           ++sharing;

@@ -85,6 +85,7 @@ void snapshot(Worker& w, WorkerPart& out) {
     r.address = peer_address(c->fd());
     r.connect_time = c->connect_time();
     r.worker = w.id();
+    r.pinned = c->pinned_by();
     out.clients.push_back(std::move(r));
   });
   w.for_each_backend([&](PooledBackend* b) {

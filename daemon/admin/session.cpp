@@ -560,14 +560,15 @@ void Session::show_clients(const std::vector<WorkerPart>& parts) {
           {num(c.id), c.user, c.database,
            c.pool ? std::optional<std::string>(c.pool->label()) : std::nullopt, c.state, c.address,
            format_time(c.connect_time), num(c.worker),
-           c.pool ? std::optional<std::string>(protocol_of(c.pool->cfg())) : std::nullopt});
+           c.pool ? std::optional<std::string>(protocol_of(c.pool->cfg())) : std::nullopt,
+           c.pinned.empty() ? std::nullopt : std::optional<std::string>(c.pinned)});
     }
   }
   std::sort(rows.begin(), rows.end(),
             [](const Row& a, const Row& b) { return std::stoull(*a[0]) < std::stoull(*b[0]); });
-  send_rows(
-      {"id", "user", "database", "pool", "state", "address", "connect_time", "worker", "protocol"},
-      rows);
+  send_rows({"id", "user", "database", "pool", "state", "address", "connect_time", "worker",
+             "protocol", "pinned"},
+            rows);
   send_complete("SHOW");
 }
 

@@ -43,6 +43,7 @@ struct ClientRow {
   std::string address;
   int64_t connect_time = 0;  // unix seconds
   int worker = 0;
+  std::string pinned;  // PooledClient::pinned_by()
 };
 
 // One server connection as a worker sees it.

@@ -56,6 +56,9 @@ class PooledClient : public Conn {
   virtual void check_timeouts(uint64_t now) = 0;
   virtual void on_shutdown() = 0;
   virtual void cancel_running_query() {}
+  // Why a transaction-mode client holds its server connection between
+  // transactions ("temp_table,listen"; empty when it does not).
+  [[nodiscard]] virtual std::string pinned_by() const { return {}; }
 
   pool::ListNode state_node;
 

@@ -584,6 +584,31 @@ void MyClient::on_restore_failed(const std::string& err_payload) {
   process_input();
 }
 
+namespace {
+metrics::Pin metrics_pin(pool::PinReason r) {
+  switch (r) {
+    case pool::PinReason::LockTables:
+      return metrics::Pin::LockTables;
+    case pool::PinReason::TransactionCharacteristics:
+      return metrics::Pin::TransactionCharacteristics;
+    case pool::PinReason::Cursor:
+      return metrics::Pin::Cursor;
+    case pool::PinReason::None:
+    case pool::PinReason::UserState:
+      break;
+  }
+  return metrics::Pin::UserState;
+}
+}  // namespace
+
+std::string MyClient::pinned_by() const {
+  std::string out;
+  if (pin_ != pool::PinReason::None) out = std::string(pool::to_string(pin_));
+  if (long_data_) out += std::string(out.empty() ? "" : ",") + "long_data";
+  if (!cursors_.empty()) out += std::string(out.empty() ? "" : ",") + "cursor";
+  return out;
+}
+
 void MyClient::on_session_change(const my::OkPacket& ok, const pool::SessionReport& how) {
   pool::apply_report(vars_, ok, how);
   const pool::PinReason why = pool::pin_reason(ok);
@@ -592,6 +617,7 @@ void MyClient::on_session_change(const my::OkPacket& ok, const pool::SessionRepo
       if (pin_ == pool::PinReason::None) {
         LOG_DEBUG("mysql client %" PRIu64 " pinned to its server connection: %s", id_,
                   std::string(pool::to_string(why)).c_str());
+        if (stats_ != nullptr) stats_->pins[static_cast<size_t>(metrics_pin(why))].add();
       }
       pin_ = why;
     }

@@ -79,6 +79,7 @@ class MyClient final : public PooledClient {
   [[nodiscard]] const pool::MyStatementDef* preparing_def() const {
     return preparing_ ? pending_def_.get() : nullptr;
   }
+  [[nodiscard]] std::string pinned_by() const override;
   [[nodiscard]] bool pinned() const {
     return pin_ != pool::PinReason::None || long_data_ || !cursors_.empty();
   }

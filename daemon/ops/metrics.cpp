@@ -29,6 +29,30 @@ prometheus::ClientMetric::Histogram fold(const std::vector<const Histogram*>& pa
   return h;
 }
 
+std::string_view to_string(Pin p) {
+  switch (p) {
+    case Pin::TempTable:
+      return "temp_table";
+    case Pin::SqlPrepare:
+      return "sql_prepare";
+    case Pin::HoldCursor:
+      return "hold_cursor";
+    case Pin::AdvisoryLock:
+      return "advisory_lock";
+    case Pin::Listen:
+      return "listen";
+    case Pin::UserState:
+      return "user_state";
+    case Pin::LockTables:
+      return "lock_tables";
+    case Pin::TransactionCharacteristics:
+      return "transaction_characteristics";
+    case Pin::Cursor:
+      return "cursor";
+  }
+  return "unknown";
+}
+
 bool is_client_error(Reason r) {
   return r != Reason::ClientClosed && r != Reason::CancelRequest;
 }
@@ -178,6 +202,10 @@ std::vector<MetricFamily> Metrics::Collect() const {
                           MetricType::Counter);
   auto reloads = family("sqlmux_config_reloads_total", "Configuration reloads by result.",
                         MetricType::Counter);
+  auto pins = family("sqlmux_client_pins_total",
+                     "Times a transaction-mode client became pinned to its server connection "
+                     "by session state that cannot move, by reason.",
+                     MetricType::Counter);
 
   // backend_up: the latest outcome over every pool object of the same
   // configured pool (pools that log in as each client are one per user).
@@ -189,12 +217,14 @@ std::vector<MetricFamily> Metrics::Collect() const {
     std::array<int64_t, metrics::kClientStates> cs{};
     std::array<int64_t, metrics::kBackendStates> ss{};
     std::array<uint64_t, metrics::kReasonCount> errs{};
+    std::array<uint64_t, metrics::kPinKinds> pinned{};
     uint64_t cin = 0, cout = 0, sin = 0, sout = 0, att = 0, fail = 0, hit = 0, miss = 0, ev = 0;
     uint64_t last = 0;
     for (const metrics::PoolStats* s : p.per_worker) {
       for (int i = 0; i < metrics::kClientStates; ++i) cs[i] += s->clients[i].get();
       for (int i = 0; i < metrics::kBackendStates; ++i) ss[i] += s->servers[i].get();
       for (int i = 0; i < metrics::kReasonCount; ++i) errs[i] += s->server_errors[i].get();
+      for (int i = 0; i < metrics::kPinKinds; ++i) pinned[i] += s->pins[i].get();
       hw.push_back(&s->wait);
       ht.push_back(&s->transaction);
       hq.push_back(&s->query);
@@ -246,6 +276,10 @@ std::vector<MetricFamily> Metrics::Collect() const {
     add_counter(hits, base, hit);
     add_counter(misses, base, miss);
     add_counter(evictions, base, ev);
+    for (int i = 0; i < metrics::kPinKinds; ++i) {
+      add_counter(pins, with(base, "reason", std::string(to_string(static_cast<metrics::Pin>(i)))),
+                  pinned[i]);
+    }
     auto& l = latest[{p.labels.pool, p.labels.protocol, p.labels.backend}];
     l = std::max(l, last);
   }
@@ -290,7 +324,7 @@ std::vector<MetricFamily> Metrics::Collect() const {
   for (auto* f :
        {&clients, &logins, &servers, &wait,   &tx,        &query,    &tx_total, &query_total,
         &c_in,    &c_out,  &s_in,    &s_out,  &attempts,  &failures, &up,       &checks,
-        &s_err,   &c_err,  &hits,    &misses, &evictions, &reloads}) {
+        &s_err,   &c_err,  &hits,    &misses, &evictions, &pins,     &reloads}) {
     if (!f->metric.empty()) out.push_back(std::move(*f));  // e.g. no health checks
   }
   return out;

@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "daemon/core/reason.h"
@@ -31,6 +32,23 @@ inline constexpr int kReasonCount = static_cast<int>(Reason::Internal) + 1;
 // including them here.
 inline constexpr int kClientStates = 5;   // login, idle, waiting, active, closing
 inline constexpr int kBackendStates = 5;  // connecting, idle, active, resetting, closing
+
+// Why a transaction-mode client keeps its server connection between
+// transactions (session state that cannot move), for
+// sqlmux_client_pins_total; each protocol maps its own reasons here.
+enum class Pin : uint8_t {
+  TempTable,
+  SqlPrepare,
+  HoldCursor,
+  AdvisoryLock,
+  Listen,
+  UserState,  // MySQL: user variables and other state the server flags
+  LockTables,
+  TransactionCharacteristics,
+  Cursor,  // MySQL: a COM_STMT_EXECUTE cursor
+};
+inline constexpr int kPinKinds = static_cast<int>(Pin::Cursor) + 1;
+[[nodiscard]] std::string_view to_string(Pin p);
 
 // Written by one thread, read by any.
 class Counter {
@@ -101,6 +119,7 @@ struct alignas(64) PoolStats {
   std::atomic<uint64_t> last_connect{0};
   std::array<Counter, kReasonCount> server_errors{};
   Counter prepared_hits, prepared_misses, prepared_evictions;
+  std::array<Counter, kPinKinds> pins{};  // clients pinned, by why
 
   void connect_outcome(uint64_t now_ns, bool ok) {
     last_connect.store(now_ns << 1 | (ok ? 1 : 0), std::memory_order_relaxed);

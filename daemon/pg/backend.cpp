@@ -9,6 +9,7 @@
 #include "daemon/core/log.h"
 #include "daemon/core/pool.h"
 #include "daemon/core/worker.h"
+#include "daemon/ops/metrics.h"
 #include "daemon/pg/client.h"
 #include "daemon/pg/protocol.h"
 
@@ -101,7 +102,7 @@ PgBackend::~PgBackend() {
 
 bool PgBackend::reusable() const {
   return tracker_.empty() && tx_status_ == 'I' && pass_remaining_ == 0 &&
-         internal_ == Internal::None && !pinned_;
+         internal_ == Internal::None && !pinned();
 }
 
 // --- connecting ----------------------------------------------------------------
@@ -230,8 +231,14 @@ void PgBackend::note_command_tag(std::string_view tag) {
     dirty_ |= kDirtyPrepared;  // a SQL-level statement of the client's own
   } else if (tag == "LISTEN") {
     dirty_ |= kDirtyListen;
-    if (!session) pinned_ = true;  // keeps its notifications: held until it leaves
+    if (!session && !pinned_) {
+      pinned_ = true;  // keeps its notifications: held until it leaves
+      if (metrics::PoolStats* st = pool_.stats(worker_->id())) {
+        st->pins[static_cast<size_t>(metrics::Pin::Listen)].add();
+      }
+    }
   }
+  if (!session && !check_state_ && pool::tag_may_change_state(tag)) check_state_ = true;
 }
 
 bool PgBackend::note_bind_error(std::string_view body, const std::string& server_name) {
@@ -252,7 +259,24 @@ bool PgBackend::note_bind_error(std::string_view body, const std::string& server
 
 namespace {
 constexpr size_t kMaxReplayBytes = 64 * 1024;
+
+// pool::PgPin bit i as the metrics' neutral reason.
+metrics::Pin metrics_pin(int i) {
+  switch (static_cast<pool::PgPin>(1u << i)) {
+    case pool::PgPin::TempTable:
+      return metrics::Pin::TempTable;
+    case pool::PgPin::SqlPrepare:
+      return metrics::Pin::SqlPrepare;
+    case pool::PgPin::HoldCursor:
+      return metrics::Pin::HoldCursor;
+    case pool::PgPin::AdvisoryLock:
+      return metrics::Pin::AdvisoryLock;
+    case pool::PgPin::Listen:
+      return metrics::Pin::Listen;
+  }
+  return metrics::Pin::TempTable;
 }
+}  // namespace
 
 bool PgBackend::forward(const uint8_t* p, size_t n) {
   if (replay_bytes_on_) {
@@ -345,7 +369,7 @@ void PgBackend::emit_synthetic() {
 
 bool PgBackend::finish_if_answered() {
   if (client_ == nullptr || internal_ != Internal::None || !tracker_.empty() || tx_status_ != 'I' ||
-      pass_remaining_ != 0 || !in_.empty() || pinned_ ||
+      pass_remaining_ != 0 || !in_.empty() || pinned() ||
       pool_.cfg().mode == config::PoolMode::Session) {
     return false;
   }
@@ -394,6 +418,52 @@ void PgBackend::capture_done() {
   pending_sets_.clear();
   set_tags_ = 0;
   transaction_done();
+}
+
+void PgBackend::state_check_done() {
+  const std::optional<uint8_t> now =
+      internal_failed_ || tx_status_ != 'I' ? std::nullopt : pool::pins_from_row(captured_);
+  if (!now) {
+    // Unknown: whatever there was may still be there. Keep what was known
+    // and ask again at the end of the next transaction.
+    LOG_WARN("backend pid %d: checking for session state failed: %s", pid_,
+             internal_failed_ ? internal_error_.message.c_str() : "unexpected reply");
+    check_state_ = true;
+  } else {
+    const uint8_t added = *now & static_cast<uint8_t>(~state_pins_);
+    if (added != 0 && client_ != nullptr) {
+      LOG_INFO("client %" PRIu64 " pinned to backend pid %d: %s (session state that cannot move)",
+               client_->id(), pid_, pool::pins_to_string(added).c_str());
+      if (metrics::PoolStats* st = pool_.stats(worker_->id())) {
+        for (int i = 0; i < pool::kPgPinKinds; ++i) {
+          if ((added & (1u << i)) != 0) st->pins[static_cast<size_t>(metrics_pin(i))].add();
+        }
+      }
+    } else if (*now == 0 && state_pins_ != 0 && client_ != nullptr) {
+      LOG_DEBUG("client %" PRIu64 ": backend pid %d no longer pinned", client_->id(), pid_);
+    }
+    state_pins_ = *now;
+    if (state_pins_ != 0) dirty_ |= kDirtyState;
+  }
+  if (client_ == nullptr) {
+    held_rfq_.clear();
+    release_or_reset();  // the client left meanwhile
+    return;
+  }
+  if (!pinned()) {
+    transaction_done();  // settings read back if any, the RFQ delivered, released
+    return;
+  }
+  // Pinned: the client keeps this connection and hears the transaction end.
+  client_->deliver(reinterpret_cast<const uint8_t*>(held_rfq_.data()), held_rfq_.size());
+  held_rfq_.clear();
+  if (!in_.empty()) relay_to_client();
+  if (client_ != nullptr) client_->on_backend_ready();
+}
+
+std::string PgBackend::pin_reasons() const {
+  return pool::pins_to_string(static_cast<uint8_t>(
+      state_pins_ | (pinned_ ? static_cast<uint8_t>(pool::PgPin::Listen) : 0)));
 }
 
 void PgBackend::relay_to_client() {
@@ -544,8 +614,20 @@ void PgBackend::relay_to_client() {
       }
       continue;
     }
+    if (check_state_ && !session && tracker_.empty() && st == 'I') {
+      // The transaction may have made or ended session state that cannot
+      // move (temp tables, SQL PREPARE, WITH HOLD cursors, session advisory
+      // locks): the server says, before the client hears it is over.
+      flush();
+      held_rfq_.assign(reinterpret_cast<const char*>(in_.data()), h.total());
+      in_.consume(h.total());
+      check_state_ = false;
+      captured_.clear();
+      run_internal(Internal::StateCheck, {std::string(pool::kStateQuery)});
+      return;
+    }
     const bool done =
-        tracker_.empty() && st == 'I' && !pinned_ && (!session || worker_->shutting_down());
+        tracker_.empty() && st == 'I' && !pinned() && (!session || worker_->shutting_down());
     if (done && !pending_sets_.empty()) {
       flush();
       held_rfq_.assign(reinterpret_cast<const char*>(in_.data()), h.total());
@@ -586,6 +668,8 @@ void PgBackend::client_gone(bool client_mid_message) {
   if (closing()) return;
   if (internal_ == Internal::Sync) return;  // finishes, then internal_done() resets
   pinned_ = false;
+  state_pins_ = 0;
+  check_state_ = false;
   if (client_mid_message || pass_remaining_ > 0 || !tracker_.empty()) {
     // Bytes of this client's are in flight: the connection cannot be reused.
     terminate(Reason::ClientClosed);
@@ -597,7 +681,9 @@ void PgBackend::client_gone(bool client_mid_message) {
 void PgBackend::release_or_reset() {
   std::vector<std::string> queries;
   if (tx_status_ != 'I') queries.emplace_back("ROLLBACK");
-  if (pool_.cfg().mode == config::PoolMode::Session) {
+  if (pool_.cfg().mode == config::PoolMode::Session || (dirty_ & kDirtyState) != 0) {
+    // (Pinning state, too: temp tables, cursors, advisory locks, SQL
+    // statements; DISCARD ALL also does what the branch below would.)
     queries.emplace_back("DISCARD ALL");
   } else {
     if ((dirty_ & kDirtySettings) != 0) queries.emplace_back("RESET ALL");
@@ -677,7 +763,7 @@ void PgBackend::process_internal() {
         break;
       }
       case 'D':
-        if (internal_ == Internal::Capture) {
+        if (internal_ == Internal::Capture || internal_ == Internal::StateCheck) {
           pg::Reader r(m.body);
           uint16_t cols = 0;  // unsigned, as every 16-bit count
           if (r.u16(cols)) {
@@ -710,6 +796,10 @@ void PgBackend::internal_done() {
                internal_error_.message.c_str());
     }
     capture_done();
+    return;
+  }
+  if (kind == Internal::StateCheck) {
+    state_check_done();
     return;
   }
   if (kind == Internal::Sync) {
@@ -752,7 +842,8 @@ void PgBackend::internal_done() {
     return;
   }
   params_.clear_unreported();
-  if ((dirty_ & kDirtyPrepared) != 0 || pool_.cfg().mode == config::PoolMode::Session) {
+  if ((dirty_ & (kDirtyPrepared | kDirtyState)) != 0 ||
+      pool_.cfg().mode == config::PoolMode::Session) {
     statements_.clear();  // DEALLOCATE ALL / DISCARD ALL dropped them
   }
   dirty_ = 0;
@@ -831,7 +922,7 @@ void PgBackend::on_readable() {
 
 bool PgBackend::client_can_move() const {
   return client_ != nullptr && tracker_.empty() && tx_status_ == 'I' && pass_remaining_ == 0 &&
-         internal_ == Internal::None && !pinned_ && !session_state_ && out_.empty() &&
+         internal_ == Internal::None && !pinned() && !session_state_ && out_.empty() &&
          !client_->mid_message();
 }
 

@@ -14,6 +14,7 @@
 #include "daemon/core/reason.h"
 #include "pool/pg/prepared.h"
 #include "pool/pg/session_params.h"
+#include "pool/pg/session_pins.h"
 #include "protocol/pg/codec.h"
 
 namespace sqlmux {
@@ -67,6 +68,13 @@ class PgBackend final : public PooledBackend {
   // Session mode: the client made server-side state (a named statement, a
   // SET, ...) that a replacement server connection would lack.
   void note_session_state() { session_state_ = true; }
+  // Transaction mode: SQL text the client sent; when it may create or end
+  // pinning state, the server is asked at the end of the transaction.
+  void note_client_sql(std::string_view sql) {
+    if (!check_state_ && pool::may_hold_state(sql)) check_state_ = true;
+  }
+  // Why the client is pinned ("temp_table,listen"; "" for not).
+  [[nodiscard]] std::string pin_reasons() const;
   // The client went away (or the session ended) while linked.
   void client_gone(bool client_mid_message);
   // The cancel key as libpq knows it (PQcancel runs off the loop).
@@ -82,7 +90,7 @@ class PgBackend final : public PooledBackend {
   void on_terminate() override;
 
  private:
-  enum class Internal { None, Sync, Reset, Capture };
+  enum class Internal { None, Sync, Reset, Capture, StateCheck };
   PgBackend(Worker& w, Pool& pool, PGconn* pg, int fd, uint64_t for_client);
   ~PgBackend() override;
   void drive_connect();
@@ -106,6 +114,8 @@ class PgBackend final : public PooledBackend {
   void clear_replay();
   void transaction_done();
   void capture_done();
+  void state_check_done();
+  [[nodiscard]] bool pinned() const { return pinned_ || state_pins_ != 0; }
   PGconn* pg_;
   std::shared_ptr<PGcancel> cancel_;
   PgClient* client_ = nullptr;
@@ -118,7 +128,12 @@ class PgBackend final : public PooledBackend {
   int set_tags_ = 0;                       // SET/RESET completions seen
   std::string held_rfq_;                   // ReadyForQuery held during Capture
   std::vector<std::string> captured_;
-  bool pinned_ = false;       // LISTEN in transaction mode
+  bool pinned_ = false;  // LISTEN in transaction mode
+  // Transaction mode: session state that pins the client (pool::PgPin
+  // bits, the server's answer to kStateQuery), and whether the running
+  // transaction may have changed it (ask at its end).
+  uint8_t state_pins_ = 0;
+  bool check_state_ = false;
   std::string replay_bytes_;  // the segment as sent (bounded)
   bool replay_bytes_on_ = false;
   bool replay_swallow_ = false;  // failed attempt: drop up to its ReadyForQuery
@@ -127,7 +142,13 @@ class PgBackend final : public PooledBackend {
   char tx_status_ = 'I';
   size_t pass_remaining_ = 0;
   // What a client left behind that must be undone before another uses it.
-  enum Dirty : unsigned { kDirtySettings = 1, kDirtyListen = 2, kDirtyPrepared = 4 };
+  // kDirtyState: pinning state (temp tables, ...): DISCARD ALL undoes it.
+  enum Dirty : unsigned {
+    kDirtySettings = 1,
+    kDirtyListen = 2,
+    kDirtyPrepared = 4,
+    kDirtyState = 8
+  };
   unsigned dirty_ = 0;
   bool stmt_violation_ = false;
   bool session_state_ = false;

@@ -215,6 +215,12 @@ void PgClient::on_backend_setup_failed(const pg::ErrorFields& err) {
   process_input();  // its request is still buffered: it asks for a backend
 }
 
+std::string PgClient::pinned_by() const {
+  return backend_ != nullptr && pool_ != nullptr && pool_->cfg().mode != config::PoolMode::Session
+             ? backend_->pin_reasons()
+             : std::string();
+}
+
 void PgClient::on_backend_lost_idle() {
   LOG_INFO("client %" PRIu64
            ": server connection lost between transactions; the next one "

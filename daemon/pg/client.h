@@ -90,6 +90,7 @@ class PgClient final : public PooledClient {
   // The backend died outside a transaction with nothing outstanding: the
   // next request gets another one (transparent reconnect).
   void on_backend_lost_idle();
+  [[nodiscard]] std::string pinned_by() const override;
   // Part of a message was relayed and the rest has not arrived yet.
   [[nodiscard]] bool mid_message() const { return pass_remaining_ > 0; }
   // A ParameterStatus the backend reported while serving this client.

@@ -38,6 +38,7 @@ PgClient::Handled PgClient::handle_unnamed_parse(const pg::Header& h, const uint
     std::string_view query;
     std::vector<uint32_t> types;
     if (!pg::parse_parse(body, name, query, types)) return Handled::Failed;
+    backend_->note_client_sql(query);
     const auto cmd = pool::parse_deallocate(query);
     switch (cmd.kind) {
       case pool::DeallocateCommand::Kind::One:

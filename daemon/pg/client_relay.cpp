@@ -111,6 +111,7 @@ PgClient::Handled PgClient::handle_parse(const pg::Header& h, const uint8_t* m, 
   std::string_view query;
   std::vector<uint32_t> types;
   if (!pg::parse_parse(body, name, query, types)) return Handled::Failed;
+  backend_->note_client_sql(query);
 
   std::string client_name(name);
   if (statements_.find(client_name) != nullptr) {
@@ -262,6 +263,7 @@ PgClient::Handled PgClient::handle_query(const pg::Header& h, const uint8_t* m, 
     backend_->tracker().push(plain(Kind::Query));
     return Handled::Forward;
   }
+  backend_->note_client_sql(sql);
   const auto dealloc = pool::parse_deallocate(sql);
   switch (dealloc.kind) {
     case pool::DeallocateCommand::Kind::One: {

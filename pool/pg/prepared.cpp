@@ -344,8 +344,15 @@ SetCommand parse_set(std::string_view sql) {
       cmd.kind = SetCommand::Kind::ResetAll;
       return cmd;
     }
+    if (sc.keyword("SESSION")) {
+      if (sc.keyword("AUTHORIZATION")) {
+        cmd.kind = SetCommand::Kind::Reset;
+        cmd.name = "session_authorization";
+      }
+      return cmd;
+    }
     std::string name;
-    if (sc.name(name) && name != "session" && name != "role") {
+    if (sc.name(name)) {
       cmd.kind = SetCommand::Kind::Reset;
       cmd.name = std::move(name);
     }
@@ -354,9 +361,21 @@ SetCommand parse_set(std::string_view sql) {
   if (!sc.keyword("SET")) return cmd;
   if (sc.keyword("LOCAL")) return cmd;
   (void)sc.keyword("SESSION");
+  // SET ROLE x and SET SESSION AUTHORIZATION x are the settings role and
+  // session_authorization (set_config() takes them the same way).
+  if (Scanner probe = sc; probe.keyword("ROLE")) {
+    cmd.kind = SetCommand::Kind::Set;
+    cmd.name = "role";
+    return cmd;
+  }
+  if (Scanner probe = sc; probe.keyword("AUTHORIZATION")) {
+    cmd.kind = SetCommand::Kind::Set;
+    cmd.name = "session_authorization";
+    return cmd;
+  }
   Scanner probe = sc;
-  if (probe.keyword("CHARACTERISTICS") || probe.keyword("AUTHORIZATION") ||
-      probe.keyword("TRANSACTION") || probe.keyword("ROLE") || probe.keyword("CONSTRAINTS")) {
+  if (probe.keyword("CHARACTERISTICS") || probe.keyword("TRANSACTION") ||
+      probe.keyword("CONSTRAINTS")) {
     return cmd;
   }
   std::string name;

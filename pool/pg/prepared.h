@@ -211,8 +211,10 @@ struct DeallocateCommand {
 [[nodiscard]] DeallocateCommand parse_deallocate(std::string_view sql);
 
 // "SET [SESSION] name ..." / "RESET name" / "RESET ALL" at the start of a
-// simple query: which session setting it changes. LOCAL settings and SET
-// TRANSACTION/ROLE/SESSION AUTHORIZATION are not reported (kind None).
+// simple query: which session setting it changes. SET/RESET ROLE is the
+// setting "role", SET/RESET SESSION AUTHORIZATION "session_authorization".
+// LOCAL settings and SET TRANSACTION / CONSTRAINTS / SESSION
+// CHARACTERISTICS are not reported (kind None).
 struct SetCommand {
   enum class Kind { None, Set, Reset, ResetAll } kind = Kind::None;
   std::string name;

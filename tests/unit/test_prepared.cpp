@@ -229,8 +229,16 @@ TEST_CASE("SET / RESET recognition") {
   REQUIRE(parse_set("SET \"x\".").kind == K::None);
   REQUIRE(parse_set("SET LOCAL search_path = x").kind == K::None);
   REQUIRE(parse_set("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").kind == K::None);
-  REQUIRE(parse_set("SET SESSION AUTHORIZATION bob").kind == K::None);
-  REQUIRE(parse_set("SET ROLE bob").kind == K::None);
+  // SET ROLE / SESSION AUTHORIZATION follow the client as settings.
+  REQUIRE(parse_set("SET SESSION AUTHORIZATION bob").name == "session_authorization");
+  REQUIRE(parse_set("SET ROLE bob").name == "role");
+  REQUIRE(parse_set("set session role 'bob'").name == "role");
+  REQUIRE(parse_set("RESET ROLE").name == "role");
+  REQUIRE(parse_set("RESET ROLE").kind == K::Reset);
+  REQUIRE(parse_set("RESET SESSION AUTHORIZATION").name == "session_authorization");
+  REQUIRE(parse_set("RESET SESSION x").kind == K::None);
+  REQUIRE(parse_set("SET LOCAL ROLE bob").kind == K::None);
+  REQUIRE(parse_set("SET CONSTRAINTS ALL DEFERRED").kind == K::None);
   REQUIRE(parse_set("RESET work_mem").kind == K::Reset);
   REQUIRE(parse_set("RESET ALL").kind == K::ResetAll);
   REQUIRE(parse_set("SELECT 1").kind == K::None);

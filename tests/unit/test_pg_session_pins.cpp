@@ -1,0 +1,70 @@
+// pool/pg/session_pins: when to ask the server about state that pins, and
+// reading its answer.
+#include <catch2/catch.hpp>
+
+#include "pool/pg/session_pins.h"
+
+using sqlmux::pool::kPgPinKinds;
+using sqlmux::pool::may_hold_state;
+using sqlmux::pool::PgPin;
+using sqlmux::pool::pins_from_row;
+using sqlmux::pool::pins_to_string;
+using sqlmux::pool::tag_may_change_state;
+
+TEST_CASE("session pins: which SQL text may make or end pinning state", "[pool][pins]") {
+  CHECK(may_hold_state("CREATE TEMP TABLE t(x int)"));
+  CHECK(may_hold_state("create temporary table t as select 1"));
+  CHECK(may_hold_state("SELECT 1 INTO TEMP t"));
+  CHECK(may_hold_state("CREATE GLOBAL\tTEMP TABLE t()"));
+  CHECK(may_hold_state("DISCARD TEMP"));
+  CHECK(may_hold_state("DECLARE c CURSOR WITH HOLD FOR SELECT 1"));
+  CHECK(may_hold_state("declare c cursor with\nhold for select 1"));
+  CHECK(may_hold_state("SELECT pg_advisory_lock(1)"));
+  CHECK(may_hold_state("SELECT PG_TRY_ADVISORY_LOCK_SHARED(1, 2)"));
+  CHECK(may_hold_state("select pg_advisory_unlock_all()"));
+  CHECK(may_hold_state("TEMP"));
+  // Words inside identifiers are not the keywords: no check query for them.
+  CHECK_FALSE(may_hold_state("SELECT temperature, template FROM readings"));
+  CHECK_FALSE(may_hold_state("SELECT threshold, holder FROM t"));
+  CHECK_FALSE(may_hold_state("SELECT 1"));
+  CHECK_FALSE(may_hold_state(""));
+  CHECK_FALSE(may_hold_state("tem"));
+  CHECK_FALSE(may_hold_state("SELECT advisory FROM notes"));
+}
+
+TEST_CASE("session pins: command tags that may make or end pinning state", "[pool][pins]") {
+  for (const char* t :
+       {"PREPARE", "DEALLOCATE", "DEALLOCATE ALL", "DISCARD ALL", "DISCARD TEMP", "CREATE TABLE",
+        "CREATE VIEW", "CREATE SEQUENCE", "DROP TABLE", "DROP VIEW", "DROP SEQUENCE",
+        "CLOSE CURSOR", "CLOSE CURSOR ALL", "DROP SCHEMA", "DROP OWNED"}) {
+    CHECK(tag_may_change_state(t));
+  }
+  for (const char* t : {"SELECT 1", "INSERT 0 1", "UPDATE 3", "BEGIN", "COMMIT", "SET", "LISTEN",
+                        "DECLARE CURSOR", "FETCH 2", ""}) {
+    CHECK_FALSE(tag_may_change_state(t));
+  }
+}
+
+TEST_CASE("session pins: the server's answer", "[pool][pins]") {
+  CHECK(pins_from_row({"f", "f", "f", "f"}) == uint8_t{0});
+  CHECK(pins_from_row({"t", "f", "f", "f"}) == static_cast<uint8_t>(PgPin::TempTable));
+  CHECK(pins_from_row({"f", "t", "t", "t"}) ==
+        static_cast<uint8_t>(static_cast<uint8_t>(PgPin::SqlPrepare) |
+                             static_cast<uint8_t>(PgPin::HoldCursor) |
+                             static_cast<uint8_t>(PgPin::AdvisoryLock)));
+  // Anything else is no answer.
+  CHECK_FALSE(pins_from_row({}).has_value());
+  CHECK_FALSE(pins_from_row({"t", "f", "f"}).has_value());
+  CHECK_FALSE(pins_from_row({"t", "f", "f", "f", "f"}).has_value());
+  CHECK_FALSE(pins_from_row({"true", "f", "f", "f"}).has_value());
+  CHECK_FALSE(pins_from_row({"", "f", "f", "f"}).has_value());
+}
+
+TEST_CASE("session pins: names", "[pool][pins]") {
+  CHECK(pins_to_string(0).empty());
+  CHECK(pins_to_string(static_cast<uint8_t>(PgPin::TempTable)) == "temp_table");
+  CHECK(pins_to_string(0x1f) == "temp_table,sql_prepare,hold_cursor,advisory_lock,listen");
+  CHECK(to_string(PgPin::Listen) == "listen");
+  CHECK(sqlmux::pool::pin_index(PgPin::AdvisoryLock) == 3);
+  CHECK(kPgPinKinds == 5);
+}
