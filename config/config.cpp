@@ -313,6 +313,16 @@ class Loader {
     return v;
   }
 
+  const toml::node* read_bool(const toml::table& t, std::string_view key, const std::string& path,
+                              bool& out) {
+    const toml::node* node = t.get(key);
+    if (node == nullptr) return nullptr;
+    const auto* v = typed<toml::value<bool>>(*node, child(path, key), "a boolean");
+    if (v == nullptr) return nullptr;
+    out = v->get();
+    return node;
+  }
+
   template <typename T>
   const toml::node* read_int(const toml::table& t, std::string_view key, const std::string& path,
                              int64_t lo, int64_t hi, T& out) {
@@ -521,11 +531,11 @@ class Loader {
   }
 
   void read_pool(const toml::table& t, const std::string& path, Config& cfg) {
-    check_keys(
-        t, path,
-        {"name", "protocol", "mode", "size", "min_idle", "database", "user", "password", "backends",
-         "route", "query_wait_timeout", "server_idle_timeout", "server_lifetime",
-         "server_connect_timeout", "max_prepared_statements", "server_tls", "server_tls_ca"});
+    check_keys(t, path,
+               {"name", "protocol", "mode", "size", "min_idle", "database", "user", "password",
+                "backends", "route", "query_wait_timeout", "server_idle_timeout", "server_lifetime",
+                "server_connect_timeout", "max_prepared_statements", "server_tls", "server_tls_ca",
+                "session_reconnect"});
     PoolConfig p;
     const auto* name = read_string(t, "name", path, p.name, true, /*allow_empty=*/false);
     read_enum(t, "protocol", path, kProtocols, p.protocol);
@@ -572,6 +582,7 @@ class Loader {
     read_duration(t, "server_lifetime", path, p.server_lifetime);
     read_duration(t, "server_connect_timeout", path, p.server_connect_timeout);
     (void)read_int(t, "max_prepared_statements", path, 1, kMax, p.max_prepared_statements);
+    (void)read_bool(t, "session_reconnect", path, p.session_reconnect);
     if (const toml::node* node = read_string(t, "server_tls", path, p.server_tls)) {
       static constexpr std::string_view kModes[] = {"disable", "prefer", "require", "verify-ca",
                                                     "verify-full"};

@@ -113,6 +113,11 @@ struct PoolConfig {
   // Transaction/statement mode: server-side prepared statements kept per
   // backend connection (least recently used closed beyond it).
   uint32_t max_prepared_statements = 1000;
+  // Session mode: when the server ends an idle client's connection
+  // (pg_terminate_backend, idle_session_timeout, KILL, wait_timeout), move
+  // the client to a new server connection instead of relaying the ending
+  // (the server's FATAL, or the close) as a direct connection would see it.
+  bool session_reconnect = false;
 };
 
 // [metrics]: the Prometheus endpoint (absent: none).

@@ -599,7 +599,7 @@ void MyBackend::fail(Reason why, const std::string& detail) {
     if (reader_ || internal_running_ || infile_) {
       c->on_backend_failed(why, detail, reader_ ? client_seq_ : uint8_t{1});
     } else {
-      c->on_backend_lost_idle();
+      c->on_backend_lost_idle((status_ & my::status::kInTrans) != 0);
     }
   }
   terminate(why);

@@ -386,6 +386,7 @@ void MyClient::reset_session_state() {
   }
   pin_ = pool::PinReason::None;
   long_data_ = false;
+  session_statements_ = false;
   stmts_.clear();
   cursors_.clear();
   linger_ = false;
@@ -443,6 +444,8 @@ bool MyClient::handle_command(const uint8_t* wire, size_t wire_len, std::string_
   } else if (mode() != config::PoolMode::Session && cmd == my::Command::StmtPrepare) {
     pending_def_ = pool::make_statement_def(payload.substr(1), vars_.schema, 0, 0);
     preparing_ = true;
+  } else if (cmd == my::Command::StmtPrepare) {
+    session_statements_ = true;
   }
   // FOUND_ROWS() reads what the previous SELECT SQL_CALC_FOUND_ROWS left on
   // its connection: the one marker of per-statement state a response does
@@ -686,12 +689,27 @@ void MyClient::on_backend_failed(Reason why, const std::string& detail, uint8_t 
              "sqlmux: the server connection was lost: " + detail);
 }
 
-void MyClient::on_backend_lost_idle() {
+void MyClient::on_backend_lost_idle(bool in_tx) {
   backend_ = nullptr;
-  if (pinned() || mode() == config::PoolMode::Session) {
-    // Its session state is gone with the server: the client must know.
+  const bool session = mode() == config::PoolMode::Session;
+  // Session mode moves only when the pool asks for it (session_reconnect)
+  // and nothing of the session is lost with the server connection: its
+  // system variables and schema are restored on the next one, but not
+  // statement ids or what the last statement left behind. A transaction
+  // is lost in any mode: its next statement must not run outside it.
+  const bool session_move = session && pool_ != nullptr && pool_->cfg().session_reconnect &&
+                            !session_statements_ && !linger_;
+  if (pinned() || in_tx || (session && !session_move)) {
+    // Its session state is gone with the server: the client is closed
+    // without a message, as MariaDB closes a killed or timed-out session.
     finish(Reason::BackendDied);
     return;
+  }
+  if (session) {
+    LOG_INFO("mysql client %" PRIu64
+             ": server connection lost between commands; it moves to "
+             "another (session_reconnect)",
+             id_);
   }
   set_state(ClientState::Idle);
   if (!pending_.empty()) acquire_backend();  // lost before its command went out

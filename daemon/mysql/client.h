@@ -67,8 +67,9 @@ class MyClient final : public PooledClient {
   void resume_reading() {
     if (!closing()) want_read(true);
   }
-  // The backend died while the client was between commands.
-  void on_backend_lost_idle();
+  // The backend died while the client was between commands; in_tx: inside
+  // a transaction (the server's last status flags).
+  void on_backend_lost_idle(bool in_tx);
   // After COM_RESET_CONNECTION: the state of a fresh login again.
   void reset_session_state();
   // Transaction mode: the server answered the client's COM_STMT_PREPARE;
@@ -152,6 +153,9 @@ class MyClient final : public PooledClient {
   // COM_STMT_SEND_LONG_DATA: the data waits on one server connection for
   // the statement's EXECUTE; the client stays there for the session.
   bool long_data_ = false;
+  // Session mode: a COM_STMT_PREPARE went to the server connection, whose
+  // statement ids the client holds (a new connection would lack them).
+  bool session_statements_ = false;
   pool::MySessionVars vars_;
   pool::MyClientStatements stmts_;
   std::shared_ptr<pool::MyStatementDef> pending_def_;  // of the pending command

@@ -529,9 +529,10 @@ void PgBackend::relay_to_client() {
       if (pg::parse_command_complete(body, tag)) note_command_tag(tag);
     } else if (h.type == 'E' && tracker_.empty() && client_can_move()) {
       // An unsolicited FATAL (e.g. pg_terminate_backend, a server shutting
-      // down) while the client has nothing outstanding: the connection is
-      // ending; the client moves to another one at its next request
-      // instead of hearing about it (see fail()).
+      // down) while the client has nothing outstanding, in transaction mode
+      // or with session_reconnect: the connection is ending; the client
+      // moves to another one at its next request instead of hearing about
+      // it (see fail()). Otherwise the FATAL was relayed above.
       pg::ErrorFields e;
       if (pg::parse_error_fields(body, e) && (e.severity == "FATAL" || e.severity == "PANIC")) {
         LOG_INFO("backend pid %d: %s (client %" PRIu64 " idle; it moves to another connection)",
@@ -920,27 +921,42 @@ void PgBackend::on_readable() {
 
 // --- ending ----------------------------------------------------------------------
 
+bool PgBackend::client_quiet() const {
+  return client_ != nullptr && tracker_.empty() && pass_remaining_ == 0 &&
+         internal_ == Internal::None && out_.empty() && !client_->mid_message();
+}
+
 bool PgBackend::client_can_move() const {
-  return client_ != nullptr && tracker_.empty() && tx_status_ == 'I' && pass_remaining_ == 0 &&
-         internal_ == Internal::None && !pinned() && !session_state_ && out_.empty() &&
-         !client_->mid_message();
+  // Session mode is transparent unless the pool asks for the move: a
+  // direct connection would see the server end the session.
+  const config::PoolConfig& cfg = pool_.cfg();
+  return client_quiet() && tx_status_ == 'I' && !pinned() && !session_state_ &&
+         (cfg.mode != config::PoolMode::Session || cfg.session_reconnect);
 }
 
 void PgBackend::fail(Reason why, const char* detail) {
   if (closing()) return;
   LOG_WARN("backend pid %d (pool %s) failed: %s: %s", pid_, pool_.label().c_str(),
            std::string(to_string(why)).c_str(), detail);
+  const bool session = pool_.cfg().mode == config::PoolMode::Session;
   if (client_can_move()) {
     // Outside a transaction with nothing outstanding: the client gets
     // another server connection at its next request.
     PgClient* c = client_;
     client_ = nullptr;
+    if (session) {
+      LOG_INFO("client %" PRIu64 ": moves to another server connection (session_reconnect)",
+               c->id());
+    }
     c->on_backend_lost_idle();
   } else if (client_ != nullptr) {
+    // Session mode, nothing outstanding: a direct connection would just
+    // see the server close, so the client is closed without a message.
+    const bool silent = fatal_relayed_ || (session && client_quiet());
     PgClient* c = client_;
     client_ = nullptr;
     pg::ErrorFields e;  // no message: nothing is sent
-    if (!fatal_relayed_) {
+    if (!silent) {
       e.severity = "FATAL";
       e.sqlstate = std::string(pg::sqlstate::kConnectionFailure);
       e.message = "server connection lost: " + std::string(detail);

@@ -104,8 +104,11 @@ class PgBackend final : public PooledBackend {
   void fail(Reason why, const char* detail);
   void note_command_tag(std::string_view tag);
   void forget_failed_parse(const pool::ResponseTracker::Entry& e);
+  // Whether the linked client waits for nothing and is sending nothing.
+  [[nodiscard]] bool client_quiet() const;
   // Whether the linked client could move to another server connection
-  // unnoticed: nothing outstanding, no transaction, no session state.
+  // unnoticed: quiet, no transaction, no session state, and in session
+  // mode only with session_reconnect.
   [[nodiscard]] bool client_can_move() const;
   // True when the error says the statement's plan went stale.
   bool note_bind_error(std::string_view body, const std::string& server_name);

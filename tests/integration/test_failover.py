@@ -751,13 +751,15 @@ def case_disable_enable_drain(pg):
 
 def _killed_mux(pg):
     b = [{"address": addr(pg)}]
-    return Mux(pg, [pool("appdb", b, mode="session", size=4), pool("appdb_tx", b, mode="transaction", size=1)])
+    return Mux(pg, [pool("appdb", b, mode="session", size=4, session_reconnect=True),
+                    pool("appdb_tx", b, mode="transaction", size=1)])
 
 
 def case_session_idle_backend_killed(pg):
-    """Session mode: the server connection of an idle client (no
-    transaction) is terminated; the client's next query succeeds, on a new
-    server connection that it then keeps."""
+    """Session mode with session_reconnect = true: the server connection
+    of an idle client (no transaction) is terminated; the client's next
+    query succeeds, on a new server connection that it then keeps. (By
+    default the client gets the server's FATAL: test_session_end.py.)"""
     require_sqlmux("backend death")
     with _killed_mux(pg) as mux:
         c = mux.connect(autocommit=True)

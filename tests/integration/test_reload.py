@@ -3,7 +3,8 @@
 sizes apply without dropping anyone, a removed pool refuses new clients but
 serves its existing ones until they leave, new backend addresses are used
 for new server connections, listener changes are logged as needing a
-restart, and an invalid file changes nothing."""
+restart, a session pool's session_reconnect applies to connected clients,
+and an invalid file changes nothing."""
 
 import copy
 import signal
@@ -284,10 +285,70 @@ def case_backend_address_and_listener_changes(pg):
         mux.assert_serving(what="served on the old listener after the address came back")
 
 
+def _terminate(pg, pid):
+    c = pg.connect_super()
+    try:
+        c.autocommit = True
+        with c.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(%s)", (int(pid),))
+            check(cur.fetchone()[0], f"pg_terminate_backend({pid}) returned false")
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (int(pid),))
+                if cur.fetchone()[0] == 0:
+                    return
+                time.sleep(0.02)
+        fail(f"backend {pid} still there 5s after pg_terminate_backend")
+    finally:
+        c.close()
+
+
+def case_session_reconnect_applies(pg):
+    """A session pool's session_reconnect changes on reload, for clients
+    already connected: on, an idle client whose server process is
+    terminated moves to a new one; off again, the next such client gets
+    the server's FATAL 57P01 and is closed. SHOW CONFIG shows the value."""
+    require_sqlmux("reload")
+    aport = free_port()
+    with Sqlmux(pg, mode="session", size=2, tweak=admin_tweak(aport)) as mux:
+        def shown():
+            deadline = time.monotonic() + 5
+            while True:  # the console may open just after the pooling listener
+                try:
+                    rows = show(aport, "CONFIG")
+                    break
+                except psycopg2.OperationalError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+            return [r["value"] for r in rows if r["key"] == "pool[0].session_reconnect"]
+        check_eq(shown(), ["false"], "SHOW CONFIG before the reload")
+        c = mux.raw()
+        pid1 = int(c.scalar("SELECT pg_backend_pid()"))
+        cfg = copy.deepcopy(mux.cfg)
+        cfg["pool"][0]["session_reconnect"] = True
+        write_config(mux, cfg)
+        sighup_and_wait(mux, "applied(session_reconnect)")
+        check_eq(shown(), ["true"], "SHOW CONFIG after the reload")
+        _terminate(pg, pid1)
+        pid2 = int(c.scalar("SELECT pg_backend_pid()"))
+        check(pid2 != pid1, "the connected client kept a terminated server process")
+        cfg["pool"][0]["session_reconnect"] = False
+        write_config(mux, cfg)
+        sighup_and_wait(mux, "applied(session_reconnect)")
+        _terminate(pg, pid2)
+        err, closed = c.read_until_error_or_eof(5)
+        check(err is not None and err.get("C") == "57P01" and closed,
+              f"session_reconnect off again: pushed error {err}, closed {closed}")
+        c.close()
+        mux.assert_serving(what="a new session-mode client afterwards")
+
+
 if __name__ == "__main__":
     run_cases(__file__, [
         case_new_pool_and_larger_size_without_dropping_clients,
         case_removed_pool_serves_existing_clients_until_they_leave,
         case_invalid_file_changes_nothing,
         case_backend_address_and_listener_changes,
+        case_session_reconnect_applies,
     ], timeout=150)

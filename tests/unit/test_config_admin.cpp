@@ -165,3 +165,26 @@ TEST_CASE("config diff: users and the admin table", "[config][reload]") {
   CHECK(d2.restart.empty());
   CHECK(diff(cfg(more), cfg(kBase)).users_removed == std::vector<std::string>{"new"});
 }
+
+TEST_CASE("config: session_reconnect is a pool boolean, off by default, applied on reload",
+          "[config][reload]") {
+  CHECK_FALSE(cfg(kBase).pools[0].session_reconnect);
+  std::string on = kBase;
+  on.replace(on.find("size = 10"), 9, "size = 10\nsession_reconnect = true");
+  CHECK(cfg(on).pools[0].session_reconnect);
+  std::string off = kBase;
+  off.replace(off.find("size = 10"), 9, "size = 10\nsession_reconnect = false");
+  CHECK_FALSE(cfg(off).pools[0].session_reconnect);
+
+  // kBase's pool starts at line 13; the key is line 16.
+  std::string bad = kBase;
+  bad.replace(bad.find("size = 10"), 9, "size = 10\nsession_reconnect = \"yes\"");
+  CHECK(only_error(bad) ==
+        "t.toml:16:21: pool[0].session_reconnect: expected a boolean, got a string");
+
+  ConfigDiff d = diff(cfg(kBase), cfg(on));
+  REQUIRE(d.pools_changed.size() == 1);
+  CHECK(d.pools_changed[0].applied == std::vector<std::string>{"session_reconnect"});
+  CHECK(d.pools_changed[0].restart.empty());
+  CHECK(live_pool_config(cfg(kBase).pools[0], cfg(on).pools[0]).session_reconnect);
+}
