@@ -1,6 +1,7 @@
 #include "pool/pg/session_pins.h"
 
 #include <array>
+#include <cstdint>
 
 namespace sqlmux::pool {
 namespace {
@@ -12,25 +13,43 @@ char lower(char c) {
   return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
 }
 
-bool ident_char(char c) {
-  const auto u = static_cast<unsigned char>(c);
-  return (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9') || u == '_' ||
-         u == '$' || u >= 0x80;
+// Identifier characters (as PostgreSQL's lexer has them): letters, digits,
+// '_', '$' and every byte of a multibyte character.
+constexpr std::array<bool, 256> kIdent = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0; c < 256; ++c) {
+    t[static_cast<size_t>(c)] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                                (c >= '0' && c <= '9') || c == '_' || c == '$' || c >= 0x80;
+  }
+  return t;
+}();
+
+// Four bytes as one little-endian integer (compilers make it one load).
+template <typename Byte>
+constexpr uint32_t word4(const Byte* w) {
+  return static_cast<uint32_t>(static_cast<unsigned char>(w[0])) |
+         static_cast<uint32_t>(static_cast<unsigned char>(w[1])) << 8 |
+         static_cast<uint32_t>(static_cast<unsigned char>(w[2])) << 16 |
+         static_cast<uint32_t>(static_cast<unsigned char>(w[3])) << 24;
+}
+constexpr uint32_t kTemp = word4("temp");
+constexpr uint32_t kHold = word4("hold");
+constexpr uint64_t kTemporar = word4("temp") | static_cast<uint64_t>(word4("orar")) << 32;
+
+bool equals_ci(std::string_view word, std::string_view lower_case) {
+  if (word.size() != lower_case.size()) return false;
+  for (size_t i = 0; i < word.size(); ++i) {
+    if (lower(word[i]) != lower_case[i]) return false;
+  }
+  return true;
 }
 
-// Whether `word` (lower case) occurs in s, in any case; with `whole`, only
-// as a word of its own (not inside an identifier: "template", "threshold").
-bool contains(std::string_view s, std::string_view word, bool whole) {
-  if (s.size() < word.size()) return false;
-  for (size_t i = 0; i + word.size() <= s.size(); ++i) {
-    if (lower(s[i]) != word[0]) continue;
-    size_t k = 1;
-    while (k < word.size() && lower(s[i + k]) == word[k]) ++k;
-    if (k != word.size()) continue;
-    if (!whole) return true;
-    const bool before = i > 0 && ident_char(s[i - 1]);
-    const bool after = i + k < s.size() && ident_char(s[i + k]);
-    if (!before && !after) return true;
+bool contains_ci(std::string_view word, std::string_view lower_case) {
+  for (size_t i = 0; i + lower_case.size() <= word.size(); ++i) {
+    if ((word[i] | 0x20) == lower_case[0] &&
+        equals_ci(word.substr(i, lower_case.size()), lower_case)) {
+      return true;
+    }
   }
   return false;
 }
@@ -62,11 +81,39 @@ std::string pins_to_string(uint8_t pins) {
 }
 
 bool may_hold_state(std::string_view sql) {
-  return contains(sql, "temp", true) || contains(sql, "temporary", true) ||
-         contains(sql, "hold", true) || contains(sql, "advisory_", false);
+  // One pass over the identifiers (words): this runs on every simple query
+  // and Parse in transaction mode, so it compares words as integers. c | 0x20
+  // is the lower case of a letter and equals a lower-case letter only for
+  // that letter in either case.
+  const auto* p = reinterpret_cast<const unsigned char*>(sql.data());
+  const auto* const end = p + sql.size();
+  while (p < end) {
+    if (!kIdent[*p]) {
+      ++p;
+      continue;
+    }
+    const auto* const word = p;
+    while (p < end && kIdent[*p]) ++p;
+    const auto len = static_cast<size_t>(p - word);
+    if (len == 4) {
+      const uint32_t v = word4(word) | 0x20202020u;
+      if (v == kTemp || v == kHold) return true;
+    } else if (len == 9) {
+      const uint64_t v = word4(word) | static_cast<uint64_t>(word4(word + 4)) << 32;
+      if ((v | 0x2020202020202020ull) == kTemporar && (word[8] | 0x20) == 'y') return true;
+    }
+    // pg_advisory_lock, pg_try_advisory_lock_shared, ... (and wrappers).
+    if (len >= 9 &&
+        contains_ci(std::string_view(reinterpret_cast<const char*>(word), len), "advisory_")) {
+      return true;
+    }
+  }
+  return false;
 }
 
 bool tag_may_change_state(std::string_view tag) {
+  // Every tag below starts with C, D or P: SELECT, INSERT, UPDATE, ... stop here.
+  if (tag.empty() || (tag[0] != 'C' && tag[0] != 'D' && tag[0] != 'P')) return false;
   static constexpr std::string_view kTags[] = {
       "PREPARE",    "DEALLOCATE", "DISCARD",       "CREATE TABLE", "CREATE VIEW", "CREATE SEQUENCE",
       "DROP TABLE", "DROP VIEW",  "DROP SEQUENCE", "CLOSE CURSOR", "DROP SCHEMA", "DROP OWNED"};
