@@ -330,6 +330,11 @@ void MyBackend::relay() {
   const bool client_found_rows = client_ != nullptr &&
                                  (client_->caps() & my::cap::kFoundRows) != 0 &&
                                  (caps_ & my::cap::kFoundRows) == 0;
+  // MariaDB's extended metadata in column definitions: dropped for a
+  // client that did not negotiate it, an empty one added for a client that
+  // did when the server did not offer it. Equal capabilities cost nothing.
+  const bool reshape_definitions =
+      client_ != nullptr && ((client_->caps() ^ caps_) & my::cap::kMariaExtendedMetadata) != 0;
   std::string& out = relay_out_;  // members: their capacity stays between calls
   std::vector<std::string>& translated = translated_;
   out.clear();
@@ -402,6 +407,11 @@ void MyBackend::relay() {
       }
     }
     std::string_view forward = payload;
+    if (reshape_definitions && !sent && !draining_ &&
+        (role == my::PacketRole::ColumnDef || role == my::PacketRole::ParamDef) &&
+        my::reshape_column_def(payload, caps_, client_->caps(), definition_)) {
+      forward = definition_;
+    }
     std::string eof_copy;
     if (!sent && !draining_ && client_ != nullptr && my::is_eof(payload)) {
       // An EOF's state flag without the state: see keep_eof_state_flag.

@@ -420,6 +420,33 @@ void encode_column_def(std::string& out, const ColumnDef& c, uint64_t caps) {
   }
 }
 
+bool reshape_column_def(std::string_view payload, uint64_t from_caps, uint64_t to_caps,
+                        std::string& out) {
+  const bool from_ext = (from_caps & cap::kMariaExtendedMetadata) != 0;
+  const bool to_ext = (to_caps & cap::kMariaExtendedMetadata) != 0;
+  if (from_ext == to_ext) {
+    return false;
+  }
+  Reader r(payload);
+  std::string_view s;
+  for (int i = 0; i < 6; ++i) {  // catalog, schema, table, org_table, name, org_name
+    if (!r.lenenc_str(s)) {
+      return false;
+    }
+  }
+  const size_t head = payload.size() - r.remaining();
+  if (from_ext && !r.lenenc_str(s)) {
+    return false;
+  }
+  const size_t tail = payload.size() - r.remaining();
+  out.assign(payload.data(), head);
+  if (to_ext) {
+    out.push_back('\0');  // an empty extended-metadata field
+  }
+  out.append(payload.data() + tail, payload.size() - tail);
+  return true;
+}
+
 bool decode_prepare_ok(std::string_view payload, PrepareOk& out) {
   Reader r(payload);
   uint8_t header = 0;

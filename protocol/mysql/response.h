@@ -146,6 +146,15 @@ struct ColumnDef {
 // Protocol::ColumnDefinition41. caps decides the MariaDB extended metadata.
 [[nodiscard]] bool decode_column_def(std::string_view payload, uint64_t caps, ColumnDef& out);
 void encode_column_def(std::string& out, const ColumnDef& c, uint64_t caps);
+// Rewrites a column (or parameter) definition from the layout `from_caps`
+// selects to the one `to_caps` selects, where they differ in
+// MARIADB_CLIENT_EXTENDED_METADATA: the extended-metadata field (a lenenc
+// string of type byte + lenenc value pairs after org_name) is dropped, or an
+// empty one is inserted. Only the six leading strings (and the field) are
+// read; what follows is copied. `out` is overwritten. False, with `out`
+// unspecified, when those do not parse or when both layouts are the same.
+[[nodiscard]] bool reshape_column_def(std::string_view payload, uint64_t from_caps,
+                                      uint64_t to_caps, std::string& out);
 
 struct PrepareOk {
   uint32_t statement_id = 0;
