@@ -333,8 +333,8 @@ void MyBackend::relay() {
   // MariaDB's extended metadata in column definitions: dropped for a
   // client that did not negotiate it, an empty one added for a client that
   // did when the server did not offer it. Equal capabilities cost nothing.
-  const bool reshape_definitions =
-      client_ != nullptr && ((client_->caps() ^ caps_) & my::cap::kMariaExtendedMetadata) != 0;
+  const uint64_t client_caps = client_ != nullptr ? client_->caps() : caps_;
+  const bool reshape_definitions = ((client_caps ^ caps_) & my::cap::kMariaExtendedMetadata) != 0;
   std::string& out = relay_out_;  // members: their capacity stays between calls
   std::vector<std::string>& translated = translated_;
   out.clear();
@@ -409,7 +409,7 @@ void MyBackend::relay() {
     std::string_view forward = payload;
     if (reshape_definitions && !sent && !draining_ &&
         (role == my::PacketRole::ColumnDef || role == my::PacketRole::ParamDef) &&
-        my::reshape_column_def(payload, caps_, client_->caps(), definition_)) {
+        my::reshape_column_def(payload, caps_, client_caps, definition_)) {
       forward = definition_;
     }
     std::string eof_copy;
