@@ -408,9 +408,19 @@ void MyBackend::relay() {
     }
     std::string_view forward = payload;
     if (reshape_definitions && !sent && !draining_ &&
-        (role == my::PacketRole::ColumnDef || role == my::PacketRole::ParamDef) &&
-        my::reshape_column_def(payload, caps_, client_caps, definition_)) {
-      forward = definition_;
+        (role == my::PacketRole::ColumnDef || role == my::PacketRole::ParamDef)) {
+      size_t at = 0;
+      size_t len = 0;
+      if ((caps_ & (my::cap::kMariaExtendedMetadata | my::cap::kDeprecateEof)) ==
+              my::cap::kMariaExtendedMetadata &&
+          my::column_def_extended_span(payload, caps_, at, len)) {
+        // The usual case, a client without it: framed around the field
+        // (an EOF-style server's definitions need no EOF translation).
+        my::put_packet(out, client_seq_, payload.substr(0, at), payload.substr(at + len));
+        sent = true;
+      } else if (my::reshape_column_def(payload, caps_, client_caps, definition_)) {
+        forward = definition_;
+      }
     }
     std::string eof_copy;
     if (!sent && !draining_ && client_ != nullptr && my::is_eof(payload)) {

@@ -81,11 +81,23 @@ void packet_decoders(std::string_view p, uint64_t caps) {
   }
   ColumnDef c1;
   const bool is_def = decode_column_def(p, caps, c1);
+  size_t at = 0;
+  size_t len = 0;
+  const bool has_span = column_def_extended_span(p, caps, at, len);
   if (is_def) {
     std::string w;
     encode_column_def(w, c1, caps);
     ColumnDef c2;
     check(decode_column_def(w, caps, c2) && c2 == c1);
+    // The span is the field as decoded (its length prefix included).
+    check(has_span && at + len <= p.size());
+    if ((caps & cap::kMariaExtendedMetadata) != 0) {
+      check(len == lenenc_size(c1.extended_metadata.size()) + c1.extended_metadata.size());
+      check(p.substr(at + len - c1.extended_metadata.size(), c1.extended_metadata.size()) ==
+            c1.extended_metadata);
+    } else {
+      check(len == 0);
+    }
   }
   // MariaDB's extended metadata: a definition reshaped for a peer with the
   // other MARIADB_CLIENT_EXTENDED_METADATA setting reads as the same
@@ -95,6 +107,7 @@ void packet_decoders(std::string_view p, uint64_t caps) {
   std::string reshaped;
   check(!reshape_column_def(p, caps, caps, reshaped));
   if (reshape_column_def(p, caps, other, reshaped)) {
+    check(has_span);
     std::string back;
     check(reshape_column_def(reshaped, other, caps, back));
     if ((caps & cap::kMariaExtendedMetadata) == 0) {
@@ -109,7 +122,7 @@ void packet_decoders(std::string_view p, uint64_t caps) {
       check(c3 == c1);
     }
   } else {
-    check(!is_def);
+    check(!is_def && !has_span);
   }
   PrepareOk po1;
   if (decode_prepare_ok(p, po1)) {

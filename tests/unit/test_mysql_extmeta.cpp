@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "protocol/mysql/packet.h"
 #include "protocol/mysql/response.h"
 #include "tests/unit/test_mysql_fixtures.h"
 
@@ -151,6 +152,14 @@ TEST_CASE("mysql_extmeta: reshaping reads only what it must, and never past the 
   bad[head - field] = static_cast<char>(0xFB);  // NULL is no string
   CHECK_FALSE(reshape_column_def(bad, kExt, kNoExt, out));
   CHECK_FALSE(reshape_column_def({}, kExt, kNoExt, out));
+  size_t at = 0;
+  size_t len = 0;
+  CHECK_FALSE(column_def_extended_span({}, kNoExt, at, len));
+  bad = with;
+  bad[0] = static_cast<char>(0xFF);  // not a length
+  CHECK_FALSE(column_def_extended_span(bad, kNoExt, at, len));
+  bad[0] = static_cast<char>(0xFE);  // an 8-byte length past the end
+  CHECK_FALSE(column_def_extended_span(bad, kNoExt, at, len));
 }
 
 TEST_CASE("mysql_extmeta: random definitions reshape both ways", "[mysql]") {
@@ -190,5 +199,59 @@ TEST_CASE("mysql_extmeta: random definitions reshape both ways", "[mysql]") {
     std::string plain;
     REQUIRE(reshape_column_def(out, kExt, kNoExt, plain));
     CHECK(plain == without);
+  }
+}
+
+TEST_CASE("mysql_extmeta: the field's span, and a packet framed around it", "[mysql]") {
+  for (const Pair& p : kCaptured) {
+    INFO(p.what);
+    const std::string with = unhex(p.with);
+    const std::string without = unhex(p.without);
+    const std::string ext = unhex(p.ext);
+    size_t at = 99;
+    size_t len = 99;
+    REQUIRE(column_def_extended_span(with, kExt, at, len));
+    CHECK(len == 1 + ext.size());
+    CHECK(with.substr(at + 1, ext.size()) == ext);
+    CHECK(with.substr(0, at) + with.substr(at + len) == without);
+    size_t at2 = 99;
+    size_t len2 = 99;
+    REQUIRE(column_def_extended_span(without, kNoExt, at2, len2));
+    CHECK(at2 == at);
+    CHECK(len2 == 0);
+    // Framed around the field: the bytes put_packet gives the reshaped payload.
+    for (uint8_t seq0 : {0, 7, 255}) {
+      std::string two;
+      std::string one;
+      uint8_t s2 = seq0;
+      uint8_t s1 = seq0;
+      put_packet(two, s2, std::string_view(with).substr(0, at),
+                 std::string_view(with).substr(at + len));
+      put_packet(one, s1, without);
+      CHECK(two == one);
+      CHECK(s2 == s1);
+    }
+  }
+}
+
+TEST_CASE("mysql_extmeta: put_packet in two pieces frames as one payload", "[mysql]") {
+  // Around the chunk size too: a payload of 0xFFFFFF bytes or more is
+  // several chunks (and an empty last one when it is a multiple).
+  for (size_t n : {size_t{0}, size_t{1}, size_t{300}, size_t{kMaxChunk - 1}, size_t{kMaxChunk},
+                   size_t{kMaxChunk + 5}}) {
+    std::string payload(n, 'x');
+    for (size_t i = 0; i < n; i += 4097) payload[i] = static_cast<char>(i);
+    std::string one;
+    uint8_t s1 = 250;
+    put_packet(one, s1, payload);
+    for (size_t cut : {size_t{0}, n / 2, n}) {
+      std::string two = "keep";
+      uint8_t s2 = 250;
+      put_packet(two, s2, std::string_view(payload).substr(0, cut),
+                 std::string_view(payload).substr(cut));
+      CHECK(two.substr(0, 4) == "keep");
+      CHECK(two.substr(4) == one);
+      CHECK(s2 == s1);
+    }
   }
 }
