@@ -419,6 +419,18 @@ def _metadata_responses(c):
     out["prepare"] = defs
     out["execute"] = resp[1:1 + resp[0][0]]
     out["execute rows"] = resp[1 + resp[0][0]:-1]
+    # The same statement executed again: its metadata is sent again (it
+    # would not be under MARIADB_CLIENT_CACHE_METADATA).
+    c.send(0, b"\x16" + _EXTMETA_SELECT.encode())
+    _, p = c.recv()
+    check(p[0] == 0, f"COM_STMT_PREPARE: {p!r}")
+    stmt, ncols, nparams = struct.unpack("<IHH", p[1:9])
+    for _ in range(ncols + nparams):
+        c.recv()
+    for i in range(2):
+        resp = c.command(b"\x17" + struct.pack("<IBI", stmt, 0, 1))
+        out[f"execute {i}"] = resp
+    c.send(0, b"\x19" + struct.pack("<I", stmt))
     c.send(0, b"\x16SELECT doc, ? FROM extmeta WHERE id = ?")
     _, p = c.recv()
     check(p[0] == 0, f"COM_STMT_PREPARE with parameters: {p!r}")
