@@ -330,6 +330,11 @@ void MyBackend::relay() {
   const bool client_found_rows = client_ != nullptr &&
                                  (client_->caps() & my::cap::kFoundRows) != 0 &&
                                  (caps_ & my::cap::kFoundRows) == 0;
+  // MariaDB's extended metadata in column definitions: dropped for a
+  // client that did not negotiate it, an empty one added for a client that
+  // did when the server did not offer it. Equal capabilities cost nothing.
+  const uint64_t client_caps = client_ != nullptr ? client_->caps() : caps_;
+  const bool reshape_definitions = ((client_caps ^ caps_) & my::cap::kMariaExtendedMetadata) != 0;
   std::string& out = relay_out_;  // members: their capacity stays between calls
   std::vector<std::string>& translated = translated_;
   out.clear();
@@ -402,6 +407,21 @@ void MyBackend::relay() {
       }
     }
     std::string_view forward = payload;
+    if (reshape_definitions && !sent && !draining_ &&
+        (role == my::PacketRole::ColumnDef || role == my::PacketRole::ParamDef)) {
+      size_t at = 0;
+      size_t len = 0;
+      if ((caps_ & (my::cap::kMariaExtendedMetadata | my::cap::kDeprecateEof)) ==
+              my::cap::kMariaExtendedMetadata &&
+          my::column_def_extended_span(payload, caps_, at, len)) {
+        // The usual case, a client without it: framed around the field
+        // (an EOF-style server's definitions need no EOF translation).
+        my::put_packet(out, client_seq_, payload.substr(0, at), payload.substr(at + len));
+        sent = true;
+      } else if (my::reshape_column_def(payload, caps_, client_caps, definition_)) {
+        forward = definition_;
+      }
+    }
     std::string eof_copy;
     if (!sent && !draining_ && client_ != nullptr && my::is_eof(payload)) {
       // An EOF's state flag without the state: see keep_eof_state_flag.

@@ -1,9 +1,12 @@
 // A MySQL / MariaDB backend (server) connection. sqlmux logs in itself
 // (protocol/mysql_handshake, mysql_auth), so that it chooses the
 // capabilities: MariaDB Connector/C always asks a MariaDB server for
-// MariaDB's extended metadata, metadata caching and progress reports, which
-// a relay would have to translate for every client that did not. After the
-// login it turns on session-state tracking and relays the socket.
+// metadata caching and progress reports, which a relay would have to undo
+// for every client that did not ask. Of MariaDB's extended capabilities
+// sqlmux asks only for the extended metadata (how MariaDB marks JSON
+// columns), which relay() drops from column definitions for clients that
+// did not ask for it. After the login it turns on session-state tracking
+// and relays the socket.
 #pragma once
 
 #include <cstdint>
@@ -83,8 +86,10 @@ class MyBackend final : public PooledBackend {
   // restored with the other session variables.
   static constexpr uint8_t kLoginCharset = 45;
   static constexpr uint32_t kMaxLoginPacket = 1u << 20;
-  // What sqlmux asks of the server. CLIENT_MYSQL (bit 0) set: no MariaDB
-  // extended capabilities; no DEPRECATE_EOF (most clients use EOF packets).
+  // What sqlmux asks of the server: no DEPRECATE_EOF (most clients use EOF
+  // packets). Of a MariaDB server (CLIENT_MYSQL clear in its greeting) also
+  // MARIADB_CLIENT_EXTENDED_METADATA when it offers it (see login_packet),
+  // never CACHE_METADATA, PROGRESS or the bulk and COM_MULTI extensions.
   static constexpr uint64_t kWantedCaps =
       my::cap::kLongPassword | my::cap::kLongFlag | my::cap::kConnectWithDb | my::cap::kLocalFiles |
       my::cap::kProtocol41 | my::cap::kTransactions | my::cap::kSecureConnection |
@@ -125,6 +130,7 @@ class MyBackend final : public PooledBackend {
   std::string scratch_;
   std::string relay_out_;                // relay(): packets for the client
   std::vector<std::string> translated_;  // relay(): a translated packet
+  std::string definition_;               // relay(): a column definition reshaped for the client
 
   std::deque<Internal> steps_;
   // What the end of sqlmux's own commands means for a linked client.

@@ -149,6 +149,11 @@ bool MyBackend::login_packet(std::string_view payload, uint8_t seq) {
       pid_ = static_cast<int>(greeting_.connection_id);
       static_cast<MyProtocol&>(pool_.driver()).set_server_version(greeting_.server_version);
       caps_ = kWantedCaps & greeting_.capabilities & 0xFFFFFFFFull;
+      if ((greeting_.capabilities & my::cap::kMariaExtendedMetadata) != 0) {
+        // CLIENT_MYSQL clear: the extended capabilities travel in the
+        // response's filler, as the greeting's did.
+        caps_ = (caps_ & ~my::cap::kMysql) | my::cap::kMariaExtendedMetadata;
+      }
       if ((caps_ & my::cap::kProtocol41) == 0 || (caps_ & my::cap::kSecureConnection) == 0) {
         connect_failed("the server does not speak protocol 4.1 with secure authentication");
         return false;

@@ -29,7 +29,8 @@ constexpr size_t kMaxPendingInput = 1u << 20;
 // Greeted with before any MySQL backend told its version.
 constexpr std::string_view kFallbackVersion = "5.5.5-10.11.0-MariaDB-sqlmux";
 constexpr uint8_t kGreetingCharset = 45;  // utf8mb4_general_ci
-// What sqlmux offers clients. CLIENT_MYSQL set: no MariaDB extensions.
+// What sqlmux offers clients. Greeting as MySQL, CLIENT_MYSQL set: no
+// MariaDB extensions; as MariaDB, kOfferedMariaCaps.
 constexpr uint64_t kOfferedCaps =
     my::cap::kLongPassword | my::cap::kFoundRows | my::cap::kLongFlag | my::cap::kConnectWithDb |
     my::cap::kLocalFiles | my::cap::kProtocol41 | my::cap::kTransactions |
@@ -37,6 +38,13 @@ constexpr uint64_t kOfferedCaps =
     my::cap::kPsMultiResults | my::cap::kPluginAuth | my::cap::kPluginAuthLenencData |
     my::cap::kConnectAttrs | my::cap::kSessionTrack | my::cap::kDeprecateEof |
     my::cap::kIgnoreSpace | my::cap::kInteractive;
+// Greeting as MariaDB: CLIENT_MYSQL clear, as MariaDB's own, and of its
+// extended capabilities only the extended metadata (MyBackend::relay
+// reshapes column definitions for clients whose choice differs from their
+// server connection's). Never CACHE_METADATA, whose column count packets
+// differ and which shared server connections cannot follow per client.
+constexpr uint64_t kOfferedMariaCaps =
+    (kOfferedCaps & ~my::cap::kMysql) | my::cap::kMariaExtendedMetadata;
 bool contains_nocase(std::string_view hay, std::string_view needle) {
   if (needle.size() > hay.size()) return false;
   for (size_t i = 0; i + needle.size() <= hay.size(); ++i) {
@@ -118,7 +126,8 @@ void MyClient::on_accepted() {
   g.server_version = my::advertised_version(version.empty() ? kFallbackVersion : version);
   g.connection_id = static_cast<uint32_t>(id_);
   g.scramble = scramble_;
-  g.capabilities = kOfferedCaps;
+  g.capabilities = my::is_mariadb_version(g.server_version) ? kOfferedMariaCaps : kOfferedCaps;
+  offered_caps_ = g.capabilities | kOfferedCaps;  // CLIENT_MYSQL from a client is harmless
   g.charset = kGreetingCharset;
   g.status = my::status::kAutocommit;
   g.auth_plugin = std::string(my::kNativePassword);
@@ -224,7 +233,7 @@ bool MyClient::handle_handshake_response(std::string_view payload, uint8_t seq) 
                "Bad handshake: protocol 4.1 is required");
     return false;
   }
-  caps_ = r.capabilities & kOfferedCaps;
+  caps_ = r.capabilities & offered_caps_;
   charset_ = r.charset;
   user_name_ = r.username;
   login_db_ = (caps_ & my::cap::kConnectWithDb) != 0 ? r.database : std::string();

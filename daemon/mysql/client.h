@@ -130,6 +130,7 @@ class MyClient final : public PooledClient {
   bool counted_ = true;
   std::string scramble_;
   uint64_t caps_ = 0;
+  uint64_t offered_caps_ = 0;  // what the greeting offered (and CLIENT_MYSQL)
   uint8_t charset_ = 0;
   std::string login_db_;
   const MyProtocol& protocol_;

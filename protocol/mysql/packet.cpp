@@ -199,6 +199,23 @@ void put_packet(std::string& out, uint8_t& seq, std::string_view payload) {
   }
 }
 
+void put_packet(std::string& out, uint8_t& seq, std::string_view head, std::string_view tail) {
+  const size_t n = head.size() + tail.size();
+  if (n >= kMaxChunk) {  // several chunks: rare enough to join first
+    std::string joined;
+    joined.reserve(n);
+    joined.append(head).append(tail);
+    put_packet(out, seq, joined);
+    return;
+  }
+  out.reserve(out.size() + kHeaderLen + n);
+  store_le(out, n, 3);
+  out.push_back(static_cast<char>(seq));
+  ++seq;
+  out.append(head);
+  out.append(tail);
+}
+
 // --- Reader --------------------------------------------------------------------
 
 bool Reader::u8(uint8_t& v) {

@@ -97,6 +97,9 @@ void join_payload(const uint8_t* p, const PacketExtent& ext, std::string& out);
 // chunk, so a payload of exactly k*0xFFFFFF bytes ends with an empty chunk.
 // `seq` is the id of the first chunk and is left at the id after the last.
 void put_packet(std::string& out, uint8_t& seq, std::string_view payload);
+// The same for a payload given in two pieces (head then tail), framed as
+// put_packet(head + tail) would be, without joining them first.
+void put_packet(std::string& out, uint8_t& seq, std::string_view head, std::string_view tail);
 // How many chunks put_packet writes for a payload of n bytes.
 [[nodiscard]] size_t chunk_count(size_t n);
 

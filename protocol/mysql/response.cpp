@@ -420,6 +420,68 @@ void encode_column_def(std::string& out, const ColumnDef& c, uint64_t caps) {
   }
 }
 
+bool column_def_extended_span(std::string_view payload, uint64_t caps, size_t& at, size_t& len) {
+  // Lengths are only skipped, as Reader::lenenc_str reads them: NULL
+  // (0xFB) and 0xFF are no string, and none may run past the end.
+  const auto* p = reinterpret_cast<const uint8_t*>(payload.data());
+  const size_t n = payload.size();
+  const int fields = (caps & cap::kMariaExtendedMetadata) != 0 ? 7 : 6;
+  size_t i = 0;
+  size_t field_at = 0;
+  for (int f = 0; f < fields; ++f) {
+    field_at = i;
+    if (i >= n) {
+      return false;
+    }
+    const uint8_t first = p[i++];
+    uint64_t v = first;
+    size_t w = 0;
+    if (first >= 0xFB) {
+      if (first == 0xFB || first == 0xFF) {
+        return false;
+      }
+      w = first == 0xFC ? 2 : first == 0xFD ? 3 : 8;
+      if (n - i < w) {
+        return false;
+      }
+      v = 0;
+      for (size_t k = 0; k < w; ++k) {
+        v |= static_cast<uint64_t>(p[i + k]) << (8 * k);
+      }
+      i += w;
+    }
+    if (v > n - i) {
+      return false;
+    }
+    i += static_cast<size_t>(v);
+  }
+  if (fields == 7) {
+    at = field_at;
+    len = i - field_at;
+  } else {
+    at = i;
+    len = 0;
+  }
+  return true;
+}
+
+bool reshape_column_def(std::string_view payload, uint64_t from_caps, uint64_t to_caps,
+                        std::string& out) {
+  const bool from_ext = (from_caps & cap::kMariaExtendedMetadata) != 0;
+  const bool to_ext = (to_caps & cap::kMariaExtendedMetadata) != 0;
+  size_t at = 0;
+  size_t len = 0;
+  if (from_ext == to_ext || !column_def_extended_span(payload, from_caps, at, len)) {
+    return false;
+  }
+  out.assign(payload.data(), at);
+  if (to_ext) {
+    out.push_back('\0');  // an empty extended-metadata field
+  }
+  out.append(payload.data() + at + len, payload.size() - at - len);
+  return true;
+}
+
 bool decode_prepare_ok(std::string_view payload, PrepareOk& out) {
   Reader r(payload);
   uint8_t header = 0;

@@ -146,6 +146,22 @@ struct ColumnDef {
 // Protocol::ColumnDefinition41. caps decides the MariaDB extended metadata.
 [[nodiscard]] bool decode_column_def(std::string_view payload, uint64_t caps, ColumnDef& out);
 void encode_column_def(std::string& out, const ColumnDef& c, uint64_t caps);
+// Rewrites a column (or parameter) definition from the layout `from_caps`
+// selects to the one `to_caps` selects, where they differ in
+// MARIADB_CLIENT_EXTENDED_METADATA: the extended-metadata field (a lenenc
+// string of type byte + lenenc value pairs after org_name) is dropped, or an
+// empty one is inserted. Only the six leading strings (and the field) are
+// read; what follows is copied. `out` is overwritten. False, with `out`
+// unspecified, when those do not parse or when both layouts are the same.
+[[nodiscard]] bool reshape_column_def(std::string_view payload, uint64_t from_caps,
+                                      uint64_t to_caps, std::string& out);
+// Where a column definition's extended-metadata field lies in the layout
+// `caps` selects: bytes [at, at + len), its length prefix included; without
+// MARIADB_CLIENT_EXTENDED_METADATA len is 0 and `at` is where it would go
+// (after org_name). False when the six strings (and the field) do not
+// parse. What a relay needs to drop the field without copying it twice.
+[[nodiscard]] bool column_def_extended_span(std::string_view payload, uint64_t caps, size_t& at,
+                                            size_t& len);
 
 struct PrepareOk {
   uint32_t statement_id = 0;

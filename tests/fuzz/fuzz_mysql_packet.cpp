@@ -1,7 +1,7 @@
 // libFuzzer target: MySQL packet framing. The input is a byte stream of
 // packets (4-byte headers). decode_packet must agree with peek_packet and
-// join_payload, a decoded packet re-framed by put_packet must give back
-// exactly its wire bytes, decoding in two pieces must give the same packets
+// join_payload, a decoded packet re-framed by put_packet (whole or from two
+// pieces) must give back exactly its wire bytes, decoding in two pieces must give the same packets
 // as decoding whole, and the length-encoded readers must round-trip through
 // the Writer.
 #include <cstddef>
@@ -65,6 +65,13 @@ size_t decode_all(const uint8_t* p, size_t n, uint32_t max_len, std::vector<Got>
     check(wire == std::string_view(reinterpret_cast<const char*>(p + off), consumed));
     check(seq == static_cast<uint8_t>(pkt.last_seq() + 1));
     check(chunk_count(pkt.payload().size()) == pkt.chunks());
+    // ... also from two pieces of the payload, cut anywhere.
+    const std::string_view pl = pkt.payload();
+    const size_t cut = pl.empty() ? 0 : static_cast<size_t>(pl[0]) % (pl.size() + 1);
+    std::string wire2;
+    uint8_t seq2 = pkt.seq();
+    put_packet(wire2, seq2, pl.substr(0, cut), pl.substr(cut));
+    check(wire2 == wire && seq2 == seq);
     PacketHeader h;
     check(peek_header(p + off, n - off, kMaxPacketLimit, h) == Decode::Complete);
     check(h.seq == pkt.seq());

@@ -7,8 +7,9 @@
 //
 // Each payload goes through the OK / ERR / EOF / column definition /
 // PREPARE_OK / session-state decoders (decode -> encode -> decode must be
-// stable) and, in order, through a ResponseReader. When the reader accepts
-// a whole response, the same response translated for a client with the
+// stable), column definitions through reshape_column_def (MariaDB's
+// extended metadata dropped or added: the same definition) and, in order, through a ResponseReader.
+// When the reader accepts a whole response, the same response translated for a client with the
 // other CLIENT_DEPRECATE_EOF setting must read as a complete response with
 // the same rows, result sets, error and final status. The whole input is
 // also parsed as a COM_STMT_EXECUTE.
@@ -79,11 +80,49 @@ void packet_decoders(std::string_view p, uint64_t caps) {
     check(ok_terminator_to_eof(ok, caps, back) && back == p);
   }
   ColumnDef c1;
-  if (decode_column_def(p, caps, c1)) {
+  const bool is_def = decode_column_def(p, caps, c1);
+  size_t at = 0;
+  size_t len = 0;
+  const bool has_span = column_def_extended_span(p, caps, at, len);
+  if (is_def) {
     std::string w;
     encode_column_def(w, c1, caps);
     ColumnDef c2;
     check(decode_column_def(w, caps, c2) && c2 == c1);
+    // The span is the field as decoded (its length prefix included).
+    check(has_span && at + len <= p.size());
+    if ((caps & cap::kMariaExtendedMetadata) != 0) {
+      check(len == lenenc_size(c1.extended_metadata.size()) + c1.extended_metadata.size());
+      check(p.substr(at + len - c1.extended_metadata.size(), c1.extended_metadata.size()) ==
+            c1.extended_metadata);
+    } else {
+      check(len == 0);
+    }
+  }
+  // MariaDB's extended metadata: a definition reshaped for a peer with the
+  // other MARIADB_CLIENT_EXTENDED_METADATA setting reads as the same
+  // definition (with no extended metadata), and reshaping back drops or
+  // adds only that field.
+  const uint64_t other = caps ^ cap::kMariaExtendedMetadata;
+  std::string reshaped;
+  check(!reshape_column_def(p, caps, caps, reshaped));
+  if (reshape_column_def(p, caps, other, reshaped)) {
+    check(has_span);
+    std::string back;
+    check(reshape_column_def(reshaped, other, caps, back));
+    if ((caps & cap::kMariaExtendedMetadata) == 0) {
+      check(back == p && reshaped.size() == p.size() + 1);
+    } else {
+      check(back.size() <= p.size() && reshaped.size() + 1 == back.size());
+    }
+    if (is_def) {
+      ColumnDef c3;
+      check(decode_column_def(reshaped, other, c3));
+      c1.extended_metadata.clear();
+      check(c3 == c1);
+    }
+  } else {
+    check(!is_def && !has_span);
   }
   PrepareOk po1;
   if (decode_prepare_ok(p, po1)) {

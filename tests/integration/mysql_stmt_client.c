@@ -13,7 +13,13 @@
  * Then it selects its rows back, on even rounds through a read-only cursor
  * (COM_STMT_FETCH, 2 rows per fetch), else buffered (mysql_stmt_store_result),
  * and checks them all. At the end the statements are closed, one is
- * prepared again and run once more. Prints "ok ID ROUNDS" on success. */
+ * prepared again and run once more. Prints "ok ID ROUNDS" on success.
+ *
+ *   mysql_stmt_client HOST PORT USER PASSWORD DB --types SQL
+ *
+ * prints, for SQL as a text query and as a prepared statement, one line per
+ * column: "text|stmt NAME TYPE DATA_TYPE_NAME FORMAT_NAME" (MariaDB's
+ * extended metadata as libmariadb reads it; "-" when absent). */
 #include <mysql.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,7 +141,48 @@ static void check_rows(MYSQL_STMT* sel, int round, int cursor) {
   if (mysql_stmt_reset(sel)) die_stmt(sel, "reset");
 }
 
+static void print_types(const char* how, MYSQL_RES* res) {
+  unsigned n = mysql_num_fields(res);
+  MYSQL_FIELD* f = mysql_fetch_fields(res);
+  for (unsigned i = 0; i < n; i++) {
+    MARIADB_CONST_STRING type = {NULL, 0};
+    MARIADB_CONST_STRING format = {NULL, 0};
+    int no_type = mariadb_field_attr(&type, &f[i], MARIADB_FIELD_ATTR_DATA_TYPE_NAME);
+    int no_format = mariadb_field_attr(&format, &f[i], MARIADB_FIELD_ATTR_FORMAT_NAME);
+    printf("%s %s %d %.*s %.*s\n", how, f[i].name, (int)f[i].type,
+           no_type || !type.length ? 1 : (int)type.length, no_type || !type.length ? "-" : type.str,
+           no_format || !format.length ? 1 : (int)format.length,
+           no_format || !format.length ? "-" : format.str);
+  }
+}
+
+/* --types: the extended type info of SQL's columns. */
+static int types(const char* sql) {
+  if (mysql_query(conn, sql)) die(sql);
+  MYSQL_RES* res = mysql_store_result(conn);
+  if (!res) die("store result");
+  print_types("text", res);
+  mysql_free_result(res);
+  MYSQL_STMT* st = mysql_stmt_init(conn);
+  if (!st || mysql_stmt_prepare(st, sql, (unsigned long)strlen(sql)) || mysql_stmt_execute(st))
+    die_stmt(st, sql);
+  MYSQL_RES* meta = mysql_stmt_result_metadata(st);
+  if (!meta) die_stmt(st, "result metadata");
+  print_types("stmt", meta);
+  mysql_free_result(meta);
+  mysql_stmt_close(st);
+  mysql_close(conn);
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc == 8 && strcmp(argv[6], "--types") == 0) {
+    id = "types";
+    conn = mysql_init(NULL);
+    if (!mysql_real_connect(conn, argv[1], argv[3], argv[4], argv[5], (unsigned)atoi(argv[2]), NULL, 0))
+      die("connect");
+    return types(argv[7]);
+  }
   if (argc != 8) {
     fprintf(stderr, "usage: %s HOST PORT USER PASSWORD DB ID ROUNDS\n", argv[0]);
     return 2;

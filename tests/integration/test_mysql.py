@@ -464,6 +464,34 @@ def case_prepared_statements_c(my):
             assert_my_serving(mux)
 
 
+def case_json_columns_c(my):
+    """libmariadb (mariadb_field_attr) reads MariaDB's extended metadata
+    through sqlmux as from MariaDB itself: JSON columns and JSON_OBJECT()
+    have the format name json, a POINT column the type name point, in text
+    and prepared-statement results (without the extended metadata a JSON
+    column is a plain BLOB to the client)."""
+    check(os.access(STMT_CLIENT, os.X_OK), f"{STMT_CLIENT} not built")
+    my.sql("CREATE TABLE IF NOT EXISTS json_c (id INT PRIMARY KEY, doc JSON, pt POINT)", db="appdb")
+    my.sql("REPLACE INTO json_c VALUES (1, JSON_OBJECT('a', 1), POINT(1, 2))", db="appdb")
+    sql = "SELECT id, doc, pt, JSON_OBJECT('k', id) AS j FROM json_c"
+
+    def types(port, db):
+        r = subprocess.run([STMT_CLIENT, "127.0.0.1", str(port), MY_USER, MY_PASSWORD, db, "--types", sql],
+                           capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0, f"--types: {r.stderr.strip()}")
+        return r.stdout.splitlines()
+
+    want = types(my.port, "appdb")
+    for how in ("text", "stmt"):
+        check(f"{how} doc 252 - json" in want, f"direct: {want}")
+        check(f"{how} pt 255 point -" in want, f"direct: {want}")
+        check(any(l.startswith(f"{how} j ") and l.endswith(" json") for l in want), f"direct: {want}")
+    for mode in MODES:
+        with mux_for(my, mode, size=1) as mux:
+            for i in range(2):
+                check_eq(types(mux.my_port, mux.dbname("appdb")), want, f"{mode}, round {i}")
+
+
 def case_load_data_local(my):
     """LOAD DATA LOCAL INFILE through PyMySQL (local_infile=True): a small
     CSV and one of ~1.5 MB (many packets); a missing file fails on the
@@ -681,6 +709,6 @@ if __name__ == "__main__":
     run_cases(__file__, [case_cli, case_pymysql_crud_and_errors, case_errors_at_login, case_aiomysql_concurrency,
                          case_mysqldb_multi_statements, case_sqlalchemy_orm, case_blob_20mib,
                          case_session_state_follows_client, case_pool_wait_timeout, case_multiplexing,
-                         case_prepared_statements_c, case_load_data_local, case_ping_and_change_user,
+                         case_prepared_statements_c, case_json_columns_c, case_load_data_local, case_ping_and_change_user,
                          case_backend_killed, case_sysbench_read_write],
               timeout=420, setup=setup, server=MariaDbServer, direct=MY_DIRECT)

@@ -23,21 +23,31 @@ class _RawClient:
     the server's EOF-style result sets. Records every packet's sequence id."""
     CAPS = (0x0200 | 0x8000 | 0x80000 | 0x0008 | 0x2000 | 0x20000 | (1 << 24))
 
-    def __init__(self, host, port, user, password, db, caps=0, charset=45):
+    def __init__(self, host, port, user, password, db, caps=0, charset=45, maria_caps=0):
+        """maria_caps: MariaDB extended capabilities (bits 32+ shifted down)
+        asked for, as Connector/C does: only those the greeting offers."""
         import socket
+        import struct
         self.caps = self.CAPS | caps
         self.sock = socket.create_connection((host, port), timeout=10)
         self.buf = b""
         seq, g = self.recv()
         i = g.index(b"\0", 1) + 1 + 4
         scramble = g[i:i + 8]
+        lo = int.from_bytes(g[i + 9:i + 11], "little")
+        hi = int.from_bytes(g[i + 14:i + 16], "little")
+        self.greeting_caps = lo | hi << 16
         i += 8 + 1 + 2 + 1 + 2 + 2 + 1 + 10
+        # CLIENT_MYSQL clear: a MariaDB server, its extended capabilities
+        # in the last 4 reserved bytes.
+        self.greeting_maria_caps = 0 if lo & 1 else struct.unpack_from("<I", g, i - 4)[0]
+        self.maria_caps = maria_caps & self.greeting_maria_caps
         scramble += g[i:i + 12]
         h1 = hashlib.sha1(password.encode()).digest()
         h2 = hashlib.sha1(scramble + hashlib.sha1(h1).digest()).digest()
         auth = bytes(a ^ b for a, b in zip(h1, h2))
-        import struct
-        payload = (struct.pack("<IIB", self.caps, 16 << 20, charset) + b"\0" * 23 + user.encode() + b"\0"
+        payload = (struct.pack("<IIB", self.caps, 16 << 20, charset) + b"\0" * 19
+                   + struct.pack("<I", self.maria_caps) + user.encode() + b"\0"
                    + bytes([len(auth)]) + auth + db.encode() + b"\0" + b"mysql_native_password\0")
         self.send(seq + 1, payload)
         _, r = self.recv()
@@ -371,6 +381,130 @@ def case_column_charset(my):
                 b.sock.close()
 
 
+_MARIA_EXTENDED_METADATA = 1 << 3  # MARIADB_CLIENT_EXTENDED_METADATA (bit 35 >> 32)
+_MARIA_CACHE_METADATA = 1 << 4  # MARIADB_CLIENT_CACHE_METADATA
+
+
+def _extended_metadata(p):
+    """The (type, value) pairs of a column definition's MariaDB extended
+    metadata field (type 0: the type name, 1: the format name)."""
+    i = 0
+    for _ in range(6):  # catalog, schema, table, org_table, name, org_name
+        n, i = _lenenc(p, i)
+        i += n
+    n, i = _lenenc(p, i)
+    data, out, k = p[i:i + n], [], 0
+    while k < len(data):
+        t = data[k]
+        ln, k = _lenenc(data, k + 1)
+        out.append((t, data[k:k + ln].decode()))
+        k += ln
+    return out
+
+
+_EXTMETA_SELECT = "SELECT id, doc, pt, v, JSON_OBJECT('k', 1) AS j FROM extmeta"
+
+
+def _metadata_responses(c):
+    """Column and parameter definitions (and rows) a client gets: a text
+    query, COM_STMT_PREPARE + EXECUTE, a PREPARE with a parameter and
+    COM_FIELD_LIST, as lists of payloads."""
+    import struct
+    out = {}
+    resp = c.command(b"\x03" + _EXTMETA_SELECT.encode())
+    n = resp[0][0]
+    out["text"] = resp[1:1 + n]
+    out["text rows"] = resp[1 + n:-1]
+    defs, resp = c.execute(_EXTMETA_SELECT)
+    out["prepare"] = defs
+    out["execute"] = resp[1:1 + resp[0][0]]
+    out["execute rows"] = resp[1 + resp[0][0]:-1]
+    # The same statement executed again: its metadata is sent again (it
+    # would not be under MARIADB_CLIENT_CACHE_METADATA).
+    c.send(0, b"\x16" + _EXTMETA_SELECT.encode())
+    _, p = c.recv()
+    check(p[0] == 0, f"COM_STMT_PREPARE: {p!r}")
+    stmt, ncols, nparams = struct.unpack("<IHH", p[1:9])
+    for _ in range(ncols + nparams):
+        c.recv()
+    for i in range(2):
+        resp = c.command(b"\x17" + struct.pack("<IBI", stmt, 0, 1))
+        out[f"execute {i}"] = resp
+    c.send(0, b"\x19" + struct.pack("<I", stmt))
+    c.send(0, b"\x16SELECT doc, ? FROM extmeta WHERE id = ?")
+    _, p = c.recv()
+    check(p[0] == 0, f"COM_STMT_PREPARE with parameters: {p!r}")
+    stmt, ncols, nparams = struct.unpack("<IHH", p[1:9])
+    out["prepare params"] = [c.recv()[1] for _ in range(ncols + nparams)]
+    c.send(0, b"\x19" + struct.pack("<I", stmt))  # COM_STMT_CLOSE: no reply
+    c.send(0, b"\x04extmeta\0")
+    defs = []
+    while True:
+        p = c.recv()[1]
+        if p[0] in (0xFE, 0xFF):
+            break
+        defs.append(p)
+    out["field list"] = defs
+    return out
+
+
+def case_extended_metadata(my):
+    """MariaDB's extended metadata (MARIADB_CLIENT_EXTENDED_METADATA, how a
+    MariaDB server marks JSON columns): sqlmux offers it in its greeting
+    (and not CACHE_METADATA); a client that asks for it gets the column and
+    parameter definitions of text and prepared-statement results and of
+    COM_FIELD_LIST byte for byte as from MariaDB, with the format name "json"
+    on JSON columns; one that does not ask gets them as MariaDB sends them
+    without it, also when both kinds of clients share one server connection
+    (pool of 1) and for a client that also asks for CACHE_METADATA."""
+    my.sql("CREATE TABLE IF NOT EXISTS extmeta (id INT PRIMARY KEY, doc JSON, pt POINT, v VARCHAR(10))",
+           db="appdb")
+    my.sql("REPLACE INTO extmeta VALUES (1, JSON_OBJECT('a', JSON_ARRAY(1, 2)), POINT(1, 2), 'x')",
+           db="appdb")
+    want = {}
+    for maria in (_MARIA_EXTENDED_METADATA, 0):
+        d = _RawClient(my.host, my.port, MY_USER, MY_PASSWORD, "appdb", maria_caps=maria)
+        check_eq(d.maria_caps, maria, "MariaDB offers MARIADB_CLIENT_EXTENDED_METADATA")
+        want[maria] = _metadata_responses(d)
+        d.sock.close()
+    ext = want[_MARIA_EXTENDED_METADATA]
+    check_eq(_extended_metadata(ext["text"][1]), [(1, "json")], "direct: doc has the format json")
+    check_eq(_extended_metadata(ext["text"][4]), [(1, "json")], "direct: JSON_OBJECT() has the format json")
+    check_eq(_extended_metadata(ext["text"][2]), [(0, "point")], "direct: pt is a point")
+    check_eq(_extended_metadata(ext["text"][0]), [], "direct: id has none")
+    check(ext["text"][1] != want[0]["text"][1], "direct: the field changes the definition")
+
+    def compare(got, maria, what):
+        for k in want[maria]:
+            check_eq([p.hex() for p in got[k]], [p.hex() for p in want[maria][k]], f"{what}: {k}")
+
+    for mode in MODES:
+        with mux_for(my, mode, size=1) as mux:
+            for ask, get in ((_MARIA_EXTENDED_METADATA, _MARIA_EXTENDED_METADATA), (0, 0),
+                             (_MARIA_EXTENDED_METADATA | _MARIA_CACHE_METADATA, _MARIA_EXTENDED_METADATA)):
+                if MY_DIRECT and ask & _MARIA_CACHE_METADATA:
+                    continue  # MariaDB itself negotiates it
+                c = _RawClient(mux.host, mux.my_port, MY_USER, MY_PASSWORD, mux.dbname("appdb"),
+                               maria_caps=ask)
+                check_eq(c.greeting_caps & 1, 0, f"{mode}: the greeting clears CLIENT_MYSQL")
+                if not MY_DIRECT:
+                    check_eq(c.greeting_maria_caps, _MARIA_EXTENDED_METADATA,
+                             f"{mode}: the MariaDB capabilities sqlmux offers")
+                check_eq(c.maria_caps, get, f"{mode}: negotiated")
+                for i in range(2):
+                    compare(_metadata_responses(c), get, f"{mode}, asked {ask:#x}, round {i}")
+                c.sock.close()
+            if mode != "session":  # two kinds of clients alternating on one server connection
+                a = _RawClient(mux.host, mux.my_port, MY_USER, MY_PASSWORD, mux.dbname("appdb"),
+                               maria_caps=_MARIA_EXTENDED_METADATA)
+                b = _RawClient(mux.host, mux.my_port, MY_USER, MY_PASSWORD, mux.dbname("appdb"))
+                for i in range(2):
+                    compare(_metadata_responses(a), _MARIA_EXTENDED_METADATA, f"{mode}: with it, round {i}")
+                    compare(_metadata_responses(b), 0, f"{mode}: without it, round {i}")
+                a.sock.close()
+                b.sock.close()
+
+
 def _backend_up(port, backend):
     """sqlmux_backend_up{pool="appdb",backend=...} from /metrics, or None."""
     import urllib.request
@@ -444,6 +578,6 @@ def case_health_checks(my):
 
 if __name__ == "__main__":
     run_cases(__file__, [case_deprecate_eof_client, case_session_track_parity, case_column_charset,
-                         case_found_rows, case_default_pool_no_schema,
+                         case_extended_metadata, case_found_rows, case_default_pool_no_schema,
                          case_hostile_bytes, case_health_checks],
               timeout=150, server=MariaDbServer, direct=MY_DIRECT)
