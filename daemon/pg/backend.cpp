@@ -217,6 +217,15 @@ void PgBackend::note_command_tag(std::string_view tag) {
     }
     if (!plain) session_state_ = true;
   }
+  if (!session && !tag.empty() &&
+      (tag[0] == 'A' || tag[0] == 'C' || tag[0] == 'D' || tag[0] == 'I')) {
+    // DDL that can change how a statement's text is analysed: the name
+    // resolution, types and columns it sees. (GRANT/REVOKE, COMMENT,
+    // TRUNCATE do not; CREATE TABLE AS reports SELECT and is missed.)
+    static constexpr std::string_view kDdl[] = {"ALTER ", "CREATE ", "DROP ",
+                                                "IMPORT FOREIGN SCHEMA"};
+    for (std::string_view k : kDdl) ddl_seen_ = ddl_seen_ || tag.substr(0, k.size()) == k;
+  }
   if (tag == "SET" || tag == "RESET") {
     ++set_tags_;
     dirty_ |= kDirtySettings;
@@ -241,20 +250,27 @@ void PgBackend::note_command_tag(std::string_view tag) {
   if (!session && !check_state_ && pool::tag_may_change_state(tag)) check_state_ = true;
 }
 
-bool PgBackend::note_bind_error(std::string_view body, const std::string& server_name) {
+bool PgBackend::note_statement_error(std::string_view msg, const std::string& server_name) {
   pg::ErrorFields e;
-  if (!pg::parse_error_fields(body, e)) return false;
-  if (e.sqlstate == pg::sqlstate::kFeatureNotSupported &&
-      e.message.find("cached plan must not change result type") != std::string::npos) {
-    // DDL changed what the statement returns: every backend prepares it again.
-    if (pg_state(pool_).stale_statements().invalidate(server_name,
-                                                      statements_.epoch(server_name))) {
-      LOG_INFO("statement %s went stale after a schema change; re-preparing it everywhere",
-               server_name.c_str());
-    }
-    return true;
+  if (!pg::parse_error_fields(msg.substr(5), e)) return false;
+  // DDL changed what the statement returns (0A000), or the server could no
+  // longer analyse it when it revalidated the plan at this Bind or Describe
+  // (class 42: a column changed type, a table or function went away...):
+  // only DDL since it was prepared gives these there. The preparation is
+  // stale: every backend prepares it again, and a Parse of its text goes to
+  // the server again instead of being answered from it.
+  const bool result_changed =
+      e.sqlstate == pg::sqlstate::kFeatureNotSupported &&
+      e.message.find("cached plan must not change result type") != std::string::npos;
+  if (!result_changed && (e.sqlstate.size() != 5 || e.sqlstate.compare(0, 2, "42") != 0)) {
+    return false;
   }
-  return false;
+  if (pg_state(pool_).stale_statements().invalidate(server_name, statements_.epoch(server_name),
+                                                    msg)) {
+    LOG_INFO("statement %s went stale after a schema change (%s); re-preparing it everywhere",
+             server_name.c_str(), e.sqlstate.c_str());
+  }
+  return true;
 }
 
 namespace {
@@ -495,13 +511,19 @@ void PgBackend::relay_to_client() {
       return;
     }
     const pool::ResponseTracker::Verdict v = tracker_.classify(h.type);
-    bool inspect = v.completes || !v.forward || h.type == 'S' || h.type == 'Z' || h.type == 'C' ||
-                   h.type == 'E';
+    // The ParameterDescription of a Describe that may be replayed waits for
+    // the Describe's outcome: a replay sends the client its own.
+    const bool hold = h.type == 't' && replay_def_ && tracker_.head() != nullptr &&
+                      tracker_.head()->kind == pool::ResponseTracker::Kind::Describe &&
+                      !tracker_.head()->stmt.empty();
+    bool inspect = v.completes || !v.forward || hold || h.type == 'S' || h.type == 'Z' ||
+                   h.type == 'C' || h.type == 'E';
     if (inspect && h.total() > kMaxInspect) {
       if (v.completes || !v.forward) {
         fail(Reason::BackendProtocolError, "oversized reply from server");
         return;
       }
+      if (hold) clear_replay();  // too large to hold: no replay
       inspect = false;
     }
     if (!inspect) {
@@ -510,6 +532,12 @@ void PgBackend::relay_to_client() {
     }
     if (n - fwd < h.total()) break;  // wait for the whole (small) message
     std::string_view body(reinterpret_cast<const char*>(p + fwd + 5), h.body_len());
+    if (hold) {
+      flush();
+      held_param_desc_.append(reinterpret_cast<const char*>(in_.data()), h.total());
+      in_.consume(h.total());
+      continue;
+    }
     if (h.type == 'E' && !fatal_relayed_ && v.forward && !(tracker_.empty() && client_can_move())) {
       // The server's own FATAL reaches the client; when the connection then
       // ends, the client hears nothing more from sqlmux (as from the server).
@@ -546,23 +574,39 @@ void PgBackend::relay_to_client() {
     }
     if (h.type != 'Z') {
       if (h.type == 'E' && tracker_.head() != nullptr &&
-          tracker_.head()->kind == pool::ResponseTracker::Kind::Bind &&
+          (tracker_.head()->kind == pool::ResponseTracker::Kind::Bind ||
+           tracker_.head()->kind == pool::ResponseTracker::Kind::Describe) &&
           !tracker_.head()->stmt.empty()) {
         const std::string stmt = tracker_.head()->stmt;
-        if (note_bind_error(body, stmt) && can_replay(stmt)) {
+        if (note_statement_error(
+                std::string_view(reinterpret_cast<const char*>(p + fwd), h.total()), stmt) &&
+            can_replay(stmt)) {
           // Hide this attempt: no error, no ReadyForQuery; replay at its end.
           flush();
           in_.consume(h.total());
+          held_param_desc_.clear();
           tracker_.complete(true, nullptr);
           replay_swallow_ = true;
           continue;
         }
+      }
+      if (!held_param_desc_.empty() && v.completes) {
+        // The Describe's outcome (or an error that is not replayed): its
+        // ParameterDescription goes first, as the server sent it.
+        flush();
+        client_->deliver(reinterpret_cast<const uint8_t*>(held_param_desc_.data()),
+                         held_param_desc_.size());
+        held_param_desc_.clear();
       }
       if (v.forward) {
         fwd += h.total();
       } else {
         flush();
         in_.consume(h.total());
+      }
+      if (v.completes && h.type != 'E' && replay_def_ &&
+          tracker_.head()->kind == pool::ResponseTracker::Kind::Execute) {
+        clear_replay();  // something ran: the segment can no longer be replayed
       }
       if (v.completes) {
         std::vector<pool::ResponseTracker::Entry> failed;
@@ -584,6 +628,12 @@ void PgBackend::relay_to_client() {
       return;
     }
     tx_status_ = st;
+    if (ddl_seen_ && st == 'I') {
+      // The transaction that ran DDL is over (committed or not): statements
+      // prepared from now on get new server names, prepared afresh.
+      ddl_seen_ = false;
+      pg_state(pool_).stale_statements().schema_changed();
+    }
     if (v.completes) tracker_.complete(false, nullptr);
     if (replay_swallow_) {
       replay_swallow_ = false;
