@@ -173,18 +173,19 @@ PgClient::Handled PgClient::handle_bind(const pg::Header& h, const uint8_t* m, s
   if (pg_state(*pool_).stale_statements().stale(sname, entry->epoch)) {
     // Prepared before a schema change altered its result or broke it:
     // PostgreSQL fails it until the client prepares it again (drivers such
-    // as asyncpg then do, on 0A000); running the new plan would hand the
-    // client rows of a shape it did not ask for.
-    // The server's own error when it was kept (e.g. 42804 after a column
-    // changed type: PostgreSQL keeps failing the old statement with it).
-    std::string reply = pg_state(*pool_).stale_statements().error(sname);
-    if (reply.empty()) {
-      pg::ErrorFields e;
-      e.sqlstate = std::string(pg::sqlstate::kFeatureNotSupported);
-      e.message = "cached plan must not change result type";
-      e.routine = "RevalidateCachedQuery";  // what the server says; drivers key on it
-      pg::put_error(reply, e);
-    }
+    // as asyncpg then do); running the new plan would hand the client rows
+    // of a shape it did not ask for.
+    // (Also when the server could no longer analyse it, class 42: on
+    // PostgreSQL the old statement would keep failing with that error, and
+    // this one tells drivers to prepare it again, which then works or fails
+    // as it would on PostgreSQL. It also spares clients whose search_path
+    // finds what another client's did not.)
+    pg::ErrorFields e;
+    e.sqlstate = std::string(pg::sqlstate::kFeatureNotSupported);
+    e.message = "cached plan must not change result type";
+    e.routine = "RevalidateCachedQuery";  // what the server says; drivers key on it
+    std::string reply;
+    pg::put_error(reply, e);
     push_synthetic(Entry{Kind::Bind, Action::Synthetic, std::move(reply), {}, {}, false});
     skip_until_sync_ = true;
     in_.consume(5 + names);

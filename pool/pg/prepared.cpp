@@ -85,24 +85,15 @@ bool StaleStatements::stale(const std::string& name, uint64_t prepared_epoch) co
   if (epoch_.load(std::memory_order_acquire) == prepared_epoch) return false;  // nothing since
   std::lock_guard<std::mutex> lk(mu_);
   auto it = invalidated_at_.find(name);
-  return it != invalidated_at_.end() && it->second.at > prepared_epoch;
+  return it != invalidated_at_.end() && it->second > prepared_epoch;
 }
 
-std::string StaleStatements::error(const std::string& name) const {
+bool StaleStatements::invalidate(const std::string& name, uint64_t copy_epoch) {
   std::lock_guard<std::mutex> lk(mu_);
   auto it = invalidated_at_.find(name);
-  return it == invalidated_at_.end() ? std::string() : it->second.error;
-}
-
-bool StaleStatements::invalidate(const std::string& name, uint64_t copy_epoch,
-                                 std::string_view error) {
-  std::lock_guard<std::mutex> lk(mu_);
-  auto it = invalidated_at_.find(name);
-  if (it != invalidated_at_.end() && it->second.at > copy_epoch) return false;
+  if (it != invalidated_at_.end() && it->second > copy_epoch) return false;
   uint64_t e = epoch_.load(std::memory_order_relaxed) + 1;
-  auto& inv = invalidated_at_[name];
-  inv.at = e;
-  inv.error = error.size() <= kMaxError ? std::string(error) : std::string();
+  invalidated_at_[name] = e;
   epoch_.store(e, std::memory_order_release);
   return true;
 }

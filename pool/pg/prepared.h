@@ -109,10 +109,6 @@ class StaleStatements {
   // (ALTER, CREATE, DROP, ...) ends on one of the pool's connections.
   [[nodiscard]] uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
   void schema_changed() { generation_.fetch_add(1, std::memory_order_acq_rel); }
-  // The server's ErrorResponse (whole message) that invalidated `name`;
-  // empty when none was kept. A client that prepared the statement before
-  // gets it, as PostgreSQL would keep giving it for the old statement.
-  [[nodiscard]] std::string error(const std::string& name) const;
   // The epoch a statement prepared now is stamped with.
   [[nodiscard]] uint64_t current() const { return epoch_.load(std::memory_order_acquire); }
   // True when `name`, prepared at `prepared_epoch`, was invalidated since.
@@ -122,19 +118,13 @@ class StaleStatements {
   // `copy_epoch` already covers that copy (a late report of the same schema
   // change, from a backend that had not run it since: bumping again would
   // fail statements prepared after the change). True when it started one.
-  // `error`: the server's ErrorResponse, kept when at most kMaxError bytes.
-  bool invalidate(const std::string& name, uint64_t copy_epoch, std::string_view error = {});
-  static constexpr size_t kMaxError = 2048;
+  bool invalidate(const std::string& name, uint64_t copy_epoch);
 
  private:
   std::atomic<uint64_t> epoch_{0};
   std::atomic<uint64_t> generation_{0};
   mutable std::mutex mu_;
-  struct Invalidation {
-    uint64_t at = 0;
-    std::string error;
-  };
-  std::unordered_map<std::string, Invalidation> invalidated_at_;
+  std::unordered_map<std::string, uint64_t> invalidated_at_;
 };
 
 // What the backend owes the client, one entry per request message, in

@@ -520,8 +520,9 @@ def case_reprepare_asyncpg(pg):
     Bind, Execute, Sync) on a transaction pool of 1: after ALTER COLUMN TYPE,
     run through the pool or on the server directly, a new connection
     prepares the same INSERT and SELECT again and gets the new types, as
-    from PostgreSQL; a connection that prepared them before keeps getting
-    PostgreSQL's 42804 (42883) for its old statement. DDL through the pool
+    from PostgreSQL; a connection that prepared them before gets an error
+    for its old statements (PostgreSQL's 42804 and 42883 directly; through
+    sqlmux 0A000, on which asyncpg prepares them again). DDL through the pool
     is seen at once; DDL on the server directly is learned from those
     errors (asyncpg has a statement's parameters described from the old
     preparation, which the server does not revalidate for that, so before a
@@ -557,25 +558,41 @@ def case_reprepare_asyncpg(pg):
 
                 if via == "pool":
                     await new_connections()  # sqlmux saw the DDL: the Parses go to the server
-                # What PostgreSQL gives the old statements, every time.
+                # The old statements: PostgreSQL fails them with its error
+                # every time. Through sqlmux the first failure is the
+                # server's too; after it asyncpg is told "cached plan must
+                # not change result type" (0A000), as for any stale
+                # statement, prepares them again by itself, and then fails to
+                # encode "y" for the int parameter: an error either way.
                 for k in range(2):
                     try:
                         await old.execute(ins, "y")
                         fail(f"{via}: the INSERT prepared before the DDL worked")
                     except asyncpg.exceptions.DatatypeMismatchError as e:
+                        check(mux.direct or k == 0, f"{via}: {e!r} through sqlmux, again")
                         check("is of type integer but expression is of type text" in str(e),
                               f"{via}: {e}")
+                    except asyncpg.exceptions.DataError as e:
+                        check(not mux.direct, f"{via}: {e!r} from PostgreSQL")
+                        check("invalid input for query argument $1" in str(e), f"{via}: {e}")
                     try:
                         await old.fetchval(sel, "x")
                         fail(f"{via}: the SELECT prepared before the DDL worked")
                     except asyncpg.exceptions.UndefinedFunctionError as e:
+                        check(mux.direct or k == 0, f"{via}: {e!r} through sqlmux, again")
                         check("operator does not exist: integer = text" in str(e), f"{via}: {e}")
+                    except asyncpg.exceptions.DataError as e:
+                        check(not mux.direct, f"{via}: {e!r} from PostgreSQL")
+                # Told to prepare them again, it gets the new types.
+                await old.reload_schema_state()
+                await old.execute(ins, 3)
+                check_eq(await old.fetchval(sel, 3), 3, f"{via}: the old connection after re-preparing")
                 if via == "server":
                     await new_connections()  # sqlmux learned it from those errors
                 await old.close()
             asyncio.run(main())
             got = pg.psql(f"SELECT string_agg(name::text, ',' ORDER BY name) FROM {t}", db="appdb").strip()
-            check_eq(got, "1,5,6", f"{via}: rows")
+            check_eq(got, "1,3,5,6", f"{via}: rows")
         mux.assert_serving()
 
 if __name__ == "__main__":

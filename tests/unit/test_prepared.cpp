@@ -114,27 +114,6 @@ TEST_CASE("stale statements: invalidation epochs") {
   REQUIRE(st.stale("s", e1));
 }
 
-TEST_CASE("stale statements: the server's error is kept for earlier clients") {
-  sqlmux::pool::StaleStatements st;
-  REQUIRE(st.error("s").empty());
-  const std::string err("E\0\0\0\x0bC42804\0\0", 12);
-  REQUIRE(st.invalidate("s", st.current(), err));
-  REQUIRE(st.error("s") == err);
-  REQUIRE(st.error("other").empty());
-  // A later invalidation replaces it; one without an error clears it.
-  const uint64_t e1 = st.current();
-  REQUIRE(st.invalidate("s", e1));
-  REQUIRE(st.error("s").empty());
-  // An error too large to keep is not kept (the caller falls back).
-  REQUIRE(st.invalidate("s", st.current(),
-                        std::string(sqlmux::pool::StaleStatements::kMaxError + 1, 'x')));
-  REQUIRE(st.error("s").empty());
-  // A late report of an invalidation already made keeps the first error.
-  REQUIRE(st.invalidate("t", st.current(), err));
-  REQUIRE_FALSE(st.invalidate("t", 0, "E other"));
-  REQUIRE(st.error("t") == err);
-}
-
 TEST_CASE("stale statements: the schema generation") {
   sqlmux::pool::StaleStatements st;
   REQUIRE(st.generation() == 0);
