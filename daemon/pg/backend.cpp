@@ -497,8 +497,11 @@ void PgBackend::relay_to_client() {
         in_.consume(h.total());
       }
       if (v.completes && h.type != 'E' && replay_def_ &&
-          tracker_.head()->kind == pool::ResponseTracker::Kind::Execute) {
-        clear_replay();  // something ran: the segment can no longer be replayed
+          tracker_.head()->action == pool::ResponseTracker::Action::Forward) {
+        // One of the client's requests succeeded (and its reply went out):
+        // a replay would run or answer it twice. Only a failure of the
+        // segment's first request is replayed.
+        clear_replay();
       }
       if (v.completes) {
         std::vector<pool::ResponseTracker::Entry> failed;

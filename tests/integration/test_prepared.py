@@ -595,9 +595,37 @@ def case_reprepare_asyncpg(pg):
             check_eq(got, "1,3,5,6", f"{via}: rows")
         mux.assert_serving()
 
+
+def case_reprepare_bounded(pg):
+    """Issue 19 item 3: every DDL through the pool names new server
+    statements; the ones they supersede stay for the clients that prepared
+    them and leave with the connection's LRU, so the server never holds
+    more than max_prepared_statements however many schema changes pass."""
+    require_sqlmux("max_prepared_statements")
+    import psycopg
+    pg.psql("DROP TABLE IF EXISTS rb; CREATE TABLE rb(v int); INSERT INTO rb VALUES (1);"
+            "ALTER TABLE rb OWNER TO app", db="appdb")
+    with Sqlmux(pg, mode="transaction", size=1, max_prepared_statements=4) as mux:
+        with psycopg.connect(mux.dsn(), autocommit=True, prepare_threshold=0) as old:
+            check_eq(old.execute("SELECT v, %s::int FROM rb", (0,)).fetchone(), (1, 0), "before")
+            for i in range(12):
+                typ = ("bigint", "numeric", "text")[i % 3]
+                old.execute(f"ALTER TABLE rb ALTER COLUMN v TYPE {typ} USING v::{typ}")
+                with psycopg.connect(mux.dsn(), autocommit=True, prepare_threshold=0) as c:
+                    got = c.execute("SELECT v, %s::int FROM rb", (i,)).fetchone()
+                    want = {"bigint": 1, "numeric": 1, "text": "1"}[typ]
+                    check_eq(got, (want, i), f"round {i} ({typ})")
+                    check_eq(type(got[0]).__name__, type(want).__name__ if typ != "numeric" else "Decimal",
+                             f"round {i}: the new column type")
+                    n = c.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0]
+                    check(n <= 4, f"round {i}: {n} statements prepared on the server connection")
+        mux.assert_serving()
+
+
 if __name__ == "__main__":
     run_cases(__file__, [case_asyncpg_default_cache, case_sqlalchemy_orm_asyncpg,
                          case_psycopg3_prepared_pipeline, case_pgbench_prepared, case_libpq_prepared,
                          case_ddl_during_traffic, case_ddl_transparent_retry, case_search_path_isolation, case_listen_notify,
                          case_statement_names, case_50000_parameters,
-                         case_reprepare_after_type_change, case_reprepare_asyncpg], timeout=400)
+                         case_reprepare_after_type_change, case_reprepare_asyncpg,
+                         case_reprepare_bounded], timeout=400)
