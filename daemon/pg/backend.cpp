@@ -217,6 +217,15 @@ void PgBackend::note_command_tag(std::string_view tag) {
     }
     if (!plain) session_state_ = true;
   }
+  if (!session && !tag.empty() &&
+      (tag[0] == 'A' || tag[0] == 'C' || tag[0] == 'D' || tag[0] == 'I')) {
+    // DDL that can change how a statement's text is analysed: the name
+    // resolution, types and columns it sees. (GRANT/REVOKE, COMMENT,
+    // TRUNCATE do not; CREATE TABLE AS reports SELECT and is missed.)
+    static constexpr std::string_view kDdl[] = {"ALTER ", "CREATE ", "DROP ",
+                                                "IMPORT FOREIGN SCHEMA"};
+    for (std::string_view k : kDdl) ddl_seen_ = ddl_seen_ || tag.substr(0, k.size()) == k;
+  }
   if (tag == "SET" || tag == "RESET") {
     ++set_tags_;
     dirty_ |= kDirtySettings;
@@ -241,25 +250,7 @@ void PgBackend::note_command_tag(std::string_view tag) {
   if (!session && !check_state_ && pool::tag_may_change_state(tag)) check_state_ = true;
 }
 
-bool PgBackend::note_bind_error(std::string_view body, const std::string& server_name) {
-  pg::ErrorFields e;
-  if (!pg::parse_error_fields(body, e)) return false;
-  if (e.sqlstate == pg::sqlstate::kFeatureNotSupported &&
-      e.message.find("cached plan must not change result type") != std::string::npos) {
-    // DDL changed what the statement returns: every backend prepares it again.
-    if (pg_state(pool_).stale_statements().invalidate(server_name,
-                                                      statements_.epoch(server_name))) {
-      LOG_INFO("statement %s went stale after a schema change; re-preparing it everywhere",
-               server_name.c_str());
-    }
-    return true;
-  }
-  return false;
-}
-
 namespace {
-constexpr size_t kMaxReplayBytes = 64 * 1024;
-
 // pool::PgPin bit i as the metrics' neutral reason.
 metrics::Pin metrics_pin(int i) {
   switch (static_cast<pool::PgPin>(1u << i)) {
@@ -277,87 +268,6 @@ metrics::Pin metrics_pin(int i) {
   return metrics::Pin::TempTable;
 }
 }  // namespace
-
-bool PgBackend::forward(const uint8_t* p, size_t n) {
-  if (replay_bytes_on_) {
-    if (replay_bytes_.size() + n > kMaxReplayBytes) {
-      clear_replay();  // too large to keep a copy of: no replay
-    } else {
-      replay_bytes_.append(reinterpret_cast<const char*>(p), n);
-    }
-  }
-  return send(p, n);
-}
-
-void PgBackend::begin_replay(pool::StatementRef def, std::string client_name) {
-  clear_replay();
-  tracker_.start_recording();
-  replay_bytes_on_ = true;
-  replay_def_ = std::move(def);
-  replay_client_name_ = std::move(client_name);
-}
-
-void PgBackend::clear_replay() {
-  tracker_.clear_recording();
-  replay_bytes_.clear();
-  replay_bytes_on_ = false;
-  replay_def_.reset();
-  replay_client_name_.clear();
-}
-
-bool PgBackend::can_replay(const std::string& server_name) const {
-  return client_ != nullptr && replay_def_ && replay_def_->server_name == server_name &&
-         !replay_bytes_on_ && tracker_.recorded_complete() && tracker_.recorded_describes();
-}
-
-// The segment failed at its first Bind because the plan went stale; the
-// server rolled back nothing of it (nothing ran) and the client saw nothing.
-// Prepare the statement again and send the segment once more.
-void PgBackend::replay() {
-  const std::string& name = replay_def_->server_name;
-  LOG_INFO("backend pid %d: re-prepared %s after a schema change and replayed the client's request",
-           pid_, name.c_str());
-  std::string out;
-  pg::put_close(out, 'S', name);
-  pg::put_parse(out, name, replay_def_->query, replay_def_->param_types);
-  out += replay_bytes_;
-  tracker_.push({pool::ResponseTracker::Kind::Close,
-                 pool::ResponseTracker::Action::Swallow,
-                 {},
-                 {},
-                 {},
-                 false});
-  tracker_.push({pool::ResponseTracker::Kind::Parse,
-                 pool::ResponseTracker::Action::Swallow,
-                 {},
-                 name,
-                 {},
-                 false});
-  std::vector<pool::ResponseTracker::Entry> again = tracker_.recorded();
-  const uint64_t epoch = pg_state(pool_).stale_statements().current();
-  statements_.touch(name);
-  statements_.set_epoch(name, epoch);
-  if (client_ != nullptr) {
-    const auto* e = client_->statements().find(replay_client_name_);
-    if (e != nullptr && e->def == replay_def_) {
-      client_->statements().add(replay_client_name_, replay_def_, epoch);
-    }
-  }
-  clear_replay();
-  for (auto& e : again) tracker_.push(std::move(e));
-  send(out.data(), out.size());
-}
-
-void PgBackend::forget_failed_parse(const pool::ResponseTracker::Entry& e) {
-  if (e.kind == pool::ResponseTracker::Kind::Close) {
-    // An eviction the server skipped: the statement is still there, but no
-    // longer in the cache. Clear them all before the next client.
-    if (!e.stmt.empty()) dirty_ |= kDirtyPrepared;
-    return;
-  }
-  if (!e.stmt.empty()) statements_.erase(e.stmt);
-  if (!e.client_stmt.empty() && client_ != nullptr) client_->forget_statement(e.client_stmt);
-}
 
 void PgBackend::emit_synthetic() {
   std::string out;
@@ -495,13 +405,19 @@ void PgBackend::relay_to_client() {
       return;
     }
     const pool::ResponseTracker::Verdict v = tracker_.classify(h.type);
-    bool inspect = v.completes || !v.forward || h.type == 'S' || h.type == 'Z' || h.type == 'C' ||
-                   h.type == 'E';
+    // The ParameterDescription of a Describe that may be replayed waits for
+    // the Describe's outcome: a replay sends the client its own.
+    const bool hold = h.type == 't' && replay_def_ && tracker_.head() != nullptr &&
+                      tracker_.head()->kind == pool::ResponseTracker::Kind::Describe &&
+                      !tracker_.head()->stmt.empty();
+    bool inspect = v.completes || !v.forward || hold || h.type == 'S' || h.type == 'Z' ||
+                   h.type == 'C' || h.type == 'E';
     if (inspect && h.total() > kMaxInspect) {
       if (v.completes || !v.forward) {
         fail(Reason::BackendProtocolError, "oversized reply from server");
         return;
       }
+      if (hold) clear_replay();  // too large to hold: no replay
       inspect = false;
     }
     if (!inspect) {
@@ -510,6 +426,12 @@ void PgBackend::relay_to_client() {
     }
     if (n - fwd < h.total()) break;  // wait for the whole (small) message
     std::string_view body(reinterpret_cast<const char*>(p + fwd + 5), h.body_len());
+    if (hold) {
+      flush();
+      held_param_desc_.append(reinterpret_cast<const char*>(in_.data()), h.total());
+      in_.consume(h.total());
+      continue;
+    }
     if (h.type == 'E' && !fatal_relayed_ && v.forward && !(tracker_.empty() && client_can_move())) {
       // The server's own FATAL reaches the client; when the connection then
       // ends, the client hears nothing more from sqlmux (as from the server).
@@ -546,23 +468,40 @@ void PgBackend::relay_to_client() {
     }
     if (h.type != 'Z') {
       if (h.type == 'E' && tracker_.head() != nullptr &&
-          tracker_.head()->kind == pool::ResponseTracker::Kind::Bind &&
+          (tracker_.head()->kind == pool::ResponseTracker::Kind::Bind ||
+           tracker_.head()->kind == pool::ResponseTracker::Kind::Describe) &&
           !tracker_.head()->stmt.empty()) {
         const std::string stmt = tracker_.head()->stmt;
-        if (note_bind_error(body, stmt) && can_replay(stmt)) {
+        if (note_statement_error(body, stmt) && can_replay(stmt)) {
           // Hide this attempt: no error, no ReadyForQuery; replay at its end.
           flush();
           in_.consume(h.total());
+          held_param_desc_.clear();
           tracker_.complete(true, nullptr);
           replay_swallow_ = true;
           continue;
         }
+      }
+      if (!held_param_desc_.empty() && v.completes) {
+        // The Describe's outcome (or an error that is not replayed): its
+        // ParameterDescription goes first, as the server sent it.
+        flush();
+        client_->deliver(reinterpret_cast<const uint8_t*>(held_param_desc_.data()),
+                         held_param_desc_.size());
+        held_param_desc_.clear();
       }
       if (v.forward) {
         fwd += h.total();
       } else {
         flush();
         in_.consume(h.total());
+      }
+      if (v.completes && h.type != 'E' && replay_def_ &&
+          tracker_.head()->action == pool::ResponseTracker::Action::Forward) {
+        // One of the client's requests succeeded (and its reply went out):
+        // a replay would run or answer it twice. Only a failure of the
+        // segment's first request is replayed.
+        clear_replay();
       }
       if (v.completes) {
         std::vector<pool::ResponseTracker::Entry> failed;
@@ -584,6 +523,12 @@ void PgBackend::relay_to_client() {
       return;
     }
     tx_status_ = st;
+    if (ddl_seen_ && st == 'I') {
+      // The transaction that ran DDL is over (committed or not): statements
+      // prepared from now on get new server names, prepared afresh.
+      ddl_seen_ = false;
+      pg_state(pool_).stale_statements().schema_changed();
+    }
     if (v.completes) tracker_.complete(false, nullptr);
     if (replay_swallow_) {
       replay_swallow_ = false;

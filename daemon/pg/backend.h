@@ -110,8 +110,10 @@ class PgBackend final : public PooledBackend {
   // unnoticed: quiet, no transaction, no session state, and in session
   // mode only with session_reconnect.
   [[nodiscard]] bool client_can_move() const;
-  // True when the error says the statement's plan went stale.
-  bool note_bind_error(std::string_view body, const std::string& server_name);
+  // The body of an ErrorResponse to a Bind or Describe of the shared
+  // statement `server_name`: true when it says the preparation went stale
+  // (then invalidated pool-wide).
+  bool note_statement_error(std::string_view body, const std::string& server_name);
   [[nodiscard]] bool can_replay(const std::string& server_name) const;
   void replay();
   void clear_replay();
@@ -137,10 +139,12 @@ class PgBackend final : public PooledBackend {
   // transaction may have changed it (ask at its end).
   uint8_t state_pins_ = 0;
   bool check_state_ = false;
+  bool ddl_seen_ = false;     // DDL ran in the current transaction
   std::string replay_bytes_;  // the segment as sent (bounded)
   bool replay_bytes_on_ = false;
   bool replay_swallow_ = false;  // failed attempt: drop up to its ReadyForQuery
   pool::StatementRef replay_def_;
+  std::string held_param_desc_;  // ParameterDescription of a replayable Describe
   std::string replay_client_name_;
   char tx_status_ = 'I';
   size_t pass_remaining_ = 0;

@@ -124,8 +124,12 @@ PgClient::Handled PgClient::handle_parse(const pg::Header& h, const uint8_t* m, 
     skip_until_sync_ = true;  // as the server would after an error
     return Handled::Consumed;
   }
-  auto def = pool::make_statement(query, std::move(types));
-  statements_.add(client_name, def, pg_state(*pool_).stale_statements().current());
+  // Named by the pool's schema generation: after DDL the text names a new
+  // server statement, so this Parse reaches the server (prepared afresh,
+  // its error relayed as it is) while earlier clients keep the old one.
+  auto& stale = pg_state(*pool_).stale_statements();
+  auto def = pool::make_statement(query, std::move(types), stale.generation());
+  statements_.add(client_name, def, stale.current());
   if (prepared_on_backend(def->server_name, out)) {
     // Prepared on this backend already (by this client or another one). If
     // an earlier error makes the server skip this point, the client's name
@@ -167,10 +171,15 @@ PgClient::Handled PgClient::handle_bind(const pg::Header& h, const uint8_t* m, s
     entry = statements_.find(stmt);
   }
   if (pg_state(*pool_).stale_statements().stale(sname, entry->epoch)) {
-    // Prepared before a schema change altered its result: PostgreSQL fails
-    // it until the client prepares it again (drivers such as asyncpg then
-    // do); running the new plan would hand the client rows of a shape it
-    // did not ask for.
+    // Prepared before a schema change altered its result or broke it:
+    // PostgreSQL fails it until the client prepares it again (drivers such
+    // as asyncpg then do); running the new plan would hand the client rows
+    // of a shape it did not ask for.
+    // (Also when the server could no longer analyse it, class 42: on
+    // PostgreSQL the old statement would keep failing with that error, and
+    // this one tells drivers to prepare it again, which then works or fails
+    // as it would on PostgreSQL. It also spares clients whose search_path
+    // finds what another client's did not.)
     pg::ErrorFields e;
     e.sqlstate = std::string(pg::sqlstate::kFeatureNotSupported);
     e.message = "cached plan must not change result type";
@@ -233,9 +242,22 @@ PgClient::Handled PgClient::handle_describe_or_close(const pg::Header& h, const 
         Entry{Kind::Close, Action::Synthetic, std::string("3\0\0\0\4", 5), {}, {}, false});
     return Handled::Consumed;
   }
+  // A Describe that starts a segment outside a transaction block can be
+  // replayed once if the server's statement turns out stale: the client
+  // learns the statement's shape from the replay itself.
+  const bool fresh_segment = backend_->tracker().empty() && backend_->tx_status() == 'I';
   ensure_prepared(*entry->def, out);
+  if (fresh_segment) {
+    // (The caller flushed what preceded this Describe.) What was injected
+    // goes first, unrecorded: the replay prepares the statement itself.
+    if (!out.empty()) backend_->forward(reinterpret_cast<const uint8_t*>(out.data()), out.size());
+    out.clear();
+    backend_->begin_replay(entry->def, std::string(name));
+  }
   pg::put_describe(out, 'S', entry->def->server_name);
-  backend_->tracker().push(plain(Kind::Describe));
+  // The Describe remembers its statement: a stale-statement error invalidates it.
+  backend_->tracker().push(
+      Entry{Kind::Describe, Action::Forward, {}, entry->def->server_name, {}, false});
   return Handled::Consumed;
 }
 
@@ -422,6 +444,11 @@ void PgClient::relay_to_backend() {
       case 'D':
       case 'C':
         if (rewrite) {
+          if (h.type == 'D') {
+            flush();  // a Describe may send sqlmux's own messages first
+            r = handle_describe_or_close(h, in_.data(), in_.size(), out);
+            break;
+          }
           r = handle_describe_or_close(h, m, avail, out);
         } else {
           tr.push(plain(h.type == 'D' ? Kind::Describe : Kind::Close));

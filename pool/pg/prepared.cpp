@@ -6,7 +6,8 @@
 
 namespace sqlmux::pool {
 
-std::string server_statement_name(std::string_view query, const std::vector<uint32_t>& types) {
+std::string server_statement_name(std::string_view query, const std::vector<uint32_t>& types,
+                                  uint64_t generation) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int md_len = 0;
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
@@ -19,6 +20,14 @@ std::string server_statement_name(std::string_view query, const std::vector<uint
                            static_cast<unsigned char>(t >> 8), static_cast<unsigned char>(t)};
     EVP_DigestUpdate(ctx, be, 4);
   }
+  if (generation != 0) {
+    // 10 bytes after the 4-byte types: an input of generation 0 is 4n
+    // bytes past the query's NUL, one with a generation 4n + 10, so none
+    // reads as another.
+    unsigned char g[10] = {0, 'g'};
+    for (int i = 0; i < 8; ++i) g[2 + i] = static_cast<unsigned char>(generation >> (56 - 8 * i));
+    EVP_DigestUpdate(ctx, g, sizeof g);
+  }
   EVP_DigestFinal_ex(ctx, md, &md_len);
   EVP_MD_CTX_free(ctx);
   static const char* hex = "0123456789abcdef";
@@ -30,9 +39,10 @@ std::string server_statement_name(std::string_view query, const std::vector<uint
   return name;
 }
 
-StatementRef make_statement(std::string_view query, std::vector<uint32_t> types) {
+StatementRef make_statement(std::string_view query, std::vector<uint32_t> types,
+                            uint64_t generation) {
   auto def = std::make_shared<StatementDef>();
-  def->server_name = server_statement_name(query, types);
+  def->server_name = server_statement_name(query, types, generation);
   def->query = std::string(query);
   def->param_types = std::move(types);
   return def;

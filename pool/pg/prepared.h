@@ -29,11 +29,17 @@ struct StatementDef {
 };
 using StatementRef = std::shared_ptr<const StatementDef>;
 
-// "sqlmux_" + 128 bits of SHA-256(query, types), in hex (39 characters,
-// inside PostgreSQL's 63-byte identifier limit).
+// "sqlmux_" + 128 bits of SHA-256(query, types, generation), in hex (39
+// characters, inside PostgreSQL's 63-byte identifier limit). `generation`
+// is the pool's schema generation (StaleStatements::generation()): after
+// DDL the same text names a new server statement, prepared afresh, while
+// clients that prepared it before keep theirs. Generation 0 hashes only
+// the query and the types.
 [[nodiscard]] std::string server_statement_name(std::string_view query,
-                                                const std::vector<uint32_t>& types);
-[[nodiscard]] StatementRef make_statement(std::string_view query, std::vector<uint32_t> types);
+                                                const std::vector<uint32_t>& types,
+                                                uint64_t generation = 0);
+[[nodiscard]] StatementRef make_statement(std::string_view query, std::vector<uint32_t> types,
+                                          uint64_t generation = 0);
 
 // Hashes std::string and std::string_view alike, so that lookups by a view
 // into a message need no temporary string.
@@ -89,11 +95,20 @@ class BackendStatements {
   std::unordered_map<std::string, Slot> index_;
 };
 
-// Server-side statements whose plans went stale (DDL changed a result
-// type): each backend that prepared one before its invalidation closes and
-// prepares it again on next use. Shared by all workers of a pool.
+// Server-side statements whose preparation went stale: DDL changed a
+// result type (0A000) or made the statement fail analysis (an error of
+// class 42 when the server revalidated it at a Bind or Describe). Each
+// backend that prepared one before its invalidation closes and prepares it
+// again on next use, and a Parse of its text is sent to the server again
+// rather than answered from the old preparation. Shared by all workers of
+// a pool.
 class StaleStatements {
  public:
+  // The schema generation that names statements prepared now (see
+  // server_statement_name): bumped when a transaction that ran DDL
+  // (ALTER, CREATE, DROP, ...) ends on one of the pool's connections.
+  [[nodiscard]] uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+  void schema_changed() { generation_.fetch_add(1, std::memory_order_acq_rel); }
   // The epoch a statement prepared now is stamped with.
   [[nodiscard]] uint64_t current() const { return epoch_.load(std::memory_order_acquire); }
   // True when `name`, prepared at `prepared_epoch`, was invalidated since.
@@ -107,6 +122,7 @@ class StaleStatements {
 
  private:
   std::atomic<uint64_t> epoch_{0};
+  std::atomic<uint64_t> generation_{0};
   mutable std::mutex mu_;
   std::unordered_map<std::string, uint64_t> invalidated_at_;
 };

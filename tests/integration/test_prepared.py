@@ -11,10 +11,12 @@ import os
 import random
 import re
 import select
+import struct
 import subprocess
 import time
 
 from harness import *
+from harness import _parse_fields
 
 LIBPQ_PREPARED = os.environ.get("LIBPQ_PREPARED", "")
 
@@ -407,8 +409,223 @@ def case_50000_parameters(pg):
         check_eq(got.get(src), f"{n}:{n * (n - 1) // 2}", f"rows (count:sum) of {src}")
 
 
+# -- issue 19 item 3: re-preparing after a type change --------------------
+
+def _pg_msgs(r, msgs):
+    """Sends raw (tag, body) messages and reads up to ReadyForQuery: the
+    reply types, with an error's SQLSTATE in place of "E"."""
+    for tag, body in msgs:
+        r.send_msg(tag, body)
+    got = []
+    while True:
+        t, body = r.read_msg()
+        got.append("E" + _parse_fields(body).get("C", "?") if t == "E" else t)
+        if t == "Z":
+            return got
+
+
+def _parse_msg(name: str, sql: str, types: list[int]) -> tuple[bytes, bytes]:
+    return (b"P", name.encode() + b"\0" + sql.encode() + b"\0" + struct.pack("!H", len(types)) +
+            b"".join(struct.pack("!I", t) for t in types))
+
+
+def _bind_msg(name: str, value: str) -> tuple[bytes, bytes]:
+    v = value.encode()
+    return (b"B", b"\0" + name.encode() + b"\0" + struct.pack("!HHI", 0, 1, len(v)) + v +
+            struct.pack("!H", 0))
+
+
+_DESCRIBE_EXEC = [(b"D", b"P\0"), (b"E", b"\0\0\0\0\0"), (b"S", b"")]
+_EXEC = [(b"E", b"\0\0\0\0\0"), (b"S", b"")]
+
+
+def case_reprepare_after_type_change(pg):
+    """Issue 19 item 3: after ALTER TABLE t ALTER COLUMN name TYPE int, a
+    brand-new connection that prepares INSERT INTO t(name) VALUES ($1) again
+    gets what a direct connection gets: with the parameter type left to the
+    server (0) it works, with text (25) the statement fails with 42804. On a
+    transaction pool of 1, where sqlmux used to answer that Parse itself from
+    the server statement prepared before the DDL, for ever. The DDL runs
+    through the pool (then sqlmux sends the Parse to the server again: exact
+    parity) and on the server directly (sqlmux learns it from the error of
+    the first Bind: a client that describes its portal, as libpq's
+    PQexecPrepared does, gets its rows; an explicit text parameter fails at
+    that Bind rather than at the Parse, once). Clients prepare the libpq way
+    (Parse, Sync; then Bind, Describe portal, Execute, Sync), the raw way and
+    with psycopg 3."""
+    import psycopg
+    with Sqlmux(pg, mode="transaction", size=1) as mux:
+        for via in ("pool", "server"):
+            t = f"rp_{via}"
+            ins = f"INSERT INTO {t}(name) VALUES ($1)"
+            pg.psql(f"DROP TABLE IF EXISTS {t}; CREATE TABLE {t}(name text); ALTER TABLE {t} OWNER TO app",
+                    db="appdb")
+            # Before the DDL: both forms prepared and used (shared on the one
+            # server connection), and psycopg 3's own.
+            for types in ([0], [25]):
+                r = mux.raw()
+                check_eq(_pg_msgs(r, [_parse_msg("s", ins, types), (b"S", b"")]), ["1", "Z"],
+                         f"{via}: Parse {types} before the DDL")
+                check_eq(_pg_msgs(r, [_bind_msg("s", "a")] + _DESCRIBE_EXEC), ["2", "n", "C", "Z"],
+                         f"{via}: insert {types} before the DDL")
+                r.close()
+            with psycopg.connect(mux.dsn(), autocommit=True, prepare_threshold=0) as c:
+                c.execute(f"INSERT INTO {t}(name) VALUES (%s)", ("b",))
+            alter = f"ALTER TABLE {t} ALTER COLUMN name TYPE int USING NULL"
+            if via == "server":
+                pg.psql(alter, db="appdb")
+            else:
+                with psycopg.connect(mux.dsn(), autocommit=True) as c:
+                    c.execute(alter)
+            for attempt in range(2):
+                first_unseen = via == "server" and attempt == 0 and not mux.direct
+                # Parameter type left to the server: now int; '5' goes in.
+                r = mux.raw()
+                check_eq(_pg_msgs(r, [_parse_msg("s", ins, [0]), (b"S", b"")]), ["1", "Z"],
+                         f"{via}: Parse [0] after the DDL, attempt {attempt}")
+                check_eq(_pg_msgs(r, [_bind_msg("s", "5")] + _DESCRIBE_EXEC), ["2", "n", "C", "Z"],
+                         f"{via}: insert [0] after the DDL, attempt {attempt}")
+                check_eq(_pg_msgs(r, [_bind_msg("s", "6")] + _DESCRIBE_EXEC), ["2", "n", "C", "Z"],
+                         f"{via}: insert [0] again, attempt {attempt}")
+                r.close()
+                # Parameter typed text: the Parse itself fails, as on PostgreSQL
+                # (after DDL sqlmux did not see: at the first Bind, once).
+                r = mux.raw()
+                if first_unseen:
+                    check_eq(_pg_msgs(r, [_parse_msg("s", ins, [25]), (b"S", b"")]), ["1", "Z"],
+                             f"{via}: Parse [25] after unseen DDL")
+                    check_eq(_pg_msgs(r, [_bind_msg("s", "7")] + _DESCRIBE_EXEC), ["E42804", "Z"],
+                             f"{via}: Bind [25] after unseen DDL")
+                else:
+                    check_eq(_pg_msgs(r, [_parse_msg("s", ins, [25]), (b"S", b"")]), ["E42804", "Z"],
+                             f"{via}: Parse [25] after the DDL, attempt {attempt}")
+                    check_eq(_pg_msgs(r, [_bind_msg("s", "7")] + _DESCRIBE_EXEC), ["E26000", "Z"],
+                             f"{via}: Bind of the failed statement, attempt {attempt}")
+                r.close()
+                r = mux.raw()
+                check_eq(_pg_msgs(r, [_parse_msg("s", ins, [25]), _bind_msg("s", "7")] + _EXEC),
+                         ["E42804", "Z"], f"{via}: Parse [25] + Bind in one go, attempt {attempt}")
+                r.close()
+                with psycopg.connect(mux.dsn(), autocommit=True, prepare_threshold=0) as c:
+                    for v in ("8", "9"):
+                        cur = c.execute(f"INSERT INTO {t}(name) VALUES (%s)", (v,))
+                        check_eq(cur.statusmessage, "INSERT 0 1", f"{via}: psycopg 3 after the DDL")
+            got = pg.psql(f"SELECT count(*) FROM {t} WHERE name IS NOT NULL", db="appdb").strip()
+            check_eq(got, "8", f"{via}: rows inserted after the DDL")
+        mux.assert_serving()
+
+
+def case_reprepare_asyncpg(pg):
+    """Issue 19 item 3 with asyncpg (Parse, Describe statement, Sync; then
+    Bind, Execute, Sync) on a transaction pool of 1: after ALTER COLUMN TYPE,
+    run through the pool or on the server directly, a new connection
+    prepares the same INSERT and SELECT again and gets the new types, as
+    from PostgreSQL; a connection that prepared them before gets an error
+    for its old statements (PostgreSQL's 42804 and 42883 directly; through
+    sqlmux 0A000, on which asyncpg prepares them again). DDL through the pool
+    is seen at once; DDL on the server directly is learned from those
+    errors (asyncpg has a statement's parameters described from the old
+    preparation, which the server does not revalidate for that, so before a
+    Bind of the old one failed sqlmux cannot tell; see README)."""
+    import asyncpg
+    with Sqlmux(pg, mode="transaction", size=1) as mux:
+        for via in ("pool", "server"):
+            t = f"rpa_{via}"
+            pg.psql(f"DROP TABLE IF EXISTS {t}; CREATE TABLE {t}(name text); ALTER TABLE {t} OWNER TO app",
+                    db="appdb")
+            ins = f"INSERT INTO {t}(name) VALUES ($1)"
+            sel = f"SELECT name FROM {t} WHERE name = $1"
+            log(f"DDL {via == 'pool' and 'through the pool' or 'on the server'}")
+
+            async def main():
+                old = await asyncpg.connect(mux.url())
+                await old.execute(ins, "x")
+                check_eq(await old.fetchval(sel, "x"), "x", f"{via}: before the DDL")
+                alter = f"ALTER TABLE {t} ALTER COLUMN name TYPE int USING length(name)"
+                if via == "server":
+                    await asyncio.to_thread(pg.psql, alter, "appdb")
+                else:
+                    c = await asyncpg.connect(mux.url())
+                    await c.execute(alter)
+                    await c.close()
+                async def new_connections():
+                    for i in range(2):
+                        new = await asyncpg.connect(mux.url())
+                        await new.execute(ins, 5 + i)
+                        check_eq(await new.fetchval(sel, 5 + i), 5 + i, f"{via}: new connection {i}")
+                        check_eq(await new.fetchval(sel, 1), 1, f"{via}: the old row, now int")
+                        await new.close()
+
+                if via == "pool":
+                    await new_connections()  # sqlmux saw the DDL: the Parses go to the server
+                # The old statements: PostgreSQL fails them with its error
+                # every time. Through sqlmux the first failure is the
+                # server's too; after it asyncpg is told "cached plan must
+                # not change result type" (0A000), as for any stale
+                # statement, prepares them again by itself, and then fails to
+                # encode "y" for the int parameter: an error either way.
+                for k in range(2):
+                    try:
+                        await old.execute(ins, "y")
+                        fail(f"{via}: the INSERT prepared before the DDL worked")
+                    except asyncpg.exceptions.DatatypeMismatchError as e:
+                        check(mux.direct or k == 0, f"{via}: {e!r} through sqlmux, again")
+                        check("is of type integer but expression is of type text" in str(e),
+                              f"{via}: {e}")
+                    except asyncpg.exceptions.DataError as e:
+                        check(not mux.direct, f"{via}: {e!r} from PostgreSQL")
+                        check("invalid input for query argument $1" in str(e), f"{via}: {e}")
+                    try:
+                        await old.fetchval(sel, "x")
+                        fail(f"{via}: the SELECT prepared before the DDL worked")
+                    except asyncpg.exceptions.UndefinedFunctionError as e:
+                        check(mux.direct or k == 0, f"{via}: {e!r} through sqlmux, again")
+                        check("operator does not exist: integer = text" in str(e), f"{via}: {e}")
+                    except asyncpg.exceptions.DataError as e:
+                        check(not mux.direct, f"{via}: {e!r} from PostgreSQL")
+                # Told to prepare them again, it gets the new types.
+                await old.reload_schema_state()
+                await old.execute(ins, 3)
+                check_eq(await old.fetchval(sel, 3), 3, f"{via}: the old connection after re-preparing")
+                if via == "server":
+                    await new_connections()  # sqlmux learned it from those errors
+                await old.close()
+            asyncio.run(main())
+            got = pg.psql(f"SELECT string_agg(name::text, ',' ORDER BY name) FROM {t}", db="appdb").strip()
+            check_eq(got, "1,3,5,6", f"{via}: rows")
+        mux.assert_serving()
+
+
+def case_reprepare_bounded(pg):
+    """Issue 19 item 3: every DDL through the pool names new server
+    statements; the ones they supersede stay for the clients that prepared
+    them and leave with the connection's LRU, so the server never holds
+    more than max_prepared_statements however many schema changes pass."""
+    require_sqlmux("max_prepared_statements")
+    import psycopg
+    pg.psql("DROP TABLE IF EXISTS rb; CREATE TABLE rb(v int); INSERT INTO rb VALUES (1);"
+            "ALTER TABLE rb OWNER TO app", db="appdb")
+    with Sqlmux(pg, mode="transaction", size=1, max_prepared_statements=4) as mux:
+        with psycopg.connect(mux.dsn(), autocommit=True, prepare_threshold=0) as old:
+            check_eq(old.execute("SELECT v, %s::int FROM rb", (0,)).fetchone(), (1, 0), "before")
+            for i in range(12):
+                typ = ("bigint", "numeric", "text")[i % 3]
+                old.execute(f"ALTER TABLE rb ALTER COLUMN v TYPE {typ} USING v::{typ}")
+                with psycopg.connect(mux.dsn(), autocommit=True, prepare_threshold=0) as c:
+                    got = c.execute("SELECT v, %s::int FROM rb", (i,)).fetchone()
+                    want = {"bigint": 1, "numeric": 1, "text": "1"}[typ]
+                    check_eq(got, (want, i), f"round {i} ({typ})")
+                    check_eq(type(got[0]).__name__, type(want).__name__ if typ != "numeric" else "Decimal",
+                             f"round {i}: the new column type")
+                    n = c.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0]
+                    check(n <= 4, f"round {i}: {n} statements prepared on the server connection")
+        mux.assert_serving()
+
+
 if __name__ == "__main__":
     run_cases(__file__, [case_asyncpg_default_cache, case_sqlalchemy_orm_asyncpg,
                          case_psycopg3_prepared_pipeline, case_pgbench_prepared, case_libpq_prepared,
                          case_ddl_during_traffic, case_ddl_transparent_retry, case_search_path_isolation, case_listen_notify,
-                         case_statement_names, case_50000_parameters], timeout=400)
+                         case_statement_names, case_50000_parameters,
+                         case_reprepare_after_type_change, case_reprepare_asyncpg,
+                         case_reprepare_bounded], timeout=400)

@@ -44,6 +44,26 @@ TEST_CASE("server statement names: stable, distinct, within NAMEDATALEN") {
   REQUIRE(a.size() == 39);
 }
 
+TEST_CASE("server statement names: the schema generation names a new statement") {
+  using sqlmux::pool::server_statement_name;
+  const auto g0 = server_statement_name("INSERT INTO t(name) VALUES ($1)", {25});
+  // Generation 0 is the name without one (names stay what they were).
+  REQUIRE(g0 == server_statement_name("INSERT INTO t(name) VALUES ($1)", {25}, 0));
+  const auto g1 = server_statement_name("INSERT INTO t(name) VALUES ($1)", {25}, 1);
+  const auto g2 = server_statement_name("INSERT INTO t(name) VALUES ($1)", {25}, 2);
+  REQUIRE(g1 != g0);
+  REQUIRE(g2 != g1);
+  REQUIRE(g2 != g0);
+  REQUIRE(g1 == server_statement_name("INSERT INTO t(name) VALUES ($1)", {25}, 1));
+  REQUIRE(g1.size() == 39);
+  // The generation cannot pass for parameter types (its 10 bytes follow
+  // 4-byte types: the hashed lengths differ).
+  REQUIRE(server_statement_name("SELECT 1", {}, 1) != server_statement_name("SELECT 1", {0x67}, 0));
+  auto def = sqlmux::pool::make_statement("SELECT $1", {23}, 7);
+  REQUIRE(def->server_name == server_statement_name("SELECT $1", {23}, 7));
+  REQUIRE(def->query == "SELECT $1");
+}
+
 TEST_CASE("client statements: names map to shared definitions with their epoch") {
   ClientStatements cs;
   auto def = sqlmux::pool::make_statement("SELECT 1", {});
@@ -92,6 +112,18 @@ TEST_CASE("stale statements: invalidation epochs") {
   // A copy prepared after the invalidation failing again: a new change.
   REQUIRE(st.invalidate("s", e1));
   REQUIRE(st.stale("s", e1));
+}
+
+TEST_CASE("stale statements: the schema generation") {
+  sqlmux::pool::StaleStatements st;
+  REQUIRE(st.generation() == 0);
+  const uint64_t e = st.current();
+  st.schema_changed();
+  st.schema_changed();
+  REQUIRE(st.generation() == 2);
+  // It names new statements; it invalidates none.
+  REQUIRE(st.current() == e);
+  REQUIRE_FALSE(st.stale("s", e));
 }
 
 TEST_CASE("tracker: plain extended-protocol pipeline passes through") {
