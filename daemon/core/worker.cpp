@@ -213,6 +213,9 @@ void Worker::accept_from(Listener& l) {
   uv_fileno(reinterpret_cast<uv_handle_t*>(l.handle), &lfd);
   // Bounded per wakeup so that one busy listener cannot starve the loop.
   for (int i = 0; i < 64; ++i) {
+    // The spare first: a descriptor freed by another thread goes to it
+    // rather than to a client that would leave this worker without one.
+    const bool room = have_spare();
     sockaddr_storage ss{};
     socklen_t sslen = sizeof ss;
     int fd = ::accept4(lfd, reinterpret_cast<sockaddr*>(&ss), &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -223,8 +226,27 @@ void Worker::accept_from(Listener& l) {
       accept_failed(l, lfd, errno);
       return;
     }
+    if (!room) {
+      // At the limit with no spare: this connection holds the last
+      // descriptor, and is refused as if it had come through the spare.
+      ++accept_errors_.events;
+      ++accept_errors_.refused;
+      accept_errors_.last_err = EMFILE;
+      const Failure f = fd_exhausted_failure();
+      admit(l, fd, ss, &f);
+      log_accept_errors(false);
+      pause_accepting();
+      return;
+    }
     admit(l, fd, ss, nullptr);
   }
+}
+
+bool Worker::have_spare() {
+  if (spare_fd_ >= 0) return true;
+  spare_fd_ = open_spare();
+  if (spare_fd_ >= 0) return true;
+  return errno != EMFILE && errno != ENFILE;  // no /dev/null to open: do without
 }
 
 void Worker::admit(Listener& l, int fd, const sockaddr_storage& ss, const Failure* refused) {
@@ -321,7 +343,7 @@ void Worker::on_accept_resume(uv_timer_t* h) {
   auto* w = static_cast<Worker*>(h->data);
   if (!w->accept_paused_ || w->stopping_) return;
   w->accept_paused_ = false;
-  if (w->spare_fd_ < 0) w->spare_fd_ = open_spare();
+  (void)w->have_spare();
   for (auto& l : w->listeners_) uv_poll_start(l.handle, UV_READABLE, &Worker::on_accept);
 }
 
@@ -336,7 +358,7 @@ void Worker::housekeeping() {
   }
   backends_[static_cast<int>(BackendState::Connecting)].for_each(
       [&](PooledBackend* b) { b->check_timeouts(now); });
-  if (spare_fd_ < 0 && !stopping_) spare_fd_ = open_spare();
+  if (!stopping_) (void)have_spare();
   // The count of accept failures since the last line, once the storm ends.
   if (!accept_paused_ && accept_errors_.logged &&
       now - accept_errors_.last_log_ms >= kAcceptLogIntervalMs) {

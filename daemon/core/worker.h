@@ -163,6 +163,9 @@ class Worker final : public EventLoop {
   // rest for a moment instead of waking the loop again at once.
   void accept_failed(Listener& l, int lfd, int err);
   void pause_accepting();
+  // Opens the spare descriptor if it is not open; false when the limit
+  // leaves no descriptor for it.
+  [[nodiscard]] bool have_spare();
   // One log line per kAcceptLogIntervalMs at most, with the count since the last.
   void log_accept_errors(bool force);
   [[nodiscard]] Failure fd_exhausted_failure() const;
