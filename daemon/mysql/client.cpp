@@ -130,7 +130,12 @@ void MyClient::send_auth_switch(uint8_t seq) {
 
 void MyClient::disconnect(Reason why, uint8_t seq, my::ErrorCode code, const std::string& message) {
   if (closing()) return;
-  LOG_INFO("mysql client %" PRIu64 ": %u %s", id_, static_cast<unsigned>(code), message.c_str());
+  if (why == Reason::FdExhausted) {
+    // Counted in the worker's rate-limited accept line.
+    LOG_DEBUG("mysql client %" PRIu64 ": %u %s", id_, static_cast<unsigned>(code), message.c_str());
+  } else {
+    LOG_INFO("mysql client %" PRIu64 ": %u %s", id_, static_cast<unsigned>(code), message.c_str());
+  }
   send_err(seq, code, message);
   finish(why);
 }
@@ -758,7 +763,7 @@ void MyClient::finish(Reason why) {
   if (metrics::WorkerStats* ws = worker_->stats(); ws != nullptr && metrics::is_client_error(why)) {
     ws->client_errors[static_cast<int>(why)].add();
   }
-  if (why != Reason::ClientClosed) {
+  if (why != Reason::ClientClosed && why != Reason::FdExhausted) {
     LOG_INFO("mysql client %" PRIu64 " closing: %s (user=%s db=%s)", id_,
              std::string(to_string(why)).c_str(), user_name_.c_str(), database_.c_str());
   }

@@ -400,8 +400,9 @@ void PgClient::finish(Reason why) {
   if (metrics::WorkerStats* ws = worker_->stats(); ws != nullptr && metrics::is_client_error(why)) {
     ws->client_errors[static_cast<int>(why)].add();
   }
-  if (why == Reason::AuthRateLimited) {
-    // Logged once per address and window when the limit is reached.
+  if (why == Reason::AuthRateLimited || why == Reason::FdExhausted) {
+    // Logged once per address and window when the limit is reached; out of
+    // descriptors, by the worker's rate-limited accept line.
     LOG_DEBUG("client %" PRIu64 " closing: %s", id_, std::string(to_string(why)).c_str());
   } else if (why != Reason::ClientClosed && why != Reason::CancelRequest) {
     LOG_INFO("client %" PRIu64 " closing: %s (user=%s db=%s)", id_,

@@ -408,8 +408,11 @@ def _fd_exhaustion(mux, metrics_port, connect, refused_error, what):
     check(not bad, f"{what}: clients arriving while exhausted: {bad[:3]}")
     check(len(tries) >= 5, f"{what}: only {len(tries)} clients got an answer in 3 s (left waiting?)")
     check(cpu < 0.5, f"{what}: sqlmux used {cpu:.0%} of a core while out of descriptors (spinning)")
-    lines = [ln for ln in mux.log_text().splitlines() if "Too many open files" in ln]
+    text = mux.log_text()
+    lines = [ln for ln in text.splitlines() if "Too many open files" in ln]
+    log(f"{what}: sqlmux log: {len(text.splitlines())} lines, {len(lines)} of them 'Too many open files'")
     check(0 < len(lines) < 50, f"{what}: {len(lines)} 'Too many open files' log lines")
+    check(len(text.splitlines()) < 200, f"{what}: {len(text.splitlines())} log lines (a line per refusal?)")
     check("fd_exhausted" in lines[0], f"{what}: log line names the reason: {lines[0]}")
 
     for c in held:
