@@ -22,26 +22,36 @@ ClientFactory listener_clients(const Protocols& protocols, config::Protocol prot
   switch (protocol) {
     case config::Protocol::Postgres: {
       const auto& pg = static_cast<const PgProtocol&>(protocols.get(protocol));
-      return [&pg, tls](Worker& w, int fd, uint64_t id, bool over, PeerAddress peer) {
-        auto* c = new PgClient(w, fd, id, over, peer, pg);
+      return [&pg, tls](Worker& w, int fd, uint64_t id, const Failure* refusal, PeerAddress peer) {
+        auto* c = new PgClient(w, fd, id, refusal, peer, pg);
         c->set_client_tls(tls);
         return static_cast<PooledClient*>(c);
       };
     }
     case config::Protocol::Mysql: {
       const auto& my = static_cast<const MyProtocol&>(protocols.get(protocol));
-      return [&my](Worker& w, int fd, uint64_t id, bool over, PeerAddress peer) {
-        return static_cast<PooledClient*>(new MyClient(w, fd, id, over, peer, my));
+      return [&my](Worker& w, int fd, uint64_t id, const Failure* refusal, PeerAddress peer) {
+        return static_cast<PooledClient*>(new MyClient(w, fd, id, refusal, peer, my));
       };
     }
   }
   return nullptr;
 }
 
+RefusalWriter listener_refusal(config::Protocol protocol) {
+  switch (protocol) {
+    case config::Protocol::Postgres:
+      return &PgClient::write_refusal;
+    case config::Protocol::Mysql:
+      return &MyClient::write_refusal;
+  }
+  return nullptr;
+}
+
 ClientFactory console_clients(const Protocols& protocols, config::ClientTls tls) {
   const auto& pg = static_cast<const PgProtocol&>(protocols.get(config::Protocol::Postgres));
-  return [&pg, tls](Worker& w, int fd, uint64_t id, bool over, PeerAddress peer) {
-    auto* c = new PgClient(w, fd, id, over, peer, pg);
+  return [&pg, tls](Worker& w, int fd, uint64_t id, const Failure* refusal, PeerAddress peer) {
+    auto* c = new PgClient(w, fd, id, refusal, peer, pg);
     c->set_client_tls(tls);
     c->serve_locally(&admin::Session::start);
     return static_cast<PooledClient*>(c);

@@ -15,6 +15,10 @@ namespace sqlmux {
 // Clients accepted on a [[listener]] of `protocol`.
 [[nodiscard]] ClientFactory listener_clients(const Protocols& protocols, config::Protocol protocol,
                                              config::ClientTls tls);
+// The refusal written to a connection on a listener of `protocol` that is
+// refused before it is read (no descriptor left; the listener closing at
+// exit). The [admin] listener's is the postgres one.
+[[nodiscard]] RefusalWriter listener_refusal(config::Protocol protocol);
 // Clients accepted on the [admin] listener: PostgreSQL clients served by
 // the admin console after login.
 [[nodiscard]] ClientFactory console_clients(const Protocols& protocols, config::ClientTls tls);

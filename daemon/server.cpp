@@ -1,5 +1,6 @@
 #include "daemon/server.h"
 
+#include <linux/filter.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -17,6 +18,7 @@
 #include "daemon/compose.h"
 #include "daemon/core/log.h"
 #include "daemon/core/pool.h"
+#include "daemon/ops/fd_limit.h"
 #include "daemon/ops/health_check.h"
 #include "daemon/ops/metrics.h"
 #include "daemon/ops/sd_listen.h"
@@ -76,6 +78,7 @@ bool Server::open_listeners(std::vector<int>& fds) {
                std::string(config::to_string(l.protocol)).c_str(), how.c_str());
       fds.push_back(pfd);
       listen_clients_.push_back(listener_clients(*protocols_, l.protocol, l.client_tls));
+      listen_refusals_.push_back(listener_refusal(l.protocol));
       continue;
     }
     int fd = -1;
@@ -131,6 +134,7 @@ bool Server::open_listeners(std::vector<int>& fds) {
              std::string(config::to_string(l.protocol)).c_str());
     fds.push_back(fd);
     listen_clients_.push_back(listener_clients(*protocols_, l.protocol, l.client_tls));
+    listen_refusals_.push_back(listener_refusal(l.protocol));
   }
   passed.close_unused();
   if (fds.empty()) {
@@ -155,21 +159,25 @@ int Server::run() {
       return 1;
     }
   }
+  int n = cfg.server.workers;
+  if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // Before anything opens: the limit may be raised for all that follows.
+  (void)fd_limit::ensure(cfg, n, "startup");
   if (metrics_ && !start_metrics()) return 1;
   if (!open_listeners(listen_fds_) || !open_admin_listener()) return 1;
   services_.client_tls = tls_ctx_.get();
 
-  int n = cfg.server.workers;
-  if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   for (int i = 0; i < n; ++i) workers_.add(std::make_unique<Worker>(services_, i));
   workers_.for_each([&](Worker& w) {
     for (size_t i = 0; i < listen_fds_.size(); ++i) {
-      w.add_listener(listen_fds_[i], listen_clients_[i]);
+      w.add_listener(listen_fds_[i], listen_clients_[i], listen_refusals_[i]);
     }
     // The console offers TLS whenever [tls] is configured.
     if (admin_fd_ >= 0) {
-      w.add_listener(admin_fd_, console_clients(*protocols_, cfg.tls ? config::ClientTls::Allow
-                                                                     : config::ClientTls::Disable));
+      w.add_listener(admin_fd_,
+                     console_clients(*protocols_, cfg.tls ? config::ClientTls::Allow
+                                                          : config::ClientTls::Disable),
+                     listener_refusal(config::Protocol::Postgres));
     }
   });
   // Pools with a fixed server login exist from the start, so that min_idle
@@ -221,13 +229,35 @@ int Server::run() {
 
   uv_run(&loop_, UV_RUN_DEFAULT);
   workers_.for_each([](Worker& w) { w.join(); });
+  close_listeners();
   exposer_.reset();
   uv_loop_close(&loop_);
-  for (int fd : listen_fds_) ::close(fd);
-  if (admin_fd_ >= 0) ::close(admin_fd_);
   for (const auto& p : unix_paths_) ::unlink(p.c_str());
   LOG_INFO("sqlmux stopped");
   return 0;
+}
+
+void Server::close_listeners() {
+  // The workers no longer accept. A connection that arrived since (or
+  // arrives now) is told 57P03 / ERR 1053 like one during the graceful
+  // wait, not accepted by the kernel and then reset by close(): first a
+  // filter that drops every packet keeps new connections out of the queue
+  // (their SYN is retried and refused once the socket is closed), then the
+  // queue is refused, then the socket closes.
+  const Failure bye{Reason::Shutdown, "shutting down", {}};
+  auto close_one = [&](int fd, const RefusalWriter& refuse) {
+    sock_filter drop{BPF_RET | BPF_K, 0, 0, 0};
+    sock_fprog prog{1, &drop};
+    (void)setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
+    int err = 0;
+    const size_t n = refuse_pending(fd, refuse, bye, SIZE_MAX, err);
+    if (n > 0) LOG_INFO("refused %zu connection(s) queued at exit (shutdown)", n);
+    ::close(fd);
+  };
+  for (size_t i = 0; i < listen_fds_.size(); ++i) close_one(listen_fds_[i], listen_refusals_[i]);
+  listen_fds_.clear();
+  if (admin_fd_ >= 0) close_one(admin_fd_, listener_refusal(config::Protocol::Postgres));
+  admin_fd_ = -1;
 }
 
 bool Server::start_metrics() {

@@ -71,6 +71,8 @@ class Server final : public Control {
   void begin_shutdown();
   void stop_workers();
   [[nodiscard]] bool open_listeners(std::vector<int>& fds);
+  // At exit, after the workers: refuses what is queued, then closes.
+  void close_listeners();
   [[nodiscard]] bool start_metrics();
 
   // What the pools point into comes before the directory that owns them.
@@ -83,7 +85,8 @@ class Server final : public Control {
   std::mutex reload_mu_;
   ReloadHooks reload_hooks_;
   tls::Ctx tls_ctx_;
-  std::vector<ClientFactory> listen_clients_;  // per entry of listen_fds_
+  std::vector<ClientFactory> listen_clients_;   // per entry of listen_fds_
+  std::vector<RefusalWriter> listen_refusals_;  // per entry of listen_fds_
   uv_async_t shutdown_async_{};
   int admin_fd_ = -1;
   AuthLimiter auth_limiter_;

@@ -14,6 +14,7 @@
 #include "config/config_diff.h"
 #include "daemon/core/log.h"
 #include "daemon/core/pool.h"
+#include "daemon/ops/fd_limit.h"
 #include "daemon/ops/health_check.h"
 #include "daemon/server.h"
 
@@ -167,6 +168,7 @@ bool Server::reload(std::vector<std::string>* errors) {
   // that a smaller size or a removed pool made obsolete.
   kick_pools(pools);
   LOG_INFO("reload: %s: %s", config().source.c_str(), d.summary().c_str());
+  (void)fd_limit::ensure(config(), workers_.size(), "reload");
   for (const auto& key : d.restart) {
     LOG_WARN("reload: %s changed; it needs a restart (the running value is kept)", key.c_str());
   }

@@ -32,6 +32,7 @@ enum class Reason {
   TlsFailed,        // the TLS handshake or a TLS record failed
   TlsRequired,      // a plaintext client on a client_tls = "require" listener
   AuthRateLimited,  // a login from an address with too many recent auth failures
+  FdExhausted,      // accepted with the spare descriptor only to be refused: no fd left
   Internal,
 };
 
@@ -87,6 +88,8 @@ enum class Reason {
       return "tls_required";
     case Reason::AuthRateLimited:
       return "auth_rate_limited";
+    case Reason::FdExhausted:
+      return "fd_exhausted";
     case Reason::Internal:
       return "internal";
   }

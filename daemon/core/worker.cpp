@@ -1,15 +1,19 @@
 #include "daemon/core/worker.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cinttypes>
 #include <cstring>
 
 #include "daemon/core/auth_limiter.h"
+#include "daemon/core/control.h"
 #include "daemon/core/directory.h"
 #include "daemon/core/failure.h"
 #include "daemon/core/log.h"
@@ -19,6 +23,47 @@ namespace sqlmux {
 
 namespace {
 constexpr uint64_t kTickMs = 200;
+// How long the listeners rest after accept() failed for want of a
+// descriptor (or memory): the queued clients wait, the loop does not spin.
+constexpr uint64_t kAcceptPauseMs = 100;
+constexpr uint64_t kAcceptLogIntervalMs = 10000;
+
+int open_spare() {
+  return ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+}  // namespace
+
+void refuse_now(int fd, const RefusalWriter& write, const Failure& f) {
+  // What the client sent already (a startup packet) is read first, so that
+  // closing does not reset the connection before it reads the refusal.
+  std::string received;
+  char buf[1024];
+  for (int i = 0; i < 8; ++i) {
+    const ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n <= 0) break;
+    if (received.size() < sizeof buf) received.append(buf, static_cast<size_t>(n));
+  }
+  std::string out;
+  write(f, received, out);
+  // A fresh socket's send buffer takes these few bytes whole.
+  (void)::send(fd, out.data(), out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  ::close(fd);
+}
+
+size_t refuse_pending(int lfd, const RefusalWriter& write, const Failure& f, size_t max, int& err) {
+  size_t n = 0;
+  err = 0;
+  while (n < max) {
+    int fd = ::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) err = errno;
+      break;
+    }
+    refuse_now(fd, write, f);
+    ++n;
+  }
+  return n;
 }
 
 void Workers::post_all(const Task& t) {
@@ -30,6 +75,9 @@ Worker::Worker(const Services& services, int id) : services_(services), id_(id) 
   async_.data = this;
   uv_timer_init(loop(), &tick_);
   tick_.data = this;
+  uv_timer_init(loop(), &accept_pause_);
+  accept_pause_.data = this;
+  spare_fd_ = open_spare();
   if (Metrics* m = services_.metrics) {
     stats_ = std::make_unique<metrics::WorkerStats>();
     m->add_worker(stats_.get());
@@ -41,10 +89,10 @@ Worker::~Worker() {
   assert(by_id_.empty());
 }
 
-void Worker::add_listener(int fd, ClientFactory make) {
+void Worker::add_listener(int fd, ClientFactory make, RefusalWriter refuse) {
   auto* h = new uv_poll_t;
   uv_poll_init_socket(loop(), h, fd);
-  listeners_.push_back({h, std::move(make)});
+  listeners_.push_back({h, std::move(make), std::move(refuse)});
 }
 
 void Worker::start() {
@@ -165,31 +213,138 @@ void Worker::accept_from(Listener& l) {
   uv_fileno(reinterpret_cast<uv_handle_t*>(l.handle), &lfd);
   // Bounded per wakeup so that one busy listener cannot starve the loop.
   for (int i = 0; i < 64; ++i) {
+    // The spare first: a descriptor freed by another thread goes to it
+    // rather than to a client that would leave this worker without one.
+    const bool room = have_spare();
     sockaddr_storage ss{};
     socklen_t sslen = sizeof ss;
     int fd = ::accept4(lfd, reinterpret_cast<sockaddr*>(&ss), &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
-      if (errno == EMFILE || errno == ENFILE) {
-        LOG_ERROR("accept: %s (raise the file limit)", strerror(errno));
-        return;
-      }
-      LOG_WARN("accept: %s", strerror(errno));
+      // The connection that failed is gone; the next one may be fine.
+      if (errno == ECONNABORTED || errno == EPROTO || errno == EPERM) continue;
+      accept_failed(l, lfd, errno);
       return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // fails harmlessly on unix sockets
-    const bool over = !directory().try_add_client();  // counted either way; uncounted on close
-    PooledClient* c = l.make(*this, fd, directory().next_client_id(), over,
-                             PeerAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss)));
-    client_created(c);
-    if (!c->attach()) {
-      LOG_ERROR("cannot poll client socket");
-      c->close();
-      continue;
+    if (!room) {
+      // At the limit with no spare: this connection holds the last
+      // descriptor, and is refused as if it had come through the spare.
+      ++accept_errors_.events;
+      ++accept_errors_.refused;
+      accept_errors_.last_err = EMFILE;
+      const Failure f = fd_exhausted_failure();
+      admit(l, fd, ss, &f);
+      log_accept_errors(false);
+      pause_accepting();
+      return;
     }
-    c->on_accepted();
+    admit(l, fd, ss, nullptr);
   }
+}
+
+bool Worker::have_spare() {
+  if (spare_fd_ >= 0) return true;
+  spare_fd_ = open_spare();
+  if (spare_fd_ >= 0) return true;
+  return errno != EMFILE && errno != ENFILE;  // no /dev/null to open: do without
+}
+
+void Worker::admit(Listener& l, int fd, const sockaddr_storage& ss, const Failure* refused) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // fails harmlessly on unix sockets
+  // The neutral admission check; each protocol renders a refusal itself.
+  Failure refusal;
+  if (!directory().try_add_client()) {  // counted either way; uncounted on close
+    if (refused == nullptr) {
+      refusal = {Reason::TooManyClients, "max_client_conn reached",
+                 "sqlmux max_client_conn (" +
+                     std::to_string(directory().config().server.max_client_conn) + ") reached"};
+      refused = &refusal;
+    }
+  } else if (refused == nullptr && (shutting_down_ || (services_.control != nullptr &&
+                                                       services_.control->shutting_down()))) {
+    refusal = {Reason::Shutdown, "shutting down", {}};
+    refused = &refusal;
+  }
+  PooledClient* c = l.make(*this, fd, directory().next_client_id(), refused,
+                           PeerAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss)));
+  client_created(c);
+  if (!c->attach()) {
+    LOG_ERROR("cannot poll client socket");
+    c->close();
+    return;
+  }
+  c->on_accepted();
+}
+
+Failure Worker::fd_exhausted_failure() const {
+  rlimit rl{};
+  std::string limit;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    limit = ": open file limit " + std::to_string(rl.rlim_cur);
+  }
+  return {Reason::FdExhausted, "no file descriptor left",
+          "sqlmux is out of file descriptors" + limit};
+}
+
+void Worker::accept_failed(Listener& l, int lfd, int err) {
+  ++accept_errors_.events;
+  accept_errors_.last_err = err;
+  if ((err == EMFILE || err == ENFILE) && spare_fd_ >= 0) {
+    // The spare makes room for one connection, which is told why in its
+    // protocol (after reading its startup packet, so that a PostgreSQL
+    // client asking for TLS first still sees the message) and closed; the
+    // spare is opened again when the listeners resume.
+    ::close(spare_fd_);
+    spare_fd_ = -1;
+    sockaddr_storage ss{};
+    socklen_t sslen = sizeof ss;
+    int fd = ::accept4(lfd, reinterpret_cast<sockaddr*>(&ss), &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      ++accept_errors_.refused;
+      const Failure f = fd_exhausted_failure();
+      admit(l, fd, ss, &f);
+    }
+  }
+  log_accept_errors(false);
+  pause_accepting();
+}
+
+void Worker::log_accept_errors(bool force) {
+  AcceptErrors& e = accept_errors_;
+  if (e.events == 0) return;
+  const uint64_t now = now_ms();
+  if (e.logged && now - e.last_log_ms < kAcceptLogIntervalMs && !force) return;
+  std::string hint;
+  if (e.last_err == EMFILE || e.last_err == ENFILE) {
+    rlimit rl{};
+    (void)::getrlimit(RLIMIT_NOFILE, &rl);
+    hint = "; open file limit " + std::to_string(rl.rlim_cur) +
+           ": raise LimitNOFILE / ulimit -n, or lower max_client_conn";
+  }
+  LOG_ERROR("accept: %s (%" PRIu64 " time(s) since the last such line, %" PRIu64
+            " client(s) refused as %s); accepting pauses %" PRIu64 " ms each time%s",
+            strerror(e.last_err), e.events, e.refused,
+            std::string(to_string(Reason::FdExhausted)).c_str(), kAcceptPauseMs, hint.c_str());
+  e.events = 0;
+  e.refused = 0;
+  e.last_log_ms = now;
+  e.logged = true;
+}
+
+void Worker::pause_accepting() {
+  if (accept_paused_ || stopping_) return;
+  accept_paused_ = true;
+  for (auto& l : listeners_) uv_poll_stop(l.handle);
+  uv_timer_start(&accept_pause_, &Worker::on_accept_resume, kAcceptPauseMs, 0);
+}
+
+void Worker::on_accept_resume(uv_timer_t* h) {
+  auto* w = static_cast<Worker*>(h->data);
+  if (!w->accept_paused_ || w->stopping_) return;
+  w->accept_paused_ = false;
+  (void)w->have_spare();
+  for (auto& l : w->listeners_) uv_poll_start(l.handle, UV_READABLE, &Worker::on_accept);
 }
 
 void Worker::on_tick(uv_timer_t* h) {
@@ -203,6 +358,12 @@ void Worker::housekeeping() {
   }
   backends_[static_cast<int>(BackendState::Connecting)].for_each(
       [&](PooledBackend* b) { b->check_timeouts(now); });
+  if (!stopping_) (void)have_spare();
+  // The count of accept failures since the last line, once the storm ends.
+  if (!accept_paused_ && accept_errors_.logged &&
+      now - accept_errors_.last_log_ms >= kAcceptLogIntervalMs) {
+    log_accept_errors(true);
+  }
   if (!shutting_down_) directory().for_each_pool([&](Pool& p) { p.housekeep(*this, now); });
   run_deferred();
 }
@@ -236,6 +397,9 @@ void Worker::stop() {
              [](uv_handle_t* hh) { delete reinterpret_cast<uv_poll_t*>(hh); });
   }
   listeners_.clear();
+  uv_close(reinterpret_cast<uv_handle_t*>(&accept_pause_), nullptr);
+  if (spare_fd_ >= 0) ::close(spare_fd_);
+  spare_fd_ = -1;
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
   close_handles();

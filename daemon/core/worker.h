@@ -3,6 +3,7 @@
 // requests.
 #pragma once
 
+#include <sys/socket.h>
 #include <uv.h>
 
 #include <openssl/ssl.h>
@@ -11,6 +12,8 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -37,9 +40,27 @@ struct PeerAddress;
 using Task = std::function<void(Worker&)>;
 
 // Makes the client for a connection accepted on one listener (the
-// composition root gives each listener its protocol's factory).
-using ClientFactory =
-    std::function<PooledClient*(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer)>;
+// composition root gives each listener its protocol's factory). refusal:
+// nullptr when the client may log in, else why it may not (max_client_conn,
+// shutdown), which its protocol renders at its first chance to speak.
+using ClientFactory = std::function<PooledClient*(Worker& w, int fd, uint64_t id,
+                                                  const Failure* refusal, PeerAddress peer)>;
+
+// Appends to `out` the listener's protocol's answer refusing a connection
+// for `f`, written at once; `received`: what the connection had sent
+// (PostgreSQL: 'N' to an SSLRequest, then an ErrorResponse; MySQL: an ERR
+// packet in place of the greeting). For connections no client object can
+// take any more: those queued when the listening socket closes at exit.
+using RefusalWriter =
+    std::function<void(const Failure& f, std::string_view received, std::string& out)>;
+
+// Refuses a connection just accepted: reads what it sent so far, writes the
+// refusal without blocking, closes it.
+void refuse_now(int fd, const RefusalWriter& write, const Failure& f);
+// Accepts up to `max` connections queued on the listening socket `lfd` and
+// refuses each at once; returns how many. Stops at the first accept error
+// (`err`: its errno, 0 when the queue is empty).
+size_t refuse_pending(int lfd, const RefusalWriter& write, const Failure& f, size_t max, int& err);
 
 // Every worker of the process.
 class Workers {
@@ -74,8 +95,9 @@ class Worker final : public EventLoop {
   Worker(const Services& services, int id);
   ~Worker() override;
 
-  // A listening socket whose connections `make` turns into clients.
-  void add_listener(int fd, ClientFactory make);
+  // A listening socket whose connections `make` turns into clients;
+  // `refuse` renders the refusal of those it cannot take at all.
+  void add_listener(int fd, ClientFactory make, RefusalWriter refuse);
   void start();  // runs the loop on a new thread
   void join();
 
@@ -124,13 +146,29 @@ class Worker final : public EventLoop {
   struct Listener {
     uv_poll_t* handle;
     ClientFactory make;
+    RefusalWriter refuse;
   };
   static void on_async(uv_async_t* h);
   static void on_tick(uv_timer_t* h);
   static void on_accept(uv_poll_t* h, int status, int events);
+  static void on_accept_resume(uv_timer_t* h);
   void drain_inbox();
   void housekeeping();
   void accept_from(Listener& l);
+  // Makes the client of a connection just accepted; `refused`: the core's
+  // refusal decided already (nullptr: the admission check decides).
+  void admit(Listener& l, int fd, const sockaddr_storage& ss, const Failure* refused);
+  // accept() failed with `err` other than EAGAIN: out of descriptors, one
+  // queued connection is refused with the spare one; then the listeners
+  // rest for a moment instead of waking the loop again at once.
+  void accept_failed(Listener& l, int lfd, int err);
+  void pause_accepting();
+  // Opens the spare descriptor if it is not open; false when the limit
+  // leaves no descriptor for it.
+  [[nodiscard]] bool have_spare();
+  // One log line per kAcceptLogIntervalMs at most, with the count since the last.
+  void log_accept_errors(bool force);
+  [[nodiscard]] Failure fd_exhausted_failure() const;
   void client_state_metrics(PooledClient* c, ClientState from, ClientState to);
 
   Services services_;
@@ -144,6 +182,19 @@ class Worker final : public EventLoop {
   std::vector<Task> draining_;  // the batch being run (its storage is reused)
 
   std::vector<Listener> listeners_;
+  // Opened on /dev/null at start and closed when accept() finds no
+  // descriptor left, so that a waiting client can be told why; reopened
+  // when the listeners resume (or at the next tick).
+  int spare_fd_ = -1;
+  uv_timer_t accept_pause_{};
+  bool accept_paused_ = false;
+  struct AcceptErrors {
+    uint64_t events = 0;   // failed accept wakeups since the last log line
+    uint64_t refused = 0;  // clients refused since the last log line
+    int last_err = 0;
+    uint64_t last_log_ms = 0;
+    bool logged = false;
+  } accept_errors_;
 
   std::unordered_map<uint64_t, PooledClient*> by_id_;
   pool::IntrusiveList<PooledClient, &PooledClient::state_node>

@@ -58,9 +58,43 @@ bool contains_nocase(std::string_view hay, std::string_view needle) {
 }
 }  // namespace
 
-MyClient::MyClient(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer,
+MyClient::MyClient(Worker& w, int fd, uint64_t id, const Failure* refusal, PeerAddress peer,
                    const MyProtocol& protocol)
-    : PooledClient(w, fd, id), over_limit_(over_limit), peer_(peer), protocol_(protocol) {}
+    : PooledClient(w, fd, id), peer_(peer), protocol_(protocol) {
+  if (refusal != nullptr) refusal_ = *refusal;
+}
+
+namespace {
+// MySQL's own error and words for a refused connection, the detail after.
+my::ErrorCode refusal_code(const Failure& f, std::string& message) {
+  my::ErrorCode code = my::ErrorCode::UnknownError;
+  switch (f.why) {
+    case Reason::TooManyClients:
+    case Reason::FdExhausted:
+      code = my::ErrorCode::ConCountError;
+      message = "Too many connections";
+      break;
+    case Reason::Shutdown:
+      code = my::ErrorCode::ServerShutdown;
+      message = "Server shutdown in progress";
+      break;
+    default:
+      message = f.message;
+      break;
+  }
+  if (!f.detail.empty()) message += " (" + f.detail + ")";
+  return code;
+}
+}  // namespace
+
+void MyClient::write_refusal(const Failure& f, std::string_view /*received*/, std::string& out) {
+  std::string message;
+  const my::ErrorCode code = refusal_code(f, message);
+  std::string payload;
+  my::encode_err(payload, code, message);
+  uint8_t seq = 0;
+  my::put_packet(out, seq, payload);
+}
 
 MyClient::~MyClient() = default;
 
@@ -104,15 +138,21 @@ void MyClient::send_auth_switch(uint8_t seq) {
 
 void MyClient::disconnect(Reason why, uint8_t seq, my::ErrorCode code, const std::string& message) {
   if (closing()) return;
-  LOG_INFO("mysql client %" PRIu64 ": %u %s", id_, static_cast<unsigned>(code), message.c_str());
+  if (why == Reason::FdExhausted) {
+    // Counted in the worker's rate-limited accept line.
+    LOG_DEBUG("mysql client %" PRIu64 ": %u %s", id_, static_cast<unsigned>(code), message.c_str());
+  } else {
+    LOG_INFO("mysql client %" PRIu64 ": %u %s", id_, static_cast<unsigned>(code), message.c_str());
+  }
   send_err(seq, code, message);
   finish(why);
 }
 
 void MyClient::on_accepted() {
-  if (over_limit_) {
-    disconnect(Reason::TooManyClients, 0, my::ErrorCode::ConCountError,
-               "Too many connections (sqlmux max_client_conn)");
+  if (refusal_) {
+    std::string message;
+    const my::ErrorCode code = refusal_code(*refusal_, message);
+    disconnect(refusal_->why, 0, code, message);
     return;
   }
   auto scramble = my::auth::make_scramble();
@@ -776,7 +816,7 @@ void MyClient::finish(Reason why) {
   if (metrics::WorkerStats* ws = worker_->stats(); ws != nullptr && metrics::is_client_error(why)) {
     ws->client_errors[static_cast<int>(why)].add();
   }
-  if (why != Reason::ClientClosed) {
+  if (why != Reason::ClientClosed && why != Reason::FdExhausted) {
     LOG_INFO("mysql client %" PRIu64 " closing: %s (user=%s db=%s)", id_,
              std::string(to_string(why)).c_str(), user_name_.c_str(), database_.c_str());
   }

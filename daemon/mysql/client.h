@@ -22,12 +22,17 @@ struct User;
 
 class MyClient final : public PooledClient {
  public:
-  MyClient(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer,
+  MyClient(Worker& w, int fd, uint64_t id, const Failure* refusal, PeerAddress peer,
            const MyProtocol& protocol);
   ~MyClient() override;
 
-  // Sends the greeting (or ERR 1040 over max_client_conn).
+  // Sends the greeting, or in its place (sequence id 0, as MySQL does) the
+  // ERR of the core's refusal: 1040 over max_client_conn, 1053 during
+  // shutdown.
   void on_accepted() override;
+  // That ERR packet for a connection refused before any byte is read (core/worker.h
+  // RefusalWriter): 1040 too_many_clients and fd_exhausted, 1053 shutdown.
+  static void write_refusal(const Failure& f, std::string_view received, std::string& out);
 
   [[nodiscard]] PooledBackend* pooled_backend() const override;
   [[nodiscard]] MyBackend* backend() const { return backend_; }
@@ -123,9 +128,9 @@ class MyClient final : public PooledClient {
 
   enum class Login { Handshake, AuthSwitch, Done };
   Login login_ = Login::Handshake;
-  bool joined_ = false;         // counted in pool_'s clients
-  bool changing_user_ = false;  // an AuthSwitch for COM_CHANGE_USER is out
-  bool over_limit_;
+  bool joined_ = false;             // counted in pool_'s clients
+  bool changing_user_ = false;      // an AuthSwitch for COM_CHANGE_USER is out
+  std::optional<Failure> refusal_;  // the core's admission check
   PeerAddress peer_;
   bool counted_ = true;
   std::string scramble_;

@@ -20,6 +20,9 @@ constexpr size_t kReadChunk = 32 * 1024;
 // Bytes a client may have buffered while it waits for a backend.
 constexpr size_t kMaxPendingInput = 256 * 1024;
 constexpr uint64_t kLoginTimeoutMs = 60000;
+// A refused client (no descriptor left, max_client_conn, shutdown) is told
+// after its startup packet, or after this long without one.
+constexpr uint64_t kRefusedWaitMs = 2000;
 
 struct CancelWork {
   uv_work_t req;
@@ -29,13 +32,51 @@ struct CancelWork {
 };
 }  // namespace
 
-PgClient::PgClient(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer,
+PgClient::PgClient(Worker& w, int fd, uint64_t id, const Failure* refusal, PeerAddress peer,
                    const PgProtocol& protocol)
-    : PooledClient(w, fd, id),
-      over_limit_(over_limit),
-      peer_(peer),
-      counted_(true),
-      protocol_(protocol) {}
+    : PooledClient(w, fd, id), peer_(peer), counted_(true), protocol_(protocol) {
+  if (refusal != nullptr) refusal_ = *refusal;
+}
+
+pg::ErrorFields PgClient::refusal_error(const Failure& f) {
+  pg::ErrorFields e;
+  e.severity = "FATAL";
+  e.detail = f.detail;
+  switch (f.why) {
+    case Reason::TooManyClients:
+    case Reason::FdExhausted:
+      // PostgreSQL's own words for 53300.
+      e.sqlstate = std::string(pg::sqlstate::kTooManyConnections);
+      e.message = "sorry, too many clients already";
+      break;
+    case Reason::Shutdown:
+      e.sqlstate = std::string(pg::sqlstate::kCannotConnectNow);
+      e.message = "the database system is shutting down";
+      break;
+    default:
+      e.sqlstate = std::string(pg::sqlstate::kInternalError);
+      e.message = f.message;
+      break;
+  }
+  return e;
+}
+
+void PgClient::write_refusal(const Failure& f, std::string_view received, std::string& out) {
+  if (received.size() >= 8) {
+    const auto be32 = [&](size_t at) {
+      return static_cast<int32_t>(
+          static_cast<uint32_t>(static_cast<uint8_t>(received[at])) << 24 |
+          static_cast<uint32_t>(static_cast<uint8_t>(received[at + 1])) << 16 |
+          static_cast<uint32_t>(static_cast<uint8_t>(received[at + 2])) << 8 |
+          static_cast<uint32_t>(static_cast<uint8_t>(received[at + 3])));
+    };
+    const int32_t code = be32(4);
+    if (be32(0) == 8 && (code == pg::kSslRequestCode || code == pg::kGssEncRequestCode)) {
+      out.push_back('N');
+    }
+  }
+  pg::put_error(out, refusal_error(f));
+}
 
 PgClient::~PgClient() = default;
 
@@ -322,6 +363,11 @@ void PgClient::fail(const Failure& f) {
     finish(f.why);
     return;
   }
+  if (f.why == Reason::Shutdown && state_ == ClientState::Login) {
+    // Not logged in yet: what PostgreSQL tells a connection during shutdown.
+    fail_with(f.why, refusal_error(f));
+    return;
+  }
   pg::ErrorFields e;
   e.severity = "FATAL";
   e.message = f.message;
@@ -360,8 +406,9 @@ void PgClient::finish(Reason why) {
   if (metrics::WorkerStats* ws = worker_->stats(); ws != nullptr && metrics::is_client_error(why)) {
     ws->client_errors[static_cast<int>(why)].add();
   }
-  if (why == Reason::AuthRateLimited) {
-    // Logged once per address and window when the limit is reached.
+  if (why == Reason::AuthRateLimited || why == Reason::FdExhausted) {
+    // Logged once per address and window when the limit is reached; out of
+    // descriptors, by the worker's rate-limited accept line.
     LOG_DEBUG("client %" PRIu64 " closing: %s", id_, std::string(to_string(why)).c_str());
   } else if (why != Reason::ClientClosed && why != Reason::CancelRequest) {
     LOG_INFO("client %" PRIu64 " closing: %s (user=%s db=%s)", id_,
@@ -391,7 +438,11 @@ void PgClient::on_closed() {
 }
 
 void PgClient::check_timeouts(uint64_t now) {
-  if (state_ == ClientState::Login && now - state_since_ > kLoginTimeoutMs) {
+  if (state_ == ClientState::Login && refusal_ && now - state_since_ > kRefusedWaitMs) {
+    // Refused anyway: its startup packet is only waited for so long (a
+    // client refused for want of descriptors holds the spare one).
+    fail_with(refusal_->why, refusal_error(*refusal_));
+  } else if (state_ == ClientState::Login && now - state_since_ > kLoginTimeoutMs) {
     send_fatal(pg::sqlstate::kProtocolViolation, "login timeout", Reason::LoginTimeout);
   } else if (state_ == ClientState::Waiting && pool_ != nullptr) {
     auto limit = static_cast<uint64_t>(pool_->cfg().query_wait_timeout.count());

@@ -42,9 +42,17 @@ using LocalSessionFactory = std::function<std::shared_ptr<LocalSession>(PgClient
 
 class PgClient final : public PooledClient {
  public:
-  PgClient(Worker& w, int fd, uint64_t id, bool over_limit, PeerAddress peer,
+  PgClient(Worker& w, int fd, uint64_t id, const Failure* refusal, PeerAddress peer,
            const PgProtocol& protocol);
   ~PgClient() override;
+
+  // The FATAL that refuses a connection before or at its login: 53300 for
+  // too_many_clients and fd_exhausted, 57P03 for shutdown.
+  [[nodiscard]] static pg::ErrorFields refusal_error(const Failure& f);
+  // That FATAL written at once to a connection that sent `received` (core/worker.h
+  // RefusalWriter): after an 'N' when it asked for TLS or GSS encryption,
+  // so that libpq reports the message rather than a failed SSL exchange.
+  static void write_refusal(const Failure& f, std::string_view received, std::string& out);
 
   [[nodiscard]] PgBackend* backend() const { return backend_; }
   [[nodiscard]] PooledBackend* pooled_backend() const override;
@@ -169,8 +177,8 @@ class PgClient final : public PooledClient {
   void query_done_metrics(char tx_status);
 
   Login login_ = Login::Startup;
-  bool over_limit_;
-  PeerAddress peer_;  // IP address (none for unix sockets): auth rate limiting
+  std::optional<Failure> refusal_;  // the core's: told after the startup packet
+  PeerAddress peer_;                // IP address (none for unix sockets): auth rate limiting
   bool sent_ssl_answer_ = false;
   bool welcome_sent_ = false;
   bool counted_ = false;

@@ -146,21 +146,17 @@ bool PgClient::handle_startup() {
     return false;
   }
   if (database_.empty()) database_ = user_name_;
-  if (over_limit_) {
-    LOG_WARN("client %" PRIu64 ": max_client_conn (%u) reached, refusing %s", id_,
-             worker_->directory().config().server.max_client_conn, user_name_.c_str());
-    pg::ErrorFields e;
-    e.severity = "FATAL";
-    e.sqlstate = std::string(pg::sqlstate::kTooManyConnections);
-    e.message = "sorry, too many clients already";
-    e.detail = "sqlmux max_client_conn (" +
-               std::to_string(worker_->directory().config().server.max_client_conn) + ") reached";
-    fail_with(Reason::TooManyClients, e);
-    return false;
+  // The core's admission check at accept (max_client_conn, shutdown); a
+  // shutdown that began since is refused the same way.
+  if (!refusal_ && worker_->services().control->shutting_down()) {
+    refusal_ = Failure{Reason::Shutdown, "shutting down", {}};
   }
-  if (worker_->services().control->shutting_down()) {
-    send_fatal(pg::sqlstate::kCannotConnectNow, "the database system is shutting down",
-               Reason::Shutdown);
+  if (refusal_) {
+    if (refusal_->why == Reason::TooManyClients) {
+      LOG_WARN("client %" PRIu64 ": max_client_conn (%u) reached, refusing %s", id_,
+               worker_->directory().config().server.max_client_conn, user_name_.c_str());
+    }
+    fail_with(refusal_->why, refusal_error(*refusal_));
     return false;
   }
   if (auth_rate_limited()) return false;

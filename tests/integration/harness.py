@@ -634,11 +634,14 @@ class Sqlmux:
 
     In direct mode (SQLMUX_TEST_DIRECT=1; for a MySQL-only Sqlmux also
     SQLMUX_MY_DIRECT=1) nothing is started and the addresses are the
-    servers' own."""
+    servers' own.
+
+    nofile: (soft, hard) open file limit (RLIMIT_NOFILE) the daemon starts
+    with (None: the test's own)."""
 
     def __init__(self, pg: PgServer | None, mode: str = "transaction", size: int = 10, config=None, *,
                  my=None, tweak=None, expect_exit_code: int | None = 0, start_timeout: float = 10.0,
-                 env: dict | None = None, **pool_opts):
+                 env: dict | None = None, nofile: tuple[int, int] | None = None, **pool_opts):
         if pg is None and my is None:
             raise ValueError("Sqlmux needs a PostgreSQL (pg) or a MariaDB (my) behind it")
         self.pg = pg
@@ -654,6 +657,7 @@ class Sqlmux:
         self.expect_exit_code = expect_exit_code
         self.start_timeout = start_timeout
         self.extra_env = env or {}
+        self.nofile = nofile
         self.proc = None
         self.dir = None
         self.host = "127.0.0.1"
@@ -746,8 +750,15 @@ class Sqlmux:
         exe = os.path.join(self.dir, "daemon-under-test")
         if not os.path.lexists(exe):
             os.symlink(os.path.abspath(SQLMUX_BIN), exe)
+        preexec = None
+        if self.nofile is not None:
+            import resource
+            soft, hard = self.nofile
+
+            def preexec():
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         self.proc = subprocess.Popen([exe, "--config", self.config_path], stdin=subprocess.DEVNULL,
-                                     stdout=self._logf, stderr=subprocess.STDOUT, env=env)
+                                     stdout=self._logf, stderr=subprocess.STDOUT, env=env, preexec_fn=preexec)
         with open(os.path.join(self.dir, "daemon.pid"), "w") as f:
             f.write(str(self.proc.pid))
         deadline = time.monotonic() + self.start_timeout

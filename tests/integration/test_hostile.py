@@ -343,6 +343,158 @@ def case_bad_startup_length_closes_silently(pg):
             check(len(lines) >= len(silent) + 1, f"log lines for the bad packets: {lines}")
 
 
+# --- Issue 18: out of file descriptors ---------------------------------------
+
+FD_LIMIT = 48  # soft = hard: sqlmux cannot raise it
+FD_CLIENTS = 60
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _fd_exhaustion(mux, metrics_port, connect, refused_error, what):
+    """Opens FD_CLIENTS clients through `mux` (started under FD_LIMIT): the
+    ones that fit are served, the others are refused at once with
+    `refused_error` (the protocol's too-many-connections error) instead of
+    hanging; during a few seconds of exhaustion with clients still coming
+    sqlmux does not spin and logs a bounded number of lines; once the
+    clients leave, new ones are served."""
+    held, refused, other = [], [], []
+    for _ in range(FD_CLIENTS):
+        t0 = time.monotonic()
+        try:
+            held.append(connect())
+        except Exception as e:  # noqa: BLE001
+            el = time.monotonic() - t0
+            (refused if refused_error(e) else other).append((el, f"{type(e).__name__}: {e}"))
+            if other:
+                break  # e.g. left hanging until its own timeout
+    log(f"{what}: {len(held)} clients served, {len(refused)} refused under a limit of {FD_LIMIT}")
+    check(not other, f"{what}: clients failed otherwise than refused: {other[:3]}")
+    check(held, f"{what}: no client served at all")
+    check(refused, f"{what}: {FD_CLIENTS} clients under a limit of {FD_LIMIT} descriptors, none refused")
+    slow = [el for el, _ in refused if el > 2.0]
+    check(not slow, f"{what}: refusals took {max(slow or [0]):.1f}s (not at once)")
+    log(f"{what}: a refused client was told: {refused[0][1]!r}")
+
+    # Exhausted, with clients still arriving: no spinning, no log flood.
+    stop = threading.Event()
+    tries = []
+
+    def arrive():
+        while not stop.is_set():
+            t0 = time.monotonic()
+            try:
+                connect().close()
+                tries.append(("served", time.monotonic() - t0))
+            except Exception as e:  # noqa: BLE001
+                tries.append(("refused" if refused_error(e) else f"{type(e).__name__}: {e}",
+                              time.monotonic() - t0))
+            time.sleep(0.02)
+
+    pid = mux.proc.pid
+    cpu0, wall0 = _cpu_seconds(pid), time.monotonic()
+    t = threading.Thread(target=arrive, daemon=True)
+    t.start()
+    time.sleep(3)
+    stop.set()
+    t.join(30)
+    cpu = (_cpu_seconds(pid) - cpu0) / (time.monotonic() - wall0)
+    log(f"{what}: {len(tries)} clients arrived during 3 s of exhaustion; sqlmux used {cpu:.0%} of a core")
+    bad = [x for x in tries if x[0] not in ("refused", "served")]
+    check(not bad, f"{what}: clients arriving while exhausted: {bad[:3]}")
+    check(len(tries) >= 5, f"{what}: only {len(tries)} clients got an answer in 3 s (left waiting?)")
+    check(cpu < 0.5, f"{what}: sqlmux used {cpu:.0%} of a core while out of descriptors (spinning)")
+    text = mux.log_text()
+    lines = [ln for ln in text.splitlines() if "Too many open files" in ln]
+    log(f"{what}: sqlmux log: {len(text.splitlines())} lines, {len(lines)} of them 'Too many open files'")
+    check(0 < len(lines) < 50, f"{what}: {len(lines)} 'Too many open files' log lines")
+    check(len(text.splitlines()) < 200, f"{what}: {len(text.splitlines())} log lines (a line per refusal?)")
+    check("fd_exhausted" in lines[0], f"{what}: log line names the reason: {lines[0]}")
+
+    for c in held:
+        c.close()
+    time.sleep(0.5)
+    return len(refused) + sum(1 for x in tries if x[0] == "refused")
+
+
+def case_fd_exhaustion(pg):
+    """Issue 18: with ulimit -n 48 and 60 clients, sqlmux logged millions of
+    'accept: Too many open files' lines, kept both cores busy, and the extra
+    clients hung until their own timeout. Now the extra clients get FATAL
+    53300 at once (libpq shows it), the log stays short, the CPU idle, and
+    sqlmux serves new clients once descriptors are free again."""
+    require_sqlmux("file descriptor limit")
+    metrics_port = free_port()
+
+    def tweak(cfg):
+        cfg["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
+
+    def connect():
+        c = psycopg2.connect(mux.dsn(connect_timeout=5))
+        c.autocommit = True
+        with c.cursor() as cur:
+            cur.execute("SELECT 1")
+        return c
+
+    def refused_error(e):
+        return isinstance(e, psycopg2.OperationalError) and "too many clients already" in str(e)
+
+    with Sqlmux(pg, size=2, tweak=tweak, nofile=(FD_LIMIT, FD_LIMIT)) as mux:
+        n = _fd_exhaustion(mux, metrics_port, connect, refused_error, "postgres")
+        # The SQLSTATE, as a raw client reads it, while exhausted again.
+        held = []
+        try:
+            while True:
+                r = RawPg(mux.host, mux.port, timeout=5)
+                try:
+                    r.startup("app", "appdb", "apppass")
+                except PgError as e:
+                    check_eq((e.severity, e.sqlstate), ("FATAL", "53300"), "refusal's severity and SQLSTATE")
+                    check("out of file descriptors" in e.fields.get("D", ""), f"refusal's DETAIL: {e.fields}")
+                    r.close()
+                    break
+                held.append(r)
+                check(len(held) < FD_CLIENTS, "never refused while filling the limit again")
+        finally:
+            for r in held:
+                r.close()
+        time.sleep(0.5)
+        mux.assert_serving(what="a new client once descriptors are free again")
+        got = _metric(metrics_port, "sqlmux_client_errors_total", 'reason="fd_exhausted"')
+        check(got >= n + 1, f"sqlmux_client_errors_total{{reason=fd_exhausted}} = {got}, want >= {n + 1}")
+
+
+def case_fd_exhaustion_mysql(pg):
+    """The same on a mysql listener: ERR 1040 'Too many connections' in
+    place of the greeting (sequence id 0), as MySQL sends it."""
+    require_sqlmux("file descriptor limit")
+    from mysql_harness import MariaDbServer
+    import pymysql
+
+    def connect():
+        c = pymysql.connect(host=mux.host, port=mux.my_port, user="app", password="apppass", database="appdb",
+                            connect_timeout=5, read_timeout=10, autocommit=True)
+        with c.cursor() as cur:
+            cur.execute("SELECT 1")
+        return c
+
+    def refused_error(e):
+        return isinstance(e, pymysql.err.OperationalError) and e.args and e.args[0] == 1040
+
+    with MariaDbServer() as my:
+        with Sqlmux(None, my=my, size=2, nofile=(FD_LIMIT, FD_LIMIT)) as mux:
+            _fd_exhaustion(mux, None, connect, refused_error, "mysql")
+            c = connect()
+            with c.cursor() as cur:
+                cur.execute("SELECT 41 + 1")
+                check_eq(cur.fetchone()[0], 42, "a new MySQL client once descriptors are free again")
+            c.close()
+
+
 if __name__ == "__main__":
-    run_cases(__file__, [case_hostile_clients, case_bad_startup_length_closes_silently], timeout=180,
-              setup=_setup)
+    run_cases(__file__, [case_hostile_clients, case_bad_startup_length_closes_silently, case_fd_exhaustion,
+                         case_fd_exhaustion_mysql], timeout=300, setup=_setup)

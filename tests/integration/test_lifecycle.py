@@ -6,6 +6,7 @@ one database, and the shipped example configs."""
 
 import glob
 import os
+import signal
 import threading
 import time
 
@@ -244,7 +245,54 @@ def case_example_configs_are_valid(pg):
         check_eq(rc, 0, f"--check-config {os.path.relpath(f, REPO)} (output: {out.strip()!r})")
 
 
+def _nofile(pid: int) -> tuple[int, int]:
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return int(soft), int(hard)
+    return 0, 0
+
+
+def case_fd_limit_raised_and_warned(pg):
+    """Issue 18: nothing compared the open file limit with max_client_conn
+    and the pools. At startup sqlmux raises the soft limit up to the hard
+    one when the configuration needs more; when even the hard limit is too
+    low it warns, at startup and on a reload that asks for more."""
+    require_sqlmux("RLIMIT_NOFILE")
+    warning = "descriptors the configuration needs"
+
+    def limit_lines(mux):
+        return [ln for ln in mux.log_text().splitlines() if "open file limit" in ln]
+
+    # Enough below the hard limit: raised, no warning.
+    with Sqlmux(pg, size=2, tweak=lambda c: c["server"].update(max_client_conn=500), nofile=(64, 4096)) as mux:
+        check_eq(_nofile(mux.proc.pid), (4096, 4096), "soft open file limit raised to the hard one")
+        lines = limit_lines(mux)
+        check(any("raised the open file limit (RLIMIT_NOFILE) from 64 to 4096" in ln for ln in lines),
+              f"log says it raised the limit: {lines}")
+        check(not any(warning in ln for ln in lines), f"no warning when the limit suffices: {lines}")
+        mux.assert_serving()
+        # A reload that needs more than the hard limit allows: warned.
+        mux.cfg["server"]["max_client_conn"] = 10000
+        with open(mux.config_path, "w") as f:
+            f.write(to_toml(mux.cfg))
+        mux.send_signal(signal.SIGHUP)
+        got = wait_for(lambda: [ln for ln in limit_lines(mux) if "reload:" in ln and warning in ln], 10)
+        check(got, f"reload to max_client_conn 10000 under a hard limit of 4096 warns: {limit_lines(mux)}")
+        check("max_client_conn 10000" in got[0] and "4096" in got[0], f"the warning's numbers: {got[0]}")
+        mux.assert_serving(what="still serving after the reload")
+
+    # Too low from the start: raised as far as it goes, and warned.
+    with Sqlmux(pg, size=2, nofile=(64, 1024)) as mux:
+        check_eq(_nofile(mux.proc.pid), (1024, 1024), "soft open file limit raised to the hard one")
+        got = [ln for ln in limit_lines(mux) if "startup:" in ln and warning in ln]
+        check(got and "max_client_conn 10000" in got[0], f"startup warning: {limit_lines(mux)}")
+        mux.assert_serving()
+
+
 if __name__ == "__main__":
     run_cases(__file__, [case_min_idle, case_server_idle_timeout, case_server_lifetime, case_unreachable_backend,
                          case_postgres_restart, case_pool_without_login_uses_client_credentials,
-                         case_two_pools_one_database, case_example_configs_are_valid], timeout=110)
+                         case_two_pools_one_database, case_example_configs_are_valid,
+                         case_fd_limit_raised_and_warned], timeout=130)

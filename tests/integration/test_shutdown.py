@@ -4,7 +4,10 @@ transactions finish (up to shutdown_timeout), and exits 0."""
 
 import os
 import signal
+import socket
+import struct
 import subprocess
+import threading
 import time
 
 from harness import *
@@ -163,6 +166,109 @@ def case_sigterm_under_load(pg):
                                 f"= {b}: a transaction was cut in half")
 
 
+def case_mysql_client_refused_during_shutdown(pg):
+    """Issue 18: a MySQL client that connected after SIGTERM was accepted
+    and its INSERT committed, while PostgreSQL clients got 57P03. During
+    the graceful wait (a PostgreSQL transaction keeps sqlmux up) a new
+    MySQL client now gets ERR 1053 "Server shutdown in progress" (SQLSTATE
+    08S01) in place of the greeting, and nothing it sends is committed."""
+    require_sqlmux("graceful shutdown")
+    from mysql_harness import MariaDbServer
+    import pymysql
+
+    with MariaDbServer() as my:
+        my.sql("CREATE TABLE appdb.shut_my (marker VARCHAR(32))")
+        with Sqlmux(pg, my=my, mode="transaction", size=2,
+                    tweak=lambda c: c["server"].update(shutdown_timeout="20s")) as mux:
+            a = mux.raw()
+            a.query_ok("BEGIN")
+            a.query_ok("INSERT INTO shut_t(marker) VALUES ('mysql-refused')")
+            mux.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            check(mux.running(), "sqlmux exited while a PostgreSQL transaction was running")
+            outcome = None
+            try:
+                c = mux.my_connect(autocommit=True)
+            except pymysql.err.OperationalError as e:
+                outcome = e
+            else:
+                try:
+                    with c.cursor() as cur:
+                        cur.execute("INSERT INTO shut_my VALUES ('after-sigterm')")
+                except pymysql.MySQLError:
+                    pass
+                c.close()
+            check_eq(int(my.scalar("SELECT count(*) FROM appdb.shut_my")), 0,
+                     "rows a MySQL client inserted after SIGTERM")
+            check(outcome is not None, "a MySQL client connecting after SIGTERM was accepted")
+            check_eq(outcome.args[0], 1053, f"MySQL error after SIGTERM ({outcome})")
+            check("shutdown" in str(outcome.args[1]).lower(), f"MySQL error text: {outcome}")
+            # The first packet, as a raw client reads it.
+            with socket.create_connection((mux.host, mux.my_port), timeout=5) as sock:
+                data = sock.recv(1024)
+            check(len(data) >= 13, f"first packet during shutdown: {data!r}")
+            seq, hdr, code = data[3], data[4], struct.unpack("<H", data[5:7])[0]
+            check_eq((seq, hdr, code, data[7:13]), (0, 0xFF, 1053, b"#08S01"),
+                     "first packet during shutdown: (sequence id, ERR, code, SQLSTATE)")
+            res = a.query("COMMIT")
+            check(res.error is None, f"COMMIT during shutdown failed: {res.error}")
+            rc = mux.wait_exit(5)
+            check_eq(rc, 0, "exit code once the PostgreSQL transaction finished")
+            check_eq(count(pg, "mysql-refused"), 1, "the PostgreSQL transaction's row")
+
+
+def _hammer(mux, stop, outcomes):
+    """New PostgreSQL clients one after another until `stop`: each outcome
+    is 'served', 'refused' (connection refused), an SQLSTATE, or 'silent'
+    (accepted, then closed or reset without a word)."""
+    while not stop.is_set():
+        try:
+            r = RawPg(mux.host, mux.port, timeout=5)
+        except ConnectionRefusedError:
+            outcomes.append("refused")
+            time.sleep(0.005)
+            continue
+        except OSError as e:
+            outcomes.append(f"connect: {e.__class__.__name__}")
+            continue
+        try:
+            r.startup("app", "appdb", "apppass")
+            outcomes.append("served")
+        except PgError as e:
+            outcomes.append(e.sqlstate)
+        except (ConnectionClosed, OSError):
+            outcomes.append("silent")
+        finally:
+            r.close()
+
+
+def case_no_silent_close_at_exit(pg):
+    """Issue 18: a client that arrived after the last client left, just
+    before exit, got a closed socket instead of 57P03. Clients connecting
+    one after another through SIGTERM and exit are each served (before),
+    told 57P03 (during), or refused at connect (after), never accepted and
+    then closed without a word. (A race: each round gives it one chance.)"""
+    require_sqlmux("graceful shutdown")
+    for i in range(4):
+        with Sqlmux(pg, size=2, tweak=lambda c: c["server"].update(shutdown_timeout="10s")) as mux:
+            stop, outcomes = threading.Event(), []
+            t = threading.Thread(target=_hammer, args=(mux, stop, outcomes), daemon=True)
+            t.start()
+            time.sleep(0.3)
+            mux.send_signal(signal.SIGTERM)
+            rc = mux.wait_exit(12)
+            time.sleep(1.5)
+            stop.set()
+            t.join(15)
+            kinds = {k: outcomes.count(k) for k in sorted(set(outcomes))}
+            log(f"round {i}: exit code {rc}; outcomes {kinds}")
+            check_eq(rc, 0, "exit code")
+            check("silent" not in kinds, f"round {i}: clients accepted and closed without a word around exit: {kinds}")
+            check(set(kinds) <= {"served", "refused", "57P03", "57P01"}, f"round {i}: outcomes {kinds}")
+            check(kinds.get("served", 0) > 0 and kinds.get("refused", 0) > 0, f"round {i}: outcomes {kinds}")
+
+
 if __name__ == "__main__":
     run_cases(__file__, [case_idle_clients_sigterm_and_sigint, case_running_transaction_finishes,
-                         case_shutdown_timeout, case_sigterm_under_load], timeout=110, setup=setup)
+                         case_shutdown_timeout, case_sigterm_under_load, case_mysql_client_refused_during_shutdown,
+                         case_no_silent_close_at_exit], timeout=170, setup=setup)
