@@ -9,9 +9,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstring>
+#include <iterator>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include <prometheus/exposer.h>
 
@@ -29,6 +33,9 @@ namespace sqlmux {
 namespace {
 constexpr uint64_t kShutdownTickMs = 100;
 constexpr uint64_t kStatusTickMs = 2000;
+// At exit, how long handshakes already under way get to complete into the
+// queue (and be refused) once new ones are kept out.
+constexpr int kHandshakeSettleMs = 50;
 }  // namespace
 
 Server::Server(config::Config cfg)
@@ -240,23 +247,38 @@ int Server::run() {
 void Server::close_listeners() {
   // The workers no longer accept. A connection that arrived since (or
   // arrives now) is told 57P03 / ERR 1053 like one during the graceful
-  // wait, not accepted by the kernel and then reset by close(): first a
-  // filter that drops every packet keeps new connections out of the queue
-  // (their SYN is retried and refused once the socket is closed), then the
-  // queue is refused, then the socket closes.
+  // wait, not accepted by the kernel and then reset by close(). First a
+  // filter drops every SYN, so no new connection starts (its SYN is
+  // retried and refused once the socket is closed), while the other
+  // packets pass: a handshake already under way completes into the queue
+  // instead of being left half open (its ACK dropped, then reset at
+  // close). After a moment for those, the queue is refused, then the
+  // socket closes. (For TCP, a socket filter sees the packet from its TCP
+  // header: byte 13 holds the flags, 0x02 is SYN.)
   const Failure bye{Reason::Shutdown, "shutting down", {}};
-  auto close_one = [&](int fd, const RefusalWriter& refuse) {
-    sock_filter drop{BPF_RET | BPF_K, 0, 0, 0};
-    sock_fprog prog{1, &drop};
-    (void)setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
+  sock_filter no_syn[] = {
+      {BPF_LD | BPF_B | BPF_ABS, 0, 0, 13},      // A = TCP flags
+      {BPF_JMP | BPF_JSET | BPF_K, 0, 1, 0x02},  // SYN?
+      {BPF_RET | BPF_K, 0, 0, 0},                // yes: drop
+      {BPF_RET | BPF_K, 0, 0, 0xffffffffu},      // no: keep
+  };
+  sock_fprog prog{static_cast<unsigned short>(std::size(no_syn)), no_syn};
+  std::vector<std::pair<int, RefusalWriter>> fds;
+  for (size_t i = 0; i < listen_fds_.size(); ++i)
+    fds.emplace_back(listen_fds_[i], listen_refusals_[i]);
+  if (admin_fd_ >= 0) fds.emplace_back(admin_fd_, listener_refusal(config::Protocol::Postgres));
+  bool filtered = false;
+  for (const auto& [fd, refuse] : fds) {
+    filtered = setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) == 0 || filtered;
+  }
+  if (filtered) std::this_thread::sleep_for(std::chrono::milliseconds(kHandshakeSettleMs));
+  for (const auto& [fd, refuse] : fds) {
     int err = 0;
     const size_t n = refuse_pending(fd, refuse, bye, SIZE_MAX, err);
     if (n > 0) LOG_INFO("refused %zu connection(s) queued at exit (shutdown)", n);
     ::close(fd);
-  };
-  for (size_t i = 0; i < listen_fds_.size(); ++i) close_one(listen_fds_[i], listen_refusals_[i]);
+  }
   listen_fds_.clear();
-  if (admin_fd_ >= 0) close_one(admin_fd_, listener_refusal(config::Protocol::Postgres));
   admin_fd_ = -1;
 }
 
