@@ -492,6 +492,25 @@ class PgServer:
         c.autocommit = True
         return c
 
+    def terminate_backend(self, pid: int):
+        """pg_terminate_backend(pid); waits until the process is gone. (Not
+        `with conn:`: psycopg2 2.9 opens a transaction there even in
+        autocommit mode, and pg_stat_activity is a snapshot per transaction.)"""
+        c = self.connect_super()
+        try:
+            with c.cursor() as cur:
+                cur.execute("SELECT pg_terminate_backend(%s)", (int(pid),))
+                check(cur.fetchone()[0], f"pg_terminate_backend({pid}) returned false")
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline:
+                    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (int(pid),))
+                    if cur.fetchone()[0] == 0:
+                        return
+                    time.sleep(0.02)
+            fail(f"backend {pid} still there 5s after pg_terminate_backend")
+        finally:
+            c.close()
+
     def dsn(self, db: str = "appdb", user: str = "app", password: str = "apppass", **extra) -> str:
         """Direct TCP connection string (bypasses sqlmux)."""
         return _conninfo(self.host, self.port, db, user, password, extra)

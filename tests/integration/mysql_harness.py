@@ -37,7 +37,7 @@ import harness
 from harness import DIRECT, KEEP, Skip, _register, _reap_stale, _tail, _unregister, fail, free_port, log
 
 __all__ = ["MY_DIRECT", "MariaDbServer", "require_sqlmux_my", "my_errno", "expect_my_error",
-           "MY_USER", "MY_PASSWORD", "MY_DB"]
+           "MY_USER", "MY_PASSWORD", "MY_DB", "q", "one"]
 
 MY_DIRECT = DIRECT or os.environ.get("SQLMUX_MY_DIRECT", "") == "1"
 MY_USER, MY_PASSWORD, MY_DB = "app", "apppass", "appdb"
@@ -55,6 +55,18 @@ def _find_mariadbd() -> str:
 
 
 MARIADBD = _find_mariadbd()
+
+
+def q(c, sql, args=None):
+    """The rows of one statement on a PyMySQL / MySQLdb connection."""
+    with c.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchall()
+
+
+def one(c, sql, args=None):
+    """The first column of the first row."""
+    return q(c, sql, args)[0][0]
 
 
 def require_sqlmux_my(what: str = ""):

@@ -240,26 +240,6 @@ def app_pids(server):
         return sorted(r[0] for r in cur.fetchall())
 
 
-def terminate(server, pid):
-    """pg_terminate_backend(pid) on `server`; waits until the process is gone.
-    (Not `with conn:`: psycopg2 2.9 opens a transaction there even in
-    autocommit mode, and pg_stat_activity is a snapshot per transaction.)"""
-    c = server.connect_super()
-    try:
-        with c.cursor() as cur:
-            cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
-            check(cur.fetchone()[0], f"pg_terminate_backend({pid}) failed")
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,))
-                if cur.fetchone()[0] == 0:
-                    return
-                time.sleep(0.02)
-        fail(f"backend {pid} still there 5s after pg_terminate_backend")
-    finally:
-        c.close()
-
-
 BACKEND_COLUMNS = ["pool", "address", "role", "state", "health",
                    "configured_role", "weight", "connections", "active", "last_error"]
 
@@ -766,7 +746,7 @@ def case_session_idle_backend_killed(pg):
         with c.cursor() as cur:
             cur.execute("SELECT pg_backend_pid()")
             pid1 = cur.fetchone()[0]
-        terminate(pg, pid1)
+        pg.terminate_backend(pid1)
         time.sleep(0.3)
         try:
             with c.cursor() as cur:
@@ -785,7 +765,7 @@ def case_session_idle_backend_killed(pg):
             with c.cursor() as cur:
                 cur.execute("SELECT pg_backend_pid()")
                 before = cur.fetchone()[0]
-            terminate(pg, before)
+            pg.terminate_backend(before)
             try:
                 with c.cursor() as cur:
                     cur.execute("SELECT pg_backend_pid()")
@@ -808,7 +788,7 @@ def case_transaction_idle_backend_killed(pg):
         with t.cursor() as cur:
             cur.execute("SELECT pg_backend_pid()")
             tp1 = cur.fetchone()[0]
-        terminate(pg, tp1)
+        pg.terminate_backend(tp1)
         time.sleep(0.3)
         try:
             with t.cursor() as cur:
@@ -829,7 +809,7 @@ def case_session_backend_killed_in_transaction(pg):
         r = mux.raw()
         r.query_ok("BEGIN")
         pid = int(r.scalar("SELECT pg_backend_pid()"))
-        terminate(pg, pid)
+        pg.terminate_backend(pid)
         time.sleep(0.3)
         closed = False
         try:

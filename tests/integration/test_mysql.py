@@ -59,16 +59,6 @@ def connect(mux, **kw):
     return mux.my_connect(**kw)
 
 
-def q(c, sql, args=None):
-    with c.cursor() as cur:
-        cur.execute(sql, args)
-        return cur.fetchall()
-
-
-def one(c, sql, args=None):
-    return q(c, sql, args)[0][0]
-
-
 def assert_my_serving(mux, what="a new MySQL client is served"):
     if not mux.running():
         fail(f"{what}: sqlmux is not running\n{mux.log_tail(40)}")

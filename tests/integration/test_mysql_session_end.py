@@ -31,16 +31,6 @@ def connect(mux, **kw):
     return mux.my_connect(**kw)
 
 
-def q(c, sql, args=None):
-    with c.cursor() as cur:
-        cur.execute(sql, args)
-        return cur.fetchall()
-
-
-def one(c, sql, args=None):
-    return q(c, sql, args)[0][0]
-
-
 def server_id(my, marker):
     """The server connection whose last statement carries `marker`
     (information_schema.processlist)."""

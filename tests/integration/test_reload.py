@@ -285,24 +285,6 @@ def case_backend_address_and_listener_changes(pg):
         mux.assert_serving(what="served on the old listener after the address came back")
 
 
-def _terminate(pg, pid):
-    c = pg.connect_super()
-    try:
-        c.autocommit = True
-        with c.cursor() as cur:
-            cur.execute("SELECT pg_terminate_backend(%s)", (int(pid),))
-            check(cur.fetchone()[0], f"pg_terminate_backend({pid}) returned false")
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (int(pid),))
-                if cur.fetchone()[0] == 0:
-                    return
-                time.sleep(0.02)
-        fail(f"backend {pid} still there 5s after pg_terminate_backend")
-    finally:
-        c.close()
-
-
 def case_session_reconnect_applies(pg):
     """A session pool's session_reconnect changes on reload, for clients
     already connected: on, an idle client whose server process is
@@ -330,13 +312,13 @@ def case_session_reconnect_applies(pg):
         write_config(mux, cfg)
         sighup_and_wait(mux, "applied(session_reconnect)")
         check_eq(shown(), ["true"], "SHOW CONFIG after the reload")
-        _terminate(pg, pid1)
+        pg.terminate_backend(pid1)
         pid2 = int(c.scalar("SELECT pg_backend_pid()"))
         check(pid2 != pid1, "the connected client kept a terminated server process")
         cfg["pool"][0]["session_reconnect"] = False
         write_config(mux, cfg)
         sighup_and_wait(mux, "applied(session_reconnect)")
-        _terminate(pg, pid2)
+        pg.terminate_backend(pid2)
         err, closed = c.read_until_error_or_eof(5)
         check(err is not None and err.get("C") == "57P01" and closed,
               f"session_reconnect off again: pushed error {err}, closed {closed}")

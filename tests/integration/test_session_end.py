@@ -10,7 +10,6 @@ behaviour). Transaction mode is unchanged.
 
 SQLMUX_TEST_DIRECT=1 runs the parity cases against PostgreSQL itself."""
 
-import select
 import socket
 import threading
 import time
@@ -20,25 +19,6 @@ import psycopg2
 from harness import *
 
 ADMIN_PASS = "adminpass"
-
-
-def terminate(pg, pid):
-    """pg_terminate_backend(pid); waits until the process is gone."""
-    c = pg.connect_super()
-    try:
-        c.autocommit = True
-        with c.cursor() as cur:
-            cur.execute("SELECT pg_terminate_backend(%s)", (int(pid),))
-            check(cur.fetchone()[0], f"pg_terminate_backend({pid}) returned false")
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (int(pid),))
-                if cur.fetchone()[0] == 0:
-                    return
-                time.sleep(0.02)
-        fail(f"backend {pid} still there 5s after pg_terminate_backend")
-    finally:
-        c.close()
 
 
 def pid_of(pg, app_name):
@@ -128,7 +108,7 @@ def case_terminated_idle_session_gets_fatal(pg):
     with Sqlmux(pg, mode="session", size=2) as mux:
         r = mux.raw(params={"application_name": "end-raw"})
         r.query_ok("SELECT 1")
-        terminate(pg, pid_of(pg, "end-raw"))
+        pg.terminate_backend(pid_of(pg, "end-raw"))
         err, closed = pushed(r)
         check(err is not None, f"no ErrorResponse pushed after pg_terminate_backend (closed={closed})")
         check_eq((err.get("V"), err.get("C")), ("FATAL", "57P01"), f"pushed error {err}")
@@ -139,7 +119,7 @@ def case_terminated_idle_session_gets_fatal(pg):
         c = mux.connect(autocommit=True, application_name="end-psycopg2")
         with c.cursor() as cur:
             cur.execute("SELECT 1")
-        terminate(pg, pid_of(pg, "end-psycopg2"))
+        pg.terminate_backend(pid_of(pg, "end-psycopg2"))
         time.sleep(0.3)
         try:
             with c.cursor() as cur:
@@ -217,7 +197,7 @@ def case_session_reconnect_option(pg):
             r = mux.raw(params={"application_name": "end-move"})
             r.query_ok("SELECT 1")
             pid1 = pid_of(pg, "end-move")
-            terminate(pg, pid1)
+            pg.terminate_backend(pid1)
             err, closed = pushed(r, 1.0)
             check(err is None and not closed, f"the move was noticed: error {err}, closed {closed}")
             pid2 = int(r.scalar("SELECT pg_backend_pid()"))
@@ -240,7 +220,7 @@ def case_transaction_mode_unchanged(pg):
     with Sqlmux(pg, mode="transaction", size=1) as mux:
         r = mux.raw()
         pid1 = int(r.scalar("SELECT pg_backend_pid()"))
-        terminate(pg, pid1)
+        pg.terminate_backend(pid1)
         err, closed = pushed(r, 1.0)
         check(err is None and not closed, f"transaction mode: error {err}, closed {closed}")
         pid2 = int(r.scalar("SELECT pg_backend_pid()"))
