@@ -535,7 +535,7 @@ class Loader {
                {"name", "protocol", "mode", "size", "min_idle", "database", "user", "password",
                 "backends", "route", "query_wait_timeout", "server_idle_timeout", "server_lifetime",
                 "server_connect_timeout", "max_prepared_statements", "server_tls", "server_tls_ca",
-                "session_reconnect"});
+                "session_reconnect", "listen_pin"});
     PoolConfig p;
     const auto* name = read_string(t, "name", path, p.name, true, /*allow_empty=*/false);
     read_enum(t, "protocol", path, kProtocols, p.protocol);
@@ -583,6 +583,7 @@ class Loader {
     read_duration(t, "server_connect_timeout", path, p.server_connect_timeout);
     (void)read_int(t, "max_prepared_statements", path, 1, kMax, p.max_prepared_statements);
     (void)read_bool(t, "session_reconnect", path, p.session_reconnect);
+    (void)read_bool(t, "listen_pin", path, p.listen_pin);
     if (const toml::node* node = read_string(t, "server_tls", path, p.server_tls)) {
       static constexpr std::string_view kModes[] = {"disable", "prefer", "require", "verify-ca",
                                                     "verify-full"};

@@ -118,6 +118,10 @@ struct PoolConfig {
   // the client to a new server connection instead of relaying the ending
   // (the server's FATAL, or the close) as a direct connection would see it.
   bool session_reconnect = false;
+  // Transaction/statement mode: LISTEN pins the client to its server
+  // connection for its whole session (true), instead of the pool's shared
+  // listener connection fanning notifications out (false, the default).
+  bool listen_pin = false;
 };
 
 // [metrics]: the Prometheus endpoint (absent: none).

@@ -33,6 +33,7 @@ PoolChange pool_change(const PoolConfig& a, const PoolConfig& b) {
   note(c.applied, a.max_prepared_statements != b.max_prepared_statements,
        "max_prepared_statements");
   note(c.applied, a.session_reconnect != b.session_reconnect, "session_reconnect");
+  note(c.applied, a.listen_pin != b.listen_pin, "listen_pin");
   note(c.restart, a.mode != b.mode, "mode");
   note(c.restart, a.user != b.user, "user");
   note(c.restart, a.password != b.password, "password");

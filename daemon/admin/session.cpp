@@ -84,6 +84,7 @@ std::vector<std::pair<std::string, std::string>> config_rows(const config::Confi
     add(p + "server_connect_timeout", duration(pc.server_connect_timeout));
     add(p + "max_prepared_statements", std::to_string(pc.max_prepared_statements));
     add(p + "session_reconnect", pc.session_reconnect ? "true" : "false");
+    add(p + "listen_pin", pc.listen_pin ? "true" : "false");
   }
   if (cfg.health) {
     const auto& h = *cfg.health;

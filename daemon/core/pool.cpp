@@ -271,6 +271,13 @@ bool Pool::retry_connect(Worker& w, PooledBackend* failed, uint64_t client_id) {
   return true;
 }
 
+PoolHost* Pool::pick_host_uncounted() {
+  std::lock_guard<std::mutex> lk(mu_);
+  observe_locked();
+  const int index = sched_.pick_host(0);
+  return index < 0 ? nullptr : current_[static_cast<size_t>(index)];
+}
+
 void Pool::launch(Worker& w, uint64_t client_id, uint64_t exclude) {
   metrics::PoolStats* ps = stats(w.id());
   std::string err;

@@ -84,6 +84,10 @@ class Pool {
   // tried, in the same slot. False when none is left (the caller fails the
   // client); true when the retry took the slot over.
   [[nodiscard]] bool retry_connect(Worker& w, PooledBackend* failed, uint64_t client_id);
+  // The host a new connection would go to now, without counting one: for a
+  // protocol's own connection beside the pool's size (PostgreSQL's LISTEN
+  // connection). nullptr when no host is usable.
+  [[nodiscard]] PoolHost* pick_host_uncounted();
   // Timeouts of idle backends on this worker; min_idle upkeep.
   void housekeep(Worker& w, uint64_t now);
   // Shutdown: close this worker's idle backends.

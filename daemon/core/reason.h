@@ -25,14 +25,15 @@ enum class Reason {
   ServerResetFailed,
   Shutdown,
   PoolRemoved,
-  CancelRequest,    // a cancel connection, closed after use
-  BackendObsolete,  // RECONNECT, a smaller pool size or a removed pool
-  AdminKill,        // KILL / KILL_CLIENT from the admin console
-  AdminRejected,    // a console login that is not allowed
-  TlsFailed,        // the TLS handshake or a TLS record failed
-  TlsRequired,      // a plaintext client on a client_tls = "require" listener
-  AuthRateLimited,  // a login from an address with too many recent auth failures
-  FdExhausted,      // accepted with the spare descriptor only to be refused: no fd left
+  CancelRequest,        // a cancel connection, closed after use
+  BackendObsolete,      // RECONNECT, a smaller pool size or a removed pool
+  AdminKill,            // KILL / KILL_CLIENT from the admin console
+  AdminRejected,        // a console login that is not allowed
+  TlsFailed,            // the TLS handshake or a TLS record failed
+  TlsRequired,          // a plaintext client on a client_tls = "require" listener
+  AuthRateLimited,      // a login from an address with too many recent auth failures
+  FdExhausted,          // accepted with the spare descriptor only to be refused: no fd left
+  NotificationBacklog,  // the client left too many notifications unread
   Internal,
 };
 
@@ -90,6 +91,8 @@ enum class Reason {
       return "auth_rate_limited";
     case Reason::FdExhausted:
       return "fd_exhausted";
+    case Reason::NotificationBacklog:
+      return "notification_backlog";
     case Reason::Internal:
       return "internal";
   }

@@ -114,11 +114,10 @@ void Worker::join() {
 }
 
 void Worker::post(Task t) {
-  {
-    std::lock_guard<std::mutex> lk(inbox_mu_);
-    inbox_.push_back(std::move(t));
-  }
-  uv_async_send(&async_);
+  std::lock_guard<std::mutex> lk(inbox_mu_);
+  if (inbox_closed_) return;
+  inbox_.push_back(std::move(t));
+  uv_async_send(&async_);  // under the lock: stop() cannot close the handle meanwhile
 }
 
 void Worker::on_async(uv_async_t* h) {
@@ -400,6 +399,12 @@ void Worker::stop() {
   uv_close(reinterpret_cast<uv_handle_t*>(&accept_pause_), nullptr);
   if (spare_fd_ >= 0) ::close(spare_fd_);
   spare_fd_ = -1;
+  for (auto& f : at_stop_) f();
+  at_stop_.clear();
+  {
+    std::lock_guard<std::mutex> lk(inbox_mu_);
+    inbox_closed_ = true;
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
   close_handles();

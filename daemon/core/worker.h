@@ -101,8 +101,12 @@ class Worker final : public EventLoop {
   void start();  // runs the loop on a new thread
   void join();
 
-  // Thread-safe.
+  // Thread-safe. After stop() the task is dropped (the loop is ending).
   void post(Task t);
+  // Runs `f` in stop(), on this worker's thread, before the loop's own
+  // handles close: for a protocol's loop-bound objects that belong to no
+  // client or pool list (PostgreSQL's LISTEN connection).
+  void at_stop(std::function<void()> f) { at_stop_.push_back(std::move(f)); }
 
   [[nodiscard]] const Services& services() const { return services_; }
   [[nodiscard]] Directory& directory() const { return *services_.directory; }
@@ -180,6 +184,8 @@ class Worker final : public EventLoop {
   std::mutex inbox_mu_;
   std::vector<Task> inbox_;
   std::vector<Task> draining_;  // the batch being run (its storage is reused)
+  bool inbox_closed_ = false;   // under inbox_mu_: stop() closed the async handle
+  std::vector<std::function<void()>> at_stop_;
 
   std::vector<Listener> listeners_;
   // Opened on /dev/null at start and closed when accept() finds no

@@ -206,6 +206,21 @@ std::vector<MetricFamily> Metrics::Collect() const {
                      "Times a transaction-mode client became pinned to its server connection "
                      "by session state that cannot move, by reason.",
                      MetricType::Counter);
+  auto l_channels = family("sqlmux_listen_channels",
+                           "Channels the pool's listener connection LISTENs on for its "
+                           "transaction-mode clients (LISTEN fan-out).",
+                           MetricType::Gauge);
+  auto l_subs =
+      family("sqlmux_listen_subscriptions",
+             "Client and channel pairs the pool fans notifications out to.", MetricType::Gauge);
+  auto l_delivered = family("sqlmux_notifications_delivered_total",
+                            "Notifications delivered to clients by the pool's listener "
+                            "connection (one per receiving client).",
+                            MetricType::Counter);
+  auto l_lost = family("sqlmux_listen_connection_losses_total",
+                       "Times the pool's listener connection was lost and its listening "
+                       "clients told that notifications may have been missed.",
+                       MetricType::Counter);
 
   // backend_up: the latest outcome over every pool object of the same
   // configured pool (pools that log in as each client are one per user).
@@ -220,7 +235,13 @@ std::vector<MetricFamily> Metrics::Collect() const {
     std::array<uint64_t, metrics::kPinKinds> pinned{};
     uint64_t cin = 0, cout = 0, sin = 0, sout = 0, att = 0, fail = 0, hit = 0, miss = 0, ev = 0;
     uint64_t last = 0;
+    int64_t lch = 0, lsub = 0;
+    uint64_t ldel = 0, llost = 0;
     for (const metrics::PoolStats* s : p.per_worker) {
+      lch += s->listen_channels.get();
+      lsub += s->listen_subscriptions.get();
+      ldel += s->notifications_delivered.get();
+      llost += s->listen_connection_losses.get();
       for (int i = 0; i < metrics::kClientStates; ++i) cs[i] += s->clients[i].get();
       for (int i = 0; i < metrics::kBackendStates; ++i) ss[i] += s->servers[i].get();
       for (int i = 0; i < metrics::kReasonCount; ++i) errs[i] += s->server_errors[i].get();
@@ -280,6 +301,10 @@ std::vector<MetricFamily> Metrics::Collect() const {
       add_counter(pins, with(base, "reason", std::string(to_string(static_cast<metrics::Pin>(i)))),
                   pinned[i]);
     }
+    add_gauge(l_channels, base, static_cast<double>(lch));  // (0 on MySQL pools)
+    add_gauge(l_subs, base, static_cast<double>(lsub));
+    add_counter(l_delivered, base, ldel);
+    add_counter(l_lost, base, llost);
     auto& l = latest[{p.labels.pool, p.labels.protocol, p.labels.backend}];
     l = std::max(l, last);
   }
@@ -321,10 +346,10 @@ std::vector<MetricFamily> Metrics::Collect() const {
   add_counter(reloads, {{"result", "failure"}}, reloads_failed_.load(std::memory_order_relaxed));
 
   std::vector<MetricFamily> out;
-  for (auto* f :
-       {&clients, &logins, &servers, &wait,   &tx,        &query,    &tx_total, &query_total,
-        &c_in,    &c_out,  &s_in,    &s_out,  &attempts,  &failures, &up,       &checks,
-        &s_err,   &c_err,  &hits,    &misses, &evictions, &pins,     &reloads}) {
+  for (auto* f : {&clients,     &logins,     &servers, &wait,        &tx,     &query,    &tx_total,
+                  &query_total, &c_in,       &c_out,   &s_in,        &s_out,  &attempts, &failures,
+                  &up,          &checks,     &s_err,   &c_err,       &hits,   &misses,   &evictions,
+                  &pins,        &l_channels, &l_subs,  &l_delivered, &l_lost, &reloads}) {
     if (!f->metric.empty()) out.push_back(std::move(*f));  // e.g. no health checks
   }
   return out;

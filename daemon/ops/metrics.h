@@ -69,6 +69,7 @@ class Gauge {
  public:
   void inc() { v_.store(v_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
   void dec() { v_.store(v_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed); }
+  void set(int64_t v) { v_.store(v, std::memory_order_relaxed); }
   [[nodiscard]] int64_t get() const { return v_.load(std::memory_order_relaxed); }
 
  private:
@@ -120,6 +121,11 @@ struct alignas(64) PoolStats {
   std::array<Counter, kReasonCount> server_errors{};
   Counter prepared_hits, prepared_misses, prepared_evictions;
   std::array<Counter, kPinKinds> pins{};  // clients pinned, by why
+  // LISTEN fan-out (transaction mode): the pool's listener connection is
+  // one worker's (its gauges are that worker's share); deliveries are
+  // counted on the receiving client's worker.
+  Gauge listen_channels, listen_subscriptions;
+  Counter notifications_delivered, listen_connection_losses;
 
   void connect_outcome(uint64_t now_ns, bool ok) {
     last_connect.store(now_ns << 1 | (ok ? 1 : 0), std::memory_order_relaxed);

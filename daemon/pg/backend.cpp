@@ -173,6 +173,10 @@ void PgBackend::link(PgClient* c) {
   stmt_violation_ = false;
   session_state_ = false;
   fatal_relayed_ = false;
+  listen_tx_.clear();
+  listen_matched_ = 0;
+  listen_error_ = false;
+  listen_end_ = 0;
   pending_changes_ = pool::diff(c->params(), params_);
   for (const auto& l : c->learning()) {
     // Applied from the pool's value, so that the server reports what a
@@ -238,9 +242,15 @@ void PgBackend::note_command_tag(std::string_view tag) {
     statements_.clear();
   } else if (tag == "PREPARE") {
     dirty_ |= kDirtyPrepared;  // a SQL-level statement of the client's own
+  } else if (!listen_tx_.empty() && (tag == "COMMIT" || tag == "ROLLBACK")) {
+    listen_end_ = tag[0];  // (a failed block's COMMIT reports ROLLBACK)
+  } else if (tag == "UNLISTEN") {
+    if (!session) note_listen_tag();
   } else if (tag == "LISTEN") {
     dirty_ |= kDirtyListen;
-    if (!session && !pinned_) {
+    if (!session && client_ != nullptr && client_->listen_fanout()) {
+      note_listen_tag();  // the pool's LISTEN connection delivers for it
+    } else if (!session && !pinned_) {
       pinned_ = true;  // keeps its notifications: held until it leaves
       if (metrics::PoolStats* st = pool_.stats(worker_->id())) {
         st->pins[static_cast<size_t>(metrics::Pin::Listen)].add();
@@ -248,6 +258,29 @@ void PgBackend::note_command_tag(std::string_view tag) {
     }
   }
   if (!session && !check_state_ && pool::tag_may_change_state(tag)) check_state_ = true;
+}
+
+void PgBackend::note_listen_tag() {
+  const pool::ResponseTracker::Entry* head = tracker_.head();
+  if (head == nullptr || head->listen.empty()) return;
+  size_t pos = 0;
+  pool::ListenOp op;
+  for (size_t i = 0; pool::next_listen_op(head->listen, pos, op); ++i) {
+    if (i == listen_matched_) {
+      listen_tx_.push_back(std::move(op));
+      break;
+    }
+  }
+  ++listen_matched_;
+}
+
+void PgBackend::end_listen_transaction() {
+  // Committed: by its COMMIT, or (no block) by running without an error.
+  const bool committed = listen_end_ == 'C' || (listen_end_ == 0 && !listen_error_);
+  if (committed && !listen_tx_.empty() && client_ != nullptr) client_->listen_committed(listen_tx_);
+  listen_tx_.clear();
+  listen_error_ = false;
+  listen_end_ = 0;
 }
 
 void PgBackend::emit_synthetic() {
@@ -296,6 +329,15 @@ void PgBackend::relay_to_client() {
       fail(Reason::BackendProtocolError, "invalid message length from server");
       return;
     }
+    if (h.type == 'A' && !session && client_->listen_fanout()) {
+      // A notification to this server connection (it LISTENed for the
+      // client's transaction): the pool's LISTEN connection delivers it.
+      if (n - fwd < h.total()) break;
+      flush();
+      in_.consume(h.total());
+      continue;
+    }
+    if (h.type == 'E' && !listen_tx_.empty()) listen_error_ = true;
     const pool::ResponseTracker::Verdict v = tracker_.classify(h.type);
     // The ParameterDescription of a Describe that may be replayed waits for
     // the Describe's outcome: a replay sends the client its own.
@@ -396,6 +438,7 @@ void PgBackend::relay_to_client() {
         clear_replay();
       }
       if (v.completes) {
+        listen_matched_ = 0;
         std::vector<pool::ResponseTracker::Entry> failed;
         tracker_.complete(v.error_skip, &failed);
         for (const auto& e : failed) forget_failed_parse(e);
@@ -415,13 +458,20 @@ void PgBackend::relay_to_client() {
       return;
     }
     tx_status_ = st;
+    if (st == 'I' && (!listen_tx_.empty() || listen_end_ != 0)) {
+      flush();  // what came before the ReadyForQuery is not held by a LISTEN
+      end_listen_transaction();
+    }
     if (ddl_seen_ && st == 'I') {
       // The transaction that ran DDL is over (committed or not): statements
       // prepared from now on get new server names, prepared afresh.
       ddl_seen_ = false;
       pg_state(pool_).stale_statements().schema_changed();
     }
-    if (v.completes) tracker_.complete(false, nullptr);
+    if (v.completes) {
+      listen_matched_ = 0;
+      tracker_.complete(false, nullptr);
+    }
     if (replay_swallow_) {
       replay_swallow_ = false;
       flush();
@@ -484,6 +534,12 @@ void PgBackend::relay_to_client() {
       flush();
       transaction_done();
       return;
+    }
+    if (st == 'I' && tracker_.empty()) {
+      // Between transactions on a connection it keeps (pinned, session
+      // mode): notifications held during the transaction go out now.
+      flush();
+      client_->flush_notifications();
     }
   }
   flush();

@@ -12,6 +12,7 @@
 
 #include "daemon/core/pooled.h"
 #include "daemon/core/reason.h"
+#include "pool/pg/listen.h"
 #include "pool/pg/prepared.h"
 #include "pool/pg/session_params.h"
 #include "pool/pg/session_pins.h"
@@ -160,6 +161,16 @@ class PgBackend final : public PooledBackend {
   bool stmt_violation_ = false;
   bool session_state_ = false;
   bool fatal_relayed_ = false;  // the server's FATAL went to the client
+  // LISTEN fan-out (transaction and statement mode): the LISTEN/UNLISTEN
+  // statements that completed in the current transaction, how many of the
+  // head request's have, and how the transaction is ending: an error
+  // after them, the last COMMIT ('C') or ROLLBACK ('R') tag.
+  std::vector<pool::ListenOp> listen_tx_;
+  size_t listen_matched_ = 0;
+  bool listen_error_ = false;
+  char listen_end_ = 0;
+  void note_listen_tag();
+  void end_listen_transaction();
 
   Internal internal_ = Internal::None;
   int internal_rfq_ = 0;

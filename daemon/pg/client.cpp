@@ -218,6 +218,7 @@ void PgClient::on_backend_released() {
   while (stats_ != nullptr && queries_open_ > 0) query_done_metrics('I');
   linked_ns_ = 0;
   set_state(ClientState::Idle);
+  flush_notifications();
   if (worker_->shutting_down()) {
     send_fatal(pg::sqlstate::kAdminShutdown, "terminating connection due to administrator command",
                Reason::Shutdown);
@@ -421,6 +422,10 @@ void PgClient::finish(Reason why) {
     b->client_gone(pass_remaining_ > 0 || !backend_ready_);
   }
   if (cancel_pid_ != 0) worker_->directory().unregister_cancel(cancel_pid_);
+  if (!listen_.empty()) {
+    std::vector<std::string> all(listen_.channels().begin(), listen_.channels().end());
+    pg_state(*pool_).listen_hub().change(*pool_, *worker_, id_, {}, std::move(all));
+  }
   set_state(ClientState::Closing);
   close();
 }

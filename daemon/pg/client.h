@@ -12,6 +12,7 @@
 #include "daemon/core/auth_limiter.h"
 #include "daemon/core/pooled.h"
 #include "daemon/core/reason.h"
+#include "pool/pg/listen.h"
 #include "pool/pg/prepared.h"
 #include "pool/pg/session_params.h"
 #include "protocol/pg/auth.h"
@@ -114,6 +115,23 @@ class PgClient final : public PooledClient {
     if (stats_ != nullptr) query_done_metrics(tx_status);
   }
 
+  // --- LISTEN fan-out (transaction and statement mode; listen_hub.h) ---
+  // The pool fans notifications out (transaction or statement mode without listen_pin).
+  [[nodiscard]] bool listen_fanout() const;
+  // The client's transaction committed these completed LISTEN/UNLISTEN
+  // statements (called before its ReadyForQuery goes out): its channels
+  // change; when it gained one, its output waits for on_listen_ready.
+  void listen_committed(const std::vector<pool::ListenOp>& ops);
+  // The pool's LISTEN connection listens on what the client asked for.
+  void on_listen_ready();
+  // A NotificationResponse (or a NoticeResponse) from the pool's LISTEN
+  // connection: sent now when the client is between transactions, else
+  // held until its transaction ends (as PostgreSQL delivers them).
+  void notify(const std::string& msg);
+  // The client's transaction ended (ReadyForQuery 'I' sent): held
+  // notifications go out.
+  void flush_notifications();
+
   // Fails the client: FATAL ErrorResponse (when f.message is set; its
   // SQLSTATE from the reason) and close.
   void fail(const Failure& f) override;
@@ -211,6 +229,15 @@ class PgClient final : public PooledClient {
   std::optional<std::string> dealloc_portal_;
   std::string scratch_;  // rewritten message prefixes
   Reason close_reason_ = Reason::ClientClosed;
+  // LISTEN fan-out: the client's channels; LISTENs waiting for the pool's
+  // connection (the output is corked meanwhile); notifications held during
+  // a transaction; the unnamed statement's and a bound portal's
+  // LISTEN/UNLISTEN ops (encoded, pool/pg/listen.h).
+  pool::ListenSet listen_;
+  int listen_waits_ = 0;
+  std::string notify_held_;
+  std::string unnamed_listen_;
+  std::optional<std::pair<std::string, std::string>> listen_portal_;
 
   uint64_t query_start_ns_ = 0;  // the oldest query not answered yet
   uint64_t tx_start_ns_ = 0;

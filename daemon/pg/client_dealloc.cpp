@@ -39,6 +39,8 @@ PgClient::Handled PgClient::handle_unnamed_parse(const pg::Header& h, const uint
     std::vector<uint32_t> types;
     if (!pg::parse_parse(body, name, query, types)) return Handled::Failed;
     backend_->note_client_sql(query);
+    unnamed_listen_.clear();
+    if (pool::may_listen(query)) (void)pool::encode_listen_ops(query, unnamed_listen_);
     const auto cmd = pool::parse_deallocate(query);
     switch (cmd.kind) {
       case pool::DeallocateCommand::Kind::One:
@@ -59,6 +61,7 @@ PgClient::Handled PgClient::handle_unnamed_parse(const pg::Header& h, const uint
         break;
     }
   }
+  if (h.total() > kMaxSniffedParse) unnamed_listen_.clear();
   unnamed_dealloc_ = false;
   backend_->tracker().push(Entry{Kind::Parse, Action::Forward, {}, {}, {}, false});
   return Handled::Forward;
@@ -91,7 +94,7 @@ bool PgClient::describe_or_close_dealloc(char type, char what, std::string_view 
 }
 
 PgClient::Handled PgClient::handle_execute(const pg::Header& h, const uint8_t* m, size_t avail) {
-  if (!dealloc_portal_) {
+  if (!dealloc_portal_ && !listen_portal_) {
     backend_->tracker().push(Entry{Kind::Execute, Action::Forward, {}, {}, {}, false});
     return Handled::Forward;
   }
@@ -101,8 +104,10 @@ PgClient::Handled PgClient::handle_execute(const pg::Header& h, const uint8_t* m
   if (z == nullptr) return Handled::Failed;
   std::string_view portal(reinterpret_cast<const char*>(body),
                           static_cast<size_t>(static_cast<const uint8_t*>(z) - body));
-  if (portal != *dealloc_portal_) {
-    backend_->tracker().push(Entry{Kind::Execute, Action::Forward, {}, {}, {}, false});
+  if (!dealloc_portal_ || portal != *dealloc_portal_) {
+    Entry e{Kind::Execute, Action::Forward, {}, {}, {}, false};
+    if (listen_portal_ && listen_portal_->first == portal) e.listen = listen_portal_->second;
+    backend_->tracker().push(std::move(e));
     return Handled::Forward;
   }
   std::string reply;

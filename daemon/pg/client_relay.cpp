@@ -158,6 +158,12 @@ PgClient::Handled PgClient::handle_bind(const pg::Header& h, const uint8_t* m, s
   forget_dealloc_portal(portal);  // bound anew
   if (stmt.empty() && bind_unnamed_dealloc(h, portal, used1 + used2)) return Handled::Consumed;
   StatementEntry entry = stmt.empty() ? nullptr : statements_.find(stmt);
+  // LISTEN fan-out: the portal runs a LISTEN/UNLISTEN (noted at its Execute).
+  if (listen_portal_ && listen_portal_->first == portal) listen_portal_.reset();
+  if (const std::string& ops = entry != nullptr ? entry->def->listen : unnamed_listen_;
+      !ops.empty() && (entry != nullptr || stmt.empty()) && listen_fanout()) {
+    listen_portal_.emplace(std::string(portal), ops);
+  }
   if (entry == nullptr) {
     backend_->tracker().push(plain(Kind::Bind));
     return Handled::Forward;
@@ -274,6 +280,7 @@ PgClient::Handled PgClient::handle_query(const pg::Header& h, const uint8_t* m, 
                                          std::string& out) {
   const bool rewrite = pool_->cfg().mode != config::PoolMode::Session;
   unnamed_dealloc_ = false;  // a simple query drops the unnamed statement and portal
+  unnamed_listen_.clear();
   forget_dealloc_portal("");
   if (!rewrite || h.total() > kMaxSniffedQuery) {
     backend_->tracker().push(plain(Kind::Query));
@@ -286,6 +293,8 @@ PgClient::Handled PgClient::handle_query(const pg::Header& h, const uint8_t* m, 
     return Handled::Forward;
   }
   backend_->note_client_sql(sql);
+  std::string listen;
+  if (pool::may_listen(sql) && listen_fanout()) (void)pool::encode_listen_ops(sql, listen);
   const auto dealloc = pool::parse_deallocate(sql);
   switch (dealloc.kind) {
     case pool::DeallocateCommand::Kind::One: {
@@ -323,7 +332,9 @@ PgClient::Handled PgClient::handle_query(const pg::Header& h, const uint8_t* m, 
       }
       break;
   }
-  backend_->tracker().push(plain(Kind::Query));
+  Entry e = plain(Kind::Query);
+  e.listen = std::move(listen);
+  backend_->tracker().push(std::move(e));
   return Handled::Forward;
 }
 

@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "daemon/core/protocol.h"
+#include "daemon/pg/listen_hub.h"
 #include "pool/pg/prepared.h"
 #include "pool/pg/session_params.h"
 #include "protocol/pg/auth.h"
@@ -39,6 +40,8 @@ class PgPoolState final : public PoolState {
   [[nodiscard]] std::optional<std::string> reported_value(std::string_view name,
                                                           std::string_view raw);
   void learn_reported_value(std::string_view name, std::string_view raw, std::string_view value);
+  // LISTEN fan-out for the pool's transaction-mode clients.
+  [[nodiscard]] ListenHub& listen_hub() { return listen_hub_; }
 
  private:
   std::mutex mu_;
@@ -47,6 +50,7 @@ class PgPoolState final : public PoolState {
   // lowercased name, NUL, raw value -> the server's value; under mu_, bounded.
   std::unordered_map<std::string, std::string> reported_;
   pool::StaleStatements stale_;  // thread-safe itself
+  ListenHub listen_hub_;         // lives on the first worker
 };
 
 // The PostgreSQL state of a PostgreSQL pool.

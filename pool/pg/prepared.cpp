@@ -4,6 +4,9 @@
 
 #include <cctype>
 
+#include "pool/pg/listen.h"
+#include "pool/pg/sql_scanner.h"
+
 namespace sqlmux::pool {
 
 std::string server_statement_name(std::string_view query, const std::vector<uint32_t>& types,
@@ -45,6 +48,7 @@ StatementRef make_statement(std::string_view query, std::vector<uint32_t> types,
   def->server_name = server_statement_name(query, types, generation);
   def->query = std::string(query);
   def->param_types = std::move(types);
+  if (may_listen(query)) (void)encode_listen_ops(query, def->listen);
   return def;
 }
 
@@ -238,91 +242,7 @@ void ResponseTracker::take_synthetic(std::string& out, char tx_status) {
   }
 }
 
-namespace {
-
-struct Scanner {
-  std::string_view s;
-  size_t i = 0;
-  void ws() {
-    while (i < s.size()) {
-      if (std::isspace(static_cast<unsigned char>(s[i]))) {
-        ++i;
-      } else if (s.compare(i, 2, "--") == 0) {
-        while (i < s.size() && s[i] != '\n') ++i;
-      } else {
-        break;
-      }
-    }
-  }
-  bool keyword(std::string_view kw) {
-    size_t save = i;
-    ws();
-    if (s.size() - i < kw.size()) {
-      i = save;
-      return false;
-    }
-    for (size_t k = 0; k < kw.size(); ++k) {
-      if (std::toupper(static_cast<unsigned char>(s[i + k])) != kw[k]) {
-        i = save;
-        return false;
-      }
-    }
-    size_t end = i + kw.size();
-    if (end < s.size() && (std::isalnum(static_cast<unsigned char>(s[end])) || s[end] == '_')) {
-      i = save;
-      return false;
-    }
-    i = end;
-    return true;
-  }
-  // A name of dotted parts, each an identifier (folded to lower case) or a
-  // "quoted identifier": SET "select".x = 1 names the setting select.x.
-  bool name(std::string& out) {
-    ws();
-    out.clear();
-    for (;;) {
-      if (!part(out)) return false;
-      if (i >= s.size() || s[i] != '.') return true;
-      out += '.';
-      ++i;
-    }
-  }
-  bool part(std::string& out) {
-    if (i < s.size() && s[i] == '"') {
-      const size_t before = out.size();
-      ++i;
-      while (i < s.size()) {
-        if (s[i] == '"') {
-          if (i + 1 < s.size() && s[i + 1] == '"') {
-            out += '"';
-            i += 2;
-            continue;
-          }
-          ++i;
-          return out.size() > before;
-        }
-        out += s[i++];
-      }
-      return false;
-    }
-    const size_t start = i;
-    while (i < s.size() && (std::isalnum(static_cast<unsigned char>(s[i])) || s[i] == '_' ||
-                            s[i] == '$' || static_cast<unsigned char>(s[i]) >= 0x80)) {
-      const auto c = static_cast<unsigned char>(s[i]);
-      out += c < 0x80 ? static_cast<char>(std::tolower(c)) : s[i];
-      ++i;
-    }
-    return i > start;
-  }
-  bool at_end() {
-    ws();
-    if (i < s.size() && s[i] == ';') ++i;
-    ws();
-    return i == s.size();
-  }
-};
-
-}  // namespace
+using sql::Scanner;
 
 DeallocateCommand parse_deallocate(std::string_view sql) {
   DeallocateCommand cmd;

@@ -26,6 +26,9 @@ struct StatementDef {
   std::string server_name;  // "sqlmux_<32 hex>"
   std::string query;
   std::vector<uint32_t> param_types;
+  // A LISTEN or UNLISTEN statement: its op, encoded (pool/pg/listen.h);
+  // empty for any other statement.
+  std::string listen;
 };
 using StatementRef = std::shared_ptr<const StatementDef>;
 
@@ -155,6 +158,9 @@ class ResponseTracker {
     std::string stmt;           // Parse: the server-side name it creates
     std::string client_stmt;    // Parse: the client's name for it
     bool append_ready = false;  // Synthetic: ReadyForQuery follows, with the status of its turn
+    // Query, Execute: the LISTEN/UNLISTEN statements it runs, encoded
+    // (pool/pg/listen.h); noted as they complete (LISTEN fan-out).
+    std::string listen;
   };
 
   // What to do with one message from the backend.

@@ -463,6 +463,16 @@ void put_command_complete(std::string& out, std::string_view tag) {
   w.end();
 }
 
+void put_notification(std::string& out, int32_t pid, std::string_view channel,
+                      std::string_view payload) {
+  Writer w(out);
+  w.begin('A');
+  w.i32(pid);
+  w.cstr(channel);
+  w.cstr(payload);
+  w.end();
+}
+
 void put_parse(std::string& out, std::string_view name, std::string_view query,
                const std::vector<uint32_t>& param_types) {
   Writer w(out);

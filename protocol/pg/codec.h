@@ -41,6 +41,7 @@ inline constexpr std::string_view kInvalidTransactionState = "25000";
 inline constexpr std::string_view kInvalidAuthorization = "28000";
 inline constexpr std::string_view kInvalidPassword = "28P01";
 inline constexpr std::string_view kInvalidCatalogName = "3D000";
+inline constexpr std::string_view kOutOfMemory = "53200";
 inline constexpr std::string_view kTooManyConnections = "53300";
 inline constexpr std::string_view kQueryCanceled = "57014";
 inline constexpr std::string_view kAdminShutdown = "57P01";
@@ -168,6 +169,9 @@ void put_ready_for_query(std::string& out, char status);
 void put_error(std::string& out, const ErrorFields& e);   // 'E'
 void put_notice(std::string& out, const ErrorFields& e);  // 'N'
 void put_command_complete(std::string& out, std::string_view tag);
+// 'A' NotificationResponse: the notifying server process, channel, payload.
+void put_notification(std::string& out, int32_t pid, std::string_view channel,
+                      std::string_view payload);
 void put_empty_query(std::string& out);
 
 // Client -> backend.

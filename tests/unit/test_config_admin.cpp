@@ -166,6 +166,16 @@ TEST_CASE("config diff: users and the admin table", "[config][reload]") {
   CHECK(diff(cfg(more), cfg(kBase)).users_removed == std::vector<std::string>{"new"});
 }
 
+TEST_CASE("config: listen_pin is a pool boolean, off by default, applied on reload",
+          "[config][reload]") {
+  CHECK_FALSE(cfg(kBase).pools[0].listen_pin);
+  std::string on = kBase;
+  on.replace(on.find("size = 10"), 9, "size = 10\nlisten_pin = true");
+  CHECK(cfg(on).pools[0].listen_pin);
+  const auto d = diff(cfg(kBase), cfg(on));
+  CHECK(d.restart.empty());
+}
+
 TEST_CASE("config: session_reconnect is a pool boolean, off by default, applied on reload",
           "[config][reload]") {
   CHECK_FALSE(cfg(kBase).pools[0].session_reconnect);

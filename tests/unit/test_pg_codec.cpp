@@ -83,6 +83,10 @@ TEST_CASE("pg_codec: builders match the documented wire bytes", "[pg_codec]") {
     put_command_complete(out, "SELECT 1");
     CHECK(out == bytes({0x43, 0, 0, 0, 13}) + std::string("SELECT 1\0"sv));
   }
+  SECTION("NotificationResponse") {
+    put_notification(out, 0x01020304, "ch", "hi");
+    CHECK(out == bytes({0x41, 0, 0, 0, 14, 1, 2, 3, 4}) + std::string("ch\0hi\0"sv));
+  }
   SECTION("EmptyQueryResponse") {
     put_empty_query(out);
     CHECK(out == bytes({0x49, 0, 0, 0, 4}));

@@ -1,0 +1,106 @@
+// A small lexical scanner over one SQL statement's text, for the few
+// commands sqlmux recognises (DEALLOCATE, SET, LISTEN, ...): keywords in any
+// case, identifiers folded to lower case or "quoted", whitespace and
+// comments skipped. Pure; reads only the view it is given.
+#pragma once
+
+#include <cctype>
+#include <string>
+#include <string_view>
+
+namespace sqlmux::pool::sql {
+
+struct Scanner {
+  std::string_view s;
+  size_t i = 0;
+  void ws() {
+    while (i < s.size()) {
+      if (std::isspace(static_cast<unsigned char>(s[i]))) {
+        ++i;
+      } else if (s.compare(i, 2, "--") == 0) {
+        while (i < s.size() && s[i] != '\n') ++i;
+      } else if (s.compare(i, 2, "/*") == 0) {
+        int depth = 1;  // PostgreSQL's block comments nest
+        for (i += 2; i < s.size() && depth > 0; ++i) {
+          if (s.compare(i, 2, "/*") == 0) {
+            ++depth;
+            ++i;
+          } else if (s.compare(i, 2, "*/") == 0) {
+            --depth;
+            ++i;
+          }
+        }
+      } else {
+        break;
+      }
+    }
+  }
+  bool keyword(std::string_view kw) {
+    size_t save = i;
+    ws();
+    if (s.size() - i < kw.size()) {
+      i = save;
+      return false;
+    }
+    for (size_t k = 0; k < kw.size(); ++k) {
+      if (std::toupper(static_cast<unsigned char>(s[i + k])) != kw[k]) {
+        i = save;
+        return false;
+      }
+    }
+    size_t end = i + kw.size();
+    if (end < s.size() && (std::isalnum(static_cast<unsigned char>(s[end])) || s[end] == '_')) {
+      i = save;
+      return false;
+    }
+    i = end;
+    return true;
+  }
+  // A name of dotted parts, each an identifier (folded to lower case) or a
+  // "quoted identifier": SET "select".x = 1 names the setting select.x.
+  bool name(std::string& out) {
+    ws();
+    out.clear();
+    for (;;) {
+      if (!part(out)) return false;
+      if (i >= s.size() || s[i] != '.') return true;
+      out += '.';
+      ++i;
+    }
+  }
+  bool part(std::string& out) {
+    if (i < s.size() && s[i] == '"') {
+      const size_t before = out.size();
+      ++i;
+      while (i < s.size()) {
+        if (s[i] == '"') {
+          if (i + 1 < s.size() && s[i + 1] == '"') {
+            out += '"';
+            i += 2;
+            continue;
+          }
+          ++i;
+          return out.size() > before;
+        }
+        out += s[i++];
+      }
+      return false;
+    }
+    const size_t start = i;
+    while (i < s.size() && (std::isalnum(static_cast<unsigned char>(s[i])) || s[i] == '_' ||
+                            s[i] == '$' || static_cast<unsigned char>(s[i]) >= 0x80)) {
+      const auto c = static_cast<unsigned char>(s[i]);
+      out += c < 0x80 ? static_cast<char>(std::tolower(c)) : s[i];
+      ++i;
+    }
+    return i > start;
+  }
+  bool at_end() {
+    ws();
+    if (i < s.size() && s[i] == ';') ++i;
+    ws();
+    return i == s.size();
+  }
+};
+
+}  // namespace sqlmux::pool::sql
