@@ -39,6 +39,9 @@ PgClient::Handled PgClient::handle_unnamed_parse(const pg::Header& h, const uint
     std::vector<uint32_t> types;
     if (!pg::parse_parse(body, name, query, types)) return Handled::Failed;
     backend_->note_client_sql(query);
+    // A SET through the extended protocol (psycopg 3) follows the client
+    // as one in a simple query does: read back after the transaction.
+    note_set_command(query);
     unnamed_listen_.clear();
     if (pool::may_listen(query)) (void)pool::encode_listen_ops(query, unnamed_listen_);
     const auto cmd = pool::parse_deallocate(query);

@@ -271,6 +271,10 @@ void PgClient::note_set_command(std::string_view stmt) {
   const auto set = pool::parse_set(stmt);
   if (set.kind == pool::SetCommand::Kind::Set || set.kind == pool::SetCommand::Kind::Reset) {
     backend_->note_set(set.name);
+    if (set.characteristics) {
+      backend_->note_set("default_transaction_read_only");
+      backend_->note_set("default_transaction_deferrable");
+    }
   } else if (set.kind == pool::SetCommand::Kind::ResetAll) {
     params_.clear_unreported();
   }

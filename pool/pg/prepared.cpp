@@ -304,8 +304,17 @@ SetCommand parse_set(std::string_view sql) {
     return cmd;
   }
   Scanner probe = sc;
-  if (probe.keyword("CHARACTERISTICS") || probe.keyword("TRANSACTION") ||
-      probe.keyword("CONSTRAINTS")) {
+  if (probe.keyword("CHARACTERISTICS")) {
+    // SET SESSION CHARACTERISTICS AS TRANSACTION ...: the session defaults
+    // default_transaction_isolation / _read_only / _deferrable.
+    if (probe.keyword("AS") && probe.keyword("TRANSACTION")) {
+      cmd.kind = SetCommand::Kind::Set;
+      cmd.name = "default_transaction_isolation";
+      cmd.characteristics = true;
+    }
+    return cmd;
+  }
+  if (probe.keyword("TRANSACTION") || probe.keyword("CONSTRAINTS")) {
     return cmd;
   }
   std::string name;

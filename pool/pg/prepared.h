@@ -235,11 +235,16 @@ struct DeallocateCommand {
 // "SET [SESSION] name ..." / "RESET name" / "RESET ALL" at the start of a
 // simple query: which session setting it changes. SET/RESET ROLE is the
 // setting "role", SET/RESET SESSION AUTHORIZATION "session_authorization".
-// LOCAL settings and SET TRANSACTION / CONSTRAINTS / SESSION
-// CHARACTERISTICS are not reported (kind None).
+// SET SESSION CHARACTERISTICS AS TRANSACTION is default_transaction_isolation
+// (with `characteristics`). LOCAL settings and SET TRANSACTION / CONSTRAINTS
+// are not reported (kind None).
 struct SetCommand {
   enum class Kind { None, Set, Reset, ResetAll } kind = Kind::None;
   std::string name;
+  // SET SESSION CHARACTERISTICS AS TRANSACTION ...: `name` is
+  // default_transaction_isolation, and default_transaction_read_only and
+  // default_transaction_deferrable may change too.
+  bool characteristics = false;
 };
 [[nodiscard]] SetCommand parse_set(std::string_view sql);
 // The statements of a simple query, split at semicolons outside quotes,

@@ -179,6 +179,30 @@ def case_errors_keep_connection(pg):
         mux.assert_serving()
 
 
+def case_set_follows_through_extended_protocol(pg):
+    """psycopg 3 sends SET through the extended protocol (Parse/Bind/
+    Execute): the setting follows the client to its next transactions on
+    other server connections, as in a simple query; so do the session's
+    transaction characteristics. Another client never sees them."""
+    with Sqlmux(pg, mode="transaction", size=2) as mux:
+        with psycopg.connect(mux.dsn(), autocommit=True) as a, psycopg.connect(mux.dsn(), autocommit=True) as b:
+            a.execute("SET statement_timeout = '42s'")
+            a.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            for i in range(6):
+                # b inside a transaction holds the connection a used last.
+                b.execute("BEGIN")
+                check_eq(b.execute("SHOW statement_timeout").fetchone()[0], "0", f"b's statement_timeout ({i})")
+                check_eq(a.execute("SELECT current_setting('statement_timeout'), "
+                                   "current_setting('default_transaction_isolation'), "
+                                   "current_setting('transaction_read_only')").fetchone(),
+                         ("42s", "repeatable read", "on"), f"a's settings ({i})")
+                b.execute("COMMIT")
+            a.execute("RESET statement_timeout")
+            check_eq(a.execute("SHOW statement_timeout").fetchone()[0], "0", "after RESET")
+        mux.assert_serving()
+
+
 if __name__ == "__main__":
     run_cases(__file__, [case_sync_transaction_mode, case_async_transaction_mode, case_session_mode_prepared,
-                         case_copy_and_notices, case_errors_keep_connection], timeout=110, setup=setup)
+                         case_copy_and_notices, case_errors_keep_connection,
+                         case_set_follows_through_extended_protocol], timeout=110, setup=setup)

@@ -271,6 +271,12 @@ TEST_CASE("SET / RESET recognition") {
   REQUIRE(parse_set("RESET SESSION x").kind == K::None);
   REQUIRE(parse_set("SET LOCAL ROLE bob").kind == K::None);
   REQUIRE(parse_set("SET CONSTRAINTS ALL DEFERRED").kind == K::None);
+  // The session's transaction defaults follow as their three settings.
+  const auto ch = parse_set("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY");
+  REQUIRE(ch.kind == K::Set);
+  REQUIRE(ch.name == "default_transaction_isolation");
+  REQUIRE(ch.characteristics);
+  REQUIRE_FALSE(parse_set("SET search_path = x").characteristics);
   REQUIRE(parse_set("RESET work_mem").kind == K::Reset);
   REQUIRE(parse_set("RESET ALL").kind == K::ResetAll);
   REQUIRE(parse_set("SELECT 1").kind == K::None);
