@@ -66,6 +66,16 @@ class PgBackend final : public PooledBackend {
   // A simple query that sets `name` (SET/RESET): its value is read back
   // after the transaction so that it follows the client.
   void note_set(std::string name) { pending_sets_.push_back(std::move(name)); }
+  // set_config() calls the client's SQL makes (transaction mode): the named
+  // settings are read back like SET's; one named otherwise cannot follow the
+  // client, and the connection is RESET ALL before another client uses it.
+  void note_set_config(const pool::SetConfigCalls& calls) {
+    for (const auto& n : calls.names) pending_sets_.push_back(n);
+    if (calls.unknown) {
+      unattributed_set_ = true;
+      dirty_ |= kDirtySettings;
+    }
+  }
   // Session mode: the client made server-side state (a named statement, a
   // SET, ...) that a replacement server connection would lack.
   void note_session_state() { session_state_ = true; }
@@ -132,6 +142,7 @@ class PgBackend final : public PooledBackend {
   pool::BackendStatements statements_;
   std::vector<std::string> pending_sets_;  // settings to read back (Capture)
   int set_tags_ = 0;                       // SET/RESET completions seen
+  bool unattributed_set_ = false;          // set_config() of a setting not named literally
   std::string held_rfq_;                   // ReadyForQuery held during Capture
   std::vector<std::string> captured_;
   bool pinned_ = false;  // LISTEN in transaction mode

@@ -71,11 +71,13 @@ void PgBackend::capture_done() {
       if (client_ != nullptr) client_->params().set(name, captured_[i], false);
     }
   }
-  if (!internal_failed_ && static_cast<size_t>(set_tags_) <= pending_sets_.size()) {
+  if (!internal_failed_ && !unattributed_set_ &&
+      static_cast<size_t>(set_tags_) <= pending_sets_.size()) {
     dirty_ &= ~kDirtySettings;  // every SET was read back: nothing to undo
   }
   pending_sets_.clear();
   set_tags_ = 0;
+  unattributed_set_ = false;
   transaction_done();
 }
 
@@ -126,6 +128,7 @@ std::string PgBackend::pin_reasons() const {
 }
 
 void PgBackend::release_or_reset() {
+  unattributed_set_ = false;  // (its RESET ALL is queued below)
   std::vector<std::string> queries;
   if (tx_status_ != 'I') queries.emplace_back("ROLLBACK");
   if (pool_.cfg().mode == config::PoolMode::Session || (dirty_ & kDirtyState) != 0) {

@@ -42,6 +42,9 @@ PgClient::Handled PgClient::handle_unnamed_parse(const pg::Header& h, const uint
     // A SET through the extended protocol (psycopg 3) follows the client
     // as one in a simple query does: read back after the transaction.
     note_set_command(query);
+    if (auto calls = pool::find_set_config(query); !calls.empty()) {
+      backend_->note_set_config(calls);
+    }
     unnamed_listen_.clear();
     if (pool::may_listen(query)) (void)pool::encode_listen_ops(query, unnamed_listen_);
     const auto cmd = pool::parse_deallocate(query);

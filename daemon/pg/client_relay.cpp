@@ -168,6 +168,7 @@ PgClient::Handled PgClient::handle_bind(const pg::Header& h, const uint8_t* m, s
     backend_->tracker().push(plain(Kind::Bind));
     return Handled::Forward;
   }
+  if (!entry->def->set_config.empty()) backend_->note_set_config(entry->def->set_config);
   const size_t names = used1 + used2;
   const std::string& sname = entry->def->server_name;
   if (describes_portals_ && pg_state(*pool_).stale_statements().stale(sname, entry->epoch)) {
@@ -297,6 +298,7 @@ PgClient::Handled PgClient::handle_query(const pg::Header& h, const uint8_t* m, 
     return Handled::Forward;
   }
   backend_->note_client_sql(sql);
+  if (auto calls = pool::find_set_config(sql); !calls.empty()) backend_->note_set_config(calls);
   std::string listen;
   if (pool::may_listen(sql) && listen_fanout()) (void)pool::encode_listen_ops(sql, listen);
   const auto dealloc = pool::parse_deallocate(sql);

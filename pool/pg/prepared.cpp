@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cctype>
 
 #include "pool/pg/listen.h"
@@ -49,6 +50,7 @@ StatementRef make_statement(std::string_view query, std::vector<uint32_t> types,
   def->query = std::string(query);
   def->param_types = std::move(types);
   if (may_listen(query)) (void)encode_listen_ops(query, def->listen);
+  def->set_config = find_set_config(query);
   return def;
 }
 
@@ -328,6 +330,56 @@ SetCommand parse_set(std::string_view sql) {
   cmd.kind = SetCommand::Kind::Set;
   cmd.name = std::move(name);
   return cmd;
+}
+
+SetConfigCalls find_set_config(std::string_view sql) {
+  SetConfigCalls out;
+  static constexpr std::string_view kFn = "set_config";
+  auto ident = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '$' ||
+           static_cast<unsigned char>(c) >= 0x80;
+  };
+  // Each '_' may be set_config's: compare around it (cheap on texts without).
+  for (size_t at = sql.find('_', 3); at != std::string_view::npos; at = sql.find('_', at + 1)) {
+    const size_t start = at - 3;
+    if (sql.size() - start < kFn.size()) break;
+    bool match = true;
+    for (size_t k = 0; k < kFn.size() && match; ++k) {
+      match = std::tolower(static_cast<unsigned char>(sql[start + k])) == kFn[k];
+    }
+    if (!match || (start > 0 && ident(sql[start - 1]))) continue;
+    Scanner sc{sql, start + kFn.size()};
+    sc.ws();
+    if (sc.i >= sql.size() || sql[sc.i] != '(') continue;  // a column named set_config...
+    ++sc.i;
+    sc.ws();
+    std::string name;
+    bool literal = sc.i < sql.size() && sql[sc.i] == '\'';
+    for (size_t i = sc.i + 1; literal; ++i) {
+      if (i >= sql.size()) {
+        literal = false;
+      } else if (sql[i] == '\'') {
+        if (i + 1 < sql.size() && sql[i + 1] == '\'') {
+          name += '\'';
+          ++i;
+          continue;
+        }
+        sc.i = i + 1;
+        break;
+      } else {
+        name += static_cast<char>(std::tolower(static_cast<unsigned char>(sql[i])));
+      }
+    }
+    sc.ws();
+    if (literal && !name.empty() && sc.i < sql.size() && sql[sc.i] == ',') {
+      if (std::find(out.names.begin(), out.names.end(), name) == out.names.end()) {
+        out.names.push_back(std::move(name));
+      }
+    } else {
+      out.unknown = true;
+    }
+  }
+  return out;
 }
 
 std::vector<std::string_view> split_statements(std::string_view sql) {

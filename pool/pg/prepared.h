@@ -22,6 +22,17 @@
 
 namespace sqlmux::pool {
 
+// set_config(name, value, is_local) calls in SQL text: session settings a
+// SELECT changes, which no command tag reports. `names`: those given as
+// string literals (folded to lower case); `unknown`: a call names its
+// setting some other way (a parameter, an expression), so it cannot be
+// followed and its connection must be reset before another client.
+struct SetConfigCalls {
+  std::vector<std::string> names;
+  bool unknown = false;
+  [[nodiscard]] bool empty() const { return names.empty() && !unknown; }
+};
+
 struct StatementDef {
   std::string server_name;  // "sqlmux_<32 hex>"
   std::string query;
@@ -29,6 +40,7 @@ struct StatementDef {
   // A LISTEN or UNLISTEN statement: its op, encoded (pool/pg/listen.h);
   // empty for any other statement.
   std::string listen;
+  SetConfigCalls set_config;  // what its execution may set (read back after)
 };
 using StatementRef = std::shared_ptr<const StatementDef>;
 
@@ -247,6 +259,10 @@ struct SetCommand {
   bool characteristics = false;
 };
 [[nodiscard]] SetCommand parse_set(std::string_view sql);
+
+// The set_config() calls in `sql` (see SetConfigCalls).
+[[nodiscard]] SetConfigCalls find_set_config(std::string_view sql);
+
 // The statements of a simple query, split at semicolons outside quotes,
 // dollar quotes and comments.
 [[nodiscard]] std::vector<std::string_view> split_statements(std::string_view sql);

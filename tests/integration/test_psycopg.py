@@ -197,6 +197,17 @@ def case_set_follows_through_extended_protocol(pg):
                                    "current_setting('transaction_read_only')").fetchone(),
                          ("42s", "repeatable read", "on"), f"a's settings ({i})")
                 b.execute("COMMIT")
+            # set_config(): a literal name follows the client like SET; a
+            # parameter name cannot, and never reaches another client (b
+            # alone gets the connection a used last).
+            for i in range(3):
+                a.execute("SELECT set_config('work_mem', '9MB', false)")
+                a.execute("SELECT set_config(%s, %s, false)", ("lock_timeout", "3s"))
+                check_eq(b.execute("SELECT current_setting('work_mem'), current_setting('lock_timeout')").fetchone(),
+                         ("4MB", "0"), f"b's settings after a's set_config ({i})")
+                b.execute("BEGIN")
+                check_eq(a.execute("SHOW work_mem").fetchone()[0], "9MB", f"a's set_config ({i})")
+                b.execute("COMMIT")
             a.execute("RESET statement_timeout")
             check_eq(a.execute("SHOW statement_timeout").fetchone()[0], "0", "after RESET")
         mux.assert_serving()

@@ -283,6 +283,24 @@ TEST_CASE("SET / RESET recognition") {
   REQUIRE(parse_set("SET x").kind == K::None);
 }
 
+TEST_CASE("set_config() calls: literal names followed, others unknown") {
+  using sqlmux::pool::find_set_config;
+  auto c = find_set_config("SELECT set_config('search_path', $1, false)");
+  REQUIRE(c.names == std::vector<std::string>{"search_path"});
+  REQUIRE_FALSE(c.unknown);
+  c = find_set_config(
+      "select pg_catalog.SET_CONFIG ( 'App.X' , 'y', false), set_config('it''s', '', true)");
+  REQUIRE(c.names == std::vector<std::string>{"app.x", "it's"});
+  c = find_set_config("SELECT set_config($1, $2, false)");
+  REQUIRE(c.names.empty());
+  REQUIRE(c.unknown);
+  REQUIRE(find_set_config("SELECT set_config(name, 'x', false) FROM t").unknown);
+  REQUIRE(find_set_config("SELECT my_set_config('a', 1), set_config_x, t.set_config").empty());
+  REQUIRE(find_set_config("SELECT pgbench_accounts.aid FROM pgbench_accounts").empty());
+  REQUIRE(find_set_config("").empty());
+  REQUIRE(find_set_config("set_config('unterminated").unknown);
+}
+
 TEST_CASE("simple queries split into statements") {
   using sqlmux::pool::split_statements;
   auto v = split_statements("BEGIN; SET work_mem = '7MB'; COMMIT");
