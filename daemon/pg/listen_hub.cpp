@@ -174,8 +174,37 @@ void ListenHub::connect() {
     lost(pg_ != nullptr ? PQerrorMessage(pg_) : "out of memory");
     return;
   }
+  PQsetNoticeProcessor(
+      pg_,
+      [](void* arg, const char* msg) {
+        LOG_DEBUG("pool %s: LISTEN connection: %s", static_cast<Pool*>(arg)->label().c_str(),
+                  log::one_line(msg).c_str());
+      },
+      pool_);
   state_ = State::Connecting;
+  // A server that never answers: give up after server_connect_timeout.
+  start_timer(cfg.server_connect_timeout.count());
   drive_connect();
+}
+
+void ListenHub::start_timer(int64_t ms) {
+  if (retry_ == nullptr) {
+    retry_ = new uv_timer_t;
+    (void)uv_timer_init(home_->loop(), retry_);
+    retry_->data = this;
+  }
+  (void)uv_timer_start(
+      retry_,
+      [](uv_timer_t* t) {
+        auto* hub = static_cast<ListenHub*>(t->data);
+        if (hub->state_ == State::Connecting) {
+          hub->lost("timed out connecting");
+        } else if (hub->state_ == State::Retrying) {
+          hub->state_ = State::Closed;
+          hub->sync();
+        }
+      },
+      static_cast<uint64_t>(std::max<int64_t>(ms, 1)), 0);
 }
 
 void ListenHub::drive_connect() {
@@ -213,6 +242,7 @@ void ListenHub::drive_connect() {
       break;
   }
   // PGRES_POLLING_OK
+  if (retry_ != nullptr) (void)uv_timer_stop(retry_);
   state_ = State::Ready;
   retry_ms_ = 0;
   LOG_INFO("pool %s: LISTEN connection open (server pid %d)", pool_->label().c_str(),
@@ -253,20 +283,28 @@ void ListenHub::on_io(int status, int events) {
     return;
   }
   fan_out();
-  if (!in_flight_.empty() && PQisBusy(pg_) == 0) read_results();
+  if (!in_flight_.empty()) read_results();
   if (state_ == State::Ready && PQstatus(pg_) == CONNECTION_BAD) lost(PQerrorMessage(pg_));
 }
 
 void ListenHub::read_results() {
-  bool failed = false;
-  while (PGresult* r = PQgetResult(pg_)) {
+  // One result per command; PQgetResult only blocks when libpq is busy.
+  for (;;) {
+    if (PQisBusy(pg_) != 0) {
+      fan_out();
+      return;  // the rest when more arrives
+    }
+    PGresult* r = PQgetResult(pg_);
+    if (r == nullptr) break;
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-      failed = true;
+      batch_failed_ = true;
       LOG_WARN("pool %s: LISTEN connection: %s", pool_->label().c_str(),
                log::one_line(PQresultErrorMessage(r)).c_str());
     }
     PQclear(r);
   }
+  const bool failed = batch_failed_;
+  batch_failed_ = false;
   fan_out();  // notifications parsed along with the results
   if (failed && PQstatus(pg_) == CONNECTION_BAD) {
     lost(PQerrorMessage(pg_));
@@ -358,20 +396,8 @@ void ListenHub::lost(const char* why) {
   retry_ms_ = retry_ms_ == 0 ? kRetryFirstMs : std::min(retry_ms_ * 2, kRetryMaxMs);
   LOG_WARN("pool %s: LISTEN connection %s: %s; retrying in %d ms", pool_->label().c_str(),
            was_open ? "lost" : "failed", reason.c_str(), retry_ms_);
-  if (retry_ == nullptr) {
-    retry_ = new uv_timer_t;
-    (void)uv_timer_init(home_->loop(), retry_);
-    retry_->data = this;
-  }
   state_ = State::Retrying;
-  (void)uv_timer_start(
-      retry_,
-      [](uv_timer_t* t) {
-        auto* hub = static_cast<ListenHub*>(t->data);
-        hub->state_ = State::Closed;
-        hub->sync();
-      },
-      static_cast<uint64_t>(retry_ms_), 0);
+  start_timer(retry_ms_);
 }
 
 void ListenHub::close_connection() {

@@ -70,6 +70,9 @@ class ListenHub {
   // NoticeResponse to every listening client: notifications may have been missed.
   void tell_missed();
   void update_gauges();
+  // The one timer: the connect deadline while Connecting, the retry delay
+  // while Retrying.
+  void start_timer(int64_t ms);
 
   Pool* pool_ = nullptr;
   Worker* home_ = nullptr;
@@ -81,6 +84,7 @@ class ListenHub {
   uv_poll_t* poll_ = nullptr;
   uv_timer_t* retry_ = nullptr;
   int retry_ms_ = 0;
+  bool batch_failed_ = false;     // a command of the batch in flight failed
   bool lost_ = false;             // an open connection was lost: tell clients once reopened
   std::set<std::string> active_;  // listened to on the connection
   std::vector<std::pair<bool, std::string>> in_flight_;  // (listen?, channel) sent, unanswered
