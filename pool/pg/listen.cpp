@@ -57,8 +57,13 @@ std::optional<ListenOp> parse_listen(std::string_view stmt) {
   }
   sc.ws();
   // One identifier (a dotted name is a syntax error on the server).
-  if (!sc.part(op.channel) || op.channel.empty() || !sc.at_end()) return std::nullopt;
+  // (A NUL cannot reach the server inside a query: not a channel name.)
+  if (!sc.part(op.channel) || op.channel.empty() || !sc.at_end() ||
+      op.channel.find('\0') != std::string::npos) {
+    return std::nullopt;
+  }
   clip(op.channel);
+  if (op.channel.empty()) return std::nullopt;  // (only continuation bytes)
   return op;
 }
 

@@ -49,7 +49,10 @@ struct Scanner {
       }
     }
     size_t end = i + kw.size();
-    if (end < s.size() && (std::isalnum(static_cast<unsigned char>(s[end])) || s[end] == '_')) {
+    // (Identifiers continue with letters, digits, '_', '$' and any byte
+    // >= 0x80, as in PostgreSQL's lexer.)
+    if (end < s.size() && (std::isalnum(static_cast<unsigned char>(s[end])) || s[end] == '_' ||
+                           s[end] == '$' || static_cast<unsigned char>(s[end]) >= 0x80)) {
       i = save;
       return false;
     }

@@ -36,10 +36,12 @@ TEST_CASE("listen: the statements recognised, as the server names their channels
   CHECK(parse_listen("LISTEN " + std::string(70, 'a'))->channel == std::string(63, 'a'));
   // Not a LISTEN: left to the server (which runs or refuses it as usual).
   CHECK_FALSE(parse_listen("LISTENER x"));
+  CHECK_FALSE(parse_listen("LISTEN\xc3\xa9 x"));  // one identifier, as the server lexes it
   CHECK_FALSE(parse_listen("LISTEN"));
   CHECK_FALSE(parse_listen("LISTEN a b"));
   CHECK_FALSE(parse_listen("LISTEN a.b"));
   CHECK_FALSE(parse_listen("LISTEN \"\""));
+  CHECK_FALSE(parse_listen(std::string_view("LISTEN \"a\0b\"", 12)));
   CHECK_FALSE(parse_listen("UNLISTEN * x"));
   CHECK_FALSE(parse_listen("SELECT 'LISTEN x'"));
   CHECK_FALSE(parse_listen("NOTIFY x"));
