@@ -81,8 +81,9 @@ class PgBackend final : public PooledBackend {
   void note_session_state() { session_state_ = true; }
   // Transaction mode: SQL text the client sent; when it may create or end
   // pinning state, the server is asked at the end of the transaction.
-  void note_client_sql(std::string_view sql) {
-    if (!check_state_ && pool::may_hold_state(sql)) check_state_ = true;
+  // `words`: what pool::scan_words found in it.
+  void note_client_words(uint8_t words) {
+    if ((words & pool::kWordState) != 0) check_state_ = true;
   }
   // Why the client is pinned ("temp_table,listen"; "" for not).
   [[nodiscard]] std::string pin_reasons() const;

@@ -38,15 +38,18 @@ PgClient::Handled PgClient::handle_unnamed_parse(const pg::Header& h, const uint
     std::string_view query;
     std::vector<uint32_t> types;
     if (!pg::parse_parse(body, name, query, types)) return Handled::Failed;
-    backend_->note_client_sql(query);
+    const uint8_t words = pool::scan_words(query);
+    backend_->note_client_words(words);
     // A SET through the extended protocol (psycopg 3) follows the client
     // as one in a simple query does: read back after the transaction.
     note_set_command(query);
-    if (auto calls = pool::find_set_config(query); !calls.empty()) {
-      backend_->note_set_config(calls);
+    if ((words & pool::kWordSetConfig) != 0) {
+      if (auto calls = pool::find_set_config(query); !calls.empty()) {
+        backend_->note_set_config(calls);
+      }
     }
     unnamed_listen_.clear();
-    if (pool::may_listen(query)) (void)pool::encode_listen_ops(query, unnamed_listen_);
+    if ((words & pool::kWordListen) != 0) (void)pool::encode_listen_ops(query, unnamed_listen_);
     const auto cmd = pool::parse_deallocate(query);
     switch (cmd.kind) {
       case pool::DeallocateCommand::Kind::One:

@@ -111,7 +111,7 @@ PgClient::Handled PgClient::handle_parse(const pg::Header& h, const uint8_t* m, 
   std::string_view query;
   std::vector<uint32_t> types;
   if (!pg::parse_parse(body, name, query, types)) return Handled::Failed;
-  backend_->note_client_sql(query);
+  backend_->note_client_words(pool::scan_words(query));
 
   std::string client_name(name);
   if (statements_.find(client_name) != nullptr) {
@@ -297,10 +297,15 @@ PgClient::Handled PgClient::handle_query(const pg::Header& h, const uint8_t* m, 
     backend_->tracker().push(plain(Kind::Query));
     return Handled::Forward;
   }
-  backend_->note_client_sql(sql);
-  if (auto calls = pool::find_set_config(sql); !calls.empty()) backend_->note_set_config(calls);
+  const uint8_t words = pool::scan_words(sql);
+  backend_->note_client_words(words);
+  if ((words & pool::kWordSetConfig) != 0) {
+    if (auto calls = pool::find_set_config(sql); !calls.empty()) backend_->note_set_config(calls);
+  }
   std::string listen;
-  if (pool::may_listen(sql) && listen_fanout()) (void)pool::encode_listen_ops(sql, listen);
+  if ((words & pool::kWordListen) != 0 && listen_fanout()) {
+    (void)pool::encode_listen_ops(sql, listen);
+  }
   const auto dealloc = pool::parse_deallocate(sql);
   switch (dealloc.kind) {
     case pool::DeallocateCommand::Kind::One: {
@@ -338,9 +343,13 @@ PgClient::Handled PgClient::handle_query(const pg::Header& h, const uint8_t* m, 
       }
       break;
   }
-  Entry e = plain(Kind::Query);
-  e.listen = std::move(listen);
-  backend_->tracker().push(std::move(e));
+  if (listen.empty()) {
+    backend_->tracker().push(plain(Kind::Query));
+  } else {
+    Entry e = plain(Kind::Query);
+    e.listen = std::move(listen);
+    backend_->tracker().push(std::move(e));
+  }
   return Handled::Forward;
 }
 

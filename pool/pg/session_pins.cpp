@@ -34,6 +34,12 @@ constexpr uint32_t word4(const Byte* w) {
 }
 constexpr uint32_t kTemp = word4("temp");
 constexpr uint32_t kHold = word4("hold");
+constexpr uint32_t kList = word4("list");
+constexpr uint32_t kUnli = word4("unli");
+constexpr uint32_t kSten = word4("sten");
+// "set_": '_' | 0x20 is 0x7f, so the word's head is compared as such.
+constexpr uint32_t kSet_ = word4("set\x7f");
+constexpr uint32_t kConf = word4("conf");
 constexpr uint64_t kTemporar = word4("temp") | static_cast<uint64_t>(word4("orar")) << 32;
 
 bool equals_ci(std::string_view word, std::string_view lower_case) {
@@ -80,11 +86,12 @@ std::string pins_to_string(uint8_t pins) {
   return out;
 }
 
-bool may_hold_state(std::string_view sql) {
+uint8_t scan_words(std::string_view sql) {
   // One pass over the identifiers (words): this runs on every simple query
   // and Parse in transaction mode, so it compares words as integers. c | 0x20
   // is the lower case of a letter and equals a lower-case letter only for
-  // that letter in either case.
+  // that letter in either case ('_' | 0x20 is 0x7f, which no letter gives).
+  uint8_t found = 0;
   const auto* p = reinterpret_cast<const unsigned char*>(sql.data());
   const auto* const end = p + sql.size();
   while (p < end) {
@@ -95,20 +102,34 @@ bool may_hold_state(std::string_view sql) {
     const auto* const word = p;
     while (p < end && kIdent[*p]) ++p;
     const auto len = static_cast<size_t>(p - word);
+    if (len < 4) continue;
+    const uint32_t head = word4(word) | 0x20202020u;
     if (len == 4) {
-      const uint32_t v = word4(word) | 0x20202020u;
-      if (v == kTemp || v == kHold) return true;
+      if (head == kTemp || head == kHold) found |= kWordState;
+    } else if (len == 6) {
+      if (head == kList && (word[4] | 0x20) == 'e' && (word[5] | 0x20) == 'n') found |= kWordListen;
+    } else if (len == 8) {
+      if (head == kUnli && (word4(word + 4) | 0x20202020u) == kSten) found |= kWordListen;
     } else if (len == 9) {
-      const uint64_t v = word4(word) | static_cast<uint64_t>(word4(word + 4)) << 32;
-      if ((v | 0x2020202020202020ull) == kTemporar && (word[8] | 0x20) == 'y') return true;
+      const uint64_t v = head | static_cast<uint64_t>(word4(word + 4)) << 32;
+      if ((v | 0x2020202020202020ull) == kTemporar && (word[8] | 0x20) == 'y') found |= kWordState;
+    } else if (len == 10) {
+      if (head == kSet_ && (word4(word + 4) | 0x20202020u) == kConf && (word[8] | 0x20) == 'i' &&
+          (word[9] | 0x20) == 'g') {
+        found |= kWordSetConfig;
+      }
     }
     // pg_advisory_lock, pg_try_advisory_lock_shared, ... (and wrappers).
-    if (len >= 9 &&
+    if (len >= 9 && (found & kWordState) == 0 &&
         contains_ci(std::string_view(reinterpret_cast<const char*>(word), len), "advisory_")) {
-      return true;
+      found |= kWordState;
     }
   }
-  return false;
+  return found;
+}
+
+bool may_hold_state(std::string_view sql) {
+  return (scan_words(sql) & kWordState) != 0;
 }
 
 bool tag_may_change_state(std::string_view tag) {

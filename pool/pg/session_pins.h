@@ -33,6 +33,15 @@ inline constexpr int kPgPinKinds = 5;
 // The index of p in 0..kPgPinKinds-1 (metrics arrays).
 [[nodiscard]] int pin_index(PgPin p);
 
+// One pass over a client's SQL text, for the three things sqlmux looks
+// for in it (bits): a word that may make or end pinning state (see
+// may_hold_state), the word LISTEN or UNLISTEN (pool/pg/listen.h), the
+// word set_config (pool/pg/prepared.h find_set_config). Words are compared
+// in any case; quotes and comments are not skipped (a false positive costs
+// one closer look).
+enum : uint8_t { kWordState = 1, kWordListen = 2, kWordSetConfig = 4 };
+[[nodiscard]] uint8_t scan_words(std::string_view sql);
+
 // Whether a client's SQL text may create or end pinning state: it has the
 // word temp or temporary (CREATE TEMP TABLE, SELECT INTO TEMP, DISCARD
 // TEMP) or hold (DECLARE ... WITH HOLD), or advisory_ (pg_advisory_lock,

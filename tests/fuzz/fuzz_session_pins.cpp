@@ -16,6 +16,17 @@ bool ident(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '$' || c >= 0x80;
 }
 
+// Whether `w` occurs in `s` (lower case) as a whole identifier.
+bool has_word(const std::string& s, std::string_view w) {
+  for (size_t at = s.find(w); at != std::string::npos; at = s.find(w, at + 1)) {
+    const bool before = at > 0 && ident(static_cast<unsigned char>(s[at - 1]));
+    const bool after =
+        at + w.size() < s.size() && ident(static_cast<unsigned char>(s[at + w.size()]));
+    if (!before && !after) return true;
+  }
+  return false;
+}
+
 bool reference(std::string s) {
   for (char& c : s) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
@@ -37,6 +48,18 @@ bool reference(std::string s) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
   if (sqlmux::pool::may_hold_state(text) != reference(text)) __builtin_trap();
+  {
+    std::string lower = text;
+    for (char& c : lower) {
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    }
+    const uint8_t words = sqlmux::pool::scan_words(text);
+    const bool listen = has_word(lower, "listen") || has_word(lower, "unlisten");
+    if (((words & sqlmux::pool::kWordListen) != 0) != listen) __builtin_trap();
+    if (((words & sqlmux::pool::kWordSetConfig) != 0) != has_word(lower, "set_config")) {
+      __builtin_trap();
+    }
+  }
   (void)sqlmux::pool::tag_may_change_state(text);
 
   // The text split at NULs as a row of values.

@@ -68,3 +68,18 @@ TEST_CASE("session pins: names", "[pool][pins]") {
   CHECK(sqlmux::pool::pin_index(PgPin::AdvisoryLock) == 3);
   CHECK(kPgPinKinds == 5);
 }
+
+TEST_CASE("session pins: one pass finds state words, LISTEN and set_config", "[pins]") {
+  using sqlmux::pool::kWordListen;
+  using sqlmux::pool::kWordSetConfig;
+  using sqlmux::pool::kWordState;
+  using sqlmux::pool::scan_words;
+  CHECK(scan_words("SELECT abalance FROM pgbench_accounts WHERE aid = 1") == 0);
+  CHECK(scan_words("LISTEN jobs") == kWordListen);
+  CHECK(scan_words("unlisten *") == kWordListen);
+  CHECK(scan_words("SELECT pg_catalog.SET_CONFIG('a', 'b', false)") == kWordSetConfig);
+  CHECK(scan_words("CREATE TEMP TABLE t(x int); LISTEN x") == (kWordState | kWordListen));
+  CHECK(scan_words("SELECT listener, my_set_config, set_configs, listens") == 0);
+  CHECK(scan_words("SELECT pg_advisory_lock(1), set_config('x', '1', false)") ==
+        (kWordState | kWordSetConfig));
+}
