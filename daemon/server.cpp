@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include <prometheus/exposer.h>
+#include <prometheus/text_serializer.h>
 
 #include "daemon/compose.h"
 #include "daemon/core/log.h"
@@ -229,6 +229,7 @@ int Server::run() {
   health_->configure(cfg);
   LOG_INFO("sqlmux started: %d worker(s), %zu pool(s), %zu user(s)", n, cfg.pools.size(),
            cfg.users.size());
+  started_ = true;
   sd::notify_ready(last_status_ = ready_status);
   if (sd::notify_enabled()) {
     uv_timer_start(&status_timer_, &Server::on_status_tick, kStatusTickMs, kStatusTickMs);
@@ -237,7 +238,7 @@ int Server::run() {
   uv_run(&loop_, UV_RUN_DEFAULT);
   workers_.for_each([](Worker& w) { w.join(); });
   close_listeners();
-  exposer_.reset();
+  if (http_) http_->stop();
   uv_loop_close(&loop_);
   for (const auto& p : unix_paths_) ::unlink(p.c_str());
   LOG_INFO("sqlmux stopped");
@@ -283,16 +284,37 @@ void Server::close_listeners() {
 }
 
 bool Server::start_metrics() {
-  const std::string& addr = config().metrics->listen.text;
-  try {
-    exposer_ = std::make_unique<prometheus::Exposer>(addr, 1);
-  } catch (const std::exception& e) {
-    LOG_ERROR("metrics: cannot listen on %s: %s", addr.c_str(), e.what());
+  const config::Address& addr = config().metrics->listen;
+  HttpEndpoint::Handlers h;
+  h.metrics = [this] { return prometheus::TextSerializer().Serialize(metrics_->Collect()); };
+  h.ready = [this] { return readiness(); };
+  http_ = std::make_unique<HttpEndpoint>();
+  std::string err;
+  if (!http_->start(addr, std::move(h), err)) {
+    LOG_ERROR("metrics: cannot listen on %s: %s", addr.text.c_str(), err.c_str());
+    http_.reset();
     return false;
   }
-  exposer_->RegisterCollectable(metrics_);
-  LOG_INFO("metrics on http://%s/metrics", addr.c_str());
+  LOG_INFO("metrics on http://%s/metrics (also /healthz, /readyz)", addr.text.c_str());
   return true;
+}
+
+std::pair<bool, std::string> Server::readiness() {
+  if (shutting_down_.load()) return {false, "shutting down"};
+  if (!started_.load()) return {false, "starting"};
+  const config::Config& c = config();
+  for (const auto& pc : c.pools) {
+    bool usable = pc.backends.empty();
+    for (const auto& b : pc.backends) {
+      const HostStatus* h = hosts_.find(b.address.text);
+      usable = usable || h == nullptr || h->health() != pool::Health::Down;
+    }
+    if (!usable) {
+      return {false, "pool " + std::string(config::to_string(pc.protocol)) + ":" + pc.name +
+                         ": every backend host is down"};
+    }
+  }
+  return {true, ""};
 }
 
 void Server::on_signal(uv_signal_t* h, int signum) {

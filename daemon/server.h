@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "config/config.h"
@@ -20,10 +21,7 @@
 #include "daemon/core/worker.h"
 #include "daemon/net/tls.h"
 #include "daemon/ops/hosts.h"
-
-namespace prometheus {
-class Exposer;
-}
+#include "daemon/ops/http_endpoint.h"
 
 namespace sqlmux {
 
@@ -104,9 +102,13 @@ class Server final : public Control {
   int signals_seen_ = 0;
   std::vector<int> listen_fds_;
   std::vector<std::string> unix_paths_;
-  // Last: the exposer (and its scrapes) end before anything they read.
+  // Last: the HTTP endpoint (and its scrapes) end before anything they read.
   std::shared_ptr<Metrics> metrics_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<HttpEndpoint> http_;  // [metrics]: /metrics, /healthz, /readyz
+  std::atomic<bool> started_{false};    // workers running, listeners open
+  // /readyz: taking clients (started, not shutting down, every pool with a
+  // backend host its health checks do not call down); else why not.
+  [[nodiscard]] std::pair<bool, std::string> readiness();
 };
 
 }  // namespace sqlmux

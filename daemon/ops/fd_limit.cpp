@@ -12,7 +12,7 @@
 namespace sqlmux::fd_limit {
 
 namespace {
-// stdio, the main loop and its signal pipe, the metrics exposer's threads,
+// stdio, the main loop and its signal pipe, the metrics endpoint's thread,
 // a log file, libpq's and Connector/C's transient sockets (cancel requests).
 constexpr uint64_t kFixedOverhead = 32;
 // Per worker: its loop's epoll and wakeup descriptors, the spare descriptor

@@ -4,7 +4,7 @@
 // has exactly one writer, the worker thread that owns it, which updates it
 // with a relaxed load and a relaxed store (no lock-prefixed read-modify-
 // write). A pool owns one PoolStats per worker; a worker owns one
-// WorkerStats. The exposer's thread reads them with relaxed loads and folds
+// WorkerStats. The metrics endpoint's thread reads them with relaxed loads and folds
 // the per-worker values into Prometheus families at scrape time (Collect()).
 // Registration (a pool created, a worker started) takes a mutex, never on
 // the per-query path.
@@ -154,7 +154,7 @@ struct PoolLabels {
 
 namespace sqlmux {
 
-// The Collectable the exposer scrapes.
+// The Collectable the metrics endpoint scrapes (daemon/ops/http_endpoint.h).
 class Metrics : public prometheus::Collectable {
  public:
   // Each pool (and worker) registers once; the stats must outlive scraping.

@@ -7,6 +7,7 @@ family must follow the naming rules."""
 import asyncio
 import math
 import re
+import socket
 import threading
 import time
 import urllib.request
@@ -18,7 +19,8 @@ from harness import *
 NAME_RE = re.compile(r"^sqlmux_[a-z0-9_]+$")
 LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
-# prometheus-cpp's exposer adds its own scrape statistics to the endpoint.
+# (prometheus-cpp's exposer, before sqlmux served the endpoint itself, added
+# its own scrape statistics; none are expected now.)
 LIBRARY_PREFIX = "exposer_"
 
 
@@ -403,6 +405,70 @@ def case_backend_down(pg):
         check_rules(wait_for("failure counted", counted))
 
 
+def _http(port, method, path, raw=None):
+    """(status, headers dict, body) of one request on a fresh connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(raw if raw is not None else f"{method} {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        data = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(l.split(": ", 1) for l in lines[1:] if ": " in l)
+    return int(lines[0].split()[1]), headers, body
+
+
+def case_http_endpoints(pg):
+    """GET and HEAD of /metrics, /healthz and /readyz (issues 16, 18):
+    HEAD answers the headers of GET without the body (it was 404);
+    /readyz is 503 with the reason while every backend host of a pool is
+    down by its health checks, and 200 again once one is up; unknown paths
+    404, other methods 405, an oversized request 431."""
+    require_sqlmux("metrics endpoint")
+    port = free_port()
+
+    def tweak(cfg):
+        cfg["metrics"] = {"listen": f"127.0.0.1:{port}"}
+        cfg["health"] = {"interval": "200ms", "timeout": "1s", "fall": 1, "rise": 1, "user": "app",
+                         "password": "apppass"}
+
+    with Sqlmux(pg, mode="transaction", size=2, tweak=tweak) as mux:
+        st, h, body = _http(port, "GET", "/metrics")
+        check_eq(st, 200, "GET /metrics")
+        check(h.get("Content-Type", "").startswith("text/plain; version=0.0.4"), f"content type {h}")
+        check(b"sqlmux_client_connections" in body, "GET /metrics body")
+        st, h, hbody = _http(port, "HEAD", "/metrics")
+        check_eq((st, hbody), (200, b""), "HEAD /metrics: status and no body")
+        check(abs(int(h["Content-Length"]) - len(body)) < 2048, f"HEAD Content-Length {h} vs {len(body)}")
+        check_eq(_http(port, "GET", "/healthz")[0::2], (200, b"ok\n"), "GET /healthz")
+        check_eq(_http(port, "HEAD", "/healthz")[0::2], (200, b""), "HEAD /healthz")
+
+        def ready_is(want):
+            def probe():
+                st, _, body = _http(port, "GET", "/readyz")
+                check_eq(st, want, f"/readyz ({body!r})")
+                return body
+            return probe
+        check_eq(wait_for("ready", ready_is(200)), b"ready\n", "/readyz body")
+        check_eq(_http(port, "GET", "/nope")[0], 404, "unknown path")
+        st, h, _ = _http(port, "POST", "/metrics")
+        check_eq((st, h.get("Allow")), (405, "GET, HEAD"), "POST")
+        check_eq(_http(port, None, None, raw=b"GET /" + b"x" * 9000)[0], 431, "oversized request")
+        check_eq(_http(port, None, None, raw=b"nonsense\r\n\r\n")[0], 400, "malformed request line")
+        pg.stop_server()
+        try:
+            body = wait_for("not ready", ready_is(503))
+            check(b"postgres:appdb: every backend host is down" in body, f"/readyz reason: {body!r}")
+            check_eq(_http(port, "GET", "/healthz")[0], 200, "/healthz while the server is down")
+        finally:
+            pg.start_server()
+        wait_for("ready again", ready_is(200), timeout=15)
+        mux.assert_serving()
+
+
 def case_config_errors(pg):
     """[metrics] listen is validated with file:line:column."""
     require_sqlmux("--check-config")
@@ -453,6 +519,6 @@ def case_config_reloads(pg):
 
 
 if __name__ == "__main__":
-    run_cases(__file__, [case_traffic, case_session_and_statement_modes, case_prepared, case_waiting, case_wait_timeout,
+    run_cases(__file__, [case_http_endpoints, case_traffic, case_session_and_statement_modes, case_prepared, case_waiting, case_wait_timeout,
                          case_backend_down, case_config_errors, case_config_reloads],
               timeout=150)

@@ -1,0 +1,66 @@
+// The operator's HTTP endpoint ([metrics] listen): GET and HEAD of
+// /metrics (the Prometheus text format), /healthz (the process answers)
+// and /readyz (it takes clients: 200, or 503 with the reason). One thread
+// of its own with a libuv loop; each request is answered and its
+// connection closed (HTTP/1.0 and 1.1 clients, Prometheus, kubelet probes,
+// curl). Requests are read up to kMaxRequest bytes and kRequestTimeoutMs.
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "config/config.h"
+
+namespace sqlmux {
+
+class HttpEndpoint {
+ public:
+  struct Handlers {
+    std::function<std::string()> metrics;                 // the /metrics body
+    std::function<std::pair<bool, std::string>()> ready;  // ready? else why not
+  };
+
+  HttpEndpoint() = default;
+  HttpEndpoint(const HttpEndpoint&) = delete;
+  HttpEndpoint& operator=(const HttpEndpoint&) = delete;
+  HttpEndpoint(HttpEndpoint&&) = delete;
+  HttpEndpoint& operator=(HttpEndpoint&&) = delete;
+  ~HttpEndpoint();
+
+  // Binds `addr` (an IP address and port) and starts serving; false with
+  // `error` when it cannot.
+  [[nodiscard]] bool start(const config::Address& addr, Handlers handlers, std::string& error);
+  // Closes the socket and every connection; joins the thread.
+  void stop();
+
+  static constexpr size_t kMaxRequest = 8192;
+  static constexpr uint64_t kRequestTimeoutMs = 10000;
+
+  // The response to one request's head (pure, for tests): status line,
+  // headers and, except for HEAD, the body.
+  [[nodiscard]] static std::string respond(std::string_view request, const Handlers& h);
+
+ private:
+  struct Conn;
+  static void on_connection(uv_stream_t* server, int status);
+  static void on_stop(uv_async_t* a);
+  static void on_sweep(uv_timer_t* t);
+  // Closes a connection; it is unlinked and freed in its close callback.
+  static void close_conn(uv_handle_t* h);
+
+  Handlers handlers_;
+  uv_loop_t loop_{};
+  uv_tcp_t server_{};
+  uv_async_t stop_{};
+  uv_timer_t sweep_{};
+  std::thread thread_;
+  bool running_ = false;
+  Conn* conns_ = nullptr;  // open connections (a list, for the sweep and stop)
+};
+
+}  // namespace sqlmux
