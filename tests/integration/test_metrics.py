@@ -7,6 +7,7 @@ family must follow the naming rules."""
 import asyncio
 import math
 import re
+import signal
 import socket
 import threading
 import time
@@ -467,6 +468,17 @@ def case_http_endpoints(pg):
             pg.start_server()
         wait_for("ready again", ready_is(200), timeout=15)
         mux.assert_serving()
+        # A drain (SIGTERM with a client inside a transaction): 503 first,
+        # while the process still serves that client.
+        c = psycopg2.connect(mux.dsn())
+        c.cursor().execute("SELECT 1")  # BEGIN (psycopg2 opens a transaction)
+        mux.send_signal(signal.SIGTERM)
+        body = wait_for("not ready while draining", ready_is(503))
+        check(b"shutting down" in body, f"/readyz while draining: {body!r}")
+        check_eq(_http(port, "GET", "/healthz")[0], 200, "/healthz while draining")
+        c.commit()
+        c.close()
+        check_eq(mux.wait_exit(20), 0, "exit after the drain")
 
 
 def case_config_errors(pg):
