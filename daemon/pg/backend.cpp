@@ -177,6 +177,7 @@ void PgBackend::link(PgClient* c) {
   listen_matched_ = 0;
   listen_error_ = false;
   listen_end_ = 0;
+  listen_unparsed_ = false;
   pending_changes_ = pool::diff(c->params(), params_);
   for (const auto& l : c->learning()) {
     // Applied from the pool's value, so that the server reports what a
@@ -511,7 +512,9 @@ void PgBackend::relay_to_client() {
       in_.consume(h.total());
       check_state_ = false;
       captured_.clear();
-      run_internal(Internal::StateCheck, {std::string(pool::kStateQuery)});
+      std::vector<std::string> queries{std::string(pool::kStateQuery)};
+      if (listen_unparsed_) queries.emplace_back("SELECT pg_catalog.pg_listening_channels()");
+      run_internal(Internal::StateCheck, queries);
       return;
     }
     const bool done =

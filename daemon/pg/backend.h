@@ -81,6 +81,13 @@ class PgBackend final : public PooledBackend {
   void note_session_state() { session_state_ = true; }
   // Transaction mode: SQL text the client sent; when it may create or end
   // pinning state, the server is asked at the end of the transaction.
+  // LISTEN fan-out: the client's SQL has the word LISTEN where sqlmux
+  // cannot follow it (a DO block, a function's dynamic SQL): the server
+  // says which channels the connection listens on after the transaction.
+  void note_unparsed_listen() {
+    listen_unparsed_ = true;
+    check_state_ = true;
+  }
   // `words`: what pool::scan_words found in it.
   void note_client_words(uint8_t words) {
     if ((words & pool::kWordState) != 0) check_state_ = true;
@@ -181,6 +188,7 @@ class PgBackend final : public PooledBackend {
   size_t listen_matched_ = 0;
   bool listen_error_ = false;
   char listen_end_ = 0;
+  bool listen_unparsed_ = false;  // ask pg_listening_channels() (note_unparsed_listen)
   void note_listen_tag();
   void end_listen_transaction();
 

@@ -82,6 +82,26 @@ void PgBackend::capture_done() {
 }
 
 void PgBackend::state_check_done() {
+  if (listen_unparsed_) {
+    // The rows after the state row: channels this connection listens on
+    // now (committed). In fan-out mode it listened on none before this
+    // client's transaction (or only on the client's own, if pinned): each
+    // is the client's, as if it had run LISTEN.
+    listen_unparsed_ = false;
+    std::vector<pool::ListenOp> ops;
+    for (size_t i = 4; i < captured_.size() && !internal_failed_; ++i) {
+      ops.push_back({pool::ListenOp::Kind::Listen, captured_[i]});
+    }
+    if (captured_.size() > 4) captured_.resize(4);
+    if (!ops.empty()) {
+      dirty_ |= kDirtyListen;
+      if (client_ != nullptr) {
+        LOG_DEBUG("client %" PRIu64 ": listens on %zu channel(s) found after its transaction",
+                  client_->id(), ops.size());
+        client_->listen_committed(ops);
+      }
+    }
+  }
   const std::optional<uint8_t> now =
       internal_failed_ || tx_status_ != 'I' ? std::nullopt : pool::pins_from_row(captured_);
   if (!now) {

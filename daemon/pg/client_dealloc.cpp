@@ -49,7 +49,10 @@ PgClient::Handled PgClient::handle_unnamed_parse(const pg::Header& h, const uint
       }
     }
     unnamed_listen_.clear();
-    if ((words & pool::kWordListen) != 0) (void)pool::encode_listen_ops(query, unnamed_listen_);
+    if ((words & pool::kWordListen) != 0 && pool::encode_listen_ops(query, unnamed_listen_) == 0 &&
+        listen_fanout()) {
+      backend_->note_unparsed_listen();
+    }
     const auto cmd = pool::parse_deallocate(query);
     switch (cmd.kind) {
       case pool::DeallocateCommand::Kind::One:

@@ -111,7 +111,12 @@ PgClient::Handled PgClient::handle_parse(const pg::Header& h, const uint8_t* m, 
   std::string_view query;
   std::vector<uint32_t> types;
   if (!pg::parse_parse(body, name, query, types)) return Handled::Failed;
-  backend_->note_client_words(pool::scan_words(query));
+  const uint8_t words = pool::scan_words(query);
+  backend_->note_client_words(words);
+  if ((words & pool::kWordListen) != 0 && listen_fanout()) {
+    std::string ops;
+    if (pool::encode_listen_ops(query, ops) == 0) backend_->note_unparsed_listen();
+  }
 
   std::string client_name(name);
   if (statements_.find(client_name) != nullptr) {
@@ -303,8 +308,9 @@ PgClient::Handled PgClient::handle_query(const pg::Header& h, const uint8_t* m, 
     if (auto calls = pool::find_set_config(sql); !calls.empty()) backend_->note_set_config(calls);
   }
   std::string listen;
-  if ((words & pool::kWordListen) != 0 && listen_fanout()) {
-    (void)pool::encode_listen_ops(sql, listen);
+  if ((words & pool::kWordListen) != 0 && listen_fanout() &&
+      pool::encode_listen_ops(sql, listen) == 0) {
+    backend_->note_unparsed_listen();  // e.g. EXECUTE 'LISTEN x' in a DO block
   }
   const auto dealloc = pool::parse_deallocate(sql);
   switch (dealloc.kind) {

@@ -120,6 +120,30 @@ def case_tags_and_transactions(pg):
         b.close()
 
 
+def case_listen_in_do_block(pg):
+    """A LISTEN sqlmux cannot read (dynamic SQL in a DO block, simple and
+    extended protocol): the server says which channels the connection
+    listens on after the transaction, and the client gets their
+    notifications as on a direct connection."""
+    with Sqlmux(pg, mode="transaction", size=2) as mux:
+        a, b = p2(mux), p2(mux)
+        a.cursor().execute("DO $$ BEGIN EXECUTE 'LISTEN dyn1'; END $$")
+        b.cursor().execute("NOTIFY dyn1, 'one'")
+        check_eq(drain(a, 1, 5), [("dyn1", "one")], "after LISTEN in a DO block (simple query)")
+        with psycopg.connect(mux.dsn(), autocommit=True) as c:
+            seen = []
+            c.add_notify_handler(lambda n: seen.append((n.channel, n.payload)))
+            c.execute("DO $$ BEGIN PERFORM 1; EXECUTE 'LISTEN dyn2'; END $$")  # extended protocol
+            b.cursor().execute("NOTIFY dyn2, 'two'")
+            deadline = time.monotonic() + 5
+            while not seen and time.monotonic() < deadline:
+                c.execute("SELECT 1")  # lets psycopg read what arrived
+                time.sleep(0.05)
+            check_eq(seen, [("dyn2", "two")], "after LISTEN in a DO block (extended protocol)")
+        a.close()
+        b.close()
+
+
 def case_held_until_transaction_ends(pg):
     """A notification for a client inside a transaction arrives after it
     ends, as from PostgreSQL."""
@@ -397,6 +421,6 @@ def case_listen_pin_option(pg):
 
 
 if __name__ == "__main__":
-    run_cases(__file__, [case_tags_and_transactions, case_held_until_transaction_ends,
+    run_cases(__file__, [case_tags_and_transactions, case_listen_in_do_block, case_held_until_transaction_ends,
                          case_libraries_and_not_pinned, case_fanout_200_listeners,
                          case_listen_connection_killed, case_listen_pin_option], timeout=300)
