@@ -81,6 +81,21 @@ def server_for(pg, needed: int):
         raise HarnessError(f"PostgreSQL with max_connections = {mc}: {e}") from None
 
 
+def sched_cpu_seconds(pid: int | None) -> float | None:
+    """On-CPU seconds of all threads of `pid` from schedstat (ns), a
+    cross-check of the proxy's utime + stime (kept in the JSON)."""
+    if pid is None:
+        return None
+    total = 0
+    for path in glob.glob(f"/proc/{pid}/task/*/schedstat"):
+        try:
+            with open(path) as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / 1e9
+
+
 def postmaster_pid(pg) -> int | None:
     try:
         with open(os.path.join(pg.datadir, "postmaster.pid")) as f:
@@ -90,22 +105,30 @@ def postmaster_pid(pg) -> int | None:
 
 
 def server_cpu_seconds(pg) -> float | None:
-    """utime + stime of the postmaster's children (backends and background
-    processes) that are alive now."""
+    """CPU time of the postmaster's children (backends and background
+    processes) that are alive now: the on-CPU nanoseconds of
+    /proc/PID/schedstat, else utime + stime. Not clock ticks first: each of
+    1,000 backends uses a few ms in a phase, and per-process ticks (10 ms)
+    would make the sum of their differences coarse."""
     pm = postmaster_pid(pg)
     if pm is None:
         return None
-    total = 0
+    total = 0.0
     for path in glob.glob("/proc/[0-9]*/stat"):
         try:
             with open(path) as f:
                 s = f.read()
-        except OSError:
+            fields = s[s.rfind(")") + 2:].split()
+            if int(fields[1]) != pm:  # ppid
+                continue
+            try:
+                with open(path[:-4] + "schedstat") as f:
+                    total += int(f.read().split()[0]) / 1e9
+            except (OSError, ValueError, IndexError):
+                total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        except (OSError, ValueError, IndexError):
             continue
-        fields = s[s.rfind(")") + 2:].split()
-        if int(fields[1]) == pm:  # ppid
-            total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
+    return total
 
 
 class ConnSampler(threading.Thread):
@@ -139,12 +162,35 @@ class ConnSampler(threading.Thread):
         return None if self.error else self.max
 
 
+def app_sessions(pg) -> int:
+    c = pg.connect_super()
+    try:
+        cur = c.cursor()
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (USER,))
+        return cur.fetchone()[0]
+    finally:
+        c.close()
+
+
+def wait_sessions_gone(pg, timeout: float = 30.0) -> int:
+    """After a target's run (its proxy stopped): waits until PostgreSQL has
+    no `app` session left, so the next target starts with every connection
+    slot free and its srv conns count is its own. Returns what is left."""
+    deadline = time.monotonic() + timeout
+    while True:
+        n = app_sessions(pg)
+        if n == 0 or time.monotonic() > deadline:
+            return n
+        time.sleep(0.2)
+
+
 def _conninfo(t: Target) -> str:
     return f"host={t.host} port={t.port} dbname={t.db} user={USER} password={PASSWORD} connect_timeout=30"
 
 
-def _read_line(proc: subprocess.Popen, timeout: float, what: str) -> str | None:
-    """One line from proc's stdout within `timeout` (None: timed out)."""
+def _read_line(proc: subprocess.Popen, timeout: float, what: str, errpath: str | None = None) -> str | None:
+    """One line from proc's stdout within `timeout` (None: timed out). Its
+    stderr is a pipe or the file `errpath`."""
     deadline = time.monotonic() + timeout
     buf = getattr(proc, "_buf", b"")
     while b"\n" not in buf:
@@ -157,7 +203,11 @@ def _read_line(proc: subprocess.Popen, timeout: float, what: str) -> str | None:
             continue
         chunk = os.read(proc.stdout.fileno(), 1 << 20)
         if not chunk:
-            err = proc.stderr.read().decode("utf-8", "replace")[-1500:] if proc.stderr else ""
+            if proc.stderr:
+                err = proc.stderr.read().decode("utf-8", "replace")[-1500:]
+            else:
+                with open(errpath or os.devnull, errors="replace") as f:
+                    err = f.read()[-1500:]
             raise HarnessError(f"{what} exited (rc {proc.wait()}) before reporting:\n{err}")
         buf += chunk
     line, _, rest = buf.partition(b"\n")
@@ -210,20 +260,22 @@ class Listeners:
     def __init__(self, binary: str, target: Target, n: int, procs: int, workdir: str):
         self.procs = []
         self.errfiles = []
+        self.errpaths = []
         self.target = target
         self.n = n
         procs = max(1, min(procs, n))
         for i in range(procs):
             k = n // procs + (1 if i < n % procs else 0)
-            errf = open(os.path.join(workdir, f"notify-listen-{target.name}-{i}.err"), "wb")
+            self.errpaths.append(os.path.join(workdir, f"notify-listen-{target.name}-{i}.err"))
+            errf = open(self.errpaths[-1], "wb")
             self.errfiles.append(errf)
             self.procs.append(subprocess.Popen([binary, "listen", _conninfo(target), CHANNEL, str(k)],
                                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errf))
 
     def wait_ready(self, timeout: float) -> float:
         slowest = 0.0
-        for p in self.procs:
-            line = _read_line(p, timeout, "notify listener")
+        for p, errpath in zip(self.procs, self.errpaths):
+            line = _read_line(p, timeout, "notify listener", errpath)
             if line is None:
                 raise HarnessError(f"{self.target.name}: listeners not connected and listening within {timeout:.0f}s")
             if not line.startswith("READY"):
@@ -245,7 +297,7 @@ class Listeners:
         deadline = time.monotonic() + timeout
         reports = [None] * len(self.procs)
         for i, p in enumerate(self.procs):
-            line = _read_line(p, max(0.0, deadline - time.monotonic()), "notify listener")
+            line = _read_line(p, max(0.0, deadline - time.monotonic()), "notify listener", self.errpaths[i])
             if line is not None:
                 reports[i] = json.loads(line)
         late = [i for i, r in enumerate(reports) if r is None]
@@ -253,7 +305,7 @@ class Listeners:
             self.procs[i].stdin.write(b"stop\n")
             self.procs[i].stdin.flush()
         for i in late:
-            line = _read_line(self.procs[i], 30, "notify listener")
+            line = _read_line(self.procs[i], 30, "notify listener", self.errpaths[i])
             if line is None:
                 raise HarnessError(f"{self.target.name}: a listener process did not report after stop")
             reports[i] = json.loads(line)
@@ -283,6 +335,7 @@ def _phase(binary: str, target: Target, pg, lis: Listeners, phase: int, senders:
     expect = senders * per_sender
     lis.tell(f"phase {phase} {expect}")
     cpu0, scpu0, lcpu0 = cpu_seconds(target.pid), server_cpu_seconds(pg), lis.cpu_seconds()
+    pcpu0 = sched_cpu_seconds(target.pid)
     sender = subprocess.Popen([binary, "send", _conninfo(target), CHANNEL, str(senders), str(per_sender),
                                str(rate), str(phase)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE)
@@ -294,6 +347,7 @@ def _phase(binary: str, target: Target, pg, lis: Listeners, phase: int, senders:
         s = json.loads(line)
         got = lis.collect(grace)
         cpu1, scpu1, lcpu1 = cpu_seconds(target.pid), server_cpu_seconds(pg), lis.cpu_seconds()
+        pcpu1 = sched_cpu_seconds(target.pid)
     finally:
         if sender.poll() is None:
             sender.stdin.close()
@@ -323,6 +377,7 @@ def _phase(binary: str, target: Target, pg, lis: Listeners, phase: int, senders:
     out["proxy_cpu_s"] = round(cpu1 - cpu0, 3) if cpu0 is not None and cpu1 is not None else None
     out["proxy_cpu_s_per_1k_deliveries"] = (cpu1 - cpu0) / d * 1000 if d and out["proxy_cpu_s"] is not None \
         else None
+    out["proxy_cpu_schedstat_s"] = round(pcpu1 - pcpu0, 3) if pcpu0 is not None and pcpu1 is not None else None
     out["server_cpu_s"] = round(scpu1 - scpu0, 3) if scpu0 is not None and scpu1 is not None else None
     out["server_cpu_s_per_1k_deliveries"] = (scpu1 - scpu0) / d * 1000 if d and out["server_cpu_s"] is not None \
         else None
@@ -351,13 +406,15 @@ def run(binary: str, target: Target, pg, *, listeners: int, procs: int, senders:
         rp = _phase(binary, target, pg, lis, 1, senders, per, rate, grace)
         log(f"notify {target.name} rate: {rp['sent']} sent at {rp['sent_per_s']}/s, {rp['delivered']:,} "
             f"delivered, p50 {rp['p50_ms']} ms, p99 {rp['p99_ms']} ms, max {rp['max_ms']} ms, lost {rp['lost']}, "
-            f"dup {rp['dup_or_reordered']}; CPU: proxy {rp['proxy_cpu_s']} s, PostgreSQL {rp['server_cpu_s']} s, "
+            f"dup {rp['dup_or_reordered']}; CPU: proxy {rp['proxy_cpu_s']} s (schedstat "
+            f"{rp['proxy_cpu_schedstat_s']}), PostgreSQL {rp['server_cpu_s']} s, "
             f"listeners {rp['listener_cpu_s']} s")
         per = max(1, count // senders)
         sp = _phase(binary, target, pg, lis, 2, senders, per, 0, max(30.0, per * senders * listeners / 20000))
         log(f"notify {target.name} saturation: {sp['sent']} sent at {sp['sent_per_s']}/s, {sp['delivered']:,} "
             f"delivered in {sp['delivery_span_s']}s = {sp['deliveries_per_s']:,.0f}/s, lost {sp['lost']}, "
-            f"dup {sp['dup_or_reordered']}; CPU: proxy {sp['proxy_cpu_s']} s, PostgreSQL {sp['server_cpu_s']} s, "
+            f"dup {sp['dup_or_reordered']}; CPU: proxy {sp['proxy_cpu_s']} s (schedstat "
+            f"{sp['proxy_cpu_schedstat_s']}), PostgreSQL {sp['server_cpu_s']} s, "
             f"listeners {sp['listener_cpu_s']} s")
     finally:
         lis.close()
@@ -396,7 +453,8 @@ def probe(binary: str, target: Target, pg, *, listeners: int, workdir: str, wait
     res["fatal"] = False
     res["tps"] = None
     if p["delivered"] < p["expected_deliveries"]:
-        res["status"] = (f"n/a: idle listeners get no notifications (probe: {p['delivered']} of "
+        got = "no notifications" if p["delivered"] == 0 else "only some notifications"
+        res["status"] = (f"n/a: idle listeners get {got} (probe: {p['delivered']} of "
                          f"{p['expected_deliveries']} delivered)")
         res["why"] = (f"transaction pooling returns LISTEN's server connection to the pool, and PgBouncer does "
                       f"not pass on notifications that arrive there ({n} listeners, {p['sent']} NOTIFY, "

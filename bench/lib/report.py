@@ -264,7 +264,9 @@ def ratios(runs: list[dict]) -> list[dict]:
     # Runs that could not give a ratio because the other side failed as expected
     for r in runs:
         if r["tool"] == "notify" and str(r.get("status", "")).startswith("n/a"):
-            out.append({"name": f"{r['scenario']}: {shown(r)} {r['status']}: {r.get('why', '')}", "value": None})
+            name = f"{r['scenario']}: {shown(r)} {r['status']}: {r.get('why', '')}"
+            if all(o["name"] != name for o in out):  # the same in every round: once
+                out.append({"name": name, "value": None})
         if r.get("status") == "failed (expected)":
             out.append({"name": f"{r['scenario']}: {shown(r)} failed as expected "
                                 f"(round {r.get('round', 1)}): {error_text(r)}", "value": None})

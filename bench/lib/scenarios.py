@@ -169,9 +169,33 @@ class Runner:
             self.pg = pg
             self.notify_pg_max_connections = pg.max_connections
             try:
-                self._run_rounds(sc, sc.name, listeners)
+                self._run_notify_rounds(sc, listeners)
             finally:
                 self.pg = main_pg
+
+    def _run_notify_rounds(self, sc: Scenario, listeners: int):
+        """Unlike the other scenarios, each target's proxy runs alone: it is
+        started for its run and stopped after it, and the next target waits
+        until PostgreSQL has no `app` session left. PgBouncer in session
+        mode keeps a server connection per listener, and those would
+        otherwise hold PostgreSQL's connection slots (direct could not
+        connect its 1,000 listeners) and be counted as the next target's
+        server connections."""
+        chosen = [t for t in scenario_targets(sc, bool(self.o.baseline_bin)) if wanted(t, self.o.targets)]
+        for rnd in range(1, self.o.rounds + 1):
+            for t in chosen if rnd % 2 == 1 else list(reversed(chosen)):
+                with proxies.targets(self.pg, [t], self.bin, self.settings, self.problems,
+                                     baseline_bin=self.o.baseline_bin,
+                                     session_pool_size=self.session_pool_size) as (tg, failed):
+                    for name, why in failed.items():
+                        self._add({"scenario": sc.name, "round": rnd, "what": sc.what, "tool": sc.tool,
+                                   "target": name, "clients": listeners, "status": f"could not start: {why}",
+                                   "fatal": True, "tps": None})
+                    if t in tg:
+                        self._one(sc, sc.name, listeners, rnd, tg[t])
+                left = notify.wait_sessions_gone(self.pg)
+                if left:
+                    log(f"notify: {left} app sessions still open 30 s after {t}'s run")
 
     def _run_rounds(self, sc: Scenario, name: str, clients: int):
         chosen = [t for t in scenario_targets(sc, bool(self.o.baseline_bin)) if wanted(t, self.o.targets)]
@@ -225,7 +249,6 @@ class Runner:
                                senders=self.o.notify_senders, rate=self.o.notify_rate,
                                duration=self.o.notify_duration, count=self.o.notify_count, workdir=self.workdir)
                 r["postgres_max_connections"] = self.notify_pg_max_connections
-                time.sleep(1.0)  # let the proxy and PostgreSQL close the listeners before the next target
             else:
                 r = idle.run(target, n=clients, window=self.o.idle_window, concurrency=self.o.idle_concurrency,
                              workdir=self.workdir)
