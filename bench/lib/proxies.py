@@ -8,7 +8,8 @@ with the same settings plus a [metrics] table (Prometheus endpoint on);
 "require" on its listener, so clients can only get in over TLS.
 "sqlmux-base" (with --baseline-bin) is a second sqlmux started from another
 binary (the commit before a change) with exactly the sqlmux target's
-settings."""
+settings. "pgbouncer-session" (notify scenario only) is PgBouncer in session
+mode with a server connection per client."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ SQLMUX_TARGETS = ("sqlmux", "sqlmux-metrics", "sqlmux-tls", "sqlmux-base")
 
 @dataclasses.dataclass
 class Target:
-    name: str                      # direct | pgbouncer | sqlmux | sqlmux-metrics | sqlmux-tls | sqlmux-base
+    name: str                      # direct | pgbouncer[-session] | sqlmux | sqlmux-metrics | sqlmux-tls | sqlmux-base
     host: str
     port: int
     db: str = DB
@@ -242,9 +243,12 @@ class PgBouncer:
     *is* pgbouncer: its pid is the one whose CPU and memory we read (runuser
     would fork and leave a PAM session process in between)."""
 
-    def __init__(self, pg, st: ProxySettings):
+    def __init__(self, pg, st: ProxySettings, mode: str = "transaction", pool_size: int | None = None):
         self.pg = pg
         self.st = st
+        self.mode = mode
+        self.pool_size = pool_size or st.pool_size
+        self.name = "pgbouncer" if mode == "transaction" else f"pgbouncer-{mode}"
         self.proc = None
         self.dir = None
         self.host = "127.0.0.1"
@@ -261,8 +265,8 @@ class PgBouncer:
             "unix_socket_dir =",
             "auth_type = scram-sha-256",
             f"auth_file = {self.dir}/userlist.txt",
-            "pool_mode = transaction",
-            f"default_pool_size = {self.st.pool_size}",
+            f"pool_mode = {self.mode}",
+            f"default_pool_size = {self.pool_size}",
             "min_pool_size = 0",
             "reserve_pool_size = 0",
             f"max_client_conn = {self.st.max_client_conn}",
@@ -328,8 +332,8 @@ class PgBouncer:
             with open(os.path.join(self.dir, "daemon.pid"), "w") as f:
                 f.write(str(self.proc.pid))
             if harness.wait_port(self.host, self.port, 10.0, self.proc):
-                log(f"PgBouncer up on {self.host}:{self.port} (pid {self.proc.pid}, "
-                    f"open-file limit {proc_nofile(self.proc.pid)})")
+                log(f"PgBouncer ({self.mode} pooling, pool of {self.pool_size}) up on {self.host}:{self.port} "
+                    f"(pid {self.proc.pid}, open-file limit {proc_nofile(self.proc.pid)})")
                 return
             tail = self.log_tail(30)
             self._kill()
@@ -338,7 +342,7 @@ class PgBouncer:
                                    f"(exit code {self.proc.returncode}):\n{tail}")
 
     def target(self) -> Target:
-        return Target("pgbouncer", self.host, self.port, pid=self.proc.pid, alive=self.running,
+        return Target(self.name, self.host, self.port, pid=self.proc.pid, alive=self.running,
                       log_tail=self.log_tail)
 
     def running(self) -> bool:
@@ -373,8 +377,8 @@ class PgBouncer:
 
 
 @contextlib.contextmanager
-def pgbouncer(pg, st: ProxySettings):
-    with PgBouncer(pg, st) as b:
+def pgbouncer(pg, st: ProxySettings, mode: str = "transaction", pool_size: int | None = None):
+    with PgBouncer(pg, st, mode, pool_size) as b:
         yield b.target()
 
 
@@ -385,11 +389,13 @@ def pgbouncer(pg, st: ProxySettings):
 
 @contextlib.contextmanager
 def targets(pg, names: list[str], sqlmux_bin: str, st: ProxySettings, problems: list,
-            baseline_bin: str | None = None):
+            baseline_bin: str | None = None, session_pool_size: int | None = None):
     """Starts the proxies among `names` (fresh instances for each scenario);
     yields ({name: Target}, {name: why it could not start}). A proxy that
     does not start leaves the others to run. sqlmux-base runs
-    `baseline_bin`, the other sqlmux targets `sqlmux_bin`."""
+    `baseline_bin`, the other sqlmux targets `sqlmux_bin`. pgbouncer-session
+    is PgBouncer in session mode with `session_pool_size` server
+    connections (the notify scenario's reference: one per client)."""
     with contextlib.ExitStack() as stack:
         out, failed = {}, {}
         for name in names:
@@ -398,6 +404,8 @@ def targets(pg, names: list[str], sqlmux_bin: str, st: ProxySettings, problems: 
                     out[name] = direct(pg)
                 elif name == "pgbouncer":
                     out[name] = stack.enter_context(pgbouncer(pg, st))
+                elif name == "pgbouncer-session":
+                    out[name] = stack.enter_context(pgbouncer(pg, st, "session", session_pool_size))
                 elif name == "sqlmux-base":
                     if not baseline_bin:
                         raise HarnessError("sqlmux-base needs --baseline-bin")

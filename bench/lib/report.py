@@ -16,6 +16,7 @@ PGBENCH_SCENARIOS = ("select20", "select200", "prepared200", "connect20")
 METRICS_SCENARIO = "select200_metrics"  # sqlmux-metrics (with [metrics]) vs sqlmux (without)
 TLS_SCENARIO = "select200_tls"  # sqlmux-tls (clients over TLS) vs sqlmux (plaintext)
 BASELINE = "sqlmux-base"  # --baseline-bin: sqlmux vs the same settings from the baseline binary
+NOTIFY_CPU = "server_cpu_s_per_1k_deliveries"  # notify: PostgreSQL's CPU per 1,000 deliveries (rate phase)
 
 
 def _fmt(v, spec: str, dash: str = "-") -> str:
@@ -42,6 +43,17 @@ def error_text(r: dict) -> str:
             parts.append(f"{r['prepared_statement_errors']} prepared-stmt errors")
         if r.get("connection_failures"):
             parts.append(f"{r['connection_failures']} connect failures")
+    elif r["tool"] == "notify":
+        parts = []
+        for k, what in (("lost", "lost"), ("dup_or_reordered", "dup/reordered")):
+            if r.get(k):
+                parts.append(f"{r[k]} {what}")
+        for ph in ("rate_phase", "saturation_phase"):
+            p = r.get(ph) or {}
+            if p.get("send_errors"):
+                parts.append(f"{p['send_errors']} NOTIFY failed ({ph.split('_')[0]})")
+            if p.get("dead_conns"):
+                parts.append(f"{p['dead_conns']} listeners dropped ({ph.split('_')[0]})")
     elif r["tool"] == "sysbench":
         parts = [f"{r['ignored_errors']} ignored (deadlock etc.)"] if r.get("ignored_errors") else []
         if r.get("reconnects"):
@@ -65,7 +77,7 @@ def throughput_table(runs: list[dict], rounds: int) -> str:
         hdr.insert(1, "rnd")
     rows = [hdr]
     for r in runs:
-        if r["tool"] == "idle":
+        if r["tool"] in ("idle", "notify"):
             continue
         row = [r["scenario"], shown(r), str(r["clients"])]
         if str(r.get("status", "")).startswith("skipped"):
@@ -95,6 +107,35 @@ def idle_table(runs: list[dict]) -> str:
                      _fmt(r.get("rss_per_client_kib"), ".2f"), _fmt(r.get("login_cpu_us_per_client"), ",.0f"),
                      _fmt(r.get("idle_cpu_s"), ".2f"), _fmt(r.get("window_s"), ".0f"), error_text(r)])
     return _render(rows, right=set(range(1, 10)), span=2)
+
+
+def notify_table(runs: list[dict], rounds: int) -> str:
+    """The notify scenario: the latency phase (NOTIFY at a fixed rate:
+    p50/p99/max from NOTIFY to delivery, proxy and PostgreSQL CPU per 1,000
+    deliveries) and the saturation phase (deliveries per second)."""
+    rows = [["target", "listeners", "srv conns", "rate/s", "p50 ms", "p99 ms", "max ms", "proxy CPU s/1k",
+             "PG CPU s/1k", "sat. deliveries/s", "sat. proxy CPU s/1k", "lost", "dup", "errors"]]
+    if rounds > 1:
+        rows[0].insert(1, "rnd")
+    for r in runs:
+        if r["tool"] != "notify":
+            continue
+        rp, sp = r.get("rate_phase") or {}, r.get("saturation_phase") or {}
+        row = [shown(r), str(r["clients"])]
+        if r.get("status") not in ("ok", "errors"):
+            row += ["", "", "", "", "", "", "", "", "", "", "", r.get("status", "").splitlines()[0]]
+        else:
+            row += [_fmt(r.get("server_conns"), "d"), _fmt(rp.get("sent_per_s"), ",.0f"),
+                    _fmt(rp.get("p50_ms"), ".3f"), _fmt(rp.get("p99_ms"), ".3f"), _fmt(rp.get("max_ms"), ".1f"),
+                    _fmt(rp.get("proxy_cpu_s_per_1k_deliveries"), ".4f"),
+                    _fmt(rp.get("server_cpu_s_per_1k_deliveries"), ".4f"),
+                    _fmt(sp.get("deliveries_per_s"), ",.0f"), _fmt(sp.get("proxy_cpu_s_per_1k_deliveries"), ".4f"),
+                    _fmt(r.get("lost"), "d"), _fmt(r.get("dup_or_reordered"), "d"), error_text(r)]
+        if rounds > 1:
+            row.insert(1, str(r.get("round", 1)))
+        rows.append(row)
+    off = 1 if rounds > 1 else 0
+    return _render(rows, right=set(range(1 + off, 13 + off)), span=2 + off)
 
 
 def _render(rows: list[list[str]], right: set[int], span: int) -> str:
@@ -139,7 +180,7 @@ def medians(runs: list[dict]) -> dict:
     out = {}
     for key, rs in by.items():
         m = {"_rounds": {r.get("round", 1): r for r in rs}}
-        for metric in (TPS, CPU, MEM, IDLE_CPU, P50, P99):
+        for metric in (TPS, CPU, MEM, IDLE_CPU, P50, P99, NOTIFY_CPU):
             vals = [r[metric] for r in rs if r.get(metric) is not None]
             m[metric] = statistics.median(vals) if vals else None
         out[key] = m
@@ -200,6 +241,21 @@ def ratios(runs: list[dict]) -> list[dict]:
             (f"{sc}: sqlmux/PgBouncer memory per idle client", (sc, "sqlmux"), (sc, "pgbouncer"), MEM),
             (f"{sc}: sqlmux/PgBouncer CPU over the idle window", (sc, "sqlmux"), (sc, "pgbouncer"), IDLE_CPU),
         ]
+    for sc in sorted({r["scenario"] for r in runs if r["tool"] == "notify"}):
+        for other, shown_as in (("sqlmux", "sqlmux"), ("pgbouncer-session", "PgBouncer session")):
+            specs += [
+                (f"{sc}: {shown_as}/direct deliveries per second (saturation)", (sc, other), (sc, "direct"), TPS),
+                (f"{sc}: {shown_as}/direct p50 latency (fixed rate)", (sc, other), (sc, "direct"), P50),
+                (f"{sc}: {shown_as}/direct p99 latency (fixed rate)", (sc, other), (sc, "direct"), P99),
+                (f"{sc}: {shown_as}/direct PostgreSQL CPU per 1k deliveries", (sc, other), (sc, "direct"),
+                 NOTIFY_CPU),
+            ]
+        specs += [
+            (f"{sc}: sqlmux/PgBouncer session deliveries per second", (sc, "sqlmux"), (sc, "pgbouncer-session"),
+             TPS),
+            (f"{sc}: sqlmux/PgBouncer session proxy CPU per 1k deliveries", (sc, "sqlmux"),
+             (sc, "pgbouncer-session"), CPU),
+        ]
     out = []
     for label, num, den, metric in specs:
         r = _ratio(med, num, den, metric)
@@ -207,6 +263,10 @@ def ratios(runs: list[dict]) -> list[dict]:
             out.append({"name": label, "numerator": list(num), "denominator": list(den), "metric": metric, **r})
     # Runs that could not give a ratio because the other side failed as expected
     for r in runs:
+        if r["tool"] == "notify" and str(r.get("status", "")).startswith("n/a"):
+            name = f"{r['scenario']}: {shown(r)} {r['status']}: {r.get('why', '')}"
+            if all(o["name"] != name for o in out):  # the same in every round: once
+                out.append({"name": name, "value": None})
         if r.get("status") == "failed (expected)":
             out.append({"name": f"{r['scenario']}: {shown(r)} failed as expected "
                                 f"(round {r.get('round', 1)}): {error_text(r)}", "value": None})
@@ -240,8 +300,8 @@ def write_json(path: str, doc: dict):
     os.replace(tmp, path)
 
 
-COLORS = {"direct": "#7f8c8d", "pgbouncer": "#2980b9", "sqlmux": "#c0392b", "sqlmux-base": "#e6a09a",
-          "sqlmux-metrics": "#e67e22", "sqlmux-tls": "#8e44ad"}
+COLORS = {"direct": "#7f8c8d", "pgbouncer": "#2980b9", "pgbouncer-session": "#5dade2", "sqlmux": "#c0392b",
+          "sqlmux-base": "#e6a09a", "sqlmux-metrics": "#e67e22", "sqlmux-tls": "#8e44ad"}
 
 
 def write_svg(path: str, runs: list[dict], title: str):
@@ -256,7 +316,8 @@ def write_svg(path: str, runs: list[dict], title: str):
             scenarios.append(r["scenario"])
     for sc in scenarios:
         is_idle = any(r["tool"] == "idle" and r["scenario"] == sc for r in runs)
-        metric, unit = (MEM, "KiB/client") if is_idle else (TPS, "tps")
+        is_notify = any(r["tool"] == "notify" and r["scenario"] == sc for r in runs)
+        metric, unit = (MEM, "KiB/client") if is_idle else (TPS, "deliveries/s" if is_notify else "tps")
         bars = []
         for tgt in COLORS:
             m = med.get((sc, tgt))

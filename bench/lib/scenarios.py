@@ -10,6 +10,7 @@ import time
 import traceback
 
 import idle
+import notify
 import pgbench
 import proxies
 import sysbench
@@ -19,8 +20,8 @@ from env import HarnessError, log
 @dataclasses.dataclass
 class Scenario:
     name: str
-    tool: str                      # pgbench | sysbench | idle
-    targets: list[str]             # direct | pgbouncer | sqlmux | sqlmux-metrics | sqlmux-tls | mysql-*
+    tool: str                      # pgbench | sysbench | idle | notify
+    targets: list[str]             # direct | pgbouncer[-session] | sqlmux | sqlmux-metrics | sqlmux-tls | mysql-*
     what: str
     clients: int = 20
     smoke_clients: int | None = None   # fewer clients in --smoke where the point is plumbing
@@ -59,6 +60,12 @@ SCENARIOS = [
              test="oltp_read_write"),
     Scenario("idle", "idle", ["pgbouncer", "sqlmux"],
              "idle clients after startup + SCRAM login: memory per client, CPU while idle"),
+    # LISTEN/NOTIFY fan-out (issue 14): 1,000 listeners on one channel, 4
+    # senders; latency at a fixed rate, deliveries per second flat out.
+    # PgBouncer in transaction mode cannot deliver to idle clients (probed,
+    # n/a); in session mode it needs a server connection per listener.
+    Scenario("notify1000", "notify", ["direct", "sqlmux", "pgbouncer-session", "pgbouncer"],
+             "LISTEN/NOTIFY fan-out: 1,000 listeners on one channel, NOTIFY to delivery", 1000, smoke_clients=50),
 ]
 
 ALIASES = {
@@ -69,6 +76,7 @@ ALIASES = {
     "connect": ["connect20"],
     "metrics": ["select200_metrics"],
     "tls": ["select200_tls"],
+    "notify": ["notify1000"],
 }
 
 
@@ -87,8 +95,10 @@ def select(only: str | None) -> list[Scenario]:
 
 def base_target(t: str) -> str:
     """What --targets calls a target: mysql-sqlmux, sqlmux-metrics,
-    sqlmux-tls and sqlmux-base follow sqlmux, mysql-direct follows direct."""
-    return t.removeprefix("mysql-").removesuffix("-metrics").removesuffix("-tls").removesuffix("-base")
+    sqlmux-tls and sqlmux-base follow sqlmux, mysql-direct follows direct,
+    pgbouncer-session follows pgbouncer."""
+    return (t.removeprefix("mysql-").removesuffix("-metrics").removesuffix("-tls").removesuffix("-base")
+            .removesuffix("-session"))
 
 
 def scenario_targets(sc: Scenario, baseline: bool) -> list[str]:
@@ -128,6 +138,9 @@ class Runner:
         self.problems: list[str] = []
         self.connect_allowance: dict[tuple, int] = {}
         self.direct_conn_s_per_client = 0.0
+        self.notify_bin: str | None = None           # notify: the compiled notify_client
+        self.session_pool_size: int | None = None    # notify: pgbouncer-session's pool (a connection per client)
+        self.notify_pg_max_connections: int | None = None
 
     # -- one scenario -------------------------------------------------------
     def run(self, sc: Scenario):
@@ -139,7 +152,50 @@ class Runner:
         clients = sc.smoke_clients if (self.o.smoke and sc.smoke_clients) else sc.clients
         if sc.tool == "sysbench":
             clients = self.o.sysbench_threads
+        if sc.tool == "notify":
+            self._run_notify(sc, self.o.notify_listeners or clients)
+            return
         self._run_rounds(sc, sc.name, clients)
+
+    def _run_notify(self, sc: Scenario, listeners: int):
+        """The notify scenario: its client tool compiled, and a PostgreSQL
+        with room for a connection per listener (direct, PgBouncer in
+        session mode) plus the senders: the run's own if its
+        max_connections allows, else one for this scenario."""
+        self.notify_bin = notify.build_client(self.workdir)
+        self.session_pool_size = listeners + self.o.notify_senders + 10
+        main_pg = self.pg
+        with notify.server_for(main_pg, self.session_pool_size) as pg:
+            self.pg = pg
+            self.notify_pg_max_connections = pg.max_connections
+            try:
+                self._run_notify_rounds(sc, listeners)
+            finally:
+                self.pg = main_pg
+
+    def _run_notify_rounds(self, sc: Scenario, listeners: int):
+        """Unlike the other scenarios, each target's proxy runs alone: it is
+        started for its run and stopped after it, and the next target waits
+        until PostgreSQL has no `app` session left. PgBouncer in session
+        mode keeps a server connection per listener, and those would
+        otherwise hold PostgreSQL's connection slots (direct could not
+        connect its 1,000 listeners) and be counted as the next target's
+        server connections."""
+        chosen = [t for t in scenario_targets(sc, bool(self.o.baseline_bin)) if wanted(t, self.o.targets)]
+        for rnd in range(1, self.o.rounds + 1):
+            for t in chosen if rnd % 2 == 1 else list(reversed(chosen)):
+                with proxies.targets(self.pg, [t], self.bin, self.settings, self.problems,
+                                     baseline_bin=self.o.baseline_bin,
+                                     session_pool_size=self.session_pool_size) as (tg, failed):
+                    for name, why in failed.items():
+                        self._add({"scenario": sc.name, "round": rnd, "what": sc.what, "tool": sc.tool,
+                                   "target": name, "clients": listeners, "status": f"could not start: {why}",
+                                   "fatal": True, "tps": None})
+                    if t in tg:
+                        self._one(sc, sc.name, listeners, rnd, tg[t])
+                left = notify.wait_sessions_gone(self.pg)
+                if left:
+                    log(f"notify: {left} app sessions still open 30 s after {t}'s run")
 
     def _run_rounds(self, sc: Scenario, name: str, clients: int):
         chosen = [t for t in scenario_targets(sc, bool(self.o.baseline_bin)) if wanted(t, self.o.targets)]
@@ -155,7 +211,8 @@ class Runner:
                  else [list(range(1, self.o.rounds + 1))])
         for span in spans if runnable else []:
             with proxies.targets(self.pg, runnable, self.bin, self.settings, self.problems,
-                                 baseline_bin=self.o.baseline_bin) as (tg, failed):
+                                 baseline_bin=self.o.baseline_bin,
+                                 session_pool_size=self.session_pool_size) as (tg, failed):
                 for t, why in failed.items():
                     self._add({"scenario": name, "round": span[0], "what": sc.what, "tool": sc.tool, "target": t,
                                **self._label(t), "clients": clients, "status": f"could not start: {why}",
@@ -184,6 +241,14 @@ class Runner:
             elif sc.tool == "sysbench":
                 r = sysbench.run(target, test=sc.test, threads=clients, duration=self.o.sysbench_duration,
                                  tables=self.o.sysbench_tables, table_size=self.o.sysbench_table_size)
+            elif sc.tool == "notify" and target.name == "pgbouncer":
+                r = notify.probe(self.notify_bin, target, self.pg, listeners=clients, workdir=self.workdir,
+                                 wait=1.0 if self.o.smoke else 3.0)
+            elif sc.tool == "notify":
+                r = notify.run(self.notify_bin, target, self.pg, listeners=clients, procs=self.o.notify_procs,
+                               senders=self.o.notify_senders, rate=self.o.notify_rate,
+                               duration=self.o.notify_duration, count=self.o.notify_count, workdir=self.workdir)
+                r["postgres_max_connections"] = self.notify_pg_max_connections
             else:
                 r = idle.run(target, n=clients, window=self.o.idle_window, concurrency=self.o.idle_concurrency,
                              workdir=self.workdir)
@@ -291,7 +356,7 @@ class Runner:
         line = f"{r['scenario']} r{r.get('round', 1)} {r['target']} ({r['clients']} clients): "
         if str(r.get("status", "")).startswith("skipped"):
             log(line + r["status"])
-        elif r["tool"] != "idle":
+        elif r["tool"] not in ("idle", "notify"):
             log(line + _summary(r))
         if r.get("fatal"):
             msg = f"{r['scenario']} {r['target']} round {r.get('round', 1)}: {r.get('status')}"
