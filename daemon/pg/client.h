@@ -128,6 +128,8 @@ class PgClient final : public PooledClient {
   // connection: sent now when the client is between transactions, else
   // held until its transaction ends (as PostgreSQL delivers them).
   void notify(const std::string& msg);
+  // Around a batch of notifications: one write for all of them.
+  void notify_batch(bool begin);
   // The client's transaction ended (ReadyForQuery 'I' sent): held
   // notifications go out.
   void flush_notifications();
@@ -235,6 +237,7 @@ class PgClient final : public PooledClient {
   // LISTEN/UNLISTEN ops (encoded, pool/pg/listen.h).
   pool::ListenSet listen_;
   int listen_waits_ = 0;
+  bool notify_corked_ = false;
   std::string notify_held_;
   std::string unnamed_listen_;
   std::optional<std::pair<std::string, std::string>> listen_portal_;

@@ -39,9 +39,21 @@ void PgClient::listen_committed(const std::vector<pool::ListenOp>& ops) {
 }
 
 void PgClient::on_listen_ready() {
-  if (listen_waits_ == 0) return;
+  if (listen_waits_ == 0 || closing()) return;  // (close() uncorked it)
   --listen_waits_;
   uncork();
+}
+
+void PgClient::notify_batch(bool begin) {
+  if (begin) {
+    if (!closing()) {
+      cork();
+      notify_corked_ = true;
+    }
+  } else if (notify_corked_) {
+    notify_corked_ = false;
+    if (!closing()) uncork();  // (close() uncorked it)
+  }
 }
 
 void PgClient::notify(const std::string& msg) {

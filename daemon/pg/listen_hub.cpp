@@ -345,14 +345,25 @@ void ListenHub::fan_out() {
   }
   for (auto& [worker, batch] : batches) {
     home_->workers().at(worker).post([pool = pool_, batch = std::move(batch)](Worker& w) {
+      // Each client's notifications of the batch go out in one write.
+      std::unordered_map<uint64_t, PgClient*> clients;
+      for (const auto& [msg, ids] : *batch) {
+        for (uint64_t id : ids) {
+          auto [it, fresh] = clients.try_emplace(id, nullptr);
+          if (fresh && (it->second = pg_client(w, id)) != nullptr) it->second->notify_batch(true);
+        }
+      }
       uint64_t n = 0;
-      for (const auto& [msg, clients] : *batch) {
-        for (uint64_t id : clients) {
-          if (PgClient* c = pg_client(w, id)) {
+      for (const auto& [msg, ids] : *batch) {
+        for (uint64_t id : ids) {
+          if (PgClient* c = clients[id]) {
             c->notify(*msg);
             ++n;
           }
         }
+      }
+      for (auto& [id, c] : clients) {
+        if (c != nullptr) c->notify_batch(false);
       }
       if (metrics::PoolStats* st = pool->stats(w.id())) st->notifications_delivered.add(n);
     });
