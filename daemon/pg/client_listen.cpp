@@ -13,7 +13,7 @@ namespace sqlmux {
 namespace {
 // Notifications a client has not read (held, or queued on its socket)
 // beyond which it is disconnected rather than grow without bound.
-constexpr size_t kMaxNotifyBacklog = 64u * 1024 * 1024;
+constexpr size_t kMaxNotifyBacklog = size_t{64} * 1024 * 1024;
 }  // namespace
 
 bool PgClient::listen_fanout() const {
