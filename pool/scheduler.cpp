@@ -98,6 +98,11 @@ bool Scheduler::obsolete(const Backend& b, size_t closing) const {
          total_ - closing > settings_.size || !host_serves(b.host);
 }
 
+uint64_t Scheduler::oldest_wait_since_ms() const {
+  const int w = oldest_waiting_worker(-1);
+  return w < 0 ? 0 : waiters_[static_cast<size_t>(w)].front().since_ms;
+}
+
 int Scheduler::oldest_waiting_worker(int except) const {
   int best = -1;
   for (size_t i = 0; i < waiters_.size(); ++i) {

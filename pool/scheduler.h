@@ -148,6 +148,8 @@ class Scheduler {
   [[nodiscard]] size_t idle() const;
   [[nodiscard]] size_t idle(int worker) const { return idle_[index(worker)].size(); }
   [[nodiscard]] size_t waiting() const { return waiting_; }
+  // When the longest-waiting client began to wait (0: nobody waits).
+  [[nodiscard]] uint64_t oldest_wait_since_ms() const;
   [[nodiscard]] size_t waiting(int worker) const { return waiters_[index(worker)].size(); }
   [[nodiscard]] int owned(int worker) const { return owned_[index(worker)]; }
   struct HostLoad {

@@ -77,7 +77,11 @@ Pool::Pool(PoolEnv& env, config::PoolConfig cfg, std::string backend_user,
     m->add_pool(
         {this->cfg().name, backend_user_, std::string(config::to_string(this->cfg().protocol)),
          this->cfg().backends.front().address.text},
-        std::move(parts));
+        std::move(parts), [this] {
+          // (Pools live as long as the process: a reload only retires one.)
+          return metrics::PoolGauges{this->cfg().size,
+                                     oldest_wait_seconds(uv_hrtime() / 1'000'000)};
+        });
   }
 }
 
@@ -269,6 +273,12 @@ bool Pool::retry_connect(Worker& w, PooledBackend* failed, uint64_t client_id) {
            failed->address().c_str(), client_id);
   launch(w, client_id, failed->tried_hosts());
   return true;
+}
+
+double Pool::oldest_wait_seconds(uint64_t now_ms) {
+  std::lock_guard<std::mutex> lk(mu_);
+  const uint64_t since = sched_.oldest_wait_since_ms();
+  return since == 0 || now_ms <= since ? 0.0 : static_cast<double>(now_ms - since) / 1000.0;
 }
 
 PoolHost* Pool::pick_host_uncounted() {

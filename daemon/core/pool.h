@@ -110,6 +110,9 @@ class Pool {
     uint32_t waiting = 0;
   };
   [[nodiscard]] Counts counts();
+  // How long the longest-waiting client has waited, at `now_ms` (the
+  // workers' monotonic clock); 0 when nobody waits. Any thread.
+  [[nodiscard]] double oldest_wait_seconds(uint64_t now_ms);
 
   // --- Admin console and reload (any thread unless noted) ---
   void set_config(const config::PoolConfig& cfg);

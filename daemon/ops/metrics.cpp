@@ -1,6 +1,15 @@
 #include "daemon/ops/metrics.h"
 
+#include "version.h"
+
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <tuple>
@@ -120,9 +129,10 @@ void add_gauge(MetricFamily& f, Labels labels, double v) {
 }  // namespace
 
 void Metrics::add_pool(metrics::PoolLabels labels,
-                       std::vector<const metrics::PoolStats*> per_worker) {
+                       std::vector<const metrics::PoolStats*> per_worker,
+                       std::function<metrics::PoolGauges()> gauges) {
   std::lock_guard<std::mutex> lk(mu_);
-  pools_.push_back({std::move(labels), std::move(per_worker)});
+  pools_.push_back({std::move(labels), std::move(per_worker), std::move(gauges)});
 }
 
 void Metrics::add_worker(const metrics::WorkerStats* w) {
@@ -138,6 +148,88 @@ void Metrics::set_host_source(HostSource f) {
   std::lock_guard<std::mutex> lk(mu_);
   hosts_ = std::move(f);
 }
+
+namespace {
+
+// The process collector's standard series (what node and prometheus-cpp
+// users' alert rules and dashboards expect under these names).
+void add_process_metrics(std::vector<MetricFamily>& out) {
+  long open = 0;
+  if (DIR* d = opendir("/proc/self/fd")) {
+    while (const dirent* e = readdir(d)) {
+      if (e->d_name[0] != '.') ++open;
+    }
+    closedir(d);
+    --open;  // the directory's own descriptor
+  }
+  rlimit rl{};
+  const bool have_limit = getrlimit(RLIMIT_NOFILE, &rl) == 0;
+  // /proc/self/stat: after the ")" that ends the command name, fields 3..;
+  // utime 14, stime 15 (ticks), starttime 22 (ticks since boot), rss 24 (pages).
+  double cpu = -1;
+  double start = -1;
+  double rss = -1;
+  if (FILE* f = std::fopen("/proc/self/stat", "r")) {
+    char buf[1024];
+    const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    buf[n] = '\0';
+    if (const char* p = std::strrchr(buf, ')')) {
+      unsigned long long v[23] = {};
+      int got = 0;
+      for (const char* q = p + 2; *q != '\0' && got < 23;) {
+        char* end = nullptr;
+        v[got++] = std::strtoull(q, &end, 10);
+        if (end == q) {  // the state letter
+          ++q;
+        } else {
+          q = end;
+        }
+        while (*q == ' ') ++q;
+      }
+      const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+      if (got >= 22 && tick > 0) {
+        // v[0] is field 3 (state); field k is v[k - 3].
+        cpu = static_cast<double>(v[11] + v[12]) / tick;
+        rss = static_cast<double>(v[21]) * static_cast<double>(sysconf(_SC_PAGESIZE));
+        double boot = -1;
+        if (FILE* s = std::fopen("/proc/stat", "r")) {
+          char line[256];
+          while (std::fgets(line, sizeof line, s) != nullptr) {
+            if (std::strncmp(line, "btime ", 6) == 0) boot = std::strtod(line + 6, nullptr);
+          }
+          std::fclose(s);
+        }
+        if (boot >= 0) start = boot + static_cast<double>(v[19]) / tick;
+      }
+    }
+  }
+  auto one = [&](const char* name, const char* help, MetricType type, double value) {
+    if (value < 0) return;
+    MetricFamily f = family(name, help, type);
+    ClientMetric m;
+    if (type == MetricType::Counter) {
+      m.counter.value = value;
+    } else {
+      m.gauge.value = value;
+    }
+    f.metric.push_back(std::move(m));
+    out.push_back(std::move(f));
+  };
+  one("process_open_fds", "Number of open file descriptors.", MetricType::Gauge,
+      static_cast<double>(open));
+  if (have_limit && rl.rlim_cur != RLIM_INFINITY) {
+    one("process_max_fds", "Maximum number of open file descriptors (soft limit).",
+        MetricType::Gauge, static_cast<double>(rl.rlim_cur));
+  }
+  one("process_resident_memory_bytes", "Resident memory size in bytes.", MetricType::Gauge, rss);
+  one("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
+      MetricType::Counter, cpu);
+  one("process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
+      MetricType::Gauge, start);
+}
+
+}  // namespace
 
 std::vector<MetricFamily> Metrics::Collect() const {
   std::lock_guard<std::mutex> lk(mu_);
@@ -202,6 +294,12 @@ std::vector<MetricFamily> Metrics::Collect() const {
                           MetricType::Counter);
   auto reloads = family("sqlmux_config_reloads_total", "Configuration reloads by result.",
                         MetricType::Counter);
+  auto size = family("sqlmux_pool_size", "The pool's configured size (most server connections).",
+                     MetricType::Gauge);
+  auto oldest = family("sqlmux_pool_oldest_wait_seconds",
+                       "How long the longest-waiting client of the pool has waited so far (0: "
+                       "nobody waits).",
+                       MetricType::Gauge);
   auto pins = family("sqlmux_client_pins_total",
                      "Times a transaction-mode client became pinned to its server connection "
                      "by session state that cannot move, by reason.",
@@ -301,6 +399,11 @@ std::vector<MetricFamily> Metrics::Collect() const {
       add_counter(pins, with(base, "reason", std::string(to_string(static_cast<metrics::Pin>(i)))),
                   pinned[i]);
     }
+    if (p.gauges) {
+      const metrics::PoolGauges g = p.gauges();
+      add_gauge(size, base, g.size);
+      add_gauge(oldest, base, g.oldest_wait_seconds);
+    }
     add_gauge(l_channels, base, static_cast<double>(lch));  // (0 on MySQL pools)
     add_gauge(l_subs, base, static_cast<double>(lsub));
     add_counter(l_delivered, base, ldel);
@@ -346,12 +449,18 @@ std::vector<MetricFamily> Metrics::Collect() const {
   add_counter(reloads, {{"result", "failure"}}, reloads_failed_.load(std::memory_order_relaxed));
 
   std::vector<MetricFamily> out;
-  for (auto* f : {&clients,     &logins,     &servers, &wait,        &tx,     &query,    &tx_total,
-                  &query_total, &c_in,       &c_out,   &s_in,        &s_out,  &attempts, &failures,
-                  &up,          &checks,     &s_err,   &c_err,       &hits,   &misses,   &evictions,
-                  &pins,        &l_channels, &l_subs,  &l_delivered, &l_lost, &reloads}) {
+  for (auto* f :
+       {&clients,     &logins, &servers, &wait,   &tx,        &query,    &tx_total,   &query_total,
+        &c_in,        &c_out,  &s_in,    &s_out,  &attempts,  &failures, &up,         &checks,
+        &s_err,       &c_err,  &hits,    &misses, &evictions, &pins,     &l_channels, &l_subs,
+        &l_delivered, &l_lost, &size,    &oldest, &reloads}) {
     if (!f->metric.empty()) out.push_back(std::move(*f));  // e.g. no health checks
   }
+  MetricFamily build =
+      family("sqlmux_build_info", "1, labelled with the version of sqlmux.", MetricType::Gauge);
+  add_gauge(build, {{"version", SQLMUX_VERSION}}, 1);
+  out.push_back(std::move(build));
+  add_process_metrics(out);
   return out;
 }
 

@@ -143,6 +143,12 @@ struct alignas(64) WorkerStats {
 [[nodiscard]] bool is_client_error(Reason r);
 [[nodiscard]] bool is_server_error(Reason r);
 
+// What a scrape reads of a pool itself.
+struct PoolGauges {
+  uint32_t size = 0;               // the configured size
+  double oldest_wait_seconds = 0;  // the longest-waiting client's wait so far
+};
+
 struct PoolLabels {
   std::string pool;
   std::string user;  // the server login
@@ -158,7 +164,8 @@ namespace sqlmux {
 class Metrics : public prometheus::Collectable {
  public:
   // Each pool (and worker) registers once; the stats must outlive scraping.
-  void add_pool(metrics::PoolLabels labels, std::vector<const metrics::PoolStats*> per_worker);
+  void add_pool(metrics::PoolLabels labels, std::vector<const metrics::PoolStats*> per_worker,
+                std::function<metrics::PoolGauges()> gauges = {});
   void add_worker(const metrics::WorkerStats* w);
   // For the configuration reload (another issue): counts one reload.
   void config_reload(bool ok);
@@ -181,6 +188,7 @@ class Metrics : public prometheus::Collectable {
   struct PoolEntry {
     metrics::PoolLabels labels;
     std::vector<const metrics::PoolStats*> per_worker;
+    std::function<metrics::PoolGauges()> gauges;  // empty in unit tests
   };
   mutable std::mutex mu_;
   std::vector<PoolEntry> pools_;

@@ -20,9 +20,9 @@ from harness import *
 NAME_RE = re.compile(r"^sqlmux_[a-z0-9_]+$")
 LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
-# (prometheus-cpp's exposer, before sqlmux served the endpoint itself, added
-# its own scrape statistics; none are expected now.)
-LIBRARY_PREFIX = "exposer_"
+# The process collector's standard series (process_open_fds, ...) keep their
+# conventional names.
+LIBRARY_PREFIX = "process_"
 
 
 class Scrape:
@@ -112,7 +112,7 @@ def check_rules(s: Scrape):
             continue
         check(NAME_RE.match(name), f"sample name {name!r}")
         for k in labels:
-            check(k in ("pool", "user", "protocol", "backend", "reason", "state", "result", "le"),
+            check(k in ("pool", "user", "protocol", "backend", "reason", "state", "result", "le", "version"),
                   f"{name}: unexpected label {k}")
         if name not in s.types:
             base = re.sub(r"_(bucket|sum|count)$", "", name)
@@ -337,6 +337,9 @@ def case_waiting(pg):
             check_eq(scrape(port).get("sqlmux_client_connections", state="waiting", **POOL), 1, "waiting")
         wait_for("client b waiting", one_waiting)
         time.sleep(0.4)
+        s_mid = scrape(port)
+        check(s_mid.get("sqlmux_pool_oldest_wait_seconds", **POOL) >= 0.4, "oldest waiter's age >= 0.4s")
+        check_eq(s_mid.get("sqlmux_pool_size", **POOL), 1, "pool size")
         a.commit()
         t.join(10)
         check_eq(done.get("v"), 2, "b's query after a's commit")
@@ -346,6 +349,10 @@ def case_waiting(pg):
         check_eq(delta(s0, s1, "sqlmux_client_wait_seconds_bucket", le="0.25", **POOL), 0,
                  "not in the <=0.25s bucket")
         check_eq(s1.get("sqlmux_client_connections", state="waiting", **POOL), 0, "nobody waiting")
+        check_eq(s1.get("sqlmux_pool_oldest_wait_seconds", **POOL), 0, "oldest waiter's age once nobody waits")
+        check_eq(s1.get("sqlmux_build_info"), 1, "sqlmux_build_info")
+        check(s1.get("process_open_fds") > 5 and s1.get("process_resident_memory_bytes") > 1e6,
+              "process collector")
         a.close()
         b.close()
 

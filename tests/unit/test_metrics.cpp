@@ -238,7 +238,8 @@ TEST_CASE("metrics: names and labels follow the Prometheus rules", "[metrics]") 
   m->add_pool(labels("appdb"), {&w0});
   m->add_worker(&ws);
   const auto fs = m->Collect();
-  const std::regex name_re("^sqlmux_[a-z0-9_]+$");
+  // sqlmux's own, and the process collector's standard process_* series.
+  const std::regex name_re("^(sqlmux|process)_[a-z0-9_]+$");
   const std::regex label_re("^[a-z_][a-z0-9_]*$");
   CHECK(fs.size() >= 20);
   for (const auto& f : fs) {
