@@ -26,7 +26,8 @@ SQLMUX_DEPS=(
   python3-asyncpg python3-psycopg python3-psycopg2 python3-aiopg python3-sqlalchemy
   # aiopg imports async_timeout, but Debian's python3-aiopg does not depend on it
   python3-async-timeout
-  # the Kubernetes example is parsed by a test
+  # the Kubernetes example is parsed by a test; promtool checks the alert rules
+  prometheus
   python3-yaml
   # style
   clang-format clang-tidy
