@@ -406,7 +406,8 @@ class Loader {
     const std::string path = "server";
     check_keys(t, path,
                {"workers", "max_client_conn", "log_level", "shutdown_timeout", "auth_failure_limit",
-                "auth_failure_window"});
+                "auth_failure_window", "auth_failure_delay", "auth_failure_max_delay",
+                "max_login_clients_per_address"});
     read_int(t, "workers", path, 0, 256, s.workers);
     read_int(t, "max_client_conn", path, 1, std::numeric_limits<uint32_t>::max(),
              s.max_client_conn);
@@ -419,6 +420,22 @@ class Loader {
       error(*n, child(path, "auth_failure_window"),
             "expected at least 1s, got " + quoted(n->as_string()->get()));
     }
+    read_duration(t, "auth_failure_delay", path, s.auth_failure_delay);
+    read_duration(t, "auth_failure_max_delay", path, s.auth_failure_max_delay);
+    // Below the login timeout (60s), so that a late failure is still answered.
+    if (const toml::node* n = t.get("auth_failure_max_delay");
+        n != nullptr && s.auth_failure_max_delay.count() > 30000) {
+      error(*n, child(path, "auth_failure_max_delay"),
+            "expected at most 30s, got " + quoted(n->as_string()->get()));
+    } else if (const toml::node* d = t.get("auth_failure_delay");
+               d != nullptr && d->as_string() != nullptr &&
+               s.auth_failure_delay > s.auth_failure_max_delay) {
+      error(*d, child(path, "auth_failure_delay"),
+            "expected at most auth_failure_max_delay (" +
+                std::to_string(s.auth_failure_max_delay.count()) + "ms), got " +
+                quoted(d->as_string()->get()));
+    }
+    read_int(t, "max_login_clients_per_address", path, 0, 1000000, s.max_login_clients_per_address);
   }
 
   void read_metrics(const toml::table& t, Config& cfg) {

@@ -153,8 +153,6 @@ class PgClient final : public PooledClient {
   void process_input();
   bool handle_startup();
   bool handle_auth_message();
-  // Refuses the login (FATAL 28000) while its address is rate-limited.
-  bool auth_rate_limited();
   void start_auth();
   void auth_succeeded();
   void auth_failed(std::string_view detail);
