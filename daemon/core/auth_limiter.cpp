@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <random>
 #include <unordered_set>
 
 namespace sqlmux {
@@ -70,8 +71,10 @@ uint64_t AuthLimiter::delay_for(const Policy& p, uint32_t n) {
   return std::min(d >> doublings == p.base_delay_ms ? d : p.max_delay_ms, p.max_delay_ms);
 }
 
-size_t AuthLimiter::set_of(const PeerAddress& a, std::string_view user) {
-  uint64_t h = a.hash();
+AuthLimiter::AuthLimiter() : seed_(std::random_device{}()) {}
+
+size_t AuthLimiter::set_of(const PeerAddress& a, std::string_view user) const {
+  uint64_t h = a.hash() ^ seed_;
   for (char c : user) h = (h ^ static_cast<uint8_t>(c)) * 1099511628211ull;
   return static_cast<size_t>(h % kSets);
 }
@@ -89,13 +92,19 @@ uint64_t AuthLimiter::failed(const PeerAddress& a, std::string_view user, uint64
   }
   if (hit != nullptr && !live(*hit, now_ms, p)) hit->failures = 0;  // forgotten: afresh
   if (hit == nullptr) {
-    for (size_t i = 0; i < kWays; ++i) {  // a free or forgotten entry, else the oldest
+    // A free or forgotten entry, else the one with the fewest failures (the
+    // oldest of those): failures under other user names cannot push out an
+    // entry being delayed and so start its count afresh.
+    for (size_t i = 0; i < kWays; ++i) {
       Entry& e = set[i];
       if (!live(e, now_ms, p)) {
         hit = &e;
         break;
       }
-      if (hit == nullptr || e.last_ms < hit->last_ms) hit = &e;
+      if (hit == nullptr || e.failures < hit->failures ||
+          (e.failures == hit->failures && e.last_ms < hit->last_ms)) {
+        hit = &e;
+      }
     }
     hit->addr = a;
     hit->user.assign(user);

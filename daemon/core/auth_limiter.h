@@ -15,8 +15,9 @@
 // One table shared by all workers (clients of one address land on any
 // worker), under a mutex, touched when a connection is accepted, when a
 // login ends and when one fails, never on the query path. The failure table
-// has a fixed size (set-associative: an (address, user) hashes to one set of
-// kWays entries, the oldest entry of a full set is replaced), so memory stays
+// has a fixed size (set-associative: an (address, user) hashes, with a
+// per-process random seed, to one set of kWays entries; in a full set the
+// entry with the fewest failures is replaced), so memory stays
 // bounded whatever the number of addresses and user names; the counts of
 // logins in progress have one entry per address with a login in progress
 // (bounded by max_client_conn). Times are passed in (milliseconds): the
@@ -57,6 +58,8 @@ class AuthLimiter {
   static constexpr size_t kSets = 512;
   static constexpr size_t kWays = 8;           // 4096 (address, user) pairs tracked at most
   static constexpr size_t kMaxUserBytes = 64;  // longer names are kept cut (one entry)
+
+  AuthLimiter();
 
   struct Policy {
     uint32_t free_failures = 5;  // 0: failures are never delayed
@@ -122,11 +125,12 @@ class AuthLimiter {
   struct AddrHash {
     size_t operator()(const PeerAddress& a) const { return static_cast<size_t>(a.hash()); }
   };
-  [[nodiscard]] static size_t set_of(const PeerAddress& a, std::string_view user);
+  [[nodiscard]] size_t set_of(const PeerAddress& a, std::string_view user) const;
   [[nodiscard]] static bool live(const Entry& e, uint64_t now_ms, const Policy& p) {
     return e.last_ms != 0 && now_ms < e.last_ms + p.forget_ms();
   }
 
+  const uint64_t seed_;  // the sets an attacker's names land in are not predictable
   std::mutex mu_;
   std::array<Entry, kSets * kWays> table_{};
   std::unordered_map<PeerAddress, uint32_t, AddrHash> logins_;

@@ -209,7 +209,7 @@ def case_hostile_clients(pg):
             for n in range(2000):
                 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 s.settimeout(15)
-                # 50 per source address: under max_login_clients_per_address (64).
+                # 50 per source address: under max_login_clients_per_address (100).
                 s.bind((f"127.0.1.{n % 40 + 1}", 0))
                 s.connect((mux.host, mux.port))
                 if n % 2:

@@ -3,6 +3,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <string>
+
 #include "daemon/core/auth_limiter.h"
 
 using sqlmux::AuthLimiter;
@@ -154,4 +156,17 @@ TEST_CASE("auth limiter: bounded table", "[auth_limiter]") {
   }
   CHECK(l.size(10, p) == AuthLimiter::kSets * AuthLimiter::kWays);
   CHECK(l.size(10 + p.forget_ms(), p) == 0);
+}
+
+TEST_CASE("auth limiter: failures under other names do not push out a delayed entry",
+          "[auth_limiter]") {
+  AuthLimiter l;
+  const auto p = policy();
+  const PeerAddress a = v4("10.9.9.9");
+  for (int i = 0; i < 8; ++i) (void)l.failed(a, "victim", 100, p);
+  // Far more (address, user) pairs than the table holds, one failure each.
+  for (uint32_t i = 0; i < 50000; ++i) {
+    (void)l.failed(a, "junk" + std::to_string(i), 200, p);
+  }
+  CHECK(l.failed(a, "victim", 300, p) == 1000);  // its 9th failure: still at the cap
 }
