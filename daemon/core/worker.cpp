@@ -282,10 +282,14 @@ void Worker::admit(Listener& l, int fd, const sockaddr_storage& ss, const Failur
     slot = services_.auth_limiter->login_started(peer, cap, now_ms(), log, suppressed);
     if (!slot) {
       if (log) {
+        const std::string more =
+            suppressed == 0 ? std::string()
+                            : " (" + std::to_string(suppressed) +
+                                  " more refused, from any address, since the last such line)";
         LOG_WARN(
             "refusing a connection from %s: max_login_clients_per_address (%u) logins in "
-            "progress from that address (%" PRIu64 " more refused since the last such line)",
-            peer.text().c_str(), cap, suppressed);
+            "progress from that address%s",
+            peer.text().c_str(), cap, more.c_str());
       }
       refusal = {Reason::TooManyLogins, "too many logins in progress from this address",
                  "sqlmux max_login_clients_per_address (" + std::to_string(cap) + ") reached for " +

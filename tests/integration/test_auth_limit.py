@@ -7,7 +7,8 @@ address. Every right login succeeds at once; the guesses are answered late
 threads / max_delay. Logins in progress per address are capped
 (max_login_clients_per_address): past the cap a new connection from that
 address gets the protocol's too-many-connections error (53300, ERR 1040),
-logged with the address and counted. PostgreSQL and MySQL."""
+logged with the address and counted; a RELOAD that raises the cap applies
+at once and SHOW CONFIG shows the new keys. PostgreSQL and MySQL."""
 
 import socket
 import struct
@@ -178,11 +179,27 @@ def case_pg_guessing_loop(pg):
             finally:
                 r.close()
             mux.assert_serving(what="127.0.0.1 while 127.0.0.3 is at its cap")
-            idle.pop().close()
-            time.sleep(0.3)
+            # A reload raises the cap: the next connection gets in.
+            text = open(mux.config_path).read()
+            check(f"max_login_clients_per_address = {CAP}\n" in text, "the cap in the config file")
+            with open(mux.config_path, "w") as f:
+                f.write(text.replace(f"max_login_clients_per_address = {CAP}\n",
+                                     f"max_login_clients_per_address = {CAP + 1}\n"))
+            c = psycopg2.connect(host="127.0.0.1", port=admin_port, user="admin", password="adminpass",
+                                 dbname="sqlmux")
+            c.autocommit = True
+            with c.cursor() as cur:
+                cur.execute("RELOAD")
+                cur.execute("SHOW CONFIG")
+                cfg = dict(cur.fetchall())
+            c.close()
+            check_eq((cfg.get("server.auth_failure_delay"), cfg.get("server.auth_failure_max_delay"),
+                      cfg.get("server.max_login_clients_per_address")),
+                     ("100ms", f"{int(MAX_DELAY_S * 1000)}ms" if MAX_DELAY_S < 1 else f"{int(MAX_DELAY_S)}s",
+                      str(CAP + 1)), "SHOW CONFIG after RELOAD")
             r = RawPg(mux.host, mux.port, source_address=CAPPED)
             r.startup("app", "appdb", "apppass")
-            check_eq(r.scalar("SELECT 1"), "1", f"a login from {CAPPED} once one of its slots is free")
+            check_eq(r.scalar("SELECT 1"), "1", f"a login from {CAPPED} once RELOAD raised its cap")
             r.terminate()
         finally:
             for s in idle:
@@ -191,7 +208,7 @@ def case_pg_guessing_loop(pg):
         check_eq(got.get("sqlmux_login_refusals_total"), 1.0, "sqlmux_login_refusals_total")
         check_eq(got.get('sqlmux_client_errors_total{reason="too_many_logins"}'), 1.0,
                  "sqlmux_client_errors_total{reason=too_many_logins}")
-        lines = [ln for ln in mux.log_text().splitlines() if "max_login_clients_per_address" in ln]
+        lines = [ln for ln in mux.log_text().splitlines() if "refusing a connection from" in ln]
         check(len(lines) == 1 and CAPPED in lines[0], f"refusal log lines: {lines}")
         log(f"cap: connection {CAP + 1} from {CAPPED} refused with 53300, logged and counted")
 
