@@ -194,7 +194,7 @@ class PgClient final : public PooledClient {
 
   Login login_ = Login::Startup;
   std::optional<Failure> refusal_;  // the core's: told after the startup packet
-  PeerAddress peer_;                // IP address (none for unix sockets): auth rate limiting
+  PeerAddress peer_;                // IP address (none for unix sockets): failed-login delays
   bool sent_ssl_answer_ = false;
   bool welcome_sent_ = false;
   bool counted_ = false;
