@@ -3,6 +3,7 @@
 // The loader walks the parsed TOML tree once, filling a Config and collecting
 // every problem it finds as a ConfigError that points at the offending node.
 #include "config/config.h"
+#include "config/secret.h"
 
 #include <arpa/inet.h>
 #include <toml++/toml.h>
@@ -313,6 +314,47 @@ class Loader {
     return v;
   }
 
+  // A password: `password` itself, or read from `password_file` or the
+  // environment variable `password_env` (exactly one of the three). The
+  // node of the key that gave it, or nullptr (none given, or an error).
+  const toml::node* read_secret(const toml::table& t, const std::string& path, std::string& out) {
+    const toml::node* found = nullptr;
+    std::string_view found_key;
+    for (std::string_view key : {"password", "password_file", "password_env"}) {
+      const toml::node* n = t.get(key);
+      if (n == nullptr) continue;
+      if (found != nullptr) {
+        error(*n, child(path, key),
+              "set together with " + std::string(found_key) +
+                  "; give only one of password, password_file, password_env");
+        return nullptr;
+      }
+      found = n;
+      found_key = key;
+    }
+    if (found == nullptr) return nullptr;
+    std::string text;
+    const auto* v = read_string(t, found_key, path, text);
+    if (v == nullptr) return nullptr;
+    if (found_key == "password") {
+      out = std::move(text);
+      return v;
+    }
+    std::string err;
+    const bool ok = found_key == "password_file" ? read_secret_file(text, out, err)
+                                                 : read_secret_env(text, out, err);
+    if (!ok) {
+      error(*v, child(path, found_key), err);
+      return nullptr;
+    }
+    return v;
+  }
+
+  static bool has_secret(const toml::table& t) {
+    return t.get("password") != nullptr || t.get("password_file") != nullptr ||
+           t.get("password_env") != nullptr;
+  }
+
   const toml::node* read_bool(const toml::table& t, std::string_view key, const std::string& path,
                               bool& out) {
     const toml::node* node = t.get(key);
@@ -406,7 +448,8 @@ class Loader {
     const std::string path = "server";
     check_keys(t, path,
                {"workers", "max_client_conn", "log_level", "shutdown_timeout", "auth_failure_limit",
-                "auth_failure_window"});
+                "auth_failure_window", "auth_failure_delay", "auth_failure_max_delay",
+                "max_login_clients_per_address"});
     read_int(t, "workers", path, 0, 256, s.workers);
     read_int(t, "max_client_conn", path, 1, std::numeric_limits<uint32_t>::max(),
              s.max_client_conn);
@@ -419,6 +462,22 @@ class Loader {
       error(*n, child(path, "auth_failure_window"),
             "expected at least 1s, got " + quoted(n->as_string()->get()));
     }
+    read_duration(t, "auth_failure_delay", path, s.auth_failure_delay);
+    read_duration(t, "auth_failure_max_delay", path, s.auth_failure_max_delay);
+    // Below the login timeout (60s), so that a late failure is still answered.
+    if (const toml::node* n = t.get("auth_failure_max_delay");
+        n != nullptr && s.auth_failure_max_delay.count() > 30000) {
+      error(*n, child(path, "auth_failure_max_delay"),
+            "expected at most 30s, got " + quoted(n->as_string()->get()));
+    } else if (const toml::node* d = t.get("auth_failure_delay");
+               d != nullptr && d->as_string() != nullptr &&
+               s.auth_failure_delay > s.auth_failure_max_delay) {
+      error(*d, child(path, "auth_failure_delay"),
+            "expected at most auth_failure_max_delay (" +
+                std::to_string(s.auth_failure_max_delay.count()) + "ms), got " +
+                quoted(d->as_string()->get()));
+    }
+    read_int(t, "max_login_clients_per_address", path, 0, 1000000, s.max_login_clients_per_address);
   }
 
   void read_metrics(const toml::table& t, Config& cfg) {
@@ -493,7 +552,8 @@ class Loader {
   }
 
   void read_user(const toml::table& t, const std::string& path, Config& cfg) {
-    check_keys(t, path, {"name", "password", "auth", "default_pool"});
+    check_keys(t, path,
+               {"name", "password", "password_file", "password_env", "auth", "default_pool"});
     UserConfig u;
     if (const auto* node = read_string(t, "name", path, u.name, true, /*allow_empty=*/false)) {
       auto [it, fresh] = users_seen_.emplace(u.name, path);
@@ -502,10 +562,11 @@ class Loader {
               "duplicate user " + quoted(u.name) + ", first defined in " + it->second);
       }
     }
-    const auto* password = read_string(t, "password", path, u.password);
+    const toml::node* password = read_secret(t, path, u.password);
     const toml::node* auth = read_enum(t, "auth", path, kAuthMethods, u.auth);
-    if (u.auth != AuthMethod::Trust && t.get("password") == nullptr) {
-      error(t, child(path, "password"), "required key is missing (unless auth = \"trust\")");
+    if (u.auth != AuthMethod::Trust && !has_secret(t)) {
+      error(t, child(path, "password"),
+            "required key is missing (unless auth = \"trust\"; or password_file, password_env)");
     } else if (u.auth != AuthMethod::Trust && password && u.password.empty()) {
       error(*password, child(path, "password"), "must not be empty (unless auth = \"trust\")");
     }
@@ -532,10 +593,27 @@ class Loader {
 
   void read_pool(const toml::table& t, const std::string& path, Config& cfg) {
     check_keys(t, path,
-               {"name", "protocol", "mode", "size", "min_idle", "database", "user", "password",
-                "backends", "route", "query_wait_timeout", "server_idle_timeout", "server_lifetime",
-                "server_connect_timeout", "max_prepared_statements", "server_tls", "server_tls_ca",
-                "session_reconnect", "listen_pin"});
+               {"name",
+                "protocol",
+                "mode",
+                "size",
+                "min_idle",
+                "database",
+                "user",
+                "password",
+                "password_file",
+                "password_env",
+                "backends",
+                "route",
+                "query_wait_timeout",
+                "server_idle_timeout",
+                "server_lifetime",
+                "server_connect_timeout",
+                "max_prepared_statements",
+                "server_tls",
+                "server_tls_ca",
+                "session_reconnect",
+                "listen_pin"});
     PoolConfig p;
     const auto* name = read_string(t, "name", path, p.name, true, /*allow_empty=*/false);
     read_enum(t, "protocol", path, kProtocols, p.protocol);
@@ -564,7 +642,7 @@ class Loader {
     if (read_string(t, "user", path, text, false, /*allow_empty=*/false)) {
       p.user = text;
     }
-    if (const auto* pw = read_string(t, "password", path, text)) {
+    if (const auto* pw = read_secret(t, path, text)) {
       p.password = text;
       if (!p.user) {
         error(*pw, child(path, "password"),
@@ -637,10 +715,12 @@ class Loader {
   // user / password / database of [health] or [health.<protocol>].
   void read_health_login(const toml::table& t, const std::string& path, HealthConfig::Login& out,
                          bool nested) {
-    if (nested) check_keys(t, path, {"user", "password", "database"});
+    if (nested) {
+      check_keys(t, path, {"user", "password", "password_file", "password_env", "database"});
+    }
     std::string text;
     if (read_string(t, "user", path, text, false, /*allow_empty=*/false)) out.user = text;
-    if (const auto* pw = read_string(t, "password", path, text)) {
+    if (const auto* pw = read_secret(t, path, text)) {
       out.password = text;
       if (!out.user)
         error(*pw, child(path, "password"),
@@ -652,8 +732,8 @@ class Loader {
   void read_health(const toml::table& t, Config& cfg) {
     const std::string path = "health";
     check_keys(t, path,
-               {"interval", "timeout", "fall", "rise", "user", "password", "database", "postgres",
-                "mysql"});
+               {"interval", "timeout", "fall", "rise", "user", "password", "password_file",
+                "password_env", "database", "postgres", "mysql"});
     HealthConfig h;
     read_duration(t, "interval", path, h.interval);
     read_duration(t, "timeout", path, h.timeout);

@@ -50,11 +50,16 @@ struct ServerConfig {
   uint32_t max_client_conn = 10000;
   LogLevel log_level = LogLevel::Info;
   Duration shutdown_timeout{30000};  // SIGTERM: how long running transactions may finish
-  // Authentication failures from one client address within
-  // auth_failure_window before that address is refused for the rest of a
-  // window (0 = no limit).
+  // Failed logins (README "Failed logins"): the first auth_failure_limit
+  // failures of one client address and user within auth_failure_window are
+  // answered at once, each later one auth_failure_delay late, doubling up
+  // to auth_failure_max_delay (limit 0 or delay 0: never late).
   uint32_t auth_failure_limit = 5;
   Duration auth_failure_window{10000};
+  Duration auth_failure_delay{200};
+  Duration auth_failure_max_delay{5000};
+  // Connections of one client IP address not yet authenticated (0: no cap).
+  uint32_t max_login_clients_per_address = 100;
 };
 
 struct ListenerConfig {

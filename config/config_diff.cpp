@@ -138,6 +138,12 @@ ConfigDiff diff(const Config& before, const Config& after) {
     d.applied.emplace_back("server.auth_failure_limit");
   if (a.auth_failure_window != b.auth_failure_window)
     d.applied.emplace_back("server.auth_failure_window");
+  if (a.auth_failure_delay != b.auth_failure_delay)
+    d.applied.emplace_back("server.auth_failure_delay");
+  if (a.auth_failure_max_delay != b.auth_failure_max_delay)
+    d.applied.emplace_back("server.auth_failure_max_delay");
+  if (a.max_login_clients_per_address != b.max_login_clients_per_address)
+    d.applied.emplace_back("server.max_login_clients_per_address");
   if (!same_listeners(before.listeners, after.listeners)) d.restart.emplace_back("listener");
   const bool had_admin = before.admin.has_value();
   if (had_admin != after.admin.has_value() ||

@@ -62,6 +62,12 @@ Server::Server(config::Config cfg)
           });
         });
   }
+  if (metrics_) {
+    metrics_->set_auth_source([this] {
+      const auto t = auth_limiter_.totals(uv_hrtime() / 1000000, auth_policy(config().server));
+      return Metrics::AuthSample{t.refused, t.delayed_addresses};
+    });
+  }
   pool_env_.reset(new PoolEnv{hosts_, metrics_.get(), workers_, *protocols_});
   directory_->set_pool_env(pool_env_.get());
   services_.directory = directory_.get();

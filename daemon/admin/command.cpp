@@ -67,6 +67,7 @@ constexpr Spec kSpecs[] = {
     {"SHOW STATS", Verb::ShowStats, Spec::None, ""},
     {"SHOW CONFIG", Verb::ShowConfig, Spec::None, ""},
     {"SHOW VERSION", Verb::ShowVersion, Spec::None, ""},
+    {"SHOW AUTH", Verb::ShowAuth, Spec::None, ""},
     {"PAUSE", Verb::Pause, Spec::Optional, "pool"},
     {"RESUME", Verb::Resume, Spec::Optional, "pool"},
     {"DISABLE", Verb::Disable, Spec::Required, "host"},
@@ -82,7 +83,7 @@ constexpr Spec kSpecs[] = {
 
 std::string_view known_commands() {
   return "SHOW POOLS | SHOW CLIENTS | SHOW SERVERS | SHOW BACKENDS | SHOW STATS | SHOW CONFIG | "
-         "SHOW VERSION | "
+         "SHOW VERSION | SHOW AUTH | "
          "PAUSE [pool] | RESUME [pool] | DISABLE host | ENABLE host | RECONNECT [pool] | "
          "KILL pool | KILL_CLIENT id | RELOAD | SHUTDOWN";
 }
@@ -150,6 +151,7 @@ std::string_view tag(Verb v) {
     case Verb::ShowStats:
     case Verb::ShowConfig:
     case Verb::ShowVersion:
+    case Verb::ShowAuth:
       return "SHOW";
     case Verb::Pause:
       return "PAUSE";

@@ -17,6 +17,7 @@ enum class Verb {
   ShowStats,
   ShowConfig,
   ShowVersion,
+  ShowAuth,    // failed logins per address and user (auth limiter)
   Pause,       // [pool]
   Resume,      // [pool]
   Disable,     // host

@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "daemon/core/auth_limiter.h"
 #include "daemon/core/control.h"
 #include "daemon/core/directory.h"
 #include "daemon/core/log.h"
@@ -24,6 +25,7 @@ namespace {
 constexpr std::string_view kDatabase = "sqlmux";
 constexpr uint32_t kMaxMessage = 64 * 1024;
 constexpr uint64_t kPausePollMs = 50;
+constexpr size_t kShowAuthRows = 50;  // SHOW AUTH: the top (address, user) pairs by failures
 
 using Row = std::vector<std::optional<std::string>>;
 
@@ -48,6 +50,10 @@ std::vector<std::pair<std::string, std::string>> config_rows(const config::Confi
   add("server.shutdown_timeout", duration(cfg.server.shutdown_timeout));
   add("server.auth_failure_limit", std::to_string(cfg.server.auth_failure_limit));
   add("server.auth_failure_window", duration(cfg.server.auth_failure_window));
+  add("server.auth_failure_delay", duration(cfg.server.auth_failure_delay));
+  add("server.auth_failure_max_delay", duration(cfg.server.auth_failure_max_delay));
+  add("server.max_login_clients_per_address",
+      std::to_string(cfg.server.max_login_clients_per_address));
   for (size_t i = 0; i < cfg.listeners.size(); ++i) {
     const std::string p = "listener[" + std::to_string(i) + "].";
     add(p + "protocol", std::string(config::to_string(cfg.listeners[i].protocol)));
@@ -292,6 +298,9 @@ void Session::execute(const Command& cmd) {
       break;
     case Verb::ShowConfig:
       show_config();
+      break;
+    case Verb::ShowAuth:
+      show_auth();
       break;
     case Verb::ShowVersion:
       send_rows({"version"}, {{std::string("sqlmux " SQLMUX_VERSION)}});
@@ -664,6 +673,22 @@ void Session::show_stats() {
   send_rows({"pool", "user", "transactions", "queries", "client_bytes_in", "client_bytes_out",
              "server_bytes_in", "server_bytes_out", "waits", "wait_time_us", "transaction_time_us",
              "query_time_us", "protocol"},
+            rows);
+  send_complete("SHOW");
+}
+
+void Session::show_auth() {
+  // The auth limiter's (address, user) pairs with the most failures within
+  // their window, and the delay each one's next failure would get.
+  const uint64_t now = uv_hrtime() / 1000000;
+  std::vector<Row> rows;
+  for (const AuthLimiter::Row& r :
+       s_.auth_limiter->top(kShowAuthRows, now, auth_policy(s_.directory->config().server))) {
+    rows.push_back({r.addr.text(), r.user, num(r.failures), num(r.last_delay_ms),
+                    num(r.next_delay_ms), num(r.idle_ms), num(r.logins)});
+  }
+  send_rows({"address", "user", "failures", "last_delay_ms", "next_delay_ms", "idle_ms",
+             "logins_in_progress"},
             rows);
   send_complete("SHOW");
 }

@@ -3,7 +3,10 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <cstring>
+#include <random>
+#include <unordered_set>
 
 namespace sqlmux {
 
@@ -17,6 +20,13 @@ std::string PeerAddress::text() const {
     return "local";
   }
   return buf;
+}
+
+uint64_t PeerAddress::hash() const {
+  // FNV-1a over the address bytes.
+  uint64_t h = 1469598103934665603ull ^ family;
+  for (uint8_t b : bytes) h = (h ^ b) * 1099511628211ull;
+  return h;
 }
 
 PeerAddress PeerAddress::from_sockaddr(const sockaddr* sa) {
@@ -45,79 +55,143 @@ PeerAddress PeerAddress::of_socket(int fd) {
   return from_sockaddr(reinterpret_cast<const sockaddr*>(&ss));
 }
 
-size_t AuthLimiter::set_of(const PeerAddress& a) {
-  // FNV-1a over the address bytes.
-  uint64_t h = 1469598103934665603ull ^ a.family;
-  for (uint8_t b : a.bytes) h = (h ^ b) * 1099511628211ull;
+AuthLimiter::Policy auth_policy(const config::ServerConfig& s) {
+  AuthLimiter::Policy p;
+  p.free_failures = s.auth_failure_limit;
+  p.window_ms = static_cast<uint64_t>(s.auth_failure_window.count());
+  p.base_delay_ms = static_cast<uint64_t>(s.auth_failure_delay.count());
+  p.max_delay_ms = static_cast<uint64_t>(s.auth_failure_max_delay.count());
+  return p;
+}
+
+uint64_t AuthLimiter::delay_for(const Policy& p, uint32_t n) {
+  if (p.free_failures == 0 || p.base_delay_ms == 0 || n <= p.free_failures) return 0;
+  const uint32_t doublings = std::min<uint32_t>(n - p.free_failures - 1, 40);
+  const uint64_t d = p.base_delay_ms << doublings;
+  return std::min(d >> doublings == p.base_delay_ms ? d : p.max_delay_ms, p.max_delay_ms);
+}
+
+AuthLimiter::AuthLimiter() : seed_(std::random_device{}()) {}
+
+size_t AuthLimiter::set_of(const PeerAddress& a, std::string_view user) const {
+  uint64_t h = a.hash() ^ seed_;
+  for (char c : user) h = (h ^ static_cast<uint8_t>(c)) * 1099511628211ull;
   return static_cast<size_t>(h % kSets);
 }
 
-bool AuthLimiter::expired(const Entry& e, uint64_t now_ms, uint64_t window_ms) {
-  if (e.window_start == 0) return true;
-  if (e.blocked_until != 0) return now_ms >= e.blocked_until;
-  // Sums, not differences: another worker's loop time may be a little older.
-  return now_ms >= e.window_start + window_ms;
-}
-
-AuthLimiter::Verdict AuthLimiter::check(const PeerAddress& a, uint64_t now_ms, uint64_t& retry_ms) {
-  if (!a.valid() || blocked_.load(std::memory_order_relaxed) == 0) return Verdict::Allow;
-  std::lock_guard lk(mu_);
-  Entry* set = &table_[set_of(a) * kWays];
-  for (size_t i = 0; i < kWays; ++i) {
-    Entry& e = set[i];
-    if (e.window_start == 0 || !(e.addr == a) || e.blocked_until == 0) continue;
-    if (now_ms < e.blocked_until) {
-      retry_ms = e.blocked_until - now_ms;
-      return Verdict::Refuse;
-    }
-    // Cool-down over: the address starts afresh.
-    e = Entry{};
-    blocked_.fetch_sub(1, std::memory_order_relaxed);
-  }
-  return Verdict::Allow;
-}
-
-bool AuthLimiter::failed(const PeerAddress& a, uint64_t now_ms, uint32_t limit,
-                         uint64_t window_ms) {
-  if (!a.valid() || limit == 0) return false;
+uint64_t AuthLimiter::failed(const PeerAddress& a, std::string_view user, uint64_t now_ms,
+                             const Policy& p) {
+  if (!a.valid() || p.free_failures == 0 || p.base_delay_ms == 0) return 0;
   if (now_ms == 0) now_ms = 1;  // 0 marks a free entry
+  user = user.substr(0, kMaxUserBytes);
   std::lock_guard lk(mu_);
-  Entry* set = &table_[set_of(a) * kWays];
+  Entry* set = &table_[set_of(a, user) * kWays];
   Entry* hit = nullptr;
   for (size_t i = 0; i < kWays && hit == nullptr; ++i) {
-    if (set[i].window_start != 0 && set[i].addr == a) hit = &set[i];
+    if (set[i].last_ms != 0 && set[i].addr == a && set[i].user == user) hit = &set[i];
   }
-  Entry* victim = nullptr;  // a free or expired entry, else the oldest
-  for (size_t i = 0; i < kWays && hit == nullptr; ++i) {
-    Entry& e = set[i];
-    if (expired(e, now_ms, window_ms)) {
-      victim = &e;
-      break;
-    }
-    if (victim == nullptr || e.window_start < victim->window_start) victim = &e;
-  }
+  if (hit != nullptr && !live(*hit, now_ms, p)) hit->failures = 0;  // forgotten: afresh
   if (hit == nullptr) {
-    hit = victim;
-    if (hit->blocked_until != 0) blocked_.fetch_sub(1, std::memory_order_relaxed);
-    *hit = Entry{a, now_ms, 0, 0};
-  } else if (hit->blocked_until == 0 && now_ms >= hit->window_start + window_ms) {
-    hit->window_start = now_ms;  // a new window
+    // A free or forgotten entry, else the one with the fewest failures (the
+    // oldest of those): failures under other user names cannot push out an
+    // entry being delayed and so start its count afresh.
+    for (size_t i = 0; i < kWays; ++i) {
+      Entry& e = set[i];
+      if (!live(e, now_ms, p)) {
+        hit = &e;
+        break;
+      }
+      if (hit == nullptr || e.failures < hit->failures ||
+          (e.failures == hit->failures && e.last_ms < hit->last_ms)) {
+        hit = &e;
+      }
+    }
+    hit->addr = a;
+    hit->user.assign(user);
     hit->failures = 0;
-  } else if (hit->blocked_until != 0) {
-    if (now_ms < hit->blocked_until) return false;  // refused logins do not get here
-    blocked_.fetch_sub(1, std::memory_order_relaxed);
-    *hit = Entry{a, now_ms, 0, 0};
   }
-  if (++hit->failures < limit) return false;
-  hit->blocked_until = now_ms + window_ms;
-  blocked_.fetch_add(1, std::memory_order_relaxed);
-  return true;
+  if (hit->failures < UINT32_MAX) ++hit->failures;
+  // Another worker's loop time may be a little older: never backwards.
+  hit->last_ms = std::max(hit->last_ms, now_ms);
+  hit->last_delay_ms = delay_for(p, hit->failures);
+  if (hit->last_delay_ms > 0) {
+    ++delayed_;
+    delay_ms_sum_ += hit->last_delay_ms;
+  }
+  return hit->last_delay_ms;
 }
 
-size_t AuthLimiter::size() {
+bool AuthLimiter::login_started(const PeerAddress& a, uint32_t max, uint64_t now_ms, bool& log,
+                                uint64_t& suppressed) {
+  log = false;
+  suppressed = 0;
+  if (!a.valid()) return true;
+  std::lock_guard lk(mu_);
+  uint32_t& n = logins_[a];
+  if (max == 0 || n < max) {
+    ++n;
+    return true;
+  }
+  ++refused_;
+  if (last_log_ms_ == 0 || now_ms >= last_log_ms_ + 1000) {
+    log = true;
+    suppressed = unlogged_;
+    unlogged_ = 0;
+    last_log_ms_ = now_ms == 0 ? 1 : now_ms;
+  } else {
+    ++unlogged_;
+  }
+  return false;
+}
+
+void AuthLimiter::login_ended(const PeerAddress& a) {
+  if (!a.valid()) return;
+  std::lock_guard lk(mu_);
+  auto it = logins_.find(a);
+  if (it == logins_.end()) return;
+  if (--it->second == 0) logins_.erase(it);
+}
+
+std::vector<AuthLimiter::Row> AuthLimiter::top(size_t n, uint64_t now_ms, const Policy& p) {
+  std::vector<Row> rows;
+  std::lock_guard lk(mu_);
+  for (const Entry& e : table_) {
+    if (!live(e, now_ms, p)) continue;
+    auto it = logins_.find(e.addr);
+    rows.push_back({e.addr, e.user, e.failures, e.last_delay_ms,
+                    delay_for(p, e.failures == UINT32_MAX ? e.failures : e.failures + 1),
+                    now_ms > e.last_ms ? now_ms - e.last_ms : 0,
+                    it == logins_.end() ? 0 : it->second});
+  }
+  std::sort(rows.begin(), rows.end(), [](const Row& x, const Row& y) {
+    if (x.failures != y.failures) return x.failures > y.failures;
+    return x.idle_ms < y.idle_ms;
+  });
+  if (rows.size() > n) rows.resize(n);
+  return rows;
+}
+
+AuthLimiter::Totals AuthLimiter::totals(uint64_t now_ms, const Policy& p) {
+  Totals t;
+  std::unordered_set<PeerAddress, AddrHash> delayed;
+  std::lock_guard lk(mu_);
+  t.refused = refused_;
+  t.delayed = delayed_;
+  t.delay_ms_sum = delay_ms_sum_;
+  for (const Entry& e : table_) {
+    if (!live(e, now_ms, p) || delay_for(p, e.failures + 1) == 0)
+      continue;  // (failures < 2^32 - 1)
+    delayed.insert(e.addr);
+  }
+  t.delayed_addresses = delayed.size();
+  for (const auto& [addr, count] : logins_) t.logins += count;
+  return t;
+}
+
+size_t AuthLimiter::size(uint64_t now_ms, const Policy& p) {
   std::lock_guard lk(mu_);
   size_t n = 0;
-  for (const Entry& e : table_) n += e.window_start != 0 ? 1 : 0;
+  for (const Entry& e : table_) n += live(e, now_ms, p) ? 1 : 0;
   return n;
 }
 

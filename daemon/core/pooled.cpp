@@ -1,6 +1,7 @@
 #include "daemon/core/pooled.h"
 
 #include <cassert>
+#include <cinttypes>
 #include <ctime>
 
 #include "daemon/core/control.h"
@@ -62,6 +63,43 @@ void PooledClient::acquire_backend() {
   acquiring_ = true;
   pool_->acquire(*worker_, *this);
   acquiring_ = false;
+}
+
+void PooledClient::login_failed(const PeerAddress& peer, std::function<void()> answer) {
+  const auto& sc = worker_->directory().config().server;
+  const uint64_t ms = worker_->services().auth_limiter->failed(peer, user_name_, worker_->now_ms(),
+                                                               auth_policy(sc));
+  if (ms == 0 || closing()) {
+    answer();
+    return;
+  }
+  LOG_DEBUG("client %" PRIu64 ": failed login of \"%s\" from %s answered in %" PRIu64 " ms", id_,
+            user_name_.c_str(), peer.text().c_str(), ms);
+  if (metrics::WorkerStats* ws = worker_->stats(); ws != nullptr)
+    ws->auth_delays.observe_ns(ms * 1000000);
+  want_read(false);
+  delayed_answer_ = std::move(answer);
+  if (delay_ == nullptr) {
+    delay_ = new uv_timer_t;
+    uv_timer_init(worker_->loop(), delay_);
+    delay_->data = this;
+  }
+  uv_timer_start(delay_, &PooledClient::on_delay, ms, 0);
+}
+
+void PooledClient::on_delay(uv_timer_t* h) {
+  auto* c = static_cast<PooledClient*>(h->data);
+  c->stop_delay();
+  std::function<void()> answer = std::move(c->delayed_answer_);
+  c->delayed_answer_ = nullptr;
+  if (!c->closing() && answer) answer();
+}
+
+void PooledClient::stop_delay() {
+  if (delay_ == nullptr) return;
+  uv_close(reinterpret_cast<uv_handle_t*>(delay_),
+           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  delay_ = nullptr;
 }
 
 void PooledClient::set_state(ClientState s) {

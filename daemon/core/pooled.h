@@ -7,10 +7,14 @@
 // changed in one function (set_state).
 #pragma once
 
+#include <uv.h>
+
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
+#include "daemon/core/auth_limiter.h"
 #include "daemon/core/failure.h"
 #include "daemon/core/reason.h"
 #include "daemon/net/conn.h"
@@ -62,6 +66,14 @@ class PooledClient : public Conn {
 
   pool::ListNode state_node;
 
+  // A failed login (of `peer` as user_name_) is counted by the auth limiter
+  // and answered by `answer` at once or, past the free failures, after its
+  // delay (README "Failed logins"): meanwhile the client is not read, keeps
+  // its login slot and sees no login timeout; the loop never waits.
+  void login_failed(const PeerAddress& peer, std::function<void()> answer);
+  // A late failure's answer is pending.
+  [[nodiscard]] bool failure_pending() const { return delay_ != nullptr; }
+
  protected:
   friend class Worker;
   void set_state(ClientState s);
@@ -81,6 +93,17 @@ class PooledClient : public Conn {
   uint64_t wait_since_ns_ = 0;
   uint64_t linked_ns_ = 0;  // when a backend was linked; 0 once used
   bool acquiring_ = false;  // inside Pool::acquire()
+
+ private:
+  static void on_delay(uv_timer_t* h);
+  void stop_delay();  // the client is destroyed: the timer is closed
+
+  // The address this client holds a login slot for (AuthLimiter::
+  // login_started); invalid when it holds none. Released by the Worker
+  // when the client leaves Login or is destroyed.
+  PeerAddress login_slot_;
+  uv_timer_t* delay_ = nullptr;  // a late failure's timer; freed by its close callback
+  std::function<void()> delayed_answer_;
 };
 
 class PooledBackend : public Conn {

@@ -31,7 +31,7 @@ enum class Reason {
   AdminRejected,        // a console login that is not allowed
   TlsFailed,            // the TLS handshake or a TLS record failed
   TlsRequired,          // a plaintext client on a client_tls = "require" listener
-  AuthRateLimited,      // a login from an address with too many recent auth failures
+  TooManyLogins,        // max_login_clients_per_address logins in progress from the address
   FdExhausted,          // accepted with the spare descriptor only to be refused: no fd left
   NotificationBacklog,  // the client left too many notifications unread
   Internal,
@@ -87,8 +87,8 @@ enum class Reason {
       return "tls_failed";
     case Reason::TlsRequired:
       return "tls_required";
-    case Reason::AuthRateLimited:
-      return "auth_rate_limited";
+    case Reason::TooManyLogins:
+      return "too_many_logins";
     case Reason::FdExhausted:
       return "fd_exhausted";
     case Reason::NotificationBacklog:

@@ -146,12 +146,19 @@ void Worker::client_created(PooledClient* c) {
 }
 
 void Worker::client_destroyed(PooledClient* c) {
+  c->stop_delay();
+  if (c->login_slot_.valid()) services_.auth_limiter->login_ended(c->login_slot_);
+  c->login_slot_ = {};
   clients_[static_cast<int>(c->state())].remove(c);
   if (stats_ != nullptr) client_state_metrics(c, c->state(), ClientState::Count);
   by_id_.erase(c->id());  // the lifecycle's shutdown timer watches the client count
 }
 
 void Worker::set_client_state(PooledClient* c, ClientState s) {
+  if (s != ClientState::Login && c->login_slot_.valid()) {
+    services_.auth_limiter->login_ended(c->login_slot_);
+    c->login_slot_ = {};
+  }
   clients_[static_cast<int>(c->state())].remove(c);
   clients_[static_cast<int>(s)].push_back(c);
   if (stats_ != nullptr) client_state_metrics(c, c->state(), s);
@@ -265,8 +272,33 @@ void Worker::admit(Listener& l, int fd, const sockaddr_storage& ss, const Failur
     refusal = {Reason::Shutdown, "shutting down", {}};
     refused = &refusal;
   }
-  PooledClient* c = l.make(*this, fd, directory().next_client_id(), refused,
-                           PeerAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss)));
+  const PeerAddress peer = PeerAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss));
+  bool slot = false;
+  if (refused == nullptr && peer.valid()) {
+    // Logins in progress per address (README "Failed logins").
+    const uint32_t cap = directory().config().server.max_login_clients_per_address;
+    bool log = false;
+    uint64_t suppressed = 0;
+    slot = services_.auth_limiter->login_started(peer, cap, now_ms(), log, suppressed);
+    if (!slot) {
+      if (log) {
+        const std::string more =
+            suppressed == 0 ? std::string()
+                            : " (" + std::to_string(suppressed) +
+                                  " more refused, from any address, since the last such line)";
+        LOG_WARN(
+            "refusing a connection from %s: max_login_clients_per_address (%u) logins in "
+            "progress from that address%s",
+            peer.text().c_str(), cap, more.c_str());
+      }
+      refusal = {Reason::TooManyLogins, "too many logins in progress from this address",
+                 "sqlmux max_login_clients_per_address (" + std::to_string(cap) + ") reached for " +
+                     peer.text()};
+      refused = &refusal;
+    }
+  }
+  PooledClient* c = l.make(*this, fd, directory().next_client_id(), refused, peer);
+  if (slot) c->login_slot_ = peer;
   client_created(c);
   if (!c->attach()) {
     LOG_ERROR("cannot poll client socket");

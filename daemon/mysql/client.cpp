@@ -74,6 +74,10 @@ my::ErrorCode refusal_code(const Failure& f, std::string& message) {
       code = my::ErrorCode::ConCountError;
       message = "Too many connections";
       break;
+    case Reason::TooManyLogins:
+      code = my::ErrorCode::ConCountError;
+      message = "Too many connections";
+      break;
     case Reason::Shutdown:
       code = my::ErrorCode::ServerShutdown;
       message = "Server shutdown in progress";
@@ -212,6 +216,7 @@ void MyClient::process_input() {
 
 void MyClient::process_packets() {
   while (!closing() && !in_.empty()) {
+    if (failure_pending()) return;  // a failed login answered late: nothing more is read
     // A command in flight (or waiting for a backend) is answered first;
     // only a LOCAL INFILE file is read meanwhile.
     if (!infile_ && (state_ == ClientState::Waiting || in_flight_ || !pending_.empty())) return;
@@ -590,7 +595,7 @@ void MyClient::fail(const Failure& f) {
 }
 
 void MyClient::check_timeouts(uint64_t now) {
-  if (state_ == ClientState::Login && now - state_since_ > kLoginTimeoutMs) {
+  if (state_ == ClientState::Login && !failure_pending() && now - state_since_ > kLoginTimeoutMs) {
     disconnect(Reason::LoginTimeout, 2, my::ErrorCode::HandshakeError, "Bad handshake: timeout");
   } else if (state_ == ClientState::Waiting && pool_ != nullptr) {
     auto limit = static_cast<uint64_t>(pool_->cfg().query_wait_timeout.count());

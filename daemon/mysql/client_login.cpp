@@ -155,16 +155,15 @@ bool MyClient::check_password(std::string_view plugin, std::string_view response
 }
 
 void MyClient::auth_failed(uint8_t seq) {
-  uint64_t retry = 0;
-  (void)retry;
-  const auto& sc = worker_->directory().config().server;
-  if (sc.auth_failure_limit > 0 && peer_.valid()) {
-    worker_->services().auth_limiter->failed(peer_, worker_->now_ms(), sc.auth_failure_limit,
-                                             static_cast<uint64_t>(sc.auth_failure_window.count()));
-  }
-  disconnect(
-      Reason::AuthFailed, seq, my::ErrorCode::AccessDeniedError,
-      "Access denied for user '" + user_name_ + "'@'" + peer_.text() + "' (using password: YES)");
+  LOG_INFO("mysql client %" PRIu64 ": access denied for user '%s' from %s", id_, user_name_.c_str(),
+           peer_.text().c_str());
+  // Answered at once or late (README "Failed logins"); the client is not
+  // read meanwhile.
+  login_failed(peer_, [this, seq] {
+    disconnect(
+        Reason::AuthFailed, seq, my::ErrorCode::AccessDeniedError,
+        "Access denied for user '" + user_name_ + "'@'" + peer_.text() + "' (using password: YES)");
+  });
 }
 
 void MyClient::auth_succeeded(uint8_t seq) {

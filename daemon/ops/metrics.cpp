@@ -231,6 +231,11 @@ void add_process_metrics(std::vector<MetricFamily>& out) {
 
 }  // namespace
 
+void Metrics::set_auth_source(AuthSource f) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auth_ = std::move(f);
+}
+
 std::vector<MetricFamily> Metrics::Collect() const {
   std::lock_guard<std::mutex> lk(mu_);
   auto clients = family("sqlmux_client_connections",
@@ -432,10 +437,25 @@ std::vector<MetricFamily> Metrics::Collect() const {
     add_counter(checks, {{"backend", c.backend}, {"result", "failed"}}, c.failed);
   }
 
+  auto a_delay = family("sqlmux_auth_failure_delay_seconds",
+                        "How late failed logins were answered (only those answered late: past "
+                        "auth_failure_limit failures of one address and user).",
+                        MetricType::Histogram);
+  auto a_delayed = family("sqlmux_auth_failures_delayed_total", "Failed logins answered late.",
+                          MetricType::Counter);
+  auto a_refused = family("sqlmux_login_refusals_total",
+                          "Connections refused because their address had "
+                          "max_login_clients_per_address logins in progress.",
+                          MetricType::Counter);
+  auto a_addrs =
+      family("sqlmux_auth_delayed_addresses",
+             "Client addresses whose next failed login would be answered late.", MetricType::Gauge);
   int64_t login = 0;
   std::array<uint64_t, metrics::kReasonCount> cerrs{};
+  std::vector<const metrics::Histogram*> delays;
   for (const metrics::WorkerStats* w : workers_) {
     login += w->clients[0].get();
+    delays.push_back(&w->auth_delays);
     for (int i = 0; i < metrics::kReasonCount; ++i) cerrs[i] += w->client_errors[i].get();
   }
   add_gauge(logins, {}, static_cast<double>(login));
@@ -445,15 +465,25 @@ std::vector<MetricFamily> Metrics::Collect() const {
       add_counter(c_err, {{"reason", std::string(to_string(r))}}, cerrs[i]);
     }
   }
+  {
+    ClientMetric m;
+    m.histogram = metrics::fold(delays);
+    add_counter(a_delayed, {}, m.histogram.sample_count);
+    a_delay.metric.push_back(std::move(m));
+    const AuthSample as = auth_ ? auth_() : AuthSample{};
+    add_counter(a_refused, {}, as.refused);
+    add_gauge(a_addrs, {}, static_cast<double>(as.delayed_addresses));
+  }
   add_counter(reloads, {{"result", "success"}}, reloads_ok_.load(std::memory_order_relaxed));
   add_counter(reloads, {{"result", "failure"}}, reloads_failed_.load(std::memory_order_relaxed));
 
   std::vector<MetricFamily> out;
   for (auto* f :
-       {&clients,     &logins, &servers, &wait,   &tx,        &query,    &tx_total,   &query_total,
-        &c_in,        &c_out,  &s_in,    &s_out,  &attempts,  &failures, &up,         &checks,
-        &s_err,       &c_err,  &hits,    &misses, &evictions, &pins,     &l_channels, &l_subs,
-        &l_delivered, &l_lost, &size,    &oldest, &reloads}) {
+       {&clients,     &logins,     &servers,   &wait,        &tx,     &query,    &tx_total,
+        &query_total, &c_in,       &c_out,     &s_in,        &s_out,  &attempts, &failures,
+        &up,          &checks,     &s_err,     &c_err,       &hits,   &misses,   &evictions,
+        &pins,        &l_channels, &l_subs,    &l_delivered, &l_lost, &size,     &oldest,
+        &reloads,     &a_delay,    &a_delayed, &a_refused,   &a_addrs}) {
     if (!f->metric.empty()) out.push_back(std::move(*f));  // e.g. no health checks
   }
   MetricFamily build =

@@ -136,6 +136,7 @@ struct alignas(64) PoolStats {
 struct alignas(64) WorkerStats {
   std::array<Gauge, kClientStates> clients{};  // login (and clients that never got a pool)
   std::array<Counter, kReasonCount> client_errors{};
+  Histogram auth_delays;  // how late failed logins were answered (late ones only)
 };
 
 // Reasons that count as a client error (every reason but a client leaving
@@ -181,6 +182,13 @@ class Metrics : public prometheus::Collectable {
   };
   using HostSource = std::function<void(std::vector<HostSample>&, std::vector<HostChecks>&)>;
   void set_host_source(HostSource f);
+  // The auth limiter's figures (read at scrape time).
+  struct AuthSample {
+    uint64_t refused = 0;            // connections over max_login_clients_per_address
+    uint64_t delayed_addresses = 0;  // addresses whose next failure would be late
+  };
+  using AuthSource = std::function<AuthSample()>;
+  void set_auth_source(AuthSource f);
 
   [[nodiscard]] std::vector<prometheus::MetricFamily> Collect() const override;
 
@@ -194,6 +202,7 @@ class Metrics : public prometheus::Collectable {
   std::vector<PoolEntry> pools_;
   std::vector<const metrics::WorkerStats*> workers_;
   HostSource hosts_;  // under mu_
+  AuthSource auth_;   // under mu_
   std::atomic<uint64_t> reloads_ok_{0};
   std::atomic<uint64_t> reloads_failed_{0};
 };

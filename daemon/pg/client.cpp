@@ -49,6 +49,10 @@ pg::ErrorFields PgClient::refusal_error(const Failure& f) {
       e.sqlstate = std::string(pg::sqlstate::kTooManyConnections);
       e.message = "sorry, too many clients already";
       break;
+    case Reason::TooManyLogins:
+      e.sqlstate = std::string(pg::sqlstate::kTooManyConnections);
+      e.message = f.message;
+      break;
     case Reason::Shutdown:
       e.sqlstate = std::string(pg::sqlstate::kCannotConnectNow);
       e.message = "the database system is shutting down";
@@ -116,6 +120,7 @@ void PgClient::process_input() {
   while (!closing()) {
     switch (state_) {
       case ClientState::Login: {
+        if (failure_pending()) return;  // answered late: nothing more is read
         bool progressed = login_ == Login::Startup ? handle_startup() : handle_auth_message();
         if (!progressed) return;
         continue;
@@ -407,9 +412,8 @@ void PgClient::finish(Reason why) {
   if (metrics::WorkerStats* ws = worker_->stats(); ws != nullptr && metrics::is_client_error(why)) {
     ws->client_errors[static_cast<int>(why)].add();
   }
-  if (why == Reason::AuthRateLimited || why == Reason::FdExhausted) {
-    // Logged once per address and window when the limit is reached; out of
-    // descriptors, by the worker's rate-limited accept line.
+  if (why == Reason::TooManyLogins || why == Reason::FdExhausted) {
+    // Logged by the worker's rate-limited accept lines.
     LOG_DEBUG("client %" PRIu64 " closing: %s", id_, std::string(to_string(why)).c_str());
   } else if (why != Reason::ClientClosed && why != Reason::CancelRequest) {
     LOG_INFO("client %" PRIu64 " closing: %s (user=%s db=%s)", id_,
@@ -447,7 +451,8 @@ void PgClient::check_timeouts(uint64_t now) {
     // Refused anyway: its startup packet is only waited for so long (a
     // client refused for want of descriptors holds the spare one).
     fail_with(refusal_->why, refusal_error(*refusal_));
-  } else if (state_ == ClientState::Login && now - state_since_ > kLoginTimeoutMs) {
+  } else if (state_ == ClientState::Login && !failure_pending() &&
+             now - state_since_ > kLoginTimeoutMs) {
     send_fatal(pg::sqlstate::kProtocolViolation, "login timeout", Reason::LoginTimeout);
   } else if (state_ == ClientState::Waiting && pool_ != nullptr) {
     auto limit = static_cast<uint64_t>(pool_->cfg().query_wait_timeout.count());

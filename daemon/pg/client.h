@@ -155,8 +155,6 @@ class PgClient final : public PooledClient {
   void process_input();
   bool handle_startup();
   bool handle_auth_message();
-  // Refuses the login (FATAL 28000) while its address is rate-limited.
-  bool auth_rate_limited();
   void start_auth();
   void auth_succeeded();
   void auth_failed(std::string_view detail);
@@ -198,7 +196,7 @@ class PgClient final : public PooledClient {
 
   Login login_ = Login::Startup;
   std::optional<Failure> refusal_;  // the core's: told after the startup packet
-  PeerAddress peer_;                // IP address (none for unix sockets): auth rate limiting
+  PeerAddress peer_;                // IP address (none for unix sockets): failed-login delays
   bool sent_ssl_answer_ = false;
   bool welcome_sent_ = false;
   bool counted_ = false;

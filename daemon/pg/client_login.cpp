@@ -159,31 +159,7 @@ bool PgClient::handle_startup() {
     fail_with(refusal_->why, refusal_error(*refusal_));
     return false;
   }
-  if (auth_rate_limited()) return false;
   start_auth();
-  return true;
-}
-
-bool PgClient::auth_rate_limited() {
-  const auto& sc = worker_->directory().config().server;
-  uint64_t retry_ms = 0;
-  if (sc.auth_failure_limit == 0 ||
-      worker_->services().auth_limiter->check(peer_, worker_->now_ms(), retry_ms) ==
-          AuthLimiter::Verdict::Allow) {
-    return false;
-  }
-  // Refused before any password exchange, whoever the user: the answer is
-  // the same for known and unknown users and costs no SCRAM work.
-  LOG_DEBUG("client %" PRIu64 ": login from %s refused: too many authentication failures", id_,
-            peer_.text().c_str());
-  pg::ErrorFields e;
-  e.severity = "FATAL";
-  e.sqlstate = std::string(pg::sqlstate::kInvalidAuthorization);
-  e.message = "too many authentication failures from this address";
-  e.detail = "Logins from " + peer_.text() + " are refused for " +
-             std::to_string((retry_ms + 999) / 1000) + " more second(s).";
-  e.hint = "Try again later with the right password.";
-  fail_with(Reason::AuthRateLimited, e);
   return true;
 }
 
@@ -347,19 +323,16 @@ bool PgClient::handle_auth_message() {
 }
 
 void PgClient::auth_failed(std::string_view detail) {
-  LOG_INFO("client %" PRIu64 ": password authentication failed for user \"%s\" (%.*s)", id_,
-           user_name_.c_str(), static_cast<int>(detail.size()), detail.data());
-  const auto& sc = worker_->directory().config().server;
-  if (worker_->services().auth_limiter->failed(
-          peer_, worker_->now_ms(), sc.auth_failure_limit,
-          static_cast<uint64_t>(sc.auth_failure_window.count()))) {
-    LOG_WARN("%u authentication failures from %s within %lld ms: refusing its logins for %lld ms",
-             sc.auth_failure_limit, peer_.text().c_str(),
-             static_cast<long long>(sc.auth_failure_window.count()),
-             static_cast<long long>(sc.auth_failure_window.count()));
-  }
-  send_fatal(pg::sqlstate::kInvalidPassword,
-             "password authentication failed for user \"" + user_name_ + "\"", Reason::AuthFailed);
+  LOG_INFO("client %" PRIu64 ": password authentication failed for user \"%s\" from %s (%.*s)", id_,
+           user_name_.c_str(), peer_.text().c_str(), static_cast<int>(detail.size()),
+           detail.data());
+  // Answered at once or late (README "Failed logins"); the client is not
+  // read meanwhile.
+  login_failed(peer_, [this] {
+    send_fatal(pg::sqlstate::kInvalidPassword,
+               "password authentication failed for user \"" + user_name_ + "\"",
+               Reason::AuthFailed);
+  });
 }
 
 void PgClient::auth_succeeded() {

@@ -60,7 +60,7 @@ class Console:
         return r
 
 
-def with_console(pg, fn, metrics=False, extra=None, **kw):
+def with_console(pg, fn, metrics=False, extra=None, tweak_extra=None, **kw):
     """Runs fn(mux, Console) on a sqlmux with an admin listener; `extra`
     adds top-level tables to its configuration."""
     port = free_port()
@@ -71,6 +71,8 @@ def with_console(pg, fn, metrics=False, extra=None, **kw):
         cfg["admin"] = {"listen": f"127.0.0.1:{port}", "users": ["admin"]}
         if metrics:
             cfg["metrics"] = {"listen": f"127.0.0.1:{free_port()}"}
+        if tweak_extra:
+            tweak_extra(cfg)
 
     with Sqlmux(pg, tweak=tweak, **kw) as mux:
         check(wait_port("127.0.0.1", port, 5), "admin listener not open")
@@ -571,6 +573,59 @@ def case_shutdown_exits_zero(pg):
         check("SHUTDOWN from the admin console" in mux.log_text(), "shutdown not logged")
 
 
+def case_passwords_from_file_and_env(pg):
+    """password_file / password_env (issue 15): the [[user]] passwords from
+    files (mode 0600), the pool's from the environment. Logins work, SHOW
+    CONFIG masks them, and a RELOAD with a world-readable password file is
+    refused with its file:line:col and changes nothing."""
+    require_sqlmux("password_file and password_env")
+    import tempfile
+    d = tempfile.mkdtemp(prefix="smx-it-secret-")
+    files = {}
+    for name, secret in (("app", "apppass"), ("admin", ADMIN_PASS)):
+        files[name] = os.path.join(d, name)
+        fd = os.open(files[name], os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, (secret + "\n").encode())
+        os.close(fd)
+
+    def tweak(cfg):
+        for u in cfg["user"]:
+            if u["name"] in files:
+                del u["password"]
+                u["password_file"] = files[u["name"]]
+        for p in cfg["pool"]:
+            if "password" in p:
+                del p["password"]
+                p["password_env"] = "SQLMUX_IT_POOL_PASSWORD"
+
+    def body(mux, con):
+        text = open(mux.config_path).read()
+        check("apppass" not in text and ADMIN_PASS not in text, "a password is still in the config file")
+        mux.assert_serving(what="a login checked against a password_file")
+        cfg = {r["key"]: r["value"] for r in con.rows("SHOW CONFIG")}
+        check_eq(cfg.get("user[0].password"), "********", "password_file user masked")
+        check_eq(cfg.get("pool[0].password"), "********", "password_env pool password masked")
+        check(not any(ADMIN_PASS in v or "apppass" in v for v in cfg.values()), "a password leaked in SHOW CONFIG")
+        os.chmod(files["app"], 0o644)
+        try:
+            con.run("RELOAD")
+            fail("RELOAD accepted a world-readable password file")
+        except psycopg2.Error as e:
+            check("is readable by every user (mode 0644)" in (e.diag.message_detail or ""),
+                  f"RELOAD error detail: {e.diag.message_detail}")
+            check(":" in (e.diag.message_detail or "") and "user[0].password_file" in e.diag.message_detail,
+                  f"RELOAD error names the key: {e.diag.message_detail}")
+        mux.assert_serving(what="the old password after the refused RELOAD")
+        log("passwords from a 0600 file and the environment; a 0644 file refused on RELOAD")
+
+    try:
+        with_console(pg, body, env={"SQLMUX_IT_POOL_PASSWORD": "apppass"}, tweak_extra=tweak)
+    finally:
+        for f in files.values():
+            os.remove(f)
+        os.rmdir(d)
+
+
 if __name__ == "__main__":
     run_cases(__file__, [
         case_psql_and_shows_match_reality,
@@ -583,4 +638,5 @@ if __name__ == "__main__":
         case_shutdown_exits_zero,
         case_console_names_pools_by_protocol,
         case_check_config_refuses_a_health_database_for_both_protocols,
+        case_passwords_from_file_and_env,
     ], timeout=200)

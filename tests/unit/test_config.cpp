@@ -59,6 +59,9 @@ log_level = "debug"
 shutdown_timeout = "45s"
 auth_failure_limit = 3
 auth_failure_window = "1m"
+auth_failure_delay = "250ms"
+auth_failure_max_delay = "8s"
+max_login_clients_per_address = 16
 
 [[listener]]
 protocol = "postgres"
@@ -129,6 +132,9 @@ backends = [ { address = "127.0.0.1:3306" } ]
   CHECK(c.server.shutdown_timeout == 45s);
   CHECK(c.server.auth_failure_limit == 3);
   CHECK(c.server.auth_failure_window == 60s);
+  CHECK(c.server.auth_failure_delay == 250ms);
+  CHECK(c.server.auth_failure_max_delay == 8s);
+  CHECK(c.server.max_login_clients_per_address == 16);
 
   REQUIRE(c.listeners.size() == 3);
   CHECK(c.listeners[0].protocol == Protocol::Postgres);
@@ -197,6 +203,9 @@ TEST_CASE("config: defaults", "[config]") {
   CHECK(c.server.shutdown_timeout == 30s);
   CHECK(c.server.auth_failure_limit == 5);
   CHECK(c.server.auth_failure_window == 10s);
+  CHECK(c.server.auth_failure_delay == 200ms);
+  CHECK(c.server.auth_failure_max_delay == 5s);
+  CHECK(c.server.max_login_clients_per_address == 100);
   CHECK(c.users[0].auth == AuthMethod::Default);
   CHECK(c.users[0].default_pool.empty());
   const PoolConfig& p = c.pools[0];
@@ -271,6 +280,18 @@ TEST_CASE("config: single errors with key path and position", "[config]") {
        "server.auth_failure_limit", 2, "expected 0 to 1000000"},
       {"auth_failure_window too short", "[server]\nauth_failure_window = \"500ms\"\n" + kListener,
        "server.auth_failure_window", 2, "expected at least 1s, got \"500ms\""},
+      {"auth_failure_max_delay too long",
+       "[server]\nauth_failure_max_delay = \"31s\"\n" + kListener, "server.auth_failure_max_delay",
+       2, "expected at most 30s, got \"31s\""},
+      {"auth_failure_delay over the max",
+       "[server]\nauth_failure_max_delay = \"1s\"\nauth_failure_delay = \"2s\"\n" + kListener,
+       "server.auth_failure_delay", 3,
+       "expected at most auth_failure_max_delay (1000ms), got \"2s\""},
+      {"auth_failure_delay malformed", "[server]\nauth_failure_delay = 5\n" + kListener,
+       "server.auth_failure_delay", 2, "expected a duration such as \"30s\", got an integer"},
+      {"max_login_clients_per_address negative",
+       "[server]\nmax_login_clients_per_address = -1\n" + kListener,
+       "server.max_login_clients_per_address", 2, "expected 0 to 1000000"},
       {"auth_failure_window malformed", "[server]\nauth_failure_window = 10\n" + kListener,
        "server.auth_failure_window", 2, "expected a duration such as \"30s\", got an integer"},
       {"bad log level", "[server]\n\nlog_level = \"verbose\"\n" + kListener, "server.log_level", 3,
