@@ -59,7 +59,7 @@ struct ServerConfig {
   Duration auth_failure_delay{200};
   Duration auth_failure_max_delay{5000};
   // Connections of one client IP address not yet authenticated (0: no cap).
-  uint32_t max_login_clients_per_address = 100;
+  uint32_t max_login_clients_per_address = 1000;
 };
 
 struct ListenerConfig {

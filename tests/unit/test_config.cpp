@@ -205,7 +205,7 @@ TEST_CASE("config: defaults", "[config]") {
   CHECK(c.server.auth_failure_window == 10s);
   CHECK(c.server.auth_failure_delay == 200ms);
   CHECK(c.server.auth_failure_max_delay == 5s);
-  CHECK(c.server.max_login_clients_per_address == 100);
+  CHECK(c.server.max_login_clients_per_address == 1000);
   CHECK(c.users[0].auth == AuthMethod::Default);
   CHECK(c.users[0].default_pool.empty());
   const PoolConfig& p = c.pools[0];
