@@ -673,9 +673,12 @@ void PgBackend::fail(Reason why, const char* detail) {
     }
     c->on_backend_lost_idle();
   } else if (client_ != nullptr) {
-    // Session mode, nothing outstanding: a direct connection would just
-    // see the server close, so the client is closed without a message.
-    const bool silent = fatal_relayed_ || (session && client_quiet());
+    // Nothing outstanding (in a transaction, pinned, or in session mode): a
+    // direct connection would just see the server close, so the client is
+    // closed without a message. One made up here would reach a client that
+    // asked nothing: asyncpg, for one, then fails its next operation with
+    // InternalClientError instead of seeing a lost connection.
+    const bool silent = fatal_relayed_ || client_quiet();
     PgClient* c = client_;
     client_ = nullptr;
     pg::ErrorFields e;  // no message: nothing is sent

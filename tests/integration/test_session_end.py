@@ -6,14 +6,18 @@ connection that closes without a message closes the client without one,
 as a direct connection would. Pool libraries wait for exactly that to
 discard the connection. With the pool option `session_reconnect = true`
 the client moves to a new server connection instead (the earlier
-behaviour). Transaction mode is unchanged.
+behaviour). Transaction mode is unchanged between transactions; a client
+idle inside one whose server connection closes without a message is
+closed without one, as directly (case closed_in_transaction).
 
 SQLMUX_TEST_DIRECT=1 runs the parity cases against PostgreSQL itself."""
 
+import asyncio
 import socket
 import threading
 import time
 
+import asyncpg
 import psycopg2
 
 from harness import *
@@ -185,6 +189,63 @@ def case_server_closes_without_message(pg):
         cutter.close()
 
 
+def case_closed_in_transaction(pg):
+    """Transaction pool behind a relay that cuts its connections: a client
+    idle inside a transaction (it asked nothing) sees its connection close
+    with no message, as directly (a SIGKILLed backend, or one ended by a
+    crash restart, sends none). An ErrorResponse made up by sqlmux there
+    reached asyncpg while no operation was in flight: its next operation
+    then failed with InternalClientError "cannot switch to state 15;
+    another operation (2) is in progress" instead of a lost connection
+    (issue 14; seen in test_faults backend_sigkill_mid_transaction)."""
+    cutter = Cutter(pg.port)
+    try:
+        backends = [{"address": f"127.0.0.1:{cutter.port}"}]
+        with Sqlmux(pg, mode="transaction", size=2, backends=backends) as mux:
+            port = cutter.port if mux.direct else mux.port
+
+            r = RawPg("127.0.0.1", port)
+            r.startup("app", "appdb", "apppass")
+            r.query_ok("BEGIN")
+            r.query_ok("SELECT 1")
+            check(cutter.cut_all() >= 1, "no connection through the relay")
+            err, closed = pushed(r)
+            check(err is None, f"an error was sent where the server sent none: {err}")
+            check(closed, "client connection still open after its server connection closed")
+            r.close()
+
+            async def asyncpg_client():
+                # The answer to SELECT 1 and the close are read at once (the
+                # loop is busy meanwhile); COMMIT starts right after.
+                conn = await asyncpg.connect(host="127.0.0.1", port=port, user="app", password="apppass",
+                                             database="appdb", timeout=10)
+                try:
+                    await asyncio.wait_for(conn.execute("BEGIN"), 5)
+
+                    async def select_then_commit():
+                        await conn.execute("SELECT 1")
+                        await conn.execute("COMMIT")
+                    op = asyncio.ensure_future(select_then_commit())
+                    await asyncio.sleep(0)
+                    time.sleep(0.3)
+                    cutter.cut_all()
+                    time.sleep(0.3)
+                    try:
+                        await asyncio.wait_for(op, 10)
+                        return "no error"
+                    except Exception as e:  # noqa: BLE001
+                        return f"{type(e).__name__}: {e}"
+                finally:
+                    conn.terminate()
+            got = asyncio.run(asyncpg_client())
+            log(f"asyncpg, its server connection closed inside a transaction: {got}")
+            check(got.startswith("ConnectionDoesNotExistError") or got.startswith("InterfaceError"),
+                  f"asyncpg's COMMIT after its connection closed: {got} (want a lost connection)")
+            mux.assert_serving(what="a new transaction-mode client afterwards")
+    finally:
+        cutter.close()
+
+
 def case_session_reconnect_option(pg):
     """session_reconnect = true: an idle client whose server process is
     terminated, or whose server connection closes, is told nothing; its
@@ -230,5 +291,6 @@ def case_transaction_mode_unchanged(pg):
 
 if __name__ == "__main__":
     run_cases(__file__, [case_terminated_idle_session_gets_fatal, case_idle_session_timeout_gets_fatal,
-                         case_server_closes_without_message, case_session_reconnect_option,
+                         case_server_closes_without_message, case_closed_in_transaction,
+                         case_session_reconnect_option,
                          case_transaction_mode_unchanged], timeout=120)
