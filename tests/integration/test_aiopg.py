@@ -2,7 +2,8 @@
 """aiopg (psycopg2 in asynchronous mode) through sqlmux: 200 concurrent
 tasks over an aiopg pool of 40 connections on a transaction-mode pool of
 10, each in explicit transactions on its own rows; then a query timeout
-(aiopg closes the connection mid-query) in session and transaction mode."""
+(aiopg closes the connection mid-query) in session and transaction mode;
+and LISTEN/NOTIFY through a transaction pool of 1 (conn.notifies)."""
 
 import asyncio
 import random
@@ -103,6 +104,31 @@ def case_timeout_closes_connection(pg):
             mux.assert_serving()
 
 
+async def notifies_through_pool(mux):
+    """aiopg's conn.notifies queue gets every notification in order while
+    the listening connection shares the pool (LISTEN fan-out)."""
+    async with aiopg.connect(mux.dsn()) as listener, aiopg.connect(mux.dsn()) as sender:
+        async with listener.cursor() as cur:
+            await cur.execute("LISTEN aiopg_chan")
+        async with sender.cursor() as cur:
+            for i in range(20):
+                await cur.execute("SELECT pg_notify('aiopg_chan', %s)", (f"n{i}",))
+        got = []
+        for _ in range(20):
+            msg = await asyncio.wait_for(listener.notifies.get(), 5)
+            got.append((msg.channel, msg.payload))
+        check_eq(got, [("aiopg_chan", f"n{i}") for i in range(20)], "aiopg notifications")
+        async with listener.cursor() as cur:  # the listener still runs queries
+            await cur.execute("SELECT 41 + 1")
+            check_eq((await cur.fetchone())[0], 42, "a query on the listening connection")
+
+
+def case_listen_notify(pg):
+    with Sqlmux(pg, mode="transaction", size=1) as mux:
+        asyncio.run(notifies_through_pool(mux))
+        mux.assert_serving()
+
+
 if __name__ == "__main__":
-    run_cases(__file__, [case_pool_transaction_mode, case_pool_session_mode, case_timeout_closes_connection],
-              timeout=110, setup=setup)
+    run_cases(__file__, [case_pool_transaction_mode, case_pool_session_mode, case_timeout_closes_connection,
+                         case_listen_notify], timeout=110, setup=setup)
