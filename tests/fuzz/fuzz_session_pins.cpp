@@ -32,15 +32,7 @@ bool reference(std::string s) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   }
   if (s.find("advisory_") != std::string::npos) return true;
-  for (std::string_view w : {"temp", "temporary", "hold"}) {
-    for (size_t at = s.find(w); at != std::string::npos; at = s.find(w, at + 1)) {
-      const bool before = at > 0 && ident(static_cast<unsigned char>(s[at - 1]));
-      const bool after =
-          at + w.size() < s.size() && ident(static_cast<unsigned char>(s[at + w.size()]));
-      if (!before && !after) return true;
-    }
-  }
-  return false;
+  return has_word(s, "temp") || has_word(s, "temporary") || has_word(s, "hold");
 }
 
 }  // namespace
