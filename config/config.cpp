@@ -41,6 +41,10 @@ constexpr std::array<std::pair<std::string_view, LogLevel>, 4> kLogLevels{{
     {"info", LogLevel::Info},
     {"debug", LogLevel::Debug},
 }};
+constexpr std::array<std::pair<std::string_view, LogFormat>, 2> kLogFormats{{
+    {"text", LogFormat::Text},
+    {"json", LogFormat::Json},
+}};
 constexpr std::array<std::pair<std::string_view, AuthMethod>, 4> kAuthMethods{{
     {"scram-sha-256", AuthMethod::ScramSha256},
     {"md5", AuthMethod::Md5},
@@ -446,14 +450,18 @@ class Loader {
 
   void read_server(const toml::table& t, ServerConfig& s) {
     const std::string path = "server";
-    check_keys(t, path,
-               {"workers", "max_client_conn", "log_level", "shutdown_timeout", "auth_failure_limit",
-                "auth_failure_window", "auth_failure_delay", "auth_failure_max_delay",
-                "max_login_clients_per_address"});
+    check_keys(
+        t, path,
+        {"workers", "max_client_conn", "log_level", "log_format", "log_connections",
+         "log_disconnections", "shutdown_timeout", "auth_failure_limit", "auth_failure_window",
+         "auth_failure_delay", "auth_failure_max_delay", "max_login_clients_per_address"});
     read_int(t, "workers", path, 0, 256, s.workers);
     read_int(t, "max_client_conn", path, 1, std::numeric_limits<uint32_t>::max(),
              s.max_client_conn);
     read_enum(t, "log_level", path, kLogLevels, s.log_level);
+    read_enum(t, "log_format", path, kLogFormats, s.log_format);
+    (void)read_bool(t, "log_connections", path, s.log_connections);
+    (void)read_bool(t, "log_disconnections", path, s.log_disconnections);
     read_duration(t, "shutdown_timeout", path, s.shutdown_timeout);
     read_int(t, "auth_failure_limit", path, 0, 1000000, s.auth_failure_limit);
     read_duration(t, "auth_failure_window", path, s.auth_failure_window);
@@ -845,6 +853,9 @@ std::string_view to_string(PoolMode m) {
 }
 std::string_view to_string(LogLevel l) {
   return name_of(kLogLevels, l);
+}
+std::string_view to_string(LogFormat f) {
+  return name_of(kLogFormats, f);
 }
 std::string_view to_string(AuthMethod a) {
   return a == AuthMethod::Default ? "default" : name_of(kAuthMethods, a);

@@ -19,6 +19,8 @@ using Duration = std::chrono::milliseconds;
 enum class Protocol { Postgres, Mysql };
 enum class PoolMode { Session, Transaction, Statement };
 enum class LogLevel { Error, Warn, Info, Debug };
+// How log lines are written: "time level [thread] message" or one JSON object.
+enum class LogFormat { Text, Json };
 // How a client proves who it is. Default: SCRAM-SHA-256 when the stored
 // password is plaintext or a SCRAM verifier, md5 when it is an md5 hash.
 enum class AuthMethod { Default, ScramSha256, Md5, Password, Trust };
@@ -31,6 +33,7 @@ enum class ClientTls { Disable, Allow, Require };
 
 [[nodiscard]] std::string_view to_string(PoolMode m);
 [[nodiscard]] std::string_view to_string(LogLevel l);
+[[nodiscard]] std::string_view to_string(LogFormat f);
 [[nodiscard]] std::string_view to_string(AuthMethod a);
 [[nodiscard]] std::string_view to_string(Route r);
 [[nodiscard]] std::string_view to_string(ClientTls t);
@@ -49,6 +52,11 @@ struct ServerConfig {
   int workers = 2;  // event-loop threads; 0 = one per core
   uint32_t max_client_conn = 10000;
   LogLevel log_level = LogLevel::Info;
+  LogFormat log_format = LogFormat::Text;
+  // A client's login and its end at info (true, as PgBouncer's defaults) or
+  // at debug (false). Ends for an error are logged at info either way.
+  bool log_connections = true;
+  bool log_disconnections = true;
   Duration shutdown_timeout{30000};  // SIGTERM: how long running transactions may finish
   // Failed logins (README "Failed logins"): the first auth_failure_limit
   // failures of one client address and user within auth_failure_window are

@@ -133,6 +133,10 @@ ConfigDiff diff(const Config& before, const Config& after) {
   if (a.workers != b.workers) d.restart.emplace_back("server.workers");
   if (a.max_client_conn != b.max_client_conn) d.applied.emplace_back("server.max_client_conn");
   if (a.log_level != b.log_level) d.applied.emplace_back("server.log_level");
+  if (a.log_format != b.log_format) d.applied.emplace_back("server.log_format");
+  if (a.log_connections != b.log_connections) d.applied.emplace_back("server.log_connections");
+  if (a.log_disconnections != b.log_disconnections)
+    d.applied.emplace_back("server.log_disconnections");
   if (a.shutdown_timeout != b.shutdown_timeout) d.applied.emplace_back("server.shutdown_timeout");
   if (a.auth_failure_limit != b.auth_failure_limit)
     d.applied.emplace_back("server.auth_failure_limit");

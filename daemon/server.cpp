@@ -159,7 +159,8 @@ bool Server::open_listeners(std::vector<int>& fds) {
 
 int Server::run() {
   const config::Config& cfg = config();
-  log::set_level(cfg.server.log_level);
+  log::configure(cfg.server);
+  log::detect_journal();
   std::signal(SIGPIPE, SIG_IGN);
   // /metrics first: prometheus-cpp listens before the collector is
   // registered, so it answers 404 for a moment; that moment ends before

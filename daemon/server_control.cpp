@@ -162,7 +162,7 @@ bool Server::reload(std::vector<std::string>* errors) {
   directory_->install(std::move(next));
   std::vector<Pool*> pools;
   directory_->for_each_pool([&](Pool& p) { pools.push_back(&p); });
-  log::set_level(config().server.log_level);
+  log::configure(config().server);
   if (health_) health_->configure(config());
   // Each worker serves waiters from a larger size and closes idle backends
   // that a smaller size or a removed pool made obsolete.

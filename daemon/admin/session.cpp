@@ -47,6 +47,9 @@ std::vector<std::pair<std::string, std::string>> config_rows(const config::Confi
   add("server.workers", std::to_string(cfg.server.workers));
   add("server.max_client_conn", std::to_string(cfg.server.max_client_conn));
   add("server.log_level", std::string(config::to_string(cfg.server.log_level)));
+  add("server.log_format", std::string(config::to_string(cfg.server.log_format)));
+  add("server.log_connections", cfg.server.log_connections ? "true" : "false");
+  add("server.log_disconnections", cfg.server.log_disconnections ? "true" : "false");
   add("server.shutdown_timeout", duration(cfg.server.shutdown_timeout));
   add("server.auth_failure_limit", std::to_string(cfg.server.auth_failure_limit));
   add("server.auth_failure_window", duration(cfg.server.auth_failure_window));

@@ -56,6 +56,8 @@ PooledClient::PooledClient(Worker& w, int fd, uint64_t id)
     : Conn(w, fd, true), worker_(&w), id_(id) {
   state_since_ = w.now_ms();
   connect_time_ = static_cast<int64_t>(std::time(nullptr));
+  log_tag_.id = id;
+  log_tag_.address = log::ClientTag::address_of(fd);
 }
 
 void PooledClient::acquire_backend() {
@@ -73,8 +75,8 @@ void PooledClient::login_failed(const PeerAddress& peer, std::function<void()> a
     answer();
     return;
   }
-  LOG_DEBUG("client %" PRIu64 ": failed login of \"%s\" from %s answered in %" PRIu64 " ms", id_,
-            user_name_.c_str(), peer.text().c_str(), ms);
+  CLOG_DEBUG(log_tag_, "failed login of \"%s\" from %s answered in %" PRIu64 " ms",
+             user_name_.c_str(), peer.text().c_str(), ms);
   if (metrics::WorkerStats* ws = worker_->stats(); ws != nullptr)
     ws->auth_delays.observe_ns(ms * 1000000);
   want_read(false);

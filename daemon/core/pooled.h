@@ -16,6 +16,7 @@
 
 #include "daemon/core/auth_limiter.h"
 #include "daemon/core/failure.h"
+#include "daemon/core/log.h"
 #include "daemon/core/reason.h"
 #include "daemon/net/conn.h"
 #include "pool/intrusive_list.h"
@@ -47,6 +48,8 @@ class PooledClient : public Conn {
   [[nodiscard]] const std::string& user_name() const { return user_name_; }
   [[nodiscard]] const std::string& database() const { return database_; }
   [[nodiscard]] int64_t connect_time() const { return connect_time_; }  // unix seconds
+  // How its log lines name it (CLOG_INFO(log_tag(), ...)).
+  [[nodiscard]] const log::ClientTag& log_tag() const { return log_tag_; }
 
   [[nodiscard]] virtual PooledBackend* pooled_backend() const = 0;
   // The pool linked a backend to this client (it was Waiting).
@@ -88,6 +91,9 @@ class PooledClient : public Conn {
   std::string user_name_;
   std::string database_;
   int64_t connect_time_ = 0;
+  // Its id and address from the start; user, database and application
+  // name once it has logged in. The protocol's class sets `protocol`.
+  log::ClientTag log_tag_;
   // Metrics (stats_ == nullptr: off). Times are uv_hrtime() nanoseconds.
   metrics::PoolStats* stats_ = nullptr;
   uint64_t wait_since_ns_ = 0;

@@ -61,6 +61,7 @@ bool contains_nocase(std::string_view hay, std::string_view needle) {
 MyClient::MyClient(Worker& w, int fd, uint64_t id, const Failure* refusal, PeerAddress peer,
                    const MyProtocol& protocol)
     : PooledClient(w, fd, id), peer_(peer), protocol_(protocol) {
+  log_tag_.protocol = "mysql";
   if (refusal != nullptr) refusal_ = *refusal;
 }
 
@@ -144,9 +145,9 @@ void MyClient::disconnect(Reason why, uint8_t seq, my::ErrorCode code, const std
   if (closing()) return;
   if (why == Reason::FdExhausted) {
     // Counted in the worker's rate-limited accept line.
-    LOG_DEBUG("mysql client %" PRIu64 ": %u %s", id_, static_cast<unsigned>(code), message.c_str());
+    CLOG_DEBUG(log_tag_, "%u %s", static_cast<unsigned>(code), message.c_str());
   } else {
-    LOG_INFO("mysql client %" PRIu64 ": %u %s", id_, static_cast<unsigned>(code), message.c_str());
+    CLOG_INFO(log_tag_, "%u %s", static_cast<unsigned>(code), message.c_str());
   }
   send_err(seq, code, message);
   finish(why);
@@ -480,8 +481,8 @@ void MyClient::on_session_change(const my::OkPacket& ok, const pool::SessionRepo
   if (why != pool::PinReason::None) {
     if (pin_ != pool::PinReason::UserState) {
       if (pin_ == pool::PinReason::None) {
-        LOG_DEBUG("mysql client %" PRIu64 " pinned to its server connection: %s", id_,
-                  std::string(pool::to_string(why)).c_str());
+        CLOG_DEBUG(log_tag_, "pinned to its server connection: %s",
+                   std::string(pool::to_string(why)).c_str());
         if (stats_ != nullptr) stats_->pins[static_cast<size_t>(metrics_pin(why))].add();
       }
       pin_ = why;
@@ -568,10 +569,9 @@ void MyClient::on_backend_lost_idle(bool in_tx) {
     return;
   }
   if (session) {
-    LOG_INFO("mysql client %" PRIu64
-             ": server connection lost between commands; it moves to "
-             "another (session_reconnect)",
-             id_);
+    CLOG_INFO(log_tag_,
+              "server connection lost between commands; it moves to "
+              "another (session_reconnect)");
   }
   set_state(ClientState::Idle);
   if (!pending_.empty()) acquire_backend();  // lost before its command went out
@@ -605,8 +605,7 @@ void MyClient::check_timeouts(uint64_t now) {
       if (metrics::WorkerStats* ws = worker_->stats(); ws != nullptr) {
         ws->client_errors[static_cast<int>(Reason::QueryWaitTimeout)].add();
       }
-      LOG_INFO("mysql client %" PRIu64 ": query_wait_timeout (pool %s)", id_,
-               pool_->label().c_str());
+      CLOG_INFO(log_tag_, "query_wait_timeout (pool %s)", pool_->label().c_str());
       send_err(static_cast<uint8_t>(pending_seq_ + 1), my::ErrorCode::ConCountError,
                "sqlmux: query_wait_timeout: no server connection became available within " +
                    std::to_string(limit) + " ms (pool '" + pool_->cfg().name + "')");
@@ -629,9 +628,13 @@ void MyClient::finish(Reason why) {
   if (metrics::WorkerStats* ws = worker_->stats(); ws != nullptr && metrics::is_client_error(why)) {
     ws->client_errors[static_cast<int>(why)].add();
   }
-  if (why != Reason::ClientClosed && why != Reason::FdExhausted) {
-    LOG_INFO("mysql client %" PRIu64 " closing: %s (user=%s db=%s)", id_,
-             std::string(to_string(why)).c_str(), user_name_.c_str(), database_.c_str());
+  if (why == Reason::ClientClosed) {
+    if (state_ != ClientState::Login) {
+      CLOG_AT(log::disconnections_level(), log_tag_, "closing: %s",
+              std::string(to_string(why)).c_str());
+    }
+  } else if (why != Reason::FdExhausted) {
+    CLOG_INFO(log_tag_, "closing: %s", std::string(to_string(why)).c_str());
   }
   if (state_ == ClientState::Waiting && pool_ != nullptr) pool_->cancel_wait(*worker_, id_);
   if (backend_ != nullptr) {
@@ -648,7 +651,7 @@ void MyClient::on_writable() {
 }
 
 void MyClient::on_io_error(int err) {
-  LOG_DEBUG("mysql client %" PRIu64 ": socket error: %s", id_, strerror(err));
+  CLOG_DEBUG(log_tag_, "socket error: %s", strerror(err));
   finish(Reason::ClientIoError);
 }
 

@@ -47,6 +47,8 @@ bool MyClient::handle_handshake_response(std::string_view payload, uint8_t seq) 
   caps_ = r.capabilities & offered_caps_;
   charset_ = r.charset;
   user_name_ = r.username;
+  log_tag_.user = user_name_;
+  if (const std::string* program = r.attribute("program_name")) log_tag_.application = *program;
   login_db_ = (caps_ & my::cap::kConnectWithDb) != 0 ? r.database : std::string();
   user_ = worker_->directory().find_user(user_name_);
   const std::string plugin =
@@ -105,6 +107,7 @@ bool MyClient::change_user(std::string_view payload, uint8_t next) {
   }
   set_state(ClientState::Idle);
   user_name_ = cu.username;
+  log_tag_.user = user_name_;
   user_ = worker_->directory().find_user(user_name_);
   if (cu.charset != 0) charset_ = static_cast<uint8_t>(cu.charset);
   login_db_ = cu.database;
@@ -144,8 +147,8 @@ bool MyClient::check_password(std::string_view plugin, std::string_view response
   if (user_->cfg.auth == config::AuthMethod::Trust) return true;
   const std::string& pw = user_->plaintext;
   if (pw.empty() && !user_->cfg.password.empty()) {
-    LOG_WARN("mysql client %" PRIu64 ": user %s has no plaintext password; MySQL logins need one",
-             id_, user_name_.c_str());
+    CLOG_WARN(log_tag_, "user %s has no plaintext password; MySQL logins need one",
+              user_name_.c_str());
     return false;
   }
   if (plugin == my::kCachingSha2Password) {
@@ -155,8 +158,8 @@ bool MyClient::check_password(std::string_view plugin, std::string_view response
 }
 
 void MyClient::auth_failed(uint8_t seq) {
-  LOG_INFO("mysql client %" PRIu64 ": access denied for user '%s' from %s", id_, user_name_.c_str(),
-           peer_.text().c_str());
+  CLOG_INFO(log_tag_, "access denied for user '%s' from %s", user_name_.c_str(),
+            peer_.text().c_str());
   // Answered at once or late (README "Failed logins"); the client is not
   // read meanwhile.
   login_failed(peer_, [this, seq] {
@@ -183,6 +186,7 @@ void MyClient::auth_succeeded(uint8_t seq) {
     return;
   }
   database_ = db;
+  log_tag_.database = db;
   pool_->client_joined();
   joined_ = true;
   if ((stats_ = pool_->stats(worker_->id())) != nullptr) {
@@ -191,8 +195,7 @@ void MyClient::auth_succeeded(uint8_t seq) {
   reset_session_state();
   send_ok(seq);
   set_state(ClientState::Idle);
-  LOG_DEBUG("mysql client %" PRIu64 " logged in: user=%s db=%s", id_, user_name_.c_str(),
-            db.c_str());
+  CLOG_AT(log::connections_level(), log_tag_, "login%s", tls() ? " (TLS)" : "");
 }
 
 void MyClient::reset_session_state() {

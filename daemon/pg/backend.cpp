@@ -668,8 +668,7 @@ void PgBackend::fail(Reason why, const char* detail) {
     PgClient* c = client_;
     client_ = nullptr;
     if (session) {
-      LOG_INFO("client %" PRIu64 ": moves to another server connection (session_reconnect)",
-               c->id());
+      CLOG_INFO(c->log_tag(), "moves to another server connection (session_reconnect)");
     }
     c->on_backend_lost_idle();
   } else if (client_ != nullptr) {

@@ -96,8 +96,8 @@ void PgBackend::state_check_done() {
     if (!ops.empty()) {
       dirty_ |= kDirtyListen;
       if (client_ != nullptr) {
-        LOG_DEBUG("client %" PRIu64 ": listens on %zu channel(s) found after its transaction",
-                  client_->id(), ops.size());
+        CLOG_DEBUG(client_->log_tag(), "listens on %zu channel(s) found after its transaction",
+                   ops.size());
         client_->listen_committed(ops);
       }
     }
@@ -113,15 +113,15 @@ void PgBackend::state_check_done() {
   } else {
     const uint8_t added = *now & static_cast<uint8_t>(~state_pins_);
     if (added != 0 && client_ != nullptr) {
-      LOG_INFO("client %" PRIu64 " pinned to backend pid %d: %s (session state that cannot move)",
-               client_->id(), pid_, pool::pins_to_string(added).c_str());
+      CLOG_INFO(client_->log_tag(), "pinned to backend pid %d: %s (session state that cannot move)",
+                pid_, pool::pins_to_string(added).c_str());
       if (metrics::PoolStats* st = pool_.stats(worker_->id())) {
         for (int i = 0; i < pool::kPgPinKinds; ++i) {
           if ((added & (1u << i)) != 0) st->pins[static_cast<size_t>(metrics_pin(i))].add();
         }
       }
     } else if (*now == 0 && state_pins_ != 0 && client_ != nullptr) {
-      LOG_DEBUG("client %" PRIu64 ": backend pid %d no longer pinned", client_->id(), pid_);
+      CLOG_DEBUG(client_->log_tag(), "backend pid %d no longer pinned", pid_);
     }
     state_pins_ = *now;
     if (state_pins_ != 0) dirty_ |= kDirtyState;

@@ -35,6 +35,7 @@ struct CancelWork {
 PgClient::PgClient(Worker& w, int fd, uint64_t id, const Failure* refusal, PeerAddress peer,
                    const PgProtocol& protocol)
     : PooledClient(w, fd, id), peer_(peer), counted_(true), protocol_(protocol) {
+  log_tag_.protocol = "postgres";
   if (refusal != nullptr) refusal_ = *refusal;
 }
 
@@ -105,11 +106,11 @@ void PgClient::on_readable() {
       return;
     case ReadResult::Error:
       if (tls() && last_errno_ == EPROTO) {
-        LOG_INFO("client %" PRIu64 ": TLS failed: %s", id_, tls_error().c_str());
+        CLOG_INFO(log_tag_, "TLS failed: %s", tls_error().c_str());
         finish(Reason::TlsFailed);
         return;
       }
-      LOG_DEBUG("client %" PRIu64 ": read: %s", id_, strerror(last_errno_));
+      CLOG_DEBUG(log_tag_, "read: %s", strerror(last_errno_));
       finish(Reason::ClientIoError);
       return;
   }
@@ -252,7 +253,7 @@ void PgClient::on_backend_setup_failed(const pg::ErrorFields& err) {
     fail_with(Reason::BackendParamFailed, e);
     return;
   }
-  LOG_INFO("client %" PRIu64 ": preparing its server connection failed; trying another", id_);
+  CLOG_INFO(log_tag_, "preparing its server connection failed; trying another");
   linked_ns_ = 0;
   if (!welcome_sent_) {
     need_backend();  // still logging in: the welcome waits for a backend
@@ -269,10 +270,9 @@ std::string PgClient::pinned_by() const {
 }
 
 void PgClient::on_backend_lost_idle() {
-  LOG_INFO("client %" PRIu64
-           ": server connection lost between transactions; the next one "
-           "gets another",
-           id_);
+  CLOG_INFO(log_tag_,
+            "server connection lost between transactions; the next one "
+            "gets another");
   backend_ = nullptr;
   backend_ready_ = false;
   linked_ns_ = 0;
@@ -346,7 +346,7 @@ void PgClient::invalid_message_type(uint8_t type) {
   // As PostgreSQL answers it, but before a server connection is involved: a
   // message the server would reject with FATAL must not look like a
   // connection lost between transactions.
-  LOG_INFO("client %" PRIu64 ": invalid frontend message type %d", id_, type);
+  CLOG_INFO(log_tag_, "invalid frontend message type %d", type);
   send_fatal(pg::sqlstate::kProtocolViolation,
              "invalid frontend message type " + std::to_string(type), Reason::ClientProtocolError);
 }
@@ -414,10 +414,14 @@ void PgClient::finish(Reason why) {
   }
   if (why == Reason::TooManyLogins || why == Reason::FdExhausted) {
     // Logged by the worker's rate-limited accept lines.
-    LOG_DEBUG("client %" PRIu64 " closing: %s", id_, std::string(to_string(why)).c_str());
-  } else if (why != Reason::ClientClosed && why != Reason::CancelRequest) {
-    LOG_INFO("client %" PRIu64 " closing: %s (user=%s db=%s)", id_,
-             std::string(to_string(why)).c_str(), user_name_.c_str(), database_.c_str());
+    CLOG_DEBUG(log_tag_, "closing: %s", std::string(to_string(why)).c_str());
+  } else if (why == Reason::ClientClosed) {
+    if (state_ != ClientState::Login) {
+      CLOG_AT(log::disconnections_level(), log_tag_, "closing: %s",
+              std::string(to_string(why)).c_str());
+    }
+  } else if (why != Reason::CancelRequest) {
+    CLOG_INFO(log_tag_, "closing: %s", std::string(to_string(why)).c_str());
   }
   if (state_ == ClientState::Waiting && pool_ != nullptr) pool_->cancel_wait(*worker_, id_);
   if (backend_ != nullptr) {
@@ -435,7 +439,7 @@ void PgClient::finish(Reason why) {
 }
 
 void PgClient::on_io_error(int err) {
-  LOG_DEBUG("client %" PRIu64 ": socket error: %s", id_, strerror(err));
+  CLOG_DEBUG(log_tag_, "socket error: %s", strerror(err));
   finish(Reason::ClientIoError);
 }
 
@@ -493,7 +497,7 @@ void PgClient::cancel_running_query() {
   if (state_ != ClientState::Active || backend_ == nullptr) return;
   auto handle = backend_->cancel_handle();
   if (!handle) return;
-  LOG_DEBUG("client %" PRIu64 ": forwarding cancel to backend pid %d", id_, backend_->pid());
+  CLOG_DEBUG(log_tag_, "forwarding cancel to backend pid %d", backend_->pid());
   auto* work = new CancelWork;
   work->req.data = work;
   work->cancel = std::move(handle);

@@ -27,8 +27,8 @@ void PgClient::listen_committed(const std::vector<pool::ListenOp>& ops) {
   std::vector<std::string> removed;
   listen_.apply(ops, added, removed);
   if (added.empty() && removed.empty()) return;
-  LOG_DEBUG("client %" PRIu64 ": listens on %zu channel(s) (+%zu -%zu)", id_, listen_.size(),
-            added.size(), removed.size());
+  CLOG_DEBUG(log_tag_, "listens on %zu channel(s) (+%zu -%zu)", listen_.size(), added.size(),
+             removed.size());
   if (!added.empty()) {
     // Its LISTEN completes (ReadyForQuery) once the pool's connection
     // listens too: a notification sent after that reaches it.
@@ -64,8 +64,8 @@ void PgClient::notify(const std::string& msg) {
     send(msg.data(), msg.size());
   }
   if (notify_held_.size() + queued() > kMaxNotifyBacklog) {
-    LOG_WARN("client %" PRIu64 ": more than %zu bytes of notifications unread; disconnecting it",
-             id_, kMaxNotifyBacklog);
+    CLOG_WARN(log_tag_, "more than %zu bytes of notifications unread; disconnecting it",
+              kMaxNotifyBacklog);
     notify_held_.clear();
     send_fatal(pg::sqlstate::kOutOfMemory,
                "sqlmux: too many notifications waiting for this client to read them",

@@ -30,7 +30,7 @@ bool PgClient::handle_startup() {
     case pg::Decode::NeedMore:
       return false;
     case pg::Decode::Malformed:
-      LOG_INFO("client %" PRIu64 ": invalid startup packet: %s", id_, err.c_str());
+      CLOG_INFO(log_tag_, "invalid startup packet: %s", err.c_str());
       if (pg::startup_rejected_silently(in_.data(), in_.size())) {
         // As PostgreSQL: a bad length (or a bad CancelRequest) gets no answer.
         finish(Reason::ClientProtocolError);
@@ -58,7 +58,7 @@ bool PgClient::handle_startup() {
       }
       send("S", 1);
       if (!start_tls(ctx)) {
-        LOG_WARN("client %" PRIu64 ": cannot start TLS: %s", id_, tls_error().c_str());
+        CLOG_WARN(log_tag_, "cannot start TLS: %s", tls_error().c_str());
         finish(Reason::TlsFailed);
         return false;
       }
@@ -146,6 +146,11 @@ bool PgClient::handle_startup() {
     return false;
   }
   if (database_.empty()) database_ = user_name_;
+  log_tag_.user = user_name_;
+  log_tag_.database = database_;
+  for (const auto& [k, v] : startup_params_) {
+    if (k == "application_name") log_tag_.application = v;
+  }
   // The core's admission check at accept (max_client_conn, shutdown); a
   // shutdown that began since is refused the same way.
   if (!refusal_ && worker_->services().control->shutting_down()) {
@@ -153,8 +158,8 @@ bool PgClient::handle_startup() {
   }
   if (refusal_) {
     if (refusal_->why == Reason::TooManyClients) {
-      LOG_WARN("client %" PRIu64 ": max_client_conn (%u) reached, refusing %s", id_,
-               worker_->directory().config().server.max_client_conn, user_name_.c_str());
+      CLOG_WARN(log_tag_, "max_client_conn (%u) reached, refusing %s",
+                worker_->directory().config().server.max_client_conn, user_name_.c_str());
     }
     fail_with(refusal_->why, refusal_error(*refusal_));
     return false;
@@ -323,9 +328,9 @@ bool PgClient::handle_auth_message() {
 }
 
 void PgClient::auth_failed(std::string_view detail) {
-  LOG_INFO("client %" PRIu64 ": password authentication failed for user \"%s\" from %s (%.*s)", id_,
-           user_name_.c_str(), peer_.text().c_str(), static_cast<int>(detail.size()),
-           detail.data());
+  CLOG_INFO(log_tag_, "password authentication failed for user \"%s\" from %s (%.*s)",
+            user_name_.c_str(), peer_.text().c_str(), static_cast<int>(detail.size()),
+            detail.data());
   // Answered at once or late (README "Failed logins"); the client is not
   // read meanwhile.
   login_failed(peer_, [this] {
@@ -346,8 +351,8 @@ void PgClient::auth_succeeded() {
   }
   pool_ = worker_->directory().find_pool(database_, *user_, config::Protocol::Postgres);
   if (pool_ == nullptr) {
-    LOG_INFO("client %" PRIu64 ": user \"%s\" asked for unknown database \"%s\"", id_,
-             user_name_.c_str(), database_.c_str());
+    CLOG_INFO(log_tag_, "user \"%s\" asked for unknown database \"%s\"", user_name_.c_str(),
+              database_.c_str());
     send_fatal(pg::sqlstate::kInvalidCatalogName, "database \"" + database_ + "\" does not exist",
                Reason::UnknownDatabase);
     return;
@@ -360,7 +365,7 @@ void PgClient::auth_succeeded() {
   pg::put_auth_ok(out);
   cork();
   send(out.data(), out.size());
-  LOG_DEBUG("client %" PRIu64 ": %s logged in to %s", id_, user_name_.c_str(), database_.c_str());
+  CLOG_AT(log::connections_level(), log_tag_, "login%s", tls() ? " (TLS)" : "");
   pool::SessionParams defaults;
   const bool welcome_known = pg_state(*pool_).welcome(defaults);
   if (welcome_known) init_params(defaults);

@@ -395,7 +395,7 @@ void PgClient::relay_to_backend() {
     if (d == pg::Decode::NeedMore) break;
     if (d == pg::Decode::Malformed) {
       flush();
-      LOG_INFO("client %" PRIu64 ": invalid message length (type %d)", id_, p[0]);
+      CLOG_INFO(log_tag_, "invalid message length (type %d)", p[0]);
       send_fatal(pg::sqlstate::kProtocolViolation, "invalid message length",
                  Reason::ClientProtocolError);
       return;

@@ -200,6 +200,9 @@ TEST_CASE("config: defaults", "[config]") {
   CHECK(c.server.workers == 2);
   CHECK(c.server.max_client_conn == 10000);
   CHECK(c.server.log_level == LogLevel::Info);
+  CHECK(c.server.log_format == sqlmux::config::LogFormat::Text);
+  CHECK(c.server.log_connections);
+  CHECK(c.server.log_disconnections);
   CHECK(c.server.shutdown_timeout == 30s);
   CHECK(c.server.auth_failure_limit == 5);
   CHECK(c.server.auth_failure_window == 10s);
@@ -296,6 +299,10 @@ TEST_CASE("config: single errors with key path and position", "[config]") {
        "server.auth_failure_window", 2, "expected a duration such as \"30s\", got an integer"},
       {"bad log level", "[server]\n\nlog_level = \"verbose\"\n" + kListener, "server.log_level", 3,
        "invalid value \"verbose\"; expected one of: error, warn, info, debug"},
+      {"bad log format", "[server]\nlog_format = \"xml\"\n" + kListener, "server.log_format", 2,
+       "invalid value \"xml\"; expected one of: text, json"},
+      {"log_connections not a boolean", "[server]\nlog_connections = 1\n" + kListener,
+       "server.log_connections", 2, "expected a boolean, got an integer"},
       {"duration as integer", "[server]\nshutdown_timeout = 30\n" + kListener,
        "server.shutdown_timeout", 2, "expected a duration such as \"30s\", got an integer"},
       {"duration malformed", "[server]\nshutdown_timeout = \"30\"\n" + kListener,
