@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cerrno>
 #include <cinttypes>
+#include <cstring>
 
 #include "daemon/core/directory.h"
 #include "daemon/core/log.h"
@@ -288,6 +290,17 @@ PoolHost* Pool::pick_host_uncounted() {
   return index < 0 ? nullptr : current_[static_cast<size_t>(index)];
 }
 
+namespace {
+// Whether opening a server connection failed for want of a descriptor
+// (socket(2): EMFILE / ENFILE), from errno or from the error text that
+// quotes strerror (libpq formats its own message).
+bool out_of_descriptors(int err_no, const std::string& text) {
+  if (err_no == EMFILE || err_no == ENFILE) return true;
+  return text.find(strerror(EMFILE)) != std::string::npos ||
+         text.find(strerror(ENFILE)) != std::string::npos;
+}
+}  // namespace
+
 void Pool::launch(Worker& w, uint64_t client_id, uint64_t exclude) {
   metrics::PoolStats* ps = stats(w.id());
   std::string err;
@@ -309,8 +322,29 @@ void Pool::launch(Worker& w, uint64_t client_id, uint64_t exclude) {
     if (ps != nullptr) ps->connect_attempts.add();
     err.clear();
     PooledBackend* b = driver_.open_backend(w, *this, *host, client_id, exclude, err);
+    const int open_errno = errno;
     err = log::one_line(err.c_str());
     if (b != nullptr || err.empty()) return;  // connecting, or failed and handled
+    if (out_of_descriptors(open_errno, err)) {
+      // sqlmux's own limit, not the server's fault: no other host is
+      // tried, and the client is told why in its protocol.
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        sched_.host_closed(host->id);
+        sched_.slot_failed(w.id());
+      }
+      if (ps != nullptr) {
+        ps->connect_failures.add();
+        ps->server_errors[static_cast<int>(Reason::FdExhausted)].add();
+      }
+      w.log_fd_exhausted("backend connect for pool " + label_ + ": " + err);
+      if (PooledClient* c = client_id != 0 ? w.find_client(client_id) : nullptr) {
+        Failure f = w.fd_exhausted_failure();
+        f.message = "sqlmux could not open a server connection: no file descriptor left";
+        c->fail(f);
+      }
+      return;
+    }
     {
       std::lock_guard<std::mutex> lk(mu_);
       sched_.host_closed(host->id);

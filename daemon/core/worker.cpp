@@ -363,6 +363,23 @@ void Worker::log_accept_errors(bool force) {
   e.logged = true;
 }
 
+void Worker::log_fd_exhausted(const std::string& what) {
+  OpenErrors& e = open_errors_;
+  ++e.since_log;
+  const uint64_t now = now_ms();
+  if (e.logged && now - e.last_log_ms < kAcceptLogIntervalMs) return;
+  rlimit rl{};
+  (void)::getrlimit(RLIMIT_NOFILE, &rl);
+  LOG_ERROR("%s (%" PRIu64
+            " server connection(s) not opened as %s since the last such line); "
+            "open file limit %llu: raise LimitNOFILE / ulimit -n, or lower pool sizes",
+            what.c_str(), e.since_log, std::string(to_string(Reason::FdExhausted)).c_str(),
+            static_cast<unsigned long long>(rl.rlim_cur));
+  e.since_log = 0;
+  e.last_log_ms = now;
+  e.logged = true;
+}
+
 void Worker::pause_accepting() {
   if (accept_paused_ || stopping_) return;
   accept_paused_ = true;

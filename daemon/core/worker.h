@@ -95,6 +95,13 @@ class Worker final : public EventLoop {
   Worker(const Services& services, int id);
   ~Worker() override;
 
+  // What a client is told when sqlmux has no descriptor left for it or for
+  // its server connection (FATAL 53300, MySQL ERR 1040).
+  [[nodiscard]] Failure fd_exhausted_failure() const;
+  // A server connection could not be opened for want of a descriptor: one
+  // line per kAcceptLogIntervalMs at most, with the count since the last.
+  void log_fd_exhausted(const std::string& what);
+
   // A listening socket whose connections `make` turns into clients;
   // `refuse` renders the refusal of those it cannot take at all.
   void add_listener(int fd, ClientFactory make, RefusalWriter refuse);
@@ -172,7 +179,6 @@ class Worker final : public EventLoop {
   [[nodiscard]] bool have_spare();
   // One log line per kAcceptLogIntervalMs at most, with the count since the last.
   void log_accept_errors(bool force);
-  [[nodiscard]] Failure fd_exhausted_failure() const;
   void client_state_metrics(PooledClient* c, ClientState from, ClientState to);
 
   Services services_;
@@ -201,6 +207,11 @@ class Worker final : public EventLoop {
     uint64_t last_log_ms = 0;
     bool logged = false;
   } accept_errors_;
+  struct OpenErrors {
+    uint64_t since_log = 0;  // server connections not opened since the last line
+    uint64_t last_log_ms = 0;
+    bool logged = false;
+  } open_errors_;
 
   std::unordered_map<uint64_t, PooledClient*> by_id_;
   pool::IntrusiveList<PooledClient, &PooledClient::state_node>

@@ -587,7 +587,8 @@ void MyClient::fail(const Failure& f) {
   }
   my::ErrorCode code = my::ErrorCode::UnknownError;
   if (f.why == Reason::Shutdown) code = my::ErrorCode::ServerShutdown;
-  if (f.why == Reason::QueryWaitTimeout || f.why == Reason::TooManyClients) {
+  if (f.why == Reason::QueryWaitTimeout || f.why == Reason::TooManyClients ||
+      f.why == Reason::FdExhausted) {
     code = my::ErrorCode::ConCountError;
   }
   const uint8_t seq = state_ == ClientState::Waiting ? static_cast<uint8_t>(pending_seq_ + 1) : 1;

@@ -69,6 +69,7 @@ bool is_client_error(Reason r) {
 bool is_server_error(Reason r) {
   switch (r) {
     case Reason::BackendConnectFailed:
+    case Reason::FdExhausted:  // a server connection not opened for want of a descriptor
     case Reason::BackendDied:
     case Reason::BackendProtocolError:
     case Reason::BackendParamFailed:

@@ -387,6 +387,7 @@ void PgClient::fail(const Failure& f) {
       e.sqlstate = std::string(pg::sqlstate::kUnableToConnect);
       break;
     case Reason::TooManyClients:
+    case Reason::FdExhausted:
       e.sqlstate = std::string(pg::sqlstate::kTooManyConnections);
       break;
     default:

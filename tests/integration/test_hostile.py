@@ -500,6 +500,69 @@ def case_fd_exhaustion_mysql(pg):
             c.close()
 
 
+def case_fd_exhaustion_server_connections(pg):
+    """Descriptors run out when a logged-in client needs a server
+    connection (a pool of 200 under a limit of 48): the client gets FATAL
+    53300 naming the descriptors, as one refused at accept does, not 08001
+    "could not connect to server" (the server is fine); no other host is
+    tried, the log says it at a limited rate, and the pool serves again
+    once descriptors are free."""
+    require_sqlmux("file descriptor limit")
+    metrics_port = free_port()
+
+    def tweak(cfg):
+        cfg["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
+
+    with Sqlmux(pg, mode="transaction", size=200, tweak=tweak, nofile=(FD_LIMIT, FD_LIMIT)) as mux:
+        held, errors = [], []
+        try:
+            # Logged-in clients hold a descriptor each (no server
+            # connection between transactions) until accept runs out.
+            for _ in range(FD_CLIENTS):
+                r = RawPg(mux.host, mux.port, timeout=10)
+                try:
+                    r.startup("app", "appdb", "apppass")
+                except PgError as e:
+                    check_eq((e.severity, e.sqlstate), ("FATAL", "53300"), "refused at accept")
+                    r.close()
+                    break
+                held.append(r)
+            check(len(held) < FD_CLIENTS, "never refused at accept")
+            for r in held[:3]:
+                r.close()
+            held = held[3:]
+            time.sleep(0.5)
+            # Each BEGIN holds a server connection of its own: they run out.
+            for r in held:
+                try:
+                    res = r.query("BEGIN")
+                except ConnectionClosed:
+                    errors.append(r.last_result.error or {})
+                    continue
+                if res.error:
+                    errors.append(res.error)
+            log(f"{len(held)} logged-in clients began a transaction; {len(errors)} refused")
+            check(0 < len(errors) < len(held), f"expected some transactions served and some refused: {len(errors)}")
+            codes = {(e.get("S"), e.get("C")) for e in errors}
+            check_eq(codes, {("FATAL", "53300")}, "severity and SQLSTATE of every refusal")
+            e = errors[0]
+            check("server connection" in e.get("M", "") and "out of file descriptors" in e.get("D", ""),
+                  f"message and DETAIL: {e}")
+            log(f"refused: {e.get('M')!r} / {e.get('D')!r}")
+        finally:
+            for r in held:
+                r.close()
+        time.sleep(0.5)
+        text = mux.log_text()
+        check("trying the next server" not in text, "another host tried for want of a descriptor")
+        lines = [ln for ln in text.splitlines() if "server connection(s) not opened as fd_exhausted" in ln]
+        check(0 < len(lines) < 10, f"{len(lines)} log lines for server connections not opened")
+        got = _metric(metrics_port, "sqlmux_server_errors_total", 'reason="fd_exhausted"')
+        check(got >= len(errors), f"sqlmux_server_errors_total{{reason=fd_exhausted}} = {got}, want {len(errors)}")
+        mux.assert_serving(what="a new client once descriptors are free again")
+
+
 if __name__ == "__main__":
     run_cases(__file__, [case_hostile_clients, case_bad_startup_length_closes_silently, case_fd_exhaustion,
-                         case_fd_exhaustion_mysql], timeout=300, setup=_setup)
+                         case_fd_exhaustion_mysql, case_fd_exhaustion_server_connections], timeout=300,
+              setup=_setup)
