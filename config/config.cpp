@@ -180,8 +180,9 @@ class Loader {
   LoadResult run(const toml::table& root) {
     Config cfg;
     cfg.source = file_;
-    check_keys(root, "",
-               {"server", "listener", "user", "pool", "metrics", "admin", "health", "tls"});
+    check_keys(
+        root, "",
+        {"server", "listener", "user", "pool", "metrics", "admin", "health", "tls", "peers"});
     const toml::table* tls = table_at(root, "tls", "");
     if (tls != nullptr) read_tls(*tls, cfg);
     if (const toml::table* server = table_at(root, "server", "")) {
@@ -209,6 +210,9 @@ class Loader {
     }
     if (const toml::table* health = table_at(root, "health", "")) {
       read_health(*health, cfg);
+    }
+    if (const toml::table* peers = table_at(root, "peers", "")) {
+      read_peers(*peers, cfg);
     }
 
     std::stable_sort(errors_.begin(), errors_.end(),
@@ -450,11 +454,11 @@ class Loader {
 
   void read_server(const toml::table& t, ServerConfig& s) {
     const std::string path = "server";
-    check_keys(
-        t, path,
-        {"workers", "max_client_conn", "log_level", "log_format", "log_connections",
-         "log_disconnections", "shutdown_timeout", "auth_failure_limit", "auth_failure_window",
-         "auth_failure_delay", "auth_failure_max_delay", "max_login_clients_per_address"});
+    check_keys(t, path,
+               {"workers", "max_client_conn", "log_level", "log_format", "log_connections",
+                "log_disconnections", "shutdown_timeout", "auth_failure_limit",
+                "auth_failure_window", "auth_failure_delay", "auth_failure_max_delay",
+                "max_login_clients_per_address", "peer_id"});
     read_int(t, "workers", path, 0, 256, s.workers);
     read_int(t, "max_client_conn", path, 1, std::numeric_limits<uint32_t>::max(),
              s.max_client_conn);
@@ -485,6 +489,7 @@ class Loader {
                 std::to_string(s.auth_failure_max_delay.count()) + "ms), got " +
                 quoted(d->as_string()->get()));
     }
+    read_int(t, "peer_id", path, 0, 16383, s.peer_id);
     read_int(t, "max_login_clients_per_address", path, 0, 1000000, s.max_login_clients_per_address);
   }
 
@@ -795,6 +800,34 @@ class Loader {
       }
     }
     cfg.health = std::move(h);
+  }
+
+  // [peers]: `<peer_id> = "ip:port"` for each instance (README "Running
+  // several instances").
+  void read_peers(const toml::table& t, Config& cfg) {
+    for (const auto& [toml_key, node] : t) {
+      const std::string key(toml_key.str());
+      const std::string path = child("peers", key);
+      uint32_t id = 0;
+      const bool digits =
+          !key.empty() && key.size() <= 5 &&
+          std::all_of(key.begin(), key.end(), [](char c) { return c >= '0' && c <= '9'; });
+      if (digits) id = static_cast<uint32_t>(std::stoul(key));
+      if (!digits || id < 1 || id > 16383) {
+        error(node, path, "expected a peer_id from 1 to 16383 as the key");
+        continue;
+      }
+      Address a;
+      if (read_address(t, key, "peers", a) == nullptr) continue;
+      if (a.kind != Address::Kind::Tcp || !is_ip_literal(a.host)) {
+        error(node, path, "expected an IP address and port, got " + quoted(a.text));
+        continue;
+      }
+      cfg.peers[id] = std::move(a);
+    }
+    if (!cfg.peers.empty() && cfg.server.peer_id == 0) {
+      error(t, "peers", "[peers] needs server.peer_id: this instance's own id");
+    }
   }
 
   void read_admin(const toml::table& t, Config& cfg) {

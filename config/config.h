@@ -46,6 +46,7 @@ struct Address {
   uint16_t port = 0;
   std::string unix_path;
   std::string text;  // as written in the file
+  bool operator==(const Address&) const = default;
 };
 
 struct ServerConfig {
@@ -68,6 +69,9 @@ struct ServerConfig {
   Duration auth_failure_max_delay{5000};
   // Connections of one client IP address not yet authenticated (0: no cap).
   uint32_t max_login_clients_per_address = 1000;
+  // This instance's id among its peers (README "Running several
+  // instances"): PostgreSQL cancel keys carry it; 0 = none (1..16383).
+  uint32_t peer_id = 0;
 };
 
 struct ListenerConfig {
@@ -183,6 +187,10 @@ struct Config {
   std::optional<AdminConfig> admin;  // absent: no console
   std::optional<HealthConfig> health;
   std::optional<TlsConfig> tls;
+  // [peers]: the other instances, by peer_id: where a cancel request for a
+  // key one of them issued is forwarded (an entry for this instance's own
+  // id is allowed and ignored, so that every instance can share the table).
+  std::map<uint32_t, Address> peers;
 
   [[nodiscard]] const UserConfig* find_user(std::string_view name) const;
   [[nodiscard]] const PoolConfig* find_pool(std::string_view name, Protocol proto) const;

@@ -147,6 +147,7 @@ bool Server::reload(std::vector<std::string>* errors) {
 
   // What needs a restart keeps its running value.
   next.server.workers = cur.server.workers;
+  next.server.peer_id = cur.server.peer_id;
   next.listeners = cur.listeners;
   next.tls = cur.tls;  // the TLS context is built once, at start
   if (cur.admin.has_value() != next.admin.has_value()) {

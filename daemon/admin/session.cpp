@@ -57,6 +57,8 @@ std::vector<std::pair<std::string, std::string>> config_rows(const config::Confi
   add("server.auth_failure_max_delay", duration(cfg.server.auth_failure_max_delay));
   add("server.max_login_clients_per_address",
       std::to_string(cfg.server.max_login_clients_per_address));
+  add("server.peer_id", std::to_string(cfg.server.peer_id));
+  for (const auto& [id, address] : cfg.peers) add("peers." + std::to_string(id), address.text);
   for (size_t i = 0; i < cfg.listeners.size(); ++i) {
     const std::string p = "listener[" + std::to_string(i) + "].";
     add(p + "protocol", std::string(config::to_string(cfg.listeners[i].protocol)));

@@ -150,20 +150,20 @@ void Directory::remove_client() {
   clients_.fetch_sub(1);
 }
 
-void Directory::register_cancel(int32_t pid, int32_t key, int worker, uint64_t client_id) {
+bool Directory::register_cancel(uint64_t id, int worker, uint64_t client_id) {
   std::lock_guard<std::mutex> lk(cancel_mu_);
-  cancels_[pid] = CancelEntry{key, worker, client_id};
+  return cancels_.try_emplace(id, CancelEntry{worker, client_id}).second;
 }
 
-void Directory::unregister_cancel(int32_t pid) {
+void Directory::unregister_cancel(uint64_t id) {
   std::lock_guard<std::mutex> lk(cancel_mu_);
-  cancels_.erase(pid);
+  cancels_.erase(id);
 }
 
-bool Directory::lookup_cancel(int32_t pid, int32_t key, int& worker, uint64_t& client_id) {
+bool Directory::lookup_cancel(uint64_t id, int& worker, uint64_t& client_id) {
   std::lock_guard<std::mutex> lk(cancel_mu_);
-  auto it = cancels_.find(pid);
-  if (it == cancels_.end() || it->second.key != key) return false;
+  auto it = cancels_.find(id);
+  if (it == cancels_.end()) return false;
   worker = it->second.worker;
   client_id = it->second.client_id;
   return true;

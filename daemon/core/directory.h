@@ -84,10 +84,11 @@ class Directory {
   [[nodiscard]] uint32_t client_count() const { return clients_.load(); }
   [[nodiscard]] uint64_t next_client_id() { return next_client_id_.fetch_add(1) + 1; }
 
-  // Cancel keys sqlmux gave its clients.
-  void register_cancel(int32_t pid, int32_t key, int worker, uint64_t client_id);
-  void unregister_cancel(int32_t pid);
-  [[nodiscard]] bool lookup_cancel(int32_t pid, int32_t key, int& worker, uint64_t& client_id);
+  // Cancel keys sqlmux gave its clients, by the protocol's identity of the
+  // key (64 bits); false when `id` is taken (the protocol makes another).
+  [[nodiscard]] bool register_cancel(uint64_t id, int worker, uint64_t client_id);
+  void unregister_cancel(uint64_t id);
+  [[nodiscard]] bool lookup_cancel(uint64_t id, int& worker, uint64_t& client_id);
 
  private:
   using UserMap = std::map<std::string, User, std::less<>>;
@@ -113,12 +114,11 @@ class Directory {
   std::atomic<uint64_t> next_client_id_{0};
 
   struct CancelEntry {
-    int32_t key;
     int worker;
     uint64_t client_id;
   };
   std::mutex cancel_mu_;
-  std::unordered_map<int32_t, CancelEntry> cancels_;
+  std::unordered_map<uint64_t, CancelEntry> cancels_;
 };
 
 }  // namespace sqlmux

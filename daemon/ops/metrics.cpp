@@ -66,6 +66,22 @@ bool is_client_error(Reason r) {
   return r != Reason::ClientClosed && r != Reason::CancelRequest;
 }
 
+std::string_view to_string(CancelResult r) {
+  switch (r) {
+    case CancelResult::Local:
+      return "local";
+    case CancelResult::Forwarded:
+      return "forwarded";
+    case CancelResult::Unknown:
+      return "unknown";
+    case CancelResult::HopsExhausted:
+      return "hops_exhausted";
+    case CancelResult::Count:
+      break;
+  }
+  return "unknown";
+}
+
 bool is_server_error(Reason r) {
   switch (r) {
     case Reason::BackendConnectFailed:
@@ -451,13 +467,27 @@ std::vector<MetricFamily> Metrics::Collect() const {
   auto a_addrs =
       family("sqlmux_auth_delayed_addresses",
              "Client addresses whose next failed login would be answered late.", MetricType::Gauge);
+  auto cancels = family("sqlmux_cancel_requests_total",
+                        "Cancel requests by result: local (the client's query cancelled here), "
+                        "forwarded (to the peer that issued the key), unknown (dropped), "
+                        "hops_exhausted (dropped after too many forwards).",
+                        MetricType::Counter);
   int64_t login = 0;
+  std::array<uint64_t, metrics::kCancelResults> cancel_counts{};
   std::array<uint64_t, metrics::kReasonCount> cerrs{};
   std::vector<const metrics::Histogram*> delays;
   for (const metrics::WorkerStats* w : workers_) {
     login += w->clients[0].get();
     delays.push_back(&w->auth_delays);
     for (int i = 0; i < metrics::kReasonCount; ++i) cerrs[i] += w->client_errors[i].get();
+    for (int i = 0; i < metrics::kCancelResults; ++i) {
+      cancel_counts[i] += w->cancel_requests[i].get();
+    }
+  }
+  for (int i = 0; i < metrics::kCancelResults; ++i) {
+    add_counter(cancels,
+                {{"result", std::string(to_string(static_cast<metrics::CancelResult>(i)))}},
+                cancel_counts[i]);
   }
   add_gauge(logins, {}, static_cast<double>(login));
   for (int i = 0; i < metrics::kReasonCount; ++i) {
@@ -480,11 +510,11 @@ std::vector<MetricFamily> Metrics::Collect() const {
 
   std::vector<MetricFamily> out;
   for (auto* f :
-       {&clients,     &logins,     &servers,   &wait,        &tx,     &query,    &tx_total,
-        &query_total, &c_in,       &c_out,     &s_in,        &s_out,  &attempts, &failures,
-        &up,          &checks,     &s_err,     &c_err,       &hits,   &misses,   &evictions,
-        &pins,        &l_channels, &l_subs,    &l_delivered, &l_lost, &size,     &oldest,
-        &reloads,     &a_delay,    &a_delayed, &a_refused,   &a_addrs}) {
+       {&clients,     &logins,     &servers,   &wait,        &tx,      &query,    &tx_total,
+        &query_total, &c_in,       &c_out,     &s_in,        &s_out,   &attempts, &failures,
+        &up,          &checks,     &s_err,     &c_err,       &hits,    &misses,   &evictions,
+        &pins,        &l_channels, &l_subs,    &l_delivered, &l_lost,  &size,     &oldest,
+        &reloads,     &a_delay,    &a_delayed, &a_refused,   &a_addrs, &cancels}) {
     if (!f->metric.empty()) out.push_back(std::move(*f));  // e.g. no health checks
   }
   MetricFamily build =

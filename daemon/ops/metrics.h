@@ -132,10 +132,18 @@ struct alignas(64) PoolStats {
   }
 };
 
+// What became of a cancel request (PostgreSQL CancelRequest): its client's
+// query cancelled here, sent on to the peer instance that issued the key,
+// dropped (no such key or peer), or dropped after too many forwards.
+enum class CancelResult { Local, Forwarded, Unknown, HopsExhausted, Count };
+inline constexpr int kCancelResults = static_cast<int>(CancelResult::Count);
+[[nodiscard]] std::string_view to_string(CancelResult r);
+
 // What one worker records that belongs to no pool.
 struct alignas(64) WorkerStats {
   std::array<Gauge, kClientStates> clients{};  // login (and clients that never got a pool)
   std::array<Counter, kReasonCount> client_errors{};
+  std::array<Counter, kCancelResults> cancel_requests{};
   Histogram auth_delays;  // how late failed logins were answered (late ones only)
 };
 

@@ -12,6 +12,7 @@
 #include "daemon/ops/metrics.h"
 #include "daemon/pg/backend.h"
 #include "daemon/pg/protocol.h"
+#include "pool/pg/cancel_key.h"
 
 namespace sqlmux {
 
@@ -430,7 +431,9 @@ void PgClient::finish(Reason why) {
     backend_ = nullptr;
     b->client_gone(pass_remaining_ > 0 || !backend_ready_);
   }
-  if (cancel_pid_ != 0) worker_->directory().unregister_cancel(cancel_pid_);
+  if (cancel_pid_ != 0) {
+    worker_->directory().unregister_cancel(pool::cancel_lookup_id(cancel_pid_, cancel_key_));
+  }
   if (!listen_.empty()) {
     std::vector<std::string> all(listen_.channels().begin(), listen_.channels().end());
     pg_state(*pool_).listen_hub().change(*pool_, *worker_, id_, {}, std::move(all));

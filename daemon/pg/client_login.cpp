@@ -12,8 +12,10 @@
 #include "daemon/core/worker.h"
 #include "daemon/ops/metrics.h"
 #include "daemon/pg/backend.h"
+#include "daemon/pg/cancel_route.h"
 #include "daemon/pg/client.h"
 #include "daemon/pg/protocol.h"
+#include "pool/pg/cancel_key.h"
 #include "protocol/pg/saslprep.h"
 
 namespace sqlmux {
@@ -68,19 +70,10 @@ bool PgClient::handle_startup() {
       // No GSS encryption: 'N', then the client goes on.
       send("N", 1);
       return true;
-    case pg::StartupKind::Cancel: {
-      int worker = 0;
-      uint64_t target = 0;
-      if (worker_->directory().lookup_cancel(pkt.cancel_pid, pkt.cancel_key, worker, target)) {
-        worker_->workers().at(worker).post([target](Worker& tw) {
-          if (PooledClient* c = tw.find_client(target)) c->cancel_running_query();
-        });
-      } else {
-        LOG_DEBUG("cancel request with an unknown key dropped");
-      }
+    case pg::StartupKind::Cancel:
+      route_cancel(*worker_, pkt.cancel_pid, pkt.cancel_key, log_tag_);
       finish(Reason::CancelRequest);
       return false;
-    }
     case pg::StartupKind::Startup:
       break;
   }
@@ -414,14 +407,20 @@ void PgClient::send_welcome() {
   for (const auto& [key, e] : params_.entries()) {
     if (e.reported) pg::put_parameter_status(out, e.name, e.value);
   }
-  do {
+  // A key naming this instance (pool/pg/cancel_key.h), unique among its
+  // clients' keys.
+  const uint32_t peer_id = worker_->directory().config().server.peer_id;
+  for (int tries = 0; tries < 8; ++tries) {
     uint8_t rnd[8];
     if (!pg::auth::random_bytes(rnd, sizeof rnd)) break;
-    std::memcpy(&cancel_pid_, rnd, 4);
-    std::memcpy(&cancel_key_, rnd + 4, 4);
-    cancel_pid_ &= 0x7fffffff;
-  } while (cancel_pid_ == 0);
-  worker_->directory().register_cancel(cancel_pid_, cancel_key_, worker_->id(), id_);
+    const pool::CancelKey k = pool::make_cancel_key(peer_id, rnd);
+    if (worker_->directory().register_cancel(pool::cancel_lookup_id(k.pid, k.key), worker_->id(),
+                                             id_)) {
+      cancel_pid_ = k.pid;
+      cancel_key_ = k.key;
+      break;
+    }
+  }
   pg::put_backend_key_data(out, cancel_pid_, cancel_key_);
   pg::put_ready_for_query(out, 'I');
   send(out.data(), out.size());

@@ -28,6 +28,9 @@ SQLMUX_DEPS=(
   python3-async-timeout
   # the Kubernetes example is parsed by a test; promtool checks the alert rules
   prometheus
+  # the relay in front of two instances (tests/integration/test_peers.py) and
+  # the relay floor in benchmarks
+  haproxy
   python3-yaml
   # style
   clang-format clang-tidy
