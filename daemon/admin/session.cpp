@@ -23,6 +23,8 @@ namespace sqlmux::admin {
 namespace {
 
 constexpr std::string_view kDatabase = "sqlmux";
+// The same console under PgBouncer's name, for PgBouncer's tools.
+constexpr std::string_view kPgBouncerDatabase = "pgbouncer";
 constexpr uint32_t kMaxMessage = 64 * 1024;
 constexpr uint64_t kPausePollMs = 50;
 constexpr size_t kShowAuthRows = 50;  // SHOW AUTH: the top (address, user) pairs by failures
@@ -133,12 +135,13 @@ std::string protocol_of(const config::PoolConfig& pc) {
 }  // namespace
 
 std::shared_ptr<LocalSession> Session::start(PgClient& c) {
-  if (c.database() != kDatabase) {
+  if (c.database() != kDatabase && c.database() != kPgBouncerDatabase) {
     LOG_INFO("admin console: client %" PRIu64 " (user %s) asked for database \"%s\"", c.id(),
              c.user_name().c_str(), c.database().c_str());
     c.send_fatal(pg::sqlstate::kInvalidCatalogName,
                  "database \"" + c.database() +
-                     "\" does not exist; the admin console serves only database \"sqlmux\"",
+                     "\" does not exist; the admin console serves only databases \"sqlmux\" "
+                     "and \"pgbouncer\"",
                  Reason::UnknownDatabase);
     return nullptr;
   }
@@ -291,8 +294,15 @@ void Session::execute(const Command& cmd) {
     case Verb::ShowPools:
     case Verb::ShowClients:
     case Verb::ShowServers:
+    case Verb::ShowLists:
       dispatch(snapshot);
       return;
+    case Verb::ShowDatabases:
+      show_databases();
+      break;
+    case Verb::ShowHelp:
+      show_help();
+      break;
     case Verb::ShowBackends:
       show_backends();
       break;
@@ -348,6 +358,13 @@ void Session::execute(const Command& cmd) {
       dispatch([pools](Worker& w, WorkerPart&) {
         for (Pool* p : pools) p->kick(w);  // closes the idle ones now
       });
+      return;
+    }
+    case Verb::WaitClose: {
+      const auto key = resolve_pool(cmd.arg);
+      if (!key) break;
+      pools_named(*key, pending_pools_);
+      dispatch(snapshot);  // completes once no retired server connection is left
       return;
     }
     case Verb::Kill: {
@@ -413,8 +430,14 @@ void Session::job_done(const std::shared_ptr<Job>& job) {
     case Verb::ShowServers:
       show_servers(parts);
       break;
+    case Verb::ShowLists:
+      show_lists(parts);
+      break;
     case Verb::Pause:
       pause_check(parts);
+      return;
+    case Verb::WaitClose:
+      wait_close_check(parts);
       return;
     case Verb::KillClient:
       if (affected == 0) {
@@ -449,6 +472,29 @@ void Session::pause_check(const std::vector<WorkerPart>& parts) {
     process();  // commands that arrived meanwhile
     return;
   }
+  poll_again();
+}
+
+void Session::wait_close_check(const std::vector<WorkerPart>& parts) {
+  size_t left = 0;
+  for (const auto& p : parts) {
+    for (const auto& s : p.servers) {
+      const bool mine =
+          std::find(pending_pools_.begin(), pending_pools_.end(), s.pool) != pending_pools_.end();
+      if (mine && s.to_close) ++left;
+    }
+  }
+  if (left == 0) {
+    send_complete("WAIT_CLOSE");
+    busy_ = false;
+    finish_command();
+    process();  // commands that arrived meanwhile
+    return;
+  }
+  poll_again();
+}
+
+void Session::poll_again() {
   if (timer_ == nullptr) {
     timer_ = new uv_timer_t;
     uv_timer_init(c_.worker().loop(), timer_);
@@ -533,39 +579,6 @@ void Session::pools_named(const std::string& key, std::vector<Pool*>& out) {
   });
 }
 
-void Session::show_pools(const std::vector<WorkerPart>& parts) {
-  struct Live {
-    uint64_t active = 0, waiting = 0, idle = 0, servers_active = 0;
-  };
-  std::map<const Pool*, Live> live;
-  for (const auto& p : parts) {
-    for (const auto& c : p.clients) {
-      if (c.pool == nullptr) continue;
-      Live& l = live[c.pool];
-      if (c.state == "active") ++l.active;
-      if (c.state == "waiting") ++l.waiting;
-      if (c.state == "idle") ++l.idle;
-    }
-    for (const auto& s : p.servers) {
-      if (s.state == "active" || s.state == "resetting") ++live[s.pool].servers_active;
-    }
-  }
-  std::vector<Row> rows;
-  s_.directory->for_each_pool([&](Pool& p) {
-    const config::PoolConfig& pc = p.cfg();
-    const Pool::Counts n = p.counts();
-    const Live& l = live[&p];
-    rows.push_back({pc.name, p.backend_user(), std::string(config::to_string(pc.mode)),
-                    num(pc.size), num(n.total), num(n.idle), num(l.servers_active), num(l.active),
-                    num(l.waiting), num(l.idle), std::string(p.paused() ? "yes" : "no"),
-                    std::string(p.retired() ? "removed" : "active"), protocol_of(pc)});
-  });
-  send_rows({"pool", "user", "mode", "size", "servers_total", "servers_idle", "servers_active",
-             "clients_active", "clients_waiting", "clients_idle", "paused", "status", "protocol"},
-            rows);
-  send_complete("SHOW");
-}
-
 void Session::show_clients(const std::vector<WorkerPart>& parts) {
   std::vector<Row> rows;
   for (const auto& p : parts) {
@@ -630,52 +643,6 @@ void Session::show_backends() {
   }
   send_rows({"pool", "address", "role", "state", "health", "configured_role", "weight",
              "connections", "active", "checks_ok", "checks_failed", "last_error", "protocol"},
-            rows);
-  send_complete("SHOW");
-}
-
-void Session::show_stats() {
-  // The metrics counters (daemon/metrics.h): one writer per worker, read
-  // here with relaxed loads and folded over the workers.
-  std::vector<Row> rows;
-  bool counted = true;
-  const int workers = s_.workers->size();
-  s_.directory->for_each_pool([&](Pool& p) {
-    uint64_t tx = 0, queries = 0, waits = 0, wait_ns = 0, tx_ns = 0, query_ns = 0;
-    uint64_t c_in = 0, c_out = 0, s_in = 0, s_out = 0;
-    for (int w = 0; w < workers; ++w) {
-      const metrics::PoolStats* st = p.stats(w);
-      if (st == nullptr) {
-        counted = false;
-        return;
-      }
-      for (size_t b = 0; b < metrics::Histogram::kBuckets; ++b) {
-        tx += st->transaction.bucket(b);
-        queries += st->query.bucket(b);
-        waits += st->wait.bucket(b);
-      }
-      tx_ns += st->transaction.sum_ns();
-      query_ns += st->query.sum_ns();
-      wait_ns += st->wait.sum_ns();
-      c_in += st->client_received_bytes.get();
-      c_out += st->client_sent_bytes.get();
-      s_in += st->server_received_bytes.get();
-      s_out += st->server_sent_bytes.get();
-    }
-    rows.push_back({p.cfg().name, p.backend_user(), num(tx), num(queries), num(c_in), num(c_out),
-                    num(s_in), num(s_out), num(waits), num(wait_ns / 1000), num(tx_ns / 1000),
-                    num(query_ns / 1000), protocol_of(p.cfg())});
-  });
-  if (!counted) {
-    send_error(pg::sqlstate::kFeatureNotSupported,
-               "SHOW STATS needs the [metrics] table: sqlmux counts traffic only when metrics are "
-               "on",
-               {}, "add [metrics] listen = \"127.0.0.1:9187\" and restart");
-    return;
-  }
-  send_rows({"pool", "user", "transactions", "queries", "client_bytes_in", "client_bytes_out",
-             "server_bytes_in", "server_bytes_out", "waits", "wait_time_us", "transaction_time_us",
-             "query_time_us", "protocol"},
             rows);
   send_complete("SHOW");
 }

@@ -432,7 +432,8 @@ def case_show_stats_counts_traffic(pg):
         def stats():
             rows = con.rows("SHOW STATS")
             check_eq([r["pool"] for r in rows], ["appdb"], "SHOW STATS pools")
-            return {k: (int(v) if k not in ("pool", "protocol", "user") else v) for k, v in rows[0].items()}
+            return {k: (int(v) if k not in ("database", "pool", "protocol", "user") else v)
+                    for k, v in rows[0].items()}
 
         s1 = stats()
         for i in range(3):
@@ -446,6 +447,19 @@ def case_show_stats_counts_traffic(pg):
         check(s2["server_bytes_in"] - s1["server_bytes_in"] >= 3000, "bytes from the server")
         check(s2["waits"] >= 3 and s2["transaction_time_us"] > 0 and s2["query_time_us"] > 0,
               f"waits and times: {s2}")
+        # PgBouncer's columns: the same counters (received/sent are the client side's)
+        check_eq(s2["total_xact_count"] - s1["total_xact_count"], 3, "total_xact_count")
+        check_eq(s2["total_query_count"], s2["queries"], "total_query_count")
+        check_eq(s2["total_requests"], s2["queries"], "total_requests (PgBouncer < 1.8)")
+        check_eq((s2["total_received"], s2["total_sent"]), (s2["client_bytes_in"], s2["client_bytes_out"]),
+                 "total_received/total_sent")
+        check_eq((s2["total_xact_time"], s2["total_query_time"], s2["total_wait_time"]),
+                 (s2["transaction_time_us"], s2["query_time_us"], s2["wait_time_us"]), "total times")
+        check_eq(s2["avg_query_time"], s2["query_time_us"] // s2["queries"], "avg_query_time (µs per query)")
+        check_eq(s2["avg_xact_time"], s2["transaction_time_us"] // s2["transactions"], "avg_xact_time")
+        check_eq(s2["avg_wait_time"], s2["wait_time_us"] // s2["waits"], "avg_wait_time (µs per wait)")
+        check(s2["avg_query_count"] <= s2["queries"] and s2["avg_sent"] <= s2["client_bytes_out"],
+              f"per-second averages since the pool started: {s2}")
         c.close()
 
     with_console(pg, body, metrics=True)
