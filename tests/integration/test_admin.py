@@ -390,6 +390,86 @@ def case_reconnect_changes_backend_pids(pg):
     with_console(pg, body, size=1)
 
 
+def case_wait_close_waits_for_retired_connections(pg):
+    """WAIT_CLOSE returns once the server connections RECONNECT retired are
+    closed: not while a transaction still holds one, at once after its
+    COMMIT released it (and at once with nothing to wait for)."""
+    require_sqlmux("WAIT_CLOSE")
+
+    def body(mux, con):
+        check_eq(con.run("WAIT_CLOSE"), "WAIT_CLOSE", "WAIT_CLOSE with nothing retired")
+        c = mux.connect(autocommit=True)
+        cur = c.cursor()
+        cur.execute("BEGIN; SELECT pg_backend_pid()")
+        busy = cur.fetchone()[0]
+        check_eq(con.run("RECONNECT postgres:appdb"), "RECONNECT", "RECONNECT")
+        done = []
+        t = threading.Thread(target=lambda: done.append((con.run("WAIT_CLOSE appdb"), time.monotonic())))
+        t.start()
+        time.sleep(0.5)
+        check_eq(done, [], "WAIT_CLOSE returned while a retired connection is in a transaction")
+        check(busy in app_pids(pg), "the busy connection is still open")
+        committed = time.monotonic()
+        cur.execute("COMMIT")
+        t.join(10)
+        check(not t.is_alive() and done and done[0][0] == "WAIT_CLOSE", f"WAIT_CLOSE after COMMIT: {done}")
+        check(done[0][1] >= committed, "WAIT_CLOSE returned only after the COMMIT")
+        check(busy not in app_pids(pg), "the retired connection is closed when WAIT_CLOSE returns")
+        expect_error(lambda: con.run("WAIT_CLOSE nosuch"), ["42704"], "no pool named", "WAIT_CLOSE nosuch")
+        c.close()
+
+    with_console(pg, body, size=1)
+
+
+def case_pgbouncer_shows(pg):
+    """The console answers as database "pgbouncer" too; SHOW DATABASES,
+    SHOW LISTS and SHOW HELP as PgBouncer 1.18 has them, with real values."""
+    require_sqlmux("console")
+
+    def body(mux, con):
+        c = psycopg2.connect(con.dsn(db="pgbouncer"))
+        c.autocommit = True
+        held = mux.connect(autocommit=True)
+        hcur = held.cursor()
+        hcur.execute("BEGIN; SELECT 1")
+        with c.cursor() as cur:
+            cur.execute("SHOW DATABASES")
+            rows = [dict(zip([d.name for d in cur.description], r)) for r in cur.fetchall()]
+            check_eq(len(rows), 1, f"SHOW DATABASES rows {rows}")
+            r = rows[0]
+            check_eq((r["name"], r["host"], r["port"], r["database"], r["force_user"], r["pool_size"],
+                      r["min_pool_size"], r["reserve_pool"], r["pool_mode"], r["max_connections"],
+                      r["current_connections"], r["paused"], r["disabled"], r["protocol"]),
+                     ("appdb", "127.0.0.1", pg.port, "appdb", "app", 10, 0, 0, "transaction", 0, 1, 0, 0,
+                      "postgres"), "SHOW DATABASES row")
+            hcur.execute("COMMIT")  # PAUSE waits for running transactions
+            cur.execute("PAUSE appdb")
+            cur.execute("SHOW DATABASES")
+            check_eq(cur.fetchone()[11], 1, "SHOW DATABASES paused after PAUSE")
+            cur.execute("RESUME appdb")
+            cur.execute(f"DISABLE 127.0.0.1:{pg.port}")
+            cur.execute("SHOW DATABASES")
+            check_eq(cur.fetchone()[12], 1, "SHOW DATABASES disabled when every host is")
+            cur.execute(f"ENABLE 127.0.0.1:{pg.port}")
+            cur.execute("SHOW LISTS")
+            check_eq([d.name for d in cur.description], ["list", "items"], "SHOW LISTS columns")
+            lists = dict(cur.fetchall())
+            check_eq(list(lists), ["databases", "users", "pools", "free_clients", "used_clients",
+                                   "login_clients", "free_servers", "used_servers", "dns_names", "dns_zones",
+                                   "dns_queries", "dns_pending"], "SHOW LISTS rows")
+            check_eq((lists["databases"], lists["users"], lists["pools"], lists["used_clients"],
+                      lists["used_servers"]), (1, 2, 1, 2, 1), f"SHOW LISTS values {lists}")
+            c.notices.clear()
+            cur.execute("SHOW HELP")
+            check_eq(cur.statusmessage, "SHOW", "SHOW HELP tag")
+            check(len(c.notices) == 1 and "Console usage" in c.notices[0] and "WAIT_CLOSE [pool]" in c.notices[0]
+                  and "SHOW LISTS" in c.notices[0], f"SHOW HELP notice {c.notices}")
+        held.close()
+        c.close()
+
+    with_console(pg, body)
+
+
 def case_disable_enable_host(pg):
     require_sqlmux("DISABLE/ENABLE")
 
@@ -647,6 +727,8 @@ if __name__ == "__main__":
         case_pause_waits_for_running_transaction_until_resume,
         case_kill_client_and_kill_pool,
         case_reconnect_changes_backend_pids,
+        case_wait_close_waits_for_retired_connections,
+        case_pgbouncer_shows,
         case_disable_enable_host,
         case_show_stats_counts_traffic,
         case_shutdown_exits_zero,
