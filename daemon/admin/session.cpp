@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "daemon/admin/config_rows.h"
 #include "daemon/core/auth_limiter.h"
 #include "daemon/core/control.h"
 #include "daemon/core/directory.h"
@@ -30,97 +31,6 @@ constexpr uint64_t kPausePollMs = 50;
 constexpr size_t kShowAuthRows = 50;  // SHOW AUTH: the top (address, user) pairs by failures
 
 using Row = std::vector<std::optional<std::string>>;
-
-std::string duration(config::Duration d) {
-  const auto ms = d.count();
-  return ms % 1000 == 0 ? std::to_string(ms / 1000) + "s" : std::to_string(ms) + "ms";
-}
-
-std::string masked(const std::string& secret) {
-  return secret.empty() ? "" : "********";
-}
-
-std::vector<std::pair<std::string, std::string>> config_rows(const config::Config& cfg) {
-  std::vector<std::pair<std::string, std::string>> rows;
-  auto add = [&](std::string key, std::string value) {
-    rows.emplace_back(std::move(key), std::move(value));
-  };
-  add("config_file", cfg.source);
-  add("server.workers", std::to_string(cfg.server.workers));
-  add("server.max_client_conn", std::to_string(cfg.server.max_client_conn));
-  add("server.log_level", std::string(config::to_string(cfg.server.log_level)));
-  add("server.log_format", std::string(config::to_string(cfg.server.log_format)));
-  add("server.log_connections", cfg.server.log_connections ? "true" : "false");
-  add("server.log_disconnections", cfg.server.log_disconnections ? "true" : "false");
-  add("server.shutdown_timeout", duration(cfg.server.shutdown_timeout));
-  add("server.auth_failure_limit", std::to_string(cfg.server.auth_failure_limit));
-  add("server.auth_failure_window", duration(cfg.server.auth_failure_window));
-  add("server.auth_failure_delay", duration(cfg.server.auth_failure_delay));
-  add("server.auth_failure_max_delay", duration(cfg.server.auth_failure_max_delay));
-  add("server.max_login_clients_per_address",
-      std::to_string(cfg.server.max_login_clients_per_address));
-  for (size_t i = 0; i < cfg.listeners.size(); ++i) {
-    const std::string p = "listener[" + std::to_string(i) + "].";
-    add(p + "protocol", std::string(config::to_string(cfg.listeners[i].protocol)));
-    add(p + "listen", cfg.listeners[i].listen.text);
-  }
-  for (size_t i = 0; i < cfg.users.size(); ++i) {
-    const auto& u = cfg.users[i];
-    const std::string p = "user[" + std::to_string(i) + "].";
-    add(p + "name", u.name);
-    add(p + "password", masked(u.password));
-    add(p + "auth", std::string(config::to_string(u.auth)));
-    if (!u.default_pool.empty()) add(p + "default_pool", u.default_pool);
-  }
-  for (size_t i = 0; i < cfg.pools.size(); ++i) {
-    const auto& pc = cfg.pools[i];
-    const std::string p = "pool[" + std::to_string(i) + "].";
-    add(p + "name", pc.name);
-    add(p + "protocol", std::string(config::to_string(pc.protocol)));
-    add(p + "mode", std::string(config::to_string(pc.mode)));
-    add(p + "size", std::to_string(pc.size));
-    add(p + "min_idle", std::to_string(pc.min_idle));
-    add(p + "database", pc.database);
-    add(p + "user", pc.user.value_or(""));
-    add(p + "password", masked(pc.password.value_or("")));
-    for (size_t j = 0; j < pc.backends.size(); ++j) {
-      const std::string b = p + "backends[" + std::to_string(j) + "].";
-      add(b + "address", pc.backends[j].address.text);
-      add(b + "role", pc.backends[j].role);
-      add(b + "weight", std::to_string(pc.backends[j].weight));
-    }
-    add(p + "query_wait_timeout", duration(pc.query_wait_timeout));
-    add(p + "server_idle_timeout", duration(pc.server_idle_timeout));
-    add(p + "server_lifetime", duration(pc.server_lifetime));
-    add(p + "server_connect_timeout", duration(pc.server_connect_timeout));
-    add(p + "max_prepared_statements", std::to_string(pc.max_prepared_statements));
-    add(p + "session_reconnect", pc.session_reconnect ? "true" : "false");
-    add(p + "listen_pin", pc.listen_pin ? "true" : "false");
-  }
-  if (cfg.health) {
-    const auto& h = *cfg.health;
-    add("health.interval", duration(h.interval));
-    add("health.timeout", duration(h.timeout));
-    add("health.fall", std::to_string(h.fall));
-    add("health.rise", std::to_string(h.rise));
-    auto login = [&](const std::string& p, const config::HealthConfig::Login& l) {
-      if (l.user) add(p + "user", *l.user);
-      if (l.password) add(p + "password", masked(*l.password));
-      if (l.database) add(p + "database", *l.database);
-    };
-    login("health.", {h.user, h.password, h.database});
-    for (const auto& [proto, l] : h.per_protocol) {
-      login("health." + std::string(config::to_string(proto)) + ".", l);
-    }
-  }
-  if (cfg.admin) {
-    add("admin.listen", cfg.admin->listen.text);
-    std::string users;
-    for (const auto& u : cfg.admin->users) users += (users.empty() ? "" : ",") + u;
-    add("admin.users", users);
-  }
-  return rows;
-}
 
 std::string num(uint64_t v) {
   return std::to_string(v);
@@ -665,8 +575,11 @@ void Session::show_auth() {
 
 void Session::show_config() {
   std::vector<Row> rows;
-  for (auto& [k, v] : config_rows(s_.directory->config())) rows.push_back({k, v});
-  send_rows({"key", "value"}, rows);
+  for (ConfigRow& r : config_rows(s_.directory->config())) {
+    rows.push_back({std::move(r.key), std::move(r.value), std::move(r.default_value),
+                    std::string(r.changeable ? "yes" : "no")});
+  }
+  send_rows({"key", "value", "default", "changeable"}, rows);
   send_complete("SHOW");
 }
 

@@ -442,6 +442,14 @@ def case_pgbouncer_shows(pg):
                       r["current_connections"], r["paused"], r["disabled"], r["protocol"]),
                      ("appdb", "127.0.0.1", pg.port, "appdb", "app", 10, 0, 0, "transaction", 0, 1, 0, 0,
                       "postgres"), "SHOW DATABASES row")
+            cur.execute("SHOW LISTS")
+            check_eq([d.name for d in cur.description], ["list", "items"], "SHOW LISTS columns")
+            lists = dict(cur.fetchall())
+            check_eq(list(lists), ["databases", "users", "pools", "free_clients", "used_clients",
+                                   "login_clients", "free_servers", "used_servers", "dns_names", "dns_zones",
+                                   "dns_queries", "dns_pending"], "SHOW LISTS rows")
+            check_eq((lists["databases"], lists["users"], lists["pools"], lists["used_clients"],
+                      lists["used_servers"]), (1, 2, 1, 2, 1), f"SHOW LISTS values {lists}")
             hcur.execute("COMMIT")  # PAUSE waits for running transactions
             cur.execute("PAUSE appdb")
             cur.execute("SHOW DATABASES")
@@ -451,14 +459,14 @@ def case_pgbouncer_shows(pg):
             cur.execute("SHOW DATABASES")
             check_eq(cur.fetchone()[12], 1, "SHOW DATABASES disabled when every host is")
             cur.execute(f"ENABLE 127.0.0.1:{pg.port}")
-            cur.execute("SHOW LISTS")
-            check_eq([d.name for d in cur.description], ["list", "items"], "SHOW LISTS columns")
-            lists = dict(cur.fetchall())
-            check_eq(list(lists), ["databases", "users", "pools", "free_clients", "used_clients",
-                                   "login_clients", "free_servers", "used_servers", "dns_names", "dns_zones",
-                                   "dns_queries", "dns_pending"], "SHOW LISTS rows")
-            check_eq((lists["databases"], lists["users"], lists["pools"], lists["used_clients"],
-                      lists["used_servers"]), (1, 2, 1, 2, 1), f"SHOW LISTS values {lists}")
+            cur.execute("SHOW CONFIG")
+            check_eq([d.name for d in cur.description], ["key", "value", "default", "changeable"],
+                     "SHOW CONFIG columns")
+            cfg = {r[0]: r[1:] for r in cur.fetchall()}
+            check_eq(cfg.get("pool[0].size"), ("10", "20", "yes"), "SHOW CONFIG pool[0].size")
+            check_eq(cfg.get("pool[0].mode"), ("transaction", "transaction", "no"), "SHOW CONFIG pool[0].mode")
+            check_eq(cfg.get("listener[0].client_tls"), ("disable", "disable", "no"), "SHOW CONFIG client_tls")
+            check_eq(cfg.get("admin.listen"), (f"127.0.0.1:{con.port}", None, "no"), "SHOW CONFIG admin.listen")
             c.notices.clear()
             cur.execute("SHOW HELP")
             check_eq(cur.statusmessage, "SHOW", "SHOW HELP tag")
