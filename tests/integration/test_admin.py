@@ -478,6 +478,53 @@ def case_pgbouncer_shows(pg):
     with_console(pg, body)
 
 
+def case_pgbouncer_pools_waiting_and_maxwait(pg):
+    """SHOW POOLS' PgBouncer columns while a client waits: a pool of one,
+    one client holds it in a transaction, another waits; cl_waiting,
+    maxwait (seconds) and sv_active show it, and clear once it is served."""
+    require_sqlmux("console")
+
+    def body(mux, con):
+        def pools():
+            c = psycopg2.connect(con.dsn(db="pgbouncer"))
+            c.autocommit = True
+            try:
+                with c.cursor() as cur:
+                    cur.execute("SHOW POOLS")
+                    return dict(zip([d.name for d in cur.description], cur.fetchone()))
+            finally:
+                c.close()
+
+        a = mux.connect(autocommit=True)
+        b = mux.connect(autocommit=True)
+        acur = a.cursor()
+        acur.execute("BEGIN; SELECT 1")
+        served = []
+
+        def waiter():
+            with b.cursor() as cur:
+                cur.execute("SELECT 2")
+                served.append(cur.fetchone()[0])
+
+        t = threading.Thread(target=waiter)
+        t.start()
+        time.sleep(1.3)
+        p = pools()
+        check_eq((p["cl_active"], p["cl_waiting"], p["sv_active"], p["sv_idle"], p["maxwait"]),
+                 (1, 1, 1, 0, 1), f"SHOW POOLS while one client waits: {p}")
+        check(0 <= p["maxwait_us"] < 1_000_000, f"maxwait_us is the microseconds part: {p}")
+        acur.execute("COMMIT")
+        t.join(10)
+        check_eq(served, [2], "the waiting client is served after COMMIT")
+        p = pools()
+        check_eq((p["cl_active"], p["cl_waiting"], p["maxwait"], p["maxwait_us"]), (2, 0, 0, 0),
+                 f"SHOW POOLS after: {p}")
+        a.close()
+        b.close()
+
+    with_console(pg, body, size=1)
+
+
 def case_disable_enable_host(pg):
     require_sqlmux("DISABLE/ENABLE")
 
@@ -737,6 +784,7 @@ if __name__ == "__main__":
         case_reconnect_changes_backend_pids,
         case_wait_close_waits_for_retired_connections,
         case_pgbouncer_shows,
+        case_pgbouncer_pools_waiting_and_maxwait,
         case_disable_enable_host,
         case_show_stats_counts_traffic,
         case_shutdown_exits_zero,
