@@ -68,11 +68,15 @@ constexpr Spec kSpecs[] = {
     {"SHOW CONFIG", Verb::ShowConfig, Spec::None, ""},
     {"SHOW VERSION", Verb::ShowVersion, Spec::None, ""},
     {"SHOW AUTH", Verb::ShowAuth, Spec::None, ""},
+    {"SHOW DATABASES", Verb::ShowDatabases, Spec::None, ""},
+    {"SHOW LISTS", Verb::ShowLists, Spec::None, ""},
+    {"SHOW HELP", Verb::ShowHelp, Spec::None, ""},
     {"PAUSE", Verb::Pause, Spec::Optional, "pool"},
     {"RESUME", Verb::Resume, Spec::Optional, "pool"},
     {"DISABLE", Verb::Disable, Spec::Required, "host"},
     {"ENABLE", Verb::Enable, Spec::Required, "host"},
     {"RECONNECT", Verb::Reconnect, Spec::Optional, "pool"},
+    {"WAIT_CLOSE", Verb::WaitClose, Spec::Optional, "pool"},
     {"KILL", Verb::Kill, Spec::Required, "pool"},
     {"KILL_CLIENT", Verb::KillClient, Spec::Required, "id"},
     {"RELOAD", Verb::Reload, Spec::None, ""},
@@ -83,8 +87,9 @@ constexpr Spec kSpecs[] = {
 
 std::string_view known_commands() {
   return "SHOW POOLS | SHOW CLIENTS | SHOW SERVERS | SHOW BACKENDS | SHOW STATS | SHOW CONFIG | "
-         "SHOW VERSION | SHOW AUTH | "
+         "SHOW VERSION | SHOW AUTH | SHOW DATABASES | SHOW LISTS | SHOW HELP | "
          "PAUSE [pool] | RESUME [pool] | DISABLE host | ENABLE host | RECONNECT [pool] | "
+         "WAIT_CLOSE [pool] | "
          "KILL pool | KILL_CLIENT id | RELOAD | SHUTDOWN";
 }
 
@@ -152,6 +157,9 @@ std::string_view tag(Verb v) {
     case Verb::ShowConfig:
     case Verb::ShowVersion:
     case Verb::ShowAuth:
+    case Verb::ShowDatabases:
+    case Verb::ShowLists:
+    case Verb::ShowHelp:
       return "SHOW";
     case Verb::Pause:
       return "PAUSE";
@@ -163,6 +171,8 @@ std::string_view tag(Verb v) {
       return "ENABLE";
     case Verb::Reconnect:
       return "RECONNECT";
+    case Verb::WaitClose:
+      return "WAIT_CLOSE";
     case Verb::Kill:
       return "KILL";
     case Verb::KillClient:

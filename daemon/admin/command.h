@@ -17,14 +17,18 @@ enum class Verb {
   ShowStats,
   ShowConfig,
   ShowVersion,
-  ShowAuth,    // failed logins per address and user (auth limiter)
-  Pause,       // [pool]
-  Resume,      // [pool]
-  Disable,     // host
-  Enable,      // host
-  Reconnect,   // [pool]
-  Kill,        // pool
-  KillClient,  // id
+  ShowAuth,       // failed logins per address and user (auth limiter)
+  ShowDatabases,  // PgBouncer's: one row per configured pool
+  ShowLists,      // PgBouncer's: list, items
+  ShowHelp,       // a NOTICE listing the commands
+  Pause,          // [pool]
+  Resume,         // [pool]
+  Disable,        // host
+  Enable,         // host
+  Reconnect,      // [pool]
+  WaitClose,      // [pool]: until the server connections RECONNECT/reload retired are closed
+  Kill,           // pool
+  KillClient,     // id
   Reload,
   Shutdown,
 };

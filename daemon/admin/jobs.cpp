@@ -97,6 +97,7 @@ void snapshot(Worker& w, WorkerPart& out) {
     r.address = b->address();
     r.connect_time = now_wall - static_cast<int64_t>((now_ms - b->created_ms()) / 1000);
     r.worker = w.id();
+    r.to_close = b->generation() < b->pool().generation() || b->pool().retired();
     out.servers.push_back(std::move(r));
   });
 }

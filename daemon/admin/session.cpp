@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "daemon/admin/config_rows.h"
 #include "daemon/core/auth_limiter.h"
 #include "daemon/core/control.h"
 #include "daemon/core/directory.h"
@@ -23,104 +24,13 @@ namespace sqlmux::admin {
 namespace {
 
 constexpr std::string_view kDatabase = "sqlmux";
+// The same console under PgBouncer's name, for PgBouncer's tools.
+constexpr std::string_view kPgBouncerDatabase = "pgbouncer";
 constexpr uint32_t kMaxMessage = 64 * 1024;
 constexpr uint64_t kPausePollMs = 50;
 constexpr size_t kShowAuthRows = 50;  // SHOW AUTH: the top (address, user) pairs by failures
 
 using Row = std::vector<std::optional<std::string>>;
-
-std::string duration(config::Duration d) {
-  const auto ms = d.count();
-  return ms % 1000 == 0 ? std::to_string(ms / 1000) + "s" : std::to_string(ms) + "ms";
-}
-
-std::string masked(const std::string& secret) {
-  return secret.empty() ? "" : "********";
-}
-
-std::vector<std::pair<std::string, std::string>> config_rows(const config::Config& cfg) {
-  std::vector<std::pair<std::string, std::string>> rows;
-  auto add = [&](std::string key, std::string value) {
-    rows.emplace_back(std::move(key), std::move(value));
-  };
-  add("config_file", cfg.source);
-  add("server.workers", std::to_string(cfg.server.workers));
-  add("server.max_client_conn", std::to_string(cfg.server.max_client_conn));
-  add("server.log_level", std::string(config::to_string(cfg.server.log_level)));
-  add("server.log_format", std::string(config::to_string(cfg.server.log_format)));
-  add("server.log_connections", cfg.server.log_connections ? "true" : "false");
-  add("server.log_disconnections", cfg.server.log_disconnections ? "true" : "false");
-  add("server.shutdown_timeout", duration(cfg.server.shutdown_timeout));
-  add("server.auth_failure_limit", std::to_string(cfg.server.auth_failure_limit));
-  add("server.auth_failure_window", duration(cfg.server.auth_failure_window));
-  add("server.auth_failure_delay", duration(cfg.server.auth_failure_delay));
-  add("server.auth_failure_max_delay", duration(cfg.server.auth_failure_max_delay));
-  add("server.max_login_clients_per_address",
-      std::to_string(cfg.server.max_login_clients_per_address));
-  add("server.peer_id", std::to_string(cfg.server.peer_id));
-  for (const auto& [id, address] : cfg.peers) add("peers." + std::to_string(id), address.text);
-  for (size_t i = 0; i < cfg.listeners.size(); ++i) {
-    const std::string p = "listener[" + std::to_string(i) + "].";
-    add(p + "protocol", std::string(config::to_string(cfg.listeners[i].protocol)));
-    add(p + "listen", cfg.listeners[i].listen.text);
-  }
-  for (size_t i = 0; i < cfg.users.size(); ++i) {
-    const auto& u = cfg.users[i];
-    const std::string p = "user[" + std::to_string(i) + "].";
-    add(p + "name", u.name);
-    add(p + "password", masked(u.password));
-    add(p + "auth", std::string(config::to_string(u.auth)));
-    if (!u.default_pool.empty()) add(p + "default_pool", u.default_pool);
-  }
-  for (size_t i = 0; i < cfg.pools.size(); ++i) {
-    const auto& pc = cfg.pools[i];
-    const std::string p = "pool[" + std::to_string(i) + "].";
-    add(p + "name", pc.name);
-    add(p + "protocol", std::string(config::to_string(pc.protocol)));
-    add(p + "mode", std::string(config::to_string(pc.mode)));
-    add(p + "size", std::to_string(pc.size));
-    add(p + "min_idle", std::to_string(pc.min_idle));
-    add(p + "database", pc.database);
-    add(p + "user", pc.user.value_or(""));
-    add(p + "password", masked(pc.password.value_or("")));
-    for (size_t j = 0; j < pc.backends.size(); ++j) {
-      const std::string b = p + "backends[" + std::to_string(j) + "].";
-      add(b + "address", pc.backends[j].address.text);
-      add(b + "role", pc.backends[j].role);
-      add(b + "weight", std::to_string(pc.backends[j].weight));
-    }
-    add(p + "query_wait_timeout", duration(pc.query_wait_timeout));
-    add(p + "server_idle_timeout", duration(pc.server_idle_timeout));
-    add(p + "server_lifetime", duration(pc.server_lifetime));
-    add(p + "server_connect_timeout", duration(pc.server_connect_timeout));
-    add(p + "max_prepared_statements", std::to_string(pc.max_prepared_statements));
-    add(p + "session_reconnect", pc.session_reconnect ? "true" : "false");
-    add(p + "listen_pin", pc.listen_pin ? "true" : "false");
-  }
-  if (cfg.health) {
-    const auto& h = *cfg.health;
-    add("health.interval", duration(h.interval));
-    add("health.timeout", duration(h.timeout));
-    add("health.fall", std::to_string(h.fall));
-    add("health.rise", std::to_string(h.rise));
-    auto login = [&](const std::string& p, const config::HealthConfig::Login& l) {
-      if (l.user) add(p + "user", *l.user);
-      if (l.password) add(p + "password", masked(*l.password));
-      if (l.database) add(p + "database", *l.database);
-    };
-    login("health.", {h.user, h.password, h.database});
-    for (const auto& [proto, l] : h.per_protocol) {
-      login("health." + std::string(config::to_string(proto)) + ".", l);
-    }
-  }
-  if (cfg.admin) {
-    add("admin.listen", cfg.admin->listen.text);
-    std::string users;
-    for (const auto& u : cfg.admin->users) users += (users.empty() ? "" : ",") + u;
-    add("admin.users", users);
-  }
-  return rows;
-}
 
 std::string num(uint64_t v) {
   return std::to_string(v);
@@ -135,12 +45,13 @@ std::string protocol_of(const config::PoolConfig& pc) {
 }  // namespace
 
 std::shared_ptr<LocalSession> Session::start(PgClient& c) {
-  if (c.database() != kDatabase) {
+  if (c.database() != kDatabase && c.database() != kPgBouncerDatabase) {
     LOG_INFO("admin console: client %" PRIu64 " (user %s) asked for database \"%s\"", c.id(),
              c.user_name().c_str(), c.database().c_str());
     c.send_fatal(pg::sqlstate::kInvalidCatalogName,
                  "database \"" + c.database() +
-                     "\" does not exist; the admin console serves only database \"sqlmux\"",
+                     "\" does not exist; the admin console serves only databases \"sqlmux\" "
+                     "and \"pgbouncer\"",
                  Reason::UnknownDatabase);
     return nullptr;
   }
@@ -293,8 +204,15 @@ void Session::execute(const Command& cmd) {
     case Verb::ShowPools:
     case Verb::ShowClients:
     case Verb::ShowServers:
+    case Verb::ShowLists:
       dispatch(snapshot);
       return;
+    case Verb::ShowDatabases:
+      show_databases();
+      break;
+    case Verb::ShowHelp:
+      show_help();
+      break;
     case Verb::ShowBackends:
       show_backends();
       break;
@@ -350,6 +268,13 @@ void Session::execute(const Command& cmd) {
       dispatch([pools](Worker& w, WorkerPart&) {
         for (Pool* p : pools) p->kick(w);  // closes the idle ones now
       });
+      return;
+    }
+    case Verb::WaitClose: {
+      const auto key = resolve_pool(cmd.arg);
+      if (!key) break;
+      pools_named(*key, pending_pools_);
+      dispatch(snapshot);  // completes once no retired server connection is left
       return;
     }
     case Verb::Kill: {
@@ -415,8 +340,14 @@ void Session::job_done(const std::shared_ptr<Job>& job) {
     case Verb::ShowServers:
       show_servers(parts);
       break;
+    case Verb::ShowLists:
+      show_lists(parts);
+      break;
     case Verb::Pause:
       pause_check(parts);
+      return;
+    case Verb::WaitClose:
+      wait_close_check(parts);
       return;
     case Verb::KillClient:
       if (affected == 0) {
@@ -451,6 +382,29 @@ void Session::pause_check(const std::vector<WorkerPart>& parts) {
     process();  // commands that arrived meanwhile
     return;
   }
+  poll_again();
+}
+
+void Session::wait_close_check(const std::vector<WorkerPart>& parts) {
+  size_t left = 0;
+  for (const auto& p : parts) {
+    for (const auto& s : p.servers) {
+      const bool mine =
+          std::find(pending_pools_.begin(), pending_pools_.end(), s.pool) != pending_pools_.end();
+      if (mine && s.to_close) ++left;
+    }
+  }
+  if (left == 0) {
+    send_complete("WAIT_CLOSE");
+    busy_ = false;
+    finish_command();
+    process();  // commands that arrived meanwhile
+    return;
+  }
+  poll_again();
+}
+
+void Session::poll_again() {
   if (timer_ == nullptr) {
     timer_ = new uv_timer_t;
     uv_timer_init(c_.worker().loop(), timer_);
@@ -535,39 +489,6 @@ void Session::pools_named(const std::string& key, std::vector<Pool*>& out) {
   });
 }
 
-void Session::show_pools(const std::vector<WorkerPart>& parts) {
-  struct Live {
-    uint64_t active = 0, waiting = 0, idle = 0, servers_active = 0;
-  };
-  std::map<const Pool*, Live> live;
-  for (const auto& p : parts) {
-    for (const auto& c : p.clients) {
-      if (c.pool == nullptr) continue;
-      Live& l = live[c.pool];
-      if (c.state == "active") ++l.active;
-      if (c.state == "waiting") ++l.waiting;
-      if (c.state == "idle") ++l.idle;
-    }
-    for (const auto& s : p.servers) {
-      if (s.state == "active" || s.state == "resetting") ++live[s.pool].servers_active;
-    }
-  }
-  std::vector<Row> rows;
-  s_.directory->for_each_pool([&](Pool& p) {
-    const config::PoolConfig& pc = p.cfg();
-    const Pool::Counts n = p.counts();
-    const Live& l = live[&p];
-    rows.push_back({pc.name, p.backend_user(), std::string(config::to_string(pc.mode)),
-                    num(pc.size), num(n.total), num(n.idle), num(l.servers_active), num(l.active),
-                    num(l.waiting), num(l.idle), std::string(p.paused() ? "yes" : "no"),
-                    std::string(p.retired() ? "removed" : "active"), protocol_of(pc)});
-  });
-  send_rows({"pool", "user", "mode", "size", "servers_total", "servers_idle", "servers_active",
-             "clients_active", "clients_waiting", "clients_idle", "paused", "status", "protocol"},
-            rows);
-  send_complete("SHOW");
-}
-
 void Session::show_clients(const std::vector<WorkerPart>& parts) {
   std::vector<Row> rows;
   for (const auto& p : parts) {
@@ -636,52 +557,6 @@ void Session::show_backends() {
   send_complete("SHOW");
 }
 
-void Session::show_stats() {
-  // The metrics counters (daemon/metrics.h): one writer per worker, read
-  // here with relaxed loads and folded over the workers.
-  std::vector<Row> rows;
-  bool counted = true;
-  const int workers = s_.workers->size();
-  s_.directory->for_each_pool([&](Pool& p) {
-    uint64_t tx = 0, queries = 0, waits = 0, wait_ns = 0, tx_ns = 0, query_ns = 0;
-    uint64_t c_in = 0, c_out = 0, s_in = 0, s_out = 0;
-    for (int w = 0; w < workers; ++w) {
-      const metrics::PoolStats* st = p.stats(w);
-      if (st == nullptr) {
-        counted = false;
-        return;
-      }
-      for (size_t b = 0; b < metrics::Histogram::kBuckets; ++b) {
-        tx += st->transaction.bucket(b);
-        queries += st->query.bucket(b);
-        waits += st->wait.bucket(b);
-      }
-      tx_ns += st->transaction.sum_ns();
-      query_ns += st->query.sum_ns();
-      wait_ns += st->wait.sum_ns();
-      c_in += st->client_received_bytes.get();
-      c_out += st->client_sent_bytes.get();
-      s_in += st->server_received_bytes.get();
-      s_out += st->server_sent_bytes.get();
-    }
-    rows.push_back({p.cfg().name, p.backend_user(), num(tx), num(queries), num(c_in), num(c_out),
-                    num(s_in), num(s_out), num(waits), num(wait_ns / 1000), num(tx_ns / 1000),
-                    num(query_ns / 1000), protocol_of(p.cfg())});
-  });
-  if (!counted) {
-    send_error(pg::sqlstate::kFeatureNotSupported,
-               "SHOW STATS needs the [metrics] table: sqlmux counts traffic only when metrics are "
-               "on",
-               {}, "add [metrics] listen = \"127.0.0.1:9187\" and restart");
-    return;
-  }
-  send_rows({"pool", "user", "transactions", "queries", "client_bytes_in", "client_bytes_out",
-             "server_bytes_in", "server_bytes_out", "waits", "wait_time_us", "transaction_time_us",
-             "query_time_us", "protocol"},
-            rows);
-  send_complete("SHOW");
-}
-
 void Session::show_auth() {
   // The auth limiter's (address, user) pairs with the most failures within
   // their window, and the delay each one's next failure would get.
@@ -700,8 +575,11 @@ void Session::show_auth() {
 
 void Session::show_config() {
   std::vector<Row> rows;
-  for (auto& [k, v] : config_rows(s_.directory->config())) rows.push_back({k, v});
-  send_rows({"key", "value"}, rows);
+  for (ConfigRow& r : config_rows(s_.directory->config())) {
+    rows.push_back({std::move(r.key), std::move(r.value), std::move(r.default_value),
+                    std::string(r.changeable ? "yes" : "no")});
+  }
+  send_rows({"key", "value", "default", "changeable"}, rows);
   send_complete("SHOW");
 }
 

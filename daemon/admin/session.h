@@ -22,6 +22,7 @@
 
 #include "daemon/admin/command.h"
 #include "daemon/pg/client.h"
+#include "protocol/pg/result.h"
 
 namespace sqlmux {
 
@@ -55,6 +56,9 @@ struct ServerRow {
   std::string address;
   int64_t connect_time = 0;
   int worker = 0;
+  // Opened before a RECONNECT, or its pool was removed by a reload: it
+  // closes once released (WAIT_CLOSE waits for these).
+  bool to_close = false;
 };
 
 struct WorkerPart {
@@ -106,6 +110,9 @@ class Session final : public LocalSession, public std::enable_shared_from_this<S
   void send_complete(std::string_view tag);
   void send_rows(const std::vector<std::string_view>& columns,
                  const std::vector<std::vector<std::optional<std::string>>>& rows);
+  // As send_rows, with typed columns (what PgBouncer's SHOWs send).
+  void send_typed(const std::vector<pg::Column>& columns,
+                  const std::vector<std::vector<std::optional<std::string>>>& rows);
   // The pool a console argument names: "protocol:name", or a bare name that
   // only one protocol's pools use. Returns its qualified name ("" for an
   // empty argument: every pool), or nullopt with an error sent when the
@@ -118,9 +125,17 @@ class Session final : public LocalSession, public std::enable_shared_from_this<S
   void show_servers(const std::vector<WorkerPart>& parts);
   void show_backends();
   void show_stats();
+  void show_databases();
+  void show_lists(const std::vector<WorkerPart>& parts);
+  void show_help();
   void show_config();
   void show_auth();
   void pause_check(const std::vector<WorkerPart>& parts);
+  // WAIT_CLOSE: done once no server connection of pending_pools_ is left
+  // that RECONNECT retired (an older generation) or whose pool a reload
+  // removed; else polls again.
+  void wait_close_check(const std::vector<WorkerPart>& parts);
+  void poll_again();  // a fresh snapshot in kPollMs (PAUSE, WAIT_CLOSE)
   static void on_pause_timer(uv_timer_t* t);
 
   PgClient& c_;

@@ -69,6 +69,7 @@ Pool::Pool(PoolEnv& env, config::PoolConfig cfg, std::string backend_user,
   cfg_versions_.push_back(std::make_unique<const config::PoolConfig>(std::move(cfg)));
   cfg_.store(cfg_versions_.back().get(), std::memory_order_release);
   label_ = this->cfg().name + "/" + backend_user_;
+  created_ms_ = uv_hrtime() / 1'000'000;
   sync_hosts_locked(this->cfg());
   if (Metrics* m = env_.metrics) {
     std::vector<const metrics::PoolStats*> parts;

@@ -113,6 +113,9 @@ class Pool {
   // How long the longest-waiting client has waited, at `now_ms` (the
   // workers' monotonic clock); 0 when nobody waits. Any thread.
   [[nodiscard]] double oldest_wait_seconds(uint64_t now_ms);
+  // When this pool was created, on the same clock (the console's SHOW
+  // STATS averages since then).
+  [[nodiscard]] uint64_t created_ms() const { return created_ms_; }
 
   // --- Admin console and reload (any thread unless noted) ---
   void set_config(const config::PoolConfig& cfg);
@@ -161,6 +164,7 @@ class Pool {
   std::string backend_user_;
   std::string backend_password_;
   std::string label_;
+  uint64_t created_ms_ = 0;
 
   std::mutex mu_;
   pool::Scheduler sched_;  // under mu_

@@ -5,14 +5,21 @@
 namespace sqlmux::pg {
 
 void put_row_description(std::string& out, const std::vector<std::string_view>& columns) {
+  std::vector<Column> typed;
+  typed.reserve(columns.size());
+  for (std::string_view name : columns) typed.push_back({name, kTextOid});
+  put_typed_row_description(out, typed);
+}
+
+void put_typed_row_description(std::string& out, const std::vector<Column>& columns) {
   Writer w(out);
   w.begin('T');
   w.u16(static_cast<uint16_t>(columns.size()));
-  for (std::string_view name : columns) {
-    w.cstr(name);
+  for (const Column& c : columns) {
+    w.cstr(c.name);
     w.i32(0);  // table oid
     w.i16(0);  // column number
-    w.i32(static_cast<int32_t>(kTextOid));
+    w.i32(static_cast<int32_t>(c.type_oid));
     w.i16(-1);  // variable length
     w.i32(-1);  // type modifier
     w.i16(0);   // text format

@@ -14,6 +14,8 @@ SQLMUX_DEPS=(
   catch2 libssl-dev libsystemd-dev
   # integration tests: servers and clients
   postgresql postgresql-contrib pgbouncer
+  # PgBouncer tooling against the admin console (test_pgbouncer_exporter.py)
+  prometheus-pgbouncer-exporter
   # MySQL side (tests/integration/test_mysql.py, bench/mysql, scripts/demo):
   # MariaDB server and CLI, the Python clients; the C test client links
   # libmariadb (libmariadb-dev, above)

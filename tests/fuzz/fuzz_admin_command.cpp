@@ -71,6 +71,14 @@ Canon canon(Verb v) {
       return {"SHOW CONFIG", Arg::None};
     case Verb::ShowVersion:
       return {"SHOW VERSION", Arg::None};
+    case Verb::ShowAuth:
+      return {"SHOW AUTH", Arg::None};
+    case Verb::ShowDatabases:
+      return {"SHOW DATABASES", Arg::None};
+    case Verb::ShowLists:
+      return {"SHOW LISTS", Arg::None};
+    case Verb::ShowHelp:
+      return {"SHOW HELP", Arg::None};
     case Verb::Pause:
       return {"PAUSE", Arg::Optional};
     case Verb::Resume:
@@ -81,6 +89,8 @@ Canon canon(Verb v) {
       return {"ENABLE", Arg::Required};
     case Verb::Reconnect:
       return {"RECONNECT", Arg::Optional};
+    case Verb::WaitClose:
+      return {"WAIT_CLOSE", Arg::Optional};
     case Verb::Kill:
       return {"KILL", Arg::Required};
     case Verb::KillClient:

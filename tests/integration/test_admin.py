@@ -390,6 +390,141 @@ def case_reconnect_changes_backend_pids(pg):
     with_console(pg, body, size=1)
 
 
+def case_wait_close_waits_for_retired_connections(pg):
+    """WAIT_CLOSE returns once the server connections RECONNECT retired are
+    closed: not while a transaction still holds one, at once after its
+    COMMIT released it (and at once with nothing to wait for)."""
+    require_sqlmux("WAIT_CLOSE")
+
+    def body(mux, con):
+        check_eq(con.run("WAIT_CLOSE"), "WAIT_CLOSE", "WAIT_CLOSE with nothing retired")
+        c = mux.connect(autocommit=True)
+        cur = c.cursor()
+        cur.execute("BEGIN; SELECT pg_backend_pid()")
+        busy = cur.fetchone()[0]
+        check_eq(con.run("RECONNECT postgres:appdb"), "RECONNECT", "RECONNECT")
+        done = []
+        t = threading.Thread(target=lambda: done.append((con.run("WAIT_CLOSE appdb"), time.monotonic())))
+        t.start()
+        time.sleep(0.5)
+        check_eq(done, [], "WAIT_CLOSE returned while a retired connection is in a transaction")
+        check(busy in app_pids(pg), "the busy connection is still open")
+        committed = time.monotonic()
+        cur.execute("COMMIT")
+        t.join(10)
+        check(not t.is_alive() and done and done[0][0] == "WAIT_CLOSE", f"WAIT_CLOSE after COMMIT: {done}")
+        check(done[0][1] >= committed, "WAIT_CLOSE returned only after the COMMIT")
+        check(busy not in app_pids(pg), "the retired connection is closed when WAIT_CLOSE returns")
+        expect_error(lambda: con.run("WAIT_CLOSE nosuch"), ["42704"], "no pool named", "WAIT_CLOSE nosuch")
+        c.close()
+
+    with_console(pg, body, size=1)
+
+
+def case_pgbouncer_shows(pg):
+    """The console answers as database "pgbouncer" too; SHOW DATABASES,
+    SHOW LISTS and SHOW HELP as PgBouncer 1.18 has them, with real values."""
+    require_sqlmux("console")
+
+    def body(mux, con):
+        c = psycopg2.connect(con.dsn(db="pgbouncer"))
+        c.autocommit = True
+        held = mux.connect(autocommit=True)
+        hcur = held.cursor()
+        hcur.execute("BEGIN; SELECT 1")
+        with c.cursor() as cur:
+            cur.execute("SHOW DATABASES")
+            rows = [dict(zip([d.name for d in cur.description], r)) for r in cur.fetchall()]
+            check_eq(len(rows), 1, f"SHOW DATABASES rows {rows}")
+            r = rows[0]
+            check_eq((r["name"], r["host"], r["port"], r["database"], r["force_user"], r["pool_size"],
+                      r["min_pool_size"], r["reserve_pool"], r["pool_mode"], r["max_connections"],
+                      r["current_connections"], r["paused"], r["disabled"], r["protocol"]),
+                     ("appdb", "127.0.0.1", pg.port, "appdb", "app", 10, 0, 0, "transaction", 0, 1, 0, 0,
+                      "postgres"), "SHOW DATABASES row")
+            cur.execute("SHOW LISTS")
+            check_eq([d.name for d in cur.description], ["list", "items"], "SHOW LISTS columns")
+            lists = dict(cur.fetchall())
+            check_eq(list(lists), ["databases", "users", "pools", "free_clients", "used_clients",
+                                   "login_clients", "free_servers", "used_servers", "dns_names", "dns_zones",
+                                   "dns_queries", "dns_pending"], "SHOW LISTS rows")
+            check_eq((lists["databases"], lists["users"], lists["pools"], lists["used_clients"],
+                      lists["used_servers"]), (1, 2, 1, 2, 1), f"SHOW LISTS values {lists}")
+            hcur.execute("COMMIT")  # PAUSE waits for running transactions
+            cur.execute("PAUSE appdb")
+            cur.execute("SHOW DATABASES")
+            check_eq(cur.fetchone()[11], 1, "SHOW DATABASES paused after PAUSE")
+            cur.execute("RESUME appdb")
+            cur.execute(f"DISABLE 127.0.0.1:{pg.port}")
+            cur.execute("SHOW DATABASES")
+            check_eq(cur.fetchone()[12], 1, "SHOW DATABASES disabled when every host is")
+            cur.execute(f"ENABLE 127.0.0.1:{pg.port}")
+            cur.execute("SHOW CONFIG")
+            check_eq([d.name for d in cur.description], ["key", "value", "default", "changeable"],
+                     "SHOW CONFIG columns")
+            cfg = {r[0]: r[1:] for r in cur.fetchall()}
+            check_eq(cfg.get("pool[0].size"), ("10", "20", "yes"), "SHOW CONFIG pool[0].size")
+            check_eq(cfg.get("pool[0].mode"), ("transaction", "transaction", "no"), "SHOW CONFIG pool[0].mode")
+            check_eq(cfg.get("listener[0].client_tls"), ("disable", "disable", "no"), "SHOW CONFIG client_tls")
+            check_eq(cfg.get("admin.listen"), (f"127.0.0.1:{con.port}", None, "no"), "SHOW CONFIG admin.listen")
+            c.notices.clear()
+            cur.execute("SHOW HELP")
+            check_eq(cur.statusmessage, "SHOW", "SHOW HELP tag")
+            check(len(c.notices) == 1 and "Console usage" in c.notices[0] and "WAIT_CLOSE [pool]" in c.notices[0]
+                  and "SHOW LISTS" in c.notices[0], f"SHOW HELP notice {c.notices}")
+        held.close()
+        c.close()
+
+    with_console(pg, body)
+
+
+def case_pgbouncer_pools_waiting_and_maxwait(pg):
+    """SHOW POOLS' PgBouncer columns while a client waits: a pool of one,
+    one client holds it in a transaction, another waits; cl_waiting,
+    maxwait (seconds) and sv_active show it, and clear once it is served."""
+    require_sqlmux("console")
+
+    def body(mux, con):
+        def pools():
+            c = psycopg2.connect(con.dsn(db="pgbouncer"))
+            c.autocommit = True
+            try:
+                with c.cursor() as cur:
+                    cur.execute("SHOW POOLS")
+                    return dict(zip([d.name for d in cur.description], cur.fetchone()))
+            finally:
+                c.close()
+
+        a = mux.connect(autocommit=True)
+        b = mux.connect(autocommit=True)
+        acur = a.cursor()
+        acur.execute("BEGIN; SELECT 1")
+        served = []
+
+        def waiter():
+            with b.cursor() as cur:
+                cur.execute("SELECT 2")
+                served.append(cur.fetchone()[0])
+
+        t = threading.Thread(target=waiter)
+        t.start()
+        time.sleep(1.3)
+        p = pools()
+        check_eq((p["cl_active"], p["cl_waiting"], p["sv_active"], p["sv_idle"], p["maxwait"]),
+                 (1, 1, 1, 0, 1), f"SHOW POOLS while one client waits: {p}")
+        check(0 <= p["maxwait_us"] < 1_000_000, f"maxwait_us is the microseconds part: {p}")
+        acur.execute("COMMIT")
+        t.join(10)
+        check_eq(served, [2], "the waiting client is served after COMMIT")
+        p = pools()
+        check_eq((p["cl_active"], p["cl_waiting"], p["maxwait"], p["maxwait_us"]), (2, 0, 0, 0),
+                 f"SHOW POOLS after: {p}")
+        a.close()
+        b.close()
+
+    with_console(pg, body, size=1)
+
+
 def case_disable_enable_host(pg):
     require_sqlmux("DISABLE/ENABLE")
 
@@ -432,7 +567,8 @@ def case_show_stats_counts_traffic(pg):
         def stats():
             rows = con.rows("SHOW STATS")
             check_eq([r["pool"] for r in rows], ["appdb"], "SHOW STATS pools")
-            return {k: (int(v) if k not in ("pool", "protocol", "user") else v) for k, v in rows[0].items()}
+            return {k: (int(v) if k not in ("database", "pool", "protocol", "user") else v)
+                    for k, v in rows[0].items()}
 
         s1 = stats()
         for i in range(3):
@@ -446,6 +582,19 @@ def case_show_stats_counts_traffic(pg):
         check(s2["server_bytes_in"] - s1["server_bytes_in"] >= 3000, "bytes from the server")
         check(s2["waits"] >= 3 and s2["transaction_time_us"] > 0 and s2["query_time_us"] > 0,
               f"waits and times: {s2}")
+        # PgBouncer's columns: the same counters (received/sent are the client side's)
+        check_eq(s2["total_xact_count"] - s1["total_xact_count"], 3, "total_xact_count")
+        check_eq(s2["total_query_count"], s2["queries"], "total_query_count")
+        check_eq(s2["total_requests"], s2["queries"], "total_requests (PgBouncer < 1.8)")
+        check_eq((s2["total_received"], s2["total_sent"]), (s2["client_bytes_in"], s2["client_bytes_out"]),
+                 "total_received/total_sent")
+        check_eq((s2["total_xact_time"], s2["total_query_time"], s2["total_wait_time"]),
+                 (s2["transaction_time_us"], s2["query_time_us"], s2["wait_time_us"]), "total times")
+        check_eq(s2["avg_query_time"], s2["query_time_us"] // s2["queries"], "avg_query_time (µs per query)")
+        check_eq(s2["avg_xact_time"], s2["transaction_time_us"] // s2["transactions"], "avg_xact_time")
+        check_eq(s2["avg_wait_time"], s2["wait_time_us"] // s2["waits"], "avg_wait_time (µs per wait)")
+        check(s2["avg_query_count"] <= s2["queries"] and s2["avg_sent"] <= s2["client_bytes_out"],
+              f"per-second averages since the pool started: {s2}")
         c.close()
 
     with_console(pg, body, metrics=True)
@@ -633,6 +782,9 @@ if __name__ == "__main__":
         case_pause_waits_for_running_transaction_until_resume,
         case_kill_client_and_kill_pool,
         case_reconnect_changes_backend_pids,
+        case_wait_close_waits_for_retired_connections,
+        case_pgbouncer_shows,
+        case_pgbouncer_pools_waiting_and_maxwait,
         case_disable_enable_host,
         case_show_stats_counts_traffic,
         case_shutdown_exits_zero,

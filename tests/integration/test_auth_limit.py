@@ -191,7 +191,7 @@ def case_pg_guessing_loop(pg):
             with c.cursor() as cur:
                 cur.execute("RELOAD")
                 cur.execute("SHOW CONFIG")
-                cfg = dict(cur.fetchall())
+                cfg = {r[0]: r[1] for r in cur.fetchall()}  # key, value, default, changeable
             c.close()
             check_eq((cfg.get("server.auth_failure_delay"), cfg.get("server.auth_failure_max_delay"),
                       cfg.get("server.max_login_clients_per_address")),

@@ -114,3 +114,28 @@ TEST_CASE("admin command: tags and the list of known commands", "[admin]") {
     start = end + 3;
   }
 }
+
+TEST_CASE("admin command: PgBouncer's SHOW DATABASES, LISTS, HELP and WAIT_CLOSE", "[admin]") {
+  CHECK(ok("SHOW DATABASES").verb == Verb::ShowDatabases);
+  CHECK(ok("show lists;").verb == Verb::ShowLists);
+  CHECK(ok("Show Help").verb == Verb::ShowHelp);
+  CHECK(tag(Verb::ShowDatabases) == "SHOW");
+  CHECK(tag(Verb::ShowLists) == "SHOW");
+  CHECK(tag(Verb::ShowHelp) == "SHOW");
+  const Command all = ok("WAIT_CLOSE");
+  CHECK(all.verb == Verb::WaitClose);
+  CHECK(all.arg.empty());
+  const Command one = ok("wait_close postgres:AppDb;");
+  CHECK(one.verb == Verb::WaitClose);
+  CHECK(one.arg == "postgres:AppDb");
+  CHECK(ok("WAIT_CLOSE \"app db\"").arg == "app db");
+  CHECK(tag(Verb::WaitClose) == "WAIT_CLOSE");
+  CHECK(error_of("WAIT_CLOSE a b") == "WAIT_CLOSE takes one argument (pool)");
+  CHECK(error_of("WAIT_CLOSE ''") == "empty quoted argument");
+  CHECK(error_of("SHOW LISTS x") == "SHOW LISTS takes no argument");
+  CHECK(error_of("SHOW HELP me") == "SHOW HELP takes no argument");
+  CHECK(error_of("WAIT CLOSE") == "unknown admin command");
+  for (std::string_view c : {"SHOW DATABASES", "SHOW LISTS", "SHOW HELP", "WAIT_CLOSE [pool]"}) {
+    CHECK(known_commands().find(c) != std::string_view::npos);
+  }
+}

@@ -24,6 +24,21 @@ TEST_CASE("pg_result: RowDescription bytes", "[pg_codec]") {
   CHECK(m.type == 'T');
 }
 
+TEST_CASE("pg_result: typed RowDescription carries each column's type oid", "[pg_codec]") {
+  std::string out;
+  put_typed_row_description(out, {{"n", kInt4Oid}, {"t"}, {"x", kNumericOid}});
+  const std::string tail = std::string("\0\0\0\0\0\0", 6);
+  const std::string rest = std::string("\xff\xff\xff\xff\xff\xff\0\0", 8);
+  const std::string want = std::string("T\0\0\0\x42\0\x03", 7) +                                 //
+                           std::string("n\0", 2) + tail + std::string("\0\0\0\x17", 4) + rest +  //
+                           std::string("t\0", 2) + tail + std::string("\0\0\0\x19", 4) + rest +  //
+                           std::string("x\0", 2) + tail + std::string("\0\0\x06\xa4", 4) + rest;
+  CHECK(out == want);
+  std::string text;
+  put_row_description(text, {"n", "t", "x"});
+  CHECK(text.size() == out.size());  // the same layout, every column text
+}
+
 TEST_CASE("pg_result: DataRow with values and NULL", "[pg_codec]") {
   std::string out = "x";  // appends
   put_data_row(out, {std::string("12"), std::nullopt, std::string()});
