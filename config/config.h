@@ -68,6 +68,9 @@ struct ServerConfig {
   Duration auth_failure_max_delay{5000};
   // Connections of one client IP address not yet authenticated (0: no cap).
   uint32_t max_login_clients_per_address = 1000;
+  // Client connections logged in as one user, all pools and both protocols
+  // together (0: no cap); a [[user]]'s own key overrides it.
+  uint32_t max_user_client_connections = 0;
 };
 
 struct ListenerConfig {
@@ -91,6 +94,8 @@ struct UserConfig {
   std::string password;  // plaintext, "SCRAM-SHA-256$...", or "md5<32 hex>"
   AuthMethod auth = AuthMethod::Default;
   std::string default_pool;  // MySQL: pool for clients that name no database
+  // Over [server] max_user_client_connections for this user (0: no cap).
+  std::optional<uint32_t> max_user_client_connections;
 };
 
 struct BackendConfig {
@@ -202,6 +207,9 @@ struct LoadResult {
   std::optional<Config> config;     // set only when errors is empty
   std::vector<ConfigError> errors;  // every error found, not only the first
 };
+
+// The cap on `u`'s client connections: its own key, else [server]'s (0: none).
+[[nodiscard]] uint32_t user_client_cap(const Config& cfg, const UserConfig& u);
 
 [[nodiscard]] LoadResult load_file(const std::string& path);
 [[nodiscard]] LoadResult load_string(std::string_view text, std::string_view source_name);

@@ -120,8 +120,8 @@ ConfigDiff diff(const Config& before, const Config& after) {
       continue;
     }
     const UserConfig& o = *it->second;
-    if (std::tie(o.password, o.auth, o.default_pool) !=
-        std::tie(u.password, u.auth, u.default_pool)) {
+    if (std::tie(o.password, o.auth, o.default_pool, o.max_user_client_connections) !=
+        std::tie(u.password, u.auth, u.default_pool, u.max_user_client_connections)) {
       d.users_changed.push_back(u.name);
     }
     old_users.erase(it);
@@ -148,6 +148,8 @@ ConfigDiff diff(const Config& before, const Config& after) {
     d.applied.emplace_back("server.auth_failure_max_delay");
   if (a.max_login_clients_per_address != b.max_login_clients_per_address)
     d.applied.emplace_back("server.max_login_clients_per_address");
+  if (a.max_user_client_connections != b.max_user_client_connections)
+    d.applied.emplace_back("server.max_user_client_connections");
   if (!same_listeners(before.listeners, after.listeners)) d.restart.emplace_back("listener");
   const bool had_admin = before.admin.has_value();
   if (had_admin != after.admin.has_value() ||

@@ -57,6 +57,7 @@ std::vector<std::pair<std::string, std::string>> config_rows(const config::Confi
   add("server.auth_failure_max_delay", duration(cfg.server.auth_failure_max_delay));
   add("server.max_login_clients_per_address",
       std::to_string(cfg.server.max_login_clients_per_address));
+  add("server.max_user_client_connections", std::to_string(cfg.server.max_user_client_connections));
   for (size_t i = 0; i < cfg.listeners.size(); ++i) {
     const std::string p = "listener[" + std::to_string(i) + "].";
     add(p + "protocol", std::string(config::to_string(cfg.listeners[i].protocol)));
@@ -69,6 +70,9 @@ std::vector<std::pair<std::string, std::string>> config_rows(const config::Confi
     add(p + "password", masked(u.password));
     add(p + "auth", std::string(config::to_string(u.auth)));
     if (!u.default_pool.empty()) add(p + "default_pool", u.default_pool);
+    if (u.max_user_client_connections) {
+      add(p + "max_user_client_connections", std::to_string(*u.max_user_client_connections));
+    }
   }
   for (size_t i = 0; i < cfg.pools.size(); ++i) {
     const auto& pc = cfg.pools[i];
