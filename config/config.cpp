@@ -616,6 +616,8 @@ class Loader {
                 "mode",
                 "size",
                 "min_idle",
+                "reserve_pool_size",
+                "reserve_pool_timeout",
                 "database",
                 "user",
                 "password",
@@ -653,6 +655,8 @@ class Loader {
             "min_idle (" + std::to_string(p.min_idle) + ") must not exceed size (" +
                 std::to_string(p.size) + ")");
     }
+    read_int(t, "reserve_pool_size", path, 0, 100000, p.reserve_pool_size);
+    read_duration(t, "reserve_pool_timeout", path, p.reserve_pool_timeout);
     if (!read_string(t, "database", path, p.database, false, /*allow_empty=*/false)) {
       p.database = p.name;
     }

@@ -112,6 +112,10 @@ struct PoolConfig {
   PoolMode mode = PoolMode::Transaction;
   uint32_t size = 20;
   uint32_t min_idle = 0;
+  // Once a client has waited reserve_pool_timeout, up to reserve_pool_size
+  // more server connections beyond `size` (PgBouncer's reserve pool).
+  uint32_t reserve_pool_size = 0;
+  Duration reserve_pool_timeout{5000};
   std::string database;             // on the backend; defaults to name
   std::optional<std::string> user;  // backend login; absent: the client's own
   std::optional<std::string> password;

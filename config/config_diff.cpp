@@ -22,6 +22,8 @@ PoolChange pool_change(const PoolConfig& a, const PoolConfig& b) {
   };
   note(c.applied, a.size != b.size, "size");
   note(c.applied, a.min_idle != b.min_idle, "min_idle");
+  note(c.applied, a.reserve_pool_size != b.reserve_pool_size, "reserve_pool_size");
+  note(c.applied, a.reserve_pool_timeout != b.reserve_pool_timeout, "reserve_pool_timeout");
   note(c.applied, a.database != b.database, "database");
   note(c.applied, !same_backends(a.backends, b.backends), "backends");
   note(c.applied, a.route != b.route, "route");

@@ -82,6 +82,8 @@ std::vector<std::pair<std::string, std::string>> config_rows(const config::Confi
     add(p + "mode", std::string(config::to_string(pc.mode)));
     add(p + "size", std::to_string(pc.size));
     add(p + "min_idle", std::to_string(pc.min_idle));
+    add(p + "reserve_pool_size", std::to_string(pc.reserve_pool_size));
+    add(p + "reserve_pool_timeout", duration(pc.reserve_pool_timeout));
     add(p + "database", pc.database);
     add(p + "user", pc.user.value_or(""));
     add(p + "password", masked(pc.password.value_or("")));

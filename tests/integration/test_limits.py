@@ -8,8 +8,16 @@ a login is refused with the protocol's own error (PostgreSQL: FATAL 53300
 ER_TOO_MANY_USER_CONNECTIONS), in one rate-limited log line naming the
 client's address, and counted in sqlmux_client_errors_total{reason=
 "too_many_user_clients"}; a client that leaves frees its place; a RELOAD
-that raises the cap applies to the next login and SHOW CONFIG shows it."""
+that raises the cap applies to the next login and SHOW CONFIG shows it.
 
+reserve_pool_size / reserve_pool_timeout (per pool): with the pool at its
+size, a waiting client gets an extra server connection only once it has
+waited reserve_pool_timeout (the server's own session count says so, before
+and after), sqlmux_pool_reserve_connections shows it in use, a warn line
+names the client, and the pool shrinks back to its size once nobody
+waits."""
+
+import threading
 import time
 import urllib.request
 
@@ -182,6 +190,115 @@ def case_mysql_max_user_client_connections(pg):
         log(f"mysql: 5 refusals (1203), {len(lines)} log line, {REASON} = {got.get(REASON)}")
 
 
+RESERVE_TIMEOUT = 1.0
+
+
+def _reserve_gauge(port: int) -> float:
+    return sum(v for k, v in _metrics(port).items() if k.startswith("sqlmux_pool_reserve_connections{"))
+
+
+def _reserve_case(mux, metrics_port, sessions, hold, wait_query, what):
+    """`hold()` opens a client that keeps the pool's one server connection
+    in a transaction and returns a function that ends it; `wait_query()`
+    runs a query on a second client that needs a server connection for
+    about 1 s. `sessions()` counts the server's sessions of user app."""
+    release = hold()
+    check_eq(sessions(), 1, f"{what}: server sessions with the pool at its size")
+    done = {}
+
+    def second():
+        t0 = time.monotonic()
+        try:
+            wait_query()
+            done["elapsed"] = time.monotonic() - t0
+        except Exception as e:  # noqa: BLE001
+            done["error"] = e
+
+    t = threading.Thread(target=second)
+    t.start()
+    time.sleep(RESERVE_TIMEOUT * 0.6)
+    check("elapsed" not in done and "error" not in done, f"{what}: the waiting client was served early: {done}")
+    check_eq(sessions(), 1, f"{what}: server sessions before reserve_pool_timeout")
+    # The reserve opens after the timeout (checked at the workers' 200 ms
+    # tick); its query then runs for about 1 s.
+    deadline = time.monotonic() + 3
+    while sessions() < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    check_eq(sessions(), 2, f"{what}: server sessions once the client waited reserve_pool_timeout")
+    check_eq(_reserve_gauge(metrics_port), 1.0, f"{what}: sqlmux_pool_reserve_connections while in use")
+    t.join(10)
+    check("error" not in done, f"{what}: the waiting client failed: {done.get('error')}")
+    elapsed = done.get("elapsed", 0)
+    check(RESERVE_TIMEOUT + 0.9 <= elapsed < RESERVE_TIMEOUT + 3,
+          f"{what}: waited + ran {elapsed:.2f}s (reserve_pool_timeout {RESERVE_TIMEOUT}s, query ~1s)")
+    # Nobody waits: the reserve connection closed when released.
+    deadline = time.monotonic() + 3
+    while (sessions() > 1 or _reserve_gauge(metrics_port) > 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    check_eq((sessions(), _reserve_gauge(metrics_port)), (1, 0.0), f"{what}: sessions and reserve gauge after")
+    release()
+    lines = [l for l in mux.log_text().splitlines() if "opening a reserve server connection" in l]
+    check_eq(len(lines), 1, f"{what}: reserve log lines")
+    check("127.0.0.1:" in lines[0] and "1 of reserve_pool_size 1 in use" in lines[0], f"{what}: log line {lines[0]}")
+    log(f"{what}: served after {elapsed:.2f}s through the reserve; server sessions 1 -> 2 -> 1")
+
+
+def _reserve_tweak(metrics_port):
+    def tweak(cfg):
+        for p in cfg["pool"]:
+            p["reserve_pool_size"] = 1
+            p["reserve_pool_timeout"] = f"{int(RESERVE_TIMEOUT * 1000)}ms"
+        cfg["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
+    return tweak
+
+
+def case_pg_reserve_pool(pg):
+    require_sqlmux("reserve_pool_size")
+    metrics_port = free_port()
+    with Sqlmux(pg, size=1, tweak=_reserve_tweak(metrics_port)) as mux:
+        su = pg.connect_super()
+
+        def sessions():
+            with su.cursor() as cur:
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app' AND datname = 'appdb'")
+                return cur.fetchone()[0]
+
+        def hold():
+            c = psycopg.connect(mux.dsn())
+            c.execute("SELECT 1")  # psycopg opens a transaction: the server connection stays
+            return c.close
+
+        def wait_query():
+            with psycopg2.connect(mux.dsn(), connect_timeout=10) as c, c.cursor() as cur:
+                cur.execute("SELECT pg_sleep(1)")
+            c.close()
+
+        _reserve_case(mux, metrics_port, sessions, hold, wait_query, "pg")
+        su.close()
+
+
+def case_mysql_reserve_pool(pg):
+    require_sqlmux("reserve_pool_size")
+    from mysql_harness import MariaDbServer
+
+    metrics_port = free_port()
+    with MariaDbServer() as my, Sqlmux(None, my=my, size=1, tweak=_reserve_tweak(metrics_port)) as mux:
+        def hold():
+            c = mux.my_connect()
+            c.begin()
+            with c.cursor() as cur:
+                cur.execute("SELECT 1")
+            return c.close
+
+        def wait_query():
+            c = mux.my_connect(autocommit=True)
+            with c.cursor() as cur:
+                cur.execute("SELECT SLEEP(1)")
+            c.close()
+
+        _reserve_case(mux, metrics_port, my.app_sessions, hold, wait_query, "mysql")
+
+
 if __name__ == "__main__":
-    run_cases(__file__, [case_pg_max_user_client_connections, case_mysql_max_user_client_connections],
-              timeout=60)
+    run_cases(__file__, [case_pg_max_user_client_connections, case_mysql_max_user_client_connections,
+                         case_pg_reserve_pool, case_mysql_reserve_pool], timeout=60)
