@@ -167,6 +167,30 @@ def case_mysql_max_user_client_connections(pg):
         with held[0].cursor() as cur:
             cur.execute("SELECT 'still'")
             check_eq(cur.fetchone()[0], "still", "held client after the refusals")
+        # COM_CHANGE_USER at the cap: the client's place is its own (released
+        # and counted again), and the user stays at its cap.
+        import MySQLdb
+        held[1].close()
+        m = None
+        deadline = time.monotonic() + 5
+        while m is None:
+            try:
+                m = MySQLdb.connect(host=mux.host, port=mux.my_port, user="app", passwd="apppass", db="appdb",
+                                    connect_timeout=10)
+            except MySQLdb.OperationalError as e:
+                if e.args[0] != 1203 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        m.change_user("app", "apppass", "appdb")
+        cur = m.cursor()
+        cur.execute("SELECT 'changed'")
+        check_eq(cur.fetchone()[0], "changed", "change_user at the cap")
+        try:
+            mux.my_connect().close()
+            fail("3rd client accepted after a change_user at the cap")
+        except pymysql.err.OperationalError as e:
+            check_eq(my_errno(e), 1203, f"after change_user: MySQL error code ({e})")
+        held[1] = m
         held.pop().close()
         deadline = time.monotonic() + 5
         while True:
@@ -181,13 +205,13 @@ def case_mysql_max_user_client_connections(pg):
             cur.execute("SELECT 'in'")
             check_eq(cur.fetchone()[0], "in", "a login once a client left")
         got = _metrics(metrics_port)
-        check_eq(got.get(REASON), 5.0, REASON)
+        check_eq(got.get(REASON), 6.0, REASON)
         lines = _refusal_lines(mux)
         check(1 <= len(lines) <= 2, f"refusal log lines within 10s (rate-limited per worker): {lines}")
         check("127.0.0.1:" in lines[0] and '"app"' in lines[0], f"log line: {lines[0]}")
         for c in held:
             c.close()
-        log(f"mysql: 5 refusals (1203), {len(lines)} log line, {REASON} = {got.get(REASON)}")
+        log(f"mysql: 6 refusals (1203), {len(lines)} log line, {REASON} = {got.get(REASON)}")
 
 
 RESERVE_TIMEOUT = 1.0
