@@ -458,7 +458,7 @@ class Loader {
                {"workers", "max_client_conn", "log_level", "log_format", "log_connections",
                 "log_disconnections", "shutdown_timeout", "auth_failure_limit",
                 "auth_failure_window", "auth_failure_delay", "auth_failure_max_delay",
-                "max_login_clients_per_address", "peer_id"});
+                "max_login_clients_per_address", "peer_id", "max_user_client_connections"});
     read_int(t, "workers", path, 0, 256, s.workers);
     read_int(t, "max_client_conn", path, 1, std::numeric_limits<uint32_t>::max(),
              s.max_client_conn);
@@ -491,6 +491,8 @@ class Loader {
     }
     read_int(t, "peer_id", path, 0, 16383, s.peer_id);
     read_int(t, "max_login_clients_per_address", path, 0, 1000000, s.max_login_clients_per_address);
+    read_int(t, "max_user_client_connections", path, 0, std::numeric_limits<uint32_t>::max(),
+             s.max_user_client_connections);
   }
 
   void read_metrics(const toml::table& t, Config& cfg) {
@@ -566,7 +568,8 @@ class Loader {
 
   void read_user(const toml::table& t, const std::string& path, Config& cfg) {
     check_keys(t, path,
-               {"name", "password", "password_file", "password_env", "auth", "default_pool"});
+               {"name", "password", "password_file", "password_env", "auth", "default_pool",
+                "max_user_client_connections"});
     UserConfig u;
     if (const auto* node = read_string(t, "name", path, u.name, true, /*allow_empty=*/false)) {
       auto [it, fresh] = users_seen_.emplace(u.name, path);
@@ -601,6 +604,13 @@ class Loader {
     if (const auto* node = read_string(t, "default_pool", path, u.default_pool, false, false)) {
       default_pool_nodes_.emplace_back(node, child(path, "default_pool"));
     }
+    if (t.get("max_user_client_connections") != nullptr) {
+      uint32_t cap = 0;
+      if (read_int(t, "max_user_client_connections", path, 0, std::numeric_limits<uint32_t>::max(),
+                   cap) != nullptr) {
+        u.max_user_client_connections = cap;
+      }
+    }
     cfg.users.push_back(std::move(u));
   }
 
@@ -611,6 +621,8 @@ class Loader {
                 "mode",
                 "size",
                 "min_idle",
+                "reserve_pool_size",
+                "reserve_pool_timeout",
                 "database",
                 "user",
                 "password",
@@ -648,6 +660,8 @@ class Loader {
             "min_idle (" + std::to_string(p.min_idle) + ") must not exceed size (" +
                 std::to_string(p.size) + ")");
     }
+    read_int(t, "reserve_pool_size", path, 0, 100000, p.reserve_pool_size);
+    read_duration(t, "reserve_pool_timeout", path, p.reserve_pool_timeout);
     if (!read_string(t, "database", path, p.database, false, /*allow_empty=*/false)) {
       p.database = p.name;
     }
@@ -906,6 +920,10 @@ const UserConfig* Config::find_user(std::string_view name) const {
   auto it =
       std::find_if(users.begin(), users.end(), [&](const UserConfig& u) { return u.name == name; });
   return it == users.end() ? nullptr : &*it;
+}
+
+uint32_t user_client_cap(const Config& cfg, const UserConfig& u) {
+  return u.max_user_client_connections.value_or(cfg.server.max_user_client_connections);
 }
 
 std::string qualified_name(const PoolConfig& p) {

@@ -72,6 +72,9 @@ struct ServerConfig {
   // This instance's id among its peers (README "Running several
   // instances"): PostgreSQL cancel keys carry it; 0 = none (1..16383).
   uint32_t peer_id = 0;
+  // Client connections logged in as one user, all pools and both protocols
+  // together (0: no cap); a [[user]]'s own key overrides it.
+  uint32_t max_user_client_connections = 0;
 };
 
 struct ListenerConfig {
@@ -95,6 +98,8 @@ struct UserConfig {
   std::string password;  // plaintext, "SCRAM-SHA-256$...", or "md5<32 hex>"
   AuthMethod auth = AuthMethod::Default;
   std::string default_pool;  // MySQL: pool for clients that name no database
+  // Over [server] max_user_client_connections for this user (0: no cap).
+  std::optional<uint32_t> max_user_client_connections;
 };
 
 struct BackendConfig {
@@ -111,6 +116,10 @@ struct PoolConfig {
   PoolMode mode = PoolMode::Transaction;
   uint32_t size = 20;
   uint32_t min_idle = 0;
+  // Once a client has waited reserve_pool_timeout, up to reserve_pool_size
+  // more server connections beyond `size` (PgBouncer's reserve pool).
+  uint32_t reserve_pool_size = 0;
+  Duration reserve_pool_timeout{5000};
   std::string database;             // on the backend; defaults to name
   std::optional<std::string> user;  // backend login; absent: the client's own
   std::optional<std::string> password;
@@ -210,6 +219,9 @@ struct LoadResult {
   std::optional<Config> config;     // set only when errors is empty
   std::vector<ConfigError> errors;  // every error found, not only the first
 };
+
+// The cap on `u`'s client connections: its own key, else [server]'s (0: none).
+[[nodiscard]] uint32_t user_client_cap(const Config& cfg, const UserConfig& u);
 
 [[nodiscard]] LoadResult load_file(const std::string& path);
 [[nodiscard]] LoadResult load_string(std::string_view text, std::string_view source_name);

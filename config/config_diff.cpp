@@ -22,6 +22,8 @@ PoolChange pool_change(const PoolConfig& a, const PoolConfig& b) {
   };
   note(c.applied, a.size != b.size, "size");
   note(c.applied, a.min_idle != b.min_idle, "min_idle");
+  note(c.applied, a.reserve_pool_size != b.reserve_pool_size, "reserve_pool_size");
+  note(c.applied, a.reserve_pool_timeout != b.reserve_pool_timeout, "reserve_pool_timeout");
   note(c.applied, a.database != b.database, "database");
   note(c.applied, !same_backends(a.backends, b.backends), "backends");
   note(c.applied, a.route != b.route, "route");
@@ -120,8 +122,8 @@ ConfigDiff diff(const Config& before, const Config& after) {
       continue;
     }
     const UserConfig& o = *it->second;
-    if (std::tie(o.password, o.auth, o.default_pool) !=
-        std::tie(u.password, u.auth, u.default_pool)) {
+    if (std::tie(o.password, o.auth, o.default_pool, o.max_user_client_connections) !=
+        std::tie(u.password, u.auth, u.default_pool, u.max_user_client_connections)) {
       d.users_changed.push_back(u.name);
     }
     old_users.erase(it);
@@ -151,6 +153,8 @@ ConfigDiff diff(const Config& before, const Config& after) {
     d.applied.emplace_back("server.auth_failure_max_delay");
   if (a.max_login_clients_per_address != b.max_login_clients_per_address)
     d.applied.emplace_back("server.max_login_clients_per_address");
+  if (a.max_user_client_connections != b.max_user_client_connections)
+    d.applied.emplace_back("server.max_user_client_connections");
   if (!same_listeners(before.listeners, after.listeners)) d.restart.emplace_back("listener");
   const bool had_admin = before.admin.has_value();
   if (had_admin != after.admin.has_value() ||

@@ -94,8 +94,18 @@ void Scheduler::host_closed(int id) {
 // --- slots, waiters, idle lists ----------------------------------------------------
 
 bool Scheduler::obsolete(const Backend& b, size_t closing) const {
-  return b.generation < generation_ || (retired_ && clients_ == 0) ||
-         total_ - closing > settings_.size || !host_serves(b.host);
+  // Reserve backends serve while anyone waits; then they close.
+  const uint64_t most = settings_.size + (waiting_ > 0 ? settings_.reserve_pool_size : 0);
+  return b.generation < generation_ || (retired_ && clients_ == 0) || total_ - closing > most ||
+         !host_serves(b.host);
+}
+
+uint32_t Scheduler::limit(uint64_t now_ms) const {
+  const uint32_t size = settings_.size;
+  if (settings_.reserve_pool_size == 0 || waiting_ == 0) return size;
+  const uint64_t since = oldest_wait_since_ms();
+  return since + settings_.reserve_pool_timeout_ms <= now_ms ? size + settings_.reserve_pool_size
+                                                             : size;
 }
 
 uint64_t Scheduler::oldest_wait_since_ms() const {
@@ -279,8 +289,9 @@ bool Scheduler::backend_gone(int worker, const Backend& b, bool slot_moved) {
   return true;
 }
 
-std::optional<Waiter> Scheduler::grant_slot() {
-  if (waiting_ == 0 || total_ >= settings_.size || paused_) return std::nullopt;
+std::optional<Waiter> Scheduler::grant_slot(uint64_t now_ms, bool* reserve) {
+  if (waiting_ == 0 || paused_ || total_ >= limit(now_ms)) return std::nullopt;
+  if (reserve != nullptr) *reserve = total_ >= settings_.size;
   ++total_;
   return pop_waiter(oldest_waiting_worker(-1));
 }

@@ -78,6 +78,12 @@ class Scheduler {
     config::Route route = config::Route::Primary;
     uint64_t server_lifetime_ms = 0;  // 0: off
     uint64_t server_idle_timeout_ms = 0;
+    // Reserve pool: once the longest-waiting client has waited
+    // reserve_pool_timeout_ms, up to reserve_pool_size backends beyond
+    // `size` may open (granted by grant_slot(); acquire() never opens one).
+    // Backends beyond `size` close when released with nobody waiting.
+    uint32_t reserve_pool_size = 0;
+    uint64_t reserve_pool_timeout_ms = 5000;
   };
   void configure(const Settings& s) { settings_ = s; }
   [[nodiscard]] const Settings& settings() const { return settings_; }
@@ -113,8 +119,10 @@ class Scheduler {
   // A backend of `worker` is gone. True when its slot came free (not moved
   // to a retry on another host).
   [[nodiscard]] bool backend_gone(int worker, const Backend& b, bool slot_moved);
-  // A free slot to the waiter that has waited longest, on any worker.
-  [[nodiscard]] std::optional<Waiter> grant_slot();
+  // A free slot to the waiter that has waited longest, on any worker:
+  // below size, or in the reserve once that waiter has waited
+  // reserve_pool_timeout_ms at `now_ms` (`reserve` then says so).
+  [[nodiscard]] std::optional<Waiter> grant_slot(uint64_t now_ms, bool* reserve = nullptr);
   // A connect in a reserved slot starts on `worker`.
   void connecting(int worker);
   // No backend took a reserved slot of `worker`.
@@ -145,6 +153,13 @@ class Scheduler {
 
   // --- counts ---
   [[nodiscard]] uint32_t total() const { return total_; }
+  // Backends open or connecting beyond `size` (the reserve in use).
+  [[nodiscard]] uint32_t reserve_in_use() const {
+    return total_ > settings_.size ? total_ - settings_.size : 0;
+  }
+  // The most backends at `now_ms`: size, plus reserve_pool_size once the
+  // longest-waiting client has waited reserve_pool_timeout_ms.
+  [[nodiscard]] uint32_t limit(uint64_t now_ms) const;
   [[nodiscard]] size_t idle() const;
   [[nodiscard]] size_t idle(int worker) const { return idle_[index(worker)].size(); }
   [[nodiscard]] size_t waiting() const { return waiting_; }

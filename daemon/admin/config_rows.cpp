@@ -58,6 +58,8 @@ void server_rows(Rows& r, const config::ServerConfig& s) {
   r.add("server.max_login_clients_per_address", std::to_string(s.max_login_clients_per_address),
         std::to_string(d.max_login_clients_per_address));
   r.fixed("server.peer_id", std::to_string(s.peer_id), std::to_string(d.peer_id));
+  r.add("server.max_user_client_connections", std::to_string(s.max_user_client_connections),
+        std::to_string(d.max_user_client_connections));
 }
 
 void pool_rows(Rows& r, size_t i, const config::PoolConfig& pc) {
@@ -69,6 +71,10 @@ void pool_rows(Rows& r, size_t i, const config::PoolConfig& pc) {
   r.fixed(p + "mode", text(pc.mode), text(d.mode));
   r.add(p + "size", std::to_string(pc.size), std::to_string(d.size));
   r.add(p + "min_idle", std::to_string(pc.min_idle), std::to_string(d.min_idle));
+  r.add(p + "reserve_pool_size", std::to_string(pc.reserve_pool_size),
+        std::to_string(d.reserve_pool_size));
+  r.add(p + "reserve_pool_timeout", duration(pc.reserve_pool_timeout),
+        duration(d.reserve_pool_timeout));
   r.add(p + "database", pc.database, pc.name);  // defaults to the pool's name
   r.fixed(p + "user", pc.user.value_or(""), "");
   r.fixed(p + "password", masked(pc.password.value_or("")), "");
@@ -134,6 +140,9 @@ std::vector<ConfigRow> config_rows(const config::Config& cfg) {
     r.add(p + "password", masked(u.password), std::nullopt);
     r.add(p + "auth", text(u.auth), text(config::AuthMethod::Default));
     r.add(p + "default_pool", u.default_pool, "");
+    // Absent: [server] max_user_client_connections applies (shown empty).
+    r.add(p + "max_user_client_connections",
+          u.max_user_client_connections ? std::to_string(*u.max_user_client_connections) : "", "");
   }
   for (size_t i = 0; i < cfg.pools.size(); ++i) pool_rows(r, i, cfg.pools[i]);
   if (cfg.metrics) r.fixed("metrics.listen", cfg.metrics->listen.text, std::nullopt);

@@ -150,6 +150,16 @@ void Directory::remove_client() {
   clients_.fetch_sub(1);
 }
 
+bool Directory::try_add_user_client(std::string_view user, uint32_t cap) {
+  std::lock_guard<std::mutex> lk(user_clients_mu_);
+  return user_clients_.try_add(user, cap);
+}
+
+void Directory::remove_user_client(std::string_view user) {
+  std::lock_guard<std::mutex> lk(user_clients_mu_);
+  user_clients_.remove(user);
+}
+
 bool Directory::register_cancel(uint64_t id, int worker, uint64_t client_id) {
   std::lock_guard<std::mutex> lk(cancel_mu_);
   return cancels_.try_emplace(id, CancelEntry{worker, client_id}).second;

@@ -18,6 +18,7 @@
 
 #include "config/config.h"
 #include "daemon/core/protocol.h"
+#include "pool/limits.h"
 
 namespace sqlmux {
 
@@ -83,6 +84,10 @@ class Directory {
   void remove_client();
   [[nodiscard]] uint32_t client_count() const { return clients_.load(); }
   [[nodiscard]] uint64_t next_client_id() { return next_client_id_.fetch_add(1) + 1; }
+  // max_user_client_connections: counts a logged-in client of `user`
+  // unless it has `cap` already (0: no cap); false (not counted) when over.
+  [[nodiscard]] bool try_add_user_client(std::string_view user, uint32_t cap);
+  void remove_user_client(std::string_view user);
 
   // Cancel keys sqlmux gave its clients, by the protocol's identity of the
   // key (64 bits); false when `id` is taken (the protocol makes another).
@@ -112,6 +117,10 @@ class Directory {
 
   std::atomic<uint32_t> clients_{0};
   std::atomic<uint64_t> next_client_id_{0};
+  // Logged-in clients per user: one mutex, taken once at login and once at
+  // the end of a client (never per query).
+  std::mutex user_clients_mu_;
+  pool::KeyedLimit user_clients_;  // under user_clients_mu_
 
   struct CancelEntry {
     int worker;

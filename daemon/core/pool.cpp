@@ -23,6 +23,8 @@ pool::Scheduler::Settings settings_of(const config::PoolConfig& cfg) {
   s.route = cfg.route;
   s.server_lifetime_ms = static_cast<uint64_t>(cfg.server_lifetime.count());
   s.server_idle_timeout_ms = static_cast<uint64_t>(cfg.server_idle_timeout.count());
+  s.reserve_pool_size = cfg.reserve_pool_size;
+  s.reserve_pool_timeout_ms = static_cast<uint64_t>(cfg.reserve_pool_timeout.count());
   return s;
 }
 
@@ -82,8 +84,8 @@ Pool::Pool(PoolEnv& env, config::PoolConfig cfg, std::string backend_user,
          this->cfg().backends.front().address.text},
         std::move(parts), [this] {
           // (Pools live as long as the process: a reload only retires one.)
-          return metrics::PoolGauges{this->cfg().size,
-                                     oldest_wait_seconds(uv_hrtime() / 1'000'000)};
+          return metrics::PoolGauges{this->cfg().size, oldest_wait_seconds(uv_hrtime() / 1'000'000),
+                                     reserve_in_use()};
         });
   }
 }
@@ -239,18 +241,54 @@ void Pool::backend_gone(Worker& w, PooledBackend* b) {
 bool Pool::capacity_freed(Worker& w) {
   if (w.shutting_down()) return false;
   std::optional<pool::Waiter> target;
+  bool reserve = false;
+  const uint64_t now = w.now_ms();
+  uint32_t in_use = 0;
+  uint64_t since_log = 0;
+  bool log_it = false;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    target = sched_.grant_slot();
+    target = sched_.grant_slot(now, &reserve);
+    if (target && reserve) {
+      in_use = sched_.reserve_in_use();
+      ++reserve_opens_;
+      if (reserve_last_log_ms_ == 0 || now - reserve_last_log_ms_ >= kReserveLogIntervalMs) {
+        log_it = true;
+        since_log = reserve_opens_;
+        reserve_opens_ = 0;
+        reserve_last_log_ms_ = now;
+      }
+    }
   }
   if (!target) return false;
+  const uint64_t cid = target->client_id;
+  const uint64_t waited = now - target->since_ms;
+  const auto go = [this, cid, log_it, waited, in_use, since_log](Worker& tw) {
+    if (log_it) {
+      // On the client's worker: its line names it and its address.
+      const config::PoolConfig& pc = cfg();
+      if (PooledClient* c = tw.find_client(cid)) {
+        CLOG_WARN(c->log_tag(),
+                  "pool %s: waited %" PRIu64 " ms (reserve_pool_timeout %" PRId64
+                  " ms): opening a reserve server connection, %u of reserve_pool_size %u in use "
+                  "(%" PRIu64 " reserve connection(s) opened since the last such line)",
+                  label_.c_str(), waited, static_cast<int64_t>(pc.reserve_pool_timeout.count()),
+                  in_use, pc.reserve_pool_size, since_log);
+      }
+    }
+    connect_for(tw, cid);
+  };
   if (target->worker == w.id()) {
-    start_connect(w, target->client_id);
+    go(w);
   } else {
-    const uint64_t cid = target->client_id;
-    env_.workers.at(target->worker).post([this, cid](Worker& tw) { connect_for(tw, cid); });
+    env_.workers.at(target->worker).post(go);
   }
   return true;
+}
+
+uint32_t Pool::reserve_in_use() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return sched_.reserve_in_use();
 }
 
 void Pool::connect_for(Worker& w, uint64_t client_id) {
@@ -401,6 +439,9 @@ void Pool::housekeep(Worker& w, uint64_t now) {
     }
     if (!b) break;
     release(w, backend(*b));
+  }
+  // A client that has waited reserve_pool_timeout: reserve slots.
+  while (capacity_freed(w)) {
   }
 }
 

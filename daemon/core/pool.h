@@ -116,6 +116,9 @@ class Pool {
   // When this pool was created, on the same clock (the console's SHOW
   // STATS averages since then).
   [[nodiscard]] uint64_t created_ms() const { return created_ms_; }
+  // Server connections open or connecting beyond `size` (the reserve pool
+  // in use). Any thread.
+  [[nodiscard]] uint32_t reserve_in_use();
 
   // --- Admin console and reload (any thread unless noted) ---
   void set_config(const config::PoolConfig& cfg);
@@ -147,8 +150,12 @@ class Pool {
   // the best usable host not in `exclude`; on failure frees the slot and
   // fails the client.
   void launch(Worker& w, uint64_t client_id, uint64_t exclude);
-  // A free slot to the longest waiter; false when none was given (mu_ NOT held).
+  // A free slot (below size, or in the reserve once the longest waiter has
+  // waited reserve_pool_timeout) to the longest waiter; false when none was
+  // given (mu_ NOT held). A reserve slot is logged on the client's worker,
+  // one line per kReserveLogIntervalMs per pool at most.
   bool capacity_freed(Worker& w);
+  static constexpr uint64_t kReserveLogIntervalMs = 10000;
 
   // --- hosts (with mu_ held) ---
   void sync_hosts_locked(const config::PoolConfig& cfg);
@@ -174,6 +181,8 @@ class Pool {
   std::vector<PoolHost*> current_;                                       // cfg().backends order
   static constexpr uint64_t kHostsUnseen = ~uint64_t{0};
   uint64_t hosts_seen_ = kHostsUnseen;  // HostRegistry::changes() at the last look, under mu_
+  uint64_t reserve_opens_ = 0;          // reserve slots granted since the last line, under mu_
+  uint64_t reserve_last_log_ms_ = 0;    // under mu_
 };
 
 }  // namespace sqlmux

@@ -67,6 +67,26 @@ void PooledClient::acquire_backend() {
   acquiring_ = false;
 }
 
+bool PooledClient::admit_user(const config::UserConfig& user) {
+  release_user();
+  Directory& dir = worker_->directory();
+  user_cap_ = config::user_client_cap(dir.config(), user);
+  if (!dir.try_add_user_client(user.name, user_cap_)) {
+    worker_->log_user_cap_refusal(*this, user_cap_);
+    return false;
+  }
+  counted_user_ = user.name;
+  user_counted_ = true;
+  return true;
+}
+
+void PooledClient::release_user() {
+  if (!user_counted_) return;
+  worker_->directory().remove_user_client(counted_user_);
+  user_counted_ = false;
+  counted_user_.clear();
+}
+
 void PooledClient::login_failed(const PeerAddress& peer, std::function<void()> answer) {
   const auto& sc = worker_->directory().config().server;
   const uint64_t ms = worker_->services().auth_limiter->failed(peer, user_name_, worker_->now_ms(),

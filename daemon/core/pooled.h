@@ -77,6 +77,16 @@ class PooledClient : public Conn {
   // A late failure's answer is pending.
   [[nodiscard]] bool failure_pending() const { return delay_ != nullptr; }
 
+  // At login, once the user is known: counts the client against its
+  // user's max_user_client_connections. False when over (nothing counted;
+  // logged by the worker's rate-limited line): the protocol refuses it with
+  // Reason::TooManyUserClients. Uncounted when the client is destroyed or
+  // by release_user() (MySQL COM_CHANGE_USER).
+  [[nodiscard]] bool admit_user(const config::UserConfig& user);
+  void release_user();
+  // The cap that refused the last admit_user().
+  [[nodiscard]] uint32_t user_cap() const { return user_cap_; }
+
  protected:
   friend class Worker;
   void set_state(ClientState s);
@@ -108,6 +118,9 @@ class PooledClient : public Conn {
   // login_started); invalid when it holds none. Released by the Worker
   // when the client leaves Login or is destroyed.
   PeerAddress login_slot_;
+  std::string counted_user_;  // admit_user() counted it; empty: not counted
+  bool user_counted_ = false;
+  uint32_t user_cap_ = 0;
   uv_timer_t* delay_ = nullptr;  // a late failure's timer; freed by its close callback
   std::function<void()> delayed_answer_;
 };

@@ -34,6 +34,7 @@ enum class Reason {
   TooManyLogins,        // max_login_clients_per_address logins in progress from the address
   FdExhausted,          // accepted with the spare descriptor only to be refused: no fd left
   NotificationBacklog,  // the client left too many notifications unread
+  TooManyUserClients,   // max_user_client_connections: the user has that many clients
   Internal,
 };
 
@@ -93,6 +94,8 @@ enum class Reason {
       return "fd_exhausted";
     case Reason::NotificationBacklog:
       return "notification_backlog";
+    case Reason::TooManyUserClients:
+      return "too_many_user_clients";
     case Reason::Internal:
       return "internal";
   }

@@ -147,6 +147,7 @@ void Worker::client_created(PooledClient* c) {
 
 void Worker::client_destroyed(PooledClient* c) {
   c->stop_delay();
+  c->release_user();
   if (c->login_slot_.valid()) services_.auth_limiter->login_ended(c->login_slot_);
   c->login_slot_ = {};
   clients_[static_cast<int>(c->state())].remove(c);
@@ -375,6 +376,21 @@ void Worker::log_fd_exhausted(const std::string& what) {
             "open file limit %llu: raise LimitNOFILE / ulimit -n, or lower pool sizes",
             what.c_str(), e.since_log, std::string(to_string(Reason::FdExhausted)).c_str(),
             static_cast<unsigned long long>(rl.rlim_cur));
+  e.since_log = 0;
+  e.last_log_ms = now;
+  e.logged = true;
+}
+
+void Worker::log_user_cap_refusal(const PooledClient& c, uint32_t cap) {
+  UserCapRefusals& e = user_cap_refusals_;
+  ++e.since_log;
+  const uint64_t now = now_ms();
+  if (e.logged && now - e.last_log_ms < kAcceptLogIntervalMs) return;
+  CLOG_WARN(c.log_tag(),
+            "max_user_client_connections (%u) reached for user \"%s\", refusing the client "
+            "(%" PRIu64 " client(s) refused as %s on this worker since the last such line)",
+            cap, c.user_name().c_str(), e.since_log,
+            std::string(to_string(Reason::TooManyUserClients)).c_str());
   e.since_log = 0;
   e.last_log_ms = now;
   e.logged = true;

@@ -101,6 +101,10 @@ class Worker final : public EventLoop {
   // A server connection could not be opened for want of a descriptor: one
   // line per kAcceptLogIntervalMs at most, with the count since the last.
   void log_fd_exhausted(const std::string& what);
+  // A client refused for max_user_client_connections: one line (naming the
+  // client, its address and user) per kAcceptLogIntervalMs at most, with
+  // the count refused since the last.
+  void log_user_cap_refusal(const PooledClient& c, uint32_t cap);
 
   // A listening socket whose connections `make` turns into clients;
   // `refuse` renders the refusal of those it cannot take at all.
@@ -212,6 +216,11 @@ class Worker final : public EventLoop {
     uint64_t last_log_ms = 0;
     bool logged = false;
   } open_errors_;
+  struct UserCapRefusals {
+    uint64_t since_log = 0;
+    uint64_t last_log_ms = 0;
+    bool logged = false;
+  } user_cap_refusals_;
 
   std::unordered_map<uint64_t, PooledClient*> by_id_;
   pool::IntrusiveList<PooledClient, &PooledClient::state_node>

@@ -143,7 +143,7 @@ void MyClient::send_auth_switch(uint8_t seq) {
 
 void MyClient::disconnect(Reason why, uint8_t seq, my::ErrorCode code, const std::string& message) {
   if (closing()) return;
-  if (why == Reason::FdExhausted) {
+  if (why == Reason::FdExhausted || why == Reason::TooManyUserClients) {
     // Counted in the worker's rate-limited accept line.
     CLOG_DEBUG(log_tag_, "%u %s", static_cast<unsigned>(code), message.c_str());
   } else {

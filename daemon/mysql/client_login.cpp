@@ -139,6 +139,7 @@ void MyClient::change_user_done(uint8_t seq) {
   joined_ = false;
   pool_ = nullptr;
   stats_ = nullptr;
+  release_user();  // counted again as the new user
   auth_succeeded(seq);
 }
 
@@ -187,6 +188,14 @@ void MyClient::auth_succeeded(uint8_t seq) {
   }
   database_ = db;
   log_tag_.database = db;
+  if (!admit_user(user_->cfg)) {
+    pool_ = nullptr;
+    // MySQL's words when an account's MAX_USER_CONNECTIONS is reached.
+    disconnect(
+        Reason::TooManyUserClients, seq, my::ErrorCode::TooManyUserConnections,
+        "User " + user_name_ + " already has more than 'max_user_connections' active connections");
+    return;
+  }
   pool_->client_joined();
   joined_ = true;
   if ((stats_ = pool_->stats(worker_->id())) != nullptr) {

@@ -33,7 +33,7 @@ Need estimate(const config::Config& c, int workers) {
   for (const auto& p : c.pools) {
     // A pool without its own login is one pool per user that logs in.
     const uint64_t logins = p.user ? 1 : std::max<uint64_t>(1, c.users.size());
-    n.servers += static_cast<uint64_t>(p.size) * logins;
+    n.servers += (static_cast<uint64_t>(p.size) + p.reserve_pool_size) * logins;
     for (const auto& b : p.backends) hosts.insert(b.address.text);
   }
   n.listeners = c.listeners.size() + (c.admin ? 1 : 0) + (c.metrics ? 1 : 0);

@@ -322,6 +322,10 @@ std::vector<MetricFamily> Metrics::Collect() const {
                        "How long the longest-waiting client of the pool has waited so far (0: "
                        "nobody waits).",
                        MetricType::Gauge);
+  auto reserve = family("sqlmux_pool_reserve_connections",
+                        "Server connections of the pool open or connecting beyond its size "
+                        "(reserve_pool_size in use).",
+                        MetricType::Gauge);
   auto pins = family("sqlmux_client_pins_total",
                      "Times a transaction-mode client became pinned to its server connection "
                      "by session state that cannot move, by reason.",
@@ -425,6 +429,7 @@ std::vector<MetricFamily> Metrics::Collect() const {
       const metrics::PoolGauges g = p.gauges();
       add_gauge(size, base, g.size);
       add_gauge(oldest, base, g.oldest_wait_seconds);
+      add_gauge(reserve, base, g.reserve_in_use);
     }
     add_gauge(l_channels, base, static_cast<double>(lch));  // (0 on MySQL pools)
     add_gauge(l_subs, base, static_cast<double>(lsub));
@@ -510,11 +515,11 @@ std::vector<MetricFamily> Metrics::Collect() const {
 
   std::vector<MetricFamily> out;
   for (auto* f :
-       {&clients,     &logins,     &servers,   &wait,        &tx,      &query,    &tx_total,
-        &query_total, &c_in,       &c_out,     &s_in,        &s_out,   &attempts, &failures,
-        &up,          &checks,     &s_err,     &c_err,       &hits,    &misses,   &evictions,
-        &pins,        &l_channels, &l_subs,    &l_delivered, &l_lost,  &size,     &oldest,
-        &reloads,     &a_delay,    &a_delayed, &a_refused,   &a_addrs, &cancels}) {
+       {&clients,     &logins,     &servers, &wait,        &tx,        &query,    &tx_total,
+        &query_total, &c_in,       &c_out,   &s_in,        &s_out,     &attempts, &failures,
+        &up,          &checks,     &s_err,   &c_err,       &hits,      &misses,   &evictions,
+        &pins,        &l_channels, &l_subs,  &l_delivered, &l_lost,    &size,     &oldest,
+        &reserve,     &reloads,    &a_delay, &a_delayed,   &a_refused, &a_addrs,  &cancels}) {
     if (!f->metric.empty()) out.push_back(std::move(*f));  // e.g. no health checks
   }
   MetricFamily build =

@@ -156,6 +156,7 @@ struct alignas(64) WorkerStats {
 struct PoolGauges {
   uint32_t size = 0;               // the configured size
   double oldest_wait_seconds = 0;  // the longest-waiting client's wait so far
+  uint32_t reserve_in_use = 0;     // server connections beyond size (reserve_pool_size)
 };
 
 struct PoolLabels {

@@ -414,7 +414,8 @@ void PgClient::finish(Reason why) {
   if (metrics::WorkerStats* ws = worker_->stats(); ws != nullptr && metrics::is_client_error(why)) {
     ws->client_errors[static_cast<int>(why)].add();
   }
-  if (why == Reason::TooManyLogins || why == Reason::FdExhausted) {
+  if (why == Reason::TooManyLogins || why == Reason::FdExhausted ||
+      why == Reason::TooManyUserClients) {
     // Logged by the worker's rate-limited accept lines.
     CLOG_DEBUG(log_tag_, "closing: %s", std::string(to_string(why)).c_str());
   } else if (why == Reason::ClientClosed) {

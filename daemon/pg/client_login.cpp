@@ -342,14 +342,25 @@ void PgClient::auth_succeeded() {
     local_ = make_local_(*this);
     return;
   }
-  pool_ = worker_->directory().find_pool(database_, *user_, config::Protocol::Postgres);
-  if (pool_ == nullptr) {
+  Pool* pool = worker_->directory().find_pool(database_, *user_, config::Protocol::Postgres);
+  if (pool == nullptr) {
     CLOG_INFO(log_tag_, "user \"%s\" asked for unknown database \"%s\"", user_name_.c_str(),
               database_.c_str());
     send_fatal(pg::sqlstate::kInvalidCatalogName, "database \"" + database_ + "\" does not exist",
                Reason::UnknownDatabase);
     return;
   }
+  if (!admit_user(user_->cfg)) {
+    // PostgreSQL's words when a role's CONNECTION LIMIT is reached.
+    pg::ErrorFields e;
+    e.severity = "FATAL";
+    e.sqlstate = std::string(pg::sqlstate::kTooManyConnections);
+    e.message = "too many connections for role \"" + user_name_ + "\"";
+    e.detail = "sqlmux max_user_client_connections (" + std::to_string(user_cap()) + ") reached";
+    fail_with(Reason::TooManyUserClients, e);
+    return;
+  }
+  pool_ = pool;
   pool_->client_joined();
   if ((stats_ = pool_->stats(worker_->id())) != nullptr) {
     count_bytes(&stats_->client_received_bytes, &stats_->client_sent_bytes);

@@ -83,6 +83,7 @@ key = ")" + file + R"("
                         "server.auth_failure_max_delay",
                         "server.max_login_clients_per_address",
                         "server.peer_id",
+                        "server.max_user_client_connections",
                         "peers.4",
                         "peers.5",
                         "listener[0].protocol",
@@ -92,12 +93,15 @@ key = ")" + file + R"("
                         "user[0].password",
                         "user[0].auth",
                         "user[0].default_pool",
+                        "user[0].max_user_client_connections",
                         "user[1].auth",
                         "pool[0].name",
                         "pool[0].protocol",
                         "pool[0].mode",
                         "pool[0].size",
                         "pool[0].min_idle",
+                        "pool[0].reserve_pool_size",
+                        "pool[0].reserve_pool_timeout",
                         "pool[0].database",
                         "pool[0].user",
                         "pool[0].password",
@@ -140,7 +144,7 @@ key = ")" + file + R"("
     CHECK(rows.count(k) == 1);
   }
   CHECK(rows.size() ==
-        sizeof keys / sizeof keys[0] + 3);  // and user[1]'s name, password, default_pool
+        sizeof keys / sizeof keys[0] + 4);  // and user[1]'s name, password, default_pool, cap
 
   auto value = [&](const char* k) { return rows.at(k).value; };
   auto def = [&](const char* k) { return rows.at(k).default_value; };

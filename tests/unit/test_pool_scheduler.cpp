@@ -245,18 +245,18 @@ TEST_CASE("pool scheduler: the slot limit", "[scheduler]") {
   CHECK(t.s.host_load(0).connections == 2);
   t.queue(1, 10, 101);
   t.queue(0, 3, 103);
-  CHECK_FALSE(t.s.grant_slot());  // at size
+  CHECK_FALSE(t.s.grant_slot(1000));  // at size
   // A backend of worker 0 closes: its slot goes to the longest waiter, on
   // worker 1.
   CHECK(t.s.backend_gone(0, b0, false));
   CHECK(t.s.total() == 1);
   CHECK(t.s.host_load(0).connections == 1);
-  auto w = t.s.grant_slot();
+  auto w = t.s.grant_slot(1000);
   REQUIRE(w);
   CHECK(w->worker == 1);
   CHECK(w->client_id == 10);
   CHECK(t.s.total() == 2);
-  CHECK_FALSE(t.s.grant_slot());
+  CHECK_FALSE(t.s.grant_slot(1000));
   // Worker 1 starts it (ConnectFor) but finds no host: the slot goes to
   // the next waiter.
   t.s.connecting(1);
@@ -265,7 +265,7 @@ TEST_CASE("pool scheduler: the slot limit", "[scheduler]") {
   t.s.slot_failed(1);
   CHECK(t.s.owned(1) == 1);
   CHECK(t.s.total() == 1);
-  w = t.s.grant_slot();
+  w = t.s.grant_slot(1000);
   REQUIRE(w);
   CHECK(w->worker == 0);
   CHECK(w->client_id == 3);
@@ -289,7 +289,7 @@ TEST_CASE("pool scheduler: a connect retry on another host keeps the slot", "[sc
   CHECK(t.s.host_load(0).connections == 0);
   CHECK(t.s.host_load(1).connections == 1);
   t.queue(0, 2, 101);  // still at size
-  CHECK_FALSE(t.s.grant_slot());
+  CHECK_FALSE(t.s.grant_slot(1000));
 }
 
 TEST_CASE("pool scheduler: pause queues, resume serves", "[scheduler]") {
@@ -304,7 +304,7 @@ TEST_CASE("pool scheduler: pause queues, resume serves", "[scheduler]") {
   CHECK(t.s.total() == 1);
   CHECK(t.s.idle(0) == 1);
   CHECK_FALSE(t.s.take_for_waiters(0));
-  CHECK_FALSE(t.s.grant_slot());
+  CHECK_FALSE(t.s.grant_slot(1000));
   CHECK_FALSE(t.s.overdue(0, 1000));
   // A donation takes it, but its release keeps it idle.
   pool::Taken d = t.s.donate(0);
@@ -318,7 +318,7 @@ TEST_CASE("pool scheduler: pause queues, resume serves", "[scheduler]") {
   REQUIRE(idle);
   check_local(t.s.release(0, *idle, 110, false), 2);
   CHECK_FALSE(t.s.take_for_waiters(0));
-  auto w = t.s.grant_slot();
+  auto w = t.s.grant_slot(1000);
   REQUIRE(w);
   CHECK(w->worker == 1);
   CHECK(w->client_id == 10);

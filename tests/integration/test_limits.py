@@ -1,0 +1,328 @@
+#!/usr/bin/python3
+"""Limits PgBouncer users expect (issue 18), PostgreSQL and MySQL.
+
+max_user_client_connections ([server] default, a [[user]]'s own key over
+it): client connections logged in as one user, all pools together. Past it
+a login is refused with the protocol's own error (PostgreSQL: FATAL 53300
+"too many connections for role"; MySQL: ERR 1203
+ER_TOO_MANY_USER_CONNECTIONS), in one rate-limited log line naming the
+client's address, and counted in sqlmux_client_errors_total{reason=
+"too_many_user_clients"}; a client that leaves frees its place; a RELOAD
+that raises the cap applies to the next login and SHOW CONFIG shows it.
+
+reserve_pool_size / reserve_pool_timeout (per pool): with the pool at its
+size, a waiting client gets an extra server connection only once it has
+waited reserve_pool_timeout (the server's own session count says so, before
+and after), sqlmux_pool_reserve_connections shows it in use, a warn line
+names the client, and the pool shrinks back to its size once nobody
+waits."""
+
+import threading
+import time
+import urllib.request
+
+import psycopg
+import psycopg2
+
+from harness import *
+
+REASON = 'sqlmux_client_errors_total{reason="too_many_user_clients"}'
+ROLE_MSG = 'too many connections for role "app"'
+
+
+def _metrics(port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def _refusal_lines(mux) -> list[str]:
+    return [l for l in mux.log_text().splitlines() if "max_user_client_connections (" in l]
+
+
+def _admin(port):
+    c = psycopg2.connect(host="127.0.0.1", port=port, user="admin", password="adminpass", dbname="sqlmux")
+    c.autocommit = True
+    return c
+
+
+def case_pg_max_user_client_connections(pg):
+    require_sqlmux("max_user_client_connections")
+    metrics_port, admin_port = free_port(), free_port()
+
+    def tweak(cfg):
+        cfg["server"]["max_user_client_connections"] = 5
+        app = next(u for u in cfg["user"] if u["name"] == "app")
+        app["max_user_client_connections"] = 2  # the user's own cap wins over [server]'s
+        cfg["user"].append({"name": "admin", "password": "adminpass"})
+        cfg["admin"] = {"listen": f"127.0.0.1:{admin_port}", "users": ["admin"]}
+        cfg["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
+
+    with Sqlmux(pg, tweak=tweak) as mux:
+        held = [mux.raw() for _ in range(2)]
+        for _ in range(4):  # more refusals than workers: the lines are rate-limited
+            try:
+                RawPg(mux.host, mux.port).startup("app", "appdb", "apppass")
+                fail("3rd client of user app accepted with max_user_client_connections = 2")
+            except PgError as e:
+                check_eq(e.sqlstate, "53300", "over the user's cap")
+        for i, r in enumerate(held):
+            check_eq(r.scalar(f"SELECT {i}"), str(i), f"client {i} below the cap")
+        # The exact error on the wire.
+        r3 = RawPg(mux.host, mux.port)
+        try:
+            r3.startup("app", "appdb", "apppass")
+            fail("3rd client of user app accepted with max_user_client_connections = 2")
+        except PgError as e:
+            check_eq((e.severity, e.sqlstate, e.message), ("FATAL", "53300", ROLE_MSG), "over the user's cap")
+        except ConnectionClosed:
+            fail("over the user's cap: connection closed without an ErrorResponse")
+        check(r3.at_eof(5), "over the user's cap: connection not closed")
+        r3.close()
+        # What drivers report.
+        try:
+            psycopg.connect(mux.dsn(), connect_timeout=10).close()
+            fail("psycopg: 3rd client of user app accepted")
+        except psycopg.OperationalError as e:
+            check(ROLE_MSG in str(e), f"psycopg's error: {e}")
+        try:
+            psycopg2.connect(mux.dsn(), connect_timeout=10).close()
+            fail("psycopg2: 3rd client of user app accepted")
+        except psycopg2.OperationalError as e:
+            check(ROLE_MSG in str(e), f"psycopg2's error: {e}")
+        # The held clients still work; the admin console is another user.
+        for i, r in enumerate(held):
+            check_eq(r.scalar("SELECT 'still'"), "still", f"held client {i} after the refusals")
+        # One leaves: its place is free for the next login.
+        held.pop().terminate()
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                held.append(mux.raw())
+                break
+            except PgError as e:
+                if time.monotonic() > deadline:
+                    fail(f"no login 5s after a client of user app left: {e}")
+                time.sleep(0.05)
+        check_eq(held[-1].scalar("SELECT 'in'"), "in", "a login once a client left")
+
+        got = _metrics(metrics_port)
+        check_eq(got.get(REASON), 7.0, REASON)
+        lines = _refusal_lines(mux)
+        # One line per worker (2) at most per 10 s, however many are refused.
+        check(1 <= len(lines) <= 2, f"refusal log lines within 10s (rate-limited per worker): {lines}")
+        check('max_user_client_connections (2) reached for user "app"' in lines[0], f"log line: {lines[0]}")
+        check("127.0.0.1:" in lines[0], f"log line names the client's address: {lines[0]}")
+
+        # RELOAD raises the user's cap: the third login gets in.
+        text = open(mux.config_path).read()
+        check("max_user_client_connections = 2\n" in text, "the user's cap in the config file")
+        with open(mux.config_path, "w") as f:
+            f.write(text.replace("max_user_client_connections = 2\n", "max_user_client_connections = 3\n"))
+        c = _admin(admin_port)
+        with c.cursor() as cur:
+            cur.execute("RELOAD")
+            cur.execute("SHOW CONFIG")
+            cfg = dict(cur.fetchall())
+        c.close()
+        check_eq((cfg.get("server.max_user_client_connections"), cfg.get("user[0].max_user_client_connections")),
+                 ("5", "3"), "SHOW CONFIG after RELOAD")
+        held.append(mux.raw())
+        check_eq(held[-1].scalar("SELECT 3"), "3", "a third login once RELOAD raised the cap")
+        for r in held:
+            r.terminate()
+        log(f"pg: 7 refusals (53300), {len(lines)} log line, {REASON} = {got.get(REASON)}")
+
+
+def case_mysql_max_user_client_connections(pg):
+    require_sqlmux("max_user_client_connections")
+    from mysql_harness import MariaDbServer, my_errno
+    import pymysql
+
+    metrics_port = free_port()
+
+    def tweak(cfg):
+        cfg["server"]["max_user_client_connections"] = 2
+        cfg["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
+
+    with MariaDbServer() as my, Sqlmux(None, my=my, size=4, tweak=tweak) as mux:
+        held = [mux.my_connect(autocommit=True) for _ in range(2)]
+        for i, c in enumerate(held):
+            with c.cursor() as cur:
+                cur.execute(f"SELECT {i}")
+                check_eq(cur.fetchone()[0], i, f"client {i} below the cap")
+        for attempt in range(5):
+            try:
+                mux.my_connect().close()
+                fail("3rd client of user app accepted with max_user_client_connections = 2")
+            except pymysql.err.OperationalError as e:
+                check_eq(my_errno(e), 1203, f"over the cap: MySQL error code ({e})")
+                check("already has more than 'max_user_connections' active connections" in str(e),
+                      f"over the cap: message ({e})")
+        with held[0].cursor() as cur:
+            cur.execute("SELECT 'still'")
+            check_eq(cur.fetchone()[0], "still", "held client after the refusals")
+        # COM_CHANGE_USER at the cap: the client's place is its own (released
+        # and counted again), and the user stays at its cap.
+        import MySQLdb
+        held[1].close()
+        m = None
+        deadline = time.monotonic() + 5
+        while m is None:
+            try:
+                m = MySQLdb.connect(host=mux.host, port=mux.my_port, user="app", passwd="apppass", db="appdb",
+                                    connect_timeout=10)
+            except MySQLdb.OperationalError as e:
+                if e.args[0] != 1203 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        m.change_user("app", "apppass", "appdb")
+        cur = m.cursor()
+        cur.execute("SELECT 'changed'")
+        check_eq(cur.fetchone()[0], "changed", "change_user at the cap")
+        try:
+            mux.my_connect().close()
+            fail("3rd client accepted after a change_user at the cap")
+        except pymysql.err.OperationalError as e:
+            check_eq(my_errno(e), 1203, f"after change_user: MySQL error code ({e})")
+        held[1] = m
+        held.pop().close()
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                held.append(mux.my_connect(autocommit=True))
+                break
+            except pymysql.err.OperationalError as e:
+                if my_errno(e) != 1203 or time.monotonic() > deadline:
+                    fail(f"no login 5s after a client of user app left: {e}")
+                time.sleep(0.05)
+        with held[-1].cursor() as cur:
+            cur.execute("SELECT 'in'")
+            check_eq(cur.fetchone()[0], "in", "a login once a client left")
+        got = _metrics(metrics_port)
+        check_eq(got.get(REASON), 6.0, REASON)
+        lines = _refusal_lines(mux)
+        check(1 <= len(lines) <= 2, f"refusal log lines within 10s (rate-limited per worker): {lines}")
+        check("127.0.0.1:" in lines[0] and '"app"' in lines[0], f"log line: {lines[0]}")
+        for c in held:
+            c.close()
+        log(f"mysql: 6 refusals (1203), {len(lines)} log line, {REASON} = {got.get(REASON)}")
+
+
+RESERVE_TIMEOUT = 1.0
+
+
+def _reserve_gauge(port: int) -> float:
+    return sum(v for k, v in _metrics(port).items() if k.startswith("sqlmux_pool_reserve_connections{"))
+
+
+def _reserve_case(mux, metrics_port, sessions, hold, wait_query, what):
+    """`hold()` opens a client that keeps the pool's one server connection
+    in a transaction and returns a function that ends it; `wait_query()`
+    runs a query on a second client that needs a server connection for
+    about 1 s. `sessions()` counts the server's sessions of user app."""
+    release = hold()
+    check_eq(sessions(), 1, f"{what}: server sessions with the pool at its size")
+    done = {}
+
+    def second():
+        t0 = time.monotonic()
+        try:
+            wait_query()
+            done["elapsed"] = time.monotonic() - t0
+        except Exception as e:  # noqa: BLE001
+            done["error"] = e
+
+    t = threading.Thread(target=second)
+    t.start()
+    time.sleep(RESERVE_TIMEOUT * 0.6)
+    check("elapsed" not in done and "error" not in done, f"{what}: the waiting client was served early: {done}")
+    check_eq(sessions(), 1, f"{what}: server sessions before reserve_pool_timeout")
+    # The reserve opens after the timeout (checked at the workers' 200 ms
+    # tick); its query then runs for about 1 s.
+    deadline = time.monotonic() + 3
+    while sessions() < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    check_eq(sessions(), 2, f"{what}: server sessions once the client waited reserve_pool_timeout")
+    check_eq(_reserve_gauge(metrics_port), 1.0, f"{what}: sqlmux_pool_reserve_connections while in use")
+    t.join(10)
+    check("error" not in done, f"{what}: the waiting client failed: {done.get('error')}")
+    elapsed = done.get("elapsed", 0)
+    check(RESERVE_TIMEOUT + 0.9 <= elapsed < RESERVE_TIMEOUT + 3,
+          f"{what}: waited + ran {elapsed:.2f}s (reserve_pool_timeout {RESERVE_TIMEOUT}s, query ~1s)")
+    # Nobody waits: the reserve connection closed when released.
+    deadline = time.monotonic() + 3
+    while (sessions() > 1 or _reserve_gauge(metrics_port) > 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    check_eq((sessions(), _reserve_gauge(metrics_port)), (1, 0.0), f"{what}: sessions and reserve gauge after")
+    release()
+    lines = [l for l in mux.log_text().splitlines() if "opening a reserve server connection" in l]
+    check_eq(len(lines), 1, f"{what}: reserve log lines")
+    check("127.0.0.1:" in lines[0] and "1 of reserve_pool_size 1 in use" in lines[0], f"{what}: log line {lines[0]}")
+    log(f"{what}: served after {elapsed:.2f}s through the reserve; server sessions 1 -> 2 -> 1")
+
+
+def _reserve_tweak(metrics_port):
+    def tweak(cfg):
+        for p in cfg["pool"]:
+            p["reserve_pool_size"] = 1
+            p["reserve_pool_timeout"] = f"{int(RESERVE_TIMEOUT * 1000)}ms"
+        cfg["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
+    return tweak
+
+
+def case_pg_reserve_pool(pg):
+    require_sqlmux("reserve_pool_size")
+    metrics_port = free_port()
+    with Sqlmux(pg, size=1, tweak=_reserve_tweak(metrics_port)) as mux:
+        su = pg.connect_super()
+
+        def sessions():
+            with su.cursor() as cur:
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app' AND datname = 'appdb'")
+                return cur.fetchone()[0]
+
+        def hold():
+            c = psycopg.connect(mux.dsn())
+            c.execute("SELECT 1")  # psycopg opens a transaction: the server connection stays
+            return c.close
+
+        def wait_query():
+            with psycopg2.connect(mux.dsn(), connect_timeout=10) as c, c.cursor() as cur:
+                cur.execute("SELECT pg_sleep(1)")
+            c.close()
+
+        _reserve_case(mux, metrics_port, sessions, hold, wait_query, "pg")
+        su.close()
+
+
+def case_mysql_reserve_pool(pg):
+    require_sqlmux("reserve_pool_size")
+    from mysql_harness import MariaDbServer
+
+    metrics_port = free_port()
+    with MariaDbServer() as my, Sqlmux(None, my=my, size=1, tweak=_reserve_tweak(metrics_port)) as mux:
+        def hold():
+            c = mux.my_connect()
+            c.begin()
+            with c.cursor() as cur:
+                cur.execute("SELECT 1")
+            return c.close
+
+        def wait_query():
+            c = mux.my_connect(autocommit=True)
+            with c.cursor() as cur:
+                cur.execute("SELECT SLEEP(1)")
+            c.close()
+
+        _reserve_case(mux, metrics_port, my.app_sessions, hold, wait_query, "mysql")
+
+
+if __name__ == "__main__":
+    run_cases(__file__, [case_pg_max_user_client_connections, case_mysql_max_user_client_connections,
+                         case_pg_reserve_pool, case_mysql_reserve_pool], timeout=60)
