@@ -540,7 +540,7 @@ std::vector<MetricFamily> Metrics::Collect() const {
         &query_total, &c_in,       &c_out,     &s_in,        &s_out,   &attempts, &failures,
         &up,          &checks,     &s_err,     &c_err,       &hits,    &misses,   &evictions,
         &pins,        &l_channels, &l_subs,    &l_delivered, &l_lost,  &size,     &oldest,
-        &reloads,     &a_delay,    &a_delayed, &a_refused,   &a_addrs, &cancels}) {
+        &reloads,     &a_delay,    &a_delayed, &a_refused,   &a_addrs, &cancels,  &kills}) {
     if (!f->metric.empty()) out.push_back(std::move(*f));  // e.g. no health checks
   }
   MetricFamily build =

@@ -33,6 +33,16 @@ def add_other_user(cfg):
     cfg["user"].append({"name": OTHER, "password": OTHER_PW, "default_pool": "appdb"})
 
 
+def kills_counted(metrics_port) -> dict:
+    """sqlmux_client_kills_total by outcome, from /metrics."""
+    import re
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return {m.group(1): float(m.group(2))
+            for m in re.finditer(r'^sqlmux_client_kills_total\{outcome="(\w+)"\} (\S+)$', text, re.M)}
+
+
 def setup_other(my):
     # The same user on MariaDB for the direct runs: no PROCESS / SUPER, so
     # it may not kill app's threads.
@@ -103,7 +113,13 @@ def case_kill_refused(my):
     """KILL QUERY / KILL / COM_PROCESS_KILL of another user's thread id is
     refused with 1095, an unknown id with 1094; the target is untouched."""
     setup_other(my)
-    with Sqlmux(None, my=my, mode="transaction", size=1, tweak=add_other_user) as mux:
+    metrics_port = free_port()
+
+    def tweak(cfg):
+        add_other_user(cfg)
+        cfg["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
+
+    with Sqlmux(None, my=my, mode="transaction", size=1, tweak=tweak) as mux:
         b = connect(mux)
         a = connect(mux, user=OTHER, password=OTHER_PW)
         bid = b.thread_id()
@@ -120,6 +136,9 @@ def case_kill_refused(my):
             log_text = mux.log_text()
             check(f"KILL QUERY {bid}" in log_text and "127.0.0.1" in log_text,
                   "the KILL is not logged with the client's address")
+            got = kills_counted(metrics_port)
+            check_eq((got.get("not_owner"), got.get("no_such_thread"), got.get("query")), (3.0, 1.0, 0.0),
+                     f"sqlmux_client_kills_total by outcome ({got})")
         a.close()
         b.close()
 
