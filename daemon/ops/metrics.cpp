@@ -512,7 +512,7 @@ std::vector<MetricFamily> Metrics::Collect() const {
                 cancel_counts[i]);
   }
   for (int i = 0; i < metrics::kKillOutcomes; ++i) {
-    add_counter(kills, {{"outcome", std::string(to_string(static_cast<metrics::KillOutcome>(i)))}},
+    add_counter(kills, {{"result", std::string(to_string(static_cast<metrics::KillOutcome>(i)))}},
                 kill_counts[i]);
   }
   add_gauge(logins, {}, static_cast<double>(login));

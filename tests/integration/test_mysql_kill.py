@@ -40,7 +40,7 @@ def kills_counted(metrics_port) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
         text = r.read().decode()
     return {m.group(1): float(m.group(2))
-            for m in re.finditer(r'^sqlmux_client_kills_total\{outcome="(\w+)"\} (\S+)$', text, re.M)}
+            for m in re.finditer(r'^sqlmux_client_kills_total\{result="(\w+)"\} (\S+)$', text, re.M)}
 
 
 def setup_other(my):
