@@ -179,4 +179,33 @@ bool Directory::lookup_cancel(uint64_t id, int& worker, uint64_t& client_id) {
   return true;
 }
 
+uint32_t Directory::register_thread(int worker, uint64_t client_id) {
+  std::lock_guard<std::mutex> lk(threads_mu_);
+  // A 32-bit counter that skips 0 and ids still in use once it wraps.
+  do {
+    ++next_thread_id_;
+  } while (next_thread_id_ == 0 || threads_.count(next_thread_id_) != 0);
+  threads_[next_thread_id_] = ThreadEntry{worker, client_id, {}};
+  return next_thread_id_;
+}
+
+void Directory::set_thread_user(uint32_t thread_id, const std::string& user) {
+  std::lock_guard<std::mutex> lk(threads_mu_);
+  auto it = threads_.find(thread_id);
+  if (it != threads_.end()) it->second.user = user;
+}
+
+void Directory::unregister_thread(uint32_t thread_id) {
+  std::lock_guard<std::mutex> lk(threads_mu_);
+  threads_.erase(thread_id);
+}
+
+bool Directory::lookup_thread(uint32_t thread_id, ThreadEntry& out) {
+  std::lock_guard<std::mutex> lk(threads_mu_);
+  auto it = threads_.find(thread_id);
+  if (it == threads_.end()) return false;
+  out = it->second;
+  return true;
+}
+
 }  // namespace sqlmux

@@ -95,6 +95,18 @@ class Directory {
   void unregister_cancel(uint64_t id);
   [[nodiscard]] bool lookup_cancel(uint64_t id, int& worker, uint64_t& client_id);
 
+  // Thread ids sqlmux gave its clients (what a MySQL client sees as its
+  // connection id, and names in KILL): unique among the live ones, never 0.
+  struct ThreadEntry {
+    int worker = 0;
+    uint64_t client_id = 0;
+    std::string user;  // set once the client logged in
+  };
+  [[nodiscard]] uint32_t register_thread(int worker, uint64_t client_id);
+  void set_thread_user(uint32_t thread_id, const std::string& user);
+  void unregister_thread(uint32_t thread_id);
+  [[nodiscard]] bool lookup_thread(uint32_t thread_id, ThreadEntry& out);
+
  private:
   using UserMap = std::map<std::string, User, std::less<>>;
   [[nodiscard]] std::unique_ptr<const UserMap> derive_users(const config::Config& cfg) const;
@@ -128,6 +140,10 @@ class Directory {
   };
   std::mutex cancel_mu_;
   std::unordered_map<uint64_t, CancelEntry> cancels_;
+
+  std::mutex threads_mu_;
+  std::unordered_map<uint32_t, ThreadEntry> threads_;  // under threads_mu_
+  uint32_t next_thread_id_ = 0;                        // under threads_mu_
 };
 
 }  // namespace sqlmux

@@ -28,6 +28,7 @@ enum class Reason {
   CancelRequest,        // a cancel connection, closed after use
   BackendObsolete,      // RECONNECT, a smaller pool size or a removed pool
   AdminKill,            // KILL / KILL_CLIENT from the admin console
+  ClientKill,           // a MySQL client's KILL CONNECTION of this client
   AdminRejected,        // a console login that is not allowed
   TlsFailed,            // the TLS handshake or a TLS record failed
   TlsRequired,          // a plaintext client on a client_tls = "require" listener
@@ -82,6 +83,8 @@ enum class Reason {
       return "backend_obsolete";
     case Reason::AdminKill:
       return "admin_kill";
+    case Reason::ClientKill:
+      return "client_kill";
     case Reason::AdminRejected:
       return "admin_rejected";
     case Reason::TlsFailed:

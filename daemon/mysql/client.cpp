@@ -169,7 +169,8 @@ void MyClient::on_accepted() {
   my::Greeting g;
   std::string version = protocol_.server_version();
   g.server_version = my::advertised_version(version.empty() ? kFallbackVersion : version);
-  g.connection_id = static_cast<uint32_t>(id_);
+  thread_id_ = worker_->directory().register_thread(worker_->id(), id_);
+  g.connection_id = thread_id_;
   g.scramble = scramble_;
   g.capabilities = my::is_mariadb_version(g.server_version) ? kOfferedMariaCaps : kOfferedCaps;
   offered_caps_ = g.capabilities | kOfferedCaps;  // CLIENT_MYSQL from a client is harmless
@@ -274,6 +275,19 @@ bool MyClient::handle_command(const uint8_t* wire, size_t wire_len, std::string_
       return true;
     case my::Command::ChangeUser:
       return change_user(payload, next);
+    case my::Command::ProcessKill: {
+      // COM_PROCESS_KILL: a 4-byte thread id; MySQL kills the connection.
+      my::Reader r(payload.substr(1));
+      uint32_t target = 0;
+      if (!r.u32(target)) {
+        send_err(next, my::ErrorCode::UnknownComError, "Malformed COM_PROCESS_KILL");
+        return true;
+      }
+      my::KillStatement k;
+      k.id = target;
+      kill_command(k, next, "COM_PROCESS_KILL");
+      return true;
+    }
     case my::Command::Query:
     case my::Command::InitDb:
     case my::Command::FieldList:
@@ -295,6 +309,27 @@ bool MyClient::handle_command(const uint8_t* wire, size_t wire_len, std::string_
                "Unknown command " + std::to_string(static_cast<uint8_t>(payload[0])));
       return true;
   }
+  std::string rewritten;  // COM_QUERY payload with CONNECTION_ID() answered
+  if (cmd == my::Command::Query) {
+    // KILL is answered here: the ids a client sees are sqlmux's, and the
+    // server connection it would run on is shared.
+    my::KillStatement k;
+    switch (my::parse_kill(payload.substr(1), k)) {
+      case my::KillParse::Kill:
+        kill_command(k, next, "KILL");
+        return true;
+      case my::KillParse::Unsupported:
+        kill_unsupported(next);
+        return true;
+      case my::KillParse::NotKill:
+        break;
+    }
+    std::string sql;
+    if (my::rewrite_connection_id(payload.substr(1), thread_id_, sql)) {
+      rewritten.push_back(static_cast<char>(my::Command::Query));
+      rewritten += sql;
+    }
+  }
   if (cmd == my::Command::ResetConnection && backend_ == nullptr) {
     reset_session_state();  // nothing on any server to reset
     send_ok(next);
@@ -315,7 +350,13 @@ bool MyClient::handle_command(const uint8_t* wire, size_t wire_len, std::string_
   // not show.
   calc_found_rows_ = cmd == my::Command::Query && contains_nocase(payload, "sql_calc_found_rows");
   if (stats_ != nullptr) query_start_ns_ = uv_hrtime();  // waiting for a server included
-  pending_.assign(reinterpret_cast<const char*>(wire), wire_len);
+  if (!rewritten.empty()) {
+    pending_.clear();
+    uint8_t s = seq;
+    my::put_packet(pending_, s, rewritten);
+  } else {
+    pending_.assign(reinterpret_cast<const char*>(wire), wire_len);
+  }
   pending_cmd_ = static_cast<uint8_t>(cmd);
   pending_seq_ = seq;
   pending_response_ = cmd != my::Command::StmtClose && cmd != my::Command::StmtSendLongData;
@@ -660,6 +701,7 @@ void MyClient::on_closed() {
   if (pool_ != nullptr && joined_) pool_->client_left();
   worker_->client_destroyed(this);
   if (counted_) worker_->directory().remove_client();
+  if (thread_id_ != 0) worker_->directory().unregister_thread(thread_id_);
   delete this;
 }
 

@@ -11,6 +11,7 @@
 #include "daemon/core/pooled.h"
 #include "pool/mysql/session.h"
 #include "pool/mysql/statements.h"
+#include "protocol/mysql/command.h"
 #include "protocol/mysql/packet.h"
 #include "protocol/mysql/response.h"
 
@@ -86,6 +87,15 @@ class MyClient final : public PooledClient {
     return preparing_ ? pending_def_.get() : nullptr;
   }
   [[nodiscard]] std::string pinned_by() const override;
+  // The thread id this client sees as its connection id (greeting,
+  // CONNECTION_ID()), the one other clients name in KILL.
+  [[nodiscard]] uint32_t thread_id() const { return thread_id_; }
+  // Another client's KILL of this one (on this client's worker): the
+  // statement it runs is killed on its server (KILL QUERY on a connection
+  // of its own to that server); unless query_only the client is closed.
+  void killed(bool query_only);
+  // KILL QUERY: the statement in flight, or waiting for a server connection.
+  void cancel_running_query() override { killed(true); }
   [[nodiscard]] bool pinned() const {
     return pin_ != pool::PinReason::None || long_data_ || !cursors_.empty();
   }
@@ -116,6 +126,12 @@ class MyClient final : public PooledClient {
   // Rewrites the pending command for the linked backend (its statement id,
   // parameter types it has not seen); false while the backend prepares it.
   bool statement_for_backend();
+  // KILL / COM_PROCESS_KILL from this client (client_kill.cpp).
+  void kill_command(const my::KillStatement& k, uint8_t next, std::string_view via);
+  void kill_unsupported(uint8_t next);
+  // KILL QUERY <server thread id> on a connection of its own to the server
+  // `b` is connected to (off the loop, as PgClient's cancel).
+  void kill_on_server(const MyBackend& b);
   void send_err(uint8_t seq, my::ErrorCode code, std::string_view message);
   void send_ok(uint8_t seq);
   // One packet (framed from `payload`) with sequence id `seq`.
@@ -169,6 +185,7 @@ class MyClient final : public PooledClient {
   uint32_t pending_stmt_ = 0;   // the client's statement id of the pending command
   std::set<uint32_t> cursors_;  // statements with a cursor open on the backend
   std::string scratch_;
+  uint32_t thread_id_ = 0;  // registered in the Directory; 0 before the greeting
 };
 
 }  // namespace sqlmux

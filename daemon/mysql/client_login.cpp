@@ -202,6 +202,7 @@ void MyClient::auth_succeeded(uint8_t seq) {
     count_bytes(&stats_->client_received_bytes, &stats_->client_sent_bytes);
   }
   reset_session_state();
+  worker_->directory().set_thread_user(thread_id_, user_name_);  // KILL checks the owner
   send_ok(seq);
   set_state(ClientState::Idle);
   CLOG_AT(log::connections_level(), log_tag_, "login%s", tls() ? " (TLS)" : "");

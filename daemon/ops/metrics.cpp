@@ -62,6 +62,22 @@ std::string_view to_string(Pin p) {
   return "unknown";
 }
 
+std::string_view to_string(KillOutcome k) {
+  switch (k) {
+    case KillOutcome::Query:
+      return "query";
+    case KillOutcome::Connection:
+      return "connection";
+    case KillOutcome::NotOwner:
+      return "not_owner";
+    case KillOutcome::NoSuchThread:
+      return "no_such_thread";
+    case KillOutcome::Unsupported:
+      return "unsupported";
+  }
+  return "unknown";
+}
+
 bool is_client_error(Reason r) {
   return r != Reason::ClientClosed && r != Reason::CancelRequest;
 }
@@ -477,9 +493,14 @@ std::vector<MetricFamily> Metrics::Collect() const {
                         "forwarded (to the peer that issued the key), unknown (dropped), "
                         "hops_exhausted (dropped after too many forwards).",
                         MetricType::Counter);
+  auto kills = family("sqlmux_client_kills_total",
+                      "MySQL clients' KILL statements and COM_PROCESS_KILL answered by sqlmux, by "
+                      "outcome.",
+                      MetricType::Counter);
   int64_t login = 0;
   std::array<uint64_t, metrics::kCancelResults> cancel_counts{};
   std::array<uint64_t, metrics::kReasonCount> cerrs{};
+  std::array<uint64_t, metrics::kKillOutcomes> kill_counts{};
   std::vector<const metrics::Histogram*> delays;
   for (const metrics::WorkerStats* w : workers_) {
     login += w->clients[0].get();
@@ -488,11 +509,16 @@ std::vector<MetricFamily> Metrics::Collect() const {
     for (int i = 0; i < metrics::kCancelResults; ++i) {
       cancel_counts[i] += w->cancel_requests[i].get();
     }
+    for (int i = 0; i < metrics::kKillOutcomes; ++i) kill_counts[i] += w->kills[i].get();
   }
   for (int i = 0; i < metrics::kCancelResults; ++i) {
     add_counter(cancels,
                 {{"result", std::string(to_string(static_cast<metrics::CancelResult>(i)))}},
                 cancel_counts[i]);
+  }
+  for (int i = 0; i < metrics::kKillOutcomes; ++i) {
+    add_counter(kills, {{"result", std::string(to_string(static_cast<metrics::KillOutcome>(i)))}},
+                kill_counts[i]);
   }
   add_gauge(logins, {}, static_cast<double>(login));
   for (int i = 0; i < metrics::kReasonCount; ++i) {
@@ -515,11 +541,11 @@ std::vector<MetricFamily> Metrics::Collect() const {
 
   std::vector<MetricFamily> out;
   for (auto* f :
-       {&clients,     &logins,     &servers, &wait,        &tx,        &query,    &tx_total,
-        &query_total, &c_in,       &c_out,   &s_in,        &s_out,     &attempts, &failures,
-        &up,          &checks,     &s_err,   &c_err,       &hits,      &misses,   &evictions,
-        &pins,        &l_channels, &l_subs,  &l_delivered, &l_lost,    &size,     &oldest,
-        &reserve,     &reloads,    &a_delay, &a_delayed,   &a_refused, &a_addrs,  &cancels}) {
+       {&clients,     &logins,  &servers, &wait,   &tx,        &query,    &tx_total,   &query_total,
+        &c_in,        &c_out,   &s_in,    &s_out,  &attempts,  &failures, &up,         &checks,
+        &s_err,       &c_err,   &hits,    &misses, &evictions, &pins,     &l_channels, &l_subs,
+        &l_delivered, &l_lost,  &size,    &oldest, &reserve,   &reloads,  &a_delay,    &a_delayed,
+        &a_refused,   &a_addrs, &cancels, &kills}) {
     if (!f->metric.empty()) out.push_back(std::move(*f));  // e.g. no health checks
   }
   MetricFamily build =

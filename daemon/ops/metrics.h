@@ -50,6 +50,17 @@ enum class Pin : uint8_t {
 inline constexpr int kPinKinds = static_cast<int>(Pin::Cursor) + 1;
 [[nodiscard]] std::string_view to_string(Pin p);
 
+// What became of a client's KILL (MySQL KILL / COM_PROCESS_KILL).
+enum class KillOutcome : uint8_t {
+  Query,         // KILL QUERY of a client's statement (sent to its server)
+  Connection,    // KILL [CONNECTION]: the client closed
+  NotOwner,      // refused: another user's thread (1095)
+  NoSuchThread,  // refused: unknown thread id (1094)
+  Unsupported,   // refused: a form sqlmux does not answer (KILL USER, QUERY ID)
+};
+inline constexpr int kKillOutcomes = static_cast<int>(KillOutcome::Unsupported) + 1;
+[[nodiscard]] std::string_view to_string(KillOutcome k);
+
 // Written by one thread, read by any.
 class Counter {
  public:
@@ -144,6 +155,7 @@ struct alignas(64) WorkerStats {
   std::array<Gauge, kClientStates> clients{};  // login (and clients that never got a pool)
   std::array<Counter, kReasonCount> client_errors{};
   std::array<Counter, kCancelResults> cancel_requests{};
+  std::array<Counter, kKillOutcomes> kills{};  // clients' KILL statements, by outcome
   Histogram auth_delays;  // how late failed logins were answered (late ones only)
 };
 

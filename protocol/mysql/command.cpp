@@ -1,6 +1,9 @@
 // MySQL / MariaDB command packets. See command.h.
 #include "protocol/mysql/command.h"
 
+#include <cstdint>
+#include <string>
+
 namespace sqlmux::my {
 
 bool decode_command(std::string_view payload, uint8_t& command, std::string_view& arg) {
@@ -170,6 +173,176 @@ void encode_stmt_send_long_data(std::string& out, uint32_t id, uint16_t param,
   Writer w(out);
   w.u16(param);
   w.bytes(data);
+}
+
+}  // namespace sqlmux::my
+
+// --- statements a proxy answers itself ---------------------------------------
+
+namespace sqlmux::my {
+
+namespace {
+
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+bool is_word_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '$';
+}
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i];
+    if (x >= 'a' && x <= 'z') x = static_cast<char>(x - 'a' + 'A');
+    if (x != b[i]) return false;  // b is upper case
+  }
+  return true;
+}
+
+// Whitespace and comments: /* */ (not MySQL's executable /*! */, which is
+// code), "-- " to the end of the line, # to the end of the line. False for
+// an unterminated /* comment.
+bool skip_blank(std::string_view s, size_t& i) {
+  while (i < s.size()) {
+    const char c = s[i];
+    if (is_space(c)) {
+      ++i;
+    } else if (c == '#' || (c == '-' && i + 1 < s.size() && s[i + 1] == '-' &&
+                            (i + 2 == s.size() || static_cast<unsigned char>(s[i + 2]) <= ' '))) {
+      while (i < s.size() && s[i] != '\n') ++i;
+    } else if (c == '/' && i + 1 < s.size() && s[i + 1] == '*') {
+      if (i + 2 < s.size() && (s[i + 2] == '!' || s[i + 2] == 'M')) return true;  // code
+      const size_t end = s.find("*/", i + 2);
+      if (end == std::string_view::npos) return false;
+      i = end + 2;
+    } else {
+      return true;
+    }
+  }
+  return true;
+}
+
+std::string_view word_at(std::string_view s, size_t& i) {
+  const size_t b = i;
+  while (i < s.size() && is_word_char(s[i])) ++i;
+  return s.substr(b, i - b);
+}
+
+// The next word after blanks (empty at a punctuation mark or the end).
+std::string_view next_word(std::string_view s, size_t& i) {
+  if (!skip_blank(s, i)) return {};
+  return word_at(s, i);
+}
+
+bool next_char(std::string_view s, size_t& i, char c) {
+  if (!skip_blank(s, i) || i >= s.size() || s[i] != c) return false;
+  ++i;
+  return true;
+}
+
+// An optional ';', then only blanks to the end.
+bool at_statement_end(std::string_view s, size_t i) {
+  if (!skip_blank(s, i)) return false;
+  if (i < s.size() && s[i] == ';') {
+    ++i;
+    if (!skip_blank(s, i)) return false;
+  }
+  return i == s.size();
+}
+
+bool all_digits(std::string_view w) {
+  if (w.empty()) return false;
+  for (char c : w) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+KillParse parse_kill(std::string_view sql, KillStatement& kill) {
+  size_t i = 0;
+  if (!iequals(next_word(sql, i), "KILL")) return KillParse::NotKill;
+  KillStatement k;
+  std::string_view w = next_word(sql, i);
+  if (iequals(w, "HARD") || iequals(w, "SOFT")) w = next_word(sql, i);
+  if (iequals(w, "QUERY")) {
+    k.query_only = true;
+    w = next_word(sql, i);
+  } else if (iequals(w, "CONNECTION")) {
+    w = next_word(sql, i);
+  }
+  if (all_digits(w)) {
+    uint64_t v = 0;
+    for (char c : w) {
+      const auto d = static_cast<uint64_t>(c - '0');
+      v = v > (UINT64_MAX - d) / 10 ? UINT64_MAX : v * 10 + d;  // saturates: no such thread
+    }
+    k.id = v;
+  } else if (iequals(w, "CONNECTION_ID")) {
+    if (!next_char(sql, i, '(') || !next_char(sql, i, ')')) return KillParse::Unsupported;
+    k.own = true;
+  } else {
+    return KillParse::Unsupported;  // USER, QUERY ID, an expression
+  }
+  if (!at_statement_end(sql, i)) return KillParse::Unsupported;
+  kill = k;
+  return KillParse::Kill;
+}
+
+bool rewrite_connection_id(std::string_view sql, uint32_t id, std::string& out) {
+  size_t i = 0;
+  if (!iequals(next_word(sql, i), "SELECT")) return false;
+  if (!skip_blank(sql, i)) return false;
+  const size_t call_begin = i;
+  if (!iequals(word_at(sql, i), "CONNECTION_ID")) return false;
+  if (!next_char(sql, i, '(') || !next_char(sql, i, ')')) return false;
+  const size_t call_end = i;
+  bool alias = false;
+  if (!skip_blank(sql, i)) return false;
+  std::string_view w = word_at(sql, i);
+  if (iequals(w, "AS")) {
+    if (!skip_blank(sql, i)) return false;
+    w = word_at(sql, i);
+    if (w.empty()) {
+      // A quoted alias.
+      if (i >= sql.size()) return false;
+      const char q = sql[i];
+      if (q != '`' && q != '\'' && q != '"') return false;
+      const size_t close = sql.find(q, i + 1);
+      if (close == std::string_view::npos || close == i + 1) return false;
+      i = close + 1;
+    }
+    alias = true;
+  } else if (!w.empty()) {
+    alias = true;
+  } else if (i < sql.size() && (sql[i] == '`' || sql[i] == '"' || sql[i] == '\'')) {
+    const char q = sql[i];
+    const size_t close = sql.find(q, i + 1);
+    if (close == std::string_view::npos || close == i + 1) return false;
+    i = close + 1;
+    alias = true;
+  }
+  if (!at_statement_end(sql, i)) return false;
+  // The column is named as the call was written, as the server names it.
+  std::string_view name = sql.substr(call_begin, call_end - call_begin);
+  for (char c : name) {
+    if (!is_word_char(c) && c != '(' && c != ')' && c != ' ') {
+      name = "CONNECTION_ID()";  // comments or line breaks inside
+      break;
+    }
+  }
+  out.clear();
+  out.append(sql.substr(0, call_begin));
+  out.append(std::to_string(id));
+  if (!alias) {
+    out.append(" AS `");
+    out.append(name);
+    out.append("`");
+  }
+  out.append(sql.substr(call_end));
+  return true;
 }
 
 }  // namespace sqlmux::my

@@ -91,3 +91,31 @@ void encode_stmt_send_long_data(std::string& out, uint32_t id, uint16_t param,
                                 std::string_view data);
 
 }  // namespace sqlmux::my
+
+namespace sqlmux::my {
+
+// --- statements a proxy answers itself ---------------------------------------
+
+// A KILL statement (COM_QUERY text): `KILL [HARD|SOFT] [CONNECTION|QUERY]
+// <id>`, the id a decimal number or CONNECTION_ID(), an optional `;` at
+// the end; comments (/* */, -- , #) and whitespace between the words.
+enum class KillParse {
+  NotKill,      // the first word is not KILL
+  Kill,         // one of the forms above: `kill` is set
+  Unsupported,  // KILL in another form (KILL USER x, KILL QUERY ID n, an expression)
+};
+struct KillStatement {
+  bool query_only = false;  // KILL QUERY (else the connection)
+  bool own = false;         // the id is CONNECTION_ID()
+  uint64_t id = 0;          // the thread id (unless own)
+  bool operator==(const KillStatement&) const = default;
+};
+[[nodiscard]] KillParse parse_kill(std::string_view sql, KillStatement& kill);
+
+// `SELECT CONNECTION_ID() [[AS] alias] [;]` (any case, comments and
+// whitespace between the words): `out` is the same statement with the call
+// replaced by the literal `id` (named as the call was written unless an
+// alias names it). False for any other statement.
+[[nodiscard]] bool rewrite_connection_id(std::string_view sql, uint32_t id, std::string& out);
+
+}  // namespace sqlmux::my

@@ -680,6 +680,8 @@ constexpr ErrorInfo kErrors[] = {
     {ErrorCode::UnknownComError, "ER_UNKNOWN_COM_ERROR", "08S01"},
     {ErrorCode::BadDbError, "ER_BAD_DB_ERROR", "42000"},
     {ErrorCode::ServerShutdown, "ER_SERVER_SHUTDOWN", "08S01"},
+    {ErrorCode::NoSuchThread, "ER_NO_SUCH_THREAD", "HY000"},
+    {ErrorCode::KillDeniedError, "ER_KILL_DENIED_ERROR", "HY000"},
     {ErrorCode::ParseError, "ER_PARSE_ERROR", "42000"},
     {ErrorCode::EmptyQuery, "ER_EMPTY_QUERY", "42000"},
     {ErrorCode::UnknownError, "ER_UNKNOWN_ERROR", "HY000"},
@@ -706,6 +708,7 @@ constexpr ErrorInfo kErrors[] = {
     {ErrorCode::OptionPreventsStatement, "ER_OPTION_PREVENTS_STATEMENT", "HY000"},
     {ErrorCode::UnsupportedPs, "ER_UNSUPPORTED_PS", "HY000"},
     {ErrorCode::QueryInterrupted, "ER_QUERY_INTERRUPTED", "70100"},
+    {ErrorCode::ConnectionKilled, "ER_CONNECTION_KILLED", "70100"},
     {ErrorCode::MustChangePassword, "ER_MUST_CHANGE_PASSWORD", "HY000"},
     {ErrorCode::StatementTimeout, "ER_STATEMENT_TIMEOUT", "70100"},
 };

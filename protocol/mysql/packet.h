@@ -364,6 +364,8 @@ enum class ErrorCode : uint16_t {
   UnknownComError = 1047,               // ER_UNKNOWN_COM_ERROR
   BadDbError = 1049,                    // ER_BAD_DB_ERROR
   ServerShutdown = 1053,                // ER_SERVER_SHUTDOWN
+  NoSuchThread = 1094,                  // ER_NO_SUCH_THREAD
+  KillDeniedError = 1095,               // ER_KILL_DENIED_ERROR
   ParseError = 1064,                    // ER_PARSE_ERROR
   EmptyQuery = 1065,                    // ER_EMPTY_QUERY
   UnknownError = 1105,                  // ER_UNKNOWN_ERROR
@@ -391,6 +393,7 @@ enum class ErrorCode : uint16_t {
   UnsupportedPs = 1295,                 // ER_UNSUPPORTED_PS
   QueryInterrupted = 1317,              // ER_QUERY_INTERRUPTED
   MustChangePassword = 1820,            // ER_MUST_CHANGE_PASSWORD
+  ConnectionKilled = 1927,              // ER_CONNECTION_KILLED (MariaDB)
   StatementTimeout = 1969,              // ER_STATEMENT_TIMEOUT (MariaDB)
 };
 // "ER_ACCESS_DENIED_ERROR"; "ER_UNKNOWN" for codes not listed above.

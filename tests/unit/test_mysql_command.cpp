@@ -226,3 +226,75 @@ TEST_CASE("mysql_command: COM_STMT_EXECUTE with 32767 / 32768 / 65535 parameters
     CHECK(bound == wire);
   }
 }
+
+// --- KILL and CONNECTION_ID() ------------------------------------------------
+
+namespace {
+KillParse kill_of(std::string_view sql, KillStatement& k) {
+  k = KillStatement{};
+  return parse_kill(sql, k);
+}
+}  // namespace
+
+TEST_CASE("mysql_command: KILL statements sqlmux answers", "[mysql]") {
+  KillStatement k;
+  REQUIRE(kill_of("KILL 12", k) == KillParse::Kill);
+  CHECK(k == KillStatement{false, false, 12});
+  REQUIRE(kill_of("kill query 7", k) == KillParse::Kill);
+  CHECK(k == KillStatement{true, false, 7});
+  REQUIRE(kill_of("  /* c */ Kill\n CONNECTION\t42 ; -- bye", k) == KillParse::Kill);
+  CHECK(k == KillStatement{false, false, 42});
+  REQUIRE(kill_of("KILL HARD QUERY 3;", k) == KillParse::Kill);
+  CHECK(k == KillStatement{true, false, 3});
+  REQUIRE(kill_of("KILL SOFT 9 # why", k) == KillParse::Kill);
+  CHECK(k == KillStatement{false, false, 9});
+  REQUIRE(kill_of("KILL QUERY CONNECTION_ID()", k) == KillParse::Kill);
+  CHECK(k == KillStatement{true, true, 0});
+  REQUIRE(kill_of("kill connection_id ( )", k) == KillParse::Kill);
+  CHECK(k == KillStatement{false, true, 0});
+  // An id past 64 bits saturates: no such thread.
+  REQUIRE(kill_of("KILL 99999999999999999999999", k) == KillParse::Kill);
+  CHECK(k.id == UINT64_MAX);
+}
+
+TEST_CASE("mysql_command: not KILL, and KILL forms sqlmux refuses", "[mysql]") {
+  KillStatement k;
+  for (std::string_view s : {"", "SELECT 1", "KILLER 1", "/* KILL 1 */ SELECT 1", "-- KILL 1\nDO 1",
+                             "# KILL 1\nDO 1", "/*!KILL 1*/", "SELECT 'KILL 1'", "kil 1"}) {
+    INFO(s);
+    CHECK(kill_of(s, k) == KillParse::NotKill);
+  }
+  for (std::string_view s :
+       {"KILL", "KILL QUERY", "KILL USER app", "KILL QUERY ID 5", "KILL 1 + 1", "KILL 1; SELECT 1",
+        "KILL 'x'", "KILL @id", "KILL 1 /* open", "KILL CONNECTION_ID(", "KILL --1", "KILL -1"}) {
+    INFO(s);
+    CHECK(kill_of(s, k) == KillParse::Unsupported);
+  }
+}
+
+TEST_CASE("mysql_command: SELECT CONNECTION_ID() with sqlmux's thread id", "[mysql]") {
+  std::string out;
+  REQUIRE(rewrite_connection_id("SELECT CONNECTION_ID()", 17, out));
+  CHECK(out == "SELECT 17 AS `CONNECTION_ID()`");
+  REQUIRE(rewrite_connection_id("select connection_id();", 5, out));
+  CHECK(out == "select 5 AS `connection_id()`;");
+  REQUIRE(rewrite_connection_id(" /* x */ SELECT  CONNECTION_ID( )  AS cid -- c", 8, out));
+  CHECK(out == " /* x */ SELECT  8  AS cid -- c");
+  REQUIRE(rewrite_connection_id("SELECT CONNECTION_ID() id", 9, out));
+  CHECK(out == "SELECT 9 id");
+  REQUIRE(rewrite_connection_id("SELECT CONNECTION_ID() `my id`", 9, out));
+  CHECK(out == "SELECT 9 `my id`");
+  REQUIRE(rewrite_connection_id("SELECT CONNECTION_ID() AS 'a'", 4294967295u, out));
+  CHECK(out == "SELECT 4294967295 AS 'a'");
+  REQUIRE(rewrite_connection_id("SELECT CONNECTION_ID(/**/)", 1, out));
+  CHECK(out == "SELECT 1 AS `CONNECTION_ID()`");
+  for (std::string_view s :
+       {"", "SELECT 1", "SELECT CONNECTION_ID() FROM DUAL", "SELECT CONNECTION_ID() + 1",
+        "SELECT CONNECTION_ID(), 1", "SELECT CONNECTION_ID() AS", "SELECT CONNECTION_ID() AS ``",
+        "SELECT CONNECTION_ID() `open", "SELECT CONNECTION_ID", "SELECT CONNECTION_ID(1)",
+        "SELECT CONNECTION_IDX()", "SELECT CONNECTION_ID() a b", "DO CONNECTION_ID()",
+        "SELECT CONNECTION_ID() /* open", "SELECT CONNECTION_ID(); SELECT 1"}) {
+    INFO(s);
+    CHECK_FALSE(rewrite_connection_id(s, 3, out));
+  }
+}
