@@ -128,7 +128,7 @@ def case_pg_max_user_client_connections(pg):
         with c.cursor() as cur:
             cur.execute("RELOAD")
             cur.execute("SHOW CONFIG")
-            cfg = dict(cur.fetchall())
+            cfg = {r[0]: r[1] for r in cur.fetchall()}
         c.close()
         check_eq((cfg.get("server.max_user_client_connections"), cfg.get("user[0].max_user_client_connections")),
                  ("5", "3"), "SHOW CONFIG after RELOAD")
