@@ -68,6 +68,8 @@ struct ServerConfig {
   Duration auth_failure_max_delay{5000};
   // Connections of one client IP address not yet authenticated (0: no cap).
   uint32_t max_login_clients_per_address = 1000;
+  // A client that has not logged in within it is closed (0: never).
+  Duration client_login_timeout{60000};
 };
 
 struct ListenerConfig {
@@ -116,6 +118,14 @@ struct PoolConfig {
   // configured primary, else "replica".
   Route route = Route::Primary;
   Duration query_wait_timeout{120000};
+  // Client session timeouts (0: off; README "Timeouts"). A client with no
+  // request in flight and no transaction open for client_idle_timeout, or
+  // with a transaction open but no request in flight for
+  // idle_transaction_timeout, or with a transaction open for
+  // transaction_timeout, is ended (its transaction rolled back).
+  Duration client_idle_timeout{0};
+  Duration idle_transaction_timeout{0};
+  Duration transaction_timeout{0};
   Duration server_idle_timeout{600000};
   Duration server_lifetime{3600000};
   Duration server_connect_timeout{15000};

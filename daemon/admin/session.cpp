@@ -57,6 +57,7 @@ std::vector<std::pair<std::string, std::string>> config_rows(const config::Confi
   add("server.auth_failure_max_delay", duration(cfg.server.auth_failure_max_delay));
   add("server.max_login_clients_per_address",
       std::to_string(cfg.server.max_login_clients_per_address));
+  add("server.client_login_timeout", duration(cfg.server.client_login_timeout));
   for (size_t i = 0; i < cfg.listeners.size(); ++i) {
     const std::string p = "listener[" + std::to_string(i) + "].";
     add(p + "protocol", std::string(config::to_string(cfg.listeners[i].protocol)));
@@ -88,6 +89,9 @@ std::vector<std::pair<std::string, std::string>> config_rows(const config::Confi
       add(b + "weight", std::to_string(pc.backends[j].weight));
     }
     add(p + "query_wait_timeout", duration(pc.query_wait_timeout));
+    add(p + "client_idle_timeout", duration(pc.client_idle_timeout));
+    add(p + "idle_transaction_timeout", duration(pc.idle_transaction_timeout));
+    add(p + "transaction_timeout", duration(pc.transaction_timeout));
     add(p + "server_idle_timeout", duration(pc.server_idle_timeout));
     add(p + "server_lifetime", duration(pc.server_lifetime));
     add(p + "server_connect_timeout", duration(pc.server_connect_timeout));

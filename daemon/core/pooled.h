@@ -77,6 +77,22 @@ class PooledClient : public Conn {
   // A late failure's answer is pending.
   [[nodiscard]] bool failure_pending() const { return delay_ != nullptr; }
 
+  // Session timeouts (client_idle_timeout, idle_transaction_timeout,
+  // transaction_timeout; README "Timeouts"). The protocol tells the core
+  // when a request goes to the server and when the server's answer ends it
+  // (with whether a transaction is then open); the worker's tick calls
+  // check_session_timeouts() for Idle and Active clients, which fails an
+  // overdue client (its protocol renders the reason as its own error).
+  void request_sent();
+  void request_answered(bool in_tx);
+  // Nothing of the client's is outstanding and no transaction is open
+  // (its server connection went back to the pool).
+  void requests_settled();
+  void check_session_timeouts(uint64_t now);
+  // Still logging in past server.client_login_timeout (not while a late
+  // failure's answer is pending: the protocol checks that).
+  [[nodiscard]] bool login_timed_out(uint64_t now) const;
+
  protected:
   friend class Worker;
   void set_state(ClientState s);
@@ -99,6 +115,12 @@ class PooledClient : public Conn {
   uint64_t wait_since_ns_ = 0;
   uint64_t linked_ns_ = 0;  // when a backend was linked; 0 once used
   bool acquiring_ = false;  // inside Pool::acquire()
+  // Session timeouts: requests sent and not yet answered; whether a
+  // transaction is open and since when; the last request or answer.
+  uint32_t requests_open_ = 0;
+  bool tx_open_ = false;
+  uint64_t tx_since_ = 0;
+  uint64_t activity_since_ = 0;
 
  private:
   static void on_delay(uv_timer_t* h);

@@ -708,6 +708,7 @@ constexpr ErrorInfo kErrors[] = {
     {ErrorCode::QueryInterrupted, "ER_QUERY_INTERRUPTED", "70100"},
     {ErrorCode::MustChangePassword, "ER_MUST_CHANGE_PASSWORD", "HY000"},
     {ErrorCode::StatementTimeout, "ER_STATEMENT_TIMEOUT", "70100"},
+    {ErrorCode::ClientInteractionTimeout, "ER_CLIENT_INTERACTION_TIMEOUT", "HY000"},
 };
 
 const ErrorInfo* find_error(ErrorCode e) {
