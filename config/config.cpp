@@ -627,6 +627,7 @@ class Loader {
                 "client_idle_timeout",
                 "idle_transaction_timeout",
                 "transaction_timeout",
+                "query_timeout",
                 "server_idle_timeout",
                 "server_lifetime",
                 "server_connect_timeout",
@@ -680,6 +681,7 @@ class Loader {
     read_duration(t, "client_idle_timeout", path, p.client_idle_timeout);
     read_duration(t, "idle_transaction_timeout", path, p.idle_transaction_timeout);
     read_duration(t, "transaction_timeout", path, p.transaction_timeout);
+    read_duration(t, "query_timeout", path, p.query_timeout);
     read_duration(t, "server_idle_timeout", path, p.server_idle_timeout);
     read_duration(t, "server_lifetime", path, p.server_lifetime);
     read_duration(t, "server_connect_timeout", path, p.server_connect_timeout);

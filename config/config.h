@@ -126,6 +126,10 @@ struct PoolConfig {
   Duration client_idle_timeout{0};
   Duration idle_transaction_timeout{0};
   Duration transaction_timeout{0};
+  // A request running longer on the server is cancelled there (0: off):
+  // PostgreSQL a CancelRequest (the client gets the server's 57014, as for
+  // statement_timeout), MySQL KILL QUERY (the server's ERR 1317).
+  Duration query_timeout{0};
   Duration server_idle_timeout{600000};
   Duration server_lifetime{3600000};
   Duration server_connect_timeout{15000};

@@ -31,6 +31,7 @@ PoolChange pool_change(const PoolConfig& a, const PoolConfig& b) {
   note(c.applied, a.idle_transaction_timeout != b.idle_transaction_timeout,
        "idle_transaction_timeout");
   note(c.applied, a.transaction_timeout != b.transaction_timeout, "transaction_timeout");
+  note(c.applied, a.query_timeout != b.query_timeout, "query_timeout");
   note(c.applied, a.server_idle_timeout != b.server_idle_timeout, "server_idle_timeout");
   note(c.applied, a.server_lifetime != b.server_lifetime, "server_lifetime");
   note(c.applied, a.server_connect_timeout != b.server_connect_timeout, "server_connect_timeout");

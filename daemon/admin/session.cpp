@@ -92,6 +92,7 @@ std::vector<std::pair<std::string, std::string>> config_rows(const config::Confi
     add(p + "client_idle_timeout", duration(pc.client_idle_timeout));
     add(p + "idle_transaction_timeout", duration(pc.idle_transaction_timeout));
     add(p + "transaction_timeout", duration(pc.transaction_timeout));
+    add(p + "query_timeout", duration(pc.query_timeout));
     add(p + "server_idle_timeout", duration(pc.server_idle_timeout));
     add(p + "server_lifetime", duration(pc.server_lifetime));
     add(p + "server_connect_timeout", duration(pc.server_connect_timeout));

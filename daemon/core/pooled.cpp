@@ -114,6 +114,10 @@ void PooledClient::set_state(ClientState s) {
 void PooledClient::request_sent() {
   const uint64_t now = worker_->now_ms();
   if (requests_open_ == 0 && !tx_open_) tx_since_ = now;  // a transaction may start here
+  if (requests_open_ == 0) {
+    request_since_ = now;
+    cancel_sent_ = false;
+  }
   ++requests_open_;
   activity_since_ = now;
 }
@@ -122,6 +126,8 @@ void PooledClient::request_answered(bool in_tx) {
   if (requests_open_ > 0) --requests_open_;
   tx_open_ = in_tx;
   activity_since_ = worker_->now_ms();
+  request_since_ = activity_since_;  // a pipelined next request is timed from here
+  cancel_sent_ = false;
 }
 
 void PooledClient::requests_settled() {
@@ -159,6 +165,17 @@ void PooledClient::check_session_timeouts(uint64_t now) {
     message = "terminating connection due to idle-session timeout";
     limit = c.client_idle_timeout;
   } else {
+    if (requests_open_ > 0 && !cancel_sent_ && over(request_since_, c.query_timeout)) {
+      // Cancelled on the server: the client gets the server's error and
+      // keeps its session.
+      cancel_sent_ = true;
+      CLOG_INFO(log_tag_, "query_timeout (%" PRId64 " ms, pool %s): cancelling the request",
+                static_cast<int64_t>(c.query_timeout.count()), pool_->label().c_str());
+      if (metrics::WorkerStats* ws = worker_->stats(); ws != nullptr) {
+        ws->client_errors[static_cast<int>(Reason::QueryTimeout)].add();
+      }
+      cancel_running_query();
+    }
     return;
   }
   CLOG_INFO(log_tag_, "%s (%" PRId64 " ms, pool %s)", std::string(to_string(why)).c_str(),

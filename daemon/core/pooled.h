@@ -59,7 +59,8 @@ class PooledClient : public Conn {
   // Fails the client (its protocol renders the failure as its own error
   // message) and closes it. No message: closes silently.
   virtual void fail(const Failure& f) = 0;
-  // Housekeeping: login and wait timeouts; shutdown; cancel requests.
+  // Housekeeping: login and wait timeouts; shutdown; cancel requests
+  // (cancel_running_query: a client's CancelRequest, or query_timeout).
   virtual void check_timeouts(uint64_t now) = 0;
   virtual void on_shutdown() = 0;
   virtual void cancel_running_query() {}
@@ -121,6 +122,8 @@ class PooledClient : public Conn {
   bool tx_open_ = false;
   uint64_t tx_since_ = 0;
   uint64_t activity_since_ = 0;
+  uint64_t request_since_ = 0;  // the oldest request in flight was sent (or the last answered)
+  bool cancel_sent_ = false;    // query_timeout: that request's cancel went out
 
  private:
   static void on_delay(uv_timer_t* h);

@@ -19,6 +19,7 @@ enum class Reason {
   ClientIdleTimeout,       // client_idle_timeout: idle outside a transaction
   IdleTransactionTimeout,  // idle_transaction_timeout: idle inside a transaction
   TransactionTimeout,      // transaction_timeout: a transaction open too long
+  QueryTimeout,            // query_timeout: a request cancelled on the server
   BackendConnectFailed,
   BackendDied,
   BackendProtocolError,
@@ -66,6 +67,8 @@ enum class Reason {
       return "idle_transaction_timeout";
     case Reason::TransactionTimeout:
       return "transaction_timeout";
+    case Reason::QueryTimeout:
+      return "query_timeout";
     case Reason::BackendConnectFailed:
       return "backend_connect_failed";
     case Reason::BackendDied:

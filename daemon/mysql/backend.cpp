@@ -1,5 +1,7 @@
 #include "daemon/mysql/backend.h"
 
+#include <mysql.h>
+
 #include <cassert>
 #include <cerrno>
 #include <cstring>
@@ -522,6 +524,60 @@ void MyBackend::release_to_pool() {
   }
   set_state(BackendState::Idle);
   pool_.release(*worker_, this);
+}
+
+namespace {
+struct KillWork {
+  uv_work_t req{};
+  config::Address where;
+  std::string user;
+  std::string password;
+  int id = 0;
+  std::string error;
+};
+}  // namespace
+
+void MyBackend::kill_query() {
+  if (host_ == nullptr || pid_ == 0) return;
+  auto* k = new KillWork;
+  k->req.data = k;
+  k->where = host_->address;
+  k->user = pool_.backend_user();
+  k->password = pool_.backend_password();
+  k->id = pid_;
+  uv_queue_work(
+      worker_->loop(), &k->req,
+      [](uv_work_t* r) {
+        auto* w = static_cast<KillWork*>(r->data);
+        MYSQL* m = mysql_init(nullptr);
+        if (m == nullptr) {
+          w->error = "out of memory";
+          return;
+        }
+        unsigned int seconds = 5;
+        mysql_options(m, MYSQL_OPT_CONNECT_TIMEOUT, &seconds);
+        mysql_options(m, MYSQL_OPT_READ_TIMEOUT, &seconds);
+        mysql_options(m, MYSQL_OPT_WRITE_TIMEOUT, &seconds);
+        const bool local = w->where.kind == config::Address::Kind::Unix;
+        if (mysql_real_connect(m, local ? nullptr : w->where.host.c_str(), w->user.c_str(),
+                               w->password.c_str(), nullptr, local ? 0 : w->where.port,
+                               local ? w->where.unix_path.c_str() : nullptr, 0) == nullptr) {
+          w->error = mysql_error(m);
+        } else if (const std::string q = "KILL QUERY " + std::to_string(w->id);
+                   mysql_real_query(m, q.data(), q.size()) != 0) {
+          w->error = mysql_error(m);
+        }
+        mysql_close(m);
+      },
+      [](uv_work_t* r, int) {
+        auto* w = static_cast<KillWork*>(r->data);
+        if (!w->error.empty()) {
+          LOG_WARN("KILL QUERY %d failed: %s", w->id, w->error.c_str());
+        } else {
+          LOG_DEBUG("KILL QUERY %d sent", w->id);
+        }
+        delete w;
+      });
 }
 
 void MyBackend::client_gone() {

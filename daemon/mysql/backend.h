@@ -56,6 +56,10 @@ class MyBackend final : public PooledBackend {
   void resume_reading();
   // Session state that cannot move to another connection was made here.
   void mark_dirty() { dirty_ = true; }
+  // KILL QUERY <this connection's id> over a connection of its own, on
+  // the loop's thread pool (the server answers the running command with
+  // ERR 1317).
+  void kill_query();
 
   [[nodiscard]] const pool::MySessionVars& vars() const { return vars_; }
   // Transaction mode: the statements prepared on this connection.

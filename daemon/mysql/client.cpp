@@ -636,6 +636,11 @@ void MyClient::check_timeouts(uint64_t now) {
   }
 }
 
+void MyClient::cancel_running_query() {
+  if (state_ != ClientState::Active || backend_ == nullptr || !in_flight_) return;
+  backend_->kill_query();
+}
+
 void MyClient::on_shutdown() {
   if (state_ == ClientState::Login || state_ == ClientState::Idle ||
       state_ == ClientState::Waiting) {

@@ -41,6 +41,8 @@ class MyClient final : public PooledClient {
   void fail(const Failure& f) override;
   void check_timeouts(uint64_t now) override;
   void on_shutdown() override;
+  // query_timeout: KILL QUERY on the server connection running the command.
+  void cancel_running_query() override;
 
   // Capabilities negotiated with this client.
   [[nodiscard]] uint64_t caps() const { return caps_; }

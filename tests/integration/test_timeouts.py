@@ -11,6 +11,9 @@ on a PostgreSQL and a MySQL pool each:
   is rolled back and the pool (size 1) serves the next client outside it;
 - transaction_timeout: a transaction open longer gets FATAL 25P04
   (PostgreSQL 17's transaction_timeout) / ERR 4031, even while busy;
+- query_timeout: a request running longer is cancelled on the server
+  (CancelRequest: the server's 57014 / KILL QUERY: ERR 1317); the client
+  keeps its session;
 - server.client_login_timeout: a connection that does not log in is
   closed (FATAL 08P01 / ERR 1043 "Bad handshake") after it, not 60s.
 
@@ -21,6 +24,7 @@ the client's address."""
 import re
 import select
 import socket
+import threading
 import time
 import urllib.request
 
@@ -135,6 +139,27 @@ def pending(fileno: int) -> bool:
     return bool(r)
 
 
+class run_bg(threading.Thread):
+    """fn() on a thread of its own; join_ok() re-raises what it raised."""
+
+    def __init__(self, fn):
+        super().__init__(daemon=True)
+        self.fn, self.error = fn, None
+        self.start()
+
+    def run(self):
+        try:
+            self.fn()
+        except BaseException as e:  # noqa: BLE001
+            self.error = e
+
+    def join_ok(self):
+        self.join(10)
+        check(not self.is_alive(), "the background query did not finish")
+        if self.error is not None:
+            fail(f"the client with a query in flight got {self.error!r}")
+
+
 def busy_pg(mux, seconds: float):
     """A client that runs a short query each 100ms for `seconds`."""
     c = psycopg2.connect(mux.dsn())
@@ -168,22 +193,25 @@ def case_pg_client_idle(srv):
         port = local_port(idle.fileno())
         slow = psycopg2.connect(mux.dsn())
         slow.autocommit = True
-        slow.cursor().execute("SELECT pg_sleep(1.0)")  # a query in flight is not idle
-        busy = busy_pg(mux, 0.3)  # the idle one is past 400ms by now
+        # A query in flight past the limit is not idle; nor is a client busy
+        # with short ones.
+        t = run_bg(lambda: slow.cursor().execute("SELECT pg_sleep(1.0)"))
+        busy = busy_pg(mux, 0.7)  # the idle one is past 400ms by now
+        busy.cursor().execute("SELECT 1")
+        t.join_ok()
+        slow.close()  # unaffected; closed before they idle past the limit themselves
+        busy.close()
         f = pg_error_fields(peek(idle.fileno()))
         check_eq(f.get("S"), "FATAL", "severity")
         check_eq(f.get("C"), "57P05", "SQLSTATE")
         check("idle-session timeout" in f.get("M", ""), f"message {f.get('M')!r}")
         check(closed_after(idle.fileno()), "the idle client was not closed")
         expect_error(lambda: idle.cursor().execute("SELECT 1"), ("57P05", None), what="next query")
-        for c in (slow, busy):
-            c.cursor().execute("SELECT 1")
         wait_log(mux, rf"\(127\.0\.0\.1:{port} [^)]*\): client_idle_timeout \(400 ms")
         check_eq(errors_total(mux.metrics_port, "client_idle_timeout") - before, 1.0, "client_idle_timeout count")
         fresh = psycopg2.connect(mux.dsn())
         fresh.cursor().execute("SELECT 1")
-        for c in (slow, busy, fresh):
-            c.close()
+        fresh.close()
         log(f"idle client 127.0.0.1:{port} got FATAL 57P05 and was closed; a busy and a slow client were not")
 
 
@@ -195,20 +223,21 @@ def case_my_client_idle(srv):
         q(idle, "SELECT 1")
         port = local_port(myfd(idle))
         slow = mux.my_connect(autocommit=True)
-        q(slow, "SELECT SLEEP(1.0)")
-        busy = busy_my(mux, 0.3)
+        t = run_bg(lambda: q(slow, "SELECT SLEEP(1.0)"))
+        busy = busy_my(mux, 0.7)
+        q(busy, "SELECT 1")
+        t.join_ok()
+        slow.close()
+        busy.close()
         code, msg = my_error(peek(myfd(idle)))
         check_eq(code, 4031, "MySQL error code")
         check(closed_after(myfd(idle)), "the idle client was not closed")
         expect_my_error(lambda: q(idle, "SELECT 1"), (4031, 2006, 2013), what="next query")
-        for c in (slow, busy):
-            q(c, "SELECT 1")
         wait_log(mux, rf"\(127\.0\.0\.1:{port} [^)]*\): client_idle_timeout \(400 ms")
         check_eq(errors_total(mux.metrics_port, "client_idle_timeout") - before, 1.0, "client_idle_timeout count")
         fresh = mux.my_connect()
         q(fresh, "SELECT 1")
-        for c in (slow, busy, fresh):
-            c.close()
+        fresh.close()
         log(f"idle client 127.0.0.1:{port} got ERR 4031 ({msg!r}) and was closed")
 
 
@@ -285,28 +314,20 @@ def case_pg_transaction_timeout(srv):
         tx = psycopg2.connect(mux.dsn())
         port = local_port(tx.fileno())
         t0 = time.monotonic()
-        sqlstate, text = None, ""
-        # Never idle more than 50ms: a query runs 50ms of each 100ms.
-        while time.monotonic() - t0 < 3.0 and sqlstate is None:
-            if pending(tx.fileno()):  # ended between two queries
-                f = pg_error_fields(peek(tx.fileno()))
-                sqlstate, text = f.get("C"), f.get("M", "")
-                break
-            try:
-                tx.cursor().execute("SELECT pg_sleep(0.05)")
-            except psycopg2.Error as e:  # ended during a query
-                sqlstate, text = e.pgcode or "", str(e)
-            time.sleep(0.05)
+        tx.cursor().execute("SELECT 1")  # BEGIN implied
+        tx.cursor().execute("SELECT pg_sleep(0.4)")  # busy for most of the 600ms
+        f = pg_error_fields(peek(tx.fileno()))
         elapsed = time.monotonic() - t0
-        check(sqlstate is not None, "the transaction was not ended within 3s")
+        check_eq(f.get("C"), "25P04", "SQLSTATE")
+        check("transaction timeout" in f.get("M", ""), f"message {f.get('M')!r}")
+        e = f.get("M")
         check(0.5 < elapsed < 1.5, f"ended after {elapsed:.2f}s, want about 0.6s")
-        check(sqlstate in ("25P04", "") and "transaction timeout" in text,
-              f"got {sqlstate!r} {text!r}, want FATAL 25P04")
+        check(closed_after(tx.fileno()), "the client was not closed")
         other = busy_pg(mux, 0.8)  # autocommit statements: each its own short transaction
         other.close()
         wait_log(mux, rf"\(127\.0\.0\.1:{port} [^)]*\): transaction_timeout \(600 ms")
         check_eq(errors_total(mux.metrics_port, "transaction_timeout") - before, 1.0, "count")
-        log(f"busy transaction ended after {elapsed:.2f}s: {sqlstate} {text.strip().splitlines()[0]}")
+        log(f"transaction ended after {elapsed:.2f}s: FATAL 25P04 {e}")
 
 
 def case_my_transaction_timeout(srv):
@@ -315,22 +336,11 @@ def case_my_transaction_timeout(srv):
         before = errors_total(mux.metrics_port, "transaction_timeout")
         tx = mux.my_connect(autocommit=False)
         port = local_port(myfd(tx))
-        q(tx, "BEGIN")
         t0 = time.monotonic()
-        code, text = None, ""
-        while time.monotonic() - t0 < 3.0 and code is None:
-            if pending(myfd(tx)):
-                code, text = my_error(peek(myfd(tx)))
-                break
-            try:
-                q(tx, "SELECT SLEEP(0.05)")
-            except Exception as e:  # noqa: BLE001
-                code, text = my_errno(e), str(e)
-            time.sleep(0.05)
+        q(tx, "BEGIN")
+        e = expect_my_error(lambda: q(tx, "SELECT SLEEP(3)"), (4031,), what="a transaction past 600ms")
         elapsed = time.monotonic() - t0
-        check(code is not None, "the transaction was not ended within 3s")
         check(0.5 < elapsed < 1.5, f"ended after {elapsed:.2f}s, want about 0.6s")
-        check_eq(code, 4031, f"MySQL error code ({text!r})")
         nxt = mux.my_connect(autocommit=True)
         check_eq(one(nxt, "SELECT @@in_transaction"), 0, "the next client runs outside a transaction")
         nxt.close()
@@ -338,7 +348,73 @@ def case_my_transaction_timeout(srv):
         other.close()
         wait_log(mux, rf"\(127\.0\.0\.1:{port} [^)]*\): transaction_timeout \(600 ms")
         check_eq(errors_total(mux.metrics_port, "transaction_timeout") - before, 1.0, "count")
-        log(f"busy transaction ended after {elapsed:.2f}s: ERR {code} {text!r}")
+        log(f"busy transaction ended after {elapsed:.2f}s: {e!r}")
+
+
+# --- query_timeout --------------------------------------------------------------
+
+
+def case_pg_query_timeout(srv):
+    require_sqlmux("query_timeout")
+    with start(srv, mode="transaction", size=2, query_timeout="500ms") as mux:
+        before = errors_total(mux.metrics_port, "query_timeout")
+        c = psycopg2.connect(mux.dsn())
+        c.autocommit = True
+        port = local_port(c.fileno())
+        other = psycopg2.connect(mux.dsn())
+        other.autocommit = True
+        other.cursor().execute("SELECT pg_sleep(0.3)")  # under the limit: runs to its end
+        t0 = time.monotonic()
+        expect_error(lambda: c.cursor().execute("SELECT pg_sleep(5)"), "57014",
+                     contains="canceling statement", what="a 5s query under query_timeout 500ms")
+        elapsed = time.monotonic() - t0
+        check(0.45 < elapsed < 1.5, f"cancelled after {elapsed:.2f}s")
+        cur = c.cursor()
+        cur.execute("SELECT 1")  # the session stays
+        check_eq(cur.fetchone()[0], 1, "the same connection after the cancel")
+        # Inside a transaction, as statement_timeout: the transaction is
+        # aborted (25P02 until ROLLBACK), the session stays.
+        c.autocommit = False
+        c.cursor().execute("SELECT 1")
+        expect_error(lambda: c.cursor().execute("SELECT pg_sleep(5)"), "57014", what="in a transaction")
+        c.rollback()
+        c.cursor().execute("SELECT 1")
+        c.close()
+        other.cursor().execute("SELECT 1")
+        other.close()
+        wait_log(mux, rf"\(127\.0\.0\.1:{port} [^)]*\): query_timeout \(500 ms")
+        check_eq(errors_total(mux.metrics_port, "query_timeout") - before, 2.0, "query_timeout count")
+        log(f"a 5s query got 57014 after {elapsed:.2f}s; the session served on")
+
+
+def case_my_query_timeout(srv):
+    require_sqlmux("query_timeout")
+    with start(srv, mode="transaction", size=2, query_timeout="500ms") as mux:
+        before = errors_total(mux.metrics_port, "query_timeout")
+        c = mux.my_connect(autocommit=True)
+        port = local_port(myfd(c))
+        other = mux.my_connect(autocommit=True)
+        q(other, "SELECT SLEEP(0.3)")
+        t0 = time.monotonic()
+        expect_my_error(lambda: q(c, "SELECT COUNT(*) FROM information_schema.columns a, "
+                                                  "information_schema.columns b, information_schema.columns c"), (1317,),
+                        what="a long query under query_timeout 500ms")
+        elapsed = time.monotonic() - t0
+        check(0.45 < elapsed < 2.0, f"interrupted after {elapsed:.2f}s")
+        check_eq(one(c, "SELECT 1"), 1, "the same connection after the kill")
+        t0 = time.monotonic()
+        try:
+            r = one(c, "SELECT SLEEP(5)")  # killed too (MariaDB 1317, or 1 from SLEEP)
+        except Exception as e:  # noqa: BLE001
+            r = f"ERR {my_errno(e)}"
+        slept = time.monotonic() - t0
+        check(slept < 2.0, f"SLEEP(5) ran {slept:.2f}s")
+        c.close()
+        check_eq(one(other, "SELECT 1"), 1, "another client")
+        other.close()
+        wait_log(mux, rf"\(127\.0\.0\.1:{port} [^)]*\): query_timeout \(500 ms")
+        check_eq(errors_total(mux.metrics_port, "query_timeout") - before, 2.0, "query_timeout count")
+        log(f"a long query got ERR 1317 after {elapsed:.2f}s; SLEEP(5) returned {r} after {slept:.2f}s")
 
 
 # --- client_login_timeout -------------------------------------------------------
@@ -381,7 +457,7 @@ def case_config_rejected(srv):
     pool = '[[pool]]\nname = "a"\nbackends = [ { address = "127.0.0.1:5432" } ]\n'
     rc, out, err = check_config('[server]\nclient_login_timeout = "10s"\n' + base + pool +
                                 'client_idle_timeout = "5m"\nidle_transaction_timeout = "30s"\n'
-                                'transaction_timeout = "1h"\n')
+                                'transaction_timeout = "1h"\nquery_timeout = "30s"\n')
     check_eq(rc, 0, f"a valid config with the timeouts ({(out + err)[:300]!r})")
     for text, where, why in [
         (base + pool + "client_idle_timeout = 5\n", "pool[0].client_idle_timeout", "expected a duration"),
@@ -401,4 +477,5 @@ if __name__ == "__main__":
     run_cases(__file__, [case_config_rejected, case_pg_client_idle, case_my_client_idle,
                          case_pg_idle_transaction, case_my_idle_transaction,
                          case_pg_transaction_timeout, case_my_transaction_timeout,
+                         case_pg_query_timeout, case_my_query_timeout,
                          case_login_timeout], timeout=100, server=Both, direct=False)

@@ -113,6 +113,7 @@ query_wait_timeout = "500ms"
 client_idle_timeout = "5m"
 idle_transaction_timeout = "30s"
 transaction_timeout = "1h"
+query_timeout = "45s"
 server_idle_timeout = "10m"
 server_lifetime = "2h"
 server_connect_timeout = "3s"
@@ -187,6 +188,7 @@ backends = [ { address = "127.0.0.1:3306" } ]
   CHECK(p.client_idle_timeout == 5min);
   CHECK(p.idle_transaction_timeout == 30s);
   CHECK(p.transaction_timeout == 1h);
+  CHECK(p.query_timeout == 45s);
   CHECK(p.server_idle_timeout == 10min);
   CHECK(p.server_lifetime == 2h);
   CHECK(p.server_connect_timeout == 3s);
@@ -234,6 +236,7 @@ TEST_CASE("config: defaults", "[config]") {
   CHECK(p.client_idle_timeout == 0ms);
   CHECK(p.idle_transaction_timeout == 0ms);
   CHECK(p.transaction_timeout == 0ms);
+  CHECK(p.query_timeout == 0ms);
   CHECK(p.server_idle_timeout == 600s);
   CHECK(p.server_lifetime == 3600s);
   CHECK(p.server_connect_timeout == 15s);
@@ -328,6 +331,10 @@ TEST_CASE("config: single errors with key path and position", "[config]") {
        kListener + "[[pool]]\nname = \"a\"\nidle_transaction_timeout = \"x\"\n" +
            "backends = [ { address = \"h:1\" } ]\n",
        "pool[0].idle_transaction_timeout", 7, "invalid duration \"x\""},
+      {"query_timeout as integer",
+       kListener + "[[pool]]\nname = \"a\"\nquery_timeout = 1\n" +
+           "backends = [ { address = \"h:1\" } ]\n",
+       "pool[0].query_timeout", 7, "expected a duration such as \"30s\", got an integer"},
       {"transaction_timeout malformed",
        kListener + "[[pool]]\nname = \"a\"\ntransaction_timeout = \"-1s\"\n" +
            "backends = [ { address = \"h:1\" } ]\n",
