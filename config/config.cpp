@@ -454,11 +454,12 @@ class Loader {
 
   void read_server(const toml::table& t, ServerConfig& s) {
     const std::string path = "server";
-    check_keys(t, path,
-               {"workers", "max_client_conn", "log_level", "log_format", "log_connections",
-                "log_disconnections", "shutdown_timeout", "auth_failure_limit",
-                "auth_failure_window", "auth_failure_delay", "auth_failure_max_delay",
-                "max_login_clients_per_address", "peer_id", "max_user_client_connections"});
+    check_keys(
+        t, path,
+        {"workers", "max_client_conn", "log_level", "log_format", "log_connections",
+         "log_disconnections", "shutdown_timeout", "auth_failure_limit", "auth_failure_window",
+         "auth_failure_delay", "auth_failure_max_delay", "max_login_clients_per_address", "peer_id",
+         "max_user_client_connections", "client_login_timeout"});
     read_int(t, "workers", path, 0, 256, s.workers);
     read_int(t, "max_client_conn", path, 1, std::numeric_limits<uint32_t>::max(),
              s.max_client_conn);
@@ -493,6 +494,16 @@ class Loader {
     read_int(t, "max_login_clients_per_address", path, 0, 1000000, s.max_login_clients_per_address);
     read_int(t, "max_user_client_connections", path, 0, std::numeric_limits<uint32_t>::max(),
              s.max_user_client_connections);
+    read_duration(t, "client_login_timeout", path, s.client_login_timeout);
+    // A late failure's answer is not cut short by the login timeout.
+    if (const toml::node* n = t.get("client_login_timeout");
+        n != nullptr && s.client_login_timeout.count() != 0 &&
+        s.client_login_timeout <= s.auth_failure_max_delay) {
+      error(*n, child(path, "client_login_timeout"),
+            "expected 0 (off) or more than auth_failure_max_delay (" +
+                std::to_string(s.auth_failure_max_delay.count()) + "ms), got " +
+                quoted(n->as_string()->get()));
+    }
   }
 
   void read_metrics(const toml::table& t, Config& cfg) {
@@ -631,6 +642,10 @@ class Loader {
                 "backends",
                 "route",
                 "query_wait_timeout",
+                "client_idle_timeout",
+                "idle_transaction_timeout",
+                "transaction_timeout",
+                "query_timeout",
                 "server_idle_timeout",
                 "server_lifetime",
                 "server_connect_timeout",
@@ -683,6 +698,10 @@ class Loader {
     p.route = any_primary || p.backends.empty() ? Route::Primary : Route::Replica;
     read_enum(t, "route", path, kRoutes, p.route);
     read_duration(t, "query_wait_timeout", path, p.query_wait_timeout);
+    read_duration(t, "client_idle_timeout", path, p.client_idle_timeout);
+    read_duration(t, "idle_transaction_timeout", path, p.idle_transaction_timeout);
+    read_duration(t, "transaction_timeout", path, p.transaction_timeout);
+    read_duration(t, "query_timeout", path, p.query_timeout);
     read_duration(t, "server_idle_timeout", path, p.server_idle_timeout);
     read_duration(t, "server_lifetime", path, p.server_lifetime);
     read_duration(t, "server_connect_timeout", path, p.server_connect_timeout);

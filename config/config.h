@@ -75,6 +75,8 @@ struct ServerConfig {
   // Client connections logged in as one user, all pools and both protocols
   // together (0: no cap); a [[user]]'s own key overrides it.
   uint32_t max_user_client_connections = 0;
+  // A client that has not logged in within it is closed (0: never).
+  Duration client_login_timeout{60000};
 };
 
 struct ListenerConfig {
@@ -129,6 +131,18 @@ struct PoolConfig {
   // configured primary, else "replica".
   Route route = Route::Primary;
   Duration query_wait_timeout{120000};
+  // Client session timeouts (0: off; README "Timeouts"). A client with no
+  // request in flight and no transaction open for client_idle_timeout, or
+  // with a transaction open but no request in flight for
+  // idle_transaction_timeout, or with a transaction open for
+  // transaction_timeout, is ended (its transaction rolled back).
+  Duration client_idle_timeout{0};
+  Duration idle_transaction_timeout{0};
+  Duration transaction_timeout{0};
+  // A request running longer on the server is cancelled there (0: off):
+  // PostgreSQL a CancelRequest (the client gets the server's 57014, as for
+  // statement_timeout), MySQL KILL QUERY (the server's ERR 1317).
+  Duration query_timeout{0};
   Duration server_idle_timeout{600000};
   Duration server_lifetime{3600000};
   Duration server_connect_timeout{15000};

@@ -29,6 +29,11 @@ PoolChange pool_change(const PoolConfig& a, const PoolConfig& b) {
   note(c.applied, a.route != b.route, "route");
   note(c.applied, a.server_tls != b.server_tls || a.server_tls_ca != b.server_tls_ca, "server_tls");
   note(c.applied, a.query_wait_timeout != b.query_wait_timeout, "query_wait_timeout");
+  note(c.applied, a.client_idle_timeout != b.client_idle_timeout, "client_idle_timeout");
+  note(c.applied, a.idle_transaction_timeout != b.idle_transaction_timeout,
+       "idle_transaction_timeout");
+  note(c.applied, a.transaction_timeout != b.transaction_timeout, "transaction_timeout");
+  note(c.applied, a.query_timeout != b.query_timeout, "query_timeout");
   note(c.applied, a.server_idle_timeout != b.server_idle_timeout, "server_idle_timeout");
   note(c.applied, a.server_lifetime != b.server_lifetime, "server_lifetime");
   note(c.applied, a.server_connect_timeout != b.server_connect_timeout, "server_connect_timeout");
@@ -155,6 +160,8 @@ ConfigDiff diff(const Config& before, const Config& after) {
     d.applied.emplace_back("server.max_login_clients_per_address");
   if (a.max_user_client_connections != b.max_user_client_connections)
     d.applied.emplace_back("server.max_user_client_connections");
+  if (a.client_login_timeout != b.client_login_timeout)
+    d.applied.emplace_back("server.client_login_timeout");
   if (!same_listeners(before.listeners, after.listeners)) d.restart.emplace_back("listener");
   const bool had_admin = before.admin.has_value();
   if (had_admin != after.admin.has_value() ||

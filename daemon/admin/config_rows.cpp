@@ -47,6 +47,8 @@ void server_rows(Rows& r, const config::ServerConfig& s) {
   r.add("server.log_connections", flag(s.log_connections), flag(d.log_connections));
   r.add("server.log_disconnections", flag(s.log_disconnections), flag(d.log_disconnections));
   r.add("server.shutdown_timeout", duration(s.shutdown_timeout), duration(d.shutdown_timeout));
+  r.add("server.client_login_timeout", duration(s.client_login_timeout),
+        duration(d.client_login_timeout));
   r.add("server.auth_failure_limit", std::to_string(s.auth_failure_limit),
         std::to_string(d.auth_failure_limit));
   r.add("server.auth_failure_window", duration(s.auth_failure_window),
@@ -90,6 +92,13 @@ void pool_rows(Rows& r, size_t i, const config::PoolConfig& pc) {
   r.add(p + "route", text(pc.route),
         text(any_primary ? config::Route::Primary : config::Route::Replica));
   r.add(p + "query_wait_timeout", duration(pc.query_wait_timeout), duration(d.query_wait_timeout));
+  r.add(p + "client_idle_timeout", duration(pc.client_idle_timeout),
+        duration(d.client_idle_timeout));
+  r.add(p + "idle_transaction_timeout", duration(pc.idle_transaction_timeout),
+        duration(d.idle_transaction_timeout));
+  r.add(p + "transaction_timeout", duration(pc.transaction_timeout),
+        duration(d.transaction_timeout));
+  r.add(p + "query_timeout", duration(pc.query_timeout), duration(d.query_timeout));
   r.add(p + "server_idle_timeout", duration(pc.server_idle_timeout),
         duration(d.server_idle_timeout));
   r.add(p + "server_lifetime", duration(pc.server_lifetime), duration(d.server_lifetime));

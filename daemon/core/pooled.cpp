@@ -131,6 +131,78 @@ void PooledClient::set_state(ClientState s) {
   state_since_ = worker_->now_ms();
 }
 
+void PooledClient::request_sent() {
+  const uint64_t now = worker_->now_ms();
+  if (requests_open_ == 0 && !tx_open_) tx_since_ = now;  // a transaction may start here
+  if (requests_open_ == 0) {
+    request_since_ = now;
+    cancel_sent_ = false;
+  }
+  ++requests_open_;
+  activity_since_ = now;
+}
+
+void PooledClient::request_answered(bool in_tx) {
+  if (requests_open_ > 0) --requests_open_;
+  tx_open_ = in_tx;
+  activity_since_ = worker_->now_ms();
+  request_since_ = activity_since_;  // a pipelined next request is timed from here
+  cancel_sent_ = false;
+}
+
+void PooledClient::requests_settled() {
+  requests_open_ = 0;
+  tx_open_ = false;
+  activity_since_ = worker_->now_ms();
+}
+
+bool PooledClient::login_timed_out(uint64_t now) const {
+  const auto limit = worker_->directory().config().server.client_login_timeout.count();
+  return limit > 0 && now - state_since_ > static_cast<uint64_t>(limit);
+}
+
+void PooledClient::check_session_timeouts(uint64_t now) {
+  if (pool_ == nullptr || closing() || failure_pending()) return;
+  if (state_ != ClientState::Idle && state_ != ClientState::Active) return;
+  const config::PoolConfig& c = pool_->cfg();
+  auto over = [now](uint64_t since, config::Duration limit) {
+    return limit.count() > 0 && since != 0 && now - since > static_cast<uint64_t>(limit.count());
+  };
+  const uint64_t idle_since = activity_since_ != 0 ? activity_since_ : state_since_;
+  Reason why = Reason::Internal;
+  std::string message;
+  config::Duration limit{};
+  if (tx_open_ && over(tx_since_, c.transaction_timeout)) {
+    why = Reason::TransactionTimeout;
+    message = "terminating connection due to transaction timeout";
+    limit = c.transaction_timeout;
+  } else if (requests_open_ == 0 && tx_open_ && over(idle_since, c.idle_transaction_timeout)) {
+    why = Reason::IdleTransactionTimeout;
+    message = "terminating connection due to idle-in-transaction timeout";
+    limit = c.idle_transaction_timeout;
+  } else if (requests_open_ == 0 && !tx_open_ && over(idle_since, c.client_idle_timeout)) {
+    why = Reason::ClientIdleTimeout;
+    message = "terminating connection due to idle-session timeout";
+    limit = c.client_idle_timeout;
+  } else {
+    if (requests_open_ > 0 && !cancel_sent_ && over(request_since_, c.query_timeout)) {
+      // Cancelled on the server: the client gets the server's error and
+      // keeps its session.
+      cancel_sent_ = true;
+      CLOG_INFO(log_tag_, "query_timeout (%" PRId64 " ms, pool %s): cancelling the request",
+                static_cast<int64_t>(c.query_timeout.count()), pool_->label().c_str());
+      if (metrics::WorkerStats* ws = worker_->stats(); ws != nullptr) {
+        ws->client_errors[static_cast<int>(Reason::QueryTimeout)].add();
+      }
+      cancel_running_query();
+    }
+    return;
+  }
+  CLOG_INFO(log_tag_, "%s (%" PRId64 " ms, pool %s)", std::string(to_string(why)).c_str(),
+            static_cast<int64_t>(limit.count()), pool_->label().c_str());
+  fail({why, std::move(message), {}});
+}
+
 // --- backends ------------------------------------------------------------------
 
 PooledBackend::PooledBackend(Worker& w, Pool& pool, int fd, bool owns_fd, uint64_t for_client)

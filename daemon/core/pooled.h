@@ -59,7 +59,8 @@ class PooledClient : public Conn {
   // Fails the client (its protocol renders the failure as its own error
   // message) and closes it. No message: closes silently.
   virtual void fail(const Failure& f) = 0;
-  // Housekeeping: login and wait timeouts; shutdown; cancel requests.
+  // Housekeeping: login and wait timeouts; shutdown; cancel requests
+  // (cancel_running_query: a client's CancelRequest, or query_timeout).
   virtual void check_timeouts(uint64_t now) = 0;
   virtual void on_shutdown() = 0;
   virtual void cancel_running_query() {}
@@ -86,6 +87,21 @@ class PooledClient : public Conn {
   void release_user();
   // The cap that refused the last admit_user().
   [[nodiscard]] uint32_t user_cap() const { return user_cap_; }
+  // Session timeouts (client_idle_timeout, idle_transaction_timeout,
+  // transaction_timeout; README "Timeouts"). The protocol tells the core
+  // when a request goes to the server and when the server's answer ends it
+  // (with whether a transaction is then open); the worker's tick calls
+  // check_session_timeouts() for Idle and Active clients, which fails an
+  // overdue client (its protocol renders the reason as its own error).
+  void request_sent();
+  void request_answered(bool in_tx);
+  // Nothing of the client's is outstanding and no transaction is open
+  // (its server connection went back to the pool).
+  void requests_settled();
+  void check_session_timeouts(uint64_t now);
+  // Still logging in past server.client_login_timeout (not while a late
+  // failure's answer is pending: the protocol checks that).
+  [[nodiscard]] bool login_timed_out(uint64_t now) const;
 
  protected:
   friend class Worker;
@@ -109,6 +125,14 @@ class PooledClient : public Conn {
   uint64_t wait_since_ns_ = 0;
   uint64_t linked_ns_ = 0;  // when a backend was linked; 0 once used
   bool acquiring_ = false;  // inside Pool::acquire()
+  // Session timeouts: requests sent and not yet answered; whether a
+  // transaction is open and since when; the last request or answer.
+  uint32_t requests_open_ = 0;
+  bool tx_open_ = false;
+  uint64_t tx_since_ = 0;
+  uint64_t activity_since_ = 0;
+  uint64_t request_since_ = 0;  // the oldest request in flight was sent (or the last answered)
+  bool cancel_sent_ = false;    // query_timeout: that request's cancel went out
 
  private:
   static void on_delay(uv_timer_t* h);

@@ -16,6 +16,10 @@ enum class Reason {
   UnsupportedProtocol,
   TooManyClients,  // max_client_conn
   QueryWaitTimeout,
+  ClientIdleTimeout,       // client_idle_timeout: idle outside a transaction
+  IdleTransactionTimeout,  // idle_transaction_timeout: idle inside a transaction
+  TransactionTimeout,      // transaction_timeout: a transaction open too long
+  QueryTimeout,            // query_timeout: a request cancelled on the server
   BackendConnectFailed,
   BackendDied,
   BackendProtocolError,
@@ -59,6 +63,14 @@ enum class Reason {
       return "too_many_clients";
     case Reason::QueryWaitTimeout:
       return "query_wait_timeout";
+    case Reason::ClientIdleTimeout:
+      return "client_idle_timeout";
+    case Reason::IdleTransactionTimeout:
+      return "idle_transaction_timeout";
+    case Reason::TransactionTimeout:
+      return "transaction_timeout";
+    case Reason::QueryTimeout:
+      return "query_timeout";
     case Reason::BackendConnectFailed:
       return "backend_connect_failed";
     case Reason::BackendDied:

@@ -223,6 +223,7 @@ class Worker final : public EventLoop {
   } user_cap_refusals_;
 
   std::unordered_map<uint64_t, PooledClient*> by_id_;
+  std::vector<PooledClient*> sweep_;  // housekeeping: the clients whose session timeouts it checks
   pool::IntrusiveList<PooledClient, &PooledClient::state_node>
       clients_[static_cast<int>(ClientState::Count)];
   pool::IntrusiveList<PooledBackend, &PooledBackend::state_node>

@@ -1,5 +1,7 @@
 #include "daemon/mysql/backend.h"
 
+#include <mysql.h>
+
 #include <cassert>
 #include <cerrno>
 #include <cstring>

@@ -20,7 +20,6 @@ namespace sqlmux {
 
 namespace {
 constexpr size_t kReadChunk = 64 * 1024;
-constexpr uint64_t kLoginTimeoutMs = 60000;
 constexpr uint32_t kMaxLoginPacket = 64 * 1024;
 // The largest command a client may send (a 20 MiB blob in an INSERT fits).
 constexpr uint32_t kMaxClientPacket = 256u << 20;
@@ -435,6 +434,7 @@ void MyClient::on_backend_ready() {
   sending_.swap(pending_);
   pending_.clear();
   in_flight_ = pending_response_;
+  if (pending_response_) request_sent();
   backend_->send_command(reinterpret_cast<const uint8_t*>(sending_.data()), sending_.size(),
                          pending_cmd_, pending_seq_, pending_response_);
   if (sending_.capacity() > kMaxPendingInput) std::string().swap(sending_);  // a huge command
@@ -484,6 +484,7 @@ void MyClient::on_restore_failed(const std::string& err_payload) {
   send_packet(static_cast<uint8_t>(pending_seq_ + 1), err_payload);
   pending_.clear();
   in_flight_ = false;
+  requests_settled();
   MyBackend* b = backend_;
   backend_ = nullptr;
   set_state(ClientState::Idle);
@@ -550,6 +551,11 @@ void MyClient::query_metrics(uint16_t status) {
 
 void MyClient::on_response_done(uint16_t status, bool linger) {
   in_flight_ = false;
+  if (status != 0xFFFF) {
+    request_answered((status & my::status::kInTrans) != 0);
+  } else {
+    request_answered(tx_open_);  // no status: as it was
+  }
   if (stats_ != nullptr && status != 0xFFFF) query_metrics(status);
   if (preparing_) {  // the PREPARE failed
     preparing_ = false;
@@ -614,6 +620,7 @@ void MyClient::on_backend_lost_idle(bool in_tx) {
               "server connection lost between commands; it moves to "
               "another (session_reconnect)");
   }
+  requests_settled();
   set_state(ClientState::Idle);
   if (!pending_.empty()) acquire_backend();  // lost before its command went out
 }
@@ -632,12 +639,24 @@ void MyClient::fail(const Failure& f) {
       f.why == Reason::FdExhausted) {
     code = my::ErrorCode::ConCountError;
   }
+  // As MySQL 8 ends a connection idle past wait_timeout (MySQL has no
+  // error of its own for the transaction timeouts).
+  if (f.why == Reason::ClientIdleTimeout || f.why == Reason::IdleTransactionTimeout ||
+      f.why == Reason::TransactionTimeout) {
+    code = my::ErrorCode::ClientInteractionTimeout;
+  }
   const uint8_t seq = state_ == ClientState::Waiting ? static_cast<uint8_t>(pending_seq_ + 1) : 1;
+  if (f.why == Reason::ClientIdleTimeout) {  // MySQL 8's words, and which setting
+    disconnect(f.why, seq, code,
+               "The client was disconnected by the server because of inactivity "
+               "(sqlmux client_idle_timeout)");
+    return;
+  }
   disconnect(f.why, seq, code, f.message);
 }
 
 void MyClient::check_timeouts(uint64_t now) {
-  if (state_ == ClientState::Login && !failure_pending() && now - state_since_ > kLoginTimeoutMs) {
+  if (state_ == ClientState::Login && !failure_pending() && login_timed_out(now)) {
     disconnect(Reason::LoginTimeout, 2, my::ErrorCode::HandshakeError, "Bad handshake: timeout");
   } else if (state_ == ClientState::Waiting && pool_ != nullptr) {
     auto limit = static_cast<uint64_t>(pool_->cfg().query_wait_timeout.count());

@@ -94,7 +94,8 @@ class MyClient final : public PooledClient {
   // statement it runs is killed on its server (KILL QUERY on a connection
   // of its own to that server); unless query_only the client is closed.
   void killed(bool query_only);
-  // KILL QUERY: the statement in flight, or waiting for a server connection.
+  // KILL QUERY and query_timeout: the statement in flight, or waiting for
+  // a server connection.
   void cancel_running_query() override { killed(true); }
   [[nodiscard]] bool pinned() const {
     return pin_ != pool::PinReason::None || long_data_ || !cursors_.empty();

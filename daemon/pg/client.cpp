@@ -20,7 +20,6 @@ namespace {
 constexpr size_t kReadChunk = 32 * 1024;
 // Bytes a client may have buffered while it waits for a backend.
 constexpr size_t kMaxPendingInput = 256 * 1024;
-constexpr uint64_t kLoginTimeoutMs = 60000;
 // A refused client (no descriptor left, max_client_conn, shutdown) is told
 // after its startup packet, or after this long without one.
 constexpr uint64_t kRefusedWaitMs = 2000;
@@ -223,6 +222,7 @@ void PgClient::on_backend_released() {
   // Requests sqlmux answered itself (no ReadyForQuery from the server)
   // end with the transaction.
   while (stats_ != nullptr && queries_open_ > 0) query_done_metrics('I');
+  requests_settled();
   linked_ns_ = 0;
   set_state(ClientState::Idle);
   flush_notifications();
@@ -391,6 +391,17 @@ void PgClient::fail(const Failure& f) {
     case Reason::FdExhausted:
       e.sqlstate = std::string(pg::sqlstate::kTooManyConnections);
       break;
+    // As PostgreSQL ends a session for idle_session_timeout,
+    // idle_in_transaction_session_timeout and transaction_timeout.
+    case Reason::ClientIdleTimeout:
+      e.sqlstate = std::string(pg::sqlstate::kIdleSessionTimeout);
+      break;
+    case Reason::IdleTransactionTimeout:
+      e.sqlstate = std::string(pg::sqlstate::kIdleInTransactionTimeout);
+      break;
+    case Reason::TransactionTimeout:
+      e.sqlstate = std::string(pg::sqlstate::kTransactionTimeout);
+      break;
     default:
       e.sqlstate = std::string(pg::sqlstate::kInternalError);
       break;
@@ -460,8 +471,7 @@ void PgClient::check_timeouts(uint64_t now) {
     // Refused anyway: its startup packet is only waited for so long (a
     // client refused for want of descriptors holds the spare one).
     fail_with(refusal_->why, refusal_error(*refusal_));
-  } else if (state_ == ClientState::Login && !failure_pending() &&
-             now - state_since_ > kLoginTimeoutMs) {
+  } else if (state_ == ClientState::Login && !failure_pending() && login_timed_out(now)) {
     send_fatal(pg::sqlstate::kProtocolViolation, "login timeout", Reason::LoginTimeout);
   } else if (state_ == ClientState::Waiting && pool_ != nullptr) {
     auto limit = static_cast<uint64_t>(pool_->cfg().query_wait_timeout.count());

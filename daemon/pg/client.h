@@ -113,6 +113,7 @@ class PgClient final : public PooledClient {
   // The server's ReadyForQuery ended one of this client's queries (metrics).
   void query_done(char tx_status) {
     if (stats_ != nullptr) query_done_metrics(tx_status);
+    request_answered(tx_status != 'I');
   }
 
   // --- LISTEN fan-out (transaction and statement mode; listen_hub.h) ---

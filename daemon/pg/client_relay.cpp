@@ -435,6 +435,7 @@ void PgClient::relay_to_backend() {
         if (b->replay_recording()) {
           // The recorded segment ends exactly after this Sync.
           if (stats_ != nullptr) note_request('S');
+          request_sent();
           fwd += h.total();
           flush();
           b->end_replay_recording();
@@ -491,6 +492,7 @@ void PgClient::relay_to_backend() {
     }
     if (r == Handled::NeedMore) break;
     if (stats_ != nullptr) note_request(h.type);
+    if (h.type == 'Q' || h.type == 'S' || h.type == 'F') request_sent();
     if (r == Handled::Failed) {
       flush();
       send_fatal(

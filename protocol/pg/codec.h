@@ -38,6 +38,11 @@ inline constexpr std::string_view kConnectionFailure = "08006";
 inline constexpr std::string_view kProtocolViolation = "08P01";
 inline constexpr std::string_view kFeatureNotSupported = "0A000";
 inline constexpr std::string_view kInvalidTransactionState = "25000";
+// PostgreSQL's FATALs for idle_in_transaction_session_timeout (9.6+),
+// transaction_timeout (17+) and idle_session_timeout (14+).
+inline constexpr std::string_view kIdleInTransactionTimeout = "25P03";
+inline constexpr std::string_view kTransactionTimeout = "25P04";
+inline constexpr std::string_view kIdleSessionTimeout = "57P05";
 inline constexpr std::string_view kInvalidAuthorization = "28000";
 inline constexpr std::string_view kInvalidPassword = "28P01";
 inline constexpr std::string_view kInvalidCatalogName = "3D000";

@@ -62,6 +62,7 @@ auth_failure_window = "1m"
 auth_failure_delay = "250ms"
 auth_failure_max_delay = "8s"
 max_login_clients_per_address = 16
+client_login_timeout = "20s"
 
 [[listener]]
 protocol = "postgres"
@@ -109,6 +110,10 @@ backends = [
   { address = "db.example.com:5433", role = "replica" },
 ]
 query_wait_timeout = "500ms"
+client_idle_timeout = "5m"
+idle_transaction_timeout = "30s"
+transaction_timeout = "1h"
+query_timeout = "45s"
 server_idle_timeout = "10m"
 server_lifetime = "2h"
 server_connect_timeout = "3s"
@@ -135,6 +140,7 @@ backends = [ { address = "127.0.0.1:3306" } ]
   CHECK(c.server.auth_failure_delay == 250ms);
   CHECK(c.server.auth_failure_max_delay == 8s);
   CHECK(c.server.max_login_clients_per_address == 16);
+  CHECK(c.server.client_login_timeout == 20s);
 
   REQUIRE(c.listeners.size() == 3);
   CHECK(c.listeners[0].protocol == Protocol::Postgres);
@@ -179,6 +185,10 @@ backends = [ { address = "127.0.0.1:3306" } ]
   CHECK(p.backends[1].role == "replica");
   CHECK(p.backends[1].weight == 1);
   CHECK(p.query_wait_timeout == 500ms);
+  CHECK(p.client_idle_timeout == 5min);
+  CHECK(p.idle_transaction_timeout == 30s);
+  CHECK(p.transaction_timeout == 1h);
+  CHECK(p.query_timeout == 45s);
   CHECK(p.server_idle_timeout == 10min);
   CHECK(p.server_lifetime == 2h);
   CHECK(p.server_connect_timeout == 3s);
@@ -209,6 +219,7 @@ TEST_CASE("config: defaults", "[config]") {
   CHECK(c.server.auth_failure_delay == 200ms);
   CHECK(c.server.auth_failure_max_delay == 5s);
   CHECK(c.server.max_login_clients_per_address == 1000);
+  CHECK(c.server.client_login_timeout == 60s);
   CHECK(c.users[0].auth == AuthMethod::Default);
   CHECK(c.users[0].default_pool.empty());
   const PoolConfig& p = c.pools[0];
@@ -222,6 +233,10 @@ TEST_CASE("config: defaults", "[config]") {
   CHECK(p.backends[0].role == "primary");
   CHECK(p.backends[0].weight == 1);
   CHECK(p.query_wait_timeout == 120s);
+  CHECK(p.client_idle_timeout == 0ms);
+  CHECK(p.idle_transaction_timeout == 0ms);
+  CHECK(p.transaction_timeout == 0ms);
+  CHECK(p.query_timeout == 0ms);
   CHECK(p.server_idle_timeout == 600s);
   CHECK(p.server_lifetime == 3600s);
   CHECK(p.server_connect_timeout == 15s);
@@ -303,6 +318,27 @@ TEST_CASE("config: single errors with key path and position", "[config]") {
        "invalid value \"xml\"; expected one of: text, json"},
       {"log_connections not a boolean", "[server]\nlog_connections = 1\n" + kListener,
        "server.log_connections", 2, "expected a boolean, got an integer"},
+      {"client_login_timeout not above auth_failure_max_delay",
+       "[server]\nclient_login_timeout = \"5s\"\n" + kListener, "server.client_login_timeout", 2,
+       "expected 0 (off) or more than auth_failure_max_delay (5000ms), got \"5s\""},
+      {"client_login_timeout malformed", "[server]\nclient_login_timeout = \"1 m\"\n" + kListener,
+       "server.client_login_timeout", 2, "invalid duration \"1 m\""},
+      {"client_idle_timeout as integer",
+       kListener + "[[pool]]\nname = \"a\"\nclient_idle_timeout = 30\n" +
+           "backends = [ { address = \"h:1\" } ]\n",
+       "pool[0].client_idle_timeout", 7, "expected a duration such as \"30s\", got an integer"},
+      {"idle_transaction_timeout malformed",
+       kListener + "[[pool]]\nname = \"a\"\nidle_transaction_timeout = \"x\"\n" +
+           "backends = [ { address = \"h:1\" } ]\n",
+       "pool[0].idle_transaction_timeout", 7, "invalid duration \"x\""},
+      {"query_timeout as integer",
+       kListener + "[[pool]]\nname = \"a\"\nquery_timeout = 1\n" +
+           "backends = [ { address = \"h:1\" } ]\n",
+       "pool[0].query_timeout", 7, "expected a duration such as \"30s\", got an integer"},
+      {"transaction_timeout malformed",
+       kListener + "[[pool]]\nname = \"a\"\ntransaction_timeout = \"-1s\"\n" +
+           "backends = [ { address = \"h:1\" } ]\n",
+       "pool[0].transaction_timeout", 7, "invalid duration \"-1s\""},
       {"duration as integer", "[server]\nshutdown_timeout = 30\n" + kListener,
        "server.shutdown_timeout", 2, "expected a duration such as \"30s\", got an integer"},
       {"duration malformed", "[server]\nshutdown_timeout = \"30\"\n" + kListener,
