@@ -258,6 +258,7 @@ def environment(sqlmux_bin: str, pg=None) -> dict:
         "sqlmux_bin": sqlmux_bin,
         "sqlmux_version": version_line(sqlmux_bin),
         "pgbouncer_version": _first_line([shutil.which("pgbouncer") or "pgbouncer", "--version"]),
+        "haproxy_version": _first_line([shutil.which("haproxy") or "/usr/sbin/haproxy", "-v"]),
         "pgbench_version": _first_line(["pgbench", "--version"]),
         "sysbench_version": _first_line(["sysbench", "--version"]),
         "clk_tck": CLK_TCK,

@@ -35,7 +35,8 @@ SQLMUX_TARGETS = ("sqlmux", "sqlmux-metrics", "sqlmux-tls", "sqlmux-base")
 
 @dataclasses.dataclass
 class Target:
-    name: str                      # direct | pgbouncer[-session] | haproxy | sqlmux | sqlmux-metrics | sqlmux-tls | sqlmux-base
+    # direct | pgbouncer[-session] | haproxy | sqlmux | sqlmux-metrics | sqlmux-tls | sqlmux-base
+    name: str
     host: str
     port: int
     db: str = DB

@@ -345,7 +345,8 @@ def write_json(path: str, doc: dict):
     os.replace(tmp, path)
 
 
-COLORS = {"direct": "#7f8c8d", "pgbouncer": "#2980b9", "haproxy": "#27ae60", "pgbouncer-session": "#5dade2", "sqlmux": "#c0392b",
+COLORS = {"direct": "#7f8c8d", "pgbouncer": "#2980b9", "haproxy": "#27ae60", "pgbouncer-session": "#5dade2",
+          "sqlmux": "#c0392b",
           "sqlmux-base": "#e6a09a", "sqlmux-metrics": "#e67e22", "sqlmux-tls": "#8e44ad"}
 
 

@@ -147,8 +147,9 @@ def _summary(r: dict) -> str:
     if r.get("rate"):
         return (f"{f(r.get('tps'), ',.0f')} tps at -R {r['rate']:g}{phase}, p50 {f(r.get('p50_ms'), '.3f')} ms,"
                 f" p99 {f(r.get('p99_ms'), '.3f')} ms, p99.9 {f(r.get('p999_ms'), '.3f')} ms (with lag),"
-                f" proxy CPU user/sys {f(r.get('proxy_user_us_per_tx'), '.1f')}/{f(r.get('proxy_sys_us_per_tx'), '.1f')}"
-                f" us/tx, csw vol/invol {f(r.get('proxy_vcsw_per_tx'), '.3f')}/{f(r.get('proxy_ivcsw_per_tx'), '.3f')}"
+                f" proxy CPU user/sys {f(r.get('proxy_user_us_per_tx'), '.1f')}"
+                f"/{f(r.get('proxy_sys_us_per_tx'), '.1f')} us/tx,"
+                f" csw vol/invol {f(r.get('proxy_vcsw_per_tx'), '.3f')}/{f(r.get('proxy_ivcsw_per_tx'), '.3f')}"
                 f" per tx, errors {r.get('errors', '-')} [{str(r.get('status')).splitlines()[0]}]")
     return (f"{f(r.get('tps'), ',.0f')} tps{phase}, p50 {f(r.get('p50_ms'), '.3f')} ms,"
             f" p99 {f(r.get('p99_ms'), '.3f')} ms, proxy CPU {f(r.get('proxy_cpu_s_per_1k_tx'), '.4f')} s/1k tx,"
