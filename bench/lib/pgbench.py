@@ -136,14 +136,16 @@ def parse_report(out: str) -> dict:
 
 def run(target: Target, *, clients: int, duration: int, mode: str = "simple", connect: bool = False,
         threads: int = 2, workdir: str, tag: str, expect_failure: bool = False, extra_s: int = 0,
-        rate: float | None = None) -> dict:
+        rate: float | None = None, transactions: int | None = None) -> dict:
     """One pgbench -S run against `target`; returns the result record.
     Raises HarnessError only when the run could not be executed at all.
 
     pgbench's -T clock includes connecting the clients, so -T is
     duration + extra_s: the caller sizes extra_s from the connect time it
     saw (see tx_phase_s, the time from the first to the last transaction).
-    pgbench's tps already excludes the connect phase.
+    pgbench's tps already excludes the connect phase. With `transactions`,
+    -t N (N transactions per client, however long connecting takes)
+    replaces -T.
 
     With `rate` (tps), pgbench -R RATE: transactions start on a Poisson
     schedule at that total rate. The latencies reported then are pgbench's
@@ -157,7 +159,8 @@ def run(target: Target, *, clients: int, duration: int, mode: str = "simple", co
     os.makedirs(logdir, exist_ok=True)
     prefix = os.path.join(logdir, "tx")
     cmd = ["pgbench", "-h", target.host, "-p", str(target.port), "-U", USER, "-n", "-S", "-M", mode,
-           "-c", str(clients), "-j", str(max(1, min(threads, clients))), "-T", str(duration + extra_s),
+           "-c", str(clients), "-j", str(max(1, min(threads, clients))),
+           *(["-t", str(transactions)] if transactions else ["-T", str(duration + extra_s)]),
            "-l", f"--log-prefix={prefix}"]
     if connect:
         cmd.append("-C")
