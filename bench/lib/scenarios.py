@@ -196,7 +196,7 @@ class Runner:
         direct): a throwaway PostgreSQL of its own with max_connections =
         clients + 60, loaded with pgbench -i, for all its targets."""
         main_pg = self.pg
-        with notify.server_for(main_pg, clients + 10) as pg:
+        with notify.server_for(main_pg, clients + 10, sc.name) as pg:
             if pg is not main_pg:
                 pgbench.init(pg, self.o.scale)
             self.pg = pg
