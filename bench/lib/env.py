@@ -110,6 +110,40 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # #14 utime, #15 stime
 
 
+def proc_counters(pid: int | None) -> dict | None:
+    """The process's CPU split into user and system seconds (utime, stime
+    of /proc/PID/stat: all its threads) and its context switches, voluntary
+    and involuntary, summed over its threads (/proc/PID/task/*/status:
+    voluntary_ctxt_switches, nonvoluntary_ctxt_switches; the process's own
+    status file counts its main thread only). None: no process."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    out = {"user_s": int(fields[11]) / CLK_TCK, "sys_s": int(fields[12]) / CLK_TCK, "vcsw": 0, "ivcsw": 0,
+           "threads": 0}
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        out["vcsw"] += int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches:"):
+                        out["ivcsw"] += int(line.split()[1])
+            out["threads"] += 1
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that exited meanwhile
+    return out
+
+
 def rss_kib(pid: int | None) -> int | None:
     """VmRSS of a process in KiB."""
     if pid is None:
@@ -224,6 +258,7 @@ def environment(sqlmux_bin: str, pg=None) -> dict:
         "sqlmux_bin": sqlmux_bin,
         "sqlmux_version": version_line(sqlmux_bin),
         "pgbouncer_version": _first_line([shutil.which("pgbouncer") or "pgbouncer", "--version"]),
+        "haproxy_version": _first_line([shutil.which("haproxy") or "/usr/sbin/haproxy", "-v"]),
         "pgbench_version": _first_line(["pgbench", "--version"]),
         "sysbench_version": _first_line(["sysbench", "--version"]),
         "clk_tck": CLK_TCK,

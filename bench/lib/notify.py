@@ -64,7 +64,7 @@ def build_client(workdir: str) -> str:
 
 
 @contextlib.contextmanager
-def server_for(pg, needed: int):
+def server_for(pg, needed: int, what: str = "notify"):
     """The run's PostgreSQL when its max_connections leaves room for
     `needed` client connections, else a throwaway one of its own with
     max_connections = needed + 50 for this scenario only."""
@@ -72,7 +72,7 @@ def server_for(pg, needed: int):
         yield pg
         return
     mc = needed + 50
-    log(f"notify: {needed} connections need more than max_connections = {pg.max_connections}: "
+    log(f"{what}: {needed} connections need more than max_connections = {pg.max_connections}: "
         f"a PostgreSQL of its own with max_connections = {mc}")
     try:
         with harness.PgServer(max_connections=mc) as own:

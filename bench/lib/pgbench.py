@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import time
 
-from env import HarnessError, children_cpu_seconds, cpu_seconds, log
+from env import HarnessError, children_cpu_seconds, cpu_seconds, log, proc_counters
 from proxies import PASSWORD, USER, Target
 
 
@@ -48,12 +48,15 @@ def percentile(sorted_vals: list, p: float):
     return sorted_vals[k]
 
 
-def read_log(prefix: str) -> tuple[list[int], collections.Counter, float | None]:
+def read_log(prefix: str, lags: list | None = None) -> tuple[list[int], collections.Counter, float | None]:
     """Per-transaction logs (one file per thread: PREFIX.PID[.N]): the third
     column is the latency in microseconds, or a word (failed, skipped, ...);
-    the fifth and sixth are when the transaction ended (epoch s, us).
-    Returns (sorted latencies, other words, seconds from the first to the
-    last transaction end: the length of the transaction phase)."""
+    the fifth and sixth are when the transaction ended (epoch s, us). With
+    -R the latency counts from the transaction's scheduled start, and the
+    seventh column is the schedule lag (scheduled to actual start, us),
+    appended to `lags` when given. Returns (sorted latencies, other words,
+    seconds from the first to the last transaction end: the length of the
+    transaction phase)."""
     lat = []
     other = collections.Counter()
     first = last = None
@@ -66,6 +69,8 @@ def read_log(prefix: str) -> tuple[list[int], collections.Counter, float | None]
                 v = parts[2]
                 if v.isdigit():
                     lat.append(int(v))
+                    if lags is not None and len(parts) >= 7 and parts[6].isdigit():
+                        lags.append(int(parts[6]))
                 else:
                     other[v.decode("ascii", "replace")] += 1
                 t = int(parts[4]) * 1000000 + int(parts[5])
@@ -130,23 +135,39 @@ def parse_report(out: str) -> dict:
 
 
 def run(target: Target, *, clients: int, duration: int, mode: str = "simple", connect: bool = False,
-        threads: int = 2, workdir: str, tag: str, expect_failure: bool = False, extra_s: int = 0) -> dict:
+        threads: int = 2, workdir: str, tag: str, expect_failure: bool = False, extra_s: int = 0,
+        rate: float | None = None, transactions: int | None = None) -> dict:
     """One pgbench -S run against `target`; returns the result record.
     Raises HarnessError only when the run could not be executed at all.
 
     pgbench's -T clock includes connecting the clients, so -T is
     duration + extra_s: the caller sizes extra_s from the connect time it
     saw (see tx_phase_s, the time from the first to the last transaction).
-    pgbench's tps already excludes the connect phase."""
+    pgbench's tps already excludes the connect phase. With `transactions`,
+    -t N (N transactions per client, however long connecting takes)
+    replaces -T.
+
+    With `rate` (tps), pgbench -R RATE: transactions start on a Poisson
+    schedule at that total rate. The latencies reported then are pgbench's
+    with -R: from each transaction's scheduled start to its end, so they
+    include the schedule lag (whose own percentiles are kept as
+    lag_p50/p99/p999_ms). rate_held says whether pgbench's tps reached 95 %
+    of the rate (a target that cannot keep up measures a queue). The proxy's user and
+    system CPU and its context switches per transaction come from /proc
+    (env.proc_counters) before and after the run."""
     logdir = os.path.join(workdir, f"pgbench-{tag}")
     os.makedirs(logdir, exist_ok=True)
     prefix = os.path.join(logdir, "tx")
     cmd = ["pgbench", "-h", target.host, "-p", str(target.port), "-U", USER, "-n", "-S", "-M", mode,
-           "-c", str(clients), "-j", str(max(1, min(threads, clients))), "-T", str(duration + extra_s),
+           "-c", str(clients), "-j", str(max(1, min(threads, clients))),
+           *(["-t", str(transactions)] if transactions else ["-T", str(duration + extra_s)]),
            "-l", f"--log-prefix={prefix}"]
     if connect:
         cmd.append("-C")
+    if rate:
+        cmd += ["-R", f"{rate:g}"]
     cmd.append(target.db)
+    pc0 = proc_counters(target.pid)
     cpu0, ccpu0, t0 = cpu_seconds(target.pid), children_cpu_seconds(), time.monotonic()
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, env=_env(target), timeout=duration + 180)
@@ -154,9 +175,11 @@ def run(target: Target, *, clients: int, duration: int, mode: str = "simple", co
         raise HarnessError(f"pgbench against {target.name} did not finish within {duration + 180}s") from None
     wall = time.monotonic() - t0
     cpu1, ccpu1 = cpu_seconds(target.pid), children_cpu_seconds()
+    pc1 = proc_counters(target.pid)
     rep = parse_report(r.stdout)
     errs = error_summary(r.stderr)
-    lat, lat_other, phase = read_log(prefix)
+    lags: list[int] = []
+    lat, lat_other, phase = read_log(prefix, lags if rate else None)
     shutil.rmtree(logdir, ignore_errors=True)
 
     proxy_cpu = (cpu1 - cpu0) if (cpu0 is not None and cpu1 is not None) else None
@@ -193,6 +216,9 @@ def run(target: Target, *, clients: int, duration: int, mode: str = "simple", co
         "stderr_tail": r.stderr[-1500:] if r.returncode != 0 or rep["tps"] is None else "",
         "stdout_tail": r.stdout[-1500:] if rep["tps"] is None else "",
     }
+    if rate:
+        res.update(rate_fields(rate, lat, lags, pc0, pc1, processed))
+        res["rate_held"] = rep["tps"] is not None and rep["tps"] >= 0.95 * rate
     res["errors"] = res["failed_tx"] + res["aborted_clients"]
     # Executed: pgbench ran its clients (rc 0, or 2 = some clients failed)
     # and processed something. An expected failure (PgBouncer with prepared
@@ -213,3 +239,30 @@ def run(target: Target, *, clients: int, duration: int, mode: str = "simple", co
     if expect_failure:
         res["fatal"] = r.returncode < 0
     return res
+
+
+def rate_fields(rate: float, lat: list[int], lags: list[int], pc0: dict | None, pc1: dict | None,
+                processed: int) -> dict:
+    """A fixed-rate run's figures: the rate asked and whether it was held,
+    p50/p99/p99.9 latency (including schedule lag), the lag and the
+    latency without it, and the proxy's user and system CPU microseconds
+    and voluntary and involuntary context switches per transaction."""
+    def ms(v):
+        return v / 1000.0 if v is not None else None
+
+    lags.sort()
+    out = {"rate": rate, "latency_includes_schedule_lag": True,
+           "p999_ms": ms(percentile(lat, 99.9)),
+           "lag_p50_ms": ms(percentile(lags, 50)), "lag_p99_ms": ms(percentile(lags, 99)),
+           "lag_p999_ms": ms(percentile(lags, 99.9))}
+    if pc0 is not None and pc1 is not None and processed:
+        d = {k: pc1[k] - pc0[k] for k in ("user_s", "sys_s", "vcsw", "ivcsw")}
+        out.update({
+            "proxy_user_s": round(d["user_s"], 3), "proxy_sys_s": round(d["sys_s"], 3),
+            "proxy_vcsw": d["vcsw"], "proxy_ivcsw": d["ivcsw"], "proxy_threads": pc1["threads"],
+            "proxy_user_us_per_tx": d["user_s"] / processed * 1e6,
+            "proxy_sys_us_per_tx": d["sys_s"] / processed * 1e6,
+            "proxy_vcsw_per_tx": d["vcsw"] / processed,
+            "proxy_ivcsw_per_tx": d["ivcsw"] / processed,
+        })
+    return out

@@ -8,7 +8,8 @@ with the same settings plus a [metrics] table (Prometheus endpoint on);
 "require" on its listener, so clients can only get in over TLS.
 "sqlmux-base" (with --baseline-bin) is a second sqlmux started from another
 binary (the commit before a change) with exactly the sqlmux target's
-settings. "pgbouncer-session" (notify scenario only) is PgBouncer in session
+settings. "haproxy" is HAProxy in TCP mode, a relay without pooling (one
+server connection per client). "pgbouncer-session" (notify scenario only) is PgBouncer in session
 mode with a server connection per client."""
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ SQLMUX_TARGETS = ("sqlmux", "sqlmux-metrics", "sqlmux-tls", "sqlmux-base")
 
 @dataclasses.dataclass
 class Target:
-    name: str                      # direct | pgbouncer[-session] | sqlmux | sqlmux-metrics | sqlmux-tls | sqlmux-base
+    # direct | pgbouncer[-session] | haproxy | sqlmux | sqlmux-metrics | sqlmux-tls | sqlmux-base
+    name: str
     host: str
     port: int
     db: str = DB
@@ -383,6 +385,127 @@ def pgbouncer(pg, st: ProxySettings, mode: str = "transaction", pool_size: int |
 
 
 # ---------------------------------------------------------------------------
+# HAProxy in TCP mode: a relay without pooling (issue 17)
+# ---------------------------------------------------------------------------
+
+
+class HAProxy:
+    """Debian's HAProxy (`haproxy -db -f cfg`: foreground, one process, no
+    master) in TCP mode relaying each client connection to PostgreSQL on a
+    connection of its own: no pooling, no protocol parsing, so PostgreSQL
+    sees one backend per client. One thread (`nbthread 1`), like PgBouncer,
+    so its CPU is one event loop's, as theirs; its pid is the process whose
+    CPU is measured. `maxconn` leaves room for 2,000 clients and more."""
+
+    name = "haproxy"
+    host = "127.0.0.1"
+
+    def __init__(self, pg, maxconn: int = 5000):
+        self.pg = pg
+        self.maxconn = maxconn
+        self.proc = None
+        self.dir = None
+        self.port = None
+        self._logf = None
+
+    def config_text(self) -> str:
+        return "\n".join([
+            "global",
+            f"    maxconn {self.maxconn}",
+            "    nbthread 1",
+            "defaults",
+            "    mode tcp",
+            "    timeout connect 10s",
+            "    timeout client 1h",
+            "    timeout server 1h",
+            f"listen {self.name}",
+            f"    bind {self.host}:{self.port}",
+            f"    maxconn {self.maxconn}",
+            f"    server pg {self.pg.host}:{self.pg.port}",
+            "",
+        ])
+
+    def __enter__(self):
+        harness._register(self)
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            print(f"--- HAProxy log tail ---\n{self.log_tail(40)}", file=sys.stderr)
+        self.close()
+        return False
+
+    def _start(self):
+        self.dir = make_workdir("haproxy")
+        self.log_path = os.path.join(self.dir, "haproxy.log")
+        for attempt in range(3):
+            self.port = harness.free_port()
+            cfg = os.path.join(self.dir, "haproxy.cfg")
+            with open(cfg, "w") as f:
+                f.write(self.config_text())
+            self._logf = open(self.log_path, "ab")
+            self.proc = subprocess.Popen([shutil.which("haproxy") or "/usr/sbin/haproxy", "-db", "-f", cfg],
+                                         stdin=subprocess.DEVNULL, stdout=self._logf, stderr=subprocess.STDOUT,
+                                         preexec_fn=preexec_raise_nofile, cwd=self.dir)
+            with open(os.path.join(self.dir, "daemon.pid"), "w") as f:
+                f.write(str(self.proc.pid))
+            if harness.wait_port(self.host, self.port, 10.0, self.proc):
+                log(f"HAProxy (TCP mode, no pooling, nbthread 1, maxconn {self.maxconn}) up on "
+                    f"{self.host}:{self.port} (pid {self.proc.pid}, open-file limit {proc_nofile(self.proc.pid)})")
+                return
+            tail = self.log_tail(30)
+            self._kill()
+            if "address already in use" not in tail.lower() or attempt == 2:
+                raise HarnessError(f"HAProxy did not start listening on {self.host}:{self.port} "
+                                   f"(exit code {self.proc.returncode}):\n{tail}")
+
+    def target(self) -> Target:
+        return Target(self.name, self.host, self.port, pid=self.proc.pid, alive=self.running,
+                      log_tail=self.log_tail)
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, n: int = 40) -> str:
+        return harness._tail(self.log_path, n) if self.dir else ""
+
+    def _kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        if self._logf:
+            self._logf.close()
+            self._logf = None
+
+    def close(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # HAProxy: hard stop
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        self._kill()
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+        harness._unregister(self)
+
+
+@contextlib.contextmanager
+def haproxy(pg):
+    with HAProxy(pg) as h:
+        yield h.target()
+
+
+# ---------------------------------------------------------------------------
 # A set of targets for one scenario
 # ---------------------------------------------------------------------------
 
@@ -404,6 +527,8 @@ def targets(pg, names: list[str], sqlmux_bin: str, st: ProxySettings, problems: 
                     out[name] = direct(pg)
                 elif name == "pgbouncer":
                     out[name] = stack.enter_context(pgbouncer(pg, st))
+                elif name == "haproxy":
+                    out[name] = stack.enter_context(haproxy(pg))
                 elif name == "pgbouncer-session":
                     out[name] = stack.enter_context(pgbouncer(pg, st, "session", session_pool_size))
                 elif name == "sqlmux-base":

@@ -11,7 +11,12 @@ import statistics
 
 # Ratios: (label, numerator (scenario, target), denominator (scenario, target), metric)
 TPS, CPU, MEM, IDLE_CPU = "tps", "proxy_cpu_s_per_1k_tx", "rss_per_client_kib", "idle_cpu_s"
-P50, P99 = "p50_ms", "p99_ms"
+P50, P99, P999 = "p50_ms", "p99_ms", "p999_ms"
+# Fixed rate (pgbench -R): the proxy's CPU and context switches per transaction
+USER_US, SYS_US, VCSW, IVCSW = "proxy_user_us_per_tx", "proxy_sys_us_per_tx", "proxy_vcsw_per_tx", "proxy_ivcsw_per_tx"
+RATE_METRICS = [(USER_US, "proxy CPU user per tx"), (SYS_US, "proxy CPU system per tx"),
+                (VCSW, "voluntary context switches per tx"), (IVCSW, "involuntary context switches per tx"),
+                (P50, "p50 latency"), (P99, "p99 latency"), (P999, "p99.9 latency")]
 PGBENCH_SCENARIOS = ("select20", "select200", "prepared200", "connect20")
 METRICS_SCENARIO = "select200_metrics"  # sqlmux-metrics (with [metrics]) vs sqlmux (without)
 TLS_SCENARIO = "select200_tls"  # sqlmux-tls (clients over TLS) vs sqlmux (plaintext)
@@ -71,13 +76,19 @@ def error_text(r: dict) -> str:
     return text
 
 
+def is_rate(r: dict) -> bool:
+    """A fixed-rate pgbench run (rate20, rate200, rate2000), including one
+    that could not start."""
+    return r["tool"] == "pgbench" and (bool(r.get("rate")) or str(r.get("scenario", "")).startswith("rate"))
+
+
 def throughput_table(runs: list[dict], rounds: int) -> str:
     hdr = ["scenario", "target", "clients", "TPS", "p50 ms", "p99 ms", "CPU s/1k tx", "errors"]
     if rounds > 1:
         hdr.insert(1, "rnd")
     rows = [hdr]
     for r in runs:
-        if r["tool"] in ("idle", "notify"):
+        if r["tool"] in ("idle", "notify") or is_rate(r):
             continue
         row = [r["scenario"], shown(r), str(r["clients"])]
         if str(r.get("status", "")).startswith("skipped"):
@@ -90,6 +101,33 @@ def throughput_table(runs: list[dict], rounds: int) -> str:
         rows.append(row)
     off = 1 if rounds > 1 else 0
     return _render(rows, right={2 + off, 3 + off, 4 + off, 5 + off, 6 + off}, span=3 + off)
+
+
+def rate_table(runs: list[dict], rounds: int) -> str:
+    """The fixed-rate runs: the rate asked and the TPS done, latency with
+    -R (from the scheduled start: including schedule lag), and the proxy's
+    user and system CPU microseconds and voluntary and involuntary context
+    switches (all its threads) per transaction."""
+    hdr = ["scenario", "target", "clients", "rate", "TPS", "p50 ms", "p99 ms", "p99.9 ms", "user us/tx",
+           "sys us/tx", "vcsw/tx", "ivcsw/tx", "errors"]
+    if rounds > 1:
+        hdr.insert(1, "rnd")
+    rows = [hdr]
+    for r in runs:
+        if not is_rate(r):
+            continue
+        row = [r["scenario"], shown(r), str(r["clients"]), _fmt(r.get("rate"), ",.0f"),
+               _fmt(r.get("tps"), ",.0f") + ("" if r.get("rate_held", True) else " (!)"),
+               _fmt(r.get("p50_ms"), ".3f"), _fmt(r.get("p99_ms"), ".3f"), _fmt(r.get("p999_ms"), ".3f"),
+               _fmt(r.get(USER_US), ".1f"), _fmt(r.get(SYS_US), ".1f"), _fmt(r.get(VCSW), ".3f"),
+               _fmt(r.get(IVCSW), ".3f"), error_text(r)]
+        if rounds > 1:
+            row.insert(1, str(r.get("round", 1)))
+        rows.append(row)
+    off = 1 if rounds > 1 else 0
+    out = _render(rows, right=set(range(2 + off, 12 + off)), span=3 + off)
+    return (out + "\nlatency: pgbench -R, from each transaction's scheduled start (includes schedule lag);"
+            " CPU and context switches: the proxy process (direct: -); (!) = under 95 % of the rate")
 
 
 def idle_table(runs: list[dict]) -> str:
@@ -180,7 +218,7 @@ def medians(runs: list[dict]) -> dict:
     out = {}
     for key, rs in by.items():
         m = {"_rounds": {r.get("round", 1): r for r in rs}}
-        for metric in (TPS, CPU, MEM, IDLE_CPU, P50, P99, NOTIFY_CPU):
+        for metric in (TPS, CPU, MEM, IDLE_CPU, P50, P99, P999, NOTIFY_CPU, USER_US, SYS_US, VCSW, IVCSW):
             vals = [r[metric] for r in rs if r.get(metric) is not None]
             m[metric] = statistics.median(vals) if vals else None
         out[key] = m
@@ -209,6 +247,9 @@ def ratios(runs: list[dict]) -> list[dict]:
             (f"{sc}: sqlmux/PgBouncer proxy CPU per 1k tx", (sc, "sqlmux"), (sc, "pgbouncer"), CPU),
             (f"{sc}: sqlmux/direct TPS", (sc, "sqlmux"), (sc, "direct"), TPS),
             (f"{sc}: PgBouncer/direct TPS", (sc, "pgbouncer"), (sc, "direct"), TPS),
+            (f"{sc}: sqlmux/HAProxy TPS", (sc, "sqlmux"), (sc, "haproxy"), TPS),
+            (f"{sc}: sqlmux/HAProxy proxy CPU per 1k tx", (sc, "sqlmux"), (sc, "haproxy"), CPU),
+            (f"{sc}: HAProxy/direct TPS", (sc, "haproxy"), (sc, "direct"), TPS),
             # --baseline-bin: this build against the baseline one, same settings, same run
             (f"{sc}: sqlmux/{base} TPS", (sc, "sqlmux"), (sc, BASELINE), TPS),
             (f"{sc}: sqlmux/{base} p50 latency", (sc, "sqlmux"), (sc, BASELINE), P50),
@@ -234,6 +275,10 @@ def ratios(runs: list[dict]) -> list[dict]:
         (f"{TLS_SCENARIO}: TLS/plain proxy CPU per 1k tx", (TLS_SCENARIO, "sqlmux-tls"),
          (TLS_SCENARIO, "sqlmux"), CPU),
     ]
+    for sc in sorted({r["scenario"] for r in runs if is_rate(r)}, key=lambda n: (len(n), n)):
+        for den, den_shown in (("pgbouncer", "PgBouncer"), ("haproxy", "HAProxy")):
+            specs += [(f"{sc}: sqlmux/{den_shown} {what}", (sc, "sqlmux"), (sc, den), metric)
+                      for metric, what in RATE_METRICS]
     for sc in sorted({r["scenario"] for r in runs if r["tool"] == "sysbench"}):
         specs.append((f"{sc}: sqlmux/direct TPS", (sc, "sqlmux"), (sc, "direct"), TPS))
     for sc in sorted({r["scenario"] for r in runs if r["tool"] == "idle"}):
@@ -300,7 +345,8 @@ def write_json(path: str, doc: dict):
     os.replace(tmp, path)
 
 
-COLORS = {"direct": "#7f8c8d", "pgbouncer": "#2980b9", "pgbouncer-session": "#5dade2", "sqlmux": "#c0392b",
+COLORS = {"direct": "#7f8c8d", "pgbouncer": "#2980b9", "haproxy": "#27ae60", "pgbouncer-session": "#5dade2",
+          "sqlmux": "#c0392b",
           "sqlmux-base": "#e6a09a", "sqlmux-metrics": "#e67e22", "sqlmux-tls": "#8e44ad"}
 
 
