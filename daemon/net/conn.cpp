@@ -220,6 +220,18 @@ bool Conn::start_tls(SSL_CTX* ctx) {
   return tls_->valid();
 }
 
+bool Conn::start_tls(SSL_CTX* ctx, const uint8_t* received, size_t n) {
+  if (!start_tls(ctx)) return false;
+  return n == 0 || tls_->feed(received, n);
+}
+
+bool Conn::start_tls_client(SSL_CTX* ctx, const std::string& server_name, bool verify_host) {
+  assert(tls_ == nullptr);
+  tls_ = std::make_unique<tls::Session>(ctx, server_name, verify_host);
+  if (!tls_->valid() || tls_->start_handshake() == tls::Session::Status::Failed) return false;
+  return tls_flush_output();
+}
+
 bool Conn::tls_encrypt(const uint8_t* p, size_t n) {
   if (tls_->write(p, n) != tls::Session::Status::Ok) {
     last_errno_ = EPROTO;

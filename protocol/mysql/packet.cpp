@@ -708,6 +708,7 @@ constexpr ErrorInfo kErrors[] = {
     {ErrorCode::QueryInterrupted, "ER_QUERY_INTERRUPTED", "70100"},
     {ErrorCode::MustChangePassword, "ER_MUST_CHANGE_PASSWORD", "HY000"},
     {ErrorCode::StatementTimeout, "ER_STATEMENT_TIMEOUT", "70100"},
+    {ErrorCode::SecureTransportRequired, "ER_SECURE_TRANSPORT_REQUIRED", "HY000"},
 };
 
 const ErrorInfo* find_error(ErrorCode e) {

@@ -392,6 +392,7 @@ enum class ErrorCode : uint16_t {
   QueryInterrupted = 1317,              // ER_QUERY_INTERRUPTED
   MustChangePassword = 1820,            // ER_MUST_CHANGE_PASSWORD
   StatementTimeout = 1969,              // ER_STATEMENT_TIMEOUT (MariaDB)
+  SecureTransportRequired = 3159,       // ER_SECURE_TRANSPORT_REQUIRED (MySQL 5.7+)
 };
 // "ER_ACCESS_DENIED_ERROR"; "ER_UNKNOWN" for codes not listed above.
 [[nodiscard]] std::string_view to_string(ErrorCode e);
