@@ -14,6 +14,7 @@ Servers (server_tls): a pool with verify-full to a MariaDB started with
 is the server session's), a wrong server_tls_ca failing the login with an
 error to the client, a log line and sqlmux_server_connect_failures_total,
 and prefer / require against a MariaDB without TLS (plaintext / refused).
+Health checks of MySQL hosts follow server_tls (Connector/C's TLS).
 
     SQLMUX_BIN=build/sqlmux /usr/bin/python3 tests/integration/test_mysql_tls.py [case-filter]"""
 
@@ -245,8 +246,64 @@ def case_server_tls_without_server_ssl(my):
         check("does not offer TLS" in mux.log_text(), f"a log line:\n{mux.log_tail(20)}")
 
 
+def _backend_up(port: int, backend: str):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    for line in text.splitlines():
+        if line.startswith("sqlmux_backend_up{") and f'backend="{backend}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def case_health_checks_tls(my):
+    """Health checks of a MySQL host follow server_tls: with verify-full and
+    the right CA the probes are TLS sessions (the server's Ssl_accepts
+    grows while no client is connected) and the host is up; with the wrong
+    CA the probe fails its check and the host goes down; require against a
+    MariaDB without TLS fails the probe too."""
+    require_sqlmux_my("health checks")
+    import time
+
+    def wait_up(metrics_port, backend, want, what, timeout=15):
+        deadline = time.monotonic() + timeout
+        got = None
+        while time.monotonic() < deadline:
+            got = _backend_up(metrics_port, backend)
+            if got == want:
+                return
+            time.sleep(0.1)
+        fail(f"{what}: sqlmux_backend_up is {got}, want {want}")
+
+    def tweak_for(mode, ca, metrics_port):
+        inner = pool_tls(mode, ca, metrics_port)
+
+        def tweak(cfg):
+            inner(cfg)
+            cfg["health"] = {"interval": "200ms", "timeout": "2s", "fall": 2, "rise": 1}
+        return tweak
+
+    with my_with_tls() as mys:
+        backend = f"127.0.0.1:{mys.port}"
+        port = free_port()
+        with Sqlmux(None, my=mys, mode="transaction", size=4, tweak=tweak_for("verify-full", "ca", port)) as mux:
+            wait_up(port, backend, 1.0, "verify-full with the right CA")
+            before = int(mys.sql("SHOW GLOBAL STATUS LIKE 'Ssl_accepts'")[0][1])
+            time.sleep(1.5)
+            after = int(mys.sql("SHOW GLOBAL STATUS LIKE 'Ssl_accepts'")[0][1])
+            check(after >= before + 3, f"the probes are TLS sessions: Ssl_accepts {before} -> {after}")
+        port = free_port()
+        with Sqlmux(None, my=mys, mode="transaction", size=4, tweak=tweak_for("verify-ca", "otherca", port)) as mux:
+            wait_up(port, backend, 0.0, "verify-ca with the wrong CA")
+            check("certificate" in mux.log_text().lower(), f"the reason is logged:\n{mux.log_tail(20)}")
+    port = free_port()
+    backend = f"127.0.0.1:{my.port}"
+    with Sqlmux(None, my=my, mode="transaction", size=4, tweak=tweak_for("require", None, port)) as mux:
+        wait_up(port, backend, 0.0, "require against a MariaDB without TLS")
+        check("does not offer TLS" in mux.log_text(), f"the reason is logged:\n{mux.log_tail(20)}")
+
+
 if __name__ == "__main__":
     run_cases(__file__, [case_pymysql_tls_and_blobs, case_aiomysql_tls, case_mysqlclient_and_cli_on_require,
                          case_require_refuses_plaintext, case_wrong_ca_refused_by_client, case_server_tls,
-                         case_server_tls_without_server_ssl],
+                         case_server_tls_without_server_ssl, case_health_checks_tls],
               timeout=260, server=MariaDbServer, direct=MY_DIRECT)
