@@ -159,8 +159,8 @@ bool MyBackend::start_server_tls(uint8_t& seq) {
   my::encode_ssl_request(out, req);
   send_payload(out, seq);
   // The session keeps its own reference to the context.
-  if (!start_tls_client(ctx.get(), host_->address.host, cfg.server_tls == "verify-full")) {
-    connect_failed("TLS: " + tls_error());
+  if (!start_tls_client(ctx.get(), host_->address.host, cfg.server_tls == "verify-full", error)) {
+    connect_failed("TLS: " + error);
     return false;
   }
   tls_login_ = true;

@@ -74,9 +74,10 @@ class Conn {
   // From now on the bytes on this socket are TLS, sqlmux being the client
   // (a MySQL server connection): the ClientHello goes out at once; what
   // send() is given waits for the handshake. A failed handshake shows as a
-  // read_into() Error with last_errno_ EPROTO (see tls_error()).
+  // read_into() Error with last_errno_ EPROTO (see tls_error()). False
+  // (with `error`) when it could not start: the connection stays without TLS.
   [[nodiscard]] bool start_tls_client(SSL_CTX* ctx, const std::string& server_name,
-                                      bool verify_host);
+                                      bool verify_host, std::string& error);
   [[nodiscard]] bool tls() const { return tls_ != nullptr || ext_ssl_ != nullptr; }
   // Relays through a TLS session another library set up on this socket
   // (libpq's, to a server): SSL_read / SSL_write on the socket. Not owned.
