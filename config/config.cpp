@@ -564,8 +564,6 @@ class Loader {
       if (l.client_tls != ClientTls::Disable && !cfg.tls) {
         error(*node, child(path, "client_tls"),
               quoted(to_string(l.client_tls)) + " needs a [tls] table (cert and key)");
-      } else if (l.client_tls != ClientTls::Disable && l.protocol != Protocol::Postgres) {
-        error(*node, child(path, "client_tls"), "TLS is supported on postgres listeners only");
       }
     }
     if (const toml::node* node = read_address(t, "listen", path, l.listen)) {
@@ -715,8 +713,6 @@ class Loader {
         error(*node, child(path, "server_tls"),
               "invalid value " + quoted(p.server_tls) +
                   "; expected one of: disable, prefer, require, verify-ca, verify-full");
-      } else if (p.protocol != Protocol::Postgres && p.server_tls != "disable") {
-        error(*node, child(path, "server_tls"), "TLS is supported for postgres pools only");
       }
     }
     if (const toml::node* node =

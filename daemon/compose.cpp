@@ -30,8 +30,10 @@ ClientFactory listener_clients(const Protocols& protocols, config::Protocol prot
     }
     case config::Protocol::Mysql: {
       const auto& my = static_cast<const MyProtocol&>(protocols.get(protocol));
-      return [&my](Worker& w, int fd, uint64_t id, const Failure* refusal, PeerAddress peer) {
-        return static_cast<PooledClient*>(new MyClient(w, fd, id, refusal, peer, my));
+      return [&my, tls](Worker& w, int fd, uint64_t id, const Failure* refusal, PeerAddress peer) {
+        auto* c = new MyClient(w, fd, id, refusal, peer, my);
+        c->set_client_tls(tls);
+        return static_cast<PooledClient*>(c);
       };
     }
   }

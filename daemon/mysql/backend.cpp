@@ -578,7 +578,8 @@ void MyBackend::on_readable() {
       return;
     case ReadResult::Error:
       if (state_ == BackendState::Connecting) {
-        connect_failed(strerror(last_errno_));
+        connect_failed(tls_login_ && last_errno_ == EPROTO ? "TLS: " + tls_error()
+                                                           : std::string(strerror(last_errno_)));
       } else {
         fail(Reason::BackendDied, strerror(last_errno_));
       }

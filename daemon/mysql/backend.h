@@ -105,6 +105,9 @@ class MyBackend final : public PooledBackend {
   void drive_login();
   bool login_packet(std::string_view payload, uint8_t seq);
   bool send_auth_response(std::string_view plugin, std::string_view scramble, uint8_t seq);
+  // server_tls after the greeting: SSLRequest with sequence id `seq` and
+  // the TLS handshake; `seq` becomes the response's. False: connect_failed.
+  bool start_server_tls(uint8_t& seq);
   // The login's auth data for `plugin` with `scramble` (empty: unsupported).
   [[nodiscard]] std::string auth_data(std::string_view plugin, std::string_view scramble) const;
   // COM_CHANGE_USER to the same login without a database: the one way to
@@ -127,6 +130,7 @@ class MyBackend final : public PooledBackend {
   my::Greeting greeting_;
   std::string auth_plugin_;
   uint64_t caps_ = 0;
+  bool tls_login_ = false;  // TLS started during the login (server_tls)
   std::string scratch_;
   std::string relay_out_;                // relay(): packets for the client
   std::vector<std::string> translated_;  // relay(): a translated packet

@@ -130,6 +130,44 @@ void MyBackend::drive_login() {
   if (internal_running_ && !in_.empty()) process_internal();
 }
 
+bool MyBackend::start_server_tls(uint8_t& seq) {
+  const config::PoolConfig& cfg = pool_.cfg();
+  my::ServerTls mode = my::ServerTls::Disable;
+  (void)my::parse_server_tls(cfg.server_tls, mode);  // validated with the config
+  switch (my::server_tls_step(greeting_.capabilities, mode)) {
+    case my::ServerTlsStep::Plain:
+      return true;
+    case my::ServerTlsStep::Refuse:
+      connect_failed("server_tls = \"" + cfg.server_tls +
+                     "\" but the server does not offer TLS (no CLIENT_SSL in its greeting)");
+      return false;
+    case my::ServerTlsStep::StartTls:
+      break;
+  }
+  std::string error;
+  tls::Ctx ctx = tls::make_client_ctx(cfg.server_tls, cfg.server_tls_ca, error);
+  if (!ctx) {
+    connect_failed("TLS: " + error);
+    return false;
+  }
+  caps_ |= my::cap::kSsl;
+  my::SslRequest req;
+  req.capabilities = caps_;
+  req.max_packet = my::kMaxPacketLimit;
+  req.charset = kLoginCharset;
+  std::string out;
+  my::encode_ssl_request(out, req);
+  send_payload(out, seq);
+  // The session keeps its own reference to the context.
+  if (!start_tls_client(ctx.get(), host_->address.host, cfg.server_tls == "verify-full", error)) {
+    connect_failed("TLS: " + error);
+    return false;
+  }
+  tls_login_ = true;
+  seq = static_cast<uint8_t>(seq + 1);
+  return true;
+}
+
 bool MyBackend::login_packet(std::string_view payload, uint8_t seq) {
   const uint8_t first = payload.empty() ? 0 : static_cast<uint8_t>(payload[0]);
   if (first == my::kErrHeader) {
@@ -158,6 +196,8 @@ bool MyBackend::login_packet(std::string_view payload, uint8_t seq) {
         connect_failed("the server does not speak protocol 4.1 with secure authentication");
         return false;
       }
+      uint8_t seq_out = next;
+      if (!start_server_tls(seq_out)) return false;
       my::HandshakeResponse r;
       r.max_packet = my::kMaxPacketLimit;
       r.charset = kLoginCharset;
@@ -176,7 +216,7 @@ bool MyBackend::login_packet(std::string_view payload, uint8_t seq) {
       auth_plugin_ = plugin;
       std::string out;
       my::encode_handshake_response(out, r);
-      send_payload(out, next);
+      send_payload(out, seq_out);  // over TLS: held until its handshake is done
       login_ = Login::Auth;
       return true;
     }

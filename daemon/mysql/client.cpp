@@ -172,6 +172,9 @@ void MyClient::on_accepted() {
   g.connection_id = thread_id_;
   g.scramble = scramble_;
   g.capabilities = my::is_mariadb_version(g.server_version) ? kOfferedMariaCaps : kOfferedCaps;
+  if (worker_->services().client_tls != nullptr && client_tls_ != config::ClientTls::Disable) {
+    g.capabilities |= my::cap::kSsl;
+  }
   offered_caps_ = g.capabilities | kOfferedCaps;  // CLIENT_MYSQL from a client is harmless
   g.charset = kGreetingCharset;
   g.status = my::status::kAutocommit;
@@ -200,6 +203,11 @@ void MyClient::on_readable() {
       finish(Reason::ClientClosed);
       return;
     case ReadResult::Error:
+      if (tls() && last_errno_ == EPROTO) {
+        CLOG_INFO(log_tag_, "TLS failed: %s", tls_error().c_str());
+        finish(Reason::TlsFailed);
+        return;
+      }
       finish(Reason::ClientIoError);
       return;
   }
@@ -239,6 +247,12 @@ void MyClient::process_packets() {
     bool go_on = true;
     if (login_ == Login::Handshake) {
       go_on = handle_handshake_response(payload, ext.last_seq);
+      if (tls_requested_ && !closing()) {
+        tls_requested_ = false;
+        in_.consume(ext.wire_len);
+        if (!begin_tls()) return;
+        continue;
+      }
     } else if (login_ == Login::AuthSwitch) {
       go_on = handle_auth_switch_reply(payload, ext.last_seq);
     } else if (infile_) {

@@ -43,6 +43,10 @@ class MyClient final : public PooledClient {
   void check_timeouts(uint64_t now) override;
   void on_shutdown() override;
 
+  // The listener's client_tls (CLIENT_SSL offered unless Disable, or
+  // without [tls]).
+  void set_client_tls(config::ClientTls mode) { client_tls_ = mode; }
+
   // Capabilities negotiated with this client.
   [[nodiscard]] uint64_t caps() const { return caps_; }
   [[nodiscard]] config::PoolMode mode() const;
@@ -111,6 +115,9 @@ class MyClient final : public PooledClient {
   void process_input();
   void process_packets();
   bool handle_handshake_response(std::string_view payload, uint8_t seq);
+  // After an SSLRequest: TLS from here on, the bytes already read behind
+  // it (the ClientHello) its first input. False when the client is gone.
+  bool begin_tls();
   bool handle_auth_switch_reply(std::string_view payload, uint8_t seq);
   bool check_password(std::string_view plugin, std::string_view response);
   void auth_succeeded(uint8_t seq);
@@ -153,6 +160,8 @@ class MyClient final : public PooledClient {
   std::string scramble_;
   uint64_t caps_ = 0;
   uint64_t offered_caps_ = 0;  // what the greeting offered (and CLIENT_MYSQL)
+  config::ClientTls client_tls_ = config::ClientTls::Disable;
+  bool tls_requested_ = false;  // an SSLRequest was read: begin_tls() next
   uint8_t charset_ = 0;
   std::string login_db_;
   const MyProtocol& protocol_;

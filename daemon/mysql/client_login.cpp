@@ -24,15 +24,34 @@ namespace sqlmux {
 
 bool MyClient::handle_handshake_response(std::string_view payload, uint8_t seq) {
   const uint8_t next = static_cast<uint8_t>(seq + 1);
-  if (my::is_ssl_request(payload)) {
-    disconnect(Reason::UnsupportedProtocol, next, my::ErrorCode::HandshakeError,
-               "sqlmux does not offer TLS on MySQL listeners");
-    return false;
-  }
+  my::ListenerTls lt;
+  lt.offered = (offered_caps_ & my::cap::kSsl) != 0;
+  lt.required = client_tls_ == config::ClientTls::Require;
+  lt.active = tls();
   my::HandshakeResponse r;
-  if (!my::decode_handshake_response(payload, r)) {
-    disconnect(Reason::ClientProtocolError, next, my::ErrorCode::HandshakeError, "Bad handshake");
-    return false;
+  switch (my::read_login_packet(payload, lt, r)) {
+    case my::LoginPacket::StartTls:
+      tls_requested_ = true;  // process_packets() calls begin_tls()
+      return true;
+    case my::LoginPacket::Login:
+      break;
+    case my::LoginPacket::TlsNotOffered:
+      disconnect(Reason::UnsupportedProtocol, next, my::ErrorCode::HandshakeError,
+                 "Bad handshake: TLS was not offered on this listener");
+      return false;
+    case my::LoginPacket::TlsTwice:
+      disconnect(Reason::ClientProtocolError, next, my::ErrorCode::HandshakeError,
+                 "Bad handshake: SSLRequest inside TLS");
+      return false;
+    case my::LoginPacket::TlsRequired:
+      // MySQL's answer with require_secure_transport (MariaDB 10.11 answers
+      // 1045 Access denied instead, which hides the cause).
+      disconnect(Reason::TlsRequired, next, my::ErrorCode::SecureTransportRequired,
+                 std::string(my::kSecureTransportRequired));
+      return false;
+    case my::LoginPacket::Malformed:
+      disconnect(Reason::ClientProtocolError, next, my::ErrorCode::HandshakeError, "Bad handshake");
+      return false;
   }
   if ((r.capabilities & my::cap::kCompress) != 0) {
     disconnect(Reason::UnsupportedProtocol, next, my::ErrorCode::HandshakeError,
@@ -72,6 +91,37 @@ bool MyClient::handle_handshake_response(std::string_view payload, uint8_t seq) 
     auth_succeeded(next);
   }
   return !closing();
+}
+
+bool MyClient::begin_tls() {
+  // The SSLRequest is consumed; what follows it in in_ is ciphertext.
+  const bool ok = start_tls(worker_->services().client_tls, in_.data(), in_.size());
+  in_.consume(in_.size());
+  in_.shrink_if_empty();
+  if (!ok) {
+    CLOG_WARN(log_tag_, "cannot start TLS: %s", tls_error().c_str());
+    finish(Reason::TlsFailed);
+    return false;
+  }
+  // The ClientHello may be all there was: the session reads it now, as the
+  // socket may not become readable again before sqlmux answers.
+  switch (read_into(in_, 64 * 1024)) {
+    case ReadResult::Data:
+    case ReadResult::Again:
+      return true;
+    case ReadResult::Eof:
+      finish(Reason::ClientClosed);
+      return false;
+    case ReadResult::Error:
+      if (last_errno_ == EPROTO) {
+        CLOG_INFO(log_tag_, "TLS failed: %s", tls_error().c_str());
+        finish(Reason::TlsFailed);
+      } else {
+        finish(Reason::ClientIoError);
+      }
+      return false;
+  }
+  return true;
 }
 
 bool MyClient::handle_auth_switch_reply(std::string_view payload, uint8_t seq) {

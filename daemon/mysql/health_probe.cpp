@@ -4,6 +4,7 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <string>
 #include <string_view>
 
 #include "daemon/core/log.h"
@@ -99,6 +100,17 @@ HealthProbe::Step MyHealthProbe::start() {
   mysql_options(my_, MYSQL_OPT_NONBLOCK, nullptr);
   mysql_options(my_, MYSQL_OPT_CONNECT_TIMEOUT, &connect_timeout_s_);
   const HealthTarget& t = target_;
+  // The pool's server_tls (t.sslmode): Connector/C uses TLS when the server
+  // offers it and, with a CA, checks the chain; verify-full also the host
+  // name. Whether TLS is required is checked once connected.
+  if (t.sslmode != "disable") {
+    mysql_ssl_set(my_, nullptr, nullptr, t.sslrootcert.empty() ? nullptr : t.sslrootcert.c_str(),
+                  nullptr, nullptr);
+    if (t.sslmode == "verify-full") {
+      const my_bool on = 1;
+      mysql_options(my_, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &on);
+    }
+  }
   MYSQL* ret = nullptr;
   stage_ = Stage::Connect;
   wait_ = mysql_real_connect_start(&ret, my_, t.host.c_str(), t.user.c_str(),
@@ -118,6 +130,11 @@ HealthProbe::Step MyHealthProbe::continue_connect(int events) {
 HealthProbe::Step MyHealthProbe::connected(const MYSQL* ret) {
   if (ret == nullptr) {
     return failed();
+  }
+  const std::string& mode = target_.sslmode;
+  if (mode != "disable" && mode != "prefer" && mysql_get_ssl_cipher(my_) == nullptr) {
+    return Outcome{false, std::nullopt,
+                   "server_tls = \"" + mode + "\" but the server does not offer TLS"};
   }
   int err = 0;
   stage_ = Stage::Query;

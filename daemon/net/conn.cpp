@@ -220,6 +220,29 @@ bool Conn::start_tls(SSL_CTX* ctx) {
   return tls_->valid();
 }
 
+bool Conn::start_tls(SSL_CTX* ctx, const uint8_t* received, size_t n) {
+  if (!start_tls(ctx)) return false;
+  return n == 0 || tls_->feed(received, n);
+}
+
+bool Conn::start_tls_client(SSL_CTX* ctx, const std::string& server_name, bool verify_host,
+                            std::string& error) {
+  assert(tls_ == nullptr);
+  auto session = std::make_unique<tls::Session>(ctx, server_name, verify_host);
+  // Only a usable session is kept: send() on the way out must not meet one
+  // without an SSL object.
+  if (!session->valid() || session->start_handshake() == tls::Session::Status::Failed) {
+    error = session->error();
+    return false;
+  }
+  tls_ = std::move(session);
+  if (!tls_flush_output()) {
+    error = "cannot send the ClientHello";
+    return false;
+  }
+  return true;
+}
+
 bool Conn::tls_encrypt(const uint8_t* p, size_t n) {
   if (tls_->write(p, n) != tls::Session::Status::Ok) {
     last_errno_ = EPROTO;

@@ -67,6 +67,17 @@ class Conn {
   // send() and read_into() carry plaintext. False when no session could be
   // made (see tls_error()).
   [[nodiscard]] bool start_tls(SSL_CTX* ctx);
+  // The same with ciphertext already read off the socket as plaintext (a
+  // MySQL client sends its ClientHello right behind the SSLRequest): it is
+  // the session's first input. A read_into() then goes on with it.
+  [[nodiscard]] bool start_tls(SSL_CTX* ctx, const uint8_t* received, size_t n);
+  // From now on the bytes on this socket are TLS, sqlmux being the client
+  // (a MySQL server connection): the ClientHello goes out at once; what
+  // send() is given waits for the handshake. A failed handshake shows as a
+  // read_into() Error with last_errno_ EPROTO (see tls_error()). False
+  // (with `error`) when it could not start: the connection stays without TLS.
+  [[nodiscard]] bool start_tls_client(SSL_CTX* ctx, const std::string& server_name,
+                                      bool verify_host, std::string& error);
   [[nodiscard]] bool tls() const { return tls_ != nullptr || ext_ssl_ != nullptr; }
   // Relays through a TLS session another library set up on this socket
   // (libpq's, to a server): SSL_read / SSL_write on the socket. Not owned.

@@ -1,6 +1,8 @@
 #include "daemon/net/tls.h"
 
+#include <arpa/inet.h>
 #include <openssl/err.h>
+#include <openssl/x509v3.h>
 
 #include <climits>
 
@@ -60,7 +62,76 @@ Ctx make_server_ctx(const config::TlsConfig& cfg, std::string& error) {
   return ctx;
 }
 
+Ctx make_client_ctx(const std::string& mode, const std::string& ca, std::string& error) {
+  Ctx ctx(SSL_CTX_new(TLS_client_method()));
+  if (!ctx) {
+    error = last_error();
+    return nullptr;
+  }
+  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx.get(), SSL_OP_NO_RENEGOTIATION);
+  SSL_CTX_set_mode(ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE);
+  const bool verify =
+      mode == "verify-ca" || mode == "verify-full" || (mode == "require" && !ca.empty());
+  if (verify) {
+    if (ca.empty()) {
+      error = "server_tls = \"" + mode + "\" needs server_tls_ca";
+      return nullptr;
+    }
+    if (SSL_CTX_load_verify_locations(ctx.get(), ca.c_str(), nullptr) != 1) {
+      error = "server_tls_ca " + ca + ": " + last_error();
+      return nullptr;
+    }
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  } else {
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
+  }
+  return ctx;
+}
+
 Session::Session(SSL_CTX* ctx) {
+  make(ctx);
+  if (ssl_ != nullptr) SSL_set_accept_state(ssl_);
+}
+
+Session::Session(SSL_CTX* ctx, const std::string& server_name, bool verify_host) {
+  make(ctx);
+  if (ssl_ == nullptr) return;
+  SSL_set_connect_state(ssl_);
+  in6_addr a6{};
+  in_addr a4{};
+  const bool is_ip = inet_pton(AF_INET, server_name.c_str(), &a4) == 1 ||
+                     inet_pton(AF_INET6, server_name.c_str(), &a6) == 1;
+  if (!is_ip && !server_name.empty()) {
+    (void)SSL_set_tlsext_host_name(ssl_, server_name.c_str());
+  }
+  if (verify_host) {
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl_);
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    const int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, server_name.c_str())
+                         : X509_VERIFY_PARAM_set1_host(param, server_name.c_str(), 0);
+    if (ok != 1) {
+      error_ = "cannot check the host name " + server_name;
+      SSL_free(ssl_);
+      ssl_ = nullptr;
+    }
+  }
+}
+
+Session::Status Session::start_handshake() {
+  const int k = SSL_do_handshake(ssl_);
+  if (k == 1) return Status::Ok;
+  switch (SSL_get_error(ssl_, k)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+      return Status::Again;
+    default:
+      error_ = last_error();
+      return Status::Failed;
+  }
+}
+
+void Session::make(SSL_CTX* ctx) {
   ssl_ = SSL_new(ctx);
   if (ssl_ == nullptr) {
     error_ = last_error();
@@ -78,7 +149,6 @@ Session::Session(SSL_CTX* ctx) {
   }
   BIO_set_mem_eof_return(in_, -1);  // empty means "more to come", not EOF
   SSL_set_bio(ssl_, in_, out_);
-  SSL_set_accept_state(ssl_);
 }
 
 Session::~Session() {
@@ -115,6 +185,9 @@ Session::Status Session::read(uint8_t* dst, size_t cap, size_t& n) {
       return Status::Closed;
     default:
       error_ = last_error();
+      if (const long v = SSL_get_verify_result(ssl_); v != X509_V_OK) {
+        error_ += std::string(" (") + X509_verify_cert_error_string(v) + ")";
+      }
       return Status::Failed;
   }
 }

@@ -325,6 +325,77 @@ void encode_handshake_response(std::string& out, const HandshakeResponse& h) {
   }
 }
 
+// --- TLS in the connection phase ------------------------------------------------------
+
+std::string_view to_string(LoginPacket p) {
+  switch (p) {
+    case LoginPacket::StartTls:
+      return "start_tls";
+    case LoginPacket::Login:
+      return "login";
+    case LoginPacket::Malformed:
+      return "malformed";
+    case LoginPacket::TlsNotOffered:
+      return "tls_not_offered";
+    case LoginPacket::TlsTwice:
+      return "tls_twice";
+    case LoginPacket::TlsRequired:
+      return "tls_required";
+  }
+  return "unknown";
+}
+
+LoginPacket read_login_packet(std::string_view payload, const ListenerTls& tls,
+                              HandshakeResponse& response) {
+  if (is_ssl_request(payload)) {
+    if (!tls.offered) return LoginPacket::TlsNotOffered;
+    if (tls.active) return LoginPacket::TlsTwice;
+    SslRequest s;
+    return decode_ssl_request(payload, s) ? LoginPacket::StartTls : LoginPacket::Malformed;
+  }
+  // Checked before decoding: a plaintext login's contents are not looked at.
+  if (tls.required && !tls.active) return LoginPacket::TlsRequired;
+  return decode_handshake_response(payload, response) ? LoginPacket::Login : LoginPacket::Malformed;
+}
+
+std::string_view to_string(ServerTlsStep s) {
+  switch (s) {
+    case ServerTlsStep::Plain:
+      return "plain";
+    case ServerTlsStep::StartTls:
+      return "start_tls";
+    case ServerTlsStep::Refuse:
+      return "refuse";
+  }
+  return "unknown";
+}
+
+ServerTlsStep server_tls_step(uint64_t greeting_caps, ServerTls mode) {
+  const bool offered = (greeting_caps & cap::kSsl) != 0;
+  switch (mode) {
+    case ServerTls::Disable:
+      return ServerTlsStep::Plain;
+    case ServerTls::Prefer:
+      return offered ? ServerTlsStep::StartTls : ServerTlsStep::Plain;
+    case ServerTls::Require:
+      return offered ? ServerTlsStep::StartTls : ServerTlsStep::Refuse;
+  }
+  return ServerTlsStep::Refuse;
+}
+
+bool parse_server_tls(std::string_view mode, ServerTls& out) {
+  if (mode == "disable") {
+    out = ServerTls::Disable;
+  } else if (mode == "prefer") {
+    out = ServerTls::Prefer;
+  } else if (mode == "require" || mode == "verify-ca" || mode == "verify-full") {
+    out = ServerTls::Require;
+  } else {
+    return false;
+  }
+  return true;
+}
+
 // --- Authentication exchange -----------------------------------------------------------
 
 bool decode_auth_switch(std::string_view payload, AuthSwitchRequest& out) {

@@ -104,6 +104,46 @@ struct SslRequest {
 [[nodiscard]] bool decode_ssl_request(std::string_view payload, SslRequest& out);
 void encode_ssl_request(std::string& out, const SslRequest& r);
 
+// --- TLS in the connection phase --------------------------------------------------
+
+// A server's (sqlmux's listener's) reading of a client's first packet
+// (sequence id 1), or of its first packet inside TLS (sequence id 2).
+enum class LoginPacket {
+  StartTls,       // an SSLRequest: the TLS handshake follows on the socket
+  Login,          // a HandshakeResponse41, decoded
+  Malformed,      // neither (or an SSLRequest without CLIENT_PROTOCOL_41)
+  TlsNotOffered,  // an SSLRequest to a greeting without CLIENT_SSL
+  TlsTwice,       // an SSLRequest inside TLS
+  TlsRequired,    // a plaintext HandshakeResponse where TLS is required
+};
+[[nodiscard]] std::string_view to_string(LoginPacket p);
+// What the listener offered and where the connection is.
+struct ListenerTls {
+  bool offered = false;   // the greeting had CLIENT_SSL
+  bool required = false;  // a login must come over TLS
+  bool active = false;    // the TLS handshake has begun on this connection
+};
+// Reads `payload` by `tls`; `response` is filled for Login only.
+[[nodiscard]] LoginPacket read_login_packet(std::string_view payload, const ListenerTls& tls,
+                                            HandshakeResponse& response);
+// ER_SECURE_TRANSPORT_REQUIRED's text (MySQL's, SQLSTATE HY000).
+inline constexpr std::string_view kSecureTransportRequired =
+    "Connections using insecure transport are prohibited while --require_secure_transport=ON.";
+
+// A client's (sqlmux's server connection's) choice after the greeting, by
+// its server_tls mode as libpq reads sslmode.
+enum class ServerTls { Disable, Prefer, Require };  // verify-ca / verify-full: Require
+enum class ServerTlsStep {
+  Plain,     // HandshakeResponse41 with sequence id 1
+  StartTls,  // SSLRequest (seq 1), the TLS handshake, then the response (seq 2)
+  Refuse,    // TLS is required and the server does not offer CLIENT_SSL
+};
+[[nodiscard]] std::string_view to_string(ServerTlsStep s);
+[[nodiscard]] ServerTlsStep server_tls_step(uint64_t greeting_caps, ServerTls mode);
+// "disable" / "prefer" / "require" / "verify-ca" / "verify-full"; false
+// for anything else.
+[[nodiscard]] bool parse_server_tls(std::string_view mode, ServerTls& out);
+
 // --- Authentication exchange -------------------------------------------------
 
 inline constexpr uint8_t kOkHeader = 0x00;

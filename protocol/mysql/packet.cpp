@@ -711,6 +711,7 @@ constexpr ErrorInfo kErrors[] = {
     {ErrorCode::ConnectionKilled, "ER_CONNECTION_KILLED", "70100"},
     {ErrorCode::MustChangePassword, "ER_MUST_CHANGE_PASSWORD", "HY000"},
     {ErrorCode::StatementTimeout, "ER_STATEMENT_TIMEOUT", "70100"},
+    {ErrorCode::SecureTransportRequired, "ER_SECURE_TRANSPORT_REQUIRED", "HY000"},
     {ErrorCode::ClientInteractionTimeout, "ER_CLIENT_INTERACTION_TIMEOUT", "HY000"},
 };
 

@@ -395,6 +395,7 @@ enum class ErrorCode : uint16_t {
   MustChangePassword = 1820,            // ER_MUST_CHANGE_PASSWORD
   ConnectionKilled = 1927,              // ER_CONNECTION_KILLED (MariaDB)
   StatementTimeout = 1969,              // ER_STATEMENT_TIMEOUT (MariaDB)
+  SecureTransportRequired = 3159,       // ER_SECURE_TRANSPORT_REQUIRED (MySQL 5.7+)
   // MySQL 8.0.24+: sent before closing a connection idle past wait_timeout.
   ClientInteractionTimeout = 4031,  // ER_CLIENT_INTERACTION_TIMEOUT
 };

@@ -1,6 +1,8 @@
 // libFuzzer target: MySQL connection-phase payloads. The whole input is
-// tried as a server greeting, a HandshakeResponse41, an SSLRequest, an
-// AuthSwitchRequest and an AuthMoreData. Whatever decodes must re-encode to
+// tried as a server greeting, a HandshakeResponse41, an SSLRequest (and
+// the listener's TLS-aware reading of a login packet, the server
+// connection's server_tls step for a greeting), an AuthSwitchRequest and an
+// AuthMoreData. Whatever decodes must re-encode to
 // bytes that decode to the same thing, and re-encoding that is stable.
 #include <cstddef>
 #include <cstdint>
@@ -94,6 +96,52 @@ void ssl_request(std::string_view in) {
   check(!decode_handshake_response(in, h));
 }
 
+// The listener's reading of a login packet in every TLS situation, and the
+// server connection's step for a greeting's capabilities: never a Login
+// without a decodable response, never StartTls where TLS was not offered
+// or is already on, never a plaintext Login where TLS is required.
+void login_packet(std::string_view in) {
+  for (int bits = 0; bits < 8; ++bits) {
+    const ListenerTls t{(bits & 1) != 0, (bits & 2) != 0, (bits & 4) != 0};
+    HandshakeResponse r;
+    const LoginPacket p = read_login_packet(in, t, r);
+    (void)to_string(p);
+    HandshakeResponse again;
+    switch (p) {
+      case LoginPacket::StartTls:
+        check(t.offered && !t.active && is_ssl_request(in));
+        break;
+      case LoginPacket::Login:
+        check(!(t.required && !t.active) && decode_handshake_response(in, again) && same(again, r));
+        break;
+      case LoginPacket::TlsNotOffered:
+        check(!t.offered && is_ssl_request(in));
+        break;
+      case LoginPacket::TlsTwice:
+        check(t.offered && t.active && is_ssl_request(in));
+        break;
+      case LoginPacket::TlsRequired:
+        check(t.required && !t.active && !is_ssl_request(in));
+        break;
+      case LoginPacket::Malformed:
+        check(!decode_handshake_response(in, again));
+        break;
+    }
+  }
+  Greeting g;
+  if (decode_greeting(in, g)) {
+    for (ServerTls m : {ServerTls::Disable, ServerTls::Prefer, ServerTls::Require}) {
+      const ServerTlsStep s = server_tls_step(g.capabilities, m);
+      (void)to_string(s);
+      check(s != ServerTlsStep::StartTls || (g.capabilities & cap::kSsl) != 0);
+      check(s != ServerTlsStep::Refuse || m == ServerTls::Require);
+      check(m != ServerTls::Disable || s == ServerTlsStep::Plain);
+    }
+  }
+  ServerTls m = ServerTls::Disable;
+  if (parse_server_tls(in, m)) check(in.size() <= 11);
+}
+
 void change_user(std::string_view in) {
   for (uint64_t caps :
        {cap::kProtocol41 | cap::kSecureConnection | cap::kPluginAuth | cap::kConnectAttrs,
@@ -139,6 +187,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   greeting(in);
   response(in);
   ssl_request(in);
+  login_packet(in);
   auth_packets(in);
   change_user(in);
   return 0;

@@ -727,4 +727,18 @@ listen = "127.0.0.1:6432"
     e = only_error(listener + kPool + "server_tls = \"on\"\n");
     CHECK(e.key == "pool[0].server_tls");
   }
+  SECTION("mysql listeners and pools take client_tls and server_tls too") {
+    const std::string file = std::string(SQLMUX_SOURCE_DIR) + "/config/examples/postgres.toml";
+    auto r = load("[tls]\ncert = \"" + file + "\"\nkey = \"" + file +
+                  "\"\n[[listener]]\nprotocol = \"mysql\"\nlisten = \"127.0.0.1:3307\"\n"
+                  "client_tls = \"require\"\n"
+                  "[[pool]]\nname = \"m\"\nprotocol = \"mysql\"\n"
+                  "backends = [ { address = \"127.0.0.1:3306\" } ]\n"
+                  "server_tls = \"verify-full\"\nserver_tls_ca = \"" +
+                  file + "\"\n");
+    INFO(all_errors(r));
+    REQUIRE(r.config.has_value());
+    CHECK(r.config->listeners[0].client_tls == ClientTls::Require);
+    CHECK(r.config->pools[0].server_tls == "verify-full");
+  }
 }

@@ -488,3 +488,89 @@ TEST_CASE("mysql_handshake: COM_CHANGE_USER round trips, split and truncated", "
   std::string bad = std::string("\x11u\0", 3) + std::string(1, '\x50') + "short";
   CHECK_FALSE(decode_change_user(bad, caps, d2));
 }
+
+TEST_CASE("mysql_handshake: the listener's reading of the login packet", "[mysql]") {
+  SslRequest s;
+  s.capabilities = cap::kProtocol41 | cap::kSecureConnection | cap::kPluginAuth;
+  s.max_packet = 1u << 24;
+  s.charset = 45;
+  std::string ssl;
+  encode_ssl_request(ssl, s);
+  std::string full;
+  encode_handshake_response(full,
+                            sample_response(cap::kSsl | cap::kSecureConnection | cap::kPluginAuth));
+  const ListenerTls none{false, false, false};
+  const ListenerTls allow{true, false, false};
+  const ListenerTls require{true, true, false};
+  const ListenerTls inside{true, true, true};
+  HandshakeResponse r;
+
+  SECTION("an SSLRequest starts TLS only where it was offered, once") {
+    CHECK(read_login_packet(ssl, allow, r) == LoginPacket::StartTls);
+    CHECK(read_login_packet(ssl, require, r) == LoginPacket::StartTls);
+    CHECK(read_login_packet(ssl, none, r) == LoginPacket::TlsNotOffered);
+    CHECK(read_login_packet(ssl, inside, r) == LoginPacket::TlsTwice);
+    CHECK(r.username.empty());
+    // Without CLIENT_PROTOCOL_41 it is no SSLRequest sqlmux reads.
+    std::string old = ssl;
+    old[1] = static_cast<char>(old[1] & ~0x02);  // CLIENT_PROTOCOL_41 is bit 9
+    CHECK(read_login_packet(old, allow, r) == LoginPacket::Malformed);
+  }
+  SECTION("a full response: plaintext refused under require, read otherwise") {
+    CHECK(read_login_packet(full, require, r) == LoginPacket::TlsRequired);
+    CHECK(r.username.empty());  // not decoded
+    CHECK(read_login_packet(full, none, r) == LoginPacket::Login);
+    CHECK(r.username == "app");
+    HandshakeResponse r2;
+    CHECK(read_login_packet(full, inside, r2) == LoginPacket::Login);
+    CHECK(r2.username == "app");
+    CHECK((r2.capabilities & cap::kSsl) != 0);
+  }
+  SECTION("anything else is malformed, before or inside TLS") {
+    CHECK(read_login_packet(full.substr(0, 33), allow, r) == LoginPacket::Malformed);
+    CHECK(read_login_packet(ssl.substr(0, 31), allow, r) == LoginPacket::Malformed);
+    CHECK(read_login_packet("", inside, r) == LoginPacket::Malformed);
+    CHECK(read_login_packet(full + "x", inside, r) == LoginPacket::Malformed);
+    // A truncated SSLRequest on a require listener is refused before it is read.
+    CHECK(read_login_packet(ssl.substr(0, 31), require, r) == LoginPacket::TlsRequired);
+  }
+  CHECK(to_string(LoginPacket::TlsRequired) == "tls_required");
+  CHECK(to_string(LoginPacket::StartTls) == "start_tls");
+}
+
+TEST_CASE("mysql_handshake: server_tls after the greeting", "[mysql]") {
+  const uint64_t with = kMariaServerCaps | cap::kSsl;
+  const uint64_t without = kMariaServerCaps & ~cap::kSsl;
+  CHECK(server_tls_step(with, ServerTls::Disable) == ServerTlsStep::Plain);
+  CHECK(server_tls_step(without, ServerTls::Disable) == ServerTlsStep::Plain);
+  CHECK(server_tls_step(with, ServerTls::Prefer) == ServerTlsStep::StartTls);
+  CHECK(server_tls_step(without, ServerTls::Prefer) == ServerTlsStep::Plain);
+  CHECK(server_tls_step(with, ServerTls::Require) == ServerTlsStep::StartTls);
+  CHECK(server_tls_step(without, ServerTls::Require) == ServerTlsStep::Refuse);
+  ServerTls m = ServerTls::Disable;
+  REQUIRE(parse_server_tls("prefer", m));
+  CHECK(m == ServerTls::Prefer);
+  for (const char* strict : {"require", "verify-ca", "verify-full"}) {
+    m = ServerTls::Disable;
+    REQUIRE(parse_server_tls(strict, m));
+    CHECK(m == ServerTls::Require);
+  }
+  REQUIRE(parse_server_tls("disable", m));
+  CHECK(m == ServerTls::Disable);
+  m = ServerTls::Prefer;
+  CHECK_FALSE(parse_server_tls("allow", m));
+  CHECK_FALSE(parse_server_tls("", m));
+  CHECK(m == ServerTls::Prefer);  // untouched
+  CHECK(to_string(ServerTlsStep::Refuse) == "refuse");
+  // What the server connection sends first: an SSLRequest the listener
+  // side reads as one, with the capabilities of the response that follows.
+  SslRequest s;
+  s.capabilities = cap::kProtocol41 | cap::kSecureConnection;
+  s.max_packet = 1u << 24;
+  s.charset = 45;
+  std::string wire;
+  encode_ssl_request(wire, s);
+  REQUIRE(wire.size() == kSslRequestLen);
+  HandshakeResponse r;
+  CHECK(read_login_packet(wire, ListenerTls{true, false, false}, r) == LoginPacket::StartTls);
+}
