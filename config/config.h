@@ -68,6 +68,10 @@ struct ServerConfig {
   Duration auth_failure_max_delay{5000};
   // Connections of one client IP address not yet authenticated (0: no cap).
   uint32_t max_login_clients_per_address = 1000;
+  // Query digests (SHOW QUERIES): per normalized statement, pool and user;
+  // each worker keeps at most query_digests_max of them (the most total time).
+  bool query_digests = true;
+  uint32_t query_digests_max = 1000;
 };
 
 struct ListenerConfig {
@@ -139,7 +143,8 @@ struct PoolConfig {
 
 // [metrics]: the Prometheus endpoint (absent: none).
 struct MetricsConfig {
-  Address listen;  // an IP address and port (serves /metrics)
+  Address listen;                  // an IP address and port (serves /metrics)
+  uint32_t query_digests_top = 0;  // sqlmux_query_digest_* for the top K digests (0: none)
 };
 
 // [health]: background health checks of every backend host (absent: none;

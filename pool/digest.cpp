@@ -209,8 +209,21 @@ class Normalizer {
   }
 
   // A '?' - unless it continues a list of literals ("?, ?" folds to "?").
+  // A sign after an operator, '(' or ',' is the literal's ("+ -5" is "+ ?").
   void literal() {
     size_t k = out_.size();
+    while (k > 0 && out_[k - 1] == ' ') --k;
+    if (k > 0 && (out_[k - 1] == '-' || out_[k - 1] == '+')) {
+      size_t m = k - 1;
+      while (m > 0 && out_[m - 1] == ' ') --m;
+      if (m > 0 && std::string_view("+-*/%=<>(,^|&").find(out_[m - 1]) != std::string_view::npos) {
+        out_.resize(k - 1);
+        space_ = k - 1 > m;  // the blank before the sign, if there was one
+        while (!out_.empty() && out_.back() == ' ') out_.pop_back();
+        if (k - 1 > m) space_ = true;
+      }
+    }
+    k = out_.size();
     while (k > 0 && out_[k - 1] == ' ') --k;
     if (k > 0 && out_[k - 1] == ',') {
       size_t m = k - 1;

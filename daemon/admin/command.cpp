@@ -68,6 +68,8 @@ constexpr Spec kSpecs[] = {
     {"SHOW CONFIG", Verb::ShowConfig, Spec::None, ""},
     {"SHOW VERSION", Verb::ShowVersion, Spec::None, ""},
     {"SHOW AUTH", Verb::ShowAuth, Spec::None, ""},
+    {"SHOW QUERIES", Verb::ShowQueries, Spec::None, ""},
+    {"RESET QUERIES", Verb::ResetQueries, Spec::None, ""},
     {"PAUSE", Verb::Pause, Spec::Optional, "pool"},
     {"RESUME", Verb::Resume, Spec::Optional, "pool"},
     {"DISABLE", Verb::Disable, Spec::Required, "host"},
@@ -83,7 +85,7 @@ constexpr Spec kSpecs[] = {
 
 std::string_view known_commands() {
   return "SHOW POOLS | SHOW CLIENTS | SHOW SERVERS | SHOW BACKENDS | SHOW STATS | SHOW CONFIG | "
-         "SHOW VERSION | SHOW AUTH | "
+         "SHOW VERSION | SHOW AUTH | SHOW QUERIES | RESET QUERIES | "
          "PAUSE [pool] | RESUME [pool] | DISABLE host | ENABLE host | RECONNECT [pool] | "
          "KILL pool | KILL_CLIENT id | RELOAD | SHUTDOWN";
 }
@@ -152,7 +154,10 @@ std::string_view tag(Verb v) {
     case Verb::ShowConfig:
     case Verb::ShowVersion:
     case Verb::ShowAuth:
+    case Verb::ShowQueries:
       return "SHOW";
+    case Verb::ResetQueries:
+      return "RESET";
     case Verb::Pause:
       return "PAUSE";
     case Verb::Resume:

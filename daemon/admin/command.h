@@ -17,14 +17,16 @@ enum class Verb {
   ShowStats,
   ShowConfig,
   ShowVersion,
-  ShowAuth,    // failed logins per address and user (auth limiter)
-  Pause,       // [pool]
-  Resume,      // [pool]
-  Disable,     // host
-  Enable,      // host
-  Reconnect,   // [pool]
-  Kill,        // pool
-  KillClient,  // id
+  ShowAuth,      // failed logins per address and user (auth limiter)
+  ShowQueries,   // query digests, by total time
+  ResetQueries,  // forget the query digests
+  Pause,         // [pool]
+  Resume,        // [pool]
+  Disable,       // host
+  Enable,        // host
+  Reconnect,     // [pool]
+  Kill,          // pool
+  KillClient,    // id
   Reload,
   Shutdown,
 };

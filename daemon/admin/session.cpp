@@ -15,6 +15,7 @@
 #include "daemon/core/worker.h"
 #include "daemon/ops/hosts.h"
 #include "daemon/ops/metrics.h"
+#include "pool/digest.h"
 #include "protocol/pg/codec.h"
 #include "protocol/pg/result.h"
 #include "version.h"
@@ -57,6 +58,8 @@ std::vector<std::pair<std::string, std::string>> config_rows(const config::Confi
   add("server.auth_failure_max_delay", duration(cfg.server.auth_failure_max_delay));
   add("server.max_login_clients_per_address",
       std::to_string(cfg.server.max_login_clients_per_address));
+  add("server.query_digests", cfg.server.query_digests ? "true" : "false");
+  add("server.query_digests_max", std::to_string(cfg.server.query_digests_max));
   for (size_t i = 0; i < cfg.listeners.size(); ++i) {
     const std::string p = "listener[" + std::to_string(i) + "].";
     add(p + "protocol", std::string(config::to_string(cfg.listeners[i].protocol)));
@@ -304,6 +307,16 @@ void Session::execute(const Command& cmd) {
       break;
     case Verb::ShowAuth:
       show_auth();
+      break;
+    case Verb::ShowQueries:
+      show_queries();
+      break;
+    case Verb::ResetQueries:
+      s_.workers->for_each([](Worker& w) {
+        std::lock_guard<std::mutex> lock(w.digests().mu);
+        w.digests().table.clear();
+      });
+      send_complete("RESET");
       break;
     case Verb::ShowVersion:
       send_rows({"version"}, {{std::string("sqlmux " SQLMUX_VERSION)}});
@@ -692,6 +705,29 @@ void Session::show_auth() {
   }
   send_rows({"address", "user", "failures", "last_delay_ms", "next_delay_ms", "idle_ms",
              "logins_in_progress"},
+            rows);
+  send_complete("SHOW");
+}
+
+void Session::show_queries() {
+  // Each worker's digests, merged: the top query_digests_max by total time.
+  const config::ServerConfig& sc = s_.directory->config().server;
+  std::vector<pool::DigestRow> all;
+  s_.workers->for_each([&](Worker& w) {
+    std::lock_guard<std::mutex> lock(w.digests().mu);
+    w.digests().table.collect(all);
+  });
+  std::vector<Row> rows;
+  for (const pool::DigestRow& r : pool::merge_digests(std::move(all), sc.query_digests_max)) {
+    char id[17];
+    snprintf(id, sizeof id, "%016" PRIx64, r.id);
+    const pool::DigestStats& st = r.stats;
+    rows.push_back({r.protocol, r.pool, r.user, std::string(id), r.text, num(st.calls),
+                    num(st.total_us), num(st.calls == 0 ? 0 : st.total_us / st.calls),
+                    num(st.max_us), num(st.latency.quantile(0.99)), num(st.rows), num(st.errors)});
+  }
+  send_rows({"protocol", "pool", "user", "digest", "query", "calls", "total_time_us",
+             "mean_time_us", "max_time_us", "p99_time_us", "rows", "errors"},
             rows);
   send_complete("SHOW");
 }

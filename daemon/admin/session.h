@@ -120,6 +120,7 @@ class Session final : public LocalSession, public std::enable_shared_from_this<S
   void show_stats();
   void show_config();
   void show_auth();
+  void show_queries();
   void pause_check(const std::vector<WorkerPart>& parts);
   static void on_pause_timer(uv_timer_t* t);
 

@@ -71,6 +71,12 @@ Canon canon(Verb v) {
       return {"SHOW CONFIG", Arg::None};
     case Verb::ShowVersion:
       return {"SHOW VERSION", Arg::None};
+    case Verb::ShowAuth:
+      return {"SHOW AUTH", Arg::None};
+    case Verb::ShowQueries:
+      return {"SHOW QUERIES", Arg::None};
+    case Verb::ResetQueries:
+      return {"RESET QUERIES", Arg::None};
     case Verb::Pause:
       return {"PAUSE", Arg::Optional};
     case Verb::Resume:

@@ -43,6 +43,9 @@ TEST_CASE("digest: PostgreSQL literals, comments and whitespace", "[pool][digest
   CHECK(pg("  ;  ") == "");
   CHECK(pg("SELECT 'unterminated") == "SELECT ?");
   CHECK(pg("SELECT $x") == "SELECT $x");
+  // A sign after an operator belongs to the literal.
+  CHECK(pg("UPDATE t SET a = a + -42 WHERE k = -1") == "UPDATE t SET a = a + ? WHERE k = ?");
+  CHECK(pg("SELECT a - 1, f(-2, +3)") == "SELECT a - ?, f(?)");
   // Standard strings: a backslash is no escape.
   CHECK(pg("SELECT 'a\\' , b") == "SELECT ? , b");
 }
