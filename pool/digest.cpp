@@ -2,16 +2,32 @@
 
 #include <algorithm>
 #include <bit>
+#include <functional>
 #include <tuple>
 
 namespace sqlmux::pool {
 namespace {
 
+// Byte classes, looked up once per byte on the hot path.
+enum : uint8_t { kIdentStart = 1, kIdentChar = 2, kBlank = 4 };
+constexpr std::array<uint8_t, 256> make_classes() {
+  std::array<uint8_t, 256> t{};
+  for (int c = 0; c < 256; ++c) {
+    const bool start = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
+    const bool part = start || (c >= '0' && c <= '9') || c == '$';
+    t[static_cast<size_t>(c)] =
+        static_cast<uint8_t>((start ? kIdentStart : 0) | (part ? kIdentChar : 0) |
+                             (c <= 0x20 || c == 0x7f ? kBlank : 0));
+  }
+  return t;
+}
+constexpr std::array<uint8_t, 256> kClass = make_classes();
+
 bool ident_start(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
+  return (kClass[c] & kIdentStart) != 0;
 }
 bool ident_char(unsigned char c) {
-  return ident_start(c) || (c >= '0' && c <= '9') || c == '$';
+  return (kClass[c] & kIdentChar) != 0;
 }
 bool digit(unsigned char c) {
   return c >= '0' && c <= '9';
@@ -20,7 +36,7 @@ bool hexdigit(unsigned char c) {
   return digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 bool blank(unsigned char c) {
-  return c <= 0x20 || c == 0x7f;  // whitespace and control bytes
+  return (kClass[c] & kBlank) != 0;  // whitespace and control bytes
 }
 
 class Normalizer {
@@ -29,6 +45,7 @@ class Normalizer {
 
   void run() {
     out_.clear();
+    out_.reserve(std::min(s_.size(), kMaxDigestText) + 8);
     while (i_ < s_.size() && out_.size() < kMaxDigestText) step();
     while (!out_.empty() && (out_.back() == ' ' || out_.back() == ';')) out_.pop_back();
     if (out_.size() >= kMaxDigestText) {
@@ -45,7 +62,7 @@ class Normalizer {
       space_ = true;
       return;
     }
-    if (c == '-' && at("--")) {
+    if (c == '-' && i_ + 1 < s_.size() && s_[i_ + 1] == '-') {
       skip_line();
       return;
     }
@@ -53,7 +70,7 @@ class Normalizer {
       skip_line();
       return;
     }
-    if (c == '/' && at("/*")) {
+    if (c == '/' && i_ + 1 < s_.size() && s_[i_ + 1] == '*') {
       skip_block_comment();
       return;
     }
@@ -94,7 +111,8 @@ class Normalizer {
       // X'..', B'..', E'..', N'..', U&'..': one literal.
       const size_t n = s_.size();
       if (i_ + 1 < n && s_[i_ + 1] == '\'' &&
-          std::string_view("xXbBeEnN").find(static_cast<char>(c)) != std::string_view::npos) {
+          (c == 'x' || c == 'X' || c == 'b' || c == 'B' || c == 'e' || c == 'E' || c == 'n' ||
+           c == 'N')) {
         ++i_;
         skip_quoted('\'', d_ == SqlDialect::MySQL || c == 'e' || c == 'E');
         literal();
@@ -109,12 +127,12 @@ class Normalizer {
       }
       size_t j = i_ + 1;
       while (j < n && ident_char(static_cast<unsigned char>(s_[j]))) ++j;
-      emit(s_.substr(i_, j - i_));
+      emit_plain(s_.data() + i_, j - i_);  // (no blank in an identifier)
       i_ = j;
       return;
     }
     // Punctuation and operators, one byte at a time.
-    emit(s_.substr(i_, 1));
+    emit_plain(s_.data() + i_, 1);
     ++i_;
   }
 
@@ -234,7 +252,13 @@ class Normalizer {
         return;
       }
     }
-    emit("?");
+    emit_plain("?", 1);
+  }
+
+  void emit_plain(const char* p, size_t n) {
+    if (space_ && !out_.empty()) out_ += ' ';
+    space_ = false;
+    out_.append(p, n);
   }
 
   void emit(std::string_view tok) {
@@ -325,13 +349,11 @@ void DigestStats::merge(const DigestStats& o) {
 namespace {
 uint64_t scope_hash(std::string_view protocol, std::string_view pool, std::string_view user,
                     std::string_view text) {
-  uint64_t h = digest_hash(protocol);
-  h = digest_hash(std::string_view("\0", 1), h);
-  h = digest_hash(pool, h);
-  h = digest_hash(std::string_view("\0", 1), h);
-  h = digest_hash(user, h);
-  h = digest_hash(std::string_view("\0", 1), h);
-  return digest_hash(text, h);
+  // (std::hash of a string_view reads 8 bytes at a time.)
+  const std::hash<std::string_view> h;
+  uint64_t v = h(text);
+  for (std::string_view part : {protocol, pool, user}) v = (v ^ h(part)) * 0x9E3779B97F4A7C15ULL;
+  return v;
 }
 }  // namespace
 
