@@ -70,7 +70,7 @@ struct ServerConfig {
   uint32_t max_login_clients_per_address = 1000;
   // Query digests (SHOW QUERIES): per normalized statement, pool and user;
   // each worker keeps at most query_digests_max of them (the most total time).
-  bool query_digests = true;
+  bool query_digests = false;  // off by default: see README "Query digests" (cost)
   uint32_t query_digests_max = 1000;
 };
 

@@ -42,6 +42,7 @@ def with_console(server, fn, protocol="pg", top=0, **kw):
     mport = free_port()
 
     def tweak(cfg):
+        cfg["server"]["query_digests"] = True
         cfg["user"].append({"name": "admin", "password": ADMIN_PASS})
         cfg["admin"] = {"listen": f"127.0.0.1:{port}", "users": ["admin"]}
         cfg["metrics"] = {"listen": f"127.0.0.1:{mport}", "query_digests_top": top}
@@ -185,6 +186,7 @@ def case_postgres_workload(pg):
 
 
 def case_digests_off(pg):
+    """Off by default: nothing is counted."""
     require_sqlmux("query_digests = false")
 
     def body(mux, port, mport):
@@ -197,7 +199,6 @@ def case_digests_off(pg):
     port = free_port()
 
     def tweak(cfg):
-        cfg["server"]["query_digests"] = False
         cfg["user"].append({"name": "admin", "password": ADMIN_PASS})
         cfg["admin"] = {"listen": f"127.0.0.1:{port}", "users": ["admin"]}
 

@@ -62,7 +62,7 @@ auth_failure_window = "1m"
 auth_failure_delay = "250ms"
 auth_failure_max_delay = "8s"
 max_login_clients_per_address = 16
-query_digests = false
+query_digests = true
 query_digests_max = 50
 
 [[listener]]
@@ -137,7 +137,7 @@ backends = [ { address = "127.0.0.1:3306" } ]
   CHECK(c.server.auth_failure_delay == 250ms);
   CHECK(c.server.auth_failure_max_delay == 8s);
   CHECK(c.server.max_login_clients_per_address == 16);
-  CHECK_FALSE(c.server.query_digests);
+  CHECK(c.server.query_digests);
   CHECK(c.server.query_digests_max == 50);
 
   REQUIRE(c.listeners.size() == 3);
@@ -213,7 +213,7 @@ TEST_CASE("config: defaults", "[config]") {
   CHECK(c.server.auth_failure_delay == 200ms);
   CHECK(c.server.auth_failure_max_delay == 5s);
   CHECK(c.server.max_login_clients_per_address == 1000);
-  CHECK(c.server.query_digests);
+  CHECK_FALSE(c.server.query_digests);
   CHECK(c.server.query_digests_max == 1000);
   CHECK(c.users[0].auth == AuthMethod::Default);
   CHECK(c.users[0].default_pool.empty());
