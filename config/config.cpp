@@ -454,12 +454,12 @@ class Loader {
 
   void read_server(const toml::table& t, ServerConfig& s) {
     const std::string path = "server";
-    check_keys(
-        t, path,
-        {"workers", "max_client_conn", "log_level", "log_format", "log_connections",
-         "log_disconnections", "shutdown_timeout", "auth_failure_limit", "auth_failure_window",
-         "auth_failure_delay", "auth_failure_max_delay", "max_login_clients_per_address", "peer_id",
-         "max_user_client_connections", "client_login_timeout"});
+    check_keys(t, path,
+               {"workers", "max_client_conn", "log_level", "log_format", "log_connections",
+                "log_disconnections", "shutdown_timeout", "auth_failure_limit",
+                "auth_failure_window", "auth_failure_delay", "auth_failure_max_delay",
+                "max_login_clients_per_address", "peer_id", "max_user_client_connections",
+                "client_login_timeout", "query_digests", "query_digests_max"});
     read_int(t, "workers", path, 0, 256, s.workers);
     read_int(t, "max_client_conn", path, 1, std::numeric_limits<uint32_t>::max(),
              s.max_client_conn);
@@ -475,6 +475,8 @@ class Loader {
       error(*n, child(path, "auth_failure_window"),
             "expected at least 1s, got " + quoted(n->as_string()->get()));
     }
+    (void)read_bool(t, "query_digests", path, s.query_digests);
+    read_int(t, "query_digests_max", path, 1, 1000000, s.query_digests_max);
     read_duration(t, "auth_failure_delay", path, s.auth_failure_delay);
     read_duration(t, "auth_failure_max_delay", path, s.auth_failure_max_delay);
     // Below the login timeout (60s), so that a late failure is still answered.
@@ -508,8 +510,9 @@ class Loader {
 
   void read_metrics(const toml::table& t, Config& cfg) {
     const std::string path = "metrics";
-    check_keys(t, path, {"listen"});
+    check_keys(t, path, {"listen", "query_digests_top"});
     MetricsConfig m;
+    read_int(t, "query_digests_top", path, 0, 10000, m.query_digests_top);
     std::string text;
     const auto* node = read_string(t, "listen", path, text, /*required=*/true);
     if (node == nullptr) {

@@ -77,6 +77,10 @@ struct ServerConfig {
   uint32_t max_user_client_connections = 0;
   // A client that has not logged in within it is closed (0: never).
   Duration client_login_timeout{60000};
+  // Query digests (SHOW QUERIES): per normalized statement, pool and user;
+  // each worker keeps at most query_digests_max of them (the most total time).
+  bool query_digests = false;  // off by default: see README "Query digests" (cost)
+  uint32_t query_digests_max = 1000;
 };
 
 struct ListenerConfig {
@@ -166,7 +170,8 @@ struct PoolConfig {
 
 // [metrics]: the Prometheus endpoint (absent: none).
 struct MetricsConfig {
-  Address listen;  // an IP address and port (serves /metrics)
+  Address listen;                  // an IP address and port (serves /metrics)
+  uint32_t query_digests_top = 0;  // sqlmux_query_digest_* for the top K digests (0: none)
 };
 
 // [health]: background health checks of every backend host (absent: none;

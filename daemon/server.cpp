@@ -67,6 +67,17 @@ Server::Server(config::Config cfg)
       const auto t = auth_limiter_.totals(uv_hrtime() / 1000000, auth_policy(config().server));
       return Metrics::AuthSample{t.refused, t.delayed_addresses};
     });
+    metrics_->set_digest_source([this] {
+      const config::Config& cfg = config();
+      const size_t top = cfg.metrics ? cfg.metrics->query_digests_top : 0;
+      std::vector<pool::DigestRow> all;
+      if (top == 0) return all;
+      workers_.for_each([&](Worker& w) {
+        std::lock_guard<std::mutex> lock(w.digests().mu);
+        w.digests().table.collect(all);
+      });
+      return pool::merge_digests(std::move(all), top);
+    });
   }
   pool_env_.reset(new PoolEnv{hosts_, metrics_.get(), workers_, *protocols_});
   directory_->set_pool_env(pool_env_.get());

@@ -71,6 +71,8 @@ constexpr Spec kSpecs[] = {
     {"SHOW DATABASES", Verb::ShowDatabases, Spec::None, ""},
     {"SHOW LISTS", Verb::ShowLists, Spec::None, ""},
     {"SHOW HELP", Verb::ShowHelp, Spec::None, ""},
+    {"SHOW QUERIES", Verb::ShowQueries, Spec::None, ""},
+    {"RESET QUERIES", Verb::ResetQueries, Spec::None, ""},
     {"PAUSE", Verb::Pause, Spec::Optional, "pool"},
     {"RESUME", Verb::Resume, Spec::Optional, "pool"},
     {"DISABLE", Verb::Disable, Spec::Required, "host"},
@@ -87,7 +89,8 @@ constexpr Spec kSpecs[] = {
 
 std::string_view known_commands() {
   return "SHOW POOLS | SHOW CLIENTS | SHOW SERVERS | SHOW BACKENDS | SHOW STATS | SHOW CONFIG | "
-         "SHOW VERSION | SHOW AUTH | SHOW DATABASES | SHOW LISTS | SHOW HELP | "
+         "SHOW VERSION | SHOW AUTH | SHOW DATABASES | SHOW LISTS | SHOW HELP | SHOW QUERIES | "
+         "RESET QUERIES | "
          "PAUSE [pool] | RESUME [pool] | DISABLE host | ENABLE host | RECONNECT [pool] | "
          "WAIT_CLOSE [pool] | "
          "KILL pool | KILL_CLIENT id | RELOAD | SHUTDOWN";
@@ -160,7 +163,10 @@ std::string_view tag(Verb v) {
     case Verb::ShowDatabases:
     case Verb::ShowLists:
     case Verb::ShowHelp:
+    case Verb::ShowQueries:
       return "SHOW";
+    case Verb::ResetQueries:
+      return "RESET";
     case Verb::Pause:
       return "PAUSE";
     case Verb::Resume:

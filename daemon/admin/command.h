@@ -29,6 +29,8 @@ enum class Verb {
   WaitClose,      // [pool]: until the server connections RECONNECT/reload retired are closed
   Kill,           // pool
   KillClient,     // id
+  ShowQueries,    // query digests, by total time
+  ResetQueries,   // forget the query digests
   Reload,
   Shutdown,
 };

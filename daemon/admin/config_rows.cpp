@@ -49,6 +49,9 @@ void server_rows(Rows& r, const config::ServerConfig& s) {
   r.add("server.shutdown_timeout", duration(s.shutdown_timeout), duration(d.shutdown_timeout));
   r.add("server.client_login_timeout", duration(s.client_login_timeout),
         duration(d.client_login_timeout));
+  r.add("server.query_digests", flag(s.query_digests), flag(d.query_digests));
+  r.add("server.query_digests_max", std::to_string(s.query_digests_max),
+        std::to_string(d.query_digests_max));
   r.add("server.auth_failure_limit", std::to_string(s.auth_failure_limit),
         std::to_string(d.auth_failure_limit));
   r.add("server.auth_failure_window", duration(s.auth_failure_window),
@@ -154,7 +157,11 @@ std::vector<ConfigRow> config_rows(const config::Config& cfg) {
           u.max_user_client_connections ? std::to_string(*u.max_user_client_connections) : "", "");
   }
   for (size_t i = 0; i < cfg.pools.size(); ++i) pool_rows(r, i, cfg.pools[i]);
-  if (cfg.metrics) r.fixed("metrics.listen", cfg.metrics->listen.text, std::nullopt);
+  if (cfg.metrics) {
+    r.fixed("metrics.listen", cfg.metrics->listen.text, std::nullopt);
+    r.add("metrics.query_digests_top", std::to_string(cfg.metrics->query_digests_top),
+          std::to_string(config::MetricsConfig{}.query_digests_top));
+  }
   if (cfg.health) health_rows(r, *cfg.health);
   if (cfg.admin) {
     r.fixed("admin.listen", cfg.admin->listen.text, std::nullopt);

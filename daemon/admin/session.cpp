@@ -16,6 +16,7 @@
 #include "daemon/core/worker.h"
 #include "daemon/ops/hosts.h"
 #include "daemon/ops/metrics.h"
+#include "pool/digest.h"
 #include "protocol/pg/codec.h"
 #include "protocol/pg/result.h"
 #include "version.h"
@@ -224,6 +225,16 @@ void Session::execute(const Command& cmd) {
       break;
     case Verb::ShowAuth:
       show_auth();
+      break;
+    case Verb::ShowQueries:
+      show_queries();
+      break;
+    case Verb::ResetQueries:
+      s_.workers->for_each([](Worker& w) {
+        std::lock_guard<std::mutex> lock(w.digests().mu);
+        w.digests().table.clear();
+      });
+      send_complete("RESET");
       break;
     case Verb::ShowVersion:
       send_rows({"version"}, {{std::string("sqlmux " SQLMUX_VERSION)}});
@@ -569,6 +580,29 @@ void Session::show_auth() {
   }
   send_rows({"address", "user", "failures", "last_delay_ms", "next_delay_ms", "idle_ms",
              "logins_in_progress"},
+            rows);
+  send_complete("SHOW");
+}
+
+void Session::show_queries() {
+  // Each worker's digests, merged: the top query_digests_max by total time.
+  const config::ServerConfig& sc = s_.directory->config().server;
+  std::vector<pool::DigestRow> all;
+  s_.workers->for_each([&](Worker& w) {
+    std::lock_guard<std::mutex> lock(w.digests().mu);
+    w.digests().table.collect(all);
+  });
+  std::vector<Row> rows;
+  for (const pool::DigestRow& r : pool::merge_digests(std::move(all), sc.query_digests_max)) {
+    char id[17];
+    snprintf(id, sizeof id, "%016" PRIx64, r.id);
+    const pool::DigestStats& st = r.stats;
+    rows.push_back({r.protocol, r.pool, r.user, std::string(id), r.text, num(st.calls),
+                    num(st.total_us), num(st.calls == 0 ? 0 : st.total_us / st.calls),
+                    num(st.max_us), num(st.latency.quantile(0.99)), num(st.rows), num(st.errors)});
+  }
+  send_rows({"protocol", "pool", "user", "digest", "query", "calls", "total_time_us",
+             "mean_time_us", "max_time_us", "p99_time_us", "rows", "errors"},
             rows);
   send_complete("SHOW");
 }

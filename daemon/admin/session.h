@@ -130,6 +130,7 @@ class Session final : public LocalSession, public std::enable_shared_from_this<S
   void show_help();
   void show_config();
   void show_auth();
+  void show_queries();
   void pause_check(const std::vector<WorkerPart>& parts);
   // WAIT_CLOSE: done once no server connection of pending_pools_ is left
   // that RECONNECT retired (an older generation) or whose pool a reload

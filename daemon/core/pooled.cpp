@@ -345,3 +345,22 @@ void PooledBackend::on_closed() {
 }
 
 }  // namespace sqlmux
+
+namespace sqlmux {
+
+bool PooledClient::digests_on() const {
+  return pool_ != nullptr && worker_->directory().config().server.query_digests;
+}
+
+void PooledClient::record_digest(std::string_view protocol, std::string_view text, uint64_t ns,
+                                 uint64_t rows, bool error) {
+  if (pool_ == nullptr) return;
+  const config::ServerConfig& s = worker_->directory().config().server;
+  if (!s.query_digests) return;
+  Worker::Digests& d = worker_->digests();
+  std::lock_guard<std::mutex> lock(d.mu);  // only SHOW QUERIES and /metrics contend
+  d.table.set_capacity(s.query_digests_max);
+  d.table.record(protocol, pool_->cfg().name, user_name_, text, ns / 1000, rows, error);
+}
+
+}  // namespace sqlmux

@@ -120,6 +120,12 @@ class PooledClient : public Conn {
   // Its id and address from the start; user, database and application
   // name once it has logged in. The protocol's class sets `protocol`.
   log::ClientTag log_tag_;
+  // Query digests ([server] query_digests): whether they are on, and one
+  // statement's (normalized text; nanoseconds from request to its end).
+  [[nodiscard]] bool digests_on() const;
+  void record_digest(std::string_view protocol, std::string_view text, uint64_t ns, uint64_t rows,
+                     bool error);
+  std::string digest_scratch_;  // normalize_sql's output, reused
   // Metrics (stats_ == nullptr: off). Times are uv_hrtime() nanoseconds.
   metrics::PoolStats* stats_ = nullptr;
   uint64_t wait_since_ns_ = 0;

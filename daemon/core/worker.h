@@ -21,6 +21,7 @@
 #include "daemon/core/pooled.h"
 #include "daemon/net/loop.h"
 #include "daemon/ops/metrics.h"
+#include "pool/digest.h"
 #include "pool/intrusive_list.h"
 
 namespace sqlmux {
@@ -156,6 +157,13 @@ class Worker final : public EventLoop {
   void stop();
   // nullptr when metrics are off.
   [[nodiscard]] metrics::WorkerStats* stats() { return stats_.get(); }
+  // Query digests of this worker's clients: written on the worker's thread,
+  // read (merged over the workers) by SHOW QUERIES and /metrics, under mu.
+  struct Digests {
+    std::mutex mu;
+    pool::DigestTable table;
+  };
+  [[nodiscard]] Digests& digests() { return digests_; }
 
  private:
   struct Listener {
@@ -163,6 +171,7 @@ class Worker final : public EventLoop {
     ClientFactory make;
     RefusalWriter refuse;
   };
+  Digests digests_;
   static void on_async(uv_async_t* h);
   static void on_tick(uv_timer_t* h);
   static void on_accept(uv_poll_t* h, int status, int events);

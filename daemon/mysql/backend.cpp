@@ -313,6 +313,7 @@ void MyBackend::note_ok(std::string_view payload, bool to_client) {
   my::OkPacket ok;
   if (!my::decode_ok(payload, caps_, ok)) return;
   status_ = ok.status;
+  if (to_client) ok_rows_ += ok.affected_rows;
   // LAST_INSERT_ID(), ROW_COUNT() and SHOW WARNINGS answer from this
   // connection: the client keeps it for its next command.
   if (ok.last_insert_id != 0 || ok.affected_rows != 0 || ok.warnings != 0) linger_ = true;
@@ -481,6 +482,9 @@ void MyBackend::response_done() {
   }
   const bool linger = linger_ || reader_->warnings() != 0;
   linger_ = false;
+  last_result_.rows = reader_->rows() + std::exchange(ok_rows_, 0);
+  last_result_.error = reader_->failed() || reader_->error().has_value();
+  last_result_.prepared_id = reader_->prepare_ok().statement_id;
   reader_.reset();
   if (draining_) {
     draining_ = false;

@@ -31,6 +31,15 @@ class MyBackend final : public PooledBackend {
                             uint64_t tried, std::string& error);
 
   [[nodiscard]] MyClient* client() const { return client_; }
+  // The client's last complete response (query digests): rows (result-set
+  // rows plus OK affected rows), whether it ended with ERR, and the
+  // statement id of a COM_STMT_PREPARE_OK.
+  struct ResultSummary {
+    uint64_t rows = 0;
+    bool error = false;
+    uint32_t prepared_id = 0;
+  };
+  [[nodiscard]] const ResultSummary& last_result() const { return last_result_; }
   [[nodiscard]] PooledClient* pooled_client() const override;
   void became_idle() override;
 
@@ -159,6 +168,8 @@ class MyBackend final : public PooledBackend {
   void close_statements(const std::vector<uint32_t>& ids);
   static const char* step_name(Step s);
   std::vector<uint32_t> to_close_;  // statements to close once the response ends
+  uint64_t ok_rows_ = 0;            // affected rows of the client's OKs in this response
+  ResultSummary last_result_;
 };
 
 }  // namespace sqlmux

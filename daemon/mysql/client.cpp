@@ -11,6 +11,7 @@
 #include "daemon/mysql/backend.h"
 #include "daemon/mysql/protocol.h"
 #include "daemon/ops/metrics.h"
+#include "pool/digest.h"
 #include "protocol/mysql/auth.h"
 #include "protocol/mysql/command.h"
 #include "protocol/mysql/handshake.h"
@@ -350,6 +351,9 @@ bool MyClient::handle_command(const uint8_t* wire, size_t wire_len, std::string_
   }
   pending_def_.reset();
   pending_stmt_ = 0;
+  digest_text_.clear();
+  digest_prepare_ = false;
+  if (digests_on()) note_digest(cmd, payload);
   if (mode() != config::PoolMode::Session && my::has_statement_id(payload[0])) {
     if (!map_statement(cmd, payload, next)) return true;  // answered here
   } else if (mode() != config::PoolMode::Session && cmd == my::Command::StmtPrepare) {
@@ -563,12 +567,64 @@ void MyClient::query_metrics(uint16_t status) {
   }
 }
 
+void MyClient::note_digest(my::Command cmd, std::string_view payload) {
+  std::string_view sql;
+  if (cmd == my::Command::Query) {
+    sql = payload.substr(1);
+  } else if (cmd == my::Command::StmtPrepare && mode() == config::PoolMode::Session) {
+    sql = payload.substr(1);
+    digest_prepare_ = true;
+  } else if ((cmd == my::Command::StmtExecute || cmd == my::Command::StmtClose) &&
+             payload.size() >= 5) {
+    uint32_t id = 0;
+    for (int i = 4; i >= 1; --i)
+      id = (id << 8) | static_cast<uint8_t>(payload[static_cast<size_t>(i)]);
+    if (mode() != config::PoolMode::Session) {
+      if (cmd == my::Command::StmtClose) return;
+      if (auto def = stmts_.find(stmts_.resolve(id))) {
+        pool::normalize_sql(def->sql, pool::SqlDialect::MySQL, digest_text_);
+        digest_start_ns_ = uv_hrtime();
+      }
+      return;
+    }
+    auto it = digest_stmts_.find(id);
+    if (it == digest_stmts_.end()) return;
+    if (cmd == my::Command::StmtClose) {
+      digest_stmts_.erase(it);
+      return;
+    }
+    digest_text_ = it->second;
+    digest_start_ns_ = uv_hrtime();
+    return;
+  } else {
+    return;
+  }
+  pool::normalize_sql(sql, pool::SqlDialect::MySQL, digest_text_);
+  digest_start_ns_ = uv_hrtime();
+}
+
 void MyClient::on_response_done(uint16_t status, bool linger) {
   in_flight_ = false;
   if (status != 0xFFFF) {
     request_answered((status & my::status::kInTrans) != 0);
   } else {
     request_answered(tx_open_);  // no status: as it was
+  }
+  if (!digest_text_.empty()) {
+    if (status != 0xFFFF && backend_ != nullptr) {
+      const MyBackend::ResultSummary& r = backend_->last_result();
+      if (digest_prepare_) {
+        // A session-mode PREPARE: its executions are counted, not it.
+        if (!r.error) {
+          if (digest_stmts_.size() >= 10000) digest_stmts_.clear();
+          digest_stmts_[r.prepared_id] = digest_text_;
+        }
+      } else {
+        record_digest("mysql", digest_text_, uv_hrtime() - digest_start_ns_, r.rows, r.error);
+      }
+    }
+    digest_text_.clear();
+    digest_prepare_ = false;
   }
   if (stats_ != nullptr && status != 0xFFFF) query_metrics(status);
   if (preparing_) {  // the PREPARE failed

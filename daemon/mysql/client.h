@@ -6,6 +6,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 
 #include "daemon/core/auth_limiter.h"
 #include "daemon/core/pooled.h"
@@ -196,6 +197,14 @@ class MyClient final : public PooledClient {
   std::set<uint32_t> cursors_;  // statements with a cursor open on the backend
   std::string scratch_;
   uint32_t thread_id_ = 0;  // registered in the Directory; 0 before the greeting
+  // Query digests: the command in flight's normalized text (empty: none)
+  // and when it arrived; session mode: the client's statements' texts by
+  // the server's ids (transaction mode reads them from stmts_).
+  void note_digest(my::Command cmd, std::string_view payload);
+  std::string digest_text_;
+  uint64_t digest_start_ns_ = 0;
+  bool digest_prepare_ = false;  // digest_text_ is a session-mode COM_STMT_PREPARE's
+  std::unordered_map<uint32_t, std::string> digest_stmts_;
 };
 
 }  // namespace sqlmux

@@ -264,6 +264,11 @@ void add_process_metrics(std::vector<MetricFamily>& out) {
 
 }  // namespace
 
+void Metrics::set_digest_source(DigestSource f) {
+  std::lock_guard<std::mutex> lk(mu_);
+  digests_ = std::move(f);
+}
+
 void Metrics::set_auth_source(AuthSource f) {
   std::lock_guard<std::mutex> lk(mu_);
   auth_ = std::move(f);
@@ -536,6 +541,30 @@ std::vector<MetricFamily> Metrics::Collect() const {
     add_counter(a_refused, {}, as.refused);
     add_gauge(a_addrs, {}, static_cast<double>(as.delayed_addresses));
   }
+  auto d_calls = family("sqlmux_query_digest_calls_total",
+                        "Executions of a normalized statement (the top [metrics] "
+                        "query_digests_top by total time).",
+                        MetricType::Counter);
+  auto d_secs = family("sqlmux_query_digest_seconds_total",
+                       "Time from a statement's request to its end, summed.", MetricType::Counter);
+  auto d_rows = family("sqlmux_query_digest_rows_total",
+                       "Rows a normalized statement returned or changed.", MetricType::Counter);
+  auto d_errs =
+      family("sqlmux_query_digest_errors_total",
+             "Executions of a normalized statement that ended in an error.", MetricType::Counter);
+  if (digests_) {
+    for (const pool::DigestRow& r : digests_()) {
+      const Labels l{
+          {"protocol", r.protocol}, {"pool", r.pool}, {"user", r.user}, {"digest", r.text}};
+      add_counter(d_calls, l, r.stats.calls);
+      ClientMetric m;
+      m.label = l;
+      m.counter.value = static_cast<double>(r.stats.total_us) / 1e6;
+      d_secs.metric.push_back(std::move(m));
+      add_counter(d_rows, l, r.stats.rows);
+      add_counter(d_errs, l, r.stats.errors);
+    }
+  }
   add_counter(reloads, {{"result", "success"}}, reloads_ok_.load(std::memory_order_relaxed));
   add_counter(reloads, {{"result", "failure"}}, reloads_failed_.load(std::memory_order_relaxed));
 
@@ -545,7 +574,7 @@ std::vector<MetricFamily> Metrics::Collect() const {
         &c_in,        &c_out,   &s_in,    &s_out,  &attempts,  &failures, &up,         &checks,
         &s_err,       &c_err,   &hits,    &misses, &evictions, &pins,     &l_channels, &l_subs,
         &l_delivered, &l_lost,  &size,    &oldest, &reserve,   &reloads,  &a_delay,    &a_delayed,
-        &a_refused,   &a_addrs, &cancels, &kills}) {
+        &a_refused,   &a_addrs, &cancels, &kills,  &d_calls,   &d_secs,   &d_rows,     &d_errs}) {
     if (!f->metric.empty()) out.push_back(std::move(*f));  // e.g. no health checks
   }
   MetricFamily build =

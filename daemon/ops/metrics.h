@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "daemon/core/reason.h"
+#include "pool/digest.h"
 
 namespace sqlmux::metrics {
 
@@ -210,6 +211,10 @@ class Metrics : public prometheus::Collectable {
   };
   using AuthSource = std::function<AuthSample()>;
   void set_auth_source(AuthSource f);
+  // The query digests to export (read at scrape time): the top
+  // [metrics] query_digests_top by total time, none when it is 0.
+  using DigestSource = std::function<std::vector<pool::DigestRow>()>;
+  void set_digest_source(DigestSource f);
 
   [[nodiscard]] std::vector<prometheus::MetricFamily> Collect() const override;
 
@@ -222,8 +227,9 @@ class Metrics : public prometheus::Collectable {
   mutable std::mutex mu_;
   std::vector<PoolEntry> pools_;
   std::vector<const metrics::WorkerStats*> workers_;
-  HostSource hosts_;  // under mu_
-  AuthSource auth_;   // under mu_
+  HostSource hosts_;      // under mu_
+  AuthSource auth_;       // under mu_
+  DigestSource digests_;  // under mu_
   std::atomic<uint64_t> reloads_ok_{0};
   std::atomic<uint64_t> reloads_failed_{0};
 };

@@ -426,6 +426,10 @@ void PgBackend::relay_to_client() {
         held_param_desc_.clear();
       }
       if (v.forward) {
+        if ((h.type == 'C' || h.type == 'E' || h.type == 'I' || h.type == 's') &&
+            client_->digesting()) {
+          client_->digest_reply(h.type, body);
+        }
         fwd += h.total();
       } else {
         flush();

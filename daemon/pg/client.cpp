@@ -223,6 +223,7 @@ void PgClient::on_backend_released() {
   // end with the transaction.
   while (stats_ != nullptr && queries_open_ > 0) query_done_metrics('I');
   requests_settled();
+  digest_clear();  // every reply is in: what is left was answered by sqlmux
   linked_ns_ = 0;
   set_state(ClientState::Idle);
   flush_notifications();

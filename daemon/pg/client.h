@@ -3,10 +3,12 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "daemon/core/auth_limiter.h"
@@ -114,7 +116,12 @@ class PgClient final : public PooledClient {
   void query_done(char tx_status) {
     if (stats_ != nullptr) query_done_metrics(tx_status);
     request_answered(tx_status != 'I');
+    if (!digest_q_.empty()) digest_ready();
   }
+  // Query digests (client_digest.cpp): a reply relayed to this client
+  // (CommandComplete, ErrorResponse, EmptyQueryResponse, PortalSuspended).
+  [[nodiscard]] bool digesting() const { return !digest_q_.empty(); }
+  void digest_reply(char type, std::string_view body);
 
   // --- LISTEN fan-out (transaction and statement mode; listen_hub.h) ---
   // The pool fans notifications out (transaction or statement mode without listen_pin).
@@ -191,6 +198,27 @@ class PgClient final : public PooledClient {
   bool prepared_on_backend(const std::string& server_name, std::string& out);
   void add_to_backend(const std::string& server_name, std::string& out);
   void push_synthetic(pool::ResponseTracker::Entry e);
+  // Query digests (client_digest.cpp): what a request message names, read
+  // before it is handled (digest_peek), applied once it was (digest_commit).
+  struct DigestReq {
+    char type = 0;  // 0: nothing to digest
+    char kind = 0;  // Close: 'S' / 'P'
+    std::string name;
+    std::string text;  // normalized text, or Bind's statement name
+  };
+  struct DigestOpen {
+    char kind;  // 'Q' Query, 'E' Execute, 'S' Sync
+    std::string text;
+    uint64_t start_ns;
+    uint64_t rows;
+    bool error;
+  };
+  void digest_peek(const pg::Header& h, const uint8_t* m, size_t avail, DigestReq& out);
+  void digest_commit(DigestReq& r, bool forwarded);
+  void digest_push(char kind, std::string text);
+  void digest_end(DigestOpen& d, uint64_t now);
+  void digest_ready();
+  void digest_clear();
   // Metrics: a request message begins or ends a query (Query, Sync, FunctionCall).
   void note_request(char type);
   void query_done_metrics(char tx_status);
@@ -241,6 +269,10 @@ class PgClient final : public PooledClient {
   std::string unnamed_listen_;
   std::optional<std::pair<std::string, std::string>> listen_portal_;
 
+  std::deque<DigestOpen> digest_q_;                              // sent on, not answered yet
+  std::unordered_map<std::string, std::string> digest_stmts_;    // name -> normalized text
+  std::unordered_map<std::string, std::string> digest_portals_;  // portal -> normalized text
+  uint64_t digest_done_ns_ = 0;  // the last reply that ended a digest
   uint64_t query_start_ns_ = 0;  // the oldest query not answered yet
   uint64_t tx_start_ns_ = 0;
   uint32_t queries_open_ = 0;  // sent on, ReadyForQuery not yet back

@@ -426,6 +426,8 @@ void PgClient::relay_to_backend() {
     }
     Handled r = Handled::Forward;
     std::string out;  // bytes of sqlmux's own, sent in this message's place
+    DigestReq dq;
+    if (digests_on()) digest_peek(h, m, avail, dq);
     switch (h.type) {
       case 'S':
         skip_until_sync_ = false;
@@ -434,6 +436,7 @@ void PgClient::relay_to_backend() {
         tr.push(plain(Kind::Sync));
         if (b->replay_recording()) {
           // The recorded segment ends exactly after this Sync.
+          if (dq.type != 0) digest_commit(dq, true);
           if (stats_ != nullptr) note_request('S');
           request_sent();
           fwd += h.total();
@@ -491,6 +494,7 @@ void PgClient::relay_to_backend() {
         break;  // Flush, CopyData/Done/Fail: no reply of their own
     }
     if (r == Handled::NeedMore) break;
+    if (dq.type != 0 && r != Handled::Failed) digest_commit(dq, r == Handled::Forward);
     if (stats_ != nullptr) note_request(h.type);
     if (h.type == 'Q' || h.type == 'S' || h.type == 'F') request_sent();
     if (r == Handled::Failed) {

@@ -79,6 +79,10 @@ Canon canon(Verb v) {
       return {"SHOW LISTS", Arg::None};
     case Verb::ShowHelp:
       return {"SHOW HELP", Arg::None};
+    case Verb::ShowQueries:
+      return {"SHOW QUERIES", Arg::None};
+    case Verb::ResetQueries:
+      return {"RESET QUERIES", Arg::None};
     case Verb::Pause:
       return {"PAUSE", Arg::Optional};
     case Verb::Resume:

@@ -34,6 +34,9 @@ TEST_CASE("admin command: keywords are case-insensitive, blanks and ';' are igno
   CHECK(ok("SHOW STATS").verb == Verb::ShowStats);
   CHECK(ok("show config").verb == Verb::ShowConfig);
   CHECK(ok("show version;").verb == Verb::ShowVersion);
+  CHECK(ok("show queries").verb == Verb::ShowQueries);
+  CHECK(ok("RESET QUERIES;").verb == Verb::ResetQueries);
+  CHECK(error_of("RESET QUERIES appdb").find("no argument") != std::string::npos);
   CHECK(ok("reload").verb == Verb::Reload);
   CHECK(ok("SHUTDOWN;").verb == Verb::Shutdown);
   CHECK(ok("").verb == Verb::Empty);
@@ -90,10 +93,12 @@ TEST_CASE("admin command: tags and the list of known commands", "[admin]") {
   CHECK(tag(Verb::ShowPools) == "SHOW");
   CHECK(tag(Verb::Pause) == "PAUSE");
   CHECK(tag(Verb::KillClient) == "KILL_CLIENT");
+  CHECK(tag(Verb::ShowQueries) == "SHOW");
+  CHECK(tag(Verb::ResetQueries) == "RESET");
   for (std::string_view cmd :
        {"SHOW POOLS", "SHOW CLIENTS", "SHOW SERVERS", "SHOW BACKENDS", "SHOW STATS", "SHOW CONFIG",
         "SHOW VERSION", "PAUSE", "RESUME", "DISABLE", "ENABLE", "RECONNECT", "KILL pool",
-        "KILL_CLIENT", "RELOAD", "SHUTDOWN"}) {
+        "KILL_CLIENT", "RELOAD", "SHUTDOWN", "SHOW QUERIES", "RESET QUERIES"}) {
     INFO(cmd);
     CHECK(known_commands().find(cmd) != std::string_view::npos);
   }

@@ -63,6 +63,8 @@ auth_failure_delay = "250ms"
 auth_failure_max_delay = "8s"
 max_login_clients_per_address = 16
 client_login_timeout = "20s"
+query_digests = true
+query_digests_max = 50
 
 [[listener]]
 protocol = "postgres"
@@ -141,6 +143,8 @@ backends = [ { address = "127.0.0.1:3306" } ]
   CHECK(c.server.auth_failure_max_delay == 8s);
   CHECK(c.server.max_login_clients_per_address == 16);
   CHECK(c.server.client_login_timeout == 20s);
+  CHECK(c.server.query_digests);
+  CHECK(c.server.query_digests_max == 50);
 
   REQUIRE(c.listeners.size() == 3);
   CHECK(c.listeners[0].protocol == Protocol::Postgres);
@@ -220,6 +224,8 @@ TEST_CASE("config: defaults", "[config]") {
   CHECK(c.server.auth_failure_max_delay == 5s);
   CHECK(c.server.max_login_clients_per_address == 1000);
   CHECK(c.server.client_login_timeout == 60s);
+  CHECK_FALSE(c.server.query_digests);
+  CHECK(c.server.query_digests_max == 1000);
   CHECK(c.users[0].auth == AuthMethod::Default);
   CHECK(c.users[0].default_pool.empty());
   const PoolConfig& p = c.pools[0];
@@ -307,6 +313,8 @@ TEST_CASE("config: single errors with key path and position", "[config]") {
        "expected at most auth_failure_max_delay (1000ms), got \"2s\""},
       {"auth_failure_delay malformed", "[server]\nauth_failure_delay = 5\n" + kListener,
        "server.auth_failure_delay", 2, "expected a duration such as \"30s\", got an integer"},
+      {"query_digests_max zero", "[server]\nquery_digests_max = 0\n" + kListener,
+       "server.query_digests_max", 2, "expected 1 to 1000000"},
       {"max_login_clients_per_address negative",
        "[server]\nmax_login_clients_per_address = -1\n" + kListener,
        "server.max_login_clients_per_address", 2, "expected 0 to 1000000"},
