@@ -1,9 +1,5 @@
 // The admin console's per-worker parts: each runs on one worker's thread
 // and touches only that worker's clients and backends.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include <ctime>
 
 #include "daemon/admin/session.h"
@@ -13,28 +9,6 @@
 
 namespace sqlmux::admin {
 namespace {
-
-std::string peer_address(int fd) {
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "";
-  char host[INET6_ADDRSTRLEN] = {0};
-  if (ss.ss_family == AF_INET) {
-    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
-    inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-    return std::string(host) + ":" + std::to_string(ntohs(a->sin_port));
-  }
-  if (ss.ss_family == AF_INET6) {
-    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
-    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-    std::string out = "[";
-    out.append(host);
-    out.append("]:");
-    out.append(std::to_string(ntohs(a->sin6_port)));
-    return out;
-  }
-  return "unix";
-}
 
 bool in(const std::vector<Pool*>& pools, const Pool* p) {
   return std::find(pools.begin(), pools.end(), p) != pools.end();
@@ -82,7 +56,7 @@ void snapshot(Worker& w, WorkerPart& out) {
     r.database = c->database();
     r.pool = c->pool();
     r.state = std::string(to_string(c->state()));
-    r.address = peer_address(c->fd());
+    r.address = c->log_tag().address;  // taken at accept
     r.connect_time = c->connect_time();
     r.worker = w.id();
     r.pinned = c->pinned_by();

@@ -53,7 +53,7 @@ __all__ = [
     "PgServer", "MariaDbServer", "Sqlmux", "check_config", "default_config", "to_toml",
     "RawPg", "PgError", "ConnectionClosed", "parse_startup_reply", "ssl_request", "send_cancel",
     "scram_verifier", "md5_hash", "free_port", "wait_port",
-    "expect_error", "run_cases", "timed", "CommitLedger",
+    "expect_error", "run_cases", "timed", "CommitLedger", "scrape_metrics",
 ]
 
 # ---------------------------------------------------------------------------
@@ -1350,6 +1350,19 @@ def ssl_request(host: str, port: int, timeout: float = 10.0) -> tuple[bytes, soc
     s.sendall(struct.pack("!II", 8, 80877103))
     b = s.recv(1)
     return b, s
+
+
+def scrape_metrics(port: int) -> dict:
+    """sqlmux's /metrics on 127.0.0.1:port as {'name{labels}': value}."""
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
 
 
 def send_cancel(host: str, port: int, pid: int, key: int):

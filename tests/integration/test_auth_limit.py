@@ -14,7 +14,6 @@ import socket
 import struct
 import threading
 import time
-import urllib.request
 
 import psycopg2
 
@@ -27,17 +26,6 @@ GOOD_THREADS = 4
 MAX_DELAY_S = 1.0
 CAP = 32
 CAPPED = "127.0.0.3"  # Linux routes all of 127/8 to lo
-
-
-def _metrics(port: int) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
 
 
 def _config(metrics_port, admin_port=None):
@@ -137,9 +125,9 @@ def case_pg_guessing_loop(pg):
                 check_eq(cur.fetchone()[0], 1, "right login's query")
             c.close()
 
-        before = _metrics(metrics_port)
+        before = scrape_metrics(metrics_port)
         _attack_while_logging_in(guess, good_login, "postgres")
-        after = _metrics(metrics_port)
+        after = scrape_metrics(metrics_port)
         delayed = after.get("sqlmux_auth_failures_delayed_total", 0) - before.get("sqlmux_auth_failures_delayed_total", 0)
         check(delayed >= GUESSES - 5, f"sqlmux_auth_failures_delayed_total rose by {delayed}")
         delay_sum = after.get("sqlmux_auth_failure_delay_seconds_sum", 0)
@@ -204,7 +192,7 @@ def case_pg_guessing_loop(pg):
         finally:
             for s in idle:
                 s.close()
-        got = _metrics(metrics_port)
+        got = scrape_metrics(metrics_port)
         check_eq(got.get("sqlmux_login_refusals_total"), 1.0, "sqlmux_login_refusals_total")
         check_eq(got.get('sqlmux_client_errors_total{reason="too_many_logins"}'), 1.0,
                  "sqlmux_client_errors_total{reason=too_many_logins}")
@@ -232,7 +220,7 @@ def case_mysql_guessing_loop(pg):
             c.close()
 
         _attack_while_logging_in(guess, good_login, "mysql")
-        got = _metrics(metrics_port)
+        got = scrape_metrics(metrics_port)
         check(got.get("sqlmux_auth_failures_delayed_total", 0) >= GUESSES - 5,
               f"sqlmux_auth_failures_delayed_total = {got.get('sqlmux_auth_failures_delayed_total')}")
 
@@ -257,7 +245,7 @@ def case_mysql_guessing_loop(pg):
         finally:
             for s in idle:
                 s.close()
-        check_eq(_metrics(metrics_port).get("sqlmux_login_refusals_total"), 1.0, "sqlmux_login_refusals_total")
+        check_eq(scrape_metrics(metrics_port).get("sqlmux_login_refusals_total"), 1.0, "sqlmux_login_refusals_total")
         log(f"cap: connection {CAP + 1} from {CAPPED} got ERR 1040 in place of the greeting")
 
 

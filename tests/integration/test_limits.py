@@ -19,7 +19,6 @@ waits."""
 
 import threading
 import time
-import urllib.request
 
 import psycopg
 import psycopg2
@@ -28,17 +27,6 @@ from harness import *
 
 REASON = 'sqlmux_client_errors_total{reason="too_many_user_clients"}'
 ROLE_MSG = 'too many connections for role "app"'
-
-
-def _metrics(port: int) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
 
 
 def _refusal_lines(mux) -> list[str]:
@@ -111,7 +99,7 @@ def case_pg_max_user_client_connections(pg):
                 time.sleep(0.05)
         check_eq(held[-1].scalar("SELECT 'in'"), "in", "a login once a client left")
 
-        got = _metrics(metrics_port)
+        got = scrape_metrics(metrics_port)
         check_eq(got.get(REASON), 7.0, REASON)
         lines = _refusal_lines(mux)
         # One line per worker (2) at most per 10 s, however many are refused.
@@ -204,7 +192,7 @@ def case_mysql_max_user_client_connections(pg):
         with held[-1].cursor() as cur:
             cur.execute("SELECT 'in'")
             check_eq(cur.fetchone()[0], "in", "a login once a client left")
-        got = _metrics(metrics_port)
+        got = scrape_metrics(metrics_port)
         check_eq(got.get(REASON), 6.0, REASON)
         lines = _refusal_lines(mux)
         check(1 <= len(lines) <= 2, f"refusal log lines within 10s (rate-limited per worker): {lines}")
@@ -218,7 +206,7 @@ RESERVE_TIMEOUT = 1.0
 
 
 def _reserve_gauge(port: int) -> float:
-    return sum(v for k, v in _metrics(port).items() if k.startswith("sqlmux_pool_reserve_connections{"))
+    return sum(v for k, v in scrape_metrics(port).items() if k.startswith("sqlmux_pool_reserve_connections{"))
 
 
 def _reserve_case(mux, metrics_port, sessions, hold, wait_query, what):

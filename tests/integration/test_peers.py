@@ -14,12 +14,10 @@ import asyncio
 import os
 import random
 import signal
-import struct
 import subprocess
 import tempfile
 import threading
 import time
-import urllib.request
 
 import psycopg2
 
@@ -28,19 +26,8 @@ from harness import *
 SLEEP = "SELECT pg_sleep(30)"
 
 
-def _metrics(port: int) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
-
-
 def _cancels(ports, result: str) -> float:
-    return sum(_metrics(p).get(f'sqlmux_cancel_requests_total{{result="{result}"}}', 0.0) for p in ports)
+    return sum(scrape_metrics(p).get(f'sqlmux_cancel_requests_total{{result="{result}"}}', 0.0) for p in ports)
 
 
 class HAProxy:
