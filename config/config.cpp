@@ -455,11 +455,27 @@ class Loader {
   void read_server(const toml::table& t, ServerConfig& s) {
     const std::string path = "server";
     check_keys(t, path,
-               {"workers", "max_client_conn", "log_level", "log_format", "log_connections",
-                "log_disconnections", "shutdown_timeout", "auth_failure_limit",
-                "auth_failure_window", "auth_failure_delay", "auth_failure_max_delay",
-                "max_login_clients_per_address", "peer_id", "max_user_client_connections",
-                "client_login_timeout", "query_digests", "query_digests_max"});
+               {"workers",
+                "max_client_conn",
+                "log_level",
+                "log_format",
+                "log_connections",
+                "log_disconnections",
+                "shutdown_timeout",
+                "auth_failure_limit",
+                "auth_failure_window",
+                "auth_failure_delay",
+                "auth_failure_max_delay",
+                "max_login_clients_per_address",
+                "peer_id",
+                "max_user_client_connections",
+                "client_login_timeout",
+                "query_digests",
+                "query_digests_max",
+                "tcp_keepalive",
+                "tcp_keepidle",
+                "tcp_keepintvl",
+                "tcp_keepcnt"});
     read_int(t, "workers", path, 0, 256, s.workers);
     read_int(t, "max_client_conn", path, 1, std::numeric_limits<uint32_t>::max(),
              s.max_client_conn);
@@ -493,6 +509,10 @@ class Loader {
                 quoted(d->as_string()->get()));
     }
     read_int(t, "peer_id", path, 0, 16383, s.peer_id);
+    (void)read_bool(t, "tcp_keepalive", path, s.tcp_keepalive);
+    read_int(t, "tcp_keepidle", path, 0, 32767, s.tcp_keepidle);
+    read_int(t, "tcp_keepintvl", path, 0, 32767, s.tcp_keepintvl);
+    read_int(t, "tcp_keepcnt", path, 0, 127, s.tcp_keepcnt);
     read_int(t, "max_login_clients_per_address", path, 0, 1000000, s.max_login_clients_per_address);
     read_int(t, "max_user_client_connections", path, 0, std::numeric_limits<uint32_t>::max(),
              s.max_user_client_connections);

@@ -77,6 +77,12 @@ struct ServerConfig {
   uint32_t max_user_client_connections = 0;
   // A client that has not logged in within it is closed (0: never).
   Duration client_login_timeout{60000};
+  // TCP keepalive on client and server sockets, as PgBouncer's keys
+  // (seconds; 0: the system's default).
+  bool tcp_keepalive = true;
+  uint32_t tcp_keepidle = 0;
+  uint32_t tcp_keepintvl = 0;
+  uint32_t tcp_keepcnt = 0;
   // Query digests (SHOW QUERIES): per normalized statement, pool and user;
   // each worker keeps at most query_digests_max of them (the most total time).
   bool query_digests = false;  // off by default: see README "Query digests" (cost)

@@ -160,6 +160,10 @@ ConfigDiff diff(const Config& before, const Config& after) {
     d.applied.emplace_back("server.max_login_clients_per_address");
   if (a.max_user_client_connections != b.max_user_client_connections)
     d.applied.emplace_back("server.max_user_client_connections");
+  if (a.tcp_keepalive != b.tcp_keepalive) d.applied.emplace_back("server.tcp_keepalive");
+  if (a.tcp_keepidle != b.tcp_keepidle) d.applied.emplace_back("server.tcp_keepidle");
+  if (a.tcp_keepintvl != b.tcp_keepintvl) d.applied.emplace_back("server.tcp_keepintvl");
+  if (a.tcp_keepcnt != b.tcp_keepcnt) d.applied.emplace_back("server.tcp_keepcnt");
   if (a.client_login_timeout != b.client_login_timeout)
     d.applied.emplace_back("server.client_login_timeout");
   if (!same_listeners(before.listeners, after.listeners)) d.restart.emplace_back("listener");

@@ -50,6 +50,10 @@ void server_rows(Rows& r, const config::ServerConfig& s) {
   r.add("server.client_login_timeout", duration(s.client_login_timeout),
         duration(d.client_login_timeout));
   r.add("server.query_digests", flag(s.query_digests), flag(d.query_digests));
+  r.add("server.tcp_keepalive", flag(s.tcp_keepalive), flag(d.tcp_keepalive));
+  r.add("server.tcp_keepidle", std::to_string(s.tcp_keepidle), std::to_string(d.tcp_keepidle));
+  r.add("server.tcp_keepintvl", std::to_string(s.tcp_keepintvl), std::to_string(d.tcp_keepintvl));
+  r.add("server.tcp_keepcnt", std::to_string(s.tcp_keepcnt), std::to_string(d.tcp_keepcnt));
   r.add("server.query_digests_max", std::to_string(s.query_digests_max),
         std::to_string(d.query_digests_max));
   r.add("server.auth_failure_limit", std::to_string(s.auth_failure_limit),

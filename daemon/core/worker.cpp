@@ -256,9 +256,16 @@ bool Worker::have_spare() {
   return errno != EMFILE && errno != ENFILE;  // no /dev/null to open: do without
 }
 
+net::Keepalive Worker::keepalive() {
+  const config::ServerConfig& s = directory().config().server;
+  return {s.tcp_keepalive, static_cast<int>(s.tcp_keepidle), static_cast<int>(s.tcp_keepintvl),
+          static_cast<int>(s.tcp_keepcnt)};
+}
+
 void Worker::admit(Listener& l, int fd, const sockaddr_storage& ss, const Failure* refused) {
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // fails harmlessly on unix sockets
+  (void)net::set_keepalive(fd, keepalive());
   // The neutral admission check; each protocol renders a refusal itself.
   Failure refusal;
   if (!directory().try_add_client()) {  // counted either way; uncounted on close

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "daemon/core/pooled.h"
+#include "daemon/net/keepalive.h"
 #include "daemon/net/loop.h"
 #include "daemon/ops/metrics.h"
 #include "pool/digest.h"
@@ -95,6 +96,9 @@ class Worker final : public EventLoop {
  public:
   Worker(const Services& services, int id);
   ~Worker() override;
+
+  // The [server] tcp_keepalive options new sockets get (clients, servers).
+  [[nodiscard]] net::Keepalive keepalive();
 
   // What a client is told when sqlmux has no descriptor left for it or for
   // its server connection (FATAL 53300, MySQL ERR 1040).

@@ -43,6 +43,7 @@ MyBackend* MyBackend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t f
   }
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  (void)net::set_keepalive(fd, w.keepalive());
   const int rc = ::connect(fd, res->ai_addr, res->ai_addrlen);
   const int err = errno;
   ::freeaddrinfo(res);

@@ -77,6 +77,8 @@ PgBackend* PgBackend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t f
     PQfinish(pg);
     return nullptr;
   }
+  // Over libpq's keepalive settings, which it applied to the new socket.
+  (void)net::set_keepalive(PQsocket(pg), w.keepalive());
   auto* b = new PgBackend(w, pool, pg, PQsocket(pg), for_client);
   // Writable first: PQconnectPoll starts as if it had said "writing".
   if (!b->start_connecting(where, tried)) {
