@@ -6,7 +6,9 @@ under client_tls = "require", and a client certificate checked against
 tls.ca."""
 
 import asyncio
+import atexit
 import os
+import shutil
 import ssl
 import subprocess
 import tempfile
@@ -44,6 +46,7 @@ def certs() -> str:
     global CERTS
     if CERTS is None:
         CERTS = tempfile.mkdtemp(prefix="smx-it-tls-")
+        atexit.register(shutil.rmtree, CERTS, True)
         make_ca(CERTS, "ca")
         make_ca(CERTS, "otherca")
         make_cert(CERTS, "ca", "server", "localhost", "IP:127.0.0.1,DNS:localhost")
@@ -172,6 +175,7 @@ def pg_with_tls() -> "PgServer":
     """A PostgreSQL that accepts TLS with a certificate from `ca` (for 127.0.0.1)."""
     d = certs()
     pgdir = tempfile.mkdtemp(prefix="smx-it-pgtls-")
+    atexit.register(shutil.rmtree, pgdir, True)
     os.chmod(pgdir, 0o755)
     for name in ("crt", "key"):
         with open(os.path.join(d, f"server.{name}"), "rb") as src, open(os.path.join(pgdir, f"pg.{name}"), "wb") as dst:
