@@ -239,22 +239,118 @@ def sqlmux(pg, sqlmux_bin: str, st: ProxySettings, problems: list, metrics: bool
 # ---------------------------------------------------------------------------
 
 
-class PgBouncer:
+class _ProxyProcess:
+    """The lifecycle PgBouncer and HAProxy share: a proxy daemon in the
+    foreground for one scenario, in a workdir of its own, started on a free
+    port (again on another one when the port was taken), read as a Target,
+    stopped with SIGTERM (SIGKILL after 10 s) and its workdir removed.
+    Subclasses give `label`, `name`, `config_text()` and `_start()`, which
+    prepares the workdir and calls `_spawn()`."""
+
+    label = "proxy"
+    host = "127.0.0.1"
+
+    def __init__(self):
+        self.proc = None
+        self.dir = None
+        self.port = None
+        self.log_path = None
+        self._logf = None
+
+    def __enter__(self):
+        harness._register(self)
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            print(f"--- {self.label} log tail ---\n{self.log_tail(40)}", file=sys.stderr)
+        self.close()
+        return False
+
+    def _spawn(self, config_name: str, argv: Callable[[str], list[str]], describe: Callable[[], str],
+               prepare: Callable[[str], None] = lambda cfg: None, **popen_kw):
+        """Writes config_text() to `config_name` in the workdir and runs
+        argv(config path) until it listens on self.port (3 ports at most)."""
+        self.log_path = os.path.join(self.dir, f"{self.name}.log")
+        for attempt in range(3):
+            self.port = harness.free_port()
+            cfg = os.path.join(self.dir, config_name)
+            with open(cfg, "w") as f:
+                f.write(self.config_text())
+            prepare(cfg)
+            self._logf = open(self.log_path, "ab")
+            self.proc = subprocess.Popen(argv(cfg), stdin=subprocess.DEVNULL, stdout=self._logf,
+                                         stderr=subprocess.STDOUT, preexec_fn=preexec_raise_nofile, cwd=self.dir,
+                                         **popen_kw)
+            # harness's stale-run reaper kills a recorded daemon.pid whose
+            # command line names this dir, if our harness process died.
+            with open(os.path.join(self.dir, "daemon.pid"), "w") as f:
+                f.write(str(self.proc.pid))
+            if harness.wait_port(self.host, self.port, 10.0, self.proc):
+                log(f"{describe()} up on {self.host}:{self.port} "
+                    f"(pid {self.proc.pid}, open-file limit {proc_nofile(self.proc.pid)})")
+                return
+            tail = self.log_tail(30)
+            self._kill()
+            if "in use" not in tail.lower() or attempt == 2:
+                raise HarnessError(f"{self.label} did not start listening on {self.host}:{self.port} "
+                                   f"(exit code {self.proc.returncode}):\n{tail}")
+
+    def target(self) -> Target:
+        return Target(self.name, self.host, self.port, pid=self.proc.pid, alive=self.running,
+                      log_tail=self.log_tail)
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, n: int = 40) -> str:
+        return harness._tail(self.log_path, n) if self.dir and self.log_path else ""
+
+    def _kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        if self._logf:
+            self._logf.close()
+            self._logf = None
+
+    def close(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # PgBouncer: immediate shutdown; HAProxy: hard stop
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        self._kill()
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+        harness._unregister(self)
+
+
+class PgBouncer(_ProxyProcess):
     """PgBouncer in the foreground, as the postgres user (it refuses to run as
     root). Popen's user=/group= switch identity before exec, so our child
     *is* pgbouncer: its pid is the one whose CPU and memory we read (runuser
     would fork and leave a PAM session process in between)."""
 
+    label = "PgBouncer"
+
     def __init__(self, pg, st: ProxySettings, mode: str = "transaction", pool_size: int | None = None):
+        super().__init__()
         self.pg = pg
         self.st = st
         self.mode = mode
         self.pool_size = pool_size or st.pool_size
         self.name = "pgbouncer" if mode == "transaction" else f"pgbouncer-{mode}"
-        self.proc = None
-        self.dir = None
-        self.host = "127.0.0.1"
-        self.port = None
 
     def config_text(self) -> str:
         return "\n".join([
@@ -287,25 +383,9 @@ class PgBouncer:
             "",
         ])
 
-    def __enter__(self):
-        harness._register(self)
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            print(f"--- PgBouncer log tail ---\n{self.log_tail(40)}", file=sys.stderr)
-        self.close()
-        return False
-
     def _start(self):
         self.dir = make_workdir("bouncer")
         pw = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
-        self.log_path = os.path.join(self.dir, "pgbouncer.log")
         # The SCRAM verifier PostgreSQL stores for app (same salt and
         # iterations): PgBouncer then authenticates to the server with the
         # keys the client proved (SCRAM pass-through). A verifier with
@@ -316,66 +396,15 @@ class PgBouncer:
             raise HarnessError(f"no SCRAM verifier for {USER} in pg_authid: {verifier[:40]!r}")
         with open(os.path.join(self.dir, "userlist.txt"), "w") as f:
             f.write(f'"{USER}" "{verifier}"\n')
-        for attempt in range(3):
-            self.port = harness.free_port()
-            cfg = os.path.join(self.dir, "pgbouncer.ini")
-            with open(cfg, "w") as f:
-                f.write(self.config_text())
+
+        def prepare(cfg: str):
             if pw:
                 for name in (self.dir, cfg, os.path.join(self.dir, "userlist.txt")):
                     os.chown(name, pw.pw_uid, pw.pw_gid)
-            self._logf = open(self.log_path, "ab")
-            kw = dict(user=pw.pw_uid, group=pw.pw_gid, extra_groups=[]) if pw else {}
-            self.proc = subprocess.Popen(["pgbouncer", cfg], stdin=subprocess.DEVNULL, stdout=self._logf,
-                                         stderr=subprocess.STDOUT, preexec_fn=preexec_raise_nofile,
-                                         cwd=self.dir, **kw)
-            # harness's stale-run reaper kills a recorded daemon.pid whose
-            # command line names this dir, if our harness process died.
-            with open(os.path.join(self.dir, "daemon.pid"), "w") as f:
-                f.write(str(self.proc.pid))
-            if harness.wait_port(self.host, self.port, 10.0, self.proc):
-                log(f"PgBouncer ({self.mode} pooling, pool of {self.pool_size}) up on {self.host}:{self.port} "
-                    f"(pid {self.proc.pid}, open-file limit {proc_nofile(self.proc.pid)})")
-                return
-            tail = self.log_tail(30)
-            self._kill()
-            if "in use" not in tail.lower() or attempt == 2:
-                raise HarnessError(f"PgBouncer did not start listening on {self.host}:{self.port} "
-                                   f"(exit code {self.proc.returncode}):\n{tail}")
 
-    def target(self) -> Target:
-        return Target(self.name, self.host, self.port, pid=self.proc.pid, alive=self.running,
-                      log_tail=self.log_tail)
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_tail(self, n: int = 40) -> str:
-        return harness._tail(self.log_path, n) if self.dir else ""
-
-    def _kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
-        if getattr(self, "_logf", None):
-            self._logf.close()
-            self._logf = None
-
-    def close(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # PgBouncer: immediate shutdown
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
-        self._kill()
-        if self.dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
-        harness._unregister(self)
+        kw = dict(user=pw.pw_uid, group=pw.pw_gid, extra_groups=[]) if pw else {}
+        self._spawn("pgbouncer.ini", lambda cfg: ["pgbouncer", cfg],
+                    lambda: f"PgBouncer ({self.mode} pooling, pool of {self.pool_size})", prepare, **kw)
 
 
 @contextlib.contextmanager
@@ -389,7 +418,7 @@ def pgbouncer(pg, st: ProxySettings, mode: str = "transaction", pool_size: int |
 # ---------------------------------------------------------------------------
 
 
-class HAProxy:
+class HAProxy(_ProxyProcess):
     """Debian's HAProxy (`haproxy -db -f cfg`: foreground, one process, no
     master) in TCP mode relaying each client connection to PostgreSQL on a
     connection of its own: no pooling, no protocol parsing, so PostgreSQL
@@ -397,16 +426,13 @@ class HAProxy:
     so its CPU is one event loop's, as theirs; its pid is the process whose
     CPU is measured. `maxconn` leaves room for 2,000 clients and more."""
 
+    label = "HAProxy"
     name = "haproxy"
-    host = "127.0.0.1"
 
     def __init__(self, pg, maxconn: int = 5000):
+        super().__init__()
         self.pg = pg
         self.maxconn = maxconn
-        self.proc = None
-        self.dir = None
-        self.port = None
-        self._logf = None
 
     def config_text(self) -> str:
         return "\n".join([
@@ -425,78 +451,10 @@ class HAProxy:
             "",
         ])
 
-    def __enter__(self):
-        harness._register(self)
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            print(f"--- HAProxy log tail ---\n{self.log_tail(40)}", file=sys.stderr)
-        self.close()
-        return False
-
     def _start(self):
         self.dir = make_workdir("haproxy")
-        self.log_path = os.path.join(self.dir, "haproxy.log")
-        for attempt in range(3):
-            self.port = harness.free_port()
-            cfg = os.path.join(self.dir, "haproxy.cfg")
-            with open(cfg, "w") as f:
-                f.write(self.config_text())
-            self._logf = open(self.log_path, "ab")
-            self.proc = subprocess.Popen([shutil.which("haproxy") or "/usr/sbin/haproxy", "-db", "-f", cfg],
-                                         stdin=subprocess.DEVNULL, stdout=self._logf, stderr=subprocess.STDOUT,
-                                         preexec_fn=preexec_raise_nofile, cwd=self.dir)
-            with open(os.path.join(self.dir, "daemon.pid"), "w") as f:
-                f.write(str(self.proc.pid))
-            if harness.wait_port(self.host, self.port, 10.0, self.proc):
-                log(f"HAProxy (TCP mode, no pooling, nbthread 1, maxconn {self.maxconn}) up on "
-                    f"{self.host}:{self.port} (pid {self.proc.pid}, open-file limit {proc_nofile(self.proc.pid)})")
-                return
-            tail = self.log_tail(30)
-            self._kill()
-            if "address already in use" not in tail.lower() or attempt == 2:
-                raise HarnessError(f"HAProxy did not start listening on {self.host}:{self.port} "
-                                   f"(exit code {self.proc.returncode}):\n{tail}")
-
-    def target(self) -> Target:
-        return Target(self.name, self.host, self.port, pid=self.proc.pid, alive=self.running,
-                      log_tail=self.log_tail)
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_tail(self, n: int = 40) -> str:
-        return harness._tail(self.log_path, n) if self.dir else ""
-
-    def _kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
-        if self._logf:
-            self._logf.close()
-            self._logf = None
-
-    def close(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # HAProxy: hard stop
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
-        self._kill()
-        if self.dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
-        harness._unregister(self)
+        self._spawn("haproxy.cfg", lambda cfg: [shutil.which("haproxy") or "/usr/sbin/haproxy", "-db", "-f", cfg],
+                    lambda: f"HAProxy (TCP mode, no pooling, nbthread 1, maxconn {self.maxconn})")
 
 
 @contextlib.contextmanager
