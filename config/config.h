@@ -153,6 +153,11 @@ struct PoolConfig {
   // PostgreSQL a CancelRequest (the client gets the server's 57014, as for
   // statement_timeout), MySQL KILL QUERY (the server's ERR 1317).
   Duration query_timeout{0};
+  // Any of the four above is on.
+  [[nodiscard]] bool has_session_timeouts() const {
+    return client_idle_timeout.count() > 0 || idle_transaction_timeout.count() > 0 ||
+           transaction_timeout.count() > 0 || query_timeout.count() > 0;
+  }
   Duration server_idle_timeout{600000};
   Duration server_lifetime{3600000};
   Duration server_connect_timeout{15000};

@@ -430,13 +430,19 @@ void Worker::housekeeping() {
   backends_[static_cast<int>(BackendState::Connecting)].for_each(
       [&](PooledBackend* b) { b->check_timeouts(now); });
   // Session timeouts: collected first, as failing one client may move
-  // another between the lists (a server connection handed on).
-  sweep_.clear();
-  for (int s : {static_cast<int>(ClientState::Idle), static_cast<int>(ClientState::Active)}) {
-    clients_[s].for_each([&](PooledClient* c) { sweep_.push_back(c); });
+  // another between the lists (a server connection handed on). No pool
+  // with one (the default): no walk over every client.
+  bool timeouts = false;
+  directory().for_each_pool(
+      [&](Pool& p) { timeouts = timeouts || p.cfg().has_session_timeouts(); });
+  if (timeouts) {
+    sweep_.clear();
+    for (int s : {static_cast<int>(ClientState::Idle), static_cast<int>(ClientState::Active)}) {
+      clients_[s].for_each([&](PooledClient* c) { sweep_.push_back(c); });
+    }
+    for (PooledClient* c : sweep_) c->check_session_timeouts(now);
+    sweep_.clear();
   }
-  for (PooledClient* c : sweep_) c->check_session_timeouts(now);
-  sweep_.clear();
   if (!stopping_) (void)have_spare();
   // The count of accept failures since the last line, once the storm ends.
   if (!accept_paused_ && accept_errors_.logged &&
