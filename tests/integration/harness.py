@@ -889,6 +889,16 @@ class Sqlmux:
         except OSError:
             return ""
 
+    def log_has(self, needle: str, timeout: float = 5.0) -> bool:
+        """Whether `needle` shows up in the log within `timeout` seconds (a
+        line is written after what the client saw, so it may come late)."""
+        deadline = time.monotonic() + timeout
+        while needle not in self.log_text():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def log_tail(self, n: int = 60) -> str:
         if self.direct:
             return "<direct mode: no sqlmux log>"
