@@ -462,6 +462,7 @@ class Loader {
                 "log_connections",
                 "log_disconnections",
                 "shutdown_timeout",
+                "upgrade_socket",
                 "auth_failure_limit",
                 "auth_failure_window",
                 "auth_failure_delay",
@@ -484,6 +485,15 @@ class Loader {
     (void)read_bool(t, "log_connections", path, s.log_connections);
     (void)read_bool(t, "log_disconnections", path, s.log_disconnections);
     read_duration(t, "shutdown_timeout", path, s.shutdown_timeout);
+    if (const auto* node = read_string(t, "upgrade_socket", path, s.upgrade_socket, false,
+                                       /*allow_empty=*/false)) {
+      // sockaddr_un's sun_path holds 107 bytes and a NUL.
+      if (s.upgrade_socket.front() != '/' || s.upgrade_socket.size() > 107) {
+        error(*node, child(path, "upgrade_socket"),
+              "expected an absolute path of at most 107 bytes, got " + quoted(s.upgrade_socket));
+        s.upgrade_socket.clear();
+      }
+    }
     read_int(t, "auth_failure_limit", path, 0, 1000000, s.auth_failure_limit);
     read_duration(t, "auth_failure_window", path, s.auth_failure_window);
     if (const toml::node* n = t.get("auth_failure_window");

@@ -59,6 +59,10 @@ struct ServerConfig {
   bool log_connections = true;
   bool log_disconnections = true;
   Duration shutdown_timeout{30000};  // SIGTERM: how long running transactions may finish
+  // Online upgrade (README "Upgrade procedure"): the unix socket on which
+  // the running process hands its listening sockets to `sqlmux --upgrade`
+  // (empty: none).
+  std::string upgrade_socket;
   // Failed logins (README "Failed logins"): the first auth_failure_limit
   // failures of one client address and user within auth_failure_window are
   // answered at once, each later one auth_failure_delay late, doubling up

@@ -1,5 +1,8 @@
 // sqlmux: a connection-pooling proxy for PostgreSQL and MySQL/MariaDB.
+#include <unistd.h>
 #include <cstdio>
+
+#include <climits>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -15,6 +18,10 @@ void usage(FILE* out) {
   std::fputs(
       "usage: sqlmux --config FILE        run in the foreground, logging to stderr\n"
       "                                   (also --config=FILE, -c FILE)\n"
+      "       sqlmux --upgrade --config FILE\n"
+      "                                   take over from the sqlmux serving on FILE's\n"
+      "                                   [server] upgrade_socket: its listening sockets,\n"
+      "                                   then it drains and exits (also -u -c FILE)\n"
       "       sqlmux --check-config FILE  validate FILE; exit 0 when valid, 1 otherwise\n"
       "                                   (also --check-config=FILE, -t FILE)\n"
       "       sqlmux --version\n"
@@ -42,6 +49,20 @@ std::optional<std::string> file_option(int argc, char** argv, std::string_view l
   return std::nullopt;
 }
 
+// The path this binary was started from (what SIGUSR2 starts for an
+// online upgrade: after a package upgrade, the new binary there).
+std::string exe_path() {
+  char buf[PATH_MAX];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return {};
+  std::string p(buf, static_cast<size_t>(n));
+  constexpr std::string_view kDeleted = " (deleted)";
+  if (p.size() > kDeleted.size() && p.substr(p.size() - kDeleted.size()) == kDeleted) {
+    p.resize(p.size() - kDeleted.size());
+  }
+  return p;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -59,10 +80,16 @@ int main(int argc, char** argv) {
     std::printf("%s: configuration is valid\n", file->c_str());
     return 0;
   }
-  if (const auto file = file_option(argc, argv, "--config", "-c")) {
+  // "--upgrade" (or "-u") before the --config option.
+  const bool upgrade =
+      argc >= 2 && (std::strcmp(argv[1], "--upgrade") == 0 || std::strcmp(argv[1], "-u") == 0);
+  if (const auto file = upgrade ? file_option(argc - 1, argv + 1, "--config", "-c")
+                                : file_option(argc, argv, "--config", "-c")) {
     auto r = sqlmux::config::load_file(*file);
     if (!r.errors.empty()) return print_errors(r);
     sqlmux::Server server(std::move(*r.config));
+    server.set_exe_path(exe_path());
+    if (upgrade) server.set_upgrade_mode();
     return server.run();
   }
   usage(stderr);

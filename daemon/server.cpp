@@ -97,6 +97,17 @@ bool Server::open_listeners(std::vector<int>& fds) {
   sd::PassedSockets passed = sd::PassedSockets::from_environment();
   for (const auto& l : config().listeners) {
     std::string how;
+    // An online upgrade: the socket the running process served it on.
+    if (int ifd =
+            take_inherited(upgrade::SocketKind::Listener, config::to_string(l.protocol), l.listen);
+        ifd >= 0) {
+      LOG_INFO("listening on %s (%s): socket from the running process", l.listen.text.c_str(),
+               std::string(config::to_string(l.protocol)).c_str());
+      fds.push_back(ifd);
+      listen_clients_.push_back(listener_clients(*protocols_, l.protocol, l.client_tls));
+      listen_refusals_.push_back(listener_refusal(l.protocol));
+      continue;
+    }
     if (int pfd = passed.take(l.listen, how); pfd >= 0) {
       LOG_INFO("listening on %s (%s): socket from systemd (%s)", l.listen.text.c_str(),
                std::string(config::to_string(l.protocol)).c_str(), how.c_str());
@@ -188,8 +199,13 @@ int Server::run() {
   if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   // Before anything opens: the limit may be raised for all that follows.
   (void)fd_limit::ensure(cfg, n, "startup");
+  // `sqlmux --upgrade`: the listening sockets come from the running
+  // process; a failure from here until finish_takeover() closes the
+  // connection to it, and it keeps serving.
+  if (upgrade_mode_ && !receive_handover()) return 1;
   if (metrics_ && !start_metrics()) return 1;
-  if (!open_listeners(listen_fds_) || !open_admin_listener()) return 1;
+  if (!open_listeners(listen_fds_) || !open_admin_listener() || !open_upgrade_socket()) return 1;
+  close_unused_inherited();
   services_.client_tls = tls_ctx_.get();
 
   for (int i = 0; i < n; ++i) workers_.add(std::make_unique<Worker>(services_, i));
@@ -217,6 +233,17 @@ int Server::run() {
   uv_signal_start(&sigterm_, &Server::on_signal, SIGTERM);
   uv_signal_start(&sigint_, &Server::on_signal, SIGINT);
   uv_signal_start(&sighup_, &Server::on_signal, SIGHUP);
+  uv_signal_init(&loop_, &sigusr2_);
+  sigusr2_.data = this;
+  uv_signal_start(&sigusr2_, &Server::on_signal, SIGUSR2);
+  uv_timer_init(&loop_, &upgrade_timer_);
+  upgrade_timer_.data = this;
+  if (upgrade_fd_ >= 0) {
+    uv_poll_init_socket(&loop_, &upgrade_poll_, upgrade_fd_);
+    upgrade_poll_.data = this;
+    uv_poll_start(&upgrade_poll_, UV_READABLE, &Server::on_upgrade_accept);
+    upgrade_polling_ = true;
+  }
   uv_timer_init(&loop_, &shutdown_timer_);
   shutdown_timer_.data = this;
   uv_async_init(&loop_, &shutdown_async_, [](uv_async_t* h) {
@@ -248,7 +275,14 @@ int Server::run() {
   LOG_INFO("sqlmux started: %d worker(s), %zu pool(s), %zu user(s)", n, cfg.pools.size(),
            cfg.users.size());
   started_ = true;
-  sd::notify_ready(last_status_ = ready_status);
+  if (upgrade_mode_) {
+    // The old process stops accepting once this one does; under systemd
+    // this process becomes the service's main process (NotifyAccess=all).
+    finish_takeover();
+    sd::notify_main_pid_ready(static_cast<int>(::getpid()), last_status_ = status_line("ready"));
+  } else {
+    sd::notify_ready(last_status_ = ready_status);
+  }
   if (sd::notify_enabled()) {
     uv_timer_start(&status_timer_, &Server::on_status_tick, kStatusTickMs, kStatusTickMs);
   }
@@ -258,12 +292,27 @@ int Server::run() {
   close_listeners();
   if (http_) http_->stop();
   uv_loop_close(&loop_);
-  for (const auto& p : unix_paths_) ::unlink(p.c_str());
+  // Handed over: the socket files are the new process's.
+  if (handed_to_.load() == 0) {
+    for (const auto& p : unix_paths_) ::unlink(p.c_str());
+    if (upgrade_fd_ >= 0) ::unlink(config().server.upgrade_socket.c_str());
+  }
+  if (upgrade_fd_ >= 0) ::close(upgrade_fd_);
+  upgrade_fd_ = -1;
   LOG_INFO("sqlmux stopped");
   return 0;
 }
 
 void Server::close_listeners() {
+  if (handed_to_.load() != 0) {
+    // The new process serves these sockets: this copy closes, the queue
+    // and the socket stay (no filter, nothing refused).
+    for (int fd : listen_fds_) ::close(fd);
+    if (admin_fd_ >= 0) ::close(admin_fd_);
+    listen_fds_.clear();
+    admin_fd_ = -1;
+    return;
+  }
   // The workers no longer accept. A connection that arrived since (or
   // arrives now) is told 57P03 / ERR 1053 like one during the graceful
   // wait, not accepted by the kernel and then reset by close(). First a
@@ -308,16 +357,21 @@ bool Server::start_metrics() {
   h.ready = [this] { return readiness(); };
   http_ = std::make_unique<HttpEndpoint>();
   std::string err;
-  if (!http_->start(addr, std::move(h), err)) {
+  const int inherited = take_inherited(upgrade::SocketKind::Metrics, "-", addr);
+  if (!http_->start(addr, std::move(h), err, inherited)) {
     LOG_ERROR("metrics: cannot listen on %s: %s", addr.text.c_str(), err.c_str());
     http_.reset();
     return false;
   }
-  LOG_INFO("metrics on http://%s/metrics (also /healthz, /readyz)", addr.text.c_str());
+  LOG_INFO("metrics on http://%s/metrics (also /healthz, /readyz)%s", addr.text.c_str(),
+           inherited >= 0 ? ": socket from the running process" : "");
   return true;
 }
 
 std::pair<bool, std::string> Server::readiness() {
+  if (const int pid = handed_to_.load(); pid != 0) {
+    return {false, "handed over to pid " + std::to_string(pid) + " (online upgrade), draining"};
+  }
   if (shutting_down_.load()) return {false, "shutting down"};
   if (!started_.load()) return {false, "starting"};
   const config::Config& c = config();
@@ -342,6 +396,10 @@ void Server::on_signal(uv_signal_t* h, int signum) {
     (void)s->reload(nullptr);
     return;
   }
+  if (signum == SIGUSR2) {
+    s->spawn_upgrade();
+    return;
+  }
   if (s->signals_seen_++ == 0) {
     LOG_INFO("%s: shutting down; waiting for running transactions (up to %lld ms)",
              signum == SIGTERM ? "SIGTERM" : "SIGINT",
@@ -357,8 +415,14 @@ void Server::begin_shutdown() {
   shutting_down_ = true;
   if (health_) health_->stop();
   shutdown_started_ = uv_now(&loop_);
-  sd::notify_stopping(last_status_ = status_line("stopping"));
+  // Handed over: the new process is the service's main process now.
+  if (handed_to_.load() == 0) sd::notify_stopping(last_status_ = status_line("stopping"));
   workers_.post_all([](Worker& w) { w.begin_shutdown(); });
+  uv_timer_start(&shutdown_timer_, &Server::on_shutdown_tick, kShutdownTickMs, kShutdownTickMs);
+}
+
+void Server::wait_for_clients() {
+  shutdown_started_ = uv_now(&loop_);
   uv_timer_start(&shutdown_timer_, &Server::on_shutdown_tick, kShutdownTickMs, kShutdownTickMs);
 }
 
@@ -384,10 +448,21 @@ void Server::stop_workers() {
   uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sighup_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&sigusr2_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&upgrade_timer_), nullptr);
+  if (upgrade_polling_) uv_close(reinterpret_cast<uv_handle_t*>(&upgrade_poll_), nullptr);
+  upgrade_polling_ = false;
+  end_upgrade_conn("shutting down");
+  if (upgrade_child_ != nullptr) {
+    // The new process runs on; this one no longer waits for it.
+    uv_close(reinterpret_cast<uv_handle_t*>(upgrade_child_),
+             [](uv_handle_t* hh) { delete reinterpret_cast<uv_process_t*>(hh); });
+    upgrade_child_ = nullptr;
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(&shutdown_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&shutdown_async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&status_timer_), nullptr);
-  sd::notify_status(status_line("stopping, closing connections"));
+  if (handed_to_.load() == 0) sd::notify_status(status_line("stopping, closing connections"));
 }
 
 std::string Server::status_line(const char* state) {
@@ -401,6 +476,7 @@ std::string Server::status_line(const char* state) {
 
 void Server::on_status_tick(uv_timer_t* h) {
   auto* s = static_cast<Server*>(h->data);
+  if (s->handed_to_.load() != 0) return;
   std::string line = s->status_line(s->shutting_down_.load() ? "stopping" : "ready");
   if (line == s->last_status_) return;
   s->last_status_ = line;

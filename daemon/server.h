@@ -22,6 +22,7 @@
 #include "daemon/net/tls.h"
 #include "daemon/ops/hosts.h"
 #include "daemon/ops/http_endpoint.h"
+#include "daemon/ops/upgrade_wire.h"
 
 namespace sqlmux {
 
@@ -37,6 +38,15 @@ class Server final : public Control {
 
   // Opens listeners, runs workers until shutdown; returns the exit code.
   int run();
+
+  // Online upgrade (README "Upgrade procedure", server_upgrade.cpp). Before
+  // run(): take the listening sockets over from the process serving on
+  // [server] upgrade_socket instead of opening them (`sqlmux --upgrade`).
+  void set_upgrade_mode() { upgrade_mode_ = true; }
+  // Before run(): the binary SIGUSR2 starts as `EXE --upgrade --config
+  // FILE` (the path this process was started from, so that a package
+  // upgrade's new binary is the one started).
+  void set_exe_path(std::string path) { exe_path_ = std::move(path); }
 
   [[nodiscard]] const config::Config& config() const { return directory_->config(); }
 
@@ -67,11 +77,39 @@ class Server final : public Control {
   // "ready: 12 clients, 3 server connections" (systemd STATUS=).
   [[nodiscard]] std::string status_line(const char* state);
   void begin_shutdown();
+  // After an online upgrade: the clients stay until they leave; exit when
+  // the last one has, or at shutdown_timeout.
+  void wait_for_clients();
   void stop_workers();
   [[nodiscard]] bool open_listeners(std::vector<int>& fds);
   // At exit, after the workers: refuses what is queued, then closes.
   void close_listeners();
   [[nodiscard]] bool start_metrics();
+
+  // --- Online upgrade (server_upgrade.cpp) ---
+  struct Inherited {
+    upgrade::SocketDesc desc;
+    int fd;
+  };
+  // New process: connects to upgrade_socket and receives the sockets.
+  [[nodiscard]] bool receive_handover();
+  // New process: the received socket of `kind` (and listener `protocol`)
+  // bound to `addr`, or -1; the caller owns it.
+  [[nodiscard]] int take_inherited(upgrade::SocketKind kind, std::string_view protocol,
+                                   const config::Address& addr);
+  void close_unused_inherited();
+  // New process, serving: tells the old one to hand over and waits for it.
+  void finish_takeover();
+  // Listens on upgrade_socket (or serves the inherited one).
+  [[nodiscard]] bool open_upgrade_socket();
+  static void on_upgrade_accept(uv_poll_t* h, int status, int events);
+  static void on_upgrade_peer(uv_poll_t* h, int status, int events);
+  static void on_upgrade_timeout(uv_timer_t* h);
+  void end_upgrade_conn(const char* why);
+  // Old process: the new one serves; stop accepting and drain.
+  void hand_over(int new_pid);
+  // SIGUSR2: starts `exe_path_ --upgrade --config FILE`.
+  void spawn_upgrade();
 
   // What the pools point into comes before the directory that owns them.
   std::unique_ptr<Protocols> protocols_;  // from the composition root
@@ -93,7 +131,7 @@ class Server final : public Control {
   std::unique_ptr<HealthChecker> health_;
   std::atomic<bool> shutting_down_{false};
   uv_loop_t loop_{};
-  uv_signal_t sigterm_{}, sigint_{}, sighup_{};
+  uv_signal_t sigterm_{}, sigint_{}, sighup_{}, sigusr2_{};
   uv_timer_t shutdown_timer_{};
   uv_timer_t status_timer_{};  // refreshes systemd's STATUS= (only under systemd)
   std::string last_status_;
@@ -102,6 +140,20 @@ class Server final : public Control {
   int signals_seen_ = 0;
   std::vector<int> listen_fds_;
   std::vector<std::string> unix_paths_;
+  // Online upgrade.
+  bool upgrade_mode_ = false;  // started as `sqlmux --upgrade`
+  std::string exe_path_;       // what SIGUSR2 starts
+  std::vector<Inherited> inherited_;
+  int takeover_fd_ = -1;  // new process: its connection to the old one
+  int upgrade_fd_ = -1;   // the listening upgrade socket
+  uv_poll_t upgrade_poll_{};
+  bool upgrade_polling_ = false;  // upgrade_poll_ is open
+  int upgrade_conn_ = -1;         // old process: the new one asking
+  int upgrade_peer_pid_ = 0;
+  uv_poll_t* upgrade_conn_poll_ = nullptr;
+  uv_process_t* upgrade_child_ = nullptr;  // what SIGUSR2 started, until it exits
+  uv_timer_t upgrade_timer_{};
+  std::atomic<int> handed_to_{0};  // old process: the pid it handed its sockets to
   // Last: the HTTP endpoint (and its scrapes) end before anything they read.
   std::shared_ptr<Metrics> metrics_;
   std::unique_ptr<HttpEndpoint> http_;  // [metrics]: /metrics, /healthz, /readyz

@@ -79,6 +79,12 @@ int listen_on(const config::Address& addr) {
 bool Server::open_admin_listener() {
   const auto& admin = config().admin;
   if (!admin) return true;
+  admin_fd_ = take_inherited(upgrade::SocketKind::Admin, "-", admin->listen);
+  if (admin_fd_ >= 0) {
+    LOG_INFO("admin console listening on %s (database \"sqlmux\"): socket from the running process",
+             admin->listen.text.c_str());
+    return true;
+  }
   admin_fd_ = listen_on(admin->listen);
   if (admin_fd_ < 0) return false;
   if (admin->listen.kind == config::Address::Kind::Unix)
@@ -148,6 +154,7 @@ bool Server::reload(std::vector<std::string>* errors) {
   // What needs a restart keeps its running value.
   next.server.workers = cur.server.workers;
   next.server.peer_id = cur.server.peer_id;
+  next.server.upgrade_socket = cur.server.upgrade_socket;
   next.listeners = cur.listeners;
   next.tls = cur.tls;  // the TLS context is built once, at start
   if (cur.admin.has_value() != next.admin.has_value()) {

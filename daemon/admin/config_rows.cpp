@@ -47,6 +47,7 @@ void server_rows(Rows& r, const config::ServerConfig& s) {
   r.add("server.log_connections", flag(s.log_connections), flag(d.log_connections));
   r.add("server.log_disconnections", flag(s.log_disconnections), flag(d.log_disconnections));
   r.add("server.shutdown_timeout", duration(s.shutdown_timeout), duration(d.shutdown_timeout));
+  r.fixed("server.upgrade_socket", s.upgrade_socket, d.upgrade_socket);
   r.add("server.client_login_timeout", duration(s.client_login_timeout),
         duration(d.client_login_timeout));
   r.add("server.query_digests", flag(s.query_digests), flag(d.query_digests));

@@ -464,6 +464,14 @@ void Worker::begin_shutdown() {
   directory().for_each_pool([&](Pool& p) { p.close_idle(*this); });
 }
 
+void Worker::stop_accepting() {
+  for (auto& l : listeners_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(l.handle),
+             [](uv_handle_t* hh) { delete reinterpret_cast<uv_poll_t*>(hh); });
+  }
+  listeners_.clear();
+}
+
 void Worker::stop() {
   if (stopping_) return;
   stopping_ = true;

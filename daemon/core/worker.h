@@ -157,6 +157,9 @@ class Worker final : public EventLoop {
   [[nodiscard]] bool shutting_down() const { return shutting_down_; }
   // Stop accepting; close clients as their transactions end.
   void begin_shutdown();
+  // Stops polling the listeners for good (an online upgrade handed them to
+  // another process, which accepts from now on); the sockets stay open.
+  void stop_accepting();
   // Close everything and leave the loop.
   void stop();
   // nullptr when metrics are off.

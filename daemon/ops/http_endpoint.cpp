@@ -85,7 +85,8 @@ HttpEndpoint::~HttpEndpoint() {
   stop();
 }
 
-bool HttpEndpoint::start(const config::Address& addr, Handlers handlers, std::string& error) {
+bool HttpEndpoint::start(const config::Address& addr, Handlers handlers, std::string& error,
+                         int inherited_fd) {
   handlers_ = std::move(handlers);
   sockaddr_storage ss{};
   const std::string host = addr.host;
@@ -99,7 +100,10 @@ bool HttpEndpoint::start(const config::Address& addr, Handlers handlers, std::st
     return false;
   }
   int rc = uv_tcp_init(&loop_, &server_);
-  if (rc == 0) rc = uv_tcp_bind(&server_, reinterpret_cast<const sockaddr*>(&ss), 0);
+  if (rc == 0) {
+    rc = inherited_fd >= 0 ? uv_tcp_open(&server_, inherited_fd)
+                           : uv_tcp_bind(&server_, reinterpret_cast<const sockaddr*>(&ss), 0);
+  }
   server_.data = this;
   if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&server_), 64, &on_connection);
   if (rc != 0) {
@@ -109,8 +113,12 @@ bool HttpEndpoint::start(const config::Address& addr, Handlers handlers, std::st
     (void)uv_loop_close(&loop_);
     return false;
   }
+  uv_os_fd_t fd = -1;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&server_), &fd) == 0) listen_fd_ = fd;
   (void)uv_async_init(&loop_, &stop_, &on_stop);
   stop_.data = this;
+  (void)uv_async_init(&loop_, &unlisten_, &on_unlisten);
+  unlisten_.data = this;
   (void)uv_timer_init(&loop_, &sweep_);
   sweep_.data = this;
   (void)uv_timer_start(&sweep_, &on_sweep, 1000, 1000);
@@ -129,12 +137,25 @@ void HttpEndpoint::stop() {
   thread_.join();
 }
 
+void HttpEndpoint::stop_listening() {
+  if (running_) uv_async_send(&unlisten_);
+}
+
+void HttpEndpoint::on_unlisten(uv_async_t* a) {
+  auto* self = static_cast<HttpEndpoint*>(a->data);
+  auto* h = reinterpret_cast<uv_handle_t*>(&self->server_);
+  if (!uv_is_closing(h)) uv_close(h, nullptr);
+}
+
 void HttpEndpoint::on_stop(uv_async_t* a) {
   auto* self = static_cast<HttpEndpoint*>(a->data);
   for (Conn* c = self->conns_; c != nullptr; c = c->next) {
     close_conn(reinterpret_cast<uv_handle_t*>(&c->tcp));
   }
-  uv_close(reinterpret_cast<uv_handle_t*>(&self->server_), nullptr);
+  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&self->server_))) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&self->server_), nullptr);
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&self->unlisten_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&self->sweep_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&self->stop_), nullptr);
 }

@@ -33,8 +33,17 @@ class HttpEndpoint {
   ~HttpEndpoint();
 
   // Binds `addr` (an IP address and port) and starts serving; false with
-  // `error` when it cannot.
-  [[nodiscard]] bool start(const config::Address& addr, Handlers handlers, std::string& error);
+  // `error` when it cannot. With `inherited_fd` (a listening TCP socket
+  // handed over by the process an online upgrade replaces), serves that
+  // socket instead of binding.
+  [[nodiscard]] bool start(const config::Address& addr, Handlers handlers, std::string& error,
+                           int inherited_fd = -1);
+  // The listening socket (to hand over in an online upgrade); -1 before start.
+  [[nodiscard]] int listen_fd() const { return listen_fd_; }
+  // Thread-safe: stops accepting and closes this process's copy of the
+  // listening socket (the upgrade handed it over); connections already
+  // accepted are still answered.
+  void stop_listening();
   // Closes the socket and every connection; joins the thread.
   void stop();
 
@@ -49,6 +58,7 @@ class HttpEndpoint {
   struct Conn;
   static void on_connection(uv_stream_t* server, int status);
   static void on_stop(uv_async_t* a);
+  static void on_unlisten(uv_async_t* a);
   static void on_sweep(uv_timer_t* t);
   // Closes a connection; it is unlinked and freed in its close callback.
   static void close_conn(uv_handle_t* h);
@@ -57,6 +67,8 @@ class HttpEndpoint {
   uv_loop_t loop_{};
   uv_tcp_t server_{};
   uv_async_t stop_{};
+  uv_async_t unlisten_{};
+  int listen_fd_ = -1;
   uv_timer_t sweep_{};
   std::thread thread_;
   bool running_ = false;

@@ -47,6 +47,10 @@ void notify_ready(const std::string& status) {
   send("READY=1\nSTATUS=" + one_line(status));
 }
 
+void notify_main_pid_ready(int pid, const std::string& status) {
+  send("MAINPID=" + std::to_string(pid) + "\nREADY=1\nSTATUS=" + one_line(status));
+}
+
 void notify_reloading(const std::string& status) {
   // MONOTONIC_USEC= is what Type=notify-reload (systemd 253+) expects with
   // RELOADING=1; older versions ignore it.

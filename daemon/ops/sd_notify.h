@@ -15,6 +15,10 @@ namespace sqlmux::sd {
 
 // Listeners are open and workers run: READY=1 with a STATUS= line.
 void notify_ready(const std::string& status);
+// An online upgrade: this process took over from the service's main
+// process and is now its main process (MAINPID=, READY=1; the unit needs
+// NotifyAccess=all, as the message comes from another pid than the main).
+void notify_main_pid_ready(int pid, const std::string& status);
 // A configuration reload begins (RELOADING=1). The reload code calls
 // notify_ready() again when the new configuration is in force.
 void notify_reloading(const std::string& status);

@@ -90,6 +90,7 @@ key = ")" + file + R"("
                         "server.auth_failure_max_delay",
                         "server.max_login_clients_per_address",
                         "server.peer_id",
+                        "server.upgrade_socket",
                         "server.max_user_client_connections",
                         "peers.4",
                         "peers.5",
@@ -164,6 +165,8 @@ key = ")" + file + R"("
   CHECK(value("server.workers") == "3");
   CHECK(def("server.workers") == "2");
   CHECK_FALSE(changeable("server.workers"));
+  CHECK(value("server.upgrade_socket").empty());
+  CHECK_FALSE(changeable("server.upgrade_socket"));
   CHECK(value("server.shutdown_timeout") == "30s");
   CHECK(def("server.shutdown_timeout") == "30s");
   CHECK(changeable("server.shutdown_timeout"));

@@ -57,6 +57,7 @@ workers = 8
 max_client_conn = 500
 log_level = "debug"
 shutdown_timeout = "45s"
+upgrade_socket = "/run/sqlmux/upgrade.sock"
 auth_failure_limit = 3
 auth_failure_window = "1m"
 auth_failure_delay = "250ms"
@@ -137,6 +138,7 @@ backends = [ { address = "127.0.0.1:3306" } ]
   CHECK(c.server.max_client_conn == 500);
   CHECK(c.server.log_level == LogLevel::Debug);
   CHECK(c.server.shutdown_timeout == 45s);
+  CHECK(c.server.upgrade_socket == "/run/sqlmux/upgrade.sock");
   CHECK(c.server.auth_failure_limit == 3);
   CHECK(c.server.auth_failure_window == 60s);
   CHECK(c.server.auth_failure_delay == 250ms);
@@ -218,6 +220,7 @@ TEST_CASE("config: defaults", "[config]") {
   CHECK(c.server.log_connections);
   CHECK(c.server.log_disconnections);
   CHECK(c.server.shutdown_timeout == 30s);
+  CHECK(c.server.upgrade_socket.empty());
   CHECK(c.server.auth_failure_limit == 5);
   CHECK(c.server.auth_failure_window == 10s);
   CHECK(c.server.auth_failure_delay == 200ms);
@@ -352,6 +355,11 @@ TEST_CASE("config: single errors with key path and position", "[config]") {
       {"duration malformed", "[server]\nshutdown_timeout = \"30\"\n" + kListener,
        "server.shutdown_timeout", 2,
        "invalid duration \"30\"; expected a duration such as \"30s\""},
+      {"upgrade_socket relative", "[server]\nupgrade_socket = \"run/u.sock\"\n" + kListener,
+       "server.upgrade_socket", 2,
+       "expected an absolute path of at most 107 bytes, got \"run/u.sock\""},
+      {"upgrade_socket empty", "[server]\nupgrade_socket = \"\"\n" + kListener,
+       "server.upgrade_socket", 2, "must not be empty"},
       {"server not a table", "server = 3\n" + kListener, "server", 1, "expected a table"},
       {"no listener", "[server]\nworkers = 1\n", "listener", 1, "at least one [[listener]]"},
       {"empty listener array", "listener = []\n", "listener", 1, "at least one [[listener]]"},

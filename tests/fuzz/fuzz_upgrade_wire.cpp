@@ -1,0 +1,30 @@
+// daemon/ops/upgrade_wire on arbitrary bytes (a packet from another
+// process): the first byte is the number of descriptors that came with
+// it. Decoding never crashes, and an offer it accepts encodes back to the
+// same bytes; go/done pids are in range and round-trip.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "daemon/ops/upgrade_wire.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  namespace up = sqlmux::upgrade;
+  const size_t fds = data[0];
+  const std::string_view msg(reinterpret_cast<const char*>(data + 1), size - 1);
+  std::vector<up::SocketDesc> out;
+  if (up::decode_offer(msg, fds, out) == up::WireError::None) {
+    if (out.size() != fds || up::encode_offer(out) != msg) std::abort();
+  }
+  if (const int32_t pid = up::decode_go(msg); pid != 0) {
+    if (pid < 1 || up::encode_go(pid) != msg) std::abort();
+  }
+  if (const int32_t pid = up::decode_done(msg); pid != 0) {
+    if (pid < 1 || up::encode_done(pid) != msg) std::abort();
+  }
+  return 0;
+}

@@ -1,0 +1,451 @@
+#!/usr/bin/python3
+"""Online upgrade (issue 16): `sqlmux --upgrade -c FILE` (and SIGUSR2, which
+starts it) takes the running process's listening sockets over [server]
+upgrade_socket; the old process stops accepting, answers /readyz 503, serves
+its clients until they leave and exits. No connection attempt is refused
+meanwhile: pgbench (persistent and connect-per-transaction clients) reports
+no failure across the upgrade. A failed upgrade leaves the old process
+serving. The same under systemd socket activation, with the new process
+announcing itself as the service's main process (MAINPID=, READY=1)."""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import psycopg2
+
+from harness import *
+from harness import TMP_PREFIX
+
+ADMIN_PASS = "adminpass"
+
+
+def setup(pg):
+    pg.psql("CREATE TABLE upg_t(id serial PRIMARY KEY, marker text); ALTER TABLE upg_t OWNER TO app;", db="appdb")
+    env = dict(os.environ, PGPASSWORD="apppass")
+    r = subprocess.run(["pgbench", "-i", "-s", "1", "-q", "-h", pg.host, "-p", str(pg.port), "-U", "app", "appdb"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    if r.returncode != 0:
+        fail(f"pgbench -i: {r.stderr}")
+
+
+def upgrade_config(cfg, metrics_port, admin_port, sock_path):
+    cfg["server"]["upgrade_socket"] = sock_path
+    cfg["server"]["shutdown_timeout"] = "60s"
+    cfg["user"].append({"name": "admin", "password": ADMIN_PASS})
+    cfg["admin"] = {"listen": f"127.0.0.1:{admin_port}", "users": ["admin"]}
+    cfg["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
+    sess = dict(cfg["pool"][0])
+    sess.update(name="sessdb", mode="session", size=3)
+    cfg["pool"].append(sess)
+
+
+class Pgbench(threading.Thread):
+    def __init__(self, port, *args):
+        super().__init__(daemon=True)
+        self.cmd = ["pgbench", "-h", "127.0.0.1", "-p", str(port), "-U", "app", "-n", *args, "appdb"]
+        self.r = None
+
+    def run(self):
+        env = dict(os.environ, PGPASSWORD="apppass")
+        self.r = subprocess.run(self.cmd, capture_output=True, text=True, env=env, timeout=90)
+
+    def check(self, label):
+        self.join(100)
+        check(self.r is not None, f"{label}: pgbench did not finish")
+        out = self.r.stdout
+        m = re.search(r"number of transactions actually processed: (\d+)", out)
+        processed = int(m.group(1)) if m else None
+        m = re.search(r"number of failed transactions: (\d+)", out)
+        failed = int(m.group(1)) if m else None
+        log(f"{label}: {' '.join(self.cmd[8:-1])}: rc {self.r.returncode}, {processed} processed, "
+            f"{failed} failed")
+        check(self.r.returncode == 0, f"{label}: pgbench exited {self.r.returncode}\n{out}\n{self.r.stderr[-3000:]}")
+        check_eq(failed, 0, f"{label}: failed transactions")
+        check(processed and processed > 0, f"{label}: no transaction processed\n{out}")
+        return processed
+
+
+def http_get(port, path):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def raw_http(sock, path):
+    sock.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+    data = b""
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode()
+
+
+def show_clients(admin_port):
+    c = psycopg2.connect(f"host=127.0.0.1 port={admin_port} dbname=sqlmux user=admin password={ADMIN_PASS} "
+                         "connect_timeout=10")
+    c.autocommit = True
+    try:
+        with c.cursor() as cur:
+            cur.execute("SHOW CLIENTS")
+            cols = [d[0] for d in cur.description]
+            return [dict(zip(cols, r)) for r in cur.fetchall()]
+    finally:
+        c.close()
+
+
+def query_42(port, db="appdb"):
+    c = psycopg2.connect(f"host=127.0.0.1 port={port} dbname={db} user=app password=apppass connect_timeout=10")
+    try:
+        with c.cursor() as cur:
+            cur.execute("SELECT 42")
+            return cur.fetchone()[0]
+    finally:
+        c.close()
+
+
+def markers(pg):
+    return pg.psql("SELECT string_agg(marker, ',' ORDER BY id) FROM upg_t", db="appdb").strip()
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def stop_pid(pid, what, timeout=15.0):
+    """SIGTERM a process that is not our child (SIGUSR2's), then SIGKILL."""
+    if not pid_alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and pid_alive(pid):
+        time.sleep(0.05)
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        fail(f"{what} (pid {pid}) did not exit within {timeout}s of SIGTERM")
+
+
+class NewProcess:
+    """`sqlmux --upgrade --config FILE`, logging to its own file."""
+
+    def __init__(self, directory, config_path, name="new"):
+        self.log_path = os.path.join(directory, f"{name}.log")
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([os.path.abspath(SQLMUX_BIN), "--upgrade", "--config", config_path],
+                                     stdin=subprocess.DEVNULL, stdout=self.logf, stderr=subprocess.STDOUT)
+
+    def log_text(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def wait_log(self, needle, timeout=15.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.log_text():
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        fail(f"{needle!r} not in the new process's log (exit code {self.proc.poll()}):\n{self.log_text()}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+                return "killed"
+        return self.proc.returncode
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.logf.close()
+
+
+def case_upgrade_under_pgbench(pg):
+    """The main path: pgbench -S with 50 persistent clients and 8
+    connect-per-transaction ones through a transaction pool, `sqlmux
+    --upgrade` in the middle; a session client's open transaction commits
+    on the old process after the handover."""
+    require_sqlmux("online upgrade")
+    mport, aport = free_port(), free_port()
+    with Sqlmux(pg, size=10, tweak=lambda c: upgrade_config(c, mport, aport, "@DIR@/upgrade.sock")) as mux:
+        new = None
+        sess = None
+        try:
+            check_eq(http_get(mport, "/readyz")[0], 200, "/readyz before the upgrade")
+            pg.psql("DELETE FROM upg_t", db="appdb")
+            sess = psycopg2.connect(mux.dsn(db="sessdb"))
+            with sess.cursor() as cur:
+                cur.execute("INSERT INTO upg_t(marker) VALUES ('before')")
+            persistent = Pgbench(mux.port, "-S", "-c", "50", "-j", "2", "-T", "10")
+            per_tx = Pgbench(mux.port, "-S", "-C", "-c", "8", "-j", "1", "-T", "10")
+            persistent.start()
+            per_tx.start()
+            time.sleep(3)
+            probe = socket.create_connection(("127.0.0.1", mport), timeout=10)  # accepted by the old process
+            new = NewProcess(mux.dir, mux.config_path)
+            new.wait_log("took over from pid")
+            log(next(ln for ln in new.log_text().splitlines() if "took over" in ln))
+            check(mux.log_has(f"online upgrade: pid {new.proc.pid} serves the listening sockets"),
+                  f"the old process's log:\n{mux.log_tail(30)}")
+            # The old process: not ready, still alive with its clients.
+            answer = raw_http(probe, "/readyz")
+            probe.close()
+            check(answer.startswith("HTTP/1.1 503") and f"handed over to pid {new.proc.pid}" in answer,
+                  f"/readyz on the old process after the handover: {answer!r}")
+            check(mux.proc.poll() is None, "the old process exited while its clients were connected")
+            # The metrics port now answers from the new process.
+            status, body = http_get(mport, "/readyz")
+            check_eq((status, body), (200, "ready\n"), "/readyz on the new process")
+            # A new client is served by the new process (its console lists it).
+            r = RawPg("127.0.0.1", mux.port, source_address="127.0.0.7")
+            r.startup("app", "appdb", "apppass")
+            check(not r.query("SELECT 1").error, "query on the new process")
+            mine = [c for c in show_clients(aport) if c["address"].startswith("127.0.0.7:")]
+            check_eq(len(mine), 1, "the new process's SHOW CLIENTS lists the new client")
+            r.close()
+            # The session client's transaction commits on the old process.
+            with sess.cursor() as cur:
+                cur.execute("INSERT INTO upg_t(marker) VALUES ('after')")
+            sess.commit()
+            sess.close()
+            sess = None
+            check_eq(markers(pg), "before,after", "rows of the session transaction")
+            n1 = persistent.check("persistent clients")
+            n2 = per_tx.check("connect per transaction")
+            rc = mux.wait_exit(30)
+            check_eq(rc, 0, "the old process's exit code once its clients left")
+            old_log = mux.log_text()
+            check("refused" not in old_log and "57P03" not in old_log,
+                  f"the old process refused connections:\n{old_log[-3000:]}")
+            check("shutdown_timeout reached" not in old_log, "the old process waited for shutdown_timeout")
+            check_eq(query_42(mux.port), 42, "query after the old process exited")
+            check_eq(http_get(mport, "/readyz")[0], 200, "/readyz after the old process exited")
+            log(f"{n1} + {n2} transactions across the upgrade, none failed")
+            check_eq(new.stop(), 0, "the new process's exit code after SIGTERM")
+            check(os.path.exists(os.path.join(mux.dir, "upgrade.sock")) is False,
+                  "the upgrade socket file is removed at exit")
+        finally:
+            if sess is not None:
+                sess.close()
+            if new is not None:
+                new.kill()
+
+
+def case_failed_upgrade_keeps_old_serving(pg):
+    """The new process fails after it received the sockets (its config adds
+    a listener on a port taken by someone else): it exits non-zero naming
+    the reason, the old process keeps serving and accepting. And --upgrade
+    with nothing serving on the upgrade socket fails clearly."""
+    require_sqlmux("online upgrade")
+    mport, aport = free_port(), free_port()
+    with Sqlmux(pg, size=4, tweak=lambda c: upgrade_config(c, mport, aport, "@DIR@/upgrade.sock")) as mux:
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        busy = taken.getsockname()[1]
+        new = None
+        try:
+            with open(mux.config_path) as f:
+                text = f.read()
+            bad = os.path.join(mux.dir, "bad.toml")
+            with open(bad, "w") as f:
+                f.write(text + f'\n[[listener]]\nprotocol = "postgres"\nlisten = "127.0.0.1:{busy}"\n')
+            new = NewProcess(mux.dir, bad, name="bad")
+            rc = new.proc.wait(20)
+            text = new.log_text()
+            check(rc != 0, f"the failed new process exited {rc}")
+            check(f"127.0.0.1:{busy}: cannot bind" in text, f"its log names the reason:\n{text}")
+            check(mux.log_has("abandoned"), f"the old process's log:\n{mux.log_tail(20)}")
+            log(next(ln for ln in mux.log_text().splitlines() if "abandoned" in ln))
+            check_eq(query_42(mux.port), 42, "the old process still serves")
+            check_eq(http_get(mport, "/readyz")[0], 200, "/readyz of the old process after the failed upgrade")
+            check_eq(len(show_clients(aport)) >= 0, True, "the old console still answers")
+            # A second attempt works (the old process took the failure back).
+            good = NewProcess(mux.dir, mux.config_path, name="good")
+            good.wait_log("took over from pid")
+            check_eq(mux.wait_exit(20), 0, "the old process's exit code after the second upgrade")
+            check_eq(query_42(mux.port), 42, "the new process serves")
+            check_eq(good.stop(), 0, "the new process's exit code")
+            good.kill()
+        finally:
+            taken.close()
+            if new is not None:
+                new.kill()
+    # Nothing serving on the upgrade socket.
+    d = tempfile.mkdtemp(prefix=TMP_PREFIX + "upg-")
+    try:
+        cfg = default_config(pg.port, free_port())
+        upgrade_config(cfg, free_port(), free_port(), os.path.join(d, "nobody.sock"))
+        path = os.path.join(d, "mux.toml")
+        with open(path, "w") as f:
+            f.write(to_toml(cfg))
+        r = subprocess.run([SQLMUX_BIN, "--upgrade", "--config", path], capture_output=True, text=True, timeout=20)
+        check(r.returncode != 0, f"--upgrade with nothing to take over exited {r.returncode}")
+        check("cannot connect to" in r.stderr and "nobody.sock" in r.stderr, f"its message: {r.stderr}")
+        log(r.stderr.strip().splitlines()[-1])
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def find_socket_activate():
+    for p in ("/usr/bin/systemd-socket-activate", "/lib/systemd/systemd-socket-activate"):
+        if os.access(p, os.X_OK):
+            return p
+    return shutil.which("systemd-socket-activate")
+
+
+class Notify(threading.Thread):
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET; keeps
+    every message with the pid that sent it (SO_PASSCRED)."""
+
+    def __init__(self, path):
+        super().__init__(daemon=True)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.sock.settimeout(0.2)
+        self.messages = []  # (pid, text)
+        self.stop = False
+
+    def run(self):
+        while not self.stop:
+            try:
+                data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            pid = None
+            for level, kind, payload in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    pid = int.from_bytes(payload[0:4], "little")
+            self.messages.append((pid, data.decode("utf-8", "replace")))
+
+
+def case_socket_activation_and_sigusr2(pg):
+    """Under systemd-socket-activate: the inherited socket is what gets
+    handed over; SIGUSR2 starts the new process, which sends MAINPID=<its
+    pid> and READY=1; the old one sends no STOPPING=1 after it."""
+    require_sqlmux("online upgrade")
+    tool = find_socket_activate()
+    if not tool:
+        raise Skip("systemd-socket-activate not installed (Debian package systemd)")
+    d = tempfile.mkdtemp(prefix=TMP_PREFIX + "upg-")
+    act = None
+    new_pid = None
+    notify = None
+    logf = None
+    try:
+        with open(os.path.join(d, "owner.pid"), "w") as f:
+            f.write(str(os.getpid()))
+        port, mport, aport = free_port(), free_port(), free_port()
+        cfg = default_config(pg.port, port)
+        upgrade_config(cfg, mport, aport, os.path.join(d, "upgrade.sock"))
+        cfg_path = os.path.join(d, "mux.toml")
+        with open(cfg_path, "w") as f:
+            f.write(to_toml(cfg))
+        notify_path = os.path.join(d, "notify.sock")
+        notify = Notify(notify_path)
+        notify.start()
+        log_path = os.path.join(d, "mux.log")
+        logf = open(log_path, "ab")
+        act = subprocess.Popen([tool, f"--listen=127.0.0.1:{port}", "--fdname=sqlmux.socket",
+                                f"--setenv=NOTIFY_SOCKET={notify_path}",
+                                os.path.abspath(SQLMUX_BIN), "--config", cfg_path],
+                               stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT)
+        with open(os.path.join(d, "daemon.pid"), "w") as f:
+            f.write(str(act.pid))
+
+        def text():
+            with open(log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+
+        def wait_log(needle, timeout=15.0):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if needle in text():
+                    return
+                time.sleep(0.05)
+            fail(f"{needle!r} not in the log:\n{text()}")
+
+        wait_log(f"Listening on 127.0.0.1:{port}")
+        check_eq(query_42(port), 42, "first query through the activated socket")
+        check(re.search(rf"listening on 127\.0\.0\.1:{port} \(postgres\): socket from systemd", text()),
+              f"the socket came from systemd:\n{text()}")
+        old_pid = act.pid  # systemd-socket-activate execs sqlmux
+        per_tx = Pgbench(port, "-S", "-C", "-c", "8", "-j", "1", "-T", "6")
+        persistent = Pgbench(port, "-S", "-c", "20", "-j", "2", "-T", "6")
+        per_tx.start()
+        persistent.start()
+        time.sleep(2)
+        os.kill(old_pid, signal.SIGUSR2)
+        wait_log("SIGUSR2: started")
+        m = re.search(r"SIGUSR2: started .* --upgrade --config .* \(pid (\d+)\)", text())
+        check(m, f"the log names the new process:\n{text()}")
+        new_pid = int(m.group(1))
+        wait_log("took over from pid")
+        check(re.search(rf"listening on 127\.0\.0\.1:{port} \(postgres\): socket from the running process", text()),
+              f"the new process serves the inherited socket:\n{text()}")
+        per_tx.check("connect per transaction (socket activation)")
+        persistent.check("persistent clients (socket activation)")
+        rc = act.wait(30)
+        check_eq(rc, 0, "the old process's exit code")
+        check_eq(query_42(port), 42, "the new process serves the activated socket")
+        time.sleep(0.3)
+        msgs = list(notify.messages)
+        mainpid = [(pid, t) for pid, t in msgs if f"MAINPID={new_pid}" in t]
+        check(mainpid and mainpid[0][0] == new_pid and "READY=1" in mainpid[0][1],
+              f"MAINPID={new_pid} with READY=1 from the new process; got {msgs}")
+        after = msgs[msgs.index(mainpid[0]):]
+        check(not any(pid == old_pid and "STOPPING=1" in t for pid, t in msgs),
+              f"the old process said STOPPING=1 although it handed over: {msgs}")
+        check(not any(pid == old_pid for pid, _ in after),
+              f"the old process notified after the new one became the main process: {after}")
+        log(f"notify: {mainpid[0][1]!r} from pid {new_pid}")
+        check("refused" not in text(), f"connections refused:\n{text()[-3000:]}")
+        stop_pid(new_pid, "the new process")
+        new_pid = None
+    finally:
+        if act is not None and act.poll() is None:
+            act.kill()
+            act.wait(10)
+        if new_pid is not None and pid_alive(new_pid):
+            os.kill(new_pid, signal.SIGKILL)
+        if notify is not None:
+            notify.stop = True
+            notify.join(2)
+            notify.sock.close()
+        if logf is not None:
+            logf.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    run_cases(__file__, [case_upgrade_under_pgbench, case_failed_upgrade_keeps_old_serving,
+                         case_socket_activation_and_sigusr2], timeout=200, setup=setup)
