@@ -31,7 +31,8 @@ int32_t decode_pid_line(std::string_view msg, std::string_view prefix) {
     return 0;
   }
   std::string_view digits = msg.substr(prefix.size() + 1, msg.size() - prefix.size() - 2);
-  if (digits.empty() || digits.size() > 10) return 0;
+  // Canonical decimal only: no sign, no leading zero.
+  if (digits.empty() || digits.size() > 10 || digits[0] == '0') return 0;
   int64_t v = 0;
   for (char c : digits) {
     if (c < '0' || c > '9') return 0;

@@ -90,8 +90,9 @@ TEST_CASE("upgrade wire: go and done", "[upgrade]") {
   CHECK(up::decode_done(up::encode_done(7)) == 7);
   CHECK(up::decode_go(up::encode_done(7)) == 0);
   CHECK(up::decode_done(up::encode_go(7)) == 0);
-  for (const char* bad : {"", "go", "go \n", "go 0\n", "go -1\n", "go 12a\n", "go 12", "go  12\n",
-                          "go 2147483648\n", "go 99999999999\n", "gone 1\n", "go 1\n\n"}) {
+  for (const char* bad :
+       {"", "go", "go \n", "go 0\n", "go -1\n", "go 12a\n", "go 12", "go  12\n", "go 2147483648\n",
+        "go 08\n", "go 99999999999\n", "gone 1\n", "go 1\n\n"}) {
     INFO(bad);
     CHECK(up::decode_go(bad) == 0);
   }
