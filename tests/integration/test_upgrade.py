@@ -37,7 +37,7 @@ def setup(pg):
         fail(f"pgbench -i: {r.stderr}")
 
 
-def upgrade_config(cfg, metrics_port, admin_port, sock_path):
+def upgrade_config(cfg, metrics_port, admin_port, sock_path, mysql_port=None):
     cfg["server"]["upgrade_socket"] = sock_path
     cfg["server"]["shutdown_timeout"] = "60s"
     cfg["user"].append({"name": "admin", "password": ADMIN_PASS})
@@ -46,6 +46,16 @@ def upgrade_config(cfg, metrics_port, admin_port, sock_path):
     sess = dict(cfg["pool"][0])
     sess.update(name="sessdb", mode="session", size=3)
     cfg["pool"].append(sess)
+    if mysql_port is not None:
+        # Handed over like the others; its greeting needs no server.
+        cfg["listener"].append({"protocol": "mysql", "listen": f"127.0.0.1:{mysql_port}"})
+
+
+def mysql_greeting(port):
+    """The first packet a MySQL listener sends: protocol version 10."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        head = s.recv(5)
+        return len(head) == 5 and head[4] == 10
 
 
 class Pgbench(threading.Thread):
@@ -72,6 +82,35 @@ class Pgbench(threading.Thread):
         check_eq(failed, 0, f"{label}: failed transactions")
         check(processed and processed > 0, f"{label}: no transaction processed\n{out}")
         return processed
+
+
+class Hammer(threading.Thread):
+    """New connections one after another (startup, SELECT 1, close) as
+    fast as they go: each one's outcome is counted."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.port = port
+        self.stop = threading.Event()
+        self.outcomes = {}
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                r = RawPg("127.0.0.1", self.port, timeout=10)
+            except OSError as e:
+                kind = f"connect: {e.__class__.__name__}"
+            else:
+                try:
+                    r.startup("app", "appdb", "apppass")
+                    kind = "served" if not r.query("SELECT 1").error else "query error"
+                except PgError as e:
+                    kind = f"startup: {e.sqlstate}"
+                except (ConnectionClosed, OSError, TimeoutError) as e:
+                    kind = f"startup: {e.__class__.__name__}"
+                finally:
+                    r.close()
+            self.outcomes[kind] = self.outcomes.get(kind, 0) + 1
 
 
 def http_get(port, path):
@@ -192,8 +231,8 @@ def case_upgrade_under_pgbench(pg):
     --upgrade` in the middle; a session client's open transaction commits
     on the old process after the handover."""
     require_sqlmux("online upgrade")
-    mport, aport = free_port(), free_port()
-    with Sqlmux(pg, size=10, tweak=lambda c: upgrade_config(c, mport, aport, "@DIR@/upgrade.sock")) as mux:
+    mport, aport, myport = free_port(), free_port(), free_port()
+    with Sqlmux(pg, size=10, tweak=lambda c: upgrade_config(c, mport, aport, "@DIR@/upgrade.sock", myport)) as mux:
         new = None
         sess = None
         try:
@@ -204,8 +243,10 @@ def case_upgrade_under_pgbench(pg):
                 cur.execute("INSERT INTO upg_t(marker) VALUES ('before')")
             persistent = Pgbench(mux.port, "-S", "-c", "50", "-j", "2", "-T", "10")
             per_tx = Pgbench(mux.port, "-S", "-C", "-c", "8", "-j", "1", "-T", "10")
+            hammer = Hammer(mux.port)
             persistent.start()
             per_tx.start()
+            hammer.start()
             time.sleep(3)
             probe = socket.create_connection(("127.0.0.1", mport), timeout=10)  # accepted by the old process
             new = NewProcess(mux.dir, mux.config_path)
@@ -229,6 +270,14 @@ def case_upgrade_under_pgbench(pg):
             mine = [c for c in show_clients(aport) if c["address"].startswith("127.0.0.7:")]
             check_eq(len(mine), 1, "the new process's SHOW CLIENTS lists the new client")
             r.close()
+            # Every listener came from the old process, the mysql one too.
+            for what in (f"127.0.0.1:{mux.port} (postgres)", f"127.0.0.1:{myport} (mysql)"):
+                check(f"listening on {what}: socket from the running process" in new.log_text(),
+                      f"{what} handed over:\n{new.log_text()}")
+            for what in (f"admin console listening on 127.0.0.1:{aport}", f"metrics on http://127.0.0.1:{mport}"):
+                check(re.search(re.escape(what) + r".*socket from the running process", new.log_text()),
+                      f"{what} handed over:\n{new.log_text()}")
+            check(mysql_greeting(myport), "the mysql listener greets after the handover")
             # The session client's transaction commits on the old process.
             with sess.cursor() as cur:
                 cur.execute("INSERT INTO upg_t(marker) VALUES ('after')")
@@ -238,6 +287,11 @@ def case_upgrade_under_pgbench(pg):
             check_eq(markers(pg), "before,after", "rows of the session transaction")
             n1 = persistent.check("persistent clients")
             n2 = per_tx.check("connect per transaction")
+            hammer.stop.set()
+            hammer.join(20)
+            log(f"connections one after another across the upgrade: {hammer.outcomes}")
+            check(set(hammer.outcomes) == {"served"} and hammer.outcomes["served"] > 0,
+                  f"a new connection was not served: {hammer.outcomes}")
             rc = mux.wait_exit(30)
             check_eq(rc, 0, "the old process's exit code once its clients left")
             old_log = mux.log_text()
