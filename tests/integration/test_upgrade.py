@@ -37,7 +37,7 @@ def setup(pg):
         fail(f"pgbench -i: {r.stderr}")
 
 
-def upgrade_config(cfg, metrics_port, admin_port, sock_path, mysql_port=None):
+def upgrade_config(cfg, metrics_port, admin_port, sock_path, mysql_port=None, unix_path=None):
     cfg["server"]["upgrade_socket"] = sock_path
     cfg["server"]["shutdown_timeout"] = "60s"
     cfg["user"].append({"name": "admin", "password": ADMIN_PASS})
@@ -49,6 +49,8 @@ def upgrade_config(cfg, metrics_port, admin_port, sock_path, mysql_port=None):
     if mysql_port is not None:
         # Handed over like the others; its greeting needs no server.
         cfg["listener"].append({"protocol": "mysql", "listen": f"127.0.0.1:{mysql_port}"})
+    if unix_path is not None:
+        cfg["listener"].append({"protocol": "postgres", "listen": f"unix:{unix_path}"})
 
 
 def mysql_greeting(port):
@@ -232,7 +234,8 @@ def case_upgrade_under_pgbench(pg):
     on the old process after the handover."""
     require_sqlmux("online upgrade")
     mport, aport, myport = free_port(), free_port(), free_port()
-    with Sqlmux(pg, size=10, tweak=lambda c: upgrade_config(c, mport, aport, "@DIR@/upgrade.sock", myport)) as mux:
+    tweak = lambda c: upgrade_config(c, mport, aport, "@DIR@/upgrade.sock", myport, "@DIR@/.s.PGSQL.1")  # noqa: E731
+    with Sqlmux(pg, size=10, tweak=tweak) as mux:
         new = None
         sess = None
         try:
@@ -278,6 +281,13 @@ def case_upgrade_under_pgbench(pg):
                 check(re.search(re.escape(what) + r".*socket from the running process", new.log_text()),
                       f"{what} handed over:\n{new.log_text()}")
             check(mysql_greeting(myport), "the mysql listener greets after the handover")
+            unix_path = os.path.join(mux.dir, ".s.PGSQL.1")
+            check(f"listening on unix:{unix_path} (postgres): socket from the running process" in new.log_text(),
+                  f"the unix listener handed over:\n{new.log_text()}")
+            r = RawPg(unix_path=unix_path)
+            r.startup("app", "appdb", "apppass")
+            check(not r.query("SELECT 1").error, "query over the handed-over unix socket")
+            r.close()
             # The session client's transaction commits on the old process.
             with sess.cursor() as cur:
                 cur.execute("INSERT INTO upg_t(marker) VALUES ('after')")
