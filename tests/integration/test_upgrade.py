@@ -512,4 +512,4 @@ def case_socket_activation_and_sigusr2(pg):
 
 if __name__ == "__main__":
     run_cases(__file__, [case_upgrade_under_pgbench, case_failed_upgrade_keeps_old_serving,
-                         case_socket_activation_and_sigusr2], timeout=200, setup=setup)
+                         case_socket_activation_and_sigusr2], timeout=150, setup=setup)
