@@ -259,10 +259,15 @@ int Server::run() {
   status_timer_.data = this;
   // Around every reload: systemd hears RELOADING=1 then READY=1, and the
   // metrics count it.
-  reload_hooks_.before = [this] { sd::notify_reloading(status_line("reloading")); };
+  // (Not after an online upgrade handed over: the new process is the
+  // service's main process then.)
+  reload_hooks_.before = [this] {
+    if (handed_to_.load() == 0) sd::notify_reloading(status_line("reloading"));
+  };
   reload_hooks_.after = [this](bool ok) {
     if (metrics_) metrics_->config_reload(ok);
-    sd::notify_ready(status_line("ready"));  // may run off the main loop: no last_status_
+    // May run off the main loop: no last_status_.
+    if (handed_to_.load() == 0) sd::notify_ready(status_line("ready"));
   };
 
   // READY=1's STATUS is the state before any worker accepts: a connection

@@ -127,8 +127,10 @@ void Server::finish_takeover() {
   ::close(takeover_fd_);
   takeover_fd_ = -1;
   if (old_pid == 0) {
-    LOG_WARN("--upgrade: the running process did not confirm the handover (%s); serving anyway",
-             err.c_str());
+    LOG_WARN(
+        "--upgrade: the running process did not confirm the handover (%s); serving alongside "
+        "it on the same sockets (SIGTERM it to drain it)",
+        err.c_str());
     return;
   }
   LOG_INFO("--upgrade: took over from pid %d, which drains its clients", static_cast<int>(old_pid));
