@@ -184,6 +184,11 @@ def case_kill_across_instances(my):
         log(f"the SLEEP(30) on A ended {took * 1000:.0f} ms after B's KILL QUERY {aid}")
         check_eq(my_errno(box.get("error")), 1317, f"the killed SLEEP's error ({box})")
         check_eq(one(a, "SELECT 'after'"), "after", "A's client after KILL QUERY")
+        # An id of the instance itself is still answered there (route local).
+        a_local = connect(fleet.a)
+        q(a_local, f"KILL QUERY {aid}")
+        check_eq(one(a, "SELECT 'still'"), "still", "A's idle client after a local KILL QUERY")
+        a_local.close()
 
         unknown = (1 << 17) | 131000
         expect_my_error(lambda: q(b, f"KILL QUERY {unknown}"), 1094, f"Unknown thread id: {unknown}",
@@ -207,6 +212,7 @@ def case_kill_across_instances(my):
                   ka.get(("from_peer", "no_such_thread")), ka.get(("from_peer", "connection")),
                   ka.get(("from_peer", "rejected"))), (2.0, 1.0, 1.0, 2.0, 0.0),
                  f"A's KILLs from its peer ({ka})")
+        check_eq(ka.get(("local", "query")), 1.0, f"A's local KILL QUERY ({ka})")
         check("from a peer (user 'other'): refused, thread of user 'app'" in fleet.a.log_text(),
               "A does not log the refused KILL with the requester's user")
         for c in (b, o):
