@@ -325,16 +325,18 @@ class Loader {
   // A password: `password` itself, or read from `password_file` or the
   // environment variable `password_env` (exactly one of the three). The
   // node of the key that gave it, or nullptr (none given, or an error).
-  const toml::node* read_secret(const toml::table& t, const std::string& path, std::string& out) {
+  const toml::node* read_secret(const toml::table& t, const std::string& path, std::string& out,
+                                const std::string& base = "password") {
+    const std::string keys[] = {base, base + "_file", base + "_env"};
     const toml::node* found = nullptr;
-    std::string_view found_key;
-    for (std::string_view key : {"password", "password_file", "password_env"}) {
+    std::string found_key;
+    for (const std::string& key : keys) {
       const toml::node* n = t.get(key);
       if (n == nullptr) continue;
       if (found != nullptr) {
         error(*n, child(path, key),
-              "set together with " + std::string(found_key) +
-                  "; give only one of password, password_file, password_env");
+              "set together with " + found_key + "; give only one of " + keys[0] + ", " + keys[1] +
+                  ", " + keys[2]);
         return nullptr;
       }
       found = n;
@@ -344,13 +346,13 @@ class Loader {
     std::string text;
     const auto* v = read_string(t, found_key, path, text);
     if (v == nullptr) return nullptr;
-    if (found_key == "password") {
+    if (found_key == base) {
       out = std::move(text);
       return v;
     }
     std::string err;
-    const bool ok = found_key == "password_file" ? read_secret_file(text, out, err)
-                                                 : read_secret_env(text, out, err);
+    const bool ok =
+        found_key == keys[1] ? read_secret_file(text, out, err) : read_secret_env(text, out, err);
     if (!ok) {
       error(*v, child(path, found_key), err);
       return nullptr;
@@ -469,6 +471,9 @@ class Loader {
                 "auth_failure_max_delay",
                 "max_login_clients_per_address",
                 "peer_id",
+                "peer_secret",
+                "peer_secret_file",
+                "peer_secret_env",
                 "max_user_client_connections",
                 "client_login_timeout",
                 "query_digests",
@@ -519,6 +524,14 @@ class Loader {
                 quoted(d->as_string()->get()));
     }
     read_int(t, "peer_id", path, 0, 16383, s.peer_id);
+    if (const toml::node* n = read_secret(t, path, s.peer_secret, "peer_secret")) {
+      if (s.peer_secret.size() < 16) {
+        error(*n, child(path, "peer_secret"),
+              "expected at least 16 characters (the instances' shared key for forwarded KILLs)");
+      } else if (s.peer_id == 0) {
+        error(*n, child(path, "peer_secret"), "needs server.peer_id: this instance's own id");
+      }
+    }
     (void)read_bool(t, "tcp_keepalive", path, s.tcp_keepalive);
     read_int(t, "tcp_keepidle", path, 0, 32767, s.tcp_keepidle);
     read_int(t, "tcp_keepintvl", path, 0, 32767, s.tcp_keepintvl);

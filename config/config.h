@@ -76,6 +76,10 @@ struct ServerConfig {
   // This instance's id among its peers (README "Running several
   // instances"): PostgreSQL cancel keys carry it; 0 = none (1..16383).
   uint32_t peer_id = 0;
+  // The key the instances share to authenticate a MySQL KILL forwarded to
+  // the peer that issued the thread id (peer_secret, _file or _env; at least
+  // 16 characters); empty: KILLs are not forwarded.
+  std::string peer_secret;
   // Client connections logged in as one user, all pools and both protocols
   // together (0: no cap); a [[user]]'s own key overrides it.
   uint32_t max_user_client_connections = 0;

@@ -142,6 +142,7 @@ ConfigDiff diff(const Config& before, const Config& after) {
   if (a.peer_id != b.peer_id) d.restart.emplace_back("server.peer_id");
   if (a.upgrade_socket != b.upgrade_socket) d.restart.emplace_back("server.upgrade_socket");
   if (before.peers != after.peers) d.applied.emplace_back("peers");
+  if (a.peer_secret != b.peer_secret) d.applied.emplace_back("server.peer_secret");
   if (a.max_client_conn != b.max_client_conn) d.applied.emplace_back("server.max_client_conn");
   if (a.log_level != b.log_level) d.applied.emplace_back("server.log_level");
   if (a.log_format != b.log_format) d.applied.emplace_back("server.log_format");

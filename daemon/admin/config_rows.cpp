@@ -68,6 +68,7 @@ void server_rows(Rows& r, const config::ServerConfig& s) {
   r.add("server.max_login_clients_per_address", std::to_string(s.max_login_clients_per_address),
         std::to_string(d.max_login_clients_per_address));
   r.fixed("server.peer_id", std::to_string(s.peer_id), std::to_string(d.peer_id));
+  r.add("server.peer_secret", masked(s.peer_secret), "");
   r.add("server.max_user_client_connections", std::to_string(s.max_user_client_connections),
         std::to_string(d.max_user_client_connections));
 }

@@ -180,13 +180,31 @@ bool Directory::lookup_cancel(uint64_t id, int& worker, uint64_t& client_id) {
 }
 
 uint32_t Directory::register_thread(int worker, uint64_t client_id) {
+  const uint32_t peer_id = config().server.peer_id;  // a restart changes it
   std::lock_guard<std::mutex> lk(threads_mu_);
-  // A 32-bit counter that skips 0 and ids still in use once it wraps.
-  do {
-    ++next_thread_id_;
-  } while (next_thread_id_ == 0 || threads_.count(next_thread_id_) != 0);
-  threads_[next_thread_id_] = ThreadEntry{worker, client_id, {}};
-  return next_thread_id_;
+  if (peer_id == 0) {
+    // A 32-bit counter that skips 0 and ids still in use once it wraps.
+    do {
+      ++next_thread_id_;
+    } while (next_thread_id_ == 0 || threads_.count(next_thread_id_) != 0);
+    threads_[next_thread_id_] = ThreadEntry{worker, client_id, {}};
+    return next_thread_id_;
+  }
+  // The peer_id in the top bits (pool/peer_kill.h), a 17-bit sequence below
+  // that skips ids still in use; 0 when every one of them is.
+  for (uint32_t tries = 0; tries <= pool::kThreadSeqMask; ++tries) {
+    const uint32_t id = pool::peer_thread_id(peer_id, ++next_thread_id_);
+    if (threads_.count(id) != 0) continue;
+    threads_[id] = ThreadEntry{worker, client_id, {}};
+    return id;
+  }
+  return 0;
+}
+
+bool Directory::accept_peer_kill(const pool::PeerKill& k, uint64_t now, pool::PeerKillError& why) {
+  std::lock_guard<std::mutex> lk(peer_nonces_mu_);
+  why = peer_nonces_.accept(k, now);
+  return why == pool::PeerKillError::None;
 }
 
 void Directory::set_thread_user(uint32_t thread_id, const std::string& user) {

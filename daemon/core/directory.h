@@ -19,6 +19,7 @@
 #include "config/config.h"
 #include "daemon/core/protocol.h"
 #include "pool/limits.h"
+#include "pool/peer_kill.h"
 
 namespace sqlmux {
 
@@ -102,10 +103,16 @@ class Directory {
     uint64_t client_id = 0;
     std::string user;  // set once the client logged in
   };
+  // With server.peer_id the id carries it (pool/peer_kill.h); 0 when all
+  // 2^17 ids of the instance are in use (the client is refused).
   [[nodiscard]] uint32_t register_thread(int worker, uint64_t client_id);
   void set_thread_user(uint32_t thread_id, const std::string& user);
   void unregister_thread(uint32_t thread_id);
   [[nodiscard]] bool lookup_thread(uint32_t thread_id, ThreadEntry& out);
+  // A KILL forwarded by a peer (MAC already checked): true when its time is
+  // within the window and its nonce unseen (it is remembered); else `why`.
+  [[nodiscard]] bool accept_peer_kill(const pool::PeerKill& k, uint64_t now,
+                                      pool::PeerKillError& why);
 
  private:
   using UserMap = std::map<std::string, User, std::less<>>;
@@ -144,6 +151,9 @@ class Directory {
   std::mutex threads_mu_;
   std::unordered_map<uint32_t, ThreadEntry> threads_;  // under threads_mu_
   uint32_t next_thread_id_ = 0;                        // under threads_mu_
+
+  std::mutex peer_nonces_mu_;
+  pool::PeerNonces peer_nonces_;  // under peer_nonces_mu_
 };
 
 }  // namespace sqlmux

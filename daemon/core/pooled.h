@@ -64,6 +64,10 @@ class PooledClient : public Conn {
   virtual void check_timeouts(uint64_t now) = 0;
   virtual void on_shutdown() = 0;
   virtual void cancel_running_query() {}
+  // A KILL of its thread id that a peer instance forwarded (MySQL: the
+  // statement, or with !query_only the connection); other protocols have
+  // no thread ids.
+  virtual void kill_from_peer(bool query_only) { (void)query_only; }
   // Why a transaction-mode client holds its server connection between
   // transactions ("temp_table,listen"; empty when it does not).
   [[nodiscard]] virtual std::string pinned_by() const { return {}; }

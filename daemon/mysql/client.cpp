@@ -170,6 +170,12 @@ void MyClient::on_accepted() {
   std::string version = protocol_.server_version();
   g.server_version = my::advertised_version(version.empty() ? kFallbackVersion : version);
   thread_id_ = worker_->directory().register_thread(worker_->id(), id_);
+  if (thread_id_ == 0) {
+    // With server.peer_id an instance has 2^17 thread ids (pool/peer_kill.h).
+    disconnect(Reason::TooManyClients, 0, my::ErrorCode::ConCountError,
+               "Too many connections (every thread id of this sqlmux instance is in use)");
+    return;
+  }
   g.connection_id = thread_id_;
   g.scramble = scramble_;
   g.capabilities = my::is_mariadb_version(g.server_version) ? kOfferedMariaCaps : kOfferedCaps;
@@ -229,7 +235,10 @@ void MyClient::process_packets() {
     if (failure_pending()) return;  // a failed login answered late: nothing more is read
     // A command in flight (or waiting for a backend) is answered first;
     // only a LOCAL INFILE file is read meanwhile.
-    if (!infile_ && (state_ == ClientState::Waiting || in_flight_ || !pending_.empty())) return;
+    if (!infile_ &&
+        (state_ == ClientState::Waiting || in_flight_ || !pending_.empty() || peer_kill_pending_)) {
+      return;
+    }
     const uint32_t limit = login_ != Login::Done ? kMaxLoginPacket : kMaxClientPacket;
     my::PacketExtent ext;
     switch (my::peek_packet(in_.data(), in_.size(), limit, ext)) {

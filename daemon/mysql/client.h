@@ -102,6 +102,7 @@ class MyClient final : public PooledClient {
   // KILL QUERY and query_timeout: the statement in flight, or waiting for
   // a server connection.
   void cancel_running_query() override { killed(true); }
+  void kill_from_peer(bool query_only) override { killed(query_only); }
   [[nodiscard]] bool pinned() const {
     return pin_ != pool::PinReason::None || long_data_ || !cursors_.empty();
   }
@@ -138,6 +139,10 @@ class MyClient final : public PooledClient {
   // KILL / COM_PROCESS_KILL from this client (client_kill.cpp).
   void kill_command(const my::KillStatement& k, uint8_t next, std::string_view via);
   void kill_unsupported(uint8_t next);
+  // A KILL of a thread id another instance issued: sent to that peer
+  // (daemon/core/peer_kill), whose answer is this command's.
+  void kill_on_peer(bool query_only, uint32_t target, uint8_t next, std::string_view via);
+  bool peer_kill_pending_ = false;  // waiting for that answer: input is not read
   // KILL QUERY <server thread id> on a connection of its own to the server
   // `b` is connected to (off the loop, as PgClient's cancel).
   void kill_on_server(const MyBackend& b);

@@ -5,19 +5,25 @@
 // `KILL QUERY <server thread id>` on a connection of sqlmux's own to that
 // server; a statement would otherwise be relayed to a shared server
 // connection, where the id names another client's session (or none).
+// An id that another instance of the fleet issued (its peer_id in the id,
+// pool/peer_kill.h) is sent to that instance (daemon/core/peer_kill), whose
+// answer is the client's.
 #include <mysql.h>
 #include <uv.h>
 
 #include <cinttypes>
+#include <optional>
 #include <string>
 
 #include "daemon/core/directory.h"
 #include "daemon/core/log.h"
+#include "daemon/core/peer_kill.h"
 #include "daemon/core/pool.h"
 #include "daemon/core/worker.h"
 #include "daemon/mysql/backend.h"
 #include "daemon/mysql/client.h"
 #include "daemon/ops/metrics.h"
+#include "pool/peer_kill.h"
 
 namespace sqlmux {
 
@@ -36,9 +42,10 @@ struct ServerKill {
   std::string error;  // empty: done
 };
 
-void count(Worker& w, metrics::KillOutcome o) {
+void count(Worker& w, metrics::KillOutcome o,
+           metrics::KillRoute route = metrics::KillRoute::Local) {
   if (metrics::WorkerStats* ws = w.stats(); ws != nullptr) {
-    ws->kills[static_cast<int>(o)].add();
+    ws->kills[static_cast<int>(route)][static_cast<int>(o)].add();
   }
 }
 
@@ -55,6 +62,12 @@ void MyClient::kill_unsupported(uint8_t next) {
 void MyClient::kill_command(const my::KillStatement& k, uint8_t next, std::string_view via) {
   const uint64_t target = k.own ? thread_id_ : k.id;
   const std::string what = k.query_only ? "KILL QUERY" : "KILL CONNECTION";
+  const uint32_t own_peer = worker_->directory().config().server.peer_id;
+  if (own_peer != 0 && target <= UINT32_MAX && pool::thread_peer(target) != 0 &&
+      pool::thread_peer(target) != own_peer) {
+    kill_on_peer(k.query_only, static_cast<uint32_t>(target), next, via);
+    return;
+  }
   Directory::ThreadEntry e;
   if (target == 0 || target > UINT32_MAX ||
       !worker_->directory().lookup_thread(static_cast<uint32_t>(target), e) || e.user.empty()) {
@@ -95,6 +108,68 @@ void MyClient::kill_command(const my::KillStatement& k, uint8_t next, std::strin
     if (PooledClient* c = tw.find_client(cid)) static_cast<MyClient*>(c)->killed(query_only);
   });
   send_ok(next);
+}
+
+void MyClient::kill_on_peer(bool query_only, uint32_t target, uint8_t next, std::string_view via) {
+  const uint32_t peer = pool::thread_peer(target);
+  const std::string what =
+      std::string(via) + (query_only ? " QUERY " : " CONNECTION ") + std::to_string(target);
+  pool::PeerKill req;
+  req.thread_id = target;
+  req.query_only = query_only;
+  req.user = user_name_;
+  const uint64_t cid = id_;
+  const bool started = forward_kill(
+      *worker_, peer, std::move(req),
+      [cid, next, query_only, target, peer, what](Worker& w,
+                                                  std::optional<pool::PeerKillResult> r) {
+        PooledClient* pc = w.find_client(cid);  // only MyClients forward KILLs
+        if (pc == nullptr) return;              // gone meanwhile
+        auto* c = static_cast<MyClient*>(pc);
+        if (c->closing()) return;
+        c->peer_kill_pending_ = false;
+        if (!r) {
+          count(w, metrics::KillOutcome::PeerFailed, metrics::KillRoute::Forwarded);
+          CLOG_INFO(c->log_tag_, "%s from %s: peer id %u did not answer", what.c_str(),
+                    c->peer_.text().c_str(), peer);
+          c->send_err(next, my::ErrorCode::NoSuchThread,
+                      "Unknown thread id: " + std::to_string(target) + " (its sqlmux instance, " +
+                          "peer id " + std::to_string(peer) + ", did not answer)");
+        } else if (*r == pool::PeerKillResult::Ok) {
+          count(w, query_only ? metrics::KillOutcome::Query : metrics::KillOutcome::Connection,
+                metrics::KillRoute::Forwarded);
+          CLOG_INFO(c->log_tag_, "%s from %s: done by peer id %u", what.c_str(),
+                    c->peer_.text().c_str(), peer);
+          c->send_ok(next);
+        } else if (*r == pool::PeerKillResult::NotOwner) {
+          count(w, metrics::KillOutcome::NotOwner, metrics::KillRoute::Forwarded);
+          CLOG_INFO(c->log_tag_, "%s from %s: refused by peer id %u, thread of another user",
+                    what.c_str(), c->peer_.text().c_str(), peer);
+          c->send_err(next, my::ErrorCode::KillDeniedError,
+                      "You are not owner of thread " + std::to_string(target));
+        } else {
+          count(w, metrics::KillOutcome::NoSuchThread, metrics::KillRoute::Forwarded);
+          CLOG_INFO(c->log_tag_, "%s from %s: no such thread on peer id %u", what.c_str(),
+                    c->peer_.text().c_str(), peer);
+          c->send_err(next, my::ErrorCode::NoSuchThread,
+                      "Unknown thread id: " + std::to_string(target));
+        }
+        c->process_input();
+      });
+  if (started) {
+    peer_kill_pending_ = true;  // no other command is read until the answer
+    CLOG_DEBUG(log_tag_, "%s from %s forwarded to peer id %u", what.c_str(), peer_.text().c_str(),
+               peer);
+    return;
+  }
+  // Forwarding is off (no server.peer_secret) or [peers] does not list it.
+  count(*worker_, metrics::KillOutcome::NoSuchThread);
+  CLOG_INFO(log_tag_, "%s from %s: thread of peer id %u, not forwarded (%s)", what.c_str(),
+            peer_.text().c_str(), peer,
+            worker_->directory().config().server.peer_secret.empty()
+                ? "server.peer_secret is not set"
+                : "[peers] does not list it, or it cannot be reached");
+  send_err(next, my::ErrorCode::NoSuchThread, "Unknown thread id: " + std::to_string(target));
 }
 
 void MyClient::killed(bool query_only) {

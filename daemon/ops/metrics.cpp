@@ -74,6 +74,22 @@ std::string_view to_string(KillOutcome k) {
       return "no_such_thread";
     case KillOutcome::Unsupported:
       return "unsupported";
+    case KillOutcome::PeerFailed:
+      return "peer_failed";
+    case KillOutcome::Rejected:
+      return "rejected";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(KillRoute r) {
+  switch (r) {
+    case KillRoute::Local:
+      return "local";
+    case KillRoute::Forwarded:
+      return "forwarded";
+    case KillRoute::FromPeer:
+      return "from_peer";
   }
   return "unknown";
 }
@@ -500,12 +516,13 @@ std::vector<MetricFamily> Metrics::Collect() const {
                         MetricType::Counter);
   auto kills = family("sqlmux_client_kills_total",
                       "MySQL clients' KILL statements and COM_PROCESS_KILL answered by sqlmux, by "
-                      "outcome.",
+                      "outcome and route: local (a thread id of this instance), forwarded (sent "
+                      "to the peer that issued it), from_peer (a peer's forwarded KILL).",
                       MetricType::Counter);
   int64_t login = 0;
   std::array<uint64_t, metrics::kCancelResults> cancel_counts{};
   std::array<uint64_t, metrics::kReasonCount> cerrs{};
-  std::array<uint64_t, metrics::kKillOutcomes> kill_counts{};
+  std::array<std::array<uint64_t, metrics::kKillOutcomes>, metrics::kKillRoutes> kill_counts{};
   std::vector<const metrics::Histogram*> delays;
   for (const metrics::WorkerStats* w : workers_) {
     login += w->clients[0].get();
@@ -514,16 +531,31 @@ std::vector<MetricFamily> Metrics::Collect() const {
     for (int i = 0; i < metrics::kCancelResults; ++i) {
       cancel_counts[i] += w->cancel_requests[i].get();
     }
-    for (int i = 0; i < metrics::kKillOutcomes; ++i) kill_counts[i] += w->kills[i].get();
+    for (int r = 0; r < metrics::kKillRoutes; ++r) {
+      for (int i = 0; i < metrics::kKillOutcomes; ++i) kill_counts[r][i] += w->kills[r][i].get();
+    }
   }
   for (int i = 0; i < metrics::kCancelResults; ++i) {
     add_counter(cancels,
                 {{"result", std::string(to_string(static_cast<metrics::CancelResult>(i)))}},
                 cancel_counts[i]);
   }
-  for (int i = 0; i < metrics::kKillOutcomes; ++i) {
-    add_counter(kills, {{"result", std::string(to_string(static_cast<metrics::KillOutcome>(i)))}},
-                kill_counts[i]);
+  for (int r = 0; r < metrics::kKillRoutes; ++r) {
+    const auto route = static_cast<metrics::KillRoute>(r);
+    for (int i = 0; i < metrics::kKillOutcomes; ++i) {
+      const auto o = static_cast<metrics::KillOutcome>(i);
+      // Only the outcomes a route can have: a series that is always 0 is noise.
+      const bool possible =
+          route == metrics::KillRoute::Local
+              ? o != metrics::KillOutcome::PeerFailed && o != metrics::KillOutcome::Rejected
+          : route == metrics::KillRoute::Forwarded
+              ? o != metrics::KillOutcome::Unsupported && o != metrics::KillOutcome::Rejected
+              : o != metrics::KillOutcome::Unsupported && o != metrics::KillOutcome::PeerFailed;
+      if (!possible) continue;
+      add_counter(kills,
+                  {{"result", std::string(to_string(o))}, {"route", std::string(to_string(route))}},
+                  kill_counts[r][i]);
+    }
   }
   add_gauge(logins, {}, static_cast<double>(login));
   for (int i = 0; i < metrics::kReasonCount; ++i) {

@@ -58,9 +58,19 @@ enum class KillOutcome : uint8_t {
   NotOwner,      // refused: another user's thread (1095)
   NoSuchThread,  // refused: unknown thread id (1094)
   Unsupported,   // refused: a form sqlmux does not answer (KILL USER, QUERY ID)
+  PeerFailed,    // forwarded: no valid answer from the peer (ERR 1094 to the client)
+  Rejected,      // from a peer: no peer_secret, a bad MAC, a stale time or a replay
 };
-inline constexpr int kKillOutcomes = static_cast<int>(KillOutcome::Unsupported) + 1;
+inline constexpr int kKillOutcomes = static_cast<int>(KillOutcome::Rejected) + 1;
 [[nodiscard]] std::string_view to_string(KillOutcome k);
+// Where a KILL's thread id lives (README "Running several instances").
+enum class KillRoute : uint8_t {
+  Local,      // asked by a client here; the id is this instance's (or none's)
+  Forwarded,  // asked by a client here; sent on to the peer that issued the id
+  FromPeer,   // asked by a peer for a thread id of this instance
+};
+inline constexpr int kKillRoutes = static_cast<int>(KillRoute::FromPeer) + 1;
+[[nodiscard]] std::string_view to_string(KillRoute r);
 
 // Written by one thread, read by any.
 class Counter {
@@ -156,7 +166,8 @@ struct alignas(64) WorkerStats {
   std::array<Gauge, kClientStates> clients{};  // login (and clients that never got a pool)
   std::array<Counter, kReasonCount> client_errors{};
   std::array<Counter, kCancelResults> cancel_requests{};
-  std::array<Counter, kKillOutcomes> kills{};  // clients' KILL statements, by outcome
+  // clients' KILL statements, by route and outcome
+  std::array<std::array<Counter, kKillOutcomes>, kKillRoutes> kills{};
   Histogram auth_delays;  // how late failed logins were answered (late ones only)
 };
 

@@ -8,6 +8,7 @@
 #include "daemon/core/control.h"
 #include "daemon/core/directory.h"
 #include "daemon/core/log.h"
+#include "daemon/core/peer_kill.h"
 #include "daemon/core/pool.h"
 #include "daemon/core/worker.h"
 #include "daemon/ops/metrics.h"
@@ -74,6 +75,14 @@ bool PgClient::handle_startup() {
       route_cancel(*worker_, pkt.cancel_pid, pkt.cancel_key, log_tag_);
       finish(Reason::CancelRequest);
       return false;
+    case pg::StartupKind::PeerKill: {
+      // From another sqlmux instance (README "Running several instances").
+      std::string reply;
+      answer_peer_kill(*worker_, pkt.peer_request, reply, log_tag_);
+      if (!reply.empty()) send(reply.data(), reply.size());
+      finish(Reason::CancelRequest);
+      return false;
+    }
     case pg::StartupKind::Startup:
       break;
   }

@@ -329,6 +329,11 @@ Decode decode_startup(const uint8_t* p, size_t n, StartupPacket& out, size_t& co
       pkt.cancel_pid = static_cast<int32_t>(load_be32(p + 8));
       pkt.cancel_key = static_cast<int32_t>(load_be32(p + 12));
       break;
+    case kPeerKillRequestCode:
+      // Framed here; its fields and MAC are checked by pool/peer_kill.
+      pkt.kind = StartupKind::PeerKill;
+      pkt.peer_request.assign(reinterpret_cast<const char*>(p), len);
+      break;
     default:
       // Major 0 is no protocol at all; major 1234 is the range reserved for
       // special request codes, and this one is none we know.
@@ -389,7 +394,9 @@ bool startup_rejected_silently(const uint8_t* p, size_t n) {
   if (len < 8 || len > kMaxStartupLen) {
     return true;
   }
-  return n >= 8 && static_cast<int32_t>(load_be32(p + 4)) == kCancelRequestCode;
+  if (n < 8) return false;
+  const auto code = static_cast<int32_t>(load_be32(p + 4));
+  return code == kCancelRequestCode || code == kPeerKillRequestCode;
 }
 
 // --- Builders: backend -> client ---------------------------------------------------

@@ -29,6 +29,10 @@ inline constexpr int32_t kProtocolV3 = 196608;  // 3.0
 inline constexpr int32_t kCancelRequestCode = 80877102;
 inline constexpr int32_t kSslRequestCode = 80877103;
 inline constexpr int32_t kGssEncRequestCode = 80877104;
+// sqlmux's own request between the instances of a fleet (a MySQL KILL
+// forwarded to the peer that issued the thread id; pool/peer_kill.h reads
+// it), in the 1234.xxxx range PostgreSQL keeps for special requests.
+inline constexpr int32_t kPeerKillRequestCode = (1234 << 16) | 5901;
 
 // SQLSTATE codes sqlmux sends itself.
 namespace sqlstate {
@@ -125,7 +129,7 @@ struct Message {
 
 // --- Startup phase (untyped packets) ---------------------------------------
 
-enum class StartupKind { Startup, SslRequest, GssEncRequest, Cancel };
+enum class StartupKind { Startup, SslRequest, GssEncRequest, Cancel, PeerKill };
 
 struct StartupPacket {
   StartupKind kind = StartupKind::Startup;
@@ -133,6 +137,7 @@ struct StartupPacket {
   std::vector<std::pair<std::string, std::string>> params;  // Startup only
   int32_t cancel_pid = 0;                                   // Cancel only
   int32_t cancel_key = 0;                                   // Cancel only
+  std::string peer_request;  // PeerKill only: the whole packet, for its own decoder
 
   [[nodiscard]] const std::string* param(std::string_view name) const;
 };

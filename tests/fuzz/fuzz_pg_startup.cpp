@@ -47,6 +47,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       put_cancel_request(again, pkt.cancel_pid, pkt.cancel_key);
       check(again == original);
       break;
+    case StartupKind::PeerKill:
+      check(pkt.peer_request == original);  // framed only; pool/peer_kill decodes it
+      break;
     case StartupKind::Startup:
       if (pkt.protocol == kProtocolV3) {
         // Rebuilt from the (deduplicated) parameters, it decodes to the same.

@@ -34,13 +34,13 @@ def add_other_user(cfg):
 
 
 def kills_counted(metrics_port) -> dict:
-    """sqlmux_client_kills_total by outcome, from /metrics."""
+    """sqlmux_client_kills_total{route="local"} by outcome, from /metrics."""
     import re
     import urllib.request
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
         text = r.read().decode()
     return {m.group(1): float(m.group(2))
-            for m in re.finditer(r'^sqlmux_client_kills_total\{result="(\w+)"\} (\S+)$', text, re.M)}
+            for m in re.finditer(r'^sqlmux_client_kills_total\{result="(\w+)",route="local"\} (\S+)$', text, re.M)}
 
 
 def setup_other(my):

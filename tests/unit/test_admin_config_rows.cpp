@@ -33,6 +33,7 @@ TEST_CASE("admin SHOW CONFIG: every key, its value, default and changeable", "[a
   const auto rows = rows_of(R"([server]
 workers = 3
 peer_id = 4
+peer_secret = "0123456789abcdef-fleet"
 [peers]
 4 = "127.0.0.1:6432"
 5 = "127.0.0.1:6442"
@@ -91,6 +92,7 @@ key = ")" + file + R"("
                         "server.max_login_clients_per_address",
                         "server.peer_id",
                         "server.upgrade_socket",
+                        "server.peer_secret",
                         "server.max_user_client_connections",
                         "peers.4",
                         "peers.5",
@@ -200,4 +202,6 @@ key = ")" + file + R"("
   }
   CHECK(value("pool[0].password") == "********");
   CHECK(value("health.password") == "********");
+  CHECK(value("server.peer_secret") == "********");
+  CHECK(changeable("server.peer_secret"));
 }

@@ -172,3 +172,31 @@ TEST_CASE("config: password_file and password_env errors point at the key", "[co
   CHECK(only_error(kListener + "[[user]]\nname = \"a\"\n")
             .find("user[0].password: required key is missing") != std::string::npos);
 }
+
+TEST_CASE("config: server.peer_secret, peer_secret_file, peer_secret_env", "[config][secret]") {
+  TempFile f("fleet-secret-from-file\n", 0600);
+  ::setenv("SQLMUX_TEST_PEER_SECRET", "fleet-secret-from-env", 1);
+  const std::string server = "[server]\npeer_id = 3\n";
+  CHECK(cfg(server + "peer_secret = \"fleet-secret-in-place\"\n" + kListener).server.peer_secret ==
+        "fleet-secret-in-place");
+  CHECK(cfg(server + "peer_secret_file = \"" + f.path + "\"\n" + kListener).server.peer_secret ==
+        "fleet-secret-from-file");
+  CHECK(cfg(server + "peer_secret_env = \"SQLMUX_TEST_PEER_SECRET\"\n" + kListener)
+            .server.peer_secret == "fleet-secret-from-env");
+  CHECK(cfg(server + kListener).server.peer_secret.empty());  // default: KILLs not forwarded
+
+  CHECK(only_error(server + "peer_secret = \"short\"\n" + kListener) ==
+        "s.toml:3:15: server.peer_secret: expected at least 16 characters (the instances' shared "
+        "key for forwarded KILLs)");
+  CHECK(only_error("[server]\npeer_secret = \"fleet-secret-in-place\"\n" + kListener) ==
+        "s.toml:2:15: server.peer_secret: needs server.peer_id: this instance's own id");
+  const std::string both =
+      only_error(server + "peer_secret = \"fleet-secret-in-place\"\n" +
+                 "peer_secret_env = \"SQLMUX_TEST_PEER_SECRET\"\n" + kListener);
+  CHECK(both.find("server.peer_secret_env: set together with peer_secret; give only one of "
+                  "peer_secret, peer_secret_file, peer_secret_env") != std::string::npos);
+  ::unsetenv("SQLMUX_TEST_PEER_SECRET_UNSET");
+  CHECK(only_error(server + "peer_secret_env = \"SQLMUX_TEST_PEER_SECRET_UNSET\"\n" + kListener)
+            .find("environment variable SQLMUX_TEST_PEER_SECRET_UNSET is not set") !=
+        std::string::npos);
+}
