@@ -69,6 +69,10 @@ void server_rows(Rows& r, const config::ServerConfig& s) {
   r.fixed("server.peer_id", std::to_string(s.peer_id), std::to_string(d.peer_id));
   r.add("server.max_user_client_connections", std::to_string(s.max_user_client_connections),
         std::to_string(d.max_user_client_connections));
+  r.add("server.max_db_connections", std::to_string(s.max_db_connections),
+        std::to_string(d.max_db_connections));
+  r.add("server.max_user_connections", std::to_string(s.max_user_connections),
+        std::to_string(d.max_user_connections));
 }
 
 void pool_rows(Rows& r, size_t i, const config::PoolConfig& pc) {
@@ -84,6 +88,9 @@ void pool_rows(Rows& r, size_t i, const config::PoolConfig& pc) {
         std::to_string(d.reserve_pool_size));
   r.add(p + "reserve_pool_timeout", duration(pc.reserve_pool_timeout),
         duration(d.reserve_pool_timeout));
+  // Absent: [server] max_db_connections applies (shown empty).
+  r.add(p + "max_db_connections",
+        pc.max_db_connections ? std::to_string(*pc.max_db_connections) : "", "");
   r.add(p + "database", pc.database, pc.name);  // defaults to the pool's name
   r.fixed(p + "user", pc.user.value_or(""), "");
   r.fixed(p + "password", masked(pc.password.value_or("")), "");
@@ -159,6 +166,9 @@ std::vector<ConfigRow> config_rows(const config::Config& cfg) {
     // Absent: [server] max_user_client_connections applies (shown empty).
     r.add(p + "max_user_client_connections",
           u.max_user_client_connections ? std::to_string(*u.max_user_client_connections) : "", "");
+    // Absent: [server] max_user_connections applies (shown empty).
+    r.add(p + "max_user_connections",
+          u.max_user_connections ? std::to_string(*u.max_user_connections) : "", "");
   }
   for (size_t i = 0; i < cfg.pools.size(); ++i) pool_rows(r, i, cfg.pools[i]);
   if (cfg.metrics) {

@@ -50,6 +50,7 @@ auth = "md5"
 [[pool]]
 name = "appdb"
 size = 7
+max_db_connections = 3
 user = "app"
 password = "secret3"
 backends = [ { address = "127.0.0.1:5432" }, { address = "127.0.0.1:5433", role = "replica", weight = 2 } ]
@@ -91,6 +92,8 @@ key = ")" + file + R"("
                         "server.max_login_clients_per_address",
                         "server.peer_id",
                         "server.max_user_client_connections",
+                        "server.max_db_connections",
+                        "server.max_user_connections",
                         "peers.4",
                         "peers.5",
                         "listener[0].protocol",
@@ -101,6 +104,7 @@ key = ")" + file + R"("
                         "user[0].auth",
                         "user[0].default_pool",
                         "user[0].max_user_client_connections",
+                        "user[0].max_user_connections",
                         "user[1].auth",
                         "pool[0].name",
                         "pool[0].protocol",
@@ -109,6 +113,7 @@ key = ")" + file + R"("
                         "pool[0].min_idle",
                         "pool[0].reserve_pool_size",
                         "pool[0].reserve_pool_timeout",
+                        "pool[0].max_db_connections",
                         "pool[0].database",
                         "pool[0].user",
                         "pool[0].password",
@@ -156,7 +161,7 @@ key = ")" + file + R"("
     CHECK(rows.count(k) == 1);
   }
   CHECK(rows.size() ==
-        sizeof keys / sizeof keys[0] + 4);  // and user[1]'s name, password, default_pool, cap
+        sizeof keys / sizeof keys[0] + 5);  // and user[1]'s name, password, default_pool, caps
 
   auto value = [&](const char* k) { return rows.at(k).value; };
   auto def = [&](const char* k) { return rows.at(k).default_value; };
@@ -170,6 +175,10 @@ key = ")" + file + R"("
   CHECK(value("pool[0].size") == "7");
   CHECK(def("pool[0].size") == "20");
   CHECK(changeable("pool[0].size"));
+  CHECK(value("pool[0].max_db_connections") == "3");
+  CHECK(value("user[0].max_user_connections") == "");  // absent: [server]'s
+  CHECK(def("server.max_db_connections") == "0");
+  CHECK(changeable("server.max_user_connections"));
   CHECK(value("pool[0].database") == "appdb");
   CHECK(def("pool[0].database") == "appdb");  // the pool's name
   CHECK_FALSE(changeable("pool[0].mode"));
