@@ -25,8 +25,10 @@ never sees more than 2 sqlmux sessions (pg_stat_activity /
 information_schema.PROCESSLIST), and sqlmux_pool_waiting_on_cap counts the
 clients waiting at the cap; two idle server connections of one pool are
 closed for the other pool's client (evicted), which is served at once
-instead of waiting out query_wait_timeout."""
+instead of waiting out query_wait_timeout; a RELOAD that raises the cap to
+3 lets 3 server sessions open."""
 
+import signal
 import threading
 import time
 
@@ -328,11 +330,11 @@ def _waiting_on_cap(port: int) -> float:
     return sum(v for k, v in scrape_metrics(port).items() if k.startswith("sqlmux_pool_waiting_on_cap{"))
 
 
-def _cap_case(what, a, b, run, sessions, metrics_port):
+def _cap_case(what, a, b, run, sessions, metrics_port, raise_cap):
     """Two pools under one cap of 2: clients `a` and `b` (one per pool).
     `run(client, hold)` runs one transaction that keeps its server
     connection `hold` seconds; `sessions()` counts sqlmux's server
-    sessions under the cap."""
+    sessions under the cap; `raise_cap()` makes it 3 by a RELOAD."""
     # Pool a opens two server connections, which then stay idle.
     errors = []
 
@@ -360,36 +362,45 @@ def _cap_case(what, a, b, run, sessions, metrics_port):
     served_b = took[0]
     check(sessions() <= 2, f"{what}: server sessions after the eviction")
 
-    # Five clients of both pools hold transactions at once.
-    seen = {"sessions": 0, "waiting": 0.0}
-    stop = threading.Event()
+    def burst(cap):
+        """Five clients of both pools hold transactions at once."""
+        seen = {"sessions": 0, "waiting": 0.0}
+        stop = threading.Event()
 
-    def poll():
-        while not stop.is_set():
-            seen["sessions"] = max(seen["sessions"], sessions())
-            seen["waiting"] = max(seen["waiting"], _waiting_on_cap(metrics_port))
-            time.sleep(0.03)
+        def poll():
+            while not stop.is_set():
+                seen["sessions"] = max(seen["sessions"], sessions())
+                seen["waiting"] = max(seen["waiting"], _waiting_on_cap(metrics_port))
+                time.sleep(0.03)
 
-    poller = threading.Thread(target=poll)
-    poller.start()
-    took = []
-    t0 = time.monotonic()
-    ts = [threading.Thread(target=go, args=((a, b)[i % 2], 0.6, took)) for i in range(5)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(30)
-    elapsed = time.monotonic() - t0
-    stop.set()
-    poller.join(10)
-    check(not errors, f"{what}: clients failed at the cap: {errors}")
-    check_eq(len(took), 5, f"{what}: clients finished")
-    check_eq(seen["sessions"], 2, f"{what}: most server sessions seen with 5 clients")
-    check(elapsed >= 1.7, f"{what}: 5 transactions of 0.6 s, 2 at a time, took {elapsed:.2f} s")
-    check(seen["waiting"] >= 1, f"{what}: sqlmux_pool_waiting_on_cap while clients waited: {seen['waiting']}")
-    check_eq(_waiting_on_cap(metrics_port), 0.0, f"{what}: sqlmux_pool_waiting_on_cap after")
+        poller = threading.Thread(target=poll)
+        poller.start()
+        took = []
+        t0 = time.monotonic()
+        ts = [threading.Thread(target=go, args=((a, b)[i % 2], 0.6, took)) for i in range(5)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(30)
+        elapsed = time.monotonic() - t0
+        stop.set()
+        poller.join(10)
+        check(not errors, f"{what}: clients failed at cap {cap}: {errors}")
+        check_eq(len(took), 5, f"{what}: clients finished at cap {cap}")
+        check_eq(seen["sessions"], cap, f"{what}: most server sessions seen with 5 clients at cap {cap}")
+        rounds = (5 + cap - 1) // cap
+        check(elapsed >= 0.6 * rounds - 0.1,
+              f"{what}: 5 transactions of 0.6 s, {cap} at a time, took {elapsed:.2f} s")
+        check(seen["waiting"] >= 1, f"{what}: sqlmux_pool_waiting_on_cap while clients waited: {seen['waiting']}")
+        check_eq(_waiting_on_cap(metrics_port), 0.0, f"{what}: sqlmux_pool_waiting_on_cap after")
+        return elapsed, seen
+
+    elapsed, seen = burst(2)
+    raise_cap()
+    elapsed3, seen3 = burst(3)
     log(f"{what}: pool {b}'s client served in {served_b:.2f}s past {a}'s idle ones; 5 clients done in "
-        f"{elapsed:.2f}s, at most {seen['sessions']} server sessions, waiting_on_cap up to {seen['waiting']:.0f}")
+        f"{elapsed:.2f}s, at most {seen['sessions']} server sessions, waiting_on_cap up to {seen['waiting']:.0f}; "
+        f"after RELOAD to 3: {elapsed3:.2f}s, at most {seen3['sessions']} sessions")
 
 
 def _cap_tweak(metrics_port, per_user_pools):
@@ -413,6 +424,20 @@ def _cap_tweak(metrics_port, per_user_pools):
             cfg["user"][0]["max_user_connections"] = 2
             cfg["pool"] = cfg["pool"] + [dict(p, name="appdb2") for p in cfg["pool"]]
     return tweak
+
+
+def _raise_cap(mux, per_user_pools):
+    """RELOAD (SIGHUP) with the pool's / user's own cap 3 instead of 2."""
+    def go():
+        key = "max_db_connections = 2\n" if per_user_pools else "max_user_connections = 2\n"
+        text = open(mux.config_path).read()
+        check(key in text, f"{key.strip()} in the config file")
+        with open(mux.config_path, "w") as f:
+            f.write(text.replace(key, key.replace("2", "3")))
+        mux.send_signal(signal.SIGHUP)
+        applied = "applied(max_db_connections)" if per_user_pools else "users ~app"
+        check(mux.log_has(applied), f"reload log line with {applied!r}")
+    return go
 
 
 def _pg_cap(pg, per_user_pools, what):
@@ -441,9 +466,11 @@ def _pg_cap(pg, per_user_pools, what):
                 c.close()
 
         if per_user_pools:
-            _cap_case(what, ("app", "appdb"), ("app2", "appdb"), run, sessions, metrics_port)
+            _cap_case(what, ("app", "appdb"), ("app2", "appdb"), run, sessions, metrics_port,
+                     _raise_cap(mux, per_user_pools))
         else:
-            _cap_case(what, ("app", "appdb"), ("app", "appdb2"), run, sessions, metrics_port)
+            _cap_case(what, ("app", "appdb"), ("app", "appdb2"), run, sessions, metrics_port,
+                     _raise_cap(mux, per_user_pools))
         su.close()
 
 
@@ -484,9 +511,11 @@ def _my_cap(per_user_pools, what):
                     c.close()
 
             if per_user_pools:
-                _cap_case(what, ("app", "appdb"), ("app2", "appdb"), run, sessions, metrics_port)
+                _cap_case(what, ("app", "appdb"), ("app2", "appdb"), run, sessions, metrics_port,
+                     _raise_cap(mux, per_user_pools))
             else:
-                _cap_case(what, ("app", "appdb"), ("app", "appdb2"), run, sessions, metrics_port)
+                _cap_case(what, ("app", "appdb"), ("app", "appdb2"), run, sessions, metrics_port,
+                     _raise_cap(mux, per_user_pools))
 
 
 def case_mysql_max_db_connections(pg):
@@ -503,4 +532,4 @@ if __name__ == "__main__":
     run_cases(__file__, [case_pg_max_user_client_connections, case_mysql_max_user_client_connections,
                          case_pg_reserve_pool, case_mysql_reserve_pool,
                          case_pg_max_db_connections, case_pg_max_user_connections,
-                         case_mysql_max_db_connections, case_mysql_max_user_connections], timeout=180)
+                         case_mysql_max_db_connections, case_mysql_max_user_connections], timeout=170)
