@@ -78,6 +78,7 @@ Pool::Pool(PoolEnv& env, config::PoolConfig cfg, std::string backend_user,
   sched_.set_gate(this);
   created_ms_ = uv_hrtime() / 1'000'000;
   sync_hosts_locked(this->cfg());
+  refresh_caps();
   if (Metrics* m = env_.metrics) {
     std::vector<const metrics::PoolStats*> parts;
     for (int i = 0; i < workers; ++i) {
@@ -252,12 +253,18 @@ void Pool::slot_freed(Worker& w) {
 
 // --- caps shared with other pools ----------------------------------------------------
 
+void Pool::refresh_caps() {
+  if (env_.directory == nullptr) return;
+  const config::Config& c = env_.directory->config();
+  db_cap_.store(config::db_connection_cap(c, cfg()), std::memory_order_relaxed);
+  user_cap_.store(config::user_connection_cap(c, backend_user_), std::memory_order_relaxed);
+}
+
 bool Pool::try_take() {
   Directory* dir = env_.directory;
   if (dir == nullptr) return true;
-  const config::Config& c = dir->config();
-  cap_refused_ = dir->take_server_slot({db_key_, config::db_connection_cap(c, cfg()), user_key_,
-                                        config::user_connection_cap(c, backend_user_)});
+  cap_refused_ = dir->take_server_slot({db_key_, db_cap_.load(std::memory_order_relaxed), user_key_,
+                                        user_cap_.load(std::memory_order_relaxed)});
   return cap_refused_ == pool::kCapNone;
 }
 
@@ -266,10 +273,8 @@ void Pool::give_back() {
 }
 
 bool Pool::caps_on() const {
-  if (env_.directory == nullptr) return false;
-  const config::Config& c = env_.directory->config();
-  return config::db_connection_cap(c, cfg()) != 0 ||
-         config::user_connection_cap(c, backend_user_) != 0;
+  return db_cap_.load(std::memory_order_relaxed) != 0 ||
+         user_cap_.load(std::memory_order_relaxed) != 0;
 }
 
 uint8_t Pool::shared_caps(const Pool& o) const {
@@ -579,6 +584,7 @@ void Pool::set_config(const config::PoolConfig& cfg) {
   cfg_versions_.push_back(std::make_unique<const config::PoolConfig>(cfg));
   cfg_.store(cfg_versions_.back().get(), std::memory_order_release);
   sync_hosts_locked(cfg);
+  refresh_caps();
 }
 
 void Pool::set_paused(bool on) {

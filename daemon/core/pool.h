@@ -171,8 +171,11 @@ class Pool final : private pool::SlotGate {
   // pool::SlotGate, with mu_ held: counts under the shared caps.
   [[nodiscard]] bool try_take() override;
   void give_back() override;
-  // Whether either shared cap is on for this pool now (mu_ NOT held).
+  // Whether either shared cap is on for this pool now (any thread).
   [[nodiscard]] bool caps_on() const;
+  // db_cap_ and user_cap_ from the configuration in force (at creation and
+  // at each reload, which calls set_config() on every pool it keeps).
+  void refresh_caps();
   // A slot of this pool came free and its own waiters did not take it: to
   // the other pool sharing a cap whose client has waited longest on it.
   void cap_slot_freed(Worker& w);
@@ -215,6 +218,8 @@ class Pool final : private pool::SlotGate {
   std::string db_key_;
   std::string user_key_;
   uint8_t cap_refused_ = pool::kCapNone;  // the caps that refused the last slot, under mu_
+  std::atomic<uint32_t> db_cap_{0};       // max_db_connections in force (0: none)
+  std::atomic<uint32_t> user_cap_{0};     // max_user_connections in force (0: none)
 };
 
 }  // namespace sqlmux
