@@ -475,6 +475,8 @@ class Loader {
                 "peer_secret_file",
                 "peer_secret_env",
                 "max_user_client_connections",
+                "max_db_connections",
+                "max_user_connections",
                 "client_login_timeout",
                 "query_digests",
                 "query_digests_max",
@@ -539,6 +541,10 @@ class Loader {
     read_int(t, "max_login_clients_per_address", path, 0, 1000000, s.max_login_clients_per_address);
     read_int(t, "max_user_client_connections", path, 0, std::numeric_limits<uint32_t>::max(),
              s.max_user_client_connections);
+    read_int(t, "max_db_connections", path, 0, std::numeric_limits<uint32_t>::max(),
+             s.max_db_connections);
+    read_int(t, "max_user_connections", path, 0, std::numeric_limits<uint32_t>::max(),
+             s.max_user_connections);
     read_duration(t, "client_login_timeout", path, s.client_login_timeout);
     // A late failure's answer is not cut short by the login timeout.
     if (const toml::node* n = t.get("client_login_timeout");
@@ -624,7 +630,7 @@ class Loader {
   void read_user(const toml::table& t, const std::string& path, Config& cfg) {
     check_keys(t, path,
                {"name", "password", "password_file", "password_env", "auth", "default_pool",
-                "max_user_client_connections"});
+                "max_user_client_connections", "max_user_connections"});
     UserConfig u;
     if (const auto* node = read_string(t, "name", path, u.name, true, /*allow_empty=*/false)) {
       auto [it, fresh] = users_seen_.emplace(u.name, path);
@@ -666,6 +672,13 @@ class Loader {
         u.max_user_client_connections = cap;
       }
     }
+    if (t.get("max_user_connections") != nullptr) {
+      uint32_t cap = 0;
+      if (read_int(t, "max_user_connections", path, 0, std::numeric_limits<uint32_t>::max(), cap) !=
+          nullptr) {
+        u.max_user_connections = cap;
+      }
+    }
     cfg.users.push_back(std::move(u));
   }
 
@@ -678,6 +691,7 @@ class Loader {
                 "min_idle",
                 "reserve_pool_size",
                 "reserve_pool_timeout",
+                "max_db_connections",
                 "database",
                 "user",
                 "password",
@@ -721,6 +735,12 @@ class Loader {
     }
     read_int(t, "reserve_pool_size", path, 0, 100000, p.reserve_pool_size);
     read_duration(t, "reserve_pool_timeout", path, p.reserve_pool_timeout);
+    if (t.get("max_db_connections") != nullptr) {
+      uint32_t cap = 0;
+      if (read_int(t, "max_db_connections", path, 0, kMax, cap) != nullptr) {
+        p.max_db_connections = cap;
+      }
+    }
     if (!read_string(t, "database", path, p.database, false, /*allow_empty=*/false)) {
       p.database = p.name;
     }
@@ -985,6 +1005,16 @@ const UserConfig* Config::find_user(std::string_view name) const {
 
 uint32_t user_client_cap(const Config& cfg, const UserConfig& u) {
   return u.max_user_client_connections.value_or(cfg.server.max_user_client_connections);
+}
+
+uint32_t db_connection_cap(const Config& cfg, const PoolConfig& p) {
+  return p.max_db_connections.value_or(cfg.server.max_db_connections);
+}
+
+uint32_t user_connection_cap(const Config& cfg, std::string_view server_user) {
+  const UserConfig* u = cfg.find_user(server_user);
+  if (u != nullptr && u->max_user_connections) return *u->max_user_connections;
+  return cfg.server.max_user_connections;
 }
 
 std::string qualified_name(const PoolConfig& p) {

@@ -83,6 +83,14 @@ struct ServerConfig {
   // Client connections logged in as one user, all pools and both protocols
   // together (0: no cap); a [[user]]'s own key overrides it.
   uint32_t max_user_client_connections = 0;
+  // Server connections (open or connecting, reserve included) to one
+  // [[pool]] entry, all its per-user pools together (PgBouncer's
+  // max_db_connections), and logged in as one server user, all pools of a
+  // protocol together (max_user_connections); 0: no cap. A [[pool]]'s /
+  // [[user]]'s own key overrides them. At a cap a client waits as at a
+  // full pool.
+  uint32_t max_db_connections = 0;
+  uint32_t max_user_connections = 0;
   // A client that has not logged in within it is closed (0: never).
   Duration client_login_timeout{60000};
   // TCP keepalive on client and server sockets, as PgBouncer's keys
@@ -120,6 +128,8 @@ struct UserConfig {
   std::string default_pool;  // MySQL: pool for clients that name no database
   // Over [server] max_user_client_connections for this user (0: no cap).
   std::optional<uint32_t> max_user_client_connections;
+  // Over [server] max_user_connections for this server login (0: no cap).
+  std::optional<uint32_t> max_user_connections;
 };
 
 struct BackendConfig {
@@ -140,6 +150,8 @@ struct PoolConfig {
   // more server connections beyond `size` (PgBouncer's reserve pool).
   uint32_t reserve_pool_size = 0;
   Duration reserve_pool_timeout{5000};
+  // Over [server] max_db_connections for this entry (0: no cap).
+  std::optional<uint32_t> max_db_connections;
   std::string database;             // on the backend; defaults to name
   std::optional<std::string> user;  // backend login; absent: the client's own
   std::optional<std::string> password;
@@ -260,6 +272,12 @@ struct LoadResult {
 
 // The cap on `u`'s client connections: its own key, else [server]'s (0: none).
 [[nodiscard]] uint32_t user_client_cap(const Config& cfg, const UserConfig& u);
+// The cap on server connections to pool entry `p` (all its per-user pools):
+// its own max_db_connections, else [server]'s (0: none).
+[[nodiscard]] uint32_t db_connection_cap(const Config& cfg, const PoolConfig& p);
+// The cap on server connections logged in as `server_user`: that [[user]]'s
+// max_user_connections, else [server]'s (0: none).
+[[nodiscard]] uint32_t user_connection_cap(const Config& cfg, std::string_view server_user);
 
 [[nodiscard]] LoadResult load_file(const std::string& path);
 [[nodiscard]] LoadResult load_string(std::string_view text, std::string_view source_name);

@@ -24,6 +24,7 @@ PoolChange pool_change(const PoolConfig& a, const PoolConfig& b) {
   note(c.applied, a.min_idle != b.min_idle, "min_idle");
   note(c.applied, a.reserve_pool_size != b.reserve_pool_size, "reserve_pool_size");
   note(c.applied, a.reserve_pool_timeout != b.reserve_pool_timeout, "reserve_pool_timeout");
+  note(c.applied, a.max_db_connections != b.max_db_connections, "max_db_connections");
   note(c.applied, a.database != b.database, "database");
   note(c.applied, !same_backends(a.backends, b.backends), "backends");
   note(c.applied, a.route != b.route, "route");
@@ -127,8 +128,10 @@ ConfigDiff diff(const Config& before, const Config& after) {
       continue;
     }
     const UserConfig& o = *it->second;
-    if (std::tie(o.password, o.auth, o.default_pool, o.max_user_client_connections) !=
-        std::tie(u.password, u.auth, u.default_pool, u.max_user_client_connections)) {
+    if (std::tie(o.password, o.auth, o.default_pool, o.max_user_client_connections,
+                 o.max_user_connections) != std::tie(u.password, u.auth, u.default_pool,
+                                                     u.max_user_client_connections,
+                                                     u.max_user_connections)) {
       d.users_changed.push_back(u.name);
     }
     old_users.erase(it);
@@ -162,6 +165,10 @@ ConfigDiff diff(const Config& before, const Config& after) {
     d.applied.emplace_back("server.max_login_clients_per_address");
   if (a.max_user_client_connections != b.max_user_client_connections)
     d.applied.emplace_back("server.max_user_client_connections");
+  if (a.max_db_connections != b.max_db_connections)
+    d.applied.emplace_back("server.max_db_connections");
+  if (a.max_user_connections != b.max_user_connections)
+    d.applied.emplace_back("server.max_user_connections");
   if (a.tcp_keepalive != b.tcp_keepalive) d.applied.emplace_back("server.tcp_keepalive");
   if (a.tcp_keepidle != b.tcp_keepidle) d.applied.emplace_back("server.tcp_keepidle");
   if (a.tcp_keepintvl != b.tcp_keepintvl) d.applied.emplace_back("server.tcp_keepintvl");

@@ -155,6 +155,22 @@ void Scheduler::erased_idle(const Backend& b) {
   }
 }
 
+bool Scheduler::take_slot(bool for_waiter) {
+  if (gate_ != nullptr && !gate_->try_take()) {
+    if (for_waiter) cap_blocked_ = true;
+    return false;
+  }
+  ++total_;
+  cap_blocked_ = false;
+  return true;
+}
+
+void Scheduler::free_slot() {
+  assert(total_ > 0);
+  --total_;
+  if (gate_ != nullptr) gate_->give_back();
+}
+
 size_t Scheduler::idle() const {
   size_t n = 0;
   for (const auto& v : idle_) n += v.size();
@@ -208,10 +224,12 @@ Acquired Scheduler::acquire(int worker, uint64_t client_id, uint64_t now_ms) {
   } else if (b) {
     out.kind = Acquired::Kind::Linked;
     out.backend = *b;
-  } else if (total_ - out.obsolete.size() < settings_.size) {
-    ++total_;
+  } else if (total_ - out.obsolete.size() < settings_.size && take_slot(true)) {
     out.kind = Acquired::Kind::Connect;
   } else {
+    // At size the queue waits on the pool; a refused slot (take_slot) on
+    // a shared cap.
+    if (total_ - out.obsolete.size() >= settings_.size) cap_blocked_ = false;
     q.push_back({worker, client_id, now_ms});
     ++waiting_;
     // Moving a backend between event loops costs system calls on both;
@@ -239,17 +257,18 @@ bool Scheduler::cancel_wait(int worker, uint64_t client_id) {
   return true;
 }
 
-Handout Scheduler::release(int worker, const Backend& b, uint64_t now_ms, bool shutting_down) {
+Handout Scheduler::release(int worker, const Backend& b, uint64_t now_ms, bool shutting_down,
+                           bool evict) {
   const uint64_t lifetime = settings_.server_lifetime_ms;
   if (lifetime > 0 && now_ms - b.created_ms >= lifetime) {
     return {Handout::Kind::Close, Close::Lifetime, {}};
   }
   if (shutting_down) return {Handout::Kind::Close, Close::Shutdown, {}};
   if (obsolete(b, 0)) return {Handout::Kind::Close, Close::Obsolete, {}};
-  return hand_out(worker, b, now_ms);
+  return hand_out(worker, b, now_ms, evict);
 }
 
-Handout Scheduler::hand_out(int worker, const Backend& b, uint64_t now_ms) {
+Handout Scheduler::hand_out(int worker, const Backend& b, uint64_t now_ms, bool evict) {
   const auto& mine = waiters_[index(worker)];
   if (waiting_ > 0 && !paused_) {
     const int other = oldest_waiting_worker(worker);
@@ -269,6 +288,7 @@ Handout Scheduler::hand_out(int worker, const Backend& b, uint64_t now_ms) {
     // serve its queue.
     if (!mine.empty()) return {Handout::Kind::Local, Close::Obsolete, pop_waiter(worker)};
   }
+  if (evict) return {Handout::Kind::Close, Close::Evicted, {}};
   push_idle(worker, b);
   return {};
 }
@@ -283,16 +303,17 @@ bool Scheduler::backend_gone(int worker, const Backend& b, bool slot_moved) {
   }
   host_closed(b.host);
   if (slot_moved) return false;  // a retry on another host took the slot over
-  assert(total_ > 0 && owned_[index(worker)] > 0);
-  --total_;
+  assert(owned_[index(worker)] > 0);
+  free_slot();
   --owned_[index(worker)];
   return true;
 }
 
 std::optional<Waiter> Scheduler::grant_slot(uint64_t now_ms, bool* reserve) {
   if (waiting_ == 0 || paused_ || total_ >= limit(now_ms)) return std::nullopt;
-  if (reserve != nullptr) *reserve = total_ >= settings_.size;
-  ++total_;
+  const bool beyond_size = total_ >= settings_.size;
+  if (!take_slot(true)) return std::nullopt;
+  if (reserve != nullptr) *reserve = beyond_size;
   return pop_waiter(oldest_waiting_worker(-1));
 }
 
@@ -302,8 +323,8 @@ void Scheduler::connecting(int worker) {
 }
 
 void Scheduler::slot_failed(int worker) {
-  assert(total_ > 0 && owned_[index(worker)] > 0);
-  --total_;
+  assert(owned_[index(worker)] > 0);
+  free_slot();
   --owned_[index(worker)];
 }
 
@@ -341,8 +362,7 @@ Upkeep Scheduler::housekeep(int worker, uint64_t now_ms, bool connecting_here) {
   if (worker == 0 && total_idle < settings_.min_idle && !retired_ && !paused_ &&
       pick_host(0) >= 0 && !connecting_here && waiting_ == 0) {
     while (total_idle + static_cast<size_t>(out.open) < settings_.min_idle &&
-           total_ < settings_.size) {
-      ++total_;
+           total_ < settings_.size && take_slot(false)) {
       ++out.open;
     }
   }
@@ -375,6 +395,25 @@ std::vector<Backend> Scheduler::take_obsolete(int worker) {
 std::optional<Backend> Scheduler::take_for_waiters(int worker) {
   if (paused_ || waiting_ == 0) return std::nullopt;
   return pop_idle(worker);
+}
+
+std::optional<Backend> Scheduler::evict_idle(int worker) {
+  auto& idle = idle_[index(worker)];
+  if (idle.empty()) return std::nullopt;
+  Backend b = idle.front();  // the list is in the order they became idle
+  idle.erase(idle.begin());
+  erased_idle(b);
+  return b;
+}
+
+std::optional<std::pair<int, uint64_t>> Scheduler::oldest_idle() const {
+  std::optional<std::pair<int, uint64_t>> out;
+  for (size_t i = 0; i < idle_.size(); ++i) {
+    if (idle_[i].empty()) continue;
+    const uint64_t since = idle_[i].front().idle_since_ms;
+    if (!out || since < out->second) out = std::make_pair(static_cast<int>(i), since);
+  }
+  return out;
 }
 
 std::vector<Backend> Scheduler::take_all_idle(int worker) {

@@ -38,8 +38,21 @@ struct Waiter {
   uint64_t since_ms = 0;  // when it began to wait (comparable across workers)
 };
 
-// Why a backend closes instead of being reused.
-enum class Close : uint8_t { Obsolete, Lifetime, IdleTimeout, Shutdown };
+// Why a backend closes instead of being reused. Evicted: it would go idle
+// while another pool waits at a server connection cap they share.
+enum class Close : uint8_t { Obsolete, Lifetime, IdleTimeout, Shutdown, Evicted };
+
+// Caps this pool shares with others (max_db_connections,
+// max_user_connections): asked for every new backend slot, told of every
+// freed one. The shell implements it (its counts span all pools and
+// workers); calls come with the pool's mutex held.
+class SlotGate {
+ public:
+  virtual ~SlotGate() = default;
+  // One more server connection; false when a shared cap is full.
+  [[nodiscard]] virtual bool try_take() = 0;
+  virtual void give_back() = 0;
+};
 
 struct Acquired {
   enum class Kind : uint8_t { Linked, Connect, Queued };
@@ -101,6 +114,8 @@ class Scheduler {
   [[nodiscard]] bool paused() const { return paused_; }
   void set_retired(bool on) { retired_ = on; }
   [[nodiscard]] bool retired() const { return retired_; }
+  // The shared caps (nullptr: none); set before the first slot.
+  void set_gate(SlotGate* gate) { gate_ = gate; }
   void bump_generation() { ++generation_; }
   [[nodiscard]] uint64_t generation() const { return generation_; }
 
@@ -113,9 +128,12 @@ class Scheduler {
   [[nodiscard]] bool cancel_wait(int worker, uint64_t client_id);
   // A clean backend came free on `worker`: closes (lifetime, shutdown,
   // obsolete), or goes to a waiter, or to the idle list.
-  [[nodiscard]] Handout release(int worker, const Backend& b, uint64_t now_ms, bool shutting_down);
+  // `evict`: another pool waits at a shared cap, so a backend that would
+  // go idle closes instead (Close::Evicted).
+  [[nodiscard]] Handout release(int worker, const Backend& b, uint64_t now_ms, bool shutting_down,
+                                bool evict = false);
   // After release() named a local waiter that no longer waits: the next.
-  [[nodiscard]] Handout hand_out(int worker, const Backend& b, uint64_t now_ms);
+  [[nodiscard]] Handout hand_out(int worker, const Backend& b, uint64_t now_ms, bool evict = false);
   // A backend of `worker` is gone. True when its slot came free (not moved
   // to a retry on another host).
   [[nodiscard]] bool backend_gone(int worker, const Backend& b, bool slot_moved);
@@ -148,6 +166,12 @@ class Scheduler {
   // An idle backend of `worker` for the waiters (none while paused or
   // nobody waits).
   [[nodiscard]] std::optional<Backend> take_for_waiters(int worker);
+  // For another pool waiting at a shared cap: `worker`'s longest-idle
+  // backend, off its list.
+  [[nodiscard]] std::optional<Backend> evict_idle(int worker);
+  // The worker holding the longest-idle backend and when it became idle;
+  // nullopt when none is idle.
+  [[nodiscard]] std::optional<std::pair<int, uint64_t>> oldest_idle() const;
   // Shutdown: all of `worker`'s idle backends.
   [[nodiscard]] std::vector<Backend> take_all_idle(int worker);
 
@@ -163,6 +187,9 @@ class Scheduler {
   [[nodiscard]] size_t idle() const;
   [[nodiscard]] size_t idle(int worker) const { return idle_[index(worker)].size(); }
   [[nodiscard]] size_t waiting() const { return waiting_; }
+  // Clients waiting because the gate refused the slot they needed (the
+  // pool below its limit): all waiters then, else 0.
+  [[nodiscard]] size_t waiting_on_cap() const { return cap_blocked_ && !paused_ ? waiting_ : 0; }
   // When the longest-waiting client began to wait (0: nobody waits).
   [[nodiscard]] uint64_t oldest_wait_since_ms() const;
   [[nodiscard]] size_t waiting(int worker) const { return waiters_[index(worker)].size(); }
@@ -198,6 +225,10 @@ class Scheduler {
   // The most recently idle backend of `worker`, off its list.
   std::optional<Backend> pop_idle(int worker);
   void erased_idle(const Backend& b);
+  // A new slot (++total_) unless the gate refuses; `for_waiter`: a refusal
+  // leaves the waiters waiting on the cap.
+  [[nodiscard]] bool take_slot(bool for_waiter);
+  void free_slot();
 
   Settings settings_;
   uint32_t total_ = 0;  // open or connecting backends
@@ -219,6 +250,8 @@ class Scheduler {
   bool retired_ = false;
   uint64_t generation_ = 0;
   int clients_ = 0;
+  SlotGate* gate_ = nullptr;
+  bool cap_blocked_ = false;  // the gate refused the waiters' last slot
 };
 
 }  // namespace sqlmux::pool

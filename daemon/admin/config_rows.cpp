@@ -71,6 +71,10 @@ void server_rows(Rows& r, const config::ServerConfig& s) {
   r.add("server.peer_secret", masked(s.peer_secret), "");
   r.add("server.max_user_client_connections", std::to_string(s.max_user_client_connections),
         std::to_string(d.max_user_client_connections));
+  r.add("server.max_db_connections", std::to_string(s.max_db_connections),
+        std::to_string(d.max_db_connections));
+  r.add("server.max_user_connections", std::to_string(s.max_user_connections),
+        std::to_string(d.max_user_connections));
 }
 
 void pool_rows(Rows& r, size_t i, const config::PoolConfig& pc) {
@@ -86,6 +90,9 @@ void pool_rows(Rows& r, size_t i, const config::PoolConfig& pc) {
         std::to_string(d.reserve_pool_size));
   r.add(p + "reserve_pool_timeout", duration(pc.reserve_pool_timeout),
         duration(d.reserve_pool_timeout));
+  // Absent: [server] max_db_connections applies (shown empty).
+  r.add(p + "max_db_connections",
+        pc.max_db_connections ? std::to_string(*pc.max_db_connections) : "", "");
   r.add(p + "database", pc.database, pc.name);  // defaults to the pool's name
   r.fixed(p + "user", pc.user.value_or(""), "");
   r.fixed(p + "password", masked(pc.password.value_or("")), "");
@@ -161,6 +168,9 @@ std::vector<ConfigRow> config_rows(const config::Config& cfg) {
     // Absent: [server] max_user_client_connections applies (shown empty).
     r.add(p + "max_user_client_connections",
           u.max_user_client_connections ? std::to_string(*u.max_user_client_connections) : "", "");
+    // Absent: [server] max_user_connections applies (shown empty).
+    r.add(p + "max_user_connections",
+          u.max_user_connections ? std::to_string(*u.max_user_connections) : "", "");
   }
   for (size_t i = 0; i < cfg.pools.size(); ++i) pool_rows(r, i, cfg.pools[i]);
   if (cfg.metrics) {

@@ -160,6 +160,16 @@ void Directory::remove_user_client(std::string_view user) {
   user_clients_.remove(user);
 }
 
+uint8_t Directory::take_server_slot(const pool::ServerCaps::Keys& k) {
+  std::lock_guard<std::mutex> lk(server_caps_mu_);
+  return server_caps_.try_take(k);
+}
+
+void Directory::give_back_server_slot(std::string_view db, std::string_view user) {
+  std::lock_guard<std::mutex> lk(server_caps_mu_);
+  server_caps_.give_back(db, user);
+}
+
 bool Directory::register_cancel(uint64_t id, int worker, uint64_t client_id) {
   std::lock_guard<std::mutex> lk(cancel_mu_);
   return cancels_.try_emplace(id, CancelEntry{worker, client_id}).second;

@@ -23,6 +23,7 @@
 
 namespace sqlmux {
 
+class Directory;
 class HostRegistry;
 class Metrics;
 class Pool;
@@ -44,6 +45,7 @@ struct PoolEnv {
   Metrics* metrics;  // nullptr without [metrics]
   Workers& workers;
   const Protocols& protocols;
+  Directory* directory = nullptr;  // set by Directory::set_pool_env
 };
 
 class Directory {
@@ -61,7 +63,10 @@ class Directory {
 
   // --- pools ---
   // Set once, before the first pool is made.
-  void set_pool_env(PoolEnv* env) { env_ = env; }
+  void set_pool_env(PoolEnv* env) {
+    env_ = env;
+    env_->directory = this;
+  }
   // The pool serving `database` for `user` (created on first use for pools
   // that log in as the client's own user); nullptr when there is none.
   [[nodiscard]] Pool* find_pool(std::string_view database, const User& user,
@@ -89,6 +94,10 @@ class Directory {
   // unless it has `cap` already (0: no cap); false (not counted) when over.
   [[nodiscard]] bool try_add_user_client(std::string_view user, uint32_t cap);
   void remove_user_client(std::string_view user);
+  // Server connections under max_db_connections and max_user_connections,
+  // all pools and workers together (pool::ServerCaps).
+  [[nodiscard]] uint8_t take_server_slot(const pool::ServerCaps::Keys& k);
+  void give_back_server_slot(std::string_view db, std::string_view user);
 
   // Cancel keys sqlmux gave its clients, by the protocol's identity of the
   // key (64 bits); false when `id` is taken (the protocol makes another).
@@ -140,6 +149,9 @@ class Directory {
   // the end of a client (never per query).
   std::mutex user_clients_mu_;
   pool::KeyedLimit user_clients_;  // under user_clients_mu_
+  // Taken with a pool's mutex held (never the other way round).
+  std::mutex server_caps_mu_;
+  pool::ServerCaps server_caps_;  // under server_caps_mu_
 
   struct CancelEntry {
     int worker;

@@ -49,6 +49,8 @@ Reason reason(pool::Close why) {
       return Reason::ServerIdleTimeout;
     case pool::Close::Shutdown:
       return Reason::Shutdown;
+    case pool::Close::Evicted:
+      return Reason::BackendEvicted;
   }
   return Reason::BackendObsolete;
 }
@@ -71,8 +73,12 @@ Pool::Pool(PoolEnv& env, config::PoolConfig cfg, std::string backend_user,
   cfg_versions_.push_back(std::make_unique<const config::PoolConfig>(std::move(cfg)));
   cfg_.store(cfg_versions_.back().get(), std::memory_order_release);
   label_ = this->cfg().name + "/" + backend_user_;
+  db_key_ = config::qualified_name(this->cfg());
+  user_key_ = std::string(config::to_string(this->cfg().protocol)) + ":" + backend_user_;
+  sched_.set_gate(this);
   created_ms_ = uv_hrtime() / 1'000'000;
   sync_hosts_locked(this->cfg());
+  refresh_caps();
   if (Metrics* m = env_.metrics) {
     std::vector<const metrics::PoolStats*> parts;
     for (int i = 0; i < workers; ++i) {
@@ -85,7 +91,7 @@ Pool::Pool(PoolEnv& env, config::PoolConfig cfg, std::string backend_user,
         std::move(parts), [this] {
           // (Pools live as long as the process: a reload only retires one.)
           return metrics::PoolGauges{this->cfg().size, oldest_wait_seconds(uv_hrtime() / 1'000'000),
-                                     reserve_in_use()};
+                                     reserve_in_use(), static_cast<uint32_t>(waiting_on_cap())};
         });
   }
 }
@@ -182,6 +188,7 @@ void Pool::acquire(Worker& w, PooledClient& c) {
       break;
     case pool::Acquired::Kind::Queued:
       if (a.donor >= 0) env_.workers.at(a.donor).post([this](Worker& dw) { donate(dw); });
+      if (caps_on()) evict_for_cap(w);  // when a shared cap refused the slot
       break;
   }
 }
@@ -194,12 +201,14 @@ void Pool::cancel_wait(Worker& w, uint64_t client_id) {
 void Pool::release(Worker& w, PooledBackend* b) {
   const uint64_t now = w.now_ms();
   const pool::Backend me = facts(b);
+  // Rather than idle here, it closes for a pool waiting at a shared cap.
+  const bool evict = caps_on() && others_wait_on_cap();
   PooledClient* local = nullptr;
   pool::Handout h;
   {
     std::lock_guard<std::mutex> lk(mu_);
     observe_locked();
-    h = sched_.release(w.id(), me, now, w.shutting_down());
+    h = sched_.release(w.id(), me, now, w.shutting_down(), evict);
     while (h.kind == pool::Handout::Kind::Local) {
       PooledClient* c = w.find_client(h.waiter.client_id);
       if (c != nullptr && c->state() == ClientState::Waiting && c->pool() == this &&
@@ -207,7 +216,7 @@ void Pool::release(Worker& w, PooledBackend* b) {
         local = c;
         break;
       }
-      h = sched_.hand_out(w.id(), me, now);  // that one stopped waiting
+      h = sched_.hand_out(w.id(), me, now, evict);  // that one stopped waiting
     }
   }
   switch (h.kind) {
@@ -235,7 +244,118 @@ void Pool::backend_gone(Worker& w, PooledBackend* b) {
     std::lock_guard<std::mutex> lk(mu_);
     freed = sched_.backend_gone(w.id(), facts(b), b->slot_moved());
   }
-  if (freed) capacity_freed(w);
+  if (freed) slot_freed(w);
+}
+
+void Pool::slot_freed(Worker& w) {
+  if (!capacity_freed(w)) cap_slot_freed(w);
+}
+
+// --- caps shared with other pools ----------------------------------------------------
+
+void Pool::refresh_caps() {
+  if (env_.directory == nullptr) return;
+  const config::Config& c = env_.directory->config();
+  db_cap_.store(config::db_connection_cap(c, cfg()), std::memory_order_relaxed);
+  user_cap_.store(config::user_connection_cap(c, backend_user_), std::memory_order_relaxed);
+}
+
+bool Pool::try_take() {
+  Directory* dir = env_.directory;
+  if (dir == nullptr) return true;
+  cap_refused_ = dir->take_server_slot({db_key_, db_cap_.load(std::memory_order_relaxed), user_key_,
+                                        user_cap_.load(std::memory_order_relaxed)});
+  return cap_refused_ == pool::kCapNone;
+}
+
+void Pool::give_back() {
+  if (env_.directory != nullptr) env_.directory->give_back_server_slot(db_key_, user_key_);
+}
+
+bool Pool::caps_on() const {
+  return db_cap_.load(std::memory_order_relaxed) != 0 ||
+         user_cap_.load(std::memory_order_relaxed) != 0;
+}
+
+uint8_t Pool::shared_caps(const Pool& o) const {
+  return static_cast<uint8_t>((db_key_ == o.db_key_ ? pool::kCapDb : 0) |
+                              (user_key_ == o.user_key_ ? pool::kCapUser : 0));
+}
+
+size_t Pool::waiting_on_cap(uint8_t caps) {
+  std::lock_guard<std::mutex> lk(mu_);
+  return (cap_refused_ & caps) != 0 ? sched_.waiting_on_cap() : 0;
+}
+
+bool Pool::others_wait_on_cap() {
+  bool found = false;
+  env_.directory->for_each_pool([&](Pool& p) {
+    if (found || &p == this) return;
+    const uint8_t shared = shared_caps(p);
+    if (shared != pool::kCapNone && p.waiting_on_cap(shared) > 0) found = true;
+  });
+  return found;
+}
+
+void Pool::cap_slot_freed(Worker& w) {
+  if (w.shutting_down() || !caps_on()) return;
+  std::vector<std::pair<uint64_t, Pool*>> waiting;  // by when their longest wait began
+  env_.directory->for_each_pool([&](Pool& p) {
+    if (&p == this) return;
+    const uint8_t shared = shared_caps(p);
+    if (shared == pool::kCapNone) return;
+    std::lock_guard<std::mutex> lk(p.mu_);
+    if ((p.cap_refused_ & shared) != 0 && p.sched_.waiting_on_cap() > 0) {
+      waiting.emplace_back(p.sched_.oldest_wait_since_ms(), &p);
+    }
+  });
+  std::sort(waiting.begin(), waiting.end());
+  for (const auto& [since, p] : waiting) {
+    if (p->capacity_freed(w)) return;
+  }
+}
+
+void Pool::evict_for_cap(Worker& w) {
+  uint8_t refused = pool::kCapNone;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (sched_.waiting_on_cap() == 0) return;
+    refused = cap_refused_;
+  }
+  std::vector<Pool*> pools;
+  std::vector<int> workers;
+  std::vector<pool::EvictionCandidate> candidates;
+  env_.directory->for_each_pool([&](Pool& p) {
+    if (&p == this || (shared_caps(p) & refused) == 0) return;
+    std::lock_guard<std::mutex> lk(p.mu_);
+    const auto oldest = p.sched_.oldest_idle();
+    if (!oldest) return;
+    pools.push_back(&p);
+    workers.push_back(oldest->first);
+    candidates.push_back({p.sched_.idle(), oldest->second});
+  });
+  const int pick = pool::pick_eviction(candidates);
+  if (pick < 0) return;
+  Pool* victim = pools[static_cast<size_t>(pick)];
+  const int on = workers[static_cast<size_t>(pick)];
+  LOG_DEBUG(
+      "pool %s: clients wait at max_%s_connections; closing an idle server connection of "
+      "pool %s",
+      label_.c_str(), (refused & pool::kCapDb) != 0 ? "db" : "user", victim->label_.c_str());
+  if (on == w.id()) {
+    victim->evict_idle(w);
+  } else {
+    env_.workers.at(on).post([victim](Worker& vw) { victim->evict_idle(vw); });
+  }
+}
+
+void Pool::evict_idle(Worker& w) {
+  std::optional<pool::Backend> b;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    b = sched_.evict_idle(w.id());
+  }
+  if (b) backend(*b)->terminate(Reason::BackendEvicted);
 }
 
 bool Pool::capacity_freed(Worker& w) {
@@ -376,6 +496,7 @@ void Pool::launch(Worker& w, uint64_t client_id, uint64_t exclude) {
         ps->connect_failures.add();
         ps->server_errors[static_cast<int>(Reason::FdExhausted)].add();
       }
+      cap_slot_freed(w);
       w.log_fd_exhausted("backend connect for pool " + label_ + ": " + err);
       if (PooledClient* c = client_id != 0 ? w.find_client(client_id) : nullptr) {
         Failure f = w.fd_exhausted_failure();
@@ -401,6 +522,7 @@ void Pool::launch(Worker& w, uint64_t client_id, uint64_t exclude) {
     std::lock_guard<std::mutex> lk(mu_);
     sched_.slot_failed(w.id());
   }
+  cap_slot_freed(w);
   LOG_WARN("backend connect for pool %s failed: %s", label_.c_str(), err.c_str());
   if (PooledClient* c = client_id != 0 ? w.find_client(client_id) : nullptr) {
     c->fail({Reason::BackendConnectFailed, "sqlmux could not connect to the server: " + err, {}});
@@ -443,6 +565,9 @@ void Pool::housekeep(Worker& w, uint64_t now) {
   // A client that has waited reserve_pool_timeout: reserve slots.
   while (capacity_freed(w)) {
   }
+  // Clients waiting at a shared cap: an idle backend of another pool under
+  // it closes (acquire() asks too; this catches one that went idle since).
+  if (w.id() == 0 && caps_on()) evict_for_cap(w);
 }
 
 void Pool::close_idle(Worker& w) {
@@ -459,6 +584,7 @@ void Pool::set_config(const config::PoolConfig& cfg) {
   cfg_versions_.push_back(std::make_unique<const config::PoolConfig>(cfg));
   cfg_.store(cfg_versions_.back().get(), std::memory_order_release);
   sync_hosts_locked(cfg);
+  refresh_caps();
 }
 
 void Pool::set_paused(bool on) {

@@ -21,6 +21,7 @@
 #include "daemon/core/protocol.h"
 #include "daemon/ops/metrics.h"
 #include "pool/host_policy.h"
+#include "pool/limits.h"
 #include "pool/scheduler.h"
 
 namespace sqlmux {
@@ -43,7 +44,7 @@ struct PoolHost {
   int id = 0;  // the scheduler's host id, stable
 };
 
-class Pool {
+class Pool final : private pool::SlotGate {
  public:
   Pool(PoolEnv& env, config::PoolConfig cfg, std::string backend_user,
        std::string backend_password);
@@ -120,6 +121,16 @@ class Pool {
   // in use). Any thread.
   [[nodiscard]] uint32_t reserve_in_use();
 
+  // --- Caps shared with other pools (max_db_connections,
+  // max_user_connections); any thread ---
+  // Which caps this pool and `o` count under together (pool::CapBits).
+  [[nodiscard]] uint8_t shared_caps(const Pool& o) const;
+  // Clients waiting because a cap in `caps` refused their slot.
+  [[nodiscard]] size_t waiting_on_cap(uint8_t caps = pool::kCapDb | pool::kCapUser);
+  // On worker `w`: closes `w`'s longest-idle backend of this pool, for a
+  // pool waiting at a shared cap.
+  void evict_idle(Worker& w);
+
   // --- Admin console and reload (any thread unless noted) ---
   void set_config(const config::PoolConfig& cfg);
   // Paused: no backend is handed to a new transaction; waiters queue.
@@ -157,6 +168,25 @@ class Pool {
   bool capacity_freed(Worker& w);
   static constexpr uint64_t kReserveLogIntervalMs = 10000;
 
+  // pool::SlotGate, with mu_ held: counts under the shared caps.
+  [[nodiscard]] bool try_take() override;
+  void give_back() override;
+  // Whether either shared cap is on for this pool now (any thread).
+  [[nodiscard]] bool caps_on() const;
+  // db_cap_ and user_cap_ from the configuration in force (at creation and
+  // at each reload, which calls set_config() on every pool it keeps).
+  void refresh_caps();
+  // A slot of this pool came free and its own waiters did not take it: to
+  // the other pool sharing a cap whose client has waited longest on it.
+  void cap_slot_freed(Worker& w);
+  // This pool's clients wait at a shared cap: the other pool under it with
+  // the longest-idle backend closes that one (PgBouncer's eviction).
+  void evict_for_cap(Worker& w);
+  // Another pool waits at a cap shared with this one.
+  [[nodiscard]] bool others_wait_on_cap();
+  // A slot freed on `w`: to this pool's waiters, else another pool's.
+  void slot_freed(Worker& w);
+
   // --- hosts (with mu_ held) ---
   void sync_hosts_locked(const config::PoolConfig& cfg);
   [[nodiscard]] pool::Role role_of(const PoolHost& h) const;
@@ -183,6 +213,13 @@ class Pool {
   uint64_t hosts_seen_ = kHostsUnseen;  // HostRegistry::changes() at the last look, under mu_
   uint64_t reserve_opens_ = 0;          // reserve slots granted since the last line, under mu_
   uint64_t reserve_last_log_ms_ = 0;    // under mu_
+  // The keys this pool counts under (fixed for its life): its [[pool]]
+  // entry, and its protocol and server user.
+  std::string db_key_;
+  std::string user_key_;
+  uint8_t cap_refused_ = pool::kCapNone;  // the caps that refused the last slot, under mu_
+  std::atomic<uint32_t> db_cap_{0};       // max_db_connections in force (0: none)
+  std::atomic<uint32_t> user_cap_{0};     // max_user_connections in force (0: none)
 };
 
 }  // namespace sqlmux

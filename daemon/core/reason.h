@@ -40,6 +40,7 @@ enum class Reason {
   FdExhausted,          // accepted with the spare descriptor only to be refused: no fd left
   NotificationBacklog,  // the client left too many notifications unread
   TooManyUserClients,   // max_user_client_connections: the user has that many clients
+  BackendEvicted,       // idle, closed for another pool at a shared max_db/max_user_connections
   Internal,
 };
 
@@ -111,6 +112,8 @@ enum class Reason {
       return "notification_backlog";
     case Reason::TooManyUserClients:
       return "too_many_user_clients";
+    case Reason::BackendEvicted:
+      return "backend_evicted";
     case Reason::Internal:
       return "internal";
   }

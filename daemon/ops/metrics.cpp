@@ -363,6 +363,11 @@ std::vector<MetricFamily> Metrics::Collect() const {
                         "Server connections of the pool open or connecting beyond its size "
                         "(reserve_pool_size in use).",
                         MetricType::Gauge);
+  auto on_cap = family("sqlmux_pool_waiting_on_cap",
+                       "Clients of the pool waiting for a server connection because "
+                       "max_db_connections or max_user_connections is reached (the pool is "
+                       "below its size).",
+                       MetricType::Gauge);
   auto pins = family("sqlmux_client_pins_total",
                      "Times a transaction-mode client became pinned to its server connection "
                      "by session state that cannot move, by reason.",
@@ -467,6 +472,7 @@ std::vector<MetricFamily> Metrics::Collect() const {
       add_gauge(size, base, g.size);
       add_gauge(oldest, base, g.oldest_wait_seconds);
       add_gauge(reserve, base, g.reserve_in_use);
+      add_gauge(on_cap, base, g.waiting_on_cap);
     }
     add_gauge(l_channels, base, static_cast<double>(lch));  // (0 on MySQL pools)
     add_gauge(l_subs, base, static_cast<double>(lsub));
@@ -602,11 +608,12 @@ std::vector<MetricFamily> Metrics::Collect() const {
 
   std::vector<MetricFamily> out;
   for (auto* f :
-       {&clients,     &logins,  &servers, &wait,   &tx,        &query,    &tx_total,   &query_total,
-        &c_in,        &c_out,   &s_in,    &s_out,  &attempts,  &failures, &up,         &checks,
-        &s_err,       &c_err,   &hits,    &misses, &evictions, &pins,     &l_channels, &l_subs,
-        &l_delivered, &l_lost,  &size,    &oldest, &reserve,   &reloads,  &a_delay,    &a_delayed,
-        &a_refused,   &a_addrs, &cancels, &kills,  &d_calls,   &d_secs,   &d_rows,     &d_errs}) {
+       {&clients,     &logins,     &servers, &wait,        &tx,        &query,     &tx_total,
+        &query_total, &c_in,       &c_out,   &s_in,        &s_out,     &attempts,  &failures,
+        &up,          &checks,     &s_err,   &c_err,       &hits,      &misses,    &evictions,
+        &pins,        &l_channels, &l_subs,  &l_delivered, &l_lost,    &size,      &oldest,
+        &reserve,     &on_cap,     &reloads, &a_delay,     &a_delayed, &a_refused, &a_addrs,
+        &cancels,     &kills,      &d_calls, &d_secs,      &d_rows,    &d_errs}) {
     if (!f->metric.empty()) out.push_back(std::move(*f));  // e.g. no health checks
   }
   MetricFamily build =

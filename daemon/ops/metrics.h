@@ -181,6 +181,9 @@ struct PoolGauges {
   uint32_t size = 0;               // the configured size
   double oldest_wait_seconds = 0;  // the longest-waiting client's wait so far
   uint32_t reserve_in_use = 0;     // server connections beyond size (reserve_pool_size)
+  // Clients waiting because max_db_connections / max_user_connections refused
+  // the server connection they needed (the pool below its size).
+  uint32_t waiting_on_cap = 0;
 };
 
 struct PoolLabels {

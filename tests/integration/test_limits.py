@@ -15,8 +15,20 @@ size, a waiting client gets an extra server connection only once it has
 waited reserve_pool_timeout (the server's own session count says so, before
 and after), sqlmux_pool_reserve_connections shows it in use, a warn line
 names the client, and the pool shrinks back to its size once nobody
-waits."""
+waits.
 
+max_db_connections (per [[pool]] entry: all its per-user pools) and
+max_user_connections (per server user: all pools), [server] defaults and
+the pool's / user's own key over them: with two pools under one cap of 2,
+five concurrent clients holding transactions all finish while the server
+never sees more than 2 sqlmux sessions (pg_stat_activity /
+information_schema.PROCESSLIST), and sqlmux_pool_waiting_on_cap counts the
+clients waiting at the cap; two idle server connections of one pool are
+closed for the other pool's client (evicted), which is served at once
+instead of waiting out query_wait_timeout; a RELOAD that raises the cap to
+3 lets 3 server sessions open."""
+
+import signal
 import threading
 import time
 
@@ -311,6 +323,213 @@ def case_mysql_reserve_pool(pg):
         _reserve_case(mux, metrics_port, my.app_sessions, hold, wait_query, "mysql")
 
 
+CAP_WAIT_TIMEOUT = 8  # query_wait_timeout (s): a client starved at the cap fails after it
+
+
+def _waiting_on_cap(port: int) -> float:
+    return sum(v for k, v in scrape_metrics(port).items() if k.startswith("sqlmux_pool_waiting_on_cap{"))
+
+
+def _cap_case(what, a, b, run, sessions, metrics_port, raise_cap):
+    """Two pools under one cap of 2: clients `a` and `b` (one per pool).
+    `run(client, hold)` runs one transaction that keeps its server
+    connection `hold` seconds; `sessions()` counts sqlmux's server
+    sessions under the cap; `raise_cap()` makes it 3 by a RELOAD."""
+    # Pool a opens two server connections, which then stay idle.
+    errors = []
+
+    def go(client, hold, out=None):
+        t0 = time.monotonic()
+        try:
+            run(client, hold)
+            if out is not None:
+                out.append(time.monotonic() - t0)
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"{client}: {e}")
+
+    ts = [threading.Thread(target=go, args=(a, 0.5)) for _ in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(15)
+    check(not errors, f"{what}: warm-up: {errors}")
+    check_eq(sessions(), 2, f"{what}: server sessions with pool {a}'s two idle connections")
+    # Pool b's client: pool a closes an idle connection to make room.
+    took = []
+    go(b, 0, took)
+    check(not errors, f"{what}: pool {b}'s client at the cap: {errors}")
+    check(took and took[0] < 3, f"{what}: pool {b}'s client served in {took} s (not starved by idle ones)")
+    served_b = took[0]
+    check(sessions() <= 2, f"{what}: server sessions after the eviction")
+
+    def burst(cap):
+        """Five clients of both pools hold transactions at once."""
+        seen = {"sessions": 0, "waiting": 0.0}
+        stop = threading.Event()
+
+        def poll():
+            while not stop.is_set():
+                seen["sessions"] = max(seen["sessions"], sessions())
+                seen["waiting"] = max(seen["waiting"], _waiting_on_cap(metrics_port))
+                time.sleep(0.03)
+
+        poller = threading.Thread(target=poll)
+        poller.start()
+        took = []
+        t0 = time.monotonic()
+        ts = [threading.Thread(target=go, args=((a, b)[i % 2], 0.6, took)) for i in range(5)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(30)
+        elapsed = time.monotonic() - t0
+        stop.set()
+        poller.join(10)
+        check(not errors, f"{what}: clients failed at cap {cap}: {errors}")
+        check_eq(len(took), 5, f"{what}: clients finished at cap {cap}")
+        check_eq(seen["sessions"], cap, f"{what}: most server sessions seen with 5 clients at cap {cap}")
+        rounds = (5 + cap - 1) // cap
+        check(elapsed >= 0.6 * rounds - 0.1,
+              f"{what}: 5 transactions of 0.6 s, {cap} at a time, took {elapsed:.2f} s")
+        check(seen["waiting"] >= 1, f"{what}: sqlmux_pool_waiting_on_cap while clients waited: {seen['waiting']}")
+        check_eq(_waiting_on_cap(metrics_port), 0.0, f"{what}: sqlmux_pool_waiting_on_cap after")
+        return elapsed, seen
+
+    elapsed, seen = burst(2)
+    raise_cap()
+    elapsed3, seen3 = burst(3)
+    log(f"{what}: pool {b}'s client served in {served_b:.2f}s past {a}'s idle ones; 5 clients done in "
+        f"{elapsed:.2f}s, at most {seen['sessions']} server sessions, waiting_on_cap up to {seen['waiting']:.0f}; "
+        f"after RELOAD to 3: {elapsed3:.2f}s, at most {seen3['sessions']} sessions")
+
+
+def _cap_tweak(metrics_port, per_user_pools):
+    """per_user_pools: max_db_connections, the pool logs in as each client
+    (users app, app2); else max_user_connections, a second pool appdb2 on
+    the same server database as app. [server]'s cap 5, the pool's / user's
+    own 2 over it."""
+    def tweak(cfg):
+        cfg["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
+        for p in cfg["pool"]:
+            p["query_wait_timeout"] = f"{CAP_WAIT_TIMEOUT}s"
+        if per_user_pools:
+            cfg["server"]["max_db_connections"] = 5
+            cfg["user"].append({"name": "app2", "password": "app2pass"})
+            for p in cfg["pool"]:
+                p.pop("user")
+                p.pop("password")
+                p["max_db_connections"] = 2
+        else:
+            cfg["server"]["max_user_connections"] = 5
+            cfg["user"][0]["max_user_connections"] = 2
+            cfg["pool"] = cfg["pool"] + [dict(p, name="appdb2") for p in cfg["pool"]]
+    return tweak
+
+
+def _raise_cap(mux, per_user_pools):
+    """RELOAD (SIGHUP) with the pool's / user's own cap 3 instead of 2."""
+    def go():
+        key = "max_db_connections = 2\n" if per_user_pools else "max_user_connections = 2\n"
+        text = open(mux.config_path).read()
+        check(key in text, f"{key.strip()} in the config file")
+        with open(mux.config_path, "w") as f:
+            f.write(text.replace(key, key.replace("2", "3")))
+        mux.send_signal(signal.SIGHUP)
+        applied = "applied(max_db_connections)" if per_user_pools else "users ~app"
+        check(mux.log_has(applied), f"reload log line with {applied!r}")
+    return go
+
+
+def _pg_cap(pg, per_user_pools, what):
+    metrics_port = free_port()
+    if per_user_pools:
+        pg.psql("SET password_encryption = 'scram-sha-256'; CREATE ROLE app2 LOGIN PASSWORD 'app2pass';"
+                "GRANT CONNECT ON DATABASE appdb TO app2;")
+    with Sqlmux(pg, size=10, tweak=_cap_tweak(metrics_port, per_user_pools)) as mux:
+        su = pg.connect_super()
+        su.autocommit = True
+
+        def sessions():
+            with su.cursor() as cur:
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = 'appdb' "
+                            "AND usename IN ('app', 'app2')")
+                return cur.fetchone()[0]
+
+        def run(client, hold):
+            user, db = client
+            c = psycopg2.connect(mux.dsn(db=db, user=user, password=user + "pass"), connect_timeout=10)
+            try:
+                with c.cursor() as cur:  # psycopg2 opens a transaction
+                    cur.execute("SELECT pg_sleep(%s)", (hold,))
+                c.commit()
+            finally:
+                c.close()
+
+        if per_user_pools:
+            _cap_case(what, ("app", "appdb"), ("app2", "appdb"), run, sessions, metrics_port,
+                     _raise_cap(mux, per_user_pools))
+        else:
+            _cap_case(what, ("app", "appdb"), ("app", "appdb2"), run, sessions, metrics_port,
+                     _raise_cap(mux, per_user_pools))
+        su.close()
+
+
+def case_pg_max_db_connections(pg):
+    require_sqlmux("max_db_connections")
+    _pg_cap(pg, True, "pg max_db_connections")
+
+
+def case_pg_max_user_connections(pg):
+    require_sqlmux("max_user_connections")
+    _pg_cap(pg, False, "pg max_user_connections")
+
+
+def _my_cap(per_user_pools, what):
+    from mysql_harness import MariaDbServer
+
+    metrics_port = free_port()
+    with MariaDbServer() as my:
+        if per_user_pools:
+            my.sql_many(["CREATE USER 'app2'@'%' IDENTIFIED BY 'app2pass'",
+                         "CREATE USER 'app2'@'127.0.0.1' IDENTIFIED BY 'app2pass'",
+                         "GRANT ALL PRIVILEGES ON appdb.* TO 'app2'@'%'",
+                         "GRANT ALL PRIVILEGES ON appdb.* TO 'app2'@'127.0.0.1'"])
+        with Sqlmux(None, my=my, size=10, tweak=_cap_tweak(metrics_port, per_user_pools)) as mux:
+            def sessions():
+                return int(my.scalar("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                                     "WHERE USER IN ('app', 'app2')"))
+
+            def run(client, hold):
+                user, db = client
+                c = mux.my_connect(db=db, user=user, password=user + "pass")
+                try:
+                    c.begin()
+                    with c.cursor() as cur:
+                        cur.execute("SELECT SLEEP(%s)", (hold,))
+                    c.commit()
+                finally:
+                    c.close()
+
+            if per_user_pools:
+                _cap_case(what, ("app", "appdb"), ("app2", "appdb"), run, sessions, metrics_port,
+                     _raise_cap(mux, per_user_pools))
+            else:
+                _cap_case(what, ("app", "appdb"), ("app", "appdb2"), run, sessions, metrics_port,
+                     _raise_cap(mux, per_user_pools))
+
+
+def case_mysql_max_db_connections(pg):
+    require_sqlmux("max_db_connections")
+    _my_cap(True, "mysql max_db_connections")
+
+
+def case_mysql_max_user_connections(pg):
+    require_sqlmux("max_user_connections")
+    _my_cap(False, "mysql max_user_connections")
+
+
 if __name__ == "__main__":
     run_cases(__file__, [case_pg_max_user_client_connections, case_mysql_max_user_client_connections,
-                         case_pg_reserve_pool, case_mysql_reserve_pool], timeout=60)
+                         case_pg_reserve_pool, case_mysql_reserve_pool,
+                         case_pg_max_db_connections, case_pg_max_user_connections,
+                         case_mysql_max_db_connections, case_mysql_max_user_connections], timeout=170)

@@ -51,6 +51,7 @@ auth = "md5"
 [[pool]]
 name = "appdb"
 size = 7
+max_db_connections = 3
 user = "app"
 password = "secret3"
 backends = [ { address = "127.0.0.1:5432" }, { address = "127.0.0.1:5433", role = "replica", weight = 2 } ]
@@ -94,6 +95,8 @@ key = ")" + file + R"("
                         "server.upgrade_socket",
                         "server.peer_secret",
                         "server.max_user_client_connections",
+                        "server.max_db_connections",
+                        "server.max_user_connections",
                         "peers.4",
                         "peers.5",
                         "listener[0].protocol",
@@ -104,6 +107,7 @@ key = ")" + file + R"("
                         "user[0].auth",
                         "user[0].default_pool",
                         "user[0].max_user_client_connections",
+                        "user[0].max_user_connections",
                         "user[1].auth",
                         "pool[0].name",
                         "pool[0].protocol",
@@ -112,6 +116,7 @@ key = ")" + file + R"("
                         "pool[0].min_idle",
                         "pool[0].reserve_pool_size",
                         "pool[0].reserve_pool_timeout",
+                        "pool[0].max_db_connections",
                         "pool[0].database",
                         "pool[0].user",
                         "pool[0].password",
@@ -159,7 +164,7 @@ key = ")" + file + R"("
     CHECK(rows.count(k) == 1);
   }
   CHECK(rows.size() ==
-        sizeof keys / sizeof keys[0] + 4);  // and user[1]'s name, password, default_pool, cap
+        sizeof keys / sizeof keys[0] + 5);  // and user[1]'s name, password, default_pool, caps
 
   auto value = [&](const char* k) { return rows.at(k).value; };
   auto def = [&](const char* k) { return rows.at(k).default_value; };
@@ -175,6 +180,10 @@ key = ")" + file + R"("
   CHECK(value("pool[0].size") == "7");
   CHECK(def("pool[0].size") == "20");
   CHECK(changeable("pool[0].size"));
+  CHECK(value("pool[0].max_db_connections") == "3");
+  CHECK(value("user[0].max_user_connections") == "");  // absent: [server]'s
+  CHECK(def("server.max_db_connections") == "0");
+  CHECK(changeable("server.max_user_connections"));
   CHECK(value("pool[0].database") == "appdb");
   CHECK(def("pool[0].database") == "appdb");  // the pool's name
   CHECK_FALSE(changeable("pool[0].mode"));
