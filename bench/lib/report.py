@@ -18,6 +18,7 @@ RATE_METRICS = [(USER_US, "proxy CPU user per tx"), (SYS_US, "proxy CPU system p
                 (VCSW, "voluntary context switches per tx"), (IVCSW, "involuntary context switches per tx"),
                 (P50, "p50 latency"), (P99, "p99 latency"), (P999, "p99.9 latency")]
 PGBENCH_SCENARIOS = ("select20", "select200", "prepared200", "connect20")
+SELECT2000 = "select2000"  # 2,000 clients on the pool of 20: sqlmux vs PgBouncer
 METRICS_SCENARIO = "select200_metrics"  # sqlmux-metrics (with [metrics]) vs sqlmux (without)
 TLS_SCENARIO = "select200_tls"  # sqlmux-tls (clients over TLS) vs sqlmux (plaintext)
 BASELINE = "sqlmux-base"  # --baseline-bin: sqlmux vs the same settings from the baseline binary
@@ -77,9 +78,11 @@ def error_text(r: dict) -> str:
 
 
 def is_rate(r: dict) -> bool:
-    """A fixed-rate pgbench run (rate20, rate200, rate2000), including one
-    that could not start."""
-    return r["tool"] == "pgbench" and (bool(r.get("rate")) or str(r.get("scenario", "")).startswith("rate"))
+    """A fixed-rate run (pgbench: rate20, rate200, rate2000; sysbench:
+    my_rate20, my_rate200), including one that could not start."""
+    sc = str(r.get("scenario", ""))
+    return ((r["tool"] == "pgbench" and (bool(r.get("rate")) or sc.startswith("rate")))
+            or (r["tool"] == "sysbench" and (bool(r.get("rate")) or sc.startswith("my_rate"))))
 
 
 def throughput_table(runs: list[dict], rounds: int) -> str:
@@ -127,7 +130,9 @@ def rate_table(runs: list[dict], rounds: int) -> str:
     off = 1 if rounds > 1 else 0
     out = _render(rows, right=set(range(2 + off, 12 + off)), span=3 + off)
     return (out + "\nlatency: pgbench -R, from each transaction's scheduled start (includes schedule lag);"
-            " CPU and context switches: the proxy process (direct: -); (!) = under 95 % of the rate")
+            " my_rate*: sysbench --rate, from its histogram, from when a thread took the transaction off"
+            " sysbench's queue (excludes the queue wait);\n"
+            "CPU and context switches: the proxy process (direct: -); (!) = under 95 % of the rate")
 
 
 def idle_table(runs: list[dict]) -> str:
@@ -275,12 +280,23 @@ def ratios(runs: list[dict]) -> list[dict]:
         (f"{TLS_SCENARIO}: TLS/plain proxy CPU per 1k tx", (TLS_SCENARIO, "sqlmux-tls"),
          (TLS_SCENARIO, "sqlmux"), CPU),
     ]
+    specs += [(f"{SELECT2000}: sqlmux/PgBouncer {what}", (SELECT2000, "sqlmux"), (SELECT2000, "pgbouncer"), metric)
+              for metric, what in ((TPS, "TPS"), (P50, "p50 latency"), (P99, "p99 latency"),
+                                   (CPU, "proxy CPU per 1k tx"))]
     for sc in sorted({r["scenario"] for r in runs if is_rate(r)}, key=lambda n: (len(n), n)):
+        my = "mysql-" if any(r["scenario"] == sc and r["target"].startswith("mysql-") for r in runs) else ""
         for den, den_shown in (("pgbouncer", "PgBouncer"), ("haproxy", "HAProxy")):
-            specs += [(f"{sc}: sqlmux/{den_shown} {what}", (sc, "sqlmux"), (sc, den), metric)
+            specs += [(f"{sc}: sqlmux/{den_shown} {what}", (sc, my + "sqlmux"), (sc, my + den), metric)
                       for metric, what in RATE_METRICS]
-    for sc in sorted({r["scenario"] for r in runs if r["tool"] == "sysbench"}):
-        specs.append((f"{sc}: sqlmux/direct TPS", (sc, "sqlmux"), (sc, "direct"), TPS))
+    for sc in sorted({r["scenario"] for r in runs if r["tool"] == "sysbench" and not is_rate(r)}):
+        specs += [
+            (f"{sc}: sqlmux/direct TPS", (sc, "sqlmux"), (sc, "direct"), TPS),
+            # MySQL: sqlmux's mysql listener and HAProxy in front of MariaDB
+            (f"{sc}: MySQL sqlmux/direct TPS", (sc, "mysql-sqlmux"), (sc, "mysql-direct"), TPS),
+            (f"{sc}: MySQL sqlmux/HAProxy TPS", (sc, "mysql-sqlmux"), (sc, "mysql-haproxy"), TPS),
+            (f"{sc}: MySQL sqlmux/HAProxy proxy CPU per 1k tx", (sc, "mysql-sqlmux"), (sc, "mysql-haproxy"), CPU),
+            (f"{sc}: MySQL HAProxy/direct TPS", (sc, "mysql-haproxy"), (sc, "mysql-direct"), TPS),
+        ]
     for sc in sorted({r["scenario"] for r in runs if r["tool"] == "idle"}):
         specs += [
             (f"{sc}: sqlmux/PgBouncer memory per idle client", (sc, "sqlmux"), (sc, "pgbouncer"), MEM),
@@ -347,7 +363,8 @@ def write_json(path: str, doc: dict):
 
 COLORS = {"direct": "#7f8c8d", "pgbouncer": "#2980b9", "haproxy": "#27ae60", "pgbouncer-session": "#5dade2",
           "sqlmux": "#c0392b",
-          "sqlmux-base": "#e6a09a", "sqlmux-metrics": "#e67e22", "sqlmux-tls": "#8e44ad"}
+          "sqlmux-base": "#e6a09a", "sqlmux-metrics": "#e67e22", "sqlmux-tls": "#8e44ad",
+          "mysql-direct": "#95a5a6", "mysql-haproxy": "#52be80", "mysql-sqlmux": "#e74c3c"}
 
 
 def write_svg(path: str, runs: list[dict], title: str):
