@@ -368,11 +368,20 @@ COLORS = {"direct": "#7f8c8d", "pgbouncer": "#2980b9", "haproxy": "#27ae60", "pg
 
 
 def write_svg(path: str, runs: list[dict], title: str):
-    """Horizontal bars of median TPS per scenario and target (each scenario
-    scaled to its own largest bar), then memory per idle client."""
+    """Horizontal bars per scenario and target (each scenario scaled to its
+    own largest bar): median TPS; for the fixed-rate scenarios (where TPS
+    is the rate) the proxy's CPU microseconds per transaction, user + system
+    (direct has no proxy: no bar); memory per idle client. Under each
+    scenario, its ratio lines for TPS, proxy CPU and p99 (at most 6)."""
     med = medians(runs)
     labels = {BASELINE: baseline_label(runs)}
-    groups = []  # (heading, [(label, value, text)])
+    groups = []  # (heading, [(label, value, text)], [ratio lines])
+    notes: dict[str, list[str]] = {}
+    for rt in ratios(runs):
+        if rt.get("value") is None or rt.get("metric") not in (TPS, CPU, USER_US, SYS_US, P99):
+            continue
+        sc, _, what = rt["name"].partition(": ")
+        notes.setdefault(sc, []).append(f"{what}: {rt['value']:.2f}x")
     scenarios = []
     for r in runs:
         if r["scenario"] not in scenarios:
@@ -380,11 +389,16 @@ def write_svg(path: str, runs: list[dict], title: str):
     for sc in scenarios:
         is_idle = any(r["tool"] == "idle" and r["scenario"] == sc for r in runs)
         is_notify = any(r["tool"] == "notify" and r["scenario"] == sc for r in runs)
+        is_rate_sc = any(is_rate(r) and r["scenario"] == sc for r in runs)
         metric, unit = (MEM, "KiB/client") if is_idle else (TPS, "deliveries/s" if is_notify else "tps")
         bars = []
         for tgt in COLORS:
             m = med.get((sc, tgt))
-            if m and m.get(metric) is not None:
+            if is_rate_sc:
+                if m and m.get(USER_US) is not None and m.get(SYS_US) is not None:
+                    bars.append((tgt, m[USER_US] + m[SYS_US],
+                                 f"{m[USER_US]:.1f} user + {m[SYS_US]:.1f} sys us/tx at {m[TPS] or 0:,.0f} tps"))
+            elif m and m.get(metric) is not None:
                 bars.append((tgt, m[metric], f"{m[metric]:,.0f} {unit}" if metric == TPS
                              else f"{m[metric]:.2f} {unit}"))
         failed = [r["target"] for r in runs if r["scenario"] == sc and r.get("status") == "failed (expected)"]
@@ -392,16 +406,17 @@ def write_svg(path: str, runs: list[dict], title: str):
             bars.append((tgt, 0.0, "failed (expected)"))
         if bars:
             clients = next(r["clients"] for r in runs if r["scenario"] == sc)
-            groups.append((f"{sc} ({clients} clients)" + (" - memory" if is_idle else ""), bars))
-    left, bar_w, bar_h, gap, head = 110, 420, 18, 4, 24
-    height = 40 + sum(head + len(b) * (bar_h + gap) + 8 for _, b in groups)
-    width = left + bar_w + 170
+            what = " - memory" if is_idle else " - proxy CPU per transaction at a fixed rate" if is_rate_sc else ""
+            groups.append((f"{sc} ({clients} clients){what}", bars, notes.get(sc, [])[:6]))
+    left, bar_w, bar_h, gap, head, line_h = 110, 420, 18, 4, 24, 14
+    height = 40 + sum(head + len(b) * (bar_h + gap) + len(n) * line_h + 8 for _, b, n in groups)
+    width = left + bar_w + 230
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'font-family="sans-serif" font-size="12">',
            '<rect width="100%" height="100%" fill="white"/>',
            f'<text x="10" y="22" font-size="15" font-weight="bold">{html.escape(title)}</text>']
     y = 40
-    for heading, bars in groups:
+    for heading, bars, lines in groups:
         out.append(f'<text x="10" y="{y + 15}" font-weight="bold">{html.escape(heading)}</text>')
         y += head
         top = max(v for _, v, _ in bars) or 1.0
@@ -413,6 +428,9 @@ def write_svg(path: str, runs: list[dict], title: str):
                        f'fill="{COLORS.get(tgt, "#555")}"/>')
             out.append(f'<text x="{left + w + 6:.1f}" y="{y + 13}">{html.escape(text)}</text>')
             y += bar_h + gap
+        for ln in lines:
+            out.append(f'<text x="{left}" y="{y + 11}" font-size="11" fill="#333">{html.escape(ln)}</text>')
+            y += line_h
         y += 8
     out.append("</svg>")
     with open(path, "w") as f:
