@@ -22,6 +22,7 @@ SELECT2000 = "select2000"  # 2,000 clients on the pool of 20: sqlmux vs PgBounce
 METRICS_SCENARIO = "select200_metrics"  # sqlmux-metrics (with [metrics]) vs sqlmux (without)
 TLS_SCENARIO = "select200_tls"  # sqlmux-tls (clients over TLS) vs sqlmux (plaintext)
 BASELINE = "sqlmux-base"  # --baseline-bin: sqlmux vs the same settings from the baseline binary
+SERVER_CPU, TOTAL_CPU = "server_cpu_s_per_1k_tx", "total_cpu_s_per_1k_tx"  # MySQL: MariaDB's; + the proxy's
 NOTIFY_CPU = "server_cpu_s_per_1k_deliveries"  # notify: PostgreSQL's CPU per 1,000 deliveries (rate phase)
 
 
@@ -223,7 +224,8 @@ def medians(runs: list[dict]) -> dict:
     out = {}
     for key, rs in by.items():
         m = {"_rounds": {r.get("round", 1): r for r in rs}}
-        for metric in (TPS, CPU, MEM, IDLE_CPU, P50, P99, P999, NOTIFY_CPU, USER_US, SYS_US, VCSW, IVCSW):
+        for metric in (TPS, CPU, MEM, IDLE_CPU, P50, P99, P999, NOTIFY_CPU, USER_US, SYS_US, VCSW, IVCSW, SERVER_CPU,
+                       TOTAL_CPU):
             vals = [r[metric] for r in rs if r.get(metric) is not None]
             m[metric] = statistics.median(vals) if vals else None
         out[key] = m
@@ -296,6 +298,15 @@ def ratios(runs: list[dict]) -> list[dict]:
             (f"{sc}: MySQL sqlmux/HAProxy TPS", (sc, "mysql-sqlmux"), (sc, "mysql-haproxy"), TPS),
             (f"{sc}: MySQL sqlmux/HAProxy proxy CPU per 1k tx", (sc, "mysql-sqlmux"), (sc, "mysql-haproxy"), CPU),
             (f"{sc}: MySQL HAProxy/direct TPS", (sc, "mysql-haproxy"), (sc, "mysql-direct"), TPS),
+            # CPU per transaction in all (MariaDB + the proxy; direct: MariaDB alone) and MariaDB's own
+            (f"{sc}: MySQL sqlmux/direct CPU per 1k tx (MariaDB + proxy)", (sc, "mysql-sqlmux"),
+             (sc, "mysql-direct"), TOTAL_CPU),
+            (f"{sc}: MySQL HAProxy/direct CPU per 1k tx (MariaDB + proxy)", (sc, "mysql-haproxy"),
+             (sc, "mysql-direct"), TOTAL_CPU),
+            (f"{sc}: MySQL sqlmux/HAProxy CPU per 1k tx (MariaDB + proxy)", (sc, "mysql-sqlmux"),
+             (sc, "mysql-haproxy"), TOTAL_CPU),
+            (f"{sc}: MySQL sqlmux/direct MariaDB CPU per 1k tx", (sc, "mysql-sqlmux"), (sc, "mysql-direct"),
+             SERVER_CPU),
         ]
     for sc in sorted({r["scenario"] for r in runs if r["tool"] == "idle"}):
         specs += [
@@ -372,13 +383,13 @@ def write_svg(path: str, runs: list[dict], title: str):
     own largest bar): median TPS; for the fixed-rate scenarios (where TPS
     is the rate) the proxy's CPU microseconds per transaction, user + system
     (direct has no proxy: no bar); memory per idle client. Under each
-    scenario, its ratio lines for TPS, proxy CPU and p99 (at most 6)."""
+    scenario, its ratio lines for TPS, CPU and p99 (at most 8)."""
     med = medians(runs)
     labels = {BASELINE: baseline_label(runs)}
     groups = []  # (heading, [(label, value, text)], [ratio lines])
     notes: dict[str, list[str]] = {}
     for rt in ratios(runs):
-        if rt.get("value") is None or rt.get("metric") not in (TPS, CPU, USER_US, SYS_US, P99):
+        if rt.get("value") is None or rt.get("metric") not in (TPS, CPU, TOTAL_CPU, USER_US, SYS_US, P99):
             continue
         sc, _, what = rt["name"].partition(": ")
         notes.setdefault(sc, []).append(f"{what}: {rt['value']:.2f}x")
@@ -407,7 +418,7 @@ def write_svg(path: str, runs: list[dict], title: str):
         if bars:
             clients = next(r["clients"] for r in runs if r["scenario"] == sc)
             what = " - memory" if is_idle else " - proxy CPU per transaction at a fixed rate" if is_rate_sc else ""
-            groups.append((f"{sc} ({clients} clients){what}", bars, notes.get(sc, [])[:6]))
+            groups.append((f"{sc} ({clients} clients){what}", bars, notes.get(sc, [])[:8]))
     left, bar_w, bar_h, gap, head, line_h = 110, 420, 18, 4, 24, 14
     height = 40 + sum(head + len(b) * (bar_h + gap) + len(n) * line_h + 8 for _, b, n in groups)
     width = left + bar_w + 230

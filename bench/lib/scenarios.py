@@ -14,7 +14,7 @@ import notify
 import pgbench
 import proxies
 import sysbench
-from env import HarnessError, log
+from env import HarnessError, cpu_seconds, log
 
 
 @dataclasses.dataclass
@@ -392,7 +392,11 @@ class Runner:
         """One sysbench run. Fixed rate (my_rate*: --rate, the run's --rate
         rounded to an integer, as sysbench takes it): through a proxy, an
         unrecorded sysbench run of 5 transactions per thread first (outside
-        the CPU window), for the reason _prewarm gives."""
+        the CPU window), for the reason _prewarm gives. Against MariaDB
+        (mysql-*), also MariaDB's CPU over the run (utime + stime of
+        mariadbd, all threads): server_cpu_s_per_1k_tx and, with the
+        proxy's, total_cpu_s_per_1k_tx (direct: MariaDB's alone), so direct,
+        HAProxy and sqlmux compare by the CPU a transaction costs in all."""
         kw = dict(test=sc.test, tables=self.o.sysbench_tables, table_size=self.o.sysbench_table_size)
         rate = max(1, round(self.o.rate)) if sc.rate else None
         prewarm = None
@@ -401,7 +405,17 @@ class Runner:
             prewarm = w["status"]
             if prewarm != "ok":
                 log(f"{tag}: pre-warm sysbench --events {5 * clients} through {target.name}: {prewarm}")
+        server_pid = self.my.proc.pid if self.my is not None and target.name.startswith("mysql-") else None
+        s0 = cpu_seconds(server_pid)
         r = sysbench.run(target, threads=clients, duration=self.o.sysbench_duration, rate=rate, **kw)
+        s1 = cpu_seconds(server_pid)
+        tx = r.get("processed") or 0
+        if s0 is not None and s1 is not None and tx:
+            r["server_cpu_s"] = round(s1 - s0, 3)
+            r["server_cpu_s_per_1k_tx"] = (s1 - s0) / tx * 1000.0
+            proxy = r.get("proxy_cpu_s_per_1k_tx") if target.is_proxy else 0.0
+            if proxy is not None:
+                r["total_cpu_s_per_1k_tx"] = r["server_cpu_s_per_1k_tx"] + proxy
         if prewarm is not None:
             r["prewarm"] = prewarm
         return r
