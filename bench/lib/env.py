@@ -144,6 +144,24 @@ def proc_counters(pid: int | None) -> dict | None:
     return out
 
 
+def proxy_per_tx(pc0: dict | None, pc1: dict | None, processed: int) -> dict:
+    """A fixed-rate run's proxy figures from proc_counters() before and
+    after: user and system CPU seconds and voluntary and involuntary context
+    switches, in all and per transaction (CPU in microseconds). {} when
+    there is no proxy (direct) or nothing was processed."""
+    if pc0 is None or pc1 is None or not processed:
+        return {}
+    d = {k: pc1[k] - pc0[k] for k in ("user_s", "sys_s", "vcsw", "ivcsw")}
+    return {
+        "proxy_user_s": round(d["user_s"], 3), "proxy_sys_s": round(d["sys_s"], 3),
+        "proxy_vcsw": d["vcsw"], "proxy_ivcsw": d["ivcsw"], "proxy_threads": pc1["threads"],
+        "proxy_user_us_per_tx": d["user_s"] / processed * 1e6,
+        "proxy_sys_us_per_tx": d["sys_s"] / processed * 1e6,
+        "proxy_vcsw_per_tx": d["vcsw"] / processed,
+        "proxy_ivcsw_per_tx": d["ivcsw"] / processed,
+    }
+
+
 def rss_kib(pid: int | None) -> int | None:
     """VmRSS of a process in KiB."""
     if pid is None:

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import time
 
-from env import HarnessError, children_cpu_seconds, cpu_seconds, log, proc_counters
+from env import HarnessError, children_cpu_seconds, cpu_seconds, log, proc_counters, proxy_per_tx
 from proxies import PASSWORD, USER, Target
 
 
@@ -255,14 +255,5 @@ def rate_fields(rate: float, lat: list[int], lags: list[int], pc0: dict | None, 
            "p999_ms": ms(percentile(lat, 99.9)),
            "lag_p50_ms": ms(percentile(lags, 50)), "lag_p99_ms": ms(percentile(lags, 99)),
            "lag_p999_ms": ms(percentile(lags, 99.9))}
-    if pc0 is not None and pc1 is not None and processed:
-        d = {k: pc1[k] - pc0[k] for k in ("user_s", "sys_s", "vcsw", "ivcsw")}
-        out.update({
-            "proxy_user_s": round(d["user_s"], 3), "proxy_sys_s": round(d["sys_s"], 3),
-            "proxy_vcsw": d["vcsw"], "proxy_ivcsw": d["ivcsw"], "proxy_threads": pc1["threads"],
-            "proxy_user_us_per_tx": d["user_s"] / processed * 1e6,
-            "proxy_sys_us_per_tx": d["sys_s"] / processed * 1e6,
-            "proxy_vcsw_per_tx": d["vcsw"] / processed,
-            "proxy_ivcsw_per_tx": d["ivcsw"] / processed,
-        })
+    out.update(proxy_per_tx(pc0, pc1, processed))
     return out

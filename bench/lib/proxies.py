@@ -10,7 +10,12 @@ with the same settings plus a [metrics] table (Prometheus endpoint on);
 binary (the commit before a change) with exactly the sqlmux target's
 settings. "haproxy" is HAProxy in TCP mode, a relay without pooling (one
 server connection per client). "pgbouncer-session" (notify scenario only) is PgBouncer in session
-mode with a server connection per client."""
+mode with a server connection per client.
+
+MySQL (a MariaDB, `my`): "mysql-direct" is MariaDB itself, "mysql-haproxy"
+HAProxy in TCP mode in front of it (as "haproxy" in front of PostgreSQL),
+"mysql-sqlmux" a sqlmux with only a mysql listener and one transaction-mode
+mysql pool (same pool size, workers and limits as "sqlmux")."""
 
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ SQLMUX_TARGETS = ("sqlmux", "sqlmux-metrics", "sqlmux-tls", "sqlmux-base")
 @dataclasses.dataclass
 class Target:
     # direct | pgbouncer[-session] | haproxy | sqlmux | sqlmux-metrics | sqlmux-tls | sqlmux-base
+    # | mysql-direct | mysql-haproxy | mysql-sqlmux
     name: str
     host: str
     port: int
@@ -54,6 +60,10 @@ class Target:
 
 def direct(pg) -> Target:
     return Target("direct", pg.host, pg.port)
+
+
+def mysql_direct(my) -> Target:
+    return Target("mysql-direct", my.host, my.port)
 
 
 @dataclasses.dataclass
@@ -142,6 +152,46 @@ def check_tls(t: "Target") -> str:
     return m.group(1)
 
 
+def _server_settings(cfg: dict, st: ProxySettings):
+    """The [server] keys every sqlmux target shares: workers (left out:
+    the daemon's default), max_client_conn, a quiet log, a short shutdown."""
+    server = cfg["server"]
+    server.pop("workers", None)
+    if st.workers is not None:
+        server["workers"] = st.workers
+    server["max_client_conn"] = st.max_client_conn
+    server["log_level"] = "info"      # quiet on the normal paths (no per-connection lines)
+    server["shutdown_timeout"] = "5s"
+
+
+@contextlib.contextmanager
+def sqlmux_mysql(my, sqlmux_bin: str, st: ProxySettings, problems: list):
+    """sqlmux with only a mysql listener and one transaction-mode mysql pool
+    of st.pool_size in front of MariaDB `my` (as bench/mysql's); yields its
+    Target "mysql-sqlmux". A failed start raises HarnessError; an unclean
+    exit on SIGTERM is added to problems."""
+    harness.SQLMUX_BIN = sqlmux_bin
+    mux = harness.Sqlmux(None, my=my, mode="transaction", size=st.pool_size,
+                         tweak=lambda cfg: _server_settings(cfg, st), start_timeout=15.0)
+    try:
+        mux.__enter__()
+    except harness.TestFailure as e:
+        raise HarnessError(f"mysql-sqlmux: {e}") from None
+    pid = mux.proc.pid
+    log(f"mysql-sqlmux up on 127.0.0.1:{mux.my_port} (mysql listener only, pid {pid}, "
+        f"{_started_workers(mux)} worker(s), open-file limit {proc_nofile(pid)})")
+    try:
+        yield Target("mysql-sqlmux", mux.host, mux.my_port, pid=pid, alive=mux.running, log_tail=mux.log_tail)
+    except BaseException:
+        mux.__exit__(*sys.exc_info())
+        raise
+    try:
+        mux.__exit__(None, None, None)
+    except harness.TestFailure as e:
+        problems.append(f"mysql-sqlmux shutdown: {e}")
+        log(f"PROBLEM: mysql-sqlmux shutdown: {str(e)[:2000]}")
+
+
 @contextlib.contextmanager
 def sqlmux(pg, sqlmux_bin: str, st: ProxySettings, problems: list, metrics: bool = False, tls: bool = False,
            base: bool = False):
@@ -168,13 +218,7 @@ def sqlmux(pg, sqlmux_bin: str, st: ProxySettings, problems: list, metrics: bool
     metrics_port = []  # the port of the last start attempt (harness.Sqlmux retries on "in use")
 
     def tweak(cfg):
-        server = cfg["server"]
-        server.pop("workers", None)
-        if st.workers is not None:
-            server["workers"] = st.workers
-        server["max_client_conn"] = st.max_client_conn
-        server["log_level"] = "info"      # quiet on the normal paths (no per-connection lines)
-        server["shutdown_timeout"] = "5s"
+        _server_settings(cfg, st)
         cfg.pop("metrics", None)
         if metrics:
             metrics_port[:] = [harness.free_port()]
@@ -420,19 +464,20 @@ def pgbouncer(pg, st: ProxySettings, mode: str = "transaction", pool_size: int |
 
 class HAProxy(_ProxyProcess):
     """Debian's HAProxy (`haproxy -db -f cfg`: foreground, one process, no
-    master) in TCP mode relaying each client connection to PostgreSQL on a
-    connection of its own: no pooling, no protocol parsing, so PostgreSQL
-    sees one backend per client. One thread (`nbthread 1`), like PgBouncer,
-    so its CPU is one event loop's, as theirs; its pid is the process whose
-    CPU is measured. `maxconn` leaves room for 2,000 clients and more."""
+    master) in TCP mode relaying each client connection to the server (`db`:
+    PostgreSQL, or MariaDB for "mysql-haproxy") on a connection of its own:
+    no pooling, no protocol parsing, so the server sees one backend per
+    client. One thread (`nbthread 1`), like PgBouncer, so its CPU is one
+    event loop's, as theirs; its pid is the process whose CPU is measured.
+    `maxconn` leaves room for 2,000 clients and more."""
 
     label = "HAProxy"
-    name = "haproxy"
 
-    def __init__(self, pg, maxconn: int = 5000):
+    def __init__(self, db, maxconn: int = 5000, name: str = "haproxy"):
         super().__init__()
-        self.pg = pg
+        self.db = db
         self.maxconn = maxconn
+        self.name = name
 
     def config_text(self) -> str:
         return "\n".join([
@@ -447,19 +492,19 @@ class HAProxy(_ProxyProcess):
             f"listen {self.name}",
             f"    bind {self.host}:{self.port}",
             f"    maxconn {self.maxconn}",
-            f"    server pg {self.pg.host}:{self.pg.port}",
+            f"    server db {self.db.host}:{self.db.port}",
             "",
         ])
 
     def _start(self):
         self.dir = make_workdir("haproxy")
         self._spawn("haproxy.cfg", lambda cfg: [shutil.which("haproxy") or "/usr/sbin/haproxy", "-db", "-f", cfg],
-                    lambda: f"HAProxy (TCP mode, no pooling, nbthread 1, maxconn {self.maxconn})")
+                    lambda: f"{self.name}: HAProxy (TCP mode, no pooling, nbthread 1, maxconn {self.maxconn})")
 
 
 @contextlib.contextmanager
-def haproxy(pg):
-    with HAProxy(pg) as h:
+def haproxy(db, name: str = "haproxy"):
+    with HAProxy(db, name=name) as h:
         yield h.target()
 
 
@@ -470,18 +515,27 @@ def haproxy(pg):
 
 @contextlib.contextmanager
 def targets(pg, names: list[str], sqlmux_bin: str, st: ProxySettings, problems: list,
-            baseline_bin: str | None = None, session_pool_size: int | None = None):
+            baseline_bin: str | None = None, session_pool_size: int | None = None, my=None):
     """Starts the proxies among `names` (fresh instances for each scenario);
     yields ({name: Target}, {name: why it could not start}). A proxy that
     does not start leaves the others to run. sqlmux-base runs
     `baseline_bin`, the other sqlmux targets `sqlmux_bin`. pgbouncer-session
     is PgBouncer in session mode with `session_pool_size` server
-    connections (the notify scenario's reference: one per client)."""
+    connections (the notify scenario's reference: one per client). The
+    mysql-* targets need `my`, the run's MariaDB."""
     with contextlib.ExitStack() as stack:
         out, failed = {}, {}
         for name in names:
             try:
-                if name == "direct":
+                if name.startswith("mysql-") and my is None:
+                    raise HarnessError("no MariaDB in this run")
+                if name == "mysql-direct":
+                    out[name] = mysql_direct(my)
+                elif name == "mysql-haproxy":
+                    out[name] = stack.enter_context(haproxy(my, name))
+                elif name == "mysql-sqlmux":
+                    out[name] = stack.enter_context(sqlmux_mysql(my, sqlmux_bin, st, problems))
+                elif name == "direct":
                     out[name] = direct(pg)
                 elif name == "pgbouncer":
                     out[name] = stack.enter_context(pgbouncer(pg, st))

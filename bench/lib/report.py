@@ -18,9 +18,11 @@ RATE_METRICS = [(USER_US, "proxy CPU user per tx"), (SYS_US, "proxy CPU system p
                 (VCSW, "voluntary context switches per tx"), (IVCSW, "involuntary context switches per tx"),
                 (P50, "p50 latency"), (P99, "p99 latency"), (P999, "p99.9 latency")]
 PGBENCH_SCENARIOS = ("select20", "select200", "prepared200", "connect20")
+SELECT2000 = "select2000"  # 2,000 clients on the pool of 20: sqlmux vs PgBouncer
 METRICS_SCENARIO = "select200_metrics"  # sqlmux-metrics (with [metrics]) vs sqlmux (without)
 TLS_SCENARIO = "select200_tls"  # sqlmux-tls (clients over TLS) vs sqlmux (plaintext)
 BASELINE = "sqlmux-base"  # --baseline-bin: sqlmux vs the same settings from the baseline binary
+SERVER_CPU, TOTAL_CPU = "server_cpu_s_per_1k_tx", "total_cpu_s_per_1k_tx"  # MySQL: MariaDB's; + the proxy's
 NOTIFY_CPU = "server_cpu_s_per_1k_deliveries"  # notify: PostgreSQL's CPU per 1,000 deliveries (rate phase)
 
 
@@ -77,9 +79,11 @@ def error_text(r: dict) -> str:
 
 
 def is_rate(r: dict) -> bool:
-    """A fixed-rate pgbench run (rate20, rate200, rate2000), including one
-    that could not start."""
-    return r["tool"] == "pgbench" and (bool(r.get("rate")) or str(r.get("scenario", "")).startswith("rate"))
+    """A fixed-rate run (pgbench: rate20, rate200, rate2000; sysbench:
+    my_rate20, my_rate200), including one that could not start."""
+    sc = str(r.get("scenario", ""))
+    return ((r["tool"] == "pgbench" and (bool(r.get("rate")) or sc.startswith("rate")))
+            or (r["tool"] == "sysbench" and (bool(r.get("rate")) or sc.startswith("my_rate"))))
 
 
 def throughput_table(runs: list[dict], rounds: int) -> str:
@@ -127,7 +131,9 @@ def rate_table(runs: list[dict], rounds: int) -> str:
     off = 1 if rounds > 1 else 0
     out = _render(rows, right=set(range(2 + off, 12 + off)), span=3 + off)
     return (out + "\nlatency: pgbench -R, from each transaction's scheduled start (includes schedule lag);"
-            " CPU and context switches: the proxy process (direct: -); (!) = under 95 % of the rate")
+            " my_rate*: sysbench --rate, from its histogram, from when a thread took the transaction off"
+            " sysbench's queue (excludes the queue wait);\n"
+            "CPU and context switches: the proxy process (direct: -); (!) = under 95 % of the rate")
 
 
 def idle_table(runs: list[dict]) -> str:
@@ -218,7 +224,8 @@ def medians(runs: list[dict]) -> dict:
     out = {}
     for key, rs in by.items():
         m = {"_rounds": {r.get("round", 1): r for r in rs}}
-        for metric in (TPS, CPU, MEM, IDLE_CPU, P50, P99, P999, NOTIFY_CPU, USER_US, SYS_US, VCSW, IVCSW):
+        for metric in (TPS, CPU, MEM, IDLE_CPU, P50, P99, P999, NOTIFY_CPU, USER_US, SYS_US, VCSW, IVCSW, SERVER_CPU,
+                       TOTAL_CPU):
             vals = [r[metric] for r in rs if r.get(metric) is not None]
             m[metric] = statistics.median(vals) if vals else None
         out[key] = m
@@ -275,12 +282,32 @@ def ratios(runs: list[dict]) -> list[dict]:
         (f"{TLS_SCENARIO}: TLS/plain proxy CPU per 1k tx", (TLS_SCENARIO, "sqlmux-tls"),
          (TLS_SCENARIO, "sqlmux"), CPU),
     ]
+    specs += [(f"{SELECT2000}: sqlmux/PgBouncer {what}", (SELECT2000, "sqlmux"), (SELECT2000, "pgbouncer"), metric)
+              for metric, what in ((TPS, "TPS"), (P50, "p50 latency"), (P99, "p99 latency"),
+                                   (CPU, "proxy CPU per 1k tx"))]
     for sc in sorted({r["scenario"] for r in runs if is_rate(r)}, key=lambda n: (len(n), n)):
+        my = "mysql-" if any(r["scenario"] == sc and r["target"].startswith("mysql-") for r in runs) else ""
         for den, den_shown in (("pgbouncer", "PgBouncer"), ("haproxy", "HAProxy")):
-            specs += [(f"{sc}: sqlmux/{den_shown} {what}", (sc, "sqlmux"), (sc, den), metric)
+            specs += [(f"{sc}: sqlmux/{den_shown} {what}", (sc, my + "sqlmux"), (sc, my + den), metric)
                       for metric, what in RATE_METRICS]
-    for sc in sorted({r["scenario"] for r in runs if r["tool"] == "sysbench"}):
-        specs.append((f"{sc}: sqlmux/direct TPS", (sc, "sqlmux"), (sc, "direct"), TPS))
+    for sc in sorted({r["scenario"] for r in runs if r["tool"] == "sysbench" and not is_rate(r)}):
+        specs += [
+            (f"{sc}: sqlmux/direct TPS", (sc, "sqlmux"), (sc, "direct"), TPS),
+            # MySQL: sqlmux's mysql listener and HAProxy in front of MariaDB
+            (f"{sc}: MySQL sqlmux/direct TPS", (sc, "mysql-sqlmux"), (sc, "mysql-direct"), TPS),
+            (f"{sc}: MySQL sqlmux/HAProxy TPS", (sc, "mysql-sqlmux"), (sc, "mysql-haproxy"), TPS),
+            (f"{sc}: MySQL sqlmux/HAProxy proxy CPU per 1k tx", (sc, "mysql-sqlmux"), (sc, "mysql-haproxy"), CPU),
+            (f"{sc}: MySQL HAProxy/direct TPS", (sc, "mysql-haproxy"), (sc, "mysql-direct"), TPS),
+            # CPU per transaction in all (MariaDB + the proxy; direct: MariaDB alone) and MariaDB's own
+            (f"{sc}: MySQL sqlmux/direct CPU per 1k tx (MariaDB + proxy)", (sc, "mysql-sqlmux"),
+             (sc, "mysql-direct"), TOTAL_CPU),
+            (f"{sc}: MySQL HAProxy/direct CPU per 1k tx (MariaDB + proxy)", (sc, "mysql-haproxy"),
+             (sc, "mysql-direct"), TOTAL_CPU),
+            (f"{sc}: MySQL sqlmux/HAProxy CPU per 1k tx (MariaDB + proxy)", (sc, "mysql-sqlmux"),
+             (sc, "mysql-haproxy"), TOTAL_CPU),
+            (f"{sc}: MySQL sqlmux/direct MariaDB CPU per 1k tx", (sc, "mysql-sqlmux"), (sc, "mysql-direct"),
+             SERVER_CPU),
+        ]
     for sc in sorted({r["scenario"] for r in runs if r["tool"] == "idle"}):
         specs += [
             (f"{sc}: sqlmux/PgBouncer memory per idle client", (sc, "sqlmux"), (sc, "pgbouncer"), MEM),
@@ -347,15 +374,25 @@ def write_json(path: str, doc: dict):
 
 COLORS = {"direct": "#7f8c8d", "pgbouncer": "#2980b9", "haproxy": "#27ae60", "pgbouncer-session": "#5dade2",
           "sqlmux": "#c0392b",
-          "sqlmux-base": "#e6a09a", "sqlmux-metrics": "#e67e22", "sqlmux-tls": "#8e44ad"}
+          "sqlmux-base": "#e6a09a", "sqlmux-metrics": "#e67e22", "sqlmux-tls": "#8e44ad",
+          "mysql-direct": "#95a5a6", "mysql-haproxy": "#52be80", "mysql-sqlmux": "#e74c3c"}
 
 
 def write_svg(path: str, runs: list[dict], title: str):
-    """Horizontal bars of median TPS per scenario and target (each scenario
-    scaled to its own largest bar), then memory per idle client."""
+    """Horizontal bars per scenario and target (each scenario scaled to its
+    own largest bar): median TPS; for the fixed-rate scenarios (where TPS
+    is the rate) the proxy's CPU microseconds per transaction, user + system
+    (direct has no proxy: no bar); memory per idle client. Under each
+    scenario, its ratio lines for TPS, CPU and p99 (at most 8)."""
     med = medians(runs)
     labels = {BASELINE: baseline_label(runs)}
-    groups = []  # (heading, [(label, value, text)])
+    groups = []  # (heading, [(label, value, text)], [ratio lines])
+    notes: dict[str, list[str]] = {}
+    for rt in ratios(runs):
+        if rt.get("value") is None or rt.get("metric") not in (TPS, CPU, TOTAL_CPU, USER_US, SYS_US, P99):
+            continue
+        sc, _, what = rt["name"].partition(": ")
+        notes.setdefault(sc, []).append(f"{what}: {rt['value']:.2f}x")
     scenarios = []
     for r in runs:
         if r["scenario"] not in scenarios:
@@ -363,11 +400,16 @@ def write_svg(path: str, runs: list[dict], title: str):
     for sc in scenarios:
         is_idle = any(r["tool"] == "idle" and r["scenario"] == sc for r in runs)
         is_notify = any(r["tool"] == "notify" and r["scenario"] == sc for r in runs)
+        is_rate_sc = any(is_rate(r) and r["scenario"] == sc for r in runs)
         metric, unit = (MEM, "KiB/client") if is_idle else (TPS, "deliveries/s" if is_notify else "tps")
         bars = []
         for tgt in COLORS:
             m = med.get((sc, tgt))
-            if m and m.get(metric) is not None:
+            if is_rate_sc:
+                if m and m.get(USER_US) is not None and m.get(SYS_US) is not None:
+                    bars.append((tgt, m[USER_US] + m[SYS_US],
+                                 f"{m[USER_US]:.1f} user + {m[SYS_US]:.1f} sys us/tx at {m[TPS] or 0:,.0f} tps"))
+            elif m and m.get(metric) is not None:
                 bars.append((tgt, m[metric], f"{m[metric]:,.0f} {unit}" if metric == TPS
                              else f"{m[metric]:.2f} {unit}"))
         failed = [r["target"] for r in runs if r["scenario"] == sc and r.get("status") == "failed (expected)"]
@@ -375,16 +417,17 @@ def write_svg(path: str, runs: list[dict], title: str):
             bars.append((tgt, 0.0, "failed (expected)"))
         if bars:
             clients = next(r["clients"] for r in runs if r["scenario"] == sc)
-            groups.append((f"{sc} ({clients} clients)" + (" - memory" if is_idle else ""), bars))
-    left, bar_w, bar_h, gap, head = 110, 420, 18, 4, 24
-    height = 40 + sum(head + len(b) * (bar_h + gap) + 8 for _, b in groups)
-    width = left + bar_w + 170
+            what = " - memory" if is_idle else " - proxy CPU per transaction at a fixed rate" if is_rate_sc else ""
+            groups.append((f"{sc} ({clients} clients){what}", bars, notes.get(sc, [])[:8]))
+    left, bar_w, bar_h, gap, head, line_h = 110, 420, 18, 4, 24, 14
+    height = 40 + sum(head + len(b) * (bar_h + gap) + len(n) * line_h + 8 for _, b, n in groups)
+    width = left + bar_w + 230
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'font-family="sans-serif" font-size="12">',
            '<rect width="100%" height="100%" fill="white"/>',
            f'<text x="10" y="22" font-size="15" font-weight="bold">{html.escape(title)}</text>']
     y = 40
-    for heading, bars in groups:
+    for heading, bars, lines in groups:
         out.append(f'<text x="10" y="{y + 15}" font-weight="bold">{html.escape(heading)}</text>')
         y += head
         top = max(v for _, v, _ in bars) or 1.0
@@ -396,6 +439,9 @@ def write_svg(path: str, runs: list[dict], title: str):
                        f'fill="{COLORS.get(tgt, "#555")}"/>')
             out.append(f'<text x="{left + w + 6:.1f}" y="{y + 13}">{html.escape(text)}</text>')
             y += bar_h + gap
+        for ln in lines:
+            out.append(f'<text x="{left}" y="{y + 11}" font-size="11" fill="#333">{html.escape(ln)}</text>')
+            y += line_h
         y += 8
     out.append("</svg>")
     with open(path, "w") as f:

@@ -14,14 +14,14 @@ import notify
 import pgbench
 import proxies
 import sysbench
-from env import HarnessError, log
+from env import HarnessError, cpu_seconds, log
 
 
 @dataclasses.dataclass
 class Scenario:
     name: str
     tool: str                      # pgbench | sysbench | idle | notify
-    targets: list[str]             # direct | pgbouncer[-session] | sqlmux | sqlmux-metrics | sqlmux-tls | mysql-*
+    targets: list[str]             # direct | pgbouncer[-session] | haproxy | sqlmux | sqlmux-* | mysql-*
     what: str
     clients: int = 20
     smoke_clients: int | None = None   # fewer clients in --smoke where the point is plumbing
@@ -30,8 +30,9 @@ class Scenario:
     expect_failure: tuple = ()     # targets known not to support the scenario
     test: str = ""                 # sysbench test
     baseline: bool = False         # with --baseline-bin, sqlmux-base runs right after sqlmux
-    rate: bool = False             # pgbench -R --rate: fixed rate, CPU and context switches per tx
+    rate: bool = False             # pgbench -R / sysbench --rate: fixed rate, CPU and context switches per tx
     smoke_skip: bool = False       # left out of --smoke (unless named in --only)
+    prewarm: bool = False          # an unrecorded short run through each proxy first (always with rate)
 
 
 PG_TARGETS = ["direct", "pgbouncer", "haproxy", "sqlmux"]
@@ -39,6 +40,9 @@ PG_TARGETS = ["direct", "pgbouncer", "haproxy", "sqlmux"]
 # directly and through HAProxy (no pooling); direct is left out there, and
 # HAProxy gets a PostgreSQL of its own with room for them (see Runner.run).
 RATE_TARGETS_2000 = ["pgbouncer", "haproxy", "sqlmux"]
+# MySQL (a MariaDB started by bench/run when a scenario needs it): directly,
+# through HAProxy in TCP mode, through sqlmux's mysql listener.
+MY_TARGETS = ["mysql-direct", "mysql-haproxy", "mysql-sqlmux"]
 
 SCENARIOS = [
     Scenario("select20", "pgbench", PG_TARGETS, "pgbench -S (select only, simple protocol)", 20,
@@ -67,12 +71,25 @@ SCENARIOS = [
              smoke_skip=True),
     Scenario("rate2000", "pgbench", RATE_TARGETS_2000, "pgbench -S -R RATE (fixed rate), 2,000 clients", 2000,
              rate=True, smoke_skip=True),
-    Scenario("sb_point_select", "sysbench", ["direct", "sqlmux", "mysql-direct", "mysql-sqlmux"],
-             "sysbench oltp_point_select (pgsql driver, server-side prepared statements)",
+    # 2,000 clients on the pool of 20 at saturation (issue 17): the pooling
+    # proxies only (PostgreSQL has no room for 2,000 backends), each
+    # pre-warmed so that -T can be sized from its connect time.
+    Scenario("select2000", "pgbench", ["pgbouncer", "sqlmux"], "pgbench -S (select only, simple protocol)", 2000,
+             smoke_skip=True, prewarm=True),
+    Scenario("sb_point_select", "sysbench", ["direct", "sqlmux"] + MY_TARGETS,
+             "sysbench oltp_point_select (pgsql / mysql driver, server-side prepared statements)",
              test="oltp_point_select"),
-    Scenario("sb_read_write", "sysbench", ["direct", "sqlmux", "mysql-direct", "mysql-sqlmux"],
-             "sysbench oltp_read_write (pgsql driver, server-side prepared statements)",
+    Scenario("sb_read_write", "sysbench", ["direct", "sqlmux"] + MY_TARGETS,
+             "sysbench oltp_read_write (pgsql / mysql driver, server-side prepared statements)",
              test="oltp_read_write"),
+    # MySQL at a fixed rate (issue 17): sysbench oltp_point_select --rate,
+    # the same figures as rate20/rate200 (sysbench's latency excludes the
+    # queue wait, see sysbench.py).
+    Scenario("my_rate20", "sysbench", MY_TARGETS, "sysbench oltp_point_select --rate RATE (mysql driver), 20 threads",
+             20, rate=True, test="oltp_point_select"),
+    Scenario("my_rate200", "sysbench", MY_TARGETS,
+             "sysbench oltp_point_select --rate RATE (mysql driver), 200 threads", 200, rate=True,
+             test="oltp_point_select", smoke_skip=True),
     Scenario("idle", "idle", ["pgbouncer", "sqlmux"],
              "idle clients after startup + SCRAM login: memory per client, CPU while idle"),
     # LISTEN/NOTIFY fan-out (issue 14): 1,000 listeners on one channel, 4
@@ -87,6 +104,8 @@ ALIASES = {
     "select": ["select20", "select200"],
     "pgbench": ["select20", "select200", "prepared200", "connect20"],
     "sysbench": ["sb_point_select", "sb_read_write"],
+    "mysql": ["sb_point_select", "sb_read_write", "my_rate20", "my_rate200"],
+    "my_rate": ["my_rate20", "my_rate200"],
     "prepared": ["prepared200"],
     "connect": ["connect20"],
     "metrics": ["select200_metrics"],
@@ -113,6 +132,12 @@ def select(only: str | None, smoke: bool = False) -> list[Scenario]:
                                  + ", ".join([s.name for s in SCENARIOS] + sorted(ALIASES)))
             names.append(n)
     return [s for s in SCENARIOS if s.name in names]
+
+
+def needs_mysql(scs: list[Scenario], targets: list[str] | None) -> bool:
+    """Whether a chosen scenario keeps a mysql-* target (bench/run then
+    starts a MariaDB)."""
+    return any(t.startswith("mysql-") and wanted(t, targets) for sc in scs for t in sc.targets)
 
 
 def base_target(t: str) -> str:
@@ -145,8 +170,9 @@ def _summary(r: dict) -> str:
 
     phase = f" over {r['tx_phase_s']:.1f}s" if r.get("tx_phase_s") and not r.get("connect_per_tx") else ""
     if r.get("rate"):
-        return (f"{f(r.get('tps'), ',.0f')} tps at -R {r['rate']:g}{phase}, p50 {f(r.get('p50_ms'), '.3f')} ms,"
-                f" p99 {f(r.get('p99_ms'), '.3f')} ms, p99.9 {f(r.get('p999_ms'), '.3f')} ms (with lag),"
+        return (f"{f(r.get('tps'), ',.0f')} tps at rate {r['rate']:g}{phase}, p50 {f(r.get('p50_ms'), '.3f')} ms,"
+                f" p99 {f(r.get('p99_ms'), '.3f')} ms, p99.9 {f(r.get('p999_ms'), '.3f')} ms"
+                f" ({'with' if r.get('latency_includes_schedule_lag') else 'without'} lag),"
                 f" proxy CPU user/sys {f(r.get('proxy_user_us_per_tx'), '.1f')}"
                 f"/{f(r.get('proxy_sys_us_per_tx'), '.1f')} us/tx,"
                 f" csw vol/invol {f(r.get('proxy_vcsw_per_tx'), '.3f')}/{f(r.get('proxy_ivcsw_per_tx'), '.3f')}"
@@ -157,9 +183,10 @@ def _summary(r: dict) -> str:
 
 
 class Runner:
-    def __init__(self, opts, pg, sqlmux_bin: str, workdir: str, settings: proxies.ProxySettings):
+    def __init__(self, opts, pg, sqlmux_bin: str, workdir: str, settings: proxies.ProxySettings, my=None):
         self.o = opts
         self.pg = pg
+        self.my = my                                  # the MariaDB of the mysql-* targets (None: none)
         self.bin = sqlmux_bin
         self.workdir = workdir
         self.settings = settings
@@ -179,7 +206,7 @@ class Runner:
                 self._run_rounds(sc, f"idle{n}", n)
             return
         clients = sc.smoke_clients if (self.o.smoke and sc.smoke_clients) else sc.clients
-        if sc.tool == "sysbench":
+        if sc.tool == "sysbench" and not sc.rate:
             clients = self.o.sysbench_threads
         if sc.tool == "notify":
             self._run_notify(sc, self.o.notify_listeners or clients)
@@ -246,11 +273,7 @@ class Runner:
                     log(f"notify: {left} app sessions still open 30 s after {t}'s run")
 
     def _run_rounds(self, sc: Scenario, name: str, clients: int):
-        chosen = [t for t in scenario_targets(sc, bool(self.o.baseline_bin)) if wanted(t, self.o.targets)]
-        # MySQL targets: "skipped" rows pointing at bench/mysql, which
-        # measures them (sysbench.DRIVERS["mysql"]["skip"]).
-        mysql = [t for t in chosen if t.startswith("mysql-")]
-        runnable = [t for t in chosen if t not in mysql]
+        runnable = [t for t in scenario_targets(sc, bool(self.o.baseline_bin)) if wanted(t, self.o.targets)]
         # Idle clients measure the proxy's memory growth: each round needs
         # proxies that have not held (and freed) clients before. The other
         # scenarios keep their proxies across rounds.
@@ -260,7 +283,7 @@ class Runner:
         for span in spans if runnable else []:
             with proxies.targets(self.pg, runnable, self.bin, self.settings, self.problems,
                                  baseline_bin=self.o.baseline_bin,
-                                 session_pool_size=self.session_pool_size) as (tg, failed):
+                                 session_pool_size=self.session_pool_size, my=self.my) as (tg, failed):
                 for t, why in failed.items():
                     self._add({"scenario": name, "round": span[0], "what": sc.what, "tool": sc.tool, "target": t,
                                **self._label(t), "clients": clients, "status": f"could not start: {why}",
@@ -270,9 +293,6 @@ class Runner:
                     for t in order:
                         if t in tg:
                             self._one(sc, name, clients, rnd, tg[t])
-        for t in mysql:
-            reason = sysbench.mysql_skip_reason() or "no MySQL target wired up in bench/lib/scenarios.py"
-            self._add({**sysbench.skipped(sc.test, t, clients, reason), "scenario": name, "round": 1})
 
     def _one(self, sc: Scenario, name: str, clients: int, rnd: int, target: proxies.Target):
         base = {"scenario": name, "round": rnd, "what": sc.what, **self._label(target.name)}
@@ -287,8 +307,7 @@ class Runner:
             if sc.tool == "pgbench":
                 r = self._pgbench(sc, target, clients, tag)
             elif sc.tool == "sysbench":
-                r = sysbench.run(target, test=sc.test, threads=clients, duration=self.o.sysbench_duration,
-                                 tables=self.o.sysbench_tables, table_size=self.o.sysbench_table_size)
+                r = self._sysbench(sc, target, clients, tag)
             elif sc.tool == "notify" and target.name == "pgbouncer":
                 r = notify.probe(self.notify_bin, target, self.pg, listeners=clients, workdir=self.workdir,
                                  wait=1.0 if self.o.smoke else 3.0)
@@ -336,7 +355,7 @@ class Runner:
             if guess > 0.1 * self.o.duration:
                 extra = math.ceil(guess) + 1
         prewarm = None
-        if sc.rate and target.is_proxy:
+        if (sc.rate or sc.prewarm) and target.is_proxy:
             prewarm, conn_ms = self._prewarm(target, clients, tag)
             # Connecting the clients (2,000 SCRAM logins) can outlast -T:
             # size the allowance from the pre-warm's connect time.
@@ -367,6 +386,38 @@ class Runner:
             r["prewarm"] = prewarm
         if discarded:
             r["discarded_attempts"] = discarded
+        return r
+
+    def _sysbench(self, sc: Scenario, target: proxies.Target, clients: int, tag: str) -> dict:
+        """One sysbench run. Fixed rate (my_rate*: --rate, the run's --rate
+        rounded to an integer, as sysbench takes it): through a proxy, an
+        unrecorded sysbench run of 5 transactions per thread first (outside
+        the CPU window), for the reason _prewarm gives. Against MariaDB
+        (mysql-*), also MariaDB's CPU over the run (utime + stime of
+        mariadbd, all threads): server_cpu_s_per_1k_tx and, with the
+        proxy's, total_cpu_s_per_1k_tx (direct: MariaDB's alone), so direct,
+        HAProxy and sqlmux compare by the CPU a transaction costs in all."""
+        kw = dict(test=sc.test, tables=self.o.sysbench_tables, table_size=self.o.sysbench_table_size)
+        rate = max(1, round(self.o.rate)) if sc.rate else None
+        prewarm = None
+        if rate and target.is_proxy:
+            w = sysbench.run(target, threads=clients, duration=60, events=5 * clients, **kw)
+            prewarm = w["status"]
+            if prewarm != "ok":
+                log(f"{tag}: pre-warm sysbench --events {5 * clients} through {target.name}: {prewarm}")
+        server_pid = self.my.proc.pid if self.my is not None and target.name.startswith("mysql-") else None
+        s0 = cpu_seconds(server_pid)
+        r = sysbench.run(target, threads=clients, duration=self.o.sysbench_duration, rate=rate, **kw)
+        s1 = cpu_seconds(server_pid)
+        tx = r.get("processed") or 0
+        if s0 is not None and s1 is not None and tx:
+            r["server_cpu_s"] = round(s1 - s0, 3)
+            r["server_cpu_s_per_1k_tx"] = (s1 - s0) / tx * 1000.0
+            proxy = r.get("proxy_cpu_s_per_1k_tx") if target.is_proxy else 0.0
+            if proxy is not None:
+                r["total_cpu_s_per_1k_tx"] = r["server_cpu_s_per_1k_tx"] + proxy
+        if prewarm is not None:
+            r["prewarm"] = prewarm
         return r
 
     def _prewarm(self, target: proxies.Target, clients: int, tag: str) -> tuple[str, float | None]:

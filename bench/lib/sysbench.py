@@ -1,16 +1,23 @@
 """sysbench OLTP runs (oltp_point_select, oltp_read_write) with the pgsql
-driver, which uses server-side prepared statements (PQprepare, named
-statements) by default.
+driver against PostgreSQL targets and the mysql driver against the mysql-*
+targets (MariaDB directly, through HAProxy, through sqlmux's mysql
+listener). Both drivers use server-side prepared statements (pgsql:
+PQprepare, named statements; mysql: --db-ps-mode=auto, sysbench's default,
+COM_STMT_PREPARE once per thread and COM_STMT_EXECUTE per query).
 
-Latency: sysbench reports one percentile (--percentile=99 here, 95 in
-bench/mysql); the median comes from its --histogram output (logarithmic
-buckets, ~1.5 % wide): the first bucket at which the cumulative count
+Latency: sysbench reports one integer percentile (--percentile=99 here, 95
+in bench/mysql); the median comes from its --histogram output (logarithmic
+buckets, ~1.8 % wide): the first bucket at which the cumulative count
 reaches half of all events.
 
-MySQL: bench/mysql runs these with --db-driver=mysql against a MariaDB and
-sqlmux's mysql listener. bench/run's sysbench scenarios keep their
-mysql-direct / mysql-sqlmux rows as "skipped" pointers to it (DRIVERS'
-skip, mysql_skip_reason)."""
+Fixed rate (`rate`: sysbench --rate=N): an event generator thread queues
+transactions on a Poisson schedule at N per second in total; worker threads
+take them from the queue (polling it with usleep(0.5 s x threads / N) when
+it is empty). sysbench's latency then starts when a worker has dequeued a
+transaction, so unlike pgbench -R's it does **not** include the time a
+transaction waited in the queue (nor that polling). p50, p99 and p99.9 come
+from the histogram (sysbench's own --percentile takes integers only, so it
+cannot give p99.9; its p99 is kept as a cross-check, p99_sysbench_ms)."""
 
 from __future__ import annotations
 
@@ -19,26 +26,21 @@ import re
 import subprocess
 import time
 
-from env import HarnessError, children_cpu_seconds, cpu_seconds, log
+from env import HarnessError, children_cpu_seconds, cpu_seconds, log, proc_counters, proxy_per_tx
 from proxies import PASSWORD, USER, Target
 
-# Per protocol: how to point sysbench at a target, and why it cannot run yet.
+# Per protocol: how to point sysbench at a target.
 DRIVERS = {
-    "pgsql": {
-        "args": lambda t: ["--db-driver=pgsql", f"--pgsql-host={t.host}", f"--pgsql-port={t.port}",
-                           f"--pgsql-user={USER}", f"--pgsql-password={PASSWORD}", f"--pgsql-db={t.db}"],
-        "skip": None,
-    },
-    "mysql": {
-        "args": lambda t: ["--db-driver=mysql", f"--mysql-host={t.host}", f"--mysql-port={t.port}",
-                           f"--mysql-user={USER}", f"--mysql-password={PASSWORD}", f"--mysql-db={t.db}"],
-        "skip": "MySQL is measured by bench/mysql",
-    },
+    "pgsql": lambda t: ["--db-driver=pgsql", f"--pgsql-host={t.host}", f"--pgsql-port={t.port}",
+                        f"--pgsql-user={USER}", f"--pgsql-password={PASSWORD}", f"--pgsql-db={t.db}"],
+    "mysql": lambda t: ["--db-driver=mysql", f"--mysql-host={t.host}", f"--mysql-port={t.port}",
+                        f"--mysql-user={USER}", f"--mysql-password={PASSWORD}", f"--mysql-db={t.db}"],
 }
 
 
-def mysql_skip_reason() -> str | None:
-    return DRIVERS["mysql"]["skip"]
+def driver_for(target: Target) -> str:
+    """mysql for the mysql-* targets (MariaDB behind them), else pgsql."""
+    return "mysql" if target.name.startswith("mysql-") else "pgsql"
 
 
 def _table_args(tables: int, table_size: int) -> list[str]:
@@ -48,7 +50,7 @@ def _table_args(tables: int, table_size: int) -> list[str]:
 def prepare(target: Target, tables: int, table_size: int, driver: str = "pgsql"):
     """Creates sbtest1..N directly on the database server (as app)."""
     t0 = time.monotonic()
-    base = DRIVERS[driver]["args"](target) + _table_args(tables, table_size)
+    base = DRIVERS[driver](target) + _table_args(tables, table_size)
     subprocess.run(["sysbench", "oltp_common", *base, "cleanup"], capture_output=True, text=True, timeout=300)
     r = subprocess.run(["sysbench", "oltp_common", *base, "prepare"], capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
@@ -102,18 +104,29 @@ def parse_report(out: str, percentile: int = 99) -> dict:
     }
 
 
-def skipped(test: str, target_name: str, threads: int, reason: str) -> dict:
-    return {"tool": "sysbench", "test": test, "target": target_name, "clients": threads,
-            "status": f"skipped: {reason}", "fatal": False, "tps": None}
-
-
 def run(target: Target, *, test: str, threads: int, duration: int, tables: int, table_size: int,
-        driver: str = "pgsql", percentile: int = 99, extra: tuple = ()) -> dict:
+        driver: str | None = None, percentile: int = 99, extra: tuple = (), rate: int | None = None,
+        events: int | None = None) -> dict:
     """One sysbench run; the result has p50_ms (histogram) and
-    p<percentile>_ms (sysbench's own). extra: more sysbench options."""
-    base = DRIVERS[driver]["args"](target) + _table_args(tables, table_size)
+    p<percentile>_ms (sysbench's own). extra: more sysbench options.
+    driver: None = driver_for(target).
+
+    rate: sysbench --rate (fixed rate, see the module doc): p50/p99/p99.9
+    all from the histogram (excluding queue wait), rate_held (TPS at least
+    95 % of the rate) and the proxy's user and system CPU and voluntary and
+    involuntary context switches per transaction (env.proc_counters before
+    and after, as pgbench's fixed-rate runs). events: --events=N (at most N
+    transactions in all; the pre-warm of the fixed-rate runs)."""
+    driver = driver or driver_for(target)
+    base = DRIVERS[driver](target) + _table_args(tables, table_size)
     cmd = ["sysbench", test, *base, f"--threads={threads}", f"--time={duration}", "--report-interval=0",
-           "--histogram=on", f"--percentile={percentile}", *extra, "run"]
+           "--histogram=on", f"--percentile={percentile}", *extra]
+    if rate:
+        cmd.append(f"--rate={rate}")
+    if events:
+        cmd.append(f"--events={events}")
+    cmd.append("run")
+    pc0 = proc_counters(target.pid)
     cpu0, ccpu0, t0 = cpu_seconds(target.pid), children_cpu_seconds(), time.monotonic()
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 180)
@@ -122,6 +135,7 @@ def run(target: Target, *, test: str, threads: int, duration: int, tables: int, 
             from None
     wall = time.monotonic() - t0
     cpu1, ccpu1 = cpu_seconds(target.pid), children_cpu_seconds()
+    pc1 = proc_counters(target.pid)
     rep = parse_report(r.stdout, percentile)
     hist = parse_histogram(r.stdout)
     proxy_cpu = (cpu1 - cpu0) if (cpu0 is not None and cpu1 is not None) else None
@@ -155,6 +169,16 @@ def run(target: Target, *, test: str, threads: int, duration: int, tables: int, 
         "messages": dict(collections.Counter(ln[:160] for ln in fatal_lines).most_common(8)),
         "stderr_tail": (r.stdout[-800:] + r.stderr[-1500:]) if r.returncode != 0 else "",
     }
+    if rate:
+        res.update({
+            "rate": rate, "rate_held": rep["tps"] is not None and rep["tps"] >= 0.95 * rate,
+            "latency_includes_schedule_lag": False,
+            "p99_ms": histogram_percentile(hist, 99), "p99_source": "histogram",
+            "p99_sysbench_ms": rep.get("p99_ms") if percentile == 99 else None,
+            "p999_ms": histogram_percentile(hist, 99.9), "p999_source": "histogram",
+            "histogram_events": sum(c for _, c in hist),
+            **proxy_per_tx(pc0, pc1, tx),
+        })
     # sysbench retries "ignorable" errors (deadlock 40P01, unique violation
     # 23505, serialization 40001) and counts them; those are the errors.
     res["errors"] = res["ignored_errors"] + res["reconnects"]
