@@ -10,12 +10,21 @@
 
 namespace sqlmux::pool::sql {
 
+// ASCII only, inline (std::toupper is a libc call that consults the
+// locale; SQL keywords and PostgreSQL's whitespace are ASCII).
+constexpr char ascii_upper(char c) {
+  return c >= 'a' && c <= 'z' ? static_cast<char>(c - 32) : c;
+}
+constexpr bool sql_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
 struct Scanner {
   std::string_view s;
   size_t i = 0;
   void ws() {
     while (i < s.size()) {
-      if (std::isspace(static_cast<unsigned char>(s[i]))) {
+      if (sql_space(s[i])) {
         ++i;
       } else if (s.compare(i, 2, "--") == 0) {
         while (i < s.size() && s[i] != '\n') ++i;
@@ -43,7 +52,7 @@ struct Scanner {
       return false;
     }
     for (size_t k = 0; k < kw.size(); ++k) {
-      if (std::toupper(static_cast<unsigned char>(s[i + k])) != kw[k]) {
+      if (ascii_upper(s[i + k]) != kw[k]) {
         i = save;
         return false;
       }
