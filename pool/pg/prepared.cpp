@@ -248,6 +248,7 @@ using sql::Scanner;
 
 DeallocateCommand parse_deallocate(std::string_view sql) {
   DeallocateCommand cmd;
+  if (sql::first_word_not(sql, "DISCARD", "DEALLOCATE")) return cmd;  // SELECT ...
   Scanner sc{sql};
   if (sc.keyword("DISCARD")) {
     if (sc.keyword("ALL") && sc.at_end()) cmd.kind = DeallocateCommand::Kind::DiscardAll;
@@ -270,6 +271,7 @@ DeallocateCommand parse_deallocate(std::string_view sql) {
 
 SetCommand parse_set(std::string_view sql) {
   SetCommand cmd;
+  if (sql::first_word_not(sql, "SET", "RESET")) return cmd;  // SELECT ...
   Scanner sc{sql};
   if (sc.keyword("RESET")) {
     if (sc.keyword("ALL")) {

@@ -1,6 +1,7 @@
 #include "pool/pg/session_params.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <optional>
 
@@ -28,20 +29,32 @@ SessionParams::Map::const_iterator SessionParams::lookup(std::string_view key) c
                           [](const auto& e, std::string_view k) { return e.first < k; });
 }
 
+void SessionParams::changed() {
+  static std::atomic<uint64_t> next{1};
+  stamp_ = map_.empty() ? 0 : next.fetch_add(1, std::memory_order_relaxed);
+}
+
 void SessionParams::set(std::string_view name, std::string_view value, bool reported) {
   std::string key = lower(name);
   auto it = lookup(key);
   if (it == map_.end() || it->first != key) {
     it = map_.insert(it, {std::move(key), Entry{std::string(name), {}, false}});
+  } else if (it->second.value == value) {
+    it->second.reported = it->second.reported || reported;
+    return;  // the same value: the stamp stays
   }
   it->second.value = std::string(value);
   it->second.reported = it->second.reported || reported;
+  changed();
 }
 
 void SessionParams::erase(std::string_view name) {
   const std::string key = lower(name);
   auto it = lookup(key);
-  if (it != map_.end() && it->first == key) map_.erase(it);
+  if (it != map_.end() && it->first == key) {
+    map_.erase(it);
+    changed();
+  }
 }
 
 const SessionParams::Entry* SessionParams::find(std::string_view name) const {
@@ -68,6 +81,7 @@ const SessionParams::Entry* SessionParams::find(std::string_view name) const {
 }
 
 bool SessionParams::same_values(const SessionParams& other) const {
+  if (stamp_ == other.stamp_) return true;
   if (map_.size() != other.map_.size()) return false;
   for (size_t i = 0; i < map_.size(); ++i) {
     if (map_[i].first != other.map_[i].first ||
@@ -75,11 +89,14 @@ bool SessionParams::same_values(const SessionParams& other) const {
       return false;
     }
   }
+  // Equal: both take the older stamp, so that every set with these values
+  // ends up with one.
+  stamp_ = other.stamp_ = std::min(stamp_, other.stamp_);
   return true;
 }
 
 void SessionParams::clear_unreported() {
-  std::erase_if(map_, [](const auto& e) { return !e.second.reported; });
+  if (std::erase_if(map_, [](const auto& e) { return !e.second.reported; }) > 0) changed();
 }
 
 bool is_server_owned(std::string_view name) {

@@ -17,6 +17,23 @@ namespace sqlmux::pool {
 
 class SessionParams {
  public:
+  SessionParams() = default;
+  SessionParams(const SessionParams&) = default;
+  SessionParams& operator=(const SessionParams&) = default;
+  SessionParams(SessionParams&& o) noexcept : map_(std::move(o.map_)), stamp_(o.stamp_) {
+    o.map_.clear();
+    o.stamp_ = 0;
+  }
+  SessionParams& operator=(SessionParams&& o) noexcept {
+    if (this != &o) {
+      map_ = std::move(o.map_);
+      stamp_ = o.stamp_;
+      o.map_.clear();
+      o.stamp_ = 0;
+    }
+    return *this;
+  }
+
   struct Entry {
     std::string name;  // as first seen (e.g. "DateStyle")
     std::string value;
@@ -29,20 +46,36 @@ class SessionParams {
   [[nodiscard]] const Entry* find(std::string_view name) const;
   [[nodiscard]] bool empty() const { return map_.empty(); }
   [[nodiscard]] size_t size() const { return map_.size(); }
-  void clear() { map_.clear(); }
+  void clear() {
+    map_.clear();
+    stamp_ = 0;
+  }
   // Drops every entry the server does not report (after RESET ALL / DISCARD ALL).
   void clear_unreported();
   // Sorted by key: a handful of entries, walked once per transaction.
   using Map = std::vector<std::pair<std::string, Entry>>;
   [[nodiscard]] const Map& entries() const { return map_; }
   // Same names with the same values (the per-transaction fast path of diff()).
+  // Two sets found equal take one stamp (see stamp_), so the next
+  // comparison of either with a set of that stamp is one integer compare.
   [[nodiscard]] bool same_values(const SessionParams& other) const;
 
  private:
   [[nodiscard]] Map::iterator lookup(std::string_view key);
   [[nodiscard]] Map::const_iterator lookup(std::string_view key) const;
 
+  void changed();
+
   Map map_;  // key: lowercased name
+  // Equal stamps mean equal names and values: every change of names or
+  // values takes a fresh stamp (unique in the process), a copy keeps it,
+  // and same_values() gives two sets it found equal the same one. The
+  // desired values of a pool's clients and the values of its server
+  // connections are mostly the same, so they converge on one stamp and a
+  // hand-over compares two integers instead of every parameter. 0: empty.
+  // Mutable: a cache of a comparison's outcome, not part of the value (both
+  // sets of a comparison belong to one worker thread).
+  mutable uint64_t stamp_ = 0;
 };
 
 struct ParamChange {

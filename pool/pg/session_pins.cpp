@@ -2,6 +2,11 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace sqlmux::pool {
 namespace {
@@ -86,11 +91,62 @@ std::string pins_to_string(uint8_t pins) {
   return out;
 }
 
-uint8_t scan_words(std::string_view sql) {
-  // One pass over the identifiers (words): this runs on every simple query
-  // and Parse in transaction mode, so it compares words as integers. c | 0x20
-  // is the lower case of a letter and equals a lower-case letter only for
-  // that letter in either case ('_' | 0x20 is 0x7f, which no letter gives).
+namespace {
+
+// What one word (an identifier run of `len` >= 1 bytes) adds to scan_words'
+// bits. c | 0x20 is the lower case of a letter and equals a lower-case
+// letter only for that letter in either case ('_' | 0x20 is 0x7f, which no
+// letter gives).
+inline uint8_t word_bits(const unsigned char* word, size_t len, uint8_t found) {
+  if (len < 4) return 0;
+  uint8_t bits = 0;
+  const uint32_t head = word4(word) | 0x20202020u;
+  if (len == 4) {
+    if (head == kTemp || head == kHold) bits |= kWordState;
+  } else if (len == 6) {
+    if (head == kList && (word[4] | 0x20) == 'e' && (word[5] | 0x20) == 'n') bits |= kWordListen;
+  } else if (len == 8) {
+    if (head == kUnli && (word4(word + 4) | 0x20202020u) == kSten) bits |= kWordListen;
+  } else if (len == 9) {
+    const uint64_t v = head | static_cast<uint64_t>(word4(word + 4)) << 32;
+    if ((v | 0x2020202020202020ull) == kTemporar && (word[8] | 0x20) == 'y') bits |= kWordState;
+  } else if (len == 10) {
+    if (head == kSet_ && (word4(word + 4) | 0x20202020u) == kConf && (word[8] | 0x20) == 'i' &&
+        (word[9] | 0x20) == 'g') {
+      bits |= kWordSetConfig;
+    }
+  }
+  // pg_advisory_lock, pg_try_advisory_lock_shared, ... (and wrappers).
+  if (len >= 9 && ((found | bits) & kWordState) == 0 &&
+      contains_ci(std::string_view(reinterpret_cast<const char*>(word), len), "advisory_")) {
+    bits |= kWordState;
+  }
+  return bits;
+}
+
+#if defined(__SSE2__)
+// Bit i set when byte i of the 16 at p is an identifier byte (as kIdent).
+// Signed compares: bytes >= 0x80 are negative, so they are neither letters
+// nor digits here and count through `high`.
+uint32_t ident_bits16(const unsigned char* p) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i folded = _mm_or_si128(v, _mm_set1_epi8(0x20));
+  const __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(folded, _mm_set1_epi8('a' - 1)),
+                                       _mm_cmplt_epi8(folded, _mm_set1_epi8('z' + 1)));
+  const __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
+                                      _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1)));
+  const __m128i sign =
+      _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('_')), _mm_cmpeq_epi8(v, _mm_set1_epi8('$')));
+  const __m128i high = _mm_cmplt_epi8(v, _mm_setzero_si128());
+  return static_cast<uint32_t>(
+      _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(letter, digit), _mm_or_si128(sign, high))));
+}
+#endif
+
+}  // namespace
+
+uint8_t scan_words_reference(std::string_view sql) {
+  // One byte at a time: the definition scan_words must agree with.
   uint8_t found = 0;
   const auto* p = reinterpret_cast<const unsigned char*>(sql.data());
   const auto* const end = p + sql.size();
@@ -101,31 +157,54 @@ uint8_t scan_words(std::string_view sql) {
     }
     const auto* const word = p;
     while (p < end && kIdent[*p]) ++p;
-    const auto len = static_cast<size_t>(p - word);
-    if (len < 4) continue;
-    const uint32_t head = word4(word) | 0x20202020u;
-    if (len == 4) {
-      if (head == kTemp || head == kHold) found |= kWordState;
-    } else if (len == 6) {
-      if (head == kList && (word[4] | 0x20) == 'e' && (word[5] | 0x20) == 'n') found |= kWordListen;
-    } else if (len == 8) {
-      if (head == kUnli && (word4(word + 4) | 0x20202020u) == kSten) found |= kWordListen;
-    } else if (len == 9) {
-      const uint64_t v = head | static_cast<uint64_t>(word4(word + 4)) << 32;
-      if ((v | 0x2020202020202020ull) == kTemporar && (word[8] | 0x20) == 'y') found |= kWordState;
-    } else if (len == 10) {
-      if (head == kSet_ && (word4(word + 4) | 0x20202020u) == kConf && (word[8] | 0x20) == 'i' &&
-          (word[9] | 0x20) == 'g') {
-        found |= kWordSetConfig;
-      }
-    }
-    // pg_advisory_lock, pg_try_advisory_lock_shared, ... (and wrappers).
-    if (len >= 9 && (found & kWordState) == 0 &&
-        contains_ci(std::string_view(reinterpret_cast<const char*>(word), len), "advisory_")) {
-      found |= kWordState;
-    }
+    found |= word_bits(word, static_cast<size_t>(p - word), found);
   }
   return found;
+}
+
+uint8_t scan_words(std::string_view sql) {
+  // This runs on every simple query and Parse in transaction mode: each
+  // block of 16 bytes becomes one bit mask of identifier bytes, words are
+  // the runs of ones in it (found with count-trailing-zeros, a word may
+  // run on into the next block), and words are compared as integers. The
+  // last, short block is read from a zero-padded copy (0 is no identifier
+  // byte, so it ends a word there).
+#if defined(__SSE2__)
+  uint8_t found = 0;
+  const auto* const p = reinterpret_cast<const unsigned char*>(sql.data());
+  const size_t n = sql.size();
+  constexpr size_t kNone = static_cast<size_t>(-1);
+  size_t word = kNone;  // where the word being read started
+  for (size_t b = 0; b < n; b += 16) {
+    uint32_t ident = 0;
+    if (n - b >= 16) {
+      ident = ident_bits16(p + b);
+    } else {
+      unsigned char tail[16] = {};
+      std::memcpy(tail, p + b, n - b);
+      ident = ident_bits16(tail);
+    }
+    const uint32_t gap = ~ident & 0xffffu;
+    uint32_t pos = 0;
+    while (pos < 16) {
+      if (word == kNone) {
+        const uint32_t starts = ident >> pos;
+        if (starts == 0) break;
+        pos += static_cast<uint32_t>(__builtin_ctz(starts));
+        word = b + pos;
+      }
+      const uint32_t ends = gap >> pos;
+      if (ends == 0) break;  // the word runs on into the next block
+      pos += static_cast<uint32_t>(__builtin_ctz(ends));
+      if (b + pos - word >= 4) found |= word_bits(p + word, b + pos - word, found);
+      word = kNone;
+    }
+  }
+  if (word != kNone && n - word >= 4) found |= word_bits(p + word, n - word, found);
+  return found;
+#else
+  return scan_words_reference(sql);
+#endif
 }
 
 bool may_hold_state(std::string_view sql) {

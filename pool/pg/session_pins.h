@@ -41,6 +41,9 @@ inline constexpr int kPgPinKinds = 5;
 // one closer look).
 enum : uint8_t { kWordState = 1, kWordListen = 2, kWordSetConfig = 4 };
 [[nodiscard]] uint8_t scan_words(std::string_view sql);
+// The same, one byte at a time (what scan_words does on CPUs without SSE2):
+// the reference the unit tests and the fuzzer compare scan_words with.
+[[nodiscard]] uint8_t scan_words_reference(std::string_view sql);
 
 // Whether a client's SQL text may create or end pinning state: it has the
 // word temp or temporary (CREATE TEMP TABLE, SELECT INTO TEMP, DISCARD

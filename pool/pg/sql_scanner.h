@@ -10,12 +10,43 @@
 
 namespace sqlmux::pool::sql {
 
+// ASCII only, inline (std::toupper is a libc call that consults the
+// locale; SQL keywords and PostgreSQL's whitespace are ASCII).
+constexpr char ascii_upper(char c) {
+  return c >= 'a' && c <= 'z' ? static_cast<char>(c - 32) : c;
+}
+constexpr bool sql_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+// Whether a statement that starts with a letter starts with a word other
+// than `a` and `b` (upper case): the per-query fast exit of the recognisers
+// below (SELECT ... is not SET). A statement that starts with whitespace or
+// a comment is left to the full scan.
+constexpr bool first_word_not(std::string_view sql, std::string_view a, std::string_view b = {}) {
+  size_t n = 0;
+  while (n < sql.size() && n <= 16 && ascii_upper(sql[n]) >= 'A' && ascii_upper(sql[n]) <= 'Z') ++n;
+  if (n == 0) return false;
+  if (n < sql.size() && (static_cast<unsigned char>(sql[n]) >= 0x80 || sql[n] == '_' ||
+                         sql[n] == '$' || (sql[n] >= '0' && sql[n] <= '9'))) {
+    return true;  // an identifier, not a keyword
+  }
+  auto is = [&](std::string_view kw) {
+    if (kw.size() != n) return false;
+    for (size_t k = 0; k < n; ++k) {
+      if (ascii_upper(sql[k]) != kw[k]) return false;
+    }
+    return true;
+  };
+  return !is(a) && !is(b);
+}
+
 struct Scanner {
   std::string_view s;
   size_t i = 0;
   void ws() {
     while (i < s.size()) {
-      if (std::isspace(static_cast<unsigned char>(s[i]))) {
+      if (sql_space(s[i])) {
         ++i;
       } else if (s.compare(i, 2, "--") == 0) {
         while (i < s.size() && s[i] != '\n') ++i;
@@ -43,7 +74,7 @@ struct Scanner {
       return false;
     }
     for (size_t k = 0; k < kw.size(); ++k) {
-      if (std::toupper(static_cast<unsigned char>(s[i + k])) != kw[k]) {
+      if (ascii_upper(s[i + k]) != kw[k]) {
         i = save;
         return false;
       }

@@ -46,6 +46,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
     }
     const uint8_t words = sqlmux::pool::scan_words(text);
+    if (words != sqlmux::pool::scan_words_reference(text)) __builtin_trap();
     const bool listen = has_word(lower, "listen") || has_word(lower, "unlisten");
     if (((words & sqlmux::pool::kWordListen) != 0) != listen) __builtin_trap();
     if (((words & sqlmux::pool::kWordSetConfig) != 0) != has_word(lower, "set_config")) {

@@ -82,4 +82,40 @@ TEST_CASE("session pins: one pass finds state words, LISTEN and set_config", "[p
   CHECK(scan_words("SELECT listener, my_set_config, set_configs, listens") == 0);
   CHECK(scan_words("SELECT pg_advisory_lock(1), set_config('x', '1', false)") ==
         (kWordState | kWordSetConfig));
+  // Words across the 16-byte blocks, at the very end, and long ones.
+  CHECK(scan_words("SELECT aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa, 1; LISTEN") ==
+        kWordListen);
+  CHECK(scan_words("SELECT 123456789, x.y_z FROM t WHERE temp") == kWordState);
+  CHECK(scan_words("SELECT x FROM y WHERE z = 1 AND Pg_Advisory_Xact_Lock(2)") == kWordState);
+  CHECK(scan_words("SELECT \xc3\xa9temp, t\xc3\xa9mp, tempo, temp$, $temp") == 0);
+}
+
+TEST_CASE("session pins: scan_words agrees with its byte-at-a-time reference", "[pins]") {
+  // Random texts over an alphabet of identifier and separator bytes, of
+  // every length around the 16-byte blocks, with the words sprinkled in.
+  const std::string words[] = {"temp",      "TEMPORARY",  "hold",    "listen",
+                               "UnListen",  "set_config", "x",       "pg_advisory_lock",
+                               "advisory_", "tem",        "listens", "\xc3\xa9",
+                               "123",       "a$b",        "_",       "settings"};
+  const std::string seps[] = {" ", ",", "(", ")", "'", "\"", ".", ";", "\n", "-", "\x80", "\xff"};
+  uint64_t state = 88172645463325252ull;
+  auto next = [&] {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  for (int round = 0; round < 20000; ++round) {
+    std::string text;
+    const size_t target = next() % 70;
+    while (text.size() < target) {
+      text += (next() % 2) != 0 ? words[next() % std::size(words)] : seps[next() % std::size(seps)];
+    }
+    INFO(text);
+    REQUIRE(sqlmux::pool::scan_words(text) == sqlmux::pool::scan_words_reference(text));
+    for (size_t cut = 0; cut < text.size(); cut += 7) {
+      const std::string_view part = std::string_view(text).substr(cut);
+      REQUIRE(sqlmux::pool::scan_words(part) == sqlmux::pool::scan_words_reference(part));
+    }
+  }
 }

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "pool/pg/prepared.h"
+#include "pool/pg/sql_scanner.h"
 
 using sqlmux::pool::BackendStatements;
 using sqlmux::pool::ClientStatements;
@@ -281,6 +282,35 @@ TEST_CASE("SET / RESET recognition") {
   REQUIRE(parse_set("RESET ALL").kind == K::ResetAll);
   REQUIRE(parse_set("SELECT 1").kind == K::None);
   REQUIRE(parse_set("SET x").kind == K::None);
+  // The first word decides at once when the statement starts with it; a
+  // comment or whitespace first takes the full scan, with the same outcome.
+  REQUIRE(parse_set("sEt work_mem = 1").name == "work_mem");
+  REQUIRE(parse_set("Reset work_mem").kind == K::Reset);
+  REQUIRE(parse_set("SET(x)").kind == K::None);
+  REQUIRE(parse_set("/* c */ SET work_mem = 1").name == "work_mem");
+  REQUIRE(parse_set("\n\tset work_mem = 1").name == "work_mem");
+  REQUIRE(parse_set("SETTINGS x = 1").kind == K::None);
+  REQUIRE(parse_set("SET_x = 1").kind == K::None);
+  REQUIRE(parse_set("SET1 x = 1").kind == K::None);
+  REQUIRE(parse_set("RESETS x").kind == K::None);
+  REQUIRE(parse_set("S").kind == K::None);
+  REQUIRE(parse_set("").kind == K::None);
+}
+
+TEST_CASE("sql::first_word_not: the recognisers' fast exit") {
+  using sqlmux::pool::sql::first_word_not;
+  REQUIRE(first_word_not("SELECT 1", "SET", "RESET"));
+  REQUIRE(first_word_not("settings", "SET", "RESET"));
+  REQUIRE(first_word_not("set_config", "SET"));
+  REQUIRE(first_word_not("seté", "SET"));
+  REQUIRE_FALSE(first_word_not("set x", "SET", "RESET"));
+  REQUIRE_FALSE(first_word_not("ReSeT", "SET", "RESET"));
+  REQUIRE_FALSE(first_word_not("SET;", "SET"));
+  REQUIRE_FALSE(first_word_not(" SELECT", "SET"));  // not a letter first: full scan
+  REQUIRE_FALSE(first_word_not("/*x*/SELECT", "SET"));
+  REQUIRE_FALSE(first_word_not("", "SET"));
+  REQUIRE(first_word_not("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "SET"));
+  REQUIRE_FALSE(first_word_not("deallocate all", "DISCARD", "DEALLOCATE"));
 }
 
 TEST_CASE("set_config() calls: literal names followed, others unknown") {

@@ -267,3 +267,41 @@ TEST_CASE("session params: a base value is set first, from the same literal rule
           "SELECT pg_catalog.set_config('DateStyle', 'ISO, MDY', false), "
           "pg_catalog.set_config('DateStyle', 'dmy', false);");
 }
+
+TEST_CASE("session params: a comparison's outcome is cached until either set changes") {
+  SessionParams a = defaults();
+  SessionParams b = defaults();
+  SessionParams c = defaults();
+  REQUIRE(a.same_values(b));  // compared, then one stamp
+  REQUIRE(b.same_values(c));
+  REQUIRE(a.same_values(c));
+  b.set("TimeZone", "Europe/Paris", true);
+  REQUIRE_FALSE(a.same_values(b));
+  REQUIRE_FALSE(b.same_values(c));
+  REQUIRE(a.same_values(c));
+  b.set("TimeZone", "Etc/UTC", true);  // back to equal contents
+  REQUIRE(b.same_values(a));
+  REQUIRE(sqlmux::pool::diff(c, b).empty());
+  // Setting a value it already has changes nothing.
+  a.set("DateStyle", "ISO, MDY", false);
+  REQUIRE(a.same_values(c));
+  a.set("search_path", "s", false);
+  REQUIRE_FALSE(a.same_values(c));
+  REQUIRE(sqlmux::pool::diff(c, a).size() == 1);
+  a.erase("search_path");
+  REQUIRE(a.same_values(c));
+  // A copy is equal; a moved-from set is empty and equal only to empty sets.
+  SessionParams d = a;
+  REQUIRE(d.same_values(a));
+  SessionParams e = std::move(d);
+  REQUIRE(e.same_values(a));
+  REQUIRE(d.empty());                       // NOLINT(bugprone-use-after-move)
+  REQUIRE_FALSE(d.same_values(a));          // NOLINT(bugprone-use-after-move)
+  REQUIRE(d.same_values(SessionParams{}));  // NOLINT(bugprone-use-after-move)
+  a.set("work_mem", "64MB", false);
+  a.clear_unreported();
+  REQUIRE(a.same_values(c));
+  a.clear();
+  REQUIRE(a.same_values(SessionParams{}));
+  REQUIRE_FALSE(a.same_values(c));
+}
