@@ -309,8 +309,8 @@ bool PgClient::handle_auth_message() {
       pg::put_auth_sasl_final(out, server_final);
       cork();  // the server's final message, AuthenticationOk and the welcome in one write
       send(out.data(), out.size());
-      scram_.reset();
       auth_succeeded();
+      scram_.reset();  // wipes the ClientKey (auth_succeeded handed it to the pool)
       if (!closing()) uncork();
       return !closing();
     }
@@ -362,6 +362,11 @@ void PgClient::auth_succeeded() {
   }
   pool_ = pool;
   pool_->client_joined();
+  if (scram_ && scram_->client_key() && !pool_->cfg().user && pool_->backend_password().empty()) {
+    // SCRAM passthrough: the pool logs in to the server with this key.
+    pg_state(*pool_).hold_client_key(*scram_->client_key());
+    holds_client_key_ = true;
+  }
   if ((stats_ = pool_->stats(worker_->id())) != nullptr) {
     count_bytes(&stats_->client_received_bytes, &stats_->client_sent_bytes);
   }
