@@ -81,7 +81,10 @@ ServerLogin::Step ServerLogin::on_message(char type, std::string_view body, std:
         return fail(LoginError::ProtocolError, "malformed ErrorResponse from the server");
       }
       server_error_ = e;
-      return fail(LoginError::ServerError, e.message);
+      return fail(LoginError::ServerError,
+                  !e.message.empty() ? e.message
+                                     : "the server refused the login (SQLSTATE " +
+                                           (e.sqlstate.empty() ? "none" : e.sqlstate) + ")");
     }
     case 'N':
       return Step::Continue;  // a NoticeResponse: nothing to do

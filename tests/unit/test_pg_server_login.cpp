@@ -267,6 +267,13 @@ TEST_CASE("ServerLogin: trust, errors, cleartext, stray messages", "[pg][passthr
     CHECK(login.error() == LoginError::ServerError);
     CHECK(login.server_error().sqlstate == "28P01");
   }
+  SECTION("ErrorResponse without a message still says why") {
+    ServerLogin login("alice", "app", scram_secret(v, key), make_nonce());
+    std::string out;
+    CHECK(login.on_message('E', std::string("SFATAL\0C28P01\0\0", 15), out) ==
+          ServerLogin::Step::Failed);
+    CHECK(login.error_text() == "the server refused the login (SQLSTATE 28P01)");
+  }
   SECTION("cleartext") {
     ServerLogin login("alice", "app", scram_secret(v, key), make_nonce());
     std::string out;
