@@ -145,6 +145,31 @@ def asyncpg_login(mux, user, password):
     return asyncio.run(go())
 
 
+def case_session_mode(pg):
+    """Session mode: each client keeps its own server connection, logged in
+    natively as that client's user; a second client of the same user while
+    the first is connected gets a new one with the held key."""
+    import psycopg
+
+    cfg = passthrough_config(pg, verifiers(pg))
+    cfg["pool"][0]["mode"] = "session"
+    with Sqlmux(pg, config=cfg) as mux:
+        kw = dict(host=mux.host, port=mux.port, dbname="appdb", connect_timeout=10)
+        with psycopg.connect(user="alice", password=USERS["alice"], **kw) as a1, \
+                psycopg.connect(user="alice", password=USERS["alice"], **kw) as a2, \
+                psycopg.connect(user="bob", password=USERS["bob"], **kw) as b:
+            pids = set()
+            for c, want in ((a1, "alice"), (a2, "alice"), (b, "bob")):
+                u, pid = c.execute("SELECT current_user, pg_backend_pid()").fetchone()
+                check_eq(u, want, "session mode: current_user")
+                pids.add(pid)
+            check_eq(len(pids), 3, "three server connections")
+            a1.execute("SET application_name = 'kept'")
+            check_eq(a1.execute("SHOW application_name").fetchone()[0], "kept", "session state kept")
+        r = psql_as(mux, "carol", USERS["carol"], "SELECT current_user")
+        check_eq(r.stdout.strip(), "carol", "psql in session mode")
+
+
 def case_wrong_password(pg):
     import psycopg
 
@@ -165,6 +190,7 @@ def case_wrong_password(pg):
 def case_salt_mismatch(pg):
     """A verifier of the right password with another salt: the client logs
     in to sqlmux, but the server's salt differs: a clear error, a log line."""
+    require_sqlmux("a verifier that is not the server's")
     import psycopg
 
     users = verifiers(pg)
@@ -224,5 +250,5 @@ def case_check_config_tls(pg):
 
 
 if __name__ == "__main__":
-    run_cases(__file__, [case_three_clients_as_themselves, case_wrong_password, case_salt_mismatch,
+    run_cases(__file__, [case_three_clients_as_themselves, case_session_mode, case_wrong_password, case_salt_mismatch,
                          case_md5_hash, case_cancel, case_check_config_tls], timeout=170, setup=setup)
