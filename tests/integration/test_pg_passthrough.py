@@ -57,6 +57,17 @@ def verifiers(pg) -> dict[str, str]:
     return v
 
 
+def client_key(verifier: str, password: str) -> bytes:
+    """ClientKey = HMAC(SaltedPassword, "Client Key") for the verifier's salt."""
+    import base64
+    import hashlib
+    import hmac
+
+    iters, salt = verifier.split("$")[1].split(":")
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iters))
+    return hmac.new(salted, b"Client Key", "sha256").digest()
+
+
 def config_has_no_plaintext(mux):
     with open(mux.config_path) as f:
         text = f.read()
@@ -78,7 +89,10 @@ def case_three_clients_as_themselves(pg):
     import asyncpg
     import psycopg
 
-    with Sqlmux(pg, config=passthrough_config(pg, verifiers(pg))) as mux:
+    v = verifiers(pg)
+    cfg = passthrough_config(pg, v)
+    cfg["server"]["log_level"] = "debug"
+    with Sqlmux(pg, config=cfg) as mux:
         if not mux.direct:
             config_has_no_plaintext(mux)
 
@@ -129,6 +143,19 @@ def case_three_clients_as_themselves(pg):
             t.join(60)
         check(not errors, f"concurrent passthrough clients: {errors}")
         mux.assert_serving(user="alice", password=USERS["alice"])
+        if not mux.direct:
+            # The recovered keys never reach the log (debug level), in any encoding.
+            import base64
+            import hashlib
+
+            text = mux.log_text()
+            check("login" in text, "the log has the clients' lines")
+            for name in USERS:
+                k = client_key(v[name], USERS[name])
+                stored = base64.b64decode(v[name].split("$")[2].split(":")[0])
+                check(hashlib.sha256(k).digest() == stored, f"{name}: H(ClientKey) == StoredKey")
+                for form in (base64.b64encode(k).decode(), k.hex(), k.hex().upper()):
+                    check(form not in text, f"{name}'s ClientKey is not in the log")
 
 
 def asyncpg_login(mux, user, password):
