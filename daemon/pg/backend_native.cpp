@@ -82,8 +82,8 @@ std::optional<pg::LoginSecret> PgBackend::passthrough_secret(Worker& w, Pool& po
     auto key = pg_state(pool).client_key();
     if (!key || !pg::auth::client_key_matches(*key, s.verifier)) {
       error = "SCRAM passthrough for user \"" + pool.backend_user() +
-              "\" has no client key: it comes from a connected client's SCRAM login (auth = "
-              "\"password\" gives none)";
+              "\" has no client key: it comes from a connected client's login with the "
+              "user's password";
       return std::nullopt;
     }
     s.client_key = *key;

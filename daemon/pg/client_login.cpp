@@ -239,9 +239,9 @@ bool PgClient::handle_auth_message() {
           ok = pg::auth::constant_time_equal(pg::auth::scram_password(pw),
                                              pg::auth::scram_password(user_->plaintext));
         } else if (secrets_->scram) {
-          auto v =
-              pg::auth::make_scram_verifier(pw, secrets_->scram->salt, secrets_->scram->iterations);
-          ok = v.stored_key == secrets_->scram->stored_key;
+          // Its ClientKey, when right, serves SCRAM passthrough like a proof's.
+          password_key_ = pg::auth::scram_client_key(pw, *secrets_->scram);
+          ok = password_key_.has_value();
         } else if (!secrets_->md5.empty()) {
           ok = pg::auth::constant_time_equal(pg::auth::md5_password_hash(pw, user_name_),
                                              secrets_->md5);
@@ -362,10 +362,15 @@ void PgClient::auth_succeeded() {
   }
   pool_ = pool;
   pool_->client_joined();
-  if (scram_ && scram_->client_key() && !pool_->cfg().user && pool_->backend_password().empty()) {
+  const std::optional<pg::auth::ScramKey>& key = scram_ ? scram_->client_key() : password_key_;
+  if (key && !pool_->cfg().user && pool_->backend_password().empty()) {
     // SCRAM passthrough: the pool logs in to the server with this key.
-    pg_state(*pool_).hold_client_key(*scram_->client_key());
+    pg_state(*pool_).hold_client_key(*key);
     holds_client_key_ = true;
+  }
+  if (password_key_) {
+    pg::auth::wipe(*password_key_);
+    password_key_.reset();
   }
   if ((stats_ = pool_->stats(worker_->id())) != nullptr) {
     count_bytes(&stats_->client_received_bytes, &stats_->client_sent_bytes);

@@ -726,6 +726,22 @@ bool client_key_matches(const ScramKey& client_key, const ScramVerifier& v) {
          CRYPTO_memcmp(h.data(), v.stored_key.data(), kKeyLen) == 0;
 }
 
+std::optional<ScramKey> scram_client_key(std::string_view password, const ScramVerifier& v) {
+  Key salted{};
+  Key client_key{};
+  const bool ok = salted_password(password, v.salt, v.iterations, salted) &&
+                  hmac_sha256(salted.data(), salted.size(), "Client Key", client_key) &&
+                  client_key_matches(client_key, v);
+  cleanse(salted);
+  if (!ok) {
+    cleanse(client_key);
+    return std::nullopt;
+  }
+  std::optional<ScramKey> out = client_key;
+  cleanse(client_key);
+  return out;
+}
+
 void wipe(ScramKey& k) {
   cleanse(k);
 }

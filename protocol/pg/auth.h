@@ -105,6 +105,12 @@ struct ScramKeyFinal {
                                                      const ScramKey& expected);
 // H(ClientKey) == StoredKey.
 [[nodiscard]] bool client_key_matches(const ScramKey& client_key, const ScramVerifier& v);
+// The ClientKey of a cleartext password under the verifier's salt and
+// iterations (HMAC(SaltedPassword, "Client Key"), SASLprep'd as
+// make_scram_verifier), when it matches the verifier; nullopt otherwise
+// (a wrong password).
+[[nodiscard]] std::optional<ScramKey> scram_client_key(std::string_view password,
+                                                       const ScramVerifier& v);
 // Wipes a key (OPENSSL_cleanse).
 void wipe(ScramKey& k);
 

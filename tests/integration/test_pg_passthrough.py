@@ -197,6 +197,23 @@ def case_session_mode(pg):
         check_eq(r.stdout.strip(), "carol", "psql in session mode")
 
 
+def case_cleartext_client(pg):
+    """auth = "password": the client sends its password in clear; sqlmux
+    checks it against the verifier and derives the ClientKey from it."""
+    v = verifiers(pg)
+    cfg = passthrough_config(pg, v)
+    for u in cfg["user"]:
+        if u["name"] == "carol":
+            u["auth"] = "password"
+    with Sqlmux(pg, config=cfg) as mux:
+        r = psql_as(mux, "carol", USERS["carol"], "SELECT current_user")
+        check(r.returncode == 0, f"psql as carol (cleartext to sqlmux): rc {r.returncode}: {r.stderr}")
+        check_eq(r.stdout.strip(), "carol", "cleartext client: current_user")
+        r = psql_as(mux, "carol", "wrong", "SELECT 1")
+        check(r.returncode != 0 and "password authentication failed" in r.stderr,
+              f"cleartext, wrong password: rc {r.returncode}: {r.stderr}")
+
+
 def case_wrong_password(pg):
     import psycopg
 
@@ -277,5 +294,6 @@ def case_check_config_tls(pg):
 
 
 if __name__ == "__main__":
-    run_cases(__file__, [case_three_clients_as_themselves, case_session_mode, case_wrong_password, case_salt_mismatch,
+    run_cases(__file__, [case_three_clients_as_themselves, case_session_mode, case_cleartext_client,
+                         case_wrong_password, case_salt_mismatch,
                          case_md5_hash, case_cancel, case_check_config_tls], timeout=170, setup=setup)

@@ -151,6 +151,14 @@ TEST_CASE("ScramServer recovers the client's ClientKey", "[pg][auth][passthrough
   CHECK_FALSE(server.client_key());
 }
 
+TEST_CASE("scram_client_key: a cleartext password's ClientKey", "[pg][auth][passthrough]") {
+  const ScramVerifier v = make_scram_verifier(kPassword, salt_a(), 4096);
+  auto k = scram_client_key(kPassword, v);
+  REQUIRE(k);
+  CHECK(*k == recover_key(v, kPassword));  // what a SCRAM proof gives
+  CHECK_FALSE(scram_client_key("wrong", v));
+}
+
 TEST_CASE("ServerLogin logs in with a recovered ClientKey", "[pg][passthrough]") {
   const ScramVerifier v = make_scram_verifier(kPassword, salt_a(), 4096);
   const ScramKey key = recover_key(v, kPassword);
