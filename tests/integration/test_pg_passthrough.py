@@ -214,6 +214,31 @@ def case_cleartext_client(pg):
               f"cleartext, wrong password: rc {r.returncode}: {r.stderr}")
 
 
+def case_listen_pins(pg):
+    """Transaction mode: LISTEN pins the client to its natively logged-in
+    server connection (the pool's LISTEN connection could not log in), and
+    a NOTIFY from another user reaches it."""
+    import asyncpg
+
+    with Sqlmux(pg, config=passthrough_config(pg, verifiers(pg))) as mux:
+        async def go():
+            kw = dict(host=mux.host, port=mux.port, database="appdb", timeout=10)
+            a = await asyncpg.connect(user="alice", password=USERS["alice"], **kw)
+            b = await asyncpg.connect(user="bob", password=USERS["bob"], **kw)
+            got = asyncio.get_running_loop().create_future()
+            try:
+                await a.add_listener("pt_ch", lambda *args: got.done() or got.set_result(args[3]))
+                await b.execute("NOTIFY pt_ch, 'hello'")
+                return await asyncio.wait_for(got, 10)
+            finally:
+                await a.close()
+                await b.close()
+
+        check_eq(asyncio.run(go()), "hello", "notification through a passthrough pool")
+        if not mux.direct:
+            check("LISTEN connection failed" not in mux.log_text(), "no failing LISTEN connection")
+
+
 def case_wrong_password(pg):
     import psycopg
 
@@ -295,5 +320,5 @@ def case_check_config_tls(pg):
 
 if __name__ == "__main__":
     run_cases(__file__, [case_three_clients_as_themselves, case_session_mode, case_cleartext_client,
-                         case_wrong_password, case_salt_mismatch,
+                         case_listen_pins, case_wrong_password, case_salt_mismatch,
                          case_md5_hash, case_cancel, case_check_config_tls], timeout=170, setup=setup)
