@@ -48,6 +48,10 @@ constexpr const char* kReportedParams[] = {
 PgBackend* PgBackend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t for_client,
                               uint64_t tried, std::string& error) {
   const config::PoolConfig& cfg = pool.cfg();  // one version throughout (reload swaps it)
+  if (auto secret = passthrough_secret(w, pool, error)) {
+    return connect_native(w, pool, where, for_client, tried, std::move(*secret), error);
+  }
+  if (!error.empty()) return nullptr;
   const config::Address& addr = where.address;
   std::string host = addr.kind == config::Address::Kind::Unix ? addr.unix_path : addr.host;
   std::string port = std::to_string(addr.port == 0 ? pg::kDefaultPort : addr.port);
@@ -79,7 +83,7 @@ PgBackend* PgBackend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t f
   }
   // Over libpq's keepalive settings, which it applied to the new socket.
   (void)net::set_keepalive(PQsocket(pg), w.keepalive());
-  auto* b = new PgBackend(w, pool, pg, PQsocket(pg), for_client);
+  auto* b = new PgBackend(w, pool, pg, PQsocket(pg), for_client, false);
   // Writable first: PQconnectPoll starts as if it had said "writing".
   if (!b->start_connecting(where, tried)) {
     error.clear();  // handled: connect_failed told the pool and the client
@@ -88,8 +92,8 @@ PgBackend* PgBackend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t f
   return b;
 }
 
-PgBackend::PgBackend(Worker& w, Pool& pool, PGconn* pg, int fd, uint64_t for_client)
-    : PooledBackend(w, pool, fd, false, for_client),
+PgBackend::PgBackend(Worker& w, Pool& pool, PGconn* pg, int fd, uint64_t for_client, bool owns_fd)
+    : PooledBackend(w, pool, fd, owns_fd, for_client),
       pg_(pg),
       statements_(pool.cfg().max_prepared_statements) {}
 
@@ -110,7 +114,12 @@ bool PgBackend::reusable() const {
 // --- connecting ----------------------------------------------------------------
 
 void PgBackend::on_poll_writable() {
-  if (state_ == BackendState::Connecting) drive_connect();
+  if (state_ != BackendState::Connecting) return;
+  if (native_) {
+    native_writable();
+  } else {
+    drive_connect();
+  }
 }
 
 void PgBackend::drive_connect() {
@@ -622,7 +631,11 @@ void PgBackend::process_idle() {
 
 void PgBackend::on_readable() {
   if (state_ == BackendState::Connecting) {
-    drive_connect();
+    if (native_) {
+      native_readable();
+    } else {
+      drive_connect();
+    }
     return;
   }
   switch (read_into(in_, kReadChunk)) {
@@ -699,9 +712,19 @@ void PgBackend::fail(Reason why, const char* detail) {
 
 void PgBackend::on_terminate() {
   client_ = nullptr;  // PQfinish (in the destructor) sends Terminate
+  if (native_ready_) {
+    // A native login: say goodbye as libpq would (best effort, unqueued).
+    std::string x;
+    pg::put_terminate(x);
+    if (out_.empty() && !tls()) (void)::send(fd_, x.data(), x.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  }
 }
 
 void PgBackend::on_io_error(int err) {
+  if (state_ == BackendState::Connecting && native_) {
+    native_failed(strerror(err));
+    return;
+  }
   if (state_ == BackendState::Connecting) {
     // libpq reads the socket's error and says why (e.g. connection refused);
     // connect_failed() then fails the client the connection was opened for.

@@ -1,12 +1,18 @@
 // A backend (server) connection. libpq opens it (non-blocking, so SCRAM/md5
-// to the server come from libpq); once it is ready sqlmux relays its socket
-// itself and runs its own short queries on it (session parameters, resets).
+// to the server come from libpq), except for SCRAM passthrough (a pool
+// without `user` whose [[user]] password is a hash: libpq cannot log in with
+// a ClientKey or an md5 hash), where sqlmux logs in itself
+// (backend_native.cpp, pg::ServerLogin). Once it is ready sqlmux relays its
+// socket itself and runs its own short queries on it (session parameters,
+// resets).
 #pragma once
 
 #include <libpq-fe.h>
+#include <sys/socket.h>
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,8 +23,20 @@
 #include "pool/pg/session_params.h"
 #include "pool/pg/session_pins.h"
 #include "protocol/pg/codec.h"
+#include "protocol/pg/server_login.h"
 
 namespace sqlmux {
+
+// Where and how to cancel a query on a connection sqlmux logged in to
+// itself (libpq's PGcancel cannot be made without libpq's login).
+struct PgNativeCancel {
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+  int32_t pid = 0;
+  int32_t key = 0;
+};
+// Sends the CancelRequest (blocking: run off the loop, as PQcancel).
+bool send_native_cancel(const PgNativeCancel& c, char* err, size_t err_len);
 
 class PgClient;
 class Pool;
@@ -36,6 +54,12 @@ class PgBackend final : public PooledBackend {
   // failure was handled already (error empty).
   static PgBackend* connect(Worker& w, Pool& pool, PoolHost& host, uint64_t for_client,
                             uint64_t tried, std::string& error);
+  // The secret of a SCRAM passthrough login for `pool` (no `user`, no
+  // plaintext password, the [[user]] password a SCRAM verifier or md5
+  // hash); nullopt when libpq logs in. When passthrough applies but cannot
+  // log in now (no client key held), nullopt with `error` set.
+  [[nodiscard]] static std::optional<pg::LoginSecret> passthrough_secret(Worker& w, Pool& pool,
+                                                                         std::string& error);
 
   [[nodiscard]] PgClient* client() const { return client_; }
   [[nodiscard]] PooledClient* pooled_client() const override;
@@ -98,6 +122,10 @@ class PgBackend final : public PooledBackend {
   void client_gone(bool client_mid_message);
   // The cancel key as libpq knows it (PQcancel runs off the loop).
   [[nodiscard]] std::shared_ptr<PGcancel> cancel_handle() const { return cancel_; }
+  // The same for a connection sqlmux logged in to itself (passthrough).
+  [[nodiscard]] std::shared_ptr<const PgNativeCancel> native_cancel() const {
+    return native_cancel_;
+  }
   void became_idle() override;
   void resume_reading_if_drained();
 
@@ -110,10 +138,17 @@ class PgBackend final : public PooledBackend {
 
  private:
   enum class Internal { None, Sync, Reset, Capture, StateCheck };
-  PgBackend(Worker& w, Pool& pool, PGconn* pg, int fd, uint64_t for_client);
+  PgBackend(Worker& w, Pool& pool, PGconn* pg, int fd, uint64_t for_client, bool owns_fd);
   ~PgBackend() override;
+  static PgBackend* connect_native(Worker& w, Pool& pool, PoolHost& where, uint64_t for_client,
+                                   uint64_t tried, pg::LoginSecret secret, std::string& error);
   void drive_connect();
   void connected();
+  // The native login (backend_native.cpp).
+  void native_writable();
+  void native_readable();
+  void native_connected();
+  void native_failed(const std::string& why);
   void relay_to_client();
   void process_internal();
   void process_idle();
@@ -140,8 +175,13 @@ class PgBackend final : public PooledBackend {
   void capture_done();
   void state_check_done();
   [[nodiscard]] bool pinned() const { return pinned_ || state_pins_ != 0; }
-  PGconn* pg_;
+  PGconn* pg_;  // nullptr for a native login
   std::shared_ptr<PGcancel> cancel_;
+  std::unique_ptr<pg::ServerLogin> native_;  // while logging in natively
+  bool native_sent_startup_ = false;
+  bool native_ready_ = false;  // logged in natively: Terminate on close
+  PgNativeCancel native_addr_;
+  std::shared_ptr<const PgNativeCancel> native_cancel_;
   PgClient* client_ = nullptr;
   pool::SessionParams params_;
   std::vector<pool::ParamChange> pending_changes_;

@@ -27,6 +27,7 @@ constexpr uint64_t kRefusedWaitMs = 2000;
 struct CancelWork {
   uv_work_t req;
   std::shared_ptr<PGcancel> cancel;
+  std::shared_ptr<const PgNativeCancel> native;  // a passthrough login's
   bool ok = false;
   char err[256];
 };
@@ -462,6 +463,7 @@ void PgClient::on_io_error(int err) {
 
 void PgClient::on_closed() {
   if (pool_ != nullptr) pool_->client_left();
+  if (holds_client_key_) pg_state(*pool_).release_client_key();
   worker_->client_destroyed(this);
   if (counted_) worker_->directory().remove_client();
   delete this;
@@ -512,16 +514,19 @@ void PgClient::on_shutdown() {
 void PgClient::cancel_running_query() {
   if (state_ != ClientState::Active || backend_ == nullptr) return;
   auto handle = backend_->cancel_handle();
-  if (!handle) return;
+  auto native = backend_->native_cancel();
+  if (!handle && !native) return;
   CLOG_DEBUG(log_tag_, "forwarding cancel to backend pid %d", backend_->pid());
   auto* work = new CancelWork;
   work->req.data = work;
   work->cancel = std::move(handle);
+  work->native = std::move(native);
   uv_queue_work(
       worker_->loop(), &work->req,
       [](uv_work_t* req) {
         auto* wk = static_cast<CancelWork*>(req->data);
-        wk->ok = PQcancel(wk->cancel.get(), wk->err, sizeof wk->err) == 1;
+        wk->ok = wk->cancel ? PQcancel(wk->cancel.get(), wk->err, sizeof wk->err) == 1
+                            : send_native_cancel(*wk->native, wk->err, sizeof wk->err);
       },
       [](uv_work_t* req, int) {
         auto* wk = static_cast<CancelWork*>(req->data);

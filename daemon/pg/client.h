@@ -236,6 +236,12 @@ class PgClient final : public PooledClient {
   std::vector<std::pair<std::string, std::string>> startup_params_;
   std::vector<Learning> learning_;
   std::unique_ptr<pg::auth::ScramServer> scram_;
+  // SCRAM passthrough: this session's proof gave the pool its user's
+  // ClientKey (PgPoolState::hold_client_key); released when it leaves.
+  bool holds_client_key_ = false;
+  // The same from a cleartext password checked against a verifier (auth =
+  // "password"), until auth_succeeded hands it on.
+  std::optional<pg::auth::ScramKey> password_key_;
   uint8_t md5_salt_[4] = {0, 0, 0, 0};
   int32_t cancel_pid_ = 0;
   int32_t cancel_key_ = 0;

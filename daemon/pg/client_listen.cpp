@@ -19,7 +19,10 @@ constexpr size_t kMaxNotifyBacklog = size_t{64} * 1024 * 1024;
 bool PgClient::listen_fanout() const {
   if (pool_ == nullptr) return false;
   const config::PoolConfig& cfg = pool_->cfg();
-  return cfg.mode != config::PoolMode::Session && !cfg.listen_pin;
+  // A pool without `user` nor a plaintext password (SCRAM passthrough):
+  // the LISTEN connection, libpq's, could not log in; LISTEN pins instead.
+  const bool passthrough = !cfg.user && pool_->backend_password().empty();
+  return cfg.mode != config::PoolMode::Session && !cfg.listen_pin && !passthrough;
 }
 
 void PgClient::listen_committed(const std::vector<pool::ListenOp>& ops) {

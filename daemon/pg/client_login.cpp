@@ -248,9 +248,9 @@ bool PgClient::handle_auth_message() {
           ok = pg::auth::constant_time_equal(pg::auth::scram_password(pw),
                                              pg::auth::scram_password(user_->plaintext));
         } else if (secrets_->scram) {
-          auto v =
-              pg::auth::make_scram_verifier(pw, secrets_->scram->salt, secrets_->scram->iterations);
-          ok = v.stored_key == secrets_->scram->stored_key;
+          // Its ClientKey, when right, serves SCRAM passthrough like a proof's.
+          password_key_ = pg::auth::scram_client_key(pw, *secrets_->scram);
+          ok = password_key_.has_value();
         } else if (!secrets_->md5.empty()) {
           ok = pg::auth::constant_time_equal(pg::auth::md5_password_hash(pw, user_name_),
                                              secrets_->md5);
@@ -318,8 +318,8 @@ bool PgClient::handle_auth_message() {
       pg::put_auth_sasl_final(out, server_final);
       cork();  // the server's final message, AuthenticationOk and the welcome in one write
       send(out.data(), out.size());
-      scram_.reset();
       auth_succeeded();
+      scram_.reset();  // wipes the ClientKey (auth_succeeded handed it to the pool)
       if (!closing()) uncork();
       return !closing();
     }
@@ -371,6 +371,16 @@ void PgClient::auth_succeeded() {
   }
   pool_ = pool;
   pool_->client_joined();
+  const std::optional<pg::auth::ScramKey>& key = scram_ ? scram_->client_key() : password_key_;
+  if (key && !pool_->cfg().user && pool_->backend_password().empty()) {
+    // SCRAM passthrough: the pool logs in to the server with this key.
+    pg_state(*pool_).hold_client_key(*key);
+    holds_client_key_ = true;
+  }
+  if (password_key_) {
+    pg::auth::wipe(*password_key_);
+    password_key_.reset();
+  }
   if ((stats_ = pool_->stats(worker_->id())) != nullptr) {
     count_bytes(&stats_->client_received_bytes, &stats_->client_sent_bytes);
   }

@@ -15,6 +15,26 @@ bool PgPoolState::welcome(pool::SessionParams& out) {
   return true;
 }
 
+void PgPoolState::hold_client_key(const pg::auth::ScramKey& key) {
+  std::lock_guard<std::mutex> lk(mu_);
+  ++key_holders_;
+  if (client_key_) pg::auth::wipe(*client_key_);
+  client_key_ = key;  // the latest login's (a reload may change the verifier)
+}
+
+void PgPoolState::release_client_key() {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (key_holders_ > 0 && --key_holders_ == 0 && client_key_) {
+    pg::auth::wipe(*client_key_);
+    client_key_.reset();
+  }
+}
+
+std::optional<pg::auth::ScramKey> PgPoolState::client_key() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return client_key_;
+}
+
 void PgPoolState::set_welcome(const pool::SessionParams& params) {
   std::lock_guard<std::mutex> lk(mu_);
   if (has_welcome_) return;

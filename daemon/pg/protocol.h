@@ -42,6 +42,13 @@ class PgPoolState final : public PoolState {
   void learn_reported_value(std::string_view name, std::string_view raw, std::string_view value);
   // LISTEN fan-out for the pool's transaction-mode clients.
   [[nodiscard]] ListenHub& listen_hub() { return listen_hub_; }
+  // SCRAM passthrough: the ClientKey of the pool's user, recovered from a
+  // client's SCRAM proof at login. Held only while a client session that
+  // proved it is connected (hold at login, release when it leaves; the
+  // last release wipes it); never logged.
+  void hold_client_key(const pg::auth::ScramKey& key);
+  void release_client_key();
+  [[nodiscard]] std::optional<pg::auth::ScramKey> client_key();
 
  private:
   std::mutex mu_;
@@ -49,8 +56,10 @@ class PgPoolState final : public PoolState {
   pool::SessionParams welcome_;  // under mu_
   // lowercased name, NUL, raw value -> the server's value; under mu_, bounded.
   std::unordered_map<std::string, std::string> reported_;
-  pool::StaleStatements stale_;  // thread-safe itself
-  ListenHub listen_hub_;         // lives on the first worker
+  pool::StaleStatements stale_;                   // thread-safe itself
+  std::optional<pg::auth::ScramKey> client_key_;  // under mu_
+  int key_holders_ = 0;                           // under mu_
+  ListenHub listen_hub_;                          // lives on the first worker
 };
 
 // The PostgreSQL state of a PostgreSQL pool.

@@ -14,11 +14,13 @@ namespace sqlmux::pg::auth {
 
 inline constexpr int kDefaultScramIterations = 4096;
 
+using ScramKey = std::array<uint8_t, 32>;
+
 struct ScramVerifier {
   int iterations = 0;
   std::string salt;  // raw bytes
-  std::array<uint8_t, 32> stored_key{};
-  std::array<uint8_t, 32> server_key{};
+  ScramKey stored_key{};
+  ScramKey server_key{};
 };
 
 // "SCRAM-SHA-256$<iter>:<b64 salt>$<b64 StoredKey>:<b64 ServerKey>" (the
@@ -37,6 +39,9 @@ class ScramServer {
   // nonce: the server's part of the nonce, printable ASCII without ','
   // (use make_nonce()).
   ScramServer(ScramVerifier verifier, std::string server_nonce);
+  ~ScramServer();
+  ScramServer(ScramServer&&) = default;
+  ScramServer& operator=(ScramServer&&) = default;
 
   // client-first-message -> server-first-message. False (with a reason in
   // `error`) for a malformed message or a channel binding it cannot do.
@@ -48,6 +53,11 @@ class ScramServer {
                                          std::string& error);
   // True once handle_client_final accepted a correct proof.
   [[nodiscard]] bool authenticated() const { return authenticated_; }
+  // The client's ClientKey, recovered from its accepted proof
+  // (ClientProof XOR HMAC(StoredKey, AuthMessage), H(ClientKey) ==
+  // StoredKey checked): what SCRAM passthrough logs in to the server with.
+  // nullopt before authenticated(). The object wipes it when destroyed.
+  [[nodiscard]] const std::optional<ScramKey>& client_key() const { return client_key_; }
 
  private:
   ScramVerifier v_;
@@ -57,6 +67,7 @@ class ScramServer {
   std::string combined_nonce_;
   std::string gs2_header_;
   bool authenticated_ = false;
+  std::optional<ScramKey> client_key_;
 };
 
 // SCRAM client side (the test side and sqlmux's own logins when needed):
@@ -65,6 +76,43 @@ class ScramServer {
                                                             std::string_view client_first_bare,
                                                             std::string_view server_first,
                                                             std::string_view gs2_header = "n,,");
+
+// SCRAM client side from the keys alone (SCRAM passthrough: sqlmux logs in
+// to the server as a client whose ClientKey it recovered, see ScramServer::
+// client_key()). The server must use the verifier's salt and iteration count
+// (it holds the same verifier).
+enum class ScramKeyError {
+  None,
+  Malformed,     // the server-first-message is not valid SCRAM
+  SaltMismatch,  // the server's salt or iterations differ from the verifier's
+  KeyMismatch,   // H(ClientKey) != the verifier's StoredKey
+  BadSignature,  // the server-final-message's signature is wrong (or an e=)
+  Crypto,        // libcrypto failed
+};
+[[nodiscard]] std::string_view to_string(ScramKeyError e);
+
+struct ScramKeyFinal {
+  std::string message;                   // client-final-message
+  ScramKey expected_server_signature{};  // for scram_check_server_final
+};
+// client_first_bare: "n=,r=<nonce>" as sent; server_first as received.
+[[nodiscard]] ScramKeyError scram_client_final_from_key(
+    const ScramKey& client_key, const ScramVerifier& v, std::string_view client_first_bare,
+    std::string_view server_first, ScramKeyFinal& out, std::string_view gs2_header = "n,,");
+// server-final-message "v=<b64 signature>" checked against the expected one
+// (None or BadSignature; "e=<error>" is BadSignature).
+[[nodiscard]] ScramKeyError scram_check_server_final(std::string_view server_final,
+                                                     const ScramKey& expected);
+// H(ClientKey) == StoredKey.
+[[nodiscard]] bool client_key_matches(const ScramKey& client_key, const ScramVerifier& v);
+// The ClientKey of a cleartext password under the verifier's salt and
+// iterations (HMAC(SaltedPassword, "Client Key"), SASLprep'd as
+// make_scram_verifier), when it matches the verifier; nullopt otherwise
+// (a wrong password).
+[[nodiscard]] std::optional<ScramKey> scram_client_key(std::string_view password,
+                                                       const ScramVerifier& v);
+// Wipes a key (OPENSSL_cleanse).
+void wipe(ScramKey& k);
 
 // "md5" + hex(md5(password + user)): the stored form of an md5 password.
 [[nodiscard]] std::string md5_password_hash(std::string_view password, std::string_view user);
