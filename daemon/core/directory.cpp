@@ -9,9 +9,10 @@ namespace sqlmux {
 
 namespace {
 // The [[user]] password forms that are not the password itself (see
-// config.h): a SCRAM verifier, or "md5" and 32 hex digits.
+// config.h): a SCRAM verifier, "md5" and 32 hex digits, or a MySQL native
+// password hash.
 bool stored_as_hash(std::string_view pw) {
-  if (pw.rfind("SCRAM-SHA-256$", 0) == 0) return true;
+  if (pw.rfind("SCRAM-SHA-256$", 0) == 0 || config::is_mysql_native_hash(pw)) return true;
   if (pw.size() != 35 || pw.substr(0, 3) != "md5") return false;
   return std::all_of(pw.begin() + 3, pw.end(),
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
