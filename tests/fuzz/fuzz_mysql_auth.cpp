@@ -22,6 +22,7 @@
 //   back as its password.
 #include <openssl/encoder.h>
 #include <openssl/evp.h>
+#include <openssl/rsa.h>
 
 #include <cctype>
 #include <cstddef>
