@@ -17,7 +17,9 @@ from MariaDB's mysql.user.authentication_string), and:
     caching_sha2_private_key it asks for the RSA public key and sends the
     password encrypted; a wrong one gets 1045;
   - over plaintext without a key it is switched to mysql_native_password;
-  - a client sending its password in clear over plaintext is refused.
+  - a client sending its password in clear over plaintext is refused;
+  - a server account whose plugin (ed25519) needs the password fails the
+    client with an ERR naming the plugin, and a log line.
 
     SQLMUX_BIN=build/sqlmux /usr/bin/python3 tests/integration/test_mysql_passthrough.py [case-filter]"""
 
@@ -220,6 +222,36 @@ def case_caching_sha2_cleartext_refused(my):
         check(mux.log_has("without TLS or RSA encryption; refused"), "the refusal is logged")
 
 
+def case_server_plugin_needs_password(my):
+    """The account on the server uses ed25519 (which needs the password),
+    [[user]] holds the native hash of the same password: the client's
+    native login passes sqlmux, the server login cannot be answered with
+    SHA1(password): the client gets an ERR naming the plugin, and the log a
+    line."""
+    require_sqlmux_my("a server plugin sqlmux cannot answer from a hash")
+    import hashlib
+    try:
+        my.sql("INSTALL SONAME 'auth_ed25519'")
+    except Exception as e:  # noqa: BLE001
+        if my_errno(e) != 1968:  # already installed
+            raise Skip(f"no auth_ed25519 plugin: {e}")
+    my.sql_many(["DROP USER IF EXISTS 'eduser'@'%'",
+                 "CREATE USER 'eduser'@'%' IDENTIFIED VIA ed25519 USING PASSWORD('Ed-pass-7')",
+                 "GRANT ALL ON appdb.* TO 'eduser'@'%'"])
+    native = "*" + hashlib.sha1(hashlib.sha1(b"Ed-pass-7").digest()).hexdigest().upper()
+
+    def tweak(cfg):
+        passthrough_tweak(create_account(my))(cfg)
+        cfg["user"].append({"name": "eduser", "password": native, "default_pool": cfg["pool"][0]["name"]})
+
+    with Sqlmux(None, my=my, mode="transaction", size=4, tweak=tweak) as mux:
+        def go():
+            c = mux.my_connect(user="eduser", password="Ed-pass-7")
+            current_user(c)
+        expect_my_error(go, 1105, "client_ed25519", "server account with ed25519")
+        check(mux.log_has("client_ed25519"), "the failed server login is logged with the plugin")
+
+
 def case_mariadb_cli_caching_sha2(my):
     require_sqlmux_my("the mariadb CLI with caching_sha2_password")
     if not os.path.exists(os.path.join(PLUGIN_DIR, "caching_sha2_password.so")):
@@ -247,5 +279,5 @@ def case_mariadb_cli_caching_sha2(my):
 if __name__ == "__main__":
     run_cases(__file__, [case_native_hash_pymysql, case_native_hash_wrong_password, case_native_hash_aiomysql,
                          case_caching_sha2_tls, case_caching_sha2_rsa, case_caching_sha2_cleartext_refused,
-                         case_mariadb_cli_caching_sha2],
+                         case_server_plugin_needs_password, case_mariadb_cli_caching_sha2],
               timeout=150, server=MariaDbServer, direct=MY_DIRECT)
