@@ -72,6 +72,16 @@ Pool* Directory::find_pool(std::string_view database, const User& user, config::
   std::string be_user = pc->user ? *pc->user : user.cfg.name;
   std::string be_pass = pc->password ? *pc->password : user.plaintext;
   Pool* raw = pools_.emplace(key, make_pool(*pc, be_user, be_pass)).first->second.get();
+  if (const UserSecrets* s = user.secrets_for(proto);
+      !pc->user && !pc->password && s != nullptr && s->server_login_needs_client()) {
+    raw->set_clients_only();
+    if (pc->min_idle != 0) {
+      LOG_INFO(
+          "pool %s: min_idle %u not kept: [[user]] %s holds only a hash, so server "
+          "connections are opened for its clients",
+          raw->label().c_str(), pc->min_idle, user.cfg.name.c_str());
+    }
+  }
   return raw;
 }
 

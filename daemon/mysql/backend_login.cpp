@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "daemon/core/directory.h"
 #include "daemon/core/pool.h"
 #include "daemon/core/worker.h"
 #include "daemon/mysql/backend.h"
@@ -21,6 +22,24 @@ namespace sqlmux {
 
 MyBackend* MyBackend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t for_client,
                               uint64_t tried, std::string& error) {
+  my::auth::Credential cred = my::auth::Credential::from_password(pool.backend_password());
+  if (!pool.cfg().user && pool.backend_password().empty()) {
+    // The client logs in as itself, and [[user]] may hold no password for
+    // it: what its own login gave sqlmux (a MySQL pool's clients are
+    // MyClients; connects run on the waiting client's worker).
+    const auto* c =
+        for_client != 0 ? static_cast<const MyClient*>(w.find_client(for_client)) : nullptr;
+    if (c != nullptr && !c->credential().empty()) {
+      cred = c->credential();
+    } else if (const User* u = w.directory().find_user(pool.backend_user());
+               u != nullptr && u->cfg.auth != config::AuthMethod::Trust && u->plaintext.empty()) {
+      // min_idle: nothing to log in with until a client of the user does.
+      error = "no password for user '" + pool.backend_user() +
+              "' without a client: [[user]] holds only a hash, so server connections are opened "
+              "for its clients only";
+      return nullptr;
+    }
+  }
   const config::Address& addr = where.address;
   if (addr.kind != config::Address::Kind::Tcp) {
     error = "MySQL backends are reached over TCP";
@@ -54,16 +73,7 @@ MyBackend* MyBackend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t f
     return nullptr;
   }
   auto* b = new MyBackend(w, pool, fd, for_client);
-  b->cred_ = my::auth::Credential::from_password(pool.backend_password());
-  if (!pool.cfg().user && pool.backend_password().empty() && for_client != 0) {
-    // The client logs in as itself, and [[user]] holds no password for it:
-    // what its own login gave sqlmux (a MySQL pool's clients are MyClients;
-    // connects run on the waiting client's worker).
-    if (const auto* c = static_cast<const MyClient*>(w.find_client(for_client));
-        c != nullptr && !c->credential().empty()) {
-      b->cred_ = c->credential();
-    }
-  }
+  b->cred_ = std::move(cred);
   // Writable = connected (or failed: SO_ERROR says).
   if (!b->start_connecting(where, tried)) {
     error.clear();  // handled: connect_failed told the pool and the client

@@ -20,6 +20,7 @@ namespace sqlmux {
 // hex digits) rather than the password.
 struct MySecrets final : UserSecrets {
   std::optional<std::array<uint8_t, 20>> native_hash;  // SHA1(SHA1(password))
+  [[nodiscard]] bool server_login_needs_client() const override { return native_hash.has_value(); }
 };
 
 // The caching_sha2_password RSA key pair (PEM).

@@ -28,6 +28,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import atexit
 
 import pymysql
@@ -126,6 +127,26 @@ def case_native_hash_pymysql(my):
         c2.close()
         log_text = mux.log_text()
         check(PT_PASSWORD not in log_text, "the password is not in the log")
+
+
+def case_min_idle_waits_for_a_client(my):
+    """min_idle on a pool whose user holds only a hash: nothing to log in
+    with without a client, so the pool opens connections for clients only
+    (one log line, no connect attempt without a client, no refused server
+    login); the clients are served."""
+    require_sqlmux_my("a native hash in [[user]] with min_idle")
+    h = create_account(my)
+    with Sqlmux(None, my=my, mode="transaction", size=4, min_idle=2, tweak=passthrough_tweak(h)) as mux:
+        c = mux.my_connect(user=PT_USER, password=PT_PASSWORD)
+        check_eq(current_user(c), f"{PT_USER}@%", "CURRENT_USER() with min_idle")
+        check(mux.log_has("min_idle 2 not kept"), "min_idle's absence is logged")
+        time.sleep(2)
+        check_eq(current_user(c), f"{PT_USER}@%", "still served")
+        c.close()
+        text = mux.log_text()
+        denied = [l for l in text.splitlines() if "Access denied" in l or "failed" in l]
+        check(not denied, f"no server login was refused or failed: {denied[:3]}")
+        check_eq(text.count("not kept"), 1, "one line for the pool")
 
 
 def case_native_hash_wrong_password(my):
@@ -277,7 +298,7 @@ def case_mariadb_cli_caching_sha2(my):
 
 
 if __name__ == "__main__":
-    run_cases(__file__, [case_native_hash_pymysql, case_native_hash_wrong_password, case_native_hash_aiomysql,
+    run_cases(__file__, [case_native_hash_pymysql, case_min_idle_waits_for_a_client, case_native_hash_wrong_password, case_native_hash_aiomysql,
                          case_caching_sha2_tls, case_caching_sha2_rsa, case_caching_sha2_cleartext_refused,
                          case_server_plugin_needs_password, case_mariadb_cli_caching_sha2],
               timeout=150, server=MariaDbServer, direct=MY_DIRECT)
