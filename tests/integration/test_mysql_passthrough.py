@@ -18,6 +18,9 @@ from MariaDB's mysql.user.authentication_string), and:
     password encrypted; a wrong one gets 1045;
   - over plaintext without a key it is switched to mysql_native_password;
   - a client sending its password in clear over plaintext is refused;
+  - the mariadb CLI with caching_sha2_password as a user whose password is
+    plaintext in [[user]] (Connector/C sends no first reply then: sqlmux
+    answers with an AuthSwitchRequest to caching_sha2_password);
   - a server account whose plugin (ed25519) needs the password fails the
     client with an ERR naming the plugin, and a log line.
 
@@ -281,9 +284,9 @@ def case_mariadb_cli_caching_sha2(my):
     d = certs()
     with Sqlmux(None, my=my, mode="transaction", size=4,
                 tweak=passthrough_tweak(h, tls=True, rsa=True)) as mux:
-        def cli(password, *extra):
+        def cli(password, *extra, user=PT_USER):
             return subprocess.run(
-                ["mariadb", "--no-defaults", "-h", mux.host, "-P", str(mux.my_port), "-u", PT_USER,
+                ["mariadb", "--no-defaults", "-h", mux.host, "-P", str(mux.my_port), "-u", user,
                  f"-p{password}", f"--plugin-dir={PLUGIN_DIR}", "--default-auth=caching_sha2_password",
                  *extra, "-N", "-B", "-e", "SELECT CURRENT_USER()", "appdb"],
                 capture_output=True, text=True, timeout=30)
@@ -295,6 +298,14 @@ def case_mariadb_cli_caching_sha2(my):
         check_eq(r.stdout.strip(), f"{PT_USER}@%", "mariadb CLI over RSA")
         r = cli("wrong", "--skip-ssl")
         check(r.returncode != 0 and "1045" in r.stderr, f"mariadb, wrong password: {r.stderr.strip()}")
+        # A user with a plaintext password: Connector/C's caching_sha2
+        # plugin sends no reply to a greeting naming another plugin; an
+        # AuthSwitchRequest to caching_sha2_password gets its fast-path reply.
+        r = cli(MY_PASSWORD, "--skip-ssl", user=MY_USER)
+        check(r.returncode == 0, f"mariadb as {MY_USER} (plaintext in [[user]]): rc {r.returncode}: {r.stderr.strip()}")
+        check(r.stdout.strip().startswith(f"{MY_USER}@"), f"mariadb CLI, caching_sha2 fast path after the switch: {r.stdout.strip()!r}")
+        r = cli("wrong", "--skip-ssl", user=MY_USER)
+        check(r.returncode != 0 and "1045" in r.stderr, f"mariadb as {MY_USER}, wrong password: {r.stderr.strip()}")
 
 
 if __name__ == "__main__":
