@@ -15,6 +15,8 @@
 #include <memory>
 #include <string>
 
+#include "daemon/mysql/protocol.h"
+#include "daemon/pg/protocol.h"
 #include "protocol/mysql/handshake.h"
 #include "tests/unit/test_mysql_fixtures.h"
 
@@ -340,4 +342,30 @@ TEST_CASE("mysql_auth: caching_sha2 full authentication, server side", "[mysql]"
     CHECK(nokey.feed("\x02", out) == Step::Insecure);
     CHECK(nokey.feed(std::string("secret") + '\0', out) == Step::Insecure);
   }
+}
+
+// A [[user]] holding a MySQL native hash: MySQL logins check against it,
+// PostgreSQL logins have nothing to check (the hash text is not a password).
+TEST_CASE("mysql_auth: user secrets from a native hash", "[mysql]") {
+  sqlmux::config::UserConfig u;
+  u.name = "ptuser";
+  u.password = "*58815970BE77B3720276F63DB198B1FA42E5CC02";
+  const sqlmux::MyProtocol my;
+  const auto ms = my.derive_secrets(u);
+  const auto* m = dynamic_cast<const sqlmux::MySecrets*>(ms.get());
+  REQUIRE(m != nullptr);
+  REQUIRE(m->native_hash.has_value());
+  CHECK(*m->native_hash == auth::native_password_hash("hunter2"));
+  CHECK(m->server_login_needs_client());
+  const sqlmux::PgProtocol pg;
+  const auto ps = pg.derive_secrets(u);
+  const auto* p = dynamic_cast<const sqlmux::PgSecrets*>(ps.get());
+  REQUIRE(p != nullptr);
+  CHECK_FALSE(p->scram.has_value());
+  CHECK(p->md5.empty());
+  // A plaintext password: no hash, server logins need no client.
+  u.password = "hunter2";
+  const auto plain = my.derive_secrets(u);
+  CHECK_FALSE(dynamic_cast<const sqlmux::MySecrets&>(*plain).native_hash.has_value());
+  CHECK_FALSE(plain->server_login_needs_client());
 }
