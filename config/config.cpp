@@ -484,7 +484,14 @@ class Loader {
                 "tcp_keepalive",
                 "tcp_keepidle",
                 "tcp_keepintvl",
-                "tcp_keepcnt"});
+                "tcp_keepcnt",
+                "caching_sha2_private_key"});
+    if (const toml::node* node = read_string(t, "caching_sha2_private_key", path,
+                                             s.caching_sha2_private_key, false, false);
+        node != nullptr && ::access(s.caching_sha2_private_key.c_str(), R_OK) != 0) {
+      error(*node, child(path, "caching_sha2_private_key"),
+            "cannot read " + quoted(s.caching_sha2_private_key) + ": " + std::strerror(errno));
+    }
     read_int(t, "workers", path, 0, 256, s.workers);
     read_int(t, "max_client_conn", path, 1, std::numeric_limits<uint32_t>::max(),
              s.max_client_conn);
@@ -998,6 +1005,10 @@ class Loader {
 };
 
 }  // namespace
+
+bool is_mysql_native_hash(std::string_view pw) {
+  return pw.size() == 41 && pw[0] == '*' && is_hex(pw.substr(1));
+}
 
 std::string_view to_string(Protocol p) {
   return name_of(kProtocols, p);

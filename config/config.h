@@ -103,6 +103,11 @@ struct ServerConfig {
   // each worker keeps at most query_digests_max of them (the most total time).
   bool query_digests = false;  // off by default: see README "Query digests" (cost)
   uint32_t query_digests_max = 1000;
+  // MySQL caching_sha2_password full authentication over plaintext: the
+  // PEM file of the RSA private key whose public half clients ask for
+  // (empty: none; such clients of a user stored as a hash are switched to
+  // mysql_native_password instead).
+  std::string caching_sha2_private_key;
 };
 
 struct ListenerConfig {
@@ -123,7 +128,9 @@ struct TlsConfig {
 
 struct UserConfig {
   std::string name;
-  std::string password;  // plaintext, "SCRAM-SHA-256$...", or "md5<32 hex>"
+  // plaintext, "SCRAM-SHA-256$...", "md5<32 hex>", or (MySQL logins only)
+  // "*<40 hex>", mysql_native_password's SHA1(SHA1(password))
+  std::string password;
   AuthMethod auth = AuthMethod::Default;
   std::string default_pool;  // MySQL: pool for clients that name no database
   // Over [server] max_user_client_connections for this user (0: no cap).
@@ -278,6 +285,10 @@ struct LoadResult {
 // The cap on server connections logged in as `server_user`: that [[user]]'s
 // max_user_connections, else [server]'s (0: none).
 [[nodiscard]] uint32_t user_connection_cap(const Config& cfg, std::string_view server_user);
+
+// "*" and 40 hex digits: a MySQL native password hash (mysql.user's
+// authentication_string), which only MySQL logins can check.
+[[nodiscard]] bool is_mysql_native_hash(std::string_view pw);
 
 [[nodiscard]] LoadResult load_file(const std::string& path);
 [[nodiscard]] LoadResult load_string(std::string_view text, std::string_view source_name);

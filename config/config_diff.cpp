@@ -175,6 +175,8 @@ ConfigDiff diff(const Config& before, const Config& after) {
   if (a.tcp_keepcnt != b.tcp_keepcnt) d.applied.emplace_back("server.tcp_keepcnt");
   if (a.client_login_timeout != b.client_login_timeout)
     d.applied.emplace_back("server.client_login_timeout");
+  if (a.caching_sha2_private_key != b.caching_sha2_private_key)
+    d.applied.emplace_back("server.caching_sha2_private_key");
   if (!same_listeners(before.listeners, after.listeners)) d.restart.emplace_back("listener");
   const bool had_admin = before.admin.has_value();
   if (had_admin != after.admin.has_value() ||

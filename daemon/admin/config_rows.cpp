@@ -57,6 +57,7 @@ void server_rows(Rows& r, const config::ServerConfig& s) {
   r.add("server.tcp_keepcnt", std::to_string(s.tcp_keepcnt), std::to_string(d.tcp_keepcnt));
   r.add("server.query_digests_max", std::to_string(s.query_digests_max),
         std::to_string(d.query_digests_max));
+  r.add("server.caching_sha2_private_key", s.caching_sha2_private_key, d.caching_sha2_private_key);
   r.add("server.auth_failure_limit", std::to_string(s.auth_failure_limit),
         std::to_string(d.auth_failure_limit));
   r.add("server.auth_failure_window", duration(s.auth_failure_window),

@@ -9,9 +9,10 @@ namespace sqlmux {
 
 namespace {
 // The [[user]] password forms that are not the password itself (see
-// config.h): a SCRAM verifier, or "md5" and 32 hex digits.
+// config.h): a SCRAM verifier, "md5" and 32 hex digits, or a MySQL native
+// password hash.
 bool stored_as_hash(std::string_view pw) {
-  if (pw.rfind("SCRAM-SHA-256$", 0) == 0) return true;
+  if (pw.rfind("SCRAM-SHA-256$", 0) == 0 || config::is_mysql_native_hash(pw)) return true;
   if (pw.size() != 35 || pw.substr(0, 3) != "md5") return false;
   return std::all_of(pw.begin() + 3, pw.end(),
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
@@ -71,6 +72,16 @@ Pool* Directory::find_pool(std::string_view database, const User& user, config::
   std::string be_user = pc->user ? *pc->user : user.cfg.name;
   std::string be_pass = pc->password ? *pc->password : user.plaintext;
   Pool* raw = pools_.emplace(key, make_pool(*pc, be_user, be_pass)).first->second.get();
+  if (const UserSecrets* s = user.secrets_for(proto);
+      !pc->user && !pc->password && s != nullptr && s->server_login_needs_client()) {
+    raw->set_clients_only();
+    if (pc->min_idle != 0) {
+      LOG_INFO(
+          "pool %s: min_idle %u not kept: [[user]] %s holds only a hash, so server "
+          "connections are opened for its clients",
+          raw->label().c_str(), pc->min_idle, user.cfg.name.c_str());
+    }
+  }
   return raw;
 }
 

@@ -16,10 +16,10 @@ namespace sqlmux {
 
 namespace {
 
-pool::Scheduler::Settings settings_of(const config::PoolConfig& cfg) {
+pool::Scheduler::Settings settings_of(const config::PoolConfig& cfg, bool clients_only) {
   pool::Scheduler::Settings s;
   s.size = cfg.size;
-  s.min_idle = cfg.min_idle;
+  s.min_idle = clients_only ? 0 : cfg.min_idle;
   s.route = cfg.route;
   s.server_lifetime_ms = static_cast<uint64_t>(cfg.server_lifetime.count());
   s.server_idle_timeout_ms = static_cast<uint64_t>(cfg.server_idle_timeout.count());
@@ -121,7 +121,13 @@ void Pool::sync_hosts_locked(const config::PoolConfig& cfg) {
   }
   sched_.set_hosts(listed);
   hosts_seen_ = kHostsUnseen;  // the next decision reads every host
-  sched_.configure(settings_of(cfg));
+  sched_.configure(settings_of(cfg, clients_only_));
+}
+
+void Pool::set_clients_only() {
+  std::lock_guard<std::mutex> lk(mu_);
+  clients_only_ = true;
+  sched_.configure(settings_of(cfg(), true));
 }
 
 pool::Role Pool::role_of(const PoolHost& h) const {

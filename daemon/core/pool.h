@@ -135,6 +135,9 @@ class Pool final : private pool::SlotGate {
   void set_config(const config::PoolConfig& cfg);
   // Paused: no backend is handed to a new transaction; waiters queue.
   void set_paused(bool on);
+  // Server connections are opened for waiting clients only: min_idle is
+  // not kept (UserSecrets::server_login_needs_client).
+  void set_clients_only();
   [[nodiscard]] bool paused();
   // Retired by a reload: no new clients; backends close once no client is left.
   void set_retired(bool on);
@@ -200,6 +203,7 @@ class Pool final : private pool::SlotGate {
   std::vector<std::unique_ptr<const config::PoolConfig>> cfg_versions_;  // under mu_
   std::string backend_user_;
   std::string backend_password_;
+  bool clients_only_ = false;  // under mu_
   std::string label_;
   uint64_t created_ms_ = 0;
 

@@ -32,6 +32,11 @@ class PoolState {
 class UserSecrets {
  public:
   virtual ~UserSecrets() = default;
+  // A pool that logs in as this user, with no password of its own, can
+  // log in to a server only with what a client's login gave (MySQL: a
+  // stored native hash): it opens connections for clients only (no
+  // min_idle).
+  [[nodiscard]] virtual bool server_login_needs_client() const { return false; }
 };
 
 class ProtocolDriver {

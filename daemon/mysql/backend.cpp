@@ -116,9 +116,14 @@ void MyBackend::process_internal() {
       if (first == my::kEofHeader && payload.size() > 5) {
         // AuthSwitchRequest: answer with the new scramble, wait for the OK.
         my::AuthSwitchRequest sw;
+        std::string why;
         if (!my::decode_auth_switch(payload, sw) ||
             (sw.plugin != my::kNativePassword && sw.plugin != my::kCachingSha2Password)) {
           fail(Reason::BackendProtocolError, "unexpected AuthSwitchRequest to COM_CHANGE_USER");
+          return;
+        }
+        if (!can_answer(sw.plugin, why)) {
+          fail(Reason::BackendProtocolError, "COM_CHANGE_USER: " + why);
           return;
         }
         greeting_.scramble = sw.data;

@@ -17,6 +17,7 @@
 #include "daemon/core/pooled.h"
 #include "pool/mysql/session.h"
 #include "pool/mysql/statements.h"
+#include "protocol/mysql/auth.h"
 #include "protocol/mysql/handshake.h"
 #include "protocol/mysql/reader.h"
 
@@ -119,6 +120,8 @@ class MyBackend final : public PooledBackend {
   bool start_server_tls(uint8_t& seq);
   // The login's auth data for `plugin` with `scramble` (empty: unsupported).
   [[nodiscard]] std::string auth_data(std::string_view plugin, std::string_view scramble) const;
+  // Whether cred_ can answer `plugin`; when not, why (for the client's ERR).
+  [[nodiscard]] bool can_answer(std::string_view plugin, std::string& why) const;
   // COM_CHANGE_USER to the same login without a database: the one way to
   // leave a schema (for a client that selected none).
   [[nodiscard]] std::string change_user_payload() const;
@@ -137,6 +140,10 @@ class MyBackend final : public PooledBackend {
   MyClient* client_ = nullptr;
   Login login_ = Login::Tcp;
   my::Greeting greeting_;
+  // What the logins (and COM_CHANGE_USER) answer with: the pool's password,
+  // or in a pool without `user` the credential of the client the
+  // connection was opened for when [[user]] holds only a hash.
+  my::auth::Credential cred_;
   std::string auth_plugin_;
   uint64_t caps_ = 0;
   bool tls_login_ = false;  // TLS started during the login (server_tls)

@@ -9,9 +9,11 @@
 #include <cerrno>
 #include <cstring>
 
+#include "daemon/core/directory.h"
 #include "daemon/core/pool.h"
 #include "daemon/core/worker.h"
 #include "daemon/mysql/backend.h"
+#include "daemon/mysql/client.h"
 #include "daemon/mysql/protocol.h"
 #include "protocol/mysql/auth.h"
 #include "protocol/mysql/response.h"
@@ -20,6 +22,24 @@ namespace sqlmux {
 
 MyBackend* MyBackend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t for_client,
                               uint64_t tried, std::string& error) {
+  my::auth::Credential cred = my::auth::Credential::from_password(pool.backend_password());
+  if (!pool.cfg().user && pool.backend_password().empty()) {
+    // The client logs in as itself, and [[user]] may hold no password for
+    // it: what its own login gave sqlmux (a MySQL pool's clients are
+    // MyClients; connects run on the waiting client's worker).
+    const auto* c =
+        for_client != 0 ? static_cast<const MyClient*>(w.find_client(for_client)) : nullptr;
+    if (c != nullptr && !c->credential().empty()) {
+      cred = c->credential();
+    } else if (const User* u = w.directory().find_user(pool.backend_user());
+               u != nullptr && u->cfg.auth != config::AuthMethod::Trust && u->plaintext.empty()) {
+      // min_idle: nothing to log in with until a client of the user does.
+      error = "no password for user '" + pool.backend_user() +
+              "' without a client: [[user]] holds only a hash, so server connections are opened "
+              "for its clients only";
+      return nullptr;
+    }
+  }
   const config::Address& addr = where.address;
   if (addr.kind != config::Address::Kind::Tcp) {
     error = "MySQL backends are reached over TCP";
@@ -53,6 +73,7 @@ MyBackend* MyBackend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t f
     return nullptr;
   }
   auto* b = new MyBackend(w, pool, fd, for_client);
+  b->cred_ = std::move(cred);
   // Writable = connected (or failed: SO_ERROR says).
   if (!b->start_connecting(where, tried)) {
     error.clear();  // handled: connect_failed told the pool and the client
@@ -78,11 +99,25 @@ void MyBackend::on_poll_writable() {
 }
 
 std::string MyBackend::auth_data(std::string_view plugin, std::string_view scramble) const {
-  const std::string& password = pool_.backend_password();
   if (plugin == my::kCachingSha2Password) {
-    return my::auth::caching_sha2_response(password, scramble.substr(0, my::kScrambleLen));
+    return my::auth::caching_sha2_response(cred_.password(), scramble.substr(0, my::kScrambleLen));
   }
-  return my::auth::native_password_response(password, scramble.substr(0, my::kScrambleLen));
+  return cred_.native_response(scramble.substr(0, my::kScrambleLen));
+}
+
+bool MyBackend::can_answer(std::string_view plugin, std::string& why) const {
+  if (plugin == my::kNativePassword) return true;
+  if (plugin == my::kCachingSha2Password && cred_.has_password()) return true;
+  if (plugin == my::kCachingSha2Password) {
+    why = "the server asks user '" + pool_.backend_user() +
+          "' for caching_sha2_password, which needs the password; sqlmux has only what the "
+          "client's mysql_native_password login against the stored hash gave (let the account "
+          "use mysql_native_password, or log in with caching_sha2_password over TLS or RSA)";
+  } else {
+    why = "the server asks for authentication plugin " + std::string(plugin) +
+          ", which sqlmux does not speak (use mysql_native_password)";
+  }
+  return false;
 }
 
 std::string MyBackend::change_user_payload() const {
@@ -98,14 +133,12 @@ std::string MyBackend::change_user_payload() const {
 
 bool MyBackend::send_auth_response(std::string_view plugin, std::string_view scramble,
                                    uint8_t seq) {
-  std::string data;
-  if (plugin == my::kNativePassword || plugin == my::kCachingSha2Password) {
-    data = auth_data(plugin, scramble);
-  } else {
-    connect_failed("the server asks for authentication plugin " + std::string(plugin) +
-                   ", which sqlmux does not speak (use mysql_native_password)");
+  std::string why;
+  if (!can_answer(plugin, why)) {
+    connect_failed(why);
     return false;
   }
+  const std::string data = auth_data(plugin, scramble);
   auth_plugin_ = std::string(plugin);
   send_payload(data, seq);
   return true;
@@ -208,12 +241,11 @@ bool MyBackend::login_packet(std::string_view payload, uint8_t seq) {
       r.capabilities = caps_;
       std::string plugin =
           greeting_.auth_plugin.empty() ? std::string(my::kNativePassword) : greeting_.auth_plugin;
-      if (plugin != my::kCachingSha2Password) plugin = std::string(my::kNativePassword);
+      if (plugin != my::kCachingSha2Password || !cred_.has_password()) {
+        plugin = std::string(my::kNativePassword);
+      }
       r.auth_plugin = plugin;
-      const std::string& pw = pool_.backend_password();
-      r.auth_response = plugin == my::kCachingSha2Password
-                            ? my::auth::caching_sha2_response(pw, greeting_.scramble)
-                            : my::auth::native_password_response(pw, greeting_.scramble);
+      r.auth_response = auth_data(plugin, greeting_.scramble);
       auth_plugin_ = plugin;
       std::string out;
       my::encode_handshake_response(out, r);
@@ -256,7 +288,7 @@ bool MyBackend::login_packet(std::string_view payload, uint8_t seq) {
         connect_failed("malformed public key from the server");
         return false;
       }
-      auto enc = my::auth::rsa_encrypt_password(pool_.backend_password(), greeting_.scramble, pem);
+      auto enc = my::auth::rsa_encrypt_password(cred_.password(), greeting_.scramble, pem);
       if (!enc) {
         connect_failed("cannot encrypt the password with the server's public key");
         return false;

@@ -131,9 +131,10 @@ void MyClient::send_packet(uint8_t seq, std::string_view payload) {
   send(scratch_.data(), scratch_.size());
 }
 
-void MyClient::send_auth_switch(uint8_t seq) {
+void MyClient::send_auth_switch(uint8_t seq, std::string_view plugin) {
   my::AuthSwitchRequest sw;
-  sw.plugin = std::string(my::kNativePassword);
+  sw.plugin = std::string(plugin);
+  switch_plugin_ = sw.plugin;
   sw.data = scramble_ + std::string(1, '\0');
   std::string out;
   my::encode_auth_switch(out, sw);
@@ -265,6 +266,8 @@ void MyClient::process_packets() {
       }
     } else if (login_ == Login::AuthSwitch) {
       go_on = handle_auth_switch_reply(payload, ext.last_seq);
+    } else if (login_ == Login::FullAuth) {
+      go_on = handle_full_auth(payload, ext.last_seq);
     } else if (infile_) {
       if (backend_ != nullptr) backend_->send_infile(payload, payload.empty());
       if (payload.empty()) infile_ = false;

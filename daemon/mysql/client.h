@@ -12,7 +12,9 @@
 #include "daemon/core/pooled.h"
 #include "pool/mysql/session.h"
 #include "pool/mysql/statements.h"
+#include "protocol/mysql/auth.h"
 #include "protocol/mysql/command.h"
+#include "protocol/mysql/handshake.h"
 #include "protocol/mysql/packet.h"
 #include "protocol/mysql/response.h"
 
@@ -20,6 +22,7 @@ namespace sqlmux {
 
 class MyBackend;
 class MyProtocol;
+struct MyRsaKeys;
 struct User;
 
 class MyClient final : public PooledClient {
@@ -47,6 +50,12 @@ class MyClient final : public PooledClient {
   // The listener's client_tls (CLIENT_SSL offered unless Disable, or
   // without [tls]).
   void set_client_tls(config::ClientTls mode) { client_tls_ = mode; }
+
+  // What this client's login gave sqlmux to log in to a server as the
+  // client (a pool without `user`): the password (caching_sha2_password
+  // full authentication) or SHA1(password) (mysql_native_password against
+  // a stored native hash); empty otherwise. Lives as long as the session.
+  [[nodiscard]] const my::auth::Credential& credential() const { return credential_; }
 
   // Capabilities negotiated with this client.
   [[nodiscard]] uint64_t caps() const { return caps_; }
@@ -122,6 +131,19 @@ class MyClient final : public PooledClient {
   bool begin_tls();
   bool handle_auth_switch_reply(std::string_view payload, uint8_t seq);
   bool check_password(std::string_view plugin, std::string_view response);
+  // The user's stored SHA1(SHA1(password)) when [[user]] holds that hash.
+  [[nodiscard]] const std::array<uint8_t, 20>* native_hash() const;
+  // caching_sha2_password from a client whose [[user]] holds a native
+  // hash (no SHA-256 to check the fast path against): with TLS or an RSA
+  // key, perform_full_authentication (after an AuthSwitchRequest to
+  // caching_sha2_password when the client sent no scramble reply, as
+  // Connector/C does when its plugin is not the greeting's); else an
+  // AuthSwitchRequest to mysql_native_password.
+  bool caching_sha2_login(std::string_view response, uint8_t seq);
+  bool start_full_auth(uint8_t seq);
+  bool handle_full_auth(std::string_view payload, uint8_t seq);
+  // A password the client sent (full authentication) against [[user]].
+  [[nodiscard]] bool check_cleartext(std::string_view password) const;
   void auth_succeeded(uint8_t seq);
   // COM_CHANGE_USER: a new login on the same connection.
   bool change_user(std::string_view payload, uint8_t next);
@@ -150,20 +172,25 @@ class MyClient final : public PooledClient {
   void send_ok(uint8_t seq);
   // One packet (framed from `payload`) with sequence id `seq`.
   void send_packet(uint8_t seq, std::string_view payload);
-  // AuthSwitchRequest to mysql_native_password with scramble_.
-  void send_auth_switch(uint8_t seq);
+  // AuthSwitchRequest to `plugin` (mysql_native_password or
+  // caching_sha2_password) with scramble_.
+  void send_auth_switch(uint8_t seq, std::string_view plugin = my::kNativePassword);
   // Sends ERR and closes (one exit path for a failed client).
   void disconnect(Reason why, uint8_t seq, my::ErrorCode code, const std::string& message);
   void finish(Reason why);
 
-  enum class Login { Handshake, AuthSwitch, Done };
+  enum class Login { Handshake, AuthSwitch, FullAuth, Done };
   Login login_ = Login::Handshake;
   bool joined_ = false;             // counted in pool_'s clients
   bool changing_user_ = false;      // an AuthSwitch for COM_CHANGE_USER is out
+  std::string switch_plugin_;       // the plugin the AuthSwitch asked for
   std::optional<Failure> refusal_;  // the core's admission check
   PeerAddress peer_;
   bool counted_ = true;
   std::string scramble_;
+  my::auth::Credential credential_;
+  std::unique_ptr<my::auth::FullAuth> full_auth_;  // during Login::FullAuth
+  std::shared_ptr<const MyRsaKeys> rsa_;           // the key full_auth_ borrows
   uint64_t caps_ = 0;
   uint64_t offered_caps_ = 0;  // what the greeting offered (and CLIENT_MYSQL)
   config::ClientTls client_tls_ = config::ClientTls::Disable;

@@ -204,6 +204,12 @@ void MyClient::kill_on_server(const MyBackend& b) {
   work->port = addr.port == 0 ? my::kDefaultPort : addr.port;
   work->user = b.pool().backend_user();
   work->password = b.pool().backend_password();
+  // A pool without `user` whose [[user]] holds only a hash: the password
+  // this client's full authentication gave (with SHA1(password) alone
+  // Connector/C cannot log in, and the KILL fails with a log line).
+  if (work->password.empty() && !b.pool().cfg().user && credential_.has_password()) {
+    work->password = credential_.password();
+  }
   work->sql = "KILL QUERY " + std::to_string(b.pid());
   CLOG_DEBUG(log_tag_, "%s on %s", work->sql.c_str(), b.address().c_str());
   uv_queue_work(

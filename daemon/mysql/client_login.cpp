@@ -1,7 +1,10 @@
 // MyClient's login: the HandshakeResponse, authentication (native,
-// caching_sha2 fast path, AuthSwitchRequest), COM_CHANGE_USER, and the
-// session's start in its pool. The greeting, the command phase and the
+// against a plaintext password or a stored native hash; caching_sha2 fast
+// path and full authentication; AuthSwitchRequest), COM_CHANGE_USER, and
+// the session's start in its pool. The greeting, the command phase and the
 // ending are in client.cpp.
+#include <openssl/crypto.h>
+
 #include <cinttypes>
 #include <cstring>
 
@@ -77,6 +80,18 @@ bool MyClient::handle_handshake_response(std::string_view payload, uint8_t seq) 
     send_auth_switch(next);
     return true;
   }
+  if (plugin == my::kCachingSha2Password && native_hash() != nullptr &&
+      user_->cfg.auth != config::AuthMethod::Trust) {
+    // sqlmux holds no SHA-256 of the password to check the fast path.
+    return caching_sha2_login(r.auth_response, next);
+  }
+  if (plugin == my::kCachingSha2Password && r.auth_response.empty() && user_ != nullptr &&
+      !user_->plaintext.empty()) {
+    // No reply to the greeting's scramble (Connector/C's caching_sha2
+    // plugin when the greeting names another): the scramble again for it.
+    send_auth_switch(next, my::kCachingSha2Password);
+    return true;
+  }
   if (!check_password(plugin, r.auth_response)) {
     auth_failed(next);
     return false;
@@ -126,6 +141,19 @@ bool MyClient::begin_tls() {
 
 bool MyClient::handle_auth_switch_reply(std::string_view payload, uint8_t seq) {
   const uint8_t next = static_cast<uint8_t>(seq + 1);
+  if (switch_plugin_ == my::kCachingSha2Password && !changing_user_) {
+    if (native_hash() != nullptr) return start_full_auth(next);
+    if (!check_password(my::kCachingSha2Password, payload)) {
+      auth_failed(next);
+      return false;
+    }
+    std::string more;
+    my::encode_auth_more_data(
+        more, std::string(1, static_cast<char>(my::CachingSha2Status::FastAuthSuccess)));
+    send_packet(next, more);
+    auth_succeeded(static_cast<uint8_t>(next + 1));
+    return !closing();
+  }
   if (!check_password(my::kNativePassword, payload)) {
     auth_failed(next);
     return false;
@@ -193,9 +221,105 @@ void MyClient::change_user_done(uint8_t seq) {
   auth_succeeded(seq);
 }
 
+bool MyClient::caching_sha2_login(std::string_view response, uint8_t seq) {
+  if (!tls()) {
+    rsa_ = protocol_.rsa_keys(worker_->directory().config().server.caching_sha2_private_key);
+    if (rsa_ == nullptr) {
+      // Neither TLS nor a key: the native scramble, which the stored hash checks.
+      send_auth_switch(seq);
+      return true;
+    }
+  }
+  if (response.empty()) {
+    send_auth_switch(seq, my::kCachingSha2Password);
+    return true;
+  }
+  return start_full_auth(seq);
+}
+
+bool MyClient::start_full_auth(uint8_t seq) {
+  const bool secure = tls();
+  std::shared_ptr<const MyRsaKeys> keys = secure ? nullptr : rsa_;
+  full_auth_ = std::make_unique<my::auth::FullAuth>(
+      scramble_, secure, keys ? std::string_view(keys->private_pem) : std::string_view(),
+      keys ? std::string_view(keys->public_pem) : std::string_view());
+  std::string more;
+  my::encode_auth_more_data(
+      more, std::string(1, static_cast<char>(my::CachingSha2Status::PerformFullAuth)));
+  send_packet(seq, more);
+  login_ = Login::FullAuth;
+  return true;
+}
+
+bool MyClient::handle_full_auth(std::string_view payload, uint8_t seq) {
+  const uint8_t next = static_cast<uint8_t>(seq + 1);
+  std::string out;
+  const my::auth::FullAuth::Step step = full_auth_->feed(payload, out);
+  if (step == my::auth::FullAuth::Step::SendPublicKey) {
+    std::string more;
+    my::encode_auth_more_data(more, out);
+    send_packet(next, more);
+    return true;
+  }
+  full_auth_.reset();
+  rsa_.reset();
+  bool ok = false;
+  switch (step) {
+    case my::auth::FullAuth::Step::Password:
+      ok = check_cleartext(out);
+      if (ok) credential_ = my::auth::Credential::from_password(out);
+      break;
+    case my::auth::FullAuth::Step::Insecure:
+      CLOG_INFO(log_tag_,
+                "caching_sha2_password full authentication: the client sent its password "
+                "without TLS or RSA encryption; refused");
+      break;
+    default:
+      CLOG_INFO(log_tag_,
+                "caching_sha2_password full authentication: the client's reply is not a "
+                "password sqlmux can read (malformed or not encrypted with its key)");
+      break;
+  }
+  if (!out.empty()) OPENSSL_cleanse(out.data(), out.size());
+  if (!ok) {
+    auth_failed(next);
+    return false;
+  }
+  auth_succeeded(next);
+  return !closing();
+}
+
+const std::array<uint8_t, 20>* MyClient::native_hash() const {
+  if (user_ == nullptr) return nullptr;
+  const auto* s = static_cast<const MySecrets*>(user_->secrets_for(config::Protocol::Mysql));
+  return s != nullptr && s->native_hash ? &*s->native_hash : nullptr;
+}
+
+bool MyClient::check_cleartext(std::string_view password) const {
+  if (user_ == nullptr) return false;
+  if (const auto* hash = native_hash()) {
+    const auto h = my::auth::native_password_hash(password);
+    return my::auth::constant_time_equal(
+        std::string_view(reinterpret_cast<const char*>(h.data()), h.size()),
+        std::string_view(reinterpret_cast<const char*>(hash->data()), hash->size()));
+  }
+  return !user_->plaintext.empty() && my::auth::constant_time_equal(password, user_->plaintext);
+}
+
 bool MyClient::check_password(std::string_view plugin, std::string_view response) {
+  credential_.clear();
   if (user_ == nullptr) return false;
   if (user_->cfg.auth == config::AuthMethod::Trust) return true;
+  if (const auto* hash = native_hash()) {
+    // Only mysql_native_password answers can be checked against the hash
+    // (callers switch caching_sha2_password to full authentication).
+    if (plugin != my::kNativePassword) return false;
+    auto sha1 = my::auth::recover_native_sha1(*hash, scramble_, response);
+    if (!sha1) return false;
+    credential_ = my::auth::Credential::from_sha1(*sha1);
+    OPENSSL_cleanse(sha1->data(), sha1->size());
+    return true;
+  }
   const std::string& pw = user_->plaintext;
   if (pw.empty() && !user_->cfg.password.empty()) {
     CLOG_WARN(log_tag_, "user %s has no plaintext password; MySQL logins need one",

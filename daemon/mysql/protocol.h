@@ -1,14 +1,33 @@
 // MySQL / MariaDB as the core sees it (core/protocol.h): opens
-// MyBackends, and remembers the version string the servers send, which
-// MySQL clients are greeted with. One instance, made by the composition root.
+// MyBackends, remembers the version string the servers send, which MySQL
+// clients are greeted with, derives users' native password hashes and
+// holds the caching_sha2_password RSA key. One instance, made by the
+// composition root.
 #pragma once
 
+#include <array>
+#include <cstdint>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "daemon/core/protocol.h"
 
 namespace sqlmux {
+
+// A user's MySQL secret when [[user]] holds the native hash ("*" and 40
+// hex digits) rather than the password.
+struct MySecrets final : UserSecrets {
+  std::optional<std::array<uint8_t, 20>> native_hash;  // SHA1(SHA1(password))
+  [[nodiscard]] bool server_login_needs_client() const override { return native_hash.has_value(); }
+};
+
+// The caching_sha2_password RSA key pair (PEM).
+struct MyRsaKeys {
+  std::string private_pem;
+  std::string public_pem;
+};
 
 class MyProtocol final : public ProtocolDriver {
  public:
@@ -20,9 +39,19 @@ class MyProtocol final : public ProtocolDriver {
   [[nodiscard]] std::string server_version() const;
   void set_server_version(const std::string& v);
 
+  [[nodiscard]] std::unique_ptr<const UserSecrets> derive_secrets(
+      const config::UserConfig& u) const override;
+
+  // The key pair of [server] caching_sha2_private_key `path` (read once per
+  // path, any thread); nullptr for an empty path or an unreadable key
+  // (logged once).
+  [[nodiscard]] std::shared_ptr<const MyRsaKeys> rsa_keys(const std::string& path) const;
+
  private:
   mutable std::mutex mu_;
-  std::string version_;  // under mu_
+  std::string version_;                           // under mu_
+  mutable std::string rsa_path_;                  // under mu_
+  mutable std::shared_ptr<const MyRsaKeys> rsa_;  // under mu_: of rsa_path_
 };
 
 }  // namespace sqlmux

@@ -102,6 +102,8 @@ std::unique_ptr<const UserSecrets> PgProtocol::derive_secrets(const config::User
     a->scram = pg::auth::parse_scram_verifier(pw);
   } else if (pg::auth::is_md5_hash(pw)) {
     a->md5 = pw;
+  } else if (config::is_mysql_native_hash(pw)) {
+    // A MySQL native hash checks no PostgreSQL login (nor is it a password).
   } else {
     uint8_t salt[16];
     if (pg::auth::random_bytes(salt, sizeof salt)) {

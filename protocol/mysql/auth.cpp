@@ -3,6 +3,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/decoder.h>
+#include <openssl/encoder.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
@@ -227,6 +228,67 @@ bool verify_native_password_hash(const std::array<uint8_t, 20>& stored, std::str
   return ok;
 }
 
+std::optional<std::array<uint8_t, 20>> parse_native_hash(std::string_view text) {
+  if (text.size() != 1 + 2 * kSha1Len || text[0] != '*') {
+    return std::nullopt;
+  }
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  std::array<uint8_t, kSha1Len> out{};
+  for (size_t i = 0; i < kSha1Len; ++i) {
+    const int hi = nibble(text[1 + 2 * i]);
+    const int lo = nibble(text[2 + 2 * i]);
+    if (hi < 0 || lo < 0) {
+      return std::nullopt;
+    }
+    out[i] = static_cast<uint8_t>((hi << 4) | lo);
+  }
+  return out;
+}
+
+std::optional<std::array<uint8_t, 20>> recover_native_sha1(const std::array<uint8_t, 20>& stored,
+                                                           std::string_view scramble,
+                                                           std::string_view response) {
+  if (response.size() != kSha1Len) {
+    return std::nullopt;
+  }
+  std::array<uint8_t, kSha1Len> mix{};
+  std::array<uint8_t, kSha1Len> candidate{};
+  std::array<uint8_t, kSha1Len> check{};
+  if (!digest2(EVP_sha1(), nonce20(scramble), view(stored), mix)) {
+    return std::nullopt;
+  }
+  for (size_t i = 0; i < kSha1Len; ++i) {
+    candidate[i] = static_cast<uint8_t>(static_cast<uint8_t>(response[i]) ^ mix[i]);
+  }
+  const bool ok = digest2(EVP_sha1(), view(candidate), {}, check) &&
+                  constant_time_equal(view(check), view(stored));
+  cleanse(mix);
+  if (!ok) {
+    cleanse(candidate);
+    return std::nullopt;
+  }
+  return candidate;
+}
+
+std::string native_response_from_sha1(const std::array<uint8_t, 20>& sha1,
+                                      std::string_view scramble) {
+  std::array<uint8_t, kSha1Len> stage2{};
+  std::array<uint8_t, kSha1Len> mix{};
+  std::string out;
+  if (digest2(EVP_sha1(), view(sha1), {}, stage2) &&
+      digest2(EVP_sha1(), nonce20(scramble), view(stage2), mix)) {
+    out = xor_bytes(sha1, mix);
+  }
+  cleanse(stage2);
+  cleanse(mix);
+  return out;
+}
+
 // --- caching_sha2_password -----------------------------------------------------------
 
 std::string caching_sha2_response(std::string_view password, std::string_view scramble) {
@@ -293,6 +355,107 @@ std::optional<std::string> rsa_decrypt_password(std::string_view ciphertext,
   }
   plain.pop_back();
   return plain;
+}
+
+std::optional<std::string> rsa_public_key_pem(std::string_view private_key_pem) {
+  Pkey key = load_rsa_key(private_key_pem, EVP_PKEY_KEYPAIR);
+  if (!key) {
+    return std::nullopt;
+  }
+  struct EncoderFree {
+    void operator()(OSSL_ENCODER_CTX* c) const { OSSL_ENCODER_CTX_free(c); }
+  };
+  std::unique_ptr<OSSL_ENCODER_CTX, EncoderFree> ectx(OSSL_ENCODER_CTX_new_for_pkey(
+      key.get(), EVP_PKEY_PUBLIC_KEY, "PEM", "SubjectPublicKeyInfo", nullptr));
+  unsigned char* data = nullptr;
+  size_t len = 0;
+  if (!ectx || OSSL_ENCODER_to_data(ectx.get(), &data, &len) != 1 || data == nullptr) {
+    return std::nullopt;
+  }
+  std::string out(reinterpret_cast<const char*>(data), len);
+  OPENSSL_free(data);
+  return out;
+}
+
+FullAuth::Step FullAuth::feed(std::string_view payload, std::string& out) {
+  out.clear();
+  if (payload.size() == 1 && payload[0] == '\x02' && !secure_) {
+    // A request for the public key (over TLS a one-byte packet 0x02 is a
+    // password of one character, not a request).
+    if (private_key_.empty() || public_key_.empty() || key_sent_) {
+      return private_key_.empty() ? Step::Insecure : Step::Malformed;
+    }
+    key_sent_ = true;
+    out.assign(public_key_);
+    return Step::SendPublicKey;
+  }
+  if (secure_) {
+    // The password and its NUL; nothing after the NUL.
+    if (payload.empty() || payload.back() != '\0' || payload.find('\0') != payload.size() - 1) {
+      return Step::Malformed;
+    }
+    out.assign(payload.substr(0, payload.size() - 1));
+    return Step::Password;
+  }
+  if (!key_sent_) {
+    // A password without asking for the key: cleartext over plaintext,
+    // which MySQL refuses as well.
+    return Step::Insecure;
+  }
+  std::optional<std::string> pw = rsa_decrypt_password(payload, scramble_, private_key_);
+  if (!pw) {
+    return Step::Malformed;
+  }
+  out.assign(*pw);
+  if (!pw->empty()) {
+    OPENSSL_cleanse(pw->data(), pw->size());
+  }
+  return Step::Password;
+}
+
+Credential& Credential::operator=(const Credential& o) {
+  if (this != &o) {
+    clear();
+    has_password_ = o.has_password_;
+    has_sha1_ = o.has_sha1_;
+    password_ = o.password_;
+    sha1_ = o.sha1_;
+  }
+  return *this;
+}
+
+Credential Credential::from_password(std::string_view password) {
+  Credential c;
+  c.has_password_ = true;
+  c.password_.assign(password);
+  return c;
+}
+
+Credential Credential::from_sha1(const std::array<uint8_t, 20>& sha1) {
+  Credential c;
+  c.has_sha1_ = true;
+  c.sha1_ = sha1;
+  return c;
+}
+
+void Credential::clear() {
+  if (!password_.empty()) {
+    OPENSSL_cleanse(password_.data(), password_.size());
+  }
+  password_.clear();
+  cleanse(sha1_);
+  has_password_ = false;
+  has_sha1_ = false;
+}
+
+std::string Credential::native_response(std::string_view scramble) const {
+  if (has_password_) {
+    return native_password_response(password_, scramble);
+  }
+  if (has_sha1_) {
+    return native_response_from_sha1(sha1_, scramble);
+  }
+  return {};
 }
 
 std::string cleartext_password_packet(std::string_view password) {

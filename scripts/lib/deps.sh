@@ -21,6 +21,8 @@ SQLMUX_DEPS=(
   # libmariadb (libmariadb-dev, above)
   mariadb-server mariadb-client
   python3-pymysql python3-aiomysql python3-mysqldb
+  # PyMySQL's RSA for caching_sha2_password (test_mysql_passthrough.py)
+  python3-cryptography
   # systemd tests: systemd-socket-activate, systemd-analyze (not in a minimal container)
   systemd
   # benchmarks (bench/run; its smoke mode runs with the tests)

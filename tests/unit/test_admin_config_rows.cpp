@@ -86,6 +86,7 @@ key = ")" + file + R"("
                         "server.tcp_keepintvl",
                         "server.tcp_keepcnt",
                         "server.query_digests_max",
+                        "server.caching_sha2_private_key",
                         "server.auth_failure_limit",
                         "server.auth_failure_window",
                         "server.auth_failure_delay",

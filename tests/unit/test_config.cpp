@@ -318,6 +318,10 @@ TEST_CASE("config: single errors with key path and position", "[config]") {
        "server.auth_failure_delay", 2, "expected a duration such as \"30s\", got an integer"},
       {"query_digests_max zero", "[server]\nquery_digests_max = 0\n" + kListener,
        "server.query_digests_max", 2, "expected 1 to 1000000"},
+      {"caching_sha2_private_key unreadable",
+       "[server]\ncaching_sha2_private_key = \"/nonexistent/rsa.pem\"\n" + kListener,
+       "server.caching_sha2_private_key", 2,
+       "cannot read \"/nonexistent/rsa.pem\": No such file or directory"},
       {"max_login_clients_per_address negative",
        "[server]\nmax_login_clients_per_address = -1\n" + kListener,
        "server.max_login_clients_per_address", 2, "expected 0 to 1000000"},
@@ -771,4 +775,13 @@ listen = "127.0.0.1:6432"
     CHECK(r.config->listeners[0].client_tls == ClientTls::Require);
     CHECK(r.config->pools[0].server_tls == "verify-full");
   }
+}
+
+TEST_CASE("config: a MySQL native hash is recognised", "[config]") {
+  CHECK(sqlmux::config::is_mysql_native_hash("*58815970BE77B3720276F63DB198B1FA42E5CC02"));
+  CHECK(sqlmux::config::is_mysql_native_hash("*58815970be77b3720276f63db198b1fa42e5cc02"));
+  CHECK_FALSE(sqlmux::config::is_mysql_native_hash("58815970BE77B3720276F63DB198B1FA42E5CC02"));
+  CHECK_FALSE(sqlmux::config::is_mysql_native_hash("*58815970BE77B3720276F63DB198B1FA42E5CC0"));
+  CHECK_FALSE(sqlmux::config::is_mysql_native_hash("*58815970BE77B3720276F63DB198B1FA42E5CC0Z"));
+  CHECK_FALSE(sqlmux::config::is_mysql_native_hash("*"));
 }

@@ -11,9 +11,12 @@
 #include <openssl/rsa.h>
 
 #include <catch2/catch.hpp>
+#include <cctype>
 #include <memory>
 #include <string>
 
+#include "daemon/mysql/protocol.h"
+#include "daemon/pg/protocol.h"
 #include "protocol/mysql/handshake.h"
 #include "tests/unit/test_mysql_fixtures.h"
 
@@ -244,4 +247,125 @@ TEST_CASE("mysql_auth: scramble generation", "[mysql]") {
   CHECK_FALSE(auth::constant_time_equal("abc", "abd"));
   CHECK_FALSE(auth::constant_time_equal("abc", "ab"));
   CHECK(auth::constant_time_equal("", ""));
+}
+
+// Vectors computed with Python's hashlib for the password "hunter2" and the
+// scramble 0x01..0x14:
+//   stage1 = sha1(b"hunter2"), stage2 = sha1(stage1),
+//   reply  = stage1 XOR sha1(scramble + stage2).
+TEST_CASE("mysql_auth: native hash passthrough vectors", "[mysql]") {
+  const std::string s = scramble_1_to_20();
+  const std::string stored_text = "*58815970BE77B3720276F63DB198B1FA42E5CC02";
+  const auto stored = auth::parse_native_hash(stored_text);
+  REQUIRE(stored.has_value());
+  CHECK(auth::native_password_hash_text("hunter2") == stored_text);
+  // Lowercase hex is the same hash.
+  std::string lower = stored_text;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  CHECK(auth::parse_native_hash(lower) == stored);
+  const std::string reply = auth::native_password_response("hunter2", s);
+  CHECK(hex(reply) == "be2cbec13fd268cf921774da8dde99447d699455");
+  CHECK(auth::verify_native_password_hash(*stored, s, reply));
+
+  // The reply carries SHA1(password).
+  const auto sha1 = auth::recover_native_sha1(*stored, s, reply);
+  REQUIRE(sha1.has_value());
+  CHECK(hex(std::string_view(reinterpret_cast<const char*>(sha1->data()), 20)) ==
+        "f3bbbd66a63d4bf1747940578ec3d0103530e21d");
+  // ... with which sqlmux answers another scramble as the password would.
+  std::string other = s;
+  other[3] = 'Q';
+  CHECK(auth::native_response_from_sha1(*sha1, other) ==
+        auth::native_password_response("hunter2", other));
+  const auto cred = auth::Credential::from_sha1(*sha1);
+  CHECK_FALSE(cred.has_password());
+  CHECK(cred.native_response(other) == auth::native_password_response("hunter2", other));
+  const auto copy = cred;  // NOLINT(performance-unnecessary-copy-initialization)
+  CHECK(copy.native_response(s) == reply);
+  CHECK(auth::Credential::from_password("hunter2").native_response(s) == reply);
+  CHECK(auth::Credential().empty());
+  CHECK(auth::Credential().native_response(s).empty());
+
+  // A wrong password, a short or long reply, another scramble: nothing.
+  CHECK_FALSE(auth::recover_native_sha1(*stored, s, auth::native_password_response("hunter3", s)));
+  CHECK_FALSE(auth::recover_native_sha1(*stored, s, reply.substr(0, 19)));
+  CHECK_FALSE(auth::recover_native_sha1(*stored, s, reply + "x"));
+  CHECK_FALSE(auth::recover_native_sha1(*stored, s, ""));
+  CHECK_FALSE(auth::recover_native_sha1(*stored, other, reply));
+
+  // Not a native hash.
+  CHECK_FALSE(auth::parse_native_hash(stored_text.substr(1)));
+  CHECK_FALSE(auth::parse_native_hash(stored_text + "0"));
+  CHECK_FALSE(auth::parse_native_hash("*58815970BE77B3720276F63DB198B1FA42E5CC0G"));
+  CHECK_FALSE(auth::parse_native_hash("hunter2"));
+  CHECK_FALSE(auth::parse_native_hash(""));
+}
+
+TEST_CASE("mysql_auth: caching_sha2 full authentication, server side", "[mysql]") {
+  Pkey key = rsa_key();
+  const std::string priv = pem_of(key.get(), EVP_PKEY_KEYPAIR, "PrivateKeyInfo");
+  const auto pub = auth::rsa_public_key_pem(priv);
+  REQUIRE(pub.has_value());
+  CHECK(pub->find("BEGIN PUBLIC KEY") != std::string::npos);
+  CHECK(*pub == pem_of(key.get(), EVP_PKEY_PUBLIC_KEY, "SubjectPublicKeyInfo"));
+  CHECK_FALSE(auth::rsa_public_key_pem(*pub).has_value());  // no private half
+  CHECK_FALSE(auth::rsa_public_key_pem("junk").has_value());
+  const std::string s = scramble_1_to_20();
+  std::string out;
+  using Step = auth::FullAuth::Step;
+
+  SECTION("TLS: the password in clear") {
+    auth::FullAuth fa(s, true, "", "");
+    CHECK(fa.feed(std::string("secret") + '\0', out) == Step::Password);
+    CHECK(out == "secret");
+    CHECK(fa.feed(std::string(1, '\0'), out) == Step::Password);
+    CHECK(out.empty());
+    CHECK(fa.feed("secret", out) == Step::Malformed);  // no NUL
+    CHECK(fa.feed(std::string("se\0cret\0", 8), out) == Step::Malformed);
+    CHECK(fa.feed("", out) == Step::Malformed);
+  }
+  SECTION("plaintext with a key: key request, then RSA") {
+    auth::FullAuth fa(s, false, priv, *pub);
+    CHECK(fa.feed("\x02", out) == Step::SendPublicKey);
+    CHECK(out == *pub);
+    const auto ct = auth::rsa_encrypt_password("secret", s, out);
+    REQUIRE(ct.has_value());
+    CHECK(fa.feed(*ct, out) == Step::Password);
+    CHECK(out == "secret");
+    CHECK(fa.feed("\x02", out) == Step::Malformed);  // asked twice
+    CHECK(fa.feed("garbage", out) == Step::Malformed);
+  }
+  SECTION("plaintext: cleartext before the key, or no key at all") {
+    auth::FullAuth fa(s, false, priv, *pub);
+    CHECK(fa.feed(std::string("secret") + '\0', out) == Step::Insecure);
+    auth::FullAuth nokey(s, false, "", "");
+    CHECK(nokey.feed("\x02", out) == Step::Insecure);
+    CHECK(nokey.feed(std::string("secret") + '\0', out) == Step::Insecure);
+  }
+}
+
+// A [[user]] holding a MySQL native hash: MySQL logins check against it,
+// PostgreSQL logins have nothing to check (the hash text is not a password).
+TEST_CASE("mysql_auth: user secrets from a native hash", "[mysql]") {
+  sqlmux::config::UserConfig u;
+  u.name = "ptuser";
+  u.password = "*58815970BE77B3720276F63DB198B1FA42E5CC02";
+  const sqlmux::MyProtocol my;
+  const auto ms = my.derive_secrets(u);
+  const auto* m = dynamic_cast<const sqlmux::MySecrets*>(ms.get());
+  REQUIRE(m != nullptr);
+  REQUIRE(m->native_hash.has_value());
+  CHECK(*m->native_hash == auth::native_password_hash("hunter2"));
+  CHECK(m->server_login_needs_client());
+  const sqlmux::PgProtocol pg;
+  const auto ps = pg.derive_secrets(u);
+  const auto* p = dynamic_cast<const sqlmux::PgSecrets*>(ps.get());
+  REQUIRE(p != nullptr);
+  CHECK_FALSE(p->scram.has_value());
+  CHECK(p->md5.empty());
+  // A plaintext password: no hash, server logins need no client.
+  u.password = "hunter2";
+  const auto plain = my.derive_secrets(u);
+  CHECK_FALSE(dynamic_cast<const sqlmux::MySecrets&>(*plain).native_hash.has_value());
+  CHECK_FALSE(plain->server_login_needs_client());
 }
