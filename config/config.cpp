@@ -719,7 +719,13 @@ class Loader {
                 "server_tls",
                 "server_tls_ca",
                 "session_reconnect",
-                "listen_pin"});
+                "listen_pin",
+                "auth_user",
+                "auth_password",
+                "auth_password_file",
+                "auth_password_env",
+                "auth_query",
+                "auth_query_cache_ttl"});
     PoolConfig p;
     const auto* name = read_string(t, "name", path, p.name, true, /*allow_empty=*/false);
     read_enum(t, "protocol", path, kProtocols, p.protocol);
@@ -802,8 +808,46 @@ class Loader {
       error(t, child(path, "server_tls_ca"),
             quoted(p.server_tls) + " needs server_tls_ca (the CA file that signed the server)");
     }
+    read_auth_query(t, path, p);
     pool_names_.insert(p.name);
     cfg.pools.push_back(std::move(p));
+  }
+
+  // auth_user / auth_password / auth_query / auth_query_cache_ttl.
+  void read_auth_query(const toml::table& t, const std::string& path, PoolConfig& p) {
+    std::string text;
+    const toml::node* au = read_string(t, "auth_user", path, text, false, /*allow_empty=*/false);
+    if (au != nullptr) p.auth_user = text;
+    if (const auto* pw = read_secret(t, path, text, "auth_password")) {
+      p.auth_password = text;
+      if (!p.auth_user) {
+        error(*pw, child(path, "auth_password"),
+              "set without auth_user; the password belongs to auth_user");
+      }
+    }
+    const toml::node* q = read_string(t, "auth_query", path, p.auth_query, false,
+                                      /*allow_empty=*/false);
+    if (q != nullptr && !p.auth_user) {
+      error(*q, child(path, "auth_query"), "set without auth_user, which runs it");
+    }
+    if (const toml::node* ttl = t.get("auth_query_cache_ttl")) {
+      read_duration(t, "auth_query_cache_ttl", path, p.auth_query_cache_ttl);
+      if (p.auth_query_cache_ttl.count() <= 0) {
+        error(*ttl, child(path, "auth_query_cache_ttl"), "must be positive");
+      } else if (!p.auth_user) {
+        error(*ttl, child(path, "auth_query_cache_ttl"), "set without auth_user");
+      }
+    }
+    if (au == nullptr) return;
+    if (p.protocol != Protocol::Postgres) {
+      error(*au, child(path, "auth_user"), "auth_query is supported for postgres pools only");
+    } else if (p.user) {
+      error(*au, child(path, "auth_user"),
+            "set together with user; auth_query serves pools that log each client in as itself");
+    } else if (p.server_tls != "disable") {
+      error(*au, child(path, "auth_user"),
+            "needs server_tls = \"disable\": the SCRAM passthrough login speaks plain TCP only");
+    }
   }
 
   void read_backends(const toml::table& t, const std::string& path, PoolConfig& p) {

@@ -204,6 +204,14 @@ struct PoolConfig {
   // connection for its whole session (true), instead of the pool's shared
   // listener connection fanning notifications out (false, the default).
   bool listen_pin = false;
+  // PostgreSQL pools without `user` (PgBouncer's auth_query): a client with
+  // no [[user]] entry is checked against the SCRAM verifier or md5 hash that
+  // auth_query returns (columns: name, password; $1 = the client's user),
+  // run on the server as auth_user and cached for auth_query_cache_ttl.
+  std::optional<std::string> auth_user;
+  std::optional<std::string> auth_password;
+  std::string auth_query = "SELECT usename, passwd FROM pg_shadow WHERE usename=$1";
+  Duration auth_query_cache_ttl{60000};
 };
 
 // [metrics]: the Prometheus endpoint (absent: none).

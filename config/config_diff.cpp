@@ -42,6 +42,10 @@ PoolChange pool_change(const PoolConfig& a, const PoolConfig& b) {
        "max_prepared_statements");
   note(c.applied, a.session_reconnect != b.session_reconnect, "session_reconnect");
   note(c.applied, a.listen_pin != b.listen_pin, "listen_pin");
+  note(c.applied, a.auth_user != b.auth_user, "auth_user");
+  note(c.applied, a.auth_password != b.auth_password, "auth_password");
+  note(c.applied, a.auth_query != b.auth_query, "auth_query");
+  note(c.applied, a.auth_query_cache_ttl != b.auth_query_cache_ttl, "auth_query_cache_ttl");
   note(c.restart, a.mode != b.mode, "mode");
   note(c.restart, a.user != b.user, "user");
   note(c.restart, a.password != b.password, "password");

@@ -127,6 +127,11 @@ void pool_rows(Rows& r, size_t i, const config::PoolConfig& pc) {
         std::to_string(d.max_prepared_statements));
   r.add(p + "session_reconnect", flag(pc.session_reconnect), flag(d.session_reconnect));
   r.add(p + "listen_pin", flag(pc.listen_pin), flag(d.listen_pin));
+  r.add(p + "auth_user", pc.auth_user.value_or(""), "");
+  r.add(p + "auth_password", masked(pc.auth_password.value_or("")), "");
+  r.add(p + "auth_query", pc.auth_query, d.auth_query);
+  r.add(p + "auth_query_cache_ttl", duration(pc.auth_query_cache_ttl),
+        duration(d.auth_query_cache_ttl));
 }
 
 void health_rows(Rows& r, const config::HealthConfig& h) {

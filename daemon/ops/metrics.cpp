@@ -114,6 +114,22 @@ std::string_view to_string(CancelResult r) {
   return "unknown";
 }
 
+std::string_view to_string(AuthQueryResult r) {
+  switch (r) {
+    case AuthQueryResult::Found:
+      return "found";
+    case AuthQueryResult::NotFound:
+      return "not_found";
+    case AuthQueryResult::Cached:
+      return "cached";
+    case AuthQueryResult::Error:
+      return "error";
+    case AuthQueryResult::Count:
+      break;
+  }
+  return "error";
+}
+
 bool is_server_error(Reason r) {
   switch (r) {
     case Reason::BackendConnectFailed:
@@ -525,8 +541,14 @@ std::vector<MetricFamily> Metrics::Collect() const {
                       "outcome and route: local (a thread id of this instance), forwarded (sent "
                       "to the peer that issued it), from_peer (a peer's forwarded KILL).",
                       MetricType::Counter);
+  auto auth_queries = family("sqlmux_auth_query_lookups_total",
+                             "Logins of clients without a [[user]] entry to pools with auth_user, "
+                             "by result: found, not_found (no such user or a NULL password), "
+                             "cached (within auth_query_cache_ttl), error (no answer).",
+                             MetricType::Counter);
   int64_t login = 0;
   std::array<uint64_t, metrics::kCancelResults> cancel_counts{};
+  std::array<uint64_t, metrics::kAuthQueryResults> auth_query_counts{};
   std::array<uint64_t, metrics::kReasonCount> cerrs{};
   std::array<std::array<uint64_t, metrics::kKillOutcomes>, metrics::kKillRoutes> kill_counts{};
   std::vector<const metrics::Histogram*> delays;
@@ -537,6 +559,9 @@ std::vector<MetricFamily> Metrics::Collect() const {
     for (int i = 0; i < metrics::kCancelResults; ++i) {
       cancel_counts[i] += w->cancel_requests[i].get();
     }
+    for (int i = 0; i < metrics::kAuthQueryResults; ++i) {
+      auth_query_counts[i] += w->auth_query_lookups[i].get();
+    }
     for (int r = 0; r < metrics::kKillRoutes; ++r) {
       for (int i = 0; i < metrics::kKillOutcomes; ++i) kill_counts[r][i] += w->kills[r][i].get();
     }
@@ -545,6 +570,11 @@ std::vector<MetricFamily> Metrics::Collect() const {
     add_counter(cancels,
                 {{"result", std::string(to_string(static_cast<metrics::CancelResult>(i)))}},
                 cancel_counts[i]);
+  }
+  for (int i = 0; i < metrics::kAuthQueryResults; ++i) {
+    add_counter(auth_queries,
+                {{"result", std::string(to_string(static_cast<metrics::AuthQueryResult>(i)))}},
+                auth_query_counts[i]);
   }
   for (int r = 0; r < metrics::kKillRoutes; ++r) {
     const auto route = static_cast<metrics::KillRoute>(r);

@@ -161,11 +161,20 @@ enum class CancelResult { Local, Forwarded, Unknown, HopsExhausted, Count };
 inline constexpr int kCancelResults = static_cast<int>(CancelResult::Count);
 [[nodiscard]] std::string_view to_string(CancelResult r);
 
+// What a client's auth_query login found (README "auth_query"): the
+// user's verifier or hash from the server (found), no such user or a NULL
+// password (not_found), an entry cached within its TTL (cached), or no
+// answer: a connect or query error (error; the client gets 08001).
+enum class AuthQueryResult { Found, NotFound, Cached, Error, Count };
+inline constexpr int kAuthQueryResults = static_cast<int>(AuthQueryResult::Count);
+[[nodiscard]] std::string_view to_string(AuthQueryResult r);
+
 // What one worker records that belongs to no pool.
 struct alignas(64) WorkerStats {
   std::array<Gauge, kClientStates> clients{};  // login (and clients that never got a pool)
   std::array<Counter, kReasonCount> client_errors{};
   std::array<Counter, kCancelResults> cancel_requests{};
+  std::array<Counter, kAuthQueryResults> auth_query_lookups{};
   // clients' KILL statements, by route and outcome
   std::array<std::array<Counter, kKillOutcomes>, kKillRoutes> kills{};
   Histogram auth_delays;  // how late failed logins were answered (late ones only)

@@ -74,7 +74,11 @@ std::optional<pg::LoginSecret> PgBackend::passthrough_secret(Worker& w, Pool& po
   const auto* secrets =
       user != nullptr ? static_cast<const PgSecrets*>(user->secrets_for(config::Protocol::Postgres))
                       : nullptr;
-  if (secrets == nullptr || !user->plaintext.empty()) return std::nullopt;
+  PgSecrets looked_up;  // auth_query: what the pool's user logged in against
+  if (user == nullptr && pg_state(pool).looked_up(looked_up.scram, looked_up.md5)) {
+    secrets = &looked_up;
+  }
+  if (secrets == nullptr || (user != nullptr && !user->plaintext.empty())) return std::nullopt;
   pg::LoginSecret s;
   if (secrets->scram) {
     s.kind = pg::LoginSecret::Kind::ScramKey;

@@ -122,7 +122,8 @@ void PgClient::process_input() {
   while (!closing()) {
     switch (state_) {
       case ClientState::Login: {
-        if (failure_pending()) return;  // answered late: nothing more is read
+        if (failure_pending()) return;        // answered late: nothing more is read
+        if (login_ == Login::Lookup) return;  // read once auth_query answered
         bool progressed = login_ == Login::Startup ? handle_startup() : handle_auth_message();
         if (!progressed) return;
         continue;
@@ -440,6 +441,7 @@ void PgClient::finish(Reason why) {
     CLOG_INFO(log_tag_, "closing: %s", std::string(to_string(why)).c_str());
   }
   if (state_ == ClientState::Waiting && pool_ != nullptr) pool_->cancel_wait(*worker_, id_);
+  auth_query_.reset();  // a lookup in flight is abandoned
   if (backend_ != nullptr) {
     PgBackend* b = backend_;
     backend_ = nullptr;

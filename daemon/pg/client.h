@@ -12,8 +12,10 @@
 #include <vector>
 
 #include "daemon/core/auth_limiter.h"
+#include "daemon/core/directory.h"
 #include "daemon/core/pooled.h"
 #include "daemon/core/reason.h"
+#include "daemon/pg/auth_query.h"
 #include "pool/pg/listen.h"
 #include "pool/pg/prepared.h"
 #include "pool/pg/session_params.h"
@@ -158,12 +160,20 @@ class PgClient final : public PooledClient {
   void on_closed() override;
 
  private:
-  enum class Login { Startup, Password, Md5, SaslInitial, SaslFinal };
+  // Lookup: waiting for auth_query (nothing is read meanwhile).
+  enum class Login { Startup, Lookup, Password, Md5, SaslInitial, SaslFinal };
 
   void process_input();
   bool handle_startup();
   bool handle_auth_message();
   void start_auth();
+  // auth_query (README "auth_query"): a user without a [[user]] entry, of a
+  // pool with auth_user, is checked against what the server returns.
+  void start_auth_query(const config::PoolConfig& pc);
+  void auth_query_done(PgAuthQuery::Result r);
+  void use_looked_up(const std::optional<std::string>& secret);
+  // The challenge for user_ (nullptr: a mock one that no answer passes).
+  void begin_exchange();
   void auth_succeeded();
   void auth_failed(std::string_view detail);
   void init_params(const pool::SessionParams& defaults);
@@ -232,7 +242,13 @@ class PgClient final : public PooledClient {
   const PgProtocol& protocol_;
   const User* user_ = nullptr;
   const PgSecrets* secrets_ = nullptr;  // user_'s PostgreSQL secrets
-  pool::SessionParams params_;          // desired session parameters
+  // auth_query: the lookup in flight, the user made of its answer (user_
+  // then points here) and the cache key (empty: no auth_query login).
+  std::unique_ptr<PgAuthQuery> auth_query_;
+  std::unique_ptr<User> looked_up_user_;
+  std::string auth_cache_key_;
+  bool lookup_starting_ = false;  // inside auth_query_->start()
+  pool::SessionParams params_;    // desired session parameters
   std::vector<std::pair<std::string, std::string>> startup_params_;
   std::vector<Learning> learning_;
   std::unique_ptr<pg::auth::ScramServer> scram_;

@@ -172,6 +172,88 @@ bool PgClient::handle_startup() {
 
 void PgClient::start_auth() {
   user_ = worker_->directory().find_user(user_name_);
+  if (user_ == nullptr) {
+    const config::PoolConfig* pc =
+        worker_->directory().config().find_pool(database_, config::Protocol::Postgres);
+    if (pc != nullptr && pc->auth_user) {
+      start_auth_query(*pc);
+      return;
+    }
+  }
+  begin_exchange();
+}
+
+void PgClient::start_auth_query(const config::PoolConfig& pc) {
+  auth_cache_key_ = PgAuthCache::key(pc, user_name_);
+  PgAuthCache& cache = protocol_.auth_cache();
+  metrics::WorkerStats* ws = worker_->stats();
+  if (auto e =
+          cache.fresh(auth_cache_key_, static_cast<uint64_t>(pc.auth_query_cache_ttl.count()))) {
+    if (ws != nullptr)
+      ws->auth_query_lookups[static_cast<int>(metrics::AuthQueryResult::Cached)].add();
+    use_looked_up(e->secret);
+    return;
+  }
+  login_ = Login::Lookup;
+  auth_query_ = std::make_unique<PgAuthQuery>(
+      worker_->loop(), pc, user_name_,
+      [this](PgAuthQuery::Result r) { auth_query_done(std::move(r)); });
+  lookup_starting_ = true;
+  auth_query_->start();  // may answer at once (and auth_query_ be gone)
+  lookup_starting_ = false;
+}
+
+void PgClient::auth_query_done(PgAuthQuery::Result r) {
+  std::unique_ptr<PgAuthQuery> done = std::move(auth_query_);  // freed on return
+  metrics::WorkerStats* ws = worker_->stats();
+  auto count = [ws](metrics::AuthQueryResult res) {
+    if (ws != nullptr) ws->auth_query_lookups[static_cast<int>(res)].add();
+  };
+  if (!r.ok) {
+    count(metrics::AuthQueryResult::Error);
+    CLOG_WARN(log_tag_, "auth_query for user \"%s\" failed: %s", user_name_.c_str(),
+              r.error.c_str());
+    // The server's words stay in the log: the client has not logged in.
+    send_fatal(pg::sqlstate::kUnableToConnect,
+               "sqlmux could not look up user \"" + user_name_ + "\" (auth_query failed)",
+               Reason::BackendConnectFailed);
+    return;
+  }
+  count(r.secret ? metrics::AuthQueryResult::Found : metrics::AuthQueryResult::NotFound);
+  CLOG_DEBUG(log_tag_, "auth_query for user \"%s\": %s", user_name_.c_str(),
+             r.secret ? "found" : "not found");
+  protocol_.auth_cache().put(auth_cache_key_, r.secret);
+  use_looked_up(r.secret);
+  // Bytes the client sent meanwhile (it should have waited for the
+  // challenge); when answered from start(), process_input goes on itself.
+  if (!lookup_starting_ && !closing() && !in_.empty()) process_input();
+}
+
+void PgClient::use_looked_up(const std::optional<std::string>& secret) {
+  login_ = Login::Startup;
+  if (secret) {
+    auto u = std::make_unique<User>();
+    u->cfg.name = user_name_;
+    u->cfg.password = *secret;
+    auto s = protocol_.derive_secrets(u->cfg);
+    const auto* pg_s = static_cast<const PgSecrets*>(s.get());
+    // Only a verifier or an md5 hash serves (the server login is SCRAM
+    // passthrough); anything else is taken as no password.
+    if (secret->rfind("SCRAM-SHA-256$", 0) == 0 ? pg_s->scram.has_value()
+                                                : pg::auth::is_md5_hash(*secret)) {
+      u->secrets[static_cast<size_t>(config::Protocol::Postgres)] = std::move(s);
+      looked_up_user_ = std::move(u);
+      user_ = looked_up_user_.get();
+    } else {
+      CLOG_WARN(log_tag_,
+                "auth_query for user \"%s\" returned neither a SCRAM verifier nor an md5 hash",
+                user_name_.c_str());
+    }
+  }
+  begin_exchange();
+}
+
+void PgClient::begin_exchange() {
   secrets_ = user_ != nullptr
                  ? static_cast<const PgSecrets*>(user_->secrets_for(config::Protocol::Postgres))
                  : nullptr;
@@ -324,6 +406,7 @@ bool PgClient::handle_auth_message() {
       return !closing();
     }
     case Login::Startup:
+    case Login::Lookup:
       break;
   }
   return false;
@@ -333,6 +416,12 @@ void PgClient::auth_failed(std::string_view detail) {
   CLOG_INFO(log_tag_, "password authentication failed for user \"%s\" from %s (%.*s)",
             user_name_.c_str(), peer_.text().c_str(), static_cast<int>(detail.size()),
             detail.data());
+  if (!auth_cache_key_.empty() && protocol_.auth_cache().drop_after_failure(auth_cache_key_)) {
+    // The password may have changed on the server: the next login looks
+    // the user up again rather than wait for auth_query_cache_ttl.
+    CLOG_INFO(log_tag_, "auth_query entry for user \"%s\" dropped after the failed login",
+              user_name_.c_str());
+  }
   // Answered at once or late (README "Failed logins"); the client is not
   // read meanwhile.
   login_failed(peer_, [this] {
@@ -371,6 +460,11 @@ void PgClient::auth_succeeded() {
   }
   pool_ = pool;
   pool_->client_joined();
+  if (looked_up_user_ != nullptr) {
+    const auto* s =
+        static_cast<const PgSecrets*>(looked_up_user_->secrets_for(config::Protocol::Postgres));
+    pg_state(*pool_).set_looked_up(s->scram, s->md5);
+  }
   const std::optional<pg::auth::ScramKey>& key = scram_ ? scram_->client_key() : password_key_;
   if (key && !pool_->cfg().user && pool_->backend_password().empty()) {
     // SCRAM passthrough: the pool logs in to the server with this key.

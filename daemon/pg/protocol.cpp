@@ -35,6 +35,22 @@ std::optional<pg::auth::ScramKey> PgPoolState::client_key() {
   return client_key_;
 }
 
+void PgPoolState::set_looked_up(const std::optional<pg::auth::ScramVerifier>& scram,
+                                const std::string& md5) {
+  std::lock_guard<std::mutex> lk(mu_);
+  has_looked_up_ = true;
+  looked_up_scram_ = scram;  // the latest login's (the password may have changed)
+  looked_up_md5_ = md5;
+}
+
+bool PgPoolState::looked_up(std::optional<pg::auth::ScramVerifier>& scram, std::string& md5) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (!has_looked_up_) return false;
+  scram = looked_up_scram_;
+  md5 = looked_up_md5_;
+  return true;
+}
+
 void PgPoolState::set_welcome(const pool::SessionParams& params) {
   std::lock_guard<std::mutex> lk(mu_);
   if (has_welcome_) return;

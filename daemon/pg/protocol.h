@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "daemon/core/protocol.h"
+#include "daemon/pg/auth_query.h"
 #include "daemon/pg/listen_hub.h"
 #include "pool/pg/prepared.h"
 #include "pool/pg/session_params.h"
@@ -49,6 +50,11 @@ class PgPoolState final : public PoolState {
   void hold_client_key(const pg::auth::ScramKey& key);
   void release_client_key();
   [[nodiscard]] std::optional<pg::auth::ScramKey> client_key();
+  // auth_query: the verifier or md5 hash the latest login of the pool's
+  // user (who has no [[user]] entry) was checked against; the server login
+  // uses it as it would a [[user]] entry's. False until one logged in.
+  void set_looked_up(const std::optional<pg::auth::ScramVerifier>& scram, const std::string& md5);
+  [[nodiscard]] bool looked_up(std::optional<pg::auth::ScramVerifier>& scram, std::string& md5);
 
  private:
   std::mutex mu_;
@@ -56,10 +62,13 @@ class PgPoolState final : public PoolState {
   pool::SessionParams welcome_;  // under mu_
   // lowercased name, NUL, raw value -> the server's value; under mu_, bounded.
   std::unordered_map<std::string, std::string> reported_;
-  pool::StaleStatements stale_;                   // thread-safe itself
-  std::optional<pg::auth::ScramKey> client_key_;  // under mu_
-  int key_holders_ = 0;                           // under mu_
-  ListenHub listen_hub_;                          // lives on the first worker
+  pool::StaleStatements stale_;                             // thread-safe itself
+  std::optional<pg::auth::ScramKey> client_key_;            // under mu_
+  int key_holders_ = 0;                                     // under mu_
+  bool has_looked_up_ = false;                              // under mu_
+  std::optional<pg::auth::ScramVerifier> looked_up_scram_;  // under mu_
+  std::string looked_up_md5_;                               // under mu_
+  ListenHub listen_hub_;                                    // lives on the first worker
 };
 
 // The PostgreSQL state of a PostgreSQL pool.
@@ -79,9 +88,12 @@ class PgProtocol final : public ProtocolDriver {
   // A verifier for users that do not exist, so that they get the same
   // SCRAM exchange as a wrong password.
   [[nodiscard]] const pg::auth::ScramVerifier& mock_verifier() const { return mock_; }
+  // auth_query results, shared by the workers.
+  [[nodiscard]] PgAuthCache& auth_cache() const { return *auth_cache_; }
 
  private:
   pg::auth::ScramVerifier mock_;
+  std::unique_ptr<PgAuthCache> auth_cache_ = std::make_unique<PgAuthCache>();
 };
 
 }  // namespace sqlmux

@@ -1,0 +1,219 @@
+#include "daemon/pg/auth_query.h"
+
+#include <libpq-fe.h>
+
+#include <utility>
+
+#include "daemon/core/log.h"
+#include "protocol/pg/codec.h"
+
+namespace sqlmux {
+
+namespace {
+// The pool's first primary host (the first host when none is primary).
+const config::Address& lookup_address(const config::PoolConfig& pc) {
+  for (const auto& b : pc.backends) {
+    if (b.role == "primary") return b.address;
+  }
+  return pc.backends.front().address;
+}
+
+std::string host_of(const config::Address& a) {
+  return a.kind == config::Address::Kind::Unix ? a.unix_path : a.host;
+}
+
+uint64_t now_ms() {
+  return uv_hrtime() / 1000000;
+}
+}  // namespace
+
+PgAuthQuery::PgAuthQuery(uv_loop_t* loop, const config::PoolConfig& pc, std::string user, Done done)
+    : loop_(loop),
+      host_(host_of(lookup_address(pc))),
+      port_(std::to_string(lookup_address(pc).port == 0 ? pg::kDefaultPort
+                                                        : lookup_address(pc).port)),
+      database_(pc.database),
+      auth_user_(pc.auth_user.value_or("")),
+      query_(pc.auth_query),
+      user_(std::move(user)),
+      auth_password_(pc.auth_password),
+      done_(std::move(done)) {}
+
+PgAuthQuery::~PgAuthQuery() {
+  close();
+}
+
+void PgAuthQuery::start() {
+  const char* keys[] = {"host",       "port",    "dbname",           "user", "password",
+                        "gssencmode", "sslmode", "application_name", nullptr};
+  const char* vals[] = {host_.c_str(),
+                        port_.c_str(),
+                        database_.c_str(),
+                        auth_user_.c_str(),
+                        auth_password_ ? auth_password_->c_str() : nullptr,
+                        "disable",
+                        "disable",
+                        "sqlmux auth_query",
+                        nullptr};
+  pg_ = PQconnectStartParams(keys, vals, 0);
+  if (pg_ == nullptr) {
+    fail("out of memory");
+    return;
+  }
+  if (PQstatus(pg_) == CONNECTION_BAD || PQsocket(pg_) < 0 || PQsetnonblocking(pg_, 1) != 0) {
+    fail(PQerrorMessage(pg_));
+    return;
+  }
+  drive_connect();
+}
+
+void PgAuthQuery::watch(int events) {
+  const int fd = PQsocket(pg_);
+  int polled = -1;
+  if (poll_ != nullptr) (void)uv_fileno(reinterpret_cast<uv_handle_t*>(poll_), &polled);
+  if (poll_ == nullptr || polled != fd) {
+    // libpq may open another socket while connecting.
+    if (poll_ != nullptr) {
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_),
+               [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    }
+    poll_ = new uv_poll_t;
+    if (uv_poll_init(loop_, poll_, fd) != 0) {
+      delete poll_;
+      poll_ = nullptr;
+      fail("cannot poll the auth_query connection's socket");
+      return;
+    }
+    poll_->data = this;
+  }
+  (void)uv_poll_start(poll_, events, [](uv_poll_t* h, int /*status*/, int /*events*/) {
+    static_cast<PgAuthQuery*>(h->data)->on_io();
+  });
+}
+
+void PgAuthQuery::on_io() {
+  if (connecting_) {
+    drive_connect();
+    return;
+  }
+  const int f = PQflush(pg_);
+  if (f < 0) {
+    fail(PQerrorMessage(pg_));
+    return;
+  }
+  if (f == 1) {
+    watch(UV_READABLE | UV_WRITABLE);
+    return;
+  }
+  if (PQconsumeInput(pg_) == 0) {
+    fail(PQerrorMessage(pg_));
+    return;
+  }
+  if (PQisBusy(pg_) != 0) {
+    watch(UV_READABLE);
+    return;
+  }
+  read_result();
+}
+
+void PgAuthQuery::drive_connect() {
+  switch (PQconnectPoll(pg_)) {
+    case PGRES_POLLING_READING:
+      watch(UV_READABLE);
+      return;
+    case PGRES_POLLING_WRITING:
+      watch(UV_WRITABLE);
+      return;
+    case PGRES_POLLING_OK:
+      send_query();
+      return;
+    default:
+      fail(PQerrorMessage(pg_));
+      return;
+  }
+}
+
+void PgAuthQuery::send_query() {
+  connecting_ = false;
+  const char* params[] = {user_.c_str()};
+  if (PQsendQueryParams(pg_, query_.c_str(), 1, nullptr, params, nullptr, nullptr, 0) == 0) {
+    fail(PQerrorMessage(pg_));
+    return;
+  }
+  watch(PQflush(pg_) == 1 ? UV_READABLE | UV_WRITABLE : UV_READABLE);
+}
+
+// PgBouncer's contract: a row (name, password); no row or a NULL password:
+// no such user.
+void PgAuthQuery::read_result() {
+  Result out;
+  bool seen = false;
+  while (PGresult* r = PQgetResult(pg_)) {
+    if (!seen) {
+      seen = true;
+      if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        out.error = log::one_line(PQresultErrorMessage(r));
+      } else if (PQnfields(r) != 2) {
+        out.error = "auth_query returned " + std::to_string(PQnfields(r)) +
+                    " columns; expected two (name, password)";
+      } else {
+        out.ok = true;
+        if (PQntuples(r) > 0 && PQgetisnull(r, 0, 1) == 0) out.secret = PQgetvalue(r, 0, 1);
+      }
+    }
+    PQclear(r);
+  }
+  if (!seen) out.error = "no result";
+  finish(std::move(out));
+}
+
+void PgAuthQuery::close() {
+  if (poll_ != nullptr) {
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    poll_ = nullptr;
+  }
+  if (pg_ != nullptr) {
+    PQfinish(pg_);  // after the poll handle let go of its socket
+    pg_ = nullptr;
+  }
+}
+
+void PgAuthQuery::fail(const std::string& why) {
+  Result r;
+  r.error = log::one_line(why.c_str());
+  finish(std::move(r));
+}
+
+void PgAuthQuery::finish(Result r) {
+  close();
+  Done done = std::move(done_);
+  done_ = nullptr;
+  if (done) done(std::move(r));  // may destroy this: nothing after
+}
+
+std::string PgAuthCache::key(const config::PoolConfig& pc, std::string_view user) {
+  std::string k = config::qualified_name(pc);
+  k += '\0';
+  k += pc.auth_user.value_or("");
+  k += '\0';
+  k += user;
+  return k;
+}
+
+std::optional<pool::AuthCache::Entry> PgAuthCache::fresh(const std::string& key, uint64_t ttl_ms) {
+  std::lock_guard<std::mutex> lk(mu_);
+  return cache_.fresh(key, now_ms(), ttl_ms);
+}
+
+void PgAuthCache::put(const std::string& key, std::optional<std::string> secret) {
+  std::lock_guard<std::mutex> lk(mu_);
+  cache_.put(key, std::move(secret), now_ms());
+}
+
+bool PgAuthCache::drop_after_failure(const std::string& key) {
+  std::lock_guard<std::mutex> lk(mu_);
+  return cache_.drop_if_older(key, now_ms(), kRefreshMinAgeMs);
+}
+
+}  // namespace sqlmux
