@@ -638,12 +638,12 @@ std::vector<MetricFamily> Metrics::Collect() const {
 
   std::vector<MetricFamily> out;
   for (auto* f :
-       {&clients,     &logins,     &servers, &wait,        &tx,        &query,     &tx_total,
-        &query_total, &c_in,       &c_out,   &s_in,        &s_out,     &attempts,  &failures,
-        &up,          &checks,     &s_err,   &c_err,       &hits,      &misses,    &evictions,
-        &pins,        &l_channels, &l_subs,  &l_delivered, &l_lost,    &size,      &oldest,
-        &reserve,     &on_cap,     &reloads, &a_delay,     &a_delayed, &a_refused, &a_addrs,
-        &cancels,     &kills,      &d_calls, &d_secs,      &d_rows,    &d_errs}) {
+       {&clients,     &logins,       &servers, &wait,        &tx,        &query,     &tx_total,
+        &query_total, &c_in,         &c_out,   &s_in,        &s_out,     &attempts,  &failures,
+        &up,          &checks,       &s_err,   &c_err,       &hits,      &misses,    &evictions,
+        &pins,        &l_channels,   &l_subs,  &l_delivered, &l_lost,    &size,      &oldest,
+        &reserve,     &on_cap,       &reloads, &a_delay,     &a_delayed, &a_refused, &a_addrs,
+        &cancels,     &auth_queries, &kills,   &d_calls,     &d_secs,    &d_rows,    &d_errs}) {
     if (!f->metric.empty()) out.push_back(std::move(*f));  // e.g. no health checks
   }
   MetricFamily build =

@@ -74,7 +74,10 @@ def case_three_clients_as_themselves(pg):
     to the server as itself; a second login is served from the cache."""
     import psycopg
 
-    with Sqlmux(pg, config=auth_query_config(pg)) as mux:
+    cfg = auth_query_config(pg)
+    metrics_port = free_port()
+    cfg["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
+    with Sqlmux(pg, config=cfg) as mux:
         check_eq(asyncpg_login(mux, "alice", USERS["alice"]), "alice", "asyncpg: current_user")
         with psycopg.connect(host=mux.host, port=mux.port, user="bob", password=USERS["bob"],
                              dbname="appdb", connect_timeout=10) as c:
@@ -87,6 +90,11 @@ def case_three_clients_as_themselves(pg):
         check_eq(asyncpg_login(mux, "alice", USERS["alice"]), "alice", "asyncpg again (cached entry)")
         n = pg.psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'alice' AND datname = 'appdb'")
         check(int(n) >= 1, f"the server has a session of alice ({n.strip()})")
+        got = scrape_metrics(metrics_port)
+        lookups = {r: got.get(f'sqlmux_auth_query_lookups_total{{result="{r}"}}')
+                   for r in ("found", "not_found", "cached", "error")}
+        check_eq(lookups, {"found": 3.0, "not_found": 0.0, "cached": 1.0, "error": 0.0},
+                 "sqlmux_auth_query_lookups_total: three lookups, one cached login")
 
 
 def case_default_query(pg):
