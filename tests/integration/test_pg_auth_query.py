@@ -2,9 +2,9 @@
 """auth_query (README "auth_query"): a PostgreSQL pool without `user`, with
 auth_user and auth_query and no [[user]] entry for its clients, looks each
 client's SCRAM verifier up on the server and serves asyncpg, psycopg 3 and
-psql, each logged in to the server as itself (SCRAM passthrough). A wrong
-password and an unknown role get the same 28P01; a password changed on the
-server takes effect after a failed login (the entry is refreshed) or after
+psql, each logged in to the server as itself (SCRAM passthrough; an md5
+role by md5 both ways). A wrong password and an unknown role get the same
+28P01; a password changed on the server takes effect after a failed login (the entry is refreshed) or after
 auth_query_cache_ttl; a lookup that cannot run gets 08001 and a log line."""
 
 import asyncio
@@ -15,6 +15,7 @@ import time
 from harness import *
 
 USERS = {"alice": "alice pw", "bob": "b0b-secret", "carol": "carol+pw", "dave": "dave-1", "erin": "erin-1"}
+MD5_USER = ("frank", "frank-md5-pw")  # stored as md5; the server asks frank for md5
 AUTH_USER = ("authq", "authq-pw")   # runs the SECURITY DEFINER lookup function
 AUTH_SUPER = ("authsu", "authsu-pw")  # a superuser: PgBouncer's default query on pg_shadow
 LOOKUP = "SELECT usename, passwd FROM public.sqlmux_lookup($1)"
@@ -24,6 +25,16 @@ def setup(pg):
     for name, pw in USERS.items():
         pg.psql(f"SET password_encryption = 'scram-sha-256'; DROP ROLE IF EXISTS {name}; "
                 f"CREATE ROLE {name} LOGIN PASSWORD '{pw}'; GRANT ALL ON DATABASE appdb TO {name};")
+    name, pw = MD5_USER
+    pg.psql(f"SET password_encryption = 'md5'; DROP ROLE IF EXISTS {name}; "
+            f"CREATE ROLE {name} LOGIN PASSWORD '{pw}';")
+    hba = os.path.join(pg.datadir, "pg_hba.conf")
+    with open(hba) as f:
+        text = f.read()
+    if f"all {name} " not in text:
+        with open(hba, "w") as f:
+            f.write(f"host all {name} 127.0.0.1/32 md5\n" + text)
+        pg.psql("SELECT pg_reload_conf()")
     name, pw = AUTH_USER
     pg.psql(f"DROP ROLE IF EXISTS {name}; CREATE ROLE {name} LOGIN PASSWORD '{pw}';")
     name, pw = AUTH_SUPER
@@ -104,6 +115,23 @@ def case_default_query(pg):
         check_eq(asyncpg_login(mux, "carol", USERS["carol"]), "carol", "default auth_query: current_user")
 
 
+def case_md5_role(pg):
+    """A role whose password the server keeps as md5: the client logs in to
+    sqlmux with md5 against the looked-up hash, and to the server (which
+    asks for md5) with it; a wrong password gets 28P01."""
+    import psycopg
+
+    name, pw = MD5_USER
+    check(pg.psql(f"SELECT passwd FROM pg_shadow WHERE usename = '{name}'").strip().startswith("md5"),
+          "the server keeps an md5 hash")
+    with Sqlmux(pg, config=auth_query_config(pg)) as mux:
+        with psycopg.connect(host=mux.host, port=mux.port, user=name, password=pw, dbname="appdb",
+                             connect_timeout=10) as c:
+            check_eq(c.execute("SELECT current_user").fetchone()[0], name, "psycopg 3: current_user")
+        check_eq(asyncpg_login(mux, name, pw), name, "asyncpg: current_user")
+        expect_error(lambda: asyncpg_login(mux, name, "nope"), "28P01", what="md5: wrong password")
+
+
 def case_wrong_password_and_unknown_role(pg):
     """A wrong password and a role the server does not have: the same 28P01."""
     with Sqlmux(pg, config=auth_query_config(pg)) as mux:
@@ -159,7 +187,7 @@ def case_lookup_fails(pg):
 
 
 if __name__ == "__main__":
-    run_cases(__file__, [case_three_clients_as_themselves, case_default_query,
+    run_cases(__file__, [case_three_clients_as_themselves, case_default_query, case_md5_role,
                          case_wrong_password_and_unknown_role, case_password_change_refresh,
                          case_password_change_ttl, case_lookup_fails], timeout=170, setup=setup,
               direct=False)
