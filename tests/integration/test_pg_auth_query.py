@@ -4,8 +4,9 @@ auth_user and auth_query and no [[user]] entry for its clients, looks each
 client's SCRAM verifier up on the server and serves asyncpg, psycopg 3 and
 psql, each logged in to the server as itself (SCRAM passthrough; an md5
 role by md5 both ways). A wrong password and an unknown role get the same
-28P01; a password changed on the server takes effect after a failed login (the entry is refreshed) or after
-auth_query_cache_ttl; a lookup that cannot run gets 08001 and a log line."""
+28P01; a password changed on the server takes effect after a failed
+login (the entry is refreshed) or after auth_query_cache_ttl; a lookup
+that cannot run gets 08001 and a log line."""
 
 import asyncio
 import os
