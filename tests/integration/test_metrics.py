@@ -112,7 +112,7 @@ def check_rules(s: Scrape):
             continue
         check(NAME_RE.match(name), f"sample name {name!r}")
         for k in labels:
-            check(k in ("pool", "user", "protocol", "backend", "reason", "state", "result", "le", "version"),
+            check(k in ("pool", "user", "protocol", "backend", "reason", "state", "result", "route", "le", "version"),
                   f"{name}: unexpected label {k}")
         if name not in s.types:
             base = re.sub(r"_(bucket|sum|count)$", "", name)
