@@ -71,6 +71,12 @@ class PooledClient : public Conn {
   // Why a transaction-mode client holds its server connection between
   // transactions ("temp_table,listen"; empty when it does not).
   [[nodiscard]] virtual std::string pinned_by() const { return {}; }
+  // Online upgrade (README "Upgrade procedure"): the packet with which
+  // the new process serves this client from its next request on (its
+  // protocol's record, daemon/ops/upgrade_wire.h), when the client sits
+  // idle between transactions with nothing that cannot travel; empty
+  // when it stays here.
+  [[nodiscard]] virtual std::string upgrade_record() const { return {}; }
 
   pool::ListNode state_node;
 

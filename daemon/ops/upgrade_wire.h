@@ -12,8 +12,7 @@
 //   old -> new  "done <pid>\n": the old process no longer accepts
 //
 // Then, for PostgreSQL clients idle between transactions in a transaction
-// or statement pool (issue 16: the codec only so far; the processes do not
-// exchange these messages yet), on the same connection:
+// or statement pool (README "Upgrade procedure"), on the same connection:
 //
 //   old -> new  one client per packet, its socket attached: "sqlmux-client
 //               1\n" then a binary record (ClientState: strings are a u32
