@@ -70,11 +70,16 @@ bool PgClient::adopt(Worker& w, int fd, const upgrade::ClientState& s, const PgP
              !dir.register_cancel(pool::cancel_lookup_id(s.cancel_pid, s.cancel_key), w.id(), id)) {
     why = "its cancel key is taken";
   }
+  if (why.empty() && !dir.try_add_client()) {  // counted either way
+    dir.remove_client();
+    dir.unregister_cancel(pool::cancel_lookup_id(s.cancel_pid, s.cancel_key));
+    why = "max_client_conn reached";
+  }
   if (!why.empty()) {
     ::close(fd);
     return false;
   }
-  (void)dir.try_add_client();  // counted like an accepted client; uncounted on close
+  // Counted like an accepted client from here; uncounted when it closes.
   auto* c = new PgClient(w, fd, id, nullptr, PeerAddress::of_socket(fd), protocol);
   c->cancel_pid_ = s.cancel_pid;
   c->cancel_key_ = s.cancel_key;

@@ -417,6 +417,51 @@ def case_idle_clients_handed_over(pg):
             loop.close()
 
 
+def case_refused_idle_client_stays(pg):
+    """The new process refuses an idle client it cannot take (its
+    max_client_conn is 1, two idle clients are offered): that client stays
+    on the old process, which serves it on as if nothing happened; the
+    other moves. Nothing is lost either way."""
+    require_sqlmux("online upgrade")
+    import psycopg
+
+    mport, aport = free_port(), free_port()
+    with Sqlmux(pg, size=4, tweak=lambda c: upgrade_config(c, mport, aport, "@DIR@/upgrade.sock")) as mux:
+        new = None
+        conns = []
+        try:
+            for i in range(2):
+                c = psycopg.connect(mux.dsn(), autocommit=True)
+                check_eq(c.execute("SELECT %s::int + 1", (i,), prepare=True).fetchone()[0], i + 1, "before")
+                conns.append(c)
+            with open(mux.config_path) as f:
+                text = f.read()
+            small_text, n = re.subn(r"(?m)^max_client_conn = \d+$", "max_client_conn = 1", text)
+            check_eq(n, 1, "max_client_conn in the test's config")
+            small = os.path.join(mux.dir, "small.toml")
+            with open(small, "w") as f:
+                f.write(small_text)
+            new = NewProcess(mux.dir, small)
+            new.wait_log("took over from pid")
+            check(mux.log_has(f"online upgrade: handed 1 idle client(s) to pid {new.proc.pid} (2 offered)"),
+                  f"the old process's log:\n{mux.log_tail(30)}")
+            check("max_client_conn reached" in new.log_text(), f"the new process's log:\n{new.log_text()}")
+            for i, c in enumerate(conns):
+                check_eq(c.execute("SELECT %s::int + 1", (i + 10,), prepare=True).fetchone()[0], i + 11,
+                         f"client {i} after the upgrade")
+            check(mux.proc.poll() is None, "the old process keeps the client it still serves")
+            for c in conns:
+                c.close()
+            conns = []
+            check_eq(mux.wait_exit(30), 0, "the old process's exit code once its client left")
+            check_eq(new.stop(), 0, "the new process's exit code")
+        finally:
+            for c in conns:
+                c.close()
+            if new is not None:
+                new.kill()
+
+
 def case_failed_upgrade_keeps_old_serving(pg):
     """The new process fails after it received the sockets (its config adds
     a listener on a port taken by someone else): it exits non-zero naming
@@ -607,6 +652,6 @@ def case_socket_activation_and_sigusr2(pg):
 
 
 if __name__ == "__main__":
-    run_cases(__file__, [case_upgrade_under_pgbench, case_idle_clients_handed_over,
+    run_cases(__file__, [case_upgrade_under_pgbench, case_idle_clients_handed_over, case_refused_idle_client_stays,
                          case_failed_upgrade_keeps_old_serving,
                          case_socket_activation_and_sigusr2], timeout=150, setup=setup)
