@@ -408,6 +408,7 @@ void Server::hand_over_idle_clients(int new_pid) {
         const int fd = ::fcntl(c->fd(), F_DUPFD_CLOEXEC, 0);
         if (fd < 0) return;
         c->want_read(false);
+        c->set_handing_over(true);
         p->items.push_back({w.id(), c->id(), std::move(rec), fd});
       });
     }
@@ -468,6 +469,7 @@ void Server::hand_over_idle_clients(int new_pid) {
       if (adopted) {
         c->fail({Reason::Shutdown, {}, {}});
       } else {
+        c->set_handing_over(false);
         c->want_read(true);
       }
     });

@@ -77,6 +77,10 @@ class PooledClient : public Conn {
   // idle between transactions with nothing that cannot travel; empty
   // when it stays here.
   [[nodiscard]] virtual std::string upgrade_record() const { return {}; }
+  // Offered to the new process and not read meanwhile: no session
+  // timeout closes it (writing to a socket the new process may serve
+  // already) until the answer came (server_upgrade.cpp).
+  void set_handing_over(bool on) { handing_over_ = on; }
 
   pool::ListNode state_node;
 
@@ -149,6 +153,7 @@ class PooledClient : public Conn {
   uint64_t activity_since_ = 0;
   uint64_t request_since_ = 0;  // the oldest request in flight was sent (or the last answered)
   bool cancel_sent_ = false;    // query_timeout: that request's cancel went out
+  bool handing_over_ = false;   // set_handing_over
 
  private:
   static void on_delay(uv_timer_t* h);
