@@ -205,6 +205,7 @@ void Server::adopt_clients(int old_pid) {
       break;
     }
   }
+  if (metrics_) metrics_->upgrade_clients(adopted, refused);
   if (adopted + refused > 0) {
     LOG_INFO("--upgrade: adopted %zu idle client(s) from pid %d (%zu stay there)", adopted, old_pid,
              refused);

@@ -364,6 +364,10 @@ def case_idle_clients_handed_over(pg):
             check(mux.log_has(f"online upgrade: handed 2 idle client(s) to pid {new.proc.pid}"),
                   f"the old process's log:\n{mux.log_tail(30)}")
             new.wait_log("adopted 2 idle client(s)")
+            m = scrape_metrics(mport)
+            check_eq((m.get('sqlmux_upgrade_idle_clients_total{result="adopted"}'),
+                      m.get('sqlmux_upgrade_idle_clients_total{result="refused"}')), (2.0, 0.0),
+                     "the new process's sqlmux_upgrade_idle_clients_total")
             # Served by the new process: its console lists them.
             mine = [c for c in show_clients(aport) if int(c["address"].rsplit(":", 1)[1]) in ports]
             check_eq(len(mine), 2, f"the new process's SHOW CLIENTS lists the handed-over clients: {mine}")
@@ -446,6 +450,10 @@ def case_refused_idle_client_stays(pg):
             check(mux.log_has(f"online upgrade: handed 1 idle client(s) to pid {new.proc.pid} (2 offered)"),
                   f"the old process's log:\n{mux.log_tail(30)}")
             check("max_client_conn reached" in new.log_text(), f"the new process's log:\n{new.log_text()}")
+            m = scrape_metrics(mport)
+            check_eq((m.get('sqlmux_upgrade_idle_clients_total{result="adopted"}'),
+                      m.get('sqlmux_upgrade_idle_clients_total{result="refused"}')), (1.0, 1.0),
+                     "the new process's sqlmux_upgrade_idle_clients_total")
             for i, c in enumerate(conns):
                 check_eq(c.execute("SELECT %s::int + 1", (i + 10,), prepare=True).fetchone()[0], i + 11,
                          f"client {i} after the upgrade")
