@@ -17,6 +17,12 @@ std::unique_ptr<Protocols> make_protocols() {
   return p;
 }
 
+bool adopt_client(const Protocols& protocols, Worker& w, int fd, const upgrade::ClientState& state,
+                  std::string& why) {
+  const auto& pg = static_cast<const PgProtocol&>(protocols.get(config::Protocol::Postgres));
+  return PgClient::adopt(w, fd, state, pg, why);
+}
+
 ClientFactory listener_clients(const Protocols& protocols, config::Protocol protocol,
                                config::ClientTls tls) {
   switch (protocol) {

@@ -7,6 +7,7 @@
 #include "daemon/core/protocol.h"
 #include "daemon/core/worker.h"
 #include "daemon/ops/health_check.h"
+#include "daemon/ops/upgrade_wire.h"
 
 namespace sqlmux {
 
@@ -22,6 +23,11 @@ namespace sqlmux {
 // Clients accepted on the [admin] listener: PostgreSQL clients served by
 // the admin console after login.
 [[nodiscard]] ClientFactory console_clients(const Protocols& protocols, config::ClientTls tls);
+// Online upgrade: serves a client the previous process handed over with
+// `state` on `fd` (owned from here on) on worker `w` (on its thread); false
+// with `why` when it cannot.
+[[nodiscard]] bool adopt_client(const Protocols& protocols, Worker& w, int fd,
+                                const upgrade::ClientState& state, std::string& why);
 // The health check probe of each protocol.
 [[nodiscard]] HealthProbes health_probes();
 

@@ -108,6 +108,11 @@ class Server final : public Control {
   void end_upgrade_conn(const char* why);
   // Old process: the new one serves; stop accepting and drain.
   void hand_over(int new_pid);
+  // Old process, after "done": PostgreSQL clients idle between transactions
+  // go to the new process (each kept here unless it acknowledged it).
+  void hand_over_idle_clients(int new_pid);
+  // New process, after "done": serves the clients the old one hands over.
+  void adopt_clients(int old_pid);
   // SIGUSR2: starts `exe_path_ --upgrade --config FILE`.
   void spawn_upgrade();
 

@@ -3,7 +3,9 @@
 // (messages: ops/upgrade_wire.h) and drains as on SIGTERM, while the new
 // process accepts on the same sockets, so that no connection attempt is
 // refused at any moment. SIGUSR2 starts the new process.
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -13,6 +15,7 @@
 #include <memory>
 #include <mutex>
 
+#include "daemon/compose.h"
 #include "daemon/core/log.h"
 #include "daemon/ops/sd_listen.h"
 #include "daemon/ops/upgrade_socket.h"
@@ -26,8 +29,11 @@ namespace {
 constexpr int kTakeoverTimeoutMs = 10000;
 // Old process: how long the new one may take to serve after the offer.
 constexpr uint64_t kGoTimeoutMs = 60000;
-// Old process: how long the workers get to stop polling their listeners.
+// Old process: how long the workers get to stop polling their listeners,
+// and to pick their idle clients.
 constexpr auto kStopAcceptingWait = std::chrono::seconds(5);
+// Old process: how long the new one may take to acknowledge a client.
+constexpr int kAdoptAnswerMs = 10000;
 
 bool bound_to_path(int fd, const std::string& path) {
   sockaddr_un sa{};
@@ -124,6 +130,7 @@ void Server::finish_takeover() {
     err = "unexpected answer";
   }
   for (int fd : fds) ::close(fd);
+  if (old_pid != 0) adopt_clients(old_pid);
   ::close(takeover_fd_);
   takeover_fd_ = -1;
   if (old_pid == 0) {
@@ -134,6 +141,75 @@ void Server::finish_takeover() {
     return;
   }
   LOG_INFO("--upgrade: took over from pid %d, which drains its clients", static_cast<int>(old_pid));
+}
+
+void Server::adopt_clients(int old_pid) {
+  size_t adopted = 0;
+  size_t refused = 0;
+  int next = 0;
+  for (;;) {
+    std::string msg;
+    std::vector<int> fds;
+    std::string err;
+    if (!upgrade::recv_packet(takeover_fd_, msg, fds, err)) {
+      // (A running process of an earlier version hands over no client.)
+      LOG_WARN("--upgrade: the handover of idle clients from pid %d ended early: %s", old_pid,
+               err.c_str());
+      break;
+    }
+    if (upgrade::decode_end(msg)) {
+      for (int fd : fds) ::close(fd);
+      break;
+    }
+    upgrade::ClientState st;
+    if (const upgrade::ClientWireError e = upgrade::decode_client(msg, fds.size(), st);
+        e != upgrade::ClientWireError::None) {
+      for (int fd : fds) ::close(fd);
+      LOG_WARN("--upgrade: malformed client record from pid %d: %s; it keeps its clients", old_pid,
+               std::string(upgrade::to_string(e)).c_str());
+      break;
+    }
+    struct Result {
+      std::mutex mu;
+      std::condition_variable cv;
+      bool finished = false;
+      bool ok = false;
+      std::string why;
+    };
+    auto r = std::make_shared<Result>();
+    Worker& w = workers_.at(next++ % workers_.size());
+    w.post([r, fd = fds[0], st, this](Worker& wk) {
+      std::string why;
+      const bool ok = adopt_client(*protocols_, wk, fd, st, why);
+      std::lock_guard<std::mutex> lk(r->mu);
+      r->finished = true;
+      r->ok = ok;
+      r->why = std::move(why);
+      r->cv.notify_all();
+    });
+    {
+      std::unique_lock<std::mutex> lk(r->mu);
+      r->cv.wait(lk, [&] { return r->finished; });
+    }
+    if (r->ok) {
+      ++adopted;
+    } else {
+      ++refused;
+      LOG_INFO("--upgrade: client of user \"%s\" (pool %s) stays on pid %d: %s", st.user.c_str(),
+               st.pool.c_str(), old_pid, r->why.c_str());
+    }
+    const std::string answer =
+        r->ok ? upgrade::encode_adopted(st.id) : upgrade::encode_refused(st.id);
+    if (!upgrade::send_packet(takeover_fd_, answer, {}, err)) {
+      LOG_WARN("--upgrade: cannot answer pid %d: %s", old_pid, err.c_str());
+      break;
+    }
+  }
+  if (metrics_) metrics_->upgrade_clients(adopted, refused);
+  if (adopted + refused > 0) {
+    LOG_INFO("--upgrade: adopted %zu idle client(s) from pid %d (%zu stay there)", adopted, old_pid,
+             refused);
+  }
 }
 
 // ---- The running process ----
@@ -292,6 +368,8 @@ void Server::hand_over(int new_pid) {
   std::string err;
   if (!upgrade::send_packet(upgrade_conn_, upgrade::encode_done(::getpid()), {}, err)) {
     LOG_WARN("online upgrade: cannot confirm to pid %d: %s", new_pid, err.c_str());
+  } else {
+    hand_over_idle_clients(new_pid);
   }
   end_upgrade_conn(nullptr);
   LOG_INFO(
@@ -301,6 +379,111 @@ void Server::hand_over(int new_pid) {
       new_pid, directory_->client_count(),
       static_cast<long long>(config().server.shutdown_timeout.count()));
   wait_for_clients();
+}
+
+void Server::hand_over_idle_clients(int new_pid) {
+  struct Item {
+    int worker;
+    uint64_t id;
+    std::string record;
+    int fd;  // a duplicate, closed here once sent
+  };
+  struct Picked {
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t left = 0;
+    bool abandoned = false;  // a late worker pauses nothing
+    std::vector<Item> items;
+  };
+  auto p = std::make_shared<Picked>();
+  p->left = static_cast<size_t>(workers_.size());
+  // Each worker stops reading the clients it offers: their next request
+  // waits in the socket for whichever process serves them.
+  workers_.post_all([p](Worker& w) {
+    std::lock_guard<std::mutex> lk(p->mu);
+    if (!p->abandoned) {
+      w.for_each_client([&](PooledClient* c) {
+        if (c->state() != ClientState::Idle) return;
+        std::string rec = c->upgrade_record();
+        if (rec.empty()) return;
+        const int fd = ::fcntl(c->fd(), F_DUPFD_CLOEXEC, 0);
+        if (fd < 0) return;
+        c->want_read(false);
+        c->set_handing_over(true);
+        p->items.push_back({w.id(), c->id(), std::move(rec), fd});
+      });
+    }
+    if (--p->left == 0) p->cv.notify_all();
+  });
+  std::vector<Item> items;
+  {
+    std::unique_lock<std::mutex> lk(p->mu);
+    if (!p->cv.wait_for(lk, kStopAcceptingWait, [&] { return p->left == 0; })) {
+      LOG_WARN("online upgrade: %zu worker(s) did not offer their idle clients within 5 s",
+               p->left);
+    }
+    p->abandoned = true;
+    items.swap(p->items);
+  }
+  std::string err;
+  if (items.empty()) {
+    if (!upgrade::send_packet(upgrade_conn_, upgrade::encode_end(), {}, err)) {
+      LOG_WARN("online upgrade: cannot tell pid %d that no idle client follows: %s", new_pid,
+               err.c_str());
+    }
+    return;
+  }
+  // Blocking from here, each answer awaited (the new process is starting).
+  const int conn = upgrade_conn_;
+  const int fl = ::fcntl(conn, F_GETFL);
+  if (fl >= 0) (void)::fcntl(conn, F_SETFL, fl & ~O_NONBLOCK);
+  timeval tv{kAdoptAnswerMs / 1000, (kAdoptAnswerMs % 1000) * 1000};
+  (void)::setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  (void)::setsockopt(conn, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  size_t handed = 0;
+  bool broken = false;
+  for (Item& it : items) {
+    bool adopted = false;
+    if (!broken) {
+      std::string msg;
+      std::vector<int> fds;
+      uint64_t id = 0;
+      if (!upgrade::send_packet(conn, it.record, {it.fd}, err)) {
+        broken = true;
+      } else if (!upgrade::recv_packet(conn, msg, fds, err)) {
+        broken = true;
+      } else if (upgrade::decode_adopted(msg, id) && id == it.id) {
+        adopted = true;
+      } else if (!(upgrade::decode_refused(msg, id) && id == it.id)) {
+        err = "unexpected answer";
+        broken = true;
+      }
+      for (int fd : fds) ::close(fd);
+    }
+    ::close(it.fd);
+    if (adopted) ++handed;
+    // Handed over: closed here without a word (the new process serves
+    // the socket); else served here again.
+    workers_.at(it.worker).post([id = it.id, adopted](Worker& w) {
+      PooledClient* c = w.find_client(id);
+      if (c == nullptr) return;
+      if (adopted) {
+        c->fail({Reason::Shutdown, {}, {}});
+      } else {
+        c->set_handing_over(false);
+        c->want_read(true);
+      }
+    });
+  }
+  if (broken) {
+    LOG_WARN("online upgrade: handing idle clients to pid %d stopped: %s; the rest stay here",
+             new_pid, err.c_str());
+  } else if (!upgrade::send_packet(conn, upgrade::encode_end(), {}, err)) {
+    LOG_WARN("online upgrade: cannot end the handover of idle clients to pid %d: %s", new_pid,
+             err.c_str());
+  }
+  LOG_INFO("online upgrade: handed %zu idle client(s) to pid %d (%zu offered)", handed, new_pid,
+           items.size());
 }
 
 void Server::spawn_upgrade() {

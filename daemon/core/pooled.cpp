@@ -162,7 +162,7 @@ bool PooledClient::login_timed_out(uint64_t now) const {
 }
 
 void PooledClient::check_session_timeouts(uint64_t now) {
-  if (pool_ == nullptr || closing() || failure_pending()) return;
+  if (pool_ == nullptr || closing() || failure_pending() || handing_over_) return;
   if (state_ != ClientState::Idle && state_ != ClientState::Active) return;
   const config::PoolConfig& c = pool_->cfg();
   auto over = [now](uint64_t since, config::Duration limit) {

@@ -71,6 +71,16 @@ class PooledClient : public Conn {
   // Why a transaction-mode client holds its server connection between
   // transactions ("temp_table,listen"; empty when it does not).
   [[nodiscard]] virtual std::string pinned_by() const { return {}; }
+  // Online upgrade (README "Upgrade procedure"): the packet with which
+  // the new process serves this client from its next request on (its
+  // protocol's record, daemon/ops/upgrade_wire.h), when the client sits
+  // idle between transactions with nothing that cannot travel; empty
+  // when it stays here.
+  [[nodiscard]] virtual std::string upgrade_record() const { return {}; }
+  // Offered to the new process and not read meanwhile: no session
+  // timeout closes it (writing to a socket the new process may serve
+  // already) until the answer came (server_upgrade.cpp).
+  void set_handing_over(bool on) { handing_over_ = on; }
 
   pool::ListNode state_node;
 
@@ -143,6 +153,7 @@ class PooledClient : public Conn {
   uint64_t activity_since_ = 0;
   uint64_t request_since_ = 0;  // the oldest request in flight was sent (or the last answered)
   bool cancel_sent_ = false;    // query_timeout: that request's cancel went out
+  bool handing_over_ = false;   // set_handing_over
 
  private:
   static void on_delay(uv_timer_t* h);

@@ -209,6 +209,11 @@ void Metrics::config_reload(bool ok) {
   (ok ? reloads_ok_ : reloads_failed_).fetch_add(1, std::memory_order_relaxed);
 }
 
+void Metrics::upgrade_clients(uint64_t adopted, uint64_t refused) {
+  upgrade_adopted_.fetch_add(adopted, std::memory_order_relaxed);
+  upgrade_refused_.fetch_add(refused, std::memory_order_relaxed);
+}
+
 void Metrics::set_host_source(HostSource f) {
   std::lock_guard<std::mutex> lk(mu_);
   hosts_ = std::move(f);
@@ -368,6 +373,10 @@ std::vector<MetricFamily> Metrics::Collect() const {
                           "max_prepared_statements.",
                           MetricType::Counter);
   auto reloads = family("sqlmux_config_reloads_total", "Configuration reloads by result.",
+                        MetricType::Counter);
+  auto upgrade = family("sqlmux_upgrade_idle_clients_total",
+                        "Idle clients the previous process offered at an online upgrade, by "
+                        "result.",
                         MetricType::Counter);
   auto size = family("sqlmux_pool_size", "The pool's configured size (most server connections).",
                      MetricType::Gauge);
@@ -635,15 +644,18 @@ std::vector<MetricFamily> Metrics::Collect() const {
   }
   add_counter(reloads, {{"result", "success"}}, reloads_ok_.load(std::memory_order_relaxed));
   add_counter(reloads, {{"result", "failure"}}, reloads_failed_.load(std::memory_order_relaxed));
+  add_counter(upgrade, {{"result", "adopted"}}, upgrade_adopted_.load(std::memory_order_relaxed));
+  add_counter(upgrade, {{"result", "refused"}}, upgrade_refused_.load(std::memory_order_relaxed));
 
   std::vector<MetricFamily> out;
   for (auto* f :
-       {&clients,     &logins,       &servers, &wait,        &tx,        &query,     &tx_total,
-        &query_total, &c_in,         &c_out,   &s_in,        &s_out,     &attempts,  &failures,
-        &up,          &checks,       &s_err,   &c_err,       &hits,      &misses,    &evictions,
-        &pins,        &l_channels,   &l_subs,  &l_delivered, &l_lost,    &size,      &oldest,
-        &reserve,     &on_cap,       &reloads, &a_delay,     &a_delayed, &a_refused, &a_addrs,
-        &cancels,     &auth_queries, &kills,   &d_calls,     &d_secs,    &d_rows,    &d_errs}) {
+       {&clients,     &logins,     &servers,      &wait,        &tx,      &query,     &tx_total,
+        &query_total, &c_in,       &c_out,        &s_in,        &s_out,   &attempts,  &failures,
+        &up,          &checks,     &s_err,        &c_err,       &hits,    &misses,    &evictions,
+        &pins,        &l_channels, &l_subs,       &l_delivered, &l_lost,  &size,      &oldest,
+        &reserve,     &on_cap,     &reloads,      &upgrade,     &a_delay, &a_delayed, &a_refused,
+        &a_addrs,     &cancels,    &auth_queries, &kills,       &d_calls, &d_secs,    &d_rows,
+        &d_errs}) {
     if (!f->metric.empty()) out.push_back(std::move(*f));  // e.g. no health checks
   }
   MetricFamily build =

@@ -215,6 +215,8 @@ class Metrics : public prometheus::Collectable {
   void add_worker(const metrics::WorkerStats* w);
   // For the configuration reload (another issue): counts one reload.
   void config_reload(bool ok);
+  // Online upgrade (new process): idle clients the old one offered.
+  void upgrade_clients(uint64_t adopted, uint64_t refused);
 
   // Backend hosts as the health checks see them (read at scrape time).
   struct HostSample {
@@ -255,6 +257,8 @@ class Metrics : public prometheus::Collectable {
   DigestSource digests_;  // under mu_
   std::atomic<uint64_t> reloads_ok_{0};
   std::atomic<uint64_t> reloads_failed_{0};
+  std::atomic<uint64_t> upgrade_adopted_{0};
+  std::atomic<uint64_t> upgrade_refused_{0};
 };
 
 }  // namespace sqlmux

@@ -42,7 +42,225 @@ int32_t decode_pid_line(std::string_view msg, std::string_view prefix) {
   return static_cast<int32_t>(v);
 }
 
+constexpr std::string_view kClientHeader = "sqlmux-client 1\n";
+
+// "<prefix> <id>\n" with 1 <= id < 2^63, canonical decimal; else 0.
+uint64_t decode_id_line(std::string_view msg, std::string_view prefix) {
+  if (msg.size() < prefix.size() + 3 || msg.substr(0, prefix.size()) != prefix ||
+      msg[prefix.size()] != ' ' || msg.back() != '\n') {
+    return 0;
+  }
+  std::string_view digits = msg.substr(prefix.size() + 1, msg.size() - prefix.size() - 2);
+  if (digits.empty() || digits.size() > 18 || digits[0] == '0') return 0;
+  uint64_t v = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return 0;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return v;
+}
+
+void put_u32(std::string& out, uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) out += static_cast<char>((v >> shift) & 0xff);
+}
+void put_u64(std::string& out, uint64_t v) {
+  put_u32(out, static_cast<uint32_t>(v >> 32));
+  put_u32(out, static_cast<uint32_t>(v));
+}
+void put_str(std::string& out, std::string_view s) {
+  put_u32(out, static_cast<uint32_t>(s.size()));
+  out += s;
+}
+
+// A name: not empty, at most kMaxName bytes, no NUL.
+bool good_name(std::string_view s) {
+  return !s.empty() && s.size() <= kMaxName && s.find('\0') == std::string_view::npos;
+}
+
+// Reads fields off the front of a record; every length is checked
+// against what is left.
+class Reader {
+ public:
+  explicit Reader(std::string_view s) : s_(s) {}
+  bool u32(uint32_t& v) {
+    if (s_.size() < 4) return false;
+    v = 0;
+    for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint8_t>(s_[i]);
+    s_.remove_prefix(4);
+    return true;
+  }
+  bool u64(uint64_t& v) {
+    uint32_t hi = 0;
+    uint32_t lo = 0;
+    if (!u32(hi) || !u32(lo)) return false;
+    v = (static_cast<uint64_t>(hi) << 32) | lo;
+    return true;
+  }
+  bool u8(uint8_t& v) {
+    if (s_.empty()) return false;
+    v = static_cast<uint8_t>(s_[0]);
+    s_.remove_prefix(1);
+    return true;
+  }
+  bool str(std::string& out) {
+    uint32_t n = 0;
+    if (!u32(n) || n > s_.size()) return false;
+    out.assign(s_.substr(0, n));
+    s_.remove_prefix(n);
+    return true;
+  }
+  [[nodiscard]] size_t left() const { return s_.size(); }
+
+ private:
+  std::string_view s_;
+};
+
+ClientWireError read_client(Reader& r, ClientState& c) {
+  uint32_t pid = 0;
+  uint32_t key = 0;
+  uint8_t describes = 0;
+  if (!r.u64(c.id) || !r.str(c.pool) || !r.str(c.user) || !r.str(c.database) || !r.u32(pid) ||
+      !r.u32(key) || !r.u8(describes)) {
+    return ClientWireError::Truncated;
+  }
+  if (c.id == 0 || c.id > kMaxClientId || !good_name(c.pool) || !good_name(c.user) ||
+      !good_name(c.database) || describes > 1) {
+    return ClientWireError::BadField;
+  }
+  c.cancel_pid = static_cast<int32_t>(pid);
+  c.cancel_key = static_cast<int32_t>(key);
+  c.describes_portals = describes == 1;
+  uint32_t n = 0;
+  if (!r.u32(n)) return ClientWireError::Truncated;
+  if (n > kMaxClientParams) return ClientWireError::TooMany;
+  for (uint32_t i = 0; i < n; ++i) {
+    ClientParam p;
+    uint8_t reported = 0;
+    if (!r.str(p.name) || !r.str(p.value) || !r.u8(reported)) return ClientWireError::Truncated;
+    if (!good_name(p.name) || p.value.find('\0') != std::string::npos || reported > 1) {
+      return ClientWireError::BadField;
+    }
+    p.reported = reported == 1;
+    c.params.push_back(std::move(p));
+  }
+  if (!r.u32(n)) return ClientWireError::Truncated;
+  if (n > kMaxClientStatements) return ClientWireError::TooMany;
+  for (uint32_t i = 0; i < n; ++i) {
+    ClientStatement st;
+    uint32_t types = 0;
+    if (!r.str(st.name) || !r.str(st.query) || !r.u32(types)) return ClientWireError::Truncated;
+    if (!good_name(st.name) || st.query.find('\0') != std::string::npos) {
+      return ClientWireError::BadField;
+    }
+    if (types > kMaxParamTypes) return ClientWireError::TooMany;
+    if (types > r.left() / 4) return ClientWireError::Truncated;
+    st.param_types.resize(types);
+    for (uint32_t& t : st.param_types) (void)r.u32(t);
+    c.statements.push_back(std::move(st));
+  }
+  return r.left() == 0 ? ClientWireError::None : ClientWireError::Trailing;
+}
+
 }  // namespace
+
+std::string_view to_string(ClientWireError e) {
+  switch (e) {
+    case ClientWireError::None:
+      return "none";
+    case ClientWireError::BadHeader:
+      return "bad_header";
+    case ClientWireError::Truncated:
+      return "truncated";
+    case ClientWireError::BadField:
+      return "bad_field";
+    case ClientWireError::TooMany:
+      return "too_many";
+    case ClientWireError::Trailing:
+      return "trailing";
+    case ClientWireError::NoSocket:
+      return "no_socket";
+  }
+  return "?";
+}
+
+std::string encode_client(const ClientState& c) {
+  if (c.id == 0 || c.id > kMaxClientId || !good_name(c.pool) || !good_name(c.user) ||
+      !good_name(c.database) || c.params.size() > kMaxClientParams ||
+      c.statements.size() > kMaxClientStatements) {
+    return {};
+  }
+  std::string out(kClientHeader);
+  put_u64(out, c.id);
+  put_str(out, c.pool);
+  put_str(out, c.user);
+  put_str(out, c.database);
+  put_u32(out, static_cast<uint32_t>(c.cancel_pid));
+  put_u32(out, static_cast<uint32_t>(c.cancel_key));
+  out += static_cast<char>(c.describes_portals ? 1 : 0);
+  put_u32(out, static_cast<uint32_t>(c.params.size()));
+  for (const auto& p : c.params) {
+    if (!good_name(p.name) || p.value.find('\0') != std::string::npos ||
+        p.value.size() > kMaxMessage) {
+      return {};
+    }
+    put_str(out, p.name);
+    put_str(out, p.value);
+    out += static_cast<char>(p.reported ? 1 : 0);
+    if (out.size() > kMaxMessage) return {};
+  }
+  put_u32(out, static_cast<uint32_t>(c.statements.size()));
+  for (const auto& st : c.statements) {
+    if (!good_name(st.name) || st.query.find('\0') != std::string::npos ||
+        st.query.size() > kMaxMessage || st.param_types.size() > kMaxParamTypes) {
+      return {};
+    }
+    put_str(out, st.name);
+    put_str(out, st.query);
+    put_u32(out, static_cast<uint32_t>(st.param_types.size()));
+    for (uint32_t t : st.param_types) put_u32(out, t);
+    if (out.size() > kMaxMessage) return {};
+  }
+  return out;
+}
+
+ClientWireError decode_client(std::string_view msg, size_t fds, ClientState& out) {
+  out = ClientState{};
+  if (msg.size() > kMaxMessage || msg.substr(0, kClientHeader.size()) != kClientHeader) {
+    return ClientWireError::BadHeader;
+  }
+  Reader r(msg.substr(kClientHeader.size()));
+  const ClientWireError e = read_client(r, out);
+  if (e != ClientWireError::None) {
+    out = ClientState{};
+    return e;
+  }
+  if (fds != 1) {
+    out = ClientState{};
+    return ClientWireError::NoSocket;
+  }
+  return ClientWireError::None;
+}
+
+std::string encode_adopted(uint64_t id) {
+  return "adopted " + std::to_string(id) + "\n";
+}
+std::string encode_refused(uint64_t id) {
+  return "refused " + std::to_string(id) + "\n";
+}
+bool decode_adopted(std::string_view msg, uint64_t& id) {
+  id = decode_id_line(msg, "adopted");
+  return id != 0;
+}
+bool decode_refused(std::string_view msg, uint64_t& id) {
+  id = decode_id_line(msg, "refused");
+  return id != 0;
+}
+std::string encode_end() {
+  return "end\n";
+}
+bool decode_end(std::string_view msg) {
+  return msg == "end\n";
+}
 
 std::string_view to_string(SocketKind k) {
   switch (k) {

@@ -11,6 +11,17 @@
 //   new -> old  "go <pid>\n": the new process serves on them; hand over
 //   old -> new  "done <pid>\n": the old process no longer accepts
 //
+// Then, for PostgreSQL clients idle between transactions in a transaction
+// or statement pool (README "Upgrade procedure"), on the same connection:
+//
+//   old -> new  one client per packet, its socket attached: "sqlmux-client
+//               1\n" then a binary record (ClientState: strings are a u32
+//               length and bytes, integers big-endian)
+//   new -> old  "adopted <id>\n" (the new process serves it: the old one
+//               closes its copy) or "refused <id>\n" (the old one keeps
+//               serving it)
+//   old -> new  "end\n": no more clients
+//
 // A packet comes from another process: decoding never trusts it.
 #pragma once
 
@@ -61,5 +72,68 @@ enum class WireError {
 // The pid of a "go" / "done" message; 0 when `msg` is not one.
 [[nodiscard]] int32_t decode_go(std::string_view msg);
 [[nodiscard]] int32_t decode_done(std::string_view msg);
+
+// ---- Idle PostgreSQL clients handed over ----
+
+// The protocol state of a logged-in PostgreSQL client between
+// transactions: what the new process needs to serve its next query as if
+// it had logged in there.
+struct ClientParam {
+  std::string name;
+  std::string value;
+  bool reported = false;  // the server reports it via ParameterStatus
+  bool operator==(const ClientParam&) const = default;
+};
+struct ClientStatement {
+  std::string name;  // the client's statement name (not empty)
+  std::string query;
+  std::vector<uint32_t> param_types;
+  bool operator==(const ClientStatement&) const = default;
+};
+struct ClientState {
+  uint64_t id = 0;  // the old process's client id: acknowledgements name it
+  std::string pool;
+  std::string user;
+  std::string database;
+  int32_t cancel_pid = 0;
+  int32_t cancel_key = 0;
+  bool describes_portals = true;
+  std::vector<ClientParam> params;  // desired session parameters
+  std::vector<ClientStatement> statements;
+  bool operator==(const ClientState&) const = default;
+};
+
+constexpr size_t kMaxName = 1024;  // pool, user, database, a parameter's name
+constexpr size_t kMaxClientParams = 1024;
+constexpr size_t kMaxClientStatements = 4096;
+constexpr size_t kMaxParamTypes = 65535;  // PostgreSQL's limit per statement
+// A client id that "adopted <id>" can carry (at most 18 digits).
+constexpr uint64_t kMaxClientId = 999999999999999999ULL;
+
+enum class ClientWireError {
+  None,
+  BadHeader,  // not "sqlmux-client 1"
+  Truncated,  // a field runs past the end
+  BadField,   // an empty or too long name, a NUL in a name, a bad flag
+  TooMany,    // more parameters, statements or types than the limits
+  Trailing,   // bytes after the record
+  NoSocket    // not exactly one descriptor came with it
+};
+[[nodiscard]] std::string_view to_string(ClientWireError e);
+
+// The record of `c`; empty when it cannot be written (a limit exceeded,
+// or more than kMaxMessage bytes): that client stays on the old process.
+[[nodiscard]] std::string encode_client(const ClientState& c);
+// Parses a client record that came with `fds` descriptors into `out`.
+[[nodiscard]] ClientWireError decode_client(std::string_view msg, size_t fds, ClientState& out);
+
+// "adopted <id>\n" / "refused <id>\n" / "end\n". The decoders return false
+// when `msg` is not one (id: canonical decimal, at least 1).
+[[nodiscard]] std::string encode_adopted(uint64_t id);
+[[nodiscard]] std::string encode_refused(uint64_t id);
+[[nodiscard]] bool decode_adopted(std::string_view msg, uint64_t& id);
+[[nodiscard]] bool decode_refused(std::string_view msg, uint64_t& id);
+[[nodiscard]] std::string encode_end();
+[[nodiscard]] bool decode_end(std::string_view msg);
 
 }  // namespace sqlmux::upgrade

@@ -15,6 +15,7 @@
 #include "daemon/core/directory.h"
 #include "daemon/core/pooled.h"
 #include "daemon/core/reason.h"
+#include "daemon/ops/upgrade_wire.h"
 #include "daemon/pg/auth_query.h"
 #include "pool/pg/listen.h"
 #include "pool/pg/prepared.h"
@@ -104,6 +105,17 @@ class PgClient final : public PooledClient {
   // next request gets another one (transparent reconnect).
   void on_backend_lost_idle();
   [[nodiscard]] std::string pinned_by() const override;
+  // Online upgrade (client_upgrade.cpp): the record of this client when
+  // it can be handed over (logged in to a transaction or statement pool,
+  // no TLS, idle between transactions with no server connection, nothing
+  // buffered, no LISTEN channel); empty otherwise.
+  [[nodiscard]] std::string upgrade_record() const override;
+  // The new process serves a client handed over with `state` on socket
+  // `fd` (owned from here on, also on failure): logged in and idle, as
+  // if its login had happened here. False with `why` when it cannot (no
+  // such user or pool, a limit reached).
+  [[nodiscard]] static bool adopt(Worker& w, int fd, const upgrade::ClientState& state,
+                                  const PgProtocol& protocol, std::string& why);
   // Part of a message was relayed and the rest has not arrived yet.
   [[nodiscard]] bool mid_message() const { return pass_remaining_ > 0; }
   // A ParameterStatus the backend reported while serving this client.

@@ -78,6 +78,11 @@ class ClientStatements {
   bool remove(std::string_view name);
   void clear() { map_.clear(); }
   [[nodiscard]] size_t size() const { return map_.size(); }
+  // f(name, entry) for each statement, in no particular order.
+  template <typename F>
+  void for_each(F&& f) const {
+    for (const auto& [name, e] : map_) f(name, e);
+  }
 
  private:
   std::unordered_map<std::string, Entry, NameHash, std::equal_to<>> map_;

@@ -1,7 +1,8 @@
 // daemon/ops/upgrade_wire on arbitrary bytes (a packet from another
 // process): the first byte is the number of descriptors that came with
-// it. Decoding never crashes, and an offer it accepts encodes back to the
-// same bytes; go/done pids are in range and round-trip.
+// it. Decoding never crashes, and an offer or a client record it accepts
+// encodes back to the same bytes; go/done pids and adopted/refused ids are
+// in range and round-trip.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -26,5 +27,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (const int32_t pid = up::decode_done(msg); pid != 0) {
     if (pid < 1 || up::encode_done(pid) != msg) std::abort();
   }
+  up::ClientState c;
+  if (up::decode_client(msg, fds, c) == up::ClientWireError::None) {
+    if (fds != 1 || up::encode_client(c) != msg) std::abort();
+  } else if (!(c == up::ClientState{})) {
+    std::abort();
+  }
+  uint64_t id = 0;
+  if (up::decode_adopted(msg, id) &&
+      (id < 1 || id > up::kMaxClientId || up::encode_adopted(id) != msg)) {
+    std::abort();
+  }
+  if (up::decode_refused(msg, id) &&
+      (id < 1 || id > up::kMaxClientId || up::encode_refused(id) != msg)) {
+    std::abort();
+  }
+  if (up::decode_end(msg) && up::encode_end() != msg) std::abort();
   return 0;
 }

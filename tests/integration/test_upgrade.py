@@ -6,7 +6,9 @@ its clients until they leave and exits. No connection attempt is refused
 meanwhile: pgbench (persistent and connect-per-transaction clients) reports
 no failure across the upgrade. A failed upgrade leaves the old process
 serving. The same under systemd socket activation, with the new process
-announcing itself as the service's main process (MAINPID=, READY=1)."""
+announcing itself as the service's main process (MAINPID=, READY=1). Idle
+PostgreSQL clients of transaction pools move to the new process with their
+session state and prepared statements, without reconnecting."""
 
 import os
 import re
@@ -311,12 +313,159 @@ def case_upgrade_under_pgbench(pg):
             check_eq(query_42(mux.port), 42, "query after the old process exited")
             check_eq(http_get(mport, "/readyz")[0], 200, "/readyz after the old process exited")
             log(f"{n1} + {n2} transactions across the upgrade, none failed")
+            m = re.search(r"online upgrade: handed (\d+) idle client\(s\) to pid \d+ \((\d+) offered\)", old_log)
+            check(m is not None, f"the old process's log names the idle clients it handed over:\n{old_log[-3000:]}")
+            log(f"idle clients handed to the new process during pgbench: {m.group(1)} of {m.group(2)} offered")
             check_eq(new.stop(), 0, "the new process's exit code after SIGTERM")
             check(os.path.exists(os.path.join(mux.dir, "upgrade.sock")) is False,
                   "the upgrade socket file is removed at exit")
         finally:
             if sess is not None:
                 sess.close()
+            if new is not None:
+                new.kill()
+
+
+def case_idle_clients_handed_over(pg):
+    """Clients of a transaction pool idle at the upgrade (asyncpg with its
+    prepared-statement cache, psycopg 3 with a prepared statement and a
+    session setting) move to the new process without reconnecting: their
+    next queries, cached prepared statements included, and a cancel request
+    work there, the new process's SHOW CLIENTS lists them, and the old
+    process exits at once since no client is left to it. A session-mode
+    client stays on the old process until it leaves."""
+    require_sqlmux("online upgrade")
+    import asyncio
+
+    import asyncpg
+    import psycopg
+
+    mport, aport = free_port(), free_port()
+    tweak = lambda c: upgrade_config(c, mport, aport, "@DIR@/upgrade.sock")  # noqa: E731
+    loop = asyncio.new_event_loop()
+    with Sqlmux(pg, size=10, tweak=tweak) as mux:
+        new = None
+        ac = pc = sess = None
+        try:
+            ac = loop.run_until_complete(asyncpg.connect(host="127.0.0.1", port=mux.port, user="app",
+                                                         password="apppass", database="appdb"))
+            check_eq(loop.run_until_complete(ac.fetchval("SELECT $1::int + 1", 41)), 42, "asyncpg before")
+            pc = psycopg.connect(mux.dsn() + " application_name=upg_psycopg", autocommit=True)
+            pc.execute("SET statement_timeout = '12345ms'")
+            check_eq(pc.execute("SELECT %s::int * 2", (21,), prepare=True).fetchone()[0], 42, "psycopg before")
+            sess = psycopg2.connect(mux.dsn(db="sessdb"))
+            sess.autocommit = True
+            with sess.cursor() as cur:
+                cur.execute("SELECT 1")
+            ports = {ac._transport.get_extra_info("sockname")[1],
+                     socket.socket(fileno=os.dup(pc.pgconn.socket)).getsockname()[1]}
+            new = NewProcess(mux.dir, mux.config_path)
+            new.wait_log("took over from pid")
+            check(mux.log_has(f"online upgrade: handed 2 idle client(s) to pid {new.proc.pid}"),
+                  f"the old process's log:\n{mux.log_tail(30)}")
+            new.wait_log("adopted 2 idle client(s)")
+            m = scrape_metrics(mport)
+            check_eq((m.get('sqlmux_upgrade_idle_clients_total{result="adopted"}'),
+                      m.get('sqlmux_upgrade_idle_clients_total{result="refused"}')), (2.0, 0.0),
+                     "the new process's sqlmux_upgrade_idle_clients_total")
+            # Served by the new process: its console lists them.
+            mine = [c for c in show_clients(aport) if int(c["address"].rsplit(":", 1)[1]) in ports]
+            check_eq(len(mine), 2, f"the new process's SHOW CLIENTS lists the handed-over clients: {mine}")
+            check_eq(loop.run_until_complete(ac.fetchval("SELECT $1::int + 1", 1)), 2,
+                     "asyncpg's cached statement after the upgrade")
+            check_eq(pc.execute("SELECT %s::int * 2", (4,), prepare=True).fetchone()[0], 8,
+                     "psycopg's prepared statement after the upgrade")
+            check_eq(pc.execute("SHOW statement_timeout").fetchone()[0], "12345ms",
+                     "psycopg's session setting after the upgrade")
+            check_eq(pc.execute("SHOW application_name").fetchone()[0], "upg_psycopg",
+                     "application_name after the upgrade")
+            # Its cancel key works on the new process.
+            timer = threading.Timer(0.5, pc.cancel)
+            timer.start()
+            try:
+                pc.execute("SELECT pg_sleep(10)")
+                fail("pg_sleep was not cancelled")
+            except psycopg.errors.QueryCanceled:
+                pass
+            timer.join()
+            # The session client keeps the old process until it leaves.
+            check(mux.proc.poll() is None, "the old process exited with its session client")
+            with sess.cursor() as cur:
+                cur.execute("SELECT 7")
+                check_eq(cur.fetchone()[0], 7, "the session client on the old process")
+            sess.close()
+            sess = None
+            t0 = time.monotonic()
+            rc = mux.wait_exit(30)
+            check_eq(rc, 0, "the old process's exit code once its clients left")
+            check("shutdown_timeout reached" not in mux.log_text(), "the old process waited for shutdown_timeout")
+            log(f"the old process exited {time.monotonic() - t0:.1f} s after its last client left")
+            check_eq(loop.run_until_complete(ac.fetchval("SELECT $1::int + 1", 99)), 100,
+                     "asyncpg after the old process exited")
+            check_eq(pc.execute("SELECT %s::int * 2", (5,), prepare=True).fetchone()[0], 10,
+                     "psycopg after the old process exited")
+            loop.run_until_complete(ac.close())
+            ac = None
+            pc.close()
+            pc = None
+            check_eq(new.stop(), 0, "the new process's exit code after SIGTERM")
+        finally:
+            if ac is not None:
+                ac.terminate()
+            if pc is not None:
+                pc.close()
+            if sess is not None:
+                sess.close()
+            if new is not None:
+                new.kill()
+            loop.close()
+
+
+def case_refused_idle_client_stays(pg):
+    """The new process refuses an idle client it cannot take (its
+    max_client_conn is 1, two idle clients are offered): that client stays
+    on the old process, which serves it on as if nothing happened; the
+    other moves. Nothing is lost either way."""
+    require_sqlmux("online upgrade")
+    import psycopg
+
+    mport, aport = free_port(), free_port()
+    with Sqlmux(pg, size=4, tweak=lambda c: upgrade_config(c, mport, aport, "@DIR@/upgrade.sock")) as mux:
+        new = None
+        conns = []
+        try:
+            for i in range(2):
+                c = psycopg.connect(mux.dsn(), autocommit=True)
+                check_eq(c.execute("SELECT %s::int + 1", (i,), prepare=True).fetchone()[0], i + 1, "before")
+                conns.append(c)
+            with open(mux.config_path) as f:
+                text = f.read()
+            small_text, n = re.subn(r"(?m)^max_client_conn = \d+$", "max_client_conn = 1", text)
+            check_eq(n, 1, "max_client_conn in the test's config")
+            small = os.path.join(mux.dir, "small.toml")
+            with open(small, "w") as f:
+                f.write(small_text)
+            new = NewProcess(mux.dir, small)
+            new.wait_log("took over from pid")
+            check(mux.log_has(f"online upgrade: handed 1 idle client(s) to pid {new.proc.pid} (2 offered)"),
+                  f"the old process's log:\n{mux.log_tail(30)}")
+            check("max_client_conn reached" in new.log_text(), f"the new process's log:\n{new.log_text()}")
+            m = scrape_metrics(mport)
+            check_eq((m.get('sqlmux_upgrade_idle_clients_total{result="adopted"}'),
+                      m.get('sqlmux_upgrade_idle_clients_total{result="refused"}')), (1.0, 1.0),
+                     "the new process's sqlmux_upgrade_idle_clients_total")
+            for i, c in enumerate(conns):
+                check_eq(c.execute("SELECT %s::int + 1", (i + 10,), prepare=True).fetchone()[0], i + 11,
+                         f"client {i} after the upgrade")
+            check(mux.proc.poll() is None, "the old process keeps the client it still serves")
+            for c in conns:
+                c.close()
+            conns = []
+            check_eq(mux.wait_exit(30), 0, "the old process's exit code once its client left")
+            check_eq(new.stop(), 0, "the new process's exit code")
+        finally:
+            for c in conns:
+                c.close()
             if new is not None:
                 new.kill()
 
@@ -511,5 +660,6 @@ def case_socket_activation_and_sigusr2(pg):
 
 
 if __name__ == "__main__":
-    run_cases(__file__, [case_upgrade_under_pgbench, case_failed_upgrade_keeps_old_serving,
+    run_cases(__file__, [case_upgrade_under_pgbench, case_idle_clients_handed_over, case_refused_idle_client_stays,
+                         case_failed_upgrade_keeps_old_serving,
                          case_socket_activation_and_sigusr2], timeout=150, setup=setup)

@@ -98,3 +98,128 @@ TEST_CASE("upgrade wire: go and done", "[upgrade]") {
   }
   CHECK(up::decode_go("go 2147483647\n") == 2147483647);
 }
+
+namespace {
+
+up::ClientState sample_client() {
+  up::ClientState c;
+  c.id = 42;
+  c.pool = "app";
+  c.user = "alice";
+  c.database = "appdb";
+  c.cancel_pid = -12345;
+  c.cancel_key = 0x7fffffff;
+  c.describes_portals = false;
+  c.params = {{"application_name", "psql\nx", true}, {"search_path", "a, \"b\"", false}};
+  c.statements = {{"__asyncpg_stmt_1__", "SELECT $1::int", {23}},
+                  {"s2", "SELECT 'é'\n", {}},
+                  {"s3", "SELECT $1, $2", {0, 4294967295u}}};
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("upgrade wire: a client record round-trips", "[upgrade]") {
+  const up::ClientState c = sample_client();
+  const std::string msg = up::encode_client(c);
+  REQUIRE_FALSE(msg.empty());
+  CHECK(msg.rfind("sqlmux-client 1\n", 0) == 0);
+  up::ClientState back;
+  REQUIRE(up::decode_client(msg, 1, back) == up::ClientWireError::None);
+  CHECK(back == c);
+  up::ClientState bare;
+  bare.id = 1;
+  bare.pool = bare.user = bare.database = "x";
+  REQUIRE(up::decode_client(up::encode_client(bare), 1, back) == up::ClientWireError::None);
+  CHECK(back == bare);
+}
+
+TEST_CASE("upgrade wire: client records that cannot be written", "[upgrade]") {
+  up::ClientState c = sample_client();
+  c.id = 0;
+  CHECK(up::encode_client(c).empty());
+  c = sample_client();
+  c.id = up::kMaxClientId + 1;
+  CHECK(up::encode_client(c).empty());
+  c = sample_client();
+  c.user.clear();
+  CHECK(up::encode_client(c).empty());
+  c = sample_client();
+  c.pool = std::string(up::kMaxName + 1, 'p');
+  CHECK(up::encode_client(c).empty());
+  c = sample_client();
+  c.params[0].value = std::string("a\0b", 3);
+  CHECK(up::encode_client(c).empty());
+  c = sample_client();
+  c.statements[0].name.clear();
+  CHECK(up::encode_client(c).empty());
+  c = sample_client();
+  c.statements[0].param_types.assign(up::kMaxParamTypes + 1, 23);
+  CHECK(up::encode_client(c).empty());
+  c = sample_client();
+  c.statements.assign(up::kMaxClientStatements + 1, c.statements[0]);
+  CHECK(up::encode_client(c).empty());
+  // Larger than one packet: the client stays where it is.
+  c = sample_client();
+  c.statements.assign(40, {"s", std::string(2000, 'q'), {}});
+  CHECK(up::encode_client(c).empty());
+  c.statements.resize(20);
+  CHECK_FALSE(up::encode_client(c).empty());
+}
+
+TEST_CASE("upgrade wire: malformed client records are named errors", "[upgrade]") {
+  const std::string good = up::encode_client(sample_client());
+  up::ClientState out;
+  using E = up::ClientWireError;
+  CHECK(up::decode_client("", 1, out) == E::BadHeader);
+  CHECK(up::decode_client("sqlmux-client 2\n" + good.substr(16), 1, out) == E::BadHeader);
+  CHECK(up::decode_client(good, 0, out) == E::NoSocket);
+  CHECK(up::decode_client(good, 2, out) == E::NoSocket);
+  CHECK(up::decode_client(good + "x", 1, out) == E::Trailing);
+  // Every strict prefix is truncated, never read past its end.
+  for (size_t n = 16; n < good.size(); ++n) {
+    INFO(n);
+    CHECK(up::decode_client(std::string_view(good).substr(0, n), 1, out) == E::Truncated);
+    CHECK(out == up::ClientState{});
+  }
+  // A string length larger than what follows.
+  std::string bad = good;
+  bad[16 + 8 + 3] = '\x7f';  // the pool name's length, low byte
+  CHECK(up::decode_client(bad, 1, out) == E::Truncated);
+  bad = good;
+  bad[16 + 8] = '\xff';  // the pool name's length, high byte
+  CHECK(up::decode_client(bad, 1, out) == E::Truncated);
+  // Id 0, a flag other than 0/1.
+  bad = good;
+  std::fill(bad.begin() + 16, bad.begin() + 24, '\0');
+  CHECK(up::decode_client(bad, 1, out) == E::BadField);
+  up::ClientState c = sample_client();
+  const size_t flag =
+      16 + 8 + (4 + c.pool.size()) + (4 + c.user.size()) + (4 + c.database.size()) + 8;
+  bad = good;
+  bad[flag] = '\x02';
+  CHECK(up::decode_client(bad, 1, out) == E::BadField);
+  // A parameter count beyond the limit.
+  bad = good;
+  bad[flag + 1] = '\x7f';
+  CHECK(up::decode_client(bad, 1, out) == E::TooMany);
+  CHECK(up::to_string(E::NoSocket) == "no_socket");
+}
+
+TEST_CASE("upgrade wire: adopted, refused, end", "[upgrade]") {
+  uint64_t id = 0;
+  CHECK(up::encode_adopted(42) == "adopted 42\n");
+  CHECK(up::decode_adopted(up::encode_adopted(42), id));
+  CHECK(id == 42);
+  CHECK(up::decode_refused(up::encode_refused(up::kMaxClientId), id));
+  CHECK(id == up::kMaxClientId);
+  CHECK_FALSE(up::decode_adopted(up::encode_refused(7), id));
+  for (const char* bad : {"", "adopted\n", "adopted 0\n", "adopted 01\n", "adopted -1\n",
+                          "adopted 1", "adopted 1000000000000000000\n", "adopted 1x\n"}) {
+    INFO(bad);
+    CHECK_FALSE(up::decode_adopted(bad, id));
+  }
+  CHECK(up::decode_end(up::encode_end()));
+  CHECK_FALSE(up::decode_end("end"));
+  CHECK_FALSE(up::decode_end("done 1\n"));
+}
