@@ -1,8 +1,10 @@
 // SCRAM passthrough: PgBackend's own login to the server (see backend.h),
 // for a pool without `user` whose [[user]] password is a SCRAM verifier (the
 // ClientKey comes from a logged-in client's proof) or an md5 hash. The
-// messages are pg::ServerLogin's; this file does the socket and hands the
-// result to the rest of PgBackend as the libpq path does (connected()).
+// messages are pg::ServerLogin's; this file does the socket (with TLS as
+// server_tls says: SSLRequest, then the handshake as the client over
+// Conn's memory-BIO session) and hands the result to the rest of PgBackend
+// as the libpq path does (connected()).
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
