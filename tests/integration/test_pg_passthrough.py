@@ -337,6 +337,11 @@ def case_tls(pg):
                         "SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
             check(r.returncode == 0, f"psql as bob: rc {r.returncode}: {r.stderr}")
             check_eq(r.stdout.strip(), "bob|t", "psql: current_user, TLS on the server session")
+        # sqlmux said goodbye (Terminate) over TLS on each connection it closed.
+        time.sleep(0.5)
+        with open(pgs.logfile) as f:
+            log = f.read()
+        check("could not receive data from client" not in log, f"server connections closed uncleanly:\n{log[-1500:]}")
         cfg = passthrough_config(pgs, v, server_tls="verify-full", server_tls_ca=f"{d}/otherca.crt")
         with Sqlmux(pgs, config=cfg) as mux:
             r = psql_as(mux, "alice", USERS["alice"], "SELECT 1")
