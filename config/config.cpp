@@ -202,7 +202,6 @@ class Loader {
     for_each_table(table_array_at(root, "pool"), "pool",
                    [&](const toml::table& t, const std::string& p) { read_pool(t, p, cfg); });
     check_default_pools();
-    check_passthrough_tls(cfg);
     if (const toml::table* metrics = table_at(root, "metrics", "")) {
       read_metrics(*metrics, cfg);
     }
@@ -793,9 +792,6 @@ class Loader {
         error(*node, child(path, "server_tls"),
               "invalid value " + quoted(p.server_tls) +
                   "; expected one of: disable, prefer, require, verify-ca, verify-full");
-      } else if (p.server_tls != "disable" && !p.user && !p.password &&
-                 p.protocol == Protocol::Postgres) {
-        passthrough_tls_nodes_.emplace_back(node, child(path, "server_tls"));
       }
     }
     if (const toml::node* node =
@@ -844,9 +840,6 @@ class Loader {
     } else if (p.user) {
       error(*au, child(path, "auth_user"),
             "set together with user; auth_query serves pools that log each client in as itself");
-    } else if (p.server_tls != "disable") {
-      error(*au, child(path, "auth_user"),
-            "needs server_tls = \"disable\": the SCRAM passthrough login speaks plain TCP only");
     }
   }
 
@@ -1019,30 +1012,8 @@ class Loader {
     }
   }
 
-  // SCRAM passthrough (a PostgreSQL pool without `user` serving a [[user]]
-  // whose password is a SCRAM verifier or md5 hash) is sqlmux's own login
-  // over plain TCP: such a pool with server_tls on is refused.
-  void check_passthrough_tls(const Config& cfg) {
-    if (passthrough_tls_nodes_.empty()) return;
-    for (const auto& u : cfg.users) {
-      if (u.auth == AuthMethod::Trust ||
-          !(is_md5_hash(u.password) || is_scram_verifier(u.password))) {
-        continue;
-      }
-      for (const auto& [node, key] : passthrough_tls_nodes_) {
-        error(*node, key,
-              "a pool without `user` logs user " + quoted(u.name) +
-                  " (whose password is a SCRAM verifier or md5 hash) in to the server by SCRAM "
-                  "passthrough, which has no TLS: use server_tls = \"disable\", give the pool a "
-                  "`user`, or a plaintext password");
-      }
-      return;
-    }
-  }
-
   std::string file_;
   std::vector<ConfigError> errors_;
-  std::vector<std::pair<const toml::node*, std::string>> passthrough_tls_nodes_;
   std::map<std::string, std::string> listen_seen_, users_seen_, pools_seen_;
   std::set<std::string> pool_names_;
   std::vector<std::pair<const toml::value<std::string>*, std::string>> default_pool_nodes_;

@@ -36,6 +36,8 @@ PgAuthQuery::PgAuthQuery(uv_loop_t* loop, const config::PoolConfig& pc, std::str
       auth_user_(pc.auth_user.value_or("")),
       query_(pc.auth_query),
       user_(std::move(user)),
+      server_tls_(pc.server_tls),
+      server_tls_ca_(pc.server_tls_ca),
       auth_password_(pc.auth_password),
       done_(std::move(done)) {}
 
@@ -44,15 +46,18 @@ PgAuthQuery::~PgAuthQuery() {
 }
 
 void PgAuthQuery::start() {
-  const char* keys[] = {"host",       "port",    "dbname",           "user", "password",
-                        "gssencmode", "sslmode", "application_name", nullptr};
+  // TLS as the pool's server connections (server_tls, server_tls_ca).
+  const char* keys[] = {
+      "host",    "port",        "dbname",           "user", "password", "gssencmode",
+      "sslmode", "sslrootcert", "application_name", nullptr};
   const char* vals[] = {host_.c_str(),
                         port_.c_str(),
                         database_.c_str(),
                         auth_user_.c_str(),
                         auth_password_ ? auth_password_->c_str() : nullptr,
                         "disable",
-                        "disable",
+                        server_tls_.c_str(),
+                        server_tls_ca_.empty() ? nullptr : server_tls_ca_.c_str(),
                         "sqlmux auth_query",
                         nullptr};
   pg_ = PQconnectStartParams(keys, vals, 0);

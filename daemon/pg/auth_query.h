@@ -50,7 +50,7 @@ class PgAuthQuery {
   void fail(const std::string& why);
 
   uv_loop_t* loop_;
-  const std::string host_, port_, database_, auth_user_, query_, user_;
+  const std::string host_, port_, database_, auth_user_, query_, user_, server_tls_, server_tls_ca_;
   const std::optional<std::string> auth_password_;
   Done done_;
   pg_conn* pg_ = nullptr;

@@ -716,7 +716,12 @@ void PgBackend::on_terminate() {
     // A native login: say goodbye as libpq would (best effort, unqueued).
     std::string x;
     pg::put_terminate(x);
-    if (out_.empty() && !tls()) (void)::send(fd_, x.data(), x.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (!out_.empty()) return;
+    if (tls()) {
+      (void)send(x.data(), x.size());  // one TLS record; a failure is moot now
+    } else {
+      (void)::send(fd_, x.data(), x.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
   }
 }
 

@@ -148,6 +148,8 @@ class PgBackend final : public PooledBackend {
   void native_writable();
   void native_readable();
   void native_connected();
+  void native_send_startup();
+  void native_ssl_answer();
   void native_failed(const std::string& why);
   void relay_to_client();
   void process_internal();
@@ -179,7 +181,9 @@ class PgBackend final : public PooledBackend {
   std::shared_ptr<PGcancel> cancel_;
   std::unique_ptr<pg::ServerLogin> native_;  // while logging in natively
   bool native_sent_startup_ = false;
-  bool native_ready_ = false;  // logged in natively: Terminate on close
+  bool native_ready_ = false;     // logged in natively: Terminate on close
+  bool native_ssl_wait_ = false;  // the SSLRequest went out, its answer is due
+  std::string native_tls_host_;   // server_tls on over TCP: the host to verify
   PgNativeCancel native_addr_;
   std::shared_ptr<const PgNativeCancel> native_cancel_;
   PgClient* client_ = nullptr;

@@ -1,8 +1,10 @@
 // SCRAM passthrough: PgBackend's own login to the server (see backend.h),
 // for a pool without `user` whose [[user]] password is a SCRAM verifier (the
 // ClientKey comes from a logged-in client's proof) or an md5 hash. The
-// messages are pg::ServerLogin's; this file does the socket and hands the
-// result to the rest of PgBackend as the libpq path does (connected()).
+// messages are pg::ServerLogin's; this file does the socket (with TLS as
+// server_tls says: SSLRequest, then the handshake as the client over
+// Conn's memory-BIO session) and hands the result to the rest of PgBackend
+// as the libpq path does (connected()).
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -19,6 +21,7 @@
 #include "daemon/core/log.h"
 #include "daemon/core/pool.h"
 #include "daemon/core/worker.h"
+#include "daemon/net/tls.h"
 #include "daemon/pg/backend.h"
 #include "daemon/pg/protocol.h"
 
@@ -98,12 +101,6 @@ std::optional<pg::LoginSecret> PgBackend::passthrough_secret(Worker& w, Pool& po
   } else {
     return std::nullopt;  // auth = "trust" without a password: libpq, no password
   }
-  if (cfg.server_tls != "disable") {
-    error = "SCRAM passthrough for user \"" + pool.backend_user() +
-            "\" cannot use server_tls = \"" + cfg.server_tls +
-            "\" (sqlmux's own login speaks plain TCP only; --check-config refuses this)";
-    return std::nullopt;
-  }
   return s;
 }
 
@@ -134,6 +131,10 @@ PgBackend* PgBackend::connect_native(Worker& w, Pool& pool, PoolHost& where, uin
   b->native_ = std::make_unique<pg::ServerLogin>(pool.backend_user(), pool.cfg().database,
                                                  std::move(secret), pg::auth::make_nonce());
   pg::auth::wipe(secret.client_key);
+  // TLS as libpq does it: an SSLRequest first over TCP, never on a Unix socket.
+  if (pool.cfg().server_tls != "disable" && where.address.kind != config::Address::Kind::Unix) {
+    b->native_tls_host_ = where.address.host;
+  }
   // Writable = connected (or failed: SO_ERROR says).
   if (!b->start_connecting(where, tried)) {
     error.clear();  // handled: connect_failed told the pool and the client
@@ -159,12 +160,58 @@ void PgBackend::native_writable() {
     native_failed(strerror(err));
     return;
   }
-  std::string out;
-  native_->start(out);
   native_sent_startup_ = true;
   want_write(false);
   want_read(true);
-  send(out.data(), out.size());
+  if (!native_tls_host_.empty()) {
+    std::string req;
+    pg::put_ssl_request(req);
+    native_ssl_wait_ = true;
+    send(req.data(), req.size());
+    return;
+  }
+  native_send_startup();
+}
+
+void PgBackend::native_send_startup() {
+  std::string out;
+  native_->start(out);
+  send(out.data(), out.size());  // over TLS: held until its handshake is done
+}
+
+// The server's one-byte answer to the SSLRequest (in_ holds what was read).
+void PgBackend::native_ssl_answer() {
+  const config::PoolConfig& cfg = pool_.cfg();
+  const uint8_t answer = in_.data()[0];
+  in_.consume(1);
+  native_ssl_wait_ = false;
+  if (answer == 'N') {
+    if (cfg.server_tls != "prefer") {
+      native_failed("server_tls = \"" + cfg.server_tls +
+                    "\" but the server does not support TLS (it answered the SSLRequest with N)");
+      return;
+    }
+    native_send_startup();
+    return;
+  }
+  if (answer != 'S') {
+    native_failed(answer == 'E' ? "the server answered the SSLRequest with an error"
+                                : "invalid answer to the SSLRequest from the server");
+    return;
+  }
+  if (!in_.empty()) {
+    // Bytes behind the 'S' came unencrypted: not the server's (CVE-2021-23222).
+    native_failed("the server sent unencrypted data after accepting the SSLRequest");
+    return;
+  }
+  std::string error;
+  tls::Ctx ctx = tls::make_client_ctx(cfg.server_tls, cfg.server_tls_ca, error);
+  if (!ctx ||
+      !start_tls_client(ctx.get(), native_tls_host_, cfg.server_tls == "verify-full", error)) {
+    native_failed("TLS: " + error);
+    return;
+  }
+  native_send_startup();
 }
 
 void PgBackend::native_readable() {
@@ -177,8 +224,13 @@ void PgBackend::native_readable() {
       native_failed("server closed the connection during login");
       return;
     case ReadResult::Error:
-      native_failed(strerror(last_errno_));
+      native_failed(tls() && last_errno_ == EPROTO ? "TLS: " + tls_error()
+                                                   : std::string(strerror(last_errno_)));
       return;
+  }
+  if (native_ssl_wait_) {
+    native_ssl_answer();
+    if (!native_ || closing() || in_.empty()) return;
   }
   while (native_ && !closing()) {
     pg::Message m;

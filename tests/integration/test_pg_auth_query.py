@@ -6,7 +6,9 @@ psql, each logged in to the server as itself (SCRAM passthrough; an md5
 role by md5 both ways). A wrong password and an unknown role get the same
 28P01; a password changed on the server takes effect after a failed
 login (the entry is refreshed) or after auth_query_cache_ttl; a lookup
-that cannot run gets 08001 and a log line."""
+that cannot run gets 08001 and a log line. With server_tls on, the lookup
+and the passthrough login both go over TLS (a server that refuses
+connections without TLS)."""
 
 import asyncio
 import os
@@ -187,8 +189,33 @@ def case_lookup_fails(pg):
         check("auth_query for user \"alice\" failed" in mux.log_text(), "logged")
 
 
+def case_tls(pg):
+    """server_tls = "verify-full": a server that rejects connections without
+    TLS (hostnossl ... reject) serves both the lookup and the client's own
+    passthrough login, whose session is encrypted."""
+    require_sqlmux("TLS")
+    from test_tls import certs, pg_with_tls
+
+    d = certs()
+    with pg_with_tls() as pgs:
+        setup(pgs)
+        hba = os.path.join(pgs.datadir, "pg_hba.conf")
+        with open(hba) as f:
+            text = f.read()
+        with open(hba, "w") as f:
+            f.write("hostnossl all all 127.0.0.1/32 reject\n" + text)
+        pgs.psql("SELECT pg_reload_conf()")
+        cfg = auth_query_config(pgs, server_tls="verify-full", server_tls_ca=f"{d}/ca.crt")
+        with Sqlmux(pgs, config=cfg) as mux:
+            r = psql_as(mux, "alice", USERS["alice"],
+                        "SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            check(r.returncode == 0, f"psql as alice: rc {r.returncode}: {r.stderr}")
+            check_eq(r.stdout.strip(), "alice|t", "auth_query + passthrough over TLS")
+            check_eq(asyncpg_login(mux, "bob", USERS["bob"]), "bob", "asyncpg as bob over TLS")
+
+
 if __name__ == "__main__":
     run_cases(__file__, [case_three_clients_as_themselves, case_default_query, case_md5_role,
                          case_wrong_password_and_unknown_role, case_password_change_refresh,
-                         case_password_change_ttl, case_lookup_fails], timeout=170, setup=setup,
+                         case_password_change_ttl, case_lookup_fails, case_tls], timeout=170, setup=setup,
               direct=False)

@@ -6,8 +6,10 @@ each logged in to the server as itself. sqlmux recovers the ClientKey from
 the client's SCRAM proof and logs in to the server with it. Also: a wrong
 password gets 28P01; a verifier whose salt is not the server's gets a clear
 error (and a log line); an md5 hash in [[user]] logs in to an md5 server;
-cancel reaches a natively logged-in server connection; --check-config
-refuses such a pool with server_tls on."""
+cancel reaches a natively logged-in server connection; the native login
+over TLS (SSLRequest, then the handshake as the client: verify-full against
+server_tls_ca; a wrong CA fails the login; prefer goes on in plaintext when
+the server has no TLS, require refuses that server)."""
 
 import asyncio
 import os
@@ -304,21 +306,61 @@ def case_cancel(pg):
             check_eq(c.execute("SELECT current_user").fetchone()[0], "alice", "usable after the cancel")
 
 
-def case_check_config_tls(pg):
-    """server_tls on a pool that would log hashed-password users in by
-    passthrough is refused with a clear message."""
-    require_sqlmux("--check-config")
-    cfg = passthrough_config(pg, {"alice": scram_verifier("x")}, server_tls="require")
-    port = str(free_port())
-    rc, out, _ = check_config(to_toml(cfg).replace("@LISTEN_PORT@", port))
-    check(rc != 0, f"--check-config refuses server_tls with passthrough (rc {rc}):\n{out}")
-    check("SCRAM passthrough" in out and "server_tls" in out, f"message names the problem:\n{out}")
-    cfg = passthrough_config(pg, {"alice": scram_verifier("x")}, server_tls="disable")
-    rc, out, _ = check_config(to_toml(cfg).replace("@LISTEN_PORT@", port))
-    check(rc == 0, f"--check-config accepts it with server_tls = disable (rc {rc}):\n{out}")
+def case_tls(pg):
+    """The native login over TLS: PostgreSQL with ssl = on, the pool
+    server_tls = "verify-full" with server_tls_ca: asyncpg and psql log in
+    as themselves and the server session is encrypted; a CA that did not
+    sign the server's certificate fails the login with the reason."""
+    require_sqlmux("TLS")
+    import asyncpg
+    from test_tls import certs, pg_with_tls
+
+    d = certs()
+    with pg_with_tls() as pgs:
+        setup(pgs)
+        v = verifiers(pgs)
+        cfg = passthrough_config(pgs, v, server_tls="verify-full", server_tls_ca=f"{d}/ca.crt")
+        with Sqlmux(pgs, config=cfg) as mux:
+            async def via_asyncpg():
+                c = await asyncpg.connect(host=mux.host, port=mux.port, user="alice",
+                                          password=USERS["alice"], database="appdb")
+                try:
+                    return (await c.fetchval("SELECT current_user"),
+                            await c.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"),
+                            await c.fetchval("SELECT length(repeat('x', $1::int))", 3_000_000))
+                finally:
+                    await c.close()
+
+            check_eq(asyncio.run(via_asyncpg()), ("alice", True, 3_000_000),
+                     "asyncpg: current_user, TLS on the server session, a large value")
+            r = psql_as(mux, "bob", USERS["bob"],
+                        "SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            check(r.returncode == 0, f"psql as bob: rc {r.returncode}: {r.stderr}")
+            check_eq(r.stdout.strip(), "bob|t", "psql: current_user, TLS on the server session")
+        # sqlmux said goodbye (Terminate) over TLS on each connection it closed.
+        time.sleep(0.5)
+        with open(pgs.logfile) as f:
+            log = f.read()
+        check("could not receive data from client" not in log, f"server connections closed uncleanly:\n{log[-1500:]}")
+        cfg = passthrough_config(pgs, v, server_tls="verify-full", server_tls_ca=f"{d}/otherca.crt")
+        with Sqlmux(pgs, config=cfg) as mux:
+            r = psql_as(mux, "alice", USERS["alice"], "SELECT 1")
+            check(r.returncode != 0 and "certificate verify failed" in r.stderr,
+                  f"a wrong CA fails the login with the reason: rc {r.returncode}: {r.stderr}")
+    # The run's own server has no TLS: prefer goes on in plaintext, require refuses it.
+    v = verifiers(pg)
+    with Sqlmux(pg, config=passthrough_config(pg, v, server_tls="prefer")) as mux:
+        r = psql_as(mux, "carol", USERS["carol"],
+                    "SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        check(r.returncode == 0, f"psql as carol (prefer): rc {r.returncode}: {r.stderr}")
+        check_eq(r.stdout.strip(), "carol|f", "prefer against a server without TLS: plaintext")
+    with Sqlmux(pg, config=passthrough_config(pg, v, server_tls="require")) as mux:
+        r = psql_as(mux, "carol", USERS["carol"], "SELECT 1")
+        check(r.returncode != 0 and "does not support TLS" in r.stderr,
+              f"require against a server without TLS fails clearly: rc {r.returncode}: {r.stderr}")
 
 
 if __name__ == "__main__":
     run_cases(__file__, [case_three_clients_as_themselves, case_session_mode, case_cleartext_client,
                          case_listen_pins, case_wrong_password, case_salt_mismatch,
-                         case_md5_hash, case_cancel, case_check_config_tls], timeout=170, setup=setup)
+                         case_md5_hash, case_cancel, case_tls], timeout=170, setup=setup)
