@@ -129,7 +129,8 @@ backends = [{ address = "127.0.0.1:3306" }]
 auth_user = "a"
 )"),
                                    "t.toml");
-  REQUIRE(mysql.errors.size() == 1);
-  CHECK(mysql.errors[0].key == "pool[0].auth_user");
-  CHECK(mysql.errors[0].line == 9);
+  // MySQL pools (issue 15): accepted, with the mysql.user default query.
+  REQUIRE(mysql.errors.empty());
+  CHECK(*mysql.config->pools[0].auth_user == "a");
+  CHECK(mysql.config->pools[0].auth_query == config::kMysqlAuthQuery);
 }
