@@ -8,6 +8,7 @@ the client (native-hash passthrough):
 
   - PyMySQL and aiomysql log in as themselves (SELECT CURRENT_USER()); a
     second login is served from the cache (sqlmux_auth_query_lookups_total);
+  - eight aiomysql logins at once (lookups side by side on the loop);
   - a wrong password and an unknown user get the same ERR 1045;
   - ALTER USER ... IDENTIFIED BY: the new password works after the refresh
     a failed login makes, or at the first try after auth_query_cache_ttl;
@@ -100,6 +101,36 @@ def case_clients_as_themselves(my):
         check(USERS["mya"] not in mux.log_text(), "the password is not in the log")
 
 
+def case_concurrent_lookups(my):
+    """Eight aiomysql logins at once (four users, a wrong password each
+    time for one): the lookups run side by side on the loop; each client
+    is the user it named."""
+    require_sqlmux_my("auth_query")
+    import aiomysql
+
+    async def one(mux, user, password):
+        try:
+            c = await aiomysql.connect(host=mux.host, port=mux.my_port, user=user, password=password, db="appdb")
+        except Exception as e:  # noqa: BLE001
+            return my_errno(e.__cause__ if e.__cause__ is not None else e)
+        try:
+            async with c.cursor() as cur:
+                await cur.execute("SELECT CURRENT_USER()")
+                return (await cur.fetchone())[0]
+        finally:
+            c.close()
+
+    with Sqlmux(None, my=my, mode="transaction", size=8, tweak=tweak_for()) as mux:
+        logins = [("mya", USERS["mya"]), ("myb", USERS["myb"]), ("mya", USERS["mya"]), ("myb", "nope"),
+                  ("mallory", "x"), ("mya", USERS["mya"]), ("myb", USERS["myb"]), ("eve", "y")]
+
+        async def run():
+            return await asyncio.gather(*(one(mux, u, p) for u, p in logins))
+
+        check_eq(asyncio.run(run()), ["mya@%", "myb@%", "mya@%", 1045, 1045, "mya@%", "myb@%", 1045],
+                 "eight concurrent logins")
+
+
 def case_wrong_password_and_unknown_user(my):
     require_sqlmux_my("auth_query")
     with Sqlmux(None, my=my, mode="transaction", size=4, tweak=tweak_for()) as mux:
@@ -145,6 +176,6 @@ def case_lookup_fails(my):
 
 
 if __name__ == "__main__":
-    run_cases(__file__, [case_clients_as_themselves, case_wrong_password_and_unknown_user,
+    run_cases(__file__, [case_clients_as_themselves, case_concurrent_lookups, case_wrong_password_and_unknown_user,
                          case_password_change_refresh, case_password_change_ttl, case_lookup_fails],
               timeout=150, server=MariaDbServer, setup=setup, direct=MY_DIRECT)
