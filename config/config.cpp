@@ -834,12 +834,15 @@ class Loader {
         error(*ttl, child(path, "auth_query_cache_ttl"), "set without auth_user");
       }
     }
+    if (q == nullptr && p.protocol == Protocol::Mysql) p.auth_query = kMysqlAuthQuery;
     if (au == nullptr) return;
-    if (p.protocol != Protocol::Postgres) {
-      error(*au, child(path, "auth_user"), "auth_query is supported for postgres pools only");
-    } else if (p.user) {
+    if (p.user) {
       error(*au, child(path, "auth_user"),
             "set together with user; auth_query serves pools that log each client in as itself");
+    } else if (p.protocol == Protocol::Mysql && p.server_tls != "disable") {
+      error(*au, child(path, "auth_user"),
+            "needs server_tls = \"disable\" in a MySQL pool: its auth_query lookup connects "
+            "without TLS");
     }
   }
 

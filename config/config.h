@@ -39,6 +39,12 @@ enum class ClientTls { Disable, Allow, Require };
 [[nodiscard]] std::string_view to_string(ClientTls t);
 
 // A parsed listen address: "host:port", "[::1]:port" or "unix:/path".
+// A MySQL pool's default auth_query (MariaDB 10.4+ keeps mysql.user as a
+// view over mysql.global_priv; MySQL 5.7/8 as a table).
+inline constexpr const char* kMysqlAuthQuery =
+    "SELECT authentication_string FROM mysql.user WHERE user = ? AND plugin = "
+    "'mysql_native_password' LIMIT 1";
+
 struct Address {
   enum class Kind { Tcp, Unix };
   Kind kind = Kind::Tcp;
@@ -204,10 +210,12 @@ struct PoolConfig {
   // connection for its whole session (true), instead of the pool's shared
   // listener connection fanning notifications out (false, the default).
   bool listen_pin = false;
-  // PostgreSQL pools without `user` (PgBouncer's auth_query): a client with
-  // no [[user]] entry is checked against the SCRAM verifier or md5 hash that
-  // auth_query returns (columns: name, password; $1 = the client's user),
-  // run on the server as auth_user and cached for auth_query_cache_ttl.
+  // Pools without `user` (PgBouncer's auth_query): a client with no
+  // [[user]] entry is checked against what auth_query returns, run on the
+  // server as auth_user and cached for auth_query_cache_ttl. PostgreSQL:
+  // the SCRAM verifier or md5 hash (columns: name, password; $1 = the
+  // client's user). MySQL: the mysql_native_password hash (the first row's
+  // last column; ? = the client's user; default kMysqlAuthQuery).
   std::optional<std::string> auth_user;
   std::optional<std::string> auth_password;
   std::string auth_query = "SELECT usename, passwd FROM pg_shadow WHERE usename=$1";

@@ -129,7 +129,9 @@ void pool_rows(Rows& r, size_t i, const config::PoolConfig& pc) {
   r.add(p + "listen_pin", flag(pc.listen_pin), flag(d.listen_pin));
   r.add(p + "auth_user", pc.auth_user.value_or(""), "");
   r.add(p + "auth_password", masked(pc.auth_password.value_or("")), "");
-  r.add(p + "auth_query", pc.auth_query, d.auth_query);
+  r.add(
+      p + "auth_query", pc.auth_query,
+      pc.protocol == config::Protocol::Mysql ? std::string(config::kMysqlAuthQuery) : d.auth_query);
   r.add(p + "auth_query_cache_ttl", duration(pc.auth_query_cache_ttl),
         duration(d.auth_query_cache_ttl));
 }

@@ -233,7 +233,8 @@ void MyClient::process_input() {
 
 void MyClient::process_packets() {
   while (!closing() && !in_.empty()) {
-    if (failure_pending()) return;  // a failed login answered late: nothing more is read
+    if (failure_pending()) return;        // a failed login answered late: nothing more is read
+    if (login_ == Login::Lookup) return;  // read once auth_query answered
     // A command in flight (or waiting for a backend) is answered first;
     // only a LOCAL INFILE file is read meanwhile.
     if (!infile_ &&
@@ -779,6 +780,7 @@ void MyClient::finish(Reason why) {
   } else if (why != Reason::FdExhausted) {
     CLOG_INFO(log_tag_, "closing: %s", std::string(to_string(why)).c_str());
   }
+  auth_query_.reset();  // a lookup in flight is abandoned
   if (state_ == ClientState::Waiting && pool_ != nullptr) pool_->cancel_wait(*worker_, id_);
   if (backend_ != nullptr) {
     MyBackend* b = backend_;

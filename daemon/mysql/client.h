@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include "daemon/core/auth_limiter.h"
 #include "daemon/core/pooled.h"
+#include "daemon/mysql/auth_query.h"
 #include "pool/mysql/session.h"
 #include "pool/mysql/statements.h"
 #include "protocol/mysql/auth.h"
@@ -126,6 +128,14 @@ class MyClient final : public PooledClient {
   void process_input();
   void process_packets();
   bool handle_handshake_response(std::string_view payload, uint8_t seq);
+  // The login once user_ is known (or looked up): plugin choice and check.
+  bool continue_handshake(const my::HandshakeResponse& r, uint8_t next);
+  // auth_query (README "auth_query"): a user without a [[user]] entry, of a
+  // pool with auth_user, is checked against the native hash the server
+  // returns (as a [[user]] native hash). False: answered, or failed.
+  bool start_auth_query(const config::PoolConfig& pc, const my::HandshakeResponse& r, uint8_t next);
+  void auth_query_done(MyAuthQuery::Result r);
+  void use_looked_up(const std::optional<std::string>& secret);
   // After an SSLRequest: TLS from here on, the bytes already read behind
   // it (the ClientHello) its first input. False when the client is gone.
   bool begin_tls();
@@ -179,7 +189,8 @@ class MyClient final : public PooledClient {
   void disconnect(Reason why, uint8_t seq, my::ErrorCode code, const std::string& message);
   void finish(Reason why);
 
-  enum class Login { Handshake, AuthSwitch, FullAuth, Done };
+  // Lookup: waiting for auth_query (nothing is read meanwhile).
+  enum class Login { Handshake, Lookup, AuthSwitch, FullAuth, Done };
   Login login_ = Login::Handshake;
   bool joined_ = false;             // counted in pool_'s clients
   bool changing_user_ = false;      // an AuthSwitch for COM_CHANGE_USER is out
@@ -199,6 +210,15 @@ class MyClient final : public PooledClient {
   std::string login_db_;
   const MyProtocol& protocol_;
   const User* user_ = nullptr;
+  // auth_query: the lookup in flight with the login it holds, the user made
+  // of its answer (user_ then points here) and the cache key (empty: no
+  // auth_query login).
+  std::unique_ptr<MyAuthQuery> auth_query_;
+  std::unique_ptr<my::HandshakeResponse> lookup_login_;
+  uint8_t lookup_seq_ = 0;
+  std::unique_ptr<User> looked_up_user_;
+  std::string auth_cache_key_;
+  bool lookup_starting_ = false;  // inside auth_query_->start()
 
   MyBackend* backend_ = nullptr;
   std::string pending_;  // the command waiting for a backend (wire bytes)

@@ -73,6 +73,84 @@ bool MyClient::handle_handshake_response(std::string_view payload, uint8_t seq) 
   if (const std::string* program = r.attribute("program_name")) log_tag_.application = *program;
   login_db_ = (caps_ & my::cap::kConnectWithDb) != 0 ? r.database : std::string();
   user_ = worker_->directory().find_user(user_name_);
+  if (user_ == nullptr && !login_db_.empty()) {
+    const config::PoolConfig* pc =
+        worker_->directory().config().find_pool(login_db_, config::Protocol::Mysql);
+    if (pc != nullptr && pc->auth_user) return start_auth_query(*pc, r, next);
+  }
+  return continue_handshake(r, next);
+}
+
+bool MyClient::start_auth_query(const config::PoolConfig& pc, const my::HandshakeResponse& r,
+                                uint8_t next) {
+  auth_cache_key_ = AuthQueryCache::key(pc, user_name_);
+  AuthQueryCache& cache = protocol_.auth_cache();
+  metrics::WorkerStats* ws = worker_->stats();
+  if (auto e =
+          cache.fresh(auth_cache_key_, static_cast<uint64_t>(pc.auth_query_cache_ttl.count()))) {
+    if (ws != nullptr)
+      ws->auth_query_lookups[static_cast<int>(metrics::AuthQueryResult::Cached)].add();
+    use_looked_up(e->secret);
+    return continue_handshake(r, next);
+  }
+  login_ = Login::Lookup;
+  lookup_login_ = std::make_unique<my::HandshakeResponse>(r);
+  lookup_seq_ = next;
+  auth_query_ = std::make_unique<MyAuthQuery>(
+      worker_->loop(), pc, user_name_,
+      [this](MyAuthQuery::Result res) { auth_query_done(std::move(res)); });
+  lookup_starting_ = true;
+  auth_query_->start();  // may answer at once (and auth_query_ be gone)
+  lookup_starting_ = false;
+  return !closing() && login_ != Login::Lookup;
+}
+
+void MyClient::auth_query_done(MyAuthQuery::Result r) {
+  std::unique_ptr<MyAuthQuery> done = std::move(auth_query_);  // freed on return
+  std::unique_ptr<my::HandshakeResponse> login = std::move(lookup_login_);
+  login_ = Login::Handshake;
+  metrics::WorkerStats* ws = worker_->stats();
+  auto count = [ws](metrics::AuthQueryResult res) {
+    if (ws != nullptr) ws->auth_query_lookups[static_cast<int>(res)].add();
+  };
+  if (!r.ok) {
+    count(metrics::AuthQueryResult::Error);
+    CLOG_WARN(log_tag_, "auth_query for user '%s' failed: %s", user_name_.c_str(), r.error.c_str());
+    // The server's words stay in the log: the client has not logged in.
+    disconnect(Reason::BackendConnectFailed, lookup_seq_, my::ErrorCode::UnknownError,
+               "sqlmux could not look up user '" + user_name_ + "' (auth_query failed)");
+    return;
+  }
+  count(r.secret ? metrics::AuthQueryResult::Found : metrics::AuthQueryResult::NotFound);
+  CLOG_DEBUG(log_tag_, "auth_query for user '%s': %s", user_name_.c_str(),
+             r.secret ? "found" : "not found");
+  protocol_.auth_cache().put(auth_cache_key_, r.secret);
+  use_looked_up(r.secret);
+  continue_handshake(*login, lookup_seq_);
+  // Bytes the client sent meanwhile; when answered from start(),
+  // process_packets goes on itself.
+  if (!lookup_starting_ && !closing()) process_input();
+}
+
+void MyClient::use_looked_up(const std::optional<std::string>& secret) {
+  if (!secret) return;
+  auto u = std::make_unique<User>();
+  u->cfg.name = user_name_;
+  u->cfg.password = *secret;
+  auto s = protocol_.derive_secrets(u->cfg);
+  // Only a mysql_native_password hash serves (the server login is the
+  // native passthrough); anything else is taken as no such user.
+  if (static_cast<const MySecrets*>(s.get())->native_hash) {
+    u->secrets[static_cast<size_t>(config::Protocol::Mysql)] = std::move(s);
+    looked_up_user_ = std::move(u);
+    user_ = looked_up_user_.get();
+  } else {
+    CLOG_WARN(log_tag_, "auth_query for user '%s' returned no mysql_native_password hash",
+              user_name_.c_str());
+  }
+}
+
+bool MyClient::continue_handshake(const my::HandshakeResponse& r, uint8_t next) {
   const std::string plugin =
       r.auth_plugin.empty() ? std::string(my::kNativePassword) : r.auth_plugin;
   if (plugin != my::kNativePassword && plugin != my::kCachingSha2Password) {
@@ -335,6 +413,12 @@ bool MyClient::check_password(std::string_view plugin, std::string_view response
 void MyClient::auth_failed(uint8_t seq) {
   CLOG_INFO(log_tag_, "access denied for user '%s' from %s", user_name_.c_str(),
             peer_.text().c_str());
+  if (!auth_cache_key_.empty() && protocol_.auth_cache().drop_after_failure(auth_cache_key_)) {
+    // The password may have changed on the server: the next login looks
+    // the user up again rather than wait for auth_query_cache_ttl.
+    CLOG_INFO(log_tag_, "auth_query entry for user '%s' dropped after the failed login",
+              user_name_.c_str());
+  }
   // Answered at once or late (README "Failed logins"); the client is not
   // read meanwhile.
   login_failed(peer_, [this, seq] {

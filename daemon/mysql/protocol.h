@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 
+#include "daemon/core/auth_query_cache.h"
 #include "daemon/core/protocol.h"
 
 namespace sqlmux {
@@ -47,7 +48,11 @@ class MyProtocol final : public ProtocolDriver {
   // (logged once).
   [[nodiscard]] std::shared_ptr<const MyRsaKeys> rsa_keys(const std::string& path) const;
 
+  // auth_query results, shared by the workers.
+  [[nodiscard]] AuthQueryCache& auth_cache() const { return *auth_cache_; }
+
  private:
+  std::unique_ptr<AuthQueryCache> auth_cache_ = std::make_unique<AuthQueryCache>();
   mutable std::mutex mu_;
   std::string version_;                           // under mu_
   mutable std::string rsa_path_;                  // under mu_

@@ -21,10 +21,6 @@ const config::Address& lookup_address(const config::PoolConfig& pc) {
 std::string host_of(const config::Address& a) {
   return a.kind == config::Address::Kind::Unix ? a.unix_path : a.host;
 }
-
-uint64_t now_ms() {
-  return uv_hrtime() / 1000000;
-}
 }  // namespace
 
 PgAuthQuery::PgAuthQuery(uv_loop_t* loop, const config::PoolConfig& pc, std::string user, Done done)
@@ -195,30 +191,6 @@ void PgAuthQuery::finish(Result r) {
   Done done = std::move(done_);
   done_ = nullptr;
   if (done) done(std::move(r));  // may destroy this: nothing after
-}
-
-std::string PgAuthCache::key(const config::PoolConfig& pc, std::string_view user) {
-  std::string k = config::qualified_name(pc);
-  k += '\0';
-  k += pc.auth_user.value_or("");
-  k += '\0';
-  k += user;
-  return k;
-}
-
-std::optional<pool::AuthCache::Entry> PgAuthCache::fresh(const std::string& key, uint64_t ttl_ms) {
-  std::lock_guard<std::mutex> lk(mu_);
-  return cache_.fresh(key, now_ms(), ttl_ms);
-}
-
-void PgAuthCache::put(const std::string& key, std::optional<std::string> secret) {
-  std::lock_guard<std::mutex> lk(mu_);
-  cache_.put(key, std::move(secret), now_ms());
-}
-
-bool PgAuthCache::drop_after_failure(const std::string& key) {
-  std::lock_guard<std::mutex> lk(mu_);
-  return cache_.drop_if_older(key, now_ms(), kRefreshMinAgeMs);
 }
 
 }  // namespace sqlmux

@@ -1,7 +1,7 @@
 // auth_query (README "auth_query"): a user's SCRAM verifier or md5 hash
 // looked up on the server, as the pool's auth_user, through libpq driven
-// non-blocking on the worker's loop (the loop never waits for the server);
-// and the cache of what lookups found, shared by the workers.
+// non-blocking on the worker's loop (the loop never waits for the server).
+// What lookups found is kept in daemon/core/auth_query_cache.
 #pragma once
 
 #include <uv.h>
@@ -9,13 +9,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "config/config.h"
-#include "pool/auth_cache.h"
+#include "daemon/core/auth_query_cache.h"
 
 struct pg_conn;
 
@@ -56,25 +55,6 @@ class PgAuthQuery {
   pg_conn* pg_ = nullptr;
   uv_poll_t* poll_ = nullptr;
   bool connecting_ = true;
-};
-
-// What lookups found, per pool, auth_user and user; thread-safe. Times are
-// uv_hrtime in milliseconds.
-class PgAuthCache {
- public:
-  static constexpr size_t kCapacity = 10000;
-  // A failed login drops an entry at least this old (pool::AuthCache::drop_if_older).
-  static constexpr uint64_t kRefreshMinAgeMs = 2000;
-
-  [[nodiscard]] static std::string key(const config::PoolConfig& pc, std::string_view user);
-  [[nodiscard]] std::optional<pool::AuthCache::Entry> fresh(const std::string& key,
-                                                            uint64_t ttl_ms);
-  void put(const std::string& key, std::optional<std::string> secret);
-  bool drop_after_failure(const std::string& key);
-
- private:
-  std::mutex mu_;
-  pool::AuthCache cache_{kCapacity};  // under mu_
 };
 
 }  // namespace sqlmux

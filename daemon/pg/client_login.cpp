@@ -184,8 +184,8 @@ void PgClient::start_auth() {
 }
 
 void PgClient::start_auth_query(const config::PoolConfig& pc) {
-  auth_cache_key_ = PgAuthCache::key(pc, user_name_);
-  PgAuthCache& cache = protocol_.auth_cache();
+  auth_cache_key_ = AuthQueryCache::key(pc, user_name_);
+  AuthQueryCache& cache = protocol_.auth_cache();
   metrics::WorkerStats* ws = worker_->stats();
   if (auto e =
           cache.fresh(auth_cache_key_, static_cast<uint64_t>(pc.auth_query_cache_ttl.count()))) {

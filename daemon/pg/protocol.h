@@ -89,11 +89,11 @@ class PgProtocol final : public ProtocolDriver {
   // SCRAM exchange as a wrong password.
   [[nodiscard]] const pg::auth::ScramVerifier& mock_verifier() const { return mock_; }
   // auth_query results, shared by the workers.
-  [[nodiscard]] PgAuthCache& auth_cache() const { return *auth_cache_; }
+  [[nodiscard]] AuthQueryCache& auth_cache() const { return *auth_cache_; }
 
  private:
   pg::auth::ScramVerifier mock_;
-  std::unique_ptr<PgAuthCache> auth_cache_ = std::make_unique<PgAuthCache>();
+  std::unique_ptr<AuthQueryCache> auth_cache_ = std::make_unique<AuthQueryCache>();
 };
 
 }  // namespace sqlmux

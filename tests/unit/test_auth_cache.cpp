@@ -129,7 +129,25 @@ backends = [{ address = "127.0.0.1:3306" }]
 auth_user = "a"
 )"),
                                    "t.toml");
-  REQUIRE(mysql.errors.size() == 1);
-  CHECK(mysql.errors[0].key == "pool[0].auth_user");
-  CHECK(mysql.errors[0].line == 9);
+  // MySQL pools (issue 15): accepted, with the mysql.user default query.
+  REQUIRE(mysql.errors.empty());
+  CHECK(*mysql.config->pools[0].auth_user == "a");
+  CHECK(mysql.config->pools[0].auth_query == config::kMysqlAuthQuery);
+
+  // A MySQL pool's lookup connection has no TLS: refused with server_tls.
+  auto mysql_tls = config::load_string(std::string(R"(
+[[listener]]
+protocol = "mysql"
+listen = "127.0.0.1:6433"
+[[pool]]
+name = "app"
+protocol = "mysql"
+backends = [{ address = "127.0.0.1:3306" }]
+server_tls = "require"
+auth_user = "a"
+)"),
+                                       "t.toml");
+  REQUIRE(mysql_tls.errors.size() == 1);
+  CHECK(mysql_tls.errors[0].key == "pool[0].auth_user");
+  CHECK(mysql_tls.errors[0].message.find("without TLS") != std::string::npos);
 }

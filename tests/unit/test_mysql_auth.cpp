@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 
+#include "daemon/mysql/auth_query.h"
 #include "daemon/mysql/protocol.h"
 #include "daemon/pg/protocol.h"
 #include "protocol/mysql/handshake.h"
@@ -368,4 +369,15 @@ TEST_CASE("mysql_auth: user secrets from a native hash", "[mysql]") {
   const auto plain = my.derive_secrets(u);
   CHECK_FALSE(dynamic_cast<const sqlmux::MySecrets&>(*plain).native_hash.has_value());
   CHECK_FALSE(plain->server_login_needs_client());
+}
+
+TEST_CASE("mysql auth_query: the user is bound to the first ? outside quotes") {
+  using sqlmux::my_bind_user;
+  CHECK(*my_bind_user("SELECT a FROM mysql.user WHERE user = ? LIMIT 1", "'bob'") ==
+        "SELECT a FROM mysql.user WHERE user = 'bob' LIMIT 1");
+  CHECK(*my_bind_user("SELECT '?', \"?\", `?` FROM t WHERE u = ?", "'x'") ==
+        "SELECT '?', \"?\", `?` FROM t WHERE u = 'x'");
+  CHECK(*my_bind_user("SELECT 'it\\'s ?' FROM t WHERE u = ?", "'x'") ==
+        "SELECT 'it\\'s ?' FROM t WHERE u = 'x'");
+  CHECK_FALSE(my_bind_user("SELECT a FROM t WHERE u = '?'", "'x'"));
 }
