@@ -541,6 +541,9 @@ def case_busy_clients_follow(pg):
             moved = {k: done[k] - before[k] for k in done}
             check(all(v > 0 for v in moved.values()), f"transactions per client across the upgrade: {moved}")
             log(f"transactions per client since the upgrade started: {moved}")
+            check(" warn " not in new.log_text() and " error " not in new.log_text(),
+                  f"warnings in the new process's log:\n{new.log_text()}")
+            check(" warn " not in mux.log_text(), f"warnings in the old process's log:\n{mux.log_tail(30)}")
             check_eq(new.stop(), 0, "the new process's exit code after SIGTERM")
         finally:
             stop.set()
