@@ -293,6 +293,8 @@ int Server::run() {
   }
 
   uv_run(&loop_, UV_RUN_DEFAULT);
+  adopt_stop_ = true;
+  if (adopt_thread_.joinable()) adopt_thread_.join();
   workers_.for_each([](Worker& w) { w.join(); });
   close_listeners();
   if (http_) http_->stop();
@@ -435,6 +437,14 @@ void Server::on_shutdown_tick(uv_timer_t* h) {
   auto* s = static_cast<Server*>(h->data);
   uint64_t elapsed = uv_now(&s->loop_) - s->shutdown_started_;
   auto limit = static_cast<uint64_t>(s->config().server.shutdown_timeout.count());
+  // Handed over: a client busy at the first offer goes once it is idle.
+  if (s->handed_to_.load() != 0 && s->upgrade_conn_ >= 0 && !s->shutting_down_.load() &&
+      s->directory_->client_count() != 0 &&
+      !s->hand_over_idle_clients(s->handed_to_.load(), false)) {
+    LOG_WARN("online upgrade: pid %d takes no more clients; the rest stay here",
+             s->handed_to_.load());
+    s->end_upgrade_conn(nullptr);
+  }
   if (s->directory_->client_count() == 0) {
     s->stop_workers();
   } else if (elapsed >= limit) {
@@ -457,7 +467,7 @@ void Server::stop_workers() {
   uv_close(reinterpret_cast<uv_handle_t*>(&upgrade_timer_), nullptr);
   if (upgrade_polling_) uv_close(reinterpret_cast<uv_handle_t*>(&upgrade_poll_), nullptr);
   upgrade_polling_ = false;
-  end_upgrade_conn("shutting down");
+  end_upgrade_conn(handed_to_.load() != 0 ? nullptr : "shutting down");
   if (upgrade_child_ != nullptr) {
     // The new process runs on; this one no longer waits for it.
     uv_close(reinterpret_cast<uv_handle_t*>(upgrade_child_),

@@ -10,7 +10,9 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -109,10 +111,15 @@ class Server final : public Control {
   // Old process: the new one serves; stop accepting and drain.
   void hand_over(int new_pid);
   // Old process, after "done": PostgreSQL clients idle between transactions
-  // go to the new process (each kept here unless it acknowledged it).
-  void hand_over_idle_clients(int new_pid);
-  // New process, after "done": serves the clients the old one hands over.
-  void adopt_clients(int old_pid);
+  // go to the new process (each kept here unless it acknowledged it). First
+  // once, then on every shutdown tick for those that became idle since
+  // (`first` false: nothing is sent when none is). False: the connection
+  // to the new process broke.
+  bool hand_over_idle_clients(int new_pid, bool first);
+  // New process, after "done": serves the clients the old one hands over;
+  // `later` false: until the first batch ends (true: it did), true: every
+  // later batch, until the old process closes or this one stops.
+  bool adopt_clients(int old_pid, bool later);
   // SIGUSR2: starts `exe_path_ --upgrade --config FILE`.
   void spawn_upgrade();
 
@@ -149,8 +156,12 @@ class Server final : public Control {
   bool upgrade_mode_ = false;  // started as `sqlmux --upgrade`
   std::string exe_path_;       // what SIGUSR2 starts
   std::vector<Inherited> inherited_;
-  int takeover_fd_ = -1;  // new process: its connection to the old one
-  int upgrade_fd_ = -1;   // the listening upgrade socket
+  int takeover_fd_ = -1;      // new process: its connection to the old one
+  std::thread adopt_thread_;  // new process: adopts the old one's later batches
+  std::atomic<bool> adopt_stop_{false};
+  // Old process (main loop): clients the new one refused, not offered again.
+  std::set<std::pair<int, uint64_t>> upgrade_refused_;
+  int upgrade_fd_ = -1;  // the listening upgrade socket
   uv_poll_t upgrade_poll_{};
   bool upgrade_polling_ = false;  // upgrade_poll_ is open
   int upgrade_conn_ = -1;         // old process: the new one asking

@@ -130,9 +130,19 @@ void Server::finish_takeover() {
     err = "unexpected answer";
   }
   for (int fd : fds) ::close(fd);
-  if (old_pid != 0) adopt_clients(old_pid);
-  ::close(takeover_fd_);
-  takeover_fd_ = -1;
+  if (old_pid != 0 && adopt_clients(old_pid, false)) {
+    // Clients busy in a transaction then follow as they become idle.
+    timeval tv{0, 200 * 1000};  // the thread sees adopt_stop_ this often
+    (void)::setsockopt(takeover_fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    adopt_thread_ = std::thread([this, old_pid] {
+      (void)adopt_clients(old_pid, true);
+      ::close(takeover_fd_);
+      takeover_fd_ = -1;
+    });
+  } else {
+    ::close(takeover_fd_);
+    takeover_fd_ = -1;
+  }
   if (old_pid == 0) {
     LOG_WARN(
         "--upgrade: the running process did not confirm the handover (%s); serving alongside "
@@ -143,22 +153,40 @@ void Server::finish_takeover() {
   LOG_INFO("--upgrade: took over from pid %d, which drains its clients", static_cast<int>(old_pid));
 }
 
-void Server::adopt_clients(int old_pid) {
+bool Server::adopt_clients(int old_pid, bool later) {
   size_t adopted = 0;
   size_t refused = 0;
   int next = 0;
+  bool ended = false;
+  const auto flush = [&] {
+    if (metrics_) metrics_->upgrade_clients(adopted, refused);
+    if (adopted + refused > 0) {
+      LOG_INFO("--upgrade: adopted %zu idle client(s) from pid %d (%zu stay there)", adopted,
+               old_pid, refused);
+    }
+    adopted = refused = 0;
+  };
   for (;;) {
     std::string msg;
     std::vector<int> fds;
     std::string err;
     if (!upgrade::recv_packet(takeover_fd_, msg, fds, err)) {
-      // (A running process of an earlier version hands over no client.)
-      LOG_WARN("--upgrade: the handover of idle clients from pid %d ended early: %s", old_pid,
-               err.c_str());
+      if (later && err == "timed out" && !adopt_stop_.load()) continue;
+      // (A running process of an earlier version hands over no client, and
+      // closes after the first batch.)
+      if (!later || (err != "closed" && !adopt_stop_.load())) {
+        LOG_WARN("--upgrade: the handover of idle clients from pid %d ended%s: %s", old_pid,
+                 later ? "" : " early", err.c_str());
+      }
       break;
     }
     if (upgrade::decode_end(msg)) {
       for (int fd : fds) ::close(fd);
+      if (later) {
+        flush();
+        continue;
+      }
+      ended = true;
       break;
     }
     upgrade::ClientState st;
@@ -178,9 +206,17 @@ void Server::adopt_clients(int old_pid) {
     };
     auto r = std::make_shared<Result>();
     Worker& w = workers_.at(next++ % workers_.size());
-    w.post([r, fd = fds[0], st, this](Worker& wk) {
+    // Once this process stops, or hands over in its turn, it takes no client.
+    const bool closing = later && (shutting_down() || handed_to_.load() != 0);
+    w.post([r, fd = fds[0], st, closing, this](Worker& wk) {
       std::string why;
-      const bool ok = adopt_client(*protocols_, wk, fd, st, why);
+      bool ok = false;
+      if (closing) {
+        ::close(fd);
+        why = "this process is shutting down";
+      } else {
+        ok = adopt_client(*protocols_, wk, fd, st, why);
+      }
       std::lock_guard<std::mutex> lk(r->mu);
       r->finished = true;
       r->ok = ok;
@@ -188,8 +224,12 @@ void Server::adopt_clients(int old_pid) {
       r->cv.notify_all();
     });
     {
+      // (A stopped worker runs nothing more: then this thread gives up.)
       std::unique_lock<std::mutex> lk(r->mu);
-      r->cv.wait(lk, [&] { return r->finished; });
+      while (!r->cv.wait_for(lk, std::chrono::milliseconds(200), [&] { return r->finished; })) {
+        if (later && adopt_stop_.load()) break;
+      }
+      if (!r->finished) break;
     }
     if (r->ok) {
       ++adopted;
@@ -205,11 +245,8 @@ void Server::adopt_clients(int old_pid) {
       break;
     }
   }
-  if (metrics_) metrics_->upgrade_clients(adopted, refused);
-  if (adopted + refused > 0) {
-    LOG_INFO("--upgrade: adopted %zu idle client(s) from pid %d (%zu stay there)", adopted, old_pid,
-             refused);
-  }
+  flush();
+  return ended;
 }
 
 // ---- The running process ----
@@ -366,12 +403,24 @@ void Server::hand_over(int new_pid) {
   if (upgrade_fd_ >= 0) ::close(upgrade_fd_);
   upgrade_fd_ = -1;
   std::string err;
+  bool keep = false;
   if (!upgrade::send_packet(upgrade_conn_, upgrade::encode_done(::getpid()), {}, err)) {
     LOG_WARN("online upgrade: cannot confirm to pid %d: %s", new_pid, err.c_str());
   } else {
-    hand_over_idle_clients(new_pid);
+    keep = hand_over_idle_clients(new_pid, true);
   }
-  end_upgrade_conn(nullptr);
+  if (keep) {
+    // The connection stays for the clients busy now: on_shutdown_tick
+    // offers them once idle (hand_over_idle_clients reads it, not the loop).
+    if (upgrade_conn_poll_ != nullptr) {
+      uv_close(reinterpret_cast<uv_handle_t*>(upgrade_conn_poll_),
+               [](uv_handle_t* hh) { delete reinterpret_cast<uv_poll_t*>(hh); });
+      upgrade_conn_poll_ = nullptr;
+    }
+    uv_timer_stop(&upgrade_timer_);
+  } else {
+    end_upgrade_conn(nullptr);
+  }
   LOG_INFO(
       "online upgrade: pid %d serves the listening sockets; this process no longer accepts "
       "and serves its %u client(s) until they leave (up to shutdown_timeout, %lld ms; "
@@ -381,7 +430,7 @@ void Server::hand_over(int new_pid) {
   wait_for_clients();
 }
 
-void Server::hand_over_idle_clients(int new_pid) {
+bool Server::hand_over_idle_clients(int new_pid, bool first) {
   struct Item {
     int worker;
     uint64_t id;
@@ -397,13 +446,15 @@ void Server::hand_over_idle_clients(int new_pid) {
   };
   auto p = std::make_shared<Picked>();
   p->left = static_cast<size_t>(workers_.size());
+  auto skip = std::make_shared<const std::set<std::pair<int, uint64_t>>>(upgrade_refused_);
   // Each worker stops reading the clients it offers: their next request
   // waits in the socket for whichever process serves them.
-  workers_.post_all([p](Worker& w) {
+  workers_.post_all([p, skip](Worker& w) {
     std::lock_guard<std::mutex> lk(p->mu);
     if (!p->abandoned) {
       w.for_each_client([&](PooledClient* c) {
         if (c->state() != ClientState::Idle) return;
+        if (skip->count({w.id(), c->id()}) != 0) return;
         std::string rec = c->upgrade_record();
         if (rec.empty()) return;
         const int fd = ::fcntl(c->fd(), F_DUPFD_CLOEXEC, 0);
@@ -427,11 +478,13 @@ void Server::hand_over_idle_clients(int new_pid) {
   }
   std::string err;
   if (items.empty()) {
+    if (!first) return true;
     if (!upgrade::send_packet(upgrade_conn_, upgrade::encode_end(), {}, err)) {
       LOG_WARN("online upgrade: cannot tell pid %d that no idle client follows: %s", new_pid,
                err.c_str());
+      return false;
     }
-    return;
+    return true;
   }
   // Blocking from here, each answer awaited (the new process is starting).
   const int conn = upgrade_conn_;
@@ -462,6 +515,7 @@ void Server::hand_over_idle_clients(int new_pid) {
     }
     ::close(it.fd);
     if (adopted) ++handed;
+    if (!adopted && !broken) upgrade_refused_.insert({it.worker, it.id});
     // Handed over: closed here without a word (the new process serves
     // the socket); else served here again.
     workers_.at(it.worker).post([id = it.id, adopted](Worker& w) {
@@ -481,9 +535,11 @@ void Server::hand_over_idle_clients(int new_pid) {
   } else if (!upgrade::send_packet(conn, upgrade::encode_end(), {}, err)) {
     LOG_WARN("online upgrade: cannot end the handover of idle clients to pid %d: %s", new_pid,
              err.c_str());
+    broken = true;
   }
   LOG_INFO("online upgrade: handed %zu idle client(s) to pid %d (%zu offered)", handed, new_pid,
            items.size());
+  return !broken;
 }
 
 void Server::spawn_upgrade() {

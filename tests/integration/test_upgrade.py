@@ -8,7 +8,9 @@ no failure across the upgrade. A failed upgrade leaves the old process
 serving. The same under systemd socket activation, with the new process
 announcing itself as the service's main process (MAINPID=, READY=1). Idle
 PostgreSQL clients of transaction pools move to the new process with their
-session state and prepared statements, without reconnecting."""
+session state and prepared statements, without reconnecting; those busy in
+a transaction at the upgrade follow at their next pause between
+transactions, so that the old process exits long before shutdown_timeout."""
 
 import os
 import re
@@ -421,6 +423,137 @@ def case_idle_clients_handed_over(pg):
             loop.close()
 
 
+def case_busy_clients_follow(pg):
+    """Clients of a transaction pool running transactions in a loop across
+    the upgrade (BEGIN; pg_sleep(0.05); COMMIT; a 20 ms pause): most are
+    mid-transaction at the first offer; each moves to the new process at
+    its next idle moment. All end up there without reconnecting or seeing
+    an error, and the old process exits well before shutdown_timeout
+    (30 s)."""
+    require_sqlmux("online upgrade")
+    import asyncio
+
+    import asyncpg
+    import psycopg
+
+    n_async, n_psy = 4, 4
+    mport, aport = free_port(), free_port()
+
+    def tweak(c):
+        upgrade_config(c, mport, aport, "@DIR@/upgrade.sock")
+        c["server"]["shutdown_timeout"] = "30s"
+
+    stop = threading.Event()
+    errors = []
+    done = {}  # client -> transactions committed
+    ports = {}  # client -> its local port (one connection each, never replaced)
+
+    def psy_worker(i):
+        name = f"psycopg{i}"
+        try:
+            c = psycopg.connect(mux.dsn(), autocommit=True)
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"{name} connect: {e!r}")
+            return
+        ports[name] = socket.socket(fileno=os.dup(c.pgconn.socket)).getsockname()[1]
+        done[name] = 0
+        try:
+            while not stop.is_set():
+                with c.transaction():
+                    c.execute("SELECT pg_sleep(0.05)")
+                    check_eq(c.execute("SELECT %s::int + 1", (i,)).fetchone()[0], i + 1, name)
+                done[name] += 1
+                time.sleep(0.02)
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"{name}: {e!r}")
+        finally:
+            c.close()
+
+    async def async_worker(i):
+        name = f"asyncpg{i}"
+        try:
+            c = await asyncpg.connect(host="127.0.0.1", port=mux.port, user="app", password="apppass",
+                                      database="appdb")
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"{name} connect: {e!r}")
+            return
+        ports[name] = c._transport.get_extra_info("sockname")[1]
+        done[name] = 0
+        try:
+            while not stop.is_set():
+                async with c.transaction():
+                    await c.execute("SELECT pg_sleep(0.05)")
+                    if await c.fetchval("SELECT $1::int + 1", i) != i + 1:
+                        errors.append(f"{name}: wrong answer")
+                done[name] += 1
+                await asyncio.sleep(0.02)
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"{name}: {e!r}")
+        finally:
+            await c.close()
+
+    def async_thread():
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(asyncio.gather(*(async_worker(i) for i in range(n_async))))
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"asyncpg thread: {e!r}")
+        finally:
+            loop.close()
+
+    with Sqlmux(pg, size=10, tweak=tweak) as mux:
+        new = None
+        threads = [threading.Thread(target=psy_worker, args=(i,)) for i in range(n_psy)]
+        threads.append(threading.Thread(target=async_thread))
+        try:
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + 15
+            while len(done) < n_async + n_psy and not errors and time.monotonic() < deadline:
+                time.sleep(0.05)
+            check_eq(errors, [], "errors before the upgrade")
+            check_eq(len(ports), n_async + n_psy, "clients connected")
+            time.sleep(1.0)
+            before = dict(done)
+            new = NewProcess(mux.dir, mux.config_path)
+            new.wait_log("took over from pid")
+            t0 = time.monotonic()
+            rc = mux.wait_exit(10)
+            took = time.monotonic() - t0
+            check(rc is not None, f"the old process still runs 10 s after the handover (shutdown_timeout 30 s):\n"
+                                  f"{mux.log_tail(30)}")
+            log(f"the old process exited {took:.2f} s after the handover")
+            check_eq(rc, 0, "the old process's exit code")
+            check("shutdown_timeout reached" not in mux.log_text(), "the old process waited for shutdown_timeout")
+            time.sleep(0.5)
+            check_eq(errors, [], "errors across the upgrade")
+            mine = [c for c in show_clients(aport) if int(c["address"].rsplit(":", 1)[1]) in ports.values()]
+            check_eq(len(mine), n_async + n_psy, f"the new process's SHOW CLIENTS lists every client: {mine}")
+            m = scrape_metrics(mport)
+            check_eq((m.get('sqlmux_upgrade_idle_clients_total{result="adopted"}'),
+                      m.get('sqlmux_upgrade_idle_clients_total{result="refused"}')),
+                     (float(n_async + n_psy), 0.0), "the new process's sqlmux_upgrade_idle_clients_total")
+            stop.set()
+            for t in threads:
+                t.join(15)
+            check_eq(errors, [], "errors after the upgrade")
+            moved = {k: done[k] - before[k] for k in done}
+            check(all(v > 0 for v in moved.values()), f"transactions per client across the upgrade: {moved}")
+            log(f"transactions per client since the upgrade started: {moved}")
+            check(" warn " not in new.log_text() and " error " not in new.log_text(),
+                  f"warnings in the new process's log:\n{new.log_text()}")
+            check(" warn " not in mux.log_text(), f"warnings in the old process's log:\n{mux.log_tail(30)}")
+            check_eq(new.stop(), 0, "the new process's exit code after SIGTERM")
+        finally:
+            stop.set()
+            for t in threads:
+                if t.is_alive():
+                    t.join(15)
+            if new is not None:
+                new.kill()
+
+
 def case_refused_idle_client_stays(pg):
     """The new process refuses an idle client it cannot take (its
     max_client_conn is 1, two idle clients are offered): that client stays
@@ -454,6 +587,13 @@ def case_refused_idle_client_stays(pg):
             check_eq((m.get('sqlmux_upgrade_idle_clients_total{result="adopted"}'),
                       m.get('sqlmux_upgrade_idle_clients_total{result="refused"}')), (1.0, 1.0),
                      "the new process's sqlmux_upgrade_idle_clients_total")
+            # The old process offers clients that become idle every 100 ms,
+            # but not one the new process refused: still one answer each.
+            time.sleep(0.6)
+            m = scrape_metrics(mport)
+            check_eq((m.get('sqlmux_upgrade_idle_clients_total{result="adopted"}'),
+                      m.get('sqlmux_upgrade_idle_clients_total{result="refused"}')), (1.0, 1.0),
+                     "sqlmux_upgrade_idle_clients_total 0.6 s later (a refused client is not offered again)")
             for i, c in enumerate(conns):
                 check_eq(c.execute("SELECT %s::int + 1", (i + 10,), prepare=True).fetchone()[0], i + 11,
                          f"client {i} after the upgrade")
@@ -660,6 +800,7 @@ def case_socket_activation_and_sigusr2(pg):
 
 
 if __name__ == "__main__":
-    run_cases(__file__, [case_upgrade_under_pgbench, case_idle_clients_handed_over, case_refused_idle_client_stays,
+    run_cases(__file__, [case_upgrade_under_pgbench, case_idle_clients_handed_over, case_busy_clients_follow,
+                         case_refused_idle_client_stays,
                          case_failed_upgrade_keeps_old_serving,
                          case_socket_activation_and_sigusr2], timeout=150, setup=setup)
