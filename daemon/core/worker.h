@@ -164,6 +164,10 @@ class Worker final : public EventLoop {
   void stop();
   // nullptr when metrics are off.
   [[nodiscard]] metrics::WorkerStats* stats() { return stats_.get(); }
+  // One auth_query lookup's outcome (both protocols' logins).
+  void count_auth_query(metrics::AuthQueryResult r) {
+    if (stats_) stats_->auth_query_lookups[static_cast<int>(r)].add();
+  }
   // Query digests of this worker's clients: written on the worker's thread,
   // read (merged over the workers) by SHOW QUERIES and /metrics, under mu.
   struct Digests {

@@ -186,11 +186,9 @@ void PgClient::start_auth() {
 void PgClient::start_auth_query(const config::PoolConfig& pc) {
   auth_cache_key_ = AuthQueryCache::key(pc, user_name_);
   AuthQueryCache& cache = protocol_.auth_cache();
-  metrics::WorkerStats* ws = worker_->stats();
   if (auto e =
           cache.fresh(auth_cache_key_, static_cast<uint64_t>(pc.auth_query_cache_ttl.count()))) {
-    if (ws != nullptr)
-      ws->auth_query_lookups[static_cast<int>(metrics::AuthQueryResult::Cached)].add();
+    worker_->count_auth_query(metrics::AuthQueryResult::Cached);
     use_looked_up(e->secret);
     return;
   }
@@ -205,10 +203,7 @@ void PgClient::start_auth_query(const config::PoolConfig& pc) {
 
 void PgClient::auth_query_done(PgAuthQuery::Result r) {
   std::unique_ptr<PgAuthQuery> done = std::move(auth_query_);  // freed on return
-  metrics::WorkerStats* ws = worker_->stats();
-  auto count = [ws](metrics::AuthQueryResult res) {
-    if (ws != nullptr) ws->auth_query_lookups[static_cast<int>(res)].add();
-  };
+  auto count = [this](metrics::AuthQueryResult res) { worker_->count_auth_query(res); };
   if (!r.ok) {
     count(metrics::AuthQueryResult::Error);
     CLOG_WARN(log_tag_, "auth_query for user \"%s\" failed: %s", user_name_.c_str(),
