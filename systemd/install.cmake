@@ -1,5 +1,6 @@
 # Run by `cmake --install` (install(SCRIPT) in CMakeLists.txt): installs the
-# systemd units, the sysusers.d entry and the example configuration.
+# systemd units, the sysusers.d entry, the example configuration and the
+# optional upgrade-on-reload drop-in (in <datarootdir>/doc/sqlmux/examples).
 #
 # sqlmux.service names the binary and the configuration file by absolute
 # path, so it is generated here, at install time, from the prefix of this
@@ -60,9 +61,16 @@ set(SQLMUX_BINDIR "${sqlmux_bindir}")
 set(SQLMUX_CONFIG_FILE "${sqlmux_sysconfdir}/sqlmux/sqlmux.toml")
 set(sqlmux_gen "${SQLMUX_BINARY_DIR}/systemd")
 configure_file("${SQLMUX_SOURCE_DIR}/systemd/sqlmux.service.in" "${sqlmux_gen}/sqlmux.service" @ONLY)
+# The optional drop-in that makes `systemctl reload` an online upgrade: an
+# example, not active (the operator copies it into sqlmux.service.d/).
+sqlmux_under_prefix(sqlmux_examplesdir "${SQLMUX_INSTALL_DATAROOTDIR}/doc/sqlmux/examples")
+set(SQLMUX_EXAMPLES_DIR "${sqlmux_examplesdir}")
+configure_file("${SQLMUX_SOURCE_DIR}/systemd/upgrade-on-reload.conf.in" "${sqlmux_gen}/upgrade-on-reload.conf"
+               @ONLY)
 
 file(INSTALL DESTINATION "${sqlmux_unitdir}" TYPE FILE
      FILES "${sqlmux_gen}/sqlmux.service" "${SQLMUX_SOURCE_DIR}/systemd/sqlmux.socket")
+file(INSTALL DESTINATION "${sqlmux_examplesdir}" TYPE FILE FILES "${sqlmux_gen}/upgrade-on-reload.conf")
 file(INSTALL DESTINATION "${sqlmux_sysusersdir}" TYPE FILE RENAME sqlmux.conf
      FILES "${SQLMUX_SOURCE_DIR}/systemd/sqlmux.sysusers")
 file(INSTALL DESTINATION "${sqlmux_sysconfdir}/sqlmux" TYPE FILE RENAME sqlmux.toml.example

@@ -538,8 +538,137 @@ def case_systemd_analyze(pg):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def case_reload_dropin_upgrades(pg):
+    """The installed example drop-in (upgrade-on-reload.conf) makes
+    `systemctl reload` an online upgrade: systemd-analyze verify accepts the
+    unit with it, and its ExecReload= lines, run as systemd would against
+    the installed ExecStart=, check the file and hand the running process
+    over to a new one that keeps an idle client; a broken file fails the
+    first line and starts nothing."""
+    import psycopg2
+    require_build_dir()
+    d = tempfile.mkdtemp(prefix=TMP_PREFIX + "inst-")
+    proc = None
+    new_pid = None
+    logf = None
+    try:
+        prefix = os.path.join(d, "pfx")
+        cmake_install(prefix)
+        dropin = f"{prefix}/share/doc/sqlmux/examples/upgrade-on-reload.conf"
+        check(os.path.isfile(dropin), f"{dropin} not installed")
+        unitdir = f"{prefix}/lib/systemd/system"
+        os.makedirs(f"{unitdir}/sqlmux.service.d")
+        shutil.copy(dropin, f"{unitdir}/sqlmux.service.d/")
+        tool = shutil.which("systemd-analyze")
+        if tool:
+            r = subprocess.run([tool, "verify", f"{unitdir}/sqlmux.service"], capture_output=True, text=True,
+                               timeout=60)
+            out = (r.stdout + r.stderr).strip()
+            if not (r.returncode != 0 and ("System has not been booted" in out or "Failed to connect" in out)):
+                check_eq((r.returncode, out), (0, ""), "systemd-analyze verify of the unit with the drop-in")
+        with open(dropin) as f:
+            reloads = [ln.split("=", 1)[1].strip() for ln in f if ln.startswith("ExecReload=")]
+        conf = f"{prefix}/etc/sqlmux/sqlmux.toml"
+        check_eq(reloads, ["", f"{prefix}/bin/sqlmux --check-config {conf}", "/bin/kill -USR2 $MAINPID"],
+                 "the drop-in's ExecReload= lines (reset, check the file, SIGUSR2)")
+        port = free_port()
+        cfg = default_config(pg.port, port)
+        cfg["server"]["upgrade_socket"] = os.path.join(d, "upgrade.sock")
+        cfg["server"]["shutdown_timeout"] = "20s"
+        with open(conf, "w") as f:
+            f.write(to_toml(cfg))
+        log_path = os.path.join(d, "mux.log")
+        logf = open(log_path, "ab")
+        proc = subprocess.Popen(unit_line(f"{unitdir}/sqlmux.service", "ExecStart").split(),
+                                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT)
+
+        def text():
+            with open(log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+
+        def wait_log(needle, timeout=20.0):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if needle in text():
+                    return
+                time.sleep(0.05)
+            fail(f"{needle!r} not in the log:\n{text()}")
+
+        check(wait_port("127.0.0.1", port, 15, proc), f"the installed sqlmux does not listen:\n{text()}")
+
+        def run_reload():
+            rcs = []
+            for line in reloads[1:]:
+                r = subprocess.run(line.replace("$MAINPID", str(proc.pid)).split(), capture_output=True,
+                                   text=True, timeout=30)
+                rcs.append((r.returncode, r.stderr.strip()))
+                if r.returncode != 0:
+                    break  # systemd stops at a failing ExecReload= line
+            return rcs
+
+        # A broken file: the reload fails at its first line; no upgrade.
+        good = open(conf).read()
+        with open(conf, "a") as f:
+            f.write("[pool\n")
+        rcs = run_reload()
+        check(len(rcs) == 1 and rcs[0][0] != 0 and "sqlmux.toml:" in rcs[0][1],
+              f"a broken file fails the reload at --check-config: {rcs}")
+        with open(conf, "w") as f:
+            f.write(good)
+        check("SIGUSR2: started" not in text(), f"an upgrade started although the check failed:\n{text()}")
+
+        idle = psycopg2.connect(f"host=127.0.0.1 port={port} dbname=appdb user=app password=apppass "
+                                "connect_timeout=10")
+        idle.autocommit = True
+        with idle.cursor() as cur:
+            cur.execute("SET application_name = 'reload_upgrade'")
+            cur.execute("SELECT 1")
+        rcs = run_reload()
+        check_eq([rc for rc, _ in rcs], [0, 0], f"the reload's lines ({rcs})")
+        wait_log("took over from pid")
+        m = re.search(r"SIGUSR2: started .* --upgrade --config .* \(pid (\d+)\)", text())
+        check(m, f"the log names the new process:\n{text()}")
+        new_pid = int(m.group(1))
+        check_eq(proc.wait(30), 0, "the old process's exit code after the upgrade")
+        with idle.cursor() as cur:
+            cur.execute("SELECT current_setting('application_name'), 7")
+            check_eq(cur.fetchone(), ("reload_upgrade", 7), "the idle client after the upgrade")
+        idle.close()
+        c = psycopg2.connect(f"host=127.0.0.1 port={port} dbname=appdb user=app password=apppass connect_timeout=10")
+        with c.cursor() as cur:
+            cur.execute("SELECT 42")
+            check_eq(cur.fetchone()[0], 42, "a new client on the new process")
+        c.close()
+        check("refused" not in text(), f"connections refused:\n{text()[-3000:]}")
+        log(f"reload through the drop-in: pid {proc.pid} handed over to pid {new_pid}")
+        os.kill(new_pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and os.path.exists(f"/proc/{new_pid}"):
+            try:
+                with open(f"/proc/{new_pid}/stat") as f:
+                    if f.read().split(") ", 1)[1][0] == "Z":
+                        break
+            except OSError:
+                break
+            time.sleep(0.05)
+        new_pid = None
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        if new_pid is not None:
+            try:
+                os.kill(new_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if logf is not None:
+            logf.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 if __name__ == "__main__":
     run_cases(__file__, [case_notify_ready_status_stopping, case_notify_socket_unreachable,
                          case_no_notify_socket_logs_nothing, case_socket_activation_listen_fds,
                          case_socket_activation_wrong_pid_ignored, case_systemd_socket_activate,
-                         case_install_destdir_and_prefix, case_systemd_analyze], timeout=150)
+                         case_install_destdir_and_prefix, case_systemd_analyze,
+                         case_reload_dropin_upgrades], timeout=180)
