@@ -616,6 +616,7 @@ def case_mysql_idle_clients_handed_over(pg):
 
     def tweak(c):
         upgrade_config(c, mport, aport, "@DIR@/upgrade.sock")  # sessdb: a session pool of the mysql one
+        c["server"]["peer_id"] = 9  # thread ids carry it (pool/peer_kill.h)
 
     loop = asyncio.new_event_loop()
     with MariaDbServer() as my:
@@ -639,6 +640,7 @@ def case_mysql_idle_clients_handed_over(pg):
                     cur.execute("SELECT CONNECTION_ID()")
                     id1 = cur.fetchone()[0]
                 check_eq(id1, c1.thread_id(), "PyMySQL before: CONNECTION_ID() is the greeting's thread id")
+                check_eq(id1 >> 17, 9, f"the thread id {id1} carries peer_id 9")
                 c2 = loop.run_until_complete(aiomysql.connect(host="127.0.0.1", port=mux.my_port, user="app",
                                                               password="apppass", db="appdb", autocommit=True))
 
@@ -698,6 +700,11 @@ def case_mysql_idle_clients_handed_over(pg):
                          "rows of the prepared INSERT and of the transaction")
                 # A KILL from a client of the new process reaches a handed-over one.
                 killer = mux.my_connect(autocommit=True, read_timeout=30)
+                # The new process's thread ids go on after the old one's: not
+                # those of the clients still there (tx, sess) either.
+                olds = {id1, id2, id3, tx.thread_id(), sess.thread_id()}
+                check(killer.thread_id() not in olds and killer.thread_id() >> 17 == 9,
+                      f"a new client's thread id {killer.thread_id()} among the old process's {olds}")
                 with killer.cursor() as cur:
                     cur.execute(f"KILL {id1}")
                 killer.close()
