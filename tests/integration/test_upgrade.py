@@ -601,8 +601,9 @@ def case_mysql_idle_clients_handed_over(pg):
     old id without binding its types again; the new process's SHOW CLIENTS
     lists them and a KILL from a new client reaches one there. A client in
     a transaction at the handover commits on the old process and follows
-    at its next pause; a session-pool client stays on the old process,
-    which exits once it leaves."""
+    at its next pause; clients of a session pool and of a passthrough pool
+    (no server login of its own) stay on the old process, which exits once
+    they leave."""
     require_sqlmux("online upgrade")
     import asyncio
 
@@ -614,9 +615,20 @@ def case_mysql_idle_clients_handed_over(pg):
 
     mport, aport = free_port(), free_port()
 
+    pt_hash = None
+
     def tweak(c):
         upgrade_config(c, mport, aport, "@DIR@/upgrade.sock")  # sessdb: a session pool of the mysql one
         c["server"]["peer_id"] = 9  # thread ids carry it (pool/peer_kill.h)
+        # A passthrough pool: its server login is the client's own (SHA1
+        # recovered from its native-password reply), which the new process
+        # would not have: its clients are not offered.
+        pt = dict(c["pool"][0])
+        pt["name"] = "ptdb"
+        pt.pop("user")
+        pt.pop("password")
+        c["pool"].append(pt)
+        c["user"].append({"name": "ptuser", "password": pt_hash})
 
     loop = asyncio.new_event_loop()
     with MariaDbServer() as my:
@@ -624,10 +636,14 @@ def case_mysql_idle_clients_handed_over(pg):
                      "GRANT ALL PRIVILEGES ON upg_other.* TO 'app'@'%'",
                      "GRANT ALL PRIVILEGES ON upg_other.* TO 'app'@'127.0.0.1'",
                      "CREATE TABLE upg_other.t(x INT)", "INSERT INTO upg_other.t VALUES (7)",
-                     "CREATE TABLE appdb.upg_my(v BIGINT)"])
+                     "CREATE TABLE appdb.upg_my(v BIGINT)",
+                     "CREATE USER 'ptuser'@'%' IDENTIFIED BY 'Pt-secret-42'",
+                     "GRANT ALL ON appdb.* TO 'ptuser'@'%'"])
+        pt_hash = my.scalar("SELECT authentication_string FROM mysql.user WHERE user = 'ptuser'")
+        pt_hash = pt_hash.decode() if isinstance(pt_hash, bytes) else pt_hash
         with Sqlmux(None, my=my, size=6, tweak=tweak) as mux:
             new = None
-            c1 = c2 = rc = tx = sess = None
+            c1 = c2 = rc = tx = sess = pt = None
             try:
                 c1 = mux.my_connect(autocommit=True, read_timeout=30)
                 c1.select_db("upg_other")  # COM_INIT_DB
@@ -665,11 +681,14 @@ def case_mysql_idle_clients_handed_over(pg):
                     cur.execute("INSERT INTO upg_my(v) VALUES (100)")  # a transaction stays open
                 sess = mux.my_connect(db="sessdb", autocommit=True, read_timeout=30)
                 check_eq(one(sess, "SELECT 5"), 5, "the session-pool client before")
+                pt = mux.my_connect(db="ptdb", user="ptuser", password="Pt-secret-42", autocommit=True,
+                                    read_timeout=30)
+                check_eq(one(pt, "SELECT CURRENT_USER()"), "ptuser@%", "the passthrough client before")
                 ports = {c1._sock.getsockname()[1], c2._writer.get_extra_info("sockname")[1],
                          rc.sock.getsockname()[1]}
                 new = NewProcess(mux.dir, mux.config_path)
                 new.wait_log("took over from pid")
-                check(mux.log_has(f"online upgrade: handed 3 idle client(s) to pid {new.proc.pid}"),
+                check(mux.log_has(f"online upgrade: handed 3 idle client(s) to pid {new.proc.pid} (3 offered)"),
                       f"the old process's log:\n{mux.log_tail(30)}")
                 new.wait_log("adopted 3 idle client(s)")
                 # Served by the new process: its console lists them.
@@ -720,6 +739,9 @@ def case_mysql_idle_clients_handed_over(pg):
                 check_eq(one(sess, "SELECT 6"), 6, "the session-pool client on the old process")
                 sess.close()
                 sess = None
+                check_eq(one(pt, "SELECT CURRENT_USER()"), "ptuser@%", "the passthrough client on the old process")
+                pt.close()
+                pt = None
                 rc_old = mux.wait_exit(30)
                 check_eq(rc_old, 0, "the old process's exit code once its clients left")
                 check("shutdown_timeout reached" not in mux.log_text(), "the old process waited for shutdown_timeout")
@@ -738,7 +760,7 @@ def case_mysql_idle_clients_handed_over(pg):
                       f"warnings in the new process's log:\n{new.log_text()}")
                 check_eq(new.stop(), 0, "the new process's exit code after SIGTERM")
             finally:
-                for c in (c1, tx, sess):
+                for c in (c1, tx, sess, pt):
                     if c is not None:
                         c.close()
                 if c2 is not None:
