@@ -593,13 +593,14 @@ def _raw_execute_int(rc, stmt, value, bind):
 
 def case_mysql_idle_clients_handed_over(pg):
     """MySQL clients of a transaction pool idle at the upgrade (PyMySQL,
-    aiomysql, and a raw protocol client with CLIENT_DEPRECATE_EOF,
+    aiomysql, mysqlclient, and a raw protocol client with CLIENT_DEPRECATE_EOF,
     CLIENT_MULTI_STATEMENTS, collation utf8mb4_unicode_ci and a server-side
     prepared INSERT) move to the new process without reconnecting: the same
     CONNECTION_ID() (the thread id of their greeting), the schema they
     USEd, their session variables, the prepared statement executed by its
     old id without binding its types again; the new process's SHOW CLIENTS
-    lists them and a KILL from a new client reaches one there. A client in
+    lists them and a KILL from a new client reaches one there; a
+    COM_CHANGE_USER (answering the old process's greeting) works there. A client in
     a transaction at the handover commits on the old process and follows
     at its next pause; clients of a session pool and of a passthrough pool
     (no server login of its own) stay on the old process, which exits once
@@ -643,7 +644,7 @@ def case_mysql_idle_clients_handed_over(pg):
         pt_hash = pt_hash.decode() if isinstance(pt_hash, bytes) else pt_hash
         with Sqlmux(None, my=my, size=6, tweak=tweak) as mux:
             new = None
-            c1 = c2 = rc = tx = sess = pt = None
+            c1 = c2 = rc = tx = sess = pt = c5 = None
             try:
                 c1 = mux.my_connect(autocommit=True, read_timeout=30)
                 c1.select_db("upg_other")  # COM_INIT_DB
@@ -676,6 +677,13 @@ def case_mysql_idle_clients_handed_over(pg):
                 # (After an INSERT the client keeps its server connection for
                 # LAST_INSERT_ID() until its next statement.)
                 id3 = int(_raw_scalar(rc, "SELECT CONNECTION_ID()"))
+                # mysqlclient (libmariadb): a COM_CHANGE_USER after the upgrade
+                # answers the scramble of the old process's greeting.
+                import MySQLdb
+                c5 = MySQLdb.connect(host="127.0.0.1", port=mux.my_port, user="app", password="apppass",
+                                     database="appdb", connect_timeout=10, read_timeout=30)
+                c5.autocommit(True)
+                id5 = c5.thread_id()
                 tx = mux.my_connect(autocommit=False, read_timeout=30)
                 with tx.cursor() as cur:
                     cur.execute("INSERT INTO upg_my(v) VALUES (100)")  # a transaction stays open
@@ -688,9 +696,9 @@ def case_mysql_idle_clients_handed_over(pg):
                          rc.sock.getsockname()[1]}
                 new = NewProcess(mux.dir, mux.config_path)
                 new.wait_log("took over from pid")
-                check(mux.log_has(f"online upgrade: handed 3 idle client(s) to pid {new.proc.pid} (3 offered)"),
+                check(mux.log_has(f"online upgrade: handed 4 idle client(s) to pid {new.proc.pid} (4 offered)"),
                       f"the old process's log:\n{mux.log_tail(30)}")
-                new.wait_log("adopted 3 idle client(s)")
+                new.wait_log("adopted 4 idle client(s)")
                 # Served by the new process: its console lists them.
                 mine = [c for c in show_clients(aport) if int(c["address"].rsplit(":", 1)[1]) in ports]
                 check_eq(len(mine), 3, f"the new process's SHOW CLIENTS lists the handed-over clients: {mine}")
@@ -710,6 +718,13 @@ def case_mysql_idle_clients_handed_over(pg):
                 # Its prepared statement by the old id, its types not sent again.
                 check_eq(_raw_execute_int(rc, stmt, 2, bind=False)[0], 0, "EXECUTE after the upgrade")
                 out = rc.command(b"\x03SELECT 11; SELECT 12")  # CLIENT_MULTI_STATEMENTS
+                c5.change_user("app", "apppass", "appdb")
+                cur5 = c5.cursor()
+                cur5.execute("SELECT CONNECTION_ID()")
+                check_eq(cur5.fetchone()[0], id5, "mysqlclient's CONNECTION_ID() after COM_CHANGE_USER")
+                cur5.execute("SELECT DATABASE(), SUBSTRING_INDEX(CURRENT_USER(), '@', 1)")
+                check_eq(cur5.fetchone(), ("appdb", "app"), "mysqlclient after COM_CHANGE_USER")
+                cur5.close()
                 check_eq(len([p for p in out if p[:1] == b"\x01"]), 2, f"two result sets: {out!r}")
                 # The transaction commits on the old process; the client follows.
                 with tx.cursor() as cur:
@@ -721,7 +736,7 @@ def case_mysql_idle_clients_handed_over(pg):
                 killer = mux.my_connect(autocommit=True, read_timeout=30)
                 # The new process's thread ids go on after the old one's: not
                 # those of the clients still there (tx, sess) either.
-                olds = {id1, id2, id3, tx.thread_id(), sess.thread_id()}
+                olds = {id1, id2, id3, id5, tx.thread_id(), sess.thread_id()}
                 check(killer.thread_id() not in olds and killer.thread_id() >> 17 == 9,
                       f"a new client's thread id {killer.thread_id()} among the old process's {olds}")
                 with killer.cursor() as cur:
@@ -747,7 +762,7 @@ def case_mysql_idle_clients_handed_over(pg):
                 check("shutdown_timeout reached" not in mux.log_text(), "the old process waited for shutdown_timeout")
                 m = scrape_metrics(mport)
                 check_eq((m.get('sqlmux_upgrade_idle_clients_total{result="adopted"}'),
-                          m.get('sqlmux_upgrade_idle_clients_total{result="refused"}')), (4.0, 0.0),
+                          m.get('sqlmux_upgrade_idle_clients_total{result="refused"}')), (5.0, 0.0),
                          "the new process's sqlmux_upgrade_idle_clients_total")
                 with tx.cursor() as cur:
                     cur.execute("SELECT CONNECTION_ID()")
@@ -760,7 +775,7 @@ def case_mysql_idle_clients_handed_over(pg):
                       f"warnings in the new process's log:\n{new.log_text()}")
                 check_eq(new.stop(), 0, "the new process's exit code after SIGTERM")
             finally:
-                for c in (c1, tx, sess, pt):
+                for c in (c1, tx, sess, pt, c5):
                     if c is not None:
                         c.close()
                 if c2 is not None:
