@@ -19,6 +19,10 @@ std::unique_ptr<Protocols> make_protocols() {
 
 bool adopt_client(const Protocols& protocols, Worker& w, int fd, const upgrade::ClientState& state,
                   std::string& why) {
+  if (state.mysql) {
+    const auto& my = static_cast<const MyProtocol&>(protocols.get(config::Protocol::Mysql));
+    return MyClient::adopt(w, fd, state, my, why);
+  }
   const auto& pg = static_cast<const PgProtocol&>(protocols.get(config::Protocol::Postgres));
   return PgClient::adopt(w, fd, state, pg, why);
 }

@@ -222,6 +222,23 @@ uint32_t Directory::register_thread(int worker, uint64_t client_id) {
   return 0;
 }
 
+bool Directory::adopt_thread(uint32_t thread_id, uint32_t counter, int worker, uint64_t client_id) {
+  const uint32_t peer_id = config().server.peer_id;
+  if (thread_id == 0 || (peer_id != 0 && pool::thread_peer(thread_id) != peer_id)) return false;
+  std::lock_guard<std::mutex> lk(threads_mu_);
+  if (threads_.count(thread_id) != 0) return false;
+  threads_[thread_id] = ThreadEntry{worker, client_id, {}};
+  // Without peer_id the id is the counter's value; with it, its sequence.
+  const uint32_t seq = peer_id == 0 ? thread_id : (thread_id & pool::kThreadSeqMask);
+  next_thread_id_ = std::max({next_thread_id_, counter, seq});
+  return true;
+}
+
+uint32_t Directory::thread_counter() {
+  std::lock_guard<std::mutex> lk(threads_mu_);
+  return next_thread_id_;
+}
+
 bool Directory::accept_peer_kill(const pool::PeerKill& k, uint64_t now, pool::PeerKillError& why) {
   std::lock_guard<std::mutex> lk(peer_nonces_mu_);
   why = peer_nonces_.accept(k, now);

@@ -115,6 +115,15 @@ class Directory {
   // With server.peer_id the id carries it (pool/peer_kill.h); 0 when all
   // 2^17 ids of the instance are in use (the client is refused).
   [[nodiscard]] uint32_t register_thread(int worker, uint64_t client_id);
+  // Online upgrade: the id a client handed over by the previous process
+  // had there; `counter` is that process's allocator position. False when
+  // the id is taken here, or with server.peer_id does not carry it. Else
+  // registered, and this allocator continues past both (ids it gives later
+  // are not the previous process's, until the sequence wraps).
+  [[nodiscard]] bool adopt_thread(uint32_t thread_id, uint32_t counter, int worker,
+                                  uint64_t client_id);
+  // The allocator's position (what adopt_thread takes as `counter`).
+  [[nodiscard]] uint32_t thread_counter();
   void set_thread_user(uint32_t thread_id, const std::string& user);
   void unregister_thread(uint32_t thread_id);
   [[nodiscard]] bool lookup_thread(uint32_t thread_id, ThreadEntry& out);

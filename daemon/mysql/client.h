@@ -12,6 +12,7 @@
 #include "daemon/core/auth_limiter.h"
 #include "daemon/core/pooled.h"
 #include "daemon/mysql/auth_query.h"
+#include "daemon/ops/upgrade_wire.h"
 #include "pool/mysql/session.h"
 #include "pool/mysql/statements.h"
 #include "protocol/mysql/auth.h"
@@ -117,6 +118,20 @@ class MyClient final : public PooledClient {
   [[nodiscard]] bool pinned() const {
     return pin_ != pool::PinReason::None || long_data_ || !cursors_.empty();
   }
+  // Online upgrade (client_upgrade.cpp): the record of this client when
+  // it can be handed over (logged in to a transaction or statement pool
+  // whose server login is not the client's own, no TLS, idle between
+  // transactions with no server connection, nothing buffered or pending:
+  // no LOCAL INFILE, KILL on a peer, COM_CHANGE_USER, pin, cursor or long
+  // data); empty otherwise.
+  [[nodiscard]] std::string upgrade_record() const override;
+  // The new process serves a client handed over with `state` (its
+  // `mysql` set) on socket `fd` (owned from here on, also on failure):
+  // logged in and idle with the same thread id, as if its login had
+  // happened here. False with `why` when it cannot (no such user or pool,
+  // its thread id in use here, a limit reached).
+  [[nodiscard]] static bool adopt(Worker& w, int fd, const upgrade::ClientState& state,
+                                  const MyProtocol& protocol, std::string& why);
 
  protected:
   void on_readable() override;

@@ -43,6 +43,8 @@ int32_t decode_pid_line(std::string_view msg, std::string_view prefix) {
 }
 
 constexpr std::string_view kClientHeader = "sqlmux-client 1\n";
+constexpr std::string_view kMyClientHeader = "sqlmux-myclient 1\n";
+constexpr uint32_t kNoStatement = 0xFFFFFFFF;  // MySQL's "the last prepared"
 
 // "<prefix> <id>\n" with 1 <= id < 2^63, canonical decimal; else 0.
 uint64_t decode_id_line(std::string_view msg, std::string_view prefix) {
@@ -96,6 +98,12 @@ class Reader {
     v = (static_cast<uint64_t>(hi) << 32) | lo;
     return true;
   }
+  bool u16(uint16_t& v) {
+    if (s_.size() < 2) return false;
+    v = static_cast<uint16_t>((static_cast<uint8_t>(s_[0]) << 8) | static_cast<uint8_t>(s_[1]));
+    s_.remove_prefix(2);
+    return true;
+  }
   bool u8(uint8_t& v) {
     if (s_.empty()) return false;
     v = static_cast<uint8_t>(s_[0]);
@@ -109,24 +117,156 @@ class Reader {
     s_.remove_prefix(n);
     return true;
   }
+  // A flag byte (0 or 1), then the string when it is 1. False when
+  // truncated; `bad` when the flag is neither.
+  bool opt_str(std::optional<std::string>& out, bool& bad) {
+    uint8_t flag = 0;
+    if (!u8(flag)) return false;
+    if (flag > 1) {
+      bad = true;
+      return true;
+    }
+    if (flag == 0) return true;
+    out.emplace();
+    return str(*out);
+  }
   [[nodiscard]] size_t left() const { return s_.size(); }
 
  private:
   std::string_view s_;
 };
 
-ClientWireError read_client(Reader& r, ClientState& c) {
+void put_u16(std::string& out, uint16_t v) {
+  out += static_cast<char>(v >> 8);
+  out += static_cast<char>(v & 0xff);
+}
+void put_opt_str(std::string& out, const std::optional<std::string>& s) {
+  out += static_cast<char>(s ? 1 : 0);
+  if (s) put_str(out, *s);
+}
+
+// A string that may be empty: at most kMaxName bytes, no NUL.
+bool good_text(std::string_view s) {
+  return s.size() <= kMaxName && s.find('\0') == std::string_view::npos;
+}
+bool good_opt_text(const std::optional<std::string>& s) {
+  return !s || good_text(*s);
+}
+
+// Whether a MySQL client's state can be written (and is accepted when
+// read): what MyClient would hold after a login and its commands.
+ClientWireError check_my(const MyClientState& m) {
+  if (m.vars.size() > kMaxClientParams || m.statements.size() > kMaxClientStatements) {
+    return ClientWireError::TooMany;
+  }
+  if (m.thread_id == 0 || m.scramble.size() > kMaxScramble || !good_text(m.login_db) ||
+      !good_text(m.application) || !good_opt_text(m.schema) ||
+      !good_opt_text(m.results_collation) || m.next_statement == 0) {
+    return ClientWireError::BadField;
+  }
+  for (const auto& [name, value] : m.vars) {
+    if (!good_name(name) || value.size() > kMaxMessage || value.find('\0') != std::string::npos) {
+      return ClientWireError::BadField;
+    }
+  }
+  // Ids ascending, each below the next one to be given; the last prepared
+  // one among them (or none).
+  uint32_t prev = 0;
+  bool last_found = m.last_statement == 0;
+  for (const auto& st : m.statements) {
+    if (st.id <= prev || st.id >= m.next_statement || st.id == kNoStatement ||
+        st.sql.size() > kMaxMessage || !good_opt_text(st.schema) ||
+        (!st.param_types.empty() && st.param_types.size() != st.num_params)) {
+      return ClientWireError::BadField;
+    }
+    prev = st.id;
+    if (st.id == m.last_statement) last_found = true;
+  }
+  return last_found ? ClientWireError::None : ClientWireError::BadField;
+}
+
+ClientWireError read_my_client(Reader& r, MyClientState& m) {
+  bool bad = false;
+  if (!r.u32(m.thread_id) || !r.u32(m.thread_counter) || !r.u64(m.caps) || !r.u8(m.charset) ||
+      !r.str(m.scramble) || !r.str(m.login_db) || !r.str(m.application) ||
+      !r.opt_str(m.schema, bad) || !r.opt_str(m.results_collation, bad)) {
+    return ClientWireError::Truncated;
+  }
+  if (bad) return ClientWireError::BadField;
+  uint32_t n = 0;
+  if (!r.u32(n)) return ClientWireError::Truncated;
+  if (n > kMaxClientParams) return ClientWireError::TooMany;
+  for (uint32_t i = 0; i < n; ++i) {
+    std::pair<std::string, std::string> v;
+    if (!r.str(v.first) || !r.str(v.second)) return ClientWireError::Truncated;
+    m.vars.push_back(std::move(v));
+  }
+  if (!r.u32(m.next_statement) || !r.u32(m.last_statement) || !r.u32(n)) {
+    return ClientWireError::Truncated;
+  }
+  if (n > kMaxClientStatements) return ClientWireError::TooMany;
+  for (uint32_t i = 0; i < n; ++i) {
+    MyStatementState st;
+    uint16_t types = 0;
+    if (!r.u32(st.id) || !r.str(st.sql) || !r.opt_str(st.schema, bad) || !r.u16(st.num_params) ||
+        !r.u16(st.num_columns) || !r.u16(types)) {
+      return ClientWireError::Truncated;
+    }
+    if (bad) return ClientWireError::BadField;
+    if (types > r.left() / 2) return ClientWireError::Truncated;
+    st.param_types.resize(types);
+    for (uint16_t& t : st.param_types) (void)r.u16(t);
+    m.statements.push_back(std::move(st));
+  }
+  if (r.left() != 0) return ClientWireError::Trailing;
+  return check_my(m);
+}
+
+std::string encode_my_client(const ClientState& c) {
+  const MyClientState& m = *c.mysql;
+  if (check_my(m) != ClientWireError::None) return {};
+  std::string out(kMyClientHeader);
+  put_u64(out, c.id);
+  put_str(out, c.pool);
+  put_str(out, c.user);
+  put_str(out, c.database);
+  put_u32(out, m.thread_id);
+  put_u32(out, m.thread_counter);
+  put_u64(out, m.caps);
+  out += static_cast<char>(m.charset);
+  put_str(out, m.scramble);
+  put_str(out, m.login_db);
+  put_str(out, m.application);
+  put_opt_str(out, m.schema);
+  put_opt_str(out, m.results_collation);
+  put_u32(out, static_cast<uint32_t>(m.vars.size()));
+  for (const auto& [name, value] : m.vars) {
+    put_str(out, name);
+    put_str(out, value);
+    if (out.size() > kMaxMessage) return {};
+  }
+  put_u32(out, m.next_statement);
+  put_u32(out, m.last_statement);
+  put_u32(out, static_cast<uint32_t>(m.statements.size()));
+  for (const auto& st : m.statements) {
+    put_u32(out, st.id);
+    put_str(out, st.sql);
+    put_opt_str(out, st.schema);
+    put_u16(out, st.num_params);
+    put_u16(out, st.num_columns);
+    put_u16(out, static_cast<uint16_t>(st.param_types.size()));
+    for (uint16_t t : st.param_types) put_u16(out, t);
+    if (out.size() > kMaxMessage) return {};
+  }
+  return out;
+}
+
+ClientWireError read_pg_client(Reader& r, ClientState& c) {
   uint32_t pid = 0;
   uint32_t key = 0;
   uint8_t describes = 0;
-  if (!r.u64(c.id) || !r.str(c.pool) || !r.str(c.user) || !r.str(c.database) || !r.u32(pid) ||
-      !r.u32(key) || !r.u8(describes)) {
-    return ClientWireError::Truncated;
-  }
-  if (c.id == 0 || c.id > kMaxClientId || !good_name(c.pool) || !good_name(c.user) ||
-      !good_name(c.database) || describes > 1) {
-    return ClientWireError::BadField;
-  }
+  if (!r.u32(pid) || !r.u32(key) || !r.u8(describes)) return ClientWireError::Truncated;
+  if (describes > 1) return ClientWireError::BadField;
   c.cancel_pid = static_cast<int32_t>(pid);
   c.cancel_key = static_cast<int32_t>(key);
   c.describes_portals = describes == 1;
@@ -185,8 +325,18 @@ std::string_view to_string(ClientWireError e) {
 
 std::string encode_client(const ClientState& c) {
   if (c.id == 0 || c.id > kMaxClientId || !good_name(c.pool) || !good_name(c.user) ||
-      !good_name(c.database) || c.params.size() > kMaxClientParams ||
-      c.statements.size() > kMaxClientStatements) {
+      !good_name(c.database)) {
+    return {};
+  }
+  if (c.mysql) {
+    // The PostgreSQL fields are not part of a MySQL record.
+    if (!(c.cancel_pid == 0 && c.cancel_key == 0 && c.describes_portals && c.params.empty() &&
+          c.statements.empty())) {
+      return {};
+    }
+    return encode_my_client(c);
+  }
+  if (c.params.size() > kMaxClientParams || c.statements.size() > kMaxClientStatements) {
     return {};
   }
   std::string out(kClientHeader);
@@ -225,11 +375,22 @@ std::string encode_client(const ClientState& c) {
 
 ClientWireError decode_client(std::string_view msg, size_t fds, ClientState& out) {
   out = ClientState{};
-  if (msg.size() > kMaxMessage || msg.substr(0, kClientHeader.size()) != kClientHeader) {
-    return ClientWireError::BadHeader;
+  const bool pg = msg.substr(0, kClientHeader.size()) == kClientHeader;
+  const bool my = msg.substr(0, kMyClientHeader.size()) == kMyClientHeader;
+  if (msg.size() > kMaxMessage || (!pg && !my)) return ClientWireError::BadHeader;
+  Reader r(msg.substr(pg ? kClientHeader.size() : kMyClientHeader.size()));
+  ClientWireError e = ClientWireError::None;
+  if (!r.u64(out.id) || !r.str(out.pool) || !r.str(out.user) || !r.str(out.database)) {
+    e = ClientWireError::Truncated;
+  } else if (out.id == 0 || out.id > kMaxClientId || !good_name(out.pool) || !good_name(out.user) ||
+             !good_name(out.database)) {
+    e = ClientWireError::BadField;
+  } else if (pg) {
+    e = read_pg_client(r, out);
+  } else {
+    out.mysql.emplace();
+    e = read_my_client(r, *out.mysql);
   }
-  Reader r(msg.substr(kClientHeader.size()));
-  const ClientWireError e = read_client(r, out);
   if (e != ClientWireError::None) {
     out = ClientState{};
     return e;

@@ -1,5 +1,6 @@
 #include "pool/mysql/statements.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace sqlmux::pool {
@@ -54,6 +55,33 @@ bool MyClientStatements::remove(uint32_t id) {
 void MyClientStatements::clear() {
   map_.clear();
   last_ = 0;
+}
+
+void MyClientStatements::for_each(
+    const std::function<void(uint32_t, const MyStatementDef&)>& f) const {
+  std::vector<uint32_t> ids;
+  ids.reserve(map_.size());
+  for (const auto& [id, def] : map_) ids.push_back(id);
+  std::sort(ids.begin(), ids.end());
+  for (uint32_t id : ids) f(id, *map_.at(id));
+}
+
+bool MyClientStatements::restore(
+    std::vector<std::pair<uint32_t, std::shared_ptr<MyStatementDef>>> defs, uint32_t next,
+    uint32_t last) {
+  if (!map_.empty() || next == 0) return false;
+  std::unordered_map<uint32_t, std::shared_ptr<MyStatementDef>> map;
+  for (auto& [id, def] : defs) {
+    if (id == 0 || id == my::kLastPreparedStatement || id >= next || def == nullptr ||
+        !map.emplace(id, std::move(def)).second) {
+      return false;
+    }
+  }
+  if (last != 0 && map.count(last) == 0) return false;
+  map_ = std::move(map);
+  next_ = next;
+  last_ = last;
+  return true;
 }
 
 // --- MyBackendStatements --------------------------------------------------------

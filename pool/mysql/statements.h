@@ -32,6 +32,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "protocol/mysql/command.h"
@@ -89,6 +90,17 @@ class MyClientStatements {
   [[nodiscard]] size_t size() const { return map_.size(); }
   // The id kLastPreparedStatement stands for now (0 = none); other ids as is.
   [[nodiscard]] uint32_t resolve(uint32_t id) const;
+
+  // Online upgrade: every statement by id (ascending), the id add() gives
+  // next, and the last prepared one (0 = none)...
+  void for_each(const std::function<void(uint32_t, const MyStatementDef&)>& f) const;
+  [[nodiscard]] uint32_t next_id() const { return next_; }
+  [[nodiscard]] uint32_t last_id() const { return last_; }
+  // ...and the same state again on an empty set. False (nothing changed)
+  // when it is not one add() could have made: an id 0, kLastPrepared-
+  // Statement or not below `next`, a duplicate, `last` not among them.
+  [[nodiscard]] bool restore(std::vector<std::pair<uint32_t, std::shared_ptr<MyStatementDef>>> defs,
+                             uint32_t next, uint32_t last);
 
  private:
   std::unordered_map<uint32_t, std::shared_ptr<MyStatementDef>> map_;

@@ -1,8 +1,8 @@
 // daemon/ops/upgrade_wire on arbitrary bytes (a packet from another
 // process): the first byte is the number of descriptors that came with
-// it. Decoding never crashes, and an offer or a client record it accepts
-// encodes back to the same bytes; go/done pids and adopted/refused ids are
-// in range and round-trip.
+// it. Decoding never crashes, and an offer or a client record (PostgreSQL's
+// or MySQL's) it accepts encodes back to the same bytes; go/done pids and
+// adopted/refused ids are in range and round-trip.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -30,6 +30,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   up::ClientState c;
   if (up::decode_client(msg, fds, c) == up::ClientWireError::None) {
     if (fds != 1 || up::encode_client(c) != msg) std::abort();
+    // A MySQL client's record carries none of PostgreSQL's fields, and
+    // only statement ids a client could hold.
+    if (c.mysql) {
+      if (c.cancel_pid != 0 || c.cancel_key != 0 || !c.params.empty() || !c.statements.empty() ||
+          c.mysql->thread_id == 0) {
+        std::abort();
+      }
+      uint32_t prev = 0;
+      for (const auto& st : c.mysql->statements) {
+        if (st.id <= prev || st.id >= c.mysql->next_statement) std::abort();
+        prev = st.id;
+      }
+    }
   } else if (!(c == up::ClientState{})) {
     std::abort();
   }

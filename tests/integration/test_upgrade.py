@@ -10,7 +10,10 @@ announcing itself as the service's main process (MAINPID=, READY=1). Idle
 PostgreSQL clients of transaction pools move to the new process with their
 session state and prepared statements, without reconnecting; those busy in
 a transaction at the upgrade follow at their next pause between
-transactions, so that the old process exits long before shutdown_timeout."""
+transactions, so that the old process exits long before shutdown_timeout.
+MySQL clients of transaction pools likewise, with their thread id (the
+connection id they saw), schema, session variables and prepared
+statements."""
 
 import os
 import re
@@ -554,6 +557,236 @@ def case_busy_clients_follow(pg):
                 new.kill()
 
 
+def _raw_scalar(rc, sql):
+    """One value of a one-column text result through a _RawClient."""
+    from test_mysql_protocol import _lenenc
+    out = rc.command(b"\x03" + sql.encode())
+    check(out[0][0] == 1 and len(out) >= 3, f"{sql}: {out!r}")
+    row = out[2]
+    if row[0] == 0xFB:
+        return None
+    n, i = _lenenc(row, 0)
+    return row[i:i + n].decode()
+
+
+def _raw_prepare(rc, sql):
+    """COM_STMT_PREPARE: the statement id and its parameter count."""
+    import struct
+    rc.send(0, b"\x16" + sql.encode())
+    _, p = rc.recv()
+    check(p[0] == 0, f"COM_STMT_PREPARE {sql!r}: {p!r}")
+    stmt, ncols, nparams = struct.unpack("<IHH", p[1:9])
+    for _ in range(ncols + nparams):  # DEPRECATE_EOF: no EOF after them
+        rc.recv()
+    return stmt, nparams
+
+
+def _raw_execute_int(rc, stmt, value, bind):
+    """COM_STMT_EXECUTE of a one-parameter statement with a BIGINT value:
+    with its type (new-params-bound 1) or without (0: the types bound
+    before); the response's first payload."""
+    import struct
+    payload = (b"\x17" + struct.pack("<IBI", stmt, 0, 1) + b"\x00"
+               + (b"\x01" + struct.pack("<BB", 8, 0) if bind else b"\x00") + struct.pack("<q", value))
+    return rc.command(payload)[0]
+
+
+def case_mysql_idle_clients_handed_over(pg):
+    """MySQL clients of a transaction pool idle at the upgrade (PyMySQL,
+    aiomysql, mysqlclient, and a raw protocol client with CLIENT_DEPRECATE_EOF,
+    CLIENT_MULTI_STATEMENTS, collation utf8mb4_unicode_ci and a server-side
+    prepared INSERT) move to the new process without reconnecting: the same
+    CONNECTION_ID() (the thread id of their greeting), the schema they
+    USEd, their session variables, the prepared statement executed by its
+    old id without binding its types again; the new process's SHOW CLIENTS
+    lists them and a KILL from a new client reaches one there; a
+    COM_CHANGE_USER (answering the old process's greeting) works there. A client in
+    a transaction at the handover commits on the old process and follows
+    at its next pause; clients of a session pool and of a passthrough pool
+    (no server login of its own) stay on the old process, which exits once
+    they leave."""
+    require_sqlmux("online upgrade")
+    import asyncio
+
+    import aiomysql
+    import pymysql
+
+    from mysql_harness import MariaDbServer, one
+    from test_mysql_protocol import _RawClient
+
+    mport, aport = free_port(), free_port()
+
+    pt_hash = None
+
+    def tweak(c):
+        upgrade_config(c, mport, aport, "@DIR@/upgrade.sock")  # sessdb: a session pool of the mysql one
+        c["server"]["peer_id"] = 9  # thread ids carry it (pool/peer_kill.h)
+        # A passthrough pool: its server login is the client's own (SHA1
+        # recovered from its native-password reply), which the new process
+        # would not have: its clients are not offered.
+        pt = dict(c["pool"][0])
+        pt["name"] = "ptdb"
+        pt.pop("user")
+        pt.pop("password")
+        c["pool"].append(pt)
+        c["user"].append({"name": "ptuser", "password": pt_hash})
+
+    loop = asyncio.new_event_loop()
+    with MariaDbServer() as my:
+        my.sql_many(["CREATE DATABASE upg_other",
+                     "GRANT ALL PRIVILEGES ON upg_other.* TO 'app'@'%'",
+                     "GRANT ALL PRIVILEGES ON upg_other.* TO 'app'@'127.0.0.1'",
+                     "CREATE TABLE upg_other.t(x INT)", "INSERT INTO upg_other.t VALUES (7)",
+                     "CREATE TABLE appdb.upg_my(v BIGINT)",
+                     "CREATE USER 'ptuser'@'%' IDENTIFIED BY 'Pt-secret-42'",
+                     "GRANT ALL ON appdb.* TO 'ptuser'@'%'"])
+        pt_hash = my.scalar("SELECT authentication_string FROM mysql.user WHERE user = 'ptuser'")
+        pt_hash = pt_hash.decode() if isinstance(pt_hash, bytes) else pt_hash
+        with Sqlmux(None, my=my, size=6, tweak=tweak) as mux:
+            new = None
+            c1 = c2 = rc = tx = sess = pt = c5 = None
+            try:
+                c1 = mux.my_connect(autocommit=True, read_timeout=30)
+                c1.select_db("upg_other")  # COM_INIT_DB
+                with c1.cursor() as cur:
+                    cur.execute("SET SESSION sql_mode='ANSI_QUOTES,NO_ENGINE_SUBSTITUTION'")
+                    cur.execute("SET @@session.time_zone='+03:00'")
+                    cur.execute("SELECT DATABASE(), x FROM t")
+                    check_eq(cur.fetchone(), ("upg_other", 7), "PyMySQL before: DATABASE()")
+                    # (sqlmux answers CONNECTION_ID() in a statement of its own.)
+                    cur.execute("SELECT CONNECTION_ID()")
+                    id1 = cur.fetchone()[0]
+                check_eq(id1, c1.thread_id(), "PyMySQL before: CONNECTION_ID() is the greeting's thread id")
+                check_eq(id1 >> 17, 9, f"the thread id {id1} carries peer_id 9")
+                c2 = loop.run_until_complete(aiomysql.connect(host="127.0.0.1", port=mux.my_port, user="app",
+                                                              password="apppass", db="appdb", autocommit=True))
+
+                async def a_query(sql):
+                    async with c2.cursor() as cur:
+                        await cur.execute(sql)
+                        return await cur.fetchone()
+
+                loop.run_until_complete(a_query("USE upg_other"))
+                loop.run_until_complete(a_query("SET SESSION time_zone='-04:00', sql_select_limit=3"))
+                id2 = loop.run_until_complete(a_query("SELECT CONNECTION_ID()"))[0]
+                check_eq(id2, c2.server_thread_id[0], "aiomysql before: CONNECTION_ID()")
+                rc = _RawClient("127.0.0.1", mux.my_port, "app", "apppass", "appdb", caps=0x10000, charset=224)
+                stmt, nparams = _raw_prepare(rc, "INSERT INTO upg_my(v) VALUES (?)")
+                check_eq(nparams, 1, "the prepared INSERT's parameters")
+                check_eq(_raw_execute_int(rc, stmt, 1, bind=True)[0], 0, "EXECUTE before the upgrade")
+                # (After an INSERT the client keeps its server connection for
+                # LAST_INSERT_ID() until its next statement.)
+                id3 = int(_raw_scalar(rc, "SELECT CONNECTION_ID()"))
+                # mysqlclient (libmariadb): a COM_CHANGE_USER after the upgrade
+                # answers the scramble of the old process's greeting.
+                import MySQLdb
+                c5 = MySQLdb.connect(host="127.0.0.1", port=mux.my_port, user="app", password="apppass",
+                                     database="appdb", connect_timeout=10, read_timeout=30)
+                c5.autocommit(True)
+                id5 = c5.thread_id()
+                tx = mux.my_connect(autocommit=False, read_timeout=30)
+                with tx.cursor() as cur:
+                    cur.execute("INSERT INTO upg_my(v) VALUES (100)")  # a transaction stays open
+                sess = mux.my_connect(db="sessdb", autocommit=True, read_timeout=30)
+                check_eq(one(sess, "SELECT 5"), 5, "the session-pool client before")
+                pt = mux.my_connect(db="ptdb", user="ptuser", password="Pt-secret-42", autocommit=True,
+                                    read_timeout=30)
+                check_eq(one(pt, "SELECT CURRENT_USER()"), "ptuser@%", "the passthrough client before")
+                ports = {c1._sock.getsockname()[1], c2._writer.get_extra_info("sockname")[1],
+                         rc.sock.getsockname()[1]}
+                new = NewProcess(mux.dir, mux.config_path)
+                new.wait_log("took over from pid")
+                check(mux.log_has(f"online upgrade: handed 4 idle client(s) to pid {new.proc.pid} (4 offered)"),
+                      f"the old process's log:\n{mux.log_tail(30)}")
+                new.wait_log("adopted 4 idle client(s)")
+                # Served by the new process: its console lists them.
+                mine = [c for c in show_clients(aport) if int(c["address"].rsplit(":", 1)[1]) in ports]
+                check_eq(len(mine), 3, f"the new process's SHOW CLIENTS lists the handed-over clients: {mine}")
+                with c1.cursor() as cur:
+                    cur.execute("SELECT CONNECTION_ID()")
+                    check_eq(cur.fetchone()[0], id1, "PyMySQL's CONNECTION_ID() after the upgrade")
+                    cur.execute("SELECT DATABASE(), @@sql_mode, @@time_zone, x FROM t")
+                    check_eq(cur.fetchone(), ("upg_other", "ANSI_QUOTES,NO_ENGINE_SUBSTITUTION", "+03:00", 7),
+                             "PyMySQL after the upgrade")
+                check_eq(loop.run_until_complete(a_query("SELECT CONNECTION_ID()"))[0], id2,
+                         "aiomysql's CONNECTION_ID() after the upgrade")
+                check_eq(loop.run_until_complete(a_query("SELECT DATABASE(), @@time_zone, @@sql_select_limit")),
+                         ("upg_other", "-04:00", 3), "aiomysql after the upgrade")
+                check_eq(int(_raw_scalar(rc, "SELECT CONNECTION_ID()")), id3, "the raw client's CONNECTION_ID()")
+                check_eq(_raw_scalar(rc, "SELECT @@collation_connection"), "utf8mb4_unicode_ci",
+                         "the raw client's collation after the upgrade")
+                # Its prepared statement by the old id, its types not sent again.
+                check_eq(_raw_execute_int(rc, stmt, 2, bind=False)[0], 0, "EXECUTE after the upgrade")
+                out = rc.command(b"\x03SELECT 11; SELECT 12")  # CLIENT_MULTI_STATEMENTS
+                c5.change_user("app", "apppass", "appdb")
+                cur5 = c5.cursor()
+                cur5.execute("SELECT CONNECTION_ID()")
+                check_eq(cur5.fetchone()[0], id5, "mysqlclient's CONNECTION_ID() after COM_CHANGE_USER")
+                cur5.execute("SELECT DATABASE(), SUBSTRING_INDEX(CURRENT_USER(), '@', 1)")
+                check_eq(cur5.fetchone(), ("appdb", "app"), "mysqlclient after COM_CHANGE_USER")
+                cur5.close()
+                check_eq(len([p for p in out if p[:1] == b"\x01"]), 2, f"two result sets: {out!r}")
+                # The transaction commits on the old process; the client follows.
+                with tx.cursor() as cur:
+                    cur.execute("INSERT INTO upg_my(v) VALUES (101)")
+                tx.commit()
+                check_eq(my.scalar("SELECT GROUP_CONCAT(v ORDER BY v) FROM appdb.upg_my"), "1,2,100,101",
+                         "rows of the prepared INSERT and of the transaction")
+                # A KILL from a client of the new process reaches a handed-over one.
+                killer = mux.my_connect(autocommit=True, read_timeout=30)
+                # The new process's thread ids go on after the old one's: not
+                # those of the clients still there (tx, sess) either.
+                olds = {id1, id2, id3, id5, tx.thread_id(), sess.thread_id()}
+                check(killer.thread_id() not in olds and killer.thread_id() >> 17 == 9,
+                      f"a new client's thread id {killer.thread_id()} among the old process's {olds}")
+                with killer.cursor() as cur:
+                    cur.execute(f"KILL {id1}")
+                killer.close()
+                try:
+                    with c1.cursor() as cur:
+                        cur.execute("SELECT 1")
+                    fail("the killed client still runs queries")
+                except pymysql.MySQLError as e:
+                    log(f"the killed client: {e!r}")
+                c1.close()
+                c1 = None
+                check(mux.proc.poll() is None, "the old process exited with its session client")
+                check_eq(one(sess, "SELECT 6"), 6, "the session-pool client on the old process")
+                sess.close()
+                sess = None
+                check_eq(one(pt, "SELECT CURRENT_USER()"), "ptuser@%", "the passthrough client on the old process")
+                pt.close()
+                pt = None
+                rc_old = mux.wait_exit(30)
+                check_eq(rc_old, 0, "the old process's exit code once its clients left")
+                check("shutdown_timeout reached" not in mux.log_text(), "the old process waited for shutdown_timeout")
+                m = scrape_metrics(mport)
+                check_eq((m.get('sqlmux_upgrade_idle_clients_total{result="adopted"}'),
+                          m.get('sqlmux_upgrade_idle_clients_total{result="refused"}')), (5.0, 0.0),
+                         "the new process's sqlmux_upgrade_idle_clients_total")
+                with tx.cursor() as cur:
+                    cur.execute("SELECT CONNECTION_ID()")
+                    check_eq(cur.fetchone()[0], tx.thread_id(), "the transaction's client after it moved")
+                tx.commit()
+                check_eq(int(_raw_scalar(rc, "SELECT CONNECTION_ID()")), id3, "the raw client after the old exited")
+                check_eq(loop.run_until_complete(a_query("SELECT @@time_zone"))[0], "-04:00",
+                         "aiomysql after the old process exited")
+                check(" warn " not in new.log_text() and " error " not in new.log_text(),
+                      f"warnings in the new process's log:\n{new.log_text()}")
+                check_eq(new.stop(), 0, "the new process's exit code after SIGTERM")
+            finally:
+                for c in (c1, tx, sess, pt, c5):
+                    if c is not None:
+                        c.close()
+                if c2 is not None:
+                    c2.close()
+                if rc is not None:
+                    rc.sock.close()
+                if new is not None:
+                    new.kill()
+                loop.close()
+
+
 def case_refused_idle_client_stays(pg):
     """The new process refuses an idle client it cannot take (its
     max_client_conn is 1, two idle clients are offered): that client stays
@@ -801,6 +1034,6 @@ def case_socket_activation_and_sigusr2(pg):
 
 if __name__ == "__main__":
     run_cases(__file__, [case_upgrade_under_pgbench, case_idle_clients_handed_over, case_busy_clients_follow,
-                         case_refused_idle_client_stays,
+                         case_mysql_idle_clients_handed_over, case_refused_idle_client_stays,
                          case_failed_upgrade_keeps_old_serving,
-                         case_socket_activation_and_sigusr2], timeout=150, setup=setup)
+                         case_socket_activation_and_sigusr2], timeout=240, setup=setup)

@@ -3,7 +3,9 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pool/mysql/statements.h"
@@ -105,6 +107,48 @@ TEST_CASE("my_statements: kLastPreparedStatement as MariaDB resolves it") {
   CHECK(c.resolve(kLastPreparedStatement) == f);
   c.clear();
   CHECK(c.resolve(kLastPreparedStatement) == 0);
+}
+
+TEST_CASE("my_statements: a client's statements restored elsewhere (online upgrade)") {
+  MyClientStatements c;
+  const uint32_t a = c.add(make_statement_def("SELECT ?", std::string("db1"), 1, 1));
+  CHECK(c.add(make_statement_def("SELECT 2", std::nullopt, 0, 1)) == 2);
+  const uint32_t d = c.add(make_statement_def("SELECT 3", std::nullopt, 0, 1));
+  REQUIRE(c.remove(2));
+  c.find(a)->param_types = {kLongLong};
+  std::vector<std::pair<uint32_t, std::shared_ptr<sqlmux::pool::MyStatementDef>>> defs;
+  c.for_each([&](uint32_t id, const sqlmux::pool::MyStatementDef& def) {
+    defs.emplace_back(id, std::make_shared<sqlmux::pool::MyStatementDef>(def));
+  });
+  REQUIRE(defs.size() == 2);
+  CHECK(defs[0].first == a);
+  CHECK(defs[1].first == d);
+  CHECK(c.next_id() == 4);
+  CHECK(c.last_id() == d);
+
+  MyClientStatements r;
+  REQUIRE(r.restore(defs, c.next_id(), c.last_id()));
+  REQUIRE(r.find(a));
+  CHECK(r.find(a)->sql == "SELECT ?");
+  CHECK(r.find(a)->key == statement_key(std::string("db1"), "SELECT ?"));
+  CHECK(r.find(a)->param_types == std::vector<ParamType>{kLongLong});
+  CHECK(!r.find(2));
+  CHECK(r.find(kLastPreparedStatement)->sql == "SELECT 3");
+  CHECK(r.add(make_statement_def("SELECT 4", std::nullopt, 0, 1)) == 4);  // ids go on
+  CHECK_FALSE(r.restore(defs, 5, 0));                                     // only into an empty set
+
+  // What add() could not have made is refused, nothing changed.
+  const auto def = make_statement_def("SELECT 1", std::nullopt, 0, 1);
+  MyClientStatements e;
+  CHECK_FALSE(e.restore({{0, def}}, 2, 0));
+  CHECK_FALSE(e.restore({{kLastPreparedStatement, def}}, kLastPreparedStatement, 0));
+  CHECK_FALSE(e.restore({{3, def}}, 3, 0));            // not below next
+  CHECK_FALSE(e.restore({{1, def}, {1, def}}, 3, 0));  // twice
+  CHECK_FALSE(e.restore({{1, def}}, 3, 2));            // last not among them
+  CHECK_FALSE(e.restore({{1, nullptr}}, 3, 0));
+  CHECK_FALSE(e.restore({}, 0, 0));
+  CHECK(e.size() == 0);
+  CHECK(e.add(make_statement_def("SELECT 1", std::nullopt, 0, 1)) == 1);
 }
 
 TEST_CASE("my_statements: backend statements by key, least recently used closed") {

@@ -1,6 +1,8 @@
 // daemon/ops/upgrade_wire: the online upgrade's messages.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -204,6 +206,132 @@ TEST_CASE("upgrade wire: malformed client records are named errors", "[upgrade]"
   bad[flag + 1] = '\x7f';
   CHECK(up::decode_client(bad, 1, out) == E::TooMany);
   CHECK(up::to_string(E::NoSocket) == "no_socket");
+}
+
+namespace {
+
+up::ClientState sample_my_client() {
+  up::ClientState c;
+  c.id = 7;
+  c.pool = "appdb";
+  c.user = "app";
+  c.database = "appdb";
+  up::MyClientState& m = c.mysql.emplace();
+  m.thread_id = 0x40020003;
+  m.thread_counter = 99;
+  m.caps = 0x1'81ffa20full;
+  m.charset = 224;
+  m.scramble = std::string("\x01\0abcdefghij\xffklmnopq", 20);
+  m.login_db = "appdb";
+  m.application = "pymysql";
+  m.schema = "other_db";
+  m.results_collation = std::nullopt;
+  m.vars = {{"sql_mode", "ANSI_QUOTES"}, {"time_zone", "+03:00"}, {"character_set_results", ""}};
+  m.next_statement = 5;
+  m.last_statement = 4;
+  m.statements = {{1, "SELECT ? + 1", std::string("appdb"), 1, 1, {0x8008}},
+                  {2, "SELECT 'é'\n", std::nullopt, 0, 1, {}},
+                  {4, std::string("SELECT '\0'", 11), std::string(""), 2, 0, {}}};
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("upgrade wire: a MySQL client record round-trips", "[upgrade]") {
+  const up::ClientState c = sample_my_client();
+  const std::string msg = up::encode_client(c);
+  REQUIRE_FALSE(msg.empty());
+  CHECK(msg.rfind("sqlmux-myclient 1\n", 0) == 0);
+  up::ClientState back;
+  REQUIRE(up::decode_client(msg, 1, back) == up::ClientWireError::None);
+  CHECK(back == c);
+  REQUIRE(back.mysql);
+  CHECK(back.mysql->statements[2].sql.size() == 11);
+  // The smallest: no schema, no variables, no statements.
+  up::ClientState bare;
+  bare.id = 1;
+  bare.pool = bare.user = bare.database = "x";
+  bare.mysql.emplace().thread_id = 1;
+  REQUIRE(up::decode_client(up::encode_client(bare), 1, back) == up::ClientWireError::None);
+  CHECK(back == bare);
+  // A PostgreSQL record is still one (no `mysql`).
+  REQUIRE(up::decode_client(up::encode_client(sample_client()), 1, back) ==
+          up::ClientWireError::None);
+  CHECK_FALSE(back.mysql);
+}
+
+TEST_CASE("upgrade wire: MySQL client records that cannot be written", "[upgrade]") {
+  const auto bad = [](auto change) {
+    up::ClientState c = sample_my_client();
+    change(c);
+    return up::encode_client(c).empty();
+  };
+  CHECK(bad([](up::ClientState& c) { c.mysql->thread_id = 0; }));
+  CHECK(bad([](up::ClientState& c) { c.cancel_pid = 5; }));  // no PostgreSQL fields
+  CHECK(bad([](up::ClientState& c) { c.params.push_back({"a", "b", false}); }));
+  CHECK(bad([](up::ClientState& c) { c.mysql->scramble.assign(up::kMaxScramble + 1, 's'); }));
+  CHECK(bad([](up::ClientState& c) { c.mysql->login_db = std::string("a\0b", 3); }));
+  CHECK(bad([](up::ClientState& c) { c.mysql->application.assign(up::kMaxName + 1, 'a'); }));
+  CHECK(bad([](up::ClientState& c) { c.mysql->schema = std::string("a\0b", 3); }));
+  CHECK(bad([](up::ClientState& c) { c.mysql->vars.push_back({"", "x"}); }));
+  CHECK(bad([](up::ClientState& c) { c.mysql->vars.push_back({"v", std::string("\0", 1)}); }));
+  CHECK(bad([](up::ClientState& c) {
+    c.mysql->vars.assign(up::kMaxClientParams + 1, {"v", "1"});
+  }));
+  // Statement ids: ascending, not 0, below the next one; the last among them.
+  CHECK(bad([](up::ClientState& c) { c.mysql->statements[0].id = 0; }));
+  CHECK(bad([](up::ClientState& c) { c.mysql->statements[1].id = 1; }));
+  CHECK(bad([](up::ClientState& c) { c.mysql->statements[2].id = 5; }));
+  CHECK(bad([](up::ClientState& c) { c.mysql->next_statement = 0; }));
+  CHECK(bad([](up::ClientState& c) { c.mysql->last_statement = 3; }));
+  CHECK(bad([](up::ClientState& c) { c.mysql->statements[0].param_types = {1, 2}; }));
+  CHECK(bad([](up::ClientState& c) { c.mysql->statements[0].schema = std::string("\0", 1); }));
+  CHECK(bad([](up::ClientState& c) {
+    c.mysql->statements.assign(40, {1, std::string(2000, 'q'), std::nullopt, 0, 0, {}});
+    for (uint32_t i = 0; i < 40; ++i) c.mysql->statements[i].id = i + 1;
+    c.mysql->next_statement = 41;
+  }));
+  CHECK_FALSE(bad([](up::ClientState& c) { c.mysql->last_statement = 0; }));
+}
+
+TEST_CASE("upgrade wire: malformed MySQL client records are named errors", "[upgrade]") {
+  const std::string good = up::encode_client(sample_my_client());
+  constexpr size_t kHead = 18;  // "sqlmux-myclient 1\n"
+  up::ClientState out;
+  using E = up::ClientWireError;
+  CHECK(up::decode_client("sqlmux-myclient 2\n" + good.substr(kHead), 1, out) == E::BadHeader);
+  CHECK(up::decode_client(good, 0, out) == E::NoSocket);
+  CHECK(up::decode_client(good + "x", 1, out) == E::Trailing);
+  for (size_t n = kHead; n < good.size(); ++n) {
+    INFO(n);
+    CHECK(up::decode_client(std::string_view(good).substr(0, n), 1, out) == E::Truncated);
+    CHECK(out == up::ClientState{});
+  }
+  const up::ClientState c = sample_my_client();
+  const size_t my = kHead + 8 + (4 + c.pool.size()) + (4 + c.user.size()) + (4 + c.database.size());
+  std::string bad = good;
+  std::fill(bad.begin() + static_cast<std::ptrdiff_t>(my),
+            bad.begin() + static_cast<std::ptrdiff_t>(my + 4), '\0');  // thread id 0
+  CHECK(up::decode_client(bad, 1, out) == E::BadField);
+  CHECK(out == up::ClientState{});
+  // The scramble's length larger than what follows.
+  const size_t scramble = my + 4 + 4 + 8 + 1;
+  bad = good;
+  bad[scramble] = '\x7f';
+  CHECK(up::decode_client(bad, 1, out) == E::Truncated);
+  // The schema's flag neither 0 nor 1.
+  const size_t schema_flag = scramble + (4 + c.mysql->scramble.size()) +
+                             (4 + c.mysql->login_db.size()) + (4 + c.mysql->application.size());
+  bad = good;
+  REQUIRE(bad[schema_flag] == '\x01');
+  bad[schema_flag] = '\x02';
+  CHECK(up::decode_client(bad, 1, out) != E::None);
+  CHECK(out == up::ClientState{});
+  // A variable count beyond the limit.
+  const size_t vars = schema_flag + 1 + 4 + c.mysql->schema->size() + 1;
+  bad = good;
+  bad[vars + 1] = '\x7f';
+  CHECK(up::decode_client(bad, 1, out) == E::TooMany);
 }
 
 TEST_CASE("upgrade wire: adopted, refused, end", "[upgrade]") {
