@@ -4,20 +4,9 @@
 
 #include <utility>
 
-#include "daemon/core/log.h"
 #include "protocol/mysql/packet.h"
 
 namespace sqlmux {
-
-namespace {
-// The pool's first primary host (the first host when none is primary).
-const config::Address& lookup_address(const config::PoolConfig& pc) {
-  for (const auto& b : pc.backends) {
-    if (b.role == "primary") return b.address;
-  }
-  return pc.backends.front().address;
-}
-}  // namespace
 
 std::optional<std::string> my_bind_user(std::string_view query, std::string_view quoted_user) {
   char quote = 0;
@@ -42,14 +31,13 @@ std::optional<std::string> my_bind_user(std::string_view query, std::string_view
 }
 
 MyAuthQuery::MyAuthQuery(uv_loop_t* loop, const config::PoolConfig& pc, std::string user, Done done)
-    : loop_(loop),
+    : AuthLookup(loop, std::move(done)),
       host_(lookup_address(pc).host),
       auth_user_(pc.auth_user.value_or("")),
       query_(pc.auth_query),
       user_(std::move(user)),
       port_(lookup_address(pc).port == 0 ? my::kDefaultPort : lookup_address(pc).port),
-      auth_password_(pc.auth_password),
-      done_(std::move(done)) {}
+      auth_password_(pc.auth_password) {}
 
 MyAuthQuery::~MyAuthQuery() {
   close();
@@ -82,27 +70,12 @@ void MyAuthQuery::step(int wait) {
   if ((wait & MYSQL_WAIT_READ) != 0) events |= UV_READABLE;
   if ((wait & MYSQL_WAIT_WRITE) != 0) events |= UV_WRITABLE;
   if (events == 0) events = UV_READABLE;  // MYSQL_WAIT_TIMEOUT alone: the socket closes
-  const int fd = mysql_get_socket(my_);
-  int polled = -1;
-  if (poll_ != nullptr) (void)uv_fileno(reinterpret_cast<uv_handle_t*>(poll_), &polled);
-  if (poll_ == nullptr || polled != fd) {
-    if (poll_ != nullptr) {
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_),
-               [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-    }
-    poll_ = new uv_poll_t;
-    if (fd < 0 || uv_poll_init(loop_, poll_, fd) != 0) {
-      delete poll_;
-      poll_ = nullptr;
-      fail("cannot poll the auth_query connection's socket");
-      return;
-    }
-    poll_->data = this;
-  }
-  (void)uv_poll_start(poll_, events, [](uv_poll_t* h, int status, int ev) {
-    // An error on the socket is for Connector/C to read.
-    static_cast<MyAuthQuery*>(h->data)->on_io(status < 0 ? UV_READABLE | UV_WRITABLE : ev);
-  });
+  (void)poll_socket(mysql_get_socket(my_), events);
+}
+
+void MyAuthQuery::on_poll(int status, int events) {
+  // An error on the socket is for Connector/C to read.
+  on_io(status < 0 ? UV_READABLE | UV_WRITABLE : events);
 }
 
 void MyAuthQuery::on_io(int uv_events) {
@@ -205,30 +178,13 @@ void MyAuthQuery::stored(MYSQL_RES* res) {
 }
 
 void MyAuthQuery::close() {
-  if (poll_ != nullptr) {
-    uv_close(reinterpret_cast<uv_handle_t*>(poll_),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-    poll_ = nullptr;
-  }
+  close_poll();
   if (my_ != nullptr) {
     // Sends COM_QUIT (a few bytes to an idle socket) when connected; a
     // lookup abandoned mid-way has its socket just closed.
     mysql_close(my_);
     my_ = nullptr;
   }
-}
-
-void MyAuthQuery::fail(const std::string& why) {
-  Result r;
-  r.error = log::one_line(why.c_str());
-  finish(std::move(r));
-}
-
-void MyAuthQuery::finish(Result r) {
-  close();
-  Done done = std::move(done_);
-  done_ = nullptr;
-  if (done) done(std::move(r));  // may destroy this: nothing after
 }
 
 }  // namespace sqlmux

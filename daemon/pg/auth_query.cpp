@@ -10,21 +10,13 @@
 namespace sqlmux {
 
 namespace {
-// The pool's first primary host (the first host when none is primary).
-const config::Address& lookup_address(const config::PoolConfig& pc) {
-  for (const auto& b : pc.backends) {
-    if (b.role == "primary") return b.address;
-  }
-  return pc.backends.front().address;
-}
-
 std::string host_of(const config::Address& a) {
   return a.kind == config::Address::Kind::Unix ? a.unix_path : a.host;
 }
 }  // namespace
 
 PgAuthQuery::PgAuthQuery(uv_loop_t* loop, const config::PoolConfig& pc, std::string user, Done done)
-    : loop_(loop),
+    : AuthLookup(loop, std::move(done)),
       host_(host_of(lookup_address(pc))),
       port_(std::to_string(lookup_address(pc).port == 0 ? pg::kDefaultPort
                                                         : lookup_address(pc).port)),
@@ -34,8 +26,7 @@ PgAuthQuery::PgAuthQuery(uv_loop_t* loop, const config::PoolConfig& pc, std::str
       user_(std::move(user)),
       server_tls_(pc.server_tls),
       server_tls_ca_(pc.server_tls_ca),
-      auth_password_(pc.auth_password),
-      done_(std::move(done)) {}
+      auth_password_(pc.auth_password) {}
 
 PgAuthQuery::~PgAuthQuery() {
   close();
@@ -69,27 +60,11 @@ void PgAuthQuery::start() {
 }
 
 void PgAuthQuery::watch(int events) {
-  const int fd = PQsocket(pg_);
-  int polled = -1;
-  if (poll_ != nullptr) (void)uv_fileno(reinterpret_cast<uv_handle_t*>(poll_), &polled);
-  if (poll_ == nullptr || polled != fd) {
-    // libpq may open another socket while connecting.
-    if (poll_ != nullptr) {
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_),
-               [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-    }
-    poll_ = new uv_poll_t;
-    if (uv_poll_init(loop_, poll_, fd) != 0) {
-      delete poll_;
-      poll_ = nullptr;
-      fail("cannot poll the auth_query connection's socket");
-      return;
-    }
-    poll_->data = this;
-  }
-  (void)uv_poll_start(poll_, events, [](uv_poll_t* h, int /*status*/, int /*events*/) {
-    static_cast<PgAuthQuery*>(h->data)->on_io();
-  });
+  (void)poll_socket(PQsocket(pg_), events);
+}
+
+void PgAuthQuery::on_poll(int /*status*/, int /*events*/) {
+  on_io();
 }
 
 void PgAuthQuery::on_io() {
@@ -169,28 +144,11 @@ void PgAuthQuery::read_result() {
 }
 
 void PgAuthQuery::close() {
-  if (poll_ != nullptr) {
-    uv_close(reinterpret_cast<uv_handle_t*>(poll_),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-    poll_ = nullptr;
-  }
+  close_poll();
   if (pg_ != nullptr) {
     PQfinish(pg_);  // after the poll handle let go of its socket
     pg_ = nullptr;
   }
-}
-
-void PgAuthQuery::fail(const std::string& why) {
-  Result r;
-  r.error = log::one_line(why.c_str());
-  finish(std::move(r));
-}
-
-void PgAuthQuery::finish(Result r) {
-  close();
-  Done done = std::move(done_);
-  done_ = nullptr;
-  if (done) done(std::move(r));  // may destroy this: nothing after
 }
 
 }  // namespace sqlmux

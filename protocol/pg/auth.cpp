@@ -1,5 +1,7 @@
-// SCRAM-SHA-256 (RFC 5802 / RFC 7677, server side as PostgreSQL does it, no
-// channel binding) and md5 password authentication over OpenSSL's libcrypto.
+// PostgreSQL password authentication over OpenSSL's libcrypto: SHA-256 and
+// HMAC under SCRAM-SHA-256, SCRAM verifiers, base64, nonces, and md5. The
+// SCRAM exchanges themselves are scram_server.cpp and scram_client.cpp, the
+// syntax of their messages scram_message.cpp.
 //
 // Everything that parses peer input here reports failure through its return
 // value and an error string; nothing throws on bad input (std::string may
@@ -18,28 +20,13 @@
 #include <memory>
 #include <utility>
 
+#include "protocol/pg/auth_internal.h"
 #include "protocol/pg/saslprep.h"
 
 namespace sqlmux::pg::auth {
 
+namespace detail {
 namespace {
-
-constexpr size_t kKeyLen = 32;  // SHA-256 output
-constexpr size_t kNonceRawLen = 18;
-// PostgreSQL caps a SASLResponse at PG_MAX_AUTH_TOKEN_LENGTH (65535); a SCRAM
-// message longer than that is garbage whatever it contains.
-constexpr size_t kMaxScramMessage = 65535;
-constexpr std::string_view kVerifierPrefix = "SCRAM-SHA-256$";
-
-using Key = std::array<uint8_t, kKeyLen>;
-
-// A non-null pointer for empty inputs: some OpenSSL entry points dislike
-// (nullptr, 0).
-const uint8_t kEmpty[1] = {0};
-
-const uint8_t* bytes(std::string_view s) {
-  return s.empty() ? kEmpty : reinterpret_cast<const uint8_t*>(s.data());
-}
 
 // SHA-256 fetched once: OpenSSL 3's one-shot HMAC()/SHA256() look the
 // algorithm up on every call, which cost more than the hashing itself
@@ -70,6 +57,8 @@ bool digest(std::initializer_list<std::pair<const uint8_t*, size_t>> parts, Key&
   return EVP_DigestFinal_ex(ctx, out.data(), &len) == 1 && len == kKeyLen;
 }
 
+}  // namespace
+
 bool sha256(const uint8_t* data, size_t len, Key& out) {
   return digest({{data, len}}, out);
 }
@@ -98,10 +87,6 @@ bool hmac_sha256(const uint8_t* key, size_t key_len, std::string_view data, Key&
   return ok;
 }
 
-std::string_view as_view(const Key& k) {
-  return {reinterpret_cast<const char*>(k.data()), k.size()};
-}
-
 void cleanse(Key& k) {
   OPENSSL_cleanse(k.data(), k.size());
 }
@@ -116,122 +101,21 @@ bool salted_password(std::string_view raw, std::string_view salt, int iterations
                            static_cast<int>(kKeyLen), out.data()) == 1;
 }
 
-// printable = %x21-2B / %x2D-7E (RFC 5802): printable ASCII except ','.
-bool is_scram_printable(std::string_view s) {
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c < 0x21 || c > 0x7E || c == ',') return false;
-  }
-  return true;
-}
-
-// Walks the comma-separated fields of a SCRAM message. A message "a,b," has
-// three fields, the last one empty, so a trailing comma is caught by the
-// attribute check of whoever reads that empty field.
-class Fields {
- public:
-  explicit Fields(std::string_view s) : s_(s) {}
-
-  // The next field; false when the message is exhausted.
-  bool next(std::string_view& field) {
-    if (done_) return false;
-    size_t comma = s_.find(',', pos_);
-    if (comma == std::string_view::npos) {
-      field = s_.substr(pos_);
-      pos_ = s_.size();
-      done_ = true;
-    } else {
-      field = s_.substr(pos_, comma - pos_);
-      pos_ = comma + 1;
-    }
-    return true;
-  }
-  [[nodiscard]] bool more() const { return !done_; }
-  // Offset of the next field's first byte.
-  [[nodiscard]] size_t pos() const { return pos_; }
-
- private:
-  std::string_view s_;
-  size_t pos_ = 0;
-  bool done_ = false;
-};
-
-bool is_alpha(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
-}
-
-// attr-val = ALPHA "=" value. `expected` == 0 accepts any attribute name.
-bool parse_attr(std::string_view field, char expected, char& name, std::string_view& value,
-                std::string& error) {
-  if (field.empty()) {
-    error = expected != 0 ? std::string("malformed SCRAM message: expected attribute \"") +
-                                expected + "\", found end of field"
-                          : "malformed SCRAM message: attribute expected, found empty field";
-    return false;
-  }
-  if (!is_alpha(field[0]) || field.size() < 2 || field[1] != '=') {
-    error = "malformed SCRAM message: invalid attribute syntax";
-    return false;
-  }
-  if (expected != 0 && field[0] != expected) {
-    error = std::string("malformed SCRAM message: expected attribute \"") + expected +
-            "\", found \"" + field[0] + "\"";
-    return false;
-  }
-  name = field[0];
-  value = field.substr(2);
-  return true;
-}
-
-// Reads the next field as attribute `expected`; `what` names the message for
-// the error when the field is missing.
-bool read_attr(Fields& f, char expected, std::string_view& value, std::string& error,
-               const char* what) {
-  std::string_view field;
-  if (!f.next(field)) {
-    error = std::string("malformed SCRAM message: ") + what + " ends before attribute \"" +
-            expected + "\"";
-    return false;
-  }
-  char name = 0;
-  return parse_attr(field, expected, name, value, error);
-}
-
-bool check_message_basics(std::string_view msg, std::string& error, const char* what) {
-  if (msg.empty()) {
-    error = std::string("malformed SCRAM message: empty ") + what;
-    return false;
-  }
-  if (msg.size() > kMaxScramMessage) {
-    error = std::string("malformed SCRAM message: ") + what + " too long";
-    return false;
-  }
-  if (msg.find('\0') != std::string_view::npos) {
-    error = std::string("malformed SCRAM message: ") + what + " contains a NUL byte";
-    return false;
-  }
-  return true;
-}
-
-// Strictly positive decimal int, digits only.
-bool parse_iterations(std::string_view s, int& out) {
-  if (s.empty()) return false;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-  }
-  int v = 0;
-  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || ptr != s.data() + s.size() || v <= 0) return false;
-  out = v;
-  return true;
-}
-
 bool decode_key(std::string_view b64, Key& out) {
   auto raw = base64_decode(b64);
   if (!raw || raw->size() != kKeyLen) return false;
   std::memcpy(out.data(), raw->data(), kKeyLen);
   return true;
 }
+
+}  // namespace detail
+
+using namespace detail;  // Key, sha256, ... (auth_internal.h)
+
+namespace {
+
+constexpr size_t kNonceRawLen = 18;
+constexpr std::string_view kVerifierPrefix = "SCRAM-SHA-256$";
 
 std::string hex_lower(const uint8_t* p, size_t n) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -415,369 +299,6 @@ ScramVerifier make_scram_verifier(std::string_view password, std::string_view sa
   }
   v.iterations = iterations;
   return v;
-}
-
-// ---------------------------------------------------------------------------
-// ScramServer
-
-ScramServer::ScramServer(ScramVerifier verifier, std::string server_nonce)
-    : v_(std::move(verifier)), server_nonce_(std::move(server_nonce)) {}
-
-ScramServer::~ScramServer() {
-  if (client_key_) cleanse(*client_key_);
-}
-
-bool ScramServer::handle_client_first(std::string_view client_first, std::string& server_first,
-                                      std::string& error) {
-  if (!client_first_bare_.empty()) {
-    error = "SCRAM exchange: client-first-message already received";
-    return false;
-  }
-  if (v_.iterations <= 0 || v_.salt.empty()) {
-    error = "SCRAM exchange: no usable SCRAM verifier";
-    return false;
-  }
-  if (server_nonce_.empty() || !is_scram_printable(server_nonce_)) {
-    error = "SCRAM exchange: invalid server nonce";
-    return false;
-  }
-  if (!check_message_basics(client_first, error, "client-first-message")) return false;
-
-  // gs2-header = gs2-cbind-flag "," [ authzid ] ","
-  Fields f(client_first);
-  std::string_view field;
-  (void)f.next(field);  // a non-empty message has at least one field
-  if (!field.empty() && field[0] == 'p') {
-    // We advertise only SCRAM-SHA-256, never -PLUS.
-    error = "channel binding not supported";
-    return false;
-  }
-  if (field != "n" && field != "y") {
-    error = "malformed SCRAM message: unexpected channel-binding flag in client-first-message";
-    return false;
-  }
-  if (!f.next(field)) {
-    error = "malformed SCRAM message: client-first-message ends inside the gs2 header";
-    return false;
-  }
-  if (!field.empty()) {
-    if (field[0] == 'a') {
-      // PostgreSQL refuses any authzid.
-      error = "client uses authorization identity, but it is not supported";
-    } else {
-      error = "malformed SCRAM message: unexpected attribute in gs2 header";
-    }
-    return false;
-  }
-  if (!f.more()) {
-    error = "malformed SCRAM message: client-first-message has no client-first-message-bare";
-    return false;
-  }
-  const size_t bare_start = f.pos();
-
-  // client-first-message-bare = [reserved-mext ","] username "," nonce ["," extensions]
-  std::string_view user_field;
-  (void)f.next(user_field);
-  if (!user_field.empty() && user_field[0] == 'm') {
-    error = "client requires an unsupported SCRAM extension";
-    return false;
-  }
-  char name = 0;
-  std::string_view username;  // ignored, as PostgreSQL does (the startup packet's user counts)
-  if (!parse_attr(user_field, 'n', name, username, error)) return false;
-
-  std::string_view client_nonce;
-  if (!read_attr(f, 'r', client_nonce, error, "client-first-message")) return false;
-  if (client_nonce.empty() || !is_scram_printable(client_nonce)) {
-    error = "malformed SCRAM message: client nonce is not printable";
-    return false;
-  }
-  // Optional extensions: must be well-formed, are otherwise ignored.
-  while (f.next(field)) {
-    std::string_view ignored;
-    if (!parse_attr(field, 0, name, ignored, error)) return false;
-  }
-
-  std::string combined = std::string(client_nonce) + server_nonce_;
-  std::string reply =
-      "r=" + combined + ",s=" + base64_encode(v_.salt) + ",i=" + std::to_string(v_.iterations);
-
-  gs2_header_ = std::string(client_first.substr(0, bare_start));
-  client_first_bare_ = std::string(client_first.substr(bare_start));
-  combined_nonce_ = std::move(combined);
-  server_first_ = reply;
-  server_first = std::move(reply);
-  return true;
-}
-
-bool ScramServer::handle_client_final(std::string_view client_final, std::string& server_final,
-                                      std::string& error) {
-  if (server_first_.empty()) {
-    error = client_first_bare_.empty()
-                ? "SCRAM exchange: client-final-message before client-first-message"
-                : "SCRAM exchange: exchange already finished";
-    return false;
-  }
-  // One attempt per exchange: whatever happens below, the exchange is over.
-  const std::string server_first = std::move(server_first_);
-  server_first_.clear();
-
-  if (!check_message_basics(client_final, error, "client-final-message")) return false;
-
-  // client-final-message-without-proof = channel-binding "," nonce ["," extensions]
-  // client-final-message = client-final-message-without-proof "," proof
-  Fields f(client_final);
-  std::string_view cbind;
-  if (!read_attr(f, 'c', cbind, error, "client-final-message")) return false;
-  if (cbind != base64_encode(gs2_header_)) {
-    error = "unexpected SCRAM channel-binding attribute in client-final-message";
-    return false;
-  }
-  std::string_view nonce;
-  if (!read_attr(f, 'r', nonce, error, "client-final-message")) return false;
-  if (nonce != combined_nonce_) {
-    error = "invalid SCRAM response: nonce does not match";
-    return false;
-  }
-  // Skip extensions up to the proof, which must be the last attribute.
-  std::string_view field;
-  std::string_view proof_b64;
-  size_t proof_start = 0;
-  for (;;) {
-    proof_start = f.pos();
-    if (!f.next(field)) {
-      error = "malformed SCRAM message: client-final-message has no proof";
-      return false;
-    }
-    char name = 0;
-    std::string_view value;
-    if (!parse_attr(field, 0, name, value, error)) return false;
-    if (name == 'p') {
-      proof_b64 = value;
-      break;
-    }
-  }
-  if (f.more()) {
-    error = "malformed SCRAM message: garbage at end of client-final-message";
-    return false;
-  }
-  auto proof = base64_decode(proof_b64);
-  if (!proof || proof->size() != kKeyLen) {
-    error = "malformed SCRAM message: malformed proof in client-final-message";
-    return false;
-  }
-  // proof_start >= 1: the proof follows at least "c=...,r=...,".
-  std::string_view without_proof = client_final.substr(0, proof_start - 1);
-
-  std::string auth_message;
-  auth_message.reserve(client_first_bare_.size() + server_first.size() + without_proof.size() + 2);
-  auth_message.append(client_first_bare_).append(",").append(server_first).append(",");
-  auth_message.append(without_proof);
-
-  Key client_signature{};
-  Key client_key{};
-  Key computed_stored{};
-  if (!hmac_sha256(v_.stored_key.data(), v_.stored_key.size(), auth_message, client_signature)) {
-    error = "SCRAM exchange: HMAC failed";
-    return false;
-  }
-  for (size_t i = 0; i < kKeyLen; ++i) {
-    client_key[i] = static_cast<uint8_t>(static_cast<uint8_t>((*proof)[i]) ^ client_signature[i]);
-  }
-  bool hashed = sha256(client_key.data(), client_key.size(), computed_stored);
-  if (!hashed) {
-    cleanse(client_key);
-    error = "SCRAM exchange: SHA-256 failed";
-    return false;
-  }
-  if (CRYPTO_memcmp(computed_stored.data(), v_.stored_key.data(), kKeyLen) != 0) {
-    cleanse(client_key);
-    error = "password authentication failed: SCRAM client proof does not match";
-    return false;
-  }
-  client_key_ = client_key;
-  cleanse(client_key);
-
-  Key server_signature{};
-  if (!hmac_sha256(v_.server_key.data(), v_.server_key.size(), auth_message, server_signature)) {
-    error = "SCRAM exchange: HMAC failed";
-    return false;
-  }
-  server_final = "v=" + base64_encode(as_view(server_signature));
-  authenticated_ = true;
-  return true;
-}
-
-// ---------------------------------------------------------------------------
-// SCRAM client side
-
-namespace {
-
-// The server-first-message "r=<nonce>,s=<salt>,i=<iterations>" (like libpq,
-// nothing may follow) answering our client-first-message-bare "n=...,r=...".
-bool parse_server_first(std::string_view client_first_bare, std::string_view server_first,
-                        std::string_view& nonce, std::string& salt, int& iterations) {
-  std::string error;
-  char name = 0;
-  std::string_view field;
-  Fields cf(client_first_bare);
-  std::string_view ignored;
-  std::string_view client_nonce;
-  if (!cf.next(field) || !parse_attr(field, 'n', name, ignored, error)) return false;
-  if (!read_attr(cf, 'r', client_nonce, error, "client-first-message-bare")) return false;
-  if (client_nonce.empty()) return false;
-  if (server_first.empty() || server_first.size() > kMaxScramMessage ||
-      server_first.find('\0') != std::string_view::npos) {
-    return false;
-  }
-  Fields sf(server_first);
-  std::string_view salt_b64;
-  std::string_view iter_str;
-  if (!read_attr(sf, 'r', nonce, error, "server-first-message") ||
-      !read_attr(sf, 's', salt_b64, error, "server-first-message") ||
-      !read_attr(sf, 'i', iter_str, error, "server-first-message") || sf.more()) {
-    return false;
-  }
-  // The server must extend our nonce with a non-empty part of its own.
-  if (nonce.size() <= client_nonce.size() || nonce.substr(0, client_nonce.size()) != client_nonce ||
-      !is_scram_printable(nonce)) {
-    return false;
-  }
-  auto raw = base64_decode(salt_b64);
-  if (!raw || raw->empty()) return false;
-  salt = std::move(*raw);
-  return parse_iterations(iter_str, iterations);
-}
-
-// client-final-message from ClientKey and StoredKey; server_signature gets
-// HMAC(server_key, AuthMessage) when server_key is given.
-bool final_from_keys(const Key& client_key, const Key& stored_key, const Key* server_key,
-                     std::string_view client_first_bare, std::string_view server_first,
-                     std::string_view nonce, std::string_view gs2_header, std::string& message,
-                     Key* server_signature) {
-  std::string without_proof = "c=" + base64_encode(gs2_header) + ",r=" + std::string(nonce);
-  std::string auth_message;
-  auth_message.append(client_first_bare).append(",").append(server_first).append(",");
-  auth_message.append(without_proof);
-  Key client_signature{};
-  if (!hmac_sha256(stored_key.data(), stored_key.size(), auth_message, client_signature)) {
-    return false;
-  }
-  if (server_key != nullptr &&
-      !hmac_sha256(server_key->data(), server_key->size(), auth_message, *server_signature)) {
-    return false;
-  }
-  Key proof{};
-  for (size_t i = 0; i < kKeyLen; ++i) {
-    proof[i] = static_cast<uint8_t>(client_key[i] ^ client_signature[i]);
-  }
-  message = without_proof + ",p=" + base64_encode(as_view(proof));
-  return true;
-}
-
-}  // namespace
-
-std::optional<std::string> scram_client_final(std::string_view password,
-                                              std::string_view client_first_bare,
-                                              std::string_view server_first,
-                                              std::string_view gs2_header) {
-  std::string_view nonce;
-  std::string salt;
-  int iterations = 0;
-  if (!parse_server_first(client_first_bare, server_first, nonce, salt, iterations)) {
-    return std::nullopt;
-  }
-  Key salted{};
-  Key client_key{};
-  Key stored_key{};
-  std::string message;
-  bool ok = salted_password(password, salt, iterations, salted) &&
-            hmac_sha256(salted.data(), salted.size(), "Client Key", client_key) &&
-            sha256(client_key.data(), client_key.size(), stored_key) &&
-            final_from_keys(client_key, stored_key, nullptr, client_first_bare, server_first, nonce,
-                            gs2_header, message, nullptr);
-  cleanse(salted);
-  cleanse(client_key);
-  if (!ok) return std::nullopt;
-  return message;
-}
-
-std::string_view to_string(ScramKeyError e) {
-  switch (e) {
-    case ScramKeyError::None:
-      return "none";
-    case ScramKeyError::Malformed:
-      return "malformed_server_message";
-    case ScramKeyError::SaltMismatch:
-      return "salt_mismatch";
-    case ScramKeyError::KeyMismatch:
-      return "key_mismatch";
-    case ScramKeyError::BadSignature:
-      return "bad_server_signature";
-    case ScramKeyError::Crypto:
-      return "crypto_failure";
-  }
-  return "unknown";
-}
-
-bool client_key_matches(const ScramKey& client_key, const ScramVerifier& v) {
-  Key h{};
-  return sha256(client_key.data(), client_key.size(), h) &&
-         CRYPTO_memcmp(h.data(), v.stored_key.data(), kKeyLen) == 0;
-}
-
-std::optional<ScramKey> scram_client_key(std::string_view password, const ScramVerifier& v) {
-  Key salted{};
-  Key client_key{};
-  const bool ok = salted_password(password, v.salt, v.iterations, salted) &&
-                  hmac_sha256(salted.data(), salted.size(), "Client Key", client_key) &&
-                  client_key_matches(client_key, v);
-  cleanse(salted);
-  if (!ok) {
-    cleanse(client_key);
-    return std::nullopt;
-  }
-  std::optional<ScramKey> out = client_key;
-  cleanse(client_key);
-  return out;
-}
-
-void wipe(ScramKey& k) {
-  cleanse(k);
-}
-
-ScramKeyError scram_client_final_from_key(const ScramKey& client_key, const ScramVerifier& v,
-                                          std::string_view client_first_bare,
-                                          std::string_view server_first, ScramKeyFinal& out,
-                                          std::string_view gs2_header) {
-  if (!client_key_matches(client_key, v)) return ScramKeyError::KeyMismatch;
-  std::string_view nonce;
-  std::string salt;
-  int iterations = 0;
-  if (!parse_server_first(client_first_bare, server_first, nonce, salt, iterations)) {
-    return ScramKeyError::Malformed;
-  }
-  if (iterations != v.iterations || salt != v.salt) return ScramKeyError::SaltMismatch;
-  if (!final_from_keys(client_key, v.stored_key, &v.server_key, client_first_bare, server_first,
-                       nonce, gs2_header, out.message, &out.expected_server_signature)) {
-    return ScramKeyError::Crypto;
-  }
-  return ScramKeyError::None;
-}
-
-ScramKeyError scram_check_server_final(std::string_view server_final, const ScramKey& expected) {
-  if (server_final.size() > kMaxScramMessage) return ScramKeyError::BadSignature;
-  std::string error;
-  Fields f(server_final);
-  std::string_view sig_b64;
-  if (!read_attr(f, 'v', sig_b64, error, "server-final-message")) {
-    return ScramKeyError::BadSignature;
-  }
-  Key sig{};
-  if (!decode_key(sig_b64, sig)) return ScramKeyError::BadSignature;
-  // Extensions may follow the signature (RFC 5802); PostgreSQL sends none.
-  return CRYPTO_memcmp(sig.data(), expected.data(), kKeyLen) == 0 ? ScramKeyError::None
-                                                                  : ScramKeyError::BadSignature;
 }
 
 // ---------------------------------------------------------------------------
