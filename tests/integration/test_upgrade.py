@@ -554,6 +554,87 @@ def case_busy_clients_follow(pg):
                 new.kill()
 
 
+def case_lost_answer_one_server(pg):
+    """The new process never answers for a client the old one offered it
+    (it is stopped with SIGSTOP right after the handover, while the
+    client's transaction runs; the transaction ends, the old process
+    offers the client, no answer comes within 10 s): the old process
+    closes its copy of the socket and never reads it again, so that when
+    the new process resumes (SIGCONT) and adopts the client, exactly one
+    process serves it: the old process's console no longer lists it, the
+    new one's does, and its queries are answered in order."""
+    require_sqlmux("online upgrade")
+    mport, aport = free_port(), free_port()
+    tweak = lambda c: upgrade_config(c, mport, aport, "@DIR@/upgrade.sock")  # noqa: E731
+    with Sqlmux(pg, size=10, tweak=tweak) as mux:
+        new = None
+        console = None
+        stopped = False
+        try:
+            # The old process's console, kept open: it stays there.
+            console = psycopg2.connect(f"host=127.0.0.1 port={aport} dbname=sqlmux user=admin "
+                                       f"password={ADMIN_PASS} connect_timeout=10")
+            console.autocommit = True
+
+            def old_clients():
+                with console.cursor() as cur:
+                    cur.execute("SHOW CLIENTS")
+                    cols = [d[0] for d in cur.description]
+                    return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+            src = "127.0.0.9"
+            r = RawPg("127.0.0.1", mux.port, source_address=src, timeout=40)
+            r.startup("app", "appdb", "apppass")
+            check_eq(r.scalar("SELECT 1"), "1", "the client before the upgrade")
+            busy = {}
+
+            def run_tx():
+                busy["result"] = r.query("BEGIN; SELECT pg_sleep(3); COMMIT", timeout=40)
+                busy["ended"] = time.monotonic()
+
+            t = threading.Thread(target=run_tx, daemon=True)
+            t.start()
+            time.sleep(0.3)
+            new = NewProcess(mux.dir, mux.config_path)
+            new.wait_log("took over from pid")
+            os.kill(new.proc.pid, signal.SIGSTOP)
+            stopped = True
+            check("ended" not in busy, "the client's transaction ended before the new process stopped (timing)")
+            t.join(10)
+            check("ended" in busy and not busy["result"].error, f"the client's transaction: {busy}")
+            # The old process offers it now; its answer never comes in time.
+            wait_s = 12.0 - (time.monotonic() - busy["ended"])
+            if wait_s > 0:
+                time.sleep(wait_s)
+            os.kill(new.proc.pid, signal.SIGCONT)
+            stopped = False
+            time.sleep(1.5)
+            on_old = [c for c in old_clients() if c["address"].startswith(src + ":")]
+            on_new = [c for c in show_clients(aport) if c["address"].startswith(src + ":")]
+            log(f"after SIGCONT: the old process lists {len(on_old)}, the new one {len(on_new)}")
+            check_eq((len(on_old), len(on_new)), (0, 1),
+                     "processes whose SHOW CLIENTS lists the client (old, new)\n"
+                     f"old:\n{mux.log_tail(20)}\nnew:\n{new.log_text()[-3000:]}")
+            check(mux.log_has("got no answer"), f"the old process's log:\n{mux.log_tail(20)}")
+            for i in range(30):
+                check_eq(r.scalar(f"SELECT {i}"), str(i), "the client's queries after SIGCONT")
+            on_new = [c for c in show_clients(aport) if c["address"].startswith(src + ":")]
+            check_eq(len(on_new), 1, "the new process still serves the client")
+            r.close()
+            console.close()
+            console = None
+            rc = mux.wait_exit(15)
+            check_eq(rc, 0, "the old process's exit code once its console left")
+            check_eq(new.stop(), 0, "the new process's exit code after SIGTERM")
+        finally:
+            if console is not None:
+                console.close()
+            if new is not None:
+                if stopped:
+                    os.kill(new.proc.pid, signal.SIGCONT)
+                new.kill()
+
+
 def case_refused_idle_client_stays(pg):
     """The new process refuses an idle client it cannot take (its
     max_client_conn is 1, two idle clients are offered): that client stays
@@ -801,6 +882,6 @@ def case_socket_activation_and_sigusr2(pg):
 
 if __name__ == "__main__":
     run_cases(__file__, [case_upgrade_under_pgbench, case_idle_clients_handed_over, case_busy_clients_follow,
-                         case_refused_idle_client_stays,
+                         case_lost_answer_one_server, case_refused_idle_client_stays,
                          case_failed_upgrade_keeps_old_serving,
                          case_socket_activation_and_sigusr2], timeout=150, setup=setup)
