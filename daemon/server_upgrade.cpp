@@ -240,7 +240,12 @@ bool Server::adopt_clients(int old_pid, bool later) {
     const std::string answer =
         r->ok ? upgrade::encode_adopted(st.id) : upgrade::encode_refused(st.id);
     if (!upgrade::send_packet(takeover_fd_, answer, {}, err)) {
-      LOG_WARN("--upgrade: cannot answer pid %d: %s", old_pid, err.c_str());
+      // The old process stopped waiting (or went away): it has closed its
+      // copy of the socket, so this client is served here or nowhere.
+      if (metrics_) metrics_->upgrade_unanswered(1);
+      LOG_WARN("--upgrade: cannot answer pid %d for client %llu (%s): %s", old_pid,
+               static_cast<unsigned long long>(st.id), r->ok ? "adopted here" : "closed",
+               err.c_str());
       break;
     }
   }

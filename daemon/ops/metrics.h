@@ -217,8 +217,8 @@ class Metrics : public prometheus::Collectable {
   void config_reload(bool ok);
   // Online upgrade (new process): idle clients the old one offered.
   void upgrade_clients(uint64_t adopted, uint64_t refused);
-  // Online upgrade (old process): clients offered and never answered for,
-  // closed there.
+  // Online upgrade: clients offered and not answered for in time (the old
+  // process closed its copy): counted by both processes, each as it sees it.
   void upgrade_unanswered(uint64_t n);
 
   // Backend hosts as the health checks see them (read at scrape time).

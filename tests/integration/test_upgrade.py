@@ -702,6 +702,10 @@ def case_lost_answer_one_server(pg):
             check(mux.log_has("got no answer"), f"the old process's log:\n{mux.log_tail(20)}")
             for i in range(30):
                 check_eq(r.scalar(f"SELECT {i}"), str(i), "the client's queries after SIGCONT")
+            m = scrape_metrics(mport)
+            check_eq((m.get('sqlmux_upgrade_idle_clients_total{result="adopted"}'),
+                      m.get('sqlmux_upgrade_idle_clients_total{result="unanswered"}')),
+                     (1.0, 1.0), "the new process's sqlmux_upgrade_idle_clients_total (adopted, unanswered)")
             on_new = [c for c in show_clients(aport) if c["address"].startswith(src + ":")]
             check_eq(len(on_new), 1, "the new process still serves the client")
             r.close()
