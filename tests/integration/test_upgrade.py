@@ -322,7 +322,15 @@ def case_upgrade_under_pgbench(pg):
             persistent.start()
             per_tx.start()
             hammer.start()
-            time.sleep(3)
+            # Every persistent client logged in to the old process first.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                on_old = len([c for c in show_clients(aport) if c["database"] == "appdb"])
+                if on_old >= 150:
+                    break
+                time.sleep(0.2)
+            check(on_old >= 150, f"{on_old} appdb clients on the old process before the upgrade, not 150")
+            time.sleep(1)
             probe = socket.create_connection(("127.0.0.1", mport), timeout=10)  # accepted by the old process
             new = NewProcess(mux.dir, mux.config_path)
             new.wait_log("took over from pid")
@@ -398,7 +406,8 @@ def case_upgrade_under_pgbench(pg):
             check(handed, f"the old process's log names the idle clients it handed over:\n{old_log[-3000:]}")
             n_handed, n_offered = sum(int(a) for a, _ in handed), sum(int(b) for _, b in handed)
             log(f"idle clients handed to the new process during the load: {n_handed} of {n_offered} offered")
-            check(n_handed >= 150, f"{n_handed} clients handed over, not the 150 persistent ones")
+            check(n_handed >= 150, f"{n_handed} clients handed over, not the 150 persistent ones:\n"
+                                   + "\n".join(ln for ln in old_log.splitlines() if "upgrade" in ln or "client" in ln))
             check(" warn " not in old_log, f"warnings in the old process's log:\n{old_log[-3000:]}")
             check_eq(new.stop(), 0, "the new process's exit code after SIGTERM")
             check(os.path.exists(os.path.join(mux.dir, "upgrade.sock")) is False,
