@@ -9,8 +9,10 @@ serving. The same under systemd socket activation, with the new process
 announcing itself as the service's main process (MAINPID=, READY=1). Idle
 PostgreSQL clients of transaction pools move to the new process with their
 session state and prepared statements, without reconnecting; those busy in
-a transaction at the upgrade follow at their next pause between
-transactions, so that the old process exits long before shutdown_timeout."""
+a transaction at the upgrade follow at their next transaction end (even
+with no pause between transactions), so that the old process exits long
+before shutdown_timeout. A client whose offer gets no answer is never
+served by both processes."""
 
 import os
 import re
