@@ -198,8 +198,13 @@ void Worker::try_offer(PooledClient* c) {
   }
   std::string rec = c->upgrade_record();
   if (rec.empty()) return;
-  const int fd = ::fcntl(c->fd(), F_DUPFD_CLOEXEC, 0);
+  // dup() and then close-on-exec, not F_DUPFD_CLOEXEC: ThreadSanitizer
+  // sees dup() create a descriptor (else it takes a reused number for the
+  // socket once closed under it in another thread). No process is
+  // started meanwhile: SIGUSR2 starts none once this one handed over.
+  const int fd = ::dup(c->fd());
   if (fd < 0) return;
+  (void)::fcntl(fd, F_SETFD, FD_CLOEXEC);
   // Not read from here on: its next request waits in the socket for
   // whichever process serves it.
   c->want_read(false);

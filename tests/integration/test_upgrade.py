@@ -310,6 +310,10 @@ def case_upgrade_under_pgbench(pg):
         sess = None
         apool = None
         try:
+            # (Ready once the workers run: a moment after the port opens.)
+            deadline = time.monotonic() + 10
+            while http_get(mport, "/readyz")[0] != 200 and time.monotonic() < deadline:
+                time.sleep(0.05)
             check_eq(http_get(mport, "/readyz")[0], 200, "/readyz before the upgrade")
             pg.psql("DELETE FROM upg_t", db="appdb")
             sess = psycopg2.connect(mux.dsn(db="sessdb"))
