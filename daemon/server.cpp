@@ -27,6 +27,7 @@
 #include "daemon/ops/metrics.h"
 #include "daemon/ops/sd_listen.h"
 #include "daemon/ops/sd_notify.h"
+#include "daemon/upgrade_offers.h"
 
 namespace sqlmux {
 
@@ -296,6 +297,7 @@ int Server::run() {
   adopt_stop_ = true;
   if (adopt_thread_.joinable()) adopt_thread_.join();
   workers_.for_each([](Worker& w) { w.join(); });
+  upgrade_offers_.reset();
   close_listeners();
   if (http_) http_->stop();
   uv_loop_close(&loop_);
@@ -420,6 +422,9 @@ void Server::on_signal(uv_signal_t* h, int signum) {
 
 void Server::begin_shutdown() {
   shutting_down_ = true;
+  // After an online upgrade: no more clients offered (one awaiting its
+  // answer is closed here, as for want of one).
+  if (upgrade_offers_) upgrade_offers_->stop();
   if (health_) health_->stop();
   shutdown_started_ = uv_now(&loop_);
   // Handed over: the new process is the service's main process now.
@@ -437,14 +442,6 @@ void Server::on_shutdown_tick(uv_timer_t* h) {
   auto* s = static_cast<Server*>(h->data);
   uint64_t elapsed = uv_now(&s->loop_) - s->shutdown_started_;
   auto limit = static_cast<uint64_t>(s->config().server.shutdown_timeout.count());
-  // Handed over: a client busy at the first offer goes once it is idle.
-  if (s->handed_to_.load() != 0 && s->upgrade_conn_ >= 0 && !s->shutting_down_.load() &&
-      s->directory_->client_count() != 0 &&
-      !s->hand_over_idle_clients(s->handed_to_.load(), false)) {
-    LOG_WARN("online upgrade: pid %d takes no more clients; the rest stay here",
-             s->handed_to_.load());
-    s->end_upgrade_conn(nullptr);
-  }
   if (s->directory_->client_count() == 0) {
     s->stop_workers();
   } else if (elapsed >= limit) {
@@ -458,6 +455,9 @@ void Server::stop_workers() {
   if (stop_sent_) return;
   stop_sent_ = true;
   shutting_down_ = true;
+  // Before the workers stop: what it posts them (an answer, a client it
+  // closes for want of one) runs before their stop().
+  if (upgrade_offers_) upgrade_offers_->stop();
   if (health_) health_->stop();
   workers_.post_all([](Worker& w) { w.stop(); });
   uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);

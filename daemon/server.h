@@ -32,6 +32,7 @@ class HealthChecker;
 class Metrics;
 class Pool;
 class Protocols;
+class UpgradeOffers;
 
 class Server final : public Control {
  public:
@@ -110,12 +111,10 @@ class Server final : public Control {
   void end_upgrade_conn(const char* why);
   // Old process: the new one serves; stop accepting and drain.
   void hand_over(int new_pid);
-  // Old process, after "done": PostgreSQL clients idle between transactions
-  // go to the new process (each kept here unless it acknowledged it). First
-  // once, then on every shutdown tick for those that became idle since
-  // (`first` false: nothing is sent when none is). False: the connection
-  // to the new process broke.
-  bool hand_over_idle_clients(int new_pid, bool first);
+  // Old process, after "done": the workers offer their idle clients to the
+  // new process through upgrade_offers_ (those idle now, then each as it
+  // becomes idle), until it takes no more or this process stops.
+  void start_offering(int new_pid);
   // New process, after "done": serves the clients the old one hands over;
   // `later` false: until the first batch ends (true: it did), true: every
   // later batch, until the old process closes or this one stops.
@@ -159,8 +158,8 @@ class Server final : public Control {
   int takeover_fd_ = -1;      // new process: its connection to the old one
   std::thread adopt_thread_;  // new process: adopts the old one's later batches
   std::atomic<bool> adopt_stop_{false};
-  // Old process (main loop): clients the new one refused, not offered again.
-  std::set<std::pair<int, uint64_t>> upgrade_refused_;
+  // Old process: its offering thread, from the handover until exit.
+  std::shared_ptr<UpgradeOffers> upgrade_offers_;
   int upgrade_fd_ = -1;  // the listening upgrade socket
   uv_poll_t upgrade_poll_{};
   bool upgrade_polling_ = false;  // upgrade_poll_ is open

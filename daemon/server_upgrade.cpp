@@ -20,6 +20,7 @@
 #include "daemon/ops/sd_listen.h"
 #include "daemon/ops/upgrade_socket.h"
 #include "daemon/server.h"
+#include "daemon/upgrade_offers.h"
 
 namespace sqlmux {
 
@@ -32,8 +33,6 @@ constexpr uint64_t kGoTimeoutMs = 60000;
 // Old process: how long the workers get to stop polling their listeners,
 // and to pick their idle clients.
 constexpr auto kStopAcceptingWait = std::chrono::seconds(5);
-// Old process: how long the new one may take to acknowledge a client.
-constexpr int kAdoptAnswerMs = 10000;
 
 bool bound_to_path(int fd, const std::string& path) {
   sockaddr_un sa{};
@@ -241,7 +240,12 @@ bool Server::adopt_clients(int old_pid, bool later) {
     const std::string answer =
         r->ok ? upgrade::encode_adopted(st.id) : upgrade::encode_refused(st.id);
     if (!upgrade::send_packet(takeover_fd_, answer, {}, err)) {
-      LOG_WARN("--upgrade: cannot answer pid %d: %s", old_pid, err.c_str());
+      // The old process stopped waiting (or went away): it has closed its
+      // copy of the socket, so this client is served here or nowhere.
+      if (metrics_) metrics_->upgrade_unanswered(1);
+      LOG_WARN("--upgrade: cannot answer pid %d for client %llu (%s): %s", old_pid,
+               static_cast<unsigned long long>(st.id), r->ok ? "adopted here" : "closed",
+               err.c_str());
       break;
     }
   }
@@ -403,23 +407,11 @@ void Server::hand_over(int new_pid) {
   if (upgrade_fd_ >= 0) ::close(upgrade_fd_);
   upgrade_fd_ = -1;
   std::string err;
-  bool keep = false;
   if (!upgrade::send_packet(upgrade_conn_, upgrade::encode_done(::getpid()), {}, err)) {
     LOG_WARN("online upgrade: cannot confirm to pid %d: %s", new_pid, err.c_str());
-  } else {
-    keep = hand_over_idle_clients(new_pid, true);
-  }
-  if (keep) {
-    // The connection stays for the clients busy now: on_shutdown_tick
-    // offers them once idle (hand_over_idle_clients reads it, not the loop).
-    if (upgrade_conn_poll_ != nullptr) {
-      uv_close(reinterpret_cast<uv_handle_t*>(upgrade_conn_poll_),
-               [](uv_handle_t* hh) { delete reinterpret_cast<uv_poll_t*>(hh); });
-      upgrade_conn_poll_ = nullptr;
-    }
-    uv_timer_stop(&upgrade_timer_);
-  } else {
     end_upgrade_conn(nullptr);
+  } else {
+    start_offering(new_pid);
   }
   LOG_INFO(
       "online upgrade: pid %d serves the listening sockets; this process no longer accepts "
@@ -430,116 +422,29 @@ void Server::hand_over(int new_pid) {
   wait_for_clients();
 }
 
-bool Server::hand_over_idle_clients(int new_pid, bool first) {
-  struct Item {
-    int worker;
-    uint64_t id;
-    std::string record;
-    int fd;  // a duplicate, closed here once sent
+void Server::start_offering(int new_pid) {
+  // The connection is the offering thread's from here.
+  if (upgrade_conn_poll_ != nullptr) {
+    uv_close(reinterpret_cast<uv_handle_t*>(upgrade_conn_poll_),
+             [](uv_handle_t* hh) { delete reinterpret_cast<uv_poll_t*>(hh); });
+    upgrade_conn_poll_ = nullptr;
+  }
+  uv_timer_stop(&upgrade_timer_);
+  upgrade_offers_ =
+      std::make_shared<UpgradeOffers>(upgrade_conn_, new_pid, workers_, metrics_.get());
+  upgrade_conn_ = -1;
+  // Once every worker has queued the clients idle now, "end" follows
+  // them: the new process waits for that first batch.
+  struct Left {
+    std::atomic<int> n;
   };
-  struct Picked {
-    std::mutex mu;
-    std::condition_variable cv;
-    size_t left = 0;
-    bool abandoned = false;  // a late worker pauses nothing
-    std::vector<Item> items;
-  };
-  auto p = std::make_shared<Picked>();
-  p->left = static_cast<size_t>(workers_.size());
-  auto skip = std::make_shared<const std::set<std::pair<int, uint64_t>>>(upgrade_refused_);
-  // Each worker stops reading the clients it offers: their next request
-  // waits in the socket for whichever process serves them.
-  workers_.post_all([p, skip](Worker& w) {
-    std::lock_guard<std::mutex> lk(p->mu);
-    if (!p->abandoned) {
-      w.for_each_client([&](PooledClient* c) {
-        if (c->state() != ClientState::Idle) return;
-        if (skip->count({w.id(), c->id()}) != 0) return;
-        std::string rec = c->upgrade_record();
-        if (rec.empty()) return;
-        const int fd = ::fcntl(c->fd(), F_DUPFD_CLOEXEC, 0);
-        if (fd < 0) return;
-        c->want_read(false);
-        c->set_handing_over(true);
-        p->items.push_back({w.id(), c->id(), std::move(rec), fd});
-      });
-    }
-    if (--p->left == 0) p->cv.notify_all();
+  auto left = std::make_shared<Left>();
+  left->n = workers_.size();
+  std::shared_ptr<UpgradeOffers> offers = upgrade_offers_;
+  workers_.post_all([offers, left](Worker& w) {
+    w.start_offering(offers);
+    if (--left->n == 0) offers->first_batch_queued();
   });
-  std::vector<Item> items;
-  {
-    std::unique_lock<std::mutex> lk(p->mu);
-    if (!p->cv.wait_for(lk, kStopAcceptingWait, [&] { return p->left == 0; })) {
-      LOG_WARN("online upgrade: %zu worker(s) did not offer their idle clients within 5 s",
-               p->left);
-    }
-    p->abandoned = true;
-    items.swap(p->items);
-  }
-  std::string err;
-  if (items.empty()) {
-    if (!first) return true;
-    if (!upgrade::send_packet(upgrade_conn_, upgrade::encode_end(), {}, err)) {
-      LOG_WARN("online upgrade: cannot tell pid %d that no idle client follows: %s", new_pid,
-               err.c_str());
-      return false;
-    }
-    return true;
-  }
-  // Blocking from here, each answer awaited (the new process is starting).
-  const int conn = upgrade_conn_;
-  const int fl = ::fcntl(conn, F_GETFL);
-  if (fl >= 0) (void)::fcntl(conn, F_SETFL, fl & ~O_NONBLOCK);
-  timeval tv{kAdoptAnswerMs / 1000, (kAdoptAnswerMs % 1000) * 1000};
-  (void)::setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  (void)::setsockopt(conn, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  size_t handed = 0;
-  bool broken = false;
-  for (Item& it : items) {
-    bool adopted = false;
-    if (!broken) {
-      std::string msg;
-      std::vector<int> fds;
-      uint64_t id = 0;
-      if (!upgrade::send_packet(conn, it.record, {it.fd}, err)) {
-        broken = true;
-      } else if (!upgrade::recv_packet(conn, msg, fds, err)) {
-        broken = true;
-      } else if (upgrade::decode_adopted(msg, id) && id == it.id) {
-        adopted = true;
-      } else if (!(upgrade::decode_refused(msg, id) && id == it.id)) {
-        err = "unexpected answer";
-        broken = true;
-      }
-      for (int fd : fds) ::close(fd);
-    }
-    ::close(it.fd);
-    if (adopted) ++handed;
-    if (!adopted && !broken) upgrade_refused_.insert({it.worker, it.id});
-    // Handed over: closed here without a word (the new process serves
-    // the socket); else served here again.
-    workers_.at(it.worker).post([id = it.id, adopted](Worker& w) {
-      PooledClient* c = w.find_client(id);
-      if (c == nullptr) return;
-      if (adopted) {
-        c->fail({Reason::Shutdown, {}, {}});
-      } else {
-        c->set_handing_over(false);
-        c->want_read(true);
-      }
-    });
-  }
-  if (broken) {
-    LOG_WARN("online upgrade: handing idle clients to pid %d stopped: %s; the rest stay here",
-             new_pid, err.c_str());
-  } else if (!upgrade::send_packet(conn, upgrade::encode_end(), {}, err)) {
-    LOG_WARN("online upgrade: cannot end the handover of idle clients to pid %d: %s", new_pid,
-             err.c_str());
-    broken = true;
-  }
-  LOG_INFO("online upgrade: handed %zu idle client(s) to pid %d (%zu offered)", handed, new_pid,
-           items.size());
-  return !broken;
 }
 
 void Server::spawn_upgrade() {

@@ -154,6 +154,7 @@ class PooledClient : public Conn {
   uint64_t request_since_ = 0;  // the oldest request in flight was sent (or the last answered)
   bool cancel_sent_ = false;    // query_timeout: that request's cancel went out
   bool handing_over_ = false;   // set_handing_over
+  bool offer_refused_ = false;  // the new process refused it: not offered again
 
  private:
   static void on_delay(uv_timer_t* h);

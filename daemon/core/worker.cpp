@@ -77,6 +77,8 @@ Worker::Worker(const Services& services, int id) : services_(services), id_(id) 
   tick_.data = this;
   uv_timer_init(loop(), &accept_pause_);
   accept_pause_.data = this;
+  uv_check_init(loop(), &offer_check_);
+  offer_check_.data = this;
   spare_fd_ = open_spare();
   if (Metrics* m = services_.metrics) {
     stats_ = std::make_unique<metrics::WorkerStats>();
@@ -163,6 +165,81 @@ void Worker::set_client_state(PooledClient* c, ClientState s) {
   clients_[static_cast<int>(c->state())].remove(c);
   clients_[static_cast<int>(s)].push_back(c);
   if (stats_ != nullptr) client_state_metrics(c, c->state(), s);
+  // Online upgrade: looked at once the callback that made it idle is over
+  // (its protocol may still read what the client sent meanwhile).
+  if (offers_ && s == ClientState::Idle) became_idle_.push_back(c->id());
+}
+
+void Worker::start_offering(std::shared_ptr<ClientOffers> to) {
+  if (stopping_ || shutting_down_) return;
+  offers_ = std::move(to);
+  uv_check_start(&offer_check_, &Worker::on_offer_check);
+  sweep_.clear();
+  clients_[static_cast<int>(ClientState::Idle)].for_each(
+      [&](PooledClient* c) { sweep_.push_back(c); });
+  for (PooledClient* c : sweep_) try_offer(c);
+  sweep_.clear();
+}
+
+void Worker::on_offer_check(uv_check_t* h) {
+  auto* w = static_cast<Worker*>(h->data);
+  if (w->became_idle_.empty()) return;
+  std::vector<uint64_t> ids;
+  ids.swap(w->became_idle_);
+  for (uint64_t id : ids) {
+    if (PooledClient* c = w->find_client(id)) w->try_offer(c);
+  }
+}
+
+void Worker::try_offer(PooledClient* c) {
+  if (!offers_ || c->state() != ClientState::Idle || c->handing_over_ || c->offer_refused_ ||
+      c->closing()) {
+    return;
+  }
+  std::string rec = c->upgrade_record();
+  if (rec.empty()) return;
+  // dup() and then close-on-exec, not F_DUPFD_CLOEXEC: ThreadSanitizer
+  // sees dup() create a descriptor (else it takes a reused number for the
+  // socket once closed under it in another thread). No process is
+  // started meanwhile: SIGUSR2 starts none once this one handed over.
+  const int fd = ::dup(c->fd());
+  if (fd < 0) return;
+  (void)::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  // Not read from here on: its next request waits in the socket for
+  // whichever process serves it.
+  c->want_read(false);
+  c->set_handing_over(true);
+  if (!offers_->offer(id_, c->id(), std::move(rec), fd)) {
+    ::close(fd);
+    c->set_handing_over(false);
+    c->want_read(true);
+    offers_.reset();
+    uv_check_stop(&offer_check_);
+    became_idle_.clear();
+  }
+}
+
+void Worker::offer_answered(uint64_t id, OfferResult r) {
+  PooledClient* c = find_client(id);
+  if (c == nullptr || !c->handing_over_) return;
+  switch (r) {
+    case OfferResult::Adopted:
+    case OfferResult::Unanswered:
+      // Its socket may be the new process's now: not a byte more from here.
+      c->fail({Reason::Shutdown, {}, {}});
+      return;
+    case OfferResult::Refused:
+      c->offer_refused_ = true;
+      break;
+    case OfferResult::NotSent:
+      break;
+  }
+  c->set_handing_over(false);
+  if (shutting_down_) {
+    c->on_shutdown();
+    return;
+  }
+  c->want_read(true);
 }
 
 // The gauges mirror the state lists: a client in Login (or without a pool)
@@ -450,16 +527,32 @@ void Worker::housekeeping() {
     log_accept_errors(true);
   }
   if (!shutting_down_) directory().for_each_pool([&](Pool& p) { p.housekeep(*this, now); });
+  // Online upgrade: an idle client not offered when it became idle (its
+  // answer was still being written, say) goes once it can.
+  if (offers_) {
+    sweep_.clear();
+    clients_[static_cast<int>(ClientState::Idle)].for_each([&](PooledClient* c) {
+      if (!c->handing_over_ && !c->offer_refused_) sweep_.push_back(c);
+    });
+    for (PooledClient* c : sweep_) try_offer(c);
+    sweep_.clear();
+  }
   run_deferred();
 }
 
 void Worker::begin_shutdown() {
   if (shutting_down_) return;
   shutting_down_ = true;
+  offers_.reset();
+  uv_check_stop(&offer_check_);
+  became_idle_.clear();
   // Listeners stay open until stop(): a client that connects now gets
   // FATAL 57P03 (as from PostgreSQL shutting down), not a hanging socket.
+  // (One being offered waits for its answer: offer_answered.)
   for (int s = 0; s < static_cast<int>(ClientState::Count); ++s) {
-    clients_[s].for_each([](PooledClient* c) { c->on_shutdown(); });
+    clients_[s].for_each([](PooledClient* c) {
+      if (!c->handing_over_) c->on_shutdown();
+    });
   }
   directory().for_each_pool([&](Pool& p) { p.close_idle(*this); });
 }
@@ -478,7 +571,11 @@ void Worker::stop() {
   begin_shutdown();
   for (int s = 0; s < static_cast<int>(ClientState::Count); ++s) {
     clients_[s].for_each([](PooledClient* c) {
-      c->fail({Reason::Shutdown, "terminating connection due to administrator command", {}});
+      // One being offered to another process gets no word: that process
+      // may serve its socket already.
+      c->fail({Reason::Shutdown,
+               c->handing_over_ ? "" : "terminating connection due to administrator command",
+               {}});
     });
   }
   directory().for_each_pool([&](Pool& p) { p.close_idle(*this); });
@@ -491,6 +588,7 @@ void Worker::stop() {
   }
   listeners_.clear();
   uv_close(reinterpret_cast<uv_handle_t*>(&accept_pause_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&offer_check_), nullptr);
   if (spare_fd_ >= 0) ::close(spare_fd_);
   spare_fd_ = -1;
   for (auto& f : at_stop_) f();

@@ -64,6 +64,27 @@ void refuse_now(int fd, const RefusalWriter& write, const Failure& f);
 // (`err`: its errno, 0 when the queue is empty).
 size_t refuse_pending(int lfd, const RefusalWriter& write, const Failure& f, size_t max, int& err);
 
+// Online upgrade (README "Upgrade procedure"), old process: where its
+// workers offer the clients that become idle between transactions once the
+// new process serves (the lifecycle's offering thread, which owns the
+// connection to the new process and posts each answer back through
+// Worker::offer_answered).
+class ClientOffers {
+ public:
+  virtual ~ClientOffers() = default;
+  // Queues client `id` of worker `worker` with its record and `fd`, a
+  // duplicate of its socket (taken: closed once sent). False when no more
+  // offers are taken: `fd` stays the caller's.
+  [[nodiscard]] virtual bool offer(int worker, uint64_t id, std::string record, int fd) = 0;
+};
+// What became of an offered client.
+enum class OfferResult {
+  Adopted,     // the new process serves it: this copy closes silently
+  Refused,     // the new process said so: served here again
+  Unanswered,  // sent, no answer: closed here silently (the new process may serve it)
+  NotSent      // never sent (the connection broke first): served here again
+};
+
 // Every worker of the process.
 class Workers {
  public:
@@ -162,6 +183,13 @@ class Worker final : public EventLoop {
   void stop_accepting();
   // Close everything and leave the loop.
   void stop();
+  // Online upgrade, old process: from now on each client that becomes
+  // idle with a record to travel (PooledClient::upgrade_record) is offered
+  // to `to`, right after the callback that made it idle; those idle now
+  // first. Ends when `to` takes no more, or at shutdown.
+  void start_offering(std::shared_ptr<ClientOffers> to);
+  // The answer for client `id`, offered by this worker.
+  void offer_answered(uint64_t id, OfferResult r);
   // nullptr when metrics are off.
   [[nodiscard]] metrics::WorkerStats* stats() { return stats_.get(); }
   // One auth_query lookup's outcome (both protocols' logins).
@@ -204,6 +232,10 @@ class Worker final : public EventLoop {
   // One log line per kAcceptLogIntervalMs at most, with the count since the last.
   void log_accept_errors(bool force);
   void client_state_metrics(PooledClient* c, ClientState from, ClientState to);
+  // Online upgrade: offers `c` if it is idle with a record; offers the
+  // clients that became idle since the last check.
+  void try_offer(PooledClient* c);
+  static void on_offer_check(uv_check_t* h);
 
   Services services_;
   int id_;
@@ -250,6 +282,11 @@ class Worker final : public EventLoop {
       backends_[static_cast<int>(BackendState::Count)];
   bool shutting_down_ = false;
   bool stopping_ = false;
+  // Online upgrade (start_offering): where idle clients go, and the ids of
+  // those that became Idle since the check handle last ran.
+  std::shared_ptr<ClientOffers> offers_;
+  std::vector<uint64_t> became_idle_;
+  uv_check_t offer_check_{};
   std::unique_ptr<metrics::WorkerStats> stats_;
 };
 

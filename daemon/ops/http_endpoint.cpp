@@ -1,5 +1,6 @@
 #include "daemon/ops/http_endpoint.h"
 
+#include <chrono>
 #include <cstring>
 
 #include "daemon/core/log.h"
@@ -138,13 +139,19 @@ void HttpEndpoint::stop() {
 }
 
 void HttpEndpoint::stop_listening() {
-  if (running_) uv_async_send(&unlisten_);
+  if (!running_) return;
+  uv_async_send(&unlisten_);
+  std::unique_lock<std::mutex> lk(unlisten_mu_);
+  (void)unlisten_cv_.wait_for(lk, std::chrono::seconds(1), [this] { return unlistened_; });
 }
 
 void HttpEndpoint::on_unlisten(uv_async_t* a) {
   auto* self = static_cast<HttpEndpoint*>(a->data);
   auto* h = reinterpret_cast<uv_handle_t*>(&self->server_);
-  if (!uv_is_closing(h)) uv_close(h, nullptr);
+  if (!uv_is_closing(h)) uv_close(h, nullptr);  // the descriptor closes here
+  std::lock_guard<std::mutex> lk(self->unlisten_mu_);
+  self->unlistened_ = true;
+  self->unlisten_cv_.notify_all();
 }
 
 void HttpEndpoint::on_stop(uv_async_t* a) {

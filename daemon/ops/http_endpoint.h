@@ -8,8 +8,10 @@
 
 #include <uv.h>
 
+#include <condition_variable>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
@@ -42,7 +44,8 @@ class HttpEndpoint {
   [[nodiscard]] int listen_fd() const { return listen_fd_; }
   // Thread-safe: stops accepting and closes this process's copy of the
   // listening socket (the upgrade handed it over); connections already
-  // accepted are still answered.
+  // accepted are still answered. Returns once the socket is closed (its
+  // descriptor number may be reused by then), or after a second.
   void stop_listening();
   // Closes the socket and every connection; joins the thread.
   void stop();
@@ -68,6 +71,9 @@ class HttpEndpoint {
   uv_tcp_t server_{};
   uv_async_t stop_{};
   uv_async_t unlisten_{};
+  std::mutex unlisten_mu_;
+  std::condition_variable unlisten_cv_;
+  bool unlistened_ = false;  // under unlisten_mu_
   int listen_fd_ = -1;
   uv_timer_t sweep_{};
   std::thread thread_;

@@ -209,6 +209,10 @@ void Metrics::config_reload(bool ok) {
   (ok ? reloads_ok_ : reloads_failed_).fetch_add(1, std::memory_order_relaxed);
 }
 
+void Metrics::upgrade_unanswered(uint64_t n) {
+  upgrade_unanswered_.fetch_add(n, std::memory_order_relaxed);
+}
+
 void Metrics::upgrade_clients(uint64_t adopted, uint64_t refused) {
   upgrade_adopted_.fetch_add(adopted, std::memory_order_relaxed);
   upgrade_refused_.fetch_add(refused, std::memory_order_relaxed);
@@ -646,6 +650,8 @@ std::vector<MetricFamily> Metrics::Collect() const {
   add_counter(reloads, {{"result", "failure"}}, reloads_failed_.load(std::memory_order_relaxed));
   add_counter(upgrade, {{"result", "adopted"}}, upgrade_adopted_.load(std::memory_order_relaxed));
   add_counter(upgrade, {{"result", "refused"}}, upgrade_refused_.load(std::memory_order_relaxed));
+  add_counter(upgrade, {{"result", "unanswered"}},
+              upgrade_unanswered_.load(std::memory_order_relaxed));
 
   std::vector<MetricFamily> out;
   for (auto* f :

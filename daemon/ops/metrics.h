@@ -217,6 +217,9 @@ class Metrics : public prometheus::Collectable {
   void config_reload(bool ok);
   // Online upgrade (new process): idle clients the old one offered.
   void upgrade_clients(uint64_t adopted, uint64_t refused);
+  // Online upgrade: clients offered and not answered for in time (the old
+  // process closed its copy): counted by both processes, each as it sees it.
+  void upgrade_unanswered(uint64_t n);
 
   // Backend hosts as the health checks see them (read at scrape time).
   struct HostSample {
@@ -259,6 +262,7 @@ class Metrics : public prometheus::Collectable {
   std::atomic<uint64_t> reloads_failed_{0};
   std::atomic<uint64_t> upgrade_adopted_{0};
   std::atomic<uint64_t> upgrade_refused_{0};
+  std::atomic<uint64_t> upgrade_unanswered_{0};
 };
 
 }  // namespace sqlmux

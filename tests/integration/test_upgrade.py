@@ -9,11 +9,12 @@ serving. The same under systemd socket activation, with the new process
 announcing itself as the service's main process (MAINPID=, READY=1). Idle
 PostgreSQL clients of transaction pools move to the new process with their
 session state and prepared statements, without reconnecting; those busy in
-a transaction at the upgrade follow at their next pause between
-transactions, so that the old process exits long before shutdown_timeout.
-MySQL clients of transaction pools likewise, with their thread id (the
-connection id they saw), schema, session variables and prepared
-statements."""
+a transaction at the upgrade follow at their next transaction end (even
+with no pause between transactions), so that the old process exits long
+before shutdown_timeout. A client whose offer gets no answer is never
+served by both processes. MySQL clients of transaction pools likewise,
+with their thread id (the connection id they saw), schema, session
+variables and prepared statements."""
 
 import os
 import re
@@ -91,6 +92,65 @@ class Pgbench(threading.Thread):
         check_eq(failed, 0, f"{label}: failed transactions")
         check(processed and processed > 0, f"{label}: no transaction processed\n{out}")
         return processed
+
+
+class AsyncpgPoolLoad(threading.Thread):
+    """An asyncpg pool of `n` connections (min_size = max_size = n) with `n`
+    tasks, each pool.fetchval() in a loop with a short pause, until stop:
+    its answers and errors are counted (a connection lost mid-query is an
+    error)."""
+
+    def __init__(self, url, n=50):
+        super().__init__(daemon=True)
+        self.url = url
+        self.n = n
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+        self.ok = 0
+        self.errors = []
+
+    def run(self):
+        import asyncio
+
+        import asyncpg
+
+        async def task(pool, i):
+            while not self.stop.is_set():
+                try:
+                    v = await pool.fetchval("SELECT $1::int + 1", i)
+                    if v != i + 1:
+                        self.errors.append(f"task {i}: got {v!r}")
+                    else:
+                        self.ok += 1
+                except Exception as e:  # noqa: BLE001
+                    self.errors.append(f"task {i}: {e!r}")
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(0.005 + 0.01 * (i % 3))
+
+        async def main():
+            pool = await asyncpg.create_pool(self.url, min_size=self.n, max_size=self.n, timeout=30,
+                                             command_timeout=30, max_inactive_connection_lifetime=0)
+            self.ready.set()
+            try:
+                await asyncio.gather(*(task(pool, i) for i in range(self.n)))
+            finally:
+                await pool.close()
+
+        try:
+            asyncio.run(main())
+        except Exception as e:  # noqa: BLE001
+            self.errors.append(f"pool: {e!r}")
+        finally:
+            self.ready.set()
+
+    def check(self, label):
+        self.stop.set()
+        self.join(60)
+        check(not self.is_alive(), f"{label}: the asyncpg pool did not stop")
+        log(f"{label}: asyncpg pool of {self.n}: {self.ok} answers, {len(self.errors)} errors")
+        check_eq(self.errors[:5], [], f"{label}: asyncpg pool errors")
+        check(self.ok > 0, f"{label}: the asyncpg pool got no answer")
+        return self.ok
 
 
 class Hammer(threading.Thread):
@@ -235,29 +295,50 @@ class NewProcess:
 
 
 def case_upgrade_under_pgbench(pg):
-    """The main path: pgbench -S with 50 persistent clients and 8
-    connect-per-transaction ones through a transaction pool, `sqlmux
-    --upgrade` in the middle; a session client's open transaction commits
-    on the old process after the handover."""
+    """The main path (issue 16's size): pgbench -S with 100 persistent
+    clients and 8 connect-per-transaction ones, and an asyncpg pool of 50
+    looping on fetchval, through a transaction pool, `sqlmux --upgrade` in
+    the middle: no failed transaction, no connection error, no refused
+    connection; the 150 persistent clients move to the new process at
+    their next transaction end (its SHOW CLIENTS lists them) and the old
+    process exits while the load still runs, long before shutdown_timeout;
+    a session client's open transaction commits on the old process after
+    the handover."""
     require_sqlmux("online upgrade")
     mport, aport, myport = free_port(), free_port(), free_port()
     tweak = lambda c: upgrade_config(c, mport, aport, "@DIR@/upgrade.sock", myport, "@DIR@/.s.PGSQL.1")  # noqa: E731
     with Sqlmux(pg, size=10, tweak=tweak) as mux:
         new = None
         sess = None
+        apool = None
         try:
+            # (Ready once the workers run: a moment after the port opens.)
+            deadline = time.monotonic() + 10
+            while http_get(mport, "/readyz")[0] != 200 and time.monotonic() < deadline:
+                time.sleep(0.05)
             check_eq(http_get(mport, "/readyz")[0], 200, "/readyz before the upgrade")
             pg.psql("DELETE FROM upg_t", db="appdb")
             sess = psycopg2.connect(mux.dsn(db="sessdb"))
             with sess.cursor() as cur:
                 cur.execute("INSERT INTO upg_t(marker) VALUES ('before')")
-            persistent = Pgbench(mux.port, "-S", "-c", "50", "-j", "2", "-T", "10")
-            per_tx = Pgbench(mux.port, "-S", "-C", "-c", "8", "-j", "1", "-T", "10")
+            persistent = Pgbench(mux.port, "-S", "-c", "100", "-j", "2", "-T", "14")
+            per_tx = Pgbench(mux.port, "-S", "-C", "-c", "8", "-j", "1", "-T", "14")
+            apool = AsyncpgPoolLoad(mux.url(), 50)
             hammer = Hammer(mux.port)
+            apool.start()
+            check(apool.ready.wait(30) and not apool.errors, f"the asyncpg pool: {apool.errors[:5]}")
             persistent.start()
             per_tx.start()
             hammer.start()
-            time.sleep(3)
+            # Every persistent client logged in to the old process first.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                on_old = len([c for c in show_clients(aport) if c["database"] == "appdb"])
+                if on_old >= 150:
+                    break
+                time.sleep(0.2)
+            check(on_old >= 150, f"{on_old} appdb clients on the old process before the upgrade, not 150")
+            time.sleep(1)
             probe = socket.create_connection(("127.0.0.1", mport), timeout=10)  # accepted by the old process
             new = NewProcess(mux.dir, mux.config_path)
             new.wait_log("took over from pid")
@@ -302,31 +383,48 @@ def case_upgrade_under_pgbench(pg):
             sess.close()
             sess = None
             check_eq(markers(pg), "before,after", "rows of the session transaction")
+            # Every persistent client follows at its next transaction end:
+            # the old process exits while pgbench and the pool still run.
+            t0 = time.monotonic()
+            rc = mux.wait_exit(8)
+            check(rc is not None and persistent.is_alive(),
+                  f"the old process still ran when the load ended (exit code {rc}):\n{mux.log_tail(30)}")
+            log(f"the old process exited {time.monotonic() - t0:.2f} s after the session client left")
+            check_eq(rc, 0, "the old process's exit code once its clients left")
+            listed = [c for c in show_clients(aport) if c["database"] == "appdb"]
+            log(f"the new process's SHOW CLIENTS lists {len(listed)} appdb clients during the load")
+            check(len(listed) >= 150, f"the new process lists {len(listed)} clients, not the 150 persistent ones")
             n1 = persistent.check("persistent clients")
             n2 = per_tx.check("connect per transaction")
+            n3 = apool.check("asyncpg pool")
             hammer.stop.set()
             hammer.join(20)
             log(f"connections one after another across the upgrade: {hammer.outcomes}")
             check(set(hammer.outcomes) == {"served"} and hammer.outcomes["served"] > 0,
                   f"a new connection was not served: {hammer.outcomes}")
-            rc = mux.wait_exit(30)
-            check_eq(rc, 0, "the old process's exit code once its clients left")
             old_log = mux.log_text()
             check("refused" not in old_log and "57P03" not in old_log,
                   f"the old process refused connections:\n{old_log[-3000:]}")
             check("shutdown_timeout reached" not in old_log, "the old process waited for shutdown_timeout")
             check_eq(query_42(mux.port), 42, "query after the old process exited")
             check_eq(http_get(mport, "/readyz")[0], 200, "/readyz after the old process exited")
-            log(f"{n1} + {n2} transactions across the upgrade, none failed")
-            m = re.search(r"online upgrade: handed (\d+) idle client\(s\) to pid \d+ \((\d+) offered\)", old_log)
-            check(m is not None, f"the old process's log names the idle clients it handed over:\n{old_log[-3000:]}")
-            log(f"idle clients handed to the new process during pgbench: {m.group(1)} of {m.group(2)} offered")
+            log(f"{n1} + {n2} transactions and {n3} asyncpg queries across the upgrade, none failed")
+            handed = re.findall(r"online upgrade: handed (\d+) idle client\(s\) to pid \d+ \((\d+) offered\)",
+                                old_log)
+            check(handed, f"the old process's log names the idle clients it handed over:\n{old_log[-3000:]}")
+            n_handed, n_offered = sum(int(a) for a, _ in handed), sum(int(b) for _, b in handed)
+            log(f"idle clients handed to the new process during the load: {n_handed} of {n_offered} offered")
+            check(n_handed >= 150, f"{n_handed} clients handed over, not the 150 persistent ones:\n"
+                                   + "\n".join(ln for ln in old_log.splitlines() if "upgrade" in ln or "client" in ln))
+            check(" warn " not in old_log, f"warnings in the old process's log:\n{old_log[-3000:]}")
             check_eq(new.stop(), 0, "the new process's exit code after SIGTERM")
             check(os.path.exists(os.path.join(mux.dir, "upgrade.sock")) is False,
                   "the upgrade socket file is removed at exit")
         finally:
             if sess is not None:
                 sess.close()
+            if apool is not None:
+                apool.stop.set()
             if new is not None:
                 new.kill()
 
@@ -787,6 +885,142 @@ def case_mysql_idle_clients_handed_over(pg):
                 loop.close()
 
 
+def case_lost_answer_one_server(pg):
+    """The new process never answers for a client the old one offered it
+    (it is stopped with SIGSTOP right after the handover, while the
+    client's transaction runs; the transaction ends, the old process
+    offers the client, no answer comes within 10 s): the old process
+    closes its copy of the socket and never reads it again, so that when
+    the new process resumes (SIGCONT) and adopts the client, exactly one
+    process serves it: the old process's console no longer lists it, the
+    new one's does, and its queries are answered in order."""
+    require_sqlmux("online upgrade")
+    mport, aport = free_port(), free_port()
+    tweak = lambda c: upgrade_config(c, mport, aport, "@DIR@/upgrade.sock")  # noqa: E731
+    with Sqlmux(pg, size=10, tweak=tweak) as mux:
+        new = None
+        console = None
+        stopped = False
+        try:
+            # The old process's console, kept open: it stays there.
+            console = psycopg2.connect(f"host=127.0.0.1 port={aport} dbname=sqlmux user=admin "
+                                       f"password={ADMIN_PASS} connect_timeout=10")
+            console.autocommit = True
+
+            def old_clients():
+                with console.cursor() as cur:
+                    cur.execute("SHOW CLIENTS")
+                    cols = [d[0] for d in cur.description]
+                    return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+            src = "127.0.0.9"
+            r = RawPg("127.0.0.1", mux.port, source_address=src, timeout=40)
+            r.startup("app", "appdb", "apppass")
+            check_eq(r.scalar("SELECT 1"), "1", "the client before the upgrade")
+            busy = {}
+
+            def run_tx():
+                busy["result"] = r.query("BEGIN; SELECT pg_sleep(3); COMMIT", timeout=40)
+                busy["ended"] = time.monotonic()
+
+            t = threading.Thread(target=run_tx, daemon=True)
+            t.start()
+            time.sleep(0.3)
+            new = NewProcess(mux.dir, mux.config_path)
+            new.wait_log("took over from pid")
+            os.kill(new.proc.pid, signal.SIGSTOP)
+            stopped = True
+            check("ended" not in busy, "the client's transaction ended before the new process stopped (timing)")
+            t.join(10)
+            check("ended" in busy and not busy["result"].error, f"the client's transaction: {busy}")
+            # The old process offers it now; its answer never comes in time.
+            wait_s = 12.0 - (time.monotonic() - busy["ended"])
+            if wait_s > 0:
+                time.sleep(wait_s)
+            os.kill(new.proc.pid, signal.SIGCONT)
+            stopped = False
+            time.sleep(1.5)
+            on_old = [c for c in old_clients() if c["address"].startswith(src + ":")]
+            on_new = [c for c in show_clients(aport) if c["address"].startswith(src + ":")]
+            log(f"after SIGCONT: the old process lists {len(on_old)}, the new one {len(on_new)}")
+            check_eq((len(on_old), len(on_new)), (0, 1),
+                     "processes whose SHOW CLIENTS lists the client (old, new)\n"
+                     f"old:\n{mux.log_tail(20)}\nnew:\n{new.log_text()[-3000:]}")
+            check(mux.log_has("got no answer"), f"the old process's log:\n{mux.log_tail(20)}")
+            for i in range(30):
+                check_eq(r.scalar(f"SELECT {i}"), str(i), "the client's queries after SIGCONT")
+            m = scrape_metrics(mport)
+            check_eq((m.get('sqlmux_upgrade_idle_clients_total{result="adopted"}'),
+                      m.get('sqlmux_upgrade_idle_clients_total{result="unanswered"}')),
+                     (1.0, 1.0), "the new process's sqlmux_upgrade_idle_clients_total (adopted, unanswered)")
+            on_new = [c for c in show_clients(aport) if c["address"].startswith(src + ":")]
+            check_eq(len(on_new), 1, "the new process still serves the client")
+            r.close()
+            console.close()
+            console = None
+            rc = mux.wait_exit(15)
+            check_eq(rc, 0, "the old process's exit code once its console left")
+            check_eq(new.stop(), 0, "the new process's exit code after SIGTERM")
+        finally:
+            if console is not None:
+                console.close()
+            if new is not None:
+                if stopped:
+                    os.kill(new.proc.pid, signal.SIGCONT)
+                new.kill()
+
+
+def case_back_to_back_clients_follow(pg):
+    """Clients with no pause between their transactions (pgbench, 8
+    clients, each sending its next `SELECT pg_sleep(0.02)` as soon as the
+    last one's answer is in) are idle only some microseconds between them,
+    which a periodic look misses again and again: each is offered right
+    when its transaction ends, so all move to the new process while
+    pgbench runs, with no failed transaction, and the old process exits
+    within 1.5 s of the handover (shutdown_timeout 30 s)."""
+    require_sqlmux("online upgrade")
+    mport, aport = free_port(), free_port()
+
+    def tweak(c):
+        upgrade_config(c, mport, aport, "@DIR@/upgrade.sock")
+        c["server"]["shutdown_timeout"] = "30s"
+
+    with Sqlmux(pg, size=10, tweak=tweak) as mux:
+        new = None
+        try:
+            script = os.path.join(mux.dir, "sleep.sql")
+            with open(script, "w") as f:
+                f.write("SELECT pg_sleep(0.02);\n")
+            bench = Pgbench(mux.port, "-f", script, "-c", "8", "-j", "2", "-T", "6")
+            bench.start()
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                if len([c for c in show_clients(aport) if c["database"] == "appdb"]) >= 8:
+                    break
+                time.sleep(0.1)
+            time.sleep(0.5)
+            new = NewProcess(mux.dir, mux.config_path)
+            new.wait_log("took over from pid")
+            t0 = time.monotonic()
+            rc = mux.wait_exit(5)
+            took = time.monotonic() - t0
+            check(rc is not None, f"the old process still runs 5 s after the handover:\n{mux.log_tail(30)}")
+            log(f"the old process exited {took:.2f} s after the handover")
+            check_eq(rc, 0, "the old process's exit code")
+            # Offered at their first transaction end (20 ms): well within
+            # 1.5 s. Offered only when a 100 ms tick found each idle, some
+            # were still there 5 s later.
+            check(took < 1.5, f"the old process exited {took:.2f} s after the handover, not within 1.5 s")
+            check(bench.is_alive(), "pgbench ended before the old process exited")
+            listed = [c for c in show_clients(aport) if c["database"] == "appdb"]
+            check_eq(len(listed), 8, f"the new process's SHOW CLIENTS lists pgbench's clients: {listed}")
+            bench.check("back-to-back clients")
+            check_eq(new.stop(), 0, "the new process's exit code after SIGTERM")
+        finally:
+            if new is not None:
+                new.kill()
+
+
 def case_refused_idle_client_stays(pg):
     """The new process refuses an idle client it cannot take (its
     max_client_conn is 1, two idle clients are offered): that client stays
@@ -937,7 +1171,10 @@ class Notify(threading.Thread):
 def case_socket_activation_and_sigusr2(pg):
     """Under systemd-socket-activate: the inherited socket is what gets
     handed over; SIGUSR2 starts the new process, which sends MAINPID=<its
-    pid> and READY=1; the old one sends no STOPPING=1 after it."""
+    pid> and READY=1; the old one sends no STOPPING=1 after it. At issue
+    16's size: pgbench -S with 100 persistent and 8 connect-per-transaction
+    clients and an asyncpg pool of 50 across it, no failure, the persistent
+    clients listed by the new process, the old one gone while they run."""
     require_sqlmux("online upgrade")
     tool = find_socket_activate()
     if not tool:
@@ -947,6 +1184,7 @@ def case_socket_activation_and_sigusr2(pg):
     new_pid = None
     notify = None
     logf = None
+    apool = None
     try:
         with open(os.path.join(d, "owner.pid"), "w") as f:
             f.write(str(os.getpid()))
@@ -985,8 +1223,11 @@ def case_socket_activation_and_sigusr2(pg):
         check(re.search(rf"listening on 127\.0\.0\.1:{port} \(postgres\): socket from systemd", text()),
               f"the socket came from systemd:\n{text()}")
         old_pid = act.pid  # systemd-socket-activate execs sqlmux
-        per_tx = Pgbench(port, "-S", "-C", "-c", "8", "-j", "1", "-T", "6")
-        persistent = Pgbench(port, "-S", "-c", "20", "-j", "2", "-T", "6")
+        per_tx = Pgbench(port, "-S", "-C", "-c", "8", "-j", "1", "-T", "10")
+        persistent = Pgbench(port, "-S", "-c", "100", "-j", "2", "-T", "10")
+        apool = AsyncpgPoolLoad(f"postgresql://app:apppass@127.0.0.1:{port}/appdb", 50)
+        apool.start()
+        check(apool.ready.wait(30) and not apool.errors, f"the asyncpg pool: {apool.errors[:5]}")
         per_tx.start()
         persistent.start()
         time.sleep(2)
@@ -998,10 +1239,22 @@ def case_socket_activation_and_sigusr2(pg):
         wait_log("took over from pid")
         check(re.search(rf"listening on 127\.0\.0\.1:{port} \(postgres\): socket from the running process", text()),
               f"the new process serves the inherited socket:\n{text()}")
+        # The persistent clients follow at their next transaction end: the
+        # old process exits while the load still runs.
+        t0 = time.monotonic()
+        try:
+            rc = act.wait(6)
+        except subprocess.TimeoutExpired:
+            fail(f"the old process still runs 6 s after the handover, under load:\n{text()[-3000:]}")
+        log(f"the old process exited {time.monotonic() - t0:.2f} s after the handover")
+        check_eq(rc, 0, "the old process's exit code")
+        check(persistent.is_alive(), "pgbench ended before the old process exited")
+        listed = [c for c in show_clients(aport) if c["database"] == "appdb"]
+        log(f"the new process's SHOW CLIENTS lists {len(listed)} appdb clients during the load")
+        check(len(listed) >= 150, f"the new process lists {len(listed)} clients, not the 150 persistent ones")
         per_tx.check("connect per transaction (socket activation)")
         persistent.check("persistent clients (socket activation)")
-        rc = act.wait(30)
-        check_eq(rc, 0, "the old process's exit code")
+        apool.check("asyncpg pool (socket activation)")
         check_eq(query_42(port), 42, "the new process serves the activated socket")
         time.sleep(0.3)
         msgs = list(notify.messages)
@@ -1018,6 +1271,8 @@ def case_socket_activation_and_sigusr2(pg):
         stop_pid(new_pid, "the new process")
         new_pid = None
     finally:
+        if apool is not None:
+            apool.stop.set()
         if act is not None and act.poll() is None:
             act.kill()
             act.wait(10)
@@ -1034,6 +1289,7 @@ def case_socket_activation_and_sigusr2(pg):
 
 if __name__ == "__main__":
     run_cases(__file__, [case_upgrade_under_pgbench, case_idle_clients_handed_over, case_busy_clients_follow,
+                         case_back_to_back_clients_follow, case_lost_answer_one_server,
                          case_mysql_idle_clients_handed_over, case_refused_idle_client_stays,
                          case_failed_upgrade_keeps_old_serving,
                          case_socket_activation_and_sigusr2], timeout=240, setup=setup)
