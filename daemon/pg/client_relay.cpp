@@ -16,6 +16,7 @@
 #include "daemon/pg/backend.h"
 #include "daemon/pg/client.h"
 #include "daemon/pg/protocol.h"
+#include "pool/pg/sql_scanner.h"
 
 namespace sqlmux {
 
@@ -312,7 +313,11 @@ PgClient::Handled PgClient::handle_query(const pg::Header& h, const uint8_t* m, 
       pool::encode_listen_ops(sql, listen) == 0) {
     backend_->note_unparsed_listen();  // e.g. EXECUTE 'LISTEN x' in a DO block
   }
-  const auto dealloc = pool::parse_deallocate(sql);
+  // Most queries (SELECT ...) start with none of the words the
+  // recognisers below look for: neither needs to read them (a statement
+  // after a ';' still may start with one).
+  const bool other_word = pool::sql::first_word_not(sql, {"DEALLOCATE", "DISCARD", "SET", "RESET"});
+  const auto dealloc = other_word ? pool::DeallocateCommand{} : pool::parse_deallocate(sql);
   switch (dealloc.kind) {
     case pool::DeallocateCommand::Kind::One: {
       StatementEntry entry = statements_.find(dealloc.name);
@@ -343,7 +348,7 @@ PgClient::Handled PgClient::handle_query(const pg::Header& h, const uint8_t* m, 
       if (const size_t semi = sql.find(';');
           semi == std::string_view::npos ||
           sql.find_first_not_of(" \t\r\n", semi + 1) == std::string_view::npos) {
-        note_set_command(sql);  // one statement: no need to split
+        if (!other_word) note_set_command(sql);  // one statement: no need to split
       } else {
         for (std::string_view stmt : pool::split_statements(sql)) note_set_command(stmt);
       }

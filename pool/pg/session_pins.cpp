@@ -14,10 +14,6 @@ namespace {
 constexpr std::array<std::string_view, kPgPinKinds> kNames{
     "temp_table", "sql_prepare", "hold_cursor", "advisory_lock", "listen"};
 
-char lower(char c) {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
 // Identifier characters (as PostgreSQL's lexer has them): letters, digits,
 // '_', '$' and every byte of a multibyte character.
 constexpr std::array<bool, 256> kIdent = [] {
@@ -46,23 +42,9 @@ constexpr uint32_t kSten = word4("sten");
 constexpr uint32_t kSet_ = word4("set\x7f");
 constexpr uint32_t kConf = word4("conf");
 constexpr uint64_t kTemporar = word4("temp") | static_cast<uint64_t>(word4("orar")) << 32;
-
-bool equals_ci(std::string_view word, std::string_view lower_case) {
-  if (word.size() != lower_case.size()) return false;
-  for (size_t i = 0; i < word.size(); ++i) {
-    if (lower(word[i]) != lower_case[i]) return false;
-  }
-  return true;
-}
-
-bool contains_ci(std::string_view word, std::string_view lower_case) {
-  for (size_t i = 0; i + lower_case.size() <= word.size(); ++i) {
-    if ((word[i] | 0x20) == lower_case[0] &&
-        equals_ci(word.substr(i, lower_case.size()), lower_case)) {
-      return true;
-    }
-  }
-  return false;
+constexpr uint64_t kAdvisory = word4("advi") | static_cast<uint64_t>(word4("sory")) << 32;
+inline uint64_t word8(const unsigned char* w) {
+  return word4(w) | static_cast<uint64_t>(word4(w + 4)) << 32;
 }
 
 bool starts_with(std::string_view s, std::string_view prefix) {
@@ -93,6 +75,19 @@ std::string pins_to_string(uint8_t pins) {
 
 namespace {
 
+// Whether the word has "advisory_" in it, in any case: only a '_' with
+// eight bytes before it can end one, and those eight are compared as one
+// integer, folded as in word_bits (scan_words_reference shares this).
+inline bool has_advisory(const unsigned char* word, size_t len) {
+  const unsigned char* const end = word + len;
+  for (const unsigned char* u = word + 8; u < end; ++u) {
+    u = static_cast<const unsigned char*>(std::memchr(u, '_', static_cast<size_t>(end - u)));
+    if (u == nullptr) return false;
+    if ((word8(u - 8) | 0x2020202020202020ull) == kAdvisory) return true;
+  }
+  return false;
+}
+
 // What one word (an identifier run of `len` >= 1 bytes) adds to scan_words'
 // bits. c | 0x20 is the lower case of a letter and equals a lower-case
 // letter only for that letter in either case ('_' | 0x20 is 0x7f, which no
@@ -117,8 +112,7 @@ inline uint8_t word_bits(const unsigned char* word, size_t len, uint8_t found) {
     }
   }
   // pg_advisory_lock, pg_try_advisory_lock_shared, ... (and wrappers).
-  if (len >= 9 && ((found | bits) & kWordState) == 0 &&
-      contains_ci(std::string_view(reinterpret_cast<const char*>(word), len), "advisory_")) {
+  if (len >= 9 && ((found | bits) & kWordState) == 0 && has_advisory(word, len)) {
     bits |= kWordState;
   }
   return bits;

@@ -449,3 +449,18 @@ TEST_CASE("tracker: push_plain follows push while skipping and recording") {
   REQUIRE_FALSE(t.recording());
   REQUIRE_FALSE(t.recorded_complete());
 }
+
+TEST_CASE("sql::first_word_not: a list of words") {
+  using sqlmux::pool::sql::first_word_not;
+  const std::initializer_list<std::string_view> kWords = {"DEALLOCATE", "DISCARD", "SET", "RESET"};
+  REQUIRE(first_word_not("SELECT abalance FROM pgbench_accounts", kWords));
+  REQUIRE(first_word_not("settings", kWords));
+  REQUIRE(first_word_not("Resets(1)", kWords));
+  REQUIRE_FALSE(first_word_not("set x = 1", kWords));
+  REQUIRE_FALSE(first_word_not("reset all", kWords));
+  REQUIRE_FALSE(first_word_not("Discard all", kWords));
+  REQUIRE_FALSE(first_word_not("DEALLOCATE p", kWords));
+  REQUIRE_FALSE(first_word_not("\tSELECT 1", kWords));  // not a letter first: full scan
+  REQUIRE_FALSE(first_word_not("@SET", kWords));
+  REQUIRE_FALSE(first_word_not("[SET", kWords));  // '[' | 0x20 is '{': not a letter
+}
