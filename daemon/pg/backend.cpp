@@ -349,6 +349,13 @@ void PgBackend::relay_to_client() {
       in_.consume(h.total());
       continue;
     }
+    if (h.type == 'D' &&
+        (tracker_.empty() || tracker_.head()->action != pool::ResponseTracker::Action::Swallow)) {
+      // A DataRow (most of a result) ends no request and is relayed as it
+      // is: what classify() and the checks below would conclude.
+      pass_remaining_ = h.total();
+      continue;
+    }
     if (h.type == 'E' && !listen_tx_.empty()) listen_error_ = true;
     const pool::ResponseTracker::Verdict v = tracker_.classify(h.type);
     // The ParameterDescription of a Describe that may be replayed waits for
