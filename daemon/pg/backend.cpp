@@ -219,6 +219,7 @@ void PgBackend::link(PgClient* c) {
 }
 
 void PgBackend::note_command_tag(std::string_view tag) {
+  if (tag.size() > 7 && tag.compare(0, 7, "SELECT ") == 0) return;  // most: nothing below applies
   const bool session = pool_.cfg().mode == config::PoolMode::Session;
   if (session) {
     // What a replacement connection would lack; plain statements are fine.
