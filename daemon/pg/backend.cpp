@@ -350,10 +350,13 @@ void PgBackend::relay_to_client() {
       in_.consume(h.total());
       continue;
     }
-    if (h.type == 'D' &&
-        (tracker_.empty() || tracker_.head()->action != pool::ResponseTracker::Action::Swallow)) {
-      // A DataRow (most of a result) ends no request and is relayed as it
-      // is: what classify() and the checks below would conclude.
+    if ((h.type == 'D' || h.type == 'T') &&
+        (tracker_.empty() ||
+         (tracker_.head()->action != pool::ResponseTracker::Action::Swallow &&
+          (h.type == 'D' || tracker_.head()->kind != pool::ResponseTracker::Kind::Describe)))) {
+      // A DataRow (most of a result), or a RowDescription that does not
+      // answer a Describe, ends no request and is relayed as it is: what
+      // classify() and the checks below would conclude.
       pass_remaining_ = h.total();
       continue;
     }
