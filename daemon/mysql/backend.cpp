@@ -262,8 +262,13 @@ void MyBackend::link(MyClient* c) {
   if (auto db = pool::schema_to_restore(vars_.schema, c->vars().schema)) {
     queue(Step::InitDb, command_payload(my::Command::InitDb, *db));
   }
-  std::string set = pool::restore_statement(vars_, c->vars(), nullptr,
-                                            (status_ & my::status::kNoBackslashEscapes) != 0);
+  // Equal variables (the common case: clients of a pool with the same
+  // charset and settings) need no statement; comparing them is a fraction
+  // of restore_statement()'s lookups.
+  std::string set = vars_ == c->vars()
+                        ? std::string()
+                        : pool::restore_statement(vars_, c->vars(), nullptr,
+                                                  (status_ & my::status::kNoBackslashEscapes) != 0);
   LOG_DEBUG("mysql backend %d linked to client %llu%s%s", pid_,
             static_cast<unsigned long long>(c->id()), set.empty() ? "" : ": ", set.c_str());
   if (!set.empty()) queue(Step::Restore, command_payload(my::Command::Query, set));

@@ -495,7 +495,8 @@ bool MyClient::statement_for_backend() {
     my::StmtExecute ex;
     if (my::decode_stmt_execute(payload, pending_def_->num_params, ex) && ex.new_params_bound) {
       bs.set_types_bound(pending_def_->key, ex.types);
-    } else if (bs.must_bind(pending_def_->key, pending_def_->param_types)) {
+    } else if (pool::MyBackendStatements::must_bind(*e, pending_def_->param_types)) {
+      // (e is still this statement's entry: nothing was added or removed)
       std::string bound;
       if (my::bind_param_types(payload, pending_def_->num_params, pending_def_->param_types,
                                bound)) {

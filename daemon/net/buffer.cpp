@@ -1,5 +1,7 @@
 #include "daemon/net/buffer.h"
 
+#include <algorithm>
+#include <bit>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -44,9 +46,10 @@ class BlockCache {
 
  private:
   static int size_class(size_t size) {
-    int c = 0;
-    for (size_t s = kMinAlloc; s < size; s *= 2) ++c;
-    return (size == (kMinAlloc << c) && c < kClasses) ? c : -1;
+    // A power of two from kMinAlloc: its bit's position, counted from kMinAlloc's.
+    if (size < kMinAlloc || (size & (size - 1)) != 0) return -1;
+    const int c = std::countr_zero(size) - std::countr_zero(kMinAlloc);
+    return c < kClasses ? c : -1;
   }
 
   uint8_t* blocks_[kClasses][kPerClass] = {};
@@ -70,8 +73,9 @@ uint8_t* Buffer::reserve(size_t min) {
     wpos_ = used;
     return data_ + wpos_;
   }
-  size_t want = cap_ == 0 ? kMinAlloc : cap_;
-  while (want - used < min) want *= 2;
+  // The capacity doubled (from kMinAlloc) until it holds used + min: both
+  // are powers of two.
+  const size_t want = std::max(cap_ == 0 ? kMinAlloc : cap_, std::bit_ceil(used + min));
   uint8_t* fresh = t_blocks.take(want);
   if (fresh == nullptr) throw std::bad_alloc();
   if (used > 0) std::memcpy(fresh, data_ + rpos_, used);

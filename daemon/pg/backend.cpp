@@ -219,6 +219,7 @@ void PgBackend::link(PgClient* c) {
 }
 
 void PgBackend::note_command_tag(std::string_view tag) {
+  if (tag.size() > 7 && tag.compare(0, 7, "SELECT ") == 0) return;  // most: nothing below applies
   const bool session = pool_.cfg().mode == config::PoolMode::Session;
   if (session) {
     // What a replacement connection would lack; plain statements are fine.
@@ -347,6 +348,16 @@ void PgBackend::relay_to_client() {
       if (n - fwd < h.total()) break;
       flush();
       in_.consume(h.total());
+      continue;
+    }
+    if ((h.type == 'D' || h.type == 'T') &&
+        (tracker_.empty() ||
+         (tracker_.head()->action != pool::ResponseTracker::Action::Swallow &&
+          (h.type == 'D' || tracker_.head()->kind != pool::ResponseTracker::Kind::Describe)))) {
+      // A DataRow (most of a result), or a RowDescription that does not
+      // answer a Describe, ends no request and is relayed as it is: what
+      // classify() and the checks below would conclude.
+      pass_remaining_ = h.total();
       continue;
     }
     if (h.type == 'E' && !listen_tx_.empty()) listen_error_ = true;

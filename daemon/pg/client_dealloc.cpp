@@ -75,7 +75,7 @@ PgClient::Handled PgClient::handle_unnamed_parse(const pg::Header& h, const uint
   }
   if (h.total() > kMaxSniffedParse) unnamed_listen_.clear();
   unnamed_dealloc_ = false;
-  backend_->tracker().push(Entry{Kind::Parse, Action::Forward, {}, {}, {}, false});
+  backend_->tracker().push_plain(Kind::Parse);
   return Handled::Forward;
 }
 
@@ -107,7 +107,7 @@ bool PgClient::describe_or_close_dealloc(char type, char what, std::string_view 
 
 PgClient::Handled PgClient::handle_execute(const pg::Header& h, const uint8_t* m, size_t avail) {
   if (!dealloc_portal_ && !listen_portal_) {
-    backend_->tracker().push(Entry{Kind::Execute, Action::Forward, {}, {}, {}, false});
+    backend_->tracker().push_plain(Kind::Execute);
     return Handled::Forward;
   }
   if (avail < h.total()) return Handled::NeedMore;

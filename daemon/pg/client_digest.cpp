@@ -174,7 +174,7 @@ void PgClient::digest_ready() {
 }
 
 void PgClient::digest_clear() {
-  digest_q_.clear();
+  if (!digest_q_.empty()) digest_q_.clear();  // (clear() of an empty deque is not free)
 }
 
 }  // namespace sqlmux

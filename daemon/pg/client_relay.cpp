@@ -16,6 +16,7 @@
 #include "daemon/pg/backend.h"
 #include "daemon/pg/client.h"
 #include "daemon/pg/protocol.h"
+#include "pool/pg/sql_scanner.h"
 
 namespace sqlmux {
 
@@ -170,7 +171,7 @@ PgClient::Handled PgClient::handle_bind(const pg::Header& h, const uint8_t* m, s
     listen_portal_.emplace(std::string(portal), ops);
   }
   if (entry == nullptr) {
-    backend_->tracker().push(plain(Kind::Bind));
+    backend_->tracker().push_plain(Kind::Bind);
     return Handled::Forward;
   }
   if (!entry->def->set_config.empty()) backend_->note_set_config(entry->def->set_config);
@@ -244,7 +245,7 @@ PgClient::Handled PgClient::handle_describe_or_close(const pg::Header& h, const 
   if (describe_or_close_dealloc(h.type, what, name)) return Handled::Consumed;
   StatementEntry entry = what == 'S' && !name.empty() ? statements_.find(name) : nullptr;
   if (entry == nullptr) {
-    backend_->tracker().push(plain(kind));
+    backend_->tracker().push_plain(kind);
     return Handled::Forward;
   }
   if (kind == Kind::Close) {
@@ -293,13 +294,13 @@ PgClient::Handled PgClient::handle_query(const pg::Header& h, const uint8_t* m, 
   unnamed_listen_.clear();
   forget_dealloc_portal("");
   if (!rewrite || h.total() > kMaxSniffedQuery) {
-    backend_->tracker().push(plain(Kind::Query));
+    backend_->tracker().push_plain(Kind::Query);
     return Handled::Forward;
   }
   if (avail < h.total()) return Handled::NeedMore;
   std::string_view sql;
   if (!pg::parse_query(std::string_view(reinterpret_cast<const char*>(m + 5), h.body_len()), sql)) {
-    backend_->tracker().push(plain(Kind::Query));
+    backend_->tracker().push_plain(Kind::Query);
     return Handled::Forward;
   }
   const uint8_t words = pool::scan_words(sql);
@@ -312,7 +313,11 @@ PgClient::Handled PgClient::handle_query(const pg::Header& h, const uint8_t* m, 
       pool::encode_listen_ops(sql, listen) == 0) {
     backend_->note_unparsed_listen();  // e.g. EXECUTE 'LISTEN x' in a DO block
   }
-  const auto dealloc = pool::parse_deallocate(sql);
+  // Most queries (SELECT ...) start with none of the words the
+  // recognisers below look for: neither needs to read them (a statement
+  // after a ';' still may start with one).
+  const bool other_word = pool::sql::first_word_not(sql, {"DEALLOCATE", "DISCARD", "SET", "RESET"});
+  const auto dealloc = other_word ? pool::DeallocateCommand{} : pool::parse_deallocate(sql);
   switch (dealloc.kind) {
     case pool::DeallocateCommand::Kind::One: {
       StatementEntry entry = statements_.find(dealloc.name);
@@ -323,7 +328,7 @@ PgClient::Handled PgClient::handle_query(const pg::Header& h, const uint8_t* m, 
       if (cache.contains(server_name)) {
         cache.erase(server_name);
         pg::put_query(out, "DEALLOCATE " + server_name);
-        backend_->tracker().push(plain(Kind::Query));
+        backend_->tracker().push_plain(Kind::Query);
       } else {
         std::string reply;
         pg::put_command_complete(reply, "DEALLOCATE");
@@ -343,14 +348,14 @@ PgClient::Handled PgClient::handle_query(const pg::Header& h, const uint8_t* m, 
       if (const size_t semi = sql.find(';');
           semi == std::string_view::npos ||
           sql.find_first_not_of(" \t\r\n", semi + 1) == std::string_view::npos) {
-        note_set_command(sql);  // one statement: no need to split
+        if (!other_word) note_set_command(sql);  // one statement: no need to split
       } else {
         for (std::string_view stmt : pool::split_statements(sql)) note_set_command(stmt);
       }
       break;
   }
   if (listen.empty()) {
-    backend_->tracker().push(plain(Kind::Query));
+    backend_->tracker().push_plain(Kind::Query);
   } else {
     Entry e = plain(Kind::Query);
     e.listen = std::move(listen);
@@ -433,7 +438,7 @@ void PgClient::relay_to_backend() {
         skip_until_sync_ = false;
         segment_described_ = false;
         forget_dealloc_portal("");  // the unnamed portal ends with its transaction
-        tr.push(plain(Kind::Sync));
+        tr.push_plain(Kind::Sync);
         if (b->replay_recording()) {
           // The recorded segment ends exactly after this Sync.
           if (dq.type != 0) digest_commit(dq, true);
@@ -450,11 +455,11 @@ void PgClient::relay_to_backend() {
         if (rewrite) {
           r = handle_execute(h, m, avail);
         } else {
-          tr.push(plain(Kind::Execute));
+          tr.push_plain(Kind::Execute);
         }
         break;
       case 'F':
-        tr.push(plain(Kind::Function));
+        tr.push_plain(Kind::Function);
         break;
       case 'Q':
         r = handle_query(h, m, avail, out);
@@ -463,7 +468,7 @@ void PgClient::relay_to_backend() {
         if (rewrite) {
           r = handle_parse(h, m, avail, out);
         } else {
-          tr.push(plain(Kind::Parse));
+          tr.push_plain(Kind::Parse);
           // A named statement is session state a new server would lack.
           if (avail <= 5 || m[5] != 0) b->note_session_state();
         }
@@ -474,7 +479,7 @@ void PgClient::relay_to_backend() {
           flush();
           r = handle_bind(h, in_.data(), in_.size());
         } else {
-          tr.push(plain(Kind::Bind));
+          tr.push_plain(Kind::Bind);
         }
         break;
       case 'D':
@@ -487,7 +492,7 @@ void PgClient::relay_to_backend() {
           }
           r = handle_describe_or_close(h, m, avail, out);
         } else {
-          tr.push(plain(h.type == 'D' ? Kind::Describe : Kind::Close));
+          tr.push_plain(h.type == 'D' ? Kind::Describe : Kind::Close);
         }
         break;
       default:

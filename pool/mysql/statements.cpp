@@ -141,8 +141,7 @@ void MyBackendStatements::set_types_bound(std::string_view key, std::vector<my::
 bool MyBackendStatements::must_bind(std::string_view key,
                                     const std::vector<my::ParamType>& types) const {
   auto it = map_.find(key);
-  if (it == map_.end() || it->second.entry.num_params == 0 || types.empty()) return false;
-  return it->second.entry.bound_types != types;
+  return it != map_.end() && must_bind(it->second.entry, types);
 }
 
 }  // namespace sqlmux::pool

@@ -149,6 +149,10 @@ class MyBackendStatements {
   // this backend: the statement is here, has parameters, `types` is known
   // and differs from what was bound here last.
   [[nodiscard]] bool must_bind(std::string_view key, const std::vector<my::ParamType>& types) const;
+  // The same for the entry find() returned (no second lookup).
+  [[nodiscard]] static bool must_bind(const Entry& e, const std::vector<my::ParamType>& types) {
+    return e.num_params != 0 && !types.empty() && e.bound_types != types;
+  }
 
  private:
   struct KeyHash {

@@ -131,8 +131,8 @@ void BackendStatements::clear() {
 
 ResponseTracker::Verdict ResponseTracker::classify(char type) const {
   Verdict v;
-  if (q_.empty()) return v;  // unsolicited (notice, parameter status, notification)
-  const Entry& h = q_.front();
+  if (count_ == 0) return v;  // unsolicited (notice, parameter status, notification)
+  const Entry& h = front();
   // Messages that can arrive at any time belong to no request.
   if (type == 'N' || type == 'S' || type == 'A') return v;
   v.forward = h.action != Action::Swallow;
@@ -167,11 +167,55 @@ ResponseTracker::Verdict ResponseTracker::classify(char type) const {
   return v;
 }
 
-bool ResponseTracker::push(Entry e) {
+ResponseTracker::Entry& ResponseTracker::push_slot() {
+  if (count_ == slots_.size()) {
+    std::vector<Entry> grown(slots_.empty() ? 8 : slots_.size() * 2);
+    for (size_t i = 0; i < count_; ++i) {
+      grown[i] = std::move(slots_[(head_ + i) & (slots_.size() - 1)]);
+    }
+    slots_.swap(grown);
+    head_ = 0;
+  }
+  Entry& e = slots_[(head_ + count_) & (slots_.size() - 1)];
+  ++count_;
+  return e;
+}
+
+void ResponseTracker::pop_front() {
+  Entry& e = slots_[head_];
+  // Cleared for reuse; an unusually long reply does not stay held.
+  constexpr size_t kKeep = 256;
+  for (std::string* s : {&e.reply, &e.stmt, &e.client_stmt, &e.listen}) {
+    if (s->capacity() > kKeep) {
+      std::string().swap(*s);
+    } else {
+      s->clear();
+    }
+  }
+  e.append_ready = false;
+  head_ = (head_ + 1) & (slots_.size() - 1);
+  --count_;
+}
+
+bool ResponseTracker::push_plain(Kind k) {
+  if (recording_) return push(Entry{k, Action::Forward, {}, {}, {}, false});
+  if (!may_push(k)) return false;
+  Entry& e = push_slot();
+  e.kind = k;
+  e.action = Action::Forward;
+  return true;
+}
+
+bool ResponseTracker::may_push(Kind k) {
   if (skipping_) {
-    if (e.kind != Kind::Sync) return false;
+    if (k != Kind::Sync) return false;
     skipping_ = false;
   }
+  return true;
+}
+
+bool ResponseTracker::push(Entry e) {
+  if (!may_push(e.kind)) return false;
   if (recording_) {
     switch (e.kind) {
       case Kind::Bind:
@@ -193,7 +237,7 @@ bool ResponseTracker::push(Entry e) {
     if (e.action != Action::Forward) clear_recording();
     if (recording_ || recorded_complete_) recorded_.push_back(e);
   }
-  q_.push_back(std::move(e));
+  push_slot() = std::move(e);
   return true;
 }
 
@@ -211,36 +255,36 @@ void ResponseTracker::clear_recording() {
 }
 
 void ResponseTracker::complete(bool error_skip, std::vector<Entry>* dropped) {
-  if (q_.empty()) return;
+  if (count_ == 0) return;
   if (!error_skip) {
-    q_.pop_front();
+    pop_front();
     return;
   }
-  Entry head = std::move(q_.front());
-  q_.pop_front();
+  Entry head = std::move(front());
+  pop_front();
   if (dropped != nullptr && (head.kind == Kind::Parse || head.kind == Kind::Close)) {
     dropped->push_back(std::move(head));
   }
   // The server skips everything up to the next Sync.
-  while (!q_.empty() && q_.front().kind != Kind::Sync) {
+  while (count_ > 0 && front().kind != Kind::Sync) {
     // Skipped Parses create nothing, whether sent or answered by sqlmux;
     // skipped Closes close nothing.
-    if (dropped != nullptr && (q_.front().kind == Kind::Parse || q_.front().kind == Kind::Close)) {
-      dropped->push_back(std::move(q_.front()));
+    if (dropped != nullptr && (front().kind == Kind::Parse || front().kind == Kind::Close)) {
+      dropped->push_back(std::move(front()));
     }
-    q_.pop_front();
+    pop_front();
   }
-  if (q_.empty()) skipping_ = true;  // the client's Sync is still to come
+  if (count_ == 0) skipping_ = true;  // the client's Sync is still to come
 }
 
 void ResponseTracker::take_synthetic(std::string& out, char tx_status) {
-  while (!q_.empty() && q_.front().action == Action::Synthetic) {
-    out += q_.front().reply;
-    if (q_.front().append_ready) {
+  while (count_ > 0 && front().action == Action::Synthetic) {
+    out += front().reply;
+    if (front().append_ready) {
       const char z[6] = {'Z', 0, 0, 0, 5, tx_status};
       out.append(z, sizeof z);
     }
-    q_.pop_front();
+    pop_front();
   }
 }
 

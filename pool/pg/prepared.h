@@ -9,7 +9,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <list>
 #include <memory>
@@ -191,6 +190,9 @@ class ResponseTracker {
   // error (until the next Sync), requests other than Sync owe nothing:
   // push() then drops them and returns false.
   bool push(Entry e);
+  // The same for a request whose reply is relayed as it is (Action::Forward,
+  // nothing else set): the common case, which moves no strings.
+  bool push_plain(Kind k);
   [[nodiscard]] bool skipping() const { return skipping_; }
 
   // Recording: a copy of every entry pushed from start_recording() until a
@@ -206,11 +208,11 @@ class ResponseTracker {
   [[nodiscard]] bool recorded_describes() const { return recorded_describes_; }
   [[nodiscard]] const std::vector<Entry>& recorded() const { return recorded_; }
   void clear_recording();
-  [[nodiscard]] bool empty() const { return q_.empty(); }
-  [[nodiscard]] size_t size() const { return q_.size(); }
-  [[nodiscard]] const Entry* head() const { return q_.empty() ? nullptr : &q_.front(); }
+  [[nodiscard]] bool empty() const { return count_ == 0; }
+  [[nodiscard]] size_t size() const { return count_; }
+  [[nodiscard]] const Entry* head() const { return count_ == 0 ? nullptr : &slots_[head_]; }
   void clear() {
-    q_.clear();
+    while (count_ > 0) pop_front();
     skipping_ = false;
     clear_recording();
   }
@@ -232,7 +234,17 @@ class ResponseTracker {
   void take_synthetic(std::string& out, char tx_status);
 
  private:
-  std::deque<Entry> q_;
+  // The queue: a ring of reused slots (capacity a power of two), so that a
+  // request's entry is neither allocated nor freed, and a popped slot's
+  // strings keep their (small) storage for the next one.
+  [[nodiscard]] Entry& front() { return slots_[head_]; }
+  [[nodiscard]] const Entry& front() const { return slots_[head_]; }
+  Entry& push_slot();
+  void pop_front();
+  bool may_push(Kind k);  // skipping and recording, before a push
+  std::vector<Entry> slots_;
+  size_t head_ = 0;
+  size_t count_ = 0;
   bool skipping_ = false;
   bool recording_ = false;
   bool recorded_complete_ = false;

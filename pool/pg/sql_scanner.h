@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cctype>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 
@@ -20,25 +21,28 @@ constexpr bool sql_space(char c) {
 }
 
 // Whether a statement that starts with a letter starts with a word other
-// than `a` and `b` (upper case): the per-query fast exit of the recognisers
-// below (SELECT ... is not SET). A statement that starts with whitespace or
-// a comment is left to the full scan.
-constexpr bool first_word_not(std::string_view sql, std::string_view a, std::string_view b = {}) {
+// than those in `words` (upper case): the per-query fast exit of the
+// recognisers below (SELECT ... is not SET). A statement that starts with
+// whitespace or a comment is left to the full scan.
+constexpr bool first_word_not(std::string_view sql, std::initializer_list<std::string_view> words) {
   size_t n = 0;
-  while (n < sql.size() && n <= 16 && ascii_upper(sql[n]) >= 'A' && ascii_upper(sql[n]) <= 'Z') ++n;
+  // (c | 0x20) is a lower-case letter only for an ASCII letter.
+  while (n < sql.size() && n <= 16 && static_cast<unsigned>((sql[n] | 0x20) - 'a') < 26u) ++n;
   if (n == 0) return false;
   if (n < sql.size() && (static_cast<unsigned char>(sql[n]) >= 0x80 || sql[n] == '_' ||
                          sql[n] == '$' || (sql[n] >= '0' && sql[n] <= '9'))) {
     return true;  // an identifier, not a keyword
   }
-  auto is = [&](std::string_view kw) {
-    if (kw.size() != n) return false;
-    for (size_t k = 0; k < n; ++k) {
-      if (ascii_upper(sql[k]) != kw[k]) return false;
-    }
-    return true;
-  };
-  return !is(a) && !is(b);
+  for (std::string_view kw : words) {
+    if (kw.size() != n) continue;
+    size_t k = 0;
+    while (k < n && ascii_upper(sql[k]) == kw[k]) ++k;
+    if (k == n) return false;
+  }
+  return true;
+}
+constexpr bool first_word_not(std::string_view sql, std::string_view a, std::string_view b = {}) {
+  return first_word_not(sql, {a, b});
 }
 
 struct Scanner {

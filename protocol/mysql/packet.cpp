@@ -93,7 +93,7 @@ Decode peek_header(const uint8_t* p, size_t n, uint32_t max_len, PacketHeader& o
   return Decode::Complete;
 }
 
-Decode peek_packet(const uint8_t* p, size_t n, uint32_t max_len, PacketExtent& out) {
+Decode peek_packet_chunks(const uint8_t* p, size_t n, uint32_t max_len, PacketExtent& out) {
   size_t off = 0;
   size_t payload = 0;
   size_t chunks = 0;

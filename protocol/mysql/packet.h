@@ -59,7 +59,26 @@ struct PacketExtent {
 // NeedMore until every chunk is in the buffer; Malformed when the logical
 // length would exceed max_len (checked chunk by chunk, before waiting for
 // more) or a continuation chunk is out of sequence.
-[[nodiscard]] Decode peek_packet(const uint8_t* p, size_t n, uint32_t max_len, PacketExtent& out);
+[[nodiscard]] Decode peek_packet_chunks(const uint8_t* p, size_t n, uint32_t max_len,
+                                        PacketExtent& out);
+// (Inline: a whole single-chunk packet, nearly every one, is decided here;
+// anything else goes through peek_packet_chunks.)
+[[nodiscard]] inline Decode peek_packet(const uint8_t* p, size_t n, uint32_t max_len,
+                                        PacketExtent& out) {
+  if (n >= kHeaderLen) {
+    const uint32_t len = static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 |
+                         static_cast<uint32_t>(p[2]) << 16;
+    if (len < kMaxChunk && len <= max_len && n - kHeaderLen >= len) {
+      out.wire_len = kHeaderLen + len;
+      out.payload_len = len;
+      out.chunks = 1;
+      out.first_seq = p[3];
+      out.last_seq = p[3];
+      return Decode::Complete;
+    }
+  }
+  return peek_packet_chunks(p, n, max_len, out);
+}
 
 // A decoded logical packet. A single chunk points into the caller's buffer;
 // a multi-chunk packet is joined into `joined_`.

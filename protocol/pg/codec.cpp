@@ -5,6 +5,7 @@
 // compared against their limits before they are used for anything.
 #include "protocol/pg/codec.h"
 
+#include <array>
 #include <cstring>
 
 namespace sqlmux::pg {
@@ -232,19 +233,6 @@ void Writer::end() {
 }
 
 // --- Typed messages ------------------------------------------------------------
-
-Decode peek_header(const uint8_t* p, size_t n, uint32_t max_len, Header& out) {
-  if (n < 5) {
-    return Decode::NeedMore;
-  }
-  const uint32_t len = load_be32(p + 1);
-  if (len < 4 || len > max_len) {
-    return Decode::Malformed;
-  }
-  out.type = static_cast<char>(p[0]);
-  out.len = len;
-  return Decode::Complete;
-}
 
 Decode decode_message(const uint8_t* p, size_t n, uint32_t max_len, Message& out,
                       size_t& consumed) {
@@ -840,12 +828,15 @@ std::string_view frontend_message_name(char type) {
   return lookup_name(kFrontendNames, type);
 }
 
+// The frontend types after login (a table: every client message is checked).
+constexpr std::array<bool, 256> kSessionTypes = [] {
+  std::array<bool, 256> t{};
+  for (const auto& e : kFrontendNames) t[static_cast<unsigned char>(e.type)] = e.type != 'p';
+  return t;
+}();
+
 bool is_session_message_type(char type) {
-  if (type == 'p') return false;
-  for (const auto& e : kFrontendNames) {
-    if (e.type == type) return true;
-  }
-  return false;
+  return kSessionTypes[static_cast<unsigned char>(type)];
 }
 
 std::string_view backend_message_name(char type) {

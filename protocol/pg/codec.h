@@ -115,8 +115,16 @@ struct Header {
 };
 
 // Reads the 5-byte header. NeedMore with fewer than 5 bytes; Malformed when
-// len < 4 or len > max_len.
-[[nodiscard]] Decode peek_header(const uint8_t* p, size_t n, uint32_t max_len, Header& out);
+// len < 4 or len > max_len. (Inline: it runs for every relayed message.)
+[[nodiscard]] inline Decode peek_header(const uint8_t* p, size_t n, uint32_t max_len, Header& out) {
+  if (n < 5) return Decode::NeedMore;
+  const uint32_t len = (static_cast<uint32_t>(p[1]) << 24) | (static_cast<uint32_t>(p[2]) << 16) |
+                       (static_cast<uint32_t>(p[3]) << 8) | static_cast<uint32_t>(p[4]);
+  if (len < 4 || len > max_len) return Decode::Malformed;
+  out.type = static_cast<char>(p[0]);
+  out.len = len;
+  return Decode::Complete;
+}
 
 struct Message {
   char type = 0;

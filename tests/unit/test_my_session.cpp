@@ -569,3 +569,24 @@ TEST_CASE("my_session: the collation of character_set_results") {
   v.clear_vars();
   CHECK(!v.results_collation);
 }
+
+TEST_CASE("my_session: equal variables need no restore statement") {
+  // MyBackend::link skips restore_statement() when the backend's variables
+  // equal the client's (operator==: variables, schema, results collation);
+  // this is the property it relies on, with the charset variables set.
+  for (const auto* cs : {"utf8mb4", "latin1"}) {
+    MySessionVars a;
+    a.set_charset(
+        CharsetInfo{cs, std::string(cs) == "latin1" ? "latin1_swedish_ci" : "utf8mb4_unicode_ci"});
+    a.set("time_zone", "+05:00");
+    a.set("sql_mode", "ANSI_QUOTES");
+    a.schema = "appdb";
+    const MySessionVars b = a;
+    REQUIRE(a == b);
+    CHECK(restore_statement(a, b).empty());
+    CHECK(restore_statement(a, b, nullptr, true).empty());
+    MySessionVars c = a;
+    c.results_collation = "utf8mb4_bin";
+    CHECK_FALSE(a == c);  // (unequal: restore_statement decides)
+  }
+}

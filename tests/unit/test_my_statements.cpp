@@ -236,8 +236,17 @@ TEST_CASE("my_statements: types bound per backend") {
   CHECK(*b.types_bound("k") == two);
   CHECK(!b.must_bind("k", two));   // same types: forward as is
   CHECK(b.must_bind("k", other));  // another client bound others on its own backend
+  // The entry find() returned answers the same (MyClient asks that way).
+  const MyBackendStatements::Entry* e = b.find("k");
+  REQUIRE(e != nullptr);
+  CHECK(!MyBackendStatements::must_bind(*e, two));
+  CHECK(MyBackendStatements::must_bind(*e, other));
+  CHECK(!MyBackendStatements::must_bind(*e, {}));
   b.set_types_bound("k", other);
   CHECK(!b.must_bind("k", other));
+  CHECK(!MyBackendStatements::must_bind(*b.find("k"), other));
+  CHECK(b.add("z", 9, 0).empty());  // no parameters: never rewritten
+  CHECK(!MyBackendStatements::must_bind(*b.find("z"), two));
 
   // Re-prepared: nothing bound any more.
   (void)b.add("k", 8, 2);

@@ -119,3 +119,37 @@ TEST_CASE("session pins: scan_words agrees with its byte-at-a-time reference", "
     }
   }
 }
+
+TEST_CASE("session pins: advisory_ anywhere in a word, in any case", "[pins]") {
+  // Words over the letters of "advisory_" (no other state word can form):
+  // scan_words finds the state exactly when the lower-cased word contains
+  // "advisory_" (an independent check of its integer compare).
+  const char alphabet[] = "adviSORY_x";
+  uint64_t state = 0x9e3779b97f4a7c15ull;
+  auto next = [&] {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  int found = 0;
+  for (int round = 0; round < 20000; ++round) {
+    std::string word;
+    const size_t len = 9 + next() % 24;
+    while (word.size() < len) word += alphabet[next() % (sizeof alphabet - 1)];
+    if (next() % 4 == 0)
+      word.insert(next() % (word.size() - 8), (next() % 2) != 0 ? "ADVISORY_" : "advisory_");
+    std::string lower = word;
+    for (char& c : lower) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    const bool expect = lower.find("advisory_") != std::string::npos;
+    found += expect ? 1 : 0;
+    INFO(word);
+    REQUIRE(((sqlmux::pool::scan_words("SELECT " + word + "(1)") & sqlmux::pool::kWordState) !=
+             0) == expect);
+  }
+  REQUIRE(found > 1000);
+  CHECK(may_hold_state("SELECT xxxxxxxxAdViSoRy_"));
+  CHECK(may_hold_state("SELECT advisory__"));
+  CHECK_FALSE(may_hold_state("SELECT advisoryx_ advisory"));
+  CHECK_FALSE(may_hold_state("SELECT _advisory"));
+}

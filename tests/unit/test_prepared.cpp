@@ -382,3 +382,85 @@ TEST_CASE("tracker: a segment without Describe, or with a Parse, is not replayab
   t.push(synth(Kind::Close, "3"));
   REQUIRE_FALSE(t.recording());
 }
+
+TEST_CASE("tracker: the queue keeps its order across reuse, wrap-around and growth") {
+  ResponseTracker t;
+  // Reused slots: a popped synthetic reply leaves nothing behind.
+  t.push(synth(Kind::Close, "3"));
+  std::string out;
+  t.take_synthetic(out, 'I');
+  REQUIRE(out == "3");
+  REQUIRE(t.empty());
+  auto name = [](int i) {
+    std::string s(1, 's');
+    s += std::to_string(i);
+    return s;
+  };
+  // Head moved on: 20 entries wrap around the first ring and grow it twice.
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 20; ++i) {
+      if (i % 5 == 4) {
+        t.push(Entry{Kind::Parse, Action::Swallow, {}, name(i), {}, false});
+      } else {
+        REQUIRE(t.push_plain(i % 2 == 0 ? Kind::Bind : Kind::Execute));
+      }
+    }
+    REQUIRE(t.size() == 20);
+    for (int i = 0; i < 20; ++i) {
+      const Entry* h = t.head();
+      REQUIRE(h != nullptr);
+      if (i % 5 == 4) {
+        REQUIRE(h->kind == Kind::Parse);
+        REQUIRE(h->action == Action::Swallow);
+        REQUIRE(h->stmt == name(i));
+      } else {
+        REQUIRE(h->kind == (i % 2 == 0 ? Kind::Bind : Kind::Execute));
+        REQUIRE(h->action == Action::Forward);
+        REQUIRE(h->stmt.empty());  // a slot that held "s4" was cleared
+        REQUIRE(h->reply.empty());
+        REQUIRE_FALSE(h->append_ready);
+      }
+      t.complete(false, nullptr);
+    }
+    REQUIRE(t.empty());
+  }
+}
+
+TEST_CASE("tracker: push_plain follows push while skipping and recording") {
+  ResponseTracker t;
+  t.push_plain(Kind::Bind);
+  REQUIRE(run(t, "E") == "E");
+  REQUIRE(t.skipping());
+  REQUIRE_FALSE(t.push_plain(Kind::Execute));
+  REQUIRE(t.push_plain(Kind::Sync));
+  REQUIRE_FALSE(t.skipping());
+  REQUIRE(run(t, "Z") == "Z");
+  t.start_recording();
+  t.push_plain(Kind::Bind);
+  t.push_plain(Kind::Describe);
+  t.push_plain(Kind::Execute);
+  t.push_plain(Kind::Sync);
+  REQUIRE(t.recorded_complete());
+  REQUIRE(t.recorded_describes());
+  REQUIRE(t.recorded().size() == 4);
+  t.start_recording();
+  t.push_plain(Kind::Bind);
+  t.push_plain(Kind::Query);  // not replayable
+  REQUIRE_FALSE(t.recording());
+  REQUIRE_FALSE(t.recorded_complete());
+}
+
+TEST_CASE("sql::first_word_not: a list of words") {
+  using sqlmux::pool::sql::first_word_not;
+  const std::initializer_list<std::string_view> kWords = {"DEALLOCATE", "DISCARD", "SET", "RESET"};
+  REQUIRE(first_word_not("SELECT abalance FROM pgbench_accounts", kWords));
+  REQUIRE(first_word_not("settings", kWords));
+  REQUIRE(first_word_not("Resets(1)", kWords));
+  REQUIRE_FALSE(first_word_not("set x = 1", kWords));
+  REQUIRE_FALSE(first_word_not("reset all", kWords));
+  REQUIRE_FALSE(first_word_not("Discard all", kWords));
+  REQUIRE_FALSE(first_word_not("DEALLOCATE p", kWords));
+  REQUIRE_FALSE(first_word_not("\tSELECT 1", kWords));  // not a letter first: full scan
+  REQUIRE_FALSE(first_word_not("@SET", kWords));
+  REQUIRE_FALSE(first_word_not("[SET", kWords));  // '[' | 0x20 is '{': not a letter
+}
