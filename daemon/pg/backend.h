@@ -82,6 +82,8 @@ class PgBackend final : public PooledBackend {
   bool finish_if_answered();
   [[nodiscard]] char tx_status() const { return tx_status_; }
   // Replay of one segment (Bind ... Sync) after a stale plan: recording.
+  // A longer segment is not kept, hence not replayed.
+  static constexpr size_t kMaxReplayBytes = 64 * 1024;
   void begin_replay(pool::StatementRef def, std::string client_name);
   [[nodiscard]] bool replay_recording() const { return replay_bytes_on_; }
   void end_replay_recording() { replay_bytes_on_ = false; }

@@ -34,10 +34,6 @@ bool PgBackend::note_statement_error(std::string_view body, const std::string& s
   return true;
 }
 
-namespace {
-constexpr size_t kMaxReplayBytes = 64 * 1024;
-}
-
 bool PgBackend::forward(const uint8_t* p, size_t n) {
   if (replay_bytes_on_) {
     if (replay_bytes_.size() + n > kMaxReplayBytes) {

@@ -201,6 +201,9 @@ class PgClient final : public PooledClient {
   // `out` receives bytes to send in the message's place when it is Consumed.
   Handled handle_parse(const pg::Header& h, const uint8_t* m, size_t avail, std::string& out);
   Handled handle_bind(const pg::Header& h, const uint8_t* m, size_t avail);
+  // Whether the client's segment that starts at in_'s front may be sent:
+  // see handle_bind.
+  [[nodiscard]] bool replay_segment_ready(const pool::StatementDef& def) const;
   Handled handle_describe_or_close(const pg::Header& h, const uint8_t* m, size_t avail,
                                    std::string& out);
   Handled handle_query(const pg::Header& h, const uint8_t* m, size_t avail, std::string& out);

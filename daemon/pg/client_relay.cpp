@@ -151,6 +151,39 @@ PgClient::Handled PgClient::handle_parse(const pg::Header& h, const uint8_t* m, 
   return Handled::Consumed;
 }
 
+// A segment that starts with a cached statement's Bind (or Describe)
+// outside a transaction block is replayed once if the server's statement
+// turns out stale (backend_replay.cpp); the replay needs the whole segment,
+// up to its Sync, recorded when the server's error comes. A client that
+// writes Bind, Describe, Execute and Sync one by one could get the error
+// back between them, and the error would reach it. So such a segment goes
+// to the server once its Sync (or a Flush: the client then waits for
+// answers) is in, as libpq and the drivers send it anyway: the server
+// answers nothing before either. Not held: a segment longer than a replay
+// keeps (it is not replayed), and a COPY, whose server answers before any
+// Sync.
+bool PgClient::replay_segment_ready(const pool::StatementDef& def) const {
+  size_t i = def.query.find_first_not_of(" \t\r\n");
+  if (i != std::string::npos && def.query.size() - i >= 4 && (def.query[i] | 0x20) == 'c' &&
+      (def.query[i + 1] | 0x20) == 'o' && (def.query[i + 2] | 0x20) == 'p' &&
+      (def.query[i + 3] | 0x20) == 'y') {
+    return true;
+  }
+  const uint8_t* p = in_.data();
+  const size_t n = in_.size();
+  for (size_t off = 0;;) {
+    if (off >= PgBackend::kMaxReplayBytes) return true;
+    pg::Header h;
+    const pg::Decode d = pg::peek_header(p + off, n - off, pg::kMaxMessageLen, h);
+    if (d == pg::Decode::Malformed) return true;  // the relay fails the client
+    if (d == pg::Decode::NeedMore) return false;
+    if (off + h.total() > PgBackend::kMaxReplayBytes) return true;
+    if (off + h.total() > n) return false;
+    if (h.type == 'S' || h.type == 'H') return true;
+    off += h.total();
+  }
+}
+
 PgClient::Handled PgClient::handle_bind(const pg::Header& h, const uint8_t* m, size_t avail) {
   const size_t have = std::min(avail, h.total()) - 5;
   std::string_view portal;
@@ -173,6 +206,10 @@ PgClient::Handled PgClient::handle_bind(const pg::Header& h, const uint8_t* m, s
   if (entry == nullptr) {
     backend_->tracker().push_plain(Kind::Bind);
     return Handled::Forward;
+  }
+  const bool fresh_segment = backend_->tracker().empty() && backend_->tx_status() == 'I';
+  if (fresh_segment && describes_portals_ && !replay_segment_ready(*entry->def)) {
+    return Handled::NeedMore;  // nothing done yet: the Bind is read again
   }
   if (!entry->def->set_config.empty()) backend_->note_set_config(entry->def->set_config);
   const size_t names = used1 + used2;
@@ -205,7 +242,6 @@ PgClient::Handled PgClient::handle_bind(const pg::Header& h, const uint8_t* m, s
     drop_remaining_ = h.total() - 5 - names;
     return Handled::Consumed;
   }
-  const bool fresh_segment = backend_->tracker().empty() && backend_->tx_status() == 'I';
   std::string& out = scratch_;  // reused: no allocation per Bind once it has grown
   out.clear();
   ensure_prepared(*entry->def, out);
@@ -259,6 +295,7 @@ PgClient::Handled PgClient::handle_describe_or_close(const pg::Header& h, const 
   // replayed once if the server's statement turns out stale: the client
   // learns the statement's shape from the replay itself.
   const bool fresh_segment = backend_->tracker().empty() && backend_->tx_status() == 'I';
+  if (fresh_segment && !replay_segment_ready(*entry->def)) return Handled::NeedMore;
   ensure_prepared(*entry->def, out);
   if (fresh_segment) {
     // (The caller flushed what preceded this Describe.) What was injected

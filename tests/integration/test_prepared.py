@@ -411,10 +411,13 @@ def case_50000_parameters(pg):
 
 # -- issue 19 item 3: re-preparing after a type change --------------------
 
-def _pg_msgs(r, msgs):
-    """Sends raw (tag, body) messages and reads up to ReadyForQuery: the
-    reply types, with an error's SQLSTATE in place of "E"."""
-    for tag, body in msgs:
+def _pg_msgs(r, msgs, pause: float = 0.0):
+    """Sends raw (tag, body) messages, each in a write of its own (`pause`
+    seconds after the first one), and reads up to ReadyForQuery: the reply
+    types, with an error's SQLSTATE in place of "E"."""
+    for i, (tag, body) in enumerate(msgs):
+        if i == 1 and pause:
+            time.sleep(pause)
         r.send_msg(tag, body)
     got = []
     while True:
@@ -483,8 +486,10 @@ def case_reprepare_after_type_change(pg):
                 r = mux.raw()
                 check_eq(_pg_msgs(r, [_parse_msg("s", ins, [0]), (b"S", b"")]), ["1", "Z"],
                          f"{via}: Parse [0] after the DDL, attempt {attempt}")
-                check_eq(_pg_msgs(r, [_bind_msg("s", "5")] + _DESCRIBE_EXEC), ["2", "n", "C", "Z"],
-                         f"{via}: insert [0] after the DDL, attempt {attempt}")
+                # (The Bind alone first: the server's error for it, the plan
+                # being stale, must not reach the client before its Sync does.)
+                check_eq(_pg_msgs(r, [_bind_msg("s", "5")] + _DESCRIBE_EXEC, pause=0.3),
+                         ["2", "n", "C", "Z"], f"{via}: insert [0] after the DDL, attempt {attempt}")
                 check_eq(_pg_msgs(r, [_bind_msg("s", "6")] + _DESCRIBE_EXEC), ["2", "n", "C", "Z"],
                          f"{via}: insert [0] again, attempt {attempt}")
                 r.close()
