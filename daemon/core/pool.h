@@ -58,6 +58,10 @@ class Pool final : private pool::SlotGate {
   [[nodiscard]] const std::string& label() const { return label_; }
   [[nodiscard]] const std::string& backend_user() const { return backend_user_; }
   [[nodiscard]] const std::string& backend_password() const { return backend_password_; }
+  // No `user` and no password of its own: the pool logs in to the server
+  // as each client, with what that client's login gave (passthrough,
+  // auth_query).
+  [[nodiscard]] bool logs_in_as_client() const { return !cfg().user && backend_password_.empty(); }
   // The pool's protocol, and the state that protocol keeps per pool.
   [[nodiscard]] ProtocolDriver& driver() const { return driver_; }
   [[nodiscard]] PoolState* protocol_state() const { return protocol_state_.get(); }

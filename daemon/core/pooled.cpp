@@ -67,6 +67,29 @@ void PooledClient::acquire_backend() {
   acquiring_ = false;
 }
 
+const char* PooledClient::not_adoptable(const Pool* pool, const std::string& record_pool) {
+  if (pool == nullptr) return "no such pool";
+  if (pool->cfg().name != record_pool || pool->cfg().mode == config::PoolMode::Session ||
+      pool->logs_in_as_client()) {
+    return "its pool is configured differently here";
+  }
+  return nullptr;
+}
+
+bool PooledClient::join_adopted(Pool& pool, const config::UserConfig& user, std::string& why) {
+  if (!admit_user(user)) {
+    why = "max_user_client_connections reached";
+    return false;
+  }
+  pool_ = &pool;
+  pool.client_joined();
+  if ((stats_ = pool.stats(worker_->id())) != nullptr) {
+    count_bytes(&stats_->client_received_bytes, &stats_->client_sent_bytes);
+  }
+  set_state(ClientState::Idle);
+  return true;
+}
+
 bool PooledClient::admit_user(const config::UserConfig& user) {
   release_user();
   Directory& dir = worker_->directory();

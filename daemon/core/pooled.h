@@ -98,6 +98,13 @@ class PooledClient : public Conn {
   // Reason::TooManyUserClients. Uncounted when the client is destroyed or
   // by release_user() (MySQL COM_CHANGE_USER).
   [[nodiscard]] bool admit_user(const config::UserConfig& user);
+  // Online upgrade, new process: why `pool` (found for the record's pool
+  // name `record_pool`) cannot serve a client handed over from the old
+  // process, or nullptr. Then the client joins it as an idle client,
+  // counted against `user`'s cap (false, with `why`: over it; nothing
+  // joined).
+  [[nodiscard]] static const char* not_adoptable(const Pool* pool, const std::string& record_pool);
+  [[nodiscard]] bool join_adopted(Pool& pool, const config::UserConfig& user, std::string& why);
   void release_user();
   // The cap that refused the last admit_user().
   [[nodiscard]] uint32_t user_cap() const { return user_cap_; }

@@ -23,7 +23,7 @@ namespace sqlmux {
 MyBackend* MyBackend::connect(Worker& w, Pool& pool, PoolHost& where, uint64_t for_client,
                               uint64_t tried, std::string& error) {
   my::auth::Credential cred = my::auth::Credential::from_password(pool.backend_password());
-  if (!pool.cfg().user && pool.backend_password().empty()) {
+  if (pool.logs_in_as_client()) {
     // The client logs in as itself, and [[user]] may hold no password for
     // it: what its own login gave sqlmux (a MySQL pool's clients are
     // MyClients; connects run on the waiting client's worker).

@@ -17,28 +17,19 @@
 
 namespace sqlmux {
 
-namespace {
-
-// A pool that logs in to its server as the client with what the client's
-// own login gave (its password or the SHA1 recovered from a native-hash
-// proof, MyClient::credential()): an adopted client brings none, so such
-// clients stay on the old process. auth_query pools are of this kind.
-bool passthrough(const Pool& p) {
-  return !p.cfg().user && p.backend_password().empty();
-}
-
-}  // namespace
-
 std::string MyClient::upgrade_record() const {
   if (state_ != ClientState::Idle || pool_ == nullptr || user_ == nullptr || !joined_ ||
       !counted_ || refusal_ || login_ != Login::Done || changing_user_ || tls() || tls_requested_ ||
-      pool_->cfg().mode == config::PoolMode::Session || passthrough(*pool_) ||
-      looked_up_user_ != nullptr || auth_query_ != nullptr || full_auth_ != nullptr ||
-      backend_ != nullptr || !in_.empty() || queued() != 0 || !pending_.empty() || infile_ ||
-      in_flight_ || preparing_ || pending_def_ != nullptr || pin_ != pool::PinReason::None ||
-      long_data_ || !cursors_.empty() || session_statements_ || in_tx_ || tx_open_ ||
-      requests_open_ != 0 || peer_kill_pending_ || !digest_text_.empty() || failure_pending() ||
-      thread_id_ == 0 || closing()) {
+      pool_->cfg().mode == config::PoolMode::Session ||
+      // (it logs in as the client with what the client's login gave: its
+      // password or the SHA1 of a native-hash proof, which an adopted
+      // client does not bring; auth_query pools are of this kind)
+      pool_->logs_in_as_client() || looked_up_user_ != nullptr || auth_query_ != nullptr ||
+      full_auth_ != nullptr || backend_ != nullptr || !in_.empty() || queued() != 0 ||
+      !pending_.empty() || infile_ || in_flight_ || preparing_ || pending_def_ != nullptr ||
+      pin_ != pool::PinReason::None || long_data_ || !cursors_.empty() || session_statements_ ||
+      in_tx_ || tx_open_ || requests_open_ != 0 || peer_kill_pending_ || !digest_text_.empty() ||
+      failure_pending() || thread_id_ == 0 || closing()) {
     return {};
   }
   upgrade::ClientState s;
@@ -91,11 +82,10 @@ bool MyClient::adopt(Worker& w, int fd, const upgrade::ClientState& s, const MyP
     }
     defs.emplace_back(st.id, std::move(def));
   }
-  if (user == nullptr || pool == nullptr) {
-    why = user == nullptr ? "no such user" : "no such pool";
-  } else if (pool->cfg().name != s.pool || pool->cfg().mode == config::PoolMode::Session ||
-             passthrough(*pool)) {
-    why = "its pool is configured differently here";
+  if (user == nullptr) {
+    why = "no such user";
+  } else if (const char* no = PooledClient::not_adoptable(pool, s.pool)) {
+    why = no;
   } else if (!stmts.restore(std::move(defs), m.next_statement, m.last_statement)) {
     why = "its prepared statements are inconsistent";
   } else if (!dir.adopt_thread(m.thread_id, m.thread_counter, w.id(), id)) {
@@ -132,18 +122,11 @@ bool MyClient::adopt(Worker& w, int fd, const upgrade::ClientState& s, const MyP
   c->stmts_ = std::move(stmts);
   w.client_created(c);
   dir.set_thread_user(m.thread_id, s.user);  // KILL checks the owner
-  if (!c->admit_user(user->cfg)) {
-    why = "max_user_client_connections reached";
+  if (!c->join_adopted(*pool, user->cfg, why)) {
     c->finish(Reason::ClientClosed);
     return false;
   }
-  c->pool_ = pool;
-  pool->client_joined();
   c->joined_ = true;
-  if ((c->stats_ = pool->stats(w.id())) != nullptr) {
-    c->count_bytes(&c->stats_->client_received_bytes, &c->stats_->client_sent_bytes);
-  }
-  c->set_state(ClientState::Idle);
   if (!c->attach()) {
     why = "cannot poll its socket";
     c->finish(Reason::ClientClosed);

@@ -71,8 +71,7 @@ bool resolve(const config::Address& addr, PgNativeCancel& out, std::string& erro
 
 std::optional<pg::LoginSecret> PgBackend::passthrough_secret(Worker& w, Pool& pool,
                                                              std::string& error) {
-  const config::PoolConfig& cfg = pool.cfg();
-  if (cfg.user || !pool.backend_password().empty()) return std::nullopt;
+  if (!pool.logs_in_as_client()) return std::nullopt;
   const User* user = w.directory().find_user(pool.backend_user());
   const auto* secrets =
       user != nullptr ? static_cast<const PgSecrets*>(user->secrets_for(config::Protocol::Postgres))

@@ -21,7 +21,7 @@ bool PgClient::listen_fanout() const {
   const config::PoolConfig& cfg = pool_->cfg();
   // A pool without `user` nor a plaintext password (SCRAM passthrough):
   // the LISTEN connection, libpq's, could not log in; LISTEN pins instead.
-  const bool passthrough = !cfg.user && pool_->backend_password().empty();
+  const bool passthrough = pool_->logs_in_as_client();
   return cfg.mode != config::PoolMode::Session && !cfg.listen_pin && !passthrough;
 }
 

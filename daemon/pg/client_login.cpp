@@ -461,7 +461,7 @@ void PgClient::auth_succeeded() {
     pg_state(*pool_).set_looked_up(s->scram, s->md5);
   }
   const std::optional<pg::auth::ScramKey>& key = scram_ ? scram_->client_key() : password_key_;
-  if (key && !pool_->cfg().user && pool_->backend_password().empty()) {
+  if (key && pool_->logs_in_as_client()) {
     // SCRAM passthrough: the pool logs in to the server with this key.
     pg_state(*pool_).hold_client_key(*key);
     holds_client_key_ = true;

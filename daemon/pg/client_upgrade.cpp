@@ -15,25 +15,17 @@
 
 namespace sqlmux {
 
-namespace {
-
-// A pool that logs in to its server with the ClientKey of a client's
-// SCRAM proof (passthrough): an adopted client brings none.
-bool passthrough(const Pool& p) {
-  return !p.cfg().user && p.backend_password().empty();
-}
-
-}  // namespace
-
 std::string PgClient::upgrade_record() const {
   if (state_ != ClientState::Idle || pool_ == nullptr || local_ || make_local_ || tls() ||
-      pool_->cfg().mode == config::PoolMode::Session || passthrough(*pool_) ||
-      backend_ != nullptr || !welcome_sent_ || !learning_.empty() || !in_.empty() ||
-      queued() != 0 || pass_remaining_ != 0 || drop_remaining_ != 0 || skip_until_sync_ ||
-      in_cycle_ || in_tx_ || queries_open_ != 0 || !listen_.empty() || listen_waits_ != 0 ||
-      notify_corked_ || !notify_held_.empty() || unnamed_dealloc_ || dealloc_portal_ ||
-      listen_portal_ || !digest_q_.empty() || holds_client_key_ || failure_pending() ||
-      cancel_pid_ == 0 || closing()) {
+      pool_->cfg().mode == config::PoolMode::Session ||
+      // (passthrough: it logs in with the ClientKey of the client's SCRAM proof,
+      // which an adopted client does not bring)
+      pool_->logs_in_as_client() || backend_ != nullptr || !welcome_sent_ || !learning_.empty() ||
+      !in_.empty() || queued() != 0 || pass_remaining_ != 0 || drop_remaining_ != 0 ||
+      skip_until_sync_ || in_cycle_ || in_tx_ || queries_open_ != 0 || !listen_.empty() ||
+      listen_waits_ != 0 || notify_corked_ || !notify_held_.empty() || unnamed_dealloc_ ||
+      dealloc_portal_ || listen_portal_ || !digest_q_.empty() || holds_client_key_ ||
+      failure_pending() || cancel_pid_ == 0 || closing()) {
     return {};
   }
   upgrade::ClientState s;
@@ -61,11 +53,10 @@ bool PgClient::adopt(Worker& w, int fd, const upgrade::ClientState& s, const PgP
   const User* user = dir.find_user(s.user);
   Pool* pool =
       user != nullptr ? dir.find_pool(s.database, *user, config::Protocol::Postgres) : nullptr;
-  if (user == nullptr || pool == nullptr) {
-    why = user == nullptr ? "no such user" : "no such pool";
-  } else if (pool->cfg().name != s.pool || pool->cfg().mode == config::PoolMode::Session ||
-             passthrough(*pool)) {
-    why = "its pool is configured differently here";
+  if (user == nullptr) {
+    why = "no such user";
+  } else if (const char* no = PooledClient::not_adoptable(pool, s.pool)) {
+    why = no;
   } else if (s.cancel_pid == 0 ||
              !dir.register_cancel(pool::cancel_lookup_id(s.cancel_pid, s.cancel_key), w.id(), id)) {
     why = "its cancel key is taken";
@@ -101,17 +92,10 @@ bool PgClient::adopt(Worker& w, int fd, const upgrade::ClientState& s, const PgP
   }
   c->welcome_sent_ = true;
   w.client_created(c);
-  if (!c->admit_user(user->cfg)) {
-    why = "max_user_client_connections reached";
+  if (!c->join_adopted(*pool, user->cfg, why)) {
     c->finish(Reason::ClientClosed);
     return false;
   }
-  c->pool_ = pool;
-  pool->client_joined();
-  if ((c->stats_ = pool->stats(w.id())) != nullptr) {
-    c->count_bytes(&c->stats_->client_received_bytes, &c->stats_->client_sent_bytes);
-  }
-  c->set_state(ClientState::Idle);
   if (!c->attach()) {
     why = "cannot poll its socket";
     c->finish(Reason::ClientClosed);
