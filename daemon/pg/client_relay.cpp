@@ -163,12 +163,9 @@ PgClient::Handled PgClient::handle_parse(const pg::Header& h, const uint8_t* m, 
 // keeps (it is not replayed), and a COPY, whose server answers before any
 // Sync.
 bool PgClient::replay_segment_ready(const pool::StatementDef& def) const {
-  size_t i = def.query.find_first_not_of(" \t\r\n");
-  if (i != std::string::npos && def.query.size() - i >= 4 && (def.query[i] | 0x20) == 'c' &&
-      (def.query[i + 1] | 0x20) == 'o' && (def.query[i + 2] | 0x20) == 'p' &&
-      (def.query[i + 3] | 0x20) == 'y') {
-    return true;
-  }
+  std::string_view q = def.query;
+  while (!q.empty() && pool::sql::sql_space(q.front())) q.remove_prefix(1);
+  if (!pool::sql::first_word_not(q, {"COPY"})) return true;  // (or a comment first)
   const uint8_t* p = in_.data();
   const size_t n = in_.size();
   for (size_t off = 0;;) {
