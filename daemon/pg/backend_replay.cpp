@@ -89,7 +89,8 @@ void PgBackend::replay() {
                  name,
                  {},
                  false});
-  std::vector<pool::ResponseTracker::Entry> again = tracker_.recorded();
+  const auto recorded = tracker_.recorded();
+  std::vector<pool::ResponseTracker::Entry> again(recorded.begin(), recorded.end());
   const uint64_t epoch = pg_state(pool_).stale_statements().current();
   statements_.touch(name);
   statements_.set_epoch(name, epoch);

@@ -259,7 +259,7 @@ PgClient::Handled PgClient::handle_bind(const pg::Header& h, const uint8_t* m, s
   out.append(sname);
   out += '\0';
   // The Bind remembers its statement: a stale-plan error invalidates it.
-  backend_->tracker().push(Entry{Kind::Bind, Action::Forward, {}, sname, {}, false});
+  backend_->tracker().push_bind(sname);
   backend_->forward(reinterpret_cast<const uint8_t*>(out.data()), out.size());
   in_.consume(5 + names);  // the caller flushed what preceded this Bind
   pass_remaining_ = rest;  // parameters stream on unchanged

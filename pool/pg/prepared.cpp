@@ -198,11 +198,21 @@ void ResponseTracker::pop_front() {
 }
 
 bool ResponseTracker::push_plain(Kind k) {
-  if (recording_) return push(Entry{k, Action::Forward, {}, {}, {}, false});
   if (!may_push(k)) return false;
-  Entry& e = push_slot();
+  Entry& e = push_slot();  // a popped slot: its strings are empty
   e.kind = k;
   e.action = Action::Forward;
+  if (recording_) record(e);
+  return true;
+}
+
+bool ResponseTracker::push_bind(std::string_view stmt) {
+  if (!may_push(Kind::Bind)) return false;
+  Entry& e = push_slot();
+  e.kind = Kind::Bind;
+  e.action = Action::Forward;
+  e.stmt.assign(stmt);
+  if (recording_) record(e);
   return true;
 }
 
@@ -214,29 +224,40 @@ bool ResponseTracker::may_push(Kind k) {
   return true;
 }
 
+void ResponseTracker::record(const Entry& e) {
+  switch (e.kind) {
+    case Kind::Bind:
+      break;
+    case Kind::Describe:
+      if (!recorded_executed_) recorded_describes_ = true;
+      break;
+    case Kind::Execute:
+      recorded_executed_ = true;
+      break;
+    case Kind::Sync:
+      recorded_complete_ = true;
+      recording_ = false;
+      break;
+    default:
+      clear_recording();  // not replayable
+      return;
+  }
+  if (e.action != Action::Forward) {
+    clear_recording();
+    return;
+  }
+  // Copied into a kept slot: assigning reuses its strings' storage.
+  if (recorded_n_ == recorded_.size()) {
+    recorded_.push_back(e);
+  } else {
+    recorded_[recorded_n_] = e;
+  }
+  ++recorded_n_;
+}
+
 bool ResponseTracker::push(Entry e) {
   if (!may_push(e.kind)) return false;
-  if (recording_) {
-    switch (e.kind) {
-      case Kind::Bind:
-        break;
-      case Kind::Describe:
-        if (!recorded_executed_) recorded_describes_ = true;
-        break;
-      case Kind::Execute:
-        recorded_executed_ = true;
-        break;
-      case Kind::Sync:
-        recorded_complete_ = true;
-        recording_ = false;
-        break;
-      default:
-        clear_recording();  // not replayable
-        break;
-    }
-    if (e.action != Action::Forward) clear_recording();
-    if (recording_ || recorded_complete_) recorded_.push_back(e);
-  }
+  if (recording_) record(e);
   push_slot() = std::move(e);
   return true;
 }
@@ -251,7 +272,8 @@ void ResponseTracker::clear_recording() {
   recorded_complete_ = false;
   recorded_describes_ = false;
   recorded_executed_ = false;
-  recorded_.clear();
+  recorded_n_ = 0;
+  if (recorded_.size() > 16) recorded_.clear();  // after an unusually long segment
 }
 
 void ResponseTracker::complete(bool error_skip, std::vector<Entry>* dropped) {

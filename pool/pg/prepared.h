@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -193,6 +194,8 @@ class ResponseTracker {
   // The same for a request whose reply is relayed as it is (Action::Forward,
   // nothing else set): the common case, which moves no strings.
   bool push_plain(Kind k);
+  // A Bind relayed as it is, remembering the server-side statement it names.
+  bool push_bind(std::string_view stmt);
   [[nodiscard]] bool skipping() const { return skipping_; }
 
   // Recording: a copy of every entry pushed from start_recording() until a
@@ -206,7 +209,7 @@ class ResponseTracker {
   // The segment describes its portal before executing it, so the client
   // learns the row shape from the replay itself.
   [[nodiscard]] bool recorded_describes() const { return recorded_describes_; }
-  [[nodiscard]] const std::vector<Entry>& recorded() const { return recorded_; }
+  [[nodiscard]] std::span<const Entry> recorded() const { return {recorded_.data(), recorded_n_}; }
   void clear_recording();
   [[nodiscard]] bool empty() const { return count_ == 0; }
   [[nodiscard]] size_t size() const { return count_; }
@@ -242,6 +245,7 @@ class ResponseTracker {
   Entry& push_slot();
   void pop_front();
   bool may_push(Kind k);  // skipping and recording, before a push
+  void record(const Entry& e);  // recording: note e, or stop recording
   std::vector<Entry> slots_;
   size_t head_ = 0;
   size_t count_ = 0;
@@ -250,7 +254,10 @@ class ResponseTracker {
   bool recorded_complete_ = false;
   bool recorded_describes_ = false;
   bool recorded_executed_ = false;
+  // The recorded entries are recorded_[0, recorded_n_); the slots past it
+  // keep their strings' storage for the next recording.
   std::vector<Entry> recorded_;
+  size_t recorded_n_ = 0;
 };
 
 // SQL the client sends that changes its prepared statements:
