@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <utility>
 
 #include "pool/pg/listen.h"
 #include "pool/pg/sql_scanner.h"
@@ -246,11 +247,23 @@ void ResponseTracker::record(const Entry& e) {
     clear_recording();
     return;
   }
-  // Copied into a kept slot: assigning reuses its strings' storage.
+  // Copied into a kept slot: assigning reuses its strings' storage, and
+  // the strings that are empty (most of them) are cleared, not assigned.
   if (recorded_n_ == recorded_.size()) {
     recorded_.push_back(e);
   } else {
-    recorded_[recorded_n_] = e;
+    Entry& r = recorded_[recorded_n_];
+    r.kind = e.kind;
+    r.action = e.action;
+    r.append_ready = e.append_ready;
+    for (auto [to, from] : {std::pair{&r.reply, &e.reply}, std::pair{&r.stmt, &e.stmt},
+                            std::pair{&r.client_stmt, &e.client_stmt}, std::pair{&r.listen, &e.listen}}) {
+      if (from->empty()) {
+        to->clear();
+      } else {
+        to->assign(*from);
+      }
+    }
   }
   ++recorded_n_;
 }
