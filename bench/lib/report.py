@@ -285,9 +285,12 @@ def ratios(runs: list[dict]) -> list[dict]:
     specs += [(f"{SELECT2000}: sqlmux/PgBouncer {what}", (SELECT2000, "sqlmux"), (SELECT2000, "pgbouncer"), metric)
               for metric, what in ((TPS, "TPS"), (P50, "p50 latency"), (P99, "p99 latency"),
                                    (CPU, "proxy CPU per 1k tx"))]
+    specs += [(f"{SELECT2000}: sqlmux/{base} {what}", (SELECT2000, "sqlmux"), (SELECT2000, BASELINE), metric)
+              for metric, what in ((TPS, "TPS"), (P99, "p99 latency"), (CPU, "proxy CPU per 1k tx"))]
     for sc in sorted({r["scenario"] for r in runs if is_rate(r)}, key=lambda n: (len(n), n)):
         my = "mysql-" if any(r["scenario"] == sc and r["target"].startswith("mysql-") for r in runs) else ""
-        for den, den_shown in (("pgbouncer", "PgBouncer"), ("haproxy", "HAProxy")):
+        dens = [("pgbouncer", "PgBouncer"), ("haproxy", "HAProxy")] + ([] if my else [(BASELINE, base)])
+        for den, den_shown in dens:
             specs += [(f"{sc}: sqlmux/{den_shown} {what}", (sc, my + "sqlmux"), (sc, my + den), metric)
                       for metric, what in RATE_METRICS]
     for sc in sorted({r["scenario"] for r in runs if r["tool"] == "sysbench" and not is_rate(r)}):

@@ -66,16 +66,17 @@ SCENARIOS = [
     # sustains, so the figures are the cost per transaction (proxy CPU user
     # and system, context switches) and the latency at that load, not the
     # most a target can do. --smoke runs rate20 only, at a small rate.
-    Scenario("rate20", "pgbench", PG_TARGETS, "pgbench -S -R RATE (fixed rate), 20 clients", 20, rate=True),
+    Scenario("rate20", "pgbench", PG_TARGETS, "pgbench -S -R RATE (fixed rate), 20 clients", 20, rate=True,
+             baseline=True),
     Scenario("rate200", "pgbench", PG_TARGETS, "pgbench -S -R RATE (fixed rate), 200 clients", 200, rate=True,
-             smoke_skip=True),
+             smoke_skip=True, baseline=True),
     Scenario("rate2000", "pgbench", RATE_TARGETS_2000, "pgbench -S -R RATE (fixed rate), 2,000 clients", 2000,
-             rate=True, smoke_skip=True),
+             rate=True, smoke_skip=True, baseline=True),
     # 2,000 clients on the pool of 20 at saturation (issue 17): the pooling
     # proxies only (PostgreSQL has no room for 2,000 backends), each
     # pre-warmed so that -T can be sized from its connect time.
     Scenario("select2000", "pgbench", ["pgbouncer", "sqlmux"], "pgbench -S (select only, simple protocol)", 2000,
-             smoke_skip=True, prewarm=True),
+             smoke_skip=True, prewarm=True, baseline=True),
     Scenario("sb_point_select", "sysbench", ["direct", "sqlmux"] + MY_TARGETS,
              "sysbench oltp_point_select (pgsql / mysql driver, server-side prepared statements)",
              test="oltp_point_select"),
