@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <utility>
 
 #include "pool/pg/listen.h"
 #include "pool/pg/sql_scanner.h"
@@ -256,14 +255,17 @@ void ResponseTracker::record(const Entry& e) {
     r.kind = e.kind;
     r.action = e.action;
     r.append_ready = e.append_ready;
-    for (auto [to, from] : {std::pair{&r.reply, &e.reply}, std::pair{&r.stmt, &e.stmt},
-                            std::pair{&r.client_stmt, &e.client_stmt}, std::pair{&r.listen, &e.listen}}) {
-      if (from->empty()) {
-        to->clear();
+    auto copy = [](std::string& to, const std::string& from) {
+      if (from.empty()) {
+        to.clear();
       } else {
-        to->assign(*from);
+        to.assign(from);
       }
-    }
+    };
+    copy(r.reply, e.reply);
+    copy(r.stmt, e.stmt);
+    copy(r.client_stmt, e.client_stmt);
+    copy(r.listen, e.listen);
   }
   ++recorded_n_;
 }
