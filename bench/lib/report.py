@@ -282,11 +282,10 @@ def ratios(runs: list[dict]) -> list[dict]:
         (f"{TLS_SCENARIO}: TLS/plain proxy CPU per 1k tx", (TLS_SCENARIO, "sqlmux-tls"),
          (TLS_SCENARIO, "sqlmux"), CPU),
     ]
-    specs += [(f"{SELECT2000}: sqlmux/PgBouncer {what}", (SELECT2000, "sqlmux"), (SELECT2000, "pgbouncer"), metric)
+    specs += [(f"{SELECT2000}: sqlmux/{den_shown} {what}", (SELECT2000, "sqlmux"), (SELECT2000, den), metric)
+              for den, den_shown in (("pgbouncer", "PgBouncer"), (BASELINE, base))
               for metric, what in ((TPS, "TPS"), (P50, "p50 latency"), (P99, "p99 latency"),
                                    (CPU, "proxy CPU per 1k tx"))]
-    specs += [(f"{SELECT2000}: sqlmux/{base} {what}", (SELECT2000, "sqlmux"), (SELECT2000, BASELINE), metric)
-              for metric, what in ((TPS, "TPS"), (P99, "p99 latency"), (CPU, "proxy CPU per 1k tx"))]
     for sc in sorted({r["scenario"] for r in runs if is_rate(r)}, key=lambda n: (len(n), n)):
         my = "mysql-" if any(r["scenario"] == sc and r["target"].startswith("mysql-") for r in runs) else ""
         dens = [("pgbouncer", "PgBouncer"), ("haproxy", "HAProxy")] + ([] if my else [(BASELINE, base)])
